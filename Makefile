@@ -1,0 +1,52 @@
+# image-serve. `make test` is the whole test run, and what CI runs: it
+# installs what the tests need (apache2, nginx, skopeo; staticcheck) first.
+
+GO          ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+APT_PKGS    := apache2 nginx skopeo
+BIN         := bin/image-serve
+
+.PHONY: all build test test-deps lint unit demo bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/image-serve
+
+# test-deps installs the Debian packages the end-to-end tests drive, only when
+# one is missing (apt-get needs root; CI and the dev machines run as root).
+test-deps:
+	@missing=""; \
+	command -v apache2 >/dev/null || command -v httpd >/dev/null || missing="$$missing apache2"; \
+	command -v nginx   >/dev/null || missing="$$missing nginx"; \
+	command -v skopeo  >/dev/null || missing="$$missing skopeo"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+unit:
+	$(GO) test -count=1 -timeout 20m ./...
+
+test: test-deps lint unit
+
+# demo exports the bundled multi-arch image into a temporary root and
+# serves it with the embedded server until interrupted.
+demo: build
+	@root=$$(mktemp -d); \
+	./$(BIN) --root $$root export oci:testdata/hello-oci:latest hello:latest && \
+	echo "pull it with:  skopeo inspect --tls-verify=false docker://127.0.0.1:8787/hello:latest" && \
+	echo "               skopeo copy --all --src-tls-verify=false docker://127.0.0.1:8787/hello:latest dir:/tmp/hello" && \
+	exec ./$(BIN) --root $$root serve --listen 127.0.0.1:8787
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,133 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+	"github.com/opencontainers/go-digest"
+)
+
+// mkdirAll creates dir and its missing parents with dirMode, whatever the
+// umask.
+func mkdirAll(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := mkdirAll(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.Chmod(dir, dirMode)
+}
+
+// pendingFile starts an atomic write of path: a dot-named temporary file in
+// the same directory (never servable, same file system for the rename).
+func pendingFile(path string) (*renameio.PendingFile, error) {
+	if err := mkdirAll(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	return renameio.NewPendingFile(path,
+		renameio.WithTempDir(filepath.Dir(path)),
+		renameio.WithStaticPermissions(fileMode))
+}
+
+// commit renames a pending file into place and makes the rename durable.
+func commit(f *renameio.PendingFile) error {
+	if err := f.CloseAtomicallyReplace(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(f.Name()))
+}
+
+// publish atomically replaces path with data.
+func publish(path string, data []byte) error {
+	f, err := pendingFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return commit(f)
+}
+
+// syncDir makes renames and links in dir survive a crash; renameio syncs
+// the file but not its directory entry.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// publishVerified streams r into path, checking that the bytes are exactly
+// want (digest and size) before anything becomes visible. size < 0 means
+// unknown.
+func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (int64, error) {
+	f, err := pendingFile(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Cleanup()
+	v := want.Verifier()
+	n, err := io.Copy(io.MultiWriter(f, v), r)
+	if err != nil {
+		return n, err
+	}
+	if size >= 0 && n != size {
+		return n, &MismatchError{Digest: want, Size: size, Got: n}
+	}
+	if !v.Verified() {
+		return n, &MismatchError{Digest: want, Size: size, Got: n}
+	}
+	return n, commit(f)
+}
+
+// MismatchError reports content whose bytes are not those its digest or
+// size names: a corrupt source or a truncated stream.
+type MismatchError struct {
+	Digest digest.Digest
+	Size   int64 // expected, -1 when unknown
+	Got    int64 // bytes received
+}
+
+func (e *MismatchError) Error() string {
+	if e.Size >= 0 && e.Got != e.Size {
+		return fmt.Sprintf("%s: got %d bytes, want %d (truncated or corrupt)", e.Digest, e.Got, e.Size)
+	}
+	return fmt.Sprintf("%s: content does not match its digest", e.Digest)
+}
+
+// link makes dst another name of src's inode. Hard links share one inode,
+// so a blob shared by many repositories costs its bytes once and is freed
+// with its last link. link(2) is atomic: dst is whole or absent.
+func link(src, dst string) error {
+	if err := mkdirAll(filepath.Dir(dst)); err != nil {
+		return err
+	}
+	err := os.Link(src, dst)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // another writer got there first with the same content
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}

@@ -1,0 +1,159 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/image-serve/image-serve/typemap"
+	"github.com/opencontainers/go-digest"
+)
+
+// layoutDirs are the directories of a repository; anything else below a
+// repository directory is a nested repository.
+var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true}
+
+// repoDirs lists every repository directory of the tree: a directory with
+// any of blobs/, manifests/ or tags/, published or still being written.
+func (r *Root) repoDirs() ([]string, error) {
+	var repos []string
+	v2 := r.V2Dir()
+	err := filepath.WalkDir(v2, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked
+			}
+			return err
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		name := e.Name()
+		if path != v2 && (layoutDirs[name] || strings.HasPrefix(name, ".")) {
+			return fs.SkipDir
+		}
+		if path != v2 && isRepoDir(path) {
+			repos = append(repos, filepath.ToSlash(strings.TrimPrefix(path, v2+string(filepath.Separator))))
+		}
+		return nil
+	})
+	return repos, err
+}
+
+func isRepoDir(dir string) bool {
+	for d := range layoutDirs {
+		if fi, err := os.Stat(filepath.Join(dir, d)); err == nil && fi.IsDir() {
+			return true
+		}
+	}
+	return false
+}
+
+// Repositories lists the published repositories, those with a tags/list,
+// sorted: the content of _catalog.
+func (r *Root) Repositories() ([]string, error) {
+	dirs, err := r.repoDirs()
+	if err != nil {
+		return nil, err
+	}
+	repos := []string{}
+	for _, repo := range dirs {
+		if ValidateRepo(repo) == nil && isFile(r.TagsListPath(repo)) {
+			repos = append(repos, repo)
+		}
+	}
+	sort.Strings(repos)
+	return repos, nil
+}
+
+// Tags lists the tags of repo, sorted ASCIIbetically as the spec demands:
+// one per type map on disk, the source of truth tags/list is built from.
+func (r *Root) Tags(repo string) ([]string, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(filepath.Join(r.RepoDir(repo), "manifests"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tags := []string{}
+	for _, e := range entries {
+		tag, ok := strings.CutSuffix(e.Name(), typeMapExt)
+		if ok && e.Type().IsRegular() && ValidateTag(tag) == nil {
+			tags = append(tags, tag)
+		}
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// TagVariants reads the manifests tag of repo offers.
+func (r *Root) TagVariants(repo, tag string) ([]TagVariant, error) {
+	if err := ValidateTag(tag); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(r.TypeMapPath(repo, tag))
+	if err != nil {
+		return nil, err
+	}
+	m, err := typemap.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	vs := make([]TagVariant, 0, len(m.Variants))
+	for _, v := range m.Variants {
+		d, err := digestFromTypeMapURI(v.URI)
+		if err != nil {
+			return nil, fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+		}
+		vs = append(vs, TagVariant{Digest: d, MediaType: v.ContentType, QS: v.QS})
+	}
+	return vs, nil
+}
+
+// TypeMapVariant converts a TagVariant to the type-map record Apache reads.
+func TypeMapVariant(v TagVariant) typemap.Variant {
+	return typemap.Variant{URI: typeMapURI(v.Digest), ContentType: v.MediaType, QS: v.QS}
+}
+
+// VariantDigest inverts TypeMapVariant's URI.
+func VariantDigest(v typemap.Variant) (digest.Digest, error) { return digestFromTypeMapURI(v.URI) }
+
+// SweepTemps removes temporary files left by writers that crashed before
+// their rename. Only call it holding the tree lock exclusively: a live
+// writer's temporary file looks the same.
+func (r *Root) SweepTemps() (int, error) {
+	n := 0
+	err := filepath.WalkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if e.Type().IsRegular() && isTempName(e.Name()) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// isTempName matches renameio's temporary names: "." + target + digits.
+func isTempName(name string) bool {
+	if !strings.HasPrefix(name, ".") || name == ".htaccess" {
+		return false
+	}
+	trimmed := strings.TrimRight(name, "0123456789")
+	return len(trimmed) < len(name) && len(trimmed) > 1
+}

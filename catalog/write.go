@@ -1,0 +1,248 @@
+package catalog
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"regexp"
+
+	"github.com/image-serve/image-serve/typemap"
+	"github.com/opencontainers/go-digest"
+)
+
+// BlobOutcome says how a blob came to be in a repository.
+type BlobOutcome int
+
+const (
+	BlobPresent BlobOutcome = iota // the repository had it already
+	BlobLinked                     // hard-linked from another repository
+	BlobFetched                    // fetched from the source
+)
+
+// FetchFunc opens a blob's bytes. PutBlob calls it only when no repository
+// of the tree holds the blob.
+type FetchFunc func() (io.ReadCloser, error)
+
+// PutBlob makes blob d (size bytes, -1 if unknown) available in repo. The
+// blob is fetched only when the tree has no copy anywhere; a per-digest lock
+// held across processes makes concurrent exports of images sharing layers
+// fetch each shared blob once. Bytes are verified while streaming and
+// published only when they match.
+func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc) (BlobOutcome, int64, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return 0, 0, err
+	}
+	if err := ValidateDigest(d); err != nil {
+		return 0, 0, err
+	}
+	if r.hasBlob(repo, d) {
+		return BlobPresent, 0, nil
+	}
+	l, err := r.lockBlob(d)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer l.Unlock()
+	if r.hasBlob(repo, d) {
+		return BlobPresent, 0, nil
+	}
+	if src, ok := r.findBlob(d); ok {
+		if err := link(src, r.BlobPath(repo, d)); err != nil {
+			return 0, 0, fmt.Errorf("blob %s: link from %s: %w", d, src, err)
+		}
+		return BlobLinked, 0, nil
+	}
+	rc, err := fetch()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rc.Close()
+	n, err := publishVerified(r.BlobPath(repo, d), d, size, rc)
+	if err != nil {
+		return BlobFetched, n, fmt.Errorf("blob %s: %w", d, err)
+	}
+	return BlobFetched, n, nil
+}
+
+// hasBlob reports whether repo holds blob d, under either name.
+func (r *Root) hasBlob(repo string, d digest.Digest) bool {
+	return isFile(r.BlobPath(repo, d)) || isFile(r.LegacyBlobPath(repo, d))
+}
+
+// findBlob looks for blob d in every repository of the tree. The list is
+// read afresh each time: another process may have just added a repository.
+func (r *Root) findBlob(d digest.Digest) (string, bool) {
+	repos, _ := r.repoDirs()
+	for _, repo := range repos {
+		for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
+			if isFile(p) {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// MaxManifestSize is the largest manifest we store, as distribution and
+// containerd cap it.
+const MaxManifestSize = 4 << 20
+
+// mediaTypePattern is RFC 6838's type/subtype: nothing that could break out
+// of the quotes of an .htaccess line.
+var mediaTypePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+
+// PutManifest stores manifest raw, whose digest must be d, in repo with its
+// media type, headers first so that the manifest is never served without
+// them.
+func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw []byte) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	if err := ValidateDigest(d); err != nil {
+		return err
+	}
+	if !mediaTypePattern.MatchString(mediaType) {
+		return fmt.Errorf("manifest %s: invalid media type %q", d, mediaType)
+	}
+	if len(raw) > MaxManifestSize {
+		return fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d, len(raw), MaxManifestSize)
+	}
+	if got := d.Algorithm().FromBytes(raw); got != d {
+		return fmt.Errorf("manifest %s: content does not match its digest (got %s)", d, got)
+	}
+	if err := writeIfChanged(r.HeadersPath(repo, d), headers(d, mediaType)); err != nil {
+		return fmt.Errorf("manifest %s: %w", d, err)
+	}
+	if err := writeIfChanged(r.ManifestPath(repo, d), raw); err != nil {
+		return fmt.Errorf("manifest %s: %w", d, err)
+	}
+	return nil
+}
+
+// headers is the .htaccess Apache reads next to a manifest. No ETag line:
+// Apache compares If-None-Match with its own ETag before mod_headers runs,
+// so a digest ETag never matches (serving-facts §3.10).
+func headers(d digest.Digest, mediaType string) []byte {
+	return fmt.Appendf(nil, "Header set Content-Type %q\nHeader set Docker-Content-Digest %q\n", mediaType, d)
+}
+
+// TagVariant is one manifest a tag offers.
+type TagVariant struct {
+	Digest    digest.Digest
+	MediaType string
+	// QS is the source quality Apache multiplies with the client's q; 0
+	// leaves it out (1.0). Multi-variant tags must set it, or Apache breaks
+	// ties by size and serves the smaller manifest (serving-facts §3.1).
+	QS float64
+}
+
+// PutTag points tag of repo at variants, then rewrites the repository's
+// tags/list and the catalog. Every variant's manifest must already be in
+// the tree: a tag is the last thing published.
+func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	if err := ValidateTag(tag); err != nil {
+		return err
+	}
+	m := typemap.Map{URI: tag}
+	for _, v := range variants {
+		if !isFile(r.ManifestPath(repo, v.Digest)) {
+			return fmt.Errorf("tag %s:%s: manifest %s is not in the tree", repo, tag, v.Digest)
+		}
+		m.Variants = append(m.Variants, typemap.Variant{URI: typeMapURI(v.Digest), ContentType: v.MediaType, QS: v.QS})
+	}
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	if err := r.updateRepo(repo, func() error {
+		return writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal())
+	}); err != nil {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	return r.RefreshCatalog()
+}
+
+// updateRepo runs change under the repository lock and then rewrites
+// tags/list from the type maps on disk, so concurrent taggers never lose
+// each other's tags.
+func (r *Root) updateRepo(repo string, change func() error) error {
+	l, err := r.lockRepo(repo)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	if err := change(); err != nil {
+		return err
+	}
+	return r.writeTagsList(repo)
+}
+
+func (r *Root) writeTagsList(repo string) error {
+	tags, err := r.Tags(repo)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{repo, tags})
+	if err != nil {
+		return err
+	}
+	return writeIfChanged(r.TagsListPath(repo), b)
+}
+
+// RefreshCatalog rewrites _catalog from the repositories on disk.
+func (r *Root) RefreshCatalog() error {
+	l, err := r.lockCatalog()
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	repos, err := r.Repositories()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(struct {
+		Repositories []string `json:"repositories"`
+	}{repos})
+	if err != nil {
+		return err
+	}
+	return writeIfChanged(r.CatalogPath(), b)
+}
+
+// ManifestMediaType reads the media type recorded for manifest d of repo.
+func (r *Root) ManifestMediaType(repo string, d digest.Digest) (string, error) {
+	b, err := os.ReadFile(r.HeadersPath(repo, d))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var mt string
+		if _, err := fmt.Sscanf(string(line), "Header set Content-Type %q", &mt); err == nil {
+			return mt, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no Content-Type header", r.HeadersPath(repo, d))
+}
+
+// OpenBlob opens blob d of repo under its plain or legacy name.
+func (r *Root) OpenBlob(repo string, d digest.Digest) (*os.File, error) {
+	f, err := os.Open(r.BlobPath(repo, d))
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.Open(r.LegacyBlobPath(repo, d))
+	}
+	return f, err
+}

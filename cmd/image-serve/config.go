@@ -1,0 +1,73 @@
+package main
+
+import (
+	"os/user"
+
+	"github.com/image-serve/image-serve/templates"
+	"github.com/urfave/cli/v2"
+)
+
+func configCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "config",
+		Usage: "print web server configuration for this root",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "apache",
+				Usage: "print the Apache httpd configuration",
+				Description: `Without --standalone: a Listen line and a VirtualHost to include in a distribution's httpd.
+With --standalone: a complete httpd.conf that "apache2 -f FILE -k start" (Debian) or
+"httpd -f FILE" (RHEL family) runs as its own instance, writing only under --run-dir.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address Apache listens on"},
+					&cli.BoolFlag{Name: "standalone", Usage: "a complete httpd.conf for its own instance"},
+					&cli.StringFlag{Name: "run-dir", Usage: "standalone: directory for the pid file and logs"},
+					&cli.StringFlag{Name: "modules-dir", Usage: "standalone: directory of the httpd modules (default: detected)"},
+					&cli.StringFlag{Name: "user", Usage: "standalone: user httpd runs as when started as root (default: www-data or apache)"},
+					&cli.StringFlag{Name: "group", Usage: "standalone: group httpd runs as when started as root (default: the user's)"},
+				},
+				Action: runConfigApache,
+			},
+		},
+	}
+}
+
+func runConfigApache(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError(c, "unexpected argument %q", c.Args().First())
+	}
+	root, err := openRoot(c)
+	if err != nil {
+		return err
+	}
+	if err := root.Init(); err != nil {
+		return err
+	}
+	cfg := templates.Apache{
+		Listen:     c.String("listen"),
+		Root:       root,
+		Standalone: c.Bool("standalone"),
+		RunDir:     c.String("run-dir"),
+		ModulesDir: c.String("modules-dir"),
+		User:       c.String("user"),
+		Group:      c.String("group"),
+	}
+	if cfg.Standalone && cfg.User == "" {
+		cfg.User = httpdUser()
+	}
+	if cfg.Group == "" {
+		cfg.Group = cfg.User
+	}
+	return templates.RenderApache(c.App.Writer, cfg)
+}
+
+// httpdUser is the distribution's web server account: Debian's www-data or
+// the RHEL family's apache.
+func httpdUser() string {
+	for _, name := range []string{"www-data", "apache"} {
+		if _, err := user.Lookup(name); err == nil {
+			return name
+		}
+	}
+	return ""
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/image-serve/image-serve/exporter"
+	"github.com/urfave/cli/v2"
+)
+
+func exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "copy an image into the tree",
+		ArgsUsage: "SOURCE [DEST]",
+		Description: `SOURCE is a skopeo-style reference:
+  docker://HOST[:PORT]/REPO[:TAG|@DIGEST]   a registry
+  oci:DIR[:REF]                             an OCI image layout
+  oci-archive:FILE[:REF]                    a tar of an OCI image layout
+  docker-archive:FILE[:REPO:TAG|:@N]        docker save output
+DEST is REPO[:TAG]; by default the source's repository without its registry host, and its tag.`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "platform", Usage: "OS/ARCH[/VARIANT] of an index to export (repeatable; default: all)"},
+			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate from the source registry"},
+			&cli.StringFlag{Name: "src-creds", Usage: "USER[:PASS] for the source registry"},
+			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registry (default: docker config.json, containers auth.json)"},
+			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob transfers"},
+		},
+		Action: runExport,
+	}
+}
+
+func runExport(c *cli.Context) error {
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return usageError(c, "want SOURCE [DEST], got %d arguments", c.NArg())
+	}
+	if c.Int("jobs") < 1 {
+		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
+	}
+	root, err := openRoot(c)
+	if err != nil {
+		return err
+	}
+	log := logger(c)
+	o := exporter.Options{
+		Platforms: c.StringSlice("platform"),
+		Jobs:      c.Int("jobs"),
+		Registry: exporter.RegistryOptions{
+			Insecure:  !c.Bool("src-tls-verify"),
+			Creds:     c.String("src-creds"),
+			AuthFile:  c.String("src-authfile"),
+			UserAgent: "image-serve/" + version,
+		},
+		Log: log,
+	}
+	var tty *ttyProgress
+	if !c.Bool("quiet") && c.String("log-format") == "text" && isTerminal(os.Stderr) {
+		tty = newTTYProgress(os.Stderr)
+		o.Progress = tty
+	}
+	sum, err := exporter.Export(c.Context, root, c.Args().Get(0), c.Args().Get(1), o)
+	if tty != nil {
+		tty.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if c.String("log-format") == "json" {
+		log.Info("exported",
+			"source", sum.Source, "dest", sum.Dest, "digest", sum.Digest, "media_type", sum.MediaType,
+			"manifests", sum.Manifests, "blobs_fetched", sum.BlobsFetched, "bytes_fetched", sum.BytesFetched,
+			"blobs_reused", sum.BlobsReused, "bytes_reused", sum.BytesReused, "elapsed", sum.Elapsed.String())
+	} else if !c.Bool("quiet") {
+		fmt.Fprintf(os.Stderr, "%s -> %s (%s): fetched %s in %d blobs, reused %s in %d, %d manifests, %s\n",
+			sum.Source, sum.Dest, sum.Digest, humanBytes(sum.BytesFetched), sum.BlobsFetched,
+			humanBytes(sum.BytesReused), sum.BlobsReused, sum.Manifests, sum.Elapsed.Round(1e6))
+	}
+	return nil
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/urfave/cli/v2"
+)
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "print the repositories of the tree, or the tags of one",
+		ArgsUsage: "[REPO]",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError(c, "want at most one REPO, got %d arguments", c.NArg())
+			}
+			root, err := openRoot(c)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(root.V2Dir()); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("root %s: no registry tree here (nothing exported yet?)", root.Dir())
+			}
+			var names []string
+			if c.NArg() == 0 {
+				names, err = root.Repositories()
+			} else {
+				names, err = listTags(root, c.Args().First())
+			}
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				fmt.Fprintln(c.App.Writer, n)
+			}
+			return nil
+		},
+	}
+}
+
+func listTags(root *catalog.Root, repo string) ([]string, error) {
+	if err := catalog.ValidateRepo(repo); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(root.RepoDir(repo)); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("repository %s: not in %s", repo, root.Dir())
+	}
+	return root.Tags(repo)
+}

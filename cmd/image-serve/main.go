@@ -1,0 +1,120 @@
+// Command image-serve turns container images into a static-file registry
+// that Apache httpd, nginx or its own embedded server serves read-only.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set by the linker for releases.
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp().RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		reportError(err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return 1
+}
+
+// jsonErrors is set once the global flags are parsed: failures are then
+// reported as a JSON log record, so log collectors see them.
+var jsonErrors bool
+
+func reportError(err error) {
+	if jsonErrors {
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("failed", "err", err.Error())
+		return
+	}
+	fmt.Fprintf(os.Stderr, "image-serve: %v\n", err)
+}
+
+func newApp() *cli.App {
+	// -v is --verbose here, not urfave/cli's default alias for --version.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+	return &cli.App{
+		Name:    "image-serve",
+		Usage:   "export container images into a static registry tree and serve it",
+		Version: version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", Value: catalog.DefaultRoot, EnvVars: []string{"IMAGE_SERVE_ROOT"}, Usage: "the registry tree (the web server's document root)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print debug logs"},
+		},
+		Before: func(c *cli.Context) error {
+			switch c.String("log-format") {
+			case "json":
+				jsonErrors = true
+			case "text":
+			default:
+				return fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+			}
+			return nil
+		},
+		Commands: []*cli.Command{
+			exportCommand(),
+			listCommand(),
+			serveCommand(),
+			configCommand(),
+		},
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // main reports errors once
+	}
+}
+
+// logger builds the logger the global flags ask for, on stderr.
+func logger(c *cli.Context) *slog.Logger {
+	level := slog.LevelInfo
+	switch {
+	case c.Bool("quiet"):
+		level = slog.LevelError
+	case c.Bool("verbose"):
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if c.String("log-format") == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	} else {
+		h = slog.NewTextHandler(os.Stderr, opts)
+	}
+	return slog.New(h)
+}
+
+func openRoot(c *cli.Context) (*catalog.Root, error) {
+	return catalog.Open(c.String("root"))
+}
+
+// usageError is a command line the command cannot run.
+func usageError(c *cli.Context, format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf("%s: %s (see --help)", c.Command.FullName(), fmt.Sprintf(format, args...))}
+}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"github.com/image-serve/image-serve/server"
+	"github.com/urfave/cli/v2"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve the tree with the embedded server",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address to listen on"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError(c, "unexpected argument %q", c.Args().First())
+			}
+			root, err := openRoot(c)
+			if err != nil {
+				return err
+			}
+			return server.ListenAndServe(c.Context, c.String("listen"), root, logger(c))
+		},
+	}
+}

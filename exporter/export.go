@@ -1,0 +1,334 @@
+// Package exporter copies images from registries, OCI layouts and archives
+// into a static registry tree. It is the only package that talks to
+// sources; everything it writes goes through package catalog.
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// Options tune an export.
+type Options struct {
+	// Platforms selects children of an index, "os/arch[/variant]". Empty:
+	// all. One: that child is tagged directly. Several: a new index of
+	// just those children is tagged.
+	Platforms []string
+	Jobs      int // parallel blob transfers; < 1 means 4
+	Registry  RegistryOptions
+	Log       *slog.Logger // nil: discard
+	Progress  Progress     // nil: none
+	// Retries of a failed blob transfer before giving up; < 0 means none.
+	Retries int
+}
+
+// Progress is told about blob transfers as they happen, to draw them.
+type Progress interface {
+	BlobStart(d digest.Digest, size int64)
+	BlobBytes(d digest.Digest, n int64)
+	BlobDone(d digest.Digest, outcome catalog.BlobOutcome, err error)
+}
+
+// Summary reports what an export did.
+type Summary struct {
+	Source       string        `json:"source"`
+	Dest         string        `json:"dest"`
+	Digest       digest.Digest `json:"digest"`
+	MediaType    string        `json:"media_type"`
+	Manifests    int           `json:"manifests"`
+	BlobsFetched int           `json:"blobs_fetched"`
+	BytesFetched int64         `json:"bytes_fetched"`
+	BlobsReused  int           `json:"blobs_reused"`
+	BytesReused  int64         `json:"bytes_reused"`
+	Elapsed      time.Duration `json:"elapsed_ns"`
+}
+
+// Export copies the image srcArg names into root as destArg (REPO[:TAG];
+// "" for the source's own name). Nothing is tagged unless every manifest
+// and blob the tag needs is in the tree, verified.
+func Export(ctx context.Context, root *catalog.Root, srcArg, destArg string, o Options) (*Summary, error) {
+	start := time.Now()
+	o = o.withDefaults()
+	src, err := ParseSource(srcArg)
+	if err != nil {
+		return nil, err
+	}
+	platforms, err := parsePlatforms(o.Platforms)
+	if err != nil {
+		return nil, err
+	}
+	s, imageName, err := openSource(ctx, src, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	dest, err := resolveDest(src, imageName, destArg)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := makePlan(ctx, s, src, platforms)
+	if err != nil {
+		return nil, err
+	}
+	sum := &Summary{Source: src.String(), Dest: dest.String(), Digest: plan.top.Digest, MediaType: plan.top.MediaType, Manifests: len(plan.manifests)}
+	if err := publishPlan(ctx, root, s, dest, plan, o, sum); err != nil {
+		return nil, err
+	}
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Jobs < 1 {
+		o.Jobs = 4
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Retries == 0 {
+		o.Retries = 3
+	}
+	return o
+}
+
+func openSource(ctx context.Context, src SourceRef, o Options) (source, string, error) {
+	switch src.Transport {
+	case transportDocker:
+		r, err := openRegistry(ctx, src, o.Registry)
+		return r, "", err
+	case transportOCI:
+		l, name, err := openOCILayout(src.Path, src.Image, src.String())
+		if err != nil {
+			return nil, "", err
+		}
+		return l, name, nil
+	case transportOCIArchive:
+		l, name, err := openOCIArchive(src.Path, src.Image, src.String())
+		if err != nil {
+			return nil, "", err
+		}
+		return l, name, nil
+	case transportDockerArchive:
+		a, err := openDockerArchive(src.Path, src.Image)
+		if err != nil {
+			return nil, "", err
+		}
+		return a, a.repoTag(), nil
+	}
+	return nil, "", fmt.Errorf("source %s: unknown transport", src)
+}
+
+func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {
+	def, defErr := defaultDest(src, imageName)
+	if destArg == "" {
+		if defErr != nil {
+			return Dest{}, defErr
+		}
+		return ParseDest(def, "")
+	}
+	_, defTag := splitRepoTag(def)
+	return ParseDest(destArg, defTag)
+}
+
+// publishPlan writes the plan in dependency order: blobs, manifests
+// (children before the indexes naming them), then the tag.
+func publishPlan(ctx context.Context, root *catalog.Root, s source, dest Dest, p *plan, o Options, sum *Summary) error {
+	if err := root.Init(); err != nil {
+		return fmt.Errorf("root %s: %w", root.Dir(), err)
+	}
+	sweepStaleTemps(root, o.Log)
+	lock, err := root.LockShared()
+	if err != nil {
+		return fmt.Errorf("root %s: %w", root.Dir(), err)
+	}
+	defer lock.Unlock()
+	if err := putBlobs(ctx, root, s, dest.Repo, p.blobs, o, sum); err != nil {
+		return err
+	}
+	for _, m := range p.manifests {
+		if err := root.PutManifest(dest.Repo, m.Digest, m.MediaType, m.Raw); err != nil {
+			return err
+		}
+	}
+	if err := root.PutTag(dest.Repo, dest.Tag, p.variants); err != nil {
+		return err
+	}
+	o.Log.Debug("tagged", "repo", dest.Repo, "tag", dest.Tag, "digest", p.top.Digest, "media_type", p.top.MediaType)
+	return nil
+}
+
+// sweepStaleTemps removes temporary files of crashed writers when no other
+// writer runs; with company it leaves them to a later run.
+func sweepStaleTemps(root *catalog.Root, log *slog.Logger) {
+	l, err := root.TryLockExclusive()
+	if err != nil || l == nil {
+		return
+	}
+	defer l.Unlock()
+	if n, err := root.SweepTemps(); err != nil {
+		log.Warn("sweeping temporary files", "err", err)
+	} else if n > 0 {
+		log.Info("removed stale temporary files", "count", n)
+	}
+}
+
+// putBlobs transfers blobs with o.Jobs workers; the first error cancels
+// the rest.
+func putBlobs(ctx context.Context, root *catalog.Root, s source, repo string, blobs []Descriptor, o Options, sum *Summary) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, o.Jobs)
+	)
+	for _, b := range blobs {
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			outcome, n, err := putBlob(ctx, root, s, repo, b, o)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				return
+			}
+			sum.count(root, repo, b, outcome, n)
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}
+
+func (sum *Summary) count(root *catalog.Root, repo string, b Descriptor, outcome catalog.BlobOutcome, n int64) {
+	if outcome == catalog.BlobFetched {
+		sum.BlobsFetched++
+		sum.BytesFetched += n
+		return
+	}
+	sum.BlobsReused++
+	size := b.Size
+	if size < 0 { // schema1 does not record sizes
+		if fi, err := os.Stat(root.BlobPath(repo, b.Digest)); err == nil {
+			size = fi.Size()
+		}
+	}
+	sum.BytesReused += max(size, 0)
+}
+
+// putBlob puts one blob, retrying transfers that failed for a reason that
+// may pass (a reset connection, a truncated stream, a 5xx).
+func putBlob(ctx context.Context, root *catalog.Root, s source, repo string, b Descriptor, o Options) (catalog.BlobOutcome, int64, error) {
+	if o.Progress != nil {
+		o.Progress.BlobStart(b.Digest, b.Size)
+	}
+	var (
+		outcome catalog.BlobOutcome
+		n       int64
+		err     error
+	)
+	for attempt := 0; ; attempt++ {
+		outcome, n, err = root.PutBlob(repo, b.Digest, b.Size, func() (io.ReadCloser, error) {
+			rc, err := s.Blob(ctx, b)
+			if err != nil {
+				return nil, &readError{err}
+			}
+			return &countingReader{rc: rc, d: b.Digest, p: o.Progress}, nil
+		})
+		if err == nil || attempt >= o.Retries || !transient(err) || ctx.Err() != nil {
+			break
+		}
+		wait := time.Duration(250<<attempt) * time.Millisecond
+		o.Log.Warn("retrying blob", "digest", b.Digest, "attempt", attempt+1, "wait", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+	if o.Progress != nil {
+		o.Progress.BlobDone(b.Digest, outcome, err)
+	}
+	if err == nil {
+		o.Log.Debug("blob", "digest", b.Digest, "outcome", outcomeName(outcome), "bytes", n)
+	}
+	return outcome, n, err
+}
+
+func outcomeName(o catalog.BlobOutcome) string {
+	switch o {
+	case catalog.BlobFetched:
+		return "fetched"
+	case catalog.BlobLinked:
+		return "linked"
+	}
+	return "present"
+}
+
+// transient reports errors worth another try: the network, not the data
+// and not the tree (a full disk stays full).
+func transient(err error) bool {
+	var mm *catalog.MismatchError
+	if errors.As(err, &mm) {
+		return mm.Size >= 0 && mm.Got < mm.Size // truncated stream
+	}
+	var se *readError
+	if !errors.As(err, &se) {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(se.err, &te) {
+		return te.StatusCode >= 500 || te.StatusCode == 429 || te.StatusCode == 408
+	}
+	var oe *net.OpError
+	return errors.As(se.err, &oe) || errors.Is(se.err, io.ErrUnexpectedEOF) || errors.Is(se.err, syscall.ECONNRESET)
+}
+
+// readError marks a failure to read from the source, as opposed to a
+// failure to write the tree.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+type countingReader struct {
+	rc io.ReadCloser
+	d  digest.Digest
+	p  Progress
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.rc.Read(b)
+	if n > 0 && c.p != nil {
+		c.p.BlobBytes(c.d, int64(n))
+	}
+	if err != nil && err != io.EOF {
+		err = &readError{err}
+	}
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.rc.Close() }

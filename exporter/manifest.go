@@ -1,0 +1,187 @@
+package exporter
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// Manifest media types. Manifests are stored exactly as received, never
+// converted: conversion changes digests and breaks signatures and lists.
+const (
+	MediaTypeDockerManifest   = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList       = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerSchema1    = "application/vnd.docker.distribution.manifest.v1+json"
+	MediaTypeDockerSchema1JWS = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+	MediaTypeOCIManifest      = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeOCIIndex         = "application/vnd.oci.image.index.v1+json"
+)
+
+func isIndex(mt string) bool { return mt == MediaTypeDockerList || mt == MediaTypeOCIIndex }
+
+var knownManifestTypes = map[string]bool{
+	MediaTypeDockerManifest: true, MediaTypeDockerList: true,
+	MediaTypeDockerSchema1: true, MediaTypeDockerSchema1JWS: true,
+	MediaTypeOCIManifest: true, MediaTypeOCIIndex: true,
+}
+
+// Platform is an index entry's platform.
+type Platform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+func (p *Platform) String() string {
+	if p == nil {
+		return "unknown"
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+type indexEntry struct {
+	Descriptor
+	Platform *Platform `json:"platform,omitempty"`
+}
+
+// manifest is what the exporter needs of a manifest: its identity and what
+// it references. The bytes are kept exactly as received.
+type manifest struct {
+	Raw       []byte
+	Digest    digest.Digest
+	MediaType string
+	Children  []indexEntry // index or list entries
+	Blobs     []Descriptor // config and layers to fetch
+	Foreign   []Descriptor // layers served from elsewhere: not fetched
+}
+
+type rawManifest struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Config        *Descriptor  `json:"config"`
+	Layers        []Descriptor `json:"layers"`
+	Manifests     []indexEntry `json:"manifests"`
+	FSLayers      []struct {
+		BlobSum digest.Digest `json:"blobSum"`
+	} `json:"fsLayers"`
+	Signatures json.RawMessage `json:"signatures"`
+}
+
+// parseManifest checks raw and finds what it references. labelled is the
+// media type the source gave, if any; the body's own mediaType wins.
+func parseManifest(raw []byte, d digest.Digest, labelled string) (*manifest, error) {
+	if len(raw) > catalog.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d, len(raw), catalog.MaxManifestSize)
+	}
+	var m rawManifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: invalid JSON: %v", d, err)
+	}
+	mt, err := manifestType(m, labelled)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %v", d, err)
+	}
+	out := &manifest{Raw: raw, Digest: d, MediaType: mt}
+	if err := out.collect(m); err != nil {
+		return nil, fmt.Errorf("manifest %s (%s): %v", d, mt, err)
+	}
+	return out, nil
+}
+
+// manifestType decides the media type from the bytes: the body's mediaType,
+// else the schema's shape, else the source's label.
+func manifestType(m rawManifest, labelled string) (string, error) {
+	labelled, _, _ = strings.Cut(labelled, ";")
+	labelled = strings.TrimSpace(labelled)
+	switch {
+	case m.SchemaVersion == 1:
+		if len(m.Signatures) > 0 {
+			return MediaTypeDockerSchema1JWS, nil
+		}
+		return MediaTypeDockerSchema1, nil
+	case m.SchemaVersion != 2:
+		return "", fmt.Errorf("unknown schema: schemaVersion %d", m.SchemaVersion)
+	case m.MediaType != "":
+		if !knownManifestTypes[m.MediaType] {
+			return "", fmt.Errorf("unknown schema: mediaType %q", m.MediaType)
+		}
+		return m.MediaType, nil
+	case knownManifestTypes[labelled]:
+		return labelled, nil
+	case m.Manifests != nil:
+		return MediaTypeOCIIndex, nil
+	case m.Config != nil:
+		return MediaTypeOCIManifest, nil
+	}
+	return "", fmt.Errorf("unknown schema: no mediaType, config or manifests")
+}
+
+func (out *manifest) collect(m rawManifest) error {
+	switch out.MediaType {
+	case MediaTypeDockerList, MediaTypeOCIIndex:
+		for i, c := range m.Manifests {
+			if err := checkDescriptor(c.Descriptor); err != nil {
+				return fmt.Errorf("manifests[%d]: %v", i, err)
+			}
+		}
+		out.Children = m.Manifests
+	case MediaTypeDockerSchema1, MediaTypeDockerSchema1JWS:
+		for i, l := range m.FSLayers {
+			if err := catalog.ValidateDigest(l.BlobSum); err != nil {
+				return fmt.Errorf("fsLayers[%d]: %v", i, err)
+			}
+			out.addBlob(Descriptor{Digest: l.BlobSum, Size: -1})
+		}
+	default:
+		if m.Config == nil {
+			return fmt.Errorf("no config")
+		}
+		if err := checkDescriptor(*m.Config); err != nil {
+			return fmt.Errorf("config: %v", err)
+		}
+		out.addBlob(*m.Config)
+		for i, l := range m.Layers {
+			if err := checkDescriptor(l); err != nil {
+				return fmt.Errorf("layers[%d]: %v", i, err)
+			}
+			out.addBlob(l)
+		}
+	}
+	return nil
+}
+
+func (out *manifest) addBlob(d Descriptor) {
+	if isForeign(d) {
+		out.Foreign = append(out.Foreign, d)
+		return
+	}
+	for _, b := range out.Blobs {
+		if b.Digest == d.Digest {
+			return
+		}
+	}
+	out.Blobs = append(out.Blobs, d)
+}
+
+// isForeign reports a non-distributable layer: registries do not hold it,
+// clients fetch it from its URLs, so neither do we.
+func isForeign(d Descriptor) bool {
+	return strings.Contains(d.MediaType, "foreign") || strings.Contains(d.MediaType, "nondistributable")
+}
+
+func checkDescriptor(d Descriptor) error {
+	if err := catalog.ValidateDigest(d.Digest); err != nil {
+		return err
+	}
+	if d.Size < 0 {
+		return fmt.Errorf("%s: negative size %d", d.Digest, d.Size)
+	}
+	return nil
+}

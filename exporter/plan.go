@@ -1,0 +1,230 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// plan is everything an export will publish, known before anything is
+// written: bad input fails here and leaves the tree untouched.
+type plan struct {
+	top       *manifest            // what the tag names first
+	manifests []*manifest          // children before parents
+	blobs     []Descriptor         // unique
+	variants  []catalog.TagVariant // the tag's type map
+}
+
+// maxDepth bounds nested indexes, so a cyclic source cannot loop.
+const maxDepth = 4
+
+// amd64Fallback is the source quality of the linux/amd64 child in a
+// multi-arch tag: clients that accept the index get it (q × 1.0), clients
+// that only take image manifests get the child, as distribution serves
+// them (serving-facts §3.1, §4.3).
+const amd64Fallback = 0.001
+
+func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform) (*plan, error) {
+	raw, labelled, err := s.Root(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := digest.FromBytes(raw)
+	if pinned := src.digestOf(); pinned != "" {
+		d = pinned.Algorithm().FromBytes(raw)
+		if d != pinned {
+			return nil, fmt.Errorf("manifest %s: content does not match its digest (got %s)", pinned, d)
+		}
+	}
+	top, err := parseManifest(raw, d, labelled)
+	if err != nil {
+		return nil, err
+	}
+	if len(platforms) > 0 {
+		if top, err = selectPlatforms(ctx, s, top, platforms); err != nil {
+			return nil, err
+		}
+	}
+	p := &plan{top: top}
+	if err := p.add(ctx, s, top, 0); err != nil {
+		return nil, err
+	}
+	p.variants = tagVariants(p)
+	return p, nil
+}
+
+// add walks m depth-first, so children land in p.manifests before m.
+func (p *plan) add(ctx context.Context, s source, m *manifest, depth int) error {
+	for _, c := range m.Children {
+		if p.has(c.Digest) {
+			continue
+		}
+		if depth >= maxDepth {
+			return fmt.Errorf("manifest %s: indexes nested deeper than %d", m.Digest, maxDepth)
+		}
+		child, err := fetchManifest(ctx, s, c.Descriptor)
+		if err != nil {
+			return err
+		}
+		if err := p.add(ctx, s, child, depth+1); err != nil {
+			return err
+		}
+	}
+	for _, b := range m.Blobs {
+		if !p.hasBlob(b.Digest) {
+			p.blobs = append(p.blobs, b)
+		}
+	}
+	p.manifests = append(p.manifests, m)
+	return nil
+}
+
+func (p *plan) has(d digest.Digest) bool {
+	for _, m := range p.manifests {
+		if m.Digest == d {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *plan) hasBlob(d digest.Digest) bool {
+	for _, b := range p.blobs {
+		if b.Digest == d {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchManifest reads child d and checks its bytes against the descriptor.
+func fetchManifest(ctx context.Context, s source, d Descriptor) (*manifest, error) {
+	if d.Size > catalog.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d.Digest, d.Size, catalog.MaxManifestSize)
+	}
+	raw, err := s.Manifest(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if got := d.Digest.Algorithm().FromBytes(raw); got != d.Digest {
+		return nil, fmt.Errorf("manifest %s: content does not match its digest (got %s)", d.Digest, got)
+	}
+	if int64(len(raw)) != d.Size {
+		return nil, fmt.Errorf("manifest %s: %d bytes, the index says %d", d.Digest, len(raw), d.Size)
+	}
+	return parseManifest(raw, d.Digest, d.MediaType)
+}
+
+// tagVariants is the type map of the tag: the top manifest, and for an
+// index its linux/amd64 image child as a low-quality fallback.
+func tagVariants(p *plan) []catalog.TagVariant {
+	if !isIndex(p.top.MediaType) {
+		return []catalog.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType}}
+	}
+	vs := []catalog.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType, QS: 1}}
+	for _, c := range p.top.Children {
+		if c.Platform == nil || c.Platform.OS != "linux" || c.Platform.Architecture != "amd64" {
+			continue
+		}
+		for _, m := range p.manifests {
+			if m.Digest == c.Digest && !isIndex(m.MediaType) {
+				return append(vs, catalog.TagVariant{Digest: m.Digest, MediaType: m.MediaType, QS: amd64Fallback})
+			}
+		}
+	}
+	return vs
+}
+
+func parsePlatforms(specs []string) ([]Platform, error) {
+	var out []Platform
+	for _, s := range specs {
+		parts := strings.Split(s, "/")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return nil, fmt.Errorf("--platform %q: want OS/ARCH[/VARIANT]", s)
+		}
+		p := Platform{OS: parts[0], Architecture: parts[1]}
+		if len(parts) == 3 {
+			p.Variant = parts[2]
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (p Platform) matches(q *Platform) bool {
+	return q != nil && p.OS == q.OS && p.Architecture == q.Architecture && (p.Variant == "" || p.Variant == q.Variant)
+}
+
+// selectPlatforms narrows an index to the requested platforms: one
+// platform yields its child itself, several a new index of those children.
+func selectPlatforms(ctx context.Context, s source, top *manifest, platforms []Platform) (*manifest, error) {
+	if !isIndex(top.MediaType) {
+		return top, nil // a single-platform image is what it is
+	}
+	var keep []indexEntry
+	for _, want := range platforms {
+		found := false
+		for _, c := range top.Children {
+			if want.matches(c.Platform) {
+				keep = append(keep, c)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("--platform %s: index %s has no such child (it has %s)", &want, top.Digest, platformList(top.Children))
+		}
+	}
+	if len(keep) == 1 {
+		return fetchManifest(ctx, s, keep[0].Descriptor)
+	}
+	raw, err := filterIndex(top.Raw, keep)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %v", top.Digest, err)
+	}
+	return parseManifest(raw, digest.FromBytes(raw), top.MediaType)
+}
+
+func platformList(cs []indexEntry) string {
+	var ps []string
+	for _, c := range cs {
+		ps = append(ps, c.Platform.String())
+	}
+	return strings.Join(ps, ", ")
+}
+
+// filterIndex rewrites an index to hold only keep, every other field and
+// every kept entry as it was.
+func filterIndex(raw []byte, keep []indexEntry) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, err
+	}
+	var entries []json.RawMessage
+	if err := json.Unmarshal(fields["manifests"], &entries); err != nil {
+		return nil, err
+	}
+	var kept []json.RawMessage
+	for _, e := range entries {
+		var d Descriptor
+		if err := json.Unmarshal(e, &d); err != nil {
+			return nil, err
+		}
+		for _, k := range keep {
+			if k.Digest == d.Digest {
+				kept = append(kept, e)
+				break
+			}
+		}
+	}
+	b, err := json.Marshal(kept)
+	if err != nil {
+		return nil, err
+	}
+	fields["manifests"] = b
+	return json.Marshal(fields)
+}

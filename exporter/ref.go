@@ -1,0 +1,173 @@
+package exporter
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// Transports, named as skopeo names them.
+const (
+	transportDocker        = "docker"
+	transportOCI           = "oci"
+	transportOCIArchive    = "oci-archive"
+	transportDockerArchive = "docker-archive"
+)
+
+// SourceRef is a parsed SOURCE argument.
+type SourceRef struct {
+	Transport string
+	// Docker: the registry reference. Others: the file or directory.
+	Path string
+	// The image inside Path: oci REF, docker-archive REPO:TAG or @N; "" for
+	// the only one.
+	Image string
+	ref   name.Reference // docker only
+}
+
+func (s SourceRef) String() string {
+	if s.Transport == transportDocker {
+		return "docker://" + s.Path
+	}
+	if s.Image == "" {
+		return s.Transport + ":" + s.Path
+	}
+	return s.Transport + ":" + s.Path + ":" + s.Image
+}
+
+// ParseSource parses a skopeo-style transport reference.
+func ParseSource(s string) (SourceRef, error) {
+	if rest, ok := strings.CutPrefix(s, "docker://"); ok {
+		ref, err := name.ParseReference(rest, name.StrictValidation)
+		if err != nil {
+			return SourceRef{}, fmt.Errorf("source %q: malformed docker reference: %v", s, referenceCause(rest, err))
+		}
+		return SourceRef{Transport: transportDocker, Path: rest, ref: ref}, nil
+	}
+	transport, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return SourceRef{}, fmt.Errorf("source %q: no transport (want docker://, oci:, oci-archive: or docker-archive:)", s)
+	}
+	switch transport {
+	case transportOCI, transportOCIArchive:
+		// skopeo splits at the first colon: the path cannot hold one.
+		path, image, _ := strings.Cut(rest, ":")
+		if path == "" {
+			return SourceRef{}, fmt.Errorf("source %q: empty path", s)
+		}
+		return SourceRef{Transport: transport, Path: path, Image: image}, nil
+	case transportDockerArchive:
+		path, image, _ := strings.Cut(rest, ":")
+		if path == "" {
+			return SourceRef{}, fmt.Errorf("source %q: empty path", s)
+		}
+		return SourceRef{Transport: transport, Path: path, Image: image}, nil
+	case "docker":
+		return SourceRef{}, fmt.Errorf("source %q: the docker transport is written docker://HOST/REPO:TAG", s)
+	default:
+		return SourceRef{}, fmt.Errorf("source %q: unknown transport %q (want docker://, oci:, oci-archive: or docker-archive:)", s, transport)
+	}
+}
+
+// referenceCause is why rest is no reference. go-containerregistry's
+// ParseReference only says "could not parse reference"; the parser of the
+// form rest takes (by tag or by digest) says which part is wrong.
+func referenceCause(rest string, err error) error {
+	if !strings.Contains(rest, "@") && !strings.Contains(rest[strings.LastIndex(rest, "/")+1:], ":") {
+		return errors.New("no tag or digest (want docker://HOST/REPO:TAG or docker://HOST/REPO@DIGEST)")
+	}
+	var specific error
+	if strings.Contains(rest, "@") {
+		_, specific = name.NewDigest(rest, name.StrictValidation)
+	} else {
+		_, specific = name.NewTag(rest, name.StrictValidation)
+	}
+	if specific != nil {
+		return specific
+	}
+	return err
+}
+
+// Dest is where an image goes in the tree.
+type Dest struct {
+	Repo string
+	Tag  string
+}
+
+func (d Dest) String() string { return d.Repo + ":" + d.Tag }
+
+// ParseDest parses DEST, REPO[:TAG]; a missing tag defaults to def.
+func ParseDest(s, defTag string) (Dest, error) {
+	repo, tag := splitRepoTag(s)
+	if tag == "" {
+		tag = defTag
+	}
+	if err := catalog.ValidateRepo(repo); err != nil {
+		return Dest{}, fmt.Errorf("destination %q: %w", s, err)
+	}
+	if tag == "" {
+		return Dest{}, fmt.Errorf("destination %q: no tag, and the source names none", s)
+	}
+	if err := catalog.ValidateTag(tag); err != nil {
+		return Dest{}, fmt.Errorf("destination %q: %w", s, err)
+	}
+	return Dest{Repo: repo, Tag: tag}, nil
+}
+
+// splitRepoTag splits "repo:tag" at a colon after the last slash, so a
+// registry port is not taken for a tag.
+func splitRepoTag(s string) (repo, tag string) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 || strings.Contains(s[i+1:], "/") {
+		return s, ""
+	}
+	return s[:i], s[i+1:]
+}
+
+// stripRegistry drops a leading registry host (a first component with a
+// dot or a colon, or localhost) as docker does when it names a repository.
+func stripRegistry(repo string) string {
+	first, rest, ok := strings.Cut(repo, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return rest
+	}
+	return repo
+}
+
+// defaultDest is the destination when DEST is omitted: the repository path
+// the source names, without its registry, and its tag.
+func defaultDest(src SourceRef, imageName string) (string, error) {
+	switch src.Transport {
+	case transportDocker:
+		repo := src.ref.Context().RepositoryStr()
+		if t, ok := src.ref.(name.Tag); ok {
+			return repo + ":" + t.TagStr(), nil
+		}
+		return "", fmt.Errorf("source %s is named by digest: give DEST as REPO:TAG", src)
+	default:
+		// imageName is what the archive or layout calls the image, if it
+		// names it: "repo:tag", or a bare tag in an OCI layout.
+		if imageName != "" && strings.ContainsAny(imageName, "/:") {
+			repo, tag := splitRepoTag(imageName)
+			return stripRegistry(repo) + ":" + tag, nil
+		}
+		base := strings.ToLower(strings.TrimSuffix(filepath.Base(src.Path), filepath.Ext(src.Path)))
+		if imageName == "" {
+			imageName = "latest"
+		}
+		return base + ":" + imageName, nil
+	}
+}
+
+// digestOf returns the digest a docker reference pins, if any.
+func (s SourceRef) digestOf() digest.Digest {
+	if d, ok := s.ref.(name.Digest); ok {
+		return digest.Digest(d.DigestStr())
+	}
+	return ""
+}

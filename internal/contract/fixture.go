@@ -1,0 +1,231 @@
+package contract
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// Media types of the fixture's content.
+const (
+	MediaTypeOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeOCIIndex       = "application/vnd.oci.image.index.v1+json"
+	MediaTypeOCIConfig      = "application/vnd.oci.image.config.v1+json"
+	MediaTypeOCILayer       = "application/vnd.oci.image.layer.v1.tar+gzip"
+	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerConfig   = "application/vnd.docker.container.image.v1+json"
+	MediaTypeDockerLayer    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+)
+
+// Blob is content addressed by its digest.
+type Blob struct {
+	Digest digest.Digest
+	Data   []byte
+}
+
+// Manifest is a manifest with the media type it is served as.
+type Manifest struct {
+	Blob
+	MediaType string
+}
+
+// Fixture is what Build wrote: one repository with every kind of object a
+// server must serve or refuse.
+type Fixture struct {
+	Repo string
+
+	ConfigAMD64, ConfigARM64 Blob
+	Layer                    Blob // gzip, stored as blobs/<digest>
+	LegacyLayer              Blob // gzip, stored only as blobs/<digest>.gz (TripleO)
+
+	AMD64, ARM64 Manifest // OCI image manifests
+	Index        Manifest // OCI index of AMD64 and ARM64, with platforms
+	Docker       Manifest // Docker schema 2 manifest
+
+	// Tags, sorted: "docker" (Docker), "multi" (Index at qs=1.0, AMD64 at
+	// qs=0.001), "single" (AMD64 only) and "v9.gz" (Docker), which must
+	// not make "v9" a tag.
+	Tags []string
+}
+
+// The fixture's tags.
+const (
+	TagSingle = "single"
+	TagDocker = "docker"
+	TagMulti  = "multi"
+	TagV9GZ   = "v9.gz"
+)
+
+// Build writes the fixture into root, which must be initialised, through
+// catalog's writers wherever one exists; the rest are files only legacy
+// trees or crashed writers leave, written by hand.
+func Build(t testing.TB, root *catalog.Root) *Fixture {
+	t.Helper()
+	f := &Fixture{Repo: "ns/app"}
+	f.ConfigAMD64 = blob(mustJSON(t, imageConfig("amd64")))
+	f.ConfigARM64 = blob(mustJSON(t, imageConfig("arm64")))
+	f.Layer = blob(gzipTar(t, "hello.txt", "hello from image-serve\n"))
+	f.LegacyLayer = blob(gzipTar(t, "legacy.txt", "stored as <digest>.gz by TripleO\n"))
+
+	f.AMD64 = manifest(t, MediaTypeOCIManifest, imageManifest(MediaTypeOCIManifest,
+		descriptor(MediaTypeOCIConfig, f.ConfigAMD64), descriptor(MediaTypeOCILayer, f.Layer)))
+	f.ARM64 = manifest(t, MediaTypeOCIManifest, imageManifest(MediaTypeOCIManifest,
+		descriptor(MediaTypeOCIConfig, f.ConfigARM64), descriptor(MediaTypeOCILayer, f.LegacyLayer)))
+	f.Index = manifest(t, MediaTypeOCIIndex, map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     MediaTypeOCIIndex,
+		"manifests": []any{
+			platformDescriptor(f.AMD64, "amd64"),
+			platformDescriptor(f.ARM64, "arm64"),
+		},
+	})
+	f.Docker = manifest(t, MediaTypeDockerManifest, imageManifest(MediaTypeDockerManifest,
+		descriptor(MediaTypeDockerConfig, f.ConfigAMD64), descriptor(MediaTypeDockerLayer, f.Layer)))
+
+	for _, b := range []Blob{f.ConfigAMD64, f.ConfigARM64, f.Layer} {
+		putBlob(t, root, f.Repo, b)
+	}
+	writeFile(t, root.LegacyBlobPath(f.Repo, f.LegacyLayer.Digest), f.LegacyLayer.Data)
+	for _, m := range []Manifest{f.AMD64, f.ARM64, f.Index, f.Docker} {
+		if err := root.PutManifest(f.Repo, m.Digest, m.MediaType, m.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putTag(t, root, f.Repo, TagSingle, catalog.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType, QS: 1})
+	putTag(t, root, f.Repo, TagDocker, catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType, QS: 1})
+	putTag(t, root, f.Repo, TagMulti,
+		catalog.TagVariant{Digest: f.Index.Digest, MediaType: f.Index.MediaType, QS: 1},
+		// for clients that cannot read indexes, as distribution serves them
+		catalog.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType, QS: 0.001})
+	putTag(t, root, f.Repo, TagV9GZ, catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType, QS: 1})
+	f.Tags = []string{TagDocker, TagMulti, TagSingle, TagV9GZ}
+
+	// What no server may serve: a writer's temporary file before its
+	// rename, and TripleO's per-repository .htaccess (2019-04..2021-12),
+	// which stays in old trees.
+	writeFile(t, filepath.Join(filepath.Dir(root.BlobPath(f.Repo, f.Layer.Digest)), "."+f.Layer.Digest.String()+"123456"), f.Layer.Data)
+	writeFile(t, filepath.Join(filepath.Dir(root.ManifestDir(f.Repo, f.AMD64.Digest)), ".htaccess"),
+		[]byte("AddHandler type-map .type-map\nMultiviewsMatch Handlers\n"))
+	backdate(t, root.Dir())
+	return f
+}
+
+// backdate makes every file under dir an hour old. A served tree is
+// normally older than a second, and Apache gives a file modified within
+// the current second a weak ETag, which If-Range may not use (RFC 9110
+// 13.1.5): a fresh fixture would turn a resumed download into a full one.
+func backdate(t testing.TB, dir string) {
+	t.Helper()
+	old := time.Now().Add(-time.Hour)
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		return os.Chtimes(path, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putBlob(t testing.TB, root *catalog.Root, repo string, b Blob) {
+	t.Helper()
+	fetch := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Data)), nil }
+	if _, _, err := root.PutBlob(repo, b.Digest, int64(len(b.Data)), fetch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putTag(t testing.TB, root *catalog.Root, repo, tag string, variants ...catalog.TagVariant) {
+	t.Helper()
+	if err := root.PutTag(repo, tag, variants); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeFile writes a file the web server's user can read, whatever the
+// umask.
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func blob(data []byte) Blob { return Blob{digest.FromBytes(data), data} }
+
+func manifest(t testing.TB, mediaType string, v any) Manifest {
+	t.Helper()
+	return Manifest{blob(mustJSON(t, v)), mediaType}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "   ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func descriptor(mediaType string, b Blob) map[string]any {
+	return map[string]any{"mediaType": mediaType, "digest": b.Digest, "size": len(b.Data)}
+}
+
+func platformDescriptor(m Manifest, arch string) map[string]any {
+	d := descriptor(m.MediaType, m.Blob)
+	d["platform"] = map[string]string{"architecture": arch, "os": "linux"}
+	return d
+}
+
+func imageManifest(mediaType string, config map[string]any, layers ...map[string]any) map[string]any {
+	return map[string]any{"schemaVersion": 2, "mediaType": mediaType, "config": config, "layers": layers}
+}
+
+func imageConfig(arch string) map[string]any {
+	return map[string]any{
+		"architecture": arch,
+		"os":           "linux",
+		"config":       map[string]any{"Cmd": []string{"cat", "/hello.txt"}},
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{}},
+	}
+}
+
+// gzipTar is a one-file tar, gzipped: a real layer, starting with the gzip
+// magic 1f 8b, that a server adding Content-Encoding would break.
+func gzipTar(t testing.TB, name, content string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(tw, content); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}

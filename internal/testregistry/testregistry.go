@@ -1,0 +1,281 @@
+// Package testregistry runs go-containerregistry's in-memory registry on
+// 127.0.0.1 and fills it with every kind of manifest image-serve must
+// export. Tests only.
+package testregistry
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Registry is a running in-memory registry that counts blob fetches.
+type Registry struct {
+	Host string // 127.0.0.1:PORT
+	srv  *httptest.Server
+
+	mu        sync.Mutex
+	blobGets  map[string]int // digest -> GET count
+	Intercept func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// Start runs a registry until the test ends.
+func Start(t testing.TB) *Registry {
+	r := &Registry{blobGets: map[string]int{}}
+	h := registry.New(registry.Logger(nopLogger()))
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.Intercept != nil && r.Intercept(w, req) {
+			return
+		}
+		if req.Method == http.MethodGet {
+			if i := strings.Index(req.URL.Path, "/blobs/sha256:"); i >= 0 {
+				r.mu.Lock()
+				r.blobGets[req.URL.Path[i+len("/blobs/"):]]++
+				r.mu.Unlock()
+			}
+		}
+		h.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.srv.Close)
+	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
+	return r
+}
+
+// BlobGets reports how often blob d was fetched.
+func (r *Registry) BlobGets(d string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blobGets[d]
+}
+
+// Ref is "HOST/repo:tag".
+func (r *Registry) Ref(repoTag string) string { return r.Host + "/" + repoTag }
+
+// Pushed describes something pushed: its reference and manifest digest.
+type Pushed struct {
+	Ref       string
+	Digest    string
+	MediaType string
+	Raw       []byte
+	// Children of an index: platform ("linux/arm64") -> digest.
+	Children map[string]string
+}
+
+// PushImage pushes img as repoTag.
+func (r *Registry) PushImage(t testing.TB, repoTag string, img v1.Image) Pushed {
+	t.Helper()
+	ref := r.parse(t, repoTag)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("push %s: %v", repoTag, err)
+	}
+	return pushedOf(t, ref.String(), img)
+}
+
+// PushIndex pushes an index of mediaType (OCI index or Docker list) over
+// imgs, one linux image per architecture. The index is written by hand:
+// go-containerregistry adds "artifactType" to every descriptor, which
+// skopeo 1.9 drops when it copies a list, changing its digest
+// (serving-facts §1.9, "fixture trap").
+func (r *Registry) PushIndex(t testing.TB, repoTag string, mediaType types.MediaType, imgs map[string]v1.Image) Pushed {
+	t.Helper()
+	ref := r.parse(t, repoTag)
+	type entry struct {
+		MediaType types.MediaType `json:"mediaType"`
+		Size      int64           `json:"size"`
+		Digest    v1.Hash         `json:"digest"`
+		Platform  *v1.Platform    `json:"platform"`
+	}
+	var entries []entry
+	children := map[string]string{}
+	for _, arch := range []string{"amd64", "arm64", "ppc64le", "s390x"} {
+		img, ok := imgs[arch]
+		if !ok {
+			continue
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref.Context().Digest(d.String()), img); err != nil {
+			t.Fatalf("push %s child %s: %v", repoTag, arch, err)
+		}
+		mt, _ := img.MediaType()
+		size, _ := img.Size()
+		entries = append(entries, entry{mt, size, d, &v1.Platform{OS: "linux", Architecture: arch}})
+		children["linux/"+arch] = d.String()
+	}
+	raw, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": mediaType, "manifests": entries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.PushRaw(t, repoTag, string(mediaType), raw)
+	p.Children = children
+	return p
+}
+
+// PushRaw pushes manifest bytes as they are, after the blobs they name.
+func (r *Registry) PushRaw(t testing.TB, repoTag, mediaType string, raw []byte, blobs ...v1.Layer) Pushed {
+	t.Helper()
+	ref := r.parse(t, repoTag)
+	for _, b := range blobs {
+		if err := remote.WriteLayer(ref.Context(), b); err != nil {
+			t.Fatalf("push blob to %s: %v", repoTag, err)
+		}
+	}
+	m := rawManifest{raw: raw, mt: types.MediaType(mediaType)}
+	if err := remote.Put(ref, m); err != nil {
+		t.Fatalf("push %s: %v", repoTag, err)
+	}
+	d, _, _ := v1.SHA256(bytes.NewReader(raw))
+	return Pushed{Ref: ref.String(), Digest: d.String(), MediaType: mediaType, Raw: raw}
+}
+
+func (r *Registry) parse(t testing.TB, repoTag string) name.Reference {
+	ref, err := name.ParseReference(r.Ref(repoTag), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+type rawManifest struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+type describable interface {
+	RawManifest() ([]byte, error)
+	MediaType() (types.MediaType, error)
+	Digest() (v1.Hash, error)
+}
+
+func pushedOf(t testing.TB, ref string, x describable) Pushed {
+	raw, err := x.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, _ := x.MediaType()
+	d, _ := x.Digest()
+	return Pushed{Ref: ref, Digest: d.String(), MediaType: string(mt), Raw: raw}
+}
+
+// Layer is a random gzip layer of size bytes (before compression) with the
+// given media type.
+func Layer(t testing.TB, size int64, mt types.MediaType) v1.Layer {
+	t.Helper()
+	l, err := random.Layer(size, mt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// DockerImage is a Docker schema2 linux/amd64 image of the given layers.
+func DockerImage(t testing.TB, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	return DockerImageFor(t, "amd64", layers...)
+}
+
+// DockerImageFor is a Docker schema2 image for linux/arch.
+func DockerImageFor(t testing.TB, arch string, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return withPlatform(t, img, arch)
+}
+
+func withPlatform(t testing.TB, img v1.Image, arch string) v1.Image {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// OCIImage is an OCI image of the given layers for platform os/arch.
+func OCIImage(t testing.TB, arch string, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err := mutate.AppendLayers(img, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return withPlatform(t, img, arch)
+}
+
+// Schema1 is an unsigned Docker schema1 manifest of layer, with the layer
+// to push alongside.
+func Schema1(t testing.TB, repo, tag string) ([]byte, v1.Layer) {
+	t.Helper()
+	l := Layer(t, 512, types.DockerLayer)
+	d, err := l.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := fmt.Appendf(nil, `{
+   "schemaVersion": 1,
+   "name": %q,
+   "tag": %q,
+   "architecture": "amd64",
+   "fsLayers": [{"blobSum": %q}],
+   "history": [{"v1Compatibility": "{\"id\":\"%064x\"}"}]
+}`, repo, tag, d, 1)
+	return raw, l
+}
+
+// Artifact is an OCI artifact manifest: a custom config media type and
+// one data layer, with the blobs to push alongside.
+func Artifact(t testing.TB) ([]byte, []v1.Layer) {
+	t.Helper()
+	cfg := static.NewLayer([]byte(`{"kind":"sbom"}`), "application/vnd.example.sbom.config.v1+json")
+	data := static.NewLayer([]byte("artifact payload\n"), "application/vnd.example.sbom.v1+text")
+	desc := func(l v1.Layer) map[string]any {
+		d, _ := l.Digest()
+		s, _ := l.Size()
+		mt, _ := l.MediaType()
+		return map[string]any{"mediaType": mt, "digest": d.String(), "size": s}
+	}
+	raw, err := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     types.OCIManifestSchema1,
+		"artifactType":  "application/vnd.example.sbom.v1",
+		"config":        desc(cfg),
+		"layers":        []any{desc(data)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, []v1.Layer{cfg, data}
+}
+
+func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }

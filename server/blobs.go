@@ -1,0 +1,51 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// routeBlob serves "/v2/<repo>/blobs/<digest>"; anything else below
+// blobs/ is a 404, BLOB_UNKNOWN only where the template's blob
+// LocationMatch applies.
+func (h *handler) routeBlob(w http.ResponseWriter, r *http.Request, p string) {
+	repo, d, ok := blobRef(p)
+	if !ok {
+		h.fail(w, r, notFound(p))
+		return
+	}
+	if catalog.ValidateRepo(repo) != nil {
+		h.fail(w, r, catalog.ErrBlobUnknown)
+		return
+	}
+	h.serveBlob(w, r, repo, d)
+}
+
+// serveBlob sends blob d as raw bytes: ServeContent on the file gives
+// sendfile, Range (206, 416) and revalidation (304). Never any
+// Content-Encoding, even for a legacy "<digest>.gz": Go clients would
+// gunzip the layer and fail the digest check (serving-facts §3.7).
+func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
+	f, err := h.root.OpenBlob(repo, d)
+	if err != nil {
+		h.failOpen(w, r, err, catalog.ErrBlobUnknown)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errNotFile
+	}
+	if err != nil {
+		h.failOpen(w, r, err, catalog.ErrBlobUnknown)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", blobType)
+	hd.Set(digestHeader, d.String())
+	hd.Set("Cache-Control", cacheImmutable)
+	hd.Set("ETag", `"`+d.String()+`"`)
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}

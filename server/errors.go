@@ -1,0 +1,76 @@
+package server
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"syscall"
+
+	"github.com/image-serve/image-serve/catalog"
+)
+
+// Error responses catalog has no body for. Apache answers these cases with
+// its built-in HTML pages; the embedded server keeps every error JSON.
+var (
+	// errForbidden is Apache's 403 for a file it may not read, sent with
+	// the template's "ErrorDocument 403" body, NAME_UNKNOWN.
+	errForbidden = withStatus(catalog.ErrNameUnknown, http.StatusForbidden)
+	// errBadPath is a ".." above the root, which Apache refuses with 400.
+	errBadPath = catalog.ServerError{Status: http.StatusBadRequest, Code: "NAME_INVALID", Message: "invalid path"}
+	// errPagination is distribution's answer to an n that is not a
+	// non-negative integer.
+	errPagination = catalog.ServerError{Status: http.StatusBadRequest, Code: "PAGINATION_NUMBER_INVALID", Message: "invalid number of results requested"}
+	// errInternal is a tree the server cannot read as it should: a broken
+	// type map, an I/O error. Apache answers 500 too.
+	errInternal = catalog.ServerError{Status: http.StatusInternalServerError, Code: "UNKNOWN", Message: "unknown error"}
+)
+
+func withStatus(e catalog.ServerError, status int) catalog.ServerError {
+	e.Status = status
+	return e
+}
+
+// fail sends the error response e, as the template's ErrorDocuments do:
+// JSON, never stored by a cache (a 404 may be a 200 at the next publish),
+// and without the validators or digest of whatever was being served.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, e catalog.ServerError) {
+	hd := w.Header()
+	for _, k := range []string{"ETag", "Last-Modified", "Accept-Ranges", digestHeader} {
+		hd.Del(k)
+	}
+	body := e.Body()
+	hd.Set("Content-Type", jsonType)
+	hd.Set("Cache-Control", cacheNever)
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.Status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// errNotFile is a directory (or worse) where the tree should have a file:
+// Apache's "-f" tests send those to the 404 too.
+var errNotFile = errors.New("not a regular file")
+
+// failOpen answers a failure to open or read what the URL names: a missing
+// file (or a path through a file, as /v2/index.json/tags/list) is the
+// location's 404 (notFound), an unreadable one Apache's 403, anything else
+// a logged 500.
+func (h *handler) failOpen(w http.ResponseWriter, r *http.Request, err error, notFound catalog.ServerError) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, errNotFile):
+		h.fail(w, r, notFound)
+	case errors.Is(err, fs.ErrPermission):
+		h.log.Warn("unreadable file in the tree", "path", r.URL.Path, "err", err)
+		h.fail(w, r, errForbidden)
+	default:
+		h.internal(w, r, err)
+	}
+}
+
+// internal logs err and answers 500.
+func (h *handler) internal(w http.ResponseWriter, r *http.Request, err error) {
+	h.log.Error("serving from the tree failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	h.fail(w, r, errInternal)
+}

@@ -1,0 +1,183 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/image-serve/image-serve/catalog"
+)
+
+// servePing answers /v2/ with the tree's v2/index.json, as Apache does, or
+// with "{}" if the tree lacks it: containers/image refuses a registry whose
+// /v2/ is not 200 or 401 (serving-facts §1.2).
+func (h *handler) servePing(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", jsonType)
+	f, fi, err := openFile(h.root.PingPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		w.Header().Set("Content-Length", "2")
+		if r.Method != http.MethodHead {
+			_, _ = io.WriteString(w, "{}")
+		}
+		return
+	}
+	if err != nil {
+		h.failOpen(w, r, err, catalog.ErrNameUnknown)
+		return
+	}
+	defer f.Close()
+	serveFile(w, r, f, fi)
+}
+
+// serveFile serves a tree file that changes in place of its name (by
+// rename) with Apache's validators: Last-Modified and its default ETag,
+// "<size>-<mtime in µs>" in hex. A republished file has a new mtime, so
+// revalidation never keeps an old body.
+func serveFile(w http.ResponseWriter, r *http.Request, f *os.File, fi fs.FileInfo) {
+	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixMicro()))
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// tagsList is the body of /v2/<repo>/tags/list.
+type tagsList struct {
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
+}
+
+// repositories is the body of /v2/_catalog.
+type repositories struct {
+	Repositories []string `json:"repositories"`
+}
+
+// serveTagsList serves the repository's published tags/list: the file
+// Apache serves, which the writers rebuild from the type maps after every
+// change, so both servers list the same tags.
+func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, repo string) {
+	if catalog.ValidateRepo(repo) != nil {
+		h.fail(w, r, catalog.ErrNameUnknown)
+		return
+	}
+	h.serveList(w, r, h.root.TagsListPath(repo), "/v2/"+repo+"/tags/list",
+		func(data []byte) ([]string, error) {
+			var l tagsList
+			err := json.Unmarshal(data, &l)
+			return l.Tags, err
+		},
+		func(tags []string) any { return tagsList{Name: repo, Tags: tags} })
+}
+
+// serveCatalog serves the published _catalog.
+func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request) {
+	h.serveList(w, r, h.root.CatalogPath(), "/v2/_catalog",
+		func(data []byte) ([]string, error) {
+			var c repositories
+			err := json.Unmarshal(data, &c)
+			return c.Repositories, err
+		},
+		func(repos []string) any { return repositories{Repositories: repos} })
+}
+
+// serveList serves the listing file at path. Without "n" or "last" it is
+// the file, exactly as Apache sends it; with them, one page of its sorted
+// entries (decoded by entries, encoded by page), as distribution pages:
+// the entries after "last", at most n of them, and a Link to the next page
+// when more remain.
+func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self string,
+	entries func([]byte) ([]string, error), page func([]string) any) {
+	f, fi, err := openFile(path)
+	if err != nil {
+		h.failOpen(w, r, err, catalog.ErrNameUnknown)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", jsonType)
+	w.Header().Set("Cache-Control", cacheRevalidate)
+	q := r.URL.Query()
+	if !q.Has("n") && !q.Has("last") {
+		serveFile(w, r, f, fi)
+		return
+	}
+	n, err := pageSize(q)
+	if err != nil {
+		h.fail(w, r, errPagination)
+		return
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	all, err := entries(data)
+	if err != nil {
+		h.internal(w, r, fmt.Errorf("%s: %w", path, err))
+		return
+	}
+	items, next := paginate(all, q.Get("last"), n)
+	if next != "" {
+		w.Header().Set("Link", linkNext(self, n, next))
+	}
+	h.writeJSON(w, r, page(items))
+}
+
+// pageSize reads "n": absent is -1 (no limit); anything but a
+// non-negative integer is PAGINATION_NUMBER_INVALID, as in distribution.
+func pageSize(q url.Values) (int, error) {
+	if !q.Has("n") {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(q.Get("n"))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid n %q", q.Get("n"))
+	}
+	return n, nil
+}
+
+// paginate returns the sorted entries strictly after last, at most n of
+// them (n < 0: all), and the last one returned if more remain. Legacy
+// listing files are unsorted, so the order is made here. n=0 is an empty
+// page without a next one, as the distribution spec demands.
+func paginate(all []string, last string, n int) (page []string, next string) {
+	all = slices.Clone(all)
+	slices.Sort(all)
+	all = slices.Compact(all)
+	i, found := slices.BinarySearch(all, last)
+	if found {
+		i++
+	}
+	page = all[i:]
+	if n >= 0 && n < len(page) {
+		page = page[:n]
+		if n > 0 {
+			next = page[n-1]
+		}
+	}
+	if page == nil {
+		page = []string{}
+	}
+	return page, next
+}
+
+// linkNext is the RFC 8288 Link to the page after last.
+func linkNext(self string, n int, last string) string {
+	return fmt.Sprintf(`<%s?n=%d&last=%s>; rel="next"`, self, n, url.QueryEscape(last))
+}
+
+// writeJSON sends v with its length, so HEAD answers the same headers.
+func (h *handler) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/image-serve/image-serve/catalog"
+)
+
+// Server limits. There is deliberately no ReadTimeout or WriteTimeout:
+// ReadTimeout's deadline stays armed while the response is written, and
+// WriteTimeout bounds the whole response, so either would cut a large blob
+// download on a slow link. A stalled reader is bounded per write instead
+// (writeIdleTimeout), as Apache's Timeout bounds each I/O.
+const (
+	// readHeaderTimeout bounds a client trickling its request line and
+	// headers (slowloris); requests have no body worth reading.
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections nobody uses.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes: registry requests carry a few short headers; Apache
+	// allows about as much (LimitRequestFieldSize 8190, 100 fields).
+	maxHeaderBytes = 64 << 10
+	// shutdownTimeout is how long in-flight requests may run after ctx is
+	// done before their connections are closed.
+	shutdownTimeout = 30 * time.Second
+)
+
+// ListenAndServe serves root on addr until ctx is done, then shuts down
+// gracefully: it stops accepting, lets in-flight requests finish for up to
+// shutdownTimeout, and then closes what is left. It returns nil after a
+// shutdown and the error otherwise. The caller turns SIGTERM into ctx
+// cancellation.
+func ListenAndServe(ctx context.Context, addr string, root *catalog.Root, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, ln, root, log)
+}
+
+// newServer is the http.Server for root.
+func newServer(root *catalog.Root, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           New(root, log),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// "OPTIONS *" keeps Go's general answer, 200 with no body, which is
+		// Apache's too.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// serve runs the server on ln until ctx is done or serving fails.
+func serve(ctx context.Context, ln net.Listener, root *catalog.Root, log *slog.Logger) error {
+	srv := newServer(root, log)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "root", root.Dir())
+	select {
+	case err := <-done:
+		return err // the listener failed; Serve closed it
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "addr", ln.Addr().String(), "grace", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests cut at shutdown", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped", "addr", ln.Addr().String())
+	return nil
+}
