@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,5 +131,45 @@ func TestPutManifestRejectsMismatch(t *testing.T) {
 	err = r.PutManifest("ns/app", digest.FromString("{}"), "text/html\"\nHeader set X", []byte("{}"))
 	if err == nil || !strings.Contains(err.Error(), "invalid media type") {
 		t.Fatalf("PutManifest with a media type that would inject .htaccess lines: %v", err)
+	}
+}
+
+// TestDeleteTag: the tag leaves tags/list; the last tag takes the
+// repository out of the catalog.
+func TestDeleteTag(t *testing.T) {
+	r, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromString("{}")
+	mt := "application/vnd.oci.image.manifest.v1+json"
+	if err := r.PutManifest("ns/app", d, mt, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"v1", "v2"} {
+		if err := r.PutTag("ns/app", tag, []TagVariant{{Digest: d, MediaType: mt}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.DeleteTag("ns/app", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if tags, _ := r.Tags("ns/app"); len(tags) != 1 || tags[0] != "v2" {
+		t.Errorf("tags after deleting v1: %v", tags)
+	}
+	if b, _ := os.ReadFile(r.TagsListPath("ns/app")); !strings.Contains(string(b), `"tags":["v2"]`) {
+		t.Errorf("tags/list after deleting v1: %s", b)
+	}
+	if err := r.DeleteTag("ns/app", "v1"); !errors.Is(err, ErrTagUnknown) {
+		t.Errorf("deleting v1 twice: %v, want ErrTagUnknown", err)
+	}
+	if err := r.DeleteTag("ns/app", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if repos, _ := r.Repositories(); len(repos) != 0 {
+		t.Errorf("catalog after deleting the last tag: %v", repos)
+	}
+	if _, err := os.Stat(r.TagsListPath("ns/app")); err == nil {
+		t.Error("tags/list of a repository without tags remains")
 	}
 }

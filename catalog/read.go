@@ -76,7 +76,7 @@ func (r *Root) Tags(repo string) ([]string, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(filepath.Join(r.RepoDir(repo), "manifests"))
+	entries, err := os.ReadDir(r.manifestsDir(repo))
 	if errors.Is(err, fs.ErrNotExist) {
 		return []string{}, nil
 	}

@@ -76,7 +76,7 @@ func (r *Root) LegacyBlobPath(repo string, d digest.Digest) string {
 
 // ManifestDir is the directory of manifest d in repo.
 func (r *Root) ManifestDir(repo string, d digest.Digest) string {
-	return filepath.Join(r.RepoDir(repo), "manifests", d.String())
+	return filepath.Join(r.manifestsDir(repo), d.String())
 }
 
 // ManifestPath holds the exact bytes of manifest d.
@@ -89,9 +89,13 @@ func (r *Root) HeadersPath(repo string, d digest.Digest) string {
 	return filepath.Join(r.ManifestDir(repo, d), ".htaccess")
 }
 
+func (r *Root) manifestsDir(repo string) string {
+	return filepath.Join(r.RepoDir(repo), "manifests")
+}
+
 // TypeMapPath is the tag: an Apache type map naming the manifests it offers.
 func (r *Root) TypeMapPath(repo, tag string) string {
-	return filepath.Join(r.RepoDir(repo), "manifests", tag+typeMapExt)
+	return filepath.Join(r.manifestsDir(repo), tag+typeMapExt)
 }
 
 // TagsListPath answers GET /v2/<repo>/tags/list.

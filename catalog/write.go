@@ -193,6 +193,14 @@ func (r *Root) writeTagsList(repo string) error {
 	if err != nil {
 		return err
 	}
+	if len(tags) == 0 {
+		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
+		err := os.Remove(r.TagsListPath(repo))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
 	b, err := json.Marshal(struct {
 		Name string   `json:"name"`
 		Tags []string `json:"tags"`

@@ -1,0 +1,39 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// ErrTagUnknown reports a tag that is not in the tree.
+var ErrTagUnknown = errors.New("tag unknown")
+
+// DeleteTag removes tag from repo, then rewrites tags/list and the
+// catalog. A repository left without tags loses its tags/list, so it
+// leaves the catalog; its manifests and blobs stay for gc (or a prune) to
+// reclaim. Tags go first, so a crash never leaves a tag naming something
+// already removed.
+func (r *Root) DeleteTag(repo, tag string) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	if err := ValidateTag(tag); err != nil {
+		return err
+	}
+	err := r.updateRepo(repo, func() error {
+		err := os.Remove(r.TypeMapPath(repo, tag))
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)
+		}
+		if err != nil {
+			return err
+		}
+		return syncDir(r.manifestsDir(repo))
+	})
+	if err != nil {
+		return err
+	}
+	return r.RefreshCatalog()
+}
