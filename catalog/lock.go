@@ -59,7 +59,7 @@ func lockFile(path string, how int) (*Lock, error) {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err // *PathError: names the lock file and the cause
 	}
 	for {
 		err = syscall.Flock(int(f.Fd()), how)

@@ -88,6 +88,11 @@ func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (
 	defer f.Cleanup()
 	v := want.Verifier()
 	n, err := io.Copy(io.MultiWriter(f, v), r)
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == f.Name() {
+		// Name the file being published, not its random temporary name.
+		return n, fmt.Errorf("writing %s: %w", path, pe.Err)
+	}
 	if err != nil {
 		return n, err
 	}
@@ -108,11 +113,12 @@ type MismatchError struct {
 	Got    int64 // bytes received
 }
 
+// Error leaves the digest out: callers name the blob.
 func (e *MismatchError) Error() string {
 	if e.Size >= 0 && e.Got != e.Size {
-		return fmt.Sprintf("%s: got %d bytes, want %d (truncated or corrupt)", e.Digest, e.Got, e.Size)
+		return fmt.Sprintf("got %d bytes, want %d (truncated or corrupt)", e.Got, e.Size)
 	}
-	return fmt.Sprintf("%s: content does not match its digest", e.Digest)
+	return "content does not match its digest"
 }
 
 // link makes dst another name of src's inode. Hard links share one inode,

@@ -136,7 +136,11 @@ func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {
 		if defErr != nil {
 			return Dest{}, defErr
 		}
-		return ParseDest(def, "")
+		d, err := ParseDest(def, "")
+		if err != nil {
+			return Dest{}, fmt.Errorf("source %s names its image %q, not a valid destination: give DEST: %w", src, def, errors.Unwrap(err))
+		}
+		return d, nil
 	}
 	_, defTag := splitRepoTag(def)
 	return ParseDest(destArg, defTag)

@@ -42,7 +42,7 @@ func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform
 	}
 	top, err := parseManifest(raw, d, labelled)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	if len(platforms) > 0 {
 		if top, err = selectPlatforms(ctx, s, top, platforms); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -104,6 +105,9 @@ func (d Dest) String() string { return d.Repo + ":" + d.Tag }
 // ParseDest parses DEST, REPO[:TAG]; a missing tag defaults to def.
 func ParseDest(s, defTag string) (Dest, error) {
 	repo, tag := splitRepoTag(s)
+	if tag == "" && repo != s {
+		return Dest{}, fmt.Errorf("destination %q: empty tag", s)
+	}
 	if tag == "" {
 		tag = defTag
 	}
@@ -133,11 +137,16 @@ func splitRepoTag(s string) (repo, tag string) {
 // dot or a colon, or localhost) as docker does when it names a repository.
 func stripRegistry(repo string) string {
 	first, rest, ok := strings.Cut(repo, "/")
-	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+	if ok && (first == "localhost" || strings.ContainsAny(first, ".:") && registryHost.MatchString(first)) {
 		return rest
 	}
 	return repo
 }
+
+// registryHost is a host name or bracketed IPv6 address with an optional
+// port: ".." is not one, so a source naming "../app" is refused, not
+// exported as "app".
+var registryHost = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$`)
 
 // defaultDest is the destination when DEST is omitted: the repository path
 // the source names, without its registry, and its tag.

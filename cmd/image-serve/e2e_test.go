@@ -130,7 +130,7 @@ func TestEndToEnd(t *testing.T) {
 	root := testserver.TempRoot(t)
 	images := exportFixtures(t, root)
 	servers := map[string]string{
-		"apache":   testserver.Apache(t, root),
+		"apache":   testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))),
 		"embedded": testserver.Embedded(t, root),
 	}
 	for srvName, base := range servers {
@@ -145,6 +145,19 @@ func TestEndToEnd(t *testing.T) {
 			}
 			checkCatalog(t, host, images)
 		})
+	}
+}
+
+// apacheConfigFromCLI renders the standalone httpd.conf with
+// `image-serve config apache --standalone`, as the README tells operators.
+func apacheConfigFromCLI(root *catalog.Root) testserver.ConfigRenderer {
+	return func(t testing.TB, listen, runDir string) string {
+		r := mustRun(t, "--root", root.Dir(), "config", "apache", "--standalone", "--listen", listen, "--run-dir", runDir)
+		conf := filepath.Join(runDir, "httpd.conf")
+		if err := os.WriteFile(conf, []byte(r.stdout), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return conf
 	}
 }
 

@@ -76,7 +76,7 @@ func newApp() *cli.App {
 				jsonErrors = true
 			case "text":
 			default:
-				return fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+				return &exitError{code: 2, err: fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))}
 			}
 			return nil
 		},

@@ -16,6 +16,18 @@ type ApacheOption func(*apacheOptions)
 
 type apacheOptions struct {
 	defines []string // -D names
+	render  ConfigRenderer
+}
+
+// ConfigRenderer writes a standalone server configuration listening on
+// listen, with runDir as its run directory, and returns its path.
+type ConfigRenderer func(t testing.TB, listen, runDir string) (conf string)
+
+// WithConfig starts Apache from the configuration render writes, instead of
+// one rendered in-process: end-to-end tests render it with the
+// image-serve binary, as an operator does.
+func WithConfig(render ConfigRenderer) ApacheOption {
+	return func(o *apacheOptions) { o.render = render }
 }
 
 // WithHostileEncoding starts Apache with -D ADDENCODING, which turns on the
@@ -76,14 +88,20 @@ func Apache(t testing.TB, root *catalog.Root, opts ...ApacheOption) (baseURL str
 		runDir := t.TempDir()
 		port := freePort(t)
 		url := baseURLOf(port)
-		conf := writeApacheConfig(t, templates.Apache{
-			Listen:     "127.0.0.1:" + strconv.Itoa(port),
-			Root:       root,
-			Standalone: true,
-			RunDir:     runDir,
-			User:       account,
-			Group:      group,
-		})
+		listen := "127.0.0.1:" + strconv.Itoa(port)
+		var conf string
+		if o.render != nil {
+			conf = o.render(t, listen, runDir)
+		} else {
+			conf = writeApacheConfig(t, templates.Apache{
+				Listen:     listen,
+				Root:       root,
+				Standalone: true,
+				RunDir:     runDir,
+				User:       account,
+				Group:      group,
+			})
+		}
 		args := []string{"-f", conf, "-D", "FOREGROUND"}
 		for _, d := range o.defines {
 			args = append(args, "-D", d)
