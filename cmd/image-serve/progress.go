@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,15 +123,7 @@ func bar(got, size int64) string {
 		return humanBytes(got)
 	}
 	n := int(float64(width) * float64(min(got, size)) / float64(size))
-	return fmt.Sprintf("[%-*s] %s / %s", width, string(repeat('=', n)), humanBytes(got), humanBytes(size))
-}
-
-func repeat(c byte, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = c
-	}
-	return b
+	return fmt.Sprintf("[%-*s] %s / %s", width, strings.Repeat("=", n), humanBytes(got), humanBytes(size))
 }
 
 func humanBytes(n int64) string {
