@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,6 +196,37 @@ func TestKilledExport(t *testing.T) {
 	for _, base := range bases {
 		pullEveryTag(t, strings.TrimPrefix(base, "http://"), "app/web")
 	}
+
+	// The next export finishes the job and sweeps what the killed ones
+	// left half-written.
+	reg.Intercept = nil
+	mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("app/web:v3"), "app/web:live")
+	if temps := tempFiles(t, root.V2Dir()); len(temps) > 0 {
+		t.Errorf("temporary files survived the next export: %v", temps)
+	}
+	for _, base := range bases {
+		pullEveryTag(t, strings.TrimPrefix(base, "http://"), "app/web")
+	}
+}
+
+// tempFiles lists dot files other than .htaccess: what renameio leaves
+// behind when a writer dies before its rename.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if name := e.Name(); !e.IsDir() && strings.HasPrefix(name, ".") && name != ".htaccess" && e.Type().IsRegular() {
+			found = append(found, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // pullEveryTag pulls each tag the server lists, every platform, verifying
