@@ -23,6 +23,9 @@ func (r *Root) DeleteTag(repo, tag string) error {
 		return err
 	}
 	err := r.updateRepo(repo, func() error {
+		if err := r.removeTagLinks(repo, tag); err != nil {
+			return err
+		}
 		err := os.Remove(r.TypeMapPath(repo, tag))
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)

@@ -12,6 +12,9 @@
 //	ROOT/v2/<repo>/manifests/<digest>/index.json     manifest bytes, exactly as published upstream
 //	ROOT/v2/<repo>/manifests/<digest>/.htaccess      Content-Type and Docker-Content-Digest headers
 //	ROOT/v2/<repo>/manifests/<tag>.type-map          Apache type map: the tag
+//	ROOT/v2/<repo>/manifests/<digest>/manifest.<ext> nginx: hard link of index.json, <ext> = type
+//	ROOT/v2/<repo>/manifests/.tags/<tag>             nginx: symlink -> ../<digest> (see nginx.go)
+//	ROOT/v2/<repo>/manifests/.tags-fallback/<tag>    nginx: the same, for clients that take no index
 //	ROOT/v2/<repo>/tags/list                         {"name":…,"tags":[…]}
 //	ROOT/.image-serve/                               our own state: locks, error bodies
 //

@@ -19,6 +19,7 @@ import (
 //	locks/blob-<digest>   one fetch of a blob at a time, tree-wide
 //	locks/repo-<name>     one update of a repository's tags at a time
 //	locks/catalog         one rewrite of _catalog at a time
+//	locks/gc.lock         one collector at a time (TryLockGC)
 
 // Lock is a held lock. Unlock releases it.
 type Lock struct {

@@ -99,7 +99,7 @@ func (r *Root) TagVariants(repo, tag string) ([]TagVariant, error) {
 	if err := ValidateTag(tag); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(r.TypeMapPath(repo, tag))
+	b, err := readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,8 @@ func (r *Root) SweepTemps() (int, error) {
 			}
 			return err
 		}
-		if e.Type().IsRegular() && isTempName(e.Name()) {
+		// regular files, and the symlinks of nginx's tag links
+		if (e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0) && isTempName(e.Name()) {
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}

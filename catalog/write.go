@@ -125,6 +125,9 @@ func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw [
 	if err := writeIfChanged(r.ManifestPath(repo, d), raw); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
+	if err := r.linkTypedManifest(repo, d, mediaType); err != nil {
+		return fmt.Errorf("manifest %s: %w", d, err)
+	}
 	return nil
 }
 
@@ -166,6 +169,9 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}
 	if err := r.updateRepo(repo, func() error {
+		if err := r.putTagLinks(repo, tag, variants); err != nil {
+			return err
+		}
 		return writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal())
 	}); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
@@ -174,8 +180,8 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 }
 
 // updateRepo runs change under the repository lock and then rewrites
-// tags/list from the type maps on disk, so concurrent taggers never lose
-// each other's tags.
+// tags/list and nginx's tag links from the type maps on disk, so
+// concurrent taggers never lose each other's tags.
 func (r *Root) updateRepo(repo string, change func() error) error {
 	l, err := r.lockRepo(repo)
 	if err != nil {
@@ -185,7 +191,10 @@ func (r *Root) updateRepo(repo string, change func() error) error {
 	if err := change(); err != nil {
 		return err
 	}
-	return r.writeTagsList(repo)
+	if err := r.writeTagsList(repo); err != nil {
+		return err
+	}
+	return r.syncTagLinks(repo)
 }
 
 func (r *Root) writeTagsList(repo string) error {

@@ -284,6 +284,9 @@ func TestExportModesIgnoreUmask(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		if e.Type()&fs.ModeSymlink != 0 {
+			return nil // nginx's tag links: Linux ignores a symlink's mode
+		}
 		fi, err := e.Info()
 		if err != nil {
 			return err

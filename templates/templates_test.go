@@ -204,5 +204,5 @@ func modulesDir(t *testing.T) string {
 func TestApacheOddRoot(t *testing.T) {
 	root := oddRoot(t)
 	f := contract.Build(t, root)
-	contract.Run(t, testserver.Apache(t, root), f)
+	contract.Run(t, testserver.Apache(t, root), f, contract.Apache)
 }

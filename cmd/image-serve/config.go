@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os/user"
 
 	"github.com/image-serve/image-serve/templates"
@@ -27,6 +28,23 @@ With --standalone: a complete httpd.conf that "apache2 -f FILE -k start" (Debian
 					&cli.StringFlag{Name: "group", Usage: "standalone: group httpd runs as when started as root (default: the user's)"},
 				},
 				Action: runConfigApache,
+			},
+			{
+				Name:  "nginx",
+				Usage: "print the nginx configuration",
+				Description: `Without --standalone: the maps and a server block to include inside a distribution's http {}
+(/etc/nginx/conf.d/). With --standalone: a complete nginx.conf that "nginx -c FILE -p DIR" runs as
+its own instance, writing only under --run-dir. nginx needs links in the tree that exports keep up
+to date; this command first adds those missing from content written before (TripleO trees, or
+image-serve's before nginx support), so the tree must be writable.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address nginx listens on"},
+					&cli.BoolFlag{Name: "standalone", Usage: "a complete nginx.conf for its own instance"},
+					&cli.StringFlag{Name: "run-dir", Usage: "standalone: directory for the pid file, logs and temporary files"},
+					&cli.StringFlag{Name: "user", Usage: "standalone: user nginx's workers run as when started as root (default: www-data or nginx)"},
+					&cli.StringFlag{Name: "group", Usage: "standalone: group nginx's workers run as (default: the user's name)"},
+				},
+				Action: runConfigNginx,
 			},
 		},
 	}
@@ -61,10 +79,51 @@ func runConfigApache(c *cli.Context) error {
 	return templates.RenderApache(c.App.Writer, cfg)
 }
 
+func runConfigNginx(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError(c, "unexpected argument %q", c.Args().First())
+	}
+	root, err := openRoot(c)
+	if err != nil {
+		return err
+	}
+	cfg := templates.Nginx{
+		Listen:     c.String("listen"),
+		Root:       root,
+		Standalone: c.Bool("standalone"),
+		RunDir:     c.String("run-dir"),
+		User:       c.String("user"),
+		Group:      c.String("group"),
+	}
+	if cfg.Standalone && cfg.User == "" {
+		cfg.User = webUser("www-data", "nginx")
+	}
+	// Render first: a bad flag changes nothing in the tree.
+	var conf bytes.Buffer
+	if err := templates.RenderNginx(&conf, cfg); err != nil {
+		return err
+	}
+	if err := root.Init(); err != nil {
+		return err
+	}
+	n, err := root.LinkForNginx()
+	if err != nil {
+		return err
+	}
+	if n.Manifests > 0 {
+		logger(c).Info("linked manifests for nginx", "manifests", n.Manifests, "repositories", n.Repos)
+	}
+	_, err = c.App.Writer.Write(conf.Bytes())
+	return err
+}
+
 // httpdUser is the distribution's web server account: Debian's www-data or
 // the RHEL family's apache.
-func httpdUser() string {
-	for _, name := range []string{"www-data", "apache"} {
+func httpdUser() string { return webUser("www-data", "apache") }
+
+// webUser is the first of names that is an account here, or "".
+func webUser(names ...string) string {
+	for _, name := range names {
 		if _, err := user.Lookup(name); err == nil {
 			return name
 		}

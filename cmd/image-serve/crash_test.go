@@ -150,7 +150,7 @@ func TestKilledExport(t *testing.T) {
 	mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("app/web:v0"), "app/web:live")
 	reg.Intercept = slowBlobs(40 * time.Millisecond)
 
-	bases := []string{testserver.Apache(t, root), testserver.Embedded(t, root)}
+	bases := []string{testserver.Apache(t, root), testserver.Embedded(t, root), testserver.Nginx(t, root)}
 	ctx, stop := context.WithCancel(context.Background())
 	var hammers []*hammer
 	var wg sync.WaitGroup

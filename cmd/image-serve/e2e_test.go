@@ -132,6 +132,7 @@ func TestEndToEnd(t *testing.T) {
 	servers := map[string]string{
 		"apache":   testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))),
 		"embedded": testserver.Embedded(t, root),
+		"nginx":    testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root))),
 	}
 	for srvName, base := range servers {
 		host := strings.TrimPrefix(base, "http://")

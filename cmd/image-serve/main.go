@@ -85,6 +85,7 @@ func newApp() *cli.App {
 			listCommand(),
 			serveCommand(),
 			configCommand(),
+			deleteCommand(), gcCommand(), verifyCommand(),
 		},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // main reports errors once

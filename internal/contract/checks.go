@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +183,41 @@ func tagsList(repo string, tags []string) check {
 		}
 		return nil
 	})
+}
+
+// catalogIs checks a _catalog body: exactly repos.
+func catalogIs(repos []string) check {
+	type cat struct {
+		Repositories []string `json:"repositories"`
+	}
+	return jsonBody(func(c cat) error {
+		if !slices.Equal(c.Repositories, repos) {
+			return fmt.Errorf("_catalog %q, want %q", c.Repositories, repos)
+		}
+		return nil
+	})
+}
+
+// linkNext checks the RFC 8288 Link to the next page: the listing at
+// path, n entries after last (query encoding aside).
+func linkNext(path string, n int, last string) check {
+	return func(r *response) error {
+		const name = "Link"
+		v := r.header.Get(name)
+		target, params, ok := strings.Cut(v, ";")
+		if !ok || strings.TrimSpace(params) != `rel="next"` || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+			return fmt.Errorf("%s: %q, want <…>; rel=\"next\"", name, v)
+		}
+		u, err := url.Parse(strings.Trim(target, "<>"))
+		if err != nil {
+			return fmt.Errorf("%s: %q: %v", name, v, err)
+		}
+		q := u.Query()
+		if u.Path != path || q.Get("n") != strconv.Itoa(n) || q.Get("last") != last {
+			return fmt.Errorf("%s: %q, want %s?n=%d&last=%s", name, v, path, n, last)
+		}
+		return nil
+	}
 }
 
 // catalogHas checks a _catalog body: sorted, listing repo.

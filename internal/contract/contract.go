@@ -6,28 +6,68 @@
 // predecessor bug that must not come back.
 //
 // A server test builds the fixture into a tree, serves the tree, and runs
-// the suite against it:
+// the suite against it, saying what the server can do beyond what every
+// server must (Options):
 //
 //	root := testserver.TempRoot(t)
 //	f := contract.Build(t, root)
-//	contract.Run(t, testserver.Apache(t, root), f)
+//	contract.Run(t, testserver.Apache(t, root), f, contract.Apache)
+//
+// docs/http-contract.md is this table in prose, a column per server.
 package contract
 
 import (
 	"fmt"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/opencontainers/go-digest"
+)
+
+// Options are what a server can do beyond what every server must. Each
+// changes only the rows its comment names, to what that server answers
+// instead; the rows are in docs/http-contract.md with a column per server.
+type Options struct {
+	// Negotiates: a tag answers by the client's Accept as Apache's type
+	// maps do, with a JSON 406 when no variant is acceptable. Without it
+	// (nginx) a multi-variant tag serves its linux/amd64 image only to a
+	// client whose Accept lists several types and no index or wildcard,
+	// its index to every other client (a lone type may be the first of
+	// several Accept lines, all nginx 1.22 reads), and a single-variant
+	// tag is served whatever the client accepts.
+	Negotiates bool
+	// Paginates: tags/list and _catalog honour n and last and send a Link
+	// to the next page. Without it (Apache, nginx) they are static files
+	// and the query is ignored: the whole list, without a Link.
+	Paginates bool
+	// DropsTagConditionals: a tag request is served as if it carried no
+	// conditional header at all, as the Apache template's RequestHeader
+	// unset makes it. Without it (nginx, which cannot remove a request
+	// header) "If-None-Match: *" on a tag is answered 304, as RFC 9110
+	// has it for any current representation; a real validator still
+	// never matches, since tag responses carry none.
+	DropsTagConditionals bool
+}
+
+// The options of each server we ship a configuration for.
+var (
+	Apache   = Options{Negotiates: true, DropsTagConditionals: true}
+	Nginx    = Options{}
+	Embedded = Options{Negotiates: true, Paginates: true, DropsTagConditionals: true}
 )
 
 // testCase is one row of the contract.
 type testCase struct {
 	name string
 	req  request
+	// prepare, when set, runs first: it may change the tree (a retag, a
+	// deletion) and returns headers to add to the request.
+	prepare func(t *testing.T, c *client) http.Header
 	// revalidate, when set, first GETs another URL and sends the validator
 	// it returned, as a cache would.
 	revalidate *revalidation
@@ -40,17 +80,25 @@ type testCase struct {
 type revalidation struct {
 	path   string
 	header string
+	// standIn: a response without the validator is no failure; a cache
+	// would then send one it made up, which a server that compared
+	// wrongly would take for a match: the digest as an ETag, or now.
+	standIn bool
 }
 
 // Run checks the server at baseURL, which serves the tree f was built in,
-// against every row of the contract, each as a subtest named for its row
-// ("/" becomes "_", so that -run can select one) and failing with the
-// request it sent.
-func Run(t *testing.T, baseURL string, f *Fixture) {
+// against every row of the contract as o adapts it, each as a subtest
+// named for its row ("/" becomes "_", so that -run can select one) and
+// failing with the request it sent. Some rows change the tree and put it
+// back, so nothing else may write to it meanwhile.
+func Run(t *testing.T, baseURL string, f *Fixture, o Options) {
 	c := newClient(baseURL)
-	for _, tc := range cases(f) {
+	for _, tc := range cases(f, o) {
 		t.Run(strings.ReplaceAll(tc.name, "/", "_"), func(t *testing.T) {
 			req := tc.req
+			if tc.prepare != nil {
+				req.header = withHeaders(req.header, tc.prepare(t, c))
+			}
 			if tc.revalidate != nil {
 				req = withValidator(t, c, req, *tc.revalidate)
 			}
@@ -80,27 +128,48 @@ func withValidator(t *testing.T, c *client, req request, v revalidation) request
 	}
 	from := map[string]string{"If-None-Match": "ETag", "If-Range": "ETag", "If-Modified-Since": "Last-Modified"}[v.header]
 	val := r.header.Get(from)
+	if val == "" && v.standIn {
+		val = standInValidator(v.header, path.Base(v.path))
+	}
 	if val == "" {
 		t.Fatalf("%s: no %s to send as %s", first, from, v.header)
 	}
-	h := req.header.Clone()
-	if h == nil {
-		h = http.Header{}
-	}
-	h.Set(v.header, val)
-	req.header = h
+	req.header = withHeaders(req.header, http.Header{v.header: {val}})
 	return req
 }
 
-func cases(f *Fixture) []testCase {
+// standInValidator is what a cache that got no validator might send for
+// the object named ref: its digest as an entity tag, or the current time.
+func standInValidator(header, ref string) string {
+	if header == "If-Modified-Since" {
+		return time.Now().UTC().Format(http.TimeFormat)
+	}
+	return `"` + ref + `"`
+}
+
+// withHeaders returns h with extra set on a copy.
+func withHeaders(h, extra http.Header) http.Header {
+	out := h.Clone()
+	if out == nil {
+		out = http.Header{}
+	}
+	for k, vs := range extra {
+		out[k] = vs
+	}
+	return out
+}
+
+func cases(f *Fixture, o Options) []testCase {
 	var cs []testCase
 	for _, group := range [][]testCase{
 		pingCases(),
-		tagCases(f),
+		tagCases(f, o),
+		retagCases(f),
 		digestCases(f),
-		negotiationCases(f),
+		negotiationCases(f, o),
 		blobCases(f),
 		listCases(f),
+		paginationCases(f, o),
 		errorCases(f),
 		hiddenCases(f),
 	} {
@@ -163,7 +232,7 @@ func pingCases() []testCase {
 
 // tagCases: a tag answers with the exact bytes of the manifest it names and
 // the headers containerd resolves it by (HEAD: type, digest and length).
-func tagCases(f *Fixture) []testCase {
+func tagCases(f *Fixture, o Options) []testCase {
 	tags := []struct {
 		tag string
 		m   Manifest
@@ -182,13 +251,85 @@ func tagCases(f *Fixture) []testCase {
 		cs = append(cs, testCase{
 			name:       "tag single ignores " + h,
 			req:        request{method: http.MethodGet, path: f.manifestPath(TagSingle)},
-			revalidate: &revalidation{path: f.manifestPath(f.AMD64.Digest.String()), header: h},
+			revalidate: &revalidation{path: f.manifestPath(f.AMD64.Digest.String()), header: h, standIn: true},
 			want:       servedByTag(http.MethodGet, f.AMD64),
 		})
 	}
+	star := servedByTag(http.MethodGet, f.AMD64)
+	if !o.DropsTagConditionals {
+		star = []check{status(http.StatusNotModified), emptyBody, header("Cache-Control", noCache), noHeader("ETag")}
+	}
 	cs = append(cs, get("tag single ignores If-None-Match *", f.manifestPath(TagSingle),
-		http.Header{"If-None-Match": {"*"}}, servedByTag(http.MethodGet, f.AMD64)...))
+		http.Header{"If-None-Match": {"*"}}, star...))
+	// Manifests are JSON, which a server-wide gzip would compress.
+	cs = append(cs, get("tag single Accept-Encoding gzip", f.manifestPath(TagSingle),
+		http.Header{"Accept-Encoding": {"gzip"}}, append(servedByTag(http.MethodGet, f.AMD64), noHeader("Content-Encoding"))...))
 	return cs
+}
+
+// retagCases: the writers' changes show on the next request, with no
+// reload or other manual step, and a tag moved back to an older manifest
+// is never answered 304 (serving-facts §3.12). Each row puts the tree
+// back as it found it.
+func retagCases(f *Fixture) []testCase {
+	rollback := f.manifestPath(TagRollback)
+	var cs []testCase
+	for _, h := range []string{"If-None-Match", "If-Modified-Since"} {
+		cs = append(cs, testCase{
+			name:    "tag rolled back ignores " + h,
+			req:     request{method: http.MethodGet, path: rollback},
+			prepare: func(t *testing.T, c *client) http.Header { return f.rollBack(t, c, h) },
+			want:    servedByTag(http.MethodGet, f.AMD64),
+		})
+	}
+	ephemeral := f.manifestPath(TagEphemeral)
+	return append(cs, testCase{
+		name: "tag new, then deleted",
+		req:  request{method: http.MethodGet, path: ephemeral},
+		prepare: func(t *testing.T, c *client) http.Header {
+			f.moveTag(t, TagEphemeral, f.Docker)
+			mustServe(t, c, ephemeral, f.Docker)
+			f.deleteTag(t, TagEphemeral)
+			return nil
+		},
+		want: jsonError(http.MethodGet, http.StatusNotFound, catalog.ManifestUnknown),
+	})
+}
+
+// rollBack moves TagRollback from AMD64 to ARM64, checks that a client
+// sees the move, moves it back, and returns the conditional header h that
+// a cache holding the ARM64 response would now send: the validator of the
+// tag response, else of ARM64 by digest, else a stand-in.
+func (f *Fixture) rollBack(t *testing.T, c *client, h string) http.Header {
+	t.Helper()
+	tag := f.manifestPath(TagRollback)
+	f.moveTag(t, TagRollback, f.ARM64)
+	seen := mustServe(t, c, tag, f.ARM64)
+	from := map[string]string{"If-None-Match": "ETag", "If-Modified-Since": "Last-Modified"}[h]
+	val := seen.header.Get(from)
+	if val == "" {
+		val = mustServe(t, c, f.manifestPath(f.ARM64.Digest.String()), f.ARM64).header.Get(from)
+	}
+	if val == "" {
+		val = standInValidator(h, f.ARM64.Digest.String())
+	}
+	f.moveTag(t, TagRollback, f.AMD64)
+	return http.Header{h: {val}}
+}
+
+// mustServe GETs path and fails t unless it answers 200 with m's bytes.
+func mustServe(t *testing.T, c *client, path string, m Manifest) *response {
+	t.Helper()
+	req := request{method: http.MethodGet, path: path}
+	r, err := c.do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", req, err)
+	}
+	if r.status != http.StatusOK || r.header.Get("Docker-Content-Digest") != m.Digest.String() {
+		t.Fatalf("%s: status %d, digest %q; want 200 and %s at once, with no reload", req, r.status,
+			r.header.Get("Docker-Content-Digest"), m.Digest)
+	}
+	return r
 }
 
 // digestCases: by digest a manifest is immutable and served directly, not
@@ -209,24 +350,40 @@ func digestCases(f *Fixture) []testCase {
 // negotiationCases: the multi-arch tag serves the index to every client
 // that accepts it, whatever the sizes (serving-facts §3.1), the amd64 child
 // to clients that take only image manifests, and a JSON 406 to clients
-// that take nothing the tag has.
-func negotiationCases(f *Fixture) []testCase {
+// that take nothing the tag has. A server that does not negotiate (nginx)
+// serves the amd64 child only to a client listing several types and no
+// index, the index to every other, and a single variant to every client.
+func negotiationCases(f *Fixture, o Options) []testCase {
 	multi := f.manifestPath(TagMulti)
 	index := servedByTag(http.MethodGet, f.Index)
+	amd64 := servedByTag(http.MethodGet, f.AMD64)
+	// negotiated is what a negotiating server answers, and otherwise what
+	// the others serve instead.
+	negotiated := func(want []check, instead Manifest) []check {
+		if !o.Negotiates {
+			return servedByTag(http.MethodGet, instead)
+		}
+		return want
+	}
+	notAcceptable := jsonError(http.MethodGet, http.StatusNotAcceptable, catalog.ManifestUnknown)
 	cs := []testCase{
 		get("multi Accept skopeo", multi, accept(acceptSkopeo), index...),
+		// containers/image sends one Accept line per type, an image
+		// manifest type first; nginx before 1.23 reads only that line
+		get("multi Accept skopeo, one line per type", multi,
+			http.Header{"Accept": strings.Split(acceptSkopeo, ", ")}, index...),
 		get("multi Accept crane", multi, accept(acceptCrane), index...),
 		get("multi Accept containerd", multi, accept(acceptContainerd), index...),
 		get("multi Accept */*", multi, accept("*/*"), index...),
 		get("multi no Accept", multi, nil, index...),
 		get("multi Accept manifest and index;q=0.9", multi,
 			accept(MediaTypeOCIManifest+", "+MediaTypeOCIIndex+";q=0.9"), index...),
-		get("multi Accept OCI manifest only", multi, accept(MediaTypeOCIManifest),
-			servedByTag(http.MethodGet, f.AMD64)...),
-		get("multi Accept Docker list only", multi, accept(MediaTypeDockerList),
-			jsonError(http.MethodGet, http.StatusNotAcceptable, catalog.ManifestUnknown)...),
+		get("multi Accept image manifests only", multi,
+			accept(MediaTypeDockerManifest+";q=1, "+MediaTypeOCIManifest+";q=0.5"), amd64...),
+		get("multi Accept OCI manifest only", multi, accept(MediaTypeOCIManifest), negotiated(amd64, f.Index)...),
+		get("multi Accept Docker list only", multi, accept(MediaTypeDockerList), negotiated(notAcceptable, f.Index)...),
 		get("single Accept Docker v2 only", f.manifestPath(TagSingle), accept(MediaTypeDockerManifest),
-			jsonError(http.MethodGet, http.StatusNotAcceptable, catalog.ManifestUnknown)...),
+			negotiated(notAcceptable, f.AMD64)...),
 		get("docker Accept skopeo", f.manifestPath(TagDocker), accept(acceptSkopeo),
 			servedByTag(http.MethodGet, f.Docker)...),
 	}
@@ -299,6 +456,35 @@ func listCases(f *Fixture) []testCase {
 	})...)
 }
 
+// paginationCases: n and last page through tags/list and _catalog, with a
+// Link to the next page, and n=0 is an empty page without one
+// (distribution-spec "Listing Tags"). A static file ignores the query: the
+// whole list and no Link, which a client following Links also reads right.
+func paginationCases(f *Fixture, o Options) []testCase {
+	list := "/v2/" + f.Repo + "/tags/list"
+	if !o.Paginates {
+		return []testCase{
+			get("tags/list ?n=1 ignored", list+"?n=1", nil, status(http.StatusOK), tagsList(f.Repo, f.Tags), noHeader("Link")),
+			get("_catalog ?n=1 ignored", "/v2/_catalog?n=1", nil, status(http.StatusOK), catalogIs(f.Repos), noHeader("Link")),
+		}
+	}
+	tags := f.Tags // 5, sorted
+	return []testCase{
+		get("tags/list ?n=2", list+"?n=2", nil, status(http.StatusOK), header("Content-Type", "application/json"),
+			tagsList(f.Repo, tags[:2]), linkNext(list, 2, tags[1])),
+		get("tags/list ?n=2&last", list+"?n=2&last="+tags[1], nil, status(http.StatusOK),
+			tagsList(f.Repo, tags[2:4]), linkNext(list, 2, tags[3])),
+		get("tags/list ?n=2 last page", list+"?n=2&last="+tags[3], nil, status(http.StatusOK),
+			tagsList(f.Repo, tags[4:]), noHeader("Link")),
+		get("tags/list ?n=0", list+"?n=0", nil, status(http.StatusOK), tagsList(f.Repo, []string{}), noHeader("Link")),
+		get("tags/list ?last past the end", list+"?last=zzz", nil, status(http.StatusOK), tagsList(f.Repo, []string{}), noHeader("Link")),
+		get("_catalog ?n=1", "/v2/_catalog?n=1", nil, status(http.StatusOK), header("Content-Type", "application/json"),
+			catalogIs(f.Repos[:1]), linkNext("/v2/_catalog", 1, f.Repos[0])),
+		get("_catalog ?n=1&last", "/v2/_catalog?n=1&last="+f.Repos[0], nil, status(http.StatusOK),
+			catalogIs(f.Repos[1:]), noHeader("Link")),
+	}
+}
+
 // errorCases: unknown content is a JSON 404 with the right code, and the
 // registry is read-only.
 func errorCases(f *Fixture) []testCase {
@@ -343,6 +529,10 @@ func hiddenCases(f *Fixture) []testCase {
 		f.manifestPath(".htaccess"),
 		f.manifestPath(dg + "/.htaccess"),
 		f.manifestPath(dg + "/index.json"),
+		f.manifestPath(dg + "/manifest.oci-manifest"),
+		f.manifestPath(".tags/" + TagSingle),
+		f.manifestPath(".tags-fallback/" + TagMulti),
+		f.manifestPath(".tags"),
 		f.manifestPath(dg + "/"),
 		f.manifestPath(TagSingle + ".type-map"),
 		"/v2/" + f.Repo + "/blobs/." + f.Layer.Digest.String() + "123456",

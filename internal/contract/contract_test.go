@@ -10,7 +10,7 @@ import (
 func TestApache(t *testing.T) {
 	root := testserver.TempRoot(t)
 	f := contract.Build(t, root)
-	contract.Run(t, testserver.Apache(t, root), f)
+	contract.Run(t, testserver.Apache(t, root), f, contract.Apache)
 }
 
 // TestApacheHostileEncoding runs the contract under a server-wide
@@ -18,5 +18,5 @@ func TestApache(t *testing.T) {
 func TestApacheHostileEncoding(t *testing.T) {
 	root := testserver.TempRoot(t)
 	f := contract.Build(t, root)
-	contract.Run(t, testserver.Apache(t, root, testserver.WithHostileEncoding()), f)
+	contract.Run(t, testserver.Apache(t, root, testserver.WithHostileEncoding()), f, contract.Apache)
 }

@@ -22,7 +22,7 @@ import (
 func TestEmbedded(t *testing.T) {
 	root := testserver.TempRoot(t)
 	f := contract.Build(t, root)
-	contract.Run(t, testserver.Embedded(t, root), f)
+	contract.Run(t, testserver.Embedded(t, root), f, contract.Embedded)
 }
 
 // TestEmbeddedMatchesApache sends the same raw requests to Apache (with our

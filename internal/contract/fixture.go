@@ -41,9 +41,12 @@ type Manifest struct {
 }
 
 // Fixture is what Build wrote: one repository with every kind of object a
-// server must serve or refuse.
+// server must serve or refuse, and a second one to page the catalog with.
 type Fixture struct {
-	Repo string
+	Repo  string
+	Repos []string // every repository of the tree, sorted: Repo and a Docker image's
+
+	root *catalog.Root // for the rows that retag
 
 	ConfigAMD64, ConfigARM64 Blob
 	Layer                    Blob // gzip, stored as blobs/<digest>
@@ -54,17 +57,21 @@ type Fixture struct {
 	Docker       Manifest // Docker schema 2 manifest
 
 	// Tags, sorted: "docker" (Docker), "multi" (Index at qs=1.0, AMD64 at
-	// qs=0.001), "single" (AMD64 only) and "v9.gz" (Docker), which must
-	// not make "v9" a tag.
+	// qs=0.001), "rollback" (AMD64; rows move it and put it back),
+	// "single" (AMD64 only) and "v9.gz" (Docker), which must not make
+	// "v9" a tag.
 	Tags []string
 }
 
 // The fixture's tags.
 const (
-	TagSingle = "single"
-	TagDocker = "docker"
-	TagMulti  = "multi"
-	TagV9GZ   = "v9.gz"
+	TagSingle   = "single"
+	TagDocker   = "docker"
+	TagMulti    = "multi"
+	TagV9GZ     = "v9.gz"
+	TagRollback = "rollback"
+	// TagEphemeral is not in the tree: a row creates and deletes it.
+	TagEphemeral = "ephemeral"
 )
 
 // Build writes the fixture into root, which must be initialised, through
@@ -72,7 +79,7 @@ const (
 // trees or crashed writers leave, written by hand.
 func Build(t testing.TB, root *catalog.Root) *Fixture {
 	t.Helper()
-	f := &Fixture{Repo: "ns/app"}
+	f := &Fixture{Repo: "ns/app", Repos: []string{"ns/app", "ns/other"}, root: root}
 	f.ConfigAMD64 = blob(mustJSON(t, imageConfig("amd64")))
 	f.ConfigARM64 = blob(mustJSON(t, imageConfig("arm64")))
 	f.Layer = blob(gzipTar(t, "hello.txt", "hello from image-serve\n"))
@@ -109,7 +116,17 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 		// for clients that cannot read indexes, as distribution serves them
 		catalog.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType, QS: 0.001})
 	putTag(t, root, f.Repo, TagV9GZ, catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType, QS: 1})
-	f.Tags = []string{TagDocker, TagMulti, TagSingle, TagV9GZ}
+	putTag(t, root, f.Repo, TagRollback, catalog.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType})
+	f.Tags = []string{TagDocker, TagMulti, TagRollback, TagSingle, TagV9GZ}
+
+	other := f.Repos[1]
+	for _, b := range []Blob{f.ConfigAMD64, f.Layer} {
+		putBlob(t, root, other, b)
+	}
+	if err := root.PutManifest(other, f.Docker.Digest, f.Docker.MediaType, f.Docker.Data); err != nil {
+		t.Fatal(err)
+	}
+	putTag(t, root, other, "latest", catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType})
 
 	// What no server may serve: a writer's temporary file before its
 	// rename, and TripleO's per-repository .htaccess (2019-04..2021-12),
@@ -150,6 +167,20 @@ func putBlob(t testing.TB, root *catalog.Root, repo string, b Blob) {
 func putTag(t testing.TB, root *catalog.Root, repo, tag string, variants ...catalog.TagVariant) {
 	t.Helper()
 	if err := root.PutTag(repo, tag, variants); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// moveTag points tag of the fixture's repository at m alone, as an export
+// to that tag does.
+func (f *Fixture) moveTag(t testing.TB, tag string, m Manifest) {
+	t.Helper()
+	putTag(t, f.root, f.Repo, tag, catalog.TagVariant{Digest: m.Digest, MediaType: m.MediaType})
+}
+
+func (f *Fixture) deleteTag(t testing.TB, tag string) {
+	t.Helper()
+	if err := f.root.DeleteTag(f.Repo, tag); err != nil {
 		t.Fatal(err)
 	}
 }

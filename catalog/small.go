@@ -1,0 +1,110 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// readSmall returns the content of the file at path, at most limit bytes
+// (more is an error). It makes the three system calls reading a file
+// needs, where os.ReadFile makes about eight (an os.File tries the
+// runtime poller and sets the descriptor back to blocking): a collection
+// reads every manifest and every type map of the tree, tens of thousands
+// of small files, and spends its time in those calls.
+func readSmall(path string, limit int) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return nil, fmt.Errorf("%s: over the %d byte limit", path, limit)
+		}
+	}
+}
+
+// SweepRepoTemps is SweepTemps for one repository: the temporary files in
+// its blobs, manifests (digest and link directories included) and tags
+// directories. A collection sweeps repository by repository, several at
+// once, instead of walking the tree a second time. The same rule holds:
+// only call it holding the tree lock exclusively.
+func (r *Root) SweepRepoTemps(repo string) (int, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sub := range []string{"blobs", "manifests", "tags"} {
+		err := filepath.WalkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if !isTempEntry(e) {
+				return nil
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// SweepCatalogTemps removes the temporary files of _catalog writers that
+// crashed: those in the v2 directory itself. Same rule as SweepTemps.
+func (r *Root) SweepCatalogTemps() (int, error) {
+	entries, err := os.ReadDir(r.V2Dir())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if isTempEntry(e) {
+			if err := os.Remove(filepath.Join(r.V2Dir(), e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// isTempEntry matches what SweepTemps removes: temporary regular files,
+// and the temporary symlinks of nginx's tag links.
+func isTempEntry(e fs.DirEntry) bool {
+	return (e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0) && isTempName(e.Name())
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/image-serve/image-serve/gc"
+	"github.com/urfave/cli/v2"
+)
+
+func deleteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delete",
+		Usage:     "delete tags or manifests, and reclaim what they leave",
+		ArgsUsage: "REPO:TAG|REPO@DIGEST...",
+		Description: `REPO:TAG removes the tag. REPO@DIGEST removes a manifest, and refuses while a tag or an index
+still references it. Then the repositories touched are pruned: what the deleted references reached
+and nothing else reaches is deleted at once, and a repository left without tags is removed.
+--no-prune leaves that to gc.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "no-prune", Usage: "only delete the references; leave reclaiming to gc"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
+		},
+		Action: runDelete,
+	}
+}
+
+func runDelete(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return usageError(c, "want REPO:TAG or REPO@DIGEST")
+	}
+	var refs []gc.Ref
+	for _, a := range c.Args().Slice() {
+		r, err := gc.ParseRef(a)
+		if err != nil {
+			return usageError(c, "%v", err)
+		}
+		refs = append(refs, r)
+	}
+	root, err := openRoot(c)
+	if err != nil {
+		return err
+	}
+	rep, err := gc.Delete(root, refs, gc.DeleteOptions{NoPrune: c.Bool("no-prune"), Grace: gc.DefaultGrace})
+	if rep != nil && !quiet(c) {
+		if c.Bool("json") {
+			enc := json.NewEncoder(c.App.Writer)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(rep); err != nil {
+				return err
+			}
+		} else {
+			for _, d := range rep.Deleted {
+				fmt.Fprintf(c.App.Writer, "deleted %s\n", d)
+			}
+			if p := rep.Prune; p != nil && p.Repositories > 0 {
+				fmt.Fprintf(c.App.Writer, "pruned %d repositories: %d manifests and %d blobs deleted, %d bytes freed (%s), %d repositories removed\n",
+					p.Repositories, p.ManifestsDeleted, p.BlobsDeleted, p.BytesFreed, humanBytes(p.BytesFreed), p.RepositoriesRemoved)
+			}
+		}
+	}
+	return lastError(err)
+}
+
+// lastError reports every error joined in err but the last on stderr, one
+// line each, and returns the last for main to report and exit with.
+func lastError(err error) error {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		return err
+	}
+	errs := joined.Unwrap()
+	for _, e := range errs[:len(errs)-1] {
+		reportError(e)
+	}
+	return errs[len(errs)-1]
+}

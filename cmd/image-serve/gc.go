@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/image-serve/image-serve/gc"
+	"github.com/urfave/cli/v2"
+)
+
+func gcCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "gc",
+		Usage: "delete the manifests and blobs no tag needs",
+		Description: `Marks from every tag of every repository (indexes to their children, manifests to their config
+and layers, referrers whose subject is kept) and deletes manifests nothing reaches, then blobs no
+kept manifest of their repository references, then repositories left empty; tags/list and _catalog
+are rewritten. Untagged manifests go only once older than --grace. Apache keeps serving; exports
+wait until gc ends. A gc started while another runs does nothing and exits 0.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Usage: "change nothing; report what gc would do"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.DurationFlag{Name: "grace", Value: gc.DefaultGrace, Usage: "keep untagged manifests younger than this (by ctime)"},
+			&cli.StringFlag{Name: "untagged", Value: "delete", Usage: "untagged manifests: delete (after --grace) or keep"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success (for cron)"},
+		},
+		Action: runGC,
+	}
+}
+
+func runGC(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError(c, "takes no arguments, got %d", c.NArg())
+	}
+	if c.Duration("grace") < 0 {
+		return usageError(c, "--grace %v: want 0 or more", c.Duration("grace"))
+	}
+	untagged, err := gc.ParseUntagged(c.String("untagged"))
+	if err != nil {
+		return usageError(c, "%v", err)
+	}
+	root, err := openRoot(c)
+	if err != nil {
+		return err
+	}
+	rep, err := gc.Collect(root, gc.Options{Grace: c.Duration("grace"), Untagged: untagged, DryRun: c.Bool("dry-run")})
+	if errors.Is(err, gc.ErrRunning) {
+		if !quiet(c) {
+			fmt.Fprintln(os.Stderr, "image-serve: gc: another gc is running; it does this one's work, exiting")
+		}
+		return nil
+	}
+	if rep != nil && (!quiet(c) || err != nil) {
+		if perr := printGCReport(c.App.Writer, rep, c.Bool("json")); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	return nil
+}
+
+// quiet reports --quiet given to the command or to image-serve itself.
+func quiet(c *cli.Context) bool {
+	for _, x := range c.Lineage() {
+		if x.Bool("quiet") {
+			return true
+		}
+	}
+	return false
+}
+
+func printGCReport(w io.Writer, rep *gc.Report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	if rep.DryRun {
+		fmt.Fprintln(w, "dry run: nothing was changed")
+	}
+	fmt.Fprintf(w, "repositories scanned: %d\n", rep.Repositories)
+	fmt.Fprintf(w, "repositories removed: %d\n", rep.RepositoriesRemoved)
+	fmt.Fprintf(w, "manifests kept: %d\n", rep.ManifestsKept)
+	fmt.Fprintf(w, "manifests deleted: %d\n", rep.ManifestsDeleted)
+	fmt.Fprintf(w, "blobs kept: %d\n", rep.BlobsKept)
+	fmt.Fprintf(w, "blobs deleted: %d\n", rep.BlobsDeleted)
+	fmt.Fprintf(w, "bytes freed: %d (%s)\n", rep.BytesFreed, humanBytes(rep.BytesFreed))
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "problem: %s\n", p)
+	}
+	return nil
+}

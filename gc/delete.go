@@ -1,0 +1,324 @@
+package gc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// Ref is what delete removes: a tag (REPO:TAG) or a manifest
+// (REPO@DIGEST).
+type Ref struct {
+	Repo   string
+	Tag    string
+	Digest digest.Digest
+}
+
+func (r Ref) String() string {
+	if r.Digest != "" {
+		return r.Repo + "@" + r.Digest.String()
+	}
+	return r.Repo + ":" + r.Tag
+}
+
+// ParseRef reads REPO:TAG or REPO@DIGEST.
+func ParseRef(s string) (Ref, error) {
+	if repo, d, ok := strings.Cut(s, "@"); ok {
+		if err := catalog.ValidateRepo(repo); err != nil {
+			return Ref{}, err
+		}
+		if err := catalog.ValidateDigest(digest.Digest(d)); err != nil {
+			return Ref{}, err
+		}
+		return Ref{Repo: repo, Digest: digest.Digest(d)}, nil
+	}
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return Ref{}, fmt.Errorf("%q: want REPO:TAG or REPO@DIGEST", s)
+	}
+	repo, tag := s[:i], s[i+1:]
+	if err := catalog.ValidateRepo(repo); err != nil {
+		return Ref{}, err
+	}
+	if err := catalog.ValidateTag(tag); err != nil {
+		return Ref{}, err
+	}
+	return Ref{Repo: repo, Tag: tag}, nil
+}
+
+// DeleteOptions tune Delete.
+type DeleteOptions struct {
+	// NoPrune leaves what the deleted references no longer need to the
+	// next collection.
+	NoPrune bool
+	// Grace and Now apply to the other untagged manifests of the
+	// repositories pruned, as in a collection.
+	Grace time.Duration
+	Now   func() time.Time
+}
+
+// DeleteReport is what Delete did.
+type DeleteReport struct {
+	Deleted []string `json:"deleted"`
+	Prune   *Report  `json:"prune,omitempty"`
+}
+
+// ErrManifestUnknown reports a manifest that is not in the repository.
+var ErrManifestUnknown = errors.New("manifest unknown")
+
+// ReferencedError refuses to delete a manifest that tags or indexes name.
+type ReferencedError struct {
+	Ref Ref
+	By  []string // "tag v1", "index sha256:…"
+}
+
+func (e *ReferencedError) Error() string {
+	return fmt.Sprintf("delete %s: still referenced by %s", e.Ref, strings.Join(e.By, ", "))
+}
+
+// Delete removes refs: tags first, under the shared tree lock (exports go
+// on), then manifests by digest and the prune under the exclusive one.
+// The prune reclaims, without waiting for the grace period, what the
+// deleted references reached and nothing else reaches; a repository left
+// without tags is removed entirely. Tags go before the manifests they
+// name, indexes before their children and manifests before their blobs,
+// so a crash at any point leaves every remaining tag servable and the
+// next collection finishes the job.
+//
+// Every ref is tried; the error joins one line per failed ref.
+func Delete(root *catalog.Root, refs []Ref, o DeleteOptions) (*DeleteReport, error) {
+	if err := checkTree(root); err != nil {
+		return nil, err
+	}
+	rep := &DeleteReport{Deleted: []string{}}
+	var (
+		repos   []string // touched, in order
+		retired = map[string]map[digest.Digest]bool{}
+		digests = map[string][]Ref{}
+		errs    []error
+	)
+	touch := func(repo string) {
+		if retired[repo] == nil {
+			retired[repo] = map[digest.Digest]bool{}
+			repos = append(repos, repo)
+		}
+	}
+	for _, r := range refs {
+		if r.Digest != "" {
+			touch(r.Repo)
+			digests[r.Repo] = append(digests[r.Repo], r)
+		}
+	}
+	reached, err := deleteTags(root, refs, rep, &errs)
+	if err != nil {
+		return rep, err
+	}
+	for _, r := range refs {
+		if ds, ok := reached[r.Repo]; ok {
+			touch(r.Repo)
+			maps.Copy(retired[r.Repo], ds)
+		}
+	}
+	if len(digests) == 0 && (o.NoPrune || len(repos) == 0) {
+		return rep, errors.Join(errs...)
+	}
+
+	l, err := root.LockExclusive()
+	if err != nil {
+		return rep, err
+	}
+	defer l.Unlock()
+	c := newCollector(root, Options{Grace: o.Grace, Untagged: DeleteUntagged, Now: o.Now})
+	for _, repo := range repos {
+		if o.NoPrune {
+			for _, r := range digests[repo] {
+				if err := deleteManifest(root, r); err != nil {
+					errs = append(errs, err)
+				} else {
+					rep.Deleted = append(rep.Deleted, r.String())
+				}
+			}
+			continue
+		}
+		d := &deletion{retired: retired[repo], forced: map[digest.Digest]bool{}}
+		p, err := c.planDeletes(repo, d, digests[repo], &errs)
+		if err != nil {
+			return rep, err
+		}
+		for _, r := range digests[repo] {
+			if d.forced[r.Digest] {
+				rep.Deleted = append(rep.Deleted, r.String())
+			}
+		}
+		if err := c.sweepRepo(p); err != nil {
+			return rep, err
+		}
+	}
+	if !o.NoPrune {
+		rep.Prune = c.report()
+		if len(rep.Prune.Problems) > 0 {
+			errs = append(errs, &ProblemsError{rep.Prune.Problems})
+		}
+	}
+	if err := root.RefreshCatalog(); err != nil {
+		errs = append(errs, fmt.Errorf("_catalog: %w", err))
+	}
+	return rep, errors.Join(errs...)
+}
+
+// planDeletes marks repo for a prune that also deletes the manifests refs
+// name by digest. A manifest is refused while a tag names it or an index
+// that stays lists it; refusing one may make an index stay that lists
+// another, so the check repeats until nothing more is refused.
+func (c *collector) planDeletes(repo string, d *deletion, refs []Ref, errs *[]error) (*repoPlan, error) {
+	want := map[digest.Digest]bool{}
+	for _, r := range refs {
+		want[r.Digest] = true
+	}
+	for {
+		d.forced = want
+		p, err := c.markRepo(repo, d)
+		if err != nil {
+			return nil, err
+		}
+		refused := false
+		for _, r := range refs {
+			if !want[r.Digest] {
+				continue
+			}
+			if !p.g.stored[r.Digest] {
+				*errs = append(*errs, fmt.Errorf("delete %s: %w", r, ErrManifestUnknown))
+				delete(want, r.Digest)
+				refused = true
+				continue
+			}
+			by, err := referencedBy(c.root, p.g, r.Digest, p.marks.manifests)
+			if err != nil {
+				return nil, fmt.Errorf("delete %s: %w", r, err)
+			}
+			if len(by) > 0 {
+				*errs = append(*errs, &ReferencedError{Ref: r, By: by})
+				delete(want, r.Digest)
+				refused = true
+			}
+		}
+		if !refused {
+			for f := range want {
+				maps.Copy(d.retired, p.g.reach([]digest.Digest{f}))
+			}
+			if len(want) == 0 {
+				return p, nil
+			}
+			return c.markRepo(repo, d)
+		}
+	}
+}
+
+// deleteTags removes the tag refs under the shared tree lock, and returns
+// per repository what the deleted tags reached, for the prune.
+func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error) (map[string]map[digest.Digest]bool, error) {
+	reached := map[string]map[digest.Digest]bool{}
+	if !slices.ContainsFunc(refs, func(r Ref) bool { return r.Tag != "" }) {
+		return reached, nil
+	}
+	l, err := root.LockShared()
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	graphs := map[string]*repoGraph{}
+	for _, r := range refs {
+		if r.Tag == "" {
+			continue
+		}
+		vs, err := root.TagVariants(r.Repo, r.Tag)
+		if errors.Is(err, fs.ErrNotExist) {
+			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, catalog.ErrTagUnknown))
+			continue
+		}
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
+			continue
+		}
+		g := graphs[r.Repo]
+		if g == nil {
+			if g, err = loadRepo(root, r.Repo); err != nil {
+				return nil, err
+			}
+			graphs[r.Repo] = g
+		}
+		var roots []digest.Digest
+		for _, v := range vs {
+			roots = append(roots, v.Digest)
+		}
+		ds := g.reach(roots)
+		if err := root.DeleteTag(r.Repo, r.Tag); err != nil {
+			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
+			continue
+		}
+		rep.Deleted = append(rep.Deleted, r.String())
+		if reached[r.Repo] == nil {
+			reached[r.Repo] = map[digest.Digest]bool{}
+		}
+		maps.Copy(reached[r.Repo], ds)
+	}
+	return reached, nil
+}
+
+// deleteManifest removes manifest r.Digest, without a prune, unless a tag
+// or any index of its repository names it. Call it holding the tree lock
+// exclusively: an export could otherwise be about to tag it.
+func deleteManifest(root *catalog.Root, r Ref) error {
+	g, err := loadRepo(root, r.Repo)
+	if err != nil {
+		return err
+	}
+	if !g.stored[r.Digest] {
+		return fmt.Errorf("delete %s: %w", r, ErrManifestUnknown)
+	}
+	by, err := referencedBy(root, g, r.Digest, nil)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", r, err)
+	}
+	if len(by) > 0 {
+		return &ReferencedError{Ref: r, By: by}
+	}
+	if err := root.RemoveManifest(r.Repo, r.Digest); err != nil {
+		return fmt.Errorf("delete %s: %w", r, err)
+	}
+	return nil
+}
+
+// referencedBy lists the tags of g's repository that name d, and the
+// indexes that list it: those in kept, or every index when kept is nil.
+func referencedBy(root *catalog.Root, g *repoGraph, d digest.Digest, kept map[digest.Digest]bool) ([]string, error) {
+	var by []string
+	tags, err := root.Tags(g.repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, tag := range tags {
+		vs, err := root.TagVariants(g.repo, tag)
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(vs, func(v catalog.TagVariant) bool { return v.Digest == d }) {
+			by = append(by, "tag "+tag)
+		}
+	}
+	var parents []string
+	for p, r := range g.refs {
+		if (kept == nil || kept[p]) && slices.Contains(r.Children, d) {
+			parents = append(parents, "index "+p.String())
+		}
+	}
+	slices.Sort(parents)
+	return append(by, parents...), nil
+}

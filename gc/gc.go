@@ -1,0 +1,526 @@
+// Package gc reclaims what deleted tags leave behind in a static registry
+// tree, and checks a tree end to end. It marks from every tag of every
+// repository (indexes to their children, manifests to their config and
+// layers, referrers by their subject) and sweeps what nothing reaches:
+// manifests first, then blobs, each unlinked from its repository, so that
+// a blob hard-linked into several repositories is freed with its last
+// link. It runs on a live tree: the web server keeps serving, and exports
+// wait on the tree lock while a collection runs.
+//
+// Every path and file operation goes through package catalog.
+package gc
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrRunning is returned by Collect when another collection holds the
+// tree: cron may start one while the last still runs, and the running one
+// does the work of both.
+var ErrRunning = errors.New("another gc is running")
+
+// Untagged is what happens to manifests no tag reaches.
+type Untagged int
+
+const (
+	// DeleteUntagged deletes untagged manifests once they are older than
+	// the grace period.
+	DeleteUntagged Untagged = iota
+	// KeepUntagged keeps every manifest; only blobs no manifest
+	// references are deleted.
+	KeepUntagged
+)
+
+// ParseUntagged reads "delete" or "keep".
+func ParseUntagged(s string) (Untagged, error) {
+	switch s {
+	case "delete":
+		return DeleteUntagged, nil
+	case "keep":
+		return KeepUntagged, nil
+	}
+	return 0, fmt.Errorf("--untagged %q: want keep or delete", s)
+}
+
+// DefaultGrace is how long an untagged manifest is kept after it was
+// written or linked into the tree.
+const DefaultGrace = time.Hour
+
+// Options tune a collection.
+type Options struct {
+	// Grace keeps untagged manifests younger than this (by the ctime of
+	// their index.json). Zero deletes them at once.
+	Grace    time.Duration
+	Untagged Untagged
+	// DryRun changes nothing and reports what a collection would do.
+	DryRun bool
+	// Now is the clock for the grace period; nil means time.Now.
+	Now func() time.Time
+}
+
+// Report is what a collection did, or with DryRun would do. Manifests and
+// blobs are counted per repository (a blob linked into three repositories
+// counts three times); BytesFreed counts each inode whose last link went
+// once, so it is the space the file system gets back.
+type Report struct {
+	DryRun              bool      `json:"dry_run"`
+	Repositories        int       `json:"repositories"`
+	RepositoriesRemoved int       `json:"repositories_removed"`
+	ManifestsKept       int       `json:"manifests_kept"`
+	ManifestsDeleted    int       `json:"manifests_deleted"`
+	BlobsKept           int       `json:"blobs_kept"`
+	BlobsDeleted        int       `json:"blobs_deleted"`
+	BytesFreed          int64     `json:"bytes_freed"`
+	Problems            []Problem `json:"problems,omitempty"`
+}
+
+// merge adds a later pass over the same repository: what it deleted adds
+// up, what it kept replaces the earlier count.
+func (r *Report) merge(later *Report) {
+	r.RepositoriesRemoved += later.RepositoriesRemoved
+	r.ManifestsKept = later.ManifestsKept
+	r.ManifestsDeleted += later.ManifestsDeleted
+	r.BlobsKept = later.BlobsKept
+	r.BlobsDeleted += later.BlobsDeleted
+	r.BytesFreed += later.BytesFreed
+	r.Problems = later.Problems
+}
+
+func (r *Report) add(o *Report) {
+	r.Repositories += o.Repositories
+	r.RepositoriesRemoved += o.RepositoriesRemoved
+	r.ManifestsKept += o.ManifestsKept
+	r.ManifestsDeleted += o.ManifestsDeleted
+	r.BlobsKept += o.BlobsKept
+	r.BlobsDeleted += o.BlobsDeleted
+	r.BytesFreed += o.BytesFreed
+	r.Problems = append(r.Problems, o.Problems...)
+}
+
+// ProblemsError reports that a collection left repositories unswept
+// because their roots or references could not all be read.
+type ProblemsError struct{ Problems []Problem }
+
+func (e *ProblemsError) Error() string {
+	return fmt.Sprintf("%d problems in the tree, their repositories were not swept (first: %s); run image-serve verify", len(e.Problems), e.Problems[0])
+}
+
+// Collect marks and sweeps the whole tree. It takes gc.lock without
+// waiting (ErrRunning if another collection has it), then the tree lock
+// exclusively, which waits for exports in flight and holds new ones off
+// until it returns: an export never loses a blob it wrote before its
+// manifest landed, because no collection runs between the two.
+//
+// A repository with a problem (a tag naming a missing manifest, an
+// unparseable manifest) is not swept: what it references is unknown. The
+// report lists the problems, and the error is a *ProblemsError.
+func Collect(root *catalog.Root, o Options) (*Report, error) {
+	if err := checkTree(root); err != nil {
+		return nil, err
+	}
+	gl, err := root.TryLockGC()
+	if err != nil {
+		return nil, err
+	}
+	if gl == nil {
+		return nil, ErrRunning
+	}
+	defer gl.Unlock()
+	l, err := root.LockExclusive()
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+
+	c := newCollector(root, o)
+	c.sweepTemps = !o.DryRun
+	if c.sweepTemps {
+		if _, err := root.SweepCatalogTemps(); err != nil {
+			return nil, fmt.Errorf("removing temporary files: %w", err)
+		}
+	}
+	repos, err := root.StoredRepositories()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.collectAll(repos); err != nil {
+		return c.report(), err
+	}
+	if !o.DryRun {
+		if err := root.RefreshCatalog(); err != nil {
+			return c.report(), fmt.Errorf("_catalog: %w", err)
+		}
+		if err := c.sweepBlobLocks(); err != nil {
+			return c.report(), err
+		}
+	}
+	rep := c.report()
+	if len(rep.Problems) > 0 {
+		return rep, &ProblemsError{rep.Problems}
+	}
+	return rep, nil
+}
+
+// checkTree refuses a root that holds no tree, rather than creating one.
+func checkTree(root *catalog.Root) error { return root.RequireTree() }
+
+// collector sweeps repositories, several at once: each repository is
+// marked and swept on its own, so only the report and blob accounting are
+// shared.
+type collector struct {
+	root *catalog.Root
+	o    Options
+	// sweepTemps removes what writers that crashed left behind (only a
+	// collection, which holds the tree lock exclusively, may).
+	sweepTemps bool
+
+	mu    sync.Mutex
+	repos []string           // in the order first collected
+	per   map[string]*Report // by repository
+	// kept is every blob some repository keeps: blob locks of others go.
+	kept map[digest.Digest]bool
+	// links counts, for a dry run, the links each inode would have left.
+	links map[[2]uint64]uint64
+	// blobLocks serialise removals of one blob from several repositories
+	// at once, so that exactly one of them sees the last link go.
+	blobLocks [64]sync.Mutex
+}
+
+// collectAll collects repos with one worker per CPU: reading manifests is
+// system calls, and a tree of thousands of repositories spends its time
+// there.
+func (c *collector) collectAll(repos []string) error {
+	work := make(chan string)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), 8) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for repo := range work {
+				err := c.sweepRepoTemps(repo)
+				if err == nil {
+					err = c.collectRepo(repo, nil)
+				}
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, repo := range repos {
+		select {
+		case err := <-errs:
+			close(work)
+			wg.Wait()
+			return err
+		case work <- repo:
+		}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func newCollector(root *catalog.Root, o Options) *collector {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &collector{root: root, o: o, per: map[string]*Report{}, kept: map[digest.Digest]bool{}, links: map[[2]uint64]uint64{}}
+}
+
+// report sums up every repository collected.
+func (c *collector) report() *Report {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	total := &Report{DryRun: c.o.DryRun}
+	for _, repo := range c.repos {
+		total.add(c.per[repo])
+	}
+	slices.SortStableFunc(total.Problems, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
+	return total
+}
+
+// record files rep as repo's latest pass, and the blobs it keeps.
+func (c *collector) record(repo string, rep *Report, kept []digest.Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range kept {
+		c.kept[d] = true
+	}
+	if prev := c.per[repo]; prev != nil {
+		prev.merge(rep)
+		return
+	}
+	c.repos = append(c.repos, repo)
+	c.per[repo] = rep
+}
+
+func (c *collector) sweepRepoTemps(repo string) error {
+	if !c.sweepTemps {
+		return nil
+	}
+	if _, err := c.root.SweepRepoTemps(repo); err != nil {
+		return fmt.Errorf("repository %s: removing temporary files: %w", repo, err)
+	}
+	return nil
+}
+
+// collectRepo marks and sweeps repo.
+func (c *collector) collectRepo(repo string, d *deletion) error {
+	p, err := c.markRepo(repo, d)
+	if err != nil {
+		return err
+	}
+	return c.sweepRepo(p)
+}
+
+// deletion is what a delete asks of the prune of one repository.
+type deletion struct {
+	// retired are the manifests the deleted references reached: swept
+	// without grace unless something else keeps them.
+	retired map[digest.Digest]bool
+	// forced are manifests deleted by digest: never kept, even as
+	// referrers of a kept subject.
+	forced map[digest.Digest]bool
+}
+
+// repoPlan is a marked repository.
+type repoPlan struct {
+	g     *repoGraph
+	tags  []string
+	marks *marks
+}
+
+// markRepo marks from every tag of repo, then from the untagged manifests
+// that stay. A delete (d not nil) retires what it reached; a repository it
+// leaves without tags keeps nothing and is removed.
+func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
+	g, err := loadRepo(c.root, repo)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := c.root.Tags(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
+	}
+	m := newMarks()
+	var retired map[digest.Digest]bool
+	if d != nil {
+		retired = d.retired
+		for f := range d.forced {
+			m.forbid(f)
+		}
+	}
+	var roots []edge
+	for _, tag := range tags {
+		vs, err := c.root.TagVariants(repo, tag)
+		if err != nil {
+			g.problem(c.root.TypeMapPath(repo, tag), "%v", err)
+			continue
+		}
+		for _, v := range vs {
+			roots = append(roots, edge{to: v.Digest, path: c.root.TypeMapPath(repo, tag), what: "tag " + tag + ": manifest"})
+		}
+	}
+	g.mark(m, roots)
+	if d == nil || len(tags) > 0 {
+		g.mark(m, c.untaggedRoots(g, m, retired))
+	}
+	return &repoPlan{g: g, tags: tags, marks: m}, nil
+}
+
+// sweepRepo deletes what p did not mark: manifests, parents first, then
+// blobs; then rewrites tags/list, and removes the repository if nothing
+// is left. A repository with problems is left alone.
+func (c *collector) sweepRepo(p *repoPlan) error {
+	g, m, repo := p.g, p.marks, p.g.repo
+	rep := &Report{Repositories: 1}
+	var kept []digest.Digest
+	defer func() { c.record(repo, rep, kept) }()
+	blobs, err := c.root.Blobs(repo)
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", repo, err)
+	}
+	if len(g.problems) > 0 {
+		rep.Problems = g.problems
+		rep.ManifestsKept = len(g.stored)
+		kept = uniqueDigests(blobs)
+		rep.BlobsKept = len(kept)
+		return nil
+	}
+
+	var sweep []digest.Digest
+	for d := range g.stored {
+		if m.manifests[d] {
+			rep.ManifestsKept++
+		} else {
+			sweep = append(sweep, d)
+		}
+	}
+	if !c.o.DryRun {
+		// Tags first: tags/list, and the nginx links that must stop naming
+		// a manifest before it goes.
+		inStep, err := c.root.TagsInStep(repo, p.tags)
+		if err != nil {
+			return fmt.Errorf("repository %s: %w", repo, err)
+		}
+		if !inStep || len(sweep) > 0 {
+			if err := c.root.RefreshTags(repo); err != nil {
+				return fmt.Errorf("repository %s: tags/list: %w", repo, err)
+			}
+		}
+	}
+	for _, d := range g.parentsFirst(sweep) {
+		if !c.o.DryRun {
+			if err := c.root.RemoveManifest(repo, d); err != nil {
+				return err
+			}
+		}
+		rep.ManifestsDeleted++
+	}
+	for _, d := range uniqueDigests(blobs) {
+		if m.blobs[d] {
+			kept = append(kept, d)
+			continue
+		}
+		freed, err := c.removeBlob(repo, d)
+		if err != nil {
+			return err
+		}
+		rep.BlobsDeleted++
+		rep.BytesFreed += freed
+	}
+	rep.BlobsKept = len(kept)
+	if len(p.tags) > 0 {
+		return nil
+	}
+	if c.o.DryRun {
+		if rep.ManifestsKept == 0 && rep.BlobsKept == 0 {
+			rep.RepositoriesRemoved++
+		}
+		return nil
+	}
+	gone, err := c.root.RemoveRepo(repo)
+	if err != nil {
+		return err
+	}
+	if gone {
+		rep.RepositoriesRemoved++
+	}
+	return nil
+}
+
+// untaggedRoots are the manifests no tag reaches that stay anyway: all of
+// them with KeepUntagged; otherwise those younger than the grace period,
+// unless a delete retired them. Referrers are never roots of their own:
+// they live as long as their subject.
+func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Digest]bool) []edge {
+	var roots []edge
+	now := c.o.Now()
+	for d := range g.stored {
+		if m.manifests[d] || !g.present[d] {
+			continue
+		}
+		path := c.root.ManifestPath(g.repo, d)
+		if c.o.Untagged == KeepUntagged {
+			roots = append(roots, edge{to: d, path: path, what: "manifest"})
+			continue
+		}
+		if retired[d] {
+			continue
+		}
+		if r := g.refs[d]; r != nil && r.Subject != "" {
+			continue
+		}
+		// ctime, not mtime: see catalog.ManifestChanged.
+		changed, err := c.root.ManifestChanged(g.repo, d)
+		if err != nil {
+			g.problem(path, "%v", err)
+			continue
+		}
+		if now.Sub(changed) < c.o.Grace {
+			roots = append(roots, edge{to: d, path: path, what: "manifest"})
+		}
+	}
+	return roots
+}
+
+// removeBlob unlinks blob d from repo, or in a dry run counts what that
+// would free, and returns the bytes freed.
+func (c *collector) removeBlob(repo string, d digest.Digest) (int64, error) {
+	mu := &c.blobLocks[d.Encoded()[0]%byte(len(c.blobLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	if !c.o.DryRun {
+		return c.root.RemoveBlob(repo, d)
+	}
+	inodes, err := c.root.BlobInodes(repo, d)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var freed int64
+	for _, in := range inodes {
+		key := [2]uint64{in.Dev, in.Ino}
+		left, seen := c.links[key]
+		if !seen {
+			left = in.Links
+		}
+		left--
+		c.links[key] = left
+		if left == 0 {
+			freed += in.Size
+		}
+	}
+	return freed, nil
+}
+
+// sweepBlobLocks removes the lock files of blobs no repository holds any
+// more. The tree lock is held exclusively, so no export holds one.
+func (c *collector) sweepBlobLocks() error {
+	ds, err := c.root.BlobLocks()
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if !c.kept[d] {
+			if err := c.root.RemoveBlobLock(d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// uniqueDigests are the digests of bs, once each: a blob stored under both
+// its plain and its legacy name is one blob.
+func uniqueDigests(bs []catalog.StoredBlob) []digest.Digest {
+	var out []digest.Digest
+	seen := make(map[digest.Digest]bool, len(bs))
+	for _, b := range bs {
+		if !seen[b.Digest] {
+			seen[b.Digest] = true
+			out = append(out, b.Digest)
+		}
+	}
+	return out
+}

@@ -1,0 +1,187 @@
+package gc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// Problem is something wrong in the tree, at Path.
+type Problem struct {
+	Path    string `json:"path"`
+	Message string `json:"problem"`
+}
+
+func (p Problem) String() string { return p.Path + ": " + p.Message }
+
+// repoGraph is one repository's manifests, each read and parsed once.
+// Marking is per repository: blobs are hard-linked into every repository
+// that uses them, and an index's children live in its own repository, so
+// a per-repository sweep is correct as long as marking reaches every
+// child (serving-facts §7.4).
+type repoGraph struct {
+	root      *catalog.Root
+	repo      string
+	stored    map[digest.Digest]bool  // digest directories, complete or not
+	present   map[digest.Digest]bool  // those whose index.json was read
+	refs      map[digest.Digest]*refs // complete and parseable manifests
+	referrers map[digest.Digest][]digest.Digest
+	problems  []Problem
+}
+
+// loadRepo reads every manifest of repo. Unreadable or unparseable
+// manifests become problems, not errors: the caller decides what a
+// problem forbids.
+func loadRepo(root *catalog.Root, repo string) (*repoGraph, error) {
+	ds, err := root.ManifestDigests(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
+	}
+	g := &repoGraph{
+		root:      root,
+		repo:      repo,
+		stored:    make(map[digest.Digest]bool, len(ds)),
+		present:   make(map[digest.Digest]bool, len(ds)),
+		refs:      make(map[digest.Digest]*refs, len(ds)),
+		referrers: map[digest.Digest][]digest.Digest{},
+	}
+	for _, d := range ds {
+		g.stored[d] = true
+		raw, err := root.ReadManifest(repo, d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // debris of an interrupted write or removal
+		}
+		if err != nil {
+			g.problem(root.ManifestPath(repo, d), "%v", err)
+			continue
+		}
+		g.present[d] = true
+		r, err := parseRefs(raw)
+		if err != nil {
+			g.problem(root.ManifestPath(repo, d), "%v", err)
+			continue
+		}
+		g.refs[d] = r
+		if r.Subject != "" {
+			g.referrers[r.Subject] = append(g.referrers[r.Subject], d)
+		}
+	}
+	return g, nil
+}
+
+func (g *repoGraph) problem(path, format string, args ...any) {
+	g.problems = append(g.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// complete reports whether manifest d is in the repository with its bytes.
+func (g *repoGraph) complete(d digest.Digest) bool { return g.present[d] }
+
+// edge is a reference to manifest to, from the file at path.
+type edge struct {
+	to   digest.Digest
+	path string
+	what string // "tag v1", "index child", …: for problems
+}
+
+// marks is what marking keeps.
+type marks struct {
+	manifests map[digest.Digest]bool
+	blobs     map[digest.Digest]bool
+	forbidden map[digest.Digest]bool // deleted by digest: never kept
+}
+
+func newMarks() *marks {
+	return &marks{manifests: map[digest.Digest]bool{}, blobs: map[digest.Digest]bool{}, forbidden: map[digest.Digest]bool{}}
+}
+
+// forbid keeps d from being marked, whatever reaches it.
+func (m *marks) forbid(d digest.Digest) { m.forbidden[d] = true }
+
+// mark keeps what roots reach: index and list children recursively, the
+// config, layers and schema1 fsLayers of every manifest, and every
+// referrer whose subject is kept. A reference to a manifest the
+// repository lacks is a problem, never a crash.
+func (g *repoGraph) mark(m *marks, roots []edge) {
+	queue := roots
+	for len(queue) > 0 {
+		e := queue[0]
+		queue = queue[1:]
+		if m.manifests[e.to] || m.forbidden[e.to] {
+			continue
+		}
+		if !g.complete(e.to) {
+			g.problem(e.path, "%s %s is not in the repository", e.what, e.to)
+			continue
+		}
+		m.manifests[e.to] = true
+		// Some trees store manifests as blobs as well; a kept manifest
+		// keeps that copy.
+		m.blobs[e.to] = true
+		r := g.refs[e.to]
+		if r == nil {
+			continue // unparseable: loadRepo reported it
+		}
+		from := g.root.ManifestPath(g.repo, e.to)
+		for _, c := range r.Children {
+			queue = append(queue, edge{to: c, path: from, what: "index child"})
+		}
+		for _, b := range r.Blobs {
+			m.blobs[b] = true
+		}
+		for _, rr := range g.referrers[e.to] {
+			queue = append(queue, edge{to: rr, path: from, what: "referrer"})
+		}
+	}
+}
+
+// reach is every manifest roots reach, problems ignored: what deleting
+// those roots may leave unreferenced.
+func (g *repoGraph) reach(roots []digest.Digest) map[digest.Digest]bool {
+	saved := g.problems
+	m := newMarks()
+	var es []edge
+	for _, d := range roots {
+		es = append(es, edge{to: d})
+	}
+	g.mark(m, es)
+	g.problems = saved
+	return m.manifests
+}
+
+// parentsFirst orders ds so that every index comes before its children
+// and every referrer before its subject: removal in this order never
+// leaves a manifest naming one already gone, whenever it is interrupted.
+func (g *repoGraph) parentsFirst(ds []digest.Digest) []digest.Digest {
+	in := make(map[digest.Digest]bool, len(ds))
+	for _, d := range ds {
+		in[d] = true
+	}
+	visited := make(map[digest.Digest]bool, len(ds))
+	post := make([]digest.Digest, 0, len(ds))
+	var visit func(d digest.Digest)
+	visit = func(d digest.Digest) {
+		if visited[d] || !in[d] {
+			return
+		}
+		visited[d] = true
+		if r := g.refs[d]; r != nil {
+			for _, c := range r.Children {
+				visit(c)
+			}
+			if r.Subject != "" {
+				visit(r.Subject)
+			}
+		}
+		post = append(post, d)
+	}
+	for _, d := range ds {
+		visit(d)
+	}
+	for i, j := 0, len(post)-1; i < j; i, j = i+1, j-1 {
+		post[i], post[j] = post[j], post[i]
+	}
+	return post
+}

@@ -1,0 +1,295 @@
+package gc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+// Verify checks repos (every repository when empty) end to end: every
+// blob and manifest re-hashed against its name, every .htaccess present
+// and agreeing with its manifest, every tag, index child and referenced
+// blob present, tags/list equal to the tags and _catalog equal to the
+// repositories. The report lists each problem with its path.
+//
+// It holds the tree lock shared: collections and prunes wait, exports and
+// tag deletes go on. Those rewrite tags/list and _catalog in two steps,
+// so a disagreement is read again before it counts.
+func Verify(root *catalog.Root, repos []string) (*VerifyReport, error) {
+	if err := checkTree(root); err != nil {
+		return nil, err
+	}
+	l, err := root.LockShared()
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	stored, err := root.StoredRepositories()
+	if err != nil {
+		return nil, err
+	}
+	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
+	targets := repos
+	if len(targets) == 0 {
+		targets = stored
+	}
+	for _, repo := range targets {
+		if err := catalog.ValidateRepo(repo); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(stored, repo) {
+			v.problem(root.RepoDir(repo), "no such repository")
+			continue
+		}
+		if err := v.repo(repo); err != nil {
+			return nil, err
+		}
+	}
+	if err := v.catalog(repos); err != nil {
+		return nil, err
+	}
+	v.report.Problems = append([]Problem{}, v.problems...)
+	slices.SortStableFunc(v.report.Problems, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
+	return v.report, nil
+}
+
+// VerifyReport is what Verify checked and found.
+type VerifyReport struct {
+	Repositories int       `json:"repositories"`
+	Manifests    int       `json:"manifests"`
+	Blobs        int       `json:"blobs"`
+	Problems     []Problem `json:"problems"`
+}
+
+type verifier struct {
+	root     *catalog.Root
+	report   *VerifyReport
+	problems []Problem
+	// hashed remembers each inode's content digest: a blob hard-linked
+	// into many repositories is read once.
+	hashed map[[2]uint64]digest.Digest
+}
+
+func (v *verifier) problem(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *verifier) repo(repo string) error {
+	r := v.root
+	// Manifests before blobs: exports publish blobs first, so every blob
+	// of a manifest read here is listed below.
+	g, err := loadRepo(r, repo)
+	if err != nil {
+		return err
+	}
+	v.problems = append(v.problems, g.problems...)
+	blobs, err := r.Blobs(repo)
+	if err != nil {
+		return err
+	}
+	v.report.Repositories++
+	v.report.Blobs += len(blobs)
+	present := map[digest.Digest]bool{}
+	for _, b := range blobs {
+		present[b.Digest] = true
+		path := r.BlobFilePath(repo, b)
+		got, err := v.hashBlob(repo, b)
+		switch {
+		case err != nil:
+			v.problem(path, "%v", err)
+		case got != b.Digest:
+			v.problem(path, "content is %s, not the blob its name says", got)
+		}
+	}
+	for d := range g.stored {
+		if g.present[d] {
+			v.report.Manifests++
+			v.manifest(g, d, present)
+		}
+	}
+	return v.tags(repo, g)
+}
+
+// has reports whether manifest d is in g's repository, looking again if
+// it was not when g was read: an export may have added it since.
+func (v *verifier) has(g *repoGraph, d digest.Digest) bool {
+	return g.present[d] || v.root.ManifestComplete(g.repo, d)
+}
+
+// manifest checks manifest d of g: its bytes against its name, its
+// headers, and that what it references is in the repository.
+func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Digest]bool) {
+	r, repo := v.root, g.repo
+	path := r.ManifestPath(repo, d)
+	raw, err := r.ReadManifest(repo, d)
+	if err != nil {
+		v.problem(path, "%v", err)
+		return
+	}
+	if got := d.Algorithm().FromBytes(raw); got != d {
+		v.problem(path, "content is %s, not the manifest its directory names", got)
+	}
+	h, err := r.ReadHeaders(repo, d)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.problem(r.HeadersPath(repo, d), "missing: Apache would serve the manifest as application/json without its digest")
+	case err != nil:
+		v.problem(r.HeadersPath(repo, d), "%v", err)
+	default:
+		if h.ContentType == "" {
+			v.problem(r.HeadersPath(repo, d), "no Content-Type header")
+		}
+		if h.Digest != d {
+			v.problem(r.HeadersPath(repo, d), "Docker-Content-Digest %q, want %q", h.Digest, d)
+		}
+		if m := g.refs[d]; m != nil && m.MediaType != "" && h.ContentType != "" && m.MediaType != h.ContentType {
+			v.problem(r.HeadersPath(repo, d), "Content-Type %q, but the manifest's mediaType is %q", h.ContentType, m.MediaType)
+		}
+	}
+	m := g.refs[d]
+	if m == nil {
+		return // unparseable: loadRepo reported it
+	}
+	for _, c := range m.Children {
+		if !v.has(g, c) {
+			v.problem(path, "index child %s is not in the repository", c)
+		}
+	}
+	for _, b := range m.Blobs {
+		if !blobs[b] {
+			v.problem(r.BlobPath(repo, b), "missing: manifest %s references it", d)
+		}
+	}
+}
+
+// tags checks that every tag names manifests of the repository, with the
+// media types their headers declare, and that tags/list lists exactly
+// the tags.
+func (v *verifier) tags(repo string, g *repoGraph) error {
+	r := v.root
+	tags, err := r.Tags(repo)
+	if err != nil {
+		return err
+	}
+	for _, tag := range tags {
+		vs, err := r.TagVariants(repo, tag)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted since Tags read the directory
+		}
+		if err != nil {
+			v.problem(r.TypeMapPath(repo, tag), "%v", err)
+			continue
+		}
+		for _, tv := range vs {
+			if !v.has(g, tv.Digest) {
+				v.problem(r.TypeMapPath(repo, tag), "names manifest %s, which is not in the repository", tv.Digest)
+				continue
+			}
+			if h, err := r.ReadHeaders(repo, tv.Digest); err == nil && h.ContentType != "" && h.ContentType != tv.MediaType {
+				v.problem(r.TypeMapPath(repo, tag), "offers %s as %q, its headers say %q", tv.Digest, tv.MediaType, h.ContentType)
+			}
+		}
+	}
+	return v.settle(func() ([]Problem, error) { return tagsListProblems(r, repo) })
+}
+
+// tagsListProblems compares repo's tags/list with its type maps.
+func tagsListProblems(r *catalog.Root, repo string) ([]Problem, error) {
+	tags, err := r.Tags(repo)
+	if err != nil {
+		return nil, err
+	}
+	listed, ok, err := r.ReadTagsList(repo)
+	p := func(format string, args ...any) ([]Problem, error) {
+		return []Problem{{Path: r.TagsListPath(repo), Message: fmt.Sprintf(format, args...)}}, nil
+	}
+	switch {
+	case err != nil:
+		return p("%v", err)
+	case len(tags) == 0 && ok:
+		return p("lists %v, but the repository has no tags", listed)
+	case len(tags) > 0 && !ok:
+		return p("missing: the repository has tags %v", tags)
+	case !slices.Equal(listed, tags):
+		return p("lists %v, the type maps are %v", listed, tags)
+	}
+	return nil, nil
+}
+
+// catalog checks _catalog against the repositories with tags: all of
+// them, or only those named.
+func (v *verifier) catalog(named []string) error {
+	return v.settle(func() ([]Problem, error) { return catalogProblems(v.root, named) })
+}
+
+func catalogProblems(r *catalog.Root, named []string) ([]Problem, error) {
+	repos, err := r.Repositories()
+	if err != nil {
+		return nil, err
+	}
+	listed, err := r.ReadCatalog()
+	if err != nil {
+		return []Problem{{Path: r.CatalogPath(), Message: err.Error()}}, nil
+	}
+	check := named
+	if len(check) == 0 {
+		check = append(slices.Clone(listed), repos...)
+		slices.Sort(check)
+		check = slices.Compact(check)
+	}
+	var ps []Problem
+	for _, repo := range check {
+		in, tagged := slices.Contains(listed, repo), slices.Contains(repos, repo)
+		switch {
+		case in && !tagged:
+			ps = append(ps, Problem{r.CatalogPath(), fmt.Sprintf("lists %s, which is not a repository with tags", repo)})
+		case !in && tagged:
+			ps = append(ps, Problem{r.CatalogPath(), fmt.Sprintf("does not list repository %s", repo)})
+		}
+	}
+	return ps, nil
+}
+
+// settle runs check until it finds nothing, a few times over a fraction
+// of a second, and keeps what it still finds then: a writer between its
+// two renames is not a problem, a tree that stays so is.
+func (v *verifier) settle(check func() ([]Problem, error)) error {
+	for i := 0; ; i++ {
+		ps, err := check()
+		if err != nil {
+			return err
+		}
+		if len(ps) == 0 || i == 4 {
+			v.problems = append(v.problems, ps...)
+			return nil
+		}
+		time.Sleep(time.Duration(20<<i) * time.Millisecond)
+	}
+}
+
+// hashBlob reads blob b of repo and returns its digest, reading each
+// inode once.
+func (v *verifier) hashBlob(repo string, b catalog.StoredBlob) (digest.Digest, error) {
+	f, in, err := v.root.OpenBlobFile(repo, b)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	key := [2]uint64{in.Dev, in.Ino}
+	if d, ok := v.hashed[key]; ok {
+		return d, nil
+	}
+	dg := b.Digest.Algorithm().Digester()
+	if _, err := io.CopyBuffer(dg.Hash(), f, make([]byte, 1<<20)); err != nil {
+		return "", err
+	}
+	v.hashed[key] = dg.Digest()
+	return dg.Digest(), nil
+}

@@ -1,0 +1,188 @@
+package templates
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/image-serve/image-serve/catalog"
+)
+
+//go:embed nginx.conf.tmpl nginx-standalone.conf.tmpl
+var nginxFiles embed.FS
+
+var nginxTmpl = template.Must(template.New("").Funcs(template.FuncMap{
+	"q":    nginxQuote,
+	"e":    nginxEscaper.Replace,
+	"shq":  shellQuote,
+	"join": filepath.Join,
+}).ParseFS(nginxFiles, "nginx*.tmpl"))
+
+// Nginx describes an nginx configuration for one tree.
+type Nginx struct {
+	// Listen is the address to accept connections on: "8787", ":8787",
+	// "127.0.0.1:8787" or "[::1]:8787". The host, when given, must be an
+	// IP address.
+	Listen string
+	// Root is the tree to serve.
+	Root *catalog.Root
+	// Standalone renders a complete nginx.conf for its own nginx process;
+	// otherwise only the maps and the server block, to include inside a
+	// distribution's http {} (conf.d).
+	Standalone bool
+	// RunDir holds the standalone instance's pid file, logs and temporary
+	// directories. It must be an absolute path to a directory.
+	RunDir string
+	// User and Group are the account the standalone nginx's workers run
+	// as; empty User omits the directive, empty Group means User's group
+	// of the same name. nginx started as root needs them.
+	User, Group string
+}
+
+// The grammars the nginx locations match, as the catalog enforces them on
+// writes: no repository, tag or digest admits a dot segment, so dot files
+// and the link directories are never addressable.
+const (
+	nginxRepoPattern   = `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*`
+	nginxTagPattern    = `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`
+	nginxDigestPattern = `sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}`
+)
+
+// nginxData is what the nginx templates see. Paths are raw; the templates
+// quote them with q, or escape them with e inside a quoted string that
+// goes on with nginx variables.
+type nginxData struct {
+	Root   *catalog.Root
+	Listen string // argument of listen
+	Port   int
+	Errors errorFiles
+	Types  []catalog.NginxType
+
+	RepoPattern, TagPattern, DigestPattern string
+
+	// standalone only
+	RunDir, PidFile, ErrorLog, AccessLog string
+	User, Group                          string
+}
+
+// RenderNginx writes the configuration c describes to w. It writes nothing
+// if c is invalid, and its errors name the command-line flag (--listen,
+// --root, --run-dir, --user, --group) at fault.
+func RenderNginx(w io.Writer, c Nginx) error {
+	d, err := nginxConfig(c)
+	if err != nil {
+		return err
+	}
+	name := "nginx.conf.tmpl"
+	if c.Standalone {
+		name = "nginx-standalone.conf.tmpl"
+	}
+	var buf bytes.Buffer
+	if err := nginxTmpl.ExecuteTemplate(&buf, name, d); err != nil {
+		return err
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// nginxConfig validates c and derives the template data from it.
+func nginxConfig(c Nginx) (*nginxData, error) {
+	if c.Root == nil {
+		return nil, errors.New("--root: no tree given")
+	}
+	if err := checkNginxPath("--root", c.Root.Dir()); err != nil {
+		return nil, err
+	}
+	listen, _, port, err := parseListen(c.Listen)
+	if err != nil {
+		return nil, err
+	}
+	d := &nginxData{
+		Root:   c.Root,
+		Listen: listen,
+		Port:   port,
+		Errors: errorFiles{
+			BlobUnknown:     catalog.ErrBlobUnknown.File(),
+			ManifestUnknown: catalog.ErrManifestUnknown.File(),
+			NotAcceptable:   catalog.ErrNotAcceptable.File(),
+			NameUnknown:     catalog.ErrNameUnknown.File(),
+			Unsupported:     catalog.ErrUnsupported.File(),
+		},
+		Types:         catalog.NginxTypes(),
+		RepoPattern:   nginxRepoPattern,
+		TagPattern:    nginxTagPattern,
+		DigestPattern: nginxDigestPattern,
+	}
+	if !c.Standalone {
+		return d, nil
+	}
+	if err := nginxStandalone(d, c); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// nginxStandalone fills in what only a complete nginx.conf needs.
+func nginxStandalone(d *nginxData, c Nginx) error {
+	switch {
+	case c.RunDir == "":
+		return errors.New("--run-dir is required for a standalone nginx config")
+	case !filepath.IsAbs(c.RunDir):
+		return fmt.Errorf("--run-dir %q: must be an absolute path", c.RunDir)
+	}
+	if err := checkNginxPath("--run-dir", c.RunDir); err != nil {
+		return err
+	}
+	fi, err := os.Stat(c.RunDir)
+	if err != nil {
+		return fmt.Errorf("--run-dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--run-dir %s: not a directory", c.RunDir)
+	}
+	if c.User == "" && c.Group != "" {
+		return fmt.Errorf("--group %q: needs --user", c.Group)
+	}
+	for flag, v := range map[string]string{"--user": c.User, "--group": c.Group} {
+		if strings.IndexFunc(v, isControl) >= 0 || strings.Contains(v, "$") {
+			return fmt.Errorf("%s %q: not a valid name", flag, v)
+		}
+	}
+	d.RunDir = c.RunDir
+	d.PidFile = filepath.Join(c.RunDir, "nginx.pid")
+	d.ErrorLog = filepath.Join(c.RunDir, "error.log")
+	d.AccessLog = filepath.Join(c.RunDir, "access.log")
+	d.User, d.Group = c.User, c.Group
+	if d.Group == "" {
+		d.Group = d.User
+	}
+	return nil
+}
+
+// checkNginxPath refuses paths nginx would not read back as the same path:
+// control characters end or split a directive, and "$" starts a variable in
+// root, alias and the other directives that take one; nginx has no escape
+// for it. Spaces, quotes, braces, semicolons and backslashes are fine:
+// nginxQuote escapes them.
+func checkNginxPath(flag, p string) error {
+	if strings.IndexFunc(p, isControl) >= 0 {
+		return fmt.Errorf("%s %q: control characters cannot be written into an nginx config", flag, p)
+	}
+	if strings.Contains(p, "$") {
+		return fmt.Errorf("%s %q: nginx would read \"$\" as a variable", flag, p)
+	}
+	return nil
+}
+
+// nginxQuote makes s one double-quoted nginx argument. nginx's parser turns
+// \" into ", \' into ' and \\ into \ in every argument; inside quotes
+// nothing else is special (but $, which checkNginxPath refuses).
+func nginxQuote(s string) string { return `"` + nginxEscaper.Replace(s) + `"` }
+
+var nginxEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
