@@ -131,12 +131,11 @@ func (r *Root) ReadHeaders(repo string, d digest.Digest) (Headers, error) {
 	return h, nil
 }
 
-// RemoveManifest removes manifest d from repo. index.json goes first:
-// every server resolves a digest to that file, so from then on the
-// manifest is gone for clients, and a crash leaves only a directory no
-// request can reach, which the next collection removes. Everything else
-// in the directory goes next (.htaccess, and whatever other layouts keep
-// there, such as nginx's typed links), then the directory.
+// RemoveManifest removes manifest d from repo. The files servers resolve a
+// digest to go first — nginx's typed links, then index.json (Apache and
+// the embedded server) — so from then on the manifest is gone for every
+// client, and a crash leaves only a directory no request can reach, which
+// the next collection removes. .htaccess goes with the directory.
 func (r *Root) RemoveManifest(repo string, d digest.Digest) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
@@ -145,6 +144,9 @@ func (r *Root) RemoveManifest(repo string, d digest.Digest) error {
 		return err
 	}
 	dir := r.ManifestDir(repo, d)
+	if err := r.unlinkTypedManifests(repo, d); err != nil {
+		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
+	}
 	if err := os.Remove(r.ManifestPath(repo, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}

@@ -117,6 +117,16 @@ func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string)
 	return nil
 }
 
+// unlinkTypedManifests removes every typed link of manifest d.
+func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
+	for _, t := range nginxTypes {
+		if err := unlinkIfExists(filepath.Join(r.ManifestDir(repo, d), typedLinkPrefix+t.Ext)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // publishHardLink makes dst a hard link of src. link(2) is atomic; a dst that is
 // another file (index.json was republished since) is replaced by a rename,
 // but never a dst that already is src: rename(2) between two links of one

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -242,17 +241,14 @@ func (r *Root) RefreshCatalog() error {
 
 // ManifestMediaType reads the media type recorded for manifest d of repo.
 func (r *Root) ManifestMediaType(repo string, d digest.Digest) (string, error) {
-	b, err := os.ReadFile(r.HeadersPath(repo, d))
+	h, err := r.ReadHeaders(repo, d)
 	if err != nil {
 		return "", err
 	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		var mt string
-		if _, err := fmt.Sscanf(string(line), "Header set Content-Type %q", &mt); err == nil {
-			return mt, nil
-		}
+	if h.ContentType == "" {
+		return "", fmt.Errorf("%s: no Content-Type header", r.HeadersPath(repo, d))
 	}
-	return "", fmt.Errorf("%s: no Content-Type header", r.HeadersPath(repo, d))
+	return h.ContentType, nil
 }
 
 // OpenBlob opens blob d of repo under its plain or legacy name.
