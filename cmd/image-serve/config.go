@@ -46,8 +46,46 @@ image-serve's before nginx support), so the tree must be writable.`,
 				},
 				Action: runConfigNginx,
 			},
+			{
+				Name:      "gc-schedule",
+				Usage:     "print the systemd service and timer, or the cron.d line, that run gc daily",
+				ArgsUsage: "systemd-service|systemd-timer|cron",
+				Description: `Install the systemd pair in /etc/systemd/system/ and enable the timer
+(systemctl enable --now image-serve-gc.timer), or the cron line as /etc/cron.d/image-serve-gc.
+Both run "image-serve gc --quiet" with IMAGE_SERVE_ROOT set to --root.`,
+				Action: runConfigGCSchedule,
+			},
 		},
 	}
+}
+
+// gcSchedules maps the gc-schedule argument to the file it prints.
+var gcSchedules = map[string]string{
+	"systemd-service": "image-serve-gc.service",
+	"systemd-timer":   "image-serve-gc.timer",
+	"cron":            "image-serve-gc.cron",
+}
+
+func runConfigGCSchedule(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want one of systemd-service, systemd-timer, cron")
+	}
+	name, ok := gcSchedules[c.Args().First()]
+	if !ok {
+		return usageError(c, "unknown schedule %q: want systemd-service, systemd-timer or cron", c.Args().First())
+	}
+	root, err := openRoot(c)
+	if err != nil {
+		return err
+	}
+	b, err := templates.GCUnit(name)
+	if err != nil {
+		return err
+	}
+	// The files name the default root; point them at this one.
+	b = bytes.ReplaceAll(b, []byte("/var/lib/image-serve"), []byte(root.Dir()))
+	_, err = c.App.Writer.Write(b)
+	return err
 }
 
 func runConfigApache(c *cli.Context) error {

@@ -1,10 +1,10 @@
-// Package testserver starts real web servers over a registry tree for
-// tests: the configurations we ship are only proven by serving with them.
-// Each server runs as a child process in its own process group, on a free
-// loopback port, and is stopped when the test ends.
-//
-// Apache is here; nginx and the embedded Go server are to follow, with the
-// same shape: func X(t, root, opts...) (baseURL string).
+// Package testserver starts real servers and clients' daemons for tests:
+// the configurations we ship are only proven by serving with them. Apache
+// and nginx run as child processes in their own process groups, on free
+// loopback ports; the embedded server runs in-process on a real listener;
+// containerd runs as its own process on a private socket. Each has the
+// shape func X(t, root, opts...) (baseURL string) and stops when the test
+// ends.
 package testserver
 
 import (
@@ -28,7 +28,7 @@ import (
 
 // Setup is what a test tells the developer when a server is missing: the
 // servers are part of the test environment, never a reason to skip.
-const Setup = "run the project's test setup (make test-deps) to install apache2, nginx and skopeo"
+const Setup = "run the project's test setup (make test-deps) to install apache2, nginx, skopeo and containerd"
 
 // Timeouts for a server to come up and to go away.
 const (
