@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/image-serve/image-serve/catalog"
@@ -73,22 +72,8 @@ func Apache(t testing.TB, root *catalog.Root, opts ...ApacheOption) (baseURL str
 		opt(&o)
 	}
 	bin := ApacheBinary(t)
-	account, err := serverUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	group := ""
-	if account != "" {
-		if group, err = groupOf(account); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const attempts = 3
-	for range attempts {
-		runDir := t.TempDir()
-		port := freePort(t)
-		url := baseURLOf(port)
-		listen := "127.0.0.1:" + strconv.Itoa(port)
+	account, group := serverAccount(t)
+	url, _ := startOnFreePort(t, "apache", func(listen, runDir string) (*exec.Cmd, string, []string) {
 		var conf string
 		if o.render != nil {
 			conf = o.render(t, listen, runDir)
@@ -108,14 +93,10 @@ func Apache(t testing.TB, root *catalog.Root, opts ...ApacheOption) (baseURL str
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.Env = serverEnv
-		output := filepath.Join(runDir, "output.log")
 		logs := []string{filepath.Join(runDir, "error.log"), filepath.Join(runDir, "access.log")}
-		if start(t, "apache", cmd, url, output, logs...) {
-			return url
-		}
-	}
-	t.Fatalf("Apache did not start in %d attempts (see the log above)", attempts)
-	return ""
+		return cmd, filepath.Join(runDir, "output.log"), logs
+	})
+	return url
 }
 
 // writeApacheConfig renders c into RunDir/httpd.conf.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -55,22 +54,8 @@ func Nginx(t testing.TB, root *catalog.Root, opts ...NginxOption) (baseURL strin
 		opt(&o)
 	}
 	bin := NginxBinary(t)
-	account, err := serverUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	group := ""
-	if account != "" {
-		if group, err = groupOf(account); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const attempts = 3
-	for range attempts {
-		runDir := t.TempDir()
-		port := freePort(t)
-		url := baseURLOf(port)
-		listen := "127.0.0.1:" + strconv.Itoa(port)
+	account, group := serverAccount(t)
+	url, runDir := startOnFreePort(t, "nginx", func(listen, runDir string) (*exec.Cmd, string, []string) {
 		var conf string
 		if o.render != nil {
 			conf = o.render(t, listen, runDir)
@@ -87,14 +72,10 @@ func Nginx(t testing.TB, root *catalog.Root, opts ...NginxOption) (baseURL strin
 		errorLog := filepath.Join(runDir, "error.log")
 		cmd := exec.Command(bin, "-c", conf, "-p", runDir, "-e", errorLog, "-g", "daemon off;")
 		cmd.Env = serverEnv
-		output := filepath.Join(runDir, "output.log")
-		if start(t, "nginx", cmd, url, output, errorLog, filepath.Join(runDir, "access.log")) {
-			t.Cleanup(func() { checkNginxLog(t, errorLog) })
-			return url
-		}
-	}
-	t.Fatalf("nginx did not start in %d attempts (see the log above)", attempts)
-	return ""
+		return cmd, filepath.Join(runDir, "output.log"), []string{errorLog, filepath.Join(runDir, "access.log")}
+	})
+	t.Cleanup(func() { checkNginxLog(t, filepath.Join(runDir, "error.log")) })
+	return url
 }
 
 // checkNginxLog fails t if nginx logged anything at crit level or above:

@@ -219,3 +219,44 @@ func (p *process) diagnostics() string {
 }
 
 func baseURLOf(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) }
+
+// serverAccount is the user and group a server started as root runs its
+// workers as ("" when we are not root).
+func serverAccount(t testing.TB) (user, group string) {
+	t.Helper()
+	account, err := serverUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if account == "" {
+		return "", ""
+	}
+	if group, err = groupOf(account); err != nil {
+		t.Fatal(err)
+	}
+	return account, group
+}
+
+// launcher prepares one attempt to start a server listening on listen with
+// runDir as its run directory: the command, the file its output goes to,
+// and the log files to show when a test fails.
+type launcher func(listen, runDir string) (cmd *exec.Cmd, output string, logs []string)
+
+// startOnFreePort starts a server on a free loopback port, retrying with
+// another port when one is taken between our probe and the server's bind.
+// It returns the base URL and the run directory of the attempt that came up.
+func startOnFreePort(t testing.TB, name string, launch launcher) (baseURL, runDir string) {
+	t.Helper()
+	const attempts = 3
+	for range attempts {
+		runDir := t.TempDir()
+		port := freePort(t)
+		url := baseURLOf(port)
+		cmd, output, logs := launch("127.0.0.1:"+strconv.Itoa(port), runDir)
+		if start(t, name, cmd, url, output, logs...) {
+			return url, runDir
+		}
+	}
+	t.Fatalf("%s did not start in %d attempts (see the log above)", name, attempts)
+	return "", ""
+}
