@@ -1,7 +1,6 @@
 package templates
 
 import (
-	"bytes"
 	"embed"
 	"errors"
 	"fmt"
@@ -83,12 +82,7 @@ func RenderNginx(w io.Writer, c Nginx) error {
 	if c.Standalone {
 		name = "nginx-standalone.conf.tmpl"
 	}
-	var buf bytes.Buffer
-	if err := nginxTmpl.ExecuteTemplate(&buf, name, d); err != nil {
-		return err
-	}
-	_, err = w.Write(buf.Bytes())
-	return err
+	return execute(w, nginxTmpl, name, d)
 }
 
 // nginxConfig validates c and derives the template data from it.
@@ -104,16 +98,10 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		return nil, err
 	}
 	d := &nginxData{
-		Root:   c.Root,
-		Listen: listen,
-		Port:   port,
-		Errors: errorFiles{
-			BlobUnknown:     catalog.ErrBlobUnknown.File(),
-			ManifestUnknown: catalog.ErrManifestUnknown.File(),
-			NotAcceptable:   catalog.ErrNotAcceptable.File(),
-			NameUnknown:     catalog.ErrNameUnknown.File(),
-			Unsupported:     catalog.ErrUnsupported.File(),
-		},
+		Root:          c.Root,
+		Listen:        listen,
+		Port:          port,
+		Errors:        theErrorFiles(),
 		Types:         catalog.NginxTypes(),
 		RepoPattern:   nginxRepoPattern,
 		TagPattern:    nginxTagPattern,

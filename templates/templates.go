@@ -111,12 +111,29 @@ func RenderApache(w io.Writer, c Apache) error {
 	if c.Standalone {
 		name = "apache-standalone.conf.tmpl"
 	}
+	return execute(w, tmpl, name, d)
+}
+
+// execute renders template name into memory first, so that a failing
+// template writes nothing to w.
+func execute(w io.Writer, t *template.Template, name string, data any) error {
 	var buf bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&buf, name, d); err != nil {
+	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
 		return err
 	}
-	_, err = w.Write(buf.Bytes())
+	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// theErrorFiles names catalog's error bodies for the templates.
+func theErrorFiles() errorFiles {
+	return errorFiles{
+		BlobUnknown:     catalog.ErrBlobUnknown.File(),
+		ManifestUnknown: catalog.ErrManifestUnknown.File(),
+		NotAcceptable:   catalog.ErrNotAcceptable.File(),
+		NameUnknown:     catalog.ErrNameUnknown.File(),
+		Unsupported:     catalog.ErrUnsupported.File(),
+	}
 }
 
 // apacheConfig validates c and derives the template data from it.
@@ -136,13 +153,7 @@ func apacheConfig(c Apache) (*apacheData, error) {
 		Listen:      listen,
 		VirtualHost: vhost,
 		Port:        port,
-		Errors: errorFiles{
-			BlobUnknown:     catalog.ErrBlobUnknown.File(),
-			ManifestUnknown: catalog.ErrManifestUnknown.File(),
-			NotAcceptable:   catalog.ErrNotAcceptable.File(),
-			NameUnknown:     catalog.ErrNameUnknown.File(),
-			Unsupported:     catalog.ErrUnsupported.File(),
-		},
+		Errors:      theErrorFiles(),
 	}
 	if !c.Standalone {
 		return d, nil
