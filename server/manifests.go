@@ -36,23 +36,34 @@ func (h *handler) routeManifest(w http.ResponseWriter, r *http.Request, p string
 // serveDigest serves manifest d: immutable, with the digest as a strong
 // ETag, so a revalidation answers 304.
 func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
-	f, fi, err := openFile(h.root.ManifestPath(repo, d))
-	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrManifestUnknown)
+	f, fi, ok := h.openManifest(w, r, repo, d, cacheImmutable)
+	if !ok {
 		return
 	}
 	defer f.Close()
+	w.Header().Set("ETag", `"`+d.String()+`"`)
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// openManifest opens manifest d and sets the headers every manifest
+// response carries; on failure it has answered the request itself.
+func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest, cacheControl string) (*os.File, fs.FileInfo, bool) {
+	f, fi, err := openFile(h.root.ManifestPath(repo, d))
+	if err != nil {
+		h.failOpen(w, r, err, catalog.ErrManifestUnknown)
+		return nil, nil, false
+	}
 	mediaType, err := h.mediaType(repo, d)
 	if err != nil {
+		f.Close()
 		h.internal(w, r, err)
-		return
+		return nil, nil, false
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", mediaType)
 	hd.Set(digestHeader, d.String())
-	hd.Set("Cache-Control", cacheImmutable)
-	hd.Set("ETag", `"`+d.String()+`"`)
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	hd.Set("Cache-Control", cacheControl)
+	return f, fi, true
 }
 
 // serveTag serves the manifest tag names for this request's Accept, as
@@ -84,21 +95,11 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag str
 		h.fail(w, r, catalog.ErrNotAcceptable)
 		return
 	}
-	f, _, err := openFile(h.root.ManifestPath(repo, d))
-	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrManifestUnknown)
+	f, _, ok := h.openManifest(w, r, repo, d, cacheRevalidate)
+	if !ok {
 		return
 	}
 	defer f.Close()
-	mediaType, err := h.mediaType(repo, d)
-	if err != nil {
-		h.internal(w, r, err)
-		return
-	}
-	hd := w.Header()
-	hd.Set("Content-Type", mediaType)
-	hd.Set(digestHeader, d.String())
-	hd.Set("Cache-Control", cacheRevalidate)
 	// Apache's RequestHeader unset on tag URIs; no modtime and no ETag
 	// leave ServeContent nothing to compare the rest with.
 	http.ServeContent(w, unconditional(r), "", time.Time{}, f)
