@@ -30,6 +30,7 @@ func TestValidateRepo(t *testing.T) {
 		{"ns/.hidden", "component \".hidden\""},
 		{"ns/app/tags", "reserved"},
 		{"blobs", "reserved"},
+		{"ns/app/referrers", "reserved"},
 		{"_catalog", "component \"_catalog\""},
 		{strings.Repeat("a", 256), "longer than 255"},
 	}

@@ -16,6 +16,8 @@
 //	ROOT/v2/<repo>/manifests/.tags/<tag>             nginx: symlink -> ../<digest> (see nginx.go)
 //	ROOT/v2/<repo>/manifests/.tags-fallback/<tag>    nginx: the same, for clients that take no index
 //	ROOT/v2/<repo>/tags/list                         {"name":…,"tags":[…]}
+//	ROOT/v2/<repo>/referrers/<digest>                OCI index of the manifests whose subject is <digest>
+//	ROOT/.image-serve/empty-index.json               the referrers index of every other digest
 //	ROOT/.image-serve/                               our own state: locks, error bodies
 //
 // Every file a server may read is written to a dot-named temporary file in

@@ -11,6 +11,7 @@ type ErrorCode string
 // The error codes a read-only registry answers with.
 const (
 	BlobUnknown     ErrorCode = "BLOB_UNKNOWN"
+	DigestInvalid   ErrorCode = "DIGEST_INVALID"
 	ManifestUnknown ErrorCode = "MANIFEST_UNKNOWN"
 	NameUnknown     ErrorCode = "NAME_UNKNOWN"
 	Unsupported     ErrorCode = "UNSUPPORTED"
@@ -33,9 +34,12 @@ var (
 	ErrNotAcceptable   = ServerError{http.StatusNotAcceptable, ManifestUnknown, "manifest unknown: no variant matches the Accept header", "manifest-not-acceptable.json"}
 	ErrNameUnknown     = ServerError{http.StatusNotFound, NameUnknown, "repository name not known to registry", "name-unknown.json"}
 	ErrUnsupported     = ServerError{http.StatusMethodNotAllowed, Unsupported, "the operation is unsupported: this registry is read-only", "unsupported.json"}
+	// ErrDigestInvalid answers a referrers request whose digest is not one
+	// (distribution-spec: 400, not the empty index).
+	ErrDigestInvalid = ServerError{http.StatusBadRequest, DigestInvalid, "provided digest is invalid: want sha256:<64 hex> or sha512:<128 hex>", "digest-invalid.json"}
 )
 
-var errorBodies = []ServerError{ErrBlobUnknown, ErrManifestUnknown, ErrNotAcceptable, ErrNameUnknown, ErrUnsupported}
+var errorBodies = []ServerError{ErrBlobUnknown, ErrManifestUnknown, ErrNotAcceptable, ErrNameUnknown, ErrUnsupported, ErrDigestInvalid}
 
 // File is the name of the body file in Root.ErrorsDir.
 func (e ServerError) File() string { return e.file }

@@ -390,7 +390,9 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 	}
 	// tags/ first: without tags/list nobody lists the repository, and a
 	// crash part way leaves a repository the next collection finds again.
-	for _, sub := range []string{"tags", "manifests", "blobs"} {
+	// referrers/ next: with no manifest left, its indexes list nothing
+	// that exists.
+	for _, sub := range []string{"tags", referrersDir, "manifests", "blobs"} {
 		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
 			return false, fmt.Errorf("repository %s: %w", repo, err)
 		}

@@ -15,8 +15,9 @@ var (
 )
 
 // reservedComponents are directory names of the layout: a repository
-// "a/tags" would live inside repository "a".
-var reservedComponents = map[string]bool{"blobs": true, "manifests": true, "tags": true}
+// "a/tags" would live inside repository "a", and "a/referrers" would
+// collide with a's referrers indexes.
+var reservedComponents = map[string]bool{"blobs": true, "manifests": true, "tags": true, "referrers": true}
 
 // maxRepoLength is the limit most clients put on host[:port]/name.
 const maxRepoLength = 255

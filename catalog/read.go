@@ -15,10 +15,11 @@ import (
 
 // layoutDirs are the directories of a repository; anything else below a
 // repository directory is a nested repository.
-var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true}
+var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true, referrersDir: true}
 
 // repoDirs lists every repository directory of the tree: a directory with
-// any of blobs/, manifests/ or tags/, published or still being written.
+// any of blobs/, manifests/, tags/ or referrers/, published or still being
+// written.
 func (r *Root) repoDirs() ([]string, error) {
 	var repos []string
 	v2 := r.V2Dir()

@@ -98,6 +98,23 @@ func (r *Root) TypeMapPath(repo, tag string) string {
 	return filepath.Join(r.manifestsDir(repo), tag+typeMapExt)
 }
 
+// ReferrersPath is the referrers index of subject in repo: it answers
+// GET /v2/<repo>/referrers/<subject> while manifests of repo refer to
+// subject (see referrers.go).
+func (r *Root) ReferrersPath(repo string, subject digest.Digest) string {
+	return filepath.Join(r.referrersDir(repo), subject.String())
+}
+
+func (r *Root) referrersDir(repo string) string { return filepath.Join(r.RepoDir(repo), referrersDir) }
+
+// EmptyReferrersPath is the one empty referrers index of the tree: the
+// static servers answer it for every digest of an existing repository that
+// has no index of its own. It lives in our dot directory, so nothing
+// serves it under its own name.
+func (r *Root) EmptyReferrersPath() string {
+	return filepath.Join(r.dir, stateDir, "empty-index.json")
+}
+
 // TagsListPath answers GET /v2/<repo>/tags/list.
 func (r *Root) TagsListPath(repo string) string {
 	return filepath.Join(r.RepoDir(repo), "tags", "list")
@@ -118,8 +135,9 @@ func digestFromTypeMapURI(uri string) (digest.Digest, error) {
 	return d, nil
 }
 
-// Init creates the skeleton every server needs: v2/index.json and the
-// error bodies. It is idempotent and rewrites nothing that is already right.
+// Init creates the skeleton every server needs: v2/index.json, the error
+// bodies and the empty referrers index. It is idempotent and rewrites
+// nothing that is already right.
 func (r *Root) Init() error {
 	if err := mkdirAll(r.V2Dir()); err != nil {
 		return err
@@ -134,6 +152,9 @@ func (r *Root) Init() error {
 		if err := writeIfChanged(filepath.Join(r.ErrorsDir(), e.file), e.body()); err != nil {
 			return err
 		}
+	}
+	if err := writeIfChanged(r.EmptyReferrersPath(), EmptyReferrers()); err != nil {
+		return err
 	}
 	return mkdirAll(r.locksDir())
 }

@@ -51,16 +51,16 @@ func readSmall(path string, limit int) ([]byte, error) {
 }
 
 // SweepRepoTemps is SweepTemps for one repository: the temporary files in
-// its blobs, manifests (digest and link directories included) and tags
-// directories. A collection sweeps repository by repository, several at
-// once, instead of walking the tree a second time. The same rule holds:
-// only call it holding the tree lock exclusively.
+// its blobs, manifests (digest and link directories included), tags and
+// referrers directories. A collection sweeps repository by repository,
+// several at once, instead of walking the tree a second time. The same
+// rule holds: only call it holding the tree lock exclusively.
 func (r *Root) SweepRepoTemps(repo string) (int, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, sub := range []string{"blobs", "manifests", "tags"} {
+	for _, sub := range []string{"blobs", "manifests", "tags", referrersDir} {
 		err := filepath.WalkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {

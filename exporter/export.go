@@ -147,7 +147,8 @@ func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {
 }
 
 // publishPlan writes the plan in dependency order: blobs, manifests
-// (children before the indexes naming them), then the tag.
+// (children before the indexes naming them), the referrers indexes of
+// their subjects, then the tag.
 func publishPlan(ctx context.Context, root *catalog.Root, s source, dest Dest, p *plan, o Options, sum *Summary) error {
 	if err := root.Init(); err != nil {
 		return fmt.Errorf("root %s: %w", root.Dir(), err)
@@ -166,10 +167,30 @@ func publishPlan(ctx context.Context, root *catalog.Root, s source, dest Dest, p
 			return err
 		}
 	}
+	if err := putReferrers(root, dest.Repo, p.manifests); err != nil {
+		return err
+	}
 	if err := root.PutTag(dest.Repo, dest.Tag, p.variants); err != nil {
 		return err
 	}
 	o.Log.Debug("tagged", "repo", dest.Repo, "tag", dest.Tag, "digest", p.top.Digest, "media_type", p.top.MediaType)
+	return nil
+}
+
+// putReferrers updates the referrers index of every subject the plan's
+// manifests name, once each. The manifests are in the tree by now, so an
+// index never lists one a client cannot fetch.
+func putReferrers(root *catalog.Root, repo string, ms []*manifest) error {
+	done := map[digest.Digest]bool{}
+	for _, m := range ms {
+		if m.Subject == "" || done[m.Subject] {
+			continue
+		}
+		done[m.Subject] = true
+		if err := root.UpdateReferrers(repo, m.Subject); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -359,3 +359,36 @@ func TestExportCredentials(t *testing.T) {
 		t.Errorf("export with a wrong password: %v, want an authentication error", err)
 	}
 }
+
+// TestExportReferrer: exporting a manifest with a subject writes the
+// subject's referrers index before the tag, whether or not the subject is
+// in the tree; a subject that is no descriptor fails the export untouched.
+func TestExportReferrer(t *testing.T) {
+	reg := testregistry.Start(t)
+	img := reg.PushImage(t, "ns/app:v1", testregistry.OCIImage(t, "amd64", testregistry.Layer(t, 512, types.OCILayer)))
+	raw, blobs := testregistry.ArtifactFor(t, img)
+	art := reg.PushRaw(t, "ns/app:sbom", MediaTypeOCIManifest, raw, blobs...)
+	root := newRoot(t)
+	if _, err := Export(context.Background(), root, "docker://"+art.Ref, "", plainHTTP()); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	b, err := root.ReadReferrers("ns/app", digest.Digest(img.Digest))
+	if err != nil {
+		t.Fatalf("referrers index of the subject: %v", err)
+	}
+	x, err := catalog.ParseReferrers(b)
+	want := catalog.ReferrerDescriptor{MediaType: MediaTypeOCIManifest, Digest: digest.Digest(art.Digest), Size: int64(len(raw)), ArtifactType: testregistry.ArtifactType}
+	if err != nil || len(x.Manifests) != 1 || fmt.Sprint(x.Manifests[0]) != fmt.Sprint(want) {
+		t.Errorf("referrers index %s (%v): want exactly %+v", b, err, want)
+	}
+
+	bad := strings.Replace(string(raw), fmt.Sprintf(`"size":%d}}`, len(img.Raw)), `"size":-1}}`, 1)
+	p := reg.PushRaw(t, "ns/bad:v1", MediaTypeOCIManifest, []byte(bad), blobs...)
+	_, err = Export(context.Background(), root, "docker://"+p.Ref, "", plainHTTP())
+	if err == nil || !strings.Contains(err.Error(), "subject: "+img.Digest+": negative size") {
+		t.Errorf("export of a bad subject: %v, want an error naming the subject", err)
+	}
+	if _, err := os.Stat(root.RepoDir("ns/bad")); err == nil {
+		t.Error("the failed export wrote to the tree")
+	}
+}

@@ -60,6 +60,10 @@ type manifest struct {
 	Children  []indexEntry // index or list entries
 	Blobs     []Descriptor // config and layers to fetch
 	Foreign   []Descriptor // layers served from elsewhere: not fetched
+	// Subject is the manifest this one refers to (OCI 1.1), "" if none:
+	// its referrers index must list this manifest. The subject itself is
+	// not fetched; it need not be in the tree at all.
+	Subject digest.Digest
 }
 
 type rawManifest struct {
@@ -72,6 +76,7 @@ type rawManifest struct {
 		BlobSum digest.Digest `json:"blobSum"`
 	} `json:"fsLayers"`
 	Signatures json.RawMessage `json:"signatures"`
+	Subject    *Descriptor     `json:"subject"`
 }
 
 // parseManifest checks raw and finds what it references. labelled is the
@@ -91,6 +96,12 @@ func parseManifest(raw []byte, d digest.Digest, labelled string) (*manifest, err
 	out := &manifest{Raw: raw, Digest: d, MediaType: mt}
 	if err := out.collect(m); err != nil {
 		return nil, fmt.Errorf("manifest %s (%s): %v", d, mt, err)
+	}
+	if m.Subject != nil {
+		if err := checkDescriptor(*m.Subject); err != nil {
+			return nil, fmt.Errorf("manifest %s (%s): subject: %v", d, mt, err)
+		}
+		out.Subject = m.Subject.Digest
 	}
 	return out, nil
 }

@@ -116,7 +116,7 @@ func Delete(root *catalog.Root, refs []Ref, o DeleteOptions) (*DeleteReport, err
 			digests[r.Repo] = append(digests[r.Repo], r)
 		}
 	}
-	reached, err := deleteTags(root, refs, rep, &errs)
+	reached, named, err := deleteTags(root, refs, rep, &errs)
 	if err != nil {
 		return rep, err
 	}
@@ -147,7 +147,7 @@ func Delete(root *catalog.Root, refs []Ref, o DeleteOptions) (*DeleteReport, err
 			}
 			continue
 		}
-		d := &deletion{retired: retired[repo], forced: map[digest.Digest]bool{}}
+		d := &deletion{retired: retired[repo], forced: map[digest.Digest]bool{}, named: named[repo]}
 		p, err := c.planDeletes(repo, d, digests[repo], &errs)
 		if err != nil {
 			return rep, err
@@ -222,15 +222,16 @@ func (c *collector) planDeletes(repo string, d *deletion, refs []Ref, errs *[]er
 }
 
 // deleteTags removes the tag refs under the shared tree lock, and returns
-// per repository what the deleted tags reached, for the prune.
-func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error) (map[string]map[digest.Digest]bool, error) {
-	reached := map[string]map[digest.Digest]bool{}
+// per repository what the deleted tags reached and what they named, for
+// the prune.
+func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error) (reached, named map[string]map[digest.Digest]bool, err error) {
+	reached, named = map[string]map[digest.Digest]bool{}, map[string]map[digest.Digest]bool{}
 	if !slices.ContainsFunc(refs, func(r Ref) bool { return r.Tag != "" }) {
-		return reached, nil
+		return reached, named, nil
 	}
 	l, err := root.LockShared()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer l.Unlock()
 	graphs := map[string]*repoGraph{}
@@ -250,7 +251,7 @@ func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error
 		g := graphs[r.Repo]
 		if g == nil {
 			if g, err = loadRepo(root, r.Repo); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			graphs[r.Repo] = g
 		}
@@ -265,11 +266,14 @@ func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error
 		}
 		rep.Deleted = append(rep.Deleted, r.String())
 		if reached[r.Repo] == nil {
-			reached[r.Repo] = map[digest.Digest]bool{}
+			reached[r.Repo], named[r.Repo] = map[digest.Digest]bool{}, map[digest.Digest]bool{}
 		}
 		maps.Copy(reached[r.Repo], ds)
+		for _, d := range roots {
+			named[r.Repo][d] = true
+		}
 	}
-	return reached, nil
+	return reached, named, nil
 }
 
 // deleteManifest removes manifest r.Digest, without a prune, unless a tag
@@ -289,6 +293,12 @@ func deleteManifest(root *catalog.Root, r Ref) error {
 	}
 	if len(by) > 0 {
 		return &ReferencedError{Ref: r, By: by}
+	}
+	if m := g.refs[r.Digest]; m != nil && m.Subject != "" {
+		// Unlisted first: no referrers index ever names a removed manifest.
+		if err := root.RefreshReferrers(r.Repo, r.Digest); err != nil {
+			return fmt.Errorf("delete %s: %w", r, err)
+		}
 	}
 	if err := root.RemoveManifest(r.Repo, r.Digest); err != nil {
 		return fmt.Errorf("delete %s: %w", r, err)

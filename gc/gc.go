@@ -13,6 +13,7 @@ package gc
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -300,6 +301,10 @@ type deletion struct {
 	// forced are manifests deleted by digest: never kept, even as
 	// referrers of a kept subject.
 	forced map[digest.Digest]bool
+	// named are the manifests the deleted tags named: a referrer deleted
+	// by its own tag (an SBOM tagged "sbom") goes although its subject
+	// stays, but stays while a tag or a kept index names it.
+	named map[digest.Digest]bool
 }
 
 // repoPlan is a marked repository.
@@ -328,6 +333,7 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 		for f := range d.forced {
 			m.forbid(f)
 		}
+		maps.Copy(m.detached, d.named)
 	}
 	var roots []edge
 	for _, tag := range tags {
@@ -388,6 +394,11 @@ func (c *collector) sweepRepo(p *repoPlan) error {
 			}
 		}
 	}
+	if !c.o.DryRun {
+		if err := c.refreshReferrers(g, sweep); err != nil {
+			return err
+		}
+	}
 	for _, d := range g.parentsFirst(sweep) {
 		if !c.o.DryRun {
 			if err := c.root.RemoveManifest(repo, d); err != nil {
@@ -424,6 +435,24 @@ func (c *collector) sweepRepo(p *repoPlan) error {
 	}
 	if gone {
 		rep.RepositoriesRemoved++
+	}
+	return nil
+}
+
+// refreshReferrers rewrites the referrers indexes of g's repository
+// without the manifests about to be swept, before they go, so that no
+// index lists a removed manifest; it also sets right what a killed writer
+// left. A repository without referrers, the common case, costs one
+// directory read.
+func (c *collector) refreshReferrers(g *repoGraph, sweep []digest.Digest) error {
+	if len(g.referrers) == 0 {
+		subjects, err := c.root.ReferrerSubjects(g.repo)
+		if err != nil || len(subjects) == 0 {
+			return err
+		}
+	}
+	if err := c.root.RefreshReferrers(g.repo, sweep...); err != nil {
+		return fmt.Errorf("repository %s: %w", g.repo, err)
 	}
 	return nil
 }

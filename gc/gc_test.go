@@ -242,6 +242,10 @@ func (tr *tree) referrer(repo string, s desc, name string) referrerOf {
 		"schemaVersion": 2, "mediaType": ociManifest, "artifactType": "application/vnd.example.sig",
 		"config": empty, "layers": []desc{blob}, "subject": s,
 	})
+	// as an export does, before any tag
+	if err := tr.root.UpdateReferrers(repo, s.Digest); err != nil {
+		tr.t.Fatal(err)
+	}
 	return referrerOf{manifest: man, blob: blob}
 }
 

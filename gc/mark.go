@@ -91,10 +91,13 @@ type marks struct {
 	manifests map[digest.Digest]bool
 	blobs     map[digest.Digest]bool
 	forbidden map[digest.Digest]bool // deleted by digest: never kept
+	// detached were named by a deleted tag: no subject keeps them as its
+	// referrer (a tag or an index still does).
+	detached map[digest.Digest]bool
 }
 
 func newMarks() *marks {
-	return &marks{manifests: map[digest.Digest]bool{}, blobs: map[digest.Digest]bool{}, forbidden: map[digest.Digest]bool{}}
+	return &marks{manifests: map[digest.Digest]bool{}, blobs: map[digest.Digest]bool{}, forbidden: map[digest.Digest]bool{}, detached: map[digest.Digest]bool{}}
 }
 
 // forbid keeps d from being marked, whatever reaches it.
@@ -102,8 +105,9 @@ func (m *marks) forbid(d digest.Digest) { m.forbidden[d] = true }
 
 // mark keeps what roots reach: index and list children recursively, the
 // config, layers and schema1 fsLayers of every manifest, and every
-// referrer whose subject is kept. A reference to a manifest the
-// repository lacks is a problem, never a crash.
+// referrer whose subject is kept, unless a deleted tag named it. A
+// reference to a manifest the repository lacks is a problem, never a
+// crash.
 func (g *repoGraph) mark(m *marks, roots []edge) {
 	queue := roots
 	for len(queue) > 0 {
@@ -132,7 +136,9 @@ func (g *repoGraph) mark(m *marks, roots []edge) {
 			m.blobs[b] = true
 		}
 		for _, rr := range g.referrers[e.to] {
-			queue = append(queue, edge{to: rr, path: from, what: "referrer"})
+			if !m.detached[rr] {
+				queue = append(queue, edge{to: rr, path: from, what: "referrer"})
+			}
 		}
 	}
 }

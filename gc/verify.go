@@ -1,6 +1,7 @@
 package gc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +17,9 @@ import (
 // Verify checks repos (every repository when empty) end to end: every
 // blob and manifest re-hashed against its name, every .htaccess present
 // and agreeing with its manifest, every tag, index child and referenced
-// blob present, tags/list equal to the tags and _catalog equal to the
-// repositories. The report lists each problem with its path.
+// blob present, tags/list equal to the tags, every referrers index equal
+// to what the manifests that refer to its subject make, and _catalog
+// equal to the repositories. The report lists each problem with its path.
 //
 // It holds the tree lock shared: collections and prunes wait, exports and
 // tag deletes go on. Those rewrite tags/list and _catalog in two steps,
@@ -114,7 +116,60 @@ func (v *verifier) repo(repo string) error {
 			v.manifest(g, d, present)
 		}
 	}
-	return v.tags(repo, g)
+	if err := v.tags(repo, g); err != nil {
+		return err
+	}
+	return v.referrers(g)
+}
+
+// referrers checks that every referrers index of g's repository is what
+// catalog.UpdateReferrers would write now, and that every subject some
+// manifest refers to has one. An export writes the manifest before the
+// index, so a disagreement is read again before it counts.
+func (v *verifier) referrers(g *repoGraph) error {
+	subjects, err := v.root.ReferrerSubjects(g.repo)
+	if err != nil {
+		return err
+	}
+	if len(subjects) == 0 && len(g.referrers) == 0 {
+		return nil
+	}
+	return v.settle(func() ([]Problem, error) { return referrersProblems(v.root, g.repo) })
+}
+
+// referrersProblems compares repo's referrers indexes with its manifests.
+func referrersProblems(r *catalog.Root, repo string) ([]Problem, error) {
+	want, err := r.GeneratedReferrers(repo)
+	if err != nil {
+		return nil, err
+	}
+	have, err := r.ReferrerSubjects(repo)
+	if err != nil {
+		return nil, err
+	}
+	all := slices.Clone(have)
+	for s := range want {
+		all = append(all, s)
+	}
+	slices.Sort(all)
+	var ps []Problem
+	for _, s := range slices.Compact(all) {
+		path := r.ReferrersPath(repo, s)
+		got, err := r.ReadReferrers(repo, s)
+		switch {
+		case want[s] == nil && err == nil:
+			ps = append(ps, Problem{path, fmt.Sprintf("lists referrers, but no manifest of the repository has subject %s", s)})
+		case want[s] == nil && errors.Is(err, fs.ErrNotExist):
+			// removed since ReferrerSubjects read the directory
+		case errors.Is(err, fs.ErrNotExist):
+			ps = append(ps, Problem{path, fmt.Sprintf("missing: manifests of the repository have subject %s", s)})
+		case err != nil:
+			ps = append(ps, Problem{path, err.Error()})
+		case !bytes.Equal(got, want[s]):
+			ps = append(ps, Problem{path, fmt.Sprintf("does not list the manifests whose subject is %s as they are", s)})
+		}
+	}
+	return ps, nil
 }
 
 // has reports whether manifest d is in g's repository, looking again if

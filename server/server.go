@@ -88,6 +88,8 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		h.routeManifest(w, r, p)
 	case isBlobPath(p):
 		h.routeBlob(w, r, p)
+	case isReferrersPath(p):
+		h.routeReferrers(w, r, p)
 	case p == "/v2/_catalog":
 		h.serveCatalog(w, r)
 	default:

@@ -62,6 +62,8 @@ type nginxData struct {
 	Port   int
 	Errors errorFiles
 	Types  []catalog.NginxType
+	// EmptyReferrers is Root.EmptyReferrersPath below the root.
+	EmptyReferrers string
 
 	RepoPattern, TagPattern, DigestPattern string
 
@@ -106,6 +108,8 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		RepoPattern:   nginxRepoPattern,
 		TagPattern:    nginxTagPattern,
 		DigestPattern: nginxDigestPattern,
+
+		EmptyReferrers: emptyReferrers(c.Root),
 	}
 	if !c.Standalone {
 		return d, nil

@@ -79,7 +79,7 @@ var optionalModules = []string{"unixd", "log_config"}
 
 // errorFiles are the error body names inside Root.ErrorsDir.
 type errorFiles struct {
-	BlobUnknown, ManifestUnknown, NotAcceptable, NameUnknown, Unsupported string
+	BlobUnknown, ManifestUnknown, NotAcceptable, NameUnknown, Unsupported, DigestInvalid string
 }
 
 // apacheData is what the templates see. Paths are raw; the templates quote
@@ -90,6 +90,9 @@ type apacheData struct {
 	VirtualHost string // argument of <VirtualHost>
 	Port        int
 	Errors      errorFiles
+	// EmptyReferrers is Root.EmptyReferrersPath below the document root,
+	// "/.image-serve/…": the referrers rules serve it by that path.
+	EmptyReferrers string
 
 	// standalone only
 	RunDir, PidFile, ErrorLog, AccessLog string
@@ -133,7 +136,15 @@ func theErrorFiles() errorFiles {
 		NotAcceptable:   catalog.ErrNotAcceptable.File(),
 		NameUnknown:     catalog.ErrNameUnknown.File(),
 		Unsupported:     catalog.ErrUnsupported.File(),
+		DigestInvalid:   catalog.ErrDigestInvalid.File(),
 	}
+}
+
+// emptyReferrers is root's empty referrers index as a path below the
+// document root.
+func emptyReferrers(root *catalog.Root) string {
+	rel, _ := filepath.Rel(root.Dir(), root.EmptyReferrersPath()) // below it by construction
+	return "/" + filepath.ToSlash(rel)
 }
 
 // apacheConfig validates c and derives the template data from it.
@@ -149,11 +160,12 @@ func apacheConfig(c Apache) (*apacheData, error) {
 		return nil, err
 	}
 	d := &apacheData{
-		Root:        c.Root,
-		Listen:      listen,
-		VirtualHost: vhost,
-		Port:        port,
-		Errors:      theErrorFiles(),
+		Root:           c.Root,
+		Listen:         listen,
+		VirtualHost:    vhost,
+		Port:           port,
+		Errors:         theErrorFiles(),
+		EmptyReferrers: emptyReferrers(c.Root),
 	}
 	if !c.Standalone {
 		return d, nil

@@ -16,8 +16,10 @@ func deleteCommand() *cli.Command {
 		ArgsUsage: "REPO:TAG|REPO@DIGEST...",
 		Description: `REPO:TAG removes the tag. REPO@DIGEST removes a manifest, and refuses while a tag or an index
 still references it. Then the repositories touched are pruned: what the deleted references reached
-and nothing else reaches is deleted at once, and a repository left without tags is removed.
---no-prune leaves that to gc.`,
+and nothing else reaches is deleted at once, and a repository left without tags is removed. A
+referrer (an SBOM or signature with a subject) lives as long as its subject unless deleted by
+digest or by a tag of its own; a later gc keeps it with its subject. --no-prune leaves reclaiming
+to gc.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "no-prune", Usage: "only delete the references; leave reclaiming to gc"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},

@@ -17,8 +17,8 @@ func gcCommand() *cli.Command {
 		Usage: "delete the manifests and blobs no tag needs",
 		Description: `Marks from every tag of every repository (indexes to their children, manifests to their config
 and layers, referrers whose subject is kept) and deletes manifests nothing reaches, then blobs no
-kept manifest of their repository references, then repositories left empty; tags/list and _catalog
-are rewritten. Untagged manifests go only once older than --grace. Apache keeps serving; exports
+kept manifest of their repository references, then repositories left empty; tags/list, the
+referrers indexes (each before its manifests go) and _catalog are rewritten. Untagged manifests go only once older than --grace. Apache keeps serving; exports
 wait until gc ends. A gc started while another runs does nothing and exits 0.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "change nothing; report what gc would do"},

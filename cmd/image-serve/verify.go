@@ -16,7 +16,8 @@ func verifyCommand() *cli.Command {
 		ArgsUsage: "[REPO...]",
 		Description: `Re-hashes every blob (legacy .gz names too) and manifest; checks every manifest's headers, that
 every tag, index child and referenced blob is in its repository, that tags/list lists exactly the
-tags and _catalog exactly the repositories. Prints each problem with its path.`,
+tags, that every referrers index lists exactly the manifests whose subject it is, and that _catalog
+lists exactly the repositories. Prints each problem with its path.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only problems"},

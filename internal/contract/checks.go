@@ -220,6 +220,48 @@ func linkNext(path string, n int, last string) check {
 	}
 }
 
+// servedReferrers is a referrers response listing want: an OCI index,
+// revalidated on every use, without validators (the index changes in
+// place, like a tag), and as long as the index the tree holds.
+func servedReferrers(method string, want []Referrer) []check {
+	cs := []check{
+		status(http.StatusOK),
+		header("Content-Type", MediaTypeOCIIndex),
+		header("Content-Length", strconv.Itoa(len(referrersIndex(want).Marshal()))),
+		header("Cache-Control", noCache),
+		noHeader("ETag"), noHeader("Last-Modified"),
+	}
+	if method == http.MethodHead {
+		return append(cs, emptyBody)
+	}
+	return append(cs, referrersList(want))
+}
+
+func referrersIndex(rs []Referrer) catalog.ReferrersIndex {
+	x := catalog.ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex}
+	for _, r := range rs {
+		x.Manifests = append(x.Manifests, catalog.ReferrerDescriptor{MediaType: r.MediaType, Digest: r.Digest,
+			Size: int64(len(r.Data)), ArtifactType: r.ArtifactType, Annotations: r.Annotations})
+	}
+	return x
+}
+
+// referrersList checks a referrers body as a client reads it: an OCI
+// index whose entries are want, in order, each with its media type,
+// digest, size, artifactType and annotations.
+func referrersList(want []Referrer) check {
+	return jsonBody(func(got catalog.ReferrersIndex) error {
+		w := referrersIndex(want)
+		if w.Manifests == nil {
+			w.Manifests = []catalog.ReferrerDescriptor{}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(w) || got.Manifests == nil {
+			return fmt.Errorf("referrers index %+v, want %+v", got, w)
+		}
+		return nil
+	})
+}
+
 // catalogHas checks a _catalog body: sorted, listing repo.
 func catalogHas(repo string) check {
 	type cat struct {

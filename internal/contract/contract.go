@@ -19,7 +19,10 @@ package contract
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,13 +55,19 @@ type Options struct {
 	// has it for any current representation; a real validator still
 	// never matches, since tag responses carry none.
 	DropsTagConditionals bool
+	// FiltersReferrers: ?artifactType= on a referrers request keeps only
+	// the entries of that artifactType and says so with
+	// "OCI-Filters-Applied: artifactType". Without it (Apache, nginx) the
+	// query is ignored: the whole index and no such header, which tells
+	// clients to filter themselves (distribution-spec).
+	FiltersReferrers bool
 }
 
 // The options of each server we ship a configuration for.
 var (
 	Apache   = Options{Negotiates: true, DropsTagConditionals: true}
 	Nginx    = Options{}
-	Embedded = Options{Negotiates: true, Paginates: true, DropsTagConditionals: true}
+	Embedded = Options{Negotiates: true, Paginates: true, DropsTagConditionals: true, FiltersReferrers: true}
 )
 
 // testCase is one row of the contract.
@@ -170,6 +179,8 @@ func cases(f *Fixture, o Options) []testCase {
 		blobCases(f),
 		listCases(f),
 		paginationCases(f, o),
+		referrersCases(f, o),
+		referrersChangeCases(f),
 		errorCases(f),
 		hiddenCases(f),
 	} {
@@ -201,6 +212,8 @@ func accept(v string) http.Header { return http.Header{"Accept": {v}} }
 func (f *Fixture) manifestPath(ref string) string { return "/v2/" + f.Repo + "/manifests/" + ref }
 
 func (f *Fixture) blobPath(d digest.Digest) string { return "/v2/" + f.Repo + "/blobs/" + d.String() }
+
+func (f *Fixture) referrersPath(ref string) string { return "/v2/" + f.Repo + "/referrers/" + ref }
 
 // Accept headers of real clients on manifest requests (serving-facts §1.8).
 const (
@@ -485,6 +498,101 @@ func paginationCases(f *Fixture, o Options) []testCase {
 	}
 }
 
+// referrersCases: the OCI 1.1 referrers API answers every digest of a
+// repository that exists with 200 and an index, empty when nothing refers
+// to the digest, never 404 for some digests only (serving-facts §1.6); a
+// malformed digest is 400.
+func referrersCases(f *Fixture, o Options) []testCase {
+	amd64 := f.referrersPath(f.AMD64.Digest.String())
+	cs := getAndHead("referrers of a subject", amd64, nil, func(m string) []check {
+		return servedReferrers(m, f.Referrers)
+	})
+	cs = append(cs, getAndHead("referrers none", f.referrersPath(f.ARM64.Digest.String()), nil, func(m string) []check {
+		return servedReferrers(m, nil)
+	})...)
+	cs = append(cs, getAndHead("referrers unknown repo", "/v2/ns/nope/referrers/"+f.AMD64.Digest.String(), nil, func(m string) []check {
+		return jsonError(m, http.StatusNotFound, catalog.NameUnknown)
+	})...)
+	cs = append(cs, getAndHead("referrers malformed digest", f.referrersPath("sha256:abc"), nil, func(m string) []check {
+		return jsonError(m, http.StatusBadRequest, catalog.DigestInvalid)
+	})...)
+	signature := f.Referrers[slices.IndexFunc(f.Referrers, func(r Referrer) bool { return r.ArtifactType == ArtifactTypeSignature })]
+	filtered := append(servedReferrers(http.MethodGet, f.Referrers), noHeader("OCI-Filters-Applied"))
+	if o.FiltersReferrers {
+		filtered = []check{status(http.StatusOK), header("Content-Type", MediaTypeOCIIndex),
+			header("OCI-Filters-Applied", "artifactType"), referrersList([]Referrer{signature})}
+	}
+	return append(cs,
+		get("referrers of a digest the repository lacks", f.referrersPath(digest.FromString("not in the fixture").String()), nil,
+			servedReferrers(http.MethodGet, nil)...),
+		get("referrers malformed digest, unknown repo", "/v2/ns/nope/referrers/sha256:abc", nil,
+			jsonError(http.MethodGet, http.StatusBadRequest, catalog.DigestInvalid)...),
+		get("referrers no digest", f.referrersPath(""), nil, jsonError(http.MethodGet, http.StatusBadRequest, catalog.DigestInvalid)...),
+		get("referrers digest and slash", amd64+"/", nil, jsonError(http.MethodGet, http.StatusBadRequest, catalog.DigestInvalid)...),
+		get("referrers ?artifactType", amd64+"?artifactType="+url.QueryEscape(ArtifactTypeSignature), nil, filtered...),
+		get("referrers Accept-Encoding gzip", amd64, http.Header{"Accept-Encoding": {"gzip"}},
+			append(servedReferrers(http.MethodGet, f.Referrers), noHeader("Content-Encoding"))...),
+		testCase{
+			name:       "referrers ignores If-None-Match",
+			req:        request{method: http.MethodGet, path: amd64},
+			revalidate: &revalidation{path: amd64, header: "If-None-Match", standIn: true},
+			want:       servedReferrers(http.MethodGet, f.Referrers),
+		},
+	)
+}
+
+// referrersChangeCases: an export or deletion of a referrer shows on the
+// next request, and a subject whose last referrer went is answered by the
+// (older) empty index in full, never 304 from a cache's validator of the
+// longer list: the same trap as a tag rolled back (serving-facts §3.12).
+// Each row puts the tree back as it found it.
+func referrersChangeCases(f *Fixture) []testCase {
+	arm64 := f.referrersPath(f.ARM64.Digest.String())
+	var cs []testCase
+	for _, h := range []string{"If-Modified-Since", "If-None-Match"} {
+		cs = append(cs, testCase{
+			name:    "referrer added, then deleted, " + h,
+			req:     request{method: http.MethodGet, path: arm64},
+			prepare: func(t *testing.T, c *client) http.Header { return f.addAndDeleteReferrer(t, c, h) },
+			want:    servedReferrers(http.MethodGet, nil),
+		})
+	}
+	return cs
+}
+
+// addAndDeleteReferrer gives ARM64 a referrer, checks that a client sees
+// it, deletes it as gc does (index first), and returns the conditional
+// header h a cache holding the longer list would now send.
+func (f *Fixture) addAndDeleteReferrer(t *testing.T, c *client, h string) http.Header {
+	t.Helper()
+	arm64 := f.referrersPath(f.ARM64.Digest.String())
+	r := referrer(t, f.root, f.Repo, f.ARM64, map[string]any{"artifactType": ArtifactTypeSignature, "config": descriptor(MediaTypeOCIEmpty, blob([]byte("{}")))})
+	if err := f.root.UpdateReferrers(f.Repo, f.ARM64.Digest); err != nil {
+		t.Fatal(err)
+	}
+	r.ArtifactType = ArtifactTypeSignature
+	req := request{method: http.MethodGet, path: arm64}
+	seen, err := c.do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", req, err)
+	}
+	if err := referrersList([]Referrer{r})(seen); err != nil || seen.status != http.StatusOK {
+		t.Fatalf("%s: status %d, %v; want the new referrer at once, with no reload", req, seen.status, err)
+	}
+	if err := f.root.RefreshReferrers(f.Repo, r.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.root.RemoveManifest(f.Repo, r.Digest); err != nil {
+		t.Fatal(err)
+	}
+	from := map[string]string{"If-None-Match": "ETag", "If-Modified-Since": "Last-Modified"}[h]
+	val := seen.header.Get(from)
+	if val == "" {
+		val = standInValidator(h, f.ARM64.Digest.String())
+	}
+	return http.Header{h: {val}}
+}
+
 // errorCases: unknown content is a JSON 404 with the right code, and the
 // registry is read-only.
 func errorCases(f *Fixture) []testCase {
@@ -542,6 +650,9 @@ func hiddenCases(f *Fixture) []testCase {
 		"/v2/" + f.Repo + "/",
 		"/v2/" + f.Repo + "/tags/",
 		"/.image-serve/errors/" + catalog.ErrBlobUnknown.File(),
+		strings.TrimPrefix(f.root.EmptyReferrersPath(), f.root.Dir()),
+		"/v2/" + f.Repo + "/referrers/" + filepath.Base(f.referrersTempFile()),
+		"/v2/" + f.Repo + "/referrers",
 		"/_errors/" + catalog.ErrBlobUnknown.File(),
 		"/v2/index.json",
 		"/",

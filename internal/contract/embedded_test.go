@@ -33,7 +33,7 @@ func TestEmbedded(t *testing.T) {
 // "<size>-<mtime>", ours the digest on content-addressed responses.
 //
 // Known divergences, deliberately left out: pagination (Apache ignores
-// ?n=), 416, 400 and 500 bodies (Apache's are HTML, ours JSON or Go's
+// ?n=) and referrers filtering (Apache ignores ?artifactType=), 416, 400 and 500 bodies (Apache's are HTML, ours JSON or Go's
 // text), multipart range boundaries, the headers Go drops on 304 and 412
 // (Last-Modified, Accept-Ranges), a manifest without its .htaccess (we
 // still send the digest), and a type map with no variant (Apache 406, us
@@ -47,6 +47,7 @@ func TestEmbeddedMatchesApache(t *testing.T) {
 
 	m := "/v2/" + f.Repo + "/manifests/"
 	b := "/v2/" + f.Repo + "/blobs/"
+	ref := "/v2/" + f.Repo + "/referrers/"
 	layer := b + f.Layer.Digest.String()
 	accept := func(v string) string { return "Accept: " + v }
 	type request struct{ line, header string }
@@ -77,6 +78,13 @@ func TestEmbeddedMatchesApache(t *testing.T) {
 		{"GET /v2//ns//app/tags/list", ""}, {"GET /v2/ns/x/../app/./tags/list", ""},
 		{"GET /v2/ns/app%2ftags/list", ""}, {"GET /v2/ns/app/tags/%6cist", ""},
 		{"GET /v2/index.json/tags/list", ""}, {"GET /v2/index.json", ""},
+		{"GET " + ref + f.AMD64.Digest.String(), ""}, {"HEAD " + ref + f.AMD64.Digest.String(), ""},
+		{"GET " + ref + f.ARM64.Digest.String(), ""}, {"GET " + ref + f.AMD64.Digest.String(), "Range: bytes=0-9"},
+		{"GET " + ref + f.AMD64.Digest.String(), "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT"},
+		{"GET " + ref + "sha256:abc", ""}, {"HEAD " + ref + "sha256:abc", ""}, {"GET " + ref, ""},
+		{"GET " + ref + f.AMD64.Digest.String() + "/", ""}, {"GET /v2/" + f.Repo + "/referrers", ""},
+		{"GET /v2/ns/nope/referrers/" + f.AMD64.Digest.String(), ""}, {"GET /v2/NS/app/referrers/" + f.AMD64.Digest.String(), ""},
+		{"GET " + ref + "." + f.AMD64.Digest.String() + "123456", ""},
 		{"OPTIONS *", ""}, {"OPTIONS /v2/", ""}, {"PUT /foo", ""}, {"TRACE /v2/", ""}, {"DELETE " + layer, ""},
 		{"GET /foo", ""}, {"GET /", ""}, {"GET /_errors/" + catalog.ErrBlobUnknown.File(), ""},
 	}

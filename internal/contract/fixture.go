@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +29,13 @@ const (
 	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
 	MediaTypeDockerConfig   = "application/vnd.docker.container.image.v1+json"
 	MediaTypeDockerLayer    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	MediaTypeOCIEmpty       = "application/vnd.oci.empty.v1+json"
+)
+
+// Artifact types of the fixture's referrers.
+const (
+	ArtifactTypeSignature = "application/vnd.example.signature.v1"
+	ArtifactTypeSBOM      = "application/vnd.example.sbom.config.v1+json" // its config's media type
 )
 
 // Blob is content addressed by its digest.
@@ -38,6 +48,14 @@ type Blob struct {
 type Manifest struct {
 	Blob
 	MediaType string
+}
+
+// Referrer is a manifest with an OCI 1.1 subject, as its subject's
+// referrers index describes it.
+type Referrer struct {
+	Manifest
+	ArtifactType string
+	Annotations  map[string]string
 }
 
 // Fixture is what Build wrote: one repository with every kind of object a
@@ -55,6 +73,12 @@ type Fixture struct {
 	AMD64, ARM64 Manifest // OCI image manifests
 	Index        Manifest // OCI index of AMD64 and ARM64, with platforms
 	Docker       Manifest // Docker schema 2 manifest
+
+	// Referrers of AMD64, untagged as signatures pushed by digest are,
+	// sorted by digest: a signature with an artifactType, and an SBOM
+	// without one (its config's media type stands in) but with
+	// annotations. ARM64 has none.
+	Referrers []Referrer
 
 	// Tags, sorted: "docker" (Docker), "multi" (Index at qs=1.0, AMD64 at
 	// qs=0.001), "rollback" (AMD64; rows move it and put it back),
@@ -127,6 +151,7 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 		t.Fatal(err)
 	}
 	putTag(t, root, other, "latest", catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType})
+	f.Referrers = putReferrers(t, root, f.Repo, f.AMD64)
 
 	// What no server may serve: a writer's temporary file before its
 	// rename, and TripleO's per-repository .htaccess (2019-04..2021-12),
@@ -134,8 +159,55 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 	writeFile(t, filepath.Join(filepath.Dir(root.BlobPath(f.Repo, f.Layer.Digest)), "."+f.Layer.Digest.String()+"123456"), f.Layer.Data)
 	writeFile(t, filepath.Join(filepath.Dir(root.ManifestDir(f.Repo, f.AMD64.Digest)), ".htaccess"),
 		[]byte("AddHandler type-map .type-map\nMultiviewsMatch Handlers\n"))
+	writeFile(t, f.referrersTempFile(), catalog.EmptyReferrers())
 	backdate(t, root.Dir())
 	return f
+}
+
+// putReferrers stores a signature and an SBOM of subject in repo, as an
+// export of each does (manifest, then the subject's referrers index), and
+// returns them sorted by digest.
+func putReferrers(t testing.TB, root *catalog.Root, repo string, subject Manifest) []Referrer {
+	t.Helper()
+	empty := blob([]byte("{}"))
+	putBlob(t, root, repo, empty)
+	sig := referrer(t, root, repo, subject, map[string]any{
+		"artifactType": ArtifactTypeSignature,
+		"config":       descriptor(MediaTypeOCIEmpty, empty),
+		"layers":       []any{descriptor("application/vnd.example.signature.v1+json", putBlob(t, root, repo, blob([]byte(`{"signed":true}`))))},
+	})
+	sig.ArtifactType = ArtifactTypeSignature
+	annotations := map[string]string{"org.opencontainers.image.created": "2026-01-01T00:00:00Z"}
+	sbom := referrer(t, root, repo, subject, map[string]any{
+		"config":      descriptor(ArtifactTypeSBOM, putBlob(t, root, repo, blob([]byte(`{"kind":"sbom"}`)))),
+		"layers":      []any{descriptor("text/spdx", putBlob(t, root, repo, blob([]byte("SPDXVersion: SPDX-2.3\n"))))},
+		"annotations": annotations,
+	})
+	sbom.ArtifactType, sbom.Annotations = ArtifactTypeSBOM, annotations
+	if err := root.UpdateReferrers(repo, subject.Digest); err != nil {
+		t.Fatal(err)
+	}
+	rs := []Referrer{sig, sbom}
+	slices.SortFunc(rs, func(a, b Referrer) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	return rs
+}
+
+// referrer stores an OCI image manifest of fields whose subject is
+// subject.
+func referrer(t testing.TB, root *catalog.Root, repo string, subject Manifest, fields map[string]any) Referrer {
+	t.Helper()
+	m := map[string]any{"schemaVersion": 2, "mediaType": MediaTypeOCIManifest, "subject": descriptor(subject.MediaType, subject.Blob)}
+	maps.Copy(m, fields)
+	r := Referrer{Manifest: manifest(t, MediaTypeOCIManifest, m)}
+	if err := root.PutManifest(repo, r.Digest, r.MediaType, r.Data); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// referrersTempFile is what a referrers writer leaves before its rename.
+func (f *Fixture) referrersTempFile() string {
+	return filepath.Join(filepath.Dir(f.root.ReferrersPath(f.Repo, f.AMD64.Digest)), "."+f.AMD64.Digest.String()+"123456")
 }
 
 // backdate makes every file under dir an hour old. A served tree is
@@ -156,12 +228,13 @@ func backdate(t testing.TB, dir string) {
 	}
 }
 
-func putBlob(t testing.TB, root *catalog.Root, repo string, b Blob) {
+func putBlob(t testing.TB, root *catalog.Root, repo string, b Blob) Blob {
 	t.Helper()
 	fetch := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Data)), nil }
 	if _, _, err := root.PutBlob(repo, b.Digest, int64(len(b.Data)), fetch); err != nil {
 		t.Fatal(err)
 	}
+	return b
 }
 
 func putTag(t testing.TB, root *catalog.Root, repo, tag string, variants ...catalog.TagVariant) {

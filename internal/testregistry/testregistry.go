@@ -253,9 +253,24 @@ func Schema1(t testing.TB, repo, tag string) ([]byte, v1.Layer) {
 	return raw, l
 }
 
+// ArtifactType is the artifactType of Artifact and ArtifactFor.
+const ArtifactType = "application/vnd.example.sbom.v1"
+
 // Artifact is an OCI artifact manifest: a custom config media type and
 // one data layer, with the blobs to push alongside.
 func Artifact(t testing.TB) ([]byte, []v1.Layer) {
+	t.Helper()
+	return artifact(t, nil)
+}
+
+// ArtifactFor is Artifact with subject as its OCI 1.1 subject: a referrer
+// of subject, as an SBOM or a signature attached to an image is.
+func ArtifactFor(t testing.TB, subject Pushed) ([]byte, []v1.Layer) {
+	t.Helper()
+	return artifact(t, map[string]any{"mediaType": subject.MediaType, "digest": subject.Digest, "size": len(subject.Raw)})
+}
+
+func artifact(t testing.TB, subject map[string]any) ([]byte, []v1.Layer) {
 	t.Helper()
 	cfg := static.NewLayer([]byte(`{"kind":"sbom"}`), "application/vnd.example.sbom.config.v1+json")
 	data := static.NewLayer([]byte("artifact payload\n"), "application/vnd.example.sbom.v1+text")
@@ -265,13 +280,17 @@ func Artifact(t testing.TB) ([]byte, []v1.Layer) {
 		mt, _ := l.MediaType()
 		return map[string]any{"mediaType": mt, "digest": d.String(), "size": s}
 	}
-	raw, err := json.Marshal(map[string]any{
+	m := map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     types.OCIManifestSchema1,
-		"artifactType":  "application/vnd.example.sbom.v1",
+		"artifactType":  ArtifactType,
 		"config":        desc(cfg),
 		"layers":        []any{desc(data)},
-	})
+	}
+	if subject != nil {
+		m["subject"] = subject
+	}
+	raw, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
