@@ -125,7 +125,7 @@ func sha256Digest(b []byte) string {
 
 // TestEndToEnd exports every kind of image and pulls each, by tag and by
 // digest, with the skopeo binary and go-containerregistry, through real
-// Apache and the embedded server.
+// Apache, nginx and the embedded server.
 func TestEndToEnd(t *testing.T) {
 	root := testserver.TempRoot(t)
 	images := exportFixtures(t, root)
@@ -254,6 +254,17 @@ func checkGGCR(t *testing.T, host string, img exported) {
 		}
 		if err != nil {
 			t.Errorf("ggcr validate index %s: %v", tag, err)
+		}
+		// crane digest --platform: the child for that platform.
+		arm, err := remote.Image(tag, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "arm64"}))
+		if err == nil {
+			var d v1.Hash
+			if d, err = arm.Digest(); err == nil && d.String() != img.children["linux/arm64"] {
+				t.Errorf("ggcr image %s for linux/arm64: %s, want %s", tag, d, img.children["linux/arm64"])
+			}
+		}
+		if err != nil {
+			t.Errorf("ggcr image %s for linux/arm64: %v", tag, err)
 		}
 	case img.mediaType == exporter.MediaTypeDockerSchema1:
 		// go-containerregistry reads schema1 only as raw bytes (above).
