@@ -62,7 +62,24 @@ func (r *Root) ManifestDigests(repo string) ([]digest.Digest, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(r.manifestsDir(repo))
+	return digestsIn(r.manifestsDir(repo), fs.DirEntry.IsDir)
+}
+
+// digestsIn lists the entries of dir that keep accepts and whose name is
+// a digest, in directory order (ReadDir sorts); a missing dir has none.
+func digestsIn(dir string, keep func(fs.DirEntry) bool) ([]digest.Digest, error) {
+	return digestsNamed(dir, func(e fs.DirEntry) digest.Digest {
+		if !keep(e) {
+			return ""
+		}
+		return digest.Digest(e.Name())
+	})
+}
+
+// digestsNamed lists the valid digests name derives from the entries of
+// dir.
+func digestsNamed(dir string, name func(fs.DirEntry) digest.Digest) ([]digest.Digest, error) {
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -71,8 +88,7 @@ func (r *Root) ManifestDigests(repo string) ([]digest.Digest, error) {
 	}
 	var ds []digest.Digest
 	for _, e := range entries {
-		d := digest.Digest(e.Name())
-		if e.IsDir() && ValidateDigest(d) == nil {
+		if d := name(e); d != "" && ValidateDigest(d) == nil {
 			ds = append(ds, d)
 		}
 	}
@@ -444,24 +460,14 @@ func (r *Root) TryLockGC() (*Lock, error) {
 
 // BlobLocks lists the digests that have a blob lock file.
 func (r *Root) BlobLocks() ([]digest.Digest, error) {
-	entries, err := os.ReadDir(r.locksDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var ds []digest.Digest
-	for _, e := range entries {
-		alg, hex, ok := strings.Cut(strings.TrimPrefix(e.Name(), "blob-"), "-")
-		if !ok || !strings.HasPrefix(e.Name(), "blob-") {
-			continue
+	return digestsNamed(r.locksDir(), func(e fs.DirEntry) digest.Digest {
+		name, ok := strings.CutPrefix(e.Name(), "blob-")
+		alg, hex, ok2 := strings.Cut(name, "-")
+		if !ok || !ok2 {
+			return ""
 		}
-		if d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex); ValidateDigest(d) == nil {
-			ds = append(ds, d)
-		}
-	}
-	return ds, nil
+		return digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	})
 }
 
 // RemoveBlobLock removes the lock file of blob d. Only call it holding

@@ -257,20 +257,7 @@ func (r *Root) ReferrerSubjects(repo string) ([]digest.Digest, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(r.referrersDir(repo))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var ds []digest.Digest
-	for _, e := range entries {
-		if d := digest.Digest(e.Name()); e.Type().IsRegular() && ValidateDigest(d) == nil {
-			ds = append(ds, d)
-		}
-	}
-	return ds, nil
+	return digestsIn(r.referrersDir(repo), func(e fs.DirEntry) bool { return e.Type().IsRegular() })
 }
 
 // ReadReferrers returns the stored referrers index of subject in repo.
