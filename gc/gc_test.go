@@ -1,18 +1,16 @@
 package gc
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/image-serve/image-serve/internal/testtree"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -429,36 +427,10 @@ func TestGCDryRun(t *testing.T) {
 	tr.verify()
 }
 
-// treeSnapshot lists every file of dir with its content hash, lock files
-// aside.
+// treeSnapshot describes dir, our own state (locks) aside.
 func treeSnapshot(t *testing.T, dir string) string {
 	t.Helper()
-	var lines []string
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if strings.HasPrefix(rel, ".image-serve") {
-			return nil
-		}
-		line := rel
-		if e.Type().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			line += " " + hex.EncodeToString(sum[:])
-		}
-		lines = append(lines, line)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
+	return testtree.Snapshot(t, dir, ".image-serve")
 }
 
 // TestGCGraceUsesCtime: an untagged manifest whose mtime is old but which

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/image-serve/image-serve/internal/testtree"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/testregistry"
@@ -204,35 +206,11 @@ func runBadCase(t *testing.T, c badCase) {
 		}
 	}
 	if after := snapshot(t, e.root); after != before {
-		t.Errorf("the tree changed:\n%s", snapshotDiff(before, after))
+		t.Errorf("the tree changed:\n%s", testtree.Diff(before, after))
 	}
 	if r.check != nil {
 		r.check(t)
 	}
-}
-
-// snapshotDiff lists the lines only before has (-) and only after has (+).
-func snapshotDiff(before, after string) string {
-	in := func(s string) map[string]bool {
-		m := map[string]bool{}
-		for _, l := range strings.Split(s, "\n") {
-			m[l] = true
-		}
-		return m
-	}
-	b, a := in(before), in(after)
-	var out []string
-	for _, l := range strings.Split(before, "\n") {
-		if !a[l] {
-			out = append(out, "- "+l)
-		}
-	}
-	for _, l := range strings.Split(after, "\n") {
-		if !b[l] {
-			out = append(out, "+ "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func badCases() []badCase {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/internal/testtree"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -328,7 +330,7 @@ func TestGCDryRunThenGC(t *testing.T) {
 	}
 	dry := gcJSON("--dry-run")
 	if after := snapshot(t, root.Dir()); after != before {
-		t.Fatalf("gc --dry-run changed the tree:\n%s", snapshotDiffLines(before, after))
+		t.Fatalf("gc --dry-run changed the tree:\n%s", testtree.Diff(before, after))
 	}
 	real := gcJSON()
 	if !dry.DryRun || real.DryRun {
@@ -354,23 +356,6 @@ func TestGCDryRunThenGC(t *testing.T) {
 	if r := mustRun(t, "--root", root.Dir(), "gc", "--quiet"); r.stdout+r.stderr != "" {
 		t.Errorf("gc --quiet printed %q %q", r.stdout, r.stderr)
 	}
-}
-
-// snapshotDiffLines shows the lines that differ between two snapshots.
-func snapshotDiffLines(a, b string) string {
-	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
-	var out []string
-	for _, l := range as {
-		if !slices.Contains(bs, l) {
-			out = append(out, "- "+l)
-		}
-	}
-	for _, l := range bs {
-		if !slices.Contains(as, l) {
-			out = append(out, "+ "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestGCOverlap: a gc started while another holds gc.lock does nothing and

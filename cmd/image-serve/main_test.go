@@ -2,17 +2,15 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
+
+	"github.com/image-serve/image-serve/internal/testtree"
 )
 
 // binary is the image-serve command built once for every test: the
@@ -80,37 +78,5 @@ func mustRun(t testing.TB, args ...string) result {
 // hash — so a test can assert that a failed command changed nothing.
 func snapshot(t testing.TB, dir string) string {
 	t.Helper()
-	var lines []string
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && path == dir {
-				return fs.SkipAll
-			}
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if strings.HasPrefix(rel, ".image-serve/locks") {
-			return nil // lock files are not content
-		}
-		fi, err := e.Info()
-		if err != nil {
-			return err
-		}
-		line := fmt.Sprintf("%s %v", rel, fi.Mode())
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			line += " " + hex.EncodeToString(sum[:])
-		}
-		lines = append(lines, line)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
+	return testtree.Snapshot(t, dir, ".image-serve/locks")
 }
