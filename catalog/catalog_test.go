@@ -61,10 +61,7 @@ func TestValidateTag(t *testing.T) {
 // TestSweepTemps: temporary files of a crashed writer go, everything a
 // server reads stays.
 func TestSweepTemps(t *testing.T) {
-	r, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newTree(t)
 	d := digest.FromString("x")
 	if err := r.PutManifest("ns/app", d, "application/vnd.oci.image.manifest.v1+json", []byte("x")); err != nil {
 		t.Fatal(err)
@@ -102,12 +99,9 @@ func TestSweepTemps(t *testing.T) {
 // TestPutTagNeedsManifests: a tag is the last thing published, never
 // ahead of what it names.
 func TestPutTagNeedsManifests(t *testing.T) {
-	r, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newTree(t)
 	d := digest.FromString("absent")
-	err = r.PutTag("ns/app", "v1", []TagVariant{{Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json"}})
+	err := r.PutTag("ns/app", "v1", []TagVariant{{Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json"}})
 	if err == nil || !strings.Contains(err.Error(), d.String()) {
 		t.Fatalf("PutTag to a missing manifest: %v", err)
 	}
@@ -117,12 +111,9 @@ func TestPutTagNeedsManifests(t *testing.T) {
 }
 
 func TestPutManifestRejectsMismatch(t *testing.T) {
-	r, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newTree(t)
 	d := digest.FromString("one")
-	err = r.PutManifest("ns/app", d, "application/vnd.oci.image.manifest.v1+json", []byte("two"))
+	err := r.PutManifest("ns/app", d, "application/vnd.oci.image.manifest.v1+json", []byte("two"))
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("PutManifest with the wrong bytes: %v", err)
 	}
@@ -138,10 +129,7 @@ func TestPutManifestRejectsMismatch(t *testing.T) {
 // TestDeleteTag: the tag leaves tags/list; the last tag takes the
 // repository out of the catalog.
 func TestDeleteTag(t *testing.T) {
-	r, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newTree(t)
 	d := digest.FromString("{}")
 	mt := "application/vnd.oci.image.manifest.v1+json"
 	if err := r.PutManifest("ns/app", d, mt, []byte("{}")); err != nil {
@@ -173,4 +161,17 @@ func TestDeleteTag(t *testing.T) {
 	if _, err := os.Stat(r.TagsListPath("ns/app")); err == nil {
 		t.Error("tags/list of a repository without tags remains")
 	}
+}
+
+// newTree is an initialised, empty tree in a temporary directory.
+func newTree(t *testing.T) *Root {
+	t.Helper()
+	r, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -17,18 +17,6 @@ import (
 
 const gcOCIManifest = "application/vnd.oci.image.manifest.v1+json"
 
-func gcTree(t *testing.T) *Root {
-	t.Helper()
-	r, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Init(); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 func gcPutBlob(t *testing.T, r *Root, repo string, content []byte) digest.Digest {
 	t.Helper()
 	d := digest.FromBytes(content)
@@ -52,7 +40,7 @@ func gcPutManifest(t *testing.T, r *Root, repo, body string) digest.Digest {
 // TestGCRemoveManifest: everything in the digest directory goes, nginx's
 // typed link too, and the manifest leaves the listing.
 func TestGCRemoveManifest(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	keep := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2,"x":1}`)
 	if typed, ok := r.TypedManifestPath("ns/app", d, gcOCIManifest); !ok || !isFile(typed) {
@@ -76,7 +64,7 @@ func TestGCRemoveManifest(t *testing.T) {
 // TestGCManifestDigestsListsDebris: a digest directory whose index.json is
 // gone is listed (a collector must remove it) but not complete.
 func TestGCManifestDigestsListsDebris(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	if err := os.Remove(r.ManifestPath("ns/app", d)); err != nil {
 		t.Fatal(err)
@@ -96,7 +84,7 @@ func TestGCManifestDigestsListsDebris(t *testing.T) {
 // TestGCBlobsAndRemoveBlob: legacy names are the blob; the last link frees
 // the bytes.
 func TestGCBlobsAndRemoveBlob(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	shared := gcPutBlob(t, r, "a", []byte("shared content"))
 	gcPutBlob(t, r, "b", []byte("shared content"))
 	legacy := gcPutBlob(t, r, "a", []byte("legacy layer"))
@@ -136,7 +124,7 @@ func TestGCBlobsAndRemoveBlob(t *testing.T) {
 // TestGCRemoveRepo: only an empty repository goes, with empty parents but
 // never a nested repository.
 func TestGCRemoveRepo(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	gcPutBlob(t, r, "ns/full", []byte("x"))
 	gcPutBlob(t, r, "ns/parent/child", []byte("y"))
 	d := gcPutManifest(t, r, "ns/parent", `{"schemaVersion":2}`)
@@ -173,7 +161,7 @@ func TestGCRemoveRepo(t *testing.T) {
 // TestGCTagsInStep: tags/list and nginx's link directories are compared
 // with the type maps by name; RefreshTags brings them back in step.
 func TestGCTagsInStep(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	for _, tag := range []string{"v1", "v2"} {
 		if err := r.PutTag("ns/app", tag, []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
@@ -216,7 +204,7 @@ func TestGCTagsInStep(t *testing.T) {
 // TestGCManifestChangedIsCtime: the age of a manifest is its ctime, which
 // a touch of the mtime does not move back.
 func TestGCManifestChangedIsCtime(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	old := time.Now().Add(-72 * time.Hour)
 	if err := os.Chtimes(r.ManifestPath("ns/app", d), old, old); err != nil {
@@ -233,7 +221,7 @@ func TestGCManifestChangedIsCtime(t *testing.T) {
 
 // TestGCBlobLocks: lock files of blobs are listed and removed by digest.
 func TestGCBlobLocks(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	d := gcPutBlob(t, r, "ns/app", []byte("locked once"))
 	ds, err := r.BlobLocks()
 	if err != nil || !slices.Equal(ds, []digest.Digest{d}) {
@@ -261,7 +249,7 @@ func TestGCBlobLocks(t *testing.T) {
 // TestGCSweepRepoTemps removes temporary files of one repository, not
 // what servers read.
 func TestGCSweepRepoTemps(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	stale := []string{
 		filepath.Join(r.ManifestDir("ns/app", d), ".index.json42"),

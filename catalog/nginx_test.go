@@ -16,18 +16,6 @@ const (
 	mtDockerV2    = "application/vnd.docker.distribution.manifest.v2+json"
 )
 
-func newTree(t *testing.T) *Root {
-	t.Helper()
-	r, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Init(); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // putManifest stores a small manifest of type mt and returns its digest.
 func putManifest(t *testing.T, r *Root, repo, mt, body string) digest.Digest {
 	t.Helper()

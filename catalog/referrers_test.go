@@ -57,7 +57,7 @@ func readIndex(t *testing.T, r *Root, repo string, s digest.Digest) ([]ReferrerD
 // is the digest, sorted, with the artifactType the spec derives, and goes
 // when the last of them goes.
 func TestUpdateReferrers(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	const repo = "ns/app"
 	subject := gcPutManifest(t, r, repo, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`)
 	other := digest.FromString("another subject")
@@ -114,7 +114,7 @@ func TestUpdateReferrers(t *testing.T) {
 // TestRefreshReferrers: a remover unlists what it is about to remove, and
 // a refresh removes indexes nothing refers to and writes missing ones.
 func TestRefreshReferrers(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	const repo = "ns/app"
 	s1, s2, s3 := digest.FromString("s1"), digest.FromString("s2"), digest.FromString("s3")
 	a := putReferrer(t, r, repo, gcOCIManifest, s1, map[string]any{"artifactType": "a/a"})
@@ -148,7 +148,7 @@ func TestRefreshReferrers(t *testing.T) {
 // directory along, and Init writes the empty index the servers fall back
 // to.
 func TestReferrersRemoveRepo(t *testing.T) {
-	r := gcTree(t)
+	r := newTree(t)
 	if b, err := os.ReadFile(r.EmptyReferrersPath()); err != nil || string(b) != `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}` {
 		t.Errorf("empty index %q, %v", b, err)
 	}

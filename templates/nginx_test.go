@@ -2,6 +2,7 @@ package templates_test
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,14 +43,7 @@ func TestRenderNginxErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			err := templates.RenderNginx(&buf, tt.c)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("RenderNginx(%+v) = %v, want an error containing %q", tt.c, err, tt.want)
-			}
-			if buf.Len() != 0 {
-				t.Errorf("RenderNginx wrote %d bytes despite the error", buf.Len())
-			}
+			checkRenderError(t, "RenderNginx", func(w io.Writer) error { return templates.RenderNginx(w, tt.c) }, tt.want)
 		})
 	}
 }

@@ -2,6 +2,7 @@ package templates_test
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,15 +73,22 @@ func TestRenderApacheErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			err := templates.RenderApache(&buf, tt.c)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("RenderApache(%+v) = %v, want an error containing %q", tt.c, err, tt.want)
-			}
-			if buf.Len() != 0 {
-				t.Errorf("RenderApache wrote %d bytes despite the error", buf.Len())
-			}
+			checkRenderError(t, "RenderApache", func(w io.Writer) error { return templates.RenderApache(w, tt.c) }, tt.want)
 		})
+	}
+}
+
+// checkRenderError asserts that render fails with an error containing
+// want and writes nothing: a half-written config must never reach a file.
+func checkRenderError(t *testing.T, name string, render func(io.Writer) error, want string) {
+	t.Helper()
+	var buf bytes.Buffer
+	err := render(&buf)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("%s = %v, want an error containing %q", name, err, want)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("%s wrote %d bytes despite the error", name, buf.Len())
 	}
 }
 
