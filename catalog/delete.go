@@ -15,6 +15,10 @@ var ErrTagUnknown = errors.New("tag unknown")
 // leaves the catalog; its manifests and blobs stay for gc (or a prune) to
 // reclaim. Tags go first, so a crash never leaves a tag naming something
 // already removed.
+//
+// The order within: tags/list stops listing the tag, then nginx's links
+// go, then the type map. A crash in between leaves a tag that some server
+// still serves but no listing names — never a listed tag that answers 404.
 func (r *Root) DeleteTag(repo, tag string) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
@@ -23,14 +27,16 @@ func (r *Root) DeleteTag(repo, tag string) error {
 		return err
 	}
 	err := r.updateRepo(repo, func() error {
+		if _, err := os.Lstat(r.TypeMapPath(repo, tag)); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)
+		}
+		if err := r.writeTagsList(repo, tag); err != nil {
+			return err
+		}
 		if err := r.removeTagLinks(repo, tag); err != nil {
 			return err
 		}
-		err := os.Remove(r.TypeMapPath(repo, tag))
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)
-		}
-		if err != nil {
+		if err := unlink(r.TypeMapPath(repo, tag)); err != nil {
 			return err
 		}
 		return syncDir(r.manifestsDir(repo))

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,34 +49,6 @@ func (r *Root) repoLockPath(repo string) string {
 }
 
 func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), "catalog") }
-
-// lockFile takes a flock on path, creating the file. how is syscall.LOCK_SH
-// or LOCK_EX, optionally with LOCK_NB; with LOCK_NB a held lock returns
-// (nil, nil).
-func lockFile(path string, how int) (*Lock, error) {
-	if err := mkdirAll(filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
-	if err != nil {
-		return nil, err // *PathError: names the lock file and the cause
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err == syscall.EWOULDBLOCK && how&syscall.LOCK_NB != 0 {
-		f.Close()
-		return nil, nil
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return &Lock{f: f}, nil
-}
 
 // LockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.

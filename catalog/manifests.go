@@ -163,13 +163,13 @@ func (r *Root) RemoveManifest(repo string, d digest.Digest) error {
 	if err := r.unlinkTypedManifests(repo, d); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
-	if err := os.Remove(r.ManifestPath(repo, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := unlink(r.ManifestPath(repo, d)); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
 	if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := removeTree(dir); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
 	return nil
@@ -287,7 +287,7 @@ func (r *Root) RemoveBlob(repo string, d digest.Digest) (int64, error) {
 		if err != nil {
 			return freed, fmt.Errorf("blob %s of %s: %w", d, repo, err)
 		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := unlink(p); err != nil {
 			return freed, fmt.Errorf("blob %s of %s: %w", d, repo, err)
 		}
 		if in.Links == 1 {
@@ -409,14 +409,14 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 	// referrers/ next: with no manifest left, its indexes list nothing
 	// that exists.
 	for _, sub := range []string{"tags", referrersDir, "manifests", "blobs"} {
-		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+		if err := removeTree(filepath.Join(dir, sub)); err != nil {
 			return false, fmt.Errorf("repository %s: %w", repo, err)
 		}
 	}
-	_ = os.Remove(r.repoLockPath(repo)) // nobody holds it under the exclusive tree lock
+	_ = unlink(r.repoLockPath(repo)) // nobody holds it under the exclusive tree lock
 	d := dir
 	for ; d != r.V2Dir() && !isRepoDir(d); d = filepath.Dir(d) {
-		if err := os.Remove(d); err != nil {
+		if err := removeDir(d); err != nil {
 			break // not empty: a nested repository, or something of the admin's
 		}
 	}
@@ -475,9 +475,5 @@ func (r *Root) BlobLocks() ([]digest.Digest, error) {
 // tree lock, so nobody holds or waits for it then, and removing a lock
 // file someone waits on would let two writers lock different files.
 func (r *Root) RemoveBlobLock(d digest.Digest) error {
-	err := os.Remove(r.blobLockPath(d))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
+	return unlink(r.blobLockPath(d))
 }

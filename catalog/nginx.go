@@ -109,7 +109,7 @@ func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string)
 	for _, e := range entries {
 		p := filepath.Join(r.ManifestDir(repo, d), e.Name())
 		if strings.HasPrefix(e.Name(), typedLinkPrefix) && p != want {
-			if err := unlinkIfExists(p); err != nil {
+			if err := unlink(p); err != nil {
 				return err
 			}
 		}
@@ -120,7 +120,7 @@ func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string)
 // unlinkTypedManifests removes every typed link of manifest d.
 func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
 	for _, t := range nginxTypes {
-		if err := unlinkIfExists(filepath.Join(r.ManifestDir(repo, d), typedLinkPrefix+t.Ext)); err != nil {
+		if err := unlink(filepath.Join(r.ManifestDir(repo, d), typedLinkPrefix+t.Ext)); err != nil {
 			return err
 		}
 	}
@@ -133,7 +133,10 @@ func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
 // inode does nothing and would leave the temporary name behind
 // (serving-facts §3.14).
 func publishHardLink(src, dst string) error {
-	err := os.Link(src, dst)
+	if sameInode(src, dst) {
+		return nil // nothing to do, and no step taken
+	}
+	err := hardLink(src, dst)
 	if err == nil {
 		return syncDir(filepath.Dir(dst))
 	}
@@ -141,16 +144,16 @@ func publishHardLink(src, dst string) error {
 		return err
 	}
 	if sameInode(src, dst) {
-		return nil
+		return nil // another writer linked it meanwhile
 	}
-	tmp, err := createTemp(dst, func(tmp string) error { return os.Link(src, tmp) })
+	tmp, err := createTemp(dst, func(tmp string) error { return hardLink(src, tmp) })
 	if err != nil {
 		return err
 	}
-	err = os.Rename(tmp, dst)
+	err = renameEntry(tmp, dst)
 	// Another writer may have linked src at dst since the check, making the
 	// rename a no-op that keeps tmp.
-	if rmErr := unlinkIfExists(tmp); err == nil {
+	if rmErr := unlink(tmp); err == nil {
 		err = rmErr
 	}
 	if err != nil {
@@ -183,14 +186,6 @@ func createTemp(path string, create func(tmp string) error) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: no free temporary name", path)
-}
-
-func unlinkIfExists(path string) error {
-	err := os.Remove(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
 }
 
 // tagLinkTargets are the digests nginx serves tag as: the preferred variant
@@ -246,11 +241,10 @@ func linkTarget(d digest.Digest) string { return "../" + d.String() }
 // been collected.
 func (r *Root) removeTagLinks(repo, tag string) error {
 	for _, p := range []string{r.TagLinkPath(repo, tag), r.FallbackLinkPath(repo, tag)} {
-		err := os.Remove(p)
-		if errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if err != nil {
+		if err := unlink(p); err != nil {
 			return err
 		}
 		if err := syncDir(filepath.Dir(p)); err != nil {
@@ -270,12 +264,12 @@ func publishSymlink(target, path string) error {
 	if err := mkdirAll(filepath.Dir(path)); err != nil {
 		return err
 	}
-	tmp, err := createTemp(path, func(tmp string) error { return os.Symlink(target, tmp) })
+	tmp, err := createTemp(path, func(tmp string) error { return makeSymlink(target, tmp) })
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
+	if err := renameEntry(tmp, path); err != nil {
+		_ = unlink(tmp)
 		return err
 	}
 	return syncDir(filepath.Dir(path))
@@ -325,7 +319,7 @@ func (r *Root) removeStaleLinks(dir string, known map[string]bool) error {
 		if known[e.Name()] || e.Type()&fs.ModeSymlink == 0 || ValidateTag(e.Name()) != nil {
 			continue
 		}
-		if err := unlinkIfExists(filepath.Join(dir, e.Name())); err != nil {
+		if err := unlink(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 		removed = true

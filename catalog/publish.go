@@ -28,10 +28,7 @@ func mkdirAll(dir string) error {
 	if err := mkdirAll(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return os.Chmod(dir, dirMode)
+	return makeDir(dir)
 }
 
 // pendingFile starts an atomic write of path: a dot-named temporary file in
@@ -45,14 +42,6 @@ func pendingFile(path string) (*renameio.PendingFile, error) {
 		renameio.WithStaticPermissions(fileMode))
 }
 
-// commit renames a pending file into place and makes the rename durable.
-func commit(f *renameio.PendingFile) error {
-	if err := f.CloseAtomicallyReplace(); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(f.Name()))
-}
-
 // publish atomically replaces path with data.
 func publish(path string, data []byte) error {
 	f, err := pendingFile(path)
@@ -63,18 +52,7 @@ func publish(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	return commit(f)
-}
-
-// syncDir makes renames and links in dir survive a crash; renameio syncs
-// the file but not its directory entry.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return renamePending(f, path)
 }
 
 // publishVerified streams r into path, checking that the bytes are exactly
@@ -102,7 +80,7 @@ func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (
 	if !v.Verified() {
 		return n, &MismatchError{Digest: want, Size: size, Got: n}
 	}
-	return n, commit(f)
+	return n, renamePending(f, path)
 }
 
 // MismatchError reports content whose bytes are not those its digest or
@@ -128,7 +106,7 @@ func link(src, dst string) error {
 	if err := mkdirAll(filepath.Dir(dst)); err != nil {
 		return err
 	}
-	err := os.Link(src, dst)
+	err := hardLink(src, dst)
 	if errors.Is(err, fs.ErrExist) {
 		return nil // another writer got there first with the same content
 	}

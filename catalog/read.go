@@ -141,7 +141,7 @@ func (r *Root) SweepTemps() (int, error) {
 		}
 		// regular files, and the symlinks of nginx's tag links
 		if (e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0) && isTempName(e.Name()) {
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := unlink(path); err != nil {
 				return err
 			}
 			n++

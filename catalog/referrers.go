@@ -220,10 +220,10 @@ func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []Refe
 		}
 		return nil
 	}
-	err := os.Remove(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	err := unlink(p)
 	if err == nil {
 		err = syncDir(r.referrersDir(repo))
 	}

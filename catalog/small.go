@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -71,7 +72,7 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 			if !isTempEntry(e) {
 				return nil
 			}
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := unlink(path); err != nil {
 				return err
 			}
 			n++
@@ -94,7 +95,7 @@ func (r *Root) SweepCatalogTemps() (int, error) {
 	n := 0
 	for _, e := range entries {
 		if isTempEntry(e) {
-			if err := os.Remove(filepath.Join(r.V2Dir(), e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := unlink(filepath.Join(r.V2Dir(), e.Name())); err != nil {
 				return n, err
 			}
 			n++
@@ -107,4 +108,49 @@ func (r *Root) SweepCatalogTemps() (int, error) {
 // and the temporary symlinks of nginx's tag links.
 func isTempEntry(e fs.DirEntry) bool {
 	return (e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0) && isTempName(e.Name())
+}
+
+// SweepEmptyDirs removes the empty directories under v2 that are no
+// repository: what a remover killed between emptying a repository and
+// removing its directory leaves, which no later removal would find (a
+// directory without blobs/, manifests/, tags/ or referrers/ is not a
+// repository). Parents left empty go too. It never enters a repository's
+// own directories. Same rule as SweepTemps: only call it holding the tree
+// lock exclusively, or an export may be about to fill a new directory.
+func (r *Root) SweepEmptyDirs() (int, error) {
+	n := 0
+	var sweep func(dir string) (bool, error)
+	sweep = func(dir string) (empty bool, err error) {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return false, err
+		}
+		left := len(entries)
+		for _, e := range entries {
+			if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || layoutDirs[e.Name()] {
+				continue
+			}
+			sub := filepath.Join(dir, e.Name())
+			if isRepoDir(sub) {
+				continue
+			}
+			gone, err := sweep(sub)
+			if err != nil {
+				return false, err
+			}
+			if gone {
+				left--
+			}
+		}
+		if left > 0 || dir == r.V2Dir() {
+			return false, nil
+		}
+		if err := removeDir(dir); err != nil {
+			return false, err
+		}
+		n++
+		return true, syncDir(filepath.Dir(dir))
+	}
+	_, err := sweep(r.V2Dir())
+	return n, err
 }

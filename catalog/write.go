@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 
 	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
@@ -190,24 +192,29 @@ func (r *Root) updateRepo(repo string, change func() error) error {
 	if err := change(); err != nil {
 		return err
 	}
-	if err := r.writeTagsList(repo); err != nil {
+	if err := r.writeTagsList(repo, ""); err != nil {
 		return err
 	}
 	return r.syncTagLinks(repo)
 }
 
-func (r *Root) writeTagsList(repo string) error {
-	tags, err := r.Tags(repo)
+// writeTagsList rewrites repo's tags/list from its type maps, leaving out
+// the tag leaving ("" for none): a tag about to be deleted.
+func (r *Root) writeTagsList(repo, leaving string) error {
+	all, err := r.Tags(repo)
 	if err != nil {
 		return err
 	}
+	tags := slices.DeleteFunc(all, func(t string) bool { return t == leaving })
 	if len(tags) == 0 {
 		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
-		err := os.Remove(r.TagsListPath(repo))
-		if errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return err
+		if err := unlink(r.TagsListPath(repo)); err != nil {
+			return err
+		}
+		return syncDir(filepath.Dir(r.TagsListPath(repo)))
 	}
 	b, err := json.Marshal(struct {
 		Name string   `json:"name"`

@@ -66,6 +66,10 @@ type Options struct {
 	DryRun bool
 	// Now is the clock for the grace period; nil means time.Now.
 	Now func() time.Time
+	// Jobs is how many repositories are collected at once; < 1 means one
+	// per CPU, at most 8. With 1 the collection takes its steps in the
+	// same order every time, as the crash tests need.
+	Jobs int
 }
 
 // Report is what a collection did, or with DryRun would do. Manifests and
@@ -148,6 +152,9 @@ func Collect(root *catalog.Root, o Options) (*Report, error) {
 		if _, err := root.SweepCatalogTemps(); err != nil {
 			return nil, fmt.Errorf("removing temporary files: %w", err)
 		}
+		if _, err := root.SweepEmptyDirs(); err != nil {
+			return nil, fmt.Errorf("removing empty directories: %w", err)
+		}
 	}
 	repos, err := root.StoredRepositories()
 	if err != nil {
@@ -196,14 +203,18 @@ type collector struct {
 	blobLocks [64]sync.Mutex
 }
 
-// collectAll collects repos with one worker per CPU: reading manifests is
-// system calls, and a tree of thousands of repositories spends its time
-// there.
+// collectAll collects repos with c.o.Jobs workers (default one per CPU):
+// reading manifests is system calls, and a tree of thousands of
+// repositories spends its time there.
 func (c *collector) collectAll(repos []string) error {
 	work := make(chan string)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), 8) {
+	jobs := c.o.Jobs
+	if jobs < 1 {
+		jobs = min(runtime.GOMAXPROCS(0), 8)
+	}
+	for range jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -26,6 +26,7 @@ wait until gc ends. A gc started while another runs does nothing and exits 0.`,
 			&cli.DurationFlag{Name: "grace", Value: gc.DefaultGrace, Usage: "keep untagged manifests younger than this (by ctime)"},
 			&cli.StringFlag{Name: "untagged", Value: "delete", Usage: "untagged manifests: delete (after --grace) or keep"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success (for cron)"},
+			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "repositories collected at once (0: one per CPU, at most 8)"},
 		},
 		Action: runGC,
 	}
@@ -34,6 +35,9 @@ wait until gc ends. A gc started while another runs does nothing and exits 0.`,
 func runGC(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "takes no arguments, got %d", c.NArg())
+	}
+	if c.Int("jobs") < 0 {
+		return usageError(c, "--jobs %d: want 0 or more", c.Int("jobs"))
 	}
 	if c.Duration("grace") < 0 {
 		return usageError(c, "--grace %v: want 0 or more", c.Duration("grace"))
@@ -46,7 +50,7 @@ func runGC(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := gc.Collect(root, gc.Options{Grace: c.Duration("grace"), Untagged: untagged, DryRun: c.Bool("dry-run")})
+	rep, err := gc.Collect(root, gc.Options{Grace: c.Duration("grace"), Untagged: untagged, DryRun: c.Bool("dry-run"), Jobs: c.Int("jobs")})
 	if errors.Is(err, gc.ErrRunning) {
 		if !quiet(c) {
 			fmt.Fprintln(os.Stderr, "image-serve: gc: another gc is running; it does this one's work, exiting")

@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -663,109 +661,4 @@ func TestGCConcurrent(t *testing.T) {
 			t.Errorf("%s: only %d tags left to pull: the test proved little", base, n)
 		}
 	}
-}
-
-// TestGCKilled SIGKILLs delete and gc at random instants (0–50 ms after
-// start, fixed seed). Each iteration deletes a few tags at once, with the
-// prune (killed), or without it and then collects (killed), and exports a
-// fresh tag so that there is always something to delete. After every kill
-// each remaining tag must still resolve; at the end a gc finishes the job
-// and verify finds the tree clean.
-func TestGCKilled(t *testing.T) {
-	reg := testregistry.Start(t)
-	refs := concurrencyImages(t, reg, 6)
-	root := testserver.TempRoot(t)
-	for i := range 12 {
-		exportTag(t, root, reg, refs[i%len(refs)], fmt.Sprintf("ns/app%d:t%d", i%4, i))
-	}
-	embedded := testserver.Embedded(t, root)
-	rng := rand.New(rand.NewPCG(7, 11))
-	const iterations = 30
-	killed, midway := 0, 0
-	for i := range iterations {
-		exportTag(t, root, reg, refs[rng.IntN(len(refs))], fmt.Sprintf("ns/app%d:n%d", rng.IntN(4), i))
-		tags := allTags(t, root)
-		rng.Shuffle(len(tags), func(a, b int) { tags[a], tags[b] = tags[b], tags[a] })
-		victims := tags[:min(3, len(tags)-1)]
-		args := append([]string{"delete"}, victims...)
-		if i%2 == 1 {
-			mustRun(t, append([]string{"--root", root.Dir(), "-q", "delete", "--no-prune"}, victims...)...)
-			args = []string{"gc", "--quiet", "--grace", "0"}
-		}
-		before := snapshot(t, root.Dir())
-		cmd := exec.Command(binary, append([]string{"--root", root.Dir()}, args...)...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(rng.IntN(51)) * time.Millisecond)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee) && !ee.Exited():
-			killed++
-			if snapshot(t, root.Dir()) != before {
-				midway++
-			}
-		case err != nil:
-			t.Fatalf("%v: %v", args, err)
-		}
-		// Every tag left resolves, all the way to its blobs.
-		for _, tag := range allTags(t, root) {
-			ref, err := name.ParseReference(strings.TrimPrefix(embedded, "http://")+"/"+tag, name.Insecure)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := pullRef(ref); err != nil {
-				t.Fatalf("iteration %d, after a killed %v: pull %s: %v", i, args, ref, err)
-			}
-		}
-	}
-	t.Logf("%d of %d processes killed before they finished, %d of them after changing the tree", killed, iterations, midway)
-	// Most kills land in process start-up or after the work; some must land
-	// in it, or the test proved nothing.
-	if midway < 2 {
-		t.Errorf("only %d of %d processes were killed after changing the tree: the test proved little", midway, iterations)
-	}
-	// The next gc, as cron runs it: untagged manifests younger than the
-	// grace period stay, so whatever an interrupted delete left of an
-	// index or a referrer must still be whole.
-	mustRun(t, "--root", root.Dir(), "gc", "--quiet")
-	if r := run(t, "--root", root.Dir(), "verify"); r.code != 0 {
-		t.Fatalf("verify after the next gc: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	// Without the grace period it finishes every interrupted job: nothing
-	// is left for another collection.
-	mustRun(t, "--root", root.Dir(), "gc", "--quiet", "--grace", "0")
-	if r := run(t, "--root", root.Dir(), "verify"); r.code != 0 {
-		t.Fatalf("verify after gc --grace 0: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	var rep gc.Report
-	r := mustRun(t, "--root", root.Dir(), "gc", "--dry-run", "--json", "--grace", "0")
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.ManifestsDeleted+rep.BlobsDeleted+rep.RepositoriesRemoved != 0 {
-		t.Errorf("gc left work behind: %+v %v", rep, err)
-	}
-	for _, base := range []string{testserver.Apache(t, root), embedded} {
-		pullAll(t, root, base)
-	}
-}
-
-// allTags lists REPO:TAG for every type map of the tree.
-func allTags(t *testing.T, root *catalog.Root) []string {
-	t.Helper()
-	repos, err := root.StoredRepositories()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, repo := range repos {
-		tags, err := root.Tags(repo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, tag := range tags {
-			out = append(out, repo+":"+tag)
-		}
-	}
-	return out
 }

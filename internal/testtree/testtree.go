@@ -15,9 +15,10 @@ import (
 	"testing"
 )
 
-// Snapshot lists every entry under dir — path, mode, and for regular files
-// a content hash — one per line, sorted. Entries whose path relative to
-// dir starts with one of skip are left out (lock files are not content).
+// Snapshot lists every entry under dir — path, mode, for regular files a
+// content hash and for symlinks their target — one per line, sorted.
+// Entries whose path relative to dir starts with one of skip are left out
+// (lock files are not content).
 // A missing dir gives "".
 func Snapshot(t testing.TB, dir string, skip ...string) string {
 	t.Helper()
@@ -40,6 +41,13 @@ func Snapshot(t testing.TB, dir string, skip ...string) string {
 			return err
 		}
 		line := fmt.Sprintf("%s %v", rel, fi.Mode())
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			line += " -> " + target
+		}
 		if fi.Mode().IsRegular() {
 			b, err := os.ReadFile(path)
 			if err != nil {

@@ -1,0 +1,652 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/gc"
+	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/internal/testtree"
+)
+
+// The crash-point tests stop a writer at every durable step it takes
+// (catalog/crashpoint.go), one run per step, and check the tree each stop
+// leaves: what a power cut or a SIGKILL at that instant would leave, and
+// what a client reading at that instant would see. For each scenario:
+//
+//  1. The starting tree is built once and copied aside.
+//  2. A clean run of the command, traced, gives its N steps; the steps
+//     the writer is known to take must be among them.
+//  3. For k = 1..N the starting tree is restored and the command run with
+//     IMAGE_SERVE_CRASH_AT=k. It must die at step k, the same step as in
+//     the clean run, and then:
+//     - every tag that has a type map or is in a tags/list pulls completely
+//     (go-containerregistry, every blob checked against its digest)
+//     through the embedded server and Apache, both to the same digest,
+//     and through nginx to that digest too — except for the tags the
+//     command itself changes, which nginx may serve as before or after
+//     (its links and Apache's type map are two files) or not yet at all;
+//     - tags/list and _catalog parse on every server, and no temporary
+//     file is served;
+//     - running the command again completes (or, for a delete whose
+//     target is already gone, refuses with its one line), verify is
+//     clean, gc --dry-run reports exactly what gc then does, and the
+//     tree is then the one the clean run left.
+type crashScenario struct {
+	name  string
+	setup func(t *testing.T, c *crashCase) // builds the starting tree
+	// args builds the command, after "--root ROOT".
+	args func(c *crashCase) []string
+	// moving are the REPO:TAG the command changes.
+	moving []string
+	// steps must each match a step of the clean run: "<kind> <path
+	// relative to the root>", as regular expressions.
+	steps []string
+	// minSteps is the fewest steps a clean run may take.
+	minSteps int
+	// refusal: a rerun after the step matching after may exit 1 with
+	// message, because what it deletes is gone already.
+	refusal *rerunRefusal
+}
+
+type rerunRefusal struct{ after, message string }
+
+// crashCase is one scenario's world: a source registry, a root served by
+// all three servers, and the starting tree kept aside.
+type crashCase struct {
+	reg     *testregistry.Registry
+	root    *catalog.Root
+	servers []crashServer
+	start   string // a copy of the starting tree
+	pushed  map[string]testregistry.Pushed
+}
+
+type crashServer struct{ name, host string }
+
+func TestCrashPoints(t *testing.T) {
+	for _, sc := range crashScenarios() {
+		t.Run(sc.name, func(t *testing.T) { runCrashScenario(t, sc) })
+	}
+}
+
+func crashScenarios() []crashScenario {
+	exp := func(src, dest string) func(c *crashCase) []string {
+		return func(c *crashCase) []string {
+			return []string{"-q", "export", "--jobs", "1", "--src-tls-verify=false", "docker://" + c.reg.Ref(src), dest}
+		}
+	}
+	fixed := func(args ...string) func(c *crashCase) []string {
+		return func(*crashCase) []string { return args }
+	}
+	const manifest = `manifests/sha256:[0-9a-f]{64}/index.json`
+	return []crashScenario{
+		{
+			name: "export a new image",
+			setup: func(t *testing.T, c *crashCase) {
+				c.push(t, "src/new:v1", testregistry.OCIImage(t, "amd64", layer(t), layer(t)))
+				c.push(t, "src/other:v1", testregistry.DockerImage(t, layer(t)))
+				c.export(t, "src/other:v1", "other/app:v1")
+			},
+			args:   exp("src/new:v1", "new/app:v1"),
+			moving: []string{"new/app:v1"},
+			steps: []string{
+				`^lock \.image-serve/tree\.lock$`,
+				`^lock \.image-serve/locks/blob-sha256-`,
+				`^rename v2/new/app/blobs/sha256:`,
+				`^rename v2/new/app/` + manifest + `$`,
+				`^link v2/new/app/manifests/sha256:[0-9a-f]{64}/manifest\.oci-manifest$`,
+				`^rename v2/new/app/manifests/\.tags/v1$`,
+				`^rename v2/new/app/manifests/v1\.type-map$`,
+				`^rename v2/new/app/tags/list$`,
+				`^rename v2/_catalog$`,
+			},
+			minSteps: 30,
+		},
+		{
+			name: "export an index whose children share layers with a tag",
+			setup: func(t *testing.T, c *crashCase) {
+				base, own := layer(t), layer(t)
+				amd := testregistry.OCIImage(t, "amd64", base, own)
+				c.push(t, "src/app:v1", amd)
+				c.pushIndex(t, "src/multi:v1", map[string]v1.Image{"amd64": amd, "arm64": testregistry.OCIImage(t, "arm64", base, layer(t))})
+				c.export(t, "src/app:v1", "ns/app:v1")
+			},
+			args:   exp("src/multi:v1", "ns/web:v2"),
+			moving: []string{"ns/web:v2"},
+			steps: []string{
+				`^link v2/ns/web/blobs/sha256:`, // shared layers: hard links from ns/app
+				`^rename v2/ns/web/blobs/sha256:`,
+				`^link v2/ns/web/manifests/sha256:[0-9a-f]{64}/manifest\.oci-index$`,
+				`^rename v2/ns/web/manifests/\.tags-fallback/v2$`,
+				`^rename v2/ns/web/manifests/v2\.type-map$`,
+			},
+			minSteps: 40,
+		},
+		{
+			name: "re-export moves a tag from an image to an index",
+			setup: func(t *testing.T, c *crashCase) {
+				amd := testregistry.OCIImage(t, "amd64", layer(t))
+				c.push(t, "src/img:v1", amd)
+				c.pushIndex(t, "src/idx:v1", map[string]v1.Image{"amd64": amd, "arm64": testregistry.OCIImage(t, "arm64", layer(t))})
+				c.export(t, "src/img:v1", "app:live")
+			},
+			args:     exp("src/idx:v1", "app:live"),
+			moving:   []string{"app:live"},
+			steps:    []string{`^rename v2/app/manifests/\.tags/live$`, `^rename v2/app/manifests/live\.type-map$`},
+			minSteps: 20,
+		},
+		{
+			name: "re-export moves a tag from an index back to an image",
+			setup: func(t *testing.T, c *crashCase) {
+				amd := testregistry.OCIImage(t, "amd64", layer(t))
+				c.push(t, "src/img:v1", amd)
+				c.pushIndex(t, "src/idx:v1", map[string]v1.Image{"amd64": amd, "arm64": testregistry.OCIImage(t, "arm64", layer(t))})
+				c.export(t, "src/idx:v1", "app:live")
+			},
+			args:     exp("src/img:v1", "app:live"),
+			moving:   []string{"app:live"},
+			steps:    []string{`^rename v2/app/manifests/\.tags/live$`, `^rename v2/app/manifests/live\.type-map$`},
+			minSteps: 9,
+		},
+		{
+			name: "export a referrer of a tagged image",
+			setup: func(t *testing.T, c *crashCase) {
+				img := c.push(t, "src/app:v1", testregistry.OCIImage(t, "amd64", layer(t)))
+				raw, blobs := testregistry.ArtifactFor(t, img)
+				c.pushed["src/app:sbom"] = c.reg.PushRaw(t, "src/app:sbom", exporter.MediaTypeOCIManifest, raw, blobs...)
+				c.export(t, "src/app:v1", "ns/app:v1")
+			},
+			args:     exp("src/app:sbom", "ns/app:sbom"),
+			moving:   []string{"ns/app:sbom"},
+			steps:    []string{`^rename v2/ns/app/referrers/sha256:[0-9a-f]{64}$`, `^rename v2/ns/app/manifests/sbom\.type-map$`},
+			minSteps: 20,
+		},
+		{
+			name: "delete a multi-arch tag with prune",
+			setup: func(t *testing.T, c *crashCase) {
+				base := layer(t)
+				amd := testregistry.OCIImage(t, "amd64", base, layer(t))
+				c.pushIndex(t, "src/multi:v1", map[string]v1.Image{"amd64": amd, "arm64": testregistry.OCIImage(t, "arm64", base, layer(t))})
+				c.push(t, "src/amd:v1", amd)
+				c.push(t, "src/other:v1", testregistry.OCIImage(t, "amd64", base, layer(t)))
+				c.export(t, "src/multi:v1", "ns/app:t1")
+				c.export(t, "src/amd:v1", "ns/app:t2") // t1's amd64 child, tagged
+				c.export(t, "src/other:v1", "other/app:v1")
+			},
+			args:   fixed("-q", "delete", "ns/app:t1"),
+			moving: []string{"ns/app:t1"},
+			steps: []string{
+				`^rename v2/ns/app/tags/list$`,
+				`^unlink v2/ns/app/manifests/\.tags/t1$`,
+				`^unlink v2/ns/app/manifests/t1\.type-map$`,
+				`^lock \.image-serve/tree\.lock$`,
+				`^unlink v2/ns/app/` + manifest + `$`,
+				`^unlink v2/ns/app/blobs/sha256:`,
+				`^rmdir v2/ns/app/manifests/sha256:`,
+			},
+			minSteps: 25,
+			refusal:  &rerunRefusal{after: `^unlink v2/ns/app/manifests/t1\.type-map$`, message: "tag unknown"},
+		},
+		{
+			name: "delete an untagged manifest by digest",
+			setup: func(t *testing.T, c *crashCase) {
+				c.push(t, "src/a:v1", testregistry.OCIImage(t, "amd64", layer(t)))
+				c.push(t, "src/b:v1", testregistry.OCIImage(t, "amd64", layer(t)))
+				c.export(t, "src/a:v1", "ns/app:v1")
+				c.export(t, "src/b:v1", "ns/app:v2")
+				mustRun(t, "--root", c.root.Dir(), "-q", "delete", "--no-prune", "ns/app:v2")
+			},
+			args: func(c *crashCase) []string {
+				return []string{"-q", "delete", "ns/app@" + c.pushed["src/b:v1"].Digest}
+			},
+			steps:    []string{`^unlink v2/ns/app/` + manifest + `$`, `^unlink v2/ns/app/blobs/sha256:`},
+			minSteps: 8,
+			refusal:  &rerunRefusal{after: `^unlink v2/ns/app/` + manifest + `$`, message: "manifest unknown"},
+		},
+		{
+			name: "gc across repositories sharing blobs, with a referrer",
+			setup: func(t *testing.T, c *crashCase) {
+				base, shared := layer(t), layer(t)
+				img := c.push(t, "src/a:v1", testregistry.OCIImage(t, "amd64", base, shared))
+				c.push(t, "src/a:v2", testregistry.OCIImage(t, "amd64", base, layer(t)))
+				c.push(t, "src/b:v1", testregistry.OCIImage(t, "arm64", base, shared))
+				raw, blobs := testregistry.ArtifactFor(t, img)
+				c.reg.PushRaw(t, "src/a:sbom", exporter.MediaTypeOCIManifest, raw, blobs...)
+				c.export(t, "src/a:v1", "a/app:t1")
+				c.export(t, "src/a:v2", "a/app:t2")
+				c.export(t, "src/a:sbom", "a/app:sbom")
+				c.export(t, "src/b:v1", "b/app:t1")
+				mustRun(t, "--root", c.root.Dir(), "-q", "delete", "--no-prune", "a/app:t1", "a/app:sbom", "b/app:t1")
+			},
+			args: fixed("gc", "--quiet", "--grace", "0", "--jobs", "1"),
+			steps: []string{
+				`^lock \.image-serve/locks/gc\.lock$`,
+				`^unlink v2/a/app/referrers/sha256:`,
+				`^unlink v2/a/app/` + manifest + `$`,
+				`^unlink v2/a/app/blobs/sha256:`,
+				`^unlink v2/b/app/blobs/sha256:`,
+				`^rmdir v2/b/app$`,
+			},
+			minSteps: 40,
+		},
+	}
+}
+
+func layer(t *testing.T) v1.Layer { return testregistry.Layer(t, 2<<10, types.OCILayer) }
+
+func (c *crashCase) push(t *testing.T, ref string, img v1.Image) testregistry.Pushed {
+	p := c.reg.PushImage(t, ref, img)
+	c.pushed[ref] = p
+	return p
+}
+
+func (c *crashCase) pushIndex(t *testing.T, ref string, imgs map[string]v1.Image) {
+	c.pushed[ref] = c.reg.PushIndex(t, ref, types.OCIImageIndex, imgs)
+}
+
+func (c *crashCase) export(t *testing.T, src, dest string) {
+	t.Helper()
+	mustRun(t, "--root", c.root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+c.reg.Ref(src), dest)
+}
+
+func runCrashScenario(t *testing.T, sc crashScenario) {
+	c := &crashCase{reg: testregistry.Start(t), root: testserver.TempRoot(t), pushed: map[string]testregistry.Pushed{}}
+	sc.setup(t, c)
+	c.start = t.TempDir()
+	copyTree(t, c.root.Dir(), c.start)
+	for _, s := range []struct{ name, base string }{
+		{"embedded", testserver.Embedded(t, c.root)},
+		{"apache", testserver.Apache(t, c.root)},
+		{"nginx", testserver.Nginx(t, c.root)},
+	} {
+		c.servers = append(c.servers, crashServer{s.name, strings.TrimPrefix(s.base, "http://")})
+	}
+	args := append([]string{"--root", c.root.Dir()}, sc.args(c)...)
+	traceFile := filepath.Join(t.TempDir(), "trace")
+
+	// The clean run: its steps, and the tree it leaves once collected.
+	r := runCrash(t, args, traceFile, 0)
+	if r.code != 0 {
+		t.Fatalf("clean run of %v: exit %d\n%s", sc.args(c), r.code, r.stderr)
+	}
+	trace := readSteps(t, c.root, traceFile)
+	checkKnownSteps(t, sc, trace)
+	if err := c.checkServed(t, nil); err != nil {
+		t.Fatalf("after the clean run: %v", err)
+	}
+	c.finish(t, args, sc.refusal, "clean run")
+	want := c.snapshot(t)
+
+	refusedFrom := len(trace) + 1
+	if sc.refusal != nil {
+		refusedFrom = firstStep(trace, sc.refusal.after) + 1
+	}
+	for k := 1; k <= len(trace); k++ {
+		restoreTree(t, c.start, c.root.Dir())
+		os.Remove(traceFile)
+		r := runCrash(t, args, traceFile, k)
+		at := fmt.Sprintf("crash at step %d of %d (%s)", k, len(trace), trace[k-1])
+		if r.code != -int(syscall.SIGKILL) {
+			t.Fatalf("%s: the command exited %d instead of dying there: its steps differ from the clean run's\n%s", at, r.code, r.stderr)
+		}
+		if got := readSteps(t, c.root, traceFile); len(got) != k || got[k-1] != trace[k-1] {
+			t.Fatalf("%s: died at %q: the steps are not the same from run to run", at, got[len(got)-1])
+		}
+		if err := c.checkServed(t, sc.moving); err != nil {
+			t.Fatalf("%s: %v", at, err)
+		}
+		var refusal *rerunRefusal
+		if k > refusedFrom {
+			refusal = sc.refusal
+		}
+		c.finish(t, args, refusal, at)
+		if got := c.snapshot(t); got != want {
+			t.Fatalf("%s: after running it again and gc, the tree differs from the clean run's:\n%s", at, testtree.Diff(want, got))
+		}
+	}
+	t.Logf("%s: crashed at each of %d steps; every crash left a servable tree", sc.name, len(trace))
+}
+
+// runCrash runs image-serve with args, tracing its steps into trace, and
+// dying before step k unless k is 0. A death by signal has code -signal.
+func runCrash(t *testing.T, args []string, trace string, k int) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), catalog.CrashTraceEnv+"="+trace)
+	if k > 0 {
+		cmd.Env = append(cmd.Env, catalog.CrashAtEnv+"="+strconv.Itoa(k))
+	}
+	r := runCmd(t, cmd)
+	if ps := cmd.ProcessState; ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.code = -int(ws.Signal())
+		}
+	}
+	return r
+}
+
+// readSteps reads a trace: "<kind> <path relative to root>" per step.
+func readSteps(t *testing.T, root *catalog.Root, trace string) []string {
+	t.Helper()
+	b, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		line = strings.TrimPrefix(line, "crash ")
+		n, rest, _ := strings.Cut(line, " ")
+		if n != strconv.Itoa(i+1) {
+			t.Fatalf("trace line %d is numbered %q: %s", i+1, n, line)
+		}
+		kind, path, _ := strings.Cut(rest, " ")
+		rel, err := filepath.Rel(root.Dir(), path)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			t.Fatalf("step %d outside the root: %s", i+1, line)
+		}
+		steps = append(steps, kind+" "+tempFree(rel))
+	}
+	return steps
+}
+
+// tempName matches the random part of a temporary name, which differs from
+// run to run: ".list8123" is ".list#".
+var tempName = regexp.MustCompile(`(/\.[^/]*?)[0-9]+$`)
+
+func tempFree(rel string) string { return tempName.ReplaceAllString(rel, "$1#") }
+
+func checkKnownSteps(t *testing.T, sc crashScenario, trace []string) {
+	t.Helper()
+	if len(trace) < sc.minSteps {
+		t.Errorf("the clean run took %d steps, fewer than the %d its writer is known to take: a crash point is no longer reached\n%s", len(trace), sc.minSteps, strings.Join(trace, "\n"))
+	}
+	for _, s := range sc.steps {
+		if firstStep(trace, s) < 0 {
+			t.Errorf("the clean run took no step matching %s:\n%s", s, strings.Join(trace, "\n"))
+		}
+	}
+}
+
+// firstStep is the index of the first step matching pattern, or -1.
+func firstStep(trace []string, pattern string) int {
+	re := regexp.MustCompile(pattern)
+	return slices.IndexFunc(trace, re.MatchString)
+}
+
+// finish runs the command again, then verify, gc --dry-run and gc, each
+// of which must succeed; the dry run must report what gc does. With a
+// refusal, the rerun may instead exit 1 saying its message.
+func (c *crashCase) finish(t *testing.T, args []string, refusal *rerunRefusal, at string) {
+	t.Helper()
+	r := run(t, args...)
+	refused := refusal != nil && r.code == 1 && strings.Contains(r.stderr, refusal.message) && strings.Count(r.stderr, "\n") == 1
+	if r.code != 0 && !refused {
+		t.Fatalf("%s: running it again: exit %d\n%s", at, r.code, r.stderr)
+	}
+	if r := run(t, "--root", c.root.Dir(), "verify"); r.code != 0 {
+		t.Fatalf("%s: verify after running it again: exit %d\n%s%s", at, r.code, r.stdout, r.stderr)
+	}
+	dry := c.gcReport(t, at, "--dry-run")
+	real := c.gcReport(t, at)
+	dry.DryRun = false
+	if fmt.Sprint(dry) != fmt.Sprint(real) {
+		t.Fatalf("%s: gc --dry-run said %+v, gc did %+v", at, dry, real)
+	}
+}
+
+func (c *crashCase) gcReport(t *testing.T, at string, flags ...string) gc.Report {
+	t.Helper()
+	args := append([]string{"--root", c.root.Dir(), "gc", "--json", "--grace", "0"}, flags...)
+	r := run(t, args...)
+	var rep gc.Report
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil {
+		t.Fatalf("%s: %v: exit %d\n%s%s", at, args[2:], r.code, r.stdout, r.stderr)
+	}
+	return rep
+}
+
+func (c *crashCase) snapshot(t *testing.T) string {
+	return testtree.Snapshot(t, c.root.Dir(), ".image-serve/locks")
+}
+
+// checkServed checks what every server serves from the tree as it is.
+// Tags in moving may be served by nginx as another digest than Apache's,
+// or not at all, but what nginx serves must still be complete.
+func (c *crashCase) checkServed(t *testing.T, moving []string) error {
+	t.Helper()
+	repos, err := c.root.StoredRepositories()
+	if err != nil {
+		return err
+	}
+	for _, s := range c.servers {
+		if err := c.checkCatalog(s); err != nil {
+			return err
+		}
+	}
+	for _, repo := range repos {
+		tags, err := c.root.Tags(repo)
+		if err != nil {
+			return err
+		}
+		listed, _, err := c.root.ReadTagsList(repo)
+		if err != nil {
+			return err
+		}
+		for _, tag := range listed {
+			if !slices.Contains(tags, tag) {
+				return fmt.Errorf("tags/list of %s lists %s, which has no type map", repo, tag)
+			}
+		}
+		for _, s := range c.servers {
+			if err := checkTagsList(s, repo, len(listed) > 0); err != nil {
+				return err
+			}
+		}
+		for _, tag := range tags {
+			if err := c.checkTag(repo, tag, slices.Contains(moving, repo+":"+tag)); err != nil {
+				return err
+			}
+		}
+		if err := c.checkReferrers(repo); err != nil {
+			return err
+		}
+	}
+	return c.checkTempsHidden()
+}
+
+// checkReferrers fetches, from every server, every manifest a referrers
+// index of repo lists: an index never names one a client cannot get.
+func (c *crashCase) checkReferrers(repo string) error {
+	subjects, err := c.root.ReferrerSubjects(repo)
+	if err != nil {
+		return err
+	}
+	for _, subject := range subjects {
+		for _, s := range c.servers {
+			var idx v1.IndexManifest
+			if err := getJSON(s, "/v2/"+repo+"/referrers/"+subject.String(), &idx); err != nil {
+				return err
+			}
+			for _, m := range idx.Manifests {
+				if _, err := pullDigest(s.host + "/" + repo + "@" + m.Digest.String()); err != nil {
+					return fmt.Errorf("%s: referrers of %s@%s list %s: %v", s.name, repo, subject, m.Digest, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkTag pulls repo:tag from every server.
+func (c *crashCase) checkTag(repo, tag string, moving bool) error {
+	var want v1.Hash
+	for _, s := range c.servers {
+		got, err := pullDigest(s.host + "/" + repo + ":" + tag)
+		if s.name == "nginx" && moving {
+			var te *transport.Error
+			if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+				continue // its links are not there yet, or gone already
+			}
+			if err == nil {
+				continue // complete: the old target or the new one
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: pull %s:%s: %v", s.name, repo, tag, err)
+		}
+		if want == (v1.Hash{}) {
+			want = got
+		} else if got != want {
+			return fmt.Errorf("%s serves %s:%s as %s, %s as %s", s.name, repo, tag, got, c.servers[0].name, want)
+		}
+	}
+	return nil
+}
+
+// pullDigest pulls ref completely and returns its digest.
+func pullDigest(ref string) (v1.Hash, error) {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	desc, err := remote.Get(r)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err == nil {
+			err = validate.Index(idx)
+		}
+		return desc.Digest, err
+	}
+	img, err := desc.Image()
+	if err == nil {
+		err = validate.Image(img)
+	}
+	return desc.Digest, err
+}
+
+func (c *crashCase) checkCatalog(s crashServer) error {
+	var cat struct{ Repositories []string }
+	if err := getJSON(s, "/v2/_catalog", &cat); err != nil {
+		return err
+	}
+	want, err := c.root.ReadCatalog()
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(cat.Repositories, want) {
+		return fmt.Errorf("%s: _catalog %v, the file says %v", s.name, cat.Repositories, want)
+	}
+	return nil
+}
+
+func checkTagsList(s crashServer, repo string, exists bool) error {
+	if !exists {
+		return nil
+	}
+	var l struct {
+		Name string
+		Tags []string
+	}
+	if err := getJSON(s, "/v2/"+repo+"/tags/list", &l); err != nil {
+		return err
+	}
+	if l.Name != repo {
+		return fmt.Errorf("%s: tags/list of %s names %q", s.name, repo, l.Name)
+	}
+	return nil
+}
+
+func getJSON(s crashServer, path string, v any) error {
+	resp, err := http.Get("http://" + s.host + path)
+	if err != nil {
+		return fmt.Errorf("%s: GET %s: %v", s.name, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: GET %s: %s", s.name, path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("%s: GET %s: %v", s.name, path, err)
+	}
+	return nil
+}
+
+// checkTempsHidden asks every server for every temporary file in the tree.
+func (c *crashCase) checkTempsHidden() error {
+	var temps []string
+	err := filepath.WalkDir(c.root.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && tempName.MatchString("/"+e.Name()) {
+			rel, _ := filepath.Rel(c.root.Dir(), path)
+			temps = append(temps, "/"+filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range temps {
+		for _, s := range c.servers {
+			resp, err := http.Get("http://" + s.host + p)
+			if err != nil {
+				return fmt.Errorf("%s: GET %s: %v", s.name, p, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				return fmt.Errorf("%s serves the temporary file %s: %s", s.name, p, resp.Status)
+			}
+		}
+	}
+	return nil
+}
+
+// copyTree copies dir src into the existing dir dst with cp -a, which
+// keeps hard links, symlinks and modes.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a %s %s: %v\n%s", src, dst, err, out)
+	}
+}
+
+// restoreTree empties dir, keeping the directory itself (the servers
+// serve it by its path), and copies start into it.
+func restoreTree(t *testing.T, start, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyTree(t, start, dir)
+}
