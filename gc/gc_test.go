@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -486,10 +489,14 @@ func TestGCWaitsForExports(t *testing.T) {
 		_, err := Collect(tr.root, Options{Grace: 0})
 		done <- err
 	}()
+	// Tag the blob only once the kernel shows Collect waiting for the
+	// tree lock, so that a Collect that did not wait would have found it
+	// unreferenced.
+	waitBlockedOn(t, filepath.Join(tr.root.Dir(), ".image-serve", "tree.lock"))
 	select {
 	case err := <-done:
 		t.Fatalf("Collect ran while an export held the tree: %v", err)
-	case <-time.After(200 * time.Millisecond):
+	default:
 	}
 	img := tr.image("app", "in-flight", layer("in-flight", 1000))
 	tr.tag("app", "v1", img)
@@ -501,6 +508,32 @@ func TestGCWaitsForExports(t *testing.T) {
 		t.Fatal("the export's blob or manifest was collected")
 	}
 	tr.verify()
+}
+
+// waitBlockedOn waits until some process is blocked in flock(2) on the
+// file at path: /proc/locks lists each waiter under the lock it waits
+// for, as "-> FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> …".
+func waitBlockedOn(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := ":" + strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10) + " "
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile("/proc/locks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if strings.Contains(line, "-> FLOCK") && strings.Contains(line, ino) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody waited for %s within a minute", path)
+		}
+	}
 }
 
 // TestGCRemoveBlobFreed: catalog.RemoveBlob frees an inode's bytes only with

@@ -566,7 +566,9 @@ func TestTagRollback(t *testing.T) {
 // TestTagFlipConcurrent: while a writer flips a tag between an index and a
 // manifest, every response's body hashes to its Docker-Content-Digest and
 // is typed as that manifest (serving-facts §6): the tag file is read once
-// and the chosen manifest opened once.
+// and the chosen manifest opened once. The readers go on until they have
+// seen the tag change under them wantFlips times, however slowly the
+// machine lets the writer run, so the test never passes without racing.
 func TestTagFlipConcurrent(t *testing.T) {
 	f := build(t)
 	base := start(t, f)
@@ -593,20 +595,23 @@ func TestTagFlipConcurrent(t *testing.T) {
 		}
 	}()
 
-	const clients, perClient = 4, 500
+	const clients, wantFlips = 4, 100
 	var (
 		wg         sync.WaitGroup
+		requests   atomic.Int64
+		observed   atomic.Int64 // a client's answer differed from its last one
 		mismatches atomic.Int64
 		failures   atomic.Int64
-		seenMu     sync.Mutex
-		seen       = map[string]int{}
 	)
+	deadline := time.Now().Add(2 * time.Minute)
 	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range perClient {
+			last := ""
+			for observed.Load() < wantFlips && failures.Load() == 0 && time.Now().Before(deadline) {
 				status, h, body, err := get(base+"/v2/"+f.repo+"/manifests/flip", acceptAll)
+				requests.Add(1)
 				if err != nil || status != http.StatusOK {
 					failures.Add(1)
 					t.Errorf("status %d, err %v", status, err)
@@ -617,9 +622,10 @@ func TestTagFlipConcurrent(t *testing.T) {
 				if "sha256:"+hex.EncodeToString(sum[:]) != d || types[d] != h.Get("Content-Type") {
 					mismatches.Add(1)
 				}
-				seenMu.Lock()
-				seen[d]++
-				seenMu.Unlock()
+				if last != "" && d != last {
+					observed.Add(1)
+				}
+				last = d
 			}
 		}()
 	}
@@ -628,9 +634,12 @@ func TestTagFlipConcurrent(t *testing.T) {
 	if err := <-writerDone; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d requests, %d flips, served %v", clients*perClient, flips.Load(), seen)
+	t.Logf("%d requests, %d flips written, %d observed", requests.Load(), flips.Load(), observed.Load())
 	if mismatches.Load() != 0 || failures.Load() != 0 {
 		t.Errorf("%d digest or type mismatches, %d failed requests", mismatches.Load(), failures.Load())
+	}
+	if observed.Load() < wantFlips {
+		t.Errorf("the readers saw the tag change only %d times in 2 minutes, want %d: the test proved little", observed.Load(), wantFlips)
 	}
 }
 
@@ -681,20 +690,32 @@ func TestLargeBlob(t *testing.T) {
 
 // TestStalledClientCut: a client that stops reading is disconnected after
 // writeIdleTimeout, where a WriteTimeout-free server would wait forever.
+// The client reads nothing until the handler has returned, which it can
+// only do by giving up on the client.
 func TestStalledClientCut(t *testing.T) {
 	defer func(d time.Duration) { writeIdleTimeout = d }(writeIdleTimeout)
 	writeIdleTimeout = 300 * time.Millisecond
 	f := build(t)
 	b := bigBlob(t, f, 64<<20) // far more than the socket buffers hold
-	base := start(t, f)
+	returned := make(chan struct{})
+	h := New(f.root, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		close(returned)
+	}))
+	t.Cleanup(srv.Close)
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /v2/%s/blobs/%s HTTP/1.1\r\nHost: x\r\n\r\n", f.repo, b.d)
-	time.Sleep(5 * writeIdleTimeout) // stall
+	select { // stall
+	case <-returned:
+	case <-time.After(time.Minute):
+		t.Fatal("the handler still writes to a client that has read nothing for a minute")
+	}
 	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -732,9 +753,16 @@ func TestListenAndServeShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel() // mid-download
-	time.Sleep(100 * time.Millisecond)
-	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
-		t.Error("still accepting connections after shutdown began")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		if err != nil {
+			break // refused: the listener is closed
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections 10s after shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil {

@@ -10,7 +10,6 @@ package testserver
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -201,19 +200,13 @@ func (p *process) stop() {
 	}
 }
 
-// diagnostics is the server's command line, output and log files.
+// diagnostics is the server's command line and the end of its output and
+// log files, each headed by its path.
 func (p *process) diagnostics() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- %s\n", strings.Join(p.cmd.Args, " "))
 	for _, f := range p.logs {
-		data, err := os.ReadFile(f)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		fmt.Fprintf(&b, "--- %s:\n%s", f, data)
-		if err != nil {
-			fmt.Fprintf(&b, "(%v)\n", err)
-		}
+		b.WriteString(tail(f))
 	}
 	return b.String()
 }
@@ -249,7 +242,7 @@ func startOnFreePort(t testing.TB, name string, launch launcher) (baseURL, runDi
 	t.Helper()
 	const attempts = 3
 	for range attempts {
-		runDir := t.TempDir()
+		runDir := keptDir(t)
 		port := freePort(t)
 		url := baseURLOf(port)
 		cmd, output, logs := launch("127.0.0.1:"+strconv.Itoa(port), runDir)
