@@ -57,15 +57,20 @@ func publish(path string, data []byte) error {
 
 // publishVerified streams r into path, checking that the bytes are exactly
 // want (digest and size) before anything becomes visible. size < 0 means
-// unknown.
+// unknown. It reads at most size+1 bytes: a source that sends more than
+// it declared is cut off at the first byte too many, so it cannot fill
+// the disk. The bytes are hashed once, here, on their way to the file.
 func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (int64, error) {
 	f, err := pendingFile(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Cleanup()
-	v := want.Verifier()
-	n, err := io.Copy(io.MultiWriter(f, v), r)
+	if size >= 0 {
+		r = io.LimitReader(r, size+1)
+	}
+	h := want.Algorithm().Hash()
+	n, err := io.Copy(io.MultiWriter(f, h), r)
 	var pe *fs.PathError
 	if errors.As(err, &pe) && pe.Path == f.Name() {
 		// Name the file being published, not its random temporary name.
@@ -77,27 +82,38 @@ func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (
 	if size >= 0 && n != size {
 		return n, &MismatchError{Digest: want, Size: size, Got: n}
 	}
-	if !v.Verified() {
-		return n, &MismatchError{Digest: want, Size: size, Got: n}
+	if got := digest.NewDigest(want.Algorithm(), h); got != want {
+		return n, &MismatchError{Digest: want, Size: size, Got: n, GotDigest: got}
 	}
 	return n, renamePending(f, path)
 }
 
 // MismatchError reports content whose bytes are not those its digest or
-// size names: a corrupt source or a truncated stream.
+// size names: a corrupt source, a truncated stream, or one that sent more
+// than it declared.
 type MismatchError struct {
-	Digest digest.Digest
-	Size   int64 // expected, -1 when unknown
-	Got    int64 // bytes received
+	Digest    digest.Digest
+	Size      int64         // expected, -1 when unknown
+	Got       int64         // bytes received; Size+1 when the source sent more
+	GotDigest digest.Digest // what the bytes hash to, when all arrived
 }
 
 // Error leaves the digest out: callers name the blob.
 func (e *MismatchError) Error() string {
-	if e.Size >= 0 && e.Got != e.Size {
-		return fmt.Sprintf("got %d bytes, want %d (truncated or corrupt)", e.Got, e.Size)
+	switch {
+	case e.Size >= 0 && e.Got > e.Size:
+		return fmt.Sprintf("more than its declared %d bytes: cut off at byte %d", e.Size, e.Got)
+	case e.Size >= 0 && e.Got != e.Size:
+		return fmt.Sprintf("stream truncated after %d of %d bytes", e.Got, e.Size)
+	case e.GotDigest != "":
+		return fmt.Sprintf("content does not match its digest (got %s)", e.GotDigest)
 	}
 	return "content does not match its digest"
 }
+
+// Truncated reports a stream that ended before its declared size: worth
+// another try, unlike bytes that are wrong.
+func (e *MismatchError) Truncated() bool { return e.Size >= 0 && e.Got < e.Size }
 
 // link makes dst another name of src's inode. Hard links share one inode,
 // so a blob shared by many repositories costs its bytes once and is freed

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"syscall"
 
 	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
@@ -57,6 +58,9 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc
 		}
 		return BlobLinked, 0, nil
 	}
+	if err := r.checkSpace(d, size); err != nil {
+		return 0, 0, err
+	}
 	rc, err := fetch()
 	if err != nil {
 		return 0, 0, err
@@ -86,6 +90,24 @@ func (r *Root) findBlob(d digest.Digest) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// checkSpace refuses a blob of size bytes that the tree's file system has
+// no room for, before the first byte is written: a source declaring a
+// huge blob must not fill the disk the served tree lives on. An unknown
+// size (-1) or free space passes; the write then finds out.
+func (r *Root) checkSpace(d digest.Digest, size int64) error {
+	if size < 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(r.V2Dir(), &st); err != nil {
+		return nil
+	}
+	if free := int64(st.Bavail) * st.Bsize; size > free {
+		return fmt.Errorf("blob %s: %d bytes declared, but the file system of %s has only %d bytes free", d, size, r.Dir(), free)
+	}
+	return nil
 }
 
 func isFile(path string) bool {

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/opencontainers/go-digest"
 )
@@ -280,7 +279,7 @@ func putBlob(ctx context.Context, root *catalog.Root, s source, repo string, b D
 		outcome, n, err = root.PutBlob(repo, b.Digest, b.Size, func() (io.ReadCloser, error) {
 			rc, err := s.Blob(ctx, b)
 			if err != nil {
-				return nil, &readError{err}
+				return nil, &readError{err: err, opening: true}
 			}
 			return &countingReader{rc: rc, d: b.Digest, p: o.Progress}, nil
 		})
@@ -313,28 +312,33 @@ func outcomeName(o catalog.BlobOutcome) string {
 	return "present"
 }
 
-// transient reports errors worth another try: the network, not the data
-// and not the tree (a full disk stays full).
+// transient reports a blob stream cut in the middle, the one failure the
+// exporter retries itself: a body truncated, reset or stalled. Requests
+// that fail before a body arrives (refused connections, 5xx, 429) were
+// already retried by the registry transport, and are not tried again
+// here; wrong bytes and the tree's own errors (a full disk stays full)
+// are never retried.
 func transient(err error) bool {
 	var mm *catalog.MismatchError
 	if errors.As(err, &mm) {
-		return mm.Size >= 0 && mm.Got < mm.Size // truncated stream
+		return mm.Truncated()
 	}
 	var se *readError
-	if !errors.As(err, &se) {
+	if !errors.As(err, &se) || se.opening {
 		return false
 	}
-	var te *transport.Error
-	if errors.As(se.err, &te) {
-		return te.StatusCode >= 500 || te.StatusCode == 429 || te.StatusCode == 408
-	}
 	var oe *net.OpError
-	return errors.As(se.err, &oe) || errors.Is(se.err, io.ErrUnexpectedEOF) || errors.Is(se.err, syscall.ECONNRESET)
+	return errors.Is(se.err, ErrStalled) || errors.Is(se.err, io.ErrUnexpectedEOF) ||
+		errors.Is(se.err, syscall.ECONNRESET) || errors.As(se.err, &oe)
 }
 
 // readError marks a failure to read from the source, as opposed to a
-// failure to write the tree.
-type readError struct{ err error }
+// failure to write the tree: opening is the request for the blob, the
+// rest is its body.
+type readError struct {
+	err     error
+	opening bool
+}
 
 func (e *readError) Error() string { return e.err.Error() }
 func (e *readError) Unwrap() error { return e.err }
@@ -351,7 +355,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 		c.p.BlobBytes(c.d, int64(n))
 	}
 	if err != nil && err != io.EOF {
-		err = &readError{err}
+		err = &readError{err: err}
 	}
 	return n, err
 }

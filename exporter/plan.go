@@ -37,7 +37,7 @@ func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform
 	if pinned := src.digestOf(); pinned != "" {
 		d = pinned.Algorithm().FromBytes(raw)
 		if d != pinned {
-			return nil, fmt.Errorf("manifest %s: content does not match its digest (got %s)", pinned, d)
+			return nil, fmt.Errorf("%s: content does not match its digest (got %s)", src, d)
 		}
 	}
 	top, err := parseManifest(raw, d, labelled)

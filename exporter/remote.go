@@ -2,22 +2,22 @@ package exporter
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/opencontainers/go-digest"
+	"github.com/image-serve/image-serve/catalog"
 )
 
 // RegistryOptions configure docker:// sources.
@@ -26,14 +26,22 @@ type RegistryOptions struct {
 	Creds     string // USER[:PASS]
 	AuthFile  string // a docker config.json or containers auth.json
 	UserAgent string
+	// Timeout bounds each wait on the registry: a connection, response
+	// headers, the next byte of a body. 0 means DefaultSourceTimeout.
+	Timeout time.Duration
 }
 
-// registry reads one reference from a registry with go-containerregistry,
-// which handles auth, token exchange and retries.
+// registry reads one repository of a registry over plain HTTP requests
+// through one authenticated client: go-containerregistry's transport
+// handles the ping (once per export, not once per request), the token
+// exchange, and retries of requests that fail before a body arrives. The
+// bodies are ours to bound: manifests to catalog.MaxManifestSize, blobs to
+// their declared size (catalog counts while it writes), and each is read
+// once, hashed once, by the tree.
 type registry struct {
-	ref  name.Reference
-	repo name.Repository
-	opts []remote.Option
+	ref    name.Reference
+	repo   name.Repository
+	client *http.Client
 }
 
 func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*registry, error) {
@@ -48,19 +56,24 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	if err != nil {
 		return nil, err
 	}
-	tr := remote.DefaultTransport.(*http.Transport).Clone()
-	if o.Insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	repo := ref.Context()
+	auth, err := authn.Resolve(ctx, keychain, repo)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: credentials: %v", src, err)
 	}
-	opts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(keychain),
-		remote.WithTransport(tr),
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = DefaultSourceTimeout
 	}
+	tr := transport.NewRetry(sourceTransport(o.Insecure, timeout))
 	if o.UserAgent != "" {
-		opts = append(opts, remote.WithUserAgent(o.UserAgent))
+		tr = transport.NewUserAgent(tr, o.UserAgent)
 	}
-	return &registry{ref: ref, repo: ref.Context(), opts: opts}, nil
+	w, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, registryError(ref.String(), err)
+	}
+	return &registry{ref: ref, repo: repo, client: &http.Client{Transport: w}}, nil
 }
 
 func keychainFor(o RegistryOptions) (authn.Keychain, error) {
@@ -127,38 +140,96 @@ func (k fileKeychain) Resolve(target authn.Resource) (authn.Authenticator, error
 	}), nil
 }
 
+// manifestAccept is every manifest type the exporter stores, as the
+// registry's content negotiation needs to hear it.
+var manifestAccept = strings.Join([]string{
+	MediaTypeOCIIndex, MediaTypeOCIManifest, MediaTypeDockerList, MediaTypeDockerManifest,
+	MediaTypeDockerSchema1JWS, MediaTypeDockerSchema1,
+}, ", ")
+
 func (r *registry) Root(ctx context.Context) ([]byte, string, error) {
-	desc, err := remote.Get(r.ref, append(r.opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return nil, "", registryError(r.ref.String(), err)
+	id := ""
+	switch ref := r.ref.(type) {
+	case name.Tag:
+		id = ref.TagStr()
+	case name.Digest:
+		id = ref.DigestStr()
 	}
-	return desc.Manifest, string(desc.MediaType), nil
+	return r.manifest(ctx, r.ref.String(), id)
 }
 
 func (r *registry) Manifest(ctx context.Context, d Descriptor) ([]byte, error) {
-	ref := r.repo.Digest(d.Digest.String())
-	desc, err := remote.Get(ref, append(r.opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return nil, registryError(fmt.Sprintf("manifest %s of %s", d.Digest, r.repo), err)
-	}
-	return desc.Manifest, nil
+	raw, _, err := r.manifest(ctx, fmt.Sprintf("manifest %s of %s", d.Digest, r.repo), d.Digest.String())
+	return raw, err
 }
 
+// manifest GETs manifest id (a tag or a digest), at most
+// catalog.MaxManifestSize bytes of it, and its Content-Type.
+func (r *registry) manifest(ctx context.Context, what, id string) ([]byte, string, error) {
+	resp, err := r.get(ctx, "manifests/"+id, manifestAccept)
+	if err != nil {
+		return nil, "", registryError(what, err)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > catalog.MaxManifestSize {
+		// Refused unread: too big to hash, so named by its reference.
+		return nil, "", fmt.Errorf("%s: a manifest of %d bytes, over the %d byte limit", what, resp.ContentLength, catalog.MaxManifestSize)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, catalog.MaxManifestSize+1))
+	if err != nil {
+		return nil, "", registryError(what, err)
+	}
+	if len(raw) > catalog.MaxManifestSize {
+		return nil, "", fmt.Errorf("%s: over the %d byte limit", what, catalog.MaxManifestSize)
+	}
+	mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return raw, strings.TrimSpace(mt), nil
+}
+
+// Blob opens blob d as the registry sends it, refusing at once a body
+// longer than the manifest declares. It does not verify the bytes: the
+// tree hashes them once while writing them, and bounds the read to the
+// declared size.
 func (r *registry) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, error) {
-	ref := r.repo.Digest(d.Digest.String())
 	what := fmt.Sprintf("blob %s of %s", d.Digest, r.repo)
-	l, err := remote.Layer(ref, append(r.opts, remote.WithContext(ctx))...)
+	resp, err := r.get(ctx, "blobs/"+d.Digest.String(), "")
 	if err != nil {
 		return nil, registryError(what, err)
 	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, registryError(what, err)
+	if d.Size >= 0 && resp.ContentLength > d.Size {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: the registry sends %d bytes, the manifest declares %d", what, resp.ContentLength, d.Size)
 	}
-	return newBlobReader(rc, d), nil
+	return &blobReader{rc: resp.Body, d: d}, nil
 }
 
-func (r *registry) Close() error { return nil }
+// get GETs path below the repository and returns a 200 response; any
+// other status is a *transport.Error, read from at most 64 KiB of body.
+func (r *registry) get(ctx context.Context, path, accept string) (*http.Response, error) {
+	u := url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: "/v2/" + r.repo.RepositoryStr() + "/" + path}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		resp.Body = io.NopCloser(io.LimitReader(resp.Body, 64<<10))
+		return nil, transport.CheckError(resp, http.StatusOK)
+	}
+	return resp, nil
+}
+
+func (r *registry) Close() error {
+	r.client.CloseIdleConnections()
+	return nil
+}
 
 // registryError turns go-containerregistry's errors into one line naming
 // the object and the cause: no response bodies (JSON, HTML, several
@@ -167,6 +238,7 @@ func (r *registry) Close() error { return nil }
 func registryError(what string, err error) error {
 	var te *transport.Error
 	var oe *net.OpError
+	var ue *url.Error
 	switch {
 	case errors.As(err, &te):
 		status := fmt.Sprintf("HTTP %d", te.StatusCode)
@@ -185,6 +257,8 @@ func registryError(what string, err error) error {
 		return &sourceError{fmt.Sprintf("%s: the registry answered %s", what, status), err}
 	case errors.As(err, &oe):
 		return &sourceError{fmt.Sprintf("%s: cannot reach the registry: %v", what, oe), err}
+	case errors.As(err, &ue) && ue.Timeout():
+		return &sourceError{fmt.Sprintf("%s: the registry did not answer in time (%s)", what, oneLine(ue.Err.Error())), err}
 	}
 	if m := manifestDigestMismatch.FindStringSubmatch(err.Error()); m != nil {
 		return &sourceError{fmt.Sprintf("%s: content does not match its digest (got %s)", what, m[1]), err}
@@ -210,42 +284,25 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// blobReader words the ways a blob stream fails: cut short, or bytes that
-// are not those the digest names (go-containerregistry verifies too, and
-// says so in its own terms). It hashes what passes to name what came.
+// blobReader words a blob stream cut short. It counts, it does not hash:
+// the tree hashes the bytes once, as it writes them.
 type blobReader struct {
-	rc       io.ReadCloser
-	d        Descriptor
-	n        int64
-	digester digest.Digester // nil: algorithm not available
-}
-
-func newBlobReader(rc io.ReadCloser, d Descriptor) *blobReader {
-	b := &blobReader{rc: rc, d: d}
-	if d.Digest.Algorithm().Available() {
-		b.digester = d.Digest.Algorithm().Digester()
-	}
-	return b
+	rc io.ReadCloser
+	d  Descriptor
+	n  int64
 }
 
 func (b *blobReader) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
-	if b.digester != nil {
-		b.digester.Hash().Write(p[:n])
-	}
 	switch {
 	case err == nil || err == io.EOF:
 	case errors.Is(err, io.ErrUnexpectedEOF) && b.d.Size >= 0:
 		err = fmt.Errorf("stream truncated after %d of %d bytes: %w", b.n, b.d.Size, err)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		err = fmt.Errorf("stream truncated after %d bytes: %w", b.n, err)
-	case b.digester != nil && (b.d.Size < 0 || b.n == b.d.Size):
-		// Everything arrived and the stream still failed: the verifier
-		// refused the bytes, if they are not the digest's.
-		if got := b.digester.Digest(); got != b.d.Digest {
-			err = &sourceError{fmt.Sprintf("content does not match its digest (got %s)", got), err}
-		}
+	case b.d.Size >= 0:
+		err = fmt.Errorf("stream cut after %d of %d bytes: %w", b.n, b.d.Size, err)
+	default:
+		err = fmt.Errorf("stream cut after %d bytes: %w", b.n, err)
 	}
 	return n, err
 }

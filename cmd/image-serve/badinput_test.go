@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/internal/testtree"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -402,8 +404,17 @@ func badCases() []badCase {
 		{
 			// Guards: manifests over the 4 MiB clients accept are refused
 			// before anything is stored.
-			name:  "manifest over 4 MiB",
-			setup: badManifest(oversizedManifest(), "over the 4194304 byte limit"),
+			// Guards: a manifest over the limit is refused before its
+			// bytes are read (so it is named by its reference, not its
+			// digest): a registry cannot make the export buffer it.
+			name: "manifest over 4 MiB",
+			setup: func(t *testing.T, e *badEnv) badRun {
+				e.serveManifest("2", oversizedManifest())
+				return badRun{
+					args: []string{"export", "--src-tls-verify=false", e.docker("app:2"), "app:1"},
+					want: []string{e.reg.Ref("app:2"), "over the 4194304 byte limit"},
+				}
+			},
 		},
 		// Repository names outside the grammar.
 		{name: "repo with ..", setup: dest("../app:1", `"../app:1"`, "invalid repository name")},
@@ -469,16 +480,39 @@ func badCases() []badCase {
 			},
 		},
 		{
-			// Guards: running out of space leaves no temporary file
-			// behind and no tag changed, and is not retried: waiting
-			// does not free space. The tree is a 256 KiB tmpfs.
-			name: "disk full",
+			// Guards: a blob declared larger than the free space is
+			// refused before its first byte is written, and not retried.
+			// The tree is a 256 KiB tmpfs.
+			name: "blob larger than the free space",
 			root: tmpfsRoot,
 			setup: func(t *testing.T, e *badEnv) badRun {
 				_, d := e.pushWithLayer(t, "2", testregistry.Layer(t, 1<<20, types.DockerLayer))
 				return badRun{
 					args: []string{"export", "--src-tls-verify=false", e.docker("app:2"), "app:1"},
-					want: []string{"blob " + d, "no space left on device"},
+					want: []string{"blob " + d, "1049", "bytes declared, but the file system of", "bytes free"},
+				}
+			},
+		},
+		{
+			// Guards: running out of space while writing leaves no
+			// temporary file behind and no tag changed, and is not
+			// retried: waiting does not free space. Schema1 declares no
+			// sizes, so the 1 MiB layer passes the free-space check and
+			// fills the 256 KiB tmpfs.
+			name: "disk full",
+			root: tmpfsRoot,
+			setup: func(t *testing.T, e *badEnv) badRun {
+				l := testregistry.Layer(t, 1<<20, types.DockerLayer)
+				d, err := l.Digest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw := fmt.Appendf(nil, `{"schemaVersion": 1, "name": "app", "tag": "2", "architecture": "amd64",
+  "fsLayers": [{"blobSum": %q}], "history": [{"v1Compatibility": "{\"id\":\"%064x\"}"}]}`, d, 1)
+				e.reg.PushRaw(t, "app:2", exporter.MediaTypeDockerSchema1, raw, l)
+				return badRun{
+					args: []string{"export", "--src-tls-verify=false", e.docker("app:2"), "app:1"},
+					want: []string{"blob " + d.String(), "no space left on device"},
 				}
 			},
 		},

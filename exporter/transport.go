@@ -1,0 +1,103 @@
+package exporter
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Limits on a source registry's requests. A registry may be broken or
+// hostile: every wait is bounded, so an export never hangs while it holds
+// the tree lock that gc and delete wait for.
+const (
+	// DefaultSourceTimeout bounds each wait on a source: for a connection,
+	// for response headers, and for the next byte of a body.
+	DefaultSourceTimeout = 60 * time.Second
+	// maxRedirects is Go's own default limit, which go-containerregistry's
+	// redirect check leaves out.
+	maxRedirects = 10
+	// tlsHandshakeTimeout bounds a TLS handshake.
+	tlsHandshakeTimeout = 10 * time.Second
+)
+
+// ErrStalled is wrapped by the error of a body read that got no byte for
+// the source timeout: a stream cut in the middle, worth another try.
+var ErrStalled = errors.New("stalled")
+
+// sourceTransport is the HTTP transport under every request to a source
+// registry, token requests included: connect, TLS handshake and response
+// headers time out, a body fails when no byte arrives for timeout, and
+// redirects stop after maxRedirects whoever follows them.
+func sourceTransport(insecure bool, timeout time.Duration) http.RoundTripper {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = min(timeout, tlsHandshakeTimeout)
+	tr.ResponseHeaderTimeout = timeout
+	if insecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	return &guardedTransport{inner: tr, idle: timeout}
+}
+
+type guardedTransport struct {
+	inner http.RoundTripper
+	idle  time.Duration
+}
+
+func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if n := redirectsBefore(req); n >= maxRedirects {
+		return nil, fmt.Errorf("%s %s: stopped after %d redirects", req.Method, req.URL.Redacted(), n)
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	resp, err := t.inner.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &idleBody{rc: resp.Body, idle: t.idle, cancel: cancel}
+	return resp, nil
+}
+
+// redirectsBefore counts the redirect responses that led to req: an
+// http.Client sets req.Response to the response that redirected it.
+func redirectsBefore(req *http.Request) int {
+	n := 0
+	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
+		n++
+	}
+	return n
+}
+
+// idleBody fails a read that gets no byte for idle, by cancelling the
+// request. Only time spent waiting inside Read counts: a caller busy
+// writing to a slow disk does not make the source look stalled.
+type idleBody struct {
+	rc      io.ReadCloser
+	idle    time.Duration
+	cancel  context.CancelFunc
+	stalled atomic.Bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	timer := time.AfterFunc(b.idle, func() {
+		b.stalled.Store(true)
+		b.cancel()
+	})
+	n, err := b.rc.Read(p)
+	timer.Stop()
+	if err != nil && err != io.EOF && b.stalled.Load() {
+		err = fmt.Errorf("no data for %v: %w", b.idle, ErrStalled)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.cancel()
+	return b.rc.Close()
+}
