@@ -19,6 +19,7 @@
 //	ROOT/v2/<repo>/referrers/<digest>                OCI index of the manifests whose subject is <digest>
 //	ROOT/.image-serve/empty-index.json               the referrers index of every other digest
 //	ROOT/.image-serve/                               our own state: locks, error bodies
+//	ROOT/.image-serve/incoming/                      blobs being downloaded, until verified
 //
 // Every file a server may read is written to a dot-named temporary file in
 // its final directory, synced, and renamed into place, so a reader sees the

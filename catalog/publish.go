@@ -60,8 +60,16 @@ func publish(path string, data []byte) error {
 // unknown. It reads at most size+1 bytes: a source that sends more than
 // it declared is cut off at the first byte too many, so it cannot fill
 // the disk. The bytes are hashed once, here, on their way to the file.
-func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (int64, error) {
-	f, err := pendingFile(path)
+//
+// The bytes go to a temporary file in stage, a directory of ours on the
+// same file system, and path's directory is made only once they are
+// verified: a failed or killed transfer leaves nothing in the served
+// tree, not even an empty directory.
+func publishVerified(stage, path string, want digest.Digest, size int64, r io.Reader) (int64, error) {
+	if err := mkdirAll(stage); err != nil {
+		return 0, err
+	}
+	f, err := renameio.NewPendingFile(path, renameio.WithTempDir(stage), renameio.WithStaticPermissions(fileMode))
 	if err != nil {
 		return 0, err
 	}
@@ -84,6 +92,9 @@ func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (
 	}
 	if got := digest.NewDigest(want.Algorithm(), h); got != want {
 		return n, &MismatchError{Digest: want, Size: size, Got: n, GotDigest: got}
+	}
+	if err := mkdirAll(filepath.Dir(path)); err != nil {
+		return n, err
 	}
 	return n, renamePending(f, path)
 }

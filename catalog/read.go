@@ -131,8 +131,11 @@ func VariantDigest(v typemap.Variant) (digest.Digest, error) { return digestFrom
 // their rename. Only call it holding the tree lock exclusively: a live
 // writer's temporary file looks the same.
 func (r *Root) SweepTemps() (int, error) {
-	n := 0
-	err := filepath.WalkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+	n, err := r.SweepIncoming()
+	if err != nil {
+		return n, err
+	}
+	err = filepath.WalkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil

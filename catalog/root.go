@@ -49,6 +49,10 @@ func (r *Root) Dir() string { return r.dir }
 // V2Dir is the directory that answers /v2/.
 func (r *Root) V2Dir() string { return filepath.Join(r.dir, "v2") }
 
+// incomingDir holds blobs being downloaded, as temporary files, until
+// they are verified and renamed into their repository.
+func (r *Root) incomingDir() string { return filepath.Join(r.dir, stateDir, "incoming") }
+
 // ErrorsDir holds the JSON error bodies a web server sends.
 func (r *Root) ErrorsDir() string { return filepath.Join(r.dir, stateDir, "errors") }
 

@@ -85,6 +85,28 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 	return n, nil
 }
 
+// SweepIncoming removes the blob downloads that writers which crashed
+// left in the incoming directory. Same rule as SweepTemps.
+func (r *Root) SweepIncoming() (int, error) {
+	entries, err := os.ReadDir(r.incomingDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if isTempEntry(e) {
+			if err := unlink(filepath.Join(r.incomingDir(), e.Name())); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
 // SweepCatalogTemps removes the temporary files of _catalog writers that
 // crashed: those in the v2 directory itself. Same rule as SweepTemps.
 func (r *Root) SweepCatalogTemps() (int, error) {

@@ -66,7 +66,7 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc
 		return 0, 0, err
 	}
 	defer rc.Close()
-	n, err := publishVerified(r.BlobPath(repo, d), d, size, rc)
+	n, err := publishVerified(r.incomingDir(), r.BlobPath(repo, d), d, size, rc)
 	if err != nil {
 		return BlobFetched, n, fmt.Errorf("blob %s: %w", d, err)
 	}

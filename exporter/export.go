@@ -31,7 +31,14 @@ type Options struct {
 	Progress  Progress     // nil: none
 	// Retries of a failed blob transfer before giving up; < 0 means none.
 	Retries int
+	// MaxBlobSize refuses, before anything is written, an image with a
+	// blob declared larger; 0 means DefaultMaxBlobSize.
+	MaxBlobSize int64
 }
+
+// DefaultMaxBlobSize is far above any real layer, and far below what a
+// hostile manifest may declare.
+const DefaultMaxBlobSize = 64 << 30
 
 // Progress is told about blob transfers as they happen, to draw them.
 type Progress interface {
@@ -77,9 +84,14 @@ func Export(ctx context.Context, root *catalog.Root, srcArg, destArg string, o O
 	if err != nil {
 		return nil, err
 	}
-	plan, err := makePlan(ctx, s, src, platforms)
+	plan, err := makePlan(ctx, s, src, platforms, o.Jobs)
 	if err != nil {
 		return nil, err
+	}
+	for _, b := range plan.blobs {
+		if b.Size > o.MaxBlobSize {
+			return nil, fmt.Errorf("blob %s: %d bytes declared, over the --max-blob-size of %d", b.Digest, b.Size, o.MaxBlobSize)
+		}
 	}
 	sum := &Summary{Source: src.String(), Dest: dest.String(), Digest: plan.top.Digest, MediaType: plan.top.MediaType, Manifests: len(plan.manifests)}
 	if err := publishPlan(ctx, root, s, dest, plan, o, sum); err != nil {
@@ -98,6 +110,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Retries == 0 {
 		o.Retries = 3
+	}
+	if o.MaxBlobSize <= 0 {
+		o.MaxBlobSize = DefaultMaxBlobSize
 	}
 	return o
 }

@@ -3,8 +3,10 @@ package exporter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/opencontainers/go-digest"
@@ -17,10 +19,25 @@ type plan struct {
 	manifests []*manifest          // children before parents
 	blobs     []Descriptor         // unique
 	variants  []catalog.TagVariant // the tag's type map
+
+	seen      map[digest.Digest]bool // manifests planned or being fetched
+	seenBlobs map[digest.Digest]bool
+	bytes     int64 // manifest bytes fetched or about to be
+	jobs      int   // manifests fetched at once
 }
 
-// maxDepth bounds nested indexes, so a cyclic source cannot loop.
-const maxDepth = 4
+// The image graph is bounded, so a hostile or broken source cannot make an
+// export hold unbounded manifests in memory or fetch without end.
+const (
+	// maxDepth bounds nested indexes, so a cyclic source cannot loop.
+	maxDepth = 4
+	// maxIndexChildren bounds the entries of one index: real ones list a
+	// few platforms, or a few hundred artifacts.
+	maxIndexChildren = 1000
+	// maxPlanBytes bounds the manifest bytes of one export, checked
+	// against declared sizes before anything is fetched.
+	maxPlanBytes = 64 << 20
+)
 
 // amd64Fallback is the source quality of the linux/amd64 child in a
 // multi-arch tag: clients that accept the index get it (q × 1.0), clients
@@ -28,7 +45,7 @@ const maxDepth = 4
 // them (serving-facts §3.1, §4.3).
 const amd64Fallback = 0.001
 
-func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform) (*plan, error) {
+func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform, jobs int) (*plan, error) {
 	raw, labelled, err := s.Root(ctx)
 	if err != nil {
 		return nil, err
@@ -49,7 +66,7 @@ func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform
 			return nil, err
 		}
 	}
-	p := &plan{top: top}
+	p := &plan{top: top, seen: map[digest.Digest]bool{top.Digest: true}, seenBlobs: map[digest.Digest]bool{}, bytes: int64(len(top.Raw)), jobs: max(jobs, 1)}
 	if err := p.add(ctx, s, top, 0); err != nil {
 		return nil, err
 	}
@@ -57,25 +74,42 @@ func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform
 	return p, nil
 }
 
-// add walks m depth-first, so children land in p.manifests before m.
+// add walks m depth-first, so children land in p.manifests before m. The
+// children of an index are fetched p.jobs at a time, and planned in the
+// index's order.
 func (p *plan) add(ctx context.Context, s source, m *manifest, depth int) error {
+	if len(m.Children) > maxIndexChildren {
+		return fmt.Errorf("manifest %s: %d entries, over the limit of %d", m.Digest, len(m.Children), maxIndexChildren)
+	}
+	var todo []Descriptor
 	for _, c := range m.Children {
-		if p.has(c.Digest) {
+		if p.seen[c.Digest] {
 			continue
 		}
 		if depth >= maxDepth {
 			return fmt.Errorf("manifest %s: indexes nested deeper than %d", m.Digest, maxDepth)
 		}
-		child, err := fetchManifest(ctx, s, c.Descriptor)
-		if err != nil {
-			return err
+		if c.Size < 0 || c.Size > catalog.MaxManifestSize {
+			return fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", c.Digest, c.Size, catalog.MaxManifestSize)
 		}
+		if p.bytes += c.Size; p.bytes > maxPlanBytes {
+			return fmt.Errorf("manifest %s: its children add up to over %d bytes of manifests, the limit of one export", m.Digest, maxPlanBytes)
+		}
+		p.seen[c.Digest] = true
+		todo = append(todo, c.Descriptor)
+	}
+	children, err := fetchManifests(ctx, s, todo, p.jobs)
+	if err != nil {
+		return err
+	}
+	for _, child := range children {
 		if err := p.add(ctx, s, child, depth+1); err != nil {
 			return err
 		}
 	}
 	for _, b := range m.Blobs {
-		if !p.hasBlob(b.Digest) {
+		if !p.seenBlobs[b.Digest] {
+			p.seenBlobs[b.Digest] = true
 			p.blobs = append(p.blobs, b)
 		}
 	}
@@ -83,22 +117,35 @@ func (p *plan) add(ctx context.Context, s source, m *manifest, depth int) error 
 	return nil
 }
 
-func (p *plan) has(d digest.Digest) bool {
-	for _, m := range p.manifests {
-		if m.Digest == d {
-			return true
+// fetchManifests fetches ds, jobs at a time, and returns them in order;
+// the first error stops the rest.
+func fetchManifests(ctx context.Context, s source, ds []Descriptor, jobs int) ([]*manifest, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make([]*manifest, len(ds))
+	errs := make([]error, len(ds))
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if out[i], errs[i] = fetchManifest(ctx, s, d); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
 		}
 	}
-	return false
-}
-
-func (p *plan) hasBlob(d digest.Digest) bool {
-	for _, b := range p.blobs {
-		if b.Digest == d {
-			return true
-		}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	return false
+	return out, nil
 }
 
 // fetchManifest reads child d and checks its bytes against the descriptor.

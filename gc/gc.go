@@ -152,6 +152,9 @@ func Collect(root *catalog.Root, o Options) (*Report, error) {
 		if _, err := root.SweepCatalogTemps(); err != nil {
 			return nil, fmt.Errorf("removing temporary files: %w", err)
 		}
+		if _, err := root.SweepIncoming(); err != nil {
+			return nil, fmt.Errorf("removing temporary files: %w", err)
+		}
 		if _, err := root.SweepEmptyDirs(); err != nil {
 			return nil, fmt.Errorf("removing empty directories: %w", err)
 		}

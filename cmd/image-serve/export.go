@@ -24,7 +24,9 @@ DEST is REPO[:TAG]; by default the source's repository without its registry host
 			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate from the source registry"},
 			&cli.StringFlag{Name: "src-creds", Usage: "USER[:PASS] for the source registry"},
 			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registry (default: docker config.json, containers auth.json)"},
-			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob transfers"},
+			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob and manifest transfers"},
+			&cli.DurationFlag{Name: "src-timeout", Value: exporter.DefaultSourceTimeout, Usage: "give up on a source request that sends nothing for this long"},
+			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
 		},
 		Action: runExport,
 	}
@@ -37,19 +39,27 @@ func runExport(c *cli.Context) error {
 	if c.Int("jobs") < 1 {
 		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
 	}
+	if c.Duration("src-timeout") <= 0 {
+		return usageError(c, "--src-timeout %v: want more than 0", c.Duration("src-timeout"))
+	}
+	if c.Int64("max-blob-size") <= 0 {
+		return usageError(c, "--max-blob-size %d: want more than 0", c.Int64("max-blob-size"))
+	}
 	root, err := openRoot(c)
 	if err != nil {
 		return err
 	}
 	log := logger(c)
 	o := exporter.Options{
-		Platforms: c.StringSlice("platform"),
-		Jobs:      c.Int("jobs"),
+		Platforms:   c.StringSlice("platform"),
+		Jobs:        c.Int("jobs"),
+		MaxBlobSize: c.Int64("max-blob-size"),
 		Registry: exporter.RegistryOptions{
 			Insecure:  !c.Bool("src-tls-verify"),
 			Creds:     c.String("src-creds"),
 			AuthFile:  c.String("src-authfile"),
 			UserAgent: "image-serve/" + version,
+			Timeout:   c.Duration("src-timeout"),
 		},
 		Log: log,
 	}
