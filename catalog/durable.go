@@ -123,8 +123,9 @@ func syncDir(dir string) error {
 
 // lockFile takes a flock on path, creating the file. how is LOCK_SH or
 // LOCK_EX, optionally with LOCK_NB; with LOCK_NB a held lock returns
-// (nil, nil).
-func lockFile(path string, how int) (*Lock, error) {
+// (nil, nil). Otherwise a lock another process holds is waited for as w
+// says; what names it in messages ("the tree", "blob sha256:…").
+func lockFile(path string, how int, what string, w Waits) (*Lock, error) {
 	if err := mkdirAll(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
@@ -133,10 +134,21 @@ func lockFile(path string, how int) (*Lock, error) {
 	if err != nil {
 		return nil, err // *PathError: names the lock file and the cause
 	}
-	held, err := flock(f, how)
+	try := func() (bool, error) {
+		held, err := flock(f, how|syscall.LOCK_NB)
+		if err != nil {
+			return false, fmt.Errorf("lock %s: %w", path, err)
+		}
+		return held, nil
+	}
+	held, err := try()
+	if err == nil && !held && how&syscall.LOCK_NB == 0 {
+		err = w.wait(try, what)
+		held = err == nil
+	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
 	if !held {
 		f.Close()

@@ -1,10 +1,13 @@
 package catalog
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -53,28 +56,99 @@ func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), "ca
 // LockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.
 func (r *Root) LockShared() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_SH)
+	return lockFile(r.treeLockPath(), syscall.LOCK_SH, "the tree: a gc or delete holds it", r.waits)
 }
 
 // LockExclusive takes the tree lock exclusively, waiting for every writer.
 func (r *Root) LockExclusive() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_EX)
+	return lockFile(r.treeLockPath(), syscall.LOCK_EX, "the tree: exports or deletes are writing it", r.waits)
 }
 
 // TryLockExclusive takes the tree lock exclusively if nobody holds it, and
 // returns nil otherwise.
 func (r *Root) TryLockExclusive() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB)
+	return lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB, "", r.waits)
 }
 
 func (r *Root) lockBlob(d digest.Digest) (*Lock, error) {
-	return lockFile(r.blobLockPath(d), syscall.LOCK_EX)
+	return lockFile(r.blobLockPath(d), syscall.LOCK_EX, "blob "+d.String()+": another export is fetching it", r.waits)
 }
 
 func (r *Root) lockRepo(repo string) (*Lock, error) {
-	return lockFile(r.repoLockPath(repo), syscall.LOCK_EX)
+	return lockFile(r.repoLockPath(repo), syscall.LOCK_EX, "repository "+repo+": another command is updating its tags", r.waits)
 }
 
 func (r *Root) lockCatalog() (*Lock, error) {
-	return lockFile(r.catalogLockPath(), syscall.LOCK_EX)
+	return lockFile(r.catalogLockPath(), syscall.LOCK_EX, "_catalog: another command is rewriting it", r.waits)
+}
+
+// Waits says how a Root waits for a lock another process holds. The zero
+// value waits as long as it takes, silently.
+type Waits struct {
+	// Context ends a wait when it is done, with its cause: an interrupted
+	// command stops waiting at once, holding nothing.
+	Context context.Context
+	// Timeout ends a wait that lasts longer, with an error naming the
+	// lock; 0 waits as long as it takes.
+	Timeout time.Duration
+	// Notify, if set, is told once when a lock has to be waited for, with
+	// a sentence saying what for ("waiting for the tree: …").
+	Notify func(msg string)
+}
+
+// Context is the context of r's waits: what ends its lock waits, and what
+// long walks over the tree watch between steps. It is never nil.
+func (r *Root) Context() context.Context {
+	if r.waits.Context == nil {
+		return context.Background()
+	}
+	return r.waits.Context
+}
+
+// WithWaits returns a Root like r whose lock waits follow w.
+func (r *Root) WithWaits(w Waits) *Root {
+	c := *r
+	c.waits = w
+	return &c
+}
+
+// Polling bounds for a lock wait: flock(2) cannot be interrupted by a
+// context, so a wait retries the non-blocking lock, backing off.
+const (
+	firstLockPoll = time.Millisecond
+	maxLockPoll   = 50 * time.Millisecond
+)
+
+// wait retries try until it takes the lock, the context is done or the
+// timeout passes.
+func (w Waits) wait(try func() (bool, error), what string) error {
+	ctx := w.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if w.Notify != nil {
+		w.Notify("waiting for " + what)
+	}
+	var deadline <-chan time.Time
+	if w.Timeout > 0 {
+		t := time.NewTimer(w.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for poll := firstLockPoll; ; poll = min(2*poll, maxLockPoll) {
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for %s: %w", what, context.Cause(ctx))
+		case <-deadline:
+			t.Stop()
+			return fmt.Errorf("waiting for %s: gave up after %v (--lock-timeout)", what, w.Timeout)
+		case <-t.C:
+		}
+		held, err := try()
+		if err != nil || held {
+			return err
+		}
+	}
 }

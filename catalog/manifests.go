@@ -455,7 +455,7 @@ func onlyDotEntries(dir string) (bool, error) {
 // behind each other on the tree lock: cron may start the next one while
 // the last still runs.
 func (r *Root) TryLockGC() (*Lock, error) {
-	return lockFile(filepath.Join(r.locksDir(), "gc.lock"), syscall.LOCK_EX|syscall.LOCK_NB)
+	return lockFile(filepath.Join(r.locksDir(), "gc.lock"), syscall.LOCK_EX|syscall.LOCK_NB, "", r.waits)
 }
 
 // BlobLocks lists the digests that have a blob lock file.

@@ -28,7 +28,8 @@ const stateDir = ".image-serve"
 
 // Root is a static registry tree.
 type Root struct {
-	dir string
+	dir   string
+	waits Waits // how lock waits end (lock.go)
 }
 
 // Open returns the tree rooted at dir. It does not touch the disk.

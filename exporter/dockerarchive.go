@@ -58,6 +58,7 @@ var (
 // afresh up to the entry it wants. Nothing is kept open between calls,
 // which makes concurrent Blob calls safe.
 type dockerArchive struct {
+	ctx      context.Context // ends reads of the archive: an interrupt
 	path     string
 	gzipped  bool
 	tag      string // the chosen image's RepoTag, "" if it has none
@@ -97,8 +98,11 @@ type dockerTarIndex struct {
 // at path. ref is "" (the archive must hold exactly one image),
 // "REPO:TAG" (matched against the archive's RepoTags, tag "latest" if
 // none is given) or "@N" (the Nth image of manifest.json, from 0).
-func openDockerArchive(path, ref string) (*dockerArchive, error) {
-	a := &dockerArchive{path: path}
+//
+// ctx ends every read of the archive, at open and later. Whatever fails,
+// open leaves no temporary file behind.
+func openDockerArchive(ctx context.Context, path, ref string) (*dockerArchive, error) {
+	a := &dockerArchive{ctx: ctx, path: path}
 	idx, err := a.index()
 	if err != nil {
 		return nil, err
@@ -123,29 +127,45 @@ func openDockerArchive(path, ref string) (*dockerArchive, error) {
 
 // open returns the archive's tar stream, decompressing it when the file
 // is a gzipped tar (docker save | gzip), which skopeo accepts too.
+//
+// The stream stops when a.ctx is done, and a gzipped one when it has
+// produced more than maxGzipRatio times the file's size.
 func (a *dockerArchive) open() (io.ReadCloser, error) {
-	f, err := os.Open(a.path)
+	f, err := openRegular(a.path)
 	if err != nil {
 		return nil, fmt.Errorf("docker-archive: %w", err)
 	}
 	if !a.gzipped {
-		return f, nil
+		return withContext(a.context(), f), nil
 	}
-	zr, err := gzip.NewReader(bufio.NewReader(f))
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("docker-archive: %w", err)
+	}
+	zr, err := gzip.NewReader(bufio.NewReader(ctxReader{a.context(), f}))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("docker-archive %s: not a tar archive: %v", a.path, err)
 	}
+	limit := maxGzipRatio * max(fi.Size(), 1)
 	return struct {
 		io.Reader
 		io.Closer
-	}{zr, f}, nil
+	}{&boundedReader{r: zr, left: limit, limit: limit}, f}, nil
+}
+
+func (a *dockerArchive) context() context.Context {
+	if a.ctx == nil {
+		return context.Background()
+	}
+	return a.ctx
 }
 
 // sniff sets a.gzipped from the file's first bytes and refuses zstd,
 // which would need a decoder this module does not carry.
 func (a *dockerArchive) sniff() error {
-	f, err := os.Open(a.path)
+	f, err := openRegular(a.path)
 	if err != nil {
 		return fmt.Errorf("docker-archive: %w", err)
 	}
@@ -181,8 +201,14 @@ func (a *dockerArchive) index() (*dockerTarIndex, error) {
 		if err == io.EOF && ord > 0 {
 			return idx, nil
 		}
+		if a.context().Err() != nil {
+			return nil, context.Cause(a.context())
+		}
 		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
 			return nil, a.tarError(ord, err)
+		}
+		if err := checkTarEntry(hdr); err != nil {
+			return nil, fmt.Errorf("docker-archive %s: %w", a.path, err)
 		}
 		if err := idx.add(hdr, tr, ord); err != nil {
 			return nil, err

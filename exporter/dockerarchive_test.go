@@ -187,7 +187,7 @@ func TestDockerArchiveOpen(t *testing.T) {
 
 func daOpen(t *testing.T, p, ref string) *dockerArchive {
 	t.Helper()
-	a, err := openDockerArchive(p, ref)
+	a, err := openDockerArchive(context.Background(), p, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestDockerArchiveErrors(t *testing.T) {
 			} else {
 				p = daWriteTar(t, "image.tar", false, tt.files)
 			}
-			_, err := openDockerArchive(p, tt.ref)
+			_, err := openDockerArchive(context.Background(), p, tt.ref)
 			want := strings.ReplaceAll(tt.want, "FILE", p)
 			if err == nil || err.Error() != want {
 				t.Errorf("openDockerArchive(%q) error:\n got %v\nwant %s", tt.ref, err, want)
@@ -359,7 +359,7 @@ func TestDockerArchiveErrors(t *testing.T) {
 
 func TestDockerArchiveMissingFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "nope.tar")
-	_, err := openDockerArchive(p, "")
+	_, err := openDockerArchive(context.Background(), p, "")
 	if want := "docker-archive: open " + p + ": no such file or directory"; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}

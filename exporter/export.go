@@ -129,13 +129,13 @@ func openSource(ctx context.Context, src SourceRef, o Options) (source, string, 
 		}
 		return l, name, nil
 	case transportOCIArchive:
-		l, name, err := openOCIArchive(src.Path, src.Image, src.String())
+		l, name, err := openOCIArchive(ctx, src.Path, src.Image, src.String())
 		if err != nil {
 			return nil, "", err
 		}
 		return l, name, nil
 	case transportDockerArchive:
-		a, err := openDockerArchive(src.Path, src.Image)
+		a, err := openDockerArchive(ctx, src.Path, src.Image)
 		if err != nil {
 			return nil, "", err
 		}

@@ -99,7 +99,12 @@ func (l *ociLayout) open(rel string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.Open(p)
+	f, err := openRegular(p)
+	var nr *notRegularError
+	if errors.As(err, &nr) {
+		return nil, fmt.Errorf("%s: %w", l.label, err)
+	}
+	return f, err
 }
 
 func (l *ociLayout) readFile(rel string, max int64) ([]byte, error) {
@@ -144,12 +149,16 @@ func (l *ociLayout) Manifest(_ context.Context, d Descriptor) ([]byte, error) {
 	return l.readFile(rel, catalog.MaxManifestSize)
 }
 
-func (l *ociLayout) Blob(_ context.Context, d Descriptor) (io.ReadCloser, error) {
+func (l *ociLayout) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, error) {
 	rel, err := blobRel(d.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.label, err)
 	}
-	return l.open(rel)
+	f, err := l.open(rel)
+	if err != nil {
+		return nil, err
+	}
+	return withContext(ctx, f), nil
 }
 
 func (l *ociLayout) Close() error {
@@ -161,13 +170,13 @@ func (l *ociLayout) Close() error {
 
 // openOCIArchive unpacks an oci-archive (a tar of a layout) into a
 // temporary directory, as skopeo does, and reads it as a layout.
-func openOCIArchive(file, ref, label string) (*ociLayout, string, error) {
+func openOCIArchive(ctx context.Context, file, ref, label string) (*ociLayout, string, error) {
 	tmp, err := os.MkdirTemp("", "image-serve-oci-archive-")
 	if err != nil {
 		return nil, "", err
 	}
 	cleanup := func() error { return os.RemoveAll(tmp) }
-	if err := untar(file, tmp); err != nil {
+	if err := untar(ctx, file, tmp); err != nil {
 		cleanup()
 		return nil, "", fmt.Errorf("%s: %w", label, err)
 	}
@@ -180,23 +189,30 @@ func openOCIArchive(file, ref, label string) (*ociLayout, string, error) {
 	return l, name, nil
 }
 
-// untar extracts regular files and directories of archive into dir. Links
-// and devices are skipped: a layout needs none, and they are how archives
-// escape their directory.
-func untar(archive, dir string) error {
-	f, err := os.Open(archive)
+// untar extracts regular files and directories of archive into dir.
+// Links are skipped: a layout needs none, and they are how archives escape
+// their directory. Sparse files, FIFOs and devices are refused, so what
+// is written is never more than the archive's own size.
+func untar(ctx context.Context, archive, dir string) error {
+	f, err := openRegular(archive)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
+	tr := tar.NewReader(ctxReader{ctx, f})
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("not a tar archive: %v", err)
+		}
+		if err := checkTarEntry(h); err != nil {
+			return err
 		}
 		name := filepath.Clean(filepath.FromSlash(h.Name))
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {

@@ -137,6 +137,9 @@ func Delete(root *catalog.Root, refs []Ref, o DeleteOptions) (*DeleteReport, err
 	defer l.Unlock()
 	c := newCollector(root, Options{Grace: o.Grace, Untagged: DeleteUntagged, Now: o.Now})
 	for _, repo := range repos {
+		if err := interrupted(root); err != nil {
+			return rep, err
+		}
 		if o.NoPrune {
 			for _, r := range digests[repo] {
 				if err := deleteManifest(root, r); err != nil {

@@ -11,6 +11,7 @@
 package gc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -181,6 +182,16 @@ func Collect(root *catalog.Root, o Options) (*Report, error) {
 	return rep, nil
 }
 
+// interrupted reports the cause of the root's context once it is done:
+// long walks stop between repositories, never in the middle of removing
+// one, so an interrupted collection leaves what any crash would.
+func interrupted(root *catalog.Root) error {
+	if ctx := root.Context(); ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
 // checkTree refuses a root that holds no tree, rather than creating one.
 func checkTree(root *catalog.Root) error { return root.RequireTree() }
 
@@ -222,7 +233,10 @@ func (c *collector) collectAll(repos []string) error {
 		go func() {
 			defer wg.Done()
 			for repo := range work {
-				err := c.sweepRepoTemps(repo)
+				err := interrupted(c.root)
+				if err == nil {
+					err = c.sweepRepoTemps(repo)
+				}
 				if err == nil {
 					err = c.collectRepo(repo, nil)
 				}

@@ -7,12 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/catalog"
 	"github.com/image-serve/image-serve/internal/testtree"
 
 	"github.com/opencontainers/go-digest"
@@ -485,14 +484,22 @@ func TestGCWaitsForExports(t *testing.T) {
 	}
 	l := tr.blob("app", layer("in-flight", 1000)) // no manifest names it yet
 	done := make(chan error, 1)
+	waiting := make(chan struct{})
+	var once sync.Once
+	root := tr.root.WithWaits(catalog.Waits{Notify: func(string) { once.Do(func() { close(waiting) }) }})
 	go func() {
-		_, err := Collect(tr.root, Options{Grace: 0})
+		_, err := Collect(root, Options{Grace: 0})
 		done <- err
 	}()
-	// Tag the blob only once the kernel shows Collect waiting for the
-	// tree lock, so that a Collect that did not wait would have found it
-	// unreferenced.
-	waitBlockedOn(t, filepath.Join(tr.root.Dir(), ".image-serve", "tree.lock"))
+	// Tag the blob only once Collect says it waits for the tree lock, so
+	// that a Collect that did not wait would have found it unreferenced.
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("Collect ran while an export held the tree: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("Collect neither waited nor ran within a minute")
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("Collect ran while an export held the tree: %v", err)
@@ -508,32 +515,6 @@ func TestGCWaitsForExports(t *testing.T) {
 		t.Fatal("the export's blob or manifest was collected")
 	}
 	tr.verify()
-}
-
-// waitBlockedOn waits until some process is blocked in flock(2) on the
-// file at path: /proc/locks lists each waiter under the lock it waits
-// for, as "-> FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> …".
-func waitBlockedOn(t *testing.T, path string) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ino := ":" + strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10) + " "
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
-		b, err := os.ReadFile("/proc/locks")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if strings.Contains(line, "-> FLOCK") && strings.Contains(line, ino) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nobody waited for %s within a minute", path)
-		}
-	}
 }
 
 // TestGCRemoveBlobFreed: catalog.RemoveBlob frees an inode's bytes only with

@@ -43,6 +43,9 @@ func Verify(root *catalog.Root, repos []string) (*VerifyReport, error) {
 		targets = stored
 	}
 	for _, repo := range targets {
+		if err := interrupted(root); err != nil {
+			return nil, err
+		}
 		if err := catalog.ValidateRepo(repo); err != nil {
 			return nil, err
 		}

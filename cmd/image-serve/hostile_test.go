@@ -1,10 +1,13 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,7 +394,140 @@ func hostileCases() []hostileCase {
 			want:  []string{"blob sha256:", "more than its declared", "cut off at byte"},
 			empty: true,
 		},
+		{
+			// A 30 KiB oci-archive with a sparse entry once wrote 4.29 GB
+			// into $TMPDIR.
+			name: "oci-archive with a sparse entry",
+			setup: func(t *testing.T, h *hostileRegistry) []string {
+				file := filepath.Join(t.TempDir(), "sparse.tar")
+				writeSparseTar(t, file, "blobs/sha256/"+strings.Repeat("0", 64))
+				return []string{"oci-archive:" + file, "app:v1"}
+			},
+			want: []string{"oci-archive:", "is a sparse file"},
+		},
+		{
+			// A 20 KiB docker-archive with a sparse 8 GiB layer once cost
+			// ~6 s of CPU per GiB.
+			name: "docker-archive with a sparse layer",
+			setup: func(t *testing.T, h *hostileRegistry) []string {
+				file := filepath.Join(t.TempDir(), "sparse.tar")
+				writeSparseTar(t, file, "layer.tar")
+				return []string{"docker-archive:" + file, "app:v1"}
+			},
+			want: []string{"docker-archive", "is a sparse file"},
+		},
+		{
+			name: "gzipped docker-archive that decompresses a thousandfold",
+			setup: func(t *testing.T, h *hostileRegistry) []string {
+				file := filepath.Join(t.TempDir(), "bomb.tar.gz")
+				writeGzipBomb(t, file)
+				return []string{"docker-archive:" + file, "app:v1"}
+			},
+			want: []string{"docker-archive", "decompresses to more than", "100 times its size"},
+		},
+		{
+			// A FIFO planted as a blob once kept an export reading for
+			// 1,371 s, until SIGKILL.
+			name: "FIFO as a blob of an oci layout",
+			setup: func(t *testing.T, h *hostileRegistry) []string {
+				layout := filepath.Join(t.TempDir(), "layout")
+				copyDir(t, filepath.Join("..", "..", "testdata", "hello-oci"), layout)
+				dir := filepath.Join(layout, "blobs", "sha256")
+				entries, err := os.ReadDir(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range entries {
+					p := filepath.Join(dir, e.Name())
+					var m struct{ SchemaVersion int }
+					if json.Unmarshal(readFile(t, p), &m) == nil && m.SchemaVersion != 0 {
+						continue
+					}
+					if err := os.Remove(p); err != nil {
+						t.Fatal(err)
+					}
+					if err := syscall.Mkfifo(p, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return []string{"oci:" + layout + ":latest", "other:latest"}
+			},
+			want:  []string{"oci:", "is a FIFO, not a regular file"},
+			empty: true,
+		},
+		{
+			name: "FIFO as the archive",
+			setup: func(t *testing.T, h *hostileRegistry) []string {
+				fifo := filepath.Join(t.TempDir(), "archive.tar")
+				if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"docker-archive:" + fifo, "app:v1"}
+			},
+			want: []string{"archive.tar is a FIFO, not a regular file"},
+		},
 	}
+}
+
+// writeSparseTar writes a tar whose first entry, name, is an old-GNU
+// sparse file of 4 GiB holding no data: archive/tar would hand out 4 GiB
+// of zeros for it. archive/tar cannot write one, so a regular header is
+// patched into it.
+func writeSparseTar(t *testing.T, file, name string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Typeflag: tar.TypeReg, Format: tar.FormatGNU}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	b[156] = tar.TypeGNUSparse
+	copy(b[483:495], fmt.Sprintf("%011o\x00", int64(4<<30))) // the real size
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b[:512] {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeGzipBomb writes a gzipped tar of one 64 MiB file of zeros: about
+// 64 KiB on disk.
+func writeGzipBomb(t *testing.T, file string) {
+	t.Helper()
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	const size = 64 << 20
+	if err := tw.WriteHeader(&tar.Header{Name: "layer.tar", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(tw, zeros{}, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 func noBlobFetched(t *testing.T, h *hostileRegistry) {

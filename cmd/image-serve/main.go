@@ -19,13 +19,42 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx := interruptible()
 	err := newApp().RunContext(ctx, os.Args)
-	stop()
+	var sig *signalError
+	if err != nil && errors.As(context.Cause(ctx), &sig) {
+		// Whatever the command was doing when it stopped, the cause is
+		// the signal: one line, and the shell's 128+N.
+		err = &exitError{code: 128 + int(sig.sig), err: sig}
+	}
 	if err != nil {
 		reportError(err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// interruptible returns a context that SIGINT or SIGTERM cancel, with a
+// *signalError as its cause. Commands stop at once — network transfers,
+// lock waits, file and archive reads all watch it — and leave no
+// temporary file; a second signal ends the process the default way.
+func interruptible() context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		signal.Stop(sigs)
+		cancel(&signalError{s.(syscall.Signal)})
+	}()
+	return ctx
+}
+
+// signalError is the cause of a command interrupted by a signal.
+type signalError struct{ sig syscall.Signal }
+
+func (e *signalError) Error() string {
+	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[e.sig]
+	return "interrupted by " + name
 }
 
 // exitError carries a specific exit status.
@@ -69,6 +98,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print debug logs"},
+			&cli.DurationFlag{Name: "lock-timeout", Usage: "give up waiting for a lock another command holds after this long (0: wait)"},
 		},
 		Before: func(c *cli.Context) error {
 			switch c.String("log-format") {
@@ -111,8 +141,22 @@ func logger(c *cli.Context) *slog.Logger {
 	return slog.New(h)
 }
 
+// openRoot opens --root. Its lock waits end with the command's context
+// (a signal) or --lock-timeout, and say once what they wait for.
 func openRoot(c *cli.Context) (*catalog.Root, error) {
-	return catalog.Open(c.String("root"))
+	root, err := catalog.Open(c.String("root"))
+	if err != nil {
+		return nil, err
+	}
+	if c.Duration("lock-timeout") < 0 {
+		return nil, usageError(c, "--lock-timeout %v: want 0 or more", c.Duration("lock-timeout"))
+	}
+	log := logger(c)
+	return root.WithWaits(catalog.Waits{
+		Context: c.Context,
+		Timeout: c.Duration("lock-timeout"),
+		Notify:  func(msg string) { log.Info(msg) },
+	}), nil
 }
 
 // usageError is a command line the command cannot run.
