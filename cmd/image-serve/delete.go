@@ -23,7 +23,6 @@ to gc.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "no-prune", Usage: "only delete the references; leave reclaiming to gc"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
 		},
 		Action: runDelete,
 	}
@@ -58,8 +57,9 @@ func runDelete(c *cli.Context) error {
 				fmt.Fprintf(c.App.Writer, "deleted %s\n", d)
 			}
 			if p := rep.Prune; p != nil && p.Repositories > 0 {
-				fmt.Fprintf(c.App.Writer, "pruned %d repositories: %d manifests and %d blobs deleted, %d bytes freed (%s), %d repositories removed\n",
-					p.Repositories, p.ManifestsDeleted, p.BlobsDeleted, p.BytesFreed, humanBytes(p.BytesFreed), p.RepositoriesRemoved)
+				fmt.Fprintf(c.App.Writer, "pruned %s: %s and %s deleted, %s freed, %s removed\n",
+					plural(p.Repositories, "repository", "repositories"), plural(p.ManifestsDeleted, "manifest", "manifests"),
+					plural(p.BlobsDeleted, "blob", "blobs"), sizeText(p.BytesFreed), plural(p.RepositoriesRemoved, "repository", "repositories"))
 			}
 		}
 	}

@@ -81,9 +81,9 @@ func runExport(c *cli.Context) error {
 			"manifests", sum.Manifests, "blobs_fetched", sum.BlobsFetched, "bytes_fetched", sum.BytesFetched,
 			"blobs_reused", sum.BlobsReused, "bytes_reused", sum.BytesReused, "elapsed", sum.Elapsed.String())
 	} else if !c.Bool("quiet") {
-		fmt.Fprintf(os.Stderr, "%s -> %s (%s): fetched %s in %d blobs, reused %s in %d, %d manifests, %s\n",
-			sum.Source, sum.Dest, sum.Digest, humanBytes(sum.BytesFetched), sum.BlobsFetched,
-			humanBytes(sum.BytesReused), sum.BlobsReused, sum.Manifests, sum.Elapsed.Round(1e6))
+		fmt.Fprintf(os.Stderr, "%s -> %s (%s): fetched %s in %s, reused %s in %s, %s, %s\n",
+			sum.Source, sum.Dest, sum.Digest, humanBytes(sum.BytesFetched), plural(sum.BlobsFetched, "blob", "blobs"),
+			humanBytes(sum.BytesReused), plural(sum.BlobsReused, "blob", "blobs"), plural(sum.Manifests, "manifest", "manifests"), sum.Elapsed.Round(1e6))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/image-serve/image-serve/gc"
 	"github.com/urfave/cli/v2"
@@ -25,7 +26,6 @@ wait until gc ends. A gc started while another runs does nothing and exits 0.`,
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.DurationFlag{Name: "grace", Value: gc.DefaultGrace, Usage: "keep untagged manifests younger than this (by ctime)"},
 			&cli.StringFlag{Name: "untagged", Value: "delete", Usage: "untagged manifests: delete (after --grace) or keep"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success (for cron)"},
 			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "repositories collected at once (0: one per CPU, at most 8)"},
 		},
 		Action: runGC,
@@ -84,16 +84,18 @@ func printGCReport(w io.Writer, rep *gc.Report, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
+	done, freed := "deleted", "freed"
 	if rep.DryRun {
 		fmt.Fprintln(w, "dry run: nothing was changed")
+		done, freed = "that would be deleted", "that would be freed"
 	}
 	fmt.Fprintf(w, "repositories scanned: %d\n", rep.Repositories)
-	fmt.Fprintf(w, "repositories removed: %d\n", rep.RepositoriesRemoved)
+	fmt.Fprintf(w, "repositories %s: %d\n", strings.Replace(done, "deleted", "removed", 1), rep.RepositoriesRemoved)
 	fmt.Fprintf(w, "manifests kept: %d\n", rep.ManifestsKept)
-	fmt.Fprintf(w, "manifests deleted: %d\n", rep.ManifestsDeleted)
+	fmt.Fprintf(w, "manifests %s: %d\n", done, rep.ManifestsDeleted)
 	fmt.Fprintf(w, "blobs kept: %d\n", rep.BlobsKept)
-	fmt.Fprintf(w, "blobs deleted: %d\n", rep.BlobsDeleted)
-	fmt.Fprintf(w, "bytes freed: %d (%s)\n", rep.BytesFreed, humanBytes(rep.BytesFreed))
+	fmt.Fprintf(w, "blobs %s: %d\n", done, rep.BlobsDeleted)
+	fmt.Fprintf(w, "bytes %s: %s\n", freed, sizeText(rep.BytesFreed))
 	for _, p := range rep.Problems {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}

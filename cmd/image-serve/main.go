@@ -20,7 +20,8 @@ var version = "dev"
 
 func main() {
 	ctx := interruptible()
-	err := newApp().RunContext(ctx, os.Args)
+	app := newApp()
+	err := app.RunContext(ctx, permute(app, os.Args))
 	var sig *signalError
 	if err != nil && errors.As(context.Cause(ctx), &sig) {
 		// Whatever the command was doing when it stopped, the cause is
@@ -89,7 +90,7 @@ func reportError(err error) {
 func newApp() *cli.App {
 	// -v is --verbose here, not urfave/cli's default alias for --version.
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
-	return &cli.App{
+	app := &cli.App{
 		Name:    "image-serve",
 		Usage:   "export container images into a static registry tree and serve it",
 		Version: version,
@@ -117,9 +118,10 @@ func newApp() *cli.App {
 			configCommand(),
 			deleteCommand(), gcCommand(), verifyCommand(),
 		},
-		HideHelpCommand: true,
-		ExitErrHandler:  func(*cli.Context, error) {}, // main reports errors once
+		ExitErrHandler: func(*cli.Context, error) {}, // main reports errors once
 	}
+	conventions(app)
+	return app
 }
 
 // logger builds the logger the global flags ask for, on stderr.
@@ -159,7 +161,8 @@ func openRoot(c *cli.Context) (*catalog.Root, error) {
 	}), nil
 }
 
-// usageError is a command line the command cannot run.
+// usageError is a command line the command cannot run: exit 2, one line
+// with the command's usage.
 func usageError(c *cli.Context, format string, args ...any) error {
-	return &exitError{code: 2, err: fmt.Errorf("%s: %s (see --help)", c.Command.FullName(), fmt.Sprintf(format, args...))}
+	return usageLineError(c, fmt.Sprintf(format, args...))
 }

@@ -126,6 +126,15 @@ func bar(got, size int64) string {
 	return fmt.Sprintf("[%-*s] %s / %s", width, strings.Repeat("=", n), humanBytes(got), humanBytes(size))
 }
 
+// sizeText is a byte count for people, exact below 1 KiB and with the
+// exact count beside it above: "233 B", "1.2 MiB (1234567 bytes)".
+func sizeText(n int64) string {
+	if n < 1024 {
+		return humanBytes(n)
+	}
+	return fmt.Sprintf("%s (%d bytes)", humanBytes(n), n)
+}
+
 func humanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {

@@ -20,7 +20,6 @@ tags, that every referrers index lists exactly the manifests whose subject it is
 lists exactly the repositories. Prints each problem with its path.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only problems"},
 		},
 		Action: runVerify,
 	}
@@ -53,11 +52,15 @@ func runVerify(c *cli.Context) error {
 			fmt.Fprintln(w, p)
 		}
 		if len(rep.Problems) == 0 && !quiet(c) {
-			fmt.Fprintf(w, "verified %d repositories, %d manifests, %d blobs: no problems\n", rep.Repositories, rep.Manifests, rep.Blobs)
+			fmt.Fprintf(w, "verified %s: no problems\n", verifiedText(rep))
 		}
 	}
 	if n := len(rep.Problems); n > 0 {
-		return fmt.Errorf("verify: %d problems in %d repositories, %d manifests, %d blobs", n, rep.Repositories, rep.Manifests, rep.Blobs)
+		return fmt.Errorf("verify: %s in %s", plural(n, "problem", "problems"), verifiedText(rep))
 	}
 	return nil
+}
+
+func verifiedText(rep *gc.VerifyReport) string {
+	return plural(rep.Repositories, "repository", "repositories") + ", " + plural(rep.Manifests, "manifest", "manifests") + ", " + plural(rep.Blobs, "blob", "blobs")
 }
