@@ -58,7 +58,7 @@ type Summary struct {
 	BytesFetched int64         `json:"bytes_fetched"`
 	BlobsReused  int           `json:"blobs_reused"`
 	BytesReused  int64         `json:"bytes_reused"`
-	Elapsed      time.Duration `json:"elapsed_ns"`
+	Elapsed      time.Duration `json:"-"` // callers print it in their own unit
 }
 
 // Export copies the image srcArg names into root as destArg (REPO[:TAG];

@@ -46,7 +46,7 @@ func runDelete(c *cli.Context) error {
 	}
 	rep, err := gc.Delete(root, refs, gc.DeleteOptions{NoPrune: c.Bool("no-prune"), Grace: gc.DefaultGrace})
 	if rep != nil && !quiet(c) {
-		if c.Bool("json") {
+		if wantJSON(c) {
 			enc := json.NewEncoder(c.App.Writer)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(rep); err != nil {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/image-serve/image-serve/exporter"
@@ -26,6 +28,7 @@ DEST is REPO[:TAG]; by default the source's repository without its registry host
 			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registry (default: docker config.json, containers auth.json)"},
 			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob and manifest transfers"},
 			&cli.DurationFlag{Name: "src-timeout", Value: exporter.DefaultSourceTimeout, Usage: "give up on a source request that sends nothing for this long"},
+			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout"},
 			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
 		},
 		Action: runExport,
@@ -64,7 +67,7 @@ func runExport(c *cli.Context) error {
 		Log: log,
 	}
 	var tty *ttyProgress
-	if !c.Bool("quiet") && c.String("log-format") == "text" && isTerminal(os.Stderr) {
+	if !quiet(c) && c.String("log-format") == "text" && isTerminal(os.Stderr) {
 		tty = newTTYProgress(os.Stderr)
 		o.Progress = tty
 	}
@@ -75,15 +78,32 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.String("log-format") == "json" {
+	switch {
+	case c.Bool("json"):
+		return printJSON(c.App.Writer, exportReport{sum, sum.Elapsed.Seconds()})
+	case c.String("log-format") == "json":
 		log.Info("exported",
 			"source", sum.Source, "dest", sum.Dest, "digest", sum.Digest, "media_type", sum.MediaType,
 			"manifests", sum.Manifests, "blobs_fetched", sum.BlobsFetched, "bytes_fetched", sum.BytesFetched,
-			"blobs_reused", sum.BlobsReused, "bytes_reused", sum.BytesReused, "elapsed", sum.Elapsed.String())
-	} else if !c.Bool("quiet") {
+			"blobs_reused", sum.BlobsReused, "bytes_reused", sum.BytesReused, "elapsed", sum.Elapsed)
+	case !quiet(c):
 		fmt.Fprintf(os.Stderr, "%s -> %s (%s): fetched %s in %s, reused %s in %s, %s, %s\n",
 			sum.Source, sum.Dest, sum.Digest, humanBytes(sum.BytesFetched), plural(sum.BlobsFetched, "blob", "blobs"),
 			humanBytes(sum.BytesReused), plural(sum.BlobsReused, "blob", "blobs"), plural(sum.Manifests, "manifest", "manifests"), sum.Elapsed.Round(1e6))
 	}
 	return nil
+}
+
+// exportReport is export's --json summary: the exporter's, with the
+// elapsed time in seconds as every JSON output has it.
+type exportReport struct {
+	*exporter.Summary
+	ElapsedSeconds float64 `json:"elapsed"`
+}
+
+// printJSON writes v as indented JSON: a command's --json report.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -58,7 +58,7 @@ func runGC(c *cli.Context) error {
 		return nil
 	}
 	if rep != nil && (!quiet(c) || err != nil) {
-		if perr := printGCReport(c.App.Writer, rep, c.Bool("json")); perr != nil && err == nil {
+		if perr := printGCReport(c.App.Writer, rep, wantJSON(c)); perr != nil && err == nil {
 			err = perr
 		}
 	}

@@ -136,6 +136,7 @@ func logger(c *cli.Context) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
 	if c.String("log-format") == "json" {
+		opts.ReplaceAttr = secondsForDurations
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	} else {
 		h = slog.NewTextHandler(os.Stderr, opts)
@@ -145,6 +146,22 @@ func logger(c *cli.Context) *slog.Logger {
 
 // openRoot opens --root. Its lock waits end with the command's context
 // (a signal) or --lock-timeout, and say once what they wait for.
+// secondsForDurations writes every duration of a JSON record as seconds,
+// a number: one schema for machines, whatever the record (serve's request
+// duration, export's elapsed time). Sizes are integers of bytes already.
+func secondsForDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
+}
+
+// wantJSON reports whether a command prints its report as JSON: --json,
+// or --log-format json, which makes every command's output one schema.
+func wantJSON(c *cli.Context) bool {
+	return c.Bool("json") || c.String("log-format") == "json"
+}
+
 func openRoot(c *cli.Context) (*catalog.Root, error) {
 	root, err := catalog.Open(c.String("root"))
 	if err != nil {

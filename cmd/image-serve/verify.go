@@ -41,7 +41,7 @@ func runVerify(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	switch {
-	case c.Bool("json"):
+	case wantJSON(c):
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
