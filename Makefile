@@ -39,13 +39,22 @@ unit:
 test: test-deps lint unit
 
 # demo exports the bundled multi-arch image into a temporary root and
-# serves it with the embedded server until interrupted.
+# serves it with the embedded server until interrupted, on DEMO_LISTEN
+# (default: a free loopback port, printed), then removes the root.
 demo: build
-	@root=$$(mktemp -d); \
-	./$(BIN) --root $$root export oci:testdata/hello-oci:latest hello:latest && \
-	echo "pull it with:  skopeo inspect --tls-verify=false docker://127.0.0.1:8787/hello:latest" && \
-	echo "               skopeo copy --all --src-tls-verify=false docker://127.0.0.1:8787/hello:latest dir:/tmp/hello" && \
-	exec ./$(BIN) --root $$root serve --listen 127.0.0.1:8787
+	@root=$$(mktemp -d); log=$$root.log; pid=; \
+	trap 'test -n "$$pid" && kill $$pid 2>/dev/null; wait; rm -rf "$$root" "$$log"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	./$(BIN) --root $$root -q export oci:testdata/hello-oci:latest hello:latest || exit 1; \
+	./$(BIN) --root $$root --log-format json serve --listen $${DEMO_LISTEN:-127.0.0.1:0} 2>$$log & pid=$$!; \
+	addr=; while [ -z "$$addr" ]; do \
+		kill -0 $$pid 2>/dev/null || { cat $$log; exit 1; }; sleep 0.1; \
+		addr=$$(sed -n 's/.*"msg":"serving","addr":"\([^"]*\)".*/\1/p' $$log); \
+	done; \
+	echo "serving $$root on http://$$addr (Ctrl-C stops it and removes the tree)"; \
+	echo "pull it with:  podman pull --tls-verify=false $$addr/hello:latest"; \
+	echo "               skopeo inspect --tls-verify=false docker://$$addr/hello:latest"; \
+	wait $$pid
 
 # bench runs every benchmark once, BENCHTIME rounds each (a couple of
 # minutes in all), and prints a summary table: medians of image-serve

@@ -26,7 +26,7 @@ import (
 func (r *Root) RequireTree() error {
 	fi, err := os.Stat(r.V2Dir())
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return fmt.Errorf("root %s: no registry tree here", r.Dir())
 	case err != nil:
 		return fmt.Errorf("root %s: %w", r.Dir(), err)

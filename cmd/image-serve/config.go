@@ -74,7 +74,7 @@ func runConfigGCSchedule(c *cli.Context) error {
 	if !ok {
 		return usageError(c, "unknown schedule %q: want systemd-service, systemd-timer or cron", c.Args().First())
 	}
-	root, err := openRoot(c)
+	root, err := openTree(c)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func runConfigApache(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "unexpected argument %q", c.Args().First())
 	}
-	root, err := openRoot(c)
+	root, err := openTree(c)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func runConfigNginx(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "unexpected argument %q", c.Args().First())
 	}
-	root, err := openRoot(c)
+	root, err := openTree(c)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func runDelete(c *cli.Context) error {
 		}
 		refs = append(refs, r)
 	}
-	root, err := openRoot(c)
+	root, err := openTree(c)
 	if err != nil {
 		return err
 	}

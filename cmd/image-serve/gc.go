@@ -46,7 +46,7 @@ func runGC(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
-	root, err := openRoot(c)
+	root, err := openTree(c)
 	if err != nil {
 		return err
 	}

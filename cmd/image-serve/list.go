@@ -19,12 +19,9 @@ func listCommand() *cli.Command {
 			if c.NArg() > 1 {
 				return usageError(c, "want at most one REPO, got %d arguments", c.NArg())
 			}
-			root, err := openRoot(c)
+			root, err := openTree(c)
 			if err != nil {
 				return err
-			}
-			if _, err := os.Stat(root.V2Dir()); errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("root %s: no registry tree here (nothing exported yet?)", root.Dir())
 			}
 			var names []string
 			if c.NArg() == 0 {

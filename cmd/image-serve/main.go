@@ -162,6 +162,25 @@ func wantJSON(c *cli.Context) bool {
 	return c.Bool("json") || c.String("log-format") == "json"
 }
 
+// openTree is openRoot for every command but export, which creates the
+// tree: --root must hold a tree this user can read, or the command says
+// what is wrong with it, naming the path, before it does anything. A
+// mistyped --root must not get a tree created there, nor a server
+// answering 404 to everything.
+func openTree(c *cli.Context) (*catalog.Root, error) {
+	root, err := openRoot(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := root.RequireTree(); err != nil {
+		return nil, fmt.Errorf("%w (export an image there first, or fix --root)", err)
+	}
+	if _, err := os.ReadDir(root.V2Dir()); err != nil {
+		return nil, fmt.Errorf("root %s: cannot read the tree: %w", root.Dir(), errors.Unwrap(err))
+	}
+	return root, nil
+}
+
 func openRoot(c *cli.Context) (*catalog.Root, error) {
 	root, err := catalog.Open(c.String("root"))
 	if err != nil {

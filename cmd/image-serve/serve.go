@@ -16,7 +16,7 @@ func serveCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usageError(c, "unexpected argument %q", c.Args().First())
 			}
-			root, err := openRoot(c)
+			root, err := openTree(c)
 			if err != nil {
 				return err
 			}

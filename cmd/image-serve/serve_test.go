@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -75,4 +79,106 @@ func waitFor(t *testing.T, url string) *http.Response {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestServeRefusesUnreadableRoot: serve checks at start that it can read
+// the tree, and says what is wrong, rather than answering every request
+// with 403. Guards: it started and served nothing.
+func TestServeRefusesUnreadableRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to run the command as nobody; the test setup runs as root")
+	}
+	root := testserver.TempRoot(t)
+	if err := os.Chmod(root.V2Dir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "--root", root.Dir(), "serve", "--listen", "127.0.0.1:0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	r := runCmd(t, cmd)
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot read the tree") || !strings.Contains(r.stderr, "permission denied") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("exit %d, want 1 and one line saying the tree cannot be read:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestDemo runs the README's first command, make demo, as a newcomer
+// would: it must serve on a free port it prints (Guards: it hard-coded
+// 8787, which Apache holds on an undercloud), print the podman command
+// first, serve a pullable image, and remove its temporary tree when
+// interrupted (Guards: it left the tree behind).
+func TestDemo(t *testing.T) {
+	cmd := exec.Command("make", "-s", "-C", filepath.Join("..", ".."), "demo")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout := waitForStdout(t, cmd, "podman pull --tls-verify=false ")
+	var root, addr string
+	for _, line := range strings.Split(stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[0] == "serving" {
+			root = f[1]
+		}
+		if rest, ok := strings.CutPrefix(line, "pull it with:  podman pull --tls-verify=false "); ok {
+			addr = strings.TrimSuffix(rest, "/hello:latest")
+		}
+	}
+	if root == "" || addr == "" || strings.Contains(addr, ":8787") {
+		t.Fatalf("make demo printed no tree, or no free-port address:\n%s", stdout)
+	}
+	if first := strings.Index(stdout, "podman pull"); first > strings.Index(stdout, "skopeo") {
+		t.Errorf("the podman command is not printed first:\n%s", stdout)
+	}
+	pullEveryTag(t, addr, "hello")
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("make demo still running a minute after SIGINT")
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("make demo left its tree %s behind (%v)", root, err)
+	}
+}
+
+// waitForStdout starts cmd and collects its stdout until it holds want,
+// with a deadline (make demo builds the binary first).
+func waitForStdout(t *testing.T, cmd *exec.Cmd, want string) string {
+	t.Helper()
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	var (
+		mu  sync.Mutex
+		out strings.Builder
+	)
+	found := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		once := false
+		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			has := strings.Contains(out.String(), want) && strings.Contains(out.String(), "skopeo")
+			mu.Unlock()
+			if has && !once {
+				once = true
+				close(found)
+			}
+		}
+	}()
+	select {
+	case <-found:
+	case <-time.After(3 * time.Minute):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("no line saying %q within 3 minutes:\n%s", want, out.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return out.String()
 }

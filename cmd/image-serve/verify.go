@@ -31,7 +31,7 @@ func runVerify(c *cli.Context) error {
 			return usageError(c, "%v", err)
 		}
 	}
-	root, err := openRoot(c)
+	root, err := openTree(c)
 	if err != nil {
 		return err
 	}
