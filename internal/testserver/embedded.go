@@ -10,10 +10,27 @@ import (
 
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/image-serve/image-serve/server"
+	"github.com/image-serve/image-serve/templates"
 )
 
 // EmbeddedOption changes how the embedded server is started.
 type EmbeddedOption func(*http.Server)
+
+// WithEmbeddedTimeouts shortens the embedded server's slow-client limits
+// to t's, so that a test can wait for them: Header becomes its
+// ReadHeaderTimeout and Idle its IdleTimeout, where set. Body and Send
+// have no counterpart here: the server refuses any request body at once,
+// and bounds each write itself.
+func WithEmbeddedTimeouts(t templates.Timeouts) EmbeddedOption {
+	return func(s *http.Server) {
+		if t.Header != 0 {
+			s.ReadHeaderTimeout = t.Header
+		}
+		if t.Idle != 0 {
+			s.IdleTimeout = t.Idle
+		}
+	}
+}
 
 // Embedded serves root with the embedded Go server on a real 127.0.0.1
 // listener until the test ends, and returns its base URL,

@@ -31,7 +31,8 @@ func NginxBinary(t testing.TB) string {
 type NginxOption func(*nginxOptions)
 
 type nginxOptions struct {
-	render ConfigRenderer
+	render   ConfigRenderer
+	timeouts templates.Timeouts
 }
 
 // WithNginxConfig starts nginx from the configuration render writes,
@@ -39,6 +40,12 @@ type nginxOptions struct {
 // image-serve binary, as an operator does.
 func WithNginxConfig(render ConfigRenderer) NginxOption {
 	return func(o *nginxOptions) { o.render = render }
+}
+
+// WithNginxTimeouts renders nginx's slow-client timeouts from t instead of
+// the production defaults, so that a test can wait for them.
+func WithNginxTimeouts(t templates.Timeouts) NginxOption {
+	return func(o *nginxOptions) { o.timeouts = t }
 }
 
 // Nginx serves root with a standalone nginx rendered by
@@ -67,6 +74,7 @@ func Nginx(t testing.TB, root *catalog.Root, opts ...NginxOption) (baseURL strin
 				RunDir:     runDir,
 				User:       account,
 				Group:      group,
+				Timeouts:   o.timeouts,
 			})
 		}
 		errorLog := filepath.Join(runDir, "error.log")
