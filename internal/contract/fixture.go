@@ -221,7 +221,12 @@ func (f *Fixture) referrersTempFile() string {
 func backdate(t testing.TB, dir string) {
 	t.Helper()
 	old := time.Now().Add(-time.Hour)
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+	// the tree's own path may be a link, which WalkDir would not enter
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil || !e.Type().IsRegular() {
 			return err
 		}
