@@ -108,7 +108,6 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		return nil, err
 	}
 	d := &nginxData{
-		Timeouts:      timeouts,
 		Root:          c.Root,
 		Listen:        listen,
 		Port:          port,
@@ -119,6 +118,7 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		DigestPattern: nginxDigestPattern,
 
 		EmptyReferrers: emptyReferrers(c.Root),
+		Timeouts:       timeouts,
 	}
 	if !c.Standalone {
 		return d, nil
