@@ -128,15 +128,7 @@ func TestRenderApacheListen(t *testing.T) {
 // quoting in httpd.conf: spaces, both quotes and a backslash.
 func oddRoot(t *testing.T) *catalog.Root {
 	t.Helper()
-	dir, err := os.MkdirTemp("", `image-serve "odd" 'root' \ `)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root := openRoot(t, dir)
+	root := openRoot(t, testserver.SharedTempDir(t, `image-serve "odd" 'root' \ `))
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}

@@ -32,15 +32,7 @@ func TestApacheHostileEncoding(t *testing.T) {
 // the tree.
 func TestRootBehindSymlink(t *testing.T) {
 	target := testserver.TempRoot(t)
-	dir, err := os.MkdirTemp("", "image-serve-link-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, `tree "odd" 'link' \ `)
+	link := filepath.Join(testserver.SharedTempDir(t, "image-serve-link-"), `tree "odd" 'link' \ `)
 	if err := os.Symlink(target.Dir(), link); err != nil {
 		t.Fatal(err)
 	}

@@ -71,14 +71,7 @@ type planted struct {
 // plant makes the files outside the tree and the links to them.
 func plant(t *testing.T, root *catalog.Root, f *Fixture) *planted {
 	t.Helper()
-	out, err := os.MkdirTemp("", "image-serve-outside-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(out) })
-	if err := os.Chmod(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	out := testserver.SharedTempDir(t, "image-serve-outside-")
 	secretFile := filepath.Join(out, "secret")
 	writeFile(t, secretFile, []byte(secret))
 	link := func(target, name string) {

@@ -97,8 +97,8 @@ func Nginx(t testing.TB, root *catalog.Root, opts ...NginxOption) (baseURL strin
 
 // checkNginxLog fails t if nginx logged anything at crit level or above
 // that expected (if not nil) does not match: a request the config
-// mishandles, such as realpath() on a missing tag link (serving-facts
-// §5.3), shows there and nowhere else.
+// mishandles, such as realpath() on a missing tag link, which the tag
+// location must guard against, shows there and nowhere else.
 func checkNginxLog(t testing.TB, errorLog string, expected *regexp.Regexp) {
 	t.Helper()
 	data, err := os.ReadFile(errorLog)
