@@ -47,5 +47,5 @@ func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, repo string,
 	hd.Set(digestHeader, d.String())
 	hd.Set("Cache-Control", cacheImmutable)
 	hd.Set("ETag", `"`+d.String()+`"`)
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	serveContent(w, r, fi.ModTime(), f)
 }

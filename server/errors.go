@@ -21,6 +21,12 @@ var (
 	// errPagination is distribution's answer to an n that is not a
 	// non-negative integer.
 	errPagination = catalog.ServerError{Status: http.StatusBadRequest, Code: "PAGINATION_NUMBER_INVALID", Message: "invalid number of results requested"}
+	// errRequestBody is a GET or HEAD that carries a body or a
+	// Transfer-Encoding. Registry reads have neither, and a front proxy
+	// that frames such a request otherwise than Go does (Go drops
+	// Content-Length when Transfer-Encoding is present) would pass a
+	// second request hidden in it (request smuggling).
+	errRequestBody = catalog.ServerError{Status: http.StatusBadRequest, Code: catalog.Unsupported, Message: "a GET or HEAD request carries no body and no Transfer-Encoding"}
 	// errInternal is a tree the server cannot read as it should: a broken
 	// type map, an I/O error. Apache answers 500 too.
 	errInternal = catalog.ServerError{Status: http.StatusInternalServerError, Code: "UNKNOWN", Message: "unknown error"}

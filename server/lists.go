@@ -42,7 +42,7 @@ func (h *handler) servePing(w http.ResponseWriter, r *http.Request) {
 // revalidation never keeps an old body.
 func serveFile(w http.ResponseWriter, r *http.Request, f *os.File, fi fs.FileInfo) {
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixMicro()))
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	serveContent(w, r, fi.ModTime(), f)
 }
 
 // tagsList is the body of /v2/<repo>/tags/list.

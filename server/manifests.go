@@ -42,7 +42,7 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, repo strin
 	}
 	defer f.Close()
 	w.Header().Set("ETag", `"`+d.String()+`"`)
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	serveContent(w, r, fi.ModTime(), f)
 }
 
 // openManifest opens manifest d and sets the headers every manifest
@@ -102,7 +102,7 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag str
 	defer f.Close()
 	// Apache's RequestHeader unset on tag URIs; no modtime and no ETag
 	// leave ServeContent nothing to compare the rest with.
-	http.ServeContent(w, unconditional(r), "", time.Time{}, f)
+	serveContent(w, unconditional(r), time.Time{}, f)
 }
 
 // negotiate picks the variant Apache would serve for r, breaking ties by

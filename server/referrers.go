@@ -63,7 +63,7 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo st
 	hd := w.Header()
 	hd.Set("Content-Type", catalog.MediaTypeOCIIndex)
 	hd.Set("Cache-Control", cacheRevalidate)
-	http.ServeContent(w, unconditional(r), "", time.Time{}, bytes.NewReader(body))
+	serveContent(w, unconditional(r), time.Time{}, bytes.NewReader(body))
 }
 
 // filterReferrers keeps the entries of index whose artifactType is t.

@@ -46,8 +46,14 @@ func ListenAndServe(ctx context.Context, addr string, root *catalog.Root, log *s
 	return serve(ctx, ln, root, log)
 }
 
-// newServer is the http.Server for root.
-func newServer(root *catalog.Root, log *slog.Logger) *http.Server {
+// NewHTTPServer is the http.Server ListenAndServe runs for root: New's
+// handler with the embedded server's limits on slow clients and header
+// sizes. Its Addr is unset; serve it on a listener of your own. A nil log
+// discards everything.
+func NewHTTPServer(root *catalog.Root, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &http.Server{
 		Handler:           New(root, log),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -61,7 +67,7 @@ func newServer(root *catalog.Root, log *slog.Logger) *http.Server {
 
 // serve runs the server on ln until ctx is done or serving fails.
 func serve(ctx context.Context, ln net.Listener, root *catalog.Root, log *slog.Logger) error {
-	srv := newServer(root, log)
+	srv := NewHTTPServer(root, log)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	log.Info("serving", "addr", ln.Addr().String(), "root", root.Dir())

@@ -53,11 +53,20 @@ func New(root *catalog.Root, log *slog.Logger) http.Handler {
 }
 
 // ServeHTTP sets the API version header on every response (Apache's
-// "Header always set"), routes, and logs the outcome at Debug.
+// "Header always set"), routes, and logs the outcome at Debug. A request
+// whose framing cannot be trusted is answered and its connection closed
+// (lastOnConnection).
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := newResponse(w)
 	rw.Header().Set(apiVersionHeader, apiVersion)
+	if lastOnConnection(r) {
+		rw.Header().Set("Connection", "close")
+		// Nothing more is read from this connection: not even the body Go
+		// would otherwise discard after the handler, which a client that
+		// announced one and never sends it would hold forever.
+		_ = rw.rc.SetReadDeadline(time.Now())
+	}
 	h.route(rw, r)
 	h.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 		slog.String("method", r.Method),
@@ -72,6 +81,10 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	// RewriteRule ^ - [R=405]: read-only, on every path.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.fail(w, r, catalog.ErrUnsupported)
+		return
+	}
+	if hasBody(r) {
+		h.fail(w, r, errRequestBody)
 		return
 	}
 	p, err := requestPath(r)
@@ -99,6 +112,25 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		}
 		h.fail(w, r, notFound(p))
 	}
+}
+
+// hasBody reports a request that carries a body: a Transfer-Encoding, or
+// a Content-Length other than 0. Go has dropped the Content-Length of a
+// request with both.
+func hasBody(r *http.Request) bool {
+	return len(r.TransferEncoding) > 0 || r.ContentLength != 0
+}
+
+// lastOnConnection reports a request after which the connection must be
+// closed, since where the next request starts is not certain (RFC 9112
+// 6.1, 6.3): one with a body, which no read has, and any HTTP/1.0
+// request, whose Transfer-Encoding Go drops before the handler can see it
+// (RFC 9112 has the connection closed after an HTTP/1.0 message with
+// one). Go's own answers come first: 501 and a close for a
+// Transfer-Encoding other than chunked, 400 and a close for conflicting
+// Content-Lengths.
+func lastOnConnection(r *http.Request) bool {
+	return hasBody(r) || !r.ProtoAtLeast(1, 1)
 }
 
 // hidden reports the paths the template refuses before any other rule:

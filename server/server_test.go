@@ -850,3 +850,47 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestBody: a read that carries a body or a Transfer-Encoding is
+// refused with 400 and the connection closed, and so is every other
+// request with one (405); an HTTP/1.0 request, whose Transfer-Encoding Go
+// hides, is served and the connection closed. internal/contract's
+// TestRequestFraming sends the same over one raw connection.
+func TestRequestBody(t *testing.T) {
+	f := build(t)
+	h := New(f.root, nil)
+	path := "/v2/" + f.repo + "/tags/list"
+	tests := []struct {
+		name, method, proto string
+		body                string
+		chunked             bool
+		want                int
+		code                catalog.ErrorCode
+		close               bool
+	}{
+		{"GET", http.MethodGet, "HTTP/1.1", "", false, http.StatusOK, "", false},
+		{"GET with a body", http.MethodGet, "HTTP/1.1", "hello", false, http.StatusBadRequest, catalog.Unsupported, true},
+		{"GET chunked", http.MethodGet, "HTTP/1.1", "", true, http.StatusBadRequest, catalog.Unsupported, true},
+		{"HEAD chunked", http.MethodHead, "HTTP/1.1", "", true, http.StatusBadRequest, "", true},
+		{"POST with a body", http.MethodPost, "HTTP/1.1", "hello", false, http.StatusMethodNotAllowed, catalog.Unsupported, true},
+		{"POST", http.MethodPost, "HTTP/1.1", "", false, http.StatusMethodNotAllowed, catalog.Unsupported, false},
+		{"HTTP/1.0 GET", http.MethodGet, "HTTP/1.0", "", false, http.StatusOK, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, path, strings.NewReader(tc.body))
+			r.Proto = tc.proto
+			r.ProtoMajor, r.ProtoMinor, _ = http.ParseHTTPVersion(tc.proto)
+			if tc.chunked {
+				r.ContentLength, r.TransferEncoding = -1, []string{"chunked"}
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			res := result{rec.Code, rec.Header(), rec.Body.Bytes()}
+			want{status: tc.want, code: tc.code}.check(t, res)
+			if got := rec.Header().Get("Connection") == "close"; got != tc.close {
+				t.Errorf("Connection: %q, want close %v", rec.Header().Get("Connection"), tc.close)
+			}
+		})
+	}
+}

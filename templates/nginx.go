@@ -18,6 +18,7 @@ var nginxFiles embed.FS
 
 var nginxTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"q":    nginxQuote,
+	"secs": seconds,
 	"e":    nginxEscaper.Replace,
 	"shq":  shellQuote,
 	"join": filepath.Join,
@@ -42,6 +43,8 @@ type Nginx struct {
 	// as; empty User omits the directive, empty Group means User's group
 	// of the same name. nginx started as root needs them.
 	User, Group string
+	// Timeouts bound slow clients; zero fields take DefaultTimeouts.
+	Timeouts Timeouts
 }
 
 // The grammars the nginx locations match, as the catalog enforces them on
@@ -64,6 +67,7 @@ type nginxData struct {
 	Types  []catalog.NginxType
 	// EmptyReferrers is Root.EmptyReferrersPath below the root.
 	EmptyReferrers string
+	Timeouts       Timeouts // resolved: every field set
 
 	RepoPattern, TagPattern, DigestPattern string
 
@@ -99,6 +103,10 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 	if err != nil {
 		return nil, err
 	}
+	timeouts, err := c.Timeouts.resolve()
+	if err != nil {
+		return nil, err
+	}
 	d := &nginxData{
 		Root:          c.Root,
 		Listen:        listen,
@@ -110,6 +118,7 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		DigestPattern: nginxDigestPattern,
 
 		EmptyReferrers: emptyReferrers(c.Root),
+		Timeouts:       timeouts,
 	}
 	if !c.Standalone {
 		return d, nil

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/image-serve/image-serve/internal/contract"
@@ -40,6 +41,8 @@ func TestRenderNginxErrors(t *testing.T) {
 		{"run dir with $", std(templates.Nginx{RunDir: "/run/$x"}), "--run-dir"},
 		{"user with newline", std(templates.Nginx{RunDir: run, User: "www-data\nuser root"}), "--user"},
 		{"group without user", std(templates.Nginx{RunDir: run, Group: "www-data"}), "--group \"www-data\": needs --user"},
+		{"timeout not whole seconds", templates.Nginx{Root: root, Listen: "8787", Timeouts: templates.Timeouts{Send: 500 * time.Millisecond}},
+			"timeout Send 500ms: must be a whole number of seconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ var files embed.FS
 
 var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"q":     apacheQuote,
+	"secs":  seconds,
 	"slash": func(dir string) string { return dir + "/" },
 	"shq":   shellQuote,
 }).ParseFS(files, "*.tmpl"))
@@ -52,6 +53,8 @@ type Apache struct {
 	// User and Group are the account the standalone httpd's workers run
 	// as; empty omits the directive. httpd started as root needs them.
 	User, Group string
+	// Timeouts bound slow clients; zero fields take DefaultTimeouts.
+	Timeouts Timeouts
 }
 
 // ModulesDirs are the places distributions put httpd modules, in the order
@@ -71,7 +74,7 @@ type module struct {
 
 // requiredModules are what the vhost uses, plus the MPM; each must be in
 // the modules directory or built in.
-var requiredModules = []string{"mpm_event", "authz_core", "mime", "dir", "negotiation", "headers", "setenvif", "rewrite", "alias"}
+var requiredModules = []string{"mpm_event", "authz_core", "mime", "dir", "negotiation", "headers", "setenvif", "rewrite", "alias", "reqtimeout"}
 
 // optionalModules are built into Debian's apache2 but shared modules on
 // RHEL; they are loaded only when the modules directory has them.
@@ -93,6 +96,7 @@ type apacheData struct {
 	// EmptyReferrers is Root.EmptyReferrersPath below the document root,
 	// "/.image-serve/…": the referrers rules serve it by that path.
 	EmptyReferrers string
+	Timeouts       Timeouts // resolved: every field set
 
 	// standalone only
 	RunDir, PidFile, ErrorLog, AccessLog string
@@ -159,6 +163,10 @@ func apacheConfig(c Apache) (*apacheData, error) {
 	if err != nil {
 		return nil, err
 	}
+	timeouts, err := c.Timeouts.resolve()
+	if err != nil {
+		return nil, err
+	}
 	d := &apacheData{
 		Root:           c.Root,
 		Listen:         listen,
@@ -166,6 +174,7 @@ func apacheConfig(c Apache) (*apacheData, error) {
 		Port:           port,
 		Errors:         theErrorFiles(),
 		EmptyReferrers: emptyReferrers(c.Root),
+		Timeouts:       timeouts,
 	}
 	if !c.Standalone {
 		return d, nil

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/image-serve/image-serve/internal/contract"
@@ -70,6 +71,9 @@ func TestRenderApacheErrors(t *testing.T) {
 		{"modules dir without mod_rewrite", std(templates.Apache{RunDir: run, ModulesDir: fakeModules(t, "mod_mime.so")}), "no mod_rewrite.so there"},
 		{"modules dir without a needed module", std(templates.Apache{RunDir: run, ModulesDir: fakeModules(t, "mod_rewrite.so")}), "no mod_mpm_event.so"},
 		{"user with newline", std(templates.Apache{RunDir: run, User: "www-data\nGroup root"}), "--user"},
+		{"timeout not whole seconds", templates.Apache{Root: root, Listen: "8787", Timeouts: templates.Timeouts{Header: 1500 * time.Millisecond}},
+			"timeout Header 1.5s: must be a whole number of seconds"},
+		{"timeout below a second", templates.Apache{Root: root, Listen: "8787", Timeouts: templates.Timeouts{Idle: -time.Second}}, "timeout Idle -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,15 +128,7 @@ func TestRenderApacheListen(t *testing.T) {
 // quoting in httpd.conf: spaces, both quotes and a backslash.
 func oddRoot(t *testing.T) *catalog.Root {
 	t.Helper()
-	dir, err := os.MkdirTemp("", `image-serve "odd" 'root' \ `)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root := openRoot(t, dir)
+	root := openRoot(t, testserver.SharedTempDir(t, `image-serve "odd" 'root' \ `))
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}

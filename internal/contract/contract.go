@@ -431,6 +431,34 @@ func blobCases(f *Fixture) []testCase {
 			body(f.Layer.Data[:10])),
 		get("blob range past the end", layer, http.Header{"Range": {"bytes=" + strconv.Itoa(size) + "-"}},
 			status(http.StatusRequestedRangeNotSatisfiable)),
+		get("blob range suffix", layer, http.Header{"Range": {"bytes=-10"}},
+			status(http.StatusPartialContent),
+			header("Content-Range", fmt.Sprintf("bytes %d-%d/%d", size-10, size-1, size)),
+			body(f.Layer.Data[size-10:])),
+		get("blob range end past the size", layer, http.Header{"Range": {"bytes=100-99999"}},
+			status(http.StatusPartialContent),
+			header("Content-Range", fmt.Sprintf("bytes 100-%d/%d", size-1, size)),
+			body(f.Layer.Data[100:])),
+		// a suffix of no bytes is unsatisfiable, never a 206 of nothing
+		get("blob range zero-length suffix", layer, http.Header{"Range": {"bytes=-0"}},
+			status(http.StatusRequestedRangeNotSatisfiable), noHeader("Content-Encoding")),
+	)
+	// Several ranges: the answer is the whole blob, or exactly the bytes
+	// asked for, and never larger than the blob (thousands of tiny ranges
+	// made servers send many times the file).
+	for _, r := range []struct {
+		name, spec string
+		b          Blob
+	}{
+		{"overlapping", "bytes=0-9,5-19", f.Layer},
+		{"larger as multipart than the blob", fmt.Sprintf("bytes=0-%d,%d-%d", size/2-2, size/2, size-1), f.Layer},
+		{"two small", "bytes=0-0,100-109", f.Big},
+		{"hundreds disjoint", everyOther(700), f.Big},
+		{"thousands overlapping", "bytes=" + strings.TrimSuffix(strings.Repeat("0-9,", 1500), ","), f.Big},
+	} {
+		cs = append(cs, get("blob ranges "+r.name, f.blobPath(r.b.Digest), http.Header{"Range": {r.spec}}, rangesServed(r.spec, r.b.Data)))
+	}
+	cs = append(cs,
 		// a resumed download: the range only if the blob is unchanged
 		testCase{
 			name:       "blob If-Range",

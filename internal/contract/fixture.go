@@ -69,6 +69,9 @@ type Fixture struct {
 	ConfigAMD64, ConfigARM64 Blob
 	Layer                    Blob // gzip, stored as blobs/<digest>
 	LegacyLayer              Blob // gzip, stored only as blobs/<digest>.gz (TripleO)
+	// Big is 16 KiB, large enough that a few small byte ranges of it fit
+	// in a multipart answer smaller than itself.
+	Big Blob
 
 	AMD64, ARM64 Manifest // OCI image manifests
 	Index        Manifest // OCI index of AMD64 and ARM64, with platforms
@@ -124,7 +127,8 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 	f.Docker = manifest(t, MediaTypeDockerManifest, imageManifest(MediaTypeDockerManifest,
 		descriptor(MediaTypeDockerConfig, f.ConfigAMD64), descriptor(MediaTypeDockerLayer, f.Layer)))
 
-	for _, b := range []Blob{f.ConfigAMD64, f.ConfigARM64, f.Layer} {
+	f.Big = blob(pseudoRandom(16 << 10))
+	for _, b := range []Blob{f.ConfigAMD64, f.ConfigARM64, f.Layer, f.Big} {
 		putBlob(t, root, f.Repo, b)
 	}
 	writeFile(t, root.LegacyBlobPath(f.Repo, f.LegacyLayer.Digest), f.LegacyLayer.Data)
@@ -217,7 +221,12 @@ func (f *Fixture) referrersTempFile() string {
 func backdate(t testing.TB, dir string) {
 	t.Helper()
 	old := time.Now().Add(-time.Hour)
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+	// the tree's own path may be a link, which WalkDir would not enter
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil || !e.Type().IsRegular() {
 			return err
 		}
@@ -310,6 +319,20 @@ func imageConfig(arch string) map[string]any {
 		"config":       map[string]any{"Cmd": []string{"cat", "/hello.txt"}},
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{}},
 	}
+}
+
+// pseudoRandom is n bytes that repeat no short pattern, the same on every
+// run: a byte range read from the wrong offset shows.
+func pseudoRandom(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
 }
 
 // gzipTar is a one-file tar, gzipped: a real layer, starting with the gzip

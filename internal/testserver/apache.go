@@ -14,8 +14,9 @@ import (
 type ApacheOption func(*apacheOptions)
 
 type apacheOptions struct {
-	defines []string // -D names
-	render  ConfigRenderer
+	defines  []string // -D names
+	render   ConfigRenderer
+	timeouts templates.Timeouts
 }
 
 // ConfigRenderer writes a standalone server configuration listening on
@@ -35,6 +36,12 @@ func WithConfig(render ConfigRenderer) ApacheOption {
 // anyway.
 func WithHostileEncoding() ApacheOption {
 	return func(o *apacheOptions) { o.defines = append(o.defines, "ADDENCODING") }
+}
+
+// WithTimeouts renders Apache's slow-client timeouts from t instead of the
+// production defaults, so that a test can wait for them.
+func WithTimeouts(t templates.Timeouts) ApacheOption {
+	return func(o *apacheOptions) { o.timeouts = t }
 }
 
 // apacheBinaries are httpd's names: Debian's, then everyone else's.
@@ -85,6 +92,7 @@ func Apache(t testing.TB, root *catalog.Root, opts ...ApacheOption) (baseURL str
 				RunDir:     runDir,
 				User:       account,
 				Group:      group,
+				Timeouts:   o.timeouts,
 			})
 		}
 		args := []string{"-f", conf, "-D", "FOREGROUND"}

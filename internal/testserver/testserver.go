@@ -36,11 +36,26 @@ const (
 )
 
 // TempRoot makes an initialised, empty tree that a server running as
-// another user can read: t.TempDir is 0700, so the tree gets its own 0755
-// directory, and every parent must be searchable by others too.
+// another user can read, in a SharedTempDir.
 func TempRoot(t testing.TB) *catalog.Root {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "image-serve-test-")
+	root, err := catalog.Open(SharedTempDir(t, "image-serve-test-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// SharedTempDir makes a directory, named with prefix, that a server
+// running as another user can read, and removes it when the test ends:
+// t.TempDir is 0700, so this one is 0755, and every parent must be
+// searchable by others too.
+func SharedTempDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +66,7 @@ func TempRoot(t testing.TB) *catalog.Root {
 	if err := checkTraversable(dir); err != nil {
 		t.Fatalf("%v: set TMPDIR to a directory every user can search", err)
 	}
-	root, err := catalog.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Init(); err != nil {
-		t.Fatal(err)
-	}
-	return root
+	return dir
 }
 
 // checkTraversable reports the first ancestor of dir that other users
