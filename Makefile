@@ -4,15 +4,37 @@
 # with `go tool`: nothing is fetched that `go mod download` does not fetch.
 
 GO          ?= go
+PREFIX      ?= /usr/local
+# The commit the binary is built from, for --version, when the toolchain
+# does not stamp it itself (GOFLAGS=-buildvcs=false).
+GIT_COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)
+GIT_TIME    := $(shell git show -s --format=%cI HEAD 2>/dev/null)
+GIT_DIRTY   := $(shell test -n "$$(git status --porcelain 2>/dev/null)" && echo true)
+LDFLAGS     := -X main.commit=$(GIT_COMMIT) -X main.commitTime=$(GIT_TIME) -X main.dirty=$(GIT_DIRTY)
 APT_PKGS    := apache2 nginx skopeo
 BIN         := bin/image-serve
 
-.PHONY: all build test test-deps lint unit demo bench clean
+.PHONY: all build test test-deps lint unit demo bench clean man install
 
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/image-serve
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/image-serve
+
+# man writes the manual page; install puts the binary, the page and the
+# completions for bash, zsh and fish under $(DESTDIR)$(PREFIX).
+man: build
+	./$(BIN) man > bin/image-serve.1
+
+install: build man
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/image-serve
+	install -D -m 0644 bin/image-serve.1 $(DESTDIR)$(PREFIX)/share/man/man1/image-serve.1
+	./$(BIN) completion bash > bin/image-serve.bash
+	./$(BIN) completion zsh > bin/_image-serve
+	./$(BIN) completion fish > bin/image-serve.fish
+	install -D -m 0644 bin/image-serve.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/image-serve
+	install -D -m 0644 bin/_image-serve $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_image-serve
+	install -D -m 0644 bin/image-serve.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/image-serve.fish
 
 # test-deps installs the Debian packages the end-to-end tests drive, only when
 # one is missing (apt-get needs root; CI and the dev machines run as root).

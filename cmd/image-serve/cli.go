@@ -161,6 +161,11 @@ func dashed(name string) string {
 // arguments move in front of them, and global flags given after the
 // command move in front of the command. "--" ends flags as usual.
 func permute(app *cli.App, args []string) []string {
+	// urfave/cli looks for its completion flag at the very end.
+	const complete = "--generate-bash-completion"
+	if n := len(args); n > 1 && args[n-1] == complete {
+		return append(permute(app, args[:n-1]), complete)
+	}
 	if len(args) < 2 {
 		return args
 	}

@@ -89,11 +89,12 @@ func reportError(err error) {
 
 func newApp() *cli.App {
 	// -v is --verbose here, not urfave/cli's default alias for --version.
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version"}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "image-serve %s\n", c.App.Version) }
 	app := &cli.App{
 		Name:    "image-serve",
 		Usage:   "export container images into a static registry tree and serve it",
-		Version: version,
+		Version: buildVersion(),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: catalog.DefaultRoot, EnvVars: []string{"IMAGE_SERVE_ROOT"}, Usage: "the registry tree (the web server's document root)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
@@ -117,7 +118,9 @@ func newApp() *cli.App {
 			serveCommand(),
 			configCommand(),
 			deleteCommand(), gcCommand(), verifyCommand(),
+			completionCommand(), manCommand(),
 		},
+		EnableBashCompletion: true,
 		ExitErrHandler: func(*cli.Context, error) {}, // main reports errors once
 	}
 	conventions(app)

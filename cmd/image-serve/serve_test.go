@@ -182,3 +182,39 @@ func waitForStdout(t *testing.T, cmd *exec.Cmd, want string) string {
 	defer mu.Unlock()
 	return out.String()
 }
+
+// TestInstall: make install puts the binary, its manual page and the
+// completions under PREFIX, and the installed binary names the commit it
+// was built from.
+func TestInstall(t *testing.T) {
+	prefix := t.TempDir()
+	out, err := exec.Command("make", "-s", "-C", filepath.Join("..", ".."), "install", "PREFIX="+prefix).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{
+		"bin/image-serve",
+		"share/man/man1/image-serve.1",
+		"share/bash-completion/completions/image-serve",
+		"share/zsh/site-functions/_image-serve",
+		"share/fish/vendor_completions.d/image-serve.fish",
+	} {
+		if fi, err := os.Stat(filepath.Join(prefix, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("make install: %s missing or empty (%v)", f, err)
+		}
+	}
+	version, err := exec.Command(filepath.Join(prefix, "bin", "image-serve"), "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse HEAD: %v (the tests run in a checkout)", err)
+	}
+	if !strings.Contains(string(version), "commit "+strings.TrimSpace(string(head))) {
+		t.Errorf("installed --version %q does not name commit %s", version, head)
+	}
+	if man := readFile(t, filepath.Join(prefix, "share/man/man1/image-serve.1")); !bytes.HasPrefix(bytes.TrimPrefix(man, []byte(".nh\n")), []byte(".TH image-serve 1")) {
+		t.Errorf("the manual page does not start with .TH image-serve 1:\n%.200s", man)
+	}
+}
