@@ -121,7 +121,7 @@ func newApp() *cli.App {
 			completionCommand(), manCommand(),
 		},
 		EnableBashCompletion: true,
-		ExitErrHandler: func(*cli.Context, error) {}, // main reports errors once
+		ExitErrHandler:       func(*cli.Context, error) {}, // main reports errors once
 	}
 	conventions(app)
 	return app
