@@ -5,47 +5,256 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/gc"
+	"github.com/image-serve/image-serve/view"
 	"github.com/urfave/cli/v2"
 )
 
 func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "list",
-		Usage:     "print the repositories of the tree, or the tags of one",
-		ArgsUsage: "[REPO]",
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 1 {
-				return usageError(c, "want at most one REPO, got %d arguments", c.NArg())
-			}
-			root, err := openTree(c)
-			if err != nil {
-				return err
-			}
-			var names []string
-			if c.NArg() == 0 {
-				names, err = root.Repositories()
-			} else {
-				names, err = listTags(root, c.Args().First())
-			}
-			if err != nil {
-				return err
-			}
-			for _, n := range names {
-				fmt.Fprintln(c.App.Writer, n)
-			}
-			return nil
+		Usage:     "print the repositories of the tree, or the tags of some",
+		ArgsUsage: "[REPO...]",
+		Description: `Without REPO: the repositories, one per line. With one REPO: its tags; with several: REPO:TAG.
+--long: every tag (of REPO, or of the tree) with its digest, media type, platforms, the bytes a pull
+of every platform fetches, and when it was last set. --json: the same as a JSON array.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "long", Aliases: []string{"l"}, Usage: "every tag with what it is"},
+			&cli.BoolFlag{Name: "json", Usage: "print every tag with what it is, as JSON"},
 		},
+		Action: runList,
 	}
 }
 
-func listTags(root *catalog.Root, repo string) ([]string, error) {
-	if err := catalog.ValidateRepo(repo); err != nil {
-		return nil, err
+func runList(c *cli.Context) error {
+	for _, repo := range c.Args().Slice() {
+		if err := catalog.ValidateRepo(repo); err != nil {
+			return usageError(c, "%v", err)
+		}
 	}
-	if _, err := os.Stat(root.RepoDir(repo)); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("repository %s: not in %s", repo, root.Dir())
+	root, err := openTree(c)
+	if err != nil {
+		return err
 	}
-	return root.Tags(repo)
+	repos := c.Args().Slice()
+	for _, repo := range repos {
+		if _, err := os.Stat(root.RepoDir(repo)); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("repository %s: not in %s", repo, root.Dir())
+		}
+	}
+	if len(repos) == 0 && (c.Bool("long") || wantJSON(c)) {
+		if repos, err = root.Repositories(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case wantJSON(c):
+		tags, err := view.Tags(root, repos)
+		if err != nil {
+			return err
+		}
+		return printJSON(c.App.Writer, tags)
+	case c.Bool("long"):
+		tags, err := view.Tags(root, repos)
+		if err != nil {
+			return err
+		}
+		return printTags(c, tags)
+	case len(repos) == 0:
+		names, err := root.Repositories()
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			fmt.Fprintln(c.App.Writer, n)
+		}
+	default:
+		for _, repo := range repos {
+			tags, err := root.Tags(repo)
+			if err != nil {
+				return err
+			}
+			for _, tag := range tags {
+				if len(repos) > 1 {
+					tag = repo + ":" + tag
+				}
+				fmt.Fprintln(c.App.Writer, tag)
+			}
+		}
+	}
+	return nil
+}
+
+// printTags is list --long: one aligned line per tag.
+func printTags(c *cli.Context, tags []view.Tag) error {
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TAG\tDIGEST\tTYPE\tPLATFORMS\tSIZE\tCHANGED")
+	for _, t := range tags {
+		platforms := strings.Join(t.Platforms, ",")
+		if platforms == "" {
+			platforms = "-"
+		}
+		fmt.Fprintf(w, "%s:%s\t%s\t%s\t%s\t%s\t%s\n", t.Repository, t.Tag, shortDigest(t.Digest.String()), shortType(t.MediaType),
+			platforms, humanBytes(t.Size), t.Changed.UTC().Format(time.DateTime))
+	}
+	return w.Flush()
+}
+
+// shortDigest is the first 12 hex digits, as docker and podman show them.
+func shortDigest(d string) string {
+	if _, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return hex[:12]
+	}
+	return d
+}
+
+// shortType names a manifest media type in a word.
+func shortType(mt string) string {
+	for _, t := range catalog.NginxTypes() {
+		if t.MediaType == mt {
+			return t.Ext
+		}
+	}
+	return mt
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "print what a tag or manifest is: children, config, layers, referrers",
+		ArgsUsage: "REPO:TAG|REPO@DIGEST",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print it as JSON"},
+		},
+		Action: runInspect,
+	}
+}
+
+func runInspect(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want one REPO:TAG or REPO@DIGEST, got %d arguments", c.NArg())
+	}
+	ref, err := gc.ParseRef(c.Args().First())
+	if err != nil {
+		return usageError(c, "%v", err)
+	}
+	root, err := openTree(c)
+	if err != nil {
+		return err
+	}
+	img, err := view.Inspect(root, ref.Repo, ref.Tag, ref.Digest)
+	if err != nil {
+		return err
+	}
+	if wantJSON(c) {
+		return printJSON(c.App.Writer, img)
+	}
+	return printImage(c, img)
+}
+
+func printImage(c *cli.Context, img *view.Image) error {
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	name := img.Repository + "@" + img.Digest.String()
+	if img.Tag != "" {
+		name = img.Repository + ":" + img.Tag
+	}
+	fmt.Fprintf(w, "Name:\t%s\n", name)
+	fmt.Fprintf(w, "Digest:\t%s\n", img.Digest)
+	fmt.Fprintf(w, "Media type:\t%s\n", img.MediaType)
+	fmt.Fprintf(w, "Manifest size:\t%s\n", humanBytes(img.Size))
+	if img.ArtifactType != "" {
+		fmt.Fprintf(w, "Artifact type:\t%s\n", img.ArtifactType)
+	}
+	if img.Subject != "" {
+		fmt.Fprintf(w, "Subject:\t%s\n", img.Subject)
+	}
+	for _, ch := range img.Children {
+		platform := ch.Platform
+		if platform == "" {
+			platform = "-"
+		}
+		fmt.Fprintf(w, "Child:\t%s\t%s\t%s\t%s\n", ch.Digest, platform, shortType(ch.MediaType), humanBytes(ch.Size))
+	}
+	if cf := img.Config; cf != nil {
+		fmt.Fprintf(w, "Config:\t%s\t%s\n", cf.Digest, humanBytes(cf.Size))
+		if cf.Created != nil {
+			fmt.Fprintf(w, "Created:\t%s\n", cf.Created.UTC().Format(time.RFC3339))
+		}
+		if cf.OS != "" {
+			fmt.Fprintf(w, "Platform:\t%s/%s\n", cf.OS, cf.Architecture)
+		}
+		if len(cf.Entrypoint) > 0 {
+			fmt.Fprintf(w, "Entrypoint:\t%s\n", strings.Join(cf.Entrypoint, " "))
+		}
+		if len(cf.Cmd) > 0 {
+			fmt.Fprintf(w, "Cmd:\t%s\n", strings.Join(cf.Cmd, " "))
+		}
+		for k, v := range cf.Labels {
+			fmt.Fprintf(w, "Label:\t%s=%s\n", k, v)
+		}
+		fmt.Fprintf(w, "History:\t%s\n", plural(cf.HistoryLength, "entry", "entries"))
+	}
+	for _, l := range img.Layers {
+		size := "-"
+		if l.Size >= 0 {
+			size = humanBytes(l.Size)
+		}
+		fmt.Fprintf(w, "Layer:\t%s\t%s\n", l.Digest, size)
+	}
+	for _, r := range img.Referrers {
+		fmt.Fprintf(w, "Referrer:\t%s\t%s\n", r.Digest, r.ArtifactType)
+	}
+	return w.Flush()
+}
+
+func duCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "du",
+		Usage:     "print what repositories cost on disk, hard-linked blobs counted once",
+		ArgsUsage: "[REPO...]",
+		Description: `Per repository: its bytes, the unique part (no other repository links it: what deleting the
+repository frees) and the shared rest; then the whole tree as the file system counts it, each file
+once. du(1) of repository directories counts a blob hard-linked into several of them each time.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print it as JSON"},
+		},
+		Action: runDu,
+	}
+}
+
+func runDu(c *cli.Context) error {
+	for _, repo := range c.Args().Slice() {
+		if err := catalog.ValidateRepo(repo); err != nil {
+			return usageError(c, "%v", err)
+		}
+	}
+	root, err := openTree(c)
+	if err != nil {
+		return err
+	}
+	repos := c.Args().Slice()
+	if len(repos) == 0 {
+		if repos, err = root.StoredRepositories(); err != nil {
+			return err
+		}
+	}
+	u, err := view.DiskUsage(root, repos)
+	if err != nil {
+		return err
+	}
+	if wantJSON(c) {
+		return printJSON(c.App.Writer, u)
+	}
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "BYTES\tUNIQUE\tSHARED\t REPOSITORY")
+	for _, r := range u.Repositories {
+		fmt.Fprintf(w, "%s\t%s\t%s\t %s\n", humanBytes(r.Bytes), humanBytes(r.Unique), humanBytes(r.Shared), r.Repository)
+	}
+	fmt.Fprintf(w, "%s\t\t\t %s\n", humanBytes(u.Total), "total (each file once)")
+	return w.Flush()
 }

@@ -114,7 +114,7 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			exportCommand(),
-			listCommand(),
+			listCommand(), inspectCommand(), duCommand(),
 			serveCommand(),
 			configCommand(),
 			deleteCommand(), gcCommand(), verifyCommand(),

@@ -47,6 +47,10 @@ func TestReferrers(t *testing.T) {
 		})
 	}
 	mustRun(t, "--root", root.Dir(), "verify")
+	// inspect shows the referrer of its subject.
+	if r := mustRun(t, "--root", root.Dir(), "inspect", "--json", "ns/app:v1"); !strings.Contains(r.stdout, `"digest": "`+sbom.Digest+`"`) || !strings.Contains(r.stdout, `"artifact_type": "`+testregistry.ArtifactType+`"`) {
+		t.Errorf("inspect ns/app:v1 does not list the SBOM %s as a referrer:\n%s", sbom.Digest, r.stdout)
+	}
 
 	mustRun(t, "--root", root.Dir(), "-q", "delete", "ns/app:sbom")
 	for srv, base := range servers {

@@ -1,0 +1,111 @@
+// Package distribution is the part of the OCI image and distribution
+// specifications that image-serve reads back from its tree: manifests of
+// every schema, descriptors, platforms and image configs. It parses
+// tolerantly — a stored manifest is shown whatever shape it has — and
+// checks nothing a writer must check (the exporter does). It imports
+// nothing of image-serve's.
+package distribution
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Media types of the manifests image-serve stores.
+const (
+	MediaTypeOCIManifest      = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeOCIIndex         = "application/vnd.oci.image.index.v1+json"
+	MediaTypeDockerManifest   = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList       = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerSchema1    = "application/vnd.docker.distribution.manifest.v1+json"
+	MediaTypeDockerSchema1JWS = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+)
+
+// IsIndex reports a media type whose manifests list other manifests.
+func IsIndex(mediaType string) bool {
+	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerList
+}
+
+// Descriptor points at content by digest and size.
+type Descriptor struct {
+	MediaType    string            `json:"mediaType,omitempty"`
+	Digest       digest.Digest     `json:"digest"`
+	Size         int64             `json:"size"`
+	Platform     *Platform         `json:"platform,omitempty"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	URLs         []string          `json:"urls,omitempty"`
+}
+
+// Platform is what an index says a child runs on.
+type Platform struct {
+	OS           string `json:"os"`
+	Architecture string `json:"architecture"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+// String is "os/arch[/variant]".
+func (p Platform) String() string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// Manifest holds the fields of every manifest schema: image manifests
+// (config, layers), indexes and lists (manifests), the withdrawn OCI
+// artifact manifest (blobs), Docker schema1 (fsLayers) and OCI 1.1
+// referrers (subject, artifactType).
+type Manifest struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType,omitempty"`
+	ArtifactType  string            `json:"artifactType,omitempty"`
+	Config        *Descriptor       `json:"config,omitempty"`
+	Layers        []Descriptor      `json:"layers,omitempty"`
+	Blobs         []Descriptor      `json:"blobs,omitempty"`
+	Manifests     []Descriptor      `json:"manifests,omitempty"`
+	Subject       *Descriptor       `json:"subject,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+	FSLayers      []struct {
+		BlobSum digest.Digest `json:"blobSum"`
+	} `json:"fsLayers,omitempty"`
+	Architecture string `json:"architecture,omitempty"` // schema1
+}
+
+// ParseManifest reads raw as a manifest of any schema. It fails only on
+// JSON that is not an object.
+func ParseManifest(raw []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("invalid manifest JSON: %v", err)
+	}
+	return &m, nil
+}
+
+// ImageConfig is the part of an image configuration worth showing.
+type ImageConfig struct {
+	Created      *time.Time `json:"created,omitempty"`
+	Architecture string     `json:"architecture,omitempty"`
+	OS           string     `json:"os,omitempty"`
+	Variant      string     `json:"variant,omitempty"`
+	Config       struct {
+		Labels     map[string]string `json:"Labels,omitempty"`
+		Entrypoint []string          `json:"Entrypoint,omitempty"`
+		Cmd        []string          `json:"Cmd,omitempty"`
+	} `json:"config"`
+	History []json.RawMessage `json:"history,omitempty"`
+}
+
+// ParseImageConfig reads an image configuration; a config that is not one
+// (an artifact's) parses to what fields it has.
+func ParseImageConfig(raw []byte) (*ImageConfig, error) {
+	var c ImageConfig
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("invalid config JSON: %v", err)
+	}
+	return &c, nil
+}
