@@ -16,18 +16,18 @@ import (
 // children, or an image with its config and layers; and what refers to
 // it.
 type Image struct {
-	Repository   string                    `json:"repository"`
-	Tag          string                    `json:"tag,omitempty"`
-	Digest       digest.Digest             `json:"digest"`
-	MediaType    string                    `json:"media_type"`
-	Size         int64                     `json:"size"` // of the manifest itself
-	ArtifactType string                    `json:"artifact_type,omitempty"`
-	Subject      digest.Digest             `json:"subject,omitempty"`
-	Annotations  map[string]string         `json:"annotations,omitempty"`
-	Children     []Descriptor              `json:"children,omitempty"`
-	Config       *Config                   `json:"config,omitempty"`
-	Layers       []Descriptor              `json:"layers,omitempty"`
-	Referrers    []Descriptor              `json:"referrers"`
+	Repository   string            `json:"repository"`
+	Tag          string            `json:"tag,omitempty"`
+	Digest       digest.Digest     `json:"digest"`
+	MediaType    string            `json:"media_type"`
+	Size         int64             `json:"size"` // of the manifest itself
+	ArtifactType string            `json:"artifact_type,omitempty"`
+	Subject      digest.Digest     `json:"subject,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	Children     []Descriptor      `json:"children,omitempty"`
+	Config       *Config           `json:"config,omitempty"`
+	Layers       []Descriptor      `json:"layers,omitempty"`
+	Referrers    []Descriptor      `json:"referrers"`
 }
 
 // Descriptor is a child, a layer or a referrer, as views show them.
