@@ -143,7 +143,7 @@ func lockFile(path string, how int, what string, w Waits) (*Lock, error) {
 	}
 	held, err := try()
 	if err == nil && !held && how&syscall.LOCK_NB == 0 {
-		err = w.wait(try, what)
+		err = w.wait(try, what+lockHolders(f))
 		held = err == nil
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -151,4 +152,51 @@ func (w Waits) wait(try func() (bool, error), what string) error {
 			return err
 		}
 	}
+}
+
+// lockHolders names the processes holding a lock on f, as the kernel
+// lists them in /proc/locks, for a message: " (held by pid 1234:
+// image-serve gc)". It returns "" when it cannot tell.
+func lockHolders(f *os.File) string {
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return ""
+	}
+	// "1: FLOCK  ADVISORY  WRITE 4211 08:01:1234567 0 EOF"; waiters have "->".
+	ino := ":" + strconv.FormatUint(st.Ino, 10)
+	var holders []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] == "->" || f[1] != "FLOCK" || !strings.HasSuffix(f[5], ino) {
+			continue
+		}
+		pid := f[4]
+		if pid == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		h := "pid " + pid
+		if c := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " ")); c != "" {
+			if len(c) > 80 {
+				c = c[:77] + "..."
+			}
+			h += ": " + c
+		}
+		holders = append(holders, h)
+	}
+	if len(holders) == 0 {
+		return ""
+	}
+	if len(holders) > 3 {
+		holders = append(holders[:3], fmt.Sprintf("%d more", len(holders)-3))
+	}
+	return " (held by " + strings.Join(holders, "; ") + ")"
 }

@@ -86,7 +86,12 @@ type Report struct {
 	BlobsKept           int       `json:"blobs_kept"`
 	BlobsDeleted        int       `json:"blobs_deleted"`
 	BytesFreed          int64     `json:"bytes_freed"`
-	Problems            []Problem `json:"problems,omitempty"`
+	// GraceKept counts the untagged manifests kept only because they are
+	// younger than the grace period; CollectableAt is when the first of
+	// them becomes old enough to go.
+	GraceKept     int        `json:"grace_kept"`
+	CollectableAt *time.Time `json:"collectable_at,omitempty"`
+	Problems      []Problem  `json:"problems,omitempty"`
 }
 
 // merge adds a later pass over the same repository: what it deleted adds
@@ -98,6 +103,7 @@ func (r *Report) merge(later *Report) {
 	r.BlobsKept = later.BlobsKept
 	r.BlobsDeleted += later.BlobsDeleted
 	r.BytesFreed += later.BytesFreed
+	r.GraceKept, r.CollectableAt = later.GraceKept, later.CollectableAt
 	r.Problems = later.Problems
 }
 
@@ -109,7 +115,17 @@ func (r *Report) add(o *Report) {
 	r.BlobsKept += o.BlobsKept
 	r.BlobsDeleted += o.BlobsDeleted
 	r.BytesFreed += o.BytesFreed
+	r.GraceKept += o.GraceKept
+	r.CollectableAt = earliest(r.CollectableAt, o.CollectableAt)
 	r.Problems = append(r.Problems, o.Problems...)
+}
+
+// earliest is the earlier of two times, either of which may be missing.
+func earliest(a, b *time.Time) *time.Time {
+	if a == nil || (b != nil && b.Before(*a)) {
+		return b
+	}
+	return a
 }
 
 // ProblemsError reports that a collection left repositories unswept
@@ -340,6 +356,13 @@ type repoPlan struct {
 	g     *repoGraph
 	tags  []string
 	marks *marks
+	grace graceKept
+}
+
+// graceKept is what the grace period kept in one repository.
+type graceKept struct {
+	count int
+	until *time.Time // when the first becomes collectable
 }
 
 // markRepo marks from every tag of repo, then from the untagged manifests
@@ -375,10 +398,13 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 		}
 	}
 	g.mark(m, roots)
+	var grace graceKept
 	if d == nil || len(tags) > 0 {
-		g.mark(m, c.untaggedRoots(g, m, retired))
+		var untagged []edge
+		untagged, grace = c.untaggedRoots(g, m, retired)
+		g.mark(m, untagged)
 	}
-	return &repoPlan{g: g, tags: tags, marks: m}, nil
+	return &repoPlan{g: g, tags: tags, marks: m, grace: grace}, nil
 }
 
 // sweepRepo deletes what p did not mark: manifests, parents first, then
@@ -386,7 +412,7 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 // is left. A repository with problems is left alone.
 func (c *collector) sweepRepo(p *repoPlan) error {
 	g, m, repo := p.g, p.marks, p.g.repo
-	rep := &Report{Repositories: 1}
+	rep := &Report{Repositories: 1, GraceKept: p.grace.count, CollectableAt: p.grace.until}
 	var kept []digest.Digest
 	defer func() { c.record(repo, rep, kept) }()
 	blobs, err := c.root.Blobs(repo)
@@ -489,8 +515,11 @@ func (c *collector) refreshReferrers(g *repoGraph, sweep []digest.Digest) error 
 // them with KeepUntagged; otherwise those younger than the grace period,
 // unless a delete retired them. Referrers are never roots of their own:
 // they live as long as their subject.
-func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Digest]bool) []edge {
+//
+// It also counts the manifests only the grace period keeps.
+func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Digest]bool) ([]edge, graceKept) {
 	var roots []edge
+	var grace graceKept
 	now := c.o.Now()
 	for d := range g.stored {
 		if m.manifests[d] || !g.present[d] {
@@ -515,9 +544,12 @@ func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Dig
 		}
 		if now.Sub(changed) < c.o.Grace {
 			roots = append(roots, edge{to: d, path: path, what: "manifest"})
+			at := changed.Add(c.o.Grace)
+			grace.count++
+			grace.until = earliest(grace.until, &at)
 		}
 	}
-	return roots
+	return roots, grace
 }
 
 // removeBlob unlinks blob d from repo, or in a dry run counts what that

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/image-serve/image-serve/gc"
 	"github.com/urfave/cli/v2"
@@ -96,6 +97,10 @@ func printGCReport(w io.Writer, rep *gc.Report, asJSON bool) error {
 	fmt.Fprintf(w, "blobs kept: %d\n", rep.BlobsKept)
 	fmt.Fprintf(w, "blobs %s: %d\n", done, rep.BlobsDeleted)
 	fmt.Fprintf(w, "bytes %s: %s\n", freed, sizeText(rep.BytesFreed))
+	if rep.GraceKept > 0 {
+		fmt.Fprintf(w, "untagged manifests kept by --grace: %d, the first collectable from %s\n",
+			rep.GraceKept, rep.CollectableAt.UTC().Format(time.DateTime+" UTC"))
+	}
 	for _, p := range rep.Problems {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}

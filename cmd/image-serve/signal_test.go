@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -86,7 +87,8 @@ func TestSignalDuringLockWait(t *testing.T) {
 }
 
 // TestLockTimeout: --lock-timeout gives up on a lock held throughout, with
-// one line naming the lock and the flag, and exit 1.
+// one line naming the lock, who holds it (this test's process) and the
+// flag, and exit 1.
 func TestLockTimeout(t *testing.T) {
 	root := testserver.TempRoot(t)
 	l, err := root.LockExclusive()
@@ -95,7 +97,9 @@ func TestLockTimeout(t *testing.T) {
 	}
 	defer l.Unlock()
 	r := run(t, "--root", root.Dir(), "-q", "--lock-timeout", "200ms", "export", "oci:../../testdata/hello-oci:latest", "hello:latest")
-	if r.code != 1 || !strings.Contains(r.stderr, "waiting for the tree") || !strings.Contains(r.stderr, "gave up after 200ms (--lock-timeout)") || strings.Count(r.stderr, "\n") != 1 {
+	holder := fmt.Sprintf("(held by pid %d: ", os.Getpid())
+	if r.code != 1 || !strings.Contains(r.stderr, "waiting for the tree") || !strings.Contains(r.stderr, holder) ||
+		!strings.Contains(r.stderr, "gave up after 200ms (--lock-timeout)") || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("exit %d, want 1 and one line naming the lock and --lock-timeout:\n%s", r.code, r.stderr)
 	}
 	if tags, _ := root.Tags("hello"); len(tags) != 0 {
