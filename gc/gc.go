@@ -78,14 +78,14 @@ type Options struct {
 // counts three times); BytesFreed counts each inode whose last link went
 // once, so it is the space the file system gets back.
 type Report struct {
-	DryRun              bool      `json:"dry_run"`
-	Repositories        int       `json:"repositories"`
-	RepositoriesRemoved int       `json:"repositories_removed"`
-	ManifestsKept       int       `json:"manifests_kept"`
-	ManifestsDeleted    int       `json:"manifests_deleted"`
-	BlobsKept           int       `json:"blobs_kept"`
-	BlobsDeleted        int       `json:"blobs_deleted"`
-	BytesFreed          int64     `json:"bytes_freed"`
+	DryRun              bool  `json:"dry_run"`
+	Repositories        int   `json:"repositories"`
+	RepositoriesRemoved int   `json:"repositories_removed"`
+	ManifestsKept       int   `json:"manifests_kept"`
+	ManifestsDeleted    int   `json:"manifests_deleted"`
+	BlobsKept           int   `json:"blobs_kept"`
+	BlobsDeleted        int   `json:"blobs_deleted"`
+	BytesFreed          int64 `json:"bytes_freed"`
 	// GraceKept counts the untagged manifests kept only because they are
 	// younger than the grace period; CollectableAt is when the first of
 	// them becomes old enough to go.
