@@ -20,7 +20,7 @@ const gcOCIManifest = "application/vnd.oci.image.manifest.v1+json"
 func gcPutBlob(t *testing.T, r *Root, repo string, content []byte) digest.Digest {
 	t.Helper()
 	d := digest.FromBytes(content)
-	if _, _, err := r.PutBlob(repo, d, int64(len(content)), func() (io.ReadCloser, error) {
+	if _, _, err := r.PutBlob(repo, d, int64(len(content)), false, func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(content)), nil
 	}); err != nil {
 		t.Fatal(err)

@@ -125,20 +125,3 @@ func (e *MismatchError) Error() string {
 // Truncated reports a stream that ended before its declared size: worth
 // another try, unlike bytes that are wrong.
 func (e *MismatchError) Truncated() bool { return e.Size >= 0 && e.Got < e.Size }
-
-// link makes dst another name of src's inode. Hard links share one inode,
-// so a blob shared by many repositories costs its bytes once and is freed
-// with its last link. link(2) is atomic: dst is whole or absent.
-func link(src, dst string) error {
-	if err := mkdirAll(filepath.Dir(dst)); err != nil {
-		return err
-	}
-	err := hardLink(src, dst)
-	if errors.Is(err, fs.ErrExist) {
-		return nil // another writer got there first with the same content
-	}
-	if err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
-}

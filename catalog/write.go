@@ -30,18 +30,23 @@ const (
 type FetchFunc func() (io.ReadCloser, error)
 
 // PutBlob makes blob d (size bytes, -1 if unknown) available in repo. The
-// blob is fetched only when the tree has no copy anywhere; a per-digest lock
-// held across processes makes concurrent exports of images sharing layers
-// fetch each shared blob once. Bytes are verified while streaming and
-// published only when they match.
-func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc) (BlobOutcome, int64, error) {
+// blob is fetched only when the tree has no sound copy anywhere; a
+// per-digest lock held across processes makes concurrent exports of
+// images sharing layers fetch each shared blob once. Bytes are verified
+// while streaming and published only when they match.
+//
+// A copy already in the tree is sound when its size is the declared one
+// (a truncated file is replaced, not reused) and, with verify, when its
+// bytes hash to d: re-hashing every reused blob is slow, so only
+// export --verify-existing asks for it.
+func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fetch FetchFunc) (BlobOutcome, int64, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return 0, 0, err
 	}
 	if err := ValidateDigest(d); err != nil {
 		return 0, 0, err
 	}
-	if r.hasBlob(repo, d) {
+	if r.hasSoundBlob(repo, d, size, verify) {
 		return BlobPresent, 0, nil
 	}
 	l, err := r.lockBlob(d)
@@ -49,11 +54,16 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc
 		return 0, 0, err
 	}
 	defer l.Unlock()
-	if r.hasBlob(repo, d) {
+	if r.hasSoundBlob(repo, d, size, verify) {
 		return BlobPresent, 0, nil
 	}
-	if src, ok := r.findBlob(d); ok {
-		if err := link(src, r.BlobPath(repo, d)); err != nil {
+	if src, ok := r.findBlob(d, size, verify); ok {
+		// publishHardLink, not link: a broken copy of this repository's
+		// is replaced, never kept because its name exists.
+		if err := mkdirAll(filepath.Dir(r.BlobPath(repo, d))); err != nil {
+			return 0, 0, err
+		}
+		if err := publishHardLink(src, r.BlobPath(repo, d)); err != nil {
 			return 0, 0, fmt.Errorf("blob %s: link from %s: %w", d, src, err)
 		}
 		return BlobLinked, 0, nil
@@ -73,18 +83,47 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc
 	return BlobFetched, n, nil
 }
 
-// hasBlob reports whether repo holds blob d, under either name.
-func (r *Root) hasBlob(repo string, d digest.Digest) bool {
-	return isFile(r.BlobPath(repo, d)) || isFile(r.LegacyBlobPath(repo, d))
+// hasSoundBlob reports whether repo holds a sound copy of blob d: under
+// its plain name or, when it has none, its legacy one (readers prefer the
+// plain name, so a broken plain copy is not made good by a legacy one).
+func (r *Root) hasSoundBlob(repo string, d digest.Digest, size int64, verify bool) bool {
+	p := r.BlobPath(repo, d)
+	if !isFile(p) {
+		p = r.LegacyBlobPath(repo, d)
+	}
+	return soundBlob(p, d, size, verify)
 }
 
-// findBlob looks for blob d in every repository of the tree. The list is
-// read afresh each time: another process may have just added a repository.
-func (r *Root) findBlob(d digest.Digest) (string, bool) {
+// soundBlob reports whether the file at path is blob d: a regular file of
+// size bytes (when size is known) whose bytes, with verify, hash to d.
+func soundBlob(path string, d digest.Digest, size int64, verify bool) bool {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || (size >= 0 && fi.Size() != size) {
+		return false
+	}
+	if !verify {
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := d.Algorithm().Hash()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return digest.NewDigest(d.Algorithm(), h) == d
+}
+
+// findBlob looks for a sound copy of blob d in every repository of the
+// tree. The list is read afresh each time: another process may have just
+// added a repository.
+func (r *Root) findBlob(d digest.Digest, size int64, verify bool) (string, bool) {
 	repos, _ := r.repoDirs()
 	for _, repo := range repos {
 		for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
-			if isFile(p) {
+			if soundBlob(p, d, size, verify) {
 				return p, true
 			}
 		}

@@ -31,6 +31,9 @@ type Options struct {
 	Progress  Progress     // nil: none
 	// Retries of a failed blob transfer before giving up; < 0 means none.
 	Retries int
+	// VerifyExisting re-hashes every blob already in the tree before
+	// reusing it; without it a blob is reused when its size is right.
+	VerifyExisting bool
 	// MaxBlobSize refuses, before anything is written, an image with a
 	// blob declared larger; 0 means DefaultMaxBlobSize.
 	MaxBlobSize int64
@@ -291,7 +294,7 @@ func putBlob(ctx context.Context, root *catalog.Root, s source, repo string, b D
 		err     error
 	)
 	for attempt := 0; ; attempt++ {
-		outcome, n, err = root.PutBlob(repo, b.Digest, b.Size, func() (io.ReadCloser, error) {
+		outcome, n, err = root.PutBlob(repo, b.Digest, b.Size, o.VerifyExisting, func() (io.ReadCloser, error) {
 			rc, err := s.Blob(ctx, b)
 			if err != nil {
 				return nil, &readError{err: err, opening: true}

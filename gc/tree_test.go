@@ -58,7 +58,7 @@ type desc struct {
 func (tr *tree) blob(repo string, content []byte) desc {
 	tr.t.Helper()
 	d := digest.FromBytes(content)
-	_, _, err := tr.root.PutBlob(repo, d, int64(len(content)), func() (io.ReadCloser, error) {
+	_, _, err := tr.root.PutBlob(repo, d, int64(len(content)), false, func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(content)), nil
 	})
 	if err != nil {

@@ -112,7 +112,7 @@ func (f *fixture) manifest(t testing.TB, mediaType, format string, args ...any) 
 func (f *fixture) putBlob(t testing.TB, repo string, b blob) {
 	t.Helper()
 	fetch := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.data)), nil }
-	if _, _, err := f.root.PutBlob(repo, b.d, int64(len(b.data)), fetch); err != nil {
+	if _, _, err := f.root.PutBlob(repo, b.d, int64(len(b.data)), false, fetch); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -29,6 +29,7 @@ DEST is REPO[:TAG]; by default the source's repository without its registry host
 			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob and manifest transfers"},
 			&cli.DurationFlag{Name: "src-timeout", Value: exporter.DefaultSourceTimeout, Usage: "give up on a source request that sends nothing for this long"},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout"},
+			&cli.BoolFlag{Name: "verify-existing", Usage: "re-hash blobs already in the tree before reusing them (a corrupt one is fetched again)"},
 			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
 		},
 		Action: runExport,
@@ -54,9 +55,10 @@ func runExport(c *cli.Context) error {
 	}
 	log := logger(c)
 	o := exporter.Options{
-		Platforms:   c.StringSlice("platform"),
-		Jobs:        c.Int("jobs"),
-		MaxBlobSize: c.Int64("max-blob-size"),
+		Platforms:      c.StringSlice("platform"),
+		Jobs:           c.Int("jobs"),
+		MaxBlobSize:    c.Int64("max-blob-size"),
+		VerifyExisting: c.Bool("verify-existing"),
 		Registry: exporter.RegistryOptions{
 			Insecure:  !c.Bool("src-tls-verify"),
 			Creds:     c.String("src-creds"),

@@ -35,6 +35,8 @@ func TestScript(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":     cmdExits,
 			"jsonerror": cmdJSONError,
+			"truncate":  cmdTruncate,
+			"flipbyte":  cmdFlipByte,
 		},
 	})
 }
@@ -61,6 +63,34 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
 	}
+}
+
+// cmdTruncate is "truncate FILE SIZE": cut FILE to SIZE bytes in place,
+// as a full disk or a crash of another tool would.
+func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: truncate FILE SIZE")
+	}
+	size, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	ts.Check(os.Truncate(ts.MkAbs(args[0]), size))
+}
+
+// cmdFlipByte is "flipbyte FILE": invert the first byte of FILE in place,
+// keeping its size: bit rot.
+func cmdFlipByte(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: flipbyte FILE")
+	}
+	f, err := os.OpenFile(ts.MkAbs(args[0]), os.O_RDWR, 0)
+	ts.Check(err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, 0)
+	ts.Check(err)
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, 0)
+	ts.Check(err)
 }
 
 // cmdJSONError is "jsonerror SUBSTRING": assert stderr is exactly one JSON

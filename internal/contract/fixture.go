@@ -240,7 +240,7 @@ func backdate(t testing.TB, dir string) {
 func putBlob(t testing.TB, root *catalog.Root, repo string, b Blob) Blob {
 	t.Helper()
 	fetch := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Data)), nil }
-	if _, _, err := root.PutBlob(repo, b.Digest, int64(len(b.Data)), fetch); err != nil {
+	if _, _, err := root.PutBlob(repo, b.Digest, int64(len(b.Data)), false, fetch); err != nil {
 		t.Fatal(err)
 	}
 	return b
