@@ -33,6 +33,11 @@ func Verify(root *catalog.Root, repos []string) (*VerifyReport, error) {
 		return nil, err
 	}
 	defer l.Unlock()
+	return verifyLocked(root, repos)
+}
+
+// verifyLocked is Verify for a caller that holds the tree lock.
+func verifyLocked(root *catalog.Root, repos []string) (*VerifyReport, error) {
 	stored, err := root.StoredRepositories()
 	if err != nil {
 		return nil, err

@@ -17,9 +17,15 @@ func verifyCommand() *cli.Command {
 		Description: `Re-hashes every blob (legacy .gz names too) and manifest; checks every manifest's headers, that
 every tag, index child and referenced blob is in its repository, that tags/list lists exactly the
 tags, that every referrers index lists exactly the manifests whose subject it is, and that _catalog
-lists exactly the repositories. Prints each problem with its path.`,
+lists exactly the repositories. Prints each problem with its path.
+
+--repair, holding the tree so that exports and gc wait: removes the blobs and manifests whose
+bytes do not match their names, rewrites tags/list, tag links, referrers indexes and _catalog
+where they are out of step, and prints the tags that need a re-export (export --verify-existing
+fetches what is missing). Then it verifies again.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.BoolFlag{Name: "repair", Usage: "remove what is corrupt, rewrite what is out of step, name the tags to re-export"},
 		},
 		Action: runVerify,
 	}
@@ -34,6 +40,9 @@ func runVerify(c *cli.Context) error {
 	root, err := openTree(c)
 	if err != nil {
 		return err
+	}
+	if c.Bool("repair") {
+		return runRepair(c, root)
 	}
 	rep, err := gc.Verify(root, c.Args().Slice())
 	if err != nil {
@@ -57,6 +66,42 @@ func runVerify(c *cli.Context) error {
 	}
 	if n := len(rep.Problems); n > 0 {
 		return fmt.Errorf("verify: %s in %s", plural(n, "problem", "problems"), verifiedText(rep))
+	}
+	return nil
+}
+
+func runRepair(c *cli.Context, root *catalog.Root) error {
+	rep, err := gc.Repair(root, c.Args().Slice())
+	if err != nil {
+		return fmt.Errorf("verify --repair: %w", err)
+	}
+	w := c.App.Writer
+	if wantJSON(c) {
+		if err := printJSON(w, rep); err != nil {
+			return err
+		}
+	} else {
+		for _, b := range rep.RemovedBlobs {
+			fmt.Fprintf(w, "removed corrupt blob %s\n", b)
+		}
+		for _, m := range rep.RemovedManifests {
+			fmt.Fprintf(w, "removed corrupt manifest %s\n", m)
+		}
+		for _, f := range rep.Rewritten {
+			fmt.Fprintf(w, "rewrote %s\n", f)
+		}
+		for _, t := range rep.NeedExport {
+			fmt.Fprintf(w, "%s needs a re-export\n", t)
+		}
+		for _, p := range rep.Verify.Problems {
+			fmt.Fprintln(w, p)
+		}
+	}
+	if n := len(rep.Verify.Problems); n > 0 {
+		return fmt.Errorf("verify --repair: %s left (%s a re-export) in %s", plural(n, "problem", "problems"), plural(len(rep.NeedExport), "tag needs", "tags need"), verifiedText(rep.Verify))
+	}
+	if !quiet(c) && !wantJSON(c) {
+		fmt.Fprintf(w, "repaired: %s; verified %s: no problems\n", rep, verifiedText(rep.Verify))
 	}
 	return nil
 }
