@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,6 +81,71 @@ func TestREADMEReference(t *testing.T) {
 	for _, f := range app.Flags {
 		if !strings.Contains(global, "--"+f.Names()[0]) {
 			t.Errorf("README's global flags do not name --%s", f.Names()[0])
+		}
+	}
+}
+
+// TestJSONOutput runs every command that reports with --json and compares
+// the fields it prints with README's "JSON output" table: every field
+// printed is documented, and every documented field not marked "?" is
+// printed.
+func TestJSONOutput(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string][]string{}
+	row := regexp.MustCompile("(?m)^\\| `([a-z -]+)` \\| (.*) \\|$")
+	field := regexp.MustCompile("`([a-z_]+\\??)`")
+	table := string(readme)[strings.Index(string(readme), "### JSON output"):]
+	table = table[:strings.Index(table, "Global flags:")]
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		for _, f := range field.FindAllStringSubmatch(m[2], -1) {
+			documented[m[1]] = append(documented[m[1]], f[1])
+		}
+	}
+	root := t.TempDir() + "/root"
+	g := func(args ...string) string {
+		return mustRun(t, append([]string{"--root", root}, args...)...).stdout
+	}
+	outputs := map[string]string{
+		"export":  g("export", "--json", "oci:../../testdata/hello-oci:latest", "hello:latest"),
+		"list":    g("list", "--json"),
+		"inspect": g("inspect", "--json", "hello:latest"),
+		"du":      g("du", "--json"),
+		"gc":      g("gc", "--json"),
+		"verify":  g("verify", "--json"),
+	}
+	outputs["verify --repair"] = g("verify", "--repair", "--json")
+	outputs["delete"] = g("delete", "--json", "hello:latest")
+	for cmd, out := range outputs {
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Errorf("%s --json: %v\n%s", cmd, err, out)
+			continue
+		}
+		if a, ok := v.([]any); ok && len(a) > 0 {
+			v = a[0]
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			t.Errorf("%s --json: not an object (or array of objects): %s", cmd, out)
+			continue
+		}
+		want := documented[cmd]
+		if len(want) == 0 {
+			t.Errorf("README documents no JSON fields for %s", cmd)
+		}
+		for _, f := range want {
+			name, optional := strings.CutSuffix(f, "?")
+			if _, ok := obj[name]; !ok && !optional {
+				t.Errorf("%s --json lacks documented field %q:\n%s", cmd, name, out)
+			}
+		}
+		for k := range obj {
+			if !slices.Contains(want, k) && !slices.Contains(want, k+"?") {
+				t.Errorf("%s --json prints %q, which README does not document", cmd, k)
+			}
 		}
 	}
 }
