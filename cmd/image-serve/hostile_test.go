@@ -370,25 +370,9 @@ func hostileCases() []hostileCase {
 			// bytes was read whole before the size was compared.
 			name: "oci layout blob larger than declared",
 			setup: func(t *testing.T, h *hostileRegistry) []string {
-				layout := filepath.Join(t.TempDir(), "layout")
-				copyDir(t, filepath.Join("..", "..", "testdata", "hello-oci"), layout)
 				// Every blob but the manifests grows to 200 MiB (sparse), so
 				// the first one fetched is too long.
-				dir := filepath.Join(layout, "blobs", "sha256")
-				entries, err := os.ReadDir(dir)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, e := range entries {
-					p := filepath.Join(dir, e.Name())
-					var m struct{ SchemaVersion int }
-					if json.Unmarshal(readFile(t, p), &m) == nil && m.SchemaVersion != 0 {
-						continue
-					}
-					if err := os.Truncate(p, 200<<20); err != nil {
-						t.Fatal(err)
-					}
-				}
+				layout := layoutWithBlobs(t, func(p string) error { return os.Truncate(p, 200<<20) })
 				return []string{"oci:" + layout + ":latest", "other:latest"}
 			},
 			want:  []string{"blob sha256:", "more than its declared", "cut off at byte"},
@@ -430,26 +414,12 @@ func hostileCases() []hostileCase {
 			// 1,371 s, until SIGKILL.
 			name: "FIFO as a blob of an oci layout",
 			setup: func(t *testing.T, h *hostileRegistry) []string {
-				layout := filepath.Join(t.TempDir(), "layout")
-				copyDir(t, filepath.Join("..", "..", "testdata", "hello-oci"), layout)
-				dir := filepath.Join(layout, "blobs", "sha256")
-				entries, err := os.ReadDir(dir)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, e := range entries {
-					p := filepath.Join(dir, e.Name())
-					var m struct{ SchemaVersion int }
-					if json.Unmarshal(readFile(t, p), &m) == nil && m.SchemaVersion != 0 {
-						continue
-					}
+				layout := layoutWithBlobs(t, func(p string) error {
 					if err := os.Remove(p); err != nil {
-						t.Fatal(err)
+						return err
 					}
-					if err := syscall.Mkfifo(p, 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
+					return syscall.Mkfifo(p, 0o644)
+				})
 				return []string{"oci:" + layout + ":latest", "other:latest"}
 			},
 			want:  []string{"oci:", "is a FIFO, not a regular file"},
@@ -528,6 +498,30 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// layoutWithBlobs copies the bundled layout and changes, with change,
+// every blob of it that is not a manifest (configs and layers): the first
+// blob an export reads is then a changed one.
+func layoutWithBlobs(t *testing.T, change func(path string) error) string {
+	layout := filepath.Join(t.TempDir(), "layout")
+	copyDir(t, filepath.Join("..", "..", "testdata", "hello-oci"), layout)
+	dir := filepath.Join(layout, "blobs", "sha256")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		var m struct{ SchemaVersion int }
+		if json.Unmarshal(readFile(t, p), &m) == nil && m.SchemaVersion != 0 {
+			continue
+		}
+		if err := change(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return layout
 }
 
 func noBlobFetched(t *testing.T, h *hostileRegistry) {

@@ -32,16 +32,10 @@ of every platform fetches, and when it was last set. --json: the same as a JSON 
 }
 
 func runList(c *cli.Context) error {
-	for _, repo := range c.Args().Slice() {
-		if err := catalog.ValidateRepo(repo); err != nil {
-			return usageError(c, "%v", err)
-		}
-	}
-	root, err := openTree(c)
+	root, repos, err := openTreeWithRepos(c)
 	if err != nil {
 		return err
 	}
-	repos := c.Args().Slice()
 	for _, repo := range repos {
 		if _, err := os.Stat(root.RepoDir(repo)); errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("repository %s: not in %s", repo, root.Dir())
@@ -228,16 +222,10 @@ once. du(1) of repository directories counts a blob hard-linked into several of 
 }
 
 func runDu(c *cli.Context) error {
-	for _, repo := range c.Args().Slice() {
-		if err := catalog.ValidateRepo(repo); err != nil {
-			return usageError(c, "%v", err)
-		}
-	}
-	root, err := openTree(c)
+	root, repos, err := openTreeWithRepos(c)
 	if err != nil {
 		return err
 	}
-	repos := c.Args().Slice()
 	if len(repos) == 0 {
 		if repos, err = root.StoredRepositories(); err != nil {
 			return err

@@ -184,6 +184,18 @@ func openTree(c *cli.Context) (*catalog.Root, error) {
 	return root, nil
 }
 
+// openTreeWithRepos is openTree for a command whose arguments are
+// repository names: each must be a valid one (a usage error otherwise).
+func openTreeWithRepos(c *cli.Context) (*catalog.Root, []string, error) {
+	for _, repo := range c.Args().Slice() {
+		if err := catalog.ValidateRepo(repo); err != nil {
+			return nil, nil, usageError(c, "%v", err)
+		}
+	}
+	root, err := openTree(c)
+	return root, c.Args().Slice(), err
+}
+
 func openRoot(c *cli.Context) (*catalog.Root, error) {
 	root, err := catalog.Open(c.String("root"))
 	if err != nil {

@@ -32,12 +32,7 @@ fetches what is missing). Then it verifies again.`,
 }
 
 func runVerify(c *cli.Context) error {
-	for _, repo := range c.Args().Slice() {
-		if err := catalog.ValidateRepo(repo); err != nil {
-			return usageError(c, "%v", err)
-		}
-	}
-	root, err := openTree(c)
+	root, _, err := openTreeWithRepos(c)
 	if err != nil {
 		return err
 	}
