@@ -77,7 +77,7 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo stri
 // If-Modified-Since with 304, so a cache kept the newer body
 // (serving-facts §3.12).
 func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag string) {
-	variants, err := h.root.TagVariants(repo, tag)
+	variants, err := h.tagVariants(repo, tag)
 	if err != nil {
 		h.failOpen(w, r, err, catalog.ErrManifestUnknown)
 		return
@@ -157,11 +157,24 @@ func unconditional(r *http.Request) *http.Request {
 // file's, as Apache applies the .htaccess next to the file. Without one,
 // Apache types index.json by its extension.
 func (h *handler) mediaType(repo string, d digest.Digest) (string, error) {
-	mt, err := h.root.ManifestMediaType(repo, d)
+	v, err := h.cache.get(h.root.HeadersPath(repo, d), func() (any, error) { return h.root.ManifestMediaType(repo, d) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return jsonType, nil
 	}
-	return mt, err
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// tagVariants reads the variants tag offers, parsing its type map only
+// when it changed since the last request.
+func (h *handler) tagVariants(repo, tag string) ([]catalog.TagVariant, error) {
+	v, err := h.cache.get(h.root.TypeMapPath(repo, tag), func() (any, error) { return h.root.TagVariants(repo, tag) })
+	if err != nil {
+		return nil, err
+	}
+	return v.([]catalog.TagVariant), nil
 }
 
 // openFile opens path and insists on a regular file, as Apache's "-f"

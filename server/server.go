@@ -39,8 +39,9 @@ const (
 
 // handler serves one tree.
 type handler struct {
-	root *catalog.Root
-	log  *slog.Logger
+	root  *catalog.Root
+	log   *slog.Logger
+	cache *fileCache // parsed type maps and headers, by file identity
 }
 
 // New returns a handler serving root read-only, answering every request as
@@ -49,7 +50,7 @@ func New(root *catalog.Root, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &handler{root: root, log: log}
+	return &handler{root: root, log: log, cache: &fileCache{}}
 }
 
 // ServeHTTP sets the API version header on every response (Apache's

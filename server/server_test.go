@@ -894,3 +894,67 @@ func TestRequestBody(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheSeesEveryChange: the server keeps parsed type maps and headers
+// by file identity, and must still answer every change at once — a tag
+// replaced by rename (what writers do) and a type map or .htaccess
+// rewritten in place with the same size (what an operator's editor or a
+// foreign tool may do) — while not reading a file that did not change.
+func TestCacheSeesEveryChange(t *testing.T) {
+	f := build(t)
+	h := New(f.root, nil).(*handler)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	base := srv.URL
+	tag := "/v2/" + f.repo + "/manifests/cached"
+	f.putTag(t, f.repo, "cached", f.a)
+	byTag(f.a, "").check(t, do(t, base, http.MethodGet, tag, nil))
+	f.putTag(t, f.repo, "cached", f.b) // rename: a new inode
+	byTag(f.b, "").check(t, do(t, base, http.MethodGet, tag, nil))
+
+	// Files changed within racyWindow are never kept; wait until the type
+	// map is older, then it is read once and answered from memory.
+	path := f.root.TypeMapPath(f.repo, "cached")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if key, ok := identity(path); ok && time.Since(key.changed()) > racyWindow {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the type map never got older than racyWindow")
+		}
+	}
+	byTag(f.b, "").check(t, do(t, base, http.MethodGet, tag, nil))
+	loads := h.cache.loads.Load()
+	byTag(f.b, "").check(t, do(t, base, http.MethodGet, tag, nil))
+	if n := h.cache.loads.Load() - loads; n != 0 {
+		t.Errorf("an unchanged tag read %d files again: not cached", n)
+	}
+
+	// In place, same size: only the times tell.
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := bytes.Replace(old, []byte(f.b.d.Encoded()), []byte(f.a.d.Encoded()), 1)
+	if len(edited) != len(old) || bytes.Equal(edited, old) {
+		t.Fatal("the edit should keep the size and change the content")
+	}
+	if err := os.WriteFile(path, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	byTag(f.a, "").check(t, do(t, base, http.MethodGet, tag, nil))
+
+	hdr := f.root.HeadersPath(f.repo, f.a.d)
+	hb, err := os.ReadFile(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := bytes.Replace(hb, []byte(ociManifest), []byte(strings.Repeat("x", len(ociManifest))), 1)
+	if err := os.WriteFile(hdr, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, base, http.MethodGet, "/v2/"+f.repo+"/manifests/"+f.a.d.String(), nil)
+	if got := r.header.Get("Content-Type"); got != strings.Repeat("x", len(ociManifest)) {
+		t.Errorf("after an in-place edit of the headers, Content-Type %q", got)
+	}
+}
