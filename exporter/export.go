@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -66,42 +65,11 @@ type Summary struct {
 
 // Export copies the image srcArg names into root as destArg (REPO[:TAG];
 // "" for the source's own name). Nothing is tagged unless every manifest
-// and blob the tag needs is in the tree, verified.
+// and blob the tag needs is in the tree, verified. It is ExportMany of one
+// image.
 func Export(ctx context.Context, root *catalog.Root, srcArg, destArg string, o Options) (*Summary, error) {
-	start := time.Now()
-	o = o.withDefaults()
-	src, err := ParseSource(srcArg)
-	if err != nil {
-		return nil, err
-	}
-	platforms, err := parsePlatforms(o.Platforms)
-	if err != nil {
-		return nil, err
-	}
-	s, imageName, err := openSource(ctx, src, o)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	dest, err := resolveDest(src, imageName, destArg)
-	if err != nil {
-		return nil, err
-	}
-	plan, err := makePlan(ctx, s, src, platforms, o.Jobs)
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range plan.blobs {
-		if b.Size > o.MaxBlobSize {
-			return nil, fmt.Errorf("blob %s: %d bytes declared, over the --max-blob-size of %d", b.Digest, b.Size, o.MaxBlobSize)
-		}
-	}
-	sum := &Summary{Source: src.String(), Dest: dest.String(), Digest: plan.top.Digest, MediaType: plan.top.MediaType, Manifests: len(plan.manifests)}
-	if err := publishPlan(ctx, root, s, dest, plan, o, sum); err != nil {
-		return nil, err
-	}
-	sum.Elapsed = time.Since(start)
-	return sum, nil
+	sums, errs := exportMany(ctx, root, []Job{{Source: srcArg, Dest: destArg}}, o)
+	return sums[0], errs[0]
 }
 
 func (o Options) withDefaults() Options {
@@ -163,22 +131,10 @@ func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {
 	return ParseDest(destArg, defTag)
 }
 
-// publishPlan writes the plan in dependency order: blobs, manifests
-// (children before the indexes naming them), the referrers indexes of
-// their subjects, then the tag.
-func publishPlan(ctx context.Context, root *catalog.Root, s source, dest Dest, p *plan, o Options, sum *Summary) error {
-	if err := root.Init(); err != nil {
-		return fmt.Errorf("root %s: %w", root.Dir(), err)
-	}
-	sweepStaleTemps(root, o.Log)
-	lock, err := root.LockShared()
-	if err != nil {
-		return fmt.Errorf("root %s: %w", root.Dir(), err)
-	}
-	defer lock.Unlock()
-	if err := putBlobs(ctx, root, s, dest.Repo, p.blobs, o, sum); err != nil {
-		return err
-	}
+// publishManifests writes a planned image's manifests (children before
+// the indexes naming them), the referrers indexes of their subjects, then
+// the tag. Its blobs are in the tree already.
+func publishManifests(root *catalog.Root, dest Dest, p *plan, o Options) error {
 	for _, m := range p.manifests {
 		if err := root.PutManifest(dest.Repo, m.Digest, m.MediaType, m.Raw); err != nil {
 			return err
@@ -224,46 +180,6 @@ func sweepStaleTemps(root *catalog.Root, log *slog.Logger) {
 	} else if n > 0 {
 		log.Info("removed stale temporary files", "count", n)
 	}
-}
-
-// putBlobs transfers blobs with o.Jobs workers; the first error cancels
-// the rest.
-func putBlobs(ctx context.Context, root *catalog.Root, s source, repo string, blobs []Descriptor, o Options, sum *Summary) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, o.Jobs)
-	)
-	for _, b := range blobs {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			<-sem
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			outcome, n, err := putBlob(ctx, root, s, repo, b, o)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				return
-			}
-			sum.count(root, repo, b, outcome, n)
-		}()
-	}
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	return firstErr
 }
 
 func (sum *Summary) count(root *catalog.Root, repo string, b Descriptor, outcome catalog.BlobOutcome, n int64) {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/urfave/cli/v2"
@@ -14,13 +16,16 @@ func exportCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "export",
 		Usage:     "copy an image into the tree",
-		ArgsUsage: "SOURCE [DEST]",
+		ArgsUsage: "SOURCE [DEST] | --from-file FILE",
 		Description: `SOURCE is a skopeo-style reference:
   docker://HOST[:PORT]/REPO[:TAG|@DIGEST]   a registry
   oci:DIR[:REF]                             an OCI image layout
   oci-archive:FILE[:REF]                    a tar of an OCI image layout
   docker-archive:FILE[:REPO:TAG|:@N]        docker save output
-DEST is REPO[:TAG]; by default the source's repository without its registry host, and its tag.`,
+DEST is REPO[:TAG]; by default the source's repository without its registry host, and its tag.
+--from-file FILE (- for stdin) exports many images in one run: one "SOURCE [DEST]" per line (blank
+lines and # comments skipped). Every image is resolved first, the blobs of all of them share --jobs
+and a blob shared by several is fetched once; a failed image leaves the others alone.`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "platform", Usage: "OS/ARCH[/VARIANT] of an index to export (repeatable; default: all)"},
 			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate from the source registry"},
@@ -28,7 +33,8 @@ DEST is REPO[:TAG]; by default the source's repository without its registry host
 			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registry (default: docker config.json, containers auth.json)"},
 			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob and manifest transfers"},
 			&cli.DurationFlag{Name: "src-timeout", Value: exporter.DefaultSourceTimeout, Usage: "give up on a source request that sends nothing for this long"},
-			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout"},
+			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout (an array with --from-file)"},
+			&cli.StringFlag{Name: "from-file", Usage: "export every \"SOURCE [DEST]\" line of this file (- for stdin) in one run"},
 			&cli.BoolFlag{Name: "verify-existing", Usage: "re-hash blobs already in the tree before reusing them (a corrupt one is fetched again)"},
 			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
 		},
@@ -37,8 +43,9 @@ DEST is REPO[:TAG]; by default the source's repository without its registry host
 }
 
 func runExport(c *cli.Context) error {
-	if c.NArg() < 1 || c.NArg() > 2 {
-		return usageError(c, "want SOURCE [DEST], got %d arguments", c.NArg())
+	jobs, err := exportJobs(c)
+	if err != nil {
+		return err
 	}
 	if c.Int("jobs") < 1 {
 		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
@@ -73,27 +80,87 @@ func runExport(c *cli.Context) error {
 		tty = newTTYProgress(os.Stderr)
 		o.Progress = tty
 	}
-	sum, err := exporter.Export(c.Context, root, c.Args().Get(0), c.Args().Get(1), o)
+	sums, err := exporter.ExportMany(c.Context, root, jobs, o)
 	if tty != nil {
 		tty.Close()
 	}
-	if err != nil {
-		return err
+	var reports []exportReport
+	for _, sum := range sums {
+		if sum == nil {
+			continue
+		}
+		reports = append(reports, exportReport{sum, sum.Elapsed.Seconds()})
+		switch {
+		case c.Bool("json"):
+		case c.String("log-format") == "json":
+			log.Info("exported",
+				"source", sum.Source, "dest", sum.Dest, "digest", sum.Digest, "media_type", sum.MediaType,
+				"manifests", sum.Manifests, "blobs_fetched", sum.BlobsFetched, "bytes_fetched", sum.BytesFetched,
+				"blobs_reused", sum.BlobsReused, "bytes_reused", sum.BytesReused, "elapsed", sum.Elapsed)
+		case !quiet(c):
+			fmt.Fprintf(os.Stderr, "%s -> %s (%s): fetched %s in %s, reused %s in %s, %s, %s\n",
+				sum.Source, sum.Dest, sum.Digest, humanBytes(sum.BytesFetched), plural(sum.BlobsFetched, "blob", "blobs"),
+				humanBytes(sum.BytesReused), plural(sum.BlobsReused, "blob", "blobs"), plural(sum.Manifests, "manifest", "manifests"), sum.Elapsed.Round(1e6))
+		}
 	}
-	switch {
-	case c.Bool("json"):
-		return printJSON(c.App.Writer, exportReport{sum, sum.Elapsed.Seconds()})
-	case c.String("log-format") == "json":
-		log.Info("exported",
-			"source", sum.Source, "dest", sum.Dest, "digest", sum.Digest, "media_type", sum.MediaType,
-			"manifests", sum.Manifests, "blobs_fetched", sum.BlobsFetched, "bytes_fetched", sum.BytesFetched,
-			"blobs_reused", sum.BlobsReused, "bytes_reused", sum.BytesReused, "elapsed", sum.Elapsed)
-	case !quiet(c):
-		fmt.Fprintf(os.Stderr, "%s -> %s (%s): fetched %s in %s, reused %s in %s, %s, %s\n",
-			sum.Source, sum.Dest, sum.Digest, humanBytes(sum.BytesFetched), plural(sum.BlobsFetched, "blob", "blobs"),
-			humanBytes(sum.BytesReused), plural(sum.BlobsReused, "blob", "blobs"), plural(sum.Manifests, "manifest", "manifests"), sum.Elapsed.Round(1e6))
+	if c.Bool("json") {
+		var v any = reports
+		if c.String("from-file") == "" && len(reports) == 1 {
+			v = reports[0]
+		}
+		if perr := printJSON(c.App.Writer, v); perr != nil && err == nil {
+			err = perr
+		}
 	}
-	return nil
+	return lastError(err)
+}
+
+// exportJobs reads what to export: SOURCE [DEST] from the arguments, or
+// one such line per image from --from-file.
+func exportJobs(c *cli.Context) ([]exporter.Job, error) {
+	file := c.String("from-file")
+	if file == "" {
+		if c.NArg() < 1 || c.NArg() > 2 {
+			return nil, usageError(c, "want SOURCE [DEST], got %d arguments", c.NArg())
+		}
+		return []exporter.Job{{Source: c.Args().Get(0), Dest: c.Args().Get(1)}}, nil
+	}
+	if c.NArg() > 0 {
+		return nil, usageError(c, "--from-file takes no SOURCE argument, got %d arguments", c.NArg())
+	}
+	var r io.Reader = os.Stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("--from-file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var jobs []exporter.Job
+	sc := bufio.NewScanner(io.LimitReader(r, 16<<20))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) > 2 {
+			return nil, usageError(c, "--from-file %s line %d: want SOURCE [DEST], got %d fields", file, n, len(f))
+		}
+		j := exporter.Job{Source: f[0]}
+		if len(f) == 2 {
+			j.Dest = f[1]
+		}
+		jobs = append(jobs, j)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--from-file %s: %w", file, err)
+	}
+	if len(jobs) == 0 {
+		return nil, usageError(c, "--from-file %s: no image to export", file)
+	}
+	return jobs, nil
 }
 
 // exportReport is export's --json summary: the exporter's, with the
