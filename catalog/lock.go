@@ -20,9 +20,12 @@ import (
 //	locks/catalog         one rewrite of _catalog at a time
 //	locks/gc.lock         one collector at a time (TryLockGC)
 
-// Lock is a held lock. Unlock releases it.
+// Lock is a held lock. Unlock releases it. While a Root holds a lock, it
+// keeps the root directory open for the operations of the holder
+// (confine.go).
 type Lock struct {
 	f *os.File
+	r *Root
 }
 
 // Unlock releases the lock.
@@ -32,6 +35,9 @@ func (l *Lock) Unlock() error {
 	}
 	err := l.f.Close() // closing the descriptor drops the flock
 	l.f = nil
+	if l.r != nil {
+		l.r.let()
+	}
 	return err
 }
 
@@ -53,28 +59,28 @@ func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), "ca
 // LockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.
 func (r *Root) LockShared() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_SH)
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_SH)
 }
 
 // LockExclusive takes the tree lock exclusively, waiting for every writer.
 func (r *Root) LockExclusive() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_EX)
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX)
 }
 
 // TryLockExclusive takes the tree lock exclusively if nobody holds it, and
 // returns nil otherwise.
 func (r *Root) TryLockExclusive() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB)
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB)
 }
 
 func (r *Root) lockBlob(d digest.Digest) (*Lock, error) {
-	return lockFile(r.blobLockPath(d), syscall.LOCK_EX)
+	return r.lockFile(r.blobLockPath(d), syscall.LOCK_EX)
 }
 
 func (r *Root) lockRepo(repo string) (*Lock, error) {
-	return lockFile(r.repoLockPath(repo), syscall.LOCK_EX)
+	return r.lockFile(r.repoLockPath(repo), syscall.LOCK_EX)
 }
 
 func (r *Root) lockCatalog() (*Lock, error) {
-	return lockFile(r.catalogLockPath(), syscall.LOCK_EX)
+	return r.lockFile(r.catalogLockPath(), syscall.LOCK_EX)
 }

@@ -8,43 +8,36 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/google/renameio/v2"
 	"github.com/opencontainers/go-digest"
 )
 
 // mkdirAll creates dir and its missing parents with dirMode, whatever the
-// umask.
-func mkdirAll(dir string) error {
-	fi, err := os.Stat(dir)
+// umask. Below the root it resolves dir inside the tree: a symlink on the
+// way that leads outside is an error, never a directory made out there.
+func (r *Root) mkdirAll(dir string) error {
+	stat := os.Stat // the root and above: the administrator's path
+	if r.inTree(dir) {
+		stat = r.stat
+	}
+	fi, err := stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("%s: not a directory", dir)
 		}
 		return nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) {
 		return err
 	}
-	if err := mkdirAll(filepath.Dir(dir)); err != nil {
+	if err := r.mkdirAll(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	return makeDir(dir)
-}
-
-// pendingFile starts an atomic write of path: a dot-named temporary file in
-// the same directory (never servable, same file system for the rename).
-func pendingFile(path string) (*renameio.PendingFile, error) {
-	if err := mkdirAll(filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	return renameio.NewPendingFile(path,
-		renameio.WithTempDir(filepath.Dir(path)),
-		renameio.WithStaticPermissions(fileMode))
+	return r.makeDir(dir)
 }
 
 // publish atomically replaces path with data.
-func publish(path string, data []byte) error {
-	f, err := pendingFile(path)
+func (r *Root) publish(path string, data []byte) error {
+	f, err := r.pendingFile(path)
 	if err != nil {
 		return err
 	}
@@ -52,20 +45,20 @@ func publish(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	return renamePending(f, path)
+	return r.renamePending(f)
 }
 
-// publishVerified streams r into path, checking that the bytes are exactly
-// want (digest and size) before anything becomes visible. size < 0 means
-// unknown.
-func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (int64, error) {
-	f, err := pendingFile(path)
+// publishVerified streams rd into path, checking that the bytes are
+// exactly want (digest and size) before anything becomes visible. size < 0
+// means unknown.
+func (r *Root) publishVerified(path string, want digest.Digest, size int64, rd io.Reader) (int64, error) {
+	f, err := r.pendingFile(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Cleanup()
 	v := want.Verifier()
-	n, err := io.Copy(io.MultiWriter(f, v), r)
+	n, err := io.Copy(io.MultiWriter(f, v), rd)
 	var pe *fs.PathError
 	if errors.As(err, &pe) && pe.Path == f.Name() {
 		// Name the file being published, not its random temporary name.
@@ -80,7 +73,7 @@ func publishVerified(path string, want digest.Digest, size int64, r io.Reader) (
 	if !v.Verified() {
 		return n, &MismatchError{Digest: want, Size: size, Got: n}
 	}
-	return n, renamePending(f, path)
+	return n, r.renamePending(f)
 }
 
 // MismatchError reports content whose bytes are not those its digest or
@@ -102,16 +95,16 @@ func (e *MismatchError) Error() string {
 // link makes dst another name of src's inode. Hard links share one inode,
 // so a blob shared by many repositories costs its bytes once and is freed
 // with its last link. link(2) is atomic: dst is whole or absent.
-func link(src, dst string) error {
-	if err := mkdirAll(filepath.Dir(dst)); err != nil {
+func (r *Root) link(src, dst string) error {
+	if err := r.mkdirAll(filepath.Dir(dst)); err != nil {
 		return err
 	}
-	err := hardLink(src, dst)
+	err := r.hardLink(src, dst)
 	if errors.Is(err, fs.ErrExist) {
 		return nil // another writer got there first with the same content
 	}
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
+	return r.syncDir(filepath.Dir(dst))
 }

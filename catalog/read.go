@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -23,21 +22,21 @@ var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true,
 func (r *Root) repoDirs() ([]string, error) {
 	var repos []string
 	v2 := r.V2Dir()
-	err := filepath.WalkDir(v2, func(path string, e fs.DirEntry, err error) error {
+	err := r.walkDir(v2, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 				return nil // removed while we walked
 			}
 			return err
 		}
 		if !e.IsDir() {
-			return nil
+			return nil // a symlink to a directory is no repository: never followed
 		}
 		name := e.Name()
 		if path != v2 && (layoutDirs[name] || strings.HasPrefix(name, ".")) {
 			return fs.SkipDir
 		}
-		if path != v2 && isRepoDir(path) {
+		if path != v2 && r.isRepoDir(path) {
 			repos = append(repos, filepath.ToSlash(strings.TrimPrefix(path, v2+string(filepath.Separator))))
 		}
 		return nil
@@ -45,9 +44,9 @@ func (r *Root) repoDirs() ([]string, error) {
 	return repos, err
 }
 
-func isRepoDir(dir string) bool {
+func (r *Root) isRepoDir(dir string) bool {
 	for d := range layoutDirs {
-		if fi, err := os.Stat(filepath.Join(dir, d)); err == nil && fi.IsDir() {
+		if r.isDir(filepath.Join(dir, d)) {
 			return true
 		}
 	}
@@ -63,7 +62,7 @@ func (r *Root) Repositories() ([]string, error) {
 	}
 	repos := []string{}
 	for _, repo := range dirs {
-		if ValidateRepo(repo) == nil && isFile(r.TagsListPath(repo)) {
+		if ValidateRepo(repo) == nil && r.isFile(r.TagsListPath(repo)) {
 			repos = append(repos, repo)
 		}
 	}
@@ -77,8 +76,8 @@ func (r *Root) Tags(repo string) ([]string, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(r.manifestsDir(repo))
-	if errors.Is(err, fs.ErrNotExist) {
+	entries, err := r.readDir(r.manifestsDir(repo))
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return []string{}, nil
 	}
 	if err != nil {
@@ -100,7 +99,7 @@ func (r *Root) TagVariants(repo, tag string) ([]TagVariant, error) {
 	if err := ValidateTag(tag); err != nil {
 		return nil, err
 	}
-	b, err := readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
+	b, err := r.readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +131,7 @@ func VariantDigest(v typemap.Variant) (digest.Digest, error) { return digestFrom
 // writer's temporary file looks the same.
 func (r *Root) SweepTemps() (int, error) {
 	n := 0
-	err := filepath.WalkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+	err := r.walkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -141,7 +140,7 @@ func (r *Root) SweepTemps() (int, error) {
 		}
 		// regular files, and the symlinks of nginx's tag links
 		if (e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0) && isTempName(e.Name()) {
-			if err := unlink(path); err != nil {
+			if err := r.unlink(path); err != nil {
 				return err
 			}
 			n++

@@ -3,53 +3,55 @@ package catalog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // readSmall returns the content of the file at path, at most limit bytes
-// (more is an error). It makes the three system calls reading a file
-// needs, where os.ReadFile makes about eight (an os.File tries the
-// runtime poller and sets the descriptor back to blocking): a collection
+// (more is an error that matches errOverLimit), resolving path inside the
+// tree. Reading makes as few system calls as a file allows: a collection
 // reads every manifest and every type map of the tree, tens of thousands
 // of small files, and spends its time in those calls.
-func readSmall(path string, limit int) ([]byte, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != syscall.EINTR {
-			break
-		}
-	}
+func (r *Root) readSmall(path string, limit int) ([]byte, error) {
+	f, err := r.open(path)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 0, 4096)
+	defer f.Close()
+	buf := make([]byte, 0, min(4096, limit+1))
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return buf, nil
-		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if len(buf) > limit {
-			return nil, fmt.Errorf("%s: over the %d byte limit", path, limit)
+			return nil, &limitError{path, limit}
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 }
+
+// errOverLimit matches the error of a file longer than readSmall's limit.
+var errOverLimit = errors.New("over the limit")
+
+type limitError struct {
+	path  string
+	limit int
+}
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("%s: over the %d byte limit", e.path, e.limit)
+}
+
+func (e *limitError) Is(target error) bool { return target == errOverLimit }
 
 // SweepRepoTemps is SweepTemps for one repository: the temporary files in
 // its blobs, manifests (digest and link directories included), tags and
@@ -62,7 +64,7 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 	}
 	n := 0
 	for _, sub := range []string{"blobs", "manifests", "tags", referrersDir} {
-		err := filepath.WalkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
+		err := r.walkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil
@@ -72,7 +74,7 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 			if !isTempEntry(e) {
 				return nil
 			}
-			if err := unlink(path); err != nil {
+			if err := r.unlink(path); err != nil {
 				return err
 			}
 			n++
@@ -88,14 +90,14 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 // SweepCatalogTemps removes the temporary files of _catalog writers that
 // crashed: those in the v2 directory itself. Same rule as SweepTemps.
 func (r *Root) SweepCatalogTemps() (int, error) {
-	entries, err := os.ReadDir(r.V2Dir())
+	entries, err := r.readDir(r.V2Dir())
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, e := range entries {
 		if isTempEntry(e) {
-			if err := unlink(filepath.Join(r.V2Dir(), e.Name())); err != nil {
+			if err := r.unlink(filepath.Join(r.V2Dir(), e.Name())); err != nil {
 				return n, err
 			}
 			n++
@@ -121,7 +123,7 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 	n := 0
 	var sweep func(dir string) (bool, error)
 	sweep = func(dir string) (empty bool, err error) {
-		entries, err := os.ReadDir(dir)
+		entries, err := r.readDir(dir)
 		if err != nil {
 			return false, err
 		}
@@ -131,7 +133,7 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 				continue
 			}
 			sub := filepath.Join(dir, e.Name())
-			if isRepoDir(sub) {
+			if r.isRepoDir(sub) {
 				continue
 			}
 			gone, err := sweep(sub)
@@ -145,11 +147,11 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 		if left > 0 || dir == r.V2Dir() {
 			return false, nil
 		}
-		if err := removeDir(dir); err != nil {
+		if err := r.removeDir(dir); err != nil {
 			return false, err
 		}
 		n++
-		return true, syncDir(filepath.Dir(dir))
+		return true, r.syncDir(filepath.Dir(dir))
 	}
 	_, err := sweep(r.V2Dir())
 	return n, err

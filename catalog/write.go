@@ -52,7 +52,7 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc
 		return BlobPresent, 0, nil
 	}
 	if src, ok := r.findBlob(d); ok {
-		if err := link(src, r.BlobPath(repo, d)); err != nil {
+		if err := r.link(src, r.BlobPath(repo, d)); err != nil {
 			return 0, 0, fmt.Errorf("blob %s: link from %s: %w", d, src, err)
 		}
 		return BlobLinked, 0, nil
@@ -62,7 +62,7 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc
 		return 0, 0, err
 	}
 	defer rc.Close()
-	n, err := publishVerified(r.BlobPath(repo, d), d, size, rc)
+	n, err := r.publishVerified(r.BlobPath(repo, d), d, size, rc)
 	if err != nil {
 		return BlobFetched, n, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -71,26 +71,23 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, fetch FetchFunc
 
 // hasBlob reports whether repo holds blob d, under either name.
 func (r *Root) hasBlob(repo string, d digest.Digest) bool {
-	return isFile(r.BlobPath(repo, d)) || isFile(r.LegacyBlobPath(repo, d))
+	return r.isFile(r.BlobPath(repo, d)) || r.isFile(r.LegacyBlobPath(repo, d))
 }
 
 // findBlob looks for blob d in every repository of the tree. The list is
 // read afresh each time: another process may have just added a repository.
+// Only a regular file is linked from, never a symlink: blobs are shared
+// as hard links, and a link of a symlink would be a symlink.
 func (r *Root) findBlob(d digest.Digest) (string, bool) {
 	repos, _ := r.repoDirs()
 	for _, repo := range repos {
 		for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
-			if isFile(p) {
+			if fi, err := r.lstat(p); err == nil && fi.Mode().IsRegular() {
 				return p, true
 			}
 		}
 	}
 	return "", false
-}
-
-func isFile(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
 }
 
 // MaxManifestSize is the largest manifest we store, as distribution and
@@ -120,10 +117,10 @@ func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw [
 	if got := d.Algorithm().FromBytes(raw); got != d {
 		return fmt.Errorf("manifest %s: content does not match its digest (got %s)", d, got)
 	}
-	if err := writeIfChanged(r.HeadersPath(repo, d), headers(d, mediaType)); err != nil {
+	if err := r.writeIfChanged(r.HeadersPath(repo, d), headers(d, mediaType)); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
-	if err := writeIfChanged(r.ManifestPath(repo, d), raw); err != nil {
+	if err := r.writeIfChanged(r.ManifestPath(repo, d), raw); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
 	if err := r.linkTypedManifest(repo, d, mediaType); err != nil {
@@ -161,7 +158,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 	}
 	m := typemap.Map{URI: tag}
 	for _, v := range variants {
-		if !isFile(r.ManifestPath(repo, v.Digest)) {
+		if !r.isFile(r.ManifestPath(repo, v.Digest)) {
 			return fmt.Errorf("tag %s:%s: manifest %s is not in the tree", repo, tag, v.Digest)
 		}
 		m.Variants = append(m.Variants, typemap.Variant{URI: typeMapURI(v.Digest), ContentType: v.MediaType, QS: v.QS})
@@ -173,7 +170,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 		if err := r.putTagLinks(repo, tag, variants); err != nil {
 			return err
 		}
-		return writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal())
+		return r.writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal())
 	}); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}
@@ -208,13 +205,13 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 	tags := slices.DeleteFunc(all, func(t string) bool { return t == leaving })
 	if len(tags) == 0 {
 		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
-		if _, err := os.Lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := r.lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			return nil
 		}
-		if err := unlink(r.TagsListPath(repo)); err != nil {
+		if err := r.unlink(r.TagsListPath(repo)); err != nil {
 			return err
 		}
-		return syncDir(filepath.Dir(r.TagsListPath(repo)))
+		return r.syncDir(filepath.Dir(r.TagsListPath(repo)))
 	}
 	b, err := json.Marshal(struct {
 		Name string   `json:"name"`
@@ -223,7 +220,7 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 	if err != nil {
 		return err
 	}
-	return writeIfChanged(r.TagsListPath(repo), b)
+	return r.writeIfChanged(r.TagsListPath(repo), b)
 }
 
 // RefreshCatalog rewrites _catalog from the repositories on disk.
@@ -243,7 +240,7 @@ func (r *Root) RefreshCatalog() error {
 	if err != nil {
 		return err
 	}
-	return writeIfChanged(r.CatalogPath(), b)
+	return r.writeIfChanged(r.CatalogPath(), b)
 }
 
 // ManifestMediaType reads the media type recorded for manifest d of repo.
@@ -259,10 +256,11 @@ func (r *Root) ManifestMediaType(repo string, d digest.Digest) (string, error) {
 }
 
 // OpenBlob opens blob d of repo under its plain or legacy name.
+// A blob whose path leads outside the tree is not found.
 func (r *Root) OpenBlob(repo string, d digest.Digest) (*os.File, error) {
-	f, err := os.Open(r.BlobPath(repo, d))
+	f, err := r.open(r.BlobPath(repo, d))
 	if errors.Is(err, fs.ErrNotExist) {
-		f, err = os.Open(r.LegacyBlobPath(repo, d))
+		f, err = r.open(r.LegacyBlobPath(repo, d))
 	}
 	return f, err
 }
