@@ -351,3 +351,137 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc) error {
 	}
 	return nil
 }
+
+// OpenInTree opens the file at path — one of the tree's paths as this
+// package names them (PingPath, CatalogPath, TagsListPath, ManifestPath,
+// …) — for reading, resolved inside the tree: a symlink on the way that
+// leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. A
+// server opens every file it serves with it (or with OpenBlob), so that
+// it never sends a byte from outside the root.
+func (r *Root) OpenInTree(path string) (*os.File, error) { return r.open(path) }
+
+// StatInTree describes the file at path, resolved inside the tree as
+// OpenInTree resolves it.
+func (r *Root) StatInTree(path string) (fs.FileInfo, error) { return r.stat(path) }
+
+// OutsideLink is a symlink in the tree that leads outside the root: no
+// server serves through it, and no command reads, follows or removes
+// through it.
+type OutsideLink struct {
+	Path   string // the symlink, absolute
+	Target string // its content
+}
+
+func (l OutsideLink) String() string { return l.Path + " -> " + l.Target }
+
+// outsideLink reports the symlink at path if it leads outside the tree.
+func (r *Root) outsideLink(path string) (OutsideLink, bool) {
+	if _, err := r.stat(path); !errors.Is(err, ErrOutsideRoot) {
+		return OutsideLink{}, false
+	}
+	target, _ := r.readlink(path)
+	return OutsideLink{Path: path, Target: target}, true
+}
+
+// outsideRepoDir finds a symlink leading outside the tree among the
+// directories of repo's name, the outermost first: a link there takes the
+// whole repository out of the tree.
+func (r *Root) outsideRepoDir(repo string) (OutsideLink, bool) {
+	p := r.V2Dir()
+	for c := range strings.SplitSeq(repo, "/") {
+		p = filepath.Join(p, c)
+		fi, err := r.lstat(p)
+		if err != nil {
+			return OutsideLink{}, false
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return r.outsideLink(p)
+		}
+	}
+	return OutsideLink{}, false
+}
+
+// OutsideLinks lists every symlink that leads outside the root, anywhere
+// under v2/ and the state directory, or, for a repository, under its
+// directory and on the path to it: what verify reports. It reads no
+// directory through a symlink.
+func (r *Root) OutsideLinks(repo string) ([]OutsideLink, error) {
+	dirs := []string{r.V2Dir(), filepath.Join(r.dir, stateDir)}
+	var links []OutsideLink
+	if repo != "" {
+		if err := ValidateRepo(repo); err != nil {
+			return nil, err
+		}
+		if l, ok := r.outsideRepoDir(repo); ok {
+			return []OutsideLink{l}, nil
+		}
+		dirs = []string{r.RepoDir(repo)}
+	}
+	for _, dir := range dirs {
+		err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil // nothing there, or removed meanwhile
+				}
+				return err
+			}
+			if e.Type()&fs.ModeSymlink != 0 {
+				if l, ok := r.outsideLink(path); ok {
+					links = append(links, l)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return links, err
+		}
+	}
+	return links, nil
+}
+
+// OutsideLayout lists the directories of repo's layout — the repository
+// directory, blobs/, manifests/ and nginx's link directories in it,
+// tags/ and referrers/ — that are symlinks leading outside the root. A
+// collector leaves such a repository alone: what it stores is not in the
+// tree. Files that are such links (a blob, a type map, an index.json) are
+// not listed here: reading them fails with ErrOutsideRoot, and listings
+// skip them. It costs a directory read and two lstats.
+func (r *Root) OutsideLayout(repo string) ([]OutsideLink, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return nil, err
+	}
+	dir := r.RepoDir(repo)
+	entries, err := r.readDir(dir)
+	if errors.Is(err, ErrOutsideRoot) {
+		if l, ok := r.outsideRepoDir(repo); ok {
+			return []OutsideLink{l}, nil
+		}
+		return []OutsideLink{{Path: dir}}, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var links []OutsideLink
+	for _, e := range entries {
+		if layoutDirs[e.Name()] && e.Type()&fs.ModeSymlink != 0 {
+			if l, ok := r.outsideLink(filepath.Join(dir, e.Name())); ok {
+				links = append(links, l)
+			}
+		}
+	}
+	if len(links) > 0 {
+		return links, nil
+	}
+	for _, sub := range []string{tagLinksDir, fallbackLinksDir} {
+		p := filepath.Join(r.manifestsDir(repo), sub)
+		if fi, err := r.lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			if l, ok := r.outsideLink(p); ok {
+				links = append(links, l)
+			}
+		}
+	}
+	return links, nil
+}

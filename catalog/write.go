@@ -256,11 +256,16 @@ func (r *Root) ManifestMediaType(repo string, d digest.Digest) (string, error) {
 }
 
 // OpenBlob opens blob d of repo under its plain or legacy name.
-// A blob whose path leads outside the tree is not found.
+// A blob whose path leads outside the tree is not found: the error says
+// so (ErrOutsideRoot) unless the legacy name is found instead.
 func (r *Root) OpenBlob(repo string, d digest.Digest) (*os.File, error) {
 	f, err := r.open(r.BlobPath(repo, d))
-	if errors.Is(err, fs.ErrNotExist) {
-		f, err = r.open(r.LegacyBlobPath(repo, d))
+	if !errors.Is(err, fs.ErrNotExist) {
+		return f, err
 	}
-	return f, err
+	f, lerr := r.open(r.LegacyBlobPath(repo, d))
+	if errors.Is(lerr, fs.ErrNotExist) && errors.Is(err, ErrOutsideRoot) {
+		return nil, err
+	}
+	return f, lerr
 }
