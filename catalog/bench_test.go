@@ -10,8 +10,9 @@ import (
 )
 
 // BenchmarkRead times the reads servers and collectors make per request or
-// per manifest, one file each, on a warm page cache: what confining every
-// path to the tree costs shows here first. The repository is nested
+// per manifest, one file each, on a warm page cache, without a lock (as a
+// server reads) and holding the tree lock (as a writer or a collector
+// does): what confining every path to the tree costs shows here first. The repository is nested
 // ("ns/app"), as most are, so each path has six components below the root.
 func BenchmarkRead(b *testing.B) {
 	r, err := Open(b.TempDir())
@@ -66,12 +67,27 @@ func BenchmarkRead(b *testing.B) {
 		{"tags", func() error { _, err := r.Tags(repo); return err }},
 		{"stored-repositories", func() error { _, err := r.StoredRepositories(); return err }},
 	} {
-		b.Run(bm.name, func(b *testing.B) {
-			for b.Loop() {
-				if err := bm.read(); err != nil {
-					b.Fatal(err)
-				}
+		// A server reads holding no lock; a writer or a collector reads
+		// holding the tree lock.
+		for _, locked := range []bool{false, true} {
+			name := bm.name + "/unlocked"
+			if locked {
+				name = bm.name + "/locked"
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				if locked {
+					l, err := r.LockShared()
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer l.Unlock()
+				}
+				for b.Loop() {
+					if err := bm.read(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

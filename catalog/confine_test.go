@@ -232,13 +232,40 @@ func watch(t *testing.T, dir string) (events func() []string) {
 }
 
 // linkKinds runs test on a hostile tree of absolute links, and on one of
-// relative links climbing out with "..".
+// relative links climbing out with "..", each resolved with openat2 and,
+// as where the system has none, with os.Root alone.
 func linkKinds(t *testing.T, test func(t *testing.T, h *hostileTree)) {
+	linkKindsIn(t, []bool{false, true}, test)
+}
+
+// linkKindsPaired is linkKinds on two trees instead of four: absolute
+// links resolved with openat2, relative ones with os.Root.
+func linkKindsPaired(t *testing.T, test func(t *testing.T, h *hostileTree)) {
+	linkKindsIn(t, nil, test)
+}
+
+func linkKindsIn(t *testing.T, resolvers []bool, test func(t *testing.T, h *hostileTree)) {
 	for _, kind := range []struct {
 		name     string
 		relative bool
 	}{{"absolute", false}, {"relative", true}} {
-		t.Run(kind.name, func(t *testing.T) { test(t, buildHostileTree(t, kind.relative)) })
+		modes := resolvers
+		if modes == nil {
+			modes = []bool{kind.relative}
+		}
+		for _, osRoot := range modes {
+			name := kind.name + "/openat2"
+			if osRoot {
+				name = kind.name + "/os.Root"
+			}
+			t.Run(name, func(t *testing.T) {
+				h := buildHostileTree(t, kind.relative)
+				if osRoot {
+					catalog.WithoutOpenat2(h.root)
+				}
+				test(t, h)
+			})
+		}
 	}
 }
 
@@ -497,7 +524,7 @@ func TestConfinedChanges(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			linkKinds(t, func(t *testing.T, h *hostileTree) {
+			linkKindsPaired(t, func(t *testing.T, h *hostileTree) {
 				before := h.snapshot(t)
 				events := watch(t, h.outside)
 				err := tt.change(h)
@@ -672,5 +699,114 @@ func TestRootDescriptor(t *testing.T) {
 	}
 	if _, err := r.OpenInTree(r.PingPath()); err != nil {
 		t.Errorf("v2/index.json of the new tree: %v", err)
+	}
+}
+
+// TestReadDirAsOS: the tree's own directory listing (getdents64 after
+// openat2, or os.Root's) names and types entries as os.ReadDir does.
+func TestReadDirAsOS(t *testing.T) {
+	for _, osRoot := range []bool{false, true} {
+		r, err := catalog.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if osRoot {
+			catalog.WithoutOpenat2(r)
+		}
+		dir := filepath.Join(r.Dir(), "d")
+		if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 { // more than one getdents64 buffer
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d-%s", i, strings.Repeat("x", 40))), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink("sub", filepath.Join(dir, "link")); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := catalog.ReadDir(r, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		str := func(es []fs.DirEntry) string {
+			var b strings.Builder
+			for _, e := range es {
+				fmt.Fprintf(&b, "%s %v %v\n", e.Name(), e.Type(), e.IsDir())
+			}
+			return b.String()
+		}
+		if str(got) != str(want) {
+			t.Errorf("osRoot=%v: readDir\n%s\nos.ReadDir\n%s", osRoot, str(got), str(want))
+		}
+		if fi, err := got[0].Info(); err != nil || fi.Name() != want[0].Name() {
+			t.Errorf("osRoot=%v: Info() = %v, %v", osRoot, fi, err)
+		}
+		if _, err := catalog.ReadDir(r, filepath.Join(dir, "link", "..", "f000-"+strings.Repeat("x", 40))); err == nil {
+			t.Errorf("osRoot=%v: readDir of a file: no error", osRoot)
+		}
+	}
+}
+
+// TestReadsAcrossLocks: readers holding no lock keep reading correctly
+// while another goroutine takes and drops the tree lock, which opens and
+// closes the descriptor the Root keeps while locked.
+func TestReadsAcrossLocks(t *testing.T) {
+	h := buildHostileTree(t, false)
+	r, d := h.root, h.images["app"]
+	want, err := r.ReadManifest("app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() {
+			for range 500 {
+				got, err := r.ReadManifest("app", d)
+				if err == nil && !bytes.Equal(got, want) {
+					err = fmt.Errorf("read %q", got)
+				}
+				if err == nil {
+					_, err = r.ReadManifest("app", h.m)
+					if errors.Is(err, catalog.ErrOutsideRoot) {
+						err = nil
+					} else {
+						err = fmt.Errorf("through the link: %v", err)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 200 {
+		l, err := r.LockShared()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ReadManifest("app", d); err != nil {
+			t.Error(err)
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if fds := openInside(t, r.Dir()); len(fds) > 0 {
+		t.Errorf("descriptors left open:\n%s", strings.Join(fds, "\n"))
 	}
 }

@@ -33,11 +33,11 @@ func (r *Root) makeDir(dir string) error {
 		}
 		return os.Chmod(dir, dirMode)
 	}
-	err := r.in("mkdir", dir, func(t *tree, name string) error { return t.root.Mkdir(name, dirMode) })
+	err := r.in("mkdir", dir, func(root *os.Root, name string) error { return root.Mkdir(name, dirMode) })
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return r.in("chmod", dir, func(t *tree, name string) error { return t.root.Chmod(name, dirMode) })
+	return r.in("chmod", dir, func(root *os.Root, name string) error { return root.Chmod(name, dirMode) })
 }
 
 // pendingFile is a file being written under a temporary name in the
@@ -62,8 +62,8 @@ func (r *Root) pendingFile(path string) (*pendingFile, error) {
 		return nil, err
 	}
 	var dir *os.Root
-	if err := r.in("open", dirPath, func(t *tree, name string) (err error) {
-		dir, err = t.root.OpenRoot(name)
+	if err := r.in("open", dirPath, func(root *os.Root, name string) (err error) {
+		dir, err = root.OpenRoot(name)
 		return err
 	}); err != nil {
 		return nil, err
@@ -110,20 +110,20 @@ func (r *Root) renamePending(f *pendingFile) error {
 // caller syncs the directory.
 func (r *Root) renameEntry(tmp, path string) error {
 	crashPoint(stepRename, path)
-	return r.in2("rename", tmp, path, func(t *tree, oldname, newname string) error { return t.root.Rename(oldname, newname) })
+	return r.in2("rename", tmp, path, func(root *os.Root, oldname, newname string) error { return root.Rename(oldname, newname) })
 }
 
 // hardLink makes dst another name of src. A symlink at src is linked as
 // itself, never followed.
 func (r *Root) hardLink(src, dst string) error {
 	crashPoint(stepLink, dst)
-	return r.in2("link", src, dst, func(t *tree, oldname, newname string) error { return t.root.Link(oldname, newname) })
+	return r.in2("link", src, dst, func(root *os.Root, oldname, newname string) error { return root.Link(oldname, newname) })
 }
 
 // makeSymlink creates a symlink at path to target.
 func (r *Root) makeSymlink(target, path string) error {
 	crashPoint(stepSymlink, path)
-	return r.in2("symlink", target, path, func(t *tree, oldname, newname string) error { return t.root.Symlink(oldname, newname) })
+	return r.in2("symlink", target, path, func(root *os.Root, oldname, newname string) error { return root.Symlink(oldname, newname) })
 }
 
 // unlink removes the file or symlink at path — a symlink itself, never
@@ -138,7 +138,7 @@ func (r *Root) unlink(path string) error {
 		return nil // no step: nothing changes
 	}
 	crashPoint(stepUnlink, path)
-	err := r.in("remove", path, func(t *tree, name string) error { return t.root.Remove(name) })
+	err := r.in("remove", path, func(root *os.Root, name string) error { return root.Remove(name) })
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil
 	}
@@ -149,7 +149,7 @@ func (r *Root) unlink(path string) error {
 // a missing one is not an error.
 func (r *Root) removeDir(dir string) error {
 	crashPoint(stepRmdir, dir)
-	err := r.in("remove", dir, func(t *tree, name string) error { return t.root.Remove(name) })
+	err := r.in("remove", dir, func(root *os.Root, name string) error { return root.Remove(name) })
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil
 	}
@@ -213,8 +213,8 @@ func (r *Root) lockFile(path string, how int) (*Lock, error) {
 	}
 	crashPoint(stepLock, path)
 	var f *os.File
-	err := r.in("open", path, func(t *tree, name string) (err error) {
-		f, err = t.root.OpenFile(name, os.O_RDWR|os.O_CREATE, fileMode)
+	err := r.in("open", path, func(root *os.Root, name string) (err error) {
+		f, err = root.OpenFile(name, os.O_RDWR|os.O_CREATE, fileMode)
 		return err
 	})
 	if err != nil {

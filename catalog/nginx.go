@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -163,12 +162,12 @@ func (r *Root) publishHardLink(src, dst string) error {
 }
 
 func (r *Root) sameInode(a, b string) bool {
-	fa, err := r.stat(a)
+	sa, err := r.statT(a, true)
 	if err != nil {
 		return false
 	}
-	fb, err := r.stat(b)
-	return err == nil && os.SameFile(fa, fb)
+	sb, err := r.statT(b, true)
+	return err == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // createTemp creates a new entry with create at a temporary name next to

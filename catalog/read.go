@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,32 +20,40 @@ var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true,
 
 // repoDirs lists every repository directory of the tree: a directory with
 // any of blobs/, manifests/, tags/ or referrers/, published or still being
-// written.
+// written. Each directory is read once, and what its entries are tells a
+// repository: no stat of its layout directories, no symlink descended.
 func (r *Root) repoDirs() ([]string, error) {
 	var repos []string
-	v2 := r.V2Dir()
-	err := r.walkDir(v2, func(path string, e fs.DirEntry, err error) error {
+	var visit func(dir, repo string) error
+	visit = func(dir, repo string) error {
+		entries, err := r.readDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			return nil // removed while we walked
+		}
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
-				return nil // removed while we walked
-			}
 			return err
 		}
-		if !e.IsDir() {
-			return nil // a symlink to a directory is no repository: never followed
+		if repo != "" && slices.ContainsFunc(entries, func(e fs.DirEntry) bool {
+			return layoutDirs[e.Name()] && (e.IsDir() || e.Type()&fs.ModeSymlink != 0 && r.isDir(filepath.Join(dir, e.Name())))
+		}) {
+			repos = append(repos, repo)
 		}
-		name := e.Name()
-		if path != v2 && (layoutDirs[name] || strings.HasPrefix(name, ".")) {
-			return fs.SkipDir
-		}
-		if path != v2 && r.isRepoDir(path) {
-			repos = append(repos, filepath.ToSlash(strings.TrimPrefix(path, v2+string(filepath.Separator))))
+		for _, e := range entries {
+			name := e.Name()
+			if !e.IsDir() || layoutDirs[name] || strings.HasPrefix(name, ".") {
+				continue // a symlink to a directory is no repository: never followed
+			}
+			if err := visit(filepath.Join(dir, name), path.Join(repo, name)); err != nil {
+				return err
+			}
 		}
 		return nil
-	})
+	}
+	err := visit(r.V2Dir(), "")
 	return repos, err
 }
 
+// isRepoDir reports whether dir is a repository's directory.
 func (r *Root) isRepoDir(dir string) bool {
 	for d := range layoutDirs {
 		if r.isDir(filepath.Join(dir, d)) {
