@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 )
 
 // ErrTagUnknown reports a tag that is not in the tree.
@@ -27,7 +26,9 @@ func (r *Root) DeleteTag(repo, tag string) error {
 		return err
 	}
 	err := r.updateRepo(repo, func() error {
-		if _, err := os.Lstat(r.TypeMapPath(repo, tag)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := r.lstat(r.TypeMapPath(repo, tag)); errors.Is(err, ErrOutsideRoot) {
+			return err
+		} else if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)
 		}
 		if err := r.writeTagsList(repo, tag); err != nil {
@@ -36,10 +37,10 @@ func (r *Root) DeleteTag(repo, tag string) error {
 		if err := r.removeTagLinks(repo, tag); err != nil {
 			return err
 		}
-		if err := unlink(r.TypeMapPath(repo, tag)); err != nil {
+		if err := r.unlink(r.TypeMapPath(repo, tag)); err != nil {
 			return err
 		}
-		return syncDir(r.manifestsDir(repo))
+		return r.syncDir(r.manifestsDir(repo))
 	})
 	if err != nil {
 		return err

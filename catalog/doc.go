@@ -24,4 +24,9 @@
 // Every file a server may read is written to a dot-named temporary file in
 // its final directory, synced, and renamed into place, so a reader sees the
 // old file or the new one and never a part. Dot files are never served.
+//
+// Every path is resolved inside the root, relative to a descriptor of the
+// root directory (confine.go): a symlink in the tree that leads outside it
+// makes a read, a write or a removal fail with ErrOutsideRoot, and nothing
+// outside the root is ever read, followed or removed.
 package catalog

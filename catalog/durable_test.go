@@ -22,8 +22,16 @@ var changesDisk = map[string]map[string]bool{
 	"unix":    {"Flock": true, "Rename": true, "Renameat": true, "Renameat2": true, "Link": true, "Unlinkat": true},
 }
 
-// methodsChangingDisk are methods whose call is a durable step.
-var methodsChangingDisk = map[string]bool{"Sync": true, "CloseAtomicallyReplace": true}
+// methodsChangingDisk are methods whose call is a durable step: syncs,
+// and everything an os.Root (or an os.File) can change on the disk. Every
+// path of the tree is resolved through the tree's os.Root (confine.go),
+// so these are the calls a new write would make.
+var methodsChangingDisk = map[string]bool{
+	"Sync": true, "CloseAtomicallyReplace": true,
+	"Rename": true, "Link": true, "Symlink": true, "Remove": true, "RemoveAll": true,
+	"Mkdir": true, "MkdirAll": true, "Chmod": true, "Chown": true, "Lchown": true, "Chtimes": true,
+	"Create": true, "OpenFile": true, "WriteFile": true, "Truncate": true,
+}
 
 // TestDurableStepsGoThroughCrashPoints parses the package and fails on any
 // call that changes the disk outside durable.go.

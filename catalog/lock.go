@@ -24,9 +24,12 @@ import (
 //	locks/catalog         one rewrite of _catalog at a time
 //	locks/gc.lock         one collector at a time (TryLockGC)
 
-// Lock is a held lock. Unlock releases it.
+// Lock is a held lock. Unlock releases it. While a Root holds a lock, it
+// keeps the root directory open for the operations of the holder
+// (confine.go).
 type Lock struct {
 	f *os.File
+	r *Root
 }
 
 // Unlock releases the lock.
@@ -36,6 +39,9 @@ func (l *Lock) Unlock() error {
 	}
 	err := l.f.Close() // closing the descriptor drops the flock
 	l.f = nil
+	if l.r != nil {
+		l.r.let()
+	}
 	return err
 }
 
@@ -57,30 +63,30 @@ func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), "ca
 // LockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.
 func (r *Root) LockShared() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_SH, "the tree: a gc or delete holds it", r.waits)
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_SH, "the tree: a gc or delete holds it")
 }
 
 // LockExclusive takes the tree lock exclusively, waiting for every writer.
 func (r *Root) LockExclusive() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_EX, "the tree: exports or deletes are writing it", r.waits)
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX, "the tree: exports or deletes are writing it")
 }
 
 // TryLockExclusive takes the tree lock exclusively if nobody holds it, and
 // returns nil otherwise.
 func (r *Root) TryLockExclusive() (*Lock, error) {
-	return lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB, "", r.waits)
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB, "")
 }
 
 func (r *Root) lockBlob(d digest.Digest) (*Lock, error) {
-	return lockFile(r.blobLockPath(d), syscall.LOCK_EX, "blob "+d.String()+": another export is fetching it", r.waits)
+	return r.lockFile(r.blobLockPath(d), syscall.LOCK_EX, "blob "+d.String()+": another export is fetching it")
 }
 
 func (r *Root) lockRepo(repo string) (*Lock, error) {
-	return lockFile(r.repoLockPath(repo), syscall.LOCK_EX, "repository "+repo+": another command is updating its tags", r.waits)
+	return r.lockFile(r.repoLockPath(repo), syscall.LOCK_EX, "repository "+repo+": another command is updating its tags")
 }
 
 func (r *Root) lockCatalog() (*Lock, error) {
-	return lockFile(r.catalogLockPath(), syscall.LOCK_EX, "_catalog: another command is rewriting it", r.waits)
+	return r.lockFile(r.catalogLockPath(), syscall.LOCK_EX, "_catalog: another command is rewriting it")
 }
 
 // Waits says how a Root waits for a lock another process holds. The zero

@@ -24,8 +24,10 @@ import (
 // RequireTree reports an error unless the root holds a tree: commands that
 // change an existing tree must not create one where --root is mistyped.
 func (r *Root) RequireTree() error {
-	fi, err := os.Stat(r.V2Dir())
+	fi, err := r.stat(r.V2Dir())
 	switch {
+	case errors.Is(err, ErrOutsideRoot):
+		return fmt.Errorf("root %s: %w", r.Dir(), err)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return fmt.Errorf("root %s: no registry tree here", r.Dir())
 	case err != nil:
@@ -62,13 +64,14 @@ func (r *Root) ManifestDigests(repo string) ([]digest.Digest, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	return digestsIn(r.manifestsDir(repo), fs.DirEntry.IsDir)
+	return r.digestsIn(r.manifestsDir(repo), fs.DirEntry.IsDir)
 }
 
 // digestsIn lists the entries of dir that keep accepts and whose name is
-// a digest, in directory order (ReadDir sorts); a missing dir has none.
-func digestsIn(dir string, keep func(fs.DirEntry) bool) ([]digest.Digest, error) {
-	return digestsNamed(dir, func(e fs.DirEntry) digest.Digest {
+// a digest, in directory order (ReadDir sorts); a missing dir has none,
+// one leading outside the tree is an error.
+func (r *Root) digestsIn(dir string, keep func(fs.DirEntry) bool) ([]digest.Digest, error) {
+	return r.digestsNamed(dir, func(e fs.DirEntry) digest.Digest {
 		if !keep(e) {
 			return ""
 		}
@@ -78,9 +81,9 @@ func digestsIn(dir string, keep func(fs.DirEntry) bool) ([]digest.Digest, error)
 
 // digestsNamed lists the valid digests name derives from the entries of
 // dir.
-func digestsNamed(dir string, name func(fs.DirEntry) digest.Digest) ([]digest.Digest, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+func (r *Root) digestsNamed(dir string, name func(fs.DirEntry) digest.Digest) ([]digest.Digest, error) {
+	entries, err := r.readDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil, nil
 	}
 	if err != nil {
@@ -99,13 +102,13 @@ func digestsNamed(dir string, name func(fs.DirEntry) digest.Digest) ([]digest.Di
 // directory without index.json is never served (every server resolves a
 // digest to that file) and only remains of a crashed writer or remover.
 func (r *Root) ManifestComplete(repo string, d digest.Digest) bool {
-	return isFile(r.ManifestPath(repo, d))
+	return r.isFile(r.ManifestPath(repo, d))
 }
 
 // ReadManifest returns the bytes of manifest d of repo, refusing more than
 // MaxManifestSize.
 func (r *Root) ReadManifest(repo string, d digest.Digest) ([]byte, error) {
-	return readSmall(r.ManifestPath(repo, d), MaxManifestSize)
+	return r.readSmall(r.ManifestPath(repo, d), MaxManifestSize)
 }
 
 // ManifestChanged is the status-change time (ctime) of manifest d's
@@ -115,9 +118,9 @@ func (r *Root) ReadManifest(repo string, d digest.Digest) ([]byte, error) {
 // mtime: a manifest hard-linked into place just now keeps the mtime of
 // its first copy and would look old (serving-facts §3.15, zot#117).
 func (r *Root) ManifestChanged(repo string, d digest.Digest) (time.Time, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(r.ManifestPath(repo, d), &st); err != nil {
-		return time.Time{}, &fs.PathError{Op: "stat", Path: r.ManifestPath(repo, d), Err: err}
+	st, err := r.statT(r.ManifestPath(repo, d), true)
+	if err != nil {
+		return time.Time{}, err
 	}
 	sec, nsec := st.Ctim.Unix()
 	return time.Unix(sec, nsec), nil
@@ -131,7 +134,7 @@ type Headers struct {
 
 // ReadHeaders parses the .htaccess of manifest d of repo.
 func (r *Root) ReadHeaders(repo string, d digest.Digest) (Headers, error) {
-	b, err := os.ReadFile(r.HeadersPath(repo, d))
+	b, err := r.readSmall(r.HeadersPath(repo, d), maxHeadersSize)
 	if err != nil {
 		return Headers{}, err
 	}
@@ -163,13 +166,13 @@ func (r *Root) RemoveManifest(repo string, d digest.Digest) error {
 	if err := r.unlinkTypedManifests(repo, d); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
-	if err := unlink(r.ManifestPath(repo, d)); err != nil {
+	if err := r.unlink(r.ManifestPath(repo, d)); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
-	if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := r.syncDir(dir); err != nil && (!errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot)) {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
-	if err := removeTree(dir); err != nil {
+	if err := r.removeTree(dir); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
 	return nil
@@ -188,8 +191,8 @@ func (r *Root) Blobs(repo string) ([]StoredBlob, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(filepath.Join(r.RepoDir(repo), "blobs"))
-	if errors.Is(err, fs.ErrNotExist) {
+	entries, err := r.readDir(filepath.Join(r.RepoDir(repo), "blobs"))
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil, nil
 	}
 	if err != nil {
@@ -218,7 +221,7 @@ func (r *Root) BlobFilePath(repo string, b StoredBlob) string {
 
 // OpenBlobFile opens blob b of repo and says which inode it is.
 func (r *Root) OpenBlobFile(repo string, b StoredBlob) (*os.File, Inode, error) {
-	f, err := os.Open(r.BlobFilePath(repo, b))
+	f, err := r.open(r.BlobFilePath(repo, b))
 	if err != nil {
 		return nil, Inode{}, err
 	}
@@ -242,8 +245,8 @@ type Inode struct {
 func (r *Root) BlobInodes(repo string, d digest.Digest) ([]Inode, error) {
 	var out []Inode
 	for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
-		in, err := inodeOf(p)
-		if errors.Is(err, fs.ErrNotExist) {
+		in, err := r.inodeOf(p)
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			continue
 		}
 		if err != nil {
@@ -254,12 +257,12 @@ func (r *Root) BlobInodes(repo string, d digest.Digest) ([]Inode, error) {
 	return out, nil
 }
 
-func inodeOf(path string) (Inode, error) {
-	var st syscall.Stat_t
-	if err := syscall.Lstat(path, &st); err != nil {
-		return Inode{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
+func (r *Root) inodeOf(path string) (Inode, error) {
+	st, err := r.statT(path, false)
+	if err != nil {
+		return Inode{}, err
 	}
-	return inodeFromStat(&st), nil
+	return inodeFromStat(st), nil
 }
 
 func inodeFromStat(st *syscall.Stat_t) Inode {
@@ -280,14 +283,14 @@ func (r *Root) RemoveBlob(repo string, d digest.Digest) (int64, error) {
 	}
 	var freed int64
 	for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
-		in, err := inodeOf(p)
-		if errors.Is(err, fs.ErrNotExist) {
+		in, err := r.inodeOf(p)
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			continue
 		}
 		if err != nil {
 			return freed, fmt.Errorf("blob %s of %s: %w", d, repo, err)
 		}
-		if err := unlink(p); err != nil {
+		if err := r.unlink(p); err != nil {
 			return freed, fmt.Errorf("blob %s of %s: %w", d, repo, err)
 		}
 		if in.Links == 1 {
@@ -322,7 +325,10 @@ func (r *Root) TagsInStep(repo string, tags []string) (bool, error) {
 		return false, nil // a broken tags/list is out of step too
 	}
 	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
-		entries, err := os.ReadDir(filepath.Join(r.manifestsDir(repo), dir))
+		entries, err := r.readDir(filepath.Join(r.manifestsDir(repo), dir))
+		if errors.Is(err, ErrOutsideRoot) {
+			return false, nil // out of step: the update that sets it right refuses the link
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			if len(tags) == 0 {
 				continue
@@ -349,8 +355,8 @@ func (r *Root) TagsInStep(repo string, tags []string) (bool, error) {
 // ReadTagsList returns the tags repo's tags/list names, and false when
 // the repository has no tags/list.
 func (r *Root) ReadTagsList(repo string) ([]string, bool, error) {
-	b, err := readSmall(r.TagsListPath(repo), maxListSize)
-	if errors.Is(err, fs.ErrNotExist) {
+	b, err := r.readSmall(r.TagsListPath(repo), maxListSize)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -369,13 +375,17 @@ func (r *Root) ReadTagsList(repo string) ([]string, bool, error) {
 	return l.Tags, true, nil
 }
 
+// maxHeadersSize bounds what ReadHeaders reads: two lines are written,
+// and TripleO's were no longer.
+const maxHeadersSize = 1 << 20
+
 // maxListSize bounds what ReadTagsList reads: far more than any real
 // tags/list, far less than memory.
 const maxListSize = 64 << 20
 
 // ReadCatalog returns the repositories _catalog names.
 func (r *Root) ReadCatalog() ([]string, error) {
-	b, err := os.ReadFile(r.CatalogPath())
+	b, err := r.readSmall(r.CatalogPath(), maxListSize)
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +410,7 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 	}
 	dir := r.RepoDir(repo)
 	for _, sub := range []string{"manifests", "blobs"} {
-		if empty, err := onlyDotEntries(filepath.Join(dir, sub)); err != nil || !empty {
+		if empty, err := r.onlyDotEntries(filepath.Join(dir, sub)); err != nil || !empty {
 			return false, err
 		}
 	}
@@ -409,34 +419,38 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 	// referrers/ next: with no manifest left, its indexes list nothing
 	// that exists.
 	for _, sub := range []string{"tags", referrersDir, "manifests", "blobs"} {
-		if err := removeTree(filepath.Join(dir, sub)); err != nil {
+		if err := r.removeTree(filepath.Join(dir, sub)); err != nil {
 			return false, fmt.Errorf("repository %s: %w", repo, err)
 		}
 	}
-	_ = unlink(r.repoLockPath(repo)) // nobody holds it under the exclusive tree lock
+	_ = r.unlink(r.repoLockPath(repo)) // nobody holds it under the exclusive tree lock
 	d := dir
-	for ; d != r.V2Dir() && !isRepoDir(d); d = filepath.Dir(d) {
-		if err := removeDir(d); err != nil {
+	for ; d != r.V2Dir() && !r.isRepoDir(d); d = filepath.Dir(d) {
+		if err := r.removeDir(d); err != nil {
 			break // not empty: a nested repository, or something of the admin's
 		}
 	}
 	for ; ; d = filepath.Dir(d) {
 		// A nested repository removed meanwhile may have taken d along.
-		err := syncDir(d)
+		err := r.syncDir(d)
 		if err == nil {
 			return true, nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) || d == r.V2Dir() {
+		if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) || d == r.V2Dir() {
 			return true, fmt.Errorf("repository %s: %w", repo, err)
 		}
 	}
 }
 
 // onlyDotEntries reports whether dir is missing or holds nothing but dot
-// files.
-func onlyDotEntries(dir string) (bool, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+// files. A dir that is a symlink holds nothing of the tree: removing the
+// repository removes the link.
+func (r *Root) onlyDotEntries(dir string) (bool, error) {
+	if fi, err := r.lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return true, nil
+	}
+	entries, err := r.readDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return true, nil
 	}
 	if err != nil {
@@ -455,12 +469,12 @@ func onlyDotEntries(dir string) (bool, error) {
 // behind each other on the tree lock: cron may start the next one while
 // the last still runs.
 func (r *Root) TryLockGC() (*Lock, error) {
-	return lockFile(filepath.Join(r.locksDir(), "gc.lock"), syscall.LOCK_EX|syscall.LOCK_NB, "", r.waits)
+	return r.lockFile(filepath.Join(r.locksDir(), "gc.lock"), syscall.LOCK_EX|syscall.LOCK_NB, "")
 }
 
 // BlobLocks lists the digests that have a blob lock file.
 func (r *Root) BlobLocks() ([]digest.Digest, error) {
-	return digestsNamed(r.locksDir(), func(e fs.DirEntry) digest.Digest {
+	return r.digestsNamed(r.locksDir(), func(e fs.DirEntry) digest.Digest {
 		name, ok := strings.CutPrefix(e.Name(), "blob-")
 		alg, hex, ok2 := strings.Cut(name, "-")
 		if !ok || !ok2 {
@@ -475,5 +489,5 @@ func (r *Root) BlobLocks() ([]digest.Digest, error) {
 // tree lock, so nobody holds or waits for it then, and removing a lock
 // file someone waits on would let two writers lock different files.
 func (r *Root) RemoveBlobLock(d digest.Digest) error {
-	return unlink(r.blobLockPath(d))
+	return r.unlink(r.blobLockPath(d))
 }

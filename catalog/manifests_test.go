@@ -43,7 +43,7 @@ func TestGCRemoveManifest(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	keep := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2,"x":1}`)
-	if typed, ok := r.TypedManifestPath("ns/app", d, gcOCIManifest); !ok || !isFile(typed) {
+	if typed, ok := r.TypedManifestPath("ns/app", d, gcOCIManifest); !ok || !r.isFile(typed) {
 		t.Fatalf("no typed link %s to test with", typed)
 	}
 	if err := r.RemoveManifest("ns/app", d); err != nil {
@@ -102,7 +102,7 @@ func TestGCBlobsAndRemoveBlob(t *testing.T) {
 		if b.Legacy != (b.Digest == legacy) {
 			t.Errorf("blob %+v: wrong legacy flag", b)
 		}
-		if !isFile(r.BlobFilePath("a", b)) {
+		if !r.isFile(r.BlobFilePath("a", b)) {
 			t.Errorf("BlobFilePath(%+v) = %s: no such file", b, r.BlobFilePath("a", b))
 		}
 	}
@@ -137,7 +137,7 @@ func TestGCRemoveRepo(t *testing.T) {
 	if gone, err := r.RemoveRepo("ns/parent"); !gone || err != nil {
 		t.Fatalf("RemoveRepo of an empty repository: %v %v", gone, err)
 	}
-	if isRepoDir(r.RepoDir("ns/parent")) {
+	if r.isRepoDir(r.RepoDir("ns/parent")) {
 		t.Error("ns/parent is still a repository")
 	}
 	repos, err := r.StoredRepositories()
@@ -267,24 +267,25 @@ func TestGCSweepRepoTemps(t *testing.T) {
 	if n, err := r.SweepRepoTemps("ns/app"); err != nil || n != len(stale) {
 		t.Errorf("SweepRepoTemps = %d, %v; want %d", n, err, len(stale))
 	}
-	if !isFile(r.ManifestPath("ns/app", d)) || !isFile(r.HeadersPath("ns/app", d)) {
+	if !r.isFile(r.ManifestPath("ns/app", d)) || !r.isFile(r.HeadersPath("ns/app", d)) {
 		t.Error("the manifest or its .htaccess went")
 	}
 }
 
 // TestGCReadSmall refuses files over the limit.
 func TestGCReadSmall(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "f")
+	r := newTree(t)
+	p := filepath.Join(r.Dir(), "v2", "f")
 	if err := os.WriteFile(p, bytes.Repeat([]byte("x"), 10000), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := readSmall(p, 10000); err != nil || len(b) != 10000 {
+	if b, err := r.readSmall(p, 10000); err != nil || len(b) != 10000 {
 		t.Errorf("readSmall at the limit: %d bytes, %v", len(b), err)
 	}
-	if _, err := readSmall(p, 9999); err == nil || !strings.Contains(err.Error(), "limit") {
+	if _, err := r.readSmall(p, 9999); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("readSmall over the limit: %v", err)
 	}
-	if _, err := readSmall(p+"-missing", 10); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := r.readSmall(p+"-missing", 10); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("readSmall of a missing file: %v", err)
 	}
 }

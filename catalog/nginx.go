@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -98,18 +97,18 @@ func (r *Root) FallbackLinkPath(repo, tag string) string {
 func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string) error {
 	want, ok := r.TypedManifestPath(repo, d, mediaType)
 	if ok {
-		if err := publishHardLink(r.ManifestPath(repo, d), want); err != nil {
+		if err := r.publishHardLink(r.ManifestPath(repo, d), want); err != nil {
 			return fmt.Errorf("typed link: %w", err)
 		}
 	}
-	entries, err := os.ReadDir(r.ManifestDir(repo, d))
+	entries, err := r.readDir(r.ManifestDir(repo, d))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		p := filepath.Join(r.ManifestDir(repo, d), e.Name())
 		if strings.HasPrefix(e.Name(), typedLinkPrefix) && p != want {
-			if err := unlink(p); err != nil {
+			if err := r.unlink(p); err != nil {
 				return err
 			}
 		}
@@ -120,7 +119,7 @@ func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string)
 // unlinkTypedManifests removes every typed link of manifest d.
 func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
 	for _, t := range nginxTypes {
-		if err := unlink(filepath.Join(r.ManifestDir(repo, d), typedLinkPrefix+t.Ext)); err != nil {
+		if err := r.unlink(filepath.Join(r.ManifestDir(repo, d), typedLinkPrefix+t.Ext)); err != nil {
 			return err
 		}
 	}
@@ -132,43 +131,43 @@ func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
 // but never a dst that already is src: rename(2) between two links of one
 // inode does nothing and would leave the temporary name behind
 // (serving-facts §3.14).
-func publishHardLink(src, dst string) error {
-	if sameInode(src, dst) {
+func (r *Root) publishHardLink(src, dst string) error {
+	if r.sameInode(src, dst) {
 		return nil // nothing to do, and no step taken
 	}
-	err := hardLink(src, dst)
+	err := r.hardLink(src, dst)
 	if err == nil {
-		return syncDir(filepath.Dir(dst))
+		return r.syncDir(filepath.Dir(dst))
 	}
 	if !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if sameInode(src, dst) {
+	if r.sameInode(src, dst) {
 		return nil // another writer linked it meanwhile
 	}
-	tmp, err := createTemp(dst, func(tmp string) error { return hardLink(src, tmp) })
+	tmp, err := createTemp(dst, func(tmp string) error { return r.hardLink(src, tmp) })
 	if err != nil {
 		return err
 	}
-	err = renameEntry(tmp, dst)
+	err = r.renameEntry(tmp, dst)
 	// Another writer may have linked src at dst since the check, making the
 	// rename a no-op that keeps tmp.
-	if rmErr := unlink(tmp); err == nil {
+	if rmErr := r.unlink(tmp); err == nil {
 		err = rmErr
 	}
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
+	return r.syncDir(filepath.Dir(dst))
 }
 
-func sameInode(a, b string) bool {
-	fa, err := os.Stat(a)
+func (r *Root) sameInode(a, b string) bool {
+	sa, err := r.statT(a, true)
 	if err != nil {
 		return false
 	}
-	fb, err := os.Stat(b)
-	return err == nil && os.SameFile(fa, fb)
+	sb, err := r.statT(b, true)
+	return err == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // createTemp creates a new entry with create at a temporary name next to
@@ -226,10 +225,10 @@ func (r *Root) putTagLinks(repo, tag string, variants []TagVariant) error {
 		return fmt.Errorf("tag %s:%s: no variant", repo, tag)
 	}
 	main, fallback := tagLinkTargets(variants)
-	if err := publishSymlink(linkTarget(fallback), r.FallbackLinkPath(repo, tag)); err != nil {
+	if err := r.publishSymlink(linkTarget(fallback), r.FallbackLinkPath(repo, tag)); err != nil {
 		return err
 	}
-	return publishSymlink(linkTarget(main), r.TagLinkPath(repo, tag))
+	return r.publishSymlink(linkTarget(main), r.TagLinkPath(repo, tag))
 }
 
 // linkTarget is a tag symlink's content: relative, so the tree can move.
@@ -241,13 +240,13 @@ func linkTarget(d digest.Digest) string { return "../" + d.String() }
 // been collected.
 func (r *Root) removeTagLinks(repo, tag string) error {
 	for _, p := range []string{r.TagLinkPath(repo, tag), r.FallbackLinkPath(repo, tag)} {
-		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			continue
 		}
-		if err := unlink(p); err != nil {
+		if err := r.unlink(p); err != nil {
 			return err
 		}
-		if err := syncDir(filepath.Dir(p)); err != nil {
+		if err := r.syncDir(filepath.Dir(p)); err != nil {
 			return err
 		}
 	}
@@ -257,22 +256,22 @@ func (r *Root) removeTagLinks(repo, tag string) error {
 // publishSymlink atomically makes path a symlink to target, unless it already is
 // one: a temporary symlink renamed over it, so nginx resolves the old
 // target or the new one, never nothing.
-func publishSymlink(target, path string) error {
-	if cur, err := os.Readlink(path); err == nil && cur == target {
+func (r *Root) publishSymlink(target, path string) error {
+	if cur, err := r.readlink(path); err == nil && cur == target {
 		return nil
 	}
-	if err := mkdirAll(filepath.Dir(path)); err != nil {
+	if err := r.mkdirAll(filepath.Dir(path)); err != nil {
 		return err
 	}
-	tmp, err := createTemp(path, func(tmp string) error { return makeSymlink(target, tmp) })
+	tmp, err := createTemp(path, func(tmp string) error { return r.makeSymlink(target, tmp) })
 	if err != nil {
 		return err
 	}
-	if err := renameEntry(tmp, path); err != nil {
-		_ = unlink(tmp)
+	if err := r.renameEntry(tmp, path); err != nil {
+		_ = r.unlink(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return r.syncDir(filepath.Dir(path))
 }
 
 // syncTagLinks re-derives repo's tag symlinks from its type maps: every tag
@@ -307,8 +306,8 @@ func (r *Root) syncTagLinks(repo string) error {
 // removeStaleLinks removes the symlinks in dir that name no tag in known.
 // Temporary names are left to SweepTemps, which knows no writer is live.
 func (r *Root) removeStaleLinks(dir string, known map[string]bool) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	entries, err := r.readDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil
 	}
 	if err != nil {
@@ -319,13 +318,13 @@ func (r *Root) removeStaleLinks(dir string, known map[string]bool) error {
 		if known[e.Name()] || e.Type()&fs.ModeSymlink == 0 || ValidateTag(e.Name()) != nil {
 			continue
 		}
-		if err := unlink(filepath.Join(dir, e.Name())); err != nil {
+		if err := r.unlink(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 		removed = true
 	}
 	if removed {
-		return syncDir(dir)
+		return r.syncDir(dir)
 	}
 	return nil
 }
@@ -371,8 +370,8 @@ func (r *Root) LinkForNginx() (NginxLinks, error) {
 
 // linkManifests adds the missing typed links of repo's manifests.
 func (r *Root) linkManifests(repo string) (int, error) {
-	entries, err := os.ReadDir(r.manifestsDir(repo))
-	if errors.Is(err, fs.ErrNotExist) {
+	entries, err := r.readDir(r.manifestsDir(repo))
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return 0, nil
 	}
 	if err != nil {
@@ -381,14 +380,14 @@ func (r *Root) linkManifests(repo string) (int, error) {
 	made := 0
 	for _, e := range entries {
 		d := digest.Digest(e.Name())
-		if !e.IsDir() || ValidateDigest(d) != nil || !isFile(r.ManifestPath(repo, d)) {
+		if !e.IsDir() || ValidateDigest(d) != nil || !r.isFile(r.ManifestPath(repo, d)) {
 			continue
 		}
 		mt, err := r.ManifestMediaType(repo, d)
 		if err != nil {
 			continue // no recorded type: nothing right to link
 		}
-		if p, ok := r.TypedManifestPath(repo, d, mt); !ok || sameInode(r.ManifestPath(repo, d), p) {
+		if p, ok := r.TypedManifestPath(repo, d, mt); !ok || r.sameInode(r.ManifestPath(repo, d), p) {
 			continue
 		}
 		if err := r.linkTypedManifest(repo, d, mt); err != nil {

@@ -47,7 +47,7 @@ func TestPutManifestTypedLink(t *testing.T) {
 	r := newTree(t)
 	d := putManifest(t, r, "ns/app", mtOCIManifest, "a")
 	p, ok := r.TypedManifestPath("ns/app", d, mtOCIManifest)
-	if !ok || !sameInode(p, r.ManifestPath("ns/app", d)) {
+	if !ok || !r.sameInode(p, r.ManifestPath("ns/app", d)) {
 		t.Fatalf("typed link %s: not a hard link of index.json", p)
 	}
 	if got := typedLinks(t, r, "ns/app", d); len(got) != 1 || got[0] != "manifest.oci-manifest" {
@@ -63,7 +63,7 @@ func TestPutManifestTypedLink(t *testing.T) {
 	if err := r.PutManifest("ns/app", d, mtOCIManifest, raw); err != nil {
 		t.Fatal(err)
 	}
-	if !sameInode(p, r.ManifestPath("ns/app", d)) {
+	if !r.sameInode(p, r.ManifestPath("ns/app", d)) {
 		t.Error("stale typed link kept after index.json was republished")
 	}
 	if got := typedLinks(t, r, "ns/app", d); len(got) != 1 {
@@ -176,10 +176,10 @@ func TestTagLinksRepaired(t *testing.T) {
 	}
 	// A crash before v1's type map moved to b; another before "gone" got
 	// its type map; a tree written before nginx support lacks "old"'s links.
-	if err := publishSymlink("../"+b.String(), r.TagLinkPath(repo, "v1")); err != nil {
+	if err := r.publishSymlink("../"+b.String(), r.TagLinkPath(repo, "v1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := publishSymlink("../"+b.String(), r.TagLinkPath(repo, "gone")); err != nil {
+	if err := r.publishSymlink("../"+b.String(), r.TagLinkPath(repo, "gone")); err != nil {
 		t.Fatal(err)
 	}
 	m := []byte("URI: old\n\nContent-Type: " + mtOCIManifest + "\nURI: " + a.String() + "/index.json\n\n")

@@ -8,43 +8,36 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/google/renameio/v2"
 	"github.com/opencontainers/go-digest"
 )
 
 // mkdirAll creates dir and its missing parents with dirMode, whatever the
-// umask.
-func mkdirAll(dir string) error {
-	fi, err := os.Stat(dir)
+// umask. Below the root it resolves dir inside the tree: a symlink on the
+// way that leads outside is an error, never a directory made out there.
+func (r *Root) mkdirAll(dir string) error {
+	stat := os.Stat // the root and above: the administrator's path
+	if r.inTree(dir) {
+		stat = r.stat
+	}
+	fi, err := stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("%s: not a directory", dir)
 		}
 		return nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) {
 		return err
 	}
-	if err := mkdirAll(filepath.Dir(dir)); err != nil {
+	if err := r.mkdirAll(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	return makeDir(dir)
-}
-
-// pendingFile starts an atomic write of path: a dot-named temporary file in
-// the same directory (never servable, same file system for the rename).
-func pendingFile(path string) (*renameio.PendingFile, error) {
-	if err := mkdirAll(filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	return renameio.NewPendingFile(path,
-		renameio.WithTempDir(filepath.Dir(path)),
-		renameio.WithStaticPermissions(fileMode))
+	return r.makeDir(dir)
 }
 
 // publish atomically replaces path with data.
-func publish(path string, data []byte) error {
-	f, err := pendingFile(path)
+func (r *Root) publish(path string, data []byte) error {
+	f, err := r.pendingFile(path)
 	if err != nil {
 		return err
 	}
@@ -52,37 +45,51 @@ func publish(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	return renamePending(f, path)
+	return r.renamePending(f)
 }
 
-// publishVerified streams r into path, checking that the bytes are exactly
-// want (digest and size) before anything becomes visible. size < 0 means
-// unknown. It reads at most size+1 bytes: a source that sends more than
-// it declared is cut off at the first byte too many, so it cannot fill
-// the disk. The bytes are hashed once, here, on their way to the file.
+// publishVerified streams rd into path, checking that the bytes are
+// exactly want (digest and size) before anything becomes visible. size < 0
+// means unknown. It reads at most size+1 bytes: a source that sends more
+// than it declared is cut off at the first byte too many, so it cannot
+// fill the disk. The bytes are hashed once, here, on their way to the
+// file.
 //
-// The bytes go to a temporary file in stage, a directory of ours on the
-// same file system, and path's directory is made only once they are
+// The bytes go to a temporary file in the incoming directory, ours and on
+// the same file system, and path's directory is made only once they are
 // verified: a failed or killed transfer leaves nothing in the served
 // tree, not even an empty directory.
-func publishVerified(stage, path string, want digest.Digest, size int64, r io.Reader) (int64, error) {
-	if err := mkdirAll(stage); err != nil {
+func (r *Root) publishVerified(path string, want digest.Digest, size int64, rd io.Reader) (int64, error) {
+	// Where it will go must be inside the tree before a byte is read.
+	if _, err := r.stat(filepath.Dir(path)); errors.Is(err, ErrOutsideRoot) {
 		return 0, err
 	}
-	f, err := renameio.NewPendingFile(path, renameio.WithTempDir(stage), renameio.WithStaticPermissions(fileMode))
+	stage := r.incomingDir()
+	if err := r.mkdirAll(stage); err != nil {
+		return 0, err
+	}
+	f, tmp, err := r.stageFile(filepath.Join(stage, filepath.Base(path)))
 	if err != nil {
 		return 0, err
 	}
-	defer f.Cleanup()
+	published := false
+	defer func() {
+		if !published {
+			r.discardTemp(tmp)
+		}
+	}()
 	if size >= 0 {
-		r = io.LimitReader(r, size+1)
+		rd = io.LimitReader(rd, size+1)
 	}
 	h := want.Algorithm().Hash()
-	n, err := io.Copy(io.MultiWriter(f, h), r)
+	n, err := io.Copy(io.MultiWriter(f, h), rd)
 	var pe *fs.PathError
 	if errors.As(err, &pe) && pe.Path == f.Name() {
 		// Name the file being published, not its random temporary name.
-		return n, fmt.Errorf("writing %s: %w", path, pe.Err)
+		err = fmt.Errorf("writing %s: %w", path, pe.Err)
+	}
+	if cerr := syncAndClose(f); err == nil && cerr != nil {
+		err = fmt.Errorf("writing %s: %w", path, cerr)
 	}
 	if err != nil {
 		return n, err
@@ -93,10 +100,14 @@ func publishVerified(stage, path string, want digest.Digest, size int64, r io.Re
 	if got := digest.NewDigest(want.Algorithm(), h); got != want {
 		return n, &MismatchError{Digest: want, Size: size, Got: n, GotDigest: got}
 	}
-	if err := mkdirAll(filepath.Dir(path)); err != nil {
+	if err := r.mkdirAll(filepath.Dir(path)); err != nil {
 		return n, err
 	}
-	return n, renamePending(f, path)
+	if err := r.renameEntry(tmp, path); err != nil {
+		return n, err
+	}
+	published = true
+	return n, r.syncDir(filepath.Dir(path))
 }
 
 // MismatchError reports content whose bytes are not those its digest or

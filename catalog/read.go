@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,35 +20,43 @@ var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true,
 
 // repoDirs lists every repository directory of the tree: a directory with
 // any of blobs/, manifests/, tags/ or referrers/, published or still being
-// written.
+// written. Each directory is read once, and what its entries are tells a
+// repository: no stat of its layout directories, no symlink descended.
 func (r *Root) repoDirs() ([]string, error) {
 	var repos []string
-	v2 := r.V2Dir()
-	err := filepath.WalkDir(v2, func(path string, e fs.DirEntry, err error) error {
+	var visit func(dir, repo string) error
+	visit = func(dir, repo string) error {
+		entries, err := r.readDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			return nil // removed while we walked
+		}
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while we walked
-			}
 			return err
 		}
-		if !e.IsDir() {
-			return nil
+		if repo != "" && slices.ContainsFunc(entries, func(e fs.DirEntry) bool {
+			return layoutDirs[e.Name()] && (e.IsDir() || e.Type()&fs.ModeSymlink != 0 && r.isDir(filepath.Join(dir, e.Name())))
+		}) {
+			repos = append(repos, repo)
 		}
-		name := e.Name()
-		if path != v2 && (layoutDirs[name] || strings.HasPrefix(name, ".")) {
-			return fs.SkipDir
-		}
-		if path != v2 && isRepoDir(path) {
-			repos = append(repos, filepath.ToSlash(strings.TrimPrefix(path, v2+string(filepath.Separator))))
+		for _, e := range entries {
+			name := e.Name()
+			if !e.IsDir() || layoutDirs[name] || strings.HasPrefix(name, ".") {
+				continue // a symlink to a directory is no repository: never followed
+			}
+			if err := visit(filepath.Join(dir, name), path.Join(repo, name)); err != nil {
+				return err
+			}
 		}
 		return nil
-	})
+	}
+	err := visit(r.V2Dir(), "")
 	return repos, err
 }
 
-func isRepoDir(dir string) bool {
+// isRepoDir reports whether dir is a repository's directory.
+func (r *Root) isRepoDir(dir string) bool {
 	for d := range layoutDirs {
-		if fi, err := os.Stat(filepath.Join(dir, d)); err == nil && fi.IsDir() {
+		if r.isDir(filepath.Join(dir, d)) {
 			return true
 		}
 	}
@@ -63,7 +72,7 @@ func (r *Root) Repositories() ([]string, error) {
 	}
 	repos := []string{}
 	for _, repo := range dirs {
-		if ValidateRepo(repo) == nil && isFile(r.TagsListPath(repo)) {
+		if ValidateRepo(repo) == nil && r.isFile(r.TagsListPath(repo)) {
 			repos = append(repos, repo)
 		}
 	}
@@ -77,8 +86,8 @@ func (r *Root) Tags(repo string) ([]string, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(r.manifestsDir(repo))
-	if errors.Is(err, fs.ErrNotExist) {
+	entries, err := r.readDir(r.manifestsDir(repo))
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return []string{}, nil
 	}
 	if err != nil {
@@ -100,7 +109,7 @@ func (r *Root) TagVariants(repo, tag string) ([]TagVariant, error) {
 	if err := ValidateTag(tag); err != nil {
 		return nil, err
 	}
-	b, err := readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
+	b, err := r.readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +144,7 @@ func (r *Root) SweepTemps() (int, error) {
 	if err != nil {
 		return n, err
 	}
-	err = filepath.WalkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+	err = r.walkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -144,7 +153,7 @@ func (r *Root) SweepTemps() (int, error) {
 		}
 		// regular files, and the symlinks of nginx's tag links
 		if (e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0) && isTempName(e.Name()) {
-			if err := unlink(path); err != nil {
+			if err := r.unlink(path); err != nil {
 				return err
 			}
 			n++

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 
@@ -215,17 +214,17 @@ func (r *Root) RefreshReferrers(repo string, leaving ...digest.Digest) error {
 func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []ReferrerDescriptor) error {
 	p := r.ReferrersPath(repo, subject)
 	if len(entries) > 0 {
-		if err := writeIfChanged(p, newReferrersIndex(entries).Marshal()); err != nil {
+		if err := r.writeIfChanged(p, newReferrersIndex(entries).Marshal()); err != nil {
 			return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
 		}
 		return nil
 	}
-	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+	if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil
 	}
-	err := unlink(p)
+	err := r.unlink(p)
 	if err == nil {
-		err = syncDir(r.referrersDir(repo))
+		err = r.syncDir(r.referrersDir(repo))
 	}
 	if err != nil {
 		return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
@@ -257,12 +256,12 @@ func (r *Root) ReferrerSubjects(repo string) ([]digest.Digest, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	return digestsIn(r.referrersDir(repo), func(e fs.DirEntry) bool { return e.Type().IsRegular() })
+	return r.digestsIn(r.referrersDir(repo), func(e fs.DirEntry) bool { return e.Type().IsRegular() })
 }
 
 // ReadReferrers returns the stored referrers index of subject in repo.
 func (r *Root) ReadReferrers(repo string, subject digest.Digest) ([]byte, error) {
-	return readSmall(r.ReferrersPath(repo, subject), maxListSize)
+	return r.readSmall(r.ReferrersPath(repo, subject), maxListSize)
 }
 
 // HasManifests reports whether repo has a manifests directory: the test
@@ -271,8 +270,7 @@ func (r *Root) ReadReferrers(repo string, subject digest.Digest) ([]byte, error)
 // NAME_UNKNOWN. A repository exists for the referrers API as long as it
 // may serve a manifest by digest.
 func (r *Root) HasManifests(repo string) bool {
-	fi, err := os.Stat(r.manifestsDir(repo))
-	return err == nil && fi.IsDir()
+	return r.isDir(r.manifestsDir(repo))
 }
 
 func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {

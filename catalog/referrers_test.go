@@ -122,7 +122,7 @@ func TestRefreshReferrers(t *testing.T) {
 	c := putReferrer(t, r, repo, gcOCIManifest, s2, map[string]any{"artifactType": "c/c"})
 	// A stale index (its referrer's removal was killed) and none for s2
 	// (its export was killed before the index).
-	if err := publish(r.ReferrersPath(repo, s3), newReferrersIndex([]ReferrerDescriptor{{Digest: s1}}).Marshal()); err != nil {
+	if err := r.publish(r.ReferrersPath(repo, s3), newReferrersIndex([]ReferrerDescriptor{{Digest: s1}}).Marshal()); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.RefreshReferrers(repo, a.Digest); err != nil {

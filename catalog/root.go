@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -26,13 +25,15 @@ const (
 // server template ever serves it.
 const stateDir = ".image-serve"
 
-// Root is a static registry tree.
+// Root is a static registry tree. It is safe for concurrent use.
 type Root struct {
 	dir   string
-	waits Waits // how lock waits end (lock.go)
+	state *rootState // the root directory, opened on first use (confine.go)
+	waits Waits      // how lock waits end (lock.go)
 }
 
-// Open returns the tree rooted at dir. It does not touch the disk.
+// Open returns the tree rooted at dir. It does not touch the disk: the
+// directory is opened on first use, and need not exist before Init.
 func Open(dir string) (*Root, error) {
 	if dir == "" {
 		return nil, errors.New("empty --root")
@@ -41,7 +42,7 @@ func Open(dir string) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", dir, err)
 	}
-	return &Root{dir: abs}, nil
+	return &Root{dir: abs, state: &rootState{}}, nil
 }
 
 // Dir is the absolute path of the tree: the web server's document root.
@@ -144,32 +145,38 @@ func digestFromTypeMapURI(uri string) (digest.Digest, error) {
 // bodies and the empty referrers index. It is idempotent and rewrites
 // nothing that is already right.
 func (r *Root) Init() error {
-	if err := mkdirAll(r.V2Dir()); err != nil {
+	if err := r.mkdirAll(r.V2Dir()); err != nil {
 		return err
 	}
-	if err := writeIfChanged(r.PingPath(), []byte("{}")); err != nil {
+	if err := r.writeIfChanged(r.PingPath(), []byte("{}")); err != nil {
 		return err
 	}
-	if err := mkdirAll(r.ErrorsDir()); err != nil {
+	if err := r.mkdirAll(r.ErrorsDir()); err != nil {
 		return err
 	}
 	for _, e := range errorBodies {
-		if err := writeIfChanged(filepath.Join(r.ErrorsDir(), e.file), e.body()); err != nil {
+		if err := r.writeIfChanged(filepath.Join(r.ErrorsDir(), e.file), e.body()); err != nil {
 			return err
 		}
 	}
-	if err := writeIfChanged(r.EmptyReferrersPath(), EmptyReferrers()); err != nil {
+	if err := r.writeIfChanged(r.EmptyReferrersPath(), EmptyReferrers()); err != nil {
 		return err
 	}
-	return mkdirAll(r.locksDir())
+	return r.mkdirAll(r.locksDir())
 }
 
 // writeIfChanged publishes data at path unless the file already holds it.
-func writeIfChanged(path string, data []byte) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+// An old file that cannot be read as one of the tree (a symlink leading
+// outside it) is replaced: the rename replaces the link, not what it
+// names.
+func (r *Root) writeIfChanged(path string, data []byte) error {
+	old, err := r.readSmall(path, len(data))
+	switch {
+	case err == nil && string(old) == string(data):
 		return nil
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, errOverLimit):
+		return r.publish(path, data)
+	default:
 		return err
 	}
-	return publish(path, data)
 }

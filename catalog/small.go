@@ -3,53 +3,108 @@ package catalog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 )
 
 // readSmall returns the content of the file at path, at most limit bytes
-// (more is an error). It makes the three system calls reading a file
-// needs, where os.ReadFile makes about eight (an os.File tries the
-// runtime poller and sets the descriptor back to blocking): a collection
-// reads every manifest and every type map of the tree, tens of thousands
-// of small files, and spends its time in those calls.
-func readSmall(path string, limit int) ([]byte, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != syscall.EINTR {
-			break
+// (more is an error that matches errOverLimit), resolving path inside the
+// tree. It makes the three system calls reading a file needs — openat2,
+// read until the end, close — where os.ReadFile makes about eight (an
+// os.File tries the runtime poller and sets the descriptor back to
+// blocking): a collection reads every manifest and every type map of the
+// tree, tens of thousands of small files, and spends its time in those
+// calls.
+func (r *Root) readSmall(path string, limit int) ([]byte, error) {
+	var b []byte
+	err := r.at("open", path, func(t *tree, name string) error {
+		fd, err := t.openat2(name, syscall.O_RDONLY)
+		if err == errNoOpenat2 {
+			root, err := t.os()
+			if err != nil {
+				return err
+			}
+			f, err := root.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			b, err = readLimited(func(p []byte) (int, error) {
+				n, err := f.Read(p)
+				if err == io.EOF {
+					err = nil
+				}
+				return n, err
+			}, path, limit)
+			return err
 		}
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		b, err = readLimited(func(p []byte) (int, error) {
+			for {
+				n, err := syscall.Read(fd, p)
+				if err != syscall.EINTR {
+					return max(n, 0), err
+				}
+			}
+		}, path, limit)
+		return err
+	})
+	var le *limitError
+	var re *readError
+	switch {
+	case errors.As(err, &le):
+		return nil, le
+	case errors.As(err, &re):
+		return nil, &fs.PathError{Op: "read", Path: path, Err: re.err}
 	}
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 0, 4096)
+	return b, err
+}
+
+// readLimited reads with read until it returns 0 bytes, at most limit.
+func readLimited(read func([]byte) (int, error), path string, limit int) ([]byte, error) {
+	buf := make([]byte, 0, min(4096, limit+1))
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
-		if err == syscall.EINTR {
-			continue
-		}
+		n, err := read(buf[len(buf):cap(buf)])
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+			return nil, &readError{cause(err)}
 		}
 		if n == 0 {
 			return buf, nil
 		}
 		buf = buf[:len(buf)+n]
 		if len(buf) > limit {
-			return nil, fmt.Errorf("%s: over the %d byte limit", path, limit)
+			return nil, &limitError{path, limit}
 		}
 	}
 }
+
+// readError is a failed read, told apart from a failed open.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+// errOverLimit matches the error of a file longer than readSmall's limit.
+var errOverLimit = errors.New("over the limit")
+
+type limitError struct {
+	path  string
+	limit int
+}
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("%s: over the %d byte limit", e.path, e.limit)
+}
+
+func (e *limitError) Is(target error) bool { return target == errOverLimit }
 
 // SweepRepoTemps is SweepTemps for one repository: the temporary files in
 // its blobs, manifests (digest and link directories included), tags and
@@ -62,7 +117,7 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 	}
 	n := 0
 	for _, sub := range []string{"blobs", "manifests", "tags", referrersDir} {
-		err := filepath.WalkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
+		err := r.walkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil
@@ -72,7 +127,7 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 			if !isTempEntry(e) {
 				return nil
 			}
-			if err := unlink(path); err != nil {
+			if err := r.unlink(path); err != nil {
 				return err
 			}
 			n++
@@ -88,8 +143,8 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 // SweepIncoming removes the blob downloads that writers which crashed
 // left in the incoming directory. Same rule as SweepTemps.
 func (r *Root) SweepIncoming() (int, error) {
-	entries, err := os.ReadDir(r.incomingDir())
-	if errors.Is(err, fs.ErrNotExist) {
+	entries, err := r.readDir(r.incomingDir())
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return 0, nil
 	}
 	if err != nil {
@@ -98,7 +153,7 @@ func (r *Root) SweepIncoming() (int, error) {
 	n := 0
 	for _, e := range entries {
 		if isTempEntry(e) {
-			if err := unlink(filepath.Join(r.incomingDir(), e.Name())); err != nil {
+			if err := r.unlink(filepath.Join(r.incomingDir(), e.Name())); err != nil {
 				return n, err
 			}
 			n++
@@ -110,14 +165,14 @@ func (r *Root) SweepIncoming() (int, error) {
 // SweepCatalogTemps removes the temporary files of _catalog writers that
 // crashed: those in the v2 directory itself. Same rule as SweepTemps.
 func (r *Root) SweepCatalogTemps() (int, error) {
-	entries, err := os.ReadDir(r.V2Dir())
+	entries, err := r.readDir(r.V2Dir())
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, e := range entries {
 		if isTempEntry(e) {
-			if err := unlink(filepath.Join(r.V2Dir(), e.Name())); err != nil {
+			if err := r.unlink(filepath.Join(r.V2Dir(), e.Name())); err != nil {
 				return n, err
 			}
 			n++
@@ -143,7 +198,7 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 	n := 0
 	var sweep func(dir string) (bool, error)
 	sweep = func(dir string) (empty bool, err error) {
-		entries, err := os.ReadDir(dir)
+		entries, err := r.readDir(dir)
 		if err != nil {
 			return false, err
 		}
@@ -153,7 +208,7 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 				continue
 			}
 			sub := filepath.Join(dir, e.Name())
-			if isRepoDir(sub) {
+			if r.isRepoDir(sub) {
 				continue
 			}
 			gone, err := sweep(sub)
@@ -167,11 +222,11 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 		if left > 0 || dir == r.V2Dir() {
 			return false, nil
 		}
-		if err := removeDir(dir); err != nil {
+		if err := r.removeDir(dir); err != nil {
 			return false, err
 		}
 		n++
-		return true, syncDir(filepath.Dir(dir))
+		return true, r.syncDir(filepath.Dir(dir))
 	}
 	_, err := sweep(r.V2Dir())
 	return n, err

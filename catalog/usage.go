@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -22,7 +21,7 @@ func (r *Root) TagChanged(repo, tag string) (time.Time, error) {
 	if err := ValidateTag(tag); err != nil {
 		return time.Time{}, err
 	}
-	fi, err := os.Lstat(r.TypeMapPath(repo, tag))
+	fi, err := r.lstat(r.TypeMapPath(repo, tag))
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -63,7 +62,7 @@ func (r *Root) RepoFiles(repo string) ([]Inode, error) {
 	}
 	var out []Inode
 	for sub := range layoutDirs {
-		err := walkFiles(filepath.Join(r.RepoDir(repo), sub), func(in Inode) { out = append(out, in) })
+		err := r.walkFiles(filepath.Join(r.RepoDir(repo), sub), func(in Inode) { out = append(out, in) })
 		if err != nil {
 			return nil, err
 		}
@@ -76,7 +75,7 @@ func (r *Root) RepoFiles(repo string) ([]Inode, error) {
 func (r *Root) TreeFiles() ([]Inode, error) {
 	seen := map[[2]uint64]bool{}
 	var out []Inode
-	err := walkFiles(r.V2Dir(), func(in Inode) {
+	err := r.walkFiles(r.V2Dir(), func(in Inode) {
 		if k := [2]uint64{in.Dev, in.Ino}; !seen[k] {
 			seen[k] = true
 			out = append(out, in)
@@ -86,9 +85,9 @@ func (r *Root) TreeFiles() ([]Inode, error) {
 }
 
 // walkFiles calls fn for every regular file under dir, following no
-// symlink; a missing dir has none.
-func walkFiles(dir string, fn func(Inode)) error {
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+// symlink and never leaving the tree; a missing dir has none.
+func (r *Root) walkFiles(dir string, fn func(Inode)) error {
+	err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil

@@ -60,10 +60,10 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fe
 	if src, ok := r.findBlob(d, size, verify); ok {
 		// publishHardLink, not link: a broken copy of this repository's
 		// is replaced, never kept because its name exists.
-		if err := mkdirAll(filepath.Dir(r.BlobPath(repo, d))); err != nil {
+		if err := r.mkdirAll(filepath.Dir(r.BlobPath(repo, d))); err != nil {
 			return 0, 0, err
 		}
-		if err := publishHardLink(src, r.BlobPath(repo, d)); err != nil {
+		if err := r.publishHardLink(src, r.BlobPath(repo, d)); err != nil {
 			return 0, 0, fmt.Errorf("blob %s: link from %s: %w", d, src, err)
 		}
 		return BlobLinked, 0, nil
@@ -76,7 +76,7 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fe
 		return 0, 0, err
 	}
 	defer rc.Close()
-	n, err := publishVerified(r.incomingDir(), r.BlobPath(repo, d), d, size, rc)
+	n, err := r.publishVerified(r.BlobPath(repo, d), d, size, rc)
 	if err != nil {
 		return BlobFetched, n, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -88,23 +88,26 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fe
 // plain name, so a broken plain copy is not made good by a legacy one).
 func (r *Root) hasSoundBlob(repo string, d digest.Digest, size int64, verify bool) bool {
 	p := r.BlobPath(repo, d)
-	if !isFile(p) {
+	if !r.isFile(p) {
 		p = r.LegacyBlobPath(repo, d)
 	}
-	return soundBlob(p, d, size, verify)
+	return r.soundBlob(p, d, size, verify)
 }
 
 // soundBlob reports whether the file at path is blob d: a regular file of
 // size bytes (when size is known) whose bytes, with verify, hash to d.
-func soundBlob(path string, d digest.Digest, size int64, verify bool) bool {
-	fi, err := os.Stat(path)
+//
+// Only a regular file counts, never a symlink: blobs are shared as hard
+// links, and a link of a symlink would be a symlink.
+func (r *Root) soundBlob(path string, d digest.Digest, size int64, verify bool) bool {
+	fi, err := r.lstat(path)
 	if err != nil || !fi.Mode().IsRegular() || (size >= 0 && fi.Size() != size) {
 		return false
 	}
 	if !verify {
 		return true
 	}
-	f, err := os.Open(path)
+	f, err := r.open(path)
 	if err != nil {
 		return false
 	}
@@ -123,7 +126,7 @@ func (r *Root) findBlob(d digest.Digest, size int64, verify bool) (string, bool)
 	repos, _ := r.repoDirs()
 	for _, repo := range repos {
 		for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
-			if soundBlob(p, d, size, verify) {
+			if r.soundBlob(p, d, size, verify) {
 				return p, true
 			}
 		}
@@ -147,11 +150,6 @@ func (r *Root) checkSpace(d digest.Digest, size int64) error {
 		return fmt.Errorf("blob %s: %d bytes declared, but the file system of %s has only %d bytes free", d, size, r.Dir(), free)
 	}
 	return nil
-}
-
-func isFile(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
 }
 
 // MaxManifestSize is the largest manifest we store, as distribution and
@@ -181,10 +179,10 @@ func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw [
 	if got := d.Algorithm().FromBytes(raw); got != d {
 		return fmt.Errorf("manifest %s: content does not match its digest (got %s)", d, got)
 	}
-	if err := writeIfChanged(r.HeadersPath(repo, d), headers(d, mediaType)); err != nil {
+	if err := r.writeIfChanged(r.HeadersPath(repo, d), headers(d, mediaType)); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
-	if err := writeIfChanged(r.ManifestPath(repo, d), raw); err != nil {
+	if err := r.writeIfChanged(r.ManifestPath(repo, d), raw); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
 	if err := r.linkTypedManifest(repo, d, mediaType); err != nil {
@@ -222,7 +220,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 	}
 	m := typemap.Map{URI: tag}
 	for _, v := range variants {
-		if !isFile(r.ManifestPath(repo, v.Digest)) {
+		if !r.isFile(r.ManifestPath(repo, v.Digest)) {
 			return fmt.Errorf("tag %s:%s: manifest %s is not in the tree", repo, tag, v.Digest)
 		}
 		m.Variants = append(m.Variants, typemap.Variant{URI: typeMapURI(v.Digest), ContentType: v.MediaType, QS: v.QS})
@@ -234,7 +232,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 		if err := r.putTagLinks(repo, tag, variants); err != nil {
 			return err
 		}
-		return writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal())
+		return r.writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal())
 	}); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}
@@ -269,13 +267,13 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 	tags := slices.DeleteFunc(all, func(t string) bool { return t == leaving })
 	if len(tags) == 0 {
 		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
-		if _, err := os.Lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := r.lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			return nil
 		}
-		if err := unlink(r.TagsListPath(repo)); err != nil {
+		if err := r.unlink(r.TagsListPath(repo)); err != nil {
 			return err
 		}
-		return syncDir(filepath.Dir(r.TagsListPath(repo)))
+		return r.syncDir(filepath.Dir(r.TagsListPath(repo)))
 	}
 	b, err := json.Marshal(struct {
 		Name string   `json:"name"`
@@ -284,7 +282,7 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 	if err != nil {
 		return err
 	}
-	return writeIfChanged(r.TagsListPath(repo), b)
+	return r.writeIfChanged(r.TagsListPath(repo), b)
 }
 
 // RefreshCatalog rewrites _catalog from the repositories on disk.
@@ -304,7 +302,7 @@ func (r *Root) RefreshCatalog() error {
 	if err != nil {
 		return err
 	}
-	return writeIfChanged(r.CatalogPath(), b)
+	return r.writeIfChanged(r.CatalogPath(), b)
 }
 
 // ManifestMediaType reads the media type recorded for manifest d of repo.
@@ -320,10 +318,16 @@ func (r *Root) ManifestMediaType(repo string, d digest.Digest) (string, error) {
 }
 
 // OpenBlob opens blob d of repo under its plain or legacy name.
+// A blob whose path leads outside the tree is not found: the error says
+// so (ErrOutsideRoot) unless the legacy name is found instead.
 func (r *Root) OpenBlob(repo string, d digest.Digest) (*os.File, error) {
-	f, err := os.Open(r.BlobPath(repo, d))
-	if errors.Is(err, fs.ErrNotExist) {
-		f, err = os.Open(r.LegacyBlobPath(repo, d))
+	f, err := r.open(r.BlobPath(repo, d))
+	if !errors.Is(err, fs.ErrNotExist) {
+		return f, err
 	}
-	return f, err
+	f, lerr := r.open(r.LegacyBlobPath(repo, d))
+	if errors.Is(lerr, fs.ErrNotExist) && errors.Is(err, ErrOutsideRoot) {
+		return nil, err
+	}
+	return f, lerr
 }

@@ -243,7 +243,7 @@ func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error
 			continue
 		}
 		vs, err := root.TagVariants(r.Repo, r.Tag)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, catalog.ErrOutsideRoot) {
 			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, catalog.ErrTagUnknown))
 			continue
 		}

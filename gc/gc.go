@@ -373,6 +373,9 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.outside {
+		return &repoPlan{g: g, marks: newMarks()}, nil
+	}
 	tags, err := c.root.Tags(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", repo, err)
@@ -415,6 +418,10 @@ func (c *collector) sweepRepo(p *repoPlan) error {
 	rep := &Report{Repositories: 1, GraceKept: p.grace.count, CollectableAt: p.grace.until}
 	var kept []digest.Digest
 	defer func() { c.record(repo, rep, kept) }()
+	if g.outside {
+		rep.Problems = g.problems // and its blobs are not the tree's to keep
+		return nil
+	}
 	blobs, err := c.root.Blobs(repo)
 	if err != nil {
 		return fmt.Errorf("repository %s: %w", repo, err)

@@ -30,27 +30,48 @@ type repoGraph struct {
 	refs      map[digest.Digest]*refs // complete and parseable manifests
 	referrers map[digest.Digest][]digest.Digest
 	problems  []Problem
+	// outside is set when a directory of the repository's layout is a
+	// symlink leading outside the tree: nothing of it was read, and
+	// nothing of it is swept.
+	outside bool
 }
 
 // loadRepo reads every manifest of repo. Unreadable or unparseable
 // manifests become problems, not errors: the caller decides what a
-// problem forbids.
+// problem forbids. So do symlinks leading outside the tree, in the layout
+// (then nothing is read) or as a manifest's index.json: the tree holds
+// something no server serves and no collector may follow.
 func loadRepo(root *catalog.Root, repo string) (*repoGraph, error) {
+	g := &repoGraph{
+		root:      root,
+		repo:      repo,
+		stored:    map[digest.Digest]bool{},
+		present:   map[digest.Digest]bool{},
+		refs:      map[digest.Digest]*refs{},
+		referrers: map[digest.Digest][]digest.Digest{},
+	}
+	links, err := root.OutsideLayout(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
+	}
+	if len(links) > 0 {
+		for _, l := range links {
+			g.problem(l.Path, "%s", outsideMessage(l))
+		}
+		g.outside = true
+		return g, nil
+	}
 	ds, err := root.ManifestDigests(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", repo, err)
 	}
-	g := &repoGraph{
-		root:      root,
-		repo:      repo,
-		stored:    make(map[digest.Digest]bool, len(ds)),
-		present:   make(map[digest.Digest]bool, len(ds)),
-		refs:      make(map[digest.Digest]*refs, len(ds)),
-		referrers: map[digest.Digest][]digest.Digest{},
-	}
 	for _, d := range ds {
 		g.stored[d] = true
 		raw, err := root.ReadManifest(repo, d)
+		if errors.Is(err, catalog.ErrOutsideRoot) {
+			g.problem(root.ManifestPath(repo, d), "%v", err)
+			continue
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // debris of an interrupted write or removal
 		}
@@ -70,6 +91,14 @@ func loadRepo(root *catalog.Root, repo string) (*repoGraph, error) {
 		}
 	}
 	return g, nil
+}
+
+// outsideMessage describes a symlink leading outside the tree.
+func outsideMessage(l catalog.OutsideLink) string {
+	if l.Target == "" {
+		return "leads outside the tree through a symlink: not read, not swept"
+	}
+	return fmt.Sprintf("symlink to %q leads outside the tree: not served, read or swept", l.Target)
 }
 
 func (g *repoGraph) problem(path, format string, args ...any) {

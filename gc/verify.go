@@ -42,7 +42,10 @@ func verifyLocked(root *catalog.Root, repos []string) (*VerifyReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
+	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}, outside: map[string]bool{}}
+	if err := v.outsideLinks(repos); err != nil {
+		return nil, err
+	}
 	targets := repos
 	if len(targets) == 0 {
 		targets = stored
@@ -85,9 +88,17 @@ type verifier struct {
 	// hashed remembers each inode's content digest: a blob hard-linked
 	// into many repositories is read once.
 	hashed map[[2]uint64]digest.Digest
+	// outside are the paths of the symlinks leading outside the tree,
+	// reported once each.
+	outside map[string]bool
 }
 
+// problem records a problem at path, unless path is a symlink leading
+// outside the tree: that is the one problem reported there.
 func (v *verifier) problem(path, format string, args ...any) {
+	if v.outside[path] {
+		return
+	}
 	v.problems = append(v.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
@@ -99,7 +110,13 @@ func (v *verifier) repo(repo string) error {
 	if err != nil {
 		return err
 	}
-	v.problems = append(v.problems, g.problems...)
+	for _, p := range g.problems {
+		v.problem(p.Path, "%s", p.Message)
+	}
+	if g.outside {
+		v.report.Repositories++
+		return nil // nothing of it is in the tree to check
+	}
 	blobs, err := r.Blobs(repo)
 	if err != nil {
 		return err
@@ -165,6 +182,8 @@ func referrersProblems(r *catalog.Root, repo string) ([]Problem, error) {
 		path := r.ReferrersPath(repo, s)
 		got, err := r.ReadReferrers(repo, s)
 		switch {
+		case errors.Is(err, catalog.ErrOutsideRoot):
+			ps = append(ps, Problem{path, err.Error()})
 		case want[s] == nil && err == nil:
 			ps = append(ps, Problem{path, fmt.Sprintf("lists referrers, but no manifest of the repository has subject %s", s)})
 		case want[s] == nil && errors.Is(err, fs.ErrNotExist):
@@ -201,6 +220,8 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 	}
 	h, err := r.ReadHeaders(repo, d)
 	switch {
+	case errors.Is(err, catalog.ErrOutsideRoot):
+		v.problem(r.HeadersPath(repo, d), "%v", err)
 	case errors.Is(err, fs.ErrNotExist):
 		v.problem(r.HeadersPath(repo, d), "missing: Apache would serve the manifest as application/json without its digest")
 	case err != nil:
@@ -230,6 +251,35 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 			v.problem(r.BlobPath(repo, b), "missing: manifest %s references it", d)
 		}
 	}
+}
+
+// outsideLinks reports every symlink leading outside the tree, in the
+// repositories named or anywhere: no server may serve through one, and
+// what a collection reads through none of them is what the tree holds.
+// Each is reported once, whatever else finds it.
+func (v *verifier) outsideLinks(named []string) error {
+	var links []catalog.OutsideLink
+	if len(named) == 0 {
+		all, err := v.root.OutsideLinks("")
+		if err != nil {
+			return err
+		}
+		links = all
+	}
+	for _, repo := range named {
+		ls, err := v.root.OutsideLinks(repo)
+		if err != nil {
+			return err
+		}
+		links = append(links, ls...)
+	}
+	for _, l := range links {
+		if !v.outside[l.Path] {
+			v.outside[l.Path] = true
+			v.problems = append(v.problems, Problem{Path: l.Path, Message: outsideMessage(l)})
+		}
+	}
+	return nil
 }
 
 // tags checks that every tag names manifests of the repository, with the
@@ -330,7 +380,9 @@ func (v *verifier) settle(check func() ([]Problem, error)) error {
 			return err
 		}
 		if len(ps) == 0 || i == 4 {
-			v.problems = append(v.problems, ps...)
+			for _, p := range ps {
+				v.problem(p.Path, "%s", p.Message)
+			}
 			return nil
 		}
 		time.Sleep(time.Duration(20<<i) * time.Millisecond)
