@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"syscall"
 	"time"
 
@@ -191,7 +190,7 @@ func (sum *Summary) count(root *catalog.Root, repo string, b Descriptor, outcome
 	sum.BlobsReused++
 	size := b.Size
 	if size < 0 { // schema1 does not record sizes
-		if fi, err := os.Stat(root.BlobPath(repo, b.Digest)); err == nil {
+		if fi, err := root.StatInTree(root.BlobPath(repo, b.Digest)); err == nil {
 			size = fi.Size()
 		}
 	}

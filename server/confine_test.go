@@ -272,45 +272,33 @@ func serve(h http.Handler, method, path string) answer {
 // the root, the embedded server answers exactly as it does once the link
 // is gone — the answer for a missing file — and never with a byte from
 // outside, nor opening anything there.
-//
-// The requests marked pending are answered from files the server opens
-// by path itself (server/manifests.go openFile and negotiate's os.Stat,
-// server/lists.go), not through catalog: they leak until the server opens
-// them with catalog.Root.OpenInTree and StatInTree (docs/confinement.md
-// has the change). They are skipped while they leak, and fail once they
-// do not, so that the mark goes with the fix.
 func TestServerConfined(t *testing.T) {
-	const (
-		serverOpensManifest = "server/manifests.go opens index.json by path (openFile, negotiate)"
-		serverOpensList     = "server/lists.go opens tags/list, _catalog and v2/index.json by path"
-	)
 	linkKinds(t, func(t *testing.T, h *hostileTree) {
 		r := h.root
 		requests := []struct {
-			path    string
-			pending string
+			path string
 		}{
-			{"/v2/app/blobs/" + h.marker.String(), ""},
-			{"/v2/app/manifests/" + h.m.String(), serverOpensManifest},
-			{"/v2/app/manifests/linked", serverOpensManifest},
-			{"/v2/app/manifests/evil", ""},
-			{"/v2/app/referrers/" + h.m.String(), ""},
-			{"/v2/headers/manifests/" + h.images["headers"].String(), ""},
-			{"/v2/headers/manifests/v1", ""},
-			{"/v2/tagslist/tags/list", serverOpensList},
-			{"/v2/tagslist/tags/list?n=1", serverOpensList},
-			{"/v2/evil/tags/list", serverOpensList},
-			{"/v2/evil/manifests/latest", ""},
-			{"/v2/evil/manifests/" + h.m.String(), serverOpensManifest},
-			{"/v2/evil/blobs/" + h.blobs[0].String(), ""},
-			{"/v2/evil/referrers/" + h.m.String(), ""},
-			{"/v2/blobsdir/blobs/" + h.blobs[0].String(), ""},
-			{"/v2/blobsdir/blobs/" + h.blobs[1].String(), ""},
-			{"/v2/mdir/manifests/" + h.m.String(), serverOpensManifest},
-			{"/v2/mdir/manifests/latest", serverOpensManifest},
-			{"/v2/nginx/manifests/v1", ""},
-			{"/v2/_catalog", serverOpensList},
-			{"/v2/", serverOpensList},
+			{"/v2/app/blobs/" + h.marker.String()},
+			{"/v2/app/manifests/" + h.m.String()},
+			{"/v2/app/manifests/linked"},
+			{"/v2/app/manifests/evil"},
+			{"/v2/app/referrers/" + h.m.String()},
+			{"/v2/headers/manifests/" + h.images["headers"].String()},
+			{"/v2/headers/manifests/v1"},
+			{"/v2/tagslist/tags/list"},
+			{"/v2/tagslist/tags/list?n=1"},
+			{"/v2/evil/tags/list"},
+			{"/v2/evil/manifests/latest"},
+			{"/v2/evil/manifests/" + h.m.String()},
+			{"/v2/evil/blobs/" + h.blobs[0].String()},
+			{"/v2/evil/referrers/" + h.m.String()},
+			{"/v2/blobsdir/blobs/" + h.blobs[0].String()},
+			{"/v2/blobsdir/blobs/" + h.blobs[1].String()},
+			{"/v2/mdir/manifests/" + h.m.String()},
+			{"/v2/mdir/manifests/latest"},
+			{"/v2/nginx/manifests/v1"},
+			{"/v2/_catalog"},
+			{"/v2/"},
 		}
 		handler := server.New(r, nil)
 		before := h.snapshot(t)
@@ -339,13 +327,7 @@ func TestServerConfined(t *testing.T) {
 					a, missing := got[key], serve(handler, method, rq.path)
 					confined := !a.leaks() && len(touched[key]) == 0 && a.status == missing.status && bytes.Equal(a.body, missing.body) &&
 						a.header.Get("Content-Type") == missing.header.Get("Content-Type") && a.header.Get("Content-Length") == missing.header.Get("Content-Length")
-					switch {
-					case confined && rq.pending != "":
-						t.Errorf("confined now (%s no longer leaks): remove the pending mark", rq.pending)
-					case confined:
-					case rq.pending != "":
-						t.Skipf("KNOWN LEAK until the server opens through catalog (%s): %v", rq.pending, a)
-					default:
+					if !confined {
 						t.Errorf("through the link: %v\nonce it is gone: %v", a, missing)
 						if len(touched[key]) > 0 {
 							t.Errorf("accessed outside the root:\n%s", strings.Join(touched[key], "\n"))

@@ -20,7 +20,7 @@ import (
 // /v2/ is not 200 or 401 (serving-facts §1.2).
 func (h *handler) servePing(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", jsonType)
-	f, fi, err := openFile(h.root.PingPath())
+	f, fi, err := h.openFile(h.root.PingPath())
 	if errors.Is(err, fs.ErrNotExist) {
 		w.Header().Set("Content-Length", "2")
 		if r.Method != http.MethodHead {
@@ -91,7 +91,7 @@ func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request) {
 // when more remain.
 func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self string,
 	entries func([]byte) ([]string, error), page func([]string) any) {
-	f, fi, err := openFile(path)
+	f, fi, err := h.openFile(path)
 	if err != nil {
 		h.failOpen(w, r, err, catalog.ErrNameUnknown)
 		return

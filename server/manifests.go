@@ -48,7 +48,7 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, repo strin
 // openManifest opens manifest d and sets the headers every manifest
 // response carries; on failure it has answered the request itself.
 func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest, cacheControl string) (*os.File, fs.FileInfo, bool) {
-	f, fi, err := openFile(h.root.ManifestPath(repo, d))
+	f, fi, err := h.openFile(h.root.ManifestPath(repo, d))
 	if err != nil {
 		h.failOpen(w, r, err, catalog.ErrManifestUnknown)
 		return nil, nil, false
@@ -117,7 +117,7 @@ func (h *handler) negotiate(r *http.Request, repo string, variants []catalog.Tag
 		if err != nil {
 			return -1
 		}
-		fi, err := os.Stat(h.root.ManifestPath(repo, d))
+		fi, err := h.root.StatInTree(h.root.ManifestPath(repo, d))
 		if err != nil {
 			return -1 // as Apache's failed stat
 		}
@@ -179,8 +179,8 @@ func (h *handler) tagVariants(repo, tag string) ([]catalog.TagVariant, error) {
 
 // openFile opens path and insists on a regular file, as Apache's "-f"
 // rewrite conditions do.
-func openFile(path string) (*os.File, fs.FileInfo, error) {
-	f, err := os.Open(path)
+func (h *handler) openFile(path string) (*os.File, fs.FileInfo, error) {
+	f, err := h.root.OpenInTree(path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,7 +36,7 @@ func runList(c *cli.Context) error {
 		return err
 	}
 	for _, repo := range repos {
-		if _, err := os.Stat(root.RepoDir(repo)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := root.StatInTree(root.RepoDir(repo)); errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("repository %s: not in %s", repo, root.Dir())
 		}
 	}
