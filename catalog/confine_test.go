@@ -12,224 +12,26 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"unsafe"
 
 	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/internal/hostiletree"
 	"github.com/image-serve/image-serve/internal/testtree"
-	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
 )
 
-// A hostile tree: one the tests build with a symlink planted at every
-// place a server reads, or a collector reads or removes, each leading
-// outside the root — to a marker file, or into a fake repository of 15
-// entries next to the root, whose files all carry the secret. The same
-// builder is in catalog/, gc/ and server/ (tests of one package cannot
-// share files with another's).
+// The hostile tree these tests run on: internal/hostiletree builds it.
+type hostileTree = hostiletree.Tree
 
-// secret is in every file outside the root.
-const secret = "secret-from-outside-the-root"
+const (
+	secret      = hostiletree.Secret
+	ociManifest = hostiletree.OCIManifest
+)
 
-const ociManifest = "application/vnd.oci.image.manifest.v1+json"
-
-// hostileTree is what buildHostileTree made.
-type hostileTree struct {
-	root    *catalog.Root
-	outside string          // the directory next to the root
-	marker  digest.Digest   // of outside/marker
-	m       digest.Digest   // the fake repository's manifest
-	raw     []byte          // its bytes
-	blobs   []digest.Digest // its blobs
-	images  map[string]digest.Digest
-	links   map[string]string // planted link → what it stands for
-}
-
-// buildHostileTree builds a tree with real repositories and the planted
-// links: absolute, or relative ("../../…") when relative is set.
 func buildHostileTree(t *testing.T, relative bool) *hostileTree {
-	t.Helper()
-	base := t.TempDir()
-	root, err := catalog.Open(filepath.Join(base, "root"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Init(); err != nil {
-		t.Fatal(err)
-	}
-	h := &hostileTree{root: root, outside: filepath.Join(base, "outside"), images: map[string]digest.Digest{}, links: map[string]string{}}
-	write := func(p string, b []byte) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out := func(parts ...string) string { return filepath.Join(append([]string{h.outside}, parts...)...) }
-
-	// Outside: the marker, and a complete repository "evil" of 15 entries.
-	write(out("marker"), []byte(secret))
-	h.marker = digest.FromString(secret)
-	var descs []string
-	for _, part := range []string{"config", "layer"} {
-		b := []byte(secret + " " + part)
-		d := digest.FromBytes(b)
-		h.blobs = append(h.blobs, d)
-		write(out("evil", "blobs", d.String()), b)
-		descs = append(descs, fmt.Sprintf(`{"mediaType":"application/octet-stream","digest":%q,"size":%d}`, d, len(b)))
-	}
-	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":%s,"layers":[%s],"annotations":{"s":%q}}`, ociManifest, descs[0], descs[1], secret)
-	h.m, h.raw = digest.FromBytes(raw), raw
-	md := out("evil", "manifests", h.m.String())
-	write(filepath.Join(md, "index.json"), raw)
-	write(filepath.Join(md, "manifest.oci-manifest"), raw)
-	write(filepath.Join(md, ".htaccess"), fmt.Appendf(nil, "Header set Content-Type \"application/vnd.%s+json\"\nHeader set Docker-Content-Digest %q\n", secret, h.m))
-	typeMap := typemap.Map{URI: "latest", Variants: []typemap.Variant{catalog.TypeMapVariant(catalog.TagVariant{Digest: h.m, MediaType: ociManifest})}}.Marshal()
-	write(out("evil", "manifests", "latest.type-map"), append(typeMap, "# "+secret+"\n"...))
-	if err := os.MkdirAll(out("evil", "manifests", ".tags"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("../"+h.m.String(), out("evil", "manifests", ".tags", "latest")); err != nil {
-		t.Fatal(err)
-	}
-	write(out("evil", "tags", "list"), fmt.Appendf(nil, `{"name":"evil","tags":["latest","%s"]}`, secret))
-	write(out("evil", "referrers", h.m.String()), fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{"s":%q}}`, secret))
-
-	// Inside: real repositories, each exported as an image, tag v1.
-	image := func(repo string) digest.Digest {
-		t.Helper()
-		var descs []string
-		for _, part := range []string{"config", "layer"} {
-			b := []byte(repo + " " + part)
-			d := digest.FromBytes(b)
-			if _, _, err := root.PutBlob(repo, d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
-				t.Fatal(err)
-			}
-			descs = append(descs, fmt.Sprintf(`{"mediaType":"application/octet-stream","digest":%q,"size":%d}`, d, len(b)))
-		}
-		raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":%s,"layers":[%s]}`, ociManifest, descs[0], descs[1])
-		d := digest.FromBytes(raw)
-		if err := root.PutManifest(repo, d, ociManifest, raw); err != nil {
-			t.Fatal(err)
-		}
-		if err := root.PutTag(repo, "v1", []catalog.TagVariant{{Digest: d, MediaType: ociManifest}}); err != nil {
-			t.Fatal(err)
-		}
-		h.images[repo] = d
-		return d
-	}
-	link := func(what, at, to string) {
-		t.Helper()
-		target := to
-		if relative {
-			if target, err = filepath.Rel(filepath.Dir(at), to); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.RemoveAll(at); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(at), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(target, at); err != nil {
-			t.Fatal(err)
-		}
-		h.links[at] = what
-	}
-	for _, repo := range []string{"app", "headers", "tagslist", "blobsdir", "nginx"} {
-		image(repo)
-	}
-	// A real type map (app:linked) and a real .htaccess for the planted
-	// index.json, so that only the link keeps the fake manifest out.
-	write(root.TypeMapPath("app", "linked"), typemap.Map{URI: "linked", Variants: []typemap.Variant{catalog.TypeMapVariant(catalog.TagVariant{Digest: h.m, MediaType: ociManifest})}}.Marshal())
-	write(root.HeadersPath("app", h.m), fmt.Appendf(nil, "Header set Content-Type %q\nHeader set Docker-Content-Digest %q\n", ociManifest, h.m))
-	write(root.TypeMapPath("mdir", "latest"), typemap.Map{URI: "latest", Variants: []typemap.Variant{catalog.TypeMapVariant(catalog.TagVariant{Digest: h.m, MediaType: ociManifest})}}.Marshal())
-
-	link("a blob", root.BlobPath("app", h.marker), out("marker"))
-	link("a manifest's index.json", root.ManifestPath("app", h.m), filepath.Join(md, "index.json"))
-	link("a type map", root.TypeMapPath("app", "evil"), out("evil", "manifests", "latest.type-map"))
-	link("a referrers index", root.ReferrersPath("app", h.m), out("evil", "referrers", h.m.String()))
-	link("a manifest's .htaccess", root.HeadersPath("headers", h.images["headers"]), filepath.Join(md, ".htaccess"))
-	link("a tags/list", root.TagsListPath("tagslist"), out("evil", "tags", "list"))
-	link("a repository", root.RepoDir("evil"), out("evil"))
-	link("a blobs/ directory", filepath.Join(root.RepoDir("blobsdir"), "blobs"), out("evil", "blobs"))
-	link("a manifest directory", root.ManifestDir("mdir", h.m), md)
-	link("nginx's tag link directory", filepath.Join(root.RepoDir("nginx"), "manifests", ".tags"), out("evil", "manifests", ".tags"))
-	link("_catalog", root.CatalogPath(), out("marker"))
-	link("v2/index.json", root.PingPath(), out("marker"))
-	return h
+	return hostiletree.Build(t, relative)
 }
 
-// snapshot is the outside directory as text: it must not change.
-func (h *hostileTree) snapshot(t *testing.T) string { return testtree.Snapshot(t, h.outside) }
-
-// watch reports every access to the files and directories under dir from
-// now on — an open, a read, a write, a removal, a change of attributes —
-// by this process or any other, with inotify(7). The kernel queues each
-// event during the call that causes it, so the events of a call that has
-// returned are there to read: no waiting.
-func watch(t *testing.T, dir string) (events func() []string) {
-	t.Helper()
-	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	var all []string // listed before watching: the listing is no event
-	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err == nil && e.IsDir() {
-			all = append(all, p)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirs := map[int32]string{}
-	for _, p := range all {
-		wd, err := syscall.InotifyAddWatch(fd, p, syscall.IN_ALL_EVENTS|syscall.IN_DONT_FOLLOW)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dirs[int32(wd)] = p
-	}
-	names := map[uint32]string{
-		syscall.IN_ACCESS: "read", syscall.IN_MODIFY: "write", syscall.IN_ATTRIB: "attrib",
-		syscall.IN_CLOSE_WRITE: "close", syscall.IN_CLOSE_NOWRITE: "close", syscall.IN_OPEN: "open",
-		syscall.IN_MOVED_FROM: "rename", syscall.IN_MOVED_TO: "rename", syscall.IN_CREATE: "create",
-		syscall.IN_DELETE: "remove", syscall.IN_DELETE_SELF: "remove", syscall.IN_MOVE_SELF: "rename",
-	}
-	return func() []string {
-		var out []string
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := syscall.Read(fd, buf)
-			if err == syscall.EINTR {
-				continue
-			}
-			if err == syscall.EAGAIN || n <= 0 {
-				return out
-			}
-			for off := 0; off+syscall.SizeofInotifyEvent <= n; {
-				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				name := string(bytes.TrimRight(buf[off+syscall.SizeofInotifyEvent:off+syscall.SizeofInotifyEvent+int(ev.Len)], "\x00"))
-				off += syscall.SizeofInotifyEvent + int(ev.Len)
-				if ev.Mask&syscall.IN_IGNORED != 0 {
-					continue
-				}
-				what := fmt.Sprintf("%#x", ev.Mask)
-				for bit, s := range names {
-					if ev.Mask&bit != 0 {
-						what = s
-					}
-				}
-				out = append(out, what+" "+filepath.Join(dirs[ev.Wd], name))
-			}
-		}
-	}
-}
+func watch(t *testing.T, dir string) func() []string { return hostiletree.Watch(t, dir) }
 
 // linkKinds runs test on a hostile tree of absolute links, and on one of
 // relative links climbing out with "..", each resolved with openat2 and,
@@ -261,7 +63,7 @@ func linkKindsIn(t *testing.T, resolvers []bool, test func(t *testing.T, h *host
 			t.Run(name, func(t *testing.T) {
 				h := buildHostileTree(t, kind.relative)
 				if osRoot {
-					catalog.WithoutOpenat2(h.root)
+					catalog.WithoutOpenat2(h.Root)
 				}
 				test(t, h)
 			})
@@ -276,7 +78,7 @@ func checkOutsideUntouched(t *testing.T, h *hostileTree, before string, events [
 	if len(events) > 0 {
 		t.Errorf("accessed outside the root:\n%s", strings.Join(events, "\n"))
 	}
-	if after := h.snapshot(t); after != before {
+	if after := h.Snapshot(t); after != before {
 		t.Errorf("outside the root changed:\n%s", testtree.Diff(before, after))
 	}
 }
@@ -286,41 +88,41 @@ func checkOutsideUntouched(t *testing.T, h *hostileTree, before string, events [
 // opens nothing outside the root.
 func TestConfinedReads(t *testing.T) {
 	linkKinds(t, func(t *testing.T, h *hostileTree) {
-		r := h.root
+		r := h.Root
 		err := func(_ any, err error) error { return err }
 		reads := []struct {
 			name string
 			read func() error
 		}{
-			{"OpenBlob through a blob link", func() error { return err(r.OpenBlob("app", h.marker)) }},
-			{"ReadManifest through index.json", func() error { return err(r.ReadManifest("app", h.m)) }},
-			{"ManifestChanged through index.json", func() error { return err(r.ManifestChanged("app", h.m)) }},
+			{"OpenBlob through a blob link", func() error { return err(r.OpenBlob("app", h.Marker)) }},
+			{"ReadManifest through index.json", func() error { return err(r.ReadManifest("app", h.M)) }},
+			{"ManifestChanged through index.json", func() error { return err(r.ManifestChanged("app", h.M)) }},
 			{"TagVariants through a type map", func() error { return err(r.TagVariants("app", "evil")) }},
-			{"ReadReferrers through an index", func() error { return err(r.ReadReferrers("app", h.m)) }},
-			{"ReadHeaders through .htaccess", func() error { return err(r.ReadHeaders("headers", h.images["headers"])) }},
-			{"ManifestMediaType through .htaccess", func() error { return err(r.ManifestMediaType("headers", h.images["headers"])) }},
+			{"ReadReferrers through an index", func() error { return err(r.ReadReferrers("app", h.M)) }},
+			{"ReadHeaders through .htaccess", func() error { return err(r.ReadHeaders("headers", h.Images["headers"])) }},
+			{"ManifestMediaType through .htaccess", func() error { return err(r.ManifestMediaType("headers", h.Images["headers"])) }},
 			{"ReadTagsList through tags/list", func() error { _, _, err := r.ReadTagsList("tagslist"); return err }},
 			{"ReadTagsList of a linked repository", func() error { _, _, err := r.ReadTagsList("evil"); return err }},
 			{"TagVariants of a linked repository", func() error { return err(r.TagVariants("evil", "latest")) }},
-			{"ReadManifest of a linked repository", func() error { return err(r.ReadManifest("evil", h.m)) }},
-			{"OpenBlob of a linked repository", func() error { return err(r.OpenBlob("evil", h.blobs[0])) }},
+			{"ReadManifest of a linked repository", func() error { return err(r.ReadManifest("evil", h.M)) }},
+			{"OpenBlob of a linked repository", func() error { return err(r.OpenBlob("evil", h.Blobs[0])) }},
 			{"Tags of a linked repository", func() error { return err(r.Tags("evil")) }},
 			{"ManifestDigests of a linked repository", func() error { return err(r.ManifestDigests("evil")) }},
 			{"Blobs of a linked repository", func() error { return err(r.Blobs("evil")) }},
 			{"ReferrerSubjects of a linked repository", func() error { return err(r.ReferrerSubjects("evil")) }},
 			{"Blobs through a blobs/ link", func() error { return err(r.Blobs("blobsdir")) }},
-			{"OpenBlob through a blobs/ link", func() error { return err(r.OpenBlob("blobsdir", h.blobs[0])) }},
-			{"BlobInodes through a blobs/ link", func() error { return err(r.BlobInodes("blobsdir", h.blobs[0])) }},
-			{"ReadManifest through a manifest directory link", func() error { return err(r.ReadManifest("mdir", h.m)) }},
-			{"ReadHeaders through a manifest directory link", func() error { return err(r.ReadHeaders("mdir", h.m)) }},
+			{"OpenBlob through a blobs/ link", func() error { return err(r.OpenBlob("blobsdir", h.Blobs[0])) }},
+			{"BlobInodes through a blobs/ link", func() error { return err(r.BlobInodes("blobsdir", h.Blobs[0])) }},
+			{"ReadManifest through a manifest directory link", func() error { return err(r.ReadManifest("mdir", h.M)) }},
+			{"ReadHeaders through a manifest directory link", func() error { return err(r.ReadHeaders("mdir", h.M)) }},
 			{"ReadCatalog through _catalog", func() error { return err(r.ReadCatalog()) }},
 			{"OpenInTree through v2/index.json", func() error { return err(r.OpenInTree(r.PingPath())) }},
 			{"OpenInTree through tags/list", func() error { return err(r.OpenInTree(r.TagsListPath("tagslist"))) }},
-			{"OpenInTree through index.json", func() error { return err(r.OpenInTree(r.ManifestPath("app", h.m))) }},
-			{"StatInTree through a manifest directory link", func() error { return err(r.StatInTree(r.ManifestPath("mdir", h.m))) }},
+			{"OpenInTree through index.json", func() error { return err(r.OpenInTree(r.ManifestPath("app", h.M))) }},
+			{"StatInTree through a manifest directory link", func() error { return err(r.StatInTree(r.ManifestPath("mdir", h.M))) }},
 		}
-		before := h.snapshot(t)
-		events := watch(t, h.outside)
+		before := h.Snapshot(t)
+		events := watch(t, h.Outside)
 		for _, rd := range reads {
 			err := rd.read()
 			if !errors.Is(err, catalog.ErrOutsideRoot) || !errors.Is(err, fs.ErrNotExist) {
@@ -333,7 +135,7 @@ func TestConfinedReads(t *testing.T) {
 			}
 		}
 		// Nor does anything that answers without an error.
-		if r.ManifestComplete("mdir", h.m) || r.ManifestComplete("app", h.m) {
+		if r.ManifestComplete("mdir", h.M) || r.ManifestComplete("app", h.M) {
 			t.Error("ManifestComplete through a link leading outside")
 		}
 		if r.HasManifests("evil") {
@@ -347,9 +149,9 @@ func TestConfinedReads(t *testing.T) {
 // to, nor the links themselves as blobs, tags or repositories.
 func TestConfinedListings(t *testing.T) {
 	linkKinds(t, func(t *testing.T, h *hostileTree) {
-		r := h.root
-		before := h.snapshot(t)
-		events := watch(t, h.outside)
+		r := h.Root
+		before := h.Snapshot(t)
+		events := watch(t, h.Outside)
 		repos, err := r.StoredRepositories()
 		if want := []string{"app", "blobsdir", "headers", "mdir", "nginx", "tagslist"}; err != nil || !slices.Equal(repos, want) {
 			t.Errorf("StoredRepositories = %v, %v; want %v", repos, err, want)
@@ -357,7 +159,7 @@ func TestConfinedListings(t *testing.T) {
 		if tags, err := r.Tags("app"); err != nil || !slices.Equal(tags, []string{"linked", "v1"}) {
 			t.Errorf("Tags(app) = %v, %v; want the regular type maps only", tags, err)
 		}
-		if bs, err := r.Blobs("app"); err != nil || slices.ContainsFunc(bs, func(b catalog.StoredBlob) bool { return b.Digest == h.marker }) {
+		if bs, err := r.Blobs("app"); err != nil || slices.ContainsFunc(bs, func(b catalog.StoredBlob) bool { return b.Digest == h.Marker }) {
 			t.Errorf("Blobs(app) = %v, %v: lists the blob link", bs, err)
 		}
 		if ds, err := r.ManifestDigests("mdir"); err != nil || len(ds) != 0 {
@@ -374,9 +176,9 @@ func TestConfinedListings(t *testing.T) {
 // outside are found, and the layout's; the tree's own links are not.
 func TestOutsideLinks(t *testing.T) {
 	linkKinds(t, func(t *testing.T, h *hostileTree) {
-		r := h.root
-		before := h.snapshot(t)
-		events := watch(t, h.outside)
+		r := h.Root
+		before := h.Snapshot(t)
+		events := watch(t, h.Outside)
 		links, err := r.OutsideLinks("")
 		if err != nil {
 			t.Fatal(err)
@@ -388,7 +190,7 @@ func TestOutsideLinks(t *testing.T) {
 				t.Errorf("%s: no target", l.Path)
 			}
 		}
-		for p := range h.links {
+		for p := range h.Links {
 			want = append(want, p)
 		}
 		slices.Sort(want)
@@ -401,13 +203,13 @@ func TestOutsideLinks(t *testing.T) {
 			links  []string // OutsideLinks(repo)
 			layout []string // OutsideLayout(repo)
 		}{
-			{"app", []string{r.BlobPath("app", h.marker), r.ManifestPath("app", h.m), r.ReferrersPath("app", h.m), r.TypeMapPath("app", "evil")}, nil},
+			{"app", []string{r.BlobPath("app", h.Marker), r.ManifestPath("app", h.M), r.ReferrersPath("app", h.M), r.TypeMapPath("app", "evil")}, nil},
 			{"evil", []string{r.RepoDir("evil")}, []string{r.RepoDir("evil")}},
 			{"evil/nested", []string{r.RepoDir("evil")}, []string{r.RepoDir("evil")}},
 			{"blobsdir", []string{filepath.Join(r.RepoDir("blobsdir"), "blobs")}, []string{filepath.Join(r.RepoDir("blobsdir"), "blobs")}},
 			{"nginx", []string{filepath.Join(r.RepoDir("nginx"), "manifests", ".tags")}, []string{filepath.Join(r.RepoDir("nginx"), "manifests", ".tags")}},
-			{"mdir", []string{r.ManifestDir("mdir", h.m)}, nil},
-			{"headers", []string{r.HeadersPath("headers", h.images["headers"])}, nil},
+			{"mdir", []string{r.ManifestDir("mdir", h.M)}, nil},
+			{"headers", []string{r.HeadersPath("headers", h.Images["headers"])}, nil},
 			{"tagslist", []string{r.TagsListPath("tagslist")}, nil},
 		} {
 			paths := func(ls []catalog.OutsideLink, err error) []string {
@@ -455,78 +257,78 @@ func TestConfinedChanges(t *testing.T) {
 		want   string
 		after  func(h *hostileTree) error // what the tree holds then
 	}{
-		{"RemoveBlob of a blob link", func(h *hostileTree) error { _, err := h.root.RemoveBlob("app", h.marker); return err }, ok,
-			func(h *hostileTree) error { return gone(h.root.BlobPath("app", h.marker)) }},
-		{"RemoveBlob through a blobs/ link", func(h *hostileTree) error { _, err := h.root.RemoveBlob("blobsdir", h.blobs[0]); return err }, outside, nil},
-		{"RemoveManifest of an index.json link", func(h *hostileTree) error { return h.root.RemoveManifest("app", h.m) }, ok,
-			func(h *hostileTree) error { return gone(h.root.ManifestDir("app", h.m)) }},
-		{"RemoveManifest through a manifest directory link", func(h *hostileTree) error { return h.root.RemoveManifest("mdir", h.m) }, outside, nil},
-		{"RemoveManifest of a linked repository", func(h *hostileTree) error { return h.root.RemoveManifest("evil", h.m) }, outside, nil},
-		{"RemoveRepo of a linked repository", func(h *hostileTree) error { _, err := h.root.RemoveRepo("evil"); return err }, outside, nil},
+		{"RemoveBlob of a blob link", func(h *hostileTree) error { _, err := h.Root.RemoveBlob("app", h.Marker); return err }, ok,
+			func(h *hostileTree) error { return gone(h.Root.BlobPath("app", h.Marker)) }},
+		{"RemoveBlob through a blobs/ link", func(h *hostileTree) error { _, err := h.Root.RemoveBlob("blobsdir", h.Blobs[0]); return err }, outside, nil},
+		{"RemoveManifest of an index.json link", func(h *hostileTree) error { return h.Root.RemoveManifest("app", h.M) }, ok,
+			func(h *hostileTree) error { return gone(h.Root.ManifestDir("app", h.M)) }},
+		{"RemoveManifest through a manifest directory link", func(h *hostileTree) error { return h.Root.RemoveManifest("mdir", h.M) }, outside, nil},
+		{"RemoveManifest of a linked repository", func(h *hostileTree) error { return h.Root.RemoveManifest("evil", h.M) }, outside, nil},
+		{"RemoveRepo of a linked repository", func(h *hostileTree) error { _, err := h.Root.RemoveRepo("evil"); return err }, outside, nil},
 		{"RemoveRepo with a blobs/ link", func(h *hostileTree) error {
-			if err := h.root.DeleteTag("blobsdir", "v1"); err != nil {
+			if err := h.Root.DeleteTag("blobsdir", "v1"); err != nil {
 				return err
 			}
-			if err := h.root.RemoveManifest("blobsdir", h.images["blobsdir"]); err != nil {
+			if err := h.Root.RemoveManifest("blobsdir", h.Images["blobsdir"]); err != nil {
 				return err
 			}
-			if gone, err := h.root.RemoveRepo("blobsdir"); !gone || err != nil {
+			if gone, err := h.Root.RemoveRepo("blobsdir"); !gone || err != nil {
 				return fmt.Errorf("RemoveRepo: %v, %v", gone, err)
 			}
 			return nil
-		}, ok, func(h *hostileTree) error { return gone(h.root.RepoDir("blobsdir")) }},
-		{"DeleteTag of a linked repository", func(h *hostileTree) error { return h.root.DeleteTag("evil", "latest") }, outside, nil},
-		{"DeleteTag of a type map link", func(h *hostileTree) error { return h.root.DeleteTag("app", "evil") }, ok,
-			func(h *hostileTree) error { return gone(h.root.TypeMapPath("app", "evil")) }},
-		{"DeleteTag with a tags/list link", func(h *hostileTree) error { return h.root.DeleteTag("tagslist", "v1") }, ok,
-			func(h *hostileTree) error { return gone(h.root.TagsListPath("tagslist")) }},
-		{"RefreshReferrers with a referrers link", func(h *hostileTree) error { return h.root.RefreshReferrers("app") }, ok, nil},
-		{"SweepTemps", func(h *hostileTree) error { _, err := h.root.SweepTemps(); return err }, ok, nil},
-		{"SweepEmptyDirs", func(h *hostileTree) error { _, err := h.root.SweepEmptyDirs(); return err }, ok, nil},
-		{"SweepCatalogTemps", func(h *hostileTree) error { _, err := h.root.SweepCatalogTemps(); return err }, ok, nil},
-		{"SweepRepoTemps of a linked repository", func(h *hostileTree) error { _, err := h.root.SweepRepoTemps("evil"); return err }, ok, nil},
-		{"SweepRepoTemps with a blobs/ link", func(h *hostileTree) error { _, err := h.root.SweepRepoTemps("blobsdir"); return err }, ok, nil},
+		}, ok, func(h *hostileTree) error { return gone(h.Root.RepoDir("blobsdir")) }},
+		{"DeleteTag of a linked repository", func(h *hostileTree) error { return h.Root.DeleteTag("evil", "latest") }, outside, nil},
+		{"DeleteTag of a type map link", func(h *hostileTree) error { return h.Root.DeleteTag("app", "evil") }, ok,
+			func(h *hostileTree) error { return gone(h.Root.TypeMapPath("app", "evil")) }},
+		{"DeleteTag with a tags/list link", func(h *hostileTree) error { return h.Root.DeleteTag("tagslist", "v1") }, ok,
+			func(h *hostileTree) error { return gone(h.Root.TagsListPath("tagslist")) }},
+		{"RefreshReferrers with a referrers link", func(h *hostileTree) error { return h.Root.RefreshReferrers("app") }, ok, nil},
+		{"SweepTemps", func(h *hostileTree) error { _, err := h.Root.SweepTemps(); return err }, ok, nil},
+		{"SweepEmptyDirs", func(h *hostileTree) error { _, err := h.Root.SweepEmptyDirs(); return err }, ok, nil},
+		{"SweepCatalogTemps", func(h *hostileTree) error { _, err := h.Root.SweepCatalogTemps(); return err }, ok, nil},
+		{"SweepRepoTemps of a linked repository", func(h *hostileTree) error { _, err := h.Root.SweepRepoTemps("evil"); return err }, ok, nil},
+		{"SweepRepoTemps with a blobs/ link", func(h *hostileTree) error { _, err := h.Root.SweepRepoTemps("blobsdir"); return err }, ok, nil},
 		{"PutBlob through a blobs/ link", func(h *hostileTree) error {
-			_, _, err := h.root.PutBlob("blobsdir", digest.FromBytes(blob), int64(len(blob)), false, fetch)
+			_, _, err := h.Root.PutBlob("blobsdir", digest.FromBytes(blob), int64(len(blob)), false, fetch)
 			return err
 		}, outside, nil},
 		{"PutBlob of a blob outside into a linked repository", func(h *hostileTree) error {
-			_, _, err := h.root.PutBlob("evil", h.blobs[0], -1, false, fetch)
+			_, _, err := h.Root.PutBlob("evil", h.Blobs[0], -1, false, fetch)
 			return err
 		}, outside, nil},
 		{"PutManifest through a manifest directory link", func(h *hostileTree) error {
-			return h.root.PutManifest("mdir", h.m, ociManifest, h.raw)
+			return h.Root.PutManifest("mdir", h.M, ociManifest, h.Raw)
 		}, outside, nil},
 		{"PutManifest into a linked repository", func(h *hostileTree) error {
-			return h.root.PutManifest("evil", digest.FromString("{}"), ociManifest, []byte("{}"))
+			return h.Root.PutManifest("evil", digest.FromString("{}"), ociManifest, []byte("{}"))
 		}, outside, nil},
 		{"PutTag on a linked repository", func(h *hostileTree) error {
-			return h.root.PutTag("evil", "v2", []catalog.TagVariant{{Digest: h.m, MediaType: ociManifest}})
+			return h.Root.PutTag("evil", "v2", []catalog.TagVariant{{Digest: h.M, MediaType: ociManifest}})
 		}, failed, nil},
 		{"PutTag over a type map link", func(h *hostileTree) error {
-			return h.root.PutTag("app", "evil", []catalog.TagVariant{{Digest: h.images["app"], MediaType: ociManifest}})
-		}, ok, func(h *hostileTree) error { return regular(h.root.TypeMapPath("app", "evil")) }},
-		{"RefreshTags over a tags/list link", func(h *hostileTree) error { return h.root.RefreshTags("tagslist") }, ok,
-			func(h *hostileTree) error { return regular(h.root.TagsListPath("tagslist")) }},
-		{"RefreshCatalog over a _catalog link", func(h *hostileTree) error { return h.root.RefreshCatalog() }, ok,
-			func(h *hostileTree) error { return regular(h.root.CatalogPath()) }},
-		{"Init over a v2/index.json link", func(h *hostileTree) error { return h.root.Init() }, ok,
-			func(h *hostileTree) error { return regular(h.root.PingPath()) }},
-		{"RefreshTags through nginx's link directory", func(h *hostileTree) error { return h.root.RefreshTags("nginx") }, outside,
+			return h.Root.PutTag("app", "evil", []catalog.TagVariant{{Digest: h.Images["app"], MediaType: ociManifest}})
+		}, ok, func(h *hostileTree) error { return regular(h.Root.TypeMapPath("app", "evil")) }},
+		{"RefreshTags over a tags/list link", func(h *hostileTree) error { return h.Root.RefreshTags("tagslist") }, ok,
+			func(h *hostileTree) error { return regular(h.Root.TagsListPath("tagslist")) }},
+		{"RefreshCatalog over a _catalog link", func(h *hostileTree) error { return h.Root.RefreshCatalog() }, ok,
+			func(h *hostileTree) error { return regular(h.Root.CatalogPath()) }},
+		{"Init over a v2/index.json link", func(h *hostileTree) error { return h.Root.Init() }, ok,
+			func(h *hostileTree) error { return regular(h.Root.PingPath()) }},
+		{"RefreshTags through nginx's link directory", func(h *hostileTree) error { return h.Root.RefreshTags("nginx") }, outside,
 			func(h *hostileTree) error {
-				if !isLink(h.root, filepath.Join(h.root.RepoDir("nginx"), "manifests", ".tags")) {
+				if !isLink(h.Root, filepath.Join(h.Root.RepoDir("nginx"), "manifests", ".tags")) {
 					return errors.New("the .tags link went")
 				}
 				return nil
 			}},
-		{"LinkForNginx", func(h *hostileTree) error { _, err := h.root.LinkForNginx(); return err }, outside, nil},
+		{"LinkForNginx", func(h *hostileTree) error { _, err := h.Root.LinkForNginx(); return err }, outside, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			linkKindsPaired(t, func(t *testing.T, h *hostileTree) {
-				before := h.snapshot(t)
-				events := watch(t, h.outside)
+				before := h.Snapshot(t)
+				events := watch(t, h.Outside)
 				err := tt.change(h)
 				switch {
 				case tt.want == ok && err != nil,
@@ -604,14 +406,14 @@ func TestStateDirOutside(t *testing.T) {
 // and others'.
 func TestLinksInsideRootFollowed(t *testing.T) {
 	h := buildHostileTree(t, true)
-	r := h.root
+	r := h.Root
 	if err := os.Symlink("app", r.RepoDir("alias")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.TagVariants("alias", "v1"); err != nil {
 		t.Errorf("TagVariants through a link inside the tree: %v", err)
 	}
-	if _, err := r.ReadManifest("alias", h.images["app"]); err != nil {
+	if _, err := r.ReadManifest("alias", h.Images["app"]); err != nil {
 		t.Errorf("ReadManifest through a link inside the tree: %v", err)
 	}
 	link := filepath.Join(r.RepoDir("app"), "manifests", ".tags", "v1")
@@ -760,7 +562,7 @@ func TestReadDirAsOS(t *testing.T) {
 // closes the descriptor the Root keeps while locked.
 func TestReadsAcrossLocks(t *testing.T) {
 	h := buildHostileTree(t, false)
-	r, d := h.root, h.images["app"]
+	r, d := h.Root, h.Images["app"]
 	want, err := r.ReadManifest("app", d)
 	if err != nil {
 		t.Fatal(err)
@@ -774,7 +576,7 @@ func TestReadsAcrossLocks(t *testing.T) {
 					err = fmt.Errorf("read %q", got)
 				}
 				if err == nil {
-					_, err = r.ReadManifest("app", h.m)
+					_, err = r.ReadManifest("app", h.M)
 					if errors.Is(err, catalog.ErrOutsideRoot) {
 						err = nil
 					} else {
