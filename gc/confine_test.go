@@ -18,11 +18,6 @@ import (
 // The hostile tree these tests run on: internal/hostiletree builds it.
 type hostileTree = hostiletree.Tree
 
-const (
-	secret      = hostiletree.Secret
-	ociManifest = hostiletree.OCIManifest
-)
-
 func buildHostileTree(t *testing.T, relative bool) *hostileTree {
 	return hostiletree.Build(t, relative)
 }
