@@ -116,7 +116,7 @@ func (r *Root) ReadManifest(repo string, d digest.Digest) ([]byte, error) {
 // Collectors measure an untagged manifest's age with it, never with the
 // modification time, because link(2) and rename(2) update ctime but not
 // mtime: a manifest hard-linked into place just now keeps the mtime of
-// its first copy and would look old (serving-facts §3.15, zot#117).
+// its first copy and would look old (serving-notes §3.15, zot#117).
 func (r *Root) ManifestChanged(repo string, d digest.Digest) (time.Time, error) {
 	st, err := r.statT(r.ManifestPath(repo, d), true)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 
 // nginx reads neither type maps nor .htaccess files, cannot negotiate, and
 // cannot set Content-Type from a variable; it can only type a file by its
-// extension and follow symlinks (serving-facts §5.1, §5.3). So the tree
+// extension and follow symlinks (serving-notes §5.1, §5.3). So the tree
 // carries three more kinds of entry for it, each derived from what Apache
 // reads and written by the same writers, so that a change is visible to
 // nginx on the next request with no reload:
@@ -130,7 +130,7 @@ func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
 // another file (index.json was republished since) is replaced by a rename,
 // but never a dst that already is src: rename(2) between two links of one
 // inode does nothing and would leave the temporary name behind
-// (serving-facts §3.14).
+// (serving-notes §3.14).
 func (r *Root) publishHardLink(src, dst string) error {
 	if r.sameInode(src, dst) {
 		return nil // nothing to do, and no step taken

@@ -14,7 +14,7 @@ import (
 // The OCI 1.1 referrers API, GET /v2/<repo>/referrers/<digest>, as static
 // files. A registry that offers it must answer every valid digest with
 // 200 and an OCI index, empty when nothing refers to the digest; 404 for
-// only some digests is non-conformant (serving-facts §1.6). So the tree
+// only some digests is non-conformant (serving-notes §1.6). So the tree
 // holds a generated index for each subject that has referrers,
 //
 //	v2/<repo>/referrers/<subject>   {"schemaVersion":2,"mediaType":…,"manifests":[…]}

@@ -193,7 +193,7 @@ func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw [
 
 // headers is the .htaccess Apache reads next to a manifest. No ETag line:
 // Apache compares If-None-Match with its own ETag before mod_headers runs,
-// so a digest ETag never matches (serving-facts §3.10).
+// so a digest ETag never matches (serving-notes §3.10).
 func headers(d digest.Digest, mediaType string) []byte {
 	return fmt.Appendf(nil, "Header set Content-Type %q\nHeader set Docker-Content-Digest %q\n", mediaType, d)
 }
@@ -204,7 +204,7 @@ type TagVariant struct {
 	MediaType string
 	// QS is the source quality Apache multiplies with the client's q; 0
 	// leaves it out (1.0). Multi-variant tags must set it, or Apache breaks
-	// ties by size and serves the smaller manifest (serving-facts §3.1).
+	// ties by size and serves the smaller manifest (serving-notes §3.1).
 	QS float64
 }
 

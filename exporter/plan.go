@@ -42,7 +42,7 @@ const (
 // amd64Fallback is the source quality of the linux/amd64 child in a
 // multi-arch tag: clients that accept the index get it (q × 1.0), clients
 // that only take image manifests get the child, as distribution serves
-// them (serving-facts §3.1, §4.3).
+// them (serving-notes §3.1, §4.3).
 const amd64Fallback = 0.001
 
 func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform, jobs int) (*plan, error) {

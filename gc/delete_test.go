@@ -39,7 +39,7 @@ func TestDeleteParseRef(t *testing.T) {
 	}
 }
 
-// multiArch is the repository of TripleO's bug (serving-facts §3.2): two
+// multiArch is the repository of TripleO's bug (serving-notes §3.2): two
 // multi-arch tags sharing their arm64 child, and a single-arch tag naming
 // the amd64 child of the first.
 type multiArch struct {

@@ -437,7 +437,7 @@ func treeSnapshot(t *testing.T, dir string) string {
 
 // TestGCGraceUsesCtime: an untagged manifest whose mtime is old but which
 // was (re)linked into the tree just now stays: link(2) and rename(2)
-// update ctime, not mtime (serving-facts §3.15).
+// update ctime, not mtime (serving-notes §3.15).
 func TestGCGraceUsesCtime(t *testing.T) {
 	tr := newTree(t)
 	tr.tag("app", "v1", tr.image("app", "tagged"))

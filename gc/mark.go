@@ -21,7 +21,7 @@ func (p Problem) String() string { return p.Path + ": " + p.Message }
 // Marking is per repository: blobs are hard-linked into every repository
 // that uses them, and an index's children live in its own repository, so
 // a per-repository sweep is correct as long as marking reaches every
-// child (serving-facts §7.4).
+// child (serving-notes §7.4).
 type repoGraph struct {
 	root      *catalog.Root
 	repo      string

@@ -21,7 +21,7 @@ import (
 )
 
 // manifestAccept is the Accept header skopeo sends for manifests
-// (serving-facts §1.8).
+// (serving-notes §1.8).
 const manifestAccept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, " +
 	"application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json"
 

@@ -26,7 +26,7 @@ func (h *handler) routeBlob(w http.ResponseWriter, r *http.Request, p string) {
 // serveBlob sends blob d as raw bytes: ServeContent on the file gives
 // sendfile, Range (206, 416) and revalidation (304). Never any
 // Content-Encoding, even for a legacy "<digest>.gz": Go clients would
-// gunzip the layer and fail the digest check (serving-facts §3.7).
+// gunzip the layer and fail the digest check (serving-notes §3.7).
 func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
 	f, err := h.root.OpenBlob(repo, d)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 
 // servePing answers /v2/ with the tree's v2/index.json, as Apache does, or
 // with "{}" if the tree lacks it: containers/image refuses a registry whose
-// /v2/ is not 200 or 401 (serving-facts §1.2).
+// /v2/ is not 200 or 401 (serving-notes §1.2).
 func (h *handler) servePing(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", jsonType)
 	f, fi, err := h.openFile(h.root.PingPath())

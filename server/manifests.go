@@ -75,7 +75,7 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo stri
 // Apache would otherwise send the validators of the digest file the tag
 // names, and after a rollback to an older manifest it answered
 // If-Modified-Since with 304, so a cache kept the newer body
-// (serving-facts §3.12).
+// (serving-notes §3.12).
 func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag string) {
 	variants, err := h.tagVariants(repo, tag)
 	if err != nil {

@@ -136,7 +136,7 @@ func lastOnConnection(r *http.Request) bool {
 
 // hidden reports the paths the template refuses before any other rule:
 // dot files (.htaccess, temporary files), type maps and the index.json
-// files behind digests are never addressed directly (serving-facts §3.13).
+// files behind digests are never addressed directly (serving-notes §3.13).
 func hidden(p string) bool {
 	if strings.Contains(p, "/.") || strings.HasSuffix(p, ".type-map") {
 		return true

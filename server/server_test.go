@@ -30,7 +30,7 @@ const (
 	ociIndex       = "application/vnd.oci.image.index.v1+json"
 	dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
 	dockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
-	// skopeo's Accept: every manifest type (serving-facts §1.8)
+	// skopeo's Accept: every manifest type (serving-notes §1.8)
 	acceptAll = ociManifest + ", " + dockerManifest + ", " + dockerList + ", " + ociIndex
 )
 
@@ -90,7 +90,7 @@ func build(t testing.TB) *fixture {
 	f.putTag(t, f.repo, "docker", f.docker)
 	f.putTag(t, f.repo, "v9.gz", f.docker)
 	// the index first choice, the amd64 manifest for clients that cannot
-	// read indexes (serving-facts §3.1, §4.3)
+	// read indexes (serving-notes §3.1, §4.3)
 	f.putTag(t, f.repo, "multi", f.index, f.a)
 	f.tags = []string{"docker", "multi", "single", "v9.gz"}
 
@@ -251,7 +251,7 @@ func served(b blob, contentType, cacheControl string) want {
 	}}
 }
 
-// byTag is a manifest served by tag: no validators (serving-facts §3.12).
+// byTag is a manifest served by tag: no validators (serving-notes §3.12).
 func byTag(m manifest, vary string) want {
 	w := served(m.blob, m.mediaType, cacheRevalidate)
 	w.header["ETag"], w.header["Last-Modified"], w.header["Vary"] = "", "", vary
@@ -528,7 +528,7 @@ func TestRangeAndRevalidation(t *testing.T) {
 	}
 }
 
-// TestTagRollback is serving-facts §3.12: Apache sent a tag with the
+// TestTagRollback is serving-notes §3.12: Apache sent a tag with the
 // validators of the digest file it named. After v1 moved to a newer
 // manifest and back to an older one, If-Modified-Since with the newer
 // manifest's date answered 304, and a cache kept the wrong manifest. A tag
@@ -565,7 +565,7 @@ func TestTagRollback(t *testing.T) {
 
 // TestTagFlipConcurrent: while a writer flips a tag between an index and a
 // manifest, every response's body hashes to its Docker-Content-Digest and
-// is typed as that manifest (serving-facts §6): the tag file is read once
+// is typed as that manifest (serving-notes §6): the tag file is read once
 // and the chosen manifest opened once. The readers go on until they have
 // seen the tag change under them wantFlips times, however slowly the
 // machine lets the writer run, so the test never passes without racing.

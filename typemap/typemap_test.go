@@ -22,7 +22,7 @@ const (
 	amdDigest = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 )
 
-// Accept headers of real clients, from their access logs (serving-facts §1.8).
+// Accept headers of real clients, from their access logs (serving-notes §1.8).
 const (
 	skopeoAccept     = ociManifest + ", " + dockerV2 + ", application/vnd.docker.distribution.manifest.v1+prettyjws, application/vnd.docker.distribution.manifest.v1+json, " + dockerList + ", " + ociIndex
 	craneAccept      = ociManifest + "," + dockerV2 + ",application/vnd.docker.distribution.manifest.v1+prettyjws,application/vnd.docker.distribution.manifest.v1+json," + dockerList + "," + ociIndex
@@ -271,7 +271,7 @@ var negotiateTests = []struct {
 }{}
 
 func init() {
-	// Sizes measured on real images (serving-facts §4.3).
+	// Sizes measured on real images (serving-notes §4.3).
 	idx := Variant{URI: "idx/index.json", ContentType: ociIndex}
 	lst := Variant{URI: "lst/index.json", ContentType: dockerList}
 	amd := Variant{URI: "amd/index.json", ContentType: ociManifest}
@@ -339,7 +339,7 @@ func init() {
 		"application/*":        lst.URI,
 		dockerList + ";q=0.01": lst.URI, // 0.01×1.0 > 0
 	})
-	// Single-variant maps (serving-facts §1.8).
+	// Single-variant maps (serving-notes §1.8).
 	dockerOnly := dockerV2 + ", " + dockerList
 	for _, v := range []Variant{idx, lst, amd, dv2} {
 		want := map[string]string{skopeoAccept: v.URI, craneAccept: v.URI, containerdAccept: v.URI, "": v.URI, "*/*": v.URI, "*": v.URI}

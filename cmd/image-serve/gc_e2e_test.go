@@ -91,7 +91,7 @@ func exists(path string) bool {
 
 // TestDeleteEachTag deletes, one at a time, every tag of a repository
 // with single-arch tags and two multi-arch tags sharing their arm64 child
-// (the tree TripleO's delete broke, serving-facts §3.2). After every step
+// (the tree TripleO's delete broke, serving-notes §3.2). After every step
 // skopeo pulls every remaining tag, every platform, through Apache, the
 // embedded server and nginx; the deleted tag answers 404, and what only
 // it needed is gone from the disk.

@@ -111,7 +111,7 @@ const (
 
 // servedByTag is a manifest as a tag answers: revalidated on every use,
 // and without validators, which would be those of whatever manifest the tag
-// named before (serving-facts §3.12).
+// named before (serving-notes §3.12).
 func servedByTag(method string, m Manifest) []check {
 	return append(content(method, m.MediaType, m.Blob),
 		header("Cache-Control", noCache), noHeader("ETag"), noHeader("Last-Modified"))
@@ -123,7 +123,7 @@ func servedByDigest(method string, m Manifest) []check {
 }
 
 // servedBlob is a whole blob: raw bytes, never Content-Encoding, which Go
-// clients would decode before checking the digest (serving-facts §3.7).
+// clients would decode before checking the digest (serving-notes §3.7).
 func servedBlob(method string, b Blob) []check {
 	return append(content(method, "application/octet-stream", b),
 		header("Cache-Control", immutable), header("Accept-Ranges", "bytes"), noHeader("Content-Encoding"))

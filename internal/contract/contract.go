@@ -2,7 +2,7 @@
 // tree must meet, Apache, nginx or the embedded Go server alike: one table
 // of requests and the status, headers and bodies real clients (skopeo,
 // crane, containerd, the OCI conformance suites) need in answer. The rows
-// come from serving-facts §1; each is a measured client requirement or a
+// come from serving-notes §1; each is a measured client requirement or a
 // predecessor bug that must not come back.
 //
 // A server test builds the fixture into a tree, serves the tree, and runs
@@ -215,7 +215,7 @@ func (f *Fixture) blobPath(d digest.Digest) string { return "/v2/" + f.Repo + "/
 
 func (f *Fixture) referrersPath(ref string) string { return "/v2/" + f.Repo + "/referrers/" + ref }
 
-// Accept headers of real clients on manifest requests (serving-facts §1.8).
+// Accept headers of real clients on manifest requests (serving-notes §1.8).
 const (
 	acceptSkopeo = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, " +
 		"application/vnd.docker.distribution.manifest.v1+prettyjws, application/vnd.docker.distribution.manifest.v1+json, " +
@@ -259,7 +259,7 @@ func tagCases(f *Fixture, o Options) []testCase {
 	cs = append(cs, get("tag multi varies by Accept", f.manifestPath(TagMulti), nil, headerHas("Vary", "Accept")))
 	// A tag carries no validators, and conditional requests on it are
 	// answered in full: the manifest behind it may have been rolled back
-	// to an older file (serving-facts §3.12).
+	// to an older file (serving-notes §3.12).
 	for _, h := range []string{"If-None-Match", "If-Modified-Since"} {
 		cs = append(cs, testCase{
 			name:       "tag single ignores " + h,
@@ -282,7 +282,7 @@ func tagCases(f *Fixture, o Options) []testCase {
 
 // retagCases: the writers' changes show on the next request, with no
 // reload or other manual step, and a tag moved back to an older manifest
-// is never answered 304 (serving-facts §3.12). Each row puts the tree
+// is never answered 304 (serving-notes §3.12). Each row puts the tree
 // back as it found it.
 func retagCases(f *Fixture) []testCase {
 	rollback := f.manifestPath(TagRollback)
@@ -346,7 +346,7 @@ func mustServe(t *testing.T, c *client, path string, m Manifest) *response {
 }
 
 // digestCases: by digest a manifest is immutable and served directly, not
-// by a 301 to its directory (serving-facts §3.11).
+// by a 301 to its directory (serving-notes §3.11).
 func digestCases(f *Fixture) []testCase {
 	var cs []testCase
 	for _, m := range []struct {
@@ -361,7 +361,7 @@ func digestCases(f *Fixture) []testCase {
 }
 
 // negotiationCases: the multi-arch tag serves the index to every client
-// that accepts it, whatever the sizes (serving-facts §3.1), the amd64 child
+// that accepts it, whatever the sizes (serving-notes §3.1), the amd64 child
 // to clients that take only image manifests, and a JSON 406 to clients
 // that take nothing the tag has. A server that does not negotiate (nginx)
 // serves the amd64 child only to a client listing several types and no
@@ -419,7 +419,7 @@ func blobCases(f *Fixture) []testCase {
 	cs = append(cs,
 		get("blob layer Accept-Encoding gzip", layer, gz, servedBlob(http.MethodGet, f.Layer)...),
 		// containerd's blob Accept; a negotiating server answered 406 to
-		// one without */* (serving-facts §3.7)
+		// one without */* (serving-notes §3.7)
 		get("blob layer Accept containerd", layer, accept(MediaTypeOCILayer+", */*"), servedBlob(http.MethodGet, f.Layer)...),
 		get("blob layer Accept octet-stream only", layer, accept("application/octet-stream"), servedBlob(http.MethodGet, f.Layer)...),
 		get("blob range 0-9", layer, http.Header{"Range": {"bytes=0-9"}},
@@ -528,7 +528,7 @@ func paginationCases(f *Fixture, o Options) []testCase {
 
 // referrersCases: the OCI 1.1 referrers API answers every digest of a
 // repository that exists with 200 and an index, empty when nothing refers
-// to the digest, never 404 for some digests only (serving-facts §1.6); a
+// to the digest, never 404 for some digests only (serving-notes §1.6); a
 // malformed digest is 400.
 func referrersCases(f *Fixture, o Options) []testCase {
 	amd64 := f.referrersPath(f.AMD64.Digest.String())
@@ -572,7 +572,7 @@ func referrersCases(f *Fixture, o Options) []testCase {
 // referrersChangeCases: an export or deletion of a referrer shows on the
 // next request, and a subject whose last referrer went is answered by the
 // (older) empty index in full, never 304 from a cache's validator of the
-// longer list: the same trap as a tag rolled back (serving-facts §3.12).
+// longer list: the same trap as a tag rolled back (serving-notes §3.12).
 // Each row puts the tree back as it found it.
 func referrersChangeCases(f *Fixture) []testCase {
 	arm64 := f.referrersPath(f.ARM64.Digest.String())
@@ -631,7 +631,7 @@ func errorCases(f *Fixture) []testCase {
 	cs = append(cs, getAndHead("unknown manifest digest", f.manifestPath(unknown.String()), nil, func(m string) []check {
 		return jsonError(m, http.StatusNotFound, catalog.ManifestUnknown)
 	})...)
-	// v9.gz is a tag; MultiViews made v9 one too (serving-facts §3.6)
+	// v9.gz is a tag; MultiViews made v9 one too (serving-notes §3.6)
 	cs = append(cs, getAndHead("unknown tag v9", f.manifestPath("v9"), nil, func(m string) []check {
 		return jsonError(m, http.StatusNotFound, catalog.ManifestUnknown)
 	})...)
@@ -658,7 +658,7 @@ func errorCases(f *Fixture) []testCase {
 
 // hiddenCases: only API routes are addressable. Everything else in the
 // tree (headers, type maps, the files behind digests, temporary files,
-// directories, our own state) is a JSON 404 (serving-facts §3.13).
+// directories, our own state) is a JSON 404 (serving-notes §3.13).
 func hiddenCases(f *Fixture) []testCase {
 	dg := f.AMD64.Digest.String()
 	paths := []string{

@@ -131,7 +131,7 @@ func buildBroken(t *testing.T, root *catalog.Root, f *contract.Fixture) string {
 		"missing": "Content-Type: " + contract.MediaTypeOCIManifest + "\nURI: sha256:" + strings.Repeat("0", 64) + "/index.json\n\n",
 		// two variants of one type: no Vary
 		"same": record(f.AMD64) + strings.Replace(record(f.Index), contract.MediaTypeOCIIndex, contract.MediaTypeOCIManifest, 1),
-		// TripleO's maps have no qs: the smaller file wins (serving-facts §3.1)
+		// TripleO's maps have no qs: the smaller file wins (serving-notes §3.1)
 		"tie": "URI: tie\n\n" + record(f.Index) + record(f.AMD64),
 	}
 	for tag, data := range maps {

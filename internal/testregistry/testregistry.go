@@ -92,7 +92,7 @@ func (r *Registry) PushImage(t testing.TB, repoTag string, img v1.Image) Pushed 
 // imgs, one linux image per architecture. The index is written by hand:
 // go-containerregistry adds "artifactType" to every descriptor, which
 // skopeo 1.9 drops when it copies a list, changing its digest
-// (serving-facts §1.9, "fixture trap").
+// (serving-notes §1.9, "fixture trap").
 func (r *Registry) PushIndex(t testing.TB, repoTag string, mediaType types.MediaType, imgs map[string]v1.Image) Pushed {
 	t.Helper()
 	ref := r.parse(t, repoTag)
