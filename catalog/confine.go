@@ -650,7 +650,7 @@ func (r *Root) OutsideLinks(repo string) ([]OutsideLink, error) {
 				}
 				return err
 			}
-			if e.Type()&fs.ModeSymlink != 0 {
+			if e.Type()&fs.ModeSymlink != 0 && !r.isLegacyTagLink(path) {
 				if l, ok := r.outsideLink(path); ok {
 					links = append(links, l)
 				}

@@ -26,9 +26,12 @@ func (r *Root) DeleteTag(repo, tag string) error {
 		return err
 	}
 	err := r.updateRepo(repo, func() error {
-		if _, err := r.lstat(r.TypeMapPath(repo, tag)); errors.Is(err, ErrOutsideRoot) {
+		_, err := r.lstat(r.TypeMapPath(repo, tag))
+		_, legacy := r.legacyTag(repo, tag)
+		switch {
+		case errors.Is(err, ErrOutsideRoot):
 			return err
-		} else if errors.Is(err, fs.ErrNotExist) {
+		case errors.Is(err, fs.ErrNotExist) && !legacy:
 			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)
 		}
 		if err := r.writeTagsList(repo, tag); err != nil {
@@ -37,7 +40,11 @@ func (r *Root) DeleteTag(repo, tag string) error {
 		if err := r.removeTagLinks(repo, tag); err != nil {
 			return err
 		}
+		// The type map, and a TripleO symlink tag of the same name.
 		if err := r.unlink(r.TypeMapPath(repo, tag)); err != nil {
+			return err
+		}
+		if err := r.unlinkLegacyTag(repo, tag); err != nil {
 			return err
 		}
 		return r.syncDir(r.manifestsDir(repo))

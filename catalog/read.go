@@ -82,6 +82,8 @@ func (r *Root) Repositories() ([]string, error) {
 
 // Tags lists the tags of repo, sorted ASCIIbetically as the spec demands:
 // one per type map on disk, the source of truth tags/list is built from.
+// TripleO's symlink tags are not among them: no server serves them
+// (LegacyTags lists them).
 func (r *Root) Tags(repo string) ([]string, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err

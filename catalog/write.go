@@ -232,7 +232,11 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 		if err := r.putTagLinks(repo, tag, variants); err != nil {
 			return err
 		}
-		return r.writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal())
+		if err := r.writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal()); err != nil {
+			return err
+		}
+		// A TripleO symlink tag of the same name is now the type map.
+		return r.unlinkLegacyTag(repo, tag)
 	}); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}

@@ -243,6 +243,9 @@ func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error
 			continue
 		}
 		vs, err := root.TagVariants(r.Repo, r.Tag)
+		if d, ok := root.LegacyTagTarget(r.Repo, r.Tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, catalog.ErrOutsideRoot) {
+			vs, err = []catalog.TagVariant{{Digest: d}}, nil // a TripleO symlink tag
+		}
 		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, catalog.ErrOutsideRoot) {
 			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, catalog.ErrTagUnknown))
 			continue

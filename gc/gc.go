@@ -400,6 +400,17 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 			roots = append(roots, edge{to: v.Digest, path: c.root.TypeMapPath(repo, tag), what: "tag " + tag + ": manifest"})
 		}
 	}
+	// TripleO's symlink tags are no tags a server serves, but what they
+	// name is kept: an export of the tag rewrites it as a type map.
+	legacy, err := c.root.LegacyTags(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
+	}
+	for _, tag := range legacy {
+		if dg, ok := c.root.LegacyTagTarget(repo, tag); ok {
+			roots = append(roots, edge{to: dg, path: c.root.LegacyTagPath(repo, tag), what: "symlink tag " + tag + ": manifest"})
+		}
+	}
 	g.mark(m, roots)
 	var grace graceKept
 	if d == nil || len(tags) > 0 {

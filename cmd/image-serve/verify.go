@@ -55,6 +55,9 @@ func runVerify(c *cli.Context) error {
 		for _, p := range rep.Problems {
 			fmt.Fprintln(w, p)
 		}
+		for _, p := range rep.Legacy {
+			fmt.Fprintf(w, "legacy: %s\n", p)
+		}
 		if len(rep.Problems) == 0 && !quiet(c) {
 			fmt.Fprintf(w, "verified %s: no problems\n", verifiedText(rep))
 		}
