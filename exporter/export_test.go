@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -22,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -169,26 +169,9 @@ func TestExportRetriesTruncatedBlob(t *testing.T) {
 	checkBlobs(t, root, "ns/flaky")
 }
 
-// tarDir writes dir as a tar archive, as `tar -C dir -cf file .` would.
-func tarDir(t *testing.T, dir, file string) {
-	t.Helper()
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	if err := tw.AddFS(os.DirFS(dir)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestExportLocalSources(t *testing.T) {
 	archive := filepath.Join(t.TempDir(), "hello.oci.tar")
-	tarDir(t, "../testdata/hello-oci", archive)
+	testtree.Tar(t, "../testdata/hello-oci", archive)
 	tests := []struct {
 		src, dest string
 		platforms []string

@@ -550,12 +550,12 @@ func TestIndexChildrenInParallel(t *testing.T) {
 	}
 	h.index("app", "v1", children, 0)
 	// The first child request waits for company: with children fetched
-	// one at a time it would wait the full 10 s, and maxSeen stay 1.
+	// one at a time it would wait the full minute, and maxSeen stay 1.
 	var first sync.Once
 	h.behave = func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "/manifests/sha256:") {
 			first.Do(func() {
-				for deadline := time.Now().Add(10 * time.Second); h.inflight.Load() < 2 && time.Now().Before(deadline); {
+				for deadline := time.Now().Add(time.Minute); h.inflight.Load() < 2 && time.Now().Before(deadline); {
 					time.Sleep(time.Millisecond)
 				}
 			})

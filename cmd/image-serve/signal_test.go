@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"fmt"
@@ -26,7 +25,7 @@ import (
 func TestSignalDuringLockWait(t *testing.T) {
 	dockerArchive := filepath.Join("..", "..", "testdata", "hello.docker.tar") // plain tar layers: compressed into $TMPDIR
 	ociArchive := filepath.Join(t.TempDir(), "hello-oci.tar")                  // unpacked into $TMPDIR
-	tarDir(t, filepath.Join("..", "..", "testdata", "hello-oci"), ociArchive)
+	testtree.Tar(t, filepath.Join("..", "..", "testdata", "hello-oci"), ociArchive)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -164,22 +163,4 @@ func waitExit(t *testing.T, cmd *exec.Cmd, stderr io.Reader) (int, string) {
 	}
 	_ = cmd.Wait() // only after the pipe is drained: Wait closes it
 	return cmd.ProcessState.ExitCode(), out
-}
-
-// tarDir writes the files of dir, relative to it, into a tar at file:
-// what `tar -cf file -C dir .` would.
-func tarDir(t *testing.T, dir, file string) {
-	t.Helper()
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	if err := tw.AddFS(os.DirFS(dir)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

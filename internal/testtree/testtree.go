@@ -3,6 +3,7 @@
 package testtree
 
 import (
+	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -88,4 +89,22 @@ func Diff(before, after string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Tar writes the files of dir, relative to it, into a tar at file: what
+// `tar -cf file -C dir .` would.
+func Tar(t testing.TB, dir, file string) {
+	t.Helper()
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	if err := tw.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
