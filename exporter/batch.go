@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -28,7 +28,7 @@ type Job struct {
 // (nil where it failed) and an error joining one line per failed job, in
 // the order given. A failed job tags nothing; blobs it fetched and
 // verified stay for gc, as with one export.
-func ExportMany(ctx context.Context, root *catalog.Root, jobs []Job, o Options) ([]*Summary, error) {
+func ExportMany(ctx context.Context, root *tree.Root, jobs []Job, o Options) ([]*Summary, error) {
 	sums, errs := exportMany(ctx, root, jobs, o)
 	return sums, errors.Join(errs...)
 }
@@ -61,7 +61,7 @@ func (im *image) failed() error {
 	return im.err
 }
 
-func exportMany(ctx context.Context, root *catalog.Root, jobs []Job, o Options) ([]*Summary, []error) {
+func exportMany(ctx context.Context, root *tree.Root, jobs []Job, o Options) ([]*Summary, []error) {
 	start := time.Now()
 	o = o.withDefaults()
 	images := make([]*image, len(jobs))
@@ -146,7 +146,7 @@ func planImage(ctx context.Context, im *image, o Options) error {
 // publishAll writes the batch under the tree lock held shared: every
 // blob of every live image, then each image's manifests and tag. An
 // image's Elapsed runs from the batch's start to its tag.
-func publishAll(ctx context.Context, root *catalog.Root, images []*image, start time.Time, o Options) error {
+func publishAll(ctx context.Context, root *tree.Root, images []*image, start time.Time, o Options) error {
 	if err := root.Init(); err != nil {
 		return fmt.Errorf("root %s: %w", root.Dir(), err)
 	}
@@ -182,7 +182,7 @@ type blobTask struct {
 // putAllBlobs transfers the blobs of every live image with o.Jobs
 // workers. The first task of each digest comes first, so that the
 // others, waiting on its blob lock, only link what it fetched.
-func putAllBlobs(ctx context.Context, root *catalog.Root, images []*image, o Options) {
+func putAllBlobs(ctx context.Context, root *tree.Root, images []*image, o Options) {
 	var first, rest []blobTask
 	seen := map[digest.Digest]bool{}
 	for _, im := range images {

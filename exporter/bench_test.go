@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/internal/bench"
 	"github.com/image-serve/image-serve/internal/testserver"
@@ -28,9 +28,9 @@ func writeLayout(b *testing.B, img bench.Image) *bench.Layout {
 	return l
 }
 
-func openRoot(b *testing.B, dir string) *catalog.Root {
+func openRoot(b *testing.B, dir string) *tree.Root {
 	b.Helper()
-	r, err := catalog.Open(dir)
+	r, err := tree.Open(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func openRoot(b *testing.B, dir string) *catalog.Root {
 }
 
 // export copies l into root as bench:v1 and checks what moved.
-func export(b *testing.B, root *catalog.Root, l *bench.Layout, wantFetched int64) *exporter.Summary {
+func export(b *testing.B, root *tree.Root, l *bench.Layout, wantFetched int64) *exporter.Summary {
 	b.Helper()
 	sum, err := exporter.Export(context.Background(), root, l.Source(), "bench:v1", exporter.Options{})
 	if err != nil {
@@ -192,7 +192,7 @@ func buildImageServe(b *testing.B) string {
 }
 
 // checkSameBlobs asserts both copies hold every blob of l, at full size.
-func checkSameBlobs(b *testing.B, root *catalog.Root, dir string, l *bench.Layout) {
+func checkSameBlobs(b *testing.B, root *tree.Root, dir string, l *bench.Layout) {
 	b.Helper()
 	for _, blob := range append([]bench.Blob{l.Config}, l.Layers...) {
 		for _, p := range []string{root.BlobPath("bench", blob.Digest), filepath.Join(dir, blob.Digest.Encoded())} {

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -45,7 +45,7 @@ const DefaultMaxBlobSize = 64 << 30
 type Progress interface {
 	BlobStart(d digest.Digest, size int64)
 	BlobBytes(d digest.Digest, n int64)
-	BlobDone(d digest.Digest, outcome catalog.BlobOutcome, err error)
+	BlobDone(d digest.Digest, outcome tree.BlobOutcome, err error)
 }
 
 // Summary reports what an export did.
@@ -66,7 +66,7 @@ type Summary struct {
 // "" for the source's own name). Nothing is tagged unless every manifest
 // and blob the tag needs is in the tree, verified. It is ExportMany of one
 // image.
-func Export(ctx context.Context, root *catalog.Root, srcArg, destArg string, o Options) (*Summary, error) {
+func Export(ctx context.Context, root *tree.Root, srcArg, destArg string, o Options) (*Summary, error) {
 	sums, errs := exportMany(ctx, root, []Job{{Source: srcArg, Dest: destArg}}, o)
 	return sums[0], errs[0]
 }
@@ -133,7 +133,7 @@ func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {
 // publishManifests writes a planned image's manifests (children before
 // the indexes naming them), the referrers indexes of their subjects, then
 // the tag. Its blobs are in the tree already.
-func publishManifests(root *catalog.Root, dest Dest, p *plan, o Options) error {
+func publishManifests(root *tree.Root, dest Dest, p *plan, o Options) error {
 	for _, m := range p.manifests {
 		if err := root.PutManifest(dest.Repo, m.Digest, m.MediaType, m.Raw); err != nil {
 			return err
@@ -152,7 +152,7 @@ func publishManifests(root *catalog.Root, dest Dest, p *plan, o Options) error {
 // putReferrers updates the referrers index of every subject the plan's
 // manifests name, once each. The manifests are in the tree by now, so an
 // index never lists one a client cannot fetch.
-func putReferrers(root *catalog.Root, repo string, ms []*manifest) error {
+func putReferrers(root *tree.Root, repo string, ms []*manifest) error {
 	done := map[digest.Digest]bool{}
 	for _, m := range ms {
 		if m.Subject == "" || done[m.Subject] {
@@ -168,7 +168,7 @@ func putReferrers(root *catalog.Root, repo string, ms []*manifest) error {
 
 // sweepStaleTemps removes temporary files of crashed writers when no other
 // writer runs; with company it leaves them to a later run.
-func sweepStaleTemps(root *catalog.Root, log *slog.Logger) {
+func sweepStaleTemps(root *tree.Root, log *slog.Logger) {
 	l, err := root.TryLockExclusive()
 	if err != nil || l == nil {
 		return
@@ -181,8 +181,8 @@ func sweepStaleTemps(root *catalog.Root, log *slog.Logger) {
 	}
 }
 
-func (sum *Summary) count(root *catalog.Root, repo string, b Descriptor, outcome catalog.BlobOutcome, n int64) {
-	if outcome == catalog.BlobFetched {
+func (sum *Summary) count(root *tree.Root, repo string, b Descriptor, outcome tree.BlobOutcome, n int64) {
+	if outcome == tree.BlobFetched {
 		sum.BlobsFetched++
 		sum.BytesFetched += n
 		return
@@ -199,12 +199,12 @@ func (sum *Summary) count(root *catalog.Root, repo string, b Descriptor, outcome
 
 // putBlob puts one blob, retrying transfers that failed for a reason that
 // may pass (a reset connection, a truncated stream, a 5xx).
-func putBlob(ctx context.Context, root *catalog.Root, s source, repo string, b Descriptor, o Options) (catalog.BlobOutcome, int64, error) {
+func putBlob(ctx context.Context, root *tree.Root, s source, repo string, b Descriptor, o Options) (tree.BlobOutcome, int64, error) {
 	if o.Progress != nil {
 		o.Progress.BlobStart(b.Digest, b.Size)
 	}
 	var (
-		outcome catalog.BlobOutcome
+		outcome tree.BlobOutcome
 		n       int64
 		err     error
 	)
@@ -235,11 +235,11 @@ func putBlob(ctx context.Context, root *catalog.Root, s source, repo string, b D
 	return outcome, n, err
 }
 
-func outcomeName(o catalog.BlobOutcome) string {
+func outcomeName(o tree.BlobOutcome) string {
 	switch o {
-	case catalog.BlobFetched:
+	case tree.BlobFetched:
 		return "fetched"
-	case catalog.BlobLinked:
+	case tree.BlobLinked:
 		return "linked"
 	}
 	return "present"
@@ -252,7 +252,7 @@ func outcomeName(o catalog.BlobOutcome) string {
 // here; wrong bytes and the tree's own errors (a full disk stays full)
 // are never retried.
 func transient(err error) bool {
-	var mm *catalog.MismatchError
+	var mm *tree.MismatchError
 	if errors.As(err, &mm) {
 		return mm.Truncated()
 	}

@@ -19,15 +19,15 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/opencontainers/go-digest"
 )
 
-func newRoot(t *testing.T) *catalog.Root {
+func newRoot(t *testing.T) *tree.Root {
 	t.Helper()
-	r, err := catalog.Open(t.TempDir())
+	r, err := tree.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func plainHTTP() Options {
 }
 
 // checkManifest asserts manifest d is stored with exactly raw and headers.
-func checkManifest(t *testing.T, root *catalog.Root, repo string, d digest.Digest, mt string, raw []byte) {
+func checkManifest(t *testing.T, root *tree.Root, repo string, d digest.Digest, mt string, raw []byte) {
 	t.Helper()
 	got, err := os.ReadFile(root.ManifestPath(repo, d))
 	if err != nil {
@@ -55,7 +55,7 @@ func checkManifest(t *testing.T, root *catalog.Root, repo string, d digest.Diges
 }
 
 // checkBlobs asserts every blob file of repo hashes to its name.
-func checkBlobs(t *testing.T, root *catalog.Root, repo string) int {
+func checkBlobs(t *testing.T, root *tree.Root, repo string) int {
 	t.Helper()
 	dir := filepath.Dir(root.BlobPath(repo, digest.FromString("")))
 	entries, err := os.ReadDir(dir)
@@ -359,8 +359,8 @@ func TestExportReferrer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("referrers index of the subject: %v", err)
 	}
-	x, err := catalog.ParseReferrers(b)
-	want := catalog.ReferrerDescriptor{MediaType: MediaTypeOCIManifest, Digest: digest.Digest(art.Digest), Size: int64(len(raw)), ArtifactType: testregistry.ArtifactType}
+	x, err := tree.ParseReferrers(b)
+	want := tree.ReferrerDescriptor{MediaType: MediaTypeOCIManifest, Digest: digest.Digest(art.Digest), Size: int64(len(raw)), ArtifactType: testregistry.ArtifactType}
 	if err != nil || len(x.Manifests) != 1 || fmt.Sprint(x.Manifests[0]) != fmt.Sprint(want) {
 		t.Errorf("referrers index %s (%v): want exactly %+v", b, err, want)
 	}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,12 +31,12 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("accepted unknown media type %q", m.MediaType)
 		}
 		for _, d := range append(m.Blobs, m.Foreign...) {
-			if catalog.ValidateDigest(d.Digest) != nil && !isForeign(d) {
+			if tree.ValidateDigest(d.Digest) != nil && !isForeign(d) {
 				t.Fatalf("accepted blob digest %q", d.Digest)
 			}
 		}
 		for _, c := range m.Children {
-			if err := catalog.ValidateDigest(c.Digest); err != nil {
+			if err := tree.ValidateDigest(c.Digest); err != nil {
 				t.Fatalf("accepted child digest %q: %v", c.Digest, err)
 			}
 		}

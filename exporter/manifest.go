@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -82,8 +82,8 @@ type rawManifest struct {
 // parseManifest checks raw and finds what it references. labelled is the
 // media type the source gave, if any; the body's own mediaType wins.
 func parseManifest(raw []byte, d digest.Digest, labelled string) (*manifest, error) {
-	if len(raw) > catalog.MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d, len(raw), catalog.MaxManifestSize)
+	if len(raw) > tree.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d, len(raw), tree.MaxManifestSize)
 	}
 	var m rawManifest
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -145,7 +145,7 @@ func (out *manifest) collect(m rawManifest) error {
 		out.Children = m.Manifests
 	case MediaTypeDockerSchema1, MediaTypeDockerSchema1JWS:
 		for i, l := range m.FSLayers {
-			if err := catalog.ValidateDigest(l.BlobSum); err != nil {
+			if err := tree.ValidateDigest(l.BlobSum); err != nil {
 				return fmt.Errorf("fsLayers[%d]: %v", i, err)
 			}
 			out.addBlob(Descriptor{Digest: l.BlobSum, Size: -1})
@@ -188,7 +188,7 @@ func isForeign(d Descriptor) bool {
 }
 
 func checkDescriptor(d Descriptor) error {
-	if err := catalog.ValidateDigest(d.Digest); err != nil {
+	if err := tree.ValidateDigest(d.Digest); err != nil {
 		return err
 	}
 	if d.Size < 0 {

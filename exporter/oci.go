@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -42,7 +42,7 @@ func openOCILayout(dir, ref, label string) (*ociLayout, string, error) {
 		return nil, "", fmt.Errorf("%s: not an OCI layout (no oci-layout file)", label)
 	}
 	l := &ociLayout{dir: real, label: label}
-	raw, err := l.readFile("index.json", catalog.MaxManifestSize)
+	raw, err := l.readFile("index.json", tree.MaxManifestSize)
 	if err != nil {
 		return nil, "", err
 	}
@@ -146,7 +146,7 @@ func (l *ociLayout) Manifest(_ context.Context, d Descriptor) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.label, err)
 	}
-	return l.readFile(rel, catalog.MaxManifestSize)
+	return l.readFile(rel, tree.MaxManifestSize)
 }
 
 func (l *ociLayout) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, error) {

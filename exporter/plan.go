@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -18,7 +18,7 @@ type plan struct {
 	top       *manifest            // what the tag names first
 	manifests []*manifest          // children before parents
 	blobs     []Descriptor         // unique
-	variants  []catalog.TagVariant // the tag's type map
+	variants  []tree.TagVariant // the tag's type map
 
 	seen      map[digest.Digest]bool // manifests planned or being fetched
 	seenBlobs map[digest.Digest]bool
@@ -89,8 +89,8 @@ func (p *plan) add(ctx context.Context, s source, m *manifest, depth int) error 
 		if depth >= maxDepth {
 			return fmt.Errorf("manifest %s: indexes nested deeper than %d", m.Digest, maxDepth)
 		}
-		if c.Size < 0 || c.Size > catalog.MaxManifestSize {
-			return fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", c.Digest, c.Size, catalog.MaxManifestSize)
+		if c.Size < 0 || c.Size > tree.MaxManifestSize {
+			return fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", c.Digest, c.Size, tree.MaxManifestSize)
 		}
 		if p.bytes += c.Size; p.bytes > maxPlanBytes {
 			return fmt.Errorf("manifest %s: its children add up to over %d bytes of manifests, the limit of one export", m.Digest, maxPlanBytes)
@@ -150,8 +150,8 @@ func fetchManifests(ctx context.Context, s source, ds []Descriptor, jobs int) ([
 
 // fetchManifest reads child d and checks its bytes against the descriptor.
 func fetchManifest(ctx context.Context, s source, d Descriptor) (*manifest, error) {
-	if d.Size > catalog.MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d.Digest, d.Size, catalog.MaxManifestSize)
+	if d.Size > tree.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d.Digest, d.Size, tree.MaxManifestSize)
 	}
 	raw, err := s.Manifest(ctx, d)
 	if err != nil {
@@ -168,18 +168,18 @@ func fetchManifest(ctx context.Context, s source, d Descriptor) (*manifest, erro
 
 // tagVariants is the type map of the tag: the top manifest, and for an
 // index its linux/amd64 image child as a low-quality fallback.
-func tagVariants(p *plan) []catalog.TagVariant {
+func tagVariants(p *plan) []tree.TagVariant {
 	if !isIndex(p.top.MediaType) {
-		return []catalog.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType}}
+		return []tree.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType}}
 	}
-	vs := []catalog.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType, QS: 1}}
+	vs := []tree.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType, QS: 1}}
 	for _, c := range p.top.Children {
 		if c.Platform == nil || c.Platform.OS != "linux" || c.Platform.Architecture != "amd64" {
 			continue
 		}
 		for _, m := range p.manifests {
 			if m.Digest == c.Digest && !isIndex(m.MediaType) {
-				return append(vs, catalog.TagVariant{Digest: m.Digest, MediaType: m.MediaType, QS: amd64Fallback})
+				return append(vs, tree.TagVariant{Digest: m.Digest, MediaType: m.MediaType, QS: amd64Fallback})
 			}
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -111,13 +111,13 @@ func ParseDest(s, defTag string) (Dest, error) {
 	if tag == "" {
 		tag = defTag
 	}
-	if err := catalog.ValidateRepo(repo); err != nil {
+	if err := tree.ValidateRepo(repo); err != nil {
 		return Dest{}, fmt.Errorf("destination %q: %w", s, err)
 	}
 	if tag == "" {
 		return Dest{}, fmt.Errorf("destination %q: no tag, and the source names none", s)
 	}
-	if err := catalog.ValidateTag(tag); err != nil {
+	if err := tree.ValidateTag(tag); err != nil {
 		return Dest{}, fmt.Errorf("destination %q: %w", s, err)
 	}
 	return Dest{Repo: repo, Tag: tag}, nil

@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // RegistryOptions configure docker:// sources.
@@ -35,7 +35,7 @@ type RegistryOptions struct {
 // through one authenticated client: go-containerregistry's transport
 // handles the ping (once per export, not once per request), the token
 // exchange, and retries of requests that fail before a body arrives. The
-// bodies are ours to bound: manifests to catalog.MaxManifestSize, blobs to
+// bodies are ours to bound: manifests to tree.MaxManifestSize, blobs to
 // their declared size (catalog counts while it writes), and each is read
 // once, hashed once, by the tree.
 type registry struct {
@@ -164,23 +164,23 @@ func (r *registry) Manifest(ctx context.Context, d Descriptor) ([]byte, error) {
 }
 
 // manifest GETs manifest id (a tag or a digest), at most
-// catalog.MaxManifestSize bytes of it, and its Content-Type.
+// tree.MaxManifestSize bytes of it, and its Content-Type.
 func (r *registry) manifest(ctx context.Context, what, id string) ([]byte, string, error) {
 	resp, err := r.get(ctx, "manifests/"+id, manifestAccept)
 	if err != nil {
 		return nil, "", registryError(what, err)
 	}
 	defer resp.Body.Close()
-	if resp.ContentLength > catalog.MaxManifestSize {
+	if resp.ContentLength > tree.MaxManifestSize {
 		// Refused unread: too big to hash, so named by its reference.
-		return nil, "", fmt.Errorf("%s: a manifest of %d bytes, over the %d byte limit", what, resp.ContentLength, catalog.MaxManifestSize)
+		return nil, "", fmt.Errorf("%s: a manifest of %d bytes, over the %d byte limit", what, resp.ContentLength, tree.MaxManifestSize)
 	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, catalog.MaxManifestSize+1))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, tree.MaxManifestSize+1))
 	if err != nil {
 		return nil, "", registryError(what, err)
 	}
-	if len(raw) > catalog.MaxManifestSize {
-		return nil, "", fmt.Errorf("%s: over the %d byte limit", what, catalog.MaxManifestSize)
+	if len(raw) > tree.MaxManifestSize {
+		return nil, "", fmt.Errorf("%s: over the %d byte limit", what, tree.MaxManifestSize)
 	}
 	mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
 	return raw, strings.TrimSpace(mt), nil

@@ -68,7 +68,7 @@ func BenchmarkGC(b *testing.B) {
 // type maps copied byte for byte (going through PutManifest and PutTag for
 // 20,000 manifests would fsync each and rewrite _catalog per tag, minutes
 // for a tree the benchmark only reads).
-func generateBenchTree(tr *tree) {
+func generateBenchTree(tr *fixture) {
 	const tmpl = "bench/r0000"
 	base := layer("base", 4096)
 	for i := range benchTags {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,10 +31,10 @@ func (r Ref) String() string {
 // ParseRef reads REPO:TAG or REPO@DIGEST.
 func ParseRef(s string) (Ref, error) {
 	if repo, d, ok := strings.Cut(s, "@"); ok {
-		if err := catalog.ValidateRepo(repo); err != nil {
+		if err := tree.ValidateRepo(repo); err != nil {
 			return Ref{}, err
 		}
-		if err := catalog.ValidateDigest(digest.Digest(d)); err != nil {
+		if err := tree.ValidateDigest(digest.Digest(d)); err != nil {
 			return Ref{}, err
 		}
 		return Ref{Repo: repo, Digest: digest.Digest(d)}, nil
@@ -44,10 +44,10 @@ func ParseRef(s string) (Ref, error) {
 		return Ref{}, fmt.Errorf("%q: want REPO:TAG or REPO@DIGEST", s)
 	}
 	repo, tag := s[:i], s[i+1:]
-	if err := catalog.ValidateRepo(repo); err != nil {
+	if err := tree.ValidateRepo(repo); err != nil {
 		return Ref{}, err
 	}
-	if err := catalog.ValidateTag(tag); err != nil {
+	if err := tree.ValidateTag(tag); err != nil {
 		return Ref{}, err
 	}
 	return Ref{Repo: repo, Tag: tag}, nil
@@ -93,7 +93,7 @@ func (e *ReferencedError) Error() string {
 // next collection finishes the job.
 //
 // Every ref is tried; the error joins one line per failed ref.
-func Delete(root *catalog.Root, refs []Ref, o DeleteOptions) (*DeleteReport, error) {
+func Delete(root *tree.Root, refs []Ref, o DeleteOptions) (*DeleteReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
@@ -227,7 +227,7 @@ func (c *collector) planDeletes(repo string, d *deletion, refs []Ref, errs *[]er
 // deleteTags removes the tag refs under the shared tree lock, and returns
 // per repository what the deleted tags reached and what they named, for
 // the prune.
-func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error) (reached, named map[string]map[digest.Digest]bool, err error) {
+func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (reached, named map[string]map[digest.Digest]bool, err error) {
 	reached, named = map[string]map[digest.Digest]bool{}, map[string]map[digest.Digest]bool{}
 	if !slices.ContainsFunc(refs, func(r Ref) bool { return r.Tag != "" }) {
 		return reached, named, nil
@@ -243,11 +243,11 @@ func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error
 			continue
 		}
 		vs, err := root.TagVariants(r.Repo, r.Tag)
-		if d, ok := root.LegacyTagTarget(r.Repo, r.Tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, catalog.ErrOutsideRoot) {
-			vs, err = []catalog.TagVariant{{Digest: d}}, nil // a TripleO symlink tag
+		if d, ok := root.LegacyTagTarget(r.Repo, r.Tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
+			vs, err = []tree.TagVariant{{Digest: d}}, nil // a TripleO symlink tag
 		}
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, catalog.ErrOutsideRoot) {
-			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, catalog.ErrTagUnknown))
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
+			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, tree.ErrTagUnknown))
 			continue
 		}
 		if err != nil {
@@ -285,7 +285,7 @@ func deleteTags(root *catalog.Root, refs []Ref, rep *DeleteReport, errs *[]error
 // deleteManifest removes manifest r.Digest, without a prune, unless a tag
 // or any index of its repository names it. Call it holding the tree lock
 // exclusively: an export could otherwise be about to tag it.
-func deleteManifest(root *catalog.Root, r Ref) error {
+func deleteManifest(root *tree.Root, r Ref) error {
 	g, err := loadRepo(root, r.Repo)
 	if err != nil {
 		return err
@@ -314,7 +314,7 @@ func deleteManifest(root *catalog.Root, r Ref) error {
 
 // referencedBy lists the tags of g's repository that name d, and the
 // indexes that list it: those in kept, or every index when kept is nil.
-func referencedBy(root *catalog.Root, g *repoGraph, d digest.Digest, kept map[digest.Digest]bool) ([]string, error) {
+func referencedBy(root *tree.Root, g *repoGraph, d digest.Digest, kept map[digest.Digest]bool) ([]string, error) {
 	var by []string
 	tags, err := root.Tags(g.repo)
 	if err != nil {
@@ -325,7 +325,7 @@ func referencedBy(root *catalog.Root, g *repoGraph, d digest.Digest, kept map[di
 		if err != nil {
 			return nil, err
 		}
-		if slices.ContainsFunc(vs, func(v catalog.TagVariant) bool { return v.Digest == d }) {
+		if slices.ContainsFunc(vs, func(v tree.TagVariant) bool { return v.Digest == d }) {
 			by = append(by, "tag "+tag)
 		}
 	}

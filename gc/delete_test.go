@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -47,7 +47,7 @@ type multiArch struct {
 	uniqueAmd2                 desc
 }
 
-func buildMultiArch(tr *tree) multiArch {
+func buildMultiArch(tr *fixture) multiArch {
 	var ma multiArch
 	ma.amd = tr.image("app", "amd64", layer("base", 2000), layer("amd", 100))
 	ma.arm = tr.image("app", "arm64", layer("arm", 100))
@@ -163,7 +163,7 @@ func TestDeleteManifest(t *testing.T) {
 		{
 			name:    "unknown tag",
 			refs:    func(ma multiArch) []Ref { return []Ref{{Repo: "app", Tag: "nope"}} },
-			wantErr: []string{catalog.ErrTagUnknown.Error()},
+			wantErr: []string{tree.ErrTagUnknown.Error()},
 		},
 	}
 	for _, tt := range tests {

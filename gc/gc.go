@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -145,7 +145,7 @@ func (e *ProblemsError) Error() string {
 // A repository with a problem (a tag naming a missing manifest, an
 // unparseable manifest) is not swept: what it references is unknown. The
 // report lists the problems, and the error is a *ProblemsError.
-func Collect(root *catalog.Root, o Options) (*Report, error) {
+func Collect(root *tree.Root, o Options) (*Report, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func Collect(root *catalog.Root, o Options) (*Report, error) {
 // interrupted reports the cause of the root's context once it is done:
 // long walks stop between repositories, never in the middle of removing
 // one, so an interrupted collection leaves what any crash would.
-func interrupted(root *catalog.Root) error {
+func interrupted(root *tree.Root) error {
 	if ctx := root.Context(); ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
@@ -209,13 +209,13 @@ func interrupted(root *catalog.Root) error {
 }
 
 // checkTree refuses a root that holds no tree, rather than creating one.
-func checkTree(root *catalog.Root) error { return root.RequireTree() }
+func checkTree(root *tree.Root) error { return root.RequireTree() }
 
 // collector sweeps repositories, several at once: each repository is
 // marked and swept on its own, so only the report and blob accounting are
 // shared.
 type collector struct {
-	root *catalog.Root
+	root *tree.Root
 	o    Options
 	// sweepTemps removes what writers that crashed left behind (only a
 	// collection, which holds the tree lock exclusively, may).
@@ -284,7 +284,7 @@ func (c *collector) collectAll(repos []string) error {
 	}
 }
 
-func newCollector(root *catalog.Root, o Options) *collector {
+func newCollector(root *tree.Root, o Options) *collector {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -554,7 +554,7 @@ func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Dig
 		if r := g.refs[d]; r != nil && r.Subject != "" {
 			continue
 		}
-		// ctime, not mtime: see catalog.ManifestChanged.
+		// ctime, not mtime: see tree.ManifestChanged.
 		changed, err := c.root.ManifestChanged(g.repo, d)
 		if err != nil {
 			g.problem(path, "%v", err)
@@ -620,7 +620,7 @@ func (c *collector) sweepBlobLocks() error {
 
 // uniqueDigests are the digests of bs, once each: a blob stored under both
 // its plain and its legacy name is one blob.
-func uniqueDigests(bs []catalog.StoredBlob) []digest.Digest {
+func uniqueDigests(bs []tree.StoredBlob) []digest.Digest {
 	var out []digest.Digest
 	seen := make(map[digest.Digest]bool, len(bs))
 	for _, b := range bs {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testtree"
 
 	"github.com/opencontainers/go-digest"
@@ -35,7 +35,7 @@ func (it item) String() string {
 	return fmt.Sprintf("%s %s of %s", kind, it.d.Digest, it.repo)
 }
 
-func (tr *tree) exists(it item) bool {
+func (tr *fixture) exists(it item) bool {
 	if it.blob {
 		return tr.hasBlob(it.repo, it.d)
 	}
@@ -54,12 +54,12 @@ func TestGCCollect(t *testing.T) {
 	tests := []struct {
 		name  string
 		opts  Options
-		build func(tr *tree) (kept, gone []item)
+		build func(tr *fixture) (kept, gone []item)
 	}{
 		{
 			name: "deleted single-arch tag",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				l1, l2 := layer("one", 100), layer("two", 200)
 				v1 := tr.image("app", "v1", base, l1)
 				v2 := tr.image("app", "v2", base, l2)
@@ -74,7 +74,7 @@ func TestGCCollect(t *testing.T) {
 			// TripleO deleted the arm64 child of the remaining tag (§3.2).
 			name: "multi-arch tags sharing a child",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				amd := tr.image("app", "amd64", base, layer("amd", 100))
 				arm := tr.image("app", "arm64", layer("arm", 100))
 				amd2 := tr.image("app", "amd64-2", layer("amd2", 100))
@@ -90,7 +90,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "nested index keeps grandchildren",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				img := tr.image("app", "deep", layer("deep", 100))
 				inner := tr.index("app", ociIndex, map[string]desc{"arm64": img})
 				outer := tr.index("app", ociIndex, map[string]desc{"amd64": inner})
@@ -101,7 +101,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "referrers live by their subject",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				s := tr.image("app", "subject", layer("s", 100))
 				gone := tr.image("app", "gone", layer("g", 100))
 				sig := tr.referrer("app", s, "sig-of-subject")
@@ -116,7 +116,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "schema1 fsLayers",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				l := tr.blob("app", layer("s1", 100))
 				orphan := tr.blob("app", layer("orphan", 100))
 				raw := fmt.Appendf(nil, `{"schemaVersion":1,"name":"app","tag":"v1","architecture":"amd64","fsLayers":[{"blobSum":%q}],"history":[{"v1Compatibility":"{}"}]}`, l.Digest)
@@ -128,7 +128,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "legacy .gz blobs are the blob",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				img := tr.image("app", "legacy", layer("kept", 100))
 				orphan := tr.blob("app", layer("orphan", 100))
 				kept := desc{Digest: digest.FromBytes(layer("kept", 100))}
@@ -144,7 +144,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "untagged manifests within the grace period stay",
 			opts: Options{Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				fresh := tr.image("app", "fresh", layer("fresh", 100))
 				orphan := tr.blob("app", layer("orphan", 100))
 				tr.tag("app", "v1", tr.image("app", "tagged"))
@@ -154,7 +154,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "untagged keep",
 			opts: Options{Now: later, Grace: time.Hour, Untagged: KeepUntagged},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				old := tr.image("app", "old", layer("old", 100))
 				orphan := tr.blob("app", layer("orphan", 100))
 				tr.tag("app", "v1", tr.image("app", "tagged"))
@@ -164,7 +164,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "a repository without tags goes",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				img := tr.image("gone/app", "v1", base)
 				tr.tag("gone/app", "v1", img)
 				tr.untag("gone/app", "v1")
@@ -177,7 +177,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "debris of an interrupted removal",
 			opts: Options{Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				img := tr.image("app", "v1")
 				tr.tag("app", "v1", img)
 				half := tr.image("app", "half")
@@ -190,7 +190,7 @@ func TestGCCollect(t *testing.T) {
 		{
 			name: "foreign layers are not missing",
 			opts: Options{Now: later, Grace: time.Hour},
-			build: func(tr *tree) ([]item, []item) {
+			build: func(tr *fixture) ([]item, []item) {
 				cfg := tr.blob("app", []byte(`{"config":{}}`))
 				cfg.MediaType = ociConfig
 				foreign := desc{MediaType: "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", Digest: digest.FromString("elsewhere"), Size: 9}
@@ -233,7 +233,7 @@ func TestGCCollect(t *testing.T) {
 // referrer is an artifact manifest whose subject is s.
 type referrerOf struct{ manifest, blob desc }
 
-func (tr *tree) referrer(repo string, s desc, name string) referrerOf {
+func (tr *fixture) referrer(repo string, s desc, name string) referrerOf {
 	tr.t.Helper()
 	blob := tr.blob(repo, []byte(name))
 	empty := tr.blob(repo, []byte("{}"))
@@ -486,7 +486,7 @@ func TestGCWaitsForExports(t *testing.T) {
 	done := make(chan error, 1)
 	waiting := make(chan struct{})
 	var once sync.Once
-	root := tr.root.WithWaits(catalog.Waits{Notify: func(string) { once.Do(func() { close(waiting) }) }})
+	root := tr.root.WithWaits(tree.Waits{Notify: func(string) { once.Do(func() { close(waiting) }) }})
 	go func() {
 		_, err := Collect(root, Options{Grace: 0})
 		done <- err
@@ -517,7 +517,7 @@ func TestGCWaitsForExports(t *testing.T) {
 	tr.verify()
 }
 
-// TestGCRemoveBlobFreed: catalog.RemoveBlob frees an inode's bytes only with
+// TestGCRemoveBlobFreed: tree.RemoveBlob frees an inode's bytes only with
 // its last link.
 func TestGCRemoveBlobFreed(t *testing.T) {
 	tr := newTree(t)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -23,7 +23,7 @@ func (p Problem) String() string { return p.Path + ": " + p.Message }
 // a per-repository sweep is correct as long as marking reaches every
 // child (serving-notes §7.4).
 type repoGraph struct {
-	root      *catalog.Root
+	root      *tree.Root
 	repo      string
 	stored    map[digest.Digest]bool  // digest directories, complete or not
 	present   map[digest.Digest]bool  // those whose index.json was read
@@ -41,7 +41,7 @@ type repoGraph struct {
 // problem forbids. So do symlinks leading outside the tree, in the layout
 // (then nothing is read) or as a manifest's index.json: the tree holds
 // something no server serves and no collector may follow.
-func loadRepo(root *catalog.Root, repo string) (*repoGraph, error) {
+func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 	g := &repoGraph{
 		root:      root,
 		repo:      repo,
@@ -68,7 +68,7 @@ func loadRepo(root *catalog.Root, repo string) (*repoGraph, error) {
 	for _, d := range ds {
 		g.stored[d] = true
 		raw, err := root.ReadManifest(repo, d)
-		if errors.Is(err, catalog.ErrOutsideRoot) {
+		if errors.Is(err, tree.ErrOutsideRoot) {
 			g.problem(root.ManifestPath(repo, d), "%v", err)
 			continue
 		}
@@ -94,7 +94,7 @@ func loadRepo(root *catalog.Root, repo string) (*repoGraph, error) {
 }
 
 // outsideMessage describes a symlink leading outside the tree.
-func outsideMessage(l catalog.OutsideLink) string {
+func outsideMessage(l tree.OutsideLink) string {
 	if l.Target == "" {
 		return "leads outside the tree through a symlink: not read, not swept"
 	}

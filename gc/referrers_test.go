@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
 // listed returns the digests the referrers index of s in repo lists, and
 // false when there is none (the empty index answers).
-func (tr *tree) listed(repo string, s desc) ([]digest.Digest, bool) {
+func (tr *fixture) listed(repo string, s desc) ([]digest.Digest, bool) {
 	tr.t.Helper()
 	b, err := tr.root.ReadReferrers(repo, s.Digest)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -24,7 +24,7 @@ func (tr *tree) listed(repo string, s desc) ([]digest.Digest, bool) {
 	if err != nil {
 		tr.t.Fatal(err)
 	}
-	x, err := catalog.ParseReferrers(b)
+	x, err := tree.ParseReferrers(b)
 	if err != nil {
 		tr.t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func (tr *tree) listed(repo string, s desc) ([]digest.Digest, bool) {
 	return ds, true
 }
 
-func (tr *tree) wantListed(repo string, s desc, want ...desc) {
+func (tr *fixture) wantListed(repo string, s desc, want ...desc) {
 	tr.t.Helper()
 	got, ok := tr.listed(repo, s)
 	var ds []digest.Digest
@@ -110,7 +110,7 @@ func TestVerifyReferrersIndexOutOfStep(t *testing.T) {
 	tr.tag("app", "v1", s)
 	tr.referrer("app", s, "sig")
 	p := tr.root.ReferrersPath("app", s.Digest)
-	if err := os.WriteFile(p, catalog.EmptyReferrers(), 0o644); err != nil {
+	if err := os.WriteFile(p, tree.EmptyReferrers(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Verify(tr.root, nil)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,7 +31,7 @@ type RepairReport struct {
 // each repository's tags/list and tag links and referrers indexes are
 // derived again, then _catalog. It does not fetch anything: a tag left
 // incomplete is reported in NeedExport, for an export to restore.
-func Repair(root *catalog.Root, repos []string) (*RepairReport, error) {
+func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func Repair(root *catalog.Root, repos []string) (*RepairReport, error) {
 		if err := interrupted(root); err != nil {
 			return rep, err
 		}
-		if err := catalog.ValidateRepo(repo); err != nil {
+		if err := tree.ValidateRepo(repo); err != nil {
 			return rep, err
 		}
 		if err := repairRepo(root, v, repo, rep); err != nil {
@@ -70,7 +70,7 @@ func Repair(root *catalog.Root, repos []string) (*RepairReport, error) {
 	return rep, nil
 }
 
-func repairRepo(root *catalog.Root, v *verifier, repo string, rep *RepairReport) error {
+func repairRepo(root *tree.Root, v *verifier, repo string, rep *RepairReport) error {
 	blobs, err := root.Blobs(repo)
 	if err != nil {
 		return err
@@ -115,7 +115,7 @@ func repairRepo(root *catalog.Root, v *verifier, repo string, rep *RepairReport)
 
 // rewriteDerived sets right what is derived from repo's type maps and
 // manifests, where it is out of step.
-func rewriteDerived(root *catalog.Root, repo string, rep *RepairReport) error {
+func rewriteDerived(root *tree.Root, repo string, rep *RepairReport) error {
 	tags, err := root.Tags(repo)
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func rewriteDerived(root *catalog.Root, repo string, rep *RepairReport) error {
 
 // needExport adds the tags of repo that no longer reach everything they
 // need: a manifest missing, or a blob.
-func needExport(root *catalog.Root, repo string, rep *RepairReport) error {
+func needExport(root *tree.Root, repo string, rep *RepairReport) error {
 	g, err := loadRepo(root, repo)
 	if err != nil {
 		return err

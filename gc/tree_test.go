@@ -8,7 +8,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -23,27 +23,27 @@ const (
 	schema1     = "application/vnd.docker.distribution.manifest.v1+json"
 )
 
-// tree builds registry trees with catalog's own writers, as exports do.
-type tree struct {
+// fixture builds registry trees with catalog's own writers, as exports do.
+type fixture struct {
 	t    testing.TB
-	root *catalog.Root
+	root *tree.Root
 }
 
-func newTree(t testing.TB) *tree {
+func newTree(t testing.TB) *fixture {
 	t.Helper()
 	return openTree(t, t.TempDir())
 }
 
-func openTree(t testing.TB, dir string) *tree {
+func openTree(t testing.TB, dir string) *fixture {
 	t.Helper()
-	root, err := catalog.Open(dir)
+	root, err := tree.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}
-	return &tree{t: t, root: root}
+	return &fixture{t: t, root: root}
 }
 
 // desc is a descriptor as manifests write it.
@@ -55,7 +55,7 @@ type desc struct {
 }
 
 // blob puts content into repo (hard-linked if another repository has it).
-func (tr *tree) blob(repo string, content []byte) desc {
+func (tr *fixture) blob(repo string, content []byte) desc {
 	tr.t.Helper()
 	d := digest.FromBytes(content)
 	_, _, err := tr.root.PutBlob(repo, d, int64(len(content)), false, func() (io.ReadCloser, error) {
@@ -68,7 +68,7 @@ func (tr *tree) blob(repo string, content []byte) desc {
 }
 
 // manifest stores v, marshalled, as a manifest of type mt in repo.
-func (tr *tree) manifest(repo, mt string, v any) desc {
+func (tr *fixture) manifest(repo, mt string, v any) desc {
 	tr.t.Helper()
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -77,7 +77,7 @@ func (tr *tree) manifest(repo, mt string, v any) desc {
 	return tr.raw(repo, mt, raw)
 }
 
-func (tr *tree) raw(repo, mt string, raw []byte) desc {
+func (tr *fixture) raw(repo, mt string, raw []byte) desc {
 	tr.t.Helper()
 	d := digest.FromBytes(raw)
 	if err := tr.root.PutManifest(repo, d, mt, raw); err != nil {
@@ -87,7 +87,7 @@ func (tr *tree) raw(repo, mt string, raw []byte) desc {
 }
 
 // image stores an OCI image of a fresh config and layers in repo.
-func (tr *tree) image(repo, name string, layers ...[]byte) desc {
+func (tr *fixture) image(repo, name string, layers ...[]byte) desc {
 	tr.t.Helper()
 	cfg := tr.blob(repo, fmt.Appendf(nil, `{"config":{},"name":%q}`, name))
 	cfg.MediaType = ociConfig
@@ -103,7 +103,7 @@ func (tr *tree) image(repo, name string, layers ...[]byte) desc {
 }
 
 // index stores an index of mt over children (linux/<arch> each) in repo.
-func (tr *tree) index(repo, mt string, children map[string]desc) desc {
+func (tr *fixture) index(repo, mt string, children map[string]desc) desc {
 	tr.t.Helper()
 	var ms []desc
 	for _, arch := range []string{"amd64", "arm64", "ppc64le"} {
@@ -116,11 +116,11 @@ func (tr *tree) index(repo, mt string, children map[string]desc) desc {
 }
 
 // tag points repo:tag at ds, the first at qs 1 when there are several.
-func (tr *tree) tag(repo, tag string, ds ...desc) {
+func (tr *fixture) tag(repo, tag string, ds ...desc) {
 	tr.t.Helper()
-	var vs []catalog.TagVariant
+	var vs []tree.TagVariant
 	for i, d := range ds {
-		v := catalog.TagVariant{Digest: d.Digest, MediaType: d.MediaType}
+		v := tree.TagVariant{Digest: d.Digest, MediaType: d.MediaType}
 		if len(ds) > 1 {
 			v.QS = 1
 			if i > 0 {
@@ -134,19 +134,19 @@ func (tr *tree) tag(repo, tag string, ds ...desc) {
 	}
 }
 
-func (tr *tree) untag(repo, tag string) {
+func (tr *fixture) untag(repo, tag string) {
 	tr.t.Helper()
 	if err := tr.root.DeleteTag(repo, tag); err != nil {
 		tr.t.Fatal(err)
 	}
 }
 
-func (tr *tree) hasManifest(repo string, d desc) bool {
+func (tr *fixture) hasManifest(repo string, d desc) bool {
 	_, err := os.Stat(tr.root.ManifestDir(repo, d.Digest))
 	return err == nil
 }
 
-func (tr *tree) hasBlob(repo string, d desc) bool {
+func (tr *fixture) hasBlob(repo string, d desc) bool {
 	_, err := os.Stat(tr.root.BlobPath(repo, d.Digest))
 	if err != nil {
 		_, err = os.Stat(tr.root.LegacyBlobPath(repo, d.Digest))
@@ -155,7 +155,7 @@ func (tr *tree) hasBlob(repo string, d desc) bool {
 }
 
 // verify fails the test unless Verify finds the tree clean.
-func (tr *tree) verify() {
+func (tr *fixture) verify() {
 	tr.t.Helper()
 	rep, err := Verify(tr.root, nil)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -24,7 +24,7 @@ import (
 // It holds the tree lock shared: collections and prunes wait, exports and
 // tag deletes go on. Those rewrite tags/list and _catalog in two steps,
 // so a disagreement is read again before it counts.
-func Verify(root *catalog.Root, repos []string) (*VerifyReport, error) {
+func Verify(root *tree.Root, repos []string) (*VerifyReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func Verify(root *catalog.Root, repos []string) (*VerifyReport, error) {
 }
 
 // verifyLocked is Verify for a caller that holds the tree lock.
-func verifyLocked(root *catalog.Root, repos []string) (*VerifyReport, error) {
+func verifyLocked(root *tree.Root, repos []string) (*VerifyReport, error) {
 	stored, err := root.StoredRepositories()
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func verifyLocked(root *catalog.Root, repos []string) (*VerifyReport, error) {
 		if err := interrupted(root); err != nil {
 			return nil, err
 		}
-		if err := catalog.ValidateRepo(repo); err != nil {
+		if err := tree.ValidateRepo(repo); err != nil {
 			return nil, err
 		}
 		if !slices.Contains(stored, repo) {
@@ -86,7 +86,7 @@ type VerifyReport struct {
 }
 
 type verifier struct {
-	root     *catalog.Root
+	root     *tree.Root
 	report   *VerifyReport
 	problems []Problem
 	// hashed remembers each inode's content digest: a blob hard-linked
@@ -160,7 +160,7 @@ func (v *verifier) repo(repo string) error {
 }
 
 // referrers checks that every referrers index of g's repository is what
-// catalog.UpdateReferrers would write now, and that every subject some
+// tree.UpdateReferrers would write now, and that every subject some
 // manifest refers to has one. An export writes the manifest before the
 // index, so a disagreement is read again before it counts.
 func (v *verifier) referrers(g *repoGraph) error {
@@ -175,7 +175,7 @@ func (v *verifier) referrers(g *repoGraph) error {
 }
 
 // referrersProblems compares repo's referrers indexes with its manifests.
-func referrersProblems(r *catalog.Root, repo string) ([]Problem, error) {
+func referrersProblems(r *tree.Root, repo string) ([]Problem, error) {
 	want, err := r.GeneratedReferrers(repo)
 	if err != nil {
 		return nil, err
@@ -194,7 +194,7 @@ func referrersProblems(r *catalog.Root, repo string) ([]Problem, error) {
 		path := r.ReferrersPath(repo, s)
 		got, err := r.ReadReferrers(repo, s)
 		switch {
-		case errors.Is(err, catalog.ErrOutsideRoot):
+		case errors.Is(err, tree.ErrOutsideRoot):
 			ps = append(ps, Problem{path, err.Error()})
 		case want[s] == nil && err == nil:
 			ps = append(ps, Problem{path, fmt.Sprintf("lists referrers, but no manifest of the repository has subject %s", s)})
@@ -232,7 +232,7 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 	}
 	h, err := r.ReadHeaders(repo, d)
 	switch {
-	case errors.Is(err, catalog.ErrOutsideRoot):
+	case errors.Is(err, tree.ErrOutsideRoot):
 		v.problem(r.HeadersPath(repo, d), "%v", err)
 	case errors.Is(err, fs.ErrNotExist):
 		v.problem(r.HeadersPath(repo, d), "missing: Apache would serve the manifest as application/json without its digest")
@@ -270,7 +270,7 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 // what a collection reads through none of them is what the tree holds.
 // Each is reported once, whatever else finds it.
 func (v *verifier) outsideLinks(named []string) error {
-	var links []catalog.OutsideLink
+	var links []tree.OutsideLink
 	if len(named) == 0 {
 		all, err := v.root.OutsideLinks("")
 		if err != nil {
@@ -326,7 +326,7 @@ func (v *verifier) tags(repo string, g *repoGraph) error {
 }
 
 // tagsListProblems compares repo's tags/list with its type maps.
-func tagsListProblems(r *catalog.Root, repo string) ([]Problem, error) {
+func tagsListProblems(r *tree.Root, repo string) ([]Problem, error) {
 	tags, err := r.Tags(repo)
 	if err != nil {
 		return nil, err
@@ -354,7 +354,7 @@ func (v *verifier) catalog(named []string) error {
 	return v.settle(func() ([]Problem, error) { return catalogProblems(v.root, named) })
 }
 
-func catalogProblems(r *catalog.Root, named []string) ([]Problem, error) {
+func catalogProblems(r *tree.Root, named []string) ([]Problem, error) {
 	repos, err := r.Repositories()
 	if err != nil {
 		return nil, err
@@ -403,7 +403,7 @@ func (v *verifier) settle(check func() ([]Problem, error)) error {
 
 // hashBlob reads blob b of repo and returns its digest, reading each
 // inode once.
-func (v *verifier) hashBlob(repo string, b catalog.StoredBlob) (digest.Digest, error) {
+func (v *verifier) hashBlob(repo string, b tree.StoredBlob) (digest.Digest, error) {
 	f, in, err := v.root.OpenBlobFile(repo, b)
 	if err != nil {
 		return "", err

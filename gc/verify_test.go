@@ -11,21 +11,21 @@ import (
 // TestVerify damages a clean tree one way at a time and expects exactly
 // the problem that damage is, at its path.
 func TestVerify(t *testing.T) {
-	type fixture struct {
-		tr   *tree
+	type damaged struct {
+		tr   *fixture
 		ma   multiArch
 		base desc
 	}
 	tests := []struct {
 		name     string
 		repos    []string
-		damage   func(f fixture) (path string)
+		damage   func(f damaged) (path string)
 		wantMsg  string
 		wantMore bool // the damage shows in more than one place
 	}{
 		{
 			name: "flipped byte in a blob",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				p := f.tr.root.BlobPath("app", f.base.Digest)
 				flipByte(f.tr.t, p)
 				return p
@@ -35,7 +35,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "flipped byte in a legacy .gz blob",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				d := f.ma.uniqueAmd2.Digest
 				p := f.tr.root.LegacyBlobPath("app", d)
 				if err := os.Rename(f.tr.root.BlobPath("app", d), p); err != nil {
@@ -48,7 +48,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "missing blob",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				p := f.tr.root.BlobPath("app", f.ma.uniqueAmd2.Digest)
 				if err := os.Remove(p); err != nil {
 					f.tr.t.Fatal(err)
@@ -59,7 +59,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "tag pointing at a missing manifest",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				if err := os.RemoveAll(f.tr.root.ManifestDir("app", f.ma.idx2.Digest)); err != nil {
 					f.tr.t.Fatal(err)
 				}
@@ -69,7 +69,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "catalog entry without a repository",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				if err := os.WriteFile(f.tr.root.CatalogPath(), []byte(`{"repositories":["app","ghost","other"]}`), 0o644); err != nil {
 					f.tr.t.Fatal(err)
 				}
@@ -79,7 +79,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "index child missing",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				if err := os.RemoveAll(f.tr.root.ManifestDir("app", f.ma.arm.Digest)); err != nil {
 					f.tr.t.Fatal(err)
 				}
@@ -90,7 +90,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "flipped byte in a manifest",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				p := f.tr.root.ManifestPath("app", f.ma.amd2.Digest)
 				flipByte(f.tr.t, p)
 				return p
@@ -100,7 +100,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "headers with the wrong media type",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				p := f.tr.root.HeadersPath("app", f.ma.idx2.Digest)
 				b, _ := os.ReadFile(p)
 				if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), dockerList, ociIndex)), 0o644); err != nil {
@@ -113,7 +113,7 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "tags/list behind the type maps",
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				p := f.tr.root.TagsListPath("app")
 				if err := os.WriteFile(p, []byte(`{"name":"app","tags":["amd","multi"]}`), 0o644); err != nil {
 					f.tr.t.Fatal(err)
@@ -125,7 +125,7 @@ func TestVerify(t *testing.T) {
 		{
 			name:  "named repository missing",
 			repos: []string{"app", "nope"},
-			damage: func(f fixture) string {
+			damage: func(f damaged) string {
 				return f.tr.root.RepoDir("nope")
 			},
 			wantMsg: "no such repository",
@@ -134,7 +134,7 @@ func TestVerify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTree(t)
-			f := fixture{tr: tr, ma: buildMultiArch(tr)}
+			f := damaged{tr: tr, ma: buildMultiArch(tr)}
 			f.base = desc{Digest: digest.FromBytes(layer("base", 2000))}
 			tr.tag("other", "v1", tr.image("other", "v1", layer("base", 2000)))
 			tr.verify() // clean before the damage

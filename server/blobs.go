@@ -3,7 +3,7 @@ package server
 import (
 	"net/http"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -16,8 +16,8 @@ func (h *handler) routeBlob(w http.ResponseWriter, r *http.Request, p string) {
 		h.fail(w, r, notFound(p))
 		return
 	}
-	if catalog.ValidateRepo(repo) != nil {
-		h.fail(w, r, catalog.ErrBlobUnknown)
+	if tree.ValidateRepo(repo) != nil {
+		h.fail(w, r, tree.ErrBlobUnknown)
 		return
 	}
 	h.serveBlob(w, r, repo, d)
@@ -30,7 +30,7 @@ func (h *handler) routeBlob(w http.ResponseWriter, r *http.Request, p string) {
 func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
 	f, err := h.root.OpenBlob(repo, d)
 	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrBlobUnknown)
+		h.failOpen(w, r, err, tree.ErrBlobUnknown)
 		return
 	}
 	defer f.Close()
@@ -39,7 +39,7 @@ func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, repo string,
 		err = errNotFile
 	}
 	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrBlobUnknown)
+		h.failOpen(w, r, err, tree.ErrBlobUnknown)
 		return
 	}
 	hd := w.Header()

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // servePing answers /v2/ with the tree's v2/index.json, as Apache does, or
@@ -29,7 +29,7 @@ func (h *handler) servePing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrNameUnknown)
+		h.failOpen(w, r, err, tree.ErrNameUnknown)
 		return
 	}
 	defer f.Close()
@@ -60,8 +60,8 @@ type repositories struct {
 // Apache serves, which the writers rebuild from the type maps after every
 // change, so both servers list the same tags.
 func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, repo string) {
-	if catalog.ValidateRepo(repo) != nil {
-		h.fail(w, r, catalog.ErrNameUnknown)
+	if tree.ValidateRepo(repo) != nil {
+		h.fail(w, r, tree.ErrNameUnknown)
 		return
 	}
 	h.serveList(w, r, h.root.TagsListPath(repo), "/v2/"+repo+"/tags/list",
@@ -93,7 +93,7 @@ func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self s
 	entries func([]byte) ([]string, error), page func([]string) any) {
 	f, fi, err := h.openFile(path)
 	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrNameUnknown)
+		h.failOpen(w, r, err, tree.ErrNameUnknown)
 		return
 	}
 	defer f.Close()

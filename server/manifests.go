@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
 )
@@ -18,19 +18,19 @@ import (
 // template's three manifest rules do.
 func (h *handler) routeManifest(w http.ResponseWriter, r *http.Request, p string) {
 	repo, ref, _ := cutRepo(p, "/manifests/")
-	if catalog.ValidateRepo(repo) != nil {
-		h.fail(w, r, catalog.ErrManifestUnknown)
+	if tree.ValidateRepo(repo) != nil {
+		h.fail(w, r, tree.ErrManifestUnknown)
 		return
 	}
-	if d := digest.Digest(ref); catalog.ValidateDigest(d) == nil {
+	if d := digest.Digest(ref); tree.ValidateDigest(d) == nil {
 		h.serveDigest(w, r, repo, d)
 		return
 	}
-	if catalog.ValidateTag(ref) == nil {
+	if tree.ValidateTag(ref) == nil {
 		h.serveTag(w, r, repo, ref)
 		return
 	}
-	h.fail(w, r, catalog.ErrManifestUnknown)
+	h.fail(w, r, tree.ErrManifestUnknown)
 }
 
 // serveDigest serves manifest d: immutable, with the digest as a strong
@@ -50,7 +50,7 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, repo strin
 func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest, cacheControl string) (*os.File, fs.FileInfo, bool) {
 	f, fi, err := h.openFile(h.root.ManifestPath(repo, d))
 	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrManifestUnknown)
+		h.failOpen(w, r, err, tree.ErrManifestUnknown)
 		return nil, nil, false
 	}
 	mediaType, err := h.mediaType(repo, d)
@@ -79,7 +79,7 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo stri
 func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag string) {
 	variants, err := h.tagVariants(repo, tag)
 	if err != nil {
-		h.failOpen(w, r, err, catalog.ErrManifestUnknown)
+		h.failOpen(w, r, err, tree.ErrManifestUnknown)
 		return
 	}
 	if varyByType(variants) {
@@ -92,7 +92,7 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag str
 		return
 	}
 	if !ok {
-		h.fail(w, r, catalog.ErrNotAcceptable)
+		h.fail(w, r, tree.ErrNotAcceptable)
 		return
 	}
 	f, _, ok := h.openManifest(w, r, repo, d, cacheRevalidate)
@@ -107,13 +107,13 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag str
 
 // negotiate picks the variant Apache would serve for r, breaking ties by
 // the smaller file as Apache does, and returns its digest.
-func (h *handler) negotiate(r *http.Request, repo string, variants []catalog.TagVariant) (digest.Digest, bool, error) {
+func (h *handler) negotiate(r *http.Request, repo string, variants []tree.TagVariant) (digest.Digest, bool, error) {
 	vs := make([]typemap.Variant, len(variants))
 	for i, v := range variants {
-		vs[i] = catalog.TypeMapVariant(v)
+		vs[i] = tree.TypeMapVariant(v)
 	}
 	length := func(v typemap.Variant) int64 {
-		d, err := catalog.VariantDigest(v)
+		d, err := tree.VariantDigest(v)
 		if err != nil {
 			return -1
 		}
@@ -128,13 +128,13 @@ func (h *handler) negotiate(r *http.Request, repo string, variants []catalog.Tag
 	if !ok {
 		return "", false, nil
 	}
-	d, err := catalog.VariantDigest(chosen)
+	d, err := tree.VariantDigest(chosen)
 	return d, true, err
 }
 
 // varyByType reports whether the variants differ in media type, when
 // mod_negotiation adds "Vary: accept" to the response.
-func varyByType(variants []catalog.TagVariant) bool {
+func varyByType(variants []tree.TagVariant) bool {
 	for _, v := range variants[1:] {
 		if !strings.EqualFold(v.MediaType, variants[0].MediaType) {
 			return true
@@ -169,12 +169,12 @@ func (h *handler) mediaType(repo string, d digest.Digest) (string, error) {
 
 // tagVariants reads the variants tag offers, parsing its type map only
 // when it changed since the last request.
-func (h *handler) tagVariants(repo, tag string) ([]catalog.TagVariant, error) {
+func (h *handler) tagVariants(repo, tag string) ([]tree.TagVariant, error) {
 	v, err := h.cache.get(h.root.TypeMapPath(repo, tag), func() (any, error) { return h.root.TagVariants(repo, tag) })
 	if err != nil {
 		return nil, err
 	}
-	return v.([]catalog.TagVariant), nil
+	return v.([]tree.TagVariant), nil
 }
 
 // openFile opens path and insists on a regular file, as Apache's "-f"

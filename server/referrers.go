@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,10 +31,10 @@ func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, p strin
 	repo, ref, _ := cutRepo(p, "/referrers/")
 	subject := digest.Digest(ref)
 	switch {
-	case catalog.ValidateDigest(subject) != nil:
-		h.fail(w, r, catalog.ErrDigestInvalid)
-	case catalog.ValidateRepo(repo) != nil || !h.root.HasManifests(repo):
-		h.fail(w, r, catalog.ErrNameUnknown)
+	case tree.ValidateDigest(subject) != nil:
+		h.fail(w, r, tree.ErrDigestInvalid)
+	case tree.ValidateRepo(repo) != nil || !h.root.HasManifests(repo):
+		h.fail(w, r, tree.ErrNameUnknown)
 	default:
 		h.serveReferrers(w, r, repo, subject)
 	}
@@ -48,9 +48,9 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo st
 	body, err := h.root.ReadReferrers(repo, subject)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTDIR):
-		body = catalog.EmptyReferrers() // not a file: Apache's "-f" falls back too
+		body = tree.EmptyReferrers() // not a file: Apache's "-f" falls back too
 	case err != nil:
-		h.failOpen(w, r, err, catalog.ErrNameUnknown)
+		h.failOpen(w, r, err, tree.ErrNameUnknown)
 		return
 	}
 	if t := r.URL.Query().Get("artifactType"); t != "" {
@@ -61,14 +61,14 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo st
 		w.Header().Set(filtersAppliedHeader, "artifactType")
 	}
 	hd := w.Header()
-	hd.Set("Content-Type", catalog.MediaTypeOCIIndex)
+	hd.Set("Content-Type", tree.MediaTypeOCIIndex)
 	hd.Set("Cache-Control", cacheRevalidate)
 	serveContent(w, unconditional(r), time.Time{}, bytes.NewReader(body))
 }
 
 // filterReferrers keeps the entries of index whose artifactType is t.
 func filterReferrers(index []byte, t string) ([]byte, error) {
-	x, err := catalog.ParseReferrers(index)
+	x, err := tree.ParseReferrers(index)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -39,14 +39,14 @@ const (
 
 // handler serves one tree.
 type handler struct {
-	root  *catalog.Root
+	root  *tree.Root
 	log   *slog.Logger
 	cache *fileCache // parsed type maps and headers, by file identity
 }
 
 // New returns a handler serving root read-only, answering every request as
 // the Apache template does. A nil log discards everything.
-func New(root *catalog.Root, log *slog.Logger) http.Handler {
+func New(root *tree.Root, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -81,7 +81,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	// RewriteRule ^ - [R=405]: read-only, on every path.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.fail(w, r, catalog.ErrUnsupported)
+		h.fail(w, r, tree.ErrUnsupported)
 		return
 	}
 	if hasBody(r) {
@@ -178,7 +178,7 @@ func isBlobPath(p string) bool {
 // the unvalidated repository and the digest.
 func blobRef(p string) (repo string, d digest.Digest, ok bool) {
 	repo, ref, ok := cutRepo(p, "/blobs/")
-	if !ok || catalog.ValidateDigest(digest.Digest(ref)) != nil {
+	if !ok || tree.ValidateDigest(digest.Digest(ref)) != nil {
 		return "", "", false
 	}
 	return repo, digest.Digest(ref), true
@@ -196,12 +196,12 @@ func tagsListRepo(p string) (string, bool) {
 // notFound is the 404 body Apache picks for p: its ErrorDocument depends
 // on the LocationMatch the client's URI falls in, and the manifest block
 // comes after the blob block, so it wins where both match.
-func notFound(p string) catalog.ServerError {
+func notFound(p string) tree.ServerError {
 	if isManifestPath(p) {
-		return catalog.ErrManifestUnknown
+		return tree.ErrManifestUnknown
 	}
 	if _, _, ok := blobRef(p); ok {
-		return catalog.ErrBlobUnknown
+		return tree.ErrBlobUnknown
 	}
-	return catalog.ErrNameUnknown
+	return tree.ErrNameUnknown
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 )
 
 //go:embed nginx.conf.tmpl nginx-standalone.conf.tmpl
@@ -31,7 +31,7 @@ type Nginx struct {
 	// IP address.
 	Listen string
 	// Root is the tree to serve.
-	Root *catalog.Root
+	Root *tree.Root
 	// Standalone renders a complete nginx.conf for its own nginx process;
 	// otherwise only the maps and the server block, to include inside a
 	// distribution's http {} (conf.d).
@@ -60,11 +60,11 @@ const (
 // quote them with q, or escape them with e inside a quoted string that
 // goes on with nginx variables.
 type nginxData struct {
-	Root   *catalog.Root
+	Root   *tree.Root
 	Listen string // argument of listen
 	Port   int
 	Errors errorFiles
-	Types  []catalog.NginxType
+	Types  []tree.NginxType
 	// EmptyReferrers is Root.EmptyReferrersPath below the root.
 	EmptyReferrers string
 	Timeouts       Timeouts // resolved: every field set
@@ -112,7 +112,7 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		Listen:        listen,
 		Port:          port,
 		Errors:        theErrorFiles(),
-		Types:         catalog.NginxTypes(),
+		Types:         tree.NginxTypes(),
 		RepoPattern:   nginxRepoPattern,
 		TagPattern:    nginxTagPattern,
 		DigestPattern: nginxDigestPattern,

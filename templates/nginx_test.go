@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/templates"
@@ -85,7 +85,7 @@ func TestNginxRepoPattern(t *testing.T) {
 	re := regexp.MustCompile(`^(?:` + m[1] + `)$`)
 	for _, name := range []string{"app", "ns/app", "a/b/c/d", "a.b_c__d--e", "tripleomaster/openstack-nova-api",
 		"", "../etc", "ns/.hidden", "NS/app", "ns//app", "ns/app/", "a___b", "a..b", "-a", ".tags", "ns/app/manifests/.tags"} {
-		want := catalog.ValidateRepo(name) == nil
+		want := tree.ValidateRepo(name) == nil
 		if got := re.MatchString(name); got != want {
 			t.Errorf("nginx matches repository %q: %v, catalog accepts it: %v", name, got, want)
 		}

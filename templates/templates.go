@@ -2,7 +2,7 @@
 // static registry tree. The configurations are the ones our reference
 // setups proved against skopeo, crane, containerd and the OCI conformance
 // suites; the tree layout they route over is catalog's, so every path
-// comes from a catalog.Root.
+// comes from a tree.Root.
 package templates
 
 import (
@@ -18,7 +18,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 )
 
 //go:embed apache.conf.tmpl apache-standalone.conf.tmpl
@@ -38,7 +38,7 @@ type Apache struct {
 	// IP address.
 	Listen string
 	// Root is the tree to serve.
-	Root *catalog.Root
+	Root *tree.Root
 	// Standalone renders a complete httpd.conf for its own httpd process;
 	// otherwise only the Listen and VirtualHost part, to drop into a
 	// distribution's conf.d or sites-available.
@@ -88,7 +88,7 @@ type errorFiles struct {
 // apacheData is what the templates see. Paths are raw; the templates quote
 // them with q.
 type apacheData struct {
-	Root        *catalog.Root
+	Root        *tree.Root
 	Listen      string // argument of Listen
 	VirtualHost string // argument of <VirtualHost>
 	Port        int
@@ -135,18 +135,18 @@ func execute(w io.Writer, t *template.Template, name string, data any) error {
 // theErrorFiles names catalog's error bodies for the templates.
 func theErrorFiles() errorFiles {
 	return errorFiles{
-		BlobUnknown:     catalog.ErrBlobUnknown.File(),
-		ManifestUnknown: catalog.ErrManifestUnknown.File(),
-		NotAcceptable:   catalog.ErrNotAcceptable.File(),
-		NameUnknown:     catalog.ErrNameUnknown.File(),
-		Unsupported:     catalog.ErrUnsupported.File(),
-		DigestInvalid:   catalog.ErrDigestInvalid.File(),
+		BlobUnknown:     tree.ErrBlobUnknown.File(),
+		ManifestUnknown: tree.ErrManifestUnknown.File(),
+		NotAcceptable:   tree.ErrNotAcceptable.File(),
+		NameUnknown:     tree.ErrNameUnknown.File(),
+		Unsupported:     tree.ErrUnsupported.File(),
+		DigestInvalid:   tree.ErrDigestInvalid.File(),
 	}
 }
 
 // emptyReferrers is root's empty referrers index as a path below the
 // document root.
-func emptyReferrers(root *catalog.Root) string {
+func emptyReferrers(root *tree.Root) string {
 	rel, _ := filepath.Rel(root.Dir(), root.EmptyReferrersPath()) // below it by construction
 	return "/" + filepath.ToSlash(rel)
 }

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/templates"
 )
 
-func openRoot(t *testing.T, dir string) *catalog.Root {
+func openRoot(t *testing.T, dir string) *tree.Root {
 	t.Helper()
-	r, err := catalog.Open(dir)
+	r, err := tree.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestRenderApacheListen(t *testing.T) {
 
 // oddRoot makes an initialised tree under a directory name that needs
 // quoting in httpd.conf: spaces, both quotes and a backslash.
-func oddRoot(t *testing.T) *catalog.Root {
+func oddRoot(t *testing.T) *tree.Root {
 	t.Helper()
 	root := openRoot(t, testserver.SharedTempDir(t, `image-serve "odd" 'root' \ `))
 	if err := root.Init(); err != nil {

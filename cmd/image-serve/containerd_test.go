@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/opencontainers/go-digest"
@@ -324,7 +324,7 @@ func (cl closure) platforms() []string {
 
 // closureOf reads the manifest dg of repo, and everything it refers to,
 // from the tree.
-func closureOf(t *testing.T, root *catalog.Root, repo, dg, mediaType string) closure {
+func closureOf(t *testing.T, root *tree.Root, repo, dg, mediaType string) closure {
 	t.Helper()
 	cl := closure{byPlatform: map[string]platformImage{}, other: map[string]platformImage{}}
 	if mediaType == exporter.MediaTypeDockerSchema1 || mediaType == exporter.MediaTypeDockerSchema1JWS {

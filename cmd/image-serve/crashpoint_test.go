@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/internal/testregistry"
@@ -76,7 +76,7 @@ type rerunRefusal struct{ after, message string }
 // all three servers, and the starting tree kept aside.
 type crashCase struct {
 	reg     *testregistry.Registry
-	root    *catalog.Root
+	root    *tree.Root
 	servers []crashServer
 	start   string // a copy of the starting tree
 	pushed  map[string]testregistry.Pushed
@@ -333,9 +333,9 @@ func runCrashScenario(t *testing.T, sc crashScenario) {
 func runCrash(t *testing.T, args []string, trace string, k int) result {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), catalog.CrashTraceEnv+"="+trace)
+	cmd.Env = append(os.Environ(), tree.CrashTraceEnv+"="+trace)
 	if k > 0 {
-		cmd.Env = append(cmd.Env, catalog.CrashAtEnv+"="+strconv.Itoa(k))
+		cmd.Env = append(cmd.Env, tree.CrashAtEnv+"="+strconv.Itoa(k))
 	}
 	r := runCmd(t, cmd)
 	if ps := cmd.ProcessState; ps != nil {
@@ -347,7 +347,7 @@ func runCrash(t *testing.T, args []string, trace string, k int) result {
 }
 
 // readSteps reads a trace: "<kind> <path relative to root>" per step.
-func readSteps(t *testing.T, root *catalog.Root, trace string) []string {
+func readSteps(t *testing.T, root *tree.Root, trace string) []string {
 	t.Helper()
 	b, err := os.ReadFile(trace)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/image-serve/image-serve/internal/testserver"
-	"github.com/image-serve/image-serve/view"
+	"github.com/image-serve/image-serve/catalog"
 )
 
 // TestDiskUsage: du counts a blob hard-linked into several repositories
@@ -39,7 +39,7 @@ func TestDiskUsage(t *testing.T) {
 	for _, size := range files(root.V2Dir()) {
 		total += size
 	}
-	var u view.Usage
+	var u catalog.Usage
 	r := mustRun(t, "--root", root.Dir(), "du", "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &u); err != nil {
 		t.Fatal(err)

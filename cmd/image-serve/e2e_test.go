@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
@@ -39,7 +39,7 @@ func (e exported) isIndex() bool { return len(e.children) > 0 }
 // exportFixtures fills a registry with every kind of manifest, exports
 // each through the binary, and also exports the bundled oci: layout and
 // docker-archive.
-func exportFixtures(t *testing.T, tree *catalog.Root) []exported {
+func exportFixtures(t *testing.T, tree *tree.Root) []exported {
 	root := tree.Dir()
 	reg := testregistry.Start(t)
 	amd := testregistry.OCIImage(t, "amd64", testregistry.Layer(t, 4096, types.OCILayer))
@@ -89,7 +89,7 @@ func fromLayout(t *testing.T, repo, tag string) exported {
 
 // fromArchive takes the synthesised manifest as the tree has it: a
 // docker-archive has no manifest of its own.
-func fromArchive(t *testing.T, root *catalog.Root, repo, tag string) exported {
+func fromArchive(t *testing.T, root *tree.Root, repo, tag string) exported {
 	r := mustRun(t, "--root", root.Dir(), "list", repo)
 	if strings.TrimSpace(r.stdout) != tag {
 		t.Fatalf("list %s: %q, want %q", repo, r.stdout, tag)
@@ -151,7 +151,7 @@ func TestEndToEnd(t *testing.T) {
 
 // apacheConfigFromCLI renders the standalone httpd.conf with
 // `image-serve config apache --standalone`, as the README tells operators.
-func apacheConfigFromCLI(root *catalog.Root) testserver.ConfigRenderer {
+func apacheConfigFromCLI(root *tree.Root) testserver.ConfigRenderer {
 	return func(t testing.TB, listen, runDir string) string {
 		r := mustRun(t, "--root", root.Dir(), "config", "apache", "--standalone", "--listen", listen, "--run-dir", runDir)
 		conf := filepath.Join(runDir, "httpd.conf")

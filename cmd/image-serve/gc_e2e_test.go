@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
@@ -30,7 +30,7 @@ import (
 )
 
 // gcServers serves root with every server the tree is for.
-func gcServers(t *testing.T, root *catalog.Root) map[string]string {
+func gcServers(t *testing.T, root *tree.Root) map[string]string {
 	t.Helper()
 	return map[string]string{
 		"apache":   testserver.Apache(t, root),
@@ -54,7 +54,7 @@ func blobSizes(t *testing.T, img v1.Image) map[digest.Digest]int64 {
 }
 
 // exportTag exports reg's src as dest into root with the binary.
-func exportTag(t *testing.T, root *catalog.Root, reg *testregistry.Registry, src, dest string) {
+func exportTag(t *testing.T, root *tree.Root, reg *testregistry.Registry, src, dest string) {
 	t.Helper()
 	mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref(src), dest)
 }
@@ -180,7 +180,7 @@ func TestDeleteEachTag(t *testing.T) {
 
 // threeRepos exports three images sharing a base layer into a, b and c
 // and returns, per repository, the bytes of its blobs no other image has.
-func threeRepos(t *testing.T, root *catalog.Root) (unique map[string]int64) {
+func threeRepos(t *testing.T, root *tree.Root) (unique map[string]int64) {
 	t.Helper()
 	reg := testregistry.Start(t)
 	base := testregistry.Layer(t, 1<<20, types.OCILayer)
@@ -208,7 +208,7 @@ func threeRepos(t *testing.T, root *catalog.Root) (unique map[string]int64) {
 
 // tmpfsTree mounts a tmpfs of its own for a tree, so that its free space
 // moves only with what the test does, and unmounts it at the end.
-func tmpfsTree(t *testing.T) *catalog.Root {
+func tmpfsTree(t *testing.T) *tree.Root {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "image-serve-gc-")
 	if err != nil {
@@ -223,7 +223,7 @@ func tmpfsTree(t *testing.T) *catalog.Root {
 		}
 		os.Remove(dir)
 	})
-	root, err := catalog.Open(dir)
+	root, err := tree.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func freeBytes(t *testing.T, dir string) int64 {
 
 // blobInodeBytes sums the sizes of the distinct inodes under the blobs
 // directories of the tree: du over inodes, not over names.
-func blobInodeBytes(t *testing.T, root *catalog.Root) int64 {
+func blobInodeBytes(t *testing.T, root *tree.Root) int64 {
 	t.Helper()
 	seen := map[uint64]bool{}
 	var sum int64
@@ -406,10 +406,10 @@ func TestGCUsage(t *testing.T) {
 func TestVerifyDetects(t *testing.T) {
 	tests := []struct {
 		name   string
-		damage func(t *testing.T, root *catalog.Root) (path string)
+		damage func(t *testing.T, root *tree.Root) (path string)
 		want   string
 	}{
-		{"flipped byte in a blob", func(t *testing.T, root *catalog.Root) string {
+		{"flipped byte in a blob", func(t *testing.T, root *tree.Root) string {
 			p := root.BlobPath("demo/hello", someLayer(t, root))
 			b := readFile(t, p)
 			b[len(b)/2] ^= 0x80
@@ -423,14 +423,14 @@ func TestVerifyDetects(t *testing.T) {
 			}
 			return p
 		}, "not the blob its name says"},
-		{"missing blob", func(t *testing.T, root *catalog.Root) string {
+		{"missing blob", func(t *testing.T, root *tree.Root) string {
 			p := root.BlobPath("demo/hello", someLayer(t, root))
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
 			return p
 		}, "missing: manifest sha256:"},
-		{"tag pointing at a missing manifest", func(t *testing.T, root *catalog.Root) string {
+		{"tag pointing at a missing manifest", func(t *testing.T, root *tree.Root) string {
 			vs, err := root.TagVariants("demo/hello", "latest")
 			if err != nil {
 				t.Fatal(err)
@@ -440,7 +440,7 @@ func TestVerifyDetects(t *testing.T) {
 			}
 			return root.TypeMapPath("demo/hello", "latest")
 		}, "names manifest sha256:"},
-		{"catalog entry without a repository", func(t *testing.T, root *catalog.Root) string {
+		{"catalog entry without a repository", func(t *testing.T, root *tree.Root) string {
 			if err := os.WriteFile(root.CatalogPath(), []byte(`{"repositories":["demo/ghost","demo/hello"]}`), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -471,7 +471,7 @@ func TestVerifyDetects(t *testing.T) {
 }
 
 // someLayer is a layer of demo/hello's amd64 image.
-func someLayer(t *testing.T, root *catalog.Root) digest.Digest {
+func someLayer(t *testing.T, root *tree.Root) digest.Digest {
 	t.Helper()
 	bs, err := root.Blobs("demo/hello")
 	if err != nil {
@@ -518,7 +518,7 @@ func concurrencyImages(t *testing.T, reg *testregistry.Registry, n int) []string
 
 // pullAll pulls every tag of every repository in the tree through base
 // with go-containerregistry, validating every blob.
-func pullAll(t *testing.T, root *catalog.Root, base string) int {
+func pullAll(t *testing.T, root *tree.Root, base string) int {
 	t.Helper()
 	repos, err := root.Repositories()
 	if err != nil {

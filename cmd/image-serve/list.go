@@ -8,9 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/gc"
-	"github.com/image-serve/image-serve/view"
+	"github.com/image-serve/image-serve/catalog"
 	"github.com/urfave/cli/v2"
 )
 
@@ -47,13 +47,13 @@ func runList(c *cli.Context) error {
 	}
 	switch {
 	case wantJSON(c):
-		tags, err := view.Tags(root, repos)
+		tags, err := catalog.Tags(root, repos)
 		if err != nil {
 			return err
 		}
 		return printJSON(c.App.Writer, tags)
 	case c.Bool("long"):
-		tags, err := view.Tags(root, repos)
+		tags, err := catalog.Tags(root, repos)
 		if err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func runList(c *cli.Context) error {
 }
 
 // printTags is list --long: one aligned line per tag.
-func printTags(c *cli.Context, tags []view.Tag) error {
+func printTags(c *cli.Context, tags []catalog.Tag) error {
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TAG\tDIGEST\tTYPE\tPLATFORMS\tSIZE\tCHANGED")
 	for _, t := range tags {
@@ -108,7 +108,7 @@ func shortDigest(d string) string {
 
 // shortType names a manifest media type in a word.
 func shortType(mt string) string {
-	for _, t := range catalog.NginxTypes() {
+	for _, t := range tree.NginxTypes() {
 		if t.MediaType == mt {
 			return t.Ext
 		}
@@ -140,7 +140,7 @@ func runInspect(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	img, err := view.Inspect(root, ref.Repo, ref.Tag, ref.Digest)
+	img, err := catalog.Inspect(root, ref.Repo, ref.Tag, ref.Digest)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func runInspect(c *cli.Context) error {
 	return printImage(c, img)
 }
 
-func printImage(c *cli.Context, img *view.Image) error {
+func printImage(c *cli.Context, img *catalog.Image) error {
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	name := img.Repository + "@" + img.Digest.String()
 	if img.Tag != "" {
@@ -230,7 +230,7 @@ func runDu(c *cli.Context) error {
 			return err
 		}
 	}
-	u, err := view.DiskUsage(root, repos)
+	u, err := catalog.DiskUsage(root, repos)
 	if err != nil {
 		return err
 	}

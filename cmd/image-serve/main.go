@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -96,7 +96,7 @@ func newApp() *cli.App {
 		Usage:   "export container images into a static registry tree and serve it",
 		Version: buildVersion(),
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "root", Value: catalog.DefaultRoot, EnvVars: []string{"IMAGE_SERVE_ROOT"}, Usage: "the registry tree (the web server's document root)"},
+			&cli.StringFlag{Name: "root", Value: tree.DefaultRoot, EnvVars: []string{"IMAGE_SERVE_ROOT"}, Usage: "the registry tree (the web server's document root)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print debug logs"},
@@ -170,7 +170,7 @@ func wantJSON(c *cli.Context) bool {
 // what is wrong with it, naming the path, before it does anything. A
 // mistyped --root must not get a tree created there, nor a server
 // answering 404 to everything.
-func openTree(c *cli.Context) (*catalog.Root, error) {
+func openTree(c *cli.Context) (*tree.Root, error) {
 	root, err := openRoot(c)
 	if err != nil {
 		return nil, err
@@ -186,9 +186,9 @@ func openTree(c *cli.Context) (*catalog.Root, error) {
 
 // openTreeWithRepos is openTree for a command whose arguments are
 // repository names: each must be a valid one (a usage error otherwise).
-func openTreeWithRepos(c *cli.Context) (*catalog.Root, []string, error) {
+func openTreeWithRepos(c *cli.Context) (*tree.Root, []string, error) {
 	for _, repo := range c.Args().Slice() {
-		if err := catalog.ValidateRepo(repo); err != nil {
+		if err := tree.ValidateRepo(repo); err != nil {
 			return nil, nil, usageError(c, "%v", err)
 		}
 	}
@@ -196,8 +196,8 @@ func openTreeWithRepos(c *cli.Context) (*catalog.Root, []string, error) {
 	return root, c.Args().Slice(), err
 }
 
-func openRoot(c *cli.Context) (*catalog.Root, error) {
-	root, err := catalog.Open(c.String("root"))
+func openRoot(c *cli.Context) (*tree.Root, error) {
+	root, err := tree.Open(c.String("root"))
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,7 @@ func openRoot(c *cli.Context) (*catalog.Root, error) {
 		return nil, usageError(c, "--lock-timeout %v: want 0 or more", c.Duration("lock-timeout"))
 	}
 	log := logger(c)
-	return root.WithWaits(catalog.Waits{
+	return root.WithWaits(tree.Waits{
 		Context: c.Context,
 		Timeout: c.Duration("lock-timeout"),
 		Notify:  func(msg string) { log.Info(msg) },

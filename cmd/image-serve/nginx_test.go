@@ -9,13 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testserver"
 )
 
 // nginxConfigFromCLI renders the standalone nginx.conf with
 // `image-serve config nginx --standalone`, as the README tells operators.
-func nginxConfigFromCLI(root *catalog.Root) testserver.ConfigRenderer {
+func nginxConfigFromCLI(root *tree.Root) testserver.ConfigRenderer {
 	return func(t testing.TB, listen, runDir string) string {
 		r := mustRun(t, "--root", root.Dir(), "config", "nginx", "--standalone", "--listen", listen, "--run-dir", runDir)
 		conf := filepath.Join(runDir, "nginx.conf")

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -79,7 +79,7 @@ func (p *ttyProgress) BlobBytes(d digest.Digest, n int64) {
 	}
 }
 
-func (p *ttyProgress) BlobDone(d digest.Digest, outcome catalog.BlobOutcome, err error) {
+func (p *ttyProgress) BlobDone(d digest.Digest, outcome tree.BlobOutcome, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b := p.blobs[d]
@@ -89,7 +89,7 @@ func (p *ttyProgress) BlobDone(d digest.Digest, outcome catalog.BlobOutcome, err
 	switch {
 	case err != nil:
 		b.status = "failed"
-	case outcome == catalog.BlobFetched:
+	case outcome == tree.BlobFetched:
 		b.status = "done"
 	default:
 		b.status = "skipped: already exists"

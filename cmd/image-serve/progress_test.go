@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -37,9 +37,9 @@ func TestTTYProgress(t *testing.T) {
 	p.BlobStart(fetched, 2048)
 	p.BlobBytes(fetched, 1024)
 	p.BlobBytes(fetched, 1024)
-	p.BlobDone(fetched, catalog.BlobFetched, nil)
+	p.BlobDone(fetched, tree.BlobFetched, nil)
 	p.BlobStart(reused, 10)
-	p.BlobDone(reused, catalog.BlobLinked, nil)
+	p.BlobDone(reused, tree.BlobLinked, nil)
 	p.Close()
 
 	s := out.String()

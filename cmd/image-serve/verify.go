@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/gc"
 	"github.com/urfave/cli/v2"
 )
@@ -68,7 +68,7 @@ func runVerify(c *cli.Context) error {
 	return nil
 }
 
-func runRepair(c *cli.Context, root *catalog.Root) error {
+func runRepair(c *cli.Context, root *tree.Root) error {
 	rep, err := gc.Repair(root, c.Args().Slice())
 	if err != nil {
 		return fmt.Errorf("verify --repair: %w", err)

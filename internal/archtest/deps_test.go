@@ -13,17 +13,17 @@ const module = "github.com/image-serve/image-serve/"
 
 // allowed lists, for each package of ours, the packages of ours its
 // non-test code may import. Dependencies point one way: cmd → exporting,
-// collecting, serving, viewing → the layout owner (catalog) → the pure
+// collecting, serving, the catalog views → the layout owner (tree) → the pure
 // format packages (typemap, distribution), which import nothing of ours.
 var allowed = map[string][]string{
 	"typemap":      {},
 	"distribution": {},
-	"catalog":      {"typemap", "distribution"},
-	"exporter":     {"catalog", "typemap", "distribution"},
-	"gc":           {"catalog", "typemap", "distribution"},
-	"server":       {"catalog", "typemap", "distribution"},
-	"view":         {"catalog", "typemap", "distribution"},
-	"templates":    {"catalog", "typemap", "distribution"},
+	"tree":         {"typemap", "distribution"},
+	"exporter":     {"tree", "typemap", "distribution"},
+	"gc":           {"tree", "typemap", "distribution"},
+	"server":       {"tree", "typemap", "distribution"},
+	"catalog":      {"tree", "typemap", "distribution"},
+	"templates":    {"tree", "typemap", "distribution"},
 }
 
 // onlyImporter lists external modules that one package alone may import

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -131,7 +131,7 @@ func servedBlob(method string, b Blob) []check {
 
 // jsonError is an OCI error response: status, JSON type, the code, and
 // not cached. HEAD responses carry no body to decode.
-func jsonError(method string, st int, code catalog.ErrorCode) []check {
+func jsonError(method string, st int, code tree.ErrorCode) []check {
 	cs := []check{status(st), header("Content-Type", "application/json"), header("Cache-Control", "no-store")}
 	if method == http.MethodHead {
 		return append(cs, emptyBody)
@@ -140,13 +140,13 @@ func jsonError(method string, st int, code catalog.ErrorCode) []check {
 }
 
 // anyCode accepts any error code in an error body.
-const anyCode catalog.ErrorCode = ""
+const anyCode tree.ErrorCode = ""
 
-func errorCode(want catalog.ErrorCode) check {
+func errorCode(want tree.ErrorCode) check {
 	return func(r *response) error {
 		var e struct {
 			Errors []struct {
-				Code    catalog.ErrorCode `json:"code"`
+				Code    tree.ErrorCode `json:"code"`
 				Message string            `json:"message"`
 			} `json:"errors"`
 		}
@@ -237,10 +237,10 @@ func servedReferrers(method string, want []Referrer) []check {
 	return append(cs, referrersList(want))
 }
 
-func referrersIndex(rs []Referrer) catalog.ReferrersIndex {
-	x := catalog.ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex}
+func referrersIndex(rs []Referrer) tree.ReferrersIndex {
+	x := tree.ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex}
 	for _, r := range rs {
-		x.Manifests = append(x.Manifests, catalog.ReferrerDescriptor{MediaType: r.MediaType, Digest: r.Digest,
+		x.Manifests = append(x.Manifests, tree.ReferrerDescriptor{MediaType: r.MediaType, Digest: r.Digest,
 			Size: int64(len(r.Data)), ArtifactType: r.ArtifactType, Annotations: r.Annotations})
 	}
 	return x
@@ -250,10 +250,10 @@ func referrersIndex(rs []Referrer) catalog.ReferrersIndex {
 // index whose entries are want, in order, each with its media type,
 // digest, size, artifactType and annotations.
 func referrersList(want []Referrer) check {
-	return jsonBody(func(got catalog.ReferrersIndex) error {
+	return jsonBody(func(got tree.ReferrersIndex) error {
 		w := referrersIndex(want)
 		if w.Manifests == nil {
-			w.Manifests = []catalog.ReferrerDescriptor{}
+			w.Manifests = []tree.ReferrerDescriptor{}
 		}
 		if fmt.Sprint(got) != fmt.Sprint(w) || got.Manifests == nil {
 			return fmt.Errorf("referrers index %+v, want %+v", got, w)

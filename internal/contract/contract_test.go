@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
 )
@@ -36,7 +36,7 @@ func TestRootBehindSymlink(t *testing.T) {
 	if err := os.Symlink(target.Dir(), link); err != nil {
 		t.Fatal(err)
 	}
-	root, err := catalog.Open(link)
+	root, err := tree.Open(link)
 	if err != nil {
 		t.Fatal(err)
 	}

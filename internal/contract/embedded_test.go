@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
 )
@@ -86,7 +86,7 @@ func TestEmbeddedMatchesApache(t *testing.T) {
 		{"GET /v2/ns/nope/referrers/" + f.AMD64.Digest.String(), ""}, {"GET /v2/NS/app/referrers/" + f.AMD64.Digest.String(), ""},
 		{"GET " + ref + "." + f.AMD64.Digest.String() + "123456", ""},
 		{"OPTIONS *", ""}, {"OPTIONS /v2/", ""}, {"PUT /foo", ""}, {"TRACE /v2/", ""}, {"DELETE " + layer, ""},
-		{"GET /foo", ""}, {"GET /", ""}, {"GET /_errors/" + catalog.ErrBlobUnknown.File(), ""},
+		{"GET /foo", ""}, {"GET /", ""}, {"GET /_errors/" + tree.ErrBlobUnknown.File(), ""},
 	}
 	for _, tag := range []string{"missing", "same", "tie", "legacy"} {
 		requests = append(requests,
@@ -114,7 +114,7 @@ func TestEmbeddedMatchesApache(t *testing.T) {
 
 // buildBroken writes ns/broken, a repository of the damage old trees and
 // hand edits leave, and returns its manifests URL prefix.
-func buildBroken(t *testing.T, root *catalog.Root, f *contract.Fixture) string {
+func buildBroken(t *testing.T, root *tree.Root, f *contract.Fixture) string {
 	t.Helper()
 	const repo = "ns/broken"
 	for _, m := range []contract.Manifest{f.AMD64, f.Index} {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -64,7 +64,7 @@ type Fixture struct {
 	Repo  string
 	Repos []string // every repository of the tree, sorted: Repo and a Docker image's
 
-	root *catalog.Root // for the rows that retag
+	root *tree.Root // for the rows that retag
 
 	ConfigAMD64, ConfigARM64 Blob
 	Layer                    Blob // gzip, stored as blobs/<digest>
@@ -104,7 +104,7 @@ const (
 // Build writes the fixture into root, which must be initialised, through
 // catalog's writers wherever one exists; the rest are files only legacy
 // trees or crashed writers leave, written by hand.
-func Build(t testing.TB, root *catalog.Root) *Fixture {
+func Build(t testing.TB, root *tree.Root) *Fixture {
 	t.Helper()
 	f := &Fixture{Repo: "ns/app", Repos: []string{"ns/app", "ns/other"}, root: root}
 	f.ConfigAMD64 = blob(mustJSON(t, imageConfig("amd64")))
@@ -137,14 +137,14 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 			t.Fatal(err)
 		}
 	}
-	putTag(t, root, f.Repo, TagSingle, catalog.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType, QS: 1})
-	putTag(t, root, f.Repo, TagDocker, catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType, QS: 1})
+	putTag(t, root, f.Repo, TagSingle, tree.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType, QS: 1})
+	putTag(t, root, f.Repo, TagDocker, tree.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType, QS: 1})
 	putTag(t, root, f.Repo, TagMulti,
-		catalog.TagVariant{Digest: f.Index.Digest, MediaType: f.Index.MediaType, QS: 1},
+		tree.TagVariant{Digest: f.Index.Digest, MediaType: f.Index.MediaType, QS: 1},
 		// for clients that cannot read indexes, as distribution serves them
-		catalog.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType, QS: 0.001})
-	putTag(t, root, f.Repo, TagV9GZ, catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType, QS: 1})
-	putTag(t, root, f.Repo, TagRollback, catalog.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType})
+		tree.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType, QS: 0.001})
+	putTag(t, root, f.Repo, TagV9GZ, tree.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType, QS: 1})
+	putTag(t, root, f.Repo, TagRollback, tree.TagVariant{Digest: f.AMD64.Digest, MediaType: f.AMD64.MediaType})
 	f.Tags = []string{TagDocker, TagMulti, TagRollback, TagSingle, TagV9GZ}
 
 	other := f.Repos[1]
@@ -154,7 +154,7 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 	if err := root.PutManifest(other, f.Docker.Digest, f.Docker.MediaType, f.Docker.Data); err != nil {
 		t.Fatal(err)
 	}
-	putTag(t, root, other, "latest", catalog.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType})
+	putTag(t, root, other, "latest", tree.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType})
 	f.Referrers = putReferrers(t, root, f.Repo, f.AMD64)
 
 	// What no server may serve: a writer's temporary file before its
@@ -163,7 +163,7 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 	writeFile(t, filepath.Join(filepath.Dir(root.BlobPath(f.Repo, f.Layer.Digest)), "."+f.Layer.Digest.String()+"123456"), f.Layer.Data)
 	writeFile(t, filepath.Join(filepath.Dir(root.ManifestDir(f.Repo, f.AMD64.Digest)), ".htaccess"),
 		[]byte("AddHandler type-map .type-map\nMultiviewsMatch Handlers\n"))
-	writeFile(t, f.referrersTempFile(), catalog.EmptyReferrers())
+	writeFile(t, f.referrersTempFile(), tree.EmptyReferrers())
 	backdate(t, root.Dir())
 	return f
 }
@@ -171,7 +171,7 @@ func Build(t testing.TB, root *catalog.Root) *Fixture {
 // putReferrers stores a signature and an SBOM of subject in repo, as an
 // export of each does (manifest, then the subject's referrers index), and
 // returns them sorted by digest.
-func putReferrers(t testing.TB, root *catalog.Root, repo string, subject Manifest) []Referrer {
+func putReferrers(t testing.TB, root *tree.Root, repo string, subject Manifest) []Referrer {
 	t.Helper()
 	empty := blob([]byte("{}"))
 	putBlob(t, root, repo, empty)
@@ -198,7 +198,7 @@ func putReferrers(t testing.TB, root *catalog.Root, repo string, subject Manifes
 
 // referrer stores an OCI image manifest of fields whose subject is
 // subject.
-func referrer(t testing.TB, root *catalog.Root, repo string, subject Manifest, fields map[string]any) Referrer {
+func referrer(t testing.TB, root *tree.Root, repo string, subject Manifest, fields map[string]any) Referrer {
 	t.Helper()
 	m := map[string]any{"schemaVersion": 2, "mediaType": MediaTypeOCIManifest, "subject": descriptor(subject.MediaType, subject.Blob)}
 	maps.Copy(m, fields)
@@ -237,7 +237,7 @@ func backdate(t testing.TB, dir string) {
 	}
 }
 
-func putBlob(t testing.TB, root *catalog.Root, repo string, b Blob) Blob {
+func putBlob(t testing.TB, root *tree.Root, repo string, b Blob) Blob {
 	t.Helper()
 	fetch := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Data)), nil }
 	if _, _, err := root.PutBlob(repo, b.Digest, int64(len(b.Data)), false, fetch); err != nil {
@@ -246,7 +246,7 @@ func putBlob(t testing.TB, root *catalog.Root, repo string, b Blob) Blob {
 	return b
 }
 
-func putTag(t testing.TB, root *catalog.Root, repo, tag string, variants ...catalog.TagVariant) {
+func putTag(t testing.TB, root *tree.Root, repo, tag string, variants ...tree.TagVariant) {
 	t.Helper()
 	if err := root.PutTag(repo, tag, variants); err != nil {
 		t.Fatal(err)
@@ -257,7 +257,7 @@ func putTag(t testing.TB, root *catalog.Root, repo, tag string, variants ...cata
 // to that tag does.
 func (f *Fixture) moveTag(t testing.TB, tag string, m Manifest) {
 	t.Helper()
-	putTag(t, f.root, f.Repo, tag, catalog.TagVariant{Digest: m.Digest, MediaType: m.MediaType})
+	putTag(t, f.root, f.Repo, tag, tree.TagVariant{Digest: m.Digest, MediaType: m.MediaType})
 }
 
 func (f *Fixture) deleteTag(t testing.TB, tag string) {

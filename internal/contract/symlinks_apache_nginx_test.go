@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/opencontainers/go-digest"
 )
@@ -69,7 +69,7 @@ type planted struct {
 }
 
 // plant makes the files outside the tree and the links to them.
-func plant(t *testing.T, root *catalog.Root, f *Fixture) *planted {
+func plant(t *testing.T, root *tree.Root, f *Fixture) *planted {
 	t.Helper()
 	out := testserver.SharedTempDir(t, "image-serve-outside-")
 	secretFile := filepath.Join(out, "secret")
@@ -132,7 +132,7 @@ func plant(t *testing.T, root *catalog.Root, f *Fixture) *planted {
 
 	// A whole repository, written by catalog into a tree outside, with
 	// the secret as a blob and inside a manifest with a referrer.
-	other, err := catalog.Open(filepath.Join(out, "tree"))
+	other, err := tree.Open(filepath.Join(out, "tree"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func plant(t *testing.T, root *catalog.Root, f *Fixture) *planted {
 	if err := other.PutManifest(repo, sm.Digest, sm.MediaType, sm.Data); err != nil {
 		t.Fatal(err)
 	}
-	putTag(t, other, repo, "latest", catalog.TagVariant{Digest: sm.Digest, MediaType: sm.MediaType})
+	putTag(t, other, repo, "latest", tree.TagVariant{Digest: sm.Digest, MediaType: sm.MediaType})
 	referrer(t, other, repo, sm, map[string]any{"artifactType": ArtifactTypeSignature,
 		"config": descriptor(MediaTypeOCIEmpty, blob([]byte("{}"))), "annotations": map[string]string{"secret": secret}})
 	if err := other.UpdateReferrers(repo, sm.Digest); err != nil {

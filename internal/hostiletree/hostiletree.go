@@ -16,7 +16,7 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
@@ -29,7 +29,7 @@ const OCIManifest = "application/vnd.oci.image.manifest.v1+json"
 
 // Tree is what Build made.
 type Tree struct {
-	Root    *catalog.Root
+	Root    *tree.Root
 	Outside string          // the directory next to the root
 	Marker  digest.Digest   // of outside/marker
 	M       digest.Digest   // the fake repository's manifest
@@ -44,7 +44,7 @@ type Tree struct {
 func Build(t testing.TB, relative bool) *Tree {
 	t.Helper()
 	base := t.TempDir()
-	root, err := catalog.Open(filepath.Join(base, "root"))
+	root, err := tree.Open(filepath.Join(base, "root"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func Build(t testing.TB, relative bool) *Tree {
 	write(filepath.Join(md, "index.json"), raw)
 	write(filepath.Join(md, "manifest.oci-manifest"), raw)
 	write(filepath.Join(md, ".htaccess"), fmt.Appendf(nil, "Header set Content-Type \"application/vnd.%s+json\"\nHeader set Docker-Content-Digest %q\n", Secret, h.M))
-	typeMap := typemap.Map{URI: "latest", Variants: []typemap.Variant{catalog.TypeMapVariant(catalog.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal()
+	typeMap := typemap.Map{URI: "latest", Variants: []typemap.Variant{tree.TypeMapVariant(tree.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal()
 	write(out("evil", "manifests", "latest.type-map"), append(typeMap, "# "+Secret+"\n"...))
 	if err := os.MkdirAll(out("evil", "manifests", ".tags"), 0o755); err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func Build(t testing.TB, relative bool) *Tree {
 		if err := root.PutManifest(repo, d, OCIManifest, raw); err != nil {
 			t.Fatal(err)
 		}
-		if err := root.PutTag(repo, "v1", []catalog.TagVariant{{Digest: d, MediaType: OCIManifest}}); err != nil {
+		if err := root.PutTag(repo, "v1", []tree.TagVariant{{Digest: d, MediaType: OCIManifest}}); err != nil {
 			t.Fatal(err)
 		}
 		h.Images[repo] = d
@@ -138,9 +138,9 @@ func Build(t testing.TB, relative bool) *Tree {
 	}
 	// A real type map (app:linked) and a real .htaccess for the planted
 	// index.json, so that only the link keeps the fake manifest out.
-	write(root.TypeMapPath("app", "linked"), typemap.Map{URI: "linked", Variants: []typemap.Variant{catalog.TypeMapVariant(catalog.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
+	write(root.TypeMapPath("app", "linked"), typemap.Map{URI: "linked", Variants: []typemap.Variant{tree.TypeMapVariant(tree.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
 	write(root.HeadersPath("app", h.M), fmt.Appendf(nil, "Header set Content-Type %q\nHeader set Docker-Content-Digest %q\n", OCIManifest, h.M))
-	write(root.TypeMapPath("mdir", "latest"), typemap.Map{URI: "latest", Variants: []typemap.Variant{catalog.TypeMapVariant(catalog.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
+	write(root.TypeMapPath("mdir", "latest"), typemap.Map{URI: "latest", Variants: []typemap.Variant{tree.TypeMapVariant(tree.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
 
 	link("a blob", root.BlobPath("app", h.Marker), out("marker"))
 	link("a manifest's index.json", root.ManifestPath("app", h.M), filepath.Join(md, "index.json"))

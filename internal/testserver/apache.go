@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/templates"
 )
 
@@ -72,7 +72,7 @@ var serverEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
 // Apache serves root with a standalone Apache rendered by
 // templates.RenderApache, on a free 127.0.0.1 port, until the test ends.
 // It returns the base URL, "http://127.0.0.1:<port>".
-func Apache(t testing.TB, root *catalog.Root, opts ...ApacheOption) (baseURL string) {
+func Apache(t testing.TB, root *tree.Root, opts ...ApacheOption) (baseURL string) {
 	t.Helper()
 	var o apacheOptions
 	for _, opt := range opts {

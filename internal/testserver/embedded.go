@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/server"
 	"github.com/image-serve/image-serve/templates"
 )
@@ -38,7 +38,7 @@ func WithEmbeddedTimeouts(t templates.Timeouts) EmbeddedOption {
 // runs (server.NewHTTPServer), limits included, not just its handler. Its
 // request log, at Debug, goes to a file; a failing test shows its end and
 // where it is.
-func Embedded(t testing.TB, root *catalog.Root, opts ...EmbeddedOption) (baseURL string) {
+func Embedded(t testing.TB, root *tree.Root, opts ...EmbeddedOption) (baseURL string) {
 	t.Helper()
 	logFile := filepath.Join(keptDir(t), "embedded.log")
 	f, err := os.Create(logFile)

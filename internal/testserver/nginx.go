@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/templates"
 )
 
@@ -63,7 +63,7 @@ func WithExpectedNginxLog(re *regexp.Regexp) NginxOption {
 // config's header says, with -g 'daemon off;' to keep it our child, and -e
 // so that not even its start-up errors leave the run directory. Anything
 // nginx logs at crit level or worse fails t.
-func Nginx(t testing.TB, root *catalog.Root, opts ...NginxOption) (baseURL string) {
+func Nginx(t testing.TB, root *tree.Root, opts ...NginxOption) (baseURL string) {
 	t.Helper()
 	var o nginxOptions
 	for _, opt := range opts {

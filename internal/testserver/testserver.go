@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // Setup is what a test tells the developer when a server is missing: the
@@ -37,9 +37,9 @@ const (
 
 // TempRoot makes an initialised, empty tree that a server running as
 // another user can read, in a SharedTempDir.
-func TempRoot(t testing.TB) *catalog.Root {
+func TempRoot(t testing.TB) *tree.Root {
 	t.Helper()
-	root, err := catalog.Open(SharedTempDir(t, "image-serve-test-"))
+	root, err := tree.Open(SharedTempDir(t, "image-serve-test-"))
 	if err != nil {
 		t.Fatal(err)
 	}

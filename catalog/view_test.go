@@ -1,0 +1,113 @@
+package catalog_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"slices"
+	"testing"
+
+	"github.com/image-serve/image-serve/tree"
+	"github.com/image-serve/image-serve/catalog"
+	"github.com/opencontainers/go-digest"
+)
+
+const (
+	ociManifest = "application/vnd.oci.image.manifest.v1+json"
+	ociIndex    = "application/vnd.oci.image.index.v1+json"
+)
+
+// fixture builds repo app with tag multi (an index of an amd64 and an arm64
+// image) and tag one (the amd64 image alone).
+func fixture(t *testing.T) (*tree.Root, int64) {
+	t.Helper()
+	root, err := tree.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Init(); err != nil {
+		t.Fatal(err)
+	}
+	blob := func(b []byte) digest.Digest {
+		d := digest.FromBytes(b)
+		if _, _, err := root.PutBlob("app", d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	manifest := func(mt string, raw []byte) digest.Digest {
+		d := digest.FromBytes(raw)
+		if err := root.PutManifest("app", d, mt, raw); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	var size int64
+	layer := []byte("a shared layer")
+	ld := blob(layer)
+	size += int64(len(layer))
+	image := func(arch string) (digest.Digest, int) {
+		cfg := fmt.Appendf(nil, `{"architecture":%q,"os":"linux","history":[{},{}]}`, arch)
+		cd := blob(cfg)
+		raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":{"digest":%q,"size":%d},"layers":[{"digest":%q,"size":%d}]}`, ociManifest, cd, len(cfg), ld, len(layer))
+		size += int64(len(cfg) + len(raw))
+		return manifest(ociManifest, raw), len(raw)
+	}
+	amd, amdLen := image("amd64")
+	arm, armLen := image("arm64")
+	idx := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"manifests":[{"digest":%q,"size":%d,"platform":{"os":"linux","architecture":"amd64"}},{"digest":%q,"size":%d,"platform":{"os":"linux","architecture":"arm64"}}]}`, ociIndex, amd, amdLen, arm, armLen)
+	size += int64(len(idx))
+	id := manifest(ociIndex, idx)
+	if err := root.PutTag("app", "multi", []tree.TagVariant{{Digest: id, MediaType: ociIndex, QS: 1}, {Digest: amd, MediaType: ociManifest, QS: 0.001}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.PutTag("app", "one", []tree.TagVariant{{Digest: amd, MediaType: ociManifest}}); err != nil {
+		t.Fatal(err)
+	}
+	return root, size
+}
+
+// TestTags: a multi-arch tag is described by its index (the variant of
+// highest quality), its children's platforms, and every manifest and
+// blob a pull of all of them fetches, each once; a single image by the
+// platform its config names.
+func TestTags(t *testing.T) {
+	root, size := fixture(t)
+	tags, err := catalog.Tags(root, []string{"app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tags) != 2 {
+		t.Fatalf("%d tags, want 2: %+v", len(tags), tags)
+	}
+	multi, one := tags[0], tags[1]
+	if multi.Tag != "multi" || multi.MediaType != ociIndex || !slices.Equal(multi.Platforms, []string{"linux/amd64", "linux/arm64"}) || multi.Size != size {
+		t.Errorf("multi: %+v, want the index, both platforms and %d bytes", multi, size)
+	}
+	if one.MediaType != ociManifest || !slices.Equal(one.Platforms, []string{"linux/amd64"}) || one.Changed.IsZero() {
+		t.Errorf("one: %+v", one)
+	}
+}
+
+// TestInspect: an index lists its children with their platforms; an
+// image its config summary and layers.
+func TestInspect(t *testing.T) {
+	root, _ := fixture(t)
+	idx, err := catalog.Inspect(root, "app", "multi", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Children) != 2 || idx.Children[1].Platform != "linux/arm64" || idx.Config != nil {
+		t.Errorf("index: %+v", idx)
+	}
+	img, err := catalog.Inspect(root, "app", "one", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Config == nil || img.Config.Architecture != "amd64" || img.Config.HistoryLength != 2 || len(img.Layers) != 1 {
+		t.Errorf("image: %+v %+v", img, img.Config)
+	}
+	if _, err := catalog.Inspect(root, "app", "nosuch", ""); err == nil {
+		t.Error("no error for a tag that is not there")
+	}
+}

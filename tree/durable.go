@@ -1,0 +1,302 @@
+package tree
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/google/renameio/v2"
+)
+
+// The durable steps. Every change this package makes to the tree goes
+// through one of these functions, each a crash point (crashpoint.go), so
+// that a crash test can stop a writer between any two of them. A test
+// (durable_test.go) fails when another file of the package calls the
+// operating system's (or an os.Root's) rename, link, symlink, remove,
+// mkdir, chmod, create, sync or flock itself.
+//
+// Every path below the root is resolved inside the tree (confine.go): a
+// step never follows a symlink out of the root, and a removal never
+// follows the entry it removes. Only the root directory and those above
+// it, which Init may have to make, are made by name.
+
+// makeDir creates one directory with dirMode, whatever the umask.
+func (r *Root) makeDir(dir string) error {
+	crashPoint(stepMkdir, dir)
+	if !r.inTree(dir) {
+		// The root itself or above: the administrator's --root.
+		if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		return os.Chmod(dir, dirMode)
+	}
+	err := r.in("mkdir", dir, func(root *os.Root, name string) error { return root.Mkdir(name, dirMode) })
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return r.in("chmod", dir, func(root *os.Root, name string) error { return root.Chmod(name, dirMode) })
+}
+
+// pendingFile is a file being written under a temporary name in the
+// directory of its final path: renameio's dot name ending in digits,
+// which no server serves and isTempName recognises. The directory is
+// opened once, inside the tree, as an os.Root of its own, and the
+// temporary file is created, renamed into place and the directory synced
+// through that descriptor: between creating and publishing no path is
+// resolved again, so nothing a symlink planted meanwhile names is
+// written.
+type pendingFile struct {
+	*renameio.PendingFile
+	dir  *os.Root // the directory of path
+	path string   // the final name, absolute
+}
+
+// pendingFile starts an atomic write of path, making its directory if
+// needed.
+func (r *Root) pendingFile(path string) (*pendingFile, error) {
+	dirPath := filepath.Dir(path)
+	if err := r.mkdirAll(dirPath); err != nil {
+		return nil, err
+	}
+	var dir *os.Root
+	if err := r.in("open", dirPath, func(root *os.Root, name string) (err error) {
+		dir, err = root.OpenRoot(name)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	f, err := renameio.NewPendingFile(filepath.Base(path),
+		renameio.WithRoot(dir),
+		renameio.WithStaticPermissions(fileMode))
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	return &pendingFile{PendingFile: f, dir: dir, path: path}, nil
+}
+
+// Cleanup removes the temporary file unless it was renamed into place,
+// and releases the directory. It is for deferring.
+func (f *pendingFile) Cleanup() {
+	_ = f.PendingFile.Cleanup()
+	f.dir.Close()
+}
+
+// renamePending renames a pending file into place and makes the rename
+// durable.
+func (r *Root) renamePending(f *pendingFile) error {
+	crashPoint(stepRename, f.path)
+	if err := f.CloseAtomicallyReplace(); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) { // names relative to the directory
+			return &os.LinkError{Op: "rename", Old: filepath.Join(filepath.Dir(f.path), le.Old), New: f.path, Err: cause(le.Err)}
+		}
+		return err
+	}
+	dir := filepath.Dir(f.path)
+	crashPoint(stepSyncDir, dir)
+	d, err := f.dir.Open(".")
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: dir, Err: cause(err)}
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// renameEntry renames tmp, a temporary entry next to path, over path. The
+// caller syncs the directory.
+func (r *Root) renameEntry(tmp, path string) error {
+	crashPoint(stepRename, path)
+	return r.in2("rename", tmp, path, func(root *os.Root, oldname, newname string) error { return root.Rename(oldname, newname) })
+}
+
+// hardLink makes dst another name of src. A symlink at src is linked as
+// itself, never followed.
+func (r *Root) hardLink(src, dst string) error {
+	crashPoint(stepLink, dst)
+	return r.in2("link", src, dst, func(root *os.Root, oldname, newname string) error { return root.Link(oldname, newname) })
+}
+
+// makeSymlink creates a symlink at path to target.
+func (r *Root) makeSymlink(target, path string) error {
+	crashPoint(stepSymlink, path)
+	return r.in2("symlink", target, path, func(root *os.Root, oldname, newname string) error { return root.Symlink(oldname, newname) })
+}
+
+// unlink removes the file or symlink at path — a symlink itself, never
+// what it names; a missing one is not an error, and takes no step. A path
+// whose directory leads outside the tree is: nothing out there is
+// removed. The caller syncs the directory when the removal must last.
+func (r *Root) unlink(path string) error {
+	if _, err := r.lstat(path); errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, ErrOutsideRoot) {
+			return err
+		}
+		return nil // no step: nothing changes
+	}
+	crashPoint(stepUnlink, path)
+	err := r.in("remove", path, func(root *os.Root, name string) error { return root.Remove(name) })
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil
+	}
+	return err
+}
+
+// removeDir removes the empty directory dir (a symlink there: the link);
+// a missing one is not an error.
+func (r *Root) removeDir(dir string) error {
+	crashPoint(stepRmdir, dir)
+	err := r.in("remove", dir, func(root *os.Root, name string) error { return root.Remove(name) })
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil
+	}
+	return err
+}
+
+// removeTree removes dir and everything below it, one entry at a time and
+// each a step of its own, files before the directory that holds them. It
+// follows no symlink: a link is removed, not what it names — dir itself
+// included. A missing dir is not an error.
+func (r *Root) removeTree(dir string) error {
+	fi, err := r.lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return r.unlink(dir)
+	}
+	entries, err := r.readDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			err = r.removeTree(p)
+		} else {
+			err = r.unlink(p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return r.removeDir(dir)
+}
+
+// syncDir makes renames, links and removals in dir survive a crash;
+// renameio syncs the file but not its directory entry.
+func (r *Root) syncDir(dir string) error {
+	crashPoint(stepSyncDir, dir)
+	d, err := r.open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// lockFile takes a flock on path, creating the file. how is LOCK_SH or
+// LOCK_EX, optionally with LOCK_NB; with LOCK_NB a held lock returns
+// (nil, nil). Otherwise a lock another process holds is waited for as
+// r's waits say; what names it in messages ("the tree", "blob sha256:…").
+func (r *Root) lockFile(path string, how int, what string) (*Lock, error) {
+	if err := r.mkdirAll(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	crashPoint(stepLock, path)
+	var f *os.File
+	err := r.in("open", path, func(root *os.Root, name string) (err error) {
+		f, err = root.OpenFile(name, os.O_RDWR|os.O_CREATE, fileMode)
+		return err
+	})
+	if err != nil {
+		return nil, err // *PathError: names the lock file and the cause
+	}
+	try := func() (bool, error) {
+		held, err := flock(f, how|syscall.LOCK_NB)
+		if err != nil {
+			return false, fmt.Errorf("lock %s: %w", path, err)
+		}
+		return held, nil
+	}
+	held, err := try()
+	if err == nil && !held && how&syscall.LOCK_NB == 0 {
+		err = r.waits.wait(try, what+lockHolders(f))
+		held = err == nil
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !held {
+		f.Close()
+		return nil, nil
+	}
+	r.hold()
+	return &Lock{f: f, r: r}, nil
+}
+
+// stageFile creates a new temporary file next to path, named as
+// createTemp names them, for a blob being downloaded into the incoming
+// directory. It takes no step: nothing names the file until renameEntry
+// puts it in place.
+func (r *Root) stageFile(path string) (*os.File, string, error) {
+	var f *os.File
+	tmp, err := createTemp(path, func(tmp string) error {
+		return r.in("create", tmp, func(root *os.Root, name string) (err error) {
+			f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if err := f.Chmod(fileMode); err != nil { // whatever the umask
+		f.Close()
+		r.discardTemp(tmp)
+		return nil, "", err
+	}
+	return f, tmp, nil
+}
+
+// syncAndClose makes f's bytes durable before it is renamed into place.
+func syncAndClose(f *os.File) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// discardTemp removes a temporary file of ours that was never put in
+// place. It takes no step: nothing in the tree names the file.
+func (r *Root) discardTemp(tmp string) {
+	_ = r.in("remove", tmp, func(root *os.Root, name string) error { return root.Remove(name) })
+}
+
+// flock locks f, retrying when a signal interrupts the wait. It reports
+// false when how has LOCK_NB and another holder has the lock.
+func flock(f *os.File, how int) (bool, error) {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		switch {
+		case err == nil:
+			return true, nil
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EWOULDBLOCK && how&syscall.LOCK_NB != 0:
+			return false, nil
+		default:
+			return false, err
+		}
+	}
+}

@@ -1,0 +1,13 @@
+package tree
+
+import "io/fs"
+
+// WithoutOpenat2 makes r resolve every path through os.Root, as on a
+// system without openat2, so that tests cover both ways.
+func WithoutOpenat2(r *Root) *Root {
+	r.state.osRootOnly = true
+	return r
+}
+
+// ReadDir is readDir, for the tests of package catalog_test.
+func ReadDir(r *Root, path string) ([]fs.DirEntry, error) { return r.readDir(path) }

@@ -1,0 +1,208 @@
+package tree
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Locks are flock(2) locks on files under ROOT/.image-serve, so they hold
+// across processes (TripleO ran four exports at once) and vanish with a
+// crashed holder: no stale lock ever needs breaking.
+//
+//	tree.lock             shared by writers that add content; exclusive for
+//	                      whoever must see the tree at rest (gc, temp sweep)
+//	locks/blob-<digest>   one fetch of a blob at a time, tree-wide
+//	locks/repo-<name>     one update of a repository's tags at a time
+//	locks/catalog         one rewrite of _catalog at a time
+//	locks/gc.lock         one collector at a time (TryLockGC)
+
+// Lock is a held lock. Unlock releases it. While a Root holds a lock, it
+// keeps the root directory open for the operations of the holder
+// (confine.go).
+type Lock struct {
+	f *os.File
+	r *Root
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close() // closing the descriptor drops the flock
+	l.f = nil
+	if l.r != nil {
+		l.r.let()
+	}
+	return err
+}
+
+func (r *Root) locksDir() string { return filepath.Join(r.dir, stateDir, "locks") }
+
+func (r *Root) treeLockPath() string { return filepath.Join(r.dir, stateDir, "tree.lock") }
+
+func (r *Root) blobLockPath(d digest.Digest) string {
+	return filepath.Join(r.locksDir(), "blob-"+d.Algorithm().String()+"-"+d.Encoded())
+}
+
+func (r *Root) repoLockPath(repo string) string {
+	// '+' is outside the name grammar, so the flattening is unambiguous.
+	return filepath.Join(r.locksDir(), "repo-"+strings.ReplaceAll(repo, "/", "+"))
+}
+
+func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), "catalog") }
+
+// LockShared takes the tree lock shared: many exports may add content at
+// once, but never while an exclusive holder (gc) runs.
+func (r *Root) LockShared() (*Lock, error) {
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_SH, "the tree: a gc or delete holds it")
+}
+
+// LockExclusive takes the tree lock exclusively, waiting for every writer.
+func (r *Root) LockExclusive() (*Lock, error) {
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX, "the tree: exports or deletes are writing it")
+}
+
+// TryLockExclusive takes the tree lock exclusively if nobody holds it, and
+// returns nil otherwise.
+func (r *Root) TryLockExclusive() (*Lock, error) {
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB, "")
+}
+
+func (r *Root) lockBlob(d digest.Digest) (*Lock, error) {
+	return r.lockFile(r.blobLockPath(d), syscall.LOCK_EX, "blob "+d.String()+": another export is fetching it")
+}
+
+func (r *Root) lockRepo(repo string) (*Lock, error) {
+	return r.lockFile(r.repoLockPath(repo), syscall.LOCK_EX, "repository "+repo+": another command is updating its tags")
+}
+
+func (r *Root) lockCatalog() (*Lock, error) {
+	return r.lockFile(r.catalogLockPath(), syscall.LOCK_EX, "_catalog: another command is rewriting it")
+}
+
+// Waits says how a Root waits for a lock another process holds. The zero
+// value waits as long as it takes, silently.
+type Waits struct {
+	// Context ends a wait when it is done, with its cause: an interrupted
+	// command stops waiting at once, holding nothing.
+	Context context.Context
+	// Timeout ends a wait that lasts longer, with an error naming the
+	// lock; 0 waits as long as it takes.
+	Timeout time.Duration
+	// Notify, if set, is told once when a lock has to be waited for, with
+	// a sentence saying what for ("waiting for the tree: …").
+	Notify func(msg string)
+}
+
+// Context is the context of r's waits: what ends its lock waits, and what
+// long walks over the tree watch between steps. It is never nil.
+func (r *Root) Context() context.Context {
+	if r.waits.Context == nil {
+		return context.Background()
+	}
+	return r.waits.Context
+}
+
+// WithWaits returns a Root like r whose lock waits follow w.
+func (r *Root) WithWaits(w Waits) *Root {
+	c := *r
+	c.waits = w
+	return &c
+}
+
+// Polling bounds for a lock wait: flock(2) cannot be interrupted by a
+// context, so a wait retries the non-blocking lock, backing off.
+const (
+	firstLockPoll = time.Millisecond
+	maxLockPoll   = 50 * time.Millisecond
+)
+
+// wait retries try until it takes the lock, the context is done or the
+// timeout passes.
+func (w Waits) wait(try func() (bool, error), what string) error {
+	ctx := w.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if w.Notify != nil {
+		w.Notify("waiting for " + what)
+	}
+	var deadline <-chan time.Time
+	if w.Timeout > 0 {
+		t := time.NewTimer(w.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for poll := firstLockPoll; ; poll = min(2*poll, maxLockPoll) {
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for %s: %w", what, context.Cause(ctx))
+		case <-deadline:
+			t.Stop()
+			return fmt.Errorf("waiting for %s: gave up after %v (--lock-timeout)", what, w.Timeout)
+		case <-t.C:
+		}
+		held, err := try()
+		if err != nil || held {
+			return err
+		}
+	}
+}
+
+// lockHolders names the processes holding a lock on f, as the kernel
+// lists them in /proc/locks, for a message: " (held by pid 1234:
+// image-serve gc)". It returns "" when it cannot tell.
+func lockHolders(f *os.File) string {
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return ""
+	}
+	// "1: FLOCK  ADVISORY  WRITE 4211 08:01:1234567 0 EOF"; waiters have "->".
+	ino := ":" + strconv.FormatUint(st.Ino, 10)
+	var holders []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] == "->" || f[1] != "FLOCK" || !strings.HasSuffix(f[5], ino) {
+			continue
+		}
+		pid := f[4]
+		if pid == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		h := "pid " + pid
+		if c := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " ")); c != "" {
+			if len(c) > 80 {
+				c = c[:77] + "..."
+			}
+			h += ": " + c
+		}
+		holders = append(holders, h)
+	}
+	if len(holders) == 0 {
+		return ""
+	}
+	if len(holders) > 3 {
+		holders = append(holders[:3], fmt.Sprintf("%d more", len(holders)-3))
+	}
+	return " (held by " + strings.Join(holders, "; ") + ")"
+}

@@ -1,0 +1,283 @@
+package tree
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The OCI 1.1 referrers API, GET /v2/<repo>/referrers/<digest>, as static
+// files. A registry that offers it must answer every valid digest with
+// 200 and an OCI index, empty when nothing refers to the digest; 404 for
+// only some digests is non-conformant (serving-notes §1.6). So the tree
+// holds a generated index for each subject that has referrers,
+//
+//	v2/<repo>/referrers/<subject>   {"schemaVersion":2,"mediaType":…,"manifests":[…]}
+//
+// and one empty index (EmptyReferrersPath) that the servers answer for
+// every other digest of a repository that exists. The indexes are derived
+// from the manifests alone: a writer killed between a manifest and its
+// index leaves an index that RefreshReferrers (run by every collection)
+// and the next UpdateReferrers of that subject set right.
+
+const referrersDir = "referrers"
+
+// MediaTypeOCIIndex is the media type of a referrers index.
+const MediaTypeOCIIndex = "application/vnd.oci.image.index.v1+json"
+
+// ReferrersIndex is the body of a referrers response.
+type ReferrersIndex struct {
+	SchemaVersion int                  `json:"schemaVersion"`
+	MediaType     string               `json:"mediaType"`
+	Manifests     []ReferrerDescriptor `json:"manifests"`
+}
+
+// ReferrerDescriptor describes one manifest whose subject is the digest
+// asked about, with what the spec says a client filters and shows by.
+type ReferrerDescriptor struct {
+	MediaType string        `json:"mediaType"`
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"`
+	// ArtifactType is the manifest's artifactType, else its config's media
+	// type; an index without one has none.
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// Marshal is the index as the tree stores it: compact JSON, entries
+// sorted by digest, so that regenerating an unchanged index writes the
+// same bytes.
+func (x ReferrersIndex) Marshal() []byte {
+	x.Manifests = append([]ReferrerDescriptor{}, x.Manifests...)
+	slices.SortFunc(x.Manifests, func(a, b ReferrerDescriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	b, _ := json.Marshal(x) // strings, numbers and string maps only
+	return b
+}
+
+// ParseReferrers reads a referrers index, as Marshal writes it.
+func ParseReferrers(b []byte) (ReferrersIndex, error) {
+	var x ReferrersIndex
+	if err := json.Unmarshal(b, &x); err != nil {
+		return x, fmt.Errorf("referrers index: %v", err)
+	}
+	return x, nil
+}
+
+// EmptyReferrers is the referrers index of a digest nothing refers to.
+func EmptyReferrers() []byte { return newReferrersIndex(nil).Marshal() }
+
+func newReferrersIndex(ds []ReferrerDescriptor) ReferrersIndex {
+	return ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex, Manifests: ds}
+}
+
+// referrerFields are what a manifest's referrers entry is made of. Only
+// the subject must decode: a field of an unexpected type is left out of
+// the entry rather than dropping a manifest that gc counts as a referrer.
+type referrerFields struct {
+	Subject *struct {
+		Digest digest.Digest `json:"digest"`
+	} `json:"subject"`
+	MediaType    json.RawMessage `json:"mediaType"`
+	ArtifactType json.RawMessage `json:"artifactType"`
+	Config       json.RawMessage `json:"config"`
+	Annotations  json.RawMessage `json:"annotations"`
+}
+
+// referrerOf returns the subject of manifest raw and its entry in the
+// subject's index, or "" for a manifest without a (valid) subject.
+// mediaType is the type the manifest is served as.
+func referrerOf(raw []byte, d digest.Digest, mediaType string) (digest.Digest, ReferrerDescriptor) {
+	var m referrerFields
+	if json.Unmarshal(raw, &m) != nil || m.Subject == nil || ValidateDigest(m.Subject.Digest) != nil {
+		return "", ReferrerDescriptor{}
+	}
+	if mediaType == "" {
+		_ = json.Unmarshal(m.MediaType, &mediaType)
+	}
+	rd := ReferrerDescriptor{MediaType: mediaType, Digest: d, Size: int64(len(raw))}
+	_ = json.Unmarshal(m.ArtifactType, &rd.ArtifactType)
+	if rd.ArtifactType == "" {
+		var config struct {
+			MediaType string `json:"mediaType"`
+		}
+		if json.Unmarshal(m.Config, &config) == nil {
+			rd.ArtifactType = config.MediaType
+		}
+	}
+	var annotations map[string]string
+	if json.Unmarshal(m.Annotations, &annotations) == nil {
+		rd.Annotations = annotations
+	}
+	return m.Subject.Digest, rd
+}
+
+// scanReferrers reads every complete manifest of repo but those in
+// leaving and returns, per subject, the entries of its index.
+func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[digest.Digest][]ReferrerDescriptor, error) {
+	ds, err := r.ManifestDigests(repo)
+	if err != nil {
+		return nil, err
+	}
+	out := map[digest.Digest][]ReferrerDescriptor{}
+	for _, d := range ds {
+		if leaving[d] {
+			continue
+		}
+		raw, err := r.ReadManifest(repo, d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // debris of an interrupted write or removal: never served
+		}
+		if err != nil {
+			return nil, fmt.Errorf("referrers of %s: %w", repo, err)
+		}
+		mt, _ := r.ManifestMediaType(repo, d) // "" falls back to the body's
+		if s, rd := referrerOf(raw, d, mt); s != "" {
+			out[s] = append(out[s], rd)
+		}
+	}
+	return out, nil
+}
+
+// UpdateReferrers regenerates the referrers index of subject in repo from
+// the manifests the repository holds, under the repository lock, so that
+// concurrent writers never lose each other's entries. An index with no
+// entry is removed: the empty index answers for subject then. An export
+// calls it after the manifest that has subject is in the tree and before
+// any tag names it, so the index never lists a manifest a client cannot
+// fetch.
+func (r *Root) UpdateReferrers(repo string, subject digest.Digest) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	if err := ValidateDigest(subject); err != nil {
+		return err
+	}
+	l, err := r.lockRepo(repo)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	all, err := r.scanReferrers(repo, nil)
+	if err != nil {
+		return err
+	}
+	return r.writeReferrers(repo, subject, all[subject])
+}
+
+// RefreshReferrers regenerates every referrers index of repo, leaving out
+// the manifests in leaving, and removes the indexes of subjects nothing
+// refers to any more. A remover runs it before it removes leaving, so
+// that no index ever lists a removed manifest; a collection runs it on
+// every repository with referrers, which also repairs what a killed
+// writer left. One scan of the repository serves every subject.
+func (r *Root) RefreshReferrers(repo string, leaving ...digest.Digest) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	l, err := r.lockRepo(repo)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	skip := make(map[digest.Digest]bool, len(leaving))
+	for _, d := range leaving {
+		skip[d] = true
+	}
+	all, err := r.scanReferrers(repo, skip)
+	if err != nil {
+		return err
+	}
+	have, err := r.ReferrerSubjects(repo)
+	if err != nil {
+		return err
+	}
+	for _, s := range have {
+		if _, ok := all[s]; !ok {
+			all[s] = nil // removed by writeReferrers
+		}
+	}
+	for _, s := range sortedDigests(all) {
+		if err := r.writeReferrers(repo, s, all[s]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeReferrers publishes the index of subject with entries, or removes
+// it when there are none.
+func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []ReferrerDescriptor) error {
+	p := r.ReferrersPath(repo, subject)
+	if len(entries) > 0 {
+		if err := r.writeIfChanged(p, newReferrersIndex(entries).Marshal()); err != nil {
+			return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
+		}
+		return nil
+	}
+	if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil
+	}
+	err := r.unlink(p)
+	if err == nil {
+		err = r.syncDir(r.referrersDir(repo))
+	}
+	if err != nil {
+		return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
+	}
+	return nil
+}
+
+// GeneratedReferrers returns, per subject, the index UpdateReferrers
+// would write for repo as it is now: what a checker compares the files
+// with.
+func (r *Root) GeneratedReferrers(repo string) (map[digest.Digest][]byte, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return nil, err
+	}
+	all, err := r.scanReferrers(repo, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[digest.Digest][]byte, len(all))
+	for s, entries := range all {
+		out[s] = newReferrersIndex(entries).Marshal()
+	}
+	return out, nil
+}
+
+// ReferrerSubjects lists the subjects repo has a referrers index for,
+// sorted. Dot files (temporary files of writers) are left out.
+func (r *Root) ReferrerSubjects(repo string) ([]digest.Digest, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return nil, err
+	}
+	return r.digestsIn(r.referrersDir(repo), func(e fs.DirEntry) bool { return e.Type().IsRegular() })
+}
+
+// ReadReferrers returns the stored referrers index of subject in repo.
+func (r *Root) ReadReferrers(repo string, subject digest.Digest) ([]byte, error) {
+	return r.readSmall(r.ReferrersPath(repo, subject), maxListSize)
+}
+
+// HasManifests reports whether repo has a manifests directory: the test
+// the static servers make (Apache "-d", nginx "if (-d …)") before they
+// answer a referrers request with the empty index rather than
+// NAME_UNKNOWN. A repository exists for the referrers API as long as it
+// may serve a manifest by digest.
+func (r *Root) HasManifests(repo string) bool {
+	return r.isDir(r.manifestsDir(repo))
+}
+
+func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
+	ds := make([]digest.Digest, 0, len(m))
+	for d := range m {
+		ds = append(ds, d)
+	}
+	slices.Sort(ds)
+	return ds
+}
