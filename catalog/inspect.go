@@ -7,8 +7,8 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 

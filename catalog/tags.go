@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/internal/bench"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // benchImage is the image the export benchmarks copy: 4 layers of 16 MiB.

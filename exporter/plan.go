@@ -15,9 +15,9 @@ import (
 // plan is everything an export will publish, known before anything is
 // written: bad input fails here and leaves the tree untouched.
 type plan struct {
-	top       *manifest            // what the tag names first
-	manifests []*manifest          // children before parents
-	blobs     []Descriptor         // unique
+	top       *manifest         // what the tag names first
+	manifests []*manifest       // children before parents
+	blobs     []Descriptor      // unique
 	variants  []tree.TagVariant // the tag's type map
 
 	seen      map[digest.Digest]bool // manifests planned or being fetched

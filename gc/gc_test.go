@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testtree"
+	"github.com/image-serve/image-serve/tree"
 
 	"github.com/opencontainers/go-digest"
 )

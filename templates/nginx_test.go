@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/templates"
+	"github.com/image-serve/image-serve/tree"
 )
 
 func TestRenderNginxErrors(t *testing.T) {

@@ -501,11 +501,15 @@ type dirEntry struct {
 	r         *Root
 }
 
-func (e *dirEntry) Name() string               { return e.name }
-func (e *dirEntry) IsDir() bool                { return e.typ.IsDir() }
-func (e *dirEntry) Type() fs.FileMode          { return e.typ }
+func (e *dirEntry) Name() string { return e.name }
+
+func (e *dirEntry) IsDir() bool { return e.typ.IsDir() }
+
+func (e *dirEntry) Type() fs.FileMode { return e.typ }
+
 func (e *dirEntry) Info() (fs.FileInfo, error) { return e.r.lstat(filepath.Join(e.dir, e.name)) }
-func (e *dirEntry) String() string             { return fs.FormatDirEntry(e) }
+
+func (e *dirEntry) String() string { return fs.FormatDirEntry(e) }
 
 // isFile reports whether path is a regular file of the tree.
 func (r *Root) isFile(path string) bool {
@@ -771,11 +775,15 @@ type statInfo struct {
 	sys  syscall.Stat_t
 }
 
-func (s *statInfo) Name() string       { return s.name }
-func (s *statInfo) Size() int64        { return s.sys.Size }
+func (s *statInfo) Name() string { return s.name }
+
+func (s *statInfo) Size() int64 { return s.sys.Size }
+
 func (s *statInfo) ModTime() time.Time { return time.Unix(s.sys.Mtim.Unix()) }
-func (s *statInfo) IsDir() bool        { return s.Mode().IsDir() }
-func (s *statInfo) Sys() any           { return &s.sys }
+
+func (s *statInfo) IsDir() bool { return s.Mode().IsDir() }
+
+func (s *statInfo) Sys() any { return &s.sys }
 
 func (s *statInfo) Mode() fs.FileMode {
 	m := fs.FileMode(s.sys.Mode&0o777) | fileType(s.sys.Mode)

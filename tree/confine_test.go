@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/hostiletree"
 	"github.com/image-serve/image-serve/internal/testtree"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -168,23 +166,6 @@ func (r *Root) sameInode(a, b string) bool {
 	}
 	sb, err := r.statT(b, true)
 	return err == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
-}
-
-// createTemp creates a new entry with create at a temporary name next to
-// path: a dot name ending in digits, as renameio's, so that no server
-// serves it and SweepTemps recognises it.
-func createTemp(path string, create func(tmp string) error) (string, error) {
-	for range 100 {
-		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+strconv.FormatUint(rand.Uint64(), 10))
-		err := create(tmp)
-		if err == nil {
-			return tmp, nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return "", err
-		}
-	}
-	return "", fmt.Errorf("%s: no free temporary name", path)
 }
 
 // tagLinkTargets are the digests nginx serves tag as: the preferred variant

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -264,15 +265,6 @@ func (r *Root) ReadReferrers(repo string, subject digest.Digest) ([]byte, error)
 	return r.readSmall(r.ReferrersPath(repo, subject), maxListSize)
 }
 
-// HasManifests reports whether repo has a manifests directory: the test
-// the static servers make (Apache "-d", nginx "if (-d …)") before they
-// answer a referrers request with the empty index rather than
-// NAME_UNKNOWN. A repository exists for the referrers API as long as it
-// may serve a manifest by digest.
-func (r *Root) HasManifests(repo string) bool {
-	return r.isDir(r.manifestsDir(repo))
-}
-
 func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
 	ds := make([]digest.Digest, 0, len(m))
 	for d := range m {
@@ -280,4 +272,21 @@ func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
 	}
 	slices.Sort(ds)
 	return ds
+}
+
+// ReferrersPath is the referrers index of subject in repo: it answers
+// GET /v2/<repo>/referrers/<subject> while manifests of repo refer to
+// subject (see referrers.go).
+func (r *Root) ReferrersPath(repo string, subject digest.Digest) string {
+	return filepath.Join(r.referrersDir(repo), subject.String())
+}
+
+func (r *Root) referrersDir(repo string) string { return filepath.Join(r.RepoDir(repo), referrersDir) }
+
+// EmptyReferrersPath is the one empty referrers index of the tree: the
+// static servers answer it for every digest of an existing repository that
+// has no index of its own. It lives in our dot directory, so nothing
+// serves it under its own name.
+func (r *Root) EmptyReferrersPath() string {
+	return filepath.Join(r.dir, stateDir, "empty-index.json")
 }

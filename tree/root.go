@@ -5,10 +5,30 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"strings"
-
-	"github.com/opencontainers/go-digest"
+	"syscall"
 )
+
+// The primitives a collector needs: what a repository stores, and how to
+// take it away again in the order that keeps every remaining tag
+// servable. Removal is only safe holding the tree lock exclusively, so
+// that no export is between writing a blob and naming it in a manifest.
+
+// RequireTree reports an error unless the root holds a tree: commands that
+// change an existing tree must not create one where --root is mistyped.
+func (r *Root) RequireTree() error {
+	fi, err := r.stat(r.V2Dir())
+	switch {
+	case errors.Is(err, ErrOutsideRoot):
+		return fmt.Errorf("root %s: %w", r.Dir(), err)
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("root %s: no registry tree here", r.Dir())
+	case err != nil:
+		return fmt.Errorf("root %s: %w", r.Dir(), err)
+	case !fi.IsDir():
+		return fmt.Errorf("root %s: %s is not a directory", r.Dir(), r.V2Dir())
+	}
+	return nil
+}
 
 // DefaultRoot is where TripleO's undercloud kept its tree.
 const DefaultRoot = "/var/lib/image-serve"
@@ -51,95 +71,11 @@ func (r *Root) Dir() string { return r.dir }
 // V2Dir is the directory that answers /v2/.
 func (r *Root) V2Dir() string { return filepath.Join(r.dir, "v2") }
 
-// incomingDir holds blobs being downloaded, as temporary files, until
-// they are verified and renamed into their repository.
-func (r *Root) incomingDir() string { return filepath.Join(r.dir, stateDir, "incoming") }
-
 // ErrorsDir holds the JSON error bodies a web server sends.
 func (r *Root) ErrorsDir() string { return filepath.Join(r.dir, stateDir, "errors") }
 
 // PingPath answers GET /v2/.
 func (r *Root) PingPath() string { return filepath.Join(r.V2Dir(), "index.json") }
-
-// CatalogPath answers GET /v2/_catalog.
-func (r *Root) CatalogPath() string { return filepath.Join(r.V2Dir(), "_catalog") }
-
-// RepoDir is the directory of repository repo.
-func (r *Root) RepoDir(repo string) string {
-	return filepath.Join(r.V2Dir(), filepath.FromSlash(repo))
-}
-
-// BlobPath is where blob d of repo lives.
-func (r *Root) BlobPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.RepoDir(repo), "blobs", d.String())
-}
-
-// LegacyBlobPath is where TripleO stored layers: "<digest>.gz", whatever
-// their compression. Readers accept it as the blob d.
-func (r *Root) LegacyBlobPath(repo string, d digest.Digest) string {
-	return r.BlobPath(repo, d) + ".gz"
-}
-
-// ManifestDir is the directory of manifest d in repo.
-func (r *Root) ManifestDir(repo string, d digest.Digest) string {
-	return filepath.Join(r.manifestsDir(repo), d.String())
-}
-
-// ManifestPath holds the exact bytes of manifest d.
-func (r *Root) ManifestPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.ManifestDir(repo, d), "index.json")
-}
-
-// HeadersPath holds the Apache headers of manifest d.
-func (r *Root) HeadersPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.ManifestDir(repo, d), ".htaccess")
-}
-
-func (r *Root) manifestsDir(repo string) string {
-	return filepath.Join(r.RepoDir(repo), "manifests")
-}
-
-// TypeMapPath is the tag: an Apache type map naming the manifests it offers.
-func (r *Root) TypeMapPath(repo, tag string) string {
-	return filepath.Join(r.manifestsDir(repo), tag+typeMapExt)
-}
-
-// ReferrersPath is the referrers index of subject in repo: it answers
-// GET /v2/<repo>/referrers/<subject> while manifests of repo refer to
-// subject (see referrers.go).
-func (r *Root) ReferrersPath(repo string, subject digest.Digest) string {
-	return filepath.Join(r.referrersDir(repo), subject.String())
-}
-
-func (r *Root) referrersDir(repo string) string { return filepath.Join(r.RepoDir(repo), referrersDir) }
-
-// EmptyReferrersPath is the one empty referrers index of the tree: the
-// static servers answer it for every digest of an existing repository that
-// has no index of its own. It lives in our dot directory, so nothing
-// serves it under its own name.
-func (r *Root) EmptyReferrersPath() string {
-	return filepath.Join(r.dir, stateDir, "empty-index.json")
-}
-
-// TagsListPath answers GET /v2/<repo>/tags/list.
-func (r *Root) TagsListPath(repo string) string {
-	return filepath.Join(r.RepoDir(repo), "tags", "list")
-}
-
-const typeMapExt = ".type-map"
-
-// typeMapURI is a type map's reference to manifest d, relative to the
-// manifests directory as Apache resolves it.
-func typeMapURI(d digest.Digest) string { return d.String() + "/index.json" }
-
-// digestFromTypeMapURI inverts typeMapURI.
-func digestFromTypeMapURI(uri string) (digest.Digest, error) {
-	d := digest.Digest(strings.TrimSuffix(uri, "/index.json"))
-	if err := ValidateDigest(d); err != nil || !strings.HasSuffix(uri, "/index.json") {
-		return "", fmt.Errorf("type map URI %q does not name a manifest", uri)
-	}
-	return d, nil
-}
 
 // Init creates the skeleton every server needs: v2/index.json, the error
 // bodies and the empty referrers index. It is idempotent and rewrites
@@ -163,20 +99,4 @@ func (r *Root) Init() error {
 		return err
 	}
 	return r.mkdirAll(r.locksDir())
-}
-
-// writeIfChanged publishes data at path unless the file already holds it.
-// An old file that cannot be read as one of the tree (a symlink leading
-// outside it) is replaced: the rename replaces the link, not what it
-// names.
-func (r *Root) writeIfChanged(path string, data []byte) error {
-	old, err := r.readSmall(path, len(data))
-	switch {
-	case err == nil && string(old) == string(data):
-		return nil
-	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, errOverLimit):
-		return r.publish(path, data)
-	default:
-		return err
-	}
 }

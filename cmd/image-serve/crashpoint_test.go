@@ -22,12 +22,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/internal/testtree"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // The crash-point tests stop a writer at every durable step it takes

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/internal/testserver"
 )
 
 // TestDiskUsage: du counts a blob hard-linked into several repositories

@@ -8,9 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/image-serve/image-serve/tree"
-	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/catalog"
+	"github.com/image-serve/image-serve/gc"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/urfave/cli/v2"
 )
 

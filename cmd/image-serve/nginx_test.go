@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // nginxConfigFromCLI renders the standalone nginx.conf with

@@ -147,7 +147,7 @@ func errorCode(want tree.ErrorCode) check {
 		var e struct {
 			Errors []struct {
 				Code    tree.ErrorCode `json:"code"`
-				Message string            `json:"message"`
+				Message string         `json:"message"`
 			} `json:"errors"`
 		}
 		if err := json.Unmarshal(r.body, &e); err != nil || len(e.Errors) == 0 {

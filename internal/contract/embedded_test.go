@@ -13,9 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // TestEmbedded holds the embedded Go server to the contract Apache meets.

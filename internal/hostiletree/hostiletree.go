@@ -16,8 +16,8 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/internal/testtree"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
 )

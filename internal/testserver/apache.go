@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/templates"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // ApacheOption changes how Apache is started.

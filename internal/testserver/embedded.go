@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/server"
 	"github.com/image-serve/image-serve/templates"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // EmbeddedOption changes how the embedded server is started.

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/templates"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // NginxBinary returns the path of the nginx binary and fails t when it is

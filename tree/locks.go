@@ -3,6 +3,7 @@ package tree
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -205,4 +206,32 @@ func lockHolders(f *os.File) string {
 		holders = append(holders[:3], fmt.Sprintf("%d more", len(holders)-3))
 	}
 	return " (held by " + strings.Join(holders, "; ") + ")"
+}
+
+// TryLockGC takes locks/gc.lock, which only collectors take, if nobody holds
+// it; otherwise it returns nil. It keeps two collections from queueing
+// behind each other on the tree lock: cron may start the next one while
+// the last still runs.
+func (r *Root) TryLockGC() (*Lock, error) {
+	return r.lockFile(filepath.Join(r.locksDir(), "gc.lock"), syscall.LOCK_EX|syscall.LOCK_NB, "")
+}
+
+// BlobLocks lists the digests that have a blob lock file.
+func (r *Root) BlobLocks() ([]digest.Digest, error) {
+	return r.digestsNamed(r.locksDir(), func(e fs.DirEntry) digest.Digest {
+		name, ok := strings.CutPrefix(e.Name(), "blob-")
+		alg, hex, ok2 := strings.Cut(name, "-")
+		if !ok || !ok2 {
+			return ""
+		}
+		return digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	})
+}
+
+// RemoveBlobLock removes the lock file of blob d. Only call it holding
+// the tree lock exclusively: blob locks are taken only under the shared
+// tree lock, so nobody holds or waits for it then, and removing a lock
+// file someone waits on would let two writers lock different files.
+func (r *Root) RemoveBlobLock(d digest.Digest) error {
+	return r.unlink(r.blobLockPath(d))
 }

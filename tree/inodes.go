@@ -2,54 +2,28 @@ package tree
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"path/filepath"
 	"syscall"
-	"time"
-
-	"github.com/opencontainers/go-digest"
 )
 
-// What the read-only views (list, inspect, du) need of the tree, beyond
-// what servers and collectors read.
-
-// TagChanged is when tag of repo was last set: the modification time of
-// its type map, which every retag replaces.
-func (r *Root) TagChanged(repo, tag string) (time.Time, error) {
-	if err := ValidateTag(tag); err != nil {
-		return time.Time{}, err
-	}
-	fi, err := r.lstat(r.TypeMapPath(repo, tag))
-	if err != nil {
-		return time.Time{}, err
-	}
-	return fi.ModTime(), nil
+// Inode identifies a file's data: hard links share one.
+type Inode struct {
+	Dev, Ino uint64
+	Links    uint64 // st_nlink: names the data has, in and out of the tree
+	Size     int64
 }
 
-// ReadBlob returns the bytes of blob d of repo, at most limit of them:
-// for small blobs a view shows, such as image configs.
-func (r *Root) ReadBlob(repo string, d digest.Digest, limit int64) ([]byte, error) {
-	if err := ValidateRepo(repo); err != nil {
-		return nil, err
-	}
-	if err := ValidateDigest(d); err != nil {
-		return nil, err
-	}
-	f, err := r.OpenBlob(repo, d)
+func (r *Root) inodeOf(path string) (Inode, error) {
+	st, err := r.statT(path, false)
 	if err != nil {
-		return nil, err
+		return Inode{}, err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("blob %s of %s: over the %d byte limit", d, repo, limit)
-	}
-	return b, nil
+	return inodeFromStat(st), nil
+}
+
+func inodeFromStat(st *syscall.Stat_t) Inode {
+	return Inode{Dev: uint64(st.Dev), Ino: st.Ino, Links: uint64(st.Nlink), Size: st.Size}
 }
 
 // RepoFiles lists the inode of every regular file of repo — blobs,

@@ -1,0 +1,81 @@
+package tree
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// createTemp creates a new entry with create at a temporary name next to
+// path: a dot name ending in digits, as renameio's, so that no server
+// serves it and SweepTemps recognises it.
+func createTemp(path string, create func(tmp string) error) (string, error) {
+	for range 100 {
+		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+strconv.FormatUint(rand.Uint64(), 10))
+		err := create(tmp)
+		if err == nil {
+			return tmp, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("%s: no free temporary name", path)
+}
+
+// mkdirAll creates dir and its missing parents with dirMode, whatever the
+// umask. Below the root it resolves dir inside the tree: a symlink on the
+// way that leads outside is an error, never a directory made out there.
+func (r *Root) mkdirAll(dir string) error {
+	stat := os.Stat // the root and above: the administrator's path
+	if r.inTree(dir) {
+		stat = r.stat
+	}
+	fi, err := stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) {
+		return err
+	}
+	if err := r.mkdirAll(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	return r.makeDir(dir)
+}
+
+// publish atomically replaces path with data.
+func (r *Root) publish(path string, data []byte) error {
+	f, err := r.pendingFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return r.renamePending(f)
+}
+
+// writeIfChanged publishes data at path unless the file already holds it.
+// An old file that cannot be read as one of the tree (a symlink leading
+// outside it) is replaced: the rename replaces the link, not what it
+// names.
+func (r *Root) writeIfChanged(path string, data []byte) error {
+	old, err := r.readSmall(path, len(data))
+	switch {
+	case err == nil && string(old) == string(data):
+		return nil
+	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, errOverLimit):
+		return r.publish(path, data)
+	default:
+		return err
+	}
+}

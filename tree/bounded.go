@@ -1,0 +1,105 @@
+package tree
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"syscall"
+)
+
+// readSmall returns the content of the file at path, at most limit bytes
+// (more is an error that matches errOverLimit), resolving path inside the
+// tree. It makes the three system calls reading a file needs — openat2,
+// read until the end, close — where os.ReadFile makes about eight (an
+// os.File tries the runtime poller and sets the descriptor back to
+// blocking): a collection reads every manifest and every type map of the
+// tree, tens of thousands of small files, and spends its time in those
+// calls.
+func (r *Root) readSmall(path string, limit int) ([]byte, error) {
+	var b []byte
+	err := r.at("open", path, func(t *dirHandle, name string) error {
+		fd, err := t.openat2(name, syscall.O_RDONLY)
+		if err == errNoOpenat2 {
+			root, err := t.os()
+			if err != nil {
+				return err
+			}
+			f, err := root.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			b, err = readLimited(func(p []byte) (int, error) {
+				n, err := f.Read(p)
+				if err == io.EOF {
+					err = nil
+				}
+				return n, err
+			}, path, limit)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		b, err = readLimited(func(p []byte) (int, error) {
+			for {
+				n, err := syscall.Read(fd, p)
+				if err != syscall.EINTR {
+					return max(n, 0), err
+				}
+			}
+		}, path, limit)
+		return err
+	})
+	var le *limitError
+	var re *readError
+	switch {
+	case errors.As(err, &le):
+		return nil, le
+	case errors.As(err, &re):
+		return nil, &fs.PathError{Op: "read", Path: path, Err: re.err}
+	}
+	return b, err
+}
+
+// readLimited reads with read until it returns 0 bytes, at most limit.
+func readLimited(read func([]byte) (int, error), path string, limit int) ([]byte, error) {
+	buf := make([]byte, 0, min(4096, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := read(buf[len(buf):cap(buf)])
+		if err != nil {
+			return nil, &readError{cause(err)}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return nil, &limitError{path, limit}
+		}
+	}
+}
+
+// readError is a failed read, told apart from a failed open.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+// errOverLimit matches the error of a file longer than readSmall's limit.
+var errOverLimit = errors.New("over the limit")
+
+type limitError struct {
+	path  string
+	limit int
+}
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("%s: over the %d byte limit", e.path, e.limit)
+}
+
+func (e *limitError) Is(target error) bool { return target == errOverLimit }

@@ -1,0 +1,215 @@
+package tree
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// StoredRepositories lists every repository directory with a valid name,
+// tagged or not, sorted. Unlike Repositories it includes repositories
+// whose last tag is gone: a collector must find those to empty them.
+func (r *Root) StoredRepositories() ([]string, error) {
+	dirs, err := r.repoDirs()
+	if err != nil {
+		return nil, err
+	}
+	repos := dirs[:0]
+	for _, repo := range dirs {
+		if ValidateRepo(repo) == nil {
+			repos = append(repos, repo)
+		}
+	}
+	sort.Strings(repos)
+	return repos, nil
+}
+
+// ReadCatalog returns the repositories _catalog names.
+func (r *Root) ReadCatalog() ([]string, error) {
+	b, err := r.readSmall(r.CatalogPath(), maxListSize)
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		Repositories []string `json:"repositories"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %v", r.CatalogPath(), err)
+	}
+	return c.Repositories, nil
+}
+
+// RemoveRepo removes repository repo from the tree if it holds nothing:
+// no manifest directory or type map and no blob (dot files, such as a
+// TripleO manifests/.htaccess or stale temporary files, do not count). It
+// reports whether the repository is gone. Empty parent directories go
+// too, up to v2, unless they are repositories themselves. Only call it
+// holding the tree lock exclusively: an export may be about to fill it.
+func (r *Root) RemoveRepo(repo string) (bool, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return false, err
+	}
+	dir := r.RepoDir(repo)
+	for _, sub := range []string{"manifests", "blobs"} {
+		if empty, err := r.onlyDotEntries(filepath.Join(dir, sub)); err != nil || !empty {
+			return false, err
+		}
+	}
+	// tags/ first: without tags/list nobody lists the repository, and a
+	// crash part way leaves a repository the next collection finds again.
+	// referrers/ next: with no manifest left, its indexes list nothing
+	// that exists.
+	for _, sub := range []string{"tags", referrersDir, "manifests", "blobs"} {
+		if err := r.removeTree(filepath.Join(dir, sub)); err != nil {
+			return false, fmt.Errorf("repository %s: %w", repo, err)
+		}
+	}
+	_ = r.unlink(r.repoLockPath(repo)) // nobody holds it under the exclusive tree lock
+	d := dir
+	for ; d != r.V2Dir() && !r.isRepoDir(d); d = filepath.Dir(d) {
+		if err := r.removeDir(d); err != nil {
+			break // not empty: a nested repository, or something of the admin's
+		}
+	}
+	for ; ; d = filepath.Dir(d) {
+		// A nested repository removed meanwhile may have taken d along.
+		err := r.syncDir(d)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) || d == r.V2Dir() {
+			return true, fmt.Errorf("repository %s: %w", repo, err)
+		}
+	}
+}
+
+// onlyDotEntries reports whether dir is missing or holds nothing but dot
+// files. A dir that is a symlink holds nothing of the tree: removing the
+// repository removes the link.
+func (r *Root) onlyDotEntries(dir string) (bool, error) {
+	if fi, err := r.lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return true, nil
+	}
+	entries, err := r.readDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// layoutDirs are the directories of a repository; anything else below a
+// repository directory is a nested repository.
+var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true, referrersDir: true}
+
+// repoDirs lists every repository directory of the tree: a directory with
+// any of blobs/, manifests/, tags/ or referrers/, published or still being
+// written. Each directory is read once, and what its entries are tells a
+// repository: no stat of its layout directories, no symlink descended.
+func (r *Root) repoDirs() ([]string, error) {
+	var repos []string
+	var visit func(dir, repo string) error
+	visit = func(dir, repo string) error {
+		entries, err := r.readDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			return nil // removed while we walked
+		}
+		if err != nil {
+			return err
+		}
+		if repo != "" && slices.ContainsFunc(entries, func(e fs.DirEntry) bool {
+			return layoutDirs[e.Name()] && (e.IsDir() || e.Type()&fs.ModeSymlink != 0 && r.isDir(filepath.Join(dir, e.Name())))
+		}) {
+			repos = append(repos, repo)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if !e.IsDir() || layoutDirs[name] || strings.HasPrefix(name, ".") {
+				continue // a symlink to a directory is no repository: never followed
+			}
+			if err := visit(filepath.Join(dir, name), path.Join(repo, name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := visit(r.V2Dir(), "")
+	return repos, err
+}
+
+// isRepoDir reports whether dir is a repository's directory.
+func (r *Root) isRepoDir(dir string) bool {
+	for d := range layoutDirs {
+		if r.isDir(filepath.Join(dir, d)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Repositories lists the published repositories, those with a tags/list,
+// sorted: the content of _catalog.
+func (r *Root) Repositories() ([]string, error) {
+	dirs, err := r.repoDirs()
+	if err != nil {
+		return nil, err
+	}
+	repos := []string{}
+	for _, repo := range dirs {
+		if ValidateRepo(repo) == nil && r.isFile(r.TagsListPath(repo)) {
+			repos = append(repos, repo)
+		}
+	}
+	sort.Strings(repos)
+	return repos, nil
+}
+
+// HasManifests reports whether repo has a manifests directory: the test
+// the static servers make (Apache "-d", nginx "if (-d …)") before they
+// answer a referrers request with the empty index rather than
+// NAME_UNKNOWN. A repository exists for the referrers API as long as it
+// may serve a manifest by digest.
+func (r *Root) HasManifests(repo string) bool {
+	return r.isDir(r.manifestsDir(repo))
+}
+
+// CatalogPath answers GET /v2/_catalog.
+func (r *Root) CatalogPath() string { return filepath.Join(r.V2Dir(), "_catalog") }
+
+// RepoDir is the directory of repository repo.
+func (r *Root) RepoDir(repo string) string {
+	return filepath.Join(r.V2Dir(), filepath.FromSlash(repo))
+}
+
+// RefreshCatalog rewrites _catalog from the repositories on disk.
+func (r *Root) RefreshCatalog() error {
+	l, err := r.lockCatalog()
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	repos, err := r.Repositories()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(struct {
+		Repositories []string `json:"repositories"`
+	}{repos})
+	if err != nil {
+		return err
+	}
+	return r.writeIfChanged(r.CatalogPath(), b)
+}

@@ -1,0 +1,334 @@
+package tree
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/image-serve/image-serve/typemap"
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrTagUnknown reports a tag that is not in the tree.
+var ErrTagUnknown = errors.New("tag unknown")
+
+// DeleteTag removes tag from repo, then rewrites tags/list and the
+// catalog. A repository left without tags loses its tags/list, so it
+// leaves the catalog; its manifests and blobs stay for gc (or a prune) to
+// reclaim. Tags go first, so a crash never leaves a tag naming something
+// already removed.
+//
+// The order within: tags/list stops listing the tag, then nginx's links
+// go, then the type map. A crash in between leaves a tag that some server
+// still serves but no listing names — never a listed tag that answers 404.
+func (r *Root) DeleteTag(repo, tag string) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	if err := ValidateTag(tag); err != nil {
+		return err
+	}
+	err := r.updateRepo(repo, func() error {
+		_, err := r.lstat(r.TypeMapPath(repo, tag))
+		_, legacy := r.legacyTag(repo, tag)
+		switch {
+		case errors.Is(err, ErrOutsideRoot):
+			return err
+		case errors.Is(err, fs.ErrNotExist) && !legacy:
+			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)
+		}
+		if err := r.writeTagsList(repo, tag); err != nil {
+			return err
+		}
+		if err := r.removeTagLinks(repo, tag); err != nil {
+			return err
+		}
+		// The type map, and a TripleO symlink tag of the same name.
+		if err := r.unlink(r.TypeMapPath(repo, tag)); err != nil {
+			return err
+		}
+		if err := r.unlinkLegacyTag(repo, tag); err != nil {
+			return err
+		}
+		return r.syncDir(r.manifestsDir(repo))
+	})
+	if err != nil {
+		return err
+	}
+	return r.RefreshCatalog()
+}
+
+// RefreshTags rewrites repo's tags/list from its type maps, as every tag
+// update does. A writer killed between the two leaves them disagreeing
+// until this runs again.
+func (r *Root) RefreshTags(repo string) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	return r.updateRepo(repo, func() error { return nil })
+}
+
+// TagsInStep reports whether what is derived from repo's type maps agrees
+// with tags, their names: tags/list lists exactly them, and nginx's tag
+// link directories hold a link for each and for no other. A writer killed
+// between its steps leaves them out of step; RefreshTags sets them right.
+// Checking first lets a collection of an unchanged repository write
+// nothing. Links are compared by name only: one naming the wrong manifest
+// (an export killed between its links and its type map) is re-derived by
+// the repository's next update, which a collection runs before it deletes
+// any manifest of the repository.
+func (r *Root) TagsInStep(repo string, tags []string) (bool, error) {
+	listed, ok, err := r.ReadTagsList(repo)
+	if err != nil || ok != (len(tags) > 0) || !slices.Equal(listed, tags) {
+		return false, nil // a broken tags/list is out of step too
+	}
+	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
+		entries, err := r.readDir(filepath.Join(r.manifestsDir(repo), dir))
+		if errors.Is(err, ErrOutsideRoot) {
+			return false, nil // out of step: the update that sets it right refuses the link
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			if len(tags) == 0 {
+				continue
+			}
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		var names []string
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") {
+				names = append(names, e.Name())
+			}
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, tags) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// ReadTagsList returns the tags repo's tags/list names, and false when
+// the repository has no tags/list.
+func (r *Root) ReadTagsList(repo string) ([]string, bool, error) {
+	b, err := r.readSmall(r.TagsListPath(repo), maxListSize)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var l struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, true, fmt.Errorf("%s: %v", r.TagsListPath(repo), err)
+	}
+	if l.Name != repo {
+		return nil, true, fmt.Errorf("%s: names repository %q", r.TagsListPath(repo), l.Name)
+	}
+	return l.Tags, true, nil
+}
+
+// maxListSize bounds what ReadTagsList reads: far more than any real
+// tags/list, far less than memory.
+const maxListSize = 64 << 20
+
+// Tags lists the tags of repo, sorted ASCIIbetically as the spec demands:
+// one per type map on disk, the source of truth tags/list is built from.
+// TripleO's symlink tags are not among them: no server serves them
+// (LegacyTags lists them).
+func (r *Root) Tags(repo string) ([]string, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return nil, err
+	}
+	entries, err := r.readDir(r.manifestsDir(repo))
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tags := []string{}
+	for _, e := range entries {
+		tag, ok := strings.CutSuffix(e.Name(), typeMapExt)
+		if ok && e.Type().IsRegular() && ValidateTag(tag) == nil {
+			tags = append(tags, tag)
+		}
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// TagVariants reads the manifests tag of repo offers.
+func (r *Root) TagVariants(repo, tag string) ([]TagVariant, error) {
+	if err := ValidateTag(tag); err != nil {
+		return nil, err
+	}
+	b, err := r.readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	m, err := typemap.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	vs := make([]TagVariant, 0, len(m.Variants))
+	for _, v := range m.Variants {
+		d, err := digestFromTypeMapURI(v.URI)
+		if err != nil {
+			return nil, fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+		}
+		vs = append(vs, TagVariant{Digest: d, MediaType: v.ContentType, QS: v.QS})
+	}
+	return vs, nil
+}
+
+// TypeMapVariant converts a TagVariant to the type-map record Apache reads.
+func TypeMapVariant(v TagVariant) typemap.Variant {
+	return typemap.Variant{URI: typeMapURI(v.Digest), ContentType: v.MediaType, QS: v.QS}
+}
+
+// VariantDigest inverts TypeMapVariant's URI.
+func VariantDigest(v typemap.Variant) (digest.Digest, error) { return digestFromTypeMapURI(v.URI) }
+
+// TypeMapPath is the tag: an Apache type map naming the manifests it offers.
+func (r *Root) TypeMapPath(repo, tag string) string {
+	return filepath.Join(r.manifestsDir(repo), tag+typeMapExt)
+}
+
+// TagsListPath answers GET /v2/<repo>/tags/list.
+func (r *Root) TagsListPath(repo string) string {
+	return filepath.Join(r.RepoDir(repo), "tags", "list")
+}
+
+const typeMapExt = ".type-map"
+
+// typeMapURI is a type map's reference to manifest d, relative to the
+// manifests directory as Apache resolves it.
+func typeMapURI(d digest.Digest) string { return d.String() + "/index.json" }
+
+// digestFromTypeMapURI inverts typeMapURI.
+func digestFromTypeMapURI(uri string) (digest.Digest, error) {
+	d := digest.Digest(strings.TrimSuffix(uri, "/index.json"))
+	if err := ValidateDigest(d); err != nil || !strings.HasSuffix(uri, "/index.json") {
+		return "", fmt.Errorf("type map URI %q does not name a manifest", uri)
+	}
+	return d, nil
+}
+
+// What the read-only views (list, inspect, du) need of the tree, beyond
+// what servers and collectors read.
+
+// TagChanged is when tag of repo was last set: the modification time of
+// its type map, which every retag replaces.
+func (r *Root) TagChanged(repo, tag string) (time.Time, error) {
+	if err := ValidateTag(tag); err != nil {
+		return time.Time{}, err
+	}
+	fi, err := r.lstat(r.TypeMapPath(repo, tag))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
+}
+
+// TagVariant is one manifest a tag offers.
+type TagVariant struct {
+	Digest    digest.Digest
+	MediaType string
+	// QS is the source quality Apache multiplies with the client's q; 0
+	// leaves it out (1.0). Multi-variant tags must set it, or Apache breaks
+	// ties by size and serves the smaller manifest (serving-notes §3.1).
+	QS float64
+}
+
+// PutTag points tag of repo at variants, then rewrites the repository's
+// tags/list and the catalog. Every variant's manifest must already be in
+// the tree: a tag is the last thing published.
+func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	if err := ValidateTag(tag); err != nil {
+		return err
+	}
+	m := typemap.Map{URI: tag}
+	for _, v := range variants {
+		if !r.isFile(r.ManifestPath(repo, v.Digest)) {
+			return fmt.Errorf("tag %s:%s: manifest %s is not in the tree", repo, tag, v.Digest)
+		}
+		m.Variants = append(m.Variants, typemap.Variant{URI: typeMapURI(v.Digest), ContentType: v.MediaType, QS: v.QS})
+	}
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	if err := r.updateRepo(repo, func() error {
+		if err := r.putTagLinks(repo, tag, variants); err != nil {
+			return err
+		}
+		if err := r.writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal()); err != nil {
+			return err
+		}
+		// A TripleO symlink tag of the same name is now the type map.
+		return r.unlinkLegacyTag(repo, tag)
+	}); err != nil {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	return r.RefreshCatalog()
+}
+
+// updateRepo runs change under the repository lock and then rewrites
+// tags/list and nginx's tag links from the type maps on disk, so
+// concurrent taggers never lose each other's tags.
+func (r *Root) updateRepo(repo string, change func() error) error {
+	l, err := r.lockRepo(repo)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	if err := change(); err != nil {
+		return err
+	}
+	if err := r.writeTagsList(repo, ""); err != nil {
+		return err
+	}
+	return r.syncTagLinks(repo)
+}
+
+// writeTagsList rewrites repo's tags/list from its type maps, leaving out
+// the tag leaving ("" for none): a tag about to be deleted.
+func (r *Root) writeTagsList(repo, leaving string) error {
+	all, err := r.Tags(repo)
+	if err != nil {
+		return err
+	}
+	tags := slices.DeleteFunc(all, func(t string) bool { return t == leaving })
+	if len(tags) == 0 {
+		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
+		if _, err := r.lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			return nil
+		}
+		if err := r.unlink(r.TagsListPath(repo)); err != nil {
+			return err
+		}
+		return r.syncDir(filepath.Dir(r.TagsListPath(repo)))
+	}
+	b, err := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{repo, tags})
+	if err != nil {
+		return err
+	}
+	return r.writeIfChanged(r.TagsListPath(repo), b)
+}
