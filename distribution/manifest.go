@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	imagespec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Media types of the manifests image-serve stores.
+// Media types of the manifests image-serve stores: the OCI ones as the
+// image specification's module spells them, Docker's as its registry does.
 const (
-	MediaTypeOCIManifest      = "application/vnd.oci.image.manifest.v1+json"
-	MediaTypeOCIIndex         = "application/vnd.oci.image.index.v1+json"
+	MediaTypeOCIManifest      = imagespec.MediaTypeImageManifest
+	MediaTypeOCIIndex         = imagespec.MediaTypeImageIndex
 	MediaTypeDockerManifest   = "application/vnd.docker.distribution.manifest.v2+json"
 	MediaTypeDockerList       = "application/vnd.docker.distribution.manifest.list.v2+json"
 	MediaTypeDockerSchema1    = "application/vnd.docker.distribution.manifest.v1+json"

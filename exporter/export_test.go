@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/image-serve/image-serve/tree"
@@ -90,8 +91,8 @@ func TestExportFromRegistry(t *testing.T) {
 		"oci":      reg.PushImage(t, "ns/oci:v1", amd),
 		"list":     reg.PushIndex(t, "ns/list:v1", types.DockerManifestList, map[string]v1.Image{"amd64": testregistry.DockerImageFor(t, "amd64", testregistry.Layer(t, 100, types.DockerLayer)), "arm64": testregistry.DockerImageFor(t, "arm64", testregistry.Layer(t, 100, types.DockerLayer))}),
 		"index":    reg.PushIndex(t, "ns/index:v1", types.OCIImageIndex, map[string]v1.Image{"amd64": amd, "arm64": arm}),
-		"schema1":  reg.PushRaw(t, "ns/s1:v1", MediaTypeDockerSchema1, s1raw, s1layer),
-		"artifact": reg.PushRaw(t, "ns/artifact:v1", MediaTypeOCIManifest, artRaw, artBlobs...),
+		"schema1":  reg.PushRaw(t, "ns/s1:v1", distribution.MediaTypeDockerSchema1, s1raw, s1layer),
+		"artifact": reg.PushRaw(t, "ns/artifact:v1", distribution.MediaTypeOCIManifest, artRaw, artBlobs...),
 	}
 	root := newRoot(t)
 	for kind, p := range pushed {
@@ -179,14 +180,14 @@ func TestExportLocalSources(t *testing.T) {
 		wantType  string
 		variants  int
 	}{
-		{src: "oci:../testdata/hello-oci:latest", wantDest: "hello-oci:latest", wantType: MediaTypeOCIIndex, variants: 2},
-		{src: "oci:../testdata/hello-oci", dest: "demo/hello", wantDest: "demo/hello:latest", wantType: MediaTypeOCIIndex, variants: 2},
-		{src: "oci-archive:" + archive, dest: "demo/archived:v1", wantDest: "demo/archived:v1", wantType: MediaTypeOCIIndex, variants: 2},
-		{src: "docker-archive:../testdata/hello.docker.tar", wantDest: "hello:latest", wantType: MediaTypeDockerManifest, variants: 1},
+		{src: "oci:../testdata/hello-oci:latest", wantDest: "hello-oci:latest", wantType: distribution.MediaTypeOCIIndex, variants: 2},
+		{src: "oci:../testdata/hello-oci", dest: "demo/hello", wantDest: "demo/hello:latest", wantType: distribution.MediaTypeOCIIndex, variants: 2},
+		{src: "oci-archive:" + archive, dest: "demo/archived:v1", wantDest: "demo/archived:v1", wantType: distribution.MediaTypeOCIIndex, variants: 2},
+		{src: "docker-archive:../testdata/hello.docker.tar", wantDest: "hello:latest", wantType: distribution.MediaTypeDockerManifest, variants: 1},
 		// One platform: the tag names that child itself.
-		{src: "oci:../testdata/hello-oci:latest", dest: "demo/arm:v1", platforms: []string{"linux/arm64"}, wantDest: "demo/arm:v1", wantType: MediaTypeOCIManifest, variants: 1},
+		{src: "oci:../testdata/hello-oci:latest", dest: "demo/arm:v1", platforms: []string{"linux/arm64"}, wantDest: "demo/arm:v1", wantType: distribution.MediaTypeOCIManifest, variants: 1},
 		// Several: a new index of just those children.
-		{src: "oci:../testdata/hello-oci:latest", dest: "demo/both:v1", platforms: []string{"linux/arm64", "linux/amd64"}, wantDest: "demo/both:v1", wantType: MediaTypeOCIIndex, variants: 2},
+		{src: "oci:../testdata/hello-oci:latest", dest: "demo/both:v1", platforms: []string{"linux/arm64", "linux/amd64"}, wantDest: "demo/both:v1", wantType: distribution.MediaTypeOCIIndex, variants: 2},
 	}
 	root := newRoot(t)
 	for _, tt := range tests {
@@ -296,8 +297,8 @@ func TestExportForeignLayer(t *testing.T) {
 	cd, _ := cfg.Digest()
 	cs, _ := cfg.Size()
 	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:%064x","size":1000,"urls":["https://example.invalid/layer"]}]}`,
-		MediaTypeDockerManifest, types.DockerConfigJSON, cd, cs, 1)
-	p := reg.PushRaw(t, "win/base:v1", MediaTypeDockerManifest, raw, cfg)
+		distribution.MediaTypeDockerManifest, types.DockerConfigJSON, cd, cs, 1)
+	p := reg.PushRaw(t, "win/base:v1", distribution.MediaTypeDockerManifest, raw, cfg)
 	root := newRoot(t)
 	sum, err := Export(context.Background(), root, "docker://"+p.Ref, "", plainHTTP())
 	if err != nil {
@@ -306,7 +307,7 @@ func TestExportForeignLayer(t *testing.T) {
 	if sum.BlobsFetched != 1 {
 		t.Errorf("fetched %d blobs, want only the config", sum.BlobsFetched)
 	}
-	checkManifest(t, root, "win/base", digest.Digest(p.Digest), MediaTypeDockerManifest, raw)
+	checkManifest(t, root, "win/base", digest.Digest(p.Digest), distribution.MediaTypeDockerManifest, raw)
 }
 
 // TestExportCredentials reads from a registry that wants basic auth, with
@@ -350,7 +351,7 @@ func TestExportReferrer(t *testing.T) {
 	reg := testregistry.Start(t)
 	img := reg.PushImage(t, "ns/app:v1", testregistry.OCIImage(t, "amd64", testregistry.Layer(t, 512, types.OCILayer)))
 	raw, blobs := testregistry.ArtifactFor(t, img)
-	art := reg.PushRaw(t, "ns/app:sbom", MediaTypeOCIManifest, raw, blobs...)
+	art := reg.PushRaw(t, "ns/app:sbom", distribution.MediaTypeOCIManifest, raw, blobs...)
 	root := newRoot(t)
 	if _, err := Export(context.Background(), root, "docker://"+art.Ref, "", plainHTTP()); err != nil {
 		t.Fatalf("export: %v", err)
@@ -360,13 +361,13 @@ func TestExportReferrer(t *testing.T) {
 		t.Fatalf("referrers index of the subject: %v", err)
 	}
 	x, err := tree.ParseReferrers(b)
-	want := tree.ReferrerDescriptor{MediaType: MediaTypeOCIManifest, Digest: digest.Digest(art.Digest), Size: int64(len(raw)), ArtifactType: testregistry.ArtifactType}
+	want := tree.ReferrerDescriptor{MediaType: distribution.MediaTypeOCIManifest, Digest: digest.Digest(art.Digest), Size: int64(len(raw)), ArtifactType: testregistry.ArtifactType}
 	if err != nil || len(x.Manifests) != 1 || fmt.Sprint(x.Manifests[0]) != fmt.Sprint(want) {
 		t.Errorf("referrers index %s (%v): want exactly %+v", b, err, want)
 	}
 
 	bad := strings.Replace(string(raw), fmt.Sprintf(`"size":%d}}`, len(img.Raw)), `"size":-1}}`, 1)
-	p := reg.PushRaw(t, "ns/bad:v1", MediaTypeOCIManifest, []byte(bad), blobs...)
+	p := reg.PushRaw(t, "ns/bad:v1", distribution.MediaTypeOCIManifest, []byte(bad), blobs...)
 	_, err = Export(context.Background(), root, "docker://"+p.Ref, "", plainHTTP())
 	if err == nil || !strings.Contains(err.Error(), "subject: "+img.Digest+": negative size") {
 		t.Errorf("export of a bad subject: %v, want an error naming the subject", err)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/tree"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,12 +31,12 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("accepted unknown media type %q", m.MediaType)
 		}
 		for _, d := range append(m.Blobs, m.Foreign...) {
-			if tree.ValidateDigest(d.Digest) != nil && !isForeign(d) {
+			if distribution.ValidateDigest(d.Digest) != nil && !isForeign(d) {
 				t.Fatalf("accepted blob digest %q", d.Digest)
 			}
 		}
 		for _, c := range m.Children {
-			if err := tree.ValidateDigest(c.Digest); err != nil {
+			if err := distribution.ValidateDigest(c.Digest); err != nil {
 				t.Fatalf("accepted child digest %q: %v", c.Digest, err)
 			}
 		}

@@ -5,27 +5,17 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
-// Manifest media types. Manifests are stored exactly as received, never
-// converted: conversion changes digests and breaks signatures and lists.
-const (
-	MediaTypeDockerManifest   = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerList       = "application/vnd.docker.distribution.manifest.list.v2+json"
-	MediaTypeDockerSchema1    = "application/vnd.docker.distribution.manifest.v1+json"
-	MediaTypeDockerSchema1JWS = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	MediaTypeOCIManifest      = "application/vnd.oci.image.manifest.v1+json"
-	MediaTypeOCIIndex         = "application/vnd.oci.image.index.v1+json"
-)
-
-func isIndex(mt string) bool { return mt == MediaTypeDockerList || mt == MediaTypeOCIIndex }
-
+// Manifests are stored exactly as received, never converted: conversion
+// changes digests and breaks signatures and lists.
 var knownManifestTypes = map[string]bool{
-	MediaTypeDockerManifest: true, MediaTypeDockerList: true,
-	MediaTypeDockerSchema1: true, MediaTypeDockerSchema1JWS: true,
-	MediaTypeOCIManifest: true, MediaTypeOCIIndex: true,
+	distribution.MediaTypeDockerManifest: true, distribution.MediaTypeDockerList: true,
+	distribution.MediaTypeDockerSchema1: true, distribution.MediaTypeDockerSchema1JWS: true,
+	distribution.MediaTypeOCIManifest: true, distribution.MediaTypeOCIIndex: true,
 }
 
 // Platform is an index entry's platform.
@@ -114,9 +104,9 @@ func manifestType(m rawManifest, labelled string) (string, error) {
 	switch {
 	case m.SchemaVersion == 1:
 		if len(m.Signatures) > 0 {
-			return MediaTypeDockerSchema1JWS, nil
+			return distribution.MediaTypeDockerSchema1JWS, nil
 		}
-		return MediaTypeDockerSchema1, nil
+		return distribution.MediaTypeDockerSchema1, nil
 	case m.SchemaVersion != 2:
 		return "", fmt.Errorf("unknown schema: schemaVersion %d", m.SchemaVersion)
 	case m.MediaType != "":
@@ -127,25 +117,25 @@ func manifestType(m rawManifest, labelled string) (string, error) {
 	case knownManifestTypes[labelled]:
 		return labelled, nil
 	case m.Manifests != nil:
-		return MediaTypeOCIIndex, nil
+		return distribution.MediaTypeOCIIndex, nil
 	case m.Config != nil:
-		return MediaTypeOCIManifest, nil
+		return distribution.MediaTypeOCIManifest, nil
 	}
 	return "", fmt.Errorf("unknown schema: no mediaType, config or manifests")
 }
 
 func (out *manifest) collect(m rawManifest) error {
 	switch out.MediaType {
-	case MediaTypeDockerList, MediaTypeOCIIndex:
+	case distribution.MediaTypeDockerList, distribution.MediaTypeOCIIndex:
 		for i, c := range m.Manifests {
 			if err := checkDescriptor(c.Descriptor); err != nil {
 				return fmt.Errorf("manifests[%d]: %v", i, err)
 			}
 		}
 		out.Children = m.Manifests
-	case MediaTypeDockerSchema1, MediaTypeDockerSchema1JWS:
+	case distribution.MediaTypeDockerSchema1, distribution.MediaTypeDockerSchema1JWS:
 		for i, l := range m.FSLayers {
-			if err := tree.ValidateDigest(l.BlobSum); err != nil {
+			if err := distribution.ValidateDigest(l.BlobSum); err != nil {
 				return fmt.Errorf("fsLayers[%d]: %v", i, err)
 			}
 			out.addBlob(Descriptor{Digest: l.BlobSum, Size: -1})
@@ -188,7 +178,7 @@ func isForeign(d Descriptor) bool {
 }
 
 func checkDescriptor(d Descriptor) error {
-	if err := tree.ValidateDigest(d.Digest); err != nil {
+	if err := distribution.ValidateDigest(d.Digest); err != nil {
 		return err
 	}
 	if d.Size < 0 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -169,7 +170,7 @@ func fetchManifest(ctx context.Context, s source, d Descriptor) (*manifest, erro
 // tagVariants is the type map of the tag: the top manifest, and for an
 // index its linux/amd64 image child as a low-quality fallback.
 func tagVariants(p *plan) []tree.TagVariant {
-	if !isIndex(p.top.MediaType) {
+	if !distribution.IsIndex(p.top.MediaType) {
 		return []tree.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType}}
 	}
 	vs := []tree.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType, QS: 1}}
@@ -178,7 +179,7 @@ func tagVariants(p *plan) []tree.TagVariant {
 			continue
 		}
 		for _, m := range p.manifests {
-			if m.Digest == c.Digest && !isIndex(m.MediaType) {
+			if m.Digest == c.Digest && !distribution.IsIndex(m.MediaType) {
 				return append(vs, tree.TagVariant{Digest: m.Digest, MediaType: m.MediaType, QS: amd64Fallback})
 			}
 		}
@@ -209,7 +210,7 @@ func (p Platform) matches(q *Platform) bool {
 // selectPlatforms narrows an index to the requested platforms: one
 // platform yields its child itself, several a new index of those children.
 func selectPlatforms(ctx context.Context, s source, top *manifest, platforms []Platform) (*manifest, error) {
-	if !isIndex(top.MediaType) {
+	if !distribution.IsIndex(top.MediaType) {
 		return top, nil // a single-platform image is what it is
 	}
 	var keep []indexEntry

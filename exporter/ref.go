@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -117,7 +118,7 @@ func ParseDest(s, defTag string) (Dest, error) {
 	if tag == "" {
 		return Dest{}, fmt.Errorf("destination %q: no tag, and the source names none", s)
 	}
-	if err := tree.ValidateTag(tag); err != nil {
+	if err := distribution.ValidateTag(tag); err != nil {
 		return Dest{}, fmt.Errorf("destination %q: %w", s, err)
 	}
 	return Dest{Repo: repo, Tag: tag}, nil

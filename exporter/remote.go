@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 )
 
@@ -143,8 +144,8 @@ func (k fileKeychain) Resolve(target authn.Resource) (authn.Authenticator, error
 // manifestAccept is every manifest type the exporter stores, as the
 // registry's content negotiation needs to hear it.
 var manifestAccept = strings.Join([]string{
-	MediaTypeOCIIndex, MediaTypeOCIManifest, MediaTypeDockerList, MediaTypeDockerManifest,
-	MediaTypeDockerSchema1JWS, MediaTypeDockerSchema1,
+	distribution.MediaTypeOCIIndex, distribution.MediaTypeOCIManifest, distribution.MediaTypeDockerList, distribution.MediaTypeDockerManifest,
+	distribution.MediaTypeDockerSchema1JWS, distribution.MediaTypeDockerSchema1,
 }, ", ")
 
 func (r *registry) Root(ctx context.Context) ([]byte, string, error) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -34,7 +35,7 @@ func ParseRef(s string) (Ref, error) {
 		if err := tree.ValidateRepo(repo); err != nil {
 			return Ref{}, err
 		}
-		if err := tree.ValidateDigest(digest.Digest(d)); err != nil {
+		if err := distribution.ValidateDigest(digest.Digest(d)); err != nil {
 			return Ref{}, err
 		}
 		return Ref{Repo: repo, Digest: digest.Digest(d)}, nil
@@ -47,7 +48,7 @@ func ParseRef(s string) (Ref, error) {
 	if err := tree.ValidateRepo(repo); err != nil {
 		return Ref{}, err
 	}
-	if err := tree.ValidateTag(tag); err != nil {
+	if err := distribution.ValidateTag(tag); err != nil {
 		return Ref{}, err
 	}
 	return Ref{Repo: repo, Tag: tag}, nil

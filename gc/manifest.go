@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/image-serve/image-serve/tree"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -55,7 +55,7 @@ func parseRefs(raw []byte) (*refs, error) {
 		if d.Digest == "" {
 			return nil
 		}
-		if err := tree.ValidateDigest(d.Digest); err != nil {
+		if err := distribution.ValidateDigest(d.Digest); err != nil {
 			return fmt.Errorf("%s: %v", field, err)
 		}
 		if !foreign(d.MediaType) {
@@ -85,7 +85,7 @@ func parseRefs(raw []byte) (*refs, error) {
 		}
 	}
 	if m.Subject != nil && m.Subject.Digest != "" {
-		if err := tree.ValidateDigest(m.Subject.Digest); err != nil {
+		if err := distribution.ValidateDigest(m.Subject.Digest); err != nil {
 			return nil, fmt.Errorf("subject: %v", err)
 		}
 		out.Subject = m.Subject.Digest

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -17,7 +18,7 @@ func (h *handler) routeBlob(w http.ResponseWriter, r *http.Request, p string) {
 		return
 	}
 	if tree.ValidateRepo(repo) != nil {
-		h.fail(w, r, tree.ErrBlobUnknown)
+		h.fail(w, r, distribution.ErrBlobUnknown)
 		return
 	}
 	h.serveBlob(w, r, repo, d)
@@ -30,7 +31,7 @@ func (h *handler) routeBlob(w http.ResponseWriter, r *http.Request, p string) {
 func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
 	f, err := h.root.OpenBlob(repo, d)
 	if err != nil {
-		h.failOpen(w, r, err, tree.ErrBlobUnknown)
+		h.failOpen(w, r, err, distribution.ErrBlobUnknown)
 		return
 	}
 	defer f.Close()
@@ -39,7 +40,7 @@ func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, repo string,
 		err = errNotFile
 	}
 	if err != nil {
-		h.failOpen(w, r, err, tree.ErrBlobUnknown)
+		h.failOpen(w, r, err, distribution.ErrBlobUnknown)
 		return
 	}
 	hd := w.Header()

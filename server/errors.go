@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/image-serve/image-serve/tree"
+	"github.com/image-serve/image-serve/distribution"
 )
 
 // Error responses catalog has no body for. Apache answers these cases with
@@ -15,24 +15,24 @@ import (
 var (
 	// errForbidden is Apache's 403 for a file it may not read, sent with
 	// the template's "ErrorDocument 403" body, NAME_UNKNOWN.
-	errForbidden = withStatus(tree.ErrNameUnknown, http.StatusForbidden)
+	errForbidden = withStatus(distribution.ErrNameUnknown, http.StatusForbidden)
 	// errBadPath is a ".." above the root, which Apache refuses with 400.
-	errBadPath = tree.ServerError{Status: http.StatusBadRequest, Code: "NAME_INVALID", Message: "invalid path"}
+	errBadPath = distribution.Error{Status: http.StatusBadRequest, Code: "NAME_INVALID", Message: "invalid path"}
 	// errPagination is distribution's answer to an n that is not a
 	// non-negative integer.
-	errPagination = tree.ServerError{Status: http.StatusBadRequest, Code: "PAGINATION_NUMBER_INVALID", Message: "invalid number of results requested"}
+	errPagination = distribution.Error{Status: http.StatusBadRequest, Code: "PAGINATION_NUMBER_INVALID", Message: "invalid number of results requested"}
 	// errRequestBody is a GET or HEAD that carries a body or a
 	// Transfer-Encoding. Registry reads have neither, and a front proxy
 	// that frames such a request otherwise than Go does (Go drops
 	// Content-Length when Transfer-Encoding is present) would pass a
 	// second request hidden in it (request smuggling).
-	errRequestBody = tree.ServerError{Status: http.StatusBadRequest, Code: tree.Unsupported, Message: "a GET or HEAD request carries no body and no Transfer-Encoding"}
+	errRequestBody = distribution.Error{Status: http.StatusBadRequest, Code: distribution.Unsupported, Message: "a GET or HEAD request carries no body and no Transfer-Encoding"}
 	// errInternal is a tree the server cannot read as it should: a broken
 	// type map, an I/O error. Apache answers 500 too.
-	errInternal = tree.ServerError{Status: http.StatusInternalServerError, Code: "UNKNOWN", Message: "unknown error"}
+	errInternal = distribution.Error{Status: http.StatusInternalServerError, Code: "UNKNOWN", Message: "unknown error"}
 )
 
-func withStatus(e tree.ServerError, status int) tree.ServerError {
+func withStatus(e distribution.Error, status int) distribution.Error {
 	e.Status = status
 	return e
 }
@@ -40,7 +40,7 @@ func withStatus(e tree.ServerError, status int) tree.ServerError {
 // fail sends the error response e, as the template's ErrorDocuments do:
 // JSON, never stored by a cache (a 404 may be a 200 at the next publish),
 // and without the validators or digest of whatever was being served.
-func (h *handler) fail(w http.ResponseWriter, r *http.Request, e tree.ServerError) {
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, e distribution.Error) {
 	hd := w.Header()
 	for _, k := range []string{"ETag", "Last-Modified", "Accept-Ranges", digestHeader} {
 		hd.Del(k)
@@ -63,7 +63,7 @@ var errNotFile = errors.New("not a regular file")
 // file (or a path through a file, as /v2/index.json/tags/list) is the
 // location's 404 (notFound), an unreadable one Apache's 403, anything else
 // a logged 500.
-func (h *handler) failOpen(w http.ResponseWriter, r *http.Request, err error, notFound tree.ServerError) {
+func (h *handler) failOpen(w http.ResponseWriter, r *http.Request, err error, notFound distribution.Error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, errNotFile):
 		h.fail(w, r, notFound)

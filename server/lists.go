@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 )
 
@@ -29,7 +30,7 @@ func (h *handler) servePing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		h.failOpen(w, r, err, tree.ErrNameUnknown)
+		h.failOpen(w, r, err, distribution.ErrNameUnknown)
 		return
 	}
 	defer f.Close()
@@ -61,7 +62,7 @@ type repositories struct {
 // change, so both servers list the same tags.
 func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, repo string) {
 	if tree.ValidateRepo(repo) != nil {
-		h.fail(w, r, tree.ErrNameUnknown)
+		h.fail(w, r, distribution.ErrNameUnknown)
 		return
 	}
 	h.serveList(w, r, h.root.TagsListPath(repo), "/v2/"+repo+"/tags/list",
@@ -93,7 +94,7 @@ func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self s
 	entries func([]byte) ([]string, error), page func([]string) any) {
 	f, fi, err := h.openFile(path)
 	if err != nil {
-		h.failOpen(w, r, err, tree.ErrNameUnknown)
+		h.failOpen(w, r, err, distribution.ErrNameUnknown)
 		return
 	}
 	defer f.Close()

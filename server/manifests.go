@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
@@ -19,18 +20,18 @@ import (
 func (h *handler) routeManifest(w http.ResponseWriter, r *http.Request, p string) {
 	repo, ref, _ := cutRepo(p, "/manifests/")
 	if tree.ValidateRepo(repo) != nil {
-		h.fail(w, r, tree.ErrManifestUnknown)
+		h.fail(w, r, distribution.ErrManifestUnknown)
 		return
 	}
-	if d := digest.Digest(ref); tree.ValidateDigest(d) == nil {
+	if d := digest.Digest(ref); distribution.ValidateDigest(d) == nil {
 		h.serveDigest(w, r, repo, d)
 		return
 	}
-	if tree.ValidateTag(ref) == nil {
+	if distribution.ValidateTag(ref) == nil {
 		h.serveTag(w, r, repo, ref)
 		return
 	}
-	h.fail(w, r, tree.ErrManifestUnknown)
+	h.fail(w, r, distribution.ErrManifestUnknown)
 }
 
 // serveDigest serves manifest d: immutable, with the digest as a strong
@@ -50,7 +51,7 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, repo strin
 func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest, cacheControl string) (*os.File, fs.FileInfo, bool) {
 	f, fi, err := h.openFile(h.root.ManifestPath(repo, d))
 	if err != nil {
-		h.failOpen(w, r, err, tree.ErrManifestUnknown)
+		h.failOpen(w, r, err, distribution.ErrManifestUnknown)
 		return nil, nil, false
 	}
 	mediaType, err := h.mediaType(repo, d)
@@ -79,7 +80,7 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo stri
 func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag string) {
 	variants, err := h.tagVariants(repo, tag)
 	if err != nil {
-		h.failOpen(w, r, err, tree.ErrManifestUnknown)
+		h.failOpen(w, r, err, distribution.ErrManifestUnknown)
 		return
 	}
 	if varyByType(variants) {
@@ -92,7 +93,7 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag str
 		return
 	}
 	if !ok {
-		h.fail(w, r, tree.ErrNotAcceptable)
+		h.fail(w, r, distribution.ErrNotAcceptable)
 		return
 	}
 	f, _, ok := h.openManifest(w, r, repo, d, cacheRevalidate)

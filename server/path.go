@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/image-serve/image-serve/tree"
+	"github.com/image-serve/image-serve/distribution"
 )
 
 // requestPath returns the path Apache matches its rules against: decoded
@@ -13,9 +13,9 @@ import (
 // (AllowEncodedSlashes Off), and a path that does not start with "/" or
 // climbs above the root with a 400, before any LocationMatch applies, so
 // these carry the server-wide body.
-func requestPath(r *http.Request) (string, *tree.ServerError) {
+func requestPath(r *http.Request) (string, *distribution.Error) {
 	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") || strings.ContainsRune(r.URL.Path, 0) {
-		return "", &tree.ErrNameUnknown
+		return "", &distribution.ErrNameUnknown
 	}
 	p, ok := normalize(r.URL.Path)
 	if !ok {

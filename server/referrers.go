@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -31,10 +32,10 @@ func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, p strin
 	repo, ref, _ := cutRepo(p, "/referrers/")
 	subject := digest.Digest(ref)
 	switch {
-	case tree.ValidateDigest(subject) != nil:
-		h.fail(w, r, tree.ErrDigestInvalid)
+	case distribution.ValidateDigest(subject) != nil:
+		h.fail(w, r, distribution.ErrDigestInvalid)
 	case tree.ValidateRepo(repo) != nil || !h.root.HasManifests(repo):
-		h.fail(w, r, tree.ErrNameUnknown)
+		h.fail(w, r, distribution.ErrNameUnknown)
 	default:
 		h.serveReferrers(w, r, repo, subject)
 	}
@@ -50,7 +51,7 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo st
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTDIR):
 		body = tree.EmptyReferrers() // not a file: Apache's "-f" falls back too
 	case err != nil:
-		h.failOpen(w, r, err, tree.ErrNameUnknown)
+		h.failOpen(w, r, err, distribution.ErrNameUnknown)
 		return
 	}
 	if t := r.URL.Query().Get("artifactType"); t != "" {
@@ -61,7 +62,7 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo st
 		w.Header().Set(filtersAppliedHeader, "artifactType")
 	}
 	hd := w.Header()
-	hd.Set("Content-Type", tree.MediaTypeOCIIndex)
+	hd.Set("Content-Type", distribution.MediaTypeOCIIndex)
 	hd.Set("Cache-Control", cacheRevalidate)
 	serveContent(w, unconditional(r), time.Time{}, bytes.NewReader(body))
 }

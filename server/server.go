@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -81,7 +82,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	// RewriteRule ^ - [R=405]: read-only, on every path.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.fail(w, r, tree.ErrUnsupported)
+		h.fail(w, r, distribution.ErrUnsupported)
 		return
 	}
 	if hasBody(r) {
@@ -178,7 +179,7 @@ func isBlobPath(p string) bool {
 // the unvalidated repository and the digest.
 func blobRef(p string) (repo string, d digest.Digest, ok bool) {
 	repo, ref, ok := cutRepo(p, "/blobs/")
-	if !ok || tree.ValidateDigest(digest.Digest(ref)) != nil {
+	if !ok || distribution.ValidateDigest(digest.Digest(ref)) != nil {
 		return "", "", false
 	}
 	return repo, digest.Digest(ref), true
@@ -196,12 +197,12 @@ func tagsListRepo(p string) (string, bool) {
 // notFound is the 404 body Apache picks for p: its ErrorDocument depends
 // on the LocationMatch the client's URI falls in, and the manifest block
 // comes after the blob block, so it wins where both match.
-func notFound(p string) tree.ServerError {
+func notFound(p string) distribution.Error {
 	if isManifestPath(p) {
-		return tree.ErrManifestUnknown
+		return distribution.ErrManifestUnknown
 	}
 	if _, _, ok := blobRef(p); ok {
-		return tree.ErrBlobUnknown
+		return distribution.ErrBlobUnknown
 	}
-	return tree.ErrNameUnknown
+	return distribution.ErrNameUnknown
 }

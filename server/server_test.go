@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -202,7 +203,7 @@ type want struct {
 	status int
 	header map[string]string
 	body   []byte
-	code   tree.ErrorCode
+	code   distribution.ErrorCode
 }
 
 func (w want) check(t *testing.T, r result) {
@@ -228,13 +229,13 @@ func (w want) check(t *testing.T, r result) {
 
 // checkError checks an OCI error response as the template's ErrorDocuments
 // send it.
-func checkError(t *testing.T, r result, code tree.ErrorCode) {
+func checkError(t *testing.T, r result, code distribution.ErrorCode) {
 	t.Helper()
 	if ct, cc := r.header.Get("Content-Type"), r.header.Get("Cache-Control"); ct != jsonType || cc != cacheNever {
 		t.Errorf("error response typed %q, Cache-Control %q; want %q, %q", ct, cc, jsonType, cacheNever)
 	}
 	var e struct {
-		Errors []struct{ Code tree.ErrorCode } `json:"errors"`
+		Errors []struct{ Code distribution.ErrorCode } `json:"errors"`
 	}
 	if err := json.Unmarshal(r.body, &e); err != nil || len(e.Errors) != 1 || e.Errors[0].Code != code {
 		t.Errorf("error body %q, want code %s", r.body, code)
@@ -271,7 +272,7 @@ func servedBlob(b blob) want {
 	return w
 }
 
-func failed(status int, code tree.ErrorCode) want { return want{status: status, code: code} }
+func failed(status int, code distribution.ErrorCode) want { return want{status: status, code: code} }
 
 func TestRoutes(t *testing.T) {
 	f := build(t)
@@ -300,45 +301,45 @@ func TestRoutes(t *testing.T) {
 		{name: "multi-variant tag", path: m + "multi", header: hdr("Accept", acceptAll), want: byTag(f.index, "accept")},
 		{name: "multi-variant tag, manifests only", path: m + "multi", header: hdr("Accept", ociManifest), want: byTag(f.a, "accept")},
 		{name: "multi-variant tag, two Accept fields", path: m + "multi", header: hdr("Accept", dockerList, "Accept", ociManifest), want: byTag(f.a, "accept")},
-		{name: "tag 406", path: m + "multi", header: hdr("Accept", dockerList), want: failed(http.StatusNotAcceptable, tree.ManifestUnknown)},
-		{name: "single-variant tag 406", path: m + "single", header: hdr("Accept", dockerManifest), want: failed(http.StatusNotAcceptable, tree.ManifestUnknown)},
+		{name: "tag 406", path: m + "multi", header: hdr("Accept", dockerList), want: failed(http.StatusNotAcceptable, distribution.ManifestUnknown)},
+		{name: "single-variant tag 406", path: m + "single", header: hdr("Accept", dockerManifest), want: failed(http.StatusNotAcceptable, distribution.ManifestUnknown)},
 		{name: "tag that looks like a file", path: m + "v9.gz", want: byTag(f.docker, "")},
-		{name: "no phantom tag (§3.6)", path: m + "v9", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
+		{name: "no phantom tag (§3.6)", path: m + "v9", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
 		{name: "digest", path: m + f.a.d.String(), want: byDigest(f.a)},
 		{name: "digest of an index", path: m + f.index.d.String(), want: byDigest(f.index)},
-		{name: "unknown digest", path: m + unknown.String(), want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "malformed digest", path: m + "sha256:abc", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "tag of unknown repo", path: "/v2/ns/nope/manifests/single", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "invalid repo name", path: "/v2/NS/app/manifests/single", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
+		{name: "unknown digest", path: m + unknown.String(), want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "malformed digest", path: m + "sha256:abc", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "tag of unknown repo", path: "/v2/ns/nope/manifests/single", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "invalid repo name", path: "/v2/NS/app/manifests/single", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
 		{name: "blob", path: blobs + f.layer.d.String(), want: servedBlob(f.layer)},
 		{name: "blob, gzip accepted", path: blobs + f.layer.d.String(), header: hdr("Accept-Encoding", "gzip"), want: servedBlob(f.layer)},
 		{name: "blob, octet-stream only accepted", path: blobs + f.layer.d.String(), header: hdr("Accept", blobType), want: servedBlob(f.layer)},
 		{name: "legacy .gz blob", path: blobs + f.legacy.d.String(), header: hdr("Accept-Encoding", "gzip"), want: servedBlob(f.legacy)},
-		{name: "unknown blob", path: blobs + unknown.String(), want: failed(http.StatusNotFound, tree.BlobUnknown)},
-		{name: "blob of invalid repo", path: "/v2/NS/blobs/" + f.layer.d.String(), want: failed(http.StatusNotFound, tree.BlobUnknown)},
-		{name: "legacy name addressed", path: blobs + f.legacy.d.String() + ".gz", want: failed(http.StatusNotFound, tree.NameUnknown)},
+		{name: "unknown blob", path: blobs + unknown.String(), want: failed(http.StatusNotFound, distribution.BlobUnknown)},
+		{name: "blob of invalid repo", path: "/v2/NS/blobs/" + f.layer.d.String(), want: failed(http.StatusNotFound, distribution.BlobUnknown)},
+		{name: "legacy name addressed", path: blobs + f.legacy.d.String() + ".gz", want: failed(http.StatusNotFound, distribution.NameUnknown)},
 		{name: "tags/list", path: "/v2/" + f.repo + "/tags/list", want: list(tagsList)},
 		{name: "_catalog", path: "/v2/_catalog", want: list(catalogBody)},
-		{name: "tags/list of unknown repo", path: "/v2/ns/nope/tags/list", want: failed(http.StatusNotFound, tree.NameUnknown)},
-		{name: "tags/list of invalid repo", path: "/v2/NS/tags/list", want: failed(http.StatusNotFound, tree.NameUnknown)},
+		{name: "tags/list of unknown repo", path: "/v2/ns/nope/tags/list", want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "tags/list of invalid repo", path: "/v2/NS/tags/list", want: failed(http.StatusNotFound, distribution.NameUnknown)},
 		{name: "above the root", path: "/v2/../../etc/passwd", want: failed(http.StatusBadRequest, "NAME_INVALID")},
 		{name: "merged slashes", path: "/v2//" + f.repo + "//tags/list", want: list(tagsList)},
 		{name: "dot segments", path: "/v2/ns/x/../app/./tags/list", want: list(tagsList)},
-		{name: "encoded slash", path: "/v2/ns%2Fapp/tags/list", want: failed(http.StatusNotFound, tree.NameUnknown)},
-		{name: "manifest .htaccess", path: m + f.a.d.String() + "/.htaccess", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "manifest index.json", path: m + f.a.d.String() + "/index.json", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "manifest directory", path: m + f.a.d.String() + "/", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "type map", path: m + "single.type-map", want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "manifests directory", path: m, want: failed(http.StatusNotFound, tree.ManifestUnknown)},
-		{name: "blobs directory", path: blobs, want: failed(http.StatusNotFound, tree.NameUnknown)},
-		{name: "repository directory", path: "/v2/" + f.repo + "/", want: failed(http.StatusNotFound, tree.NameUnknown)},
-		{name: "v2/index.json", path: "/v2/index.json", want: failed(http.StatusNotFound, tree.NameUnknown)},
-		{name: "state directory", path: "/.image-serve/errors/" + tree.ErrBlobUnknown.File(), want: failed(http.StatusNotFound, tree.NameUnknown)},
-		{name: "root", path: "/", want: failed(http.StatusNotFound, tree.NameUnknown)},
-		{name: "POST upload", method: http.MethodPost, path: blobs + "uploads/", want: failed(http.StatusMethodNotAllowed, tree.Unsupported)},
-		{name: "PUT tag", method: http.MethodPut, path: m + "single", want: failed(http.StatusMethodNotAllowed, tree.Unsupported)},
-		{name: "DELETE blob", method: http.MethodDelete, path: blobs + f.layer.d.String(), want: failed(http.StatusMethodNotAllowed, tree.Unsupported)},
-		{name: "PATCH elsewhere", method: http.MethodPatch, path: "/foo", want: failed(http.StatusMethodNotAllowed, tree.Unsupported)},
+		{name: "encoded slash", path: "/v2/ns%2Fapp/tags/list", want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "manifest .htaccess", path: m + f.a.d.String() + "/.htaccess", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "manifest index.json", path: m + f.a.d.String() + "/index.json", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "manifest directory", path: m + f.a.d.String() + "/", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "type map", path: m + "single.type-map", want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "manifests directory", path: m, want: failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{name: "blobs directory", path: blobs, want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "repository directory", path: "/v2/" + f.repo + "/", want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "v2/index.json", path: "/v2/index.json", want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "state directory", path: "/.image-serve/errors/" + tree.ErrorFile(distribution.ErrBlobUnknown), want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "root", path: "/", want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "POST upload", method: http.MethodPost, path: blobs + "uploads/", want: failed(http.StatusMethodNotAllowed, distribution.Unsupported)},
+		{name: "PUT tag", method: http.MethodPut, path: m + "single", want: failed(http.StatusMethodNotAllowed, distribution.Unsupported)},
+		{name: "DELETE blob", method: http.MethodDelete, path: blobs + f.layer.d.String(), want: failed(http.StatusMethodNotAllowed, distribution.Unsupported)},
+		{name: "PATCH elsewhere", method: http.MethodPatch, path: "/foo", want: failed(http.StatusMethodNotAllowed, distribution.Unsupported)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -435,7 +436,7 @@ func TestPagination(t *testing.T) {
 		{"negative n", tags + "?n=-1", bad},
 		{"non-integer n", tags + "?n=two", bad},
 		{"empty n", tags + "?n=", bad},
-		{"unknown repo before bad n", "/v2/ns/nope/tags/list?n=x", failed(http.StatusNotFound, tree.NameUnknown)},
+		{"unknown repo before bad n", "/v2/ns/nope/tags/list?n=x", failed(http.StatusNotFound, distribution.NameUnknown)},
 		{"catalog first page", "/v2/_catalog?n=1", page(reposPage(f.repo), `</v2/_catalog?n=1&last=ns%2Fapp>; rel="next"`)},
 		{"catalog next page", "/v2/_catalog?n=1&last=" + f.repo, page(reposPage(f.manyRepo), "")},
 		{"catalog n=0", "/v2/_catalog?n=0", page(reposPage(), "")},
@@ -865,15 +866,15 @@ func TestRequestBody(t *testing.T) {
 		body                string
 		chunked             bool
 		want                int
-		code                tree.ErrorCode
+		code                distribution.ErrorCode
 		close               bool
 	}{
 		{"GET", http.MethodGet, "HTTP/1.1", "", false, http.StatusOK, "", false},
-		{"GET with a body", http.MethodGet, "HTTP/1.1", "hello", false, http.StatusBadRequest, tree.Unsupported, true},
-		{"GET chunked", http.MethodGet, "HTTP/1.1", "", true, http.StatusBadRequest, tree.Unsupported, true},
+		{"GET with a body", http.MethodGet, "HTTP/1.1", "hello", false, http.StatusBadRequest, distribution.Unsupported, true},
+		{"GET chunked", http.MethodGet, "HTTP/1.1", "", true, http.StatusBadRequest, distribution.Unsupported, true},
 		{"HEAD chunked", http.MethodHead, "HTTP/1.1", "", true, http.StatusBadRequest, "", true},
-		{"POST with a body", http.MethodPost, "HTTP/1.1", "hello", false, http.StatusMethodNotAllowed, tree.Unsupported, true},
-		{"POST", http.MethodPost, "HTTP/1.1", "", false, http.StatusMethodNotAllowed, tree.Unsupported, false},
+		{"POST with a body", http.MethodPost, "HTTP/1.1", "hello", false, http.StatusMethodNotAllowed, distribution.Unsupported, true},
+		{"POST", http.MethodPost, "HTTP/1.1", "", false, http.StatusMethodNotAllowed, distribution.Unsupported, false},
 		{"HTTP/1.0 GET", http.MethodGet, "HTTP/1.0", "", false, http.StatusOK, "", true},
 	}
 	for _, tc := range tests {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 )
 
@@ -135,12 +136,12 @@ func execute(w io.Writer, t *template.Template, name string, data any) error {
 // theErrorFiles names catalog's error bodies for the templates.
 func theErrorFiles() errorFiles {
 	return errorFiles{
-		BlobUnknown:     tree.ErrBlobUnknown.File(),
-		ManifestUnknown: tree.ErrManifestUnknown.File(),
-		NotAcceptable:   tree.ErrNotAcceptable.File(),
-		NameUnknown:     tree.ErrNameUnknown.File(),
-		Unsupported:     tree.ErrUnsupported.File(),
-		DigestInvalid:   tree.ErrDigestInvalid.File(),
+		BlobUnknown:     tree.ErrorFile(distribution.ErrBlobUnknown),
+		ManifestUnknown: tree.ErrorFile(distribution.ErrManifestUnknown),
+		NotAcceptable:   tree.ErrorFile(distribution.ErrNotAcceptable),
+		NameUnknown:     tree.ErrorFile(distribution.ErrNameUnknown),
+		Unsupported:     tree.ErrorFile(distribution.ErrUnsupported),
+		DigestInvalid:   tree.ErrorFile(distribution.ErrDigestInvalid),
 	}
 }
 

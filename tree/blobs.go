@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -26,7 +27,7 @@ func (r *Root) Blobs(repo string) ([]StoredBlob, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := r.readDir(filepath.Join(r.RepoDir(repo), "blobs"))
+	entries, err := r.readDir(filepath.Join(r.RepoDir(repo), blobsDir))
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil, nil
 	}
@@ -38,8 +39,8 @@ func (r *Root) Blobs(repo string) ([]StoredBlob, error) {
 		if !e.Type().IsRegular() {
 			continue
 		}
-		name, legacy := strings.CutSuffix(e.Name(), ".gz")
-		if d := digest.Digest(name); ValidateDigest(d) == nil {
+		name, legacy := strings.CutSuffix(e.Name(), legacyBlobExt)
+		if d := digest.Digest(name); distribution.ValidateDigest(d) == nil {
 			bs = append(bs, StoredBlob{Digest: d, Legacy: legacy})
 		}
 	}
@@ -94,7 +95,7 @@ func (r *Root) RemoveBlob(repo string, d digest.Digest) (int64, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return 0, err
 	}
-	if err := ValidateDigest(d); err != nil {
+	if err := distribution.ValidateDigest(d); err != nil {
 		return 0, err
 	}
 	var freed int64
@@ -207,17 +208,17 @@ func (e *MismatchError) Truncated() bool { return e.Size >= 0 && e.Got < e.Size 
 
 // incomingDir holds blobs being downloaded, as temporary files, until
 // they are verified and renamed into their repository.
-func (r *Root) incomingDir() string { return filepath.Join(r.dir, stateDir, "incoming") }
+func (r *Root) incomingDir() string { return filepath.Join(r.dir, stateDir, incomingDir) }
 
 // BlobPath is where blob d of repo lives.
 func (r *Root) BlobPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.RepoDir(repo), "blobs", d.String())
+	return filepath.Join(r.RepoDir(repo), blobsDir, d.String())
 }
 
 // LegacyBlobPath is where TripleO stored layers: "<digest>.gz", whatever
 // their compression. Readers accept it as the blob d.
 func (r *Root) LegacyBlobPath(repo string, d digest.Digest) string {
-	return r.BlobPath(repo, d) + ".gz"
+	return r.BlobPath(repo, d) + legacyBlobExt
 }
 
 // ReadBlob returns the bytes of blob d of repo, at most limit of them:
@@ -226,7 +227,7 @@ func (r *Root) ReadBlob(repo string, d digest.Digest, limit int64) ([]byte, erro
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	if err := ValidateDigest(d); err != nil {
+	if err := distribution.ValidateDigest(d); err != nil {
 		return nil, err
 	}
 	f, err := r.OpenBlob(repo, d)
@@ -271,7 +272,7 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fe
 	if err := ValidateRepo(repo); err != nil {
 		return 0, 0, err
 	}
-	if err := ValidateDigest(d); err != nil {
+	if err := distribution.ValidateDigest(d); err != nil {
 		return 0, 0, err
 	}
 	if r.hasSoundBlob(repo, d, size, verify) {

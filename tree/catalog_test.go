@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -47,13 +48,13 @@ func TestValidateRepo(t *testing.T) {
 
 func TestValidateTag(t *testing.T) {
 	for _, ok := range []string{"latest", "v1.2.3", "_x", "A-b_c.d", strings.Repeat("t", 128)} {
-		if err := ValidateTag(ok); err != nil {
-			t.Errorf("ValidateTag(%q) = %v", ok, err)
+		if err := distribution.ValidateTag(ok); err != nil {
+			t.Errorf("distribution.ValidateTag(%q) = %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"", ".hidden", "-x", "a/b", "a:b", "..", strings.Repeat("t", 129), "sha256:" + strings.Repeat("a", 64)} {
-		if err := ValidateTag(bad); err == nil {
-			t.Errorf("ValidateTag(%q) = nil, want an error", bad)
+		if err := distribution.ValidateTag(bad); err == nil {
+			t.Errorf("distribution.ValidateTag(%q) = nil, want an error", bad)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -27,7 +28,7 @@ func (r *Root) legacyTagPath(repo, tag string) string {
 // legacyTag returns the manifest the symlink tag of repo names, and false
 // when tag is no such link or names no manifest of repo.
 func (r *Root) legacyTag(repo, tag string) (digest.Digest, bool) {
-	if ValidateTag(tag) != nil {
+	if distribution.ValidateTag(tag) != nil {
 		return "", false
 	}
 	target, err := r.readlink(r.legacyTagPath(repo, tag))
@@ -35,7 +36,7 @@ func (r *Root) legacyTag(repo, tag string) (digest.Digest, bool) {
 		return "", false
 	}
 	d := digest.Digest(filepath.Base(target))
-	if ValidateDigest(d) != nil || !r.ManifestComplete(repo, d) {
+	if distribution.ValidateDigest(d) != nil || !r.ManifestComplete(repo, d) {
 		return "", false
 	}
 	return d, true
@@ -80,7 +81,7 @@ func (r *Root) LegacyTags(repo string) ([]string, error) {
 // leading anywhere: only its last element is read.
 func (r *Root) isLegacyTagLink(path string) bool {
 	dir, tag := filepath.Split(path)
-	if filepath.Base(dir) != "manifests" {
+	if filepath.Base(dir) != manifestsDir {
 		return false
 	}
 	repoDir := filepath.Dir(filepath.Clean(dir))

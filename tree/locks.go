@@ -46,20 +46,20 @@ func (l *Lock) Unlock() error {
 	return err
 }
 
-func (r *Root) locksDir() string { return filepath.Join(r.dir, stateDir, "locks") }
+func (r *Root) locksDir() string { return filepath.Join(r.dir, stateDir, locksDir) }
 
-func (r *Root) treeLockPath() string { return filepath.Join(r.dir, stateDir, "tree.lock") }
+func (r *Root) treeLockPath() string { return filepath.Join(r.dir, stateDir, treeLockFile) }
 
 func (r *Root) blobLockPath(d digest.Digest) string {
-	return filepath.Join(r.locksDir(), "blob-"+d.Algorithm().String()+"-"+d.Encoded())
+	return filepath.Join(r.locksDir(), blobLockPrefix+d.Algorithm().String()+"-"+d.Encoded())
 }
 
 func (r *Root) repoLockPath(repo string) string {
 	// '+' is outside the name grammar, so the flattening is unambiguous.
-	return filepath.Join(r.locksDir(), "repo-"+strings.ReplaceAll(repo, "/", "+"))
+	return filepath.Join(r.locksDir(), repoLockPrefix+strings.ReplaceAll(repo, "/", "+"))
 }
 
-func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), "catalog") }
+func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), catalogLock) }
 
 // LockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.
@@ -213,7 +213,7 @@ func lockHolders(f *os.File) string {
 // behind each other on the tree lock: cron may start the next one while
 // the last still runs.
 func (r *Root) TryLockGC() (*Lock, error) {
-	return r.lockFile(filepath.Join(r.locksDir(), "gc.lock"), syscall.LOCK_EX|syscall.LOCK_NB, "")
+	return r.lockFile(filepath.Join(r.locksDir(), gcLockFile), syscall.LOCK_EX|syscall.LOCK_NB, "")
 }
 
 // BlobLocks lists the digests that have a blob lock file.

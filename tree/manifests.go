@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -47,7 +48,7 @@ func (r *Root) digestsNamed(dir string, name func(fs.DirEntry) digest.Digest) ([
 	}
 	var ds []digest.Digest
 	for _, e := range entries {
-		if d := name(e); d != "" && ValidateDigest(d) == nil {
+		if d := name(e); d != "" && distribution.ValidateDigest(d) == nil {
 			ds = append(ds, d)
 		}
 	}
@@ -115,7 +116,7 @@ func (r *Root) RemoveManifest(repo string, d digest.Digest) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
-	if err := ValidateDigest(d); err != nil {
+	if err := distribution.ValidateDigest(d); err != nil {
 		return err
 	}
 	dir := r.ManifestDir(repo, d)
@@ -145,16 +146,16 @@ func (r *Root) ManifestDir(repo string, d digest.Digest) string {
 
 // ManifestPath holds the exact bytes of manifest d.
 func (r *Root) ManifestPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.ManifestDir(repo, d), "index.json")
+	return filepath.Join(r.ManifestDir(repo, d), manifestFile)
 }
 
 // HeadersPath holds the Apache headers of manifest d.
 func (r *Root) HeadersPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.ManifestDir(repo, d), ".htaccess")
+	return filepath.Join(r.ManifestDir(repo, d), headersFile)
 }
 
 func (r *Root) manifestsDir(repo string) string {
-	return filepath.Join(r.RepoDir(repo), "manifests")
+	return filepath.Join(r.RepoDir(repo), manifestsDir)
 }
 
 // MaxManifestSize is the largest manifest we store, as distribution and
@@ -172,7 +173,7 @@ func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw [
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
-	if err := ValidateDigest(d); err != nil {
+	if err := distribution.ValidateDigest(d); err != nil {
 		return err
 	}
 	if !mediaTypePattern.MatchString(mediaType) {

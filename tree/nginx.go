@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -25,11 +26,6 @@ import (
 // The type maps stay the truth: tags/list, the catalog and gc read them,
 // and every repository update re-derives the symlinks from them, which
 // repairs whatever a crashed writer left.
-const (
-	tagLinksDir      = ".tags"
-	fallbackLinksDir = ".tags-fallback"
-	typedLinkPrefix  = "manifest."
-)
 
 // NginxType is a manifest media type nginx can serve, and the extension of
 // the typed link that tells it the type.
@@ -44,12 +40,12 @@ type NginxType struct {
 // other type gets no typed link, so nginx answers 404 for it rather than
 // serve it under a type its body contradicts.
 var nginxTypes = []NginxType{
-	{"oci-manifest", "application/vnd.oci.image.manifest.v1+json", false},
-	{"oci-index", "application/vnd.oci.image.index.v1+json", true},
-	{"docker-v2", "application/vnd.docker.distribution.manifest.v2+json", false},
-	{"docker-list", "application/vnd.docker.distribution.manifest.list.v2+json", true},
-	{"docker-v1", "application/vnd.docker.distribution.manifest.v1+prettyjws", false},
-	{"docker-v1-json", "application/vnd.docker.distribution.manifest.v1+json", false},
+	{"oci-manifest", distribution.MediaTypeOCIManifest, false},
+	{"oci-index", distribution.MediaTypeOCIIndex, true},
+	{"docker-v2", distribution.MediaTypeDockerManifest, false},
+	{"docker-list", distribution.MediaTypeDockerList, true},
+	{"docker-v1", distribution.MediaTypeDockerSchema1JWS, false},
+	{"docker-v1-json", distribution.MediaTypeDockerSchema1, false},
 }
 
 // NginxTypes lists the media types nginx serves, in the order the nginx
@@ -296,7 +292,7 @@ func (r *Root) removeStaleLinks(dir string, known map[string]bool) error {
 	}
 	removed := false
 	for _, e := range entries {
-		if known[e.Name()] || e.Type()&fs.ModeSymlink == 0 || ValidateTag(e.Name()) != nil {
+		if known[e.Name()] || e.Type()&fs.ModeSymlink == 0 || distribution.ValidateTag(e.Name()) != nil {
 			continue
 		}
 		if err := r.unlink(filepath.Join(dir, e.Name())); err != nil {
@@ -361,7 +357,7 @@ func (r *Root) linkManifests(repo string) (int, error) {
 	made := 0
 	for _, e := range entries {
 		d := digest.Digest(e.Name())
-		if !e.IsDir() || ValidateDigest(d) != nil || !r.isFile(r.ManifestPath(repo, d)) {
+		if !e.IsDir() || distribution.ValidateDigest(d) != nil || !r.isFile(r.ManifestPath(repo, d)) {
 			continue
 		}
 		mt, err := r.ManifestMediaType(repo, d)

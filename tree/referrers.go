@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -25,11 +26,6 @@ import (
 // from the manifests alone: a writer killed between a manifest and its
 // index leaves an index that RefreshReferrers (run by every collection)
 // and the next UpdateReferrers of that subject set right.
-
-const referrersDir = "referrers"
-
-// MediaTypeOCIIndex is the media type of a referrers index.
-const MediaTypeOCIIndex = "application/vnd.oci.image.index.v1+json"
 
 // ReferrersIndex is the body of a referrers response.
 type ReferrersIndex struct {
@@ -73,7 +69,7 @@ func ParseReferrers(b []byte) (ReferrersIndex, error) {
 func EmptyReferrers() []byte { return newReferrersIndex(nil).Marshal() }
 
 func newReferrersIndex(ds []ReferrerDescriptor) ReferrersIndex {
-	return ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex, Manifests: ds}
+	return ReferrersIndex{SchemaVersion: 2, MediaType: distribution.MediaTypeOCIIndex, Manifests: ds}
 }
 
 // referrerFields are what a manifest's referrers entry is made of. Only
@@ -94,7 +90,7 @@ type referrerFields struct {
 // mediaType is the type the manifest is served as.
 func referrerOf(raw []byte, d digest.Digest, mediaType string) (digest.Digest, ReferrerDescriptor) {
 	var m referrerFields
-	if json.Unmarshal(raw, &m) != nil || m.Subject == nil || ValidateDigest(m.Subject.Digest) != nil {
+	if json.Unmarshal(raw, &m) != nil || m.Subject == nil || distribution.ValidateDigest(m.Subject.Digest) != nil {
 		return "", ReferrerDescriptor{}
 	}
 	if mediaType == "" {
@@ -155,7 +151,7 @@ func (r *Root) UpdateReferrers(repo string, subject digest.Digest) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
-	if err := ValidateDigest(subject); err != nil {
+	if err := distribution.ValidateDigest(subject); err != nil {
 		return err
 	}
 	l, err := r.lockRepo(repo)
@@ -288,5 +284,5 @@ func (r *Root) referrersDir(repo string) string { return filepath.Join(r.RepoDir
 // has no index of its own. It lives in our dot directory, so nothing
 // serves it under its own name.
 func (r *Root) EmptyReferrersPath() string {
-	return filepath.Join(r.dir, stateDir, "empty-index.json")
+	return filepath.Join(r.dir, stateDir, emptyIndexFile)
 }

@@ -56,7 +56,7 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 		return false, err
 	}
 	dir := r.RepoDir(repo)
-	for _, sub := range []string{"manifests", "blobs"} {
+	for _, sub := range []string{manifestsDir, blobsDir} {
 		if empty, err := r.onlyDotEntries(filepath.Join(dir, sub)); err != nil || !empty {
 			return false, err
 		}
@@ -65,7 +65,7 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 	// crash part way leaves a repository the next collection finds again.
 	// referrers/ next: with no manifest left, its indexes list nothing
 	// that exists.
-	for _, sub := range []string{"tags", referrersDir, "manifests", "blobs"} {
+	for _, sub := range []string{tagsDir, referrersDir, manifestsDir, blobsDir} {
 		if err := r.removeTree(filepath.Join(dir, sub)); err != nil {
 			return false, fmt.Errorf("repository %s: %w", repo, err)
 		}
@@ -113,7 +113,7 @@ func (r *Root) onlyDotEntries(dir string) (bool, error) {
 
 // layoutDirs are the directories of a repository; anything else below a
 // repository directory is a nested repository.
-var layoutDirs = map[string]bool{"blobs": true, "manifests": true, "tags": true, referrersDir: true}
+var layoutDirs = map[string]bool{blobsDir: true, manifestsDir: true, tagsDir: true, referrersDir: true}
 
 // repoDirs lists every repository directory of the tree: a directory with
 // any of blobs/, manifests/, tags/ or referrers/, published or still being
@@ -187,7 +187,7 @@ func (r *Root) HasManifests(repo string) bool {
 }
 
 // CatalogPath answers GET /v2/_catalog.
-func (r *Root) CatalogPath() string { return filepath.Join(r.V2Dir(), "_catalog") }
+func (r *Root) CatalogPath() string { return filepath.Join(r.V2Dir(), catalogFile) }
 
 // RepoDir is the directory of repository repo.
 func (r *Root) RepoDir(repo string) string {

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"syscall"
+
+	"github.com/image-serve/image-serve/distribution"
 )
 
 // The primitives a collector needs: what a repository stores, and how to
@@ -43,7 +45,6 @@ const (
 
 // stateDir holds our own files inside ROOT. It is a dot directory, so no
 // server template ever serves it.
-const stateDir = ".image-serve"
 
 // Root is a static registry tree. It is safe for concurrent use.
 type Root struct {
@@ -69,13 +70,21 @@ func Open(dir string) (*Root, error) {
 func (r *Root) Dir() string { return r.dir }
 
 // V2Dir is the directory that answers /v2/.
-func (r *Root) V2Dir() string { return filepath.Join(r.dir, "v2") }
+func (r *Root) V2Dir() string { return filepath.Join(r.dir, v2Dir) }
 
 // ErrorsDir holds the JSON error bodies a web server sends.
-func (r *Root) ErrorsDir() string { return filepath.Join(r.dir, stateDir, "errors") }
+func (r *Root) ErrorsDir() string { return filepath.Join(r.dir, stateDir, errorsDir) }
+
+// ErrorFile is the name, in ErrorsDir, of the file holding e's body.
+func ErrorFile(e distribution.Error) string { return e.Name + errorExt }
+
+// ErrorPath is the file in ErrorsDir holding e's body, which Init writes.
+func (r *Root) ErrorPath(e distribution.Error) string {
+	return filepath.Join(r.ErrorsDir(), ErrorFile(e))
+}
 
 // PingPath answers GET /v2/.
-func (r *Root) PingPath() string { return filepath.Join(r.V2Dir(), "index.json") }
+func (r *Root) PingPath() string { return filepath.Join(r.V2Dir(), manifestFile) }
 
 // Init creates the skeleton every server needs: v2/index.json, the error
 // bodies and the empty referrers index. It is idempotent and rewrites
@@ -90,8 +99,8 @@ func (r *Root) Init() error {
 	if err := r.mkdirAll(r.ErrorsDir()); err != nil {
 		return err
 	}
-	for _, e := range errorBodies {
-		if err := r.writeIfChanged(filepath.Join(r.ErrorsDir(), e.file), e.body()); err != nil {
+	for _, e := range distribution.Errors() {
+		if err := r.writeIfChanged(r.ErrorPath(e), e.Body()); err != nil {
 			return err
 		}
 	}

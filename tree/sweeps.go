@@ -36,7 +36,7 @@ func (r *Root) SweepTemps() (int, error) {
 
 // isTempName matches renameio's temporary names: "." + target + digits.
 func isTempName(name string) bool {
-	if !strings.HasPrefix(name, ".") || name == ".htaccess" {
+	if !strings.HasPrefix(name, ".") || name == headersFile {
 		return false
 	}
 	trimmed := strings.TrimRight(name, "0123456789")
@@ -53,7 +53,7 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for _, sub := range []string{"blobs", "manifests", "tags", referrersDir} {
+	for _, sub := range []string{blobsDir, manifestsDir, tagsDir, referrersDir} {
 		err := r.walkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
 )
@@ -31,7 +32,7 @@ func (r *Root) DeleteTag(repo, tag string) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
-	if err := ValidateTag(tag); err != nil {
+	if err := distribution.ValidateTag(tag); err != nil {
 		return err
 	}
 	err := r.updateRepo(repo, func() error {
@@ -161,7 +162,7 @@ func (r *Root) Tags(repo string) ([]string, error) {
 	tags := []string{}
 	for _, e := range entries {
 		tag, ok := strings.CutSuffix(e.Name(), typeMapExt)
-		if ok && e.Type().IsRegular() && ValidateTag(tag) == nil {
+		if ok && e.Type().IsRegular() && distribution.ValidateTag(tag) == nil {
 			tags = append(tags, tag)
 		}
 	}
@@ -171,7 +172,7 @@ func (r *Root) Tags(repo string) ([]string, error) {
 
 // TagVariants reads the manifests tag of repo offers.
 func (r *Root) TagVariants(repo, tag string) ([]TagVariant, error) {
-	if err := ValidateTag(tag); err != nil {
+	if err := distribution.ValidateTag(tag); err != nil {
 		return nil, err
 	}
 	b, err := r.readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
@@ -208,10 +209,8 @@ func (r *Root) TypeMapPath(repo, tag string) string {
 
 // TagsListPath answers GET /v2/<repo>/tags/list.
 func (r *Root) TagsListPath(repo string) string {
-	return filepath.Join(r.RepoDir(repo), "tags", "list")
+	return filepath.Join(r.RepoDir(repo), tagsDir, tagsListFile)
 }
-
-const typeMapExt = ".type-map"
 
 // typeMapURI is a type map's reference to manifest d, relative to the
 // manifests directory as Apache resolves it.
@@ -220,7 +219,7 @@ func typeMapURI(d digest.Digest) string { return d.String() + "/index.json" }
 // digestFromTypeMapURI inverts typeMapURI.
 func digestFromTypeMapURI(uri string) (digest.Digest, error) {
 	d := digest.Digest(strings.TrimSuffix(uri, "/index.json"))
-	if err := ValidateDigest(d); err != nil || !strings.HasSuffix(uri, "/index.json") {
+	if err := distribution.ValidateDigest(d); err != nil || !strings.HasSuffix(uri, "/index.json") {
 		return "", fmt.Errorf("type map URI %q does not name a manifest", uri)
 	}
 	return d, nil
@@ -232,7 +231,7 @@ func digestFromTypeMapURI(uri string) (digest.Digest, error) {
 // TagChanged is when tag of repo was last set: the modification time of
 // its type map, which every retag replaces.
 func (r *Root) TagChanged(repo, tag string) (time.Time, error) {
-	if err := ValidateTag(tag); err != nil {
+	if err := distribution.ValidateTag(tag); err != nil {
 		return time.Time{}, err
 	}
 	fi, err := r.lstat(r.TypeMapPath(repo, tag))
@@ -259,7 +258,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
-	if err := ValidateTag(tag); err != nil {
+	if err := distribution.ValidateTag(tag); err != nil {
 		return err
 	}
 	m := typemap.Map{URI: tag}

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/testtree"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -509,7 +509,7 @@ func badCases() []badCase {
 				}
 				raw := fmt.Appendf(nil, `{"schemaVersion": 1, "name": "app", "tag": "2", "architecture": "amd64",
   "fsLayers": [{"blobSum": %q}], "history": [{"v1Compatibility": "{\"id\":\"%064x\"}"}]}`, d, 1)
-				e.reg.PushRaw(t, "app:2", exporter.MediaTypeDockerSchema1, raw, l)
+				e.reg.PushRaw(t, "app:2", distribution.MediaTypeDockerSchema1, raw, l)
 				return badRun{
 					args: []string{"export", "--src-tls-verify=false", e.docker("app:2"), "app:1"},
 					want: []string{"blob " + d.String(), "no space left on device"},

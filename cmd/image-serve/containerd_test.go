@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
@@ -103,7 +103,7 @@ type ctrCase struct {
 const (
 	// schema1NotFetched is containerd 1.6's error for an unsigned schema1
 	// manifest, which it looks for under /blobs/.
-	schema1NotFetched = "could not fetch content descriptor %s (" + exporter.MediaTypeDockerSchema1 + ") from remote: not found"
+	schema1NotFetched = "could not fetch content descriptor %s (" + distribution.MediaTypeDockerSchema1 + ") from remote: not found"
 	// artifactNotUnpacked is containerd 1.6's error for unpacking an
 	// artifact, whose config has no rootfs.
 	artifactNotUnpacked = "mismatched image rootfs and manifest layers"
@@ -327,7 +327,7 @@ func (cl closure) platforms() []string {
 func closureOf(t *testing.T, root *tree.Root, repo, dg, mediaType string) closure {
 	t.Helper()
 	cl := closure{byPlatform: map[string]platformImage{}, other: map[string]platformImage{}}
-	if mediaType == exporter.MediaTypeDockerSchema1 || mediaType == exporter.MediaTypeDockerSchema1JWS {
+	if mediaType == distribution.MediaTypeDockerSchema1 || mediaType == distribution.MediaTypeDockerSchema1JWS {
 		cl.kind = kindSchema1
 		return cl
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
@@ -174,7 +174,7 @@ func crashScenarios() []crashScenario {
 			setup: func(t *testing.T, c *crashCase) {
 				img := c.push(t, "src/app:v1", testregistry.OCIImage(t, "amd64", layer(t)))
 				raw, blobs := testregistry.ArtifactFor(t, img)
-				c.pushed["src/app:sbom"] = c.reg.PushRaw(t, "src/app:sbom", exporter.MediaTypeOCIManifest, raw, blobs...)
+				c.pushed["src/app:sbom"] = c.reg.PushRaw(t, "src/app:sbom", distribution.MediaTypeOCIManifest, raw, blobs...)
 				c.export(t, "src/app:v1", "ns/app:v1")
 			},
 			args:     exp("src/app:sbom", "ns/app:sbom"),
@@ -232,7 +232,7 @@ func crashScenarios() []crashScenario {
 				c.push(t, "src/a:v2", testregistry.OCIImage(t, "amd64", base, layer(t)))
 				c.push(t, "src/b:v1", testregistry.OCIImage(t, "arm64", base, shared))
 				raw, blobs := testregistry.ArtifactFor(t, img)
-				c.reg.PushRaw(t, "src/a:sbom", exporter.MediaTypeOCIManifest, raw, blobs...)
+				c.reg.PushRaw(t, "src/a:sbom", distribution.MediaTypeOCIManifest, raw, blobs...)
 				c.export(t, "src/a:v1", "a/app:t1")
 				c.export(t, "src/a:v2", "a/app:t2")
 				c.export(t, "src/a:sbom", "a/app:sbom")

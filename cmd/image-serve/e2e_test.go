@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/tree"
@@ -54,8 +54,8 @@ func exportFixtures(t *testing.T, tree *tree.Root) []exported {
 		"ns/oci":      reg.PushImage(t, "ns/oci:v1", amd),
 		"ns/list":     reg.PushIndex(t, "ns/list:v1", types.DockerManifestList, map[string]v1.Image{"amd64": dockerChild("amd64"), "arm64": dockerChild("arm64")}),
 		"ns/index":    reg.PushIndex(t, "ns/index:v1", types.OCIImageIndex, map[string]v1.Image{"amd64": amd, "arm64": arm}),
-		"ns/schema1":  reg.PushRaw(t, "ns/schema1:v1", exporter.MediaTypeDockerSchema1, s1raw, s1layer),
-		"ns/artifact": reg.PushRaw(t, "ns/artifact:v1", exporter.MediaTypeOCIManifest, artRaw, artBlobs...),
+		"ns/schema1":  reg.PushRaw(t, "ns/schema1:v1", distribution.MediaTypeDockerSchema1, s1raw, s1layer),
+		"ns/artifact": reg.PushRaw(t, "ns/artifact:v1", distribution.MediaTypeOCIManifest, artRaw, artBlobs...),
 	}
 	var out []exported
 	for repo, p := range pushed {
@@ -99,7 +99,7 @@ func fromArchive(t *testing.T, root *tree.Root, repo, tag string) exported {
 		t.Fatal(err)
 	}
 	raw := readFile(t, root.ManifestPath(repo, vs[0].Digest))
-	return exported{repo: repo, tag: tag, digest: vs[0].Digest.String(), raw: raw, mediaType: exporter.MediaTypeDockerManifest}
+	return exported{repo: repo, tag: tag, digest: vs[0].Digest.String(), raw: raw, mediaType: distribution.MediaTypeDockerManifest}
 }
 
 func readFile(t *testing.T, path string) []byte {
@@ -188,7 +188,7 @@ func checkSkopeo(t *testing.T, host string, img exported) {
 			t.Errorf("skopeo inspect --raw %s: bytes differ from the source's (digest %s, want %s)", r, sha256Digest(raw), img.digest)
 		}
 	}
-	if img.mediaType != exporter.MediaTypeOCIManifest || !strings.Contains(string(img.raw), "artifactType") {
+	if img.mediaType != distribution.MediaTypeOCIManifest || !strings.Contains(string(img.raw), "artifactType") {
 		var info struct {
 			Digest       string
 			Architecture string
@@ -266,7 +266,7 @@ func checkGGCR(t *testing.T, host string, img exported) {
 		if err != nil {
 			t.Errorf("ggcr image %s for linux/arm64: %v", tag, err)
 		}
-	case img.mediaType == exporter.MediaTypeDockerSchema1:
+	case img.mediaType == distribution.MediaTypeDockerSchema1:
 		// go-containerregistry reads schema1 only as raw bytes (above).
 	default:
 		im, err := remote.Image(tag)

@@ -10,7 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
 )
@@ -28,7 +28,7 @@ func TestReferrers(t *testing.T) {
 	img := reg.PushImage(t, "ns/app:v1", testregistry.OCIImage(t, "amd64", testregistry.Layer(t, 2048, types.OCILayer)))
 	plain := reg.PushImage(t, "ns/app:v2", testregistry.OCIImage(t, "arm64", testregistry.Layer(t, 2048, types.OCILayer)))
 	raw, blobs := testregistry.ArtifactFor(t, img)
-	sbom := reg.PushRaw(t, "ns/app:sbom", exporter.MediaTypeOCIManifest, raw, blobs...)
+	sbom := reg.PushRaw(t, "ns/app:sbom", distribution.MediaTypeOCIManifest, raw, blobs...)
 	for _, tag := range []string{"v1", "v2", "sbom"} {
 		mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("ns/app:"+tag))
 	}

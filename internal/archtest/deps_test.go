@@ -26,6 +26,13 @@ var allowed = map[string][]string{
 	"templates":    {"tree", "typemap", "distribution"},
 }
 
+// forbidden lists standard packages a package of ours must not import:
+// the layout owner knows files, not HTTP (the error vocabulary lives in
+// distribution).
+var forbidden = map[string][]string{
+	"tree": {"net/http"},
+}
+
 // onlyImporter lists external modules that one package alone may import
 // outside tests: only the exporter talks to sources.
 var onlyImporter = map[string]string{
@@ -51,6 +58,9 @@ func TestDependencies(t *testing.T) {
 				if rule, ok := allowed[pkg]; ok && !slices.Contains(rule, ours) {
 					t.Errorf("%s imports %s; it may import only %v of ours", pkg, ours, rule)
 				}
+			}
+			if slices.Contains(forbidden[pkg], imp) {
+				t.Errorf("%s imports %s, which it must not", pkg, imp)
 			}
 			for prefix, only := range onlyImporter {
 				if strings.HasPrefix(imp, prefix) && pkg != only && !strings.HasPrefix(pkg, "internal/") {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -131,7 +132,7 @@ func servedBlob(method string, b Blob) []check {
 
 // jsonError is an OCI error response: status, JSON type, the code, and
 // not cached. HEAD responses carry no body to decode.
-func jsonError(method string, st int, code tree.ErrorCode) []check {
+func jsonError(method string, st int, code distribution.ErrorCode) []check {
 	cs := []check{status(st), header("Content-Type", "application/json"), header("Cache-Control", "no-store")}
 	if method == http.MethodHead {
 		return append(cs, emptyBody)
@@ -140,14 +141,14 @@ func jsonError(method string, st int, code tree.ErrorCode) []check {
 }
 
 // anyCode accepts any error code in an error body.
-const anyCode tree.ErrorCode = ""
+const anyCode distribution.ErrorCode = ""
 
-func errorCode(want tree.ErrorCode) check {
+func errorCode(want distribution.ErrorCode) check {
 	return func(r *response) error {
 		var e struct {
 			Errors []struct {
-				Code    tree.ErrorCode `json:"code"`
-				Message string         `json:"message"`
+				Code    distribution.ErrorCode `json:"code"`
+				Message string                 `json:"message"`
 			} `json:"errors"`
 		}
 		if err := json.Unmarshal(r.body, &e); err != nil || len(e.Errors) == 0 {

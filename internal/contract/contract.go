@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -305,7 +306,7 @@ func retagCases(f *Fixture) []testCase {
 			f.deleteTag(t, TagEphemeral)
 			return nil
 		},
-		want: jsonError(http.MethodGet, http.StatusNotFound, tree.ManifestUnknown),
+		want: jsonError(http.MethodGet, http.StatusNotFound, distribution.ManifestUnknown),
 	})
 }
 
@@ -378,7 +379,7 @@ func negotiationCases(f *Fixture, o Options) []testCase {
 		}
 		return want
 	}
-	notAcceptable := jsonError(http.MethodGet, http.StatusNotAcceptable, tree.ManifestUnknown)
+	notAcceptable := jsonError(http.MethodGet, http.StatusNotAcceptable, distribution.ManifestUnknown)
 	cs := []testCase{
 		get("multi Accept skopeo", multi, accept(acceptSkopeo), index...),
 		// containers/image sends one Accept line per type, an image
@@ -539,10 +540,10 @@ func referrersCases(f *Fixture, o Options) []testCase {
 		return servedReferrers(m, nil)
 	})...)
 	cs = append(cs, getAndHead("referrers unknown repo", "/v2/ns/nope/referrers/"+f.AMD64.Digest.String(), nil, func(m string) []check {
-		return jsonError(m, http.StatusNotFound, tree.NameUnknown)
+		return jsonError(m, http.StatusNotFound, distribution.NameUnknown)
 	})...)
 	cs = append(cs, getAndHead("referrers malformed digest", f.referrersPath("sha256:abc"), nil, func(m string) []check {
-		return jsonError(m, http.StatusBadRequest, tree.DigestInvalid)
+		return jsonError(m, http.StatusBadRequest, distribution.DigestInvalid)
 	})...)
 	signature := f.Referrers[slices.IndexFunc(f.Referrers, func(r Referrer) bool { return r.ArtifactType == ArtifactTypeSignature })]
 	filtered := append(servedReferrers(http.MethodGet, f.Referrers), noHeader("OCI-Filters-Applied"))
@@ -554,9 +555,9 @@ func referrersCases(f *Fixture, o Options) []testCase {
 		get("referrers of a digest the repository lacks", f.referrersPath(digest.FromString("not in the fixture").String()), nil,
 			servedReferrers(http.MethodGet, nil)...),
 		get("referrers malformed digest, unknown repo", "/v2/ns/nope/referrers/sha256:abc", nil,
-			jsonError(http.MethodGet, http.StatusBadRequest, tree.DigestInvalid)...),
-		get("referrers no digest", f.referrersPath(""), nil, jsonError(http.MethodGet, http.StatusBadRequest, tree.DigestInvalid)...),
-		get("referrers digest and slash", amd64+"/", nil, jsonError(http.MethodGet, http.StatusBadRequest, tree.DigestInvalid)...),
+			jsonError(http.MethodGet, http.StatusBadRequest, distribution.DigestInvalid)...),
+		get("referrers no digest", f.referrersPath(""), nil, jsonError(http.MethodGet, http.StatusBadRequest, distribution.DigestInvalid)...),
+		get("referrers digest and slash", amd64+"/", nil, jsonError(http.MethodGet, http.StatusBadRequest, distribution.DigestInvalid)...),
 		get("referrers ?artifactType", amd64+"?artifactType="+url.QueryEscape(ArtifactTypeSignature), nil, filtered...),
 		get("referrers Accept-Encoding gzip", amd64, http.Header{"Accept-Encoding": {"gzip"}},
 			append(servedReferrers(http.MethodGet, f.Referrers), noHeader("Content-Encoding"))...),
@@ -626,20 +627,20 @@ func (f *Fixture) addAndDeleteReferrer(t *testing.T, c *client, h string) http.H
 func errorCases(f *Fixture) []testCase {
 	unknown := digest.FromString("not in the fixture")
 	cs := getAndHead("unknown blob", f.blobPath(unknown), nil, func(m string) []check {
-		return jsonError(m, http.StatusNotFound, tree.BlobUnknown)
+		return jsonError(m, http.StatusNotFound, distribution.BlobUnknown)
 	})
 	cs = append(cs, getAndHead("unknown manifest digest", f.manifestPath(unknown.String()), nil, func(m string) []check {
-		return jsonError(m, http.StatusNotFound, tree.ManifestUnknown)
+		return jsonError(m, http.StatusNotFound, distribution.ManifestUnknown)
 	})...)
 	// v9.gz is a tag; MultiViews made v9 one too (serving-notes §3.6)
 	cs = append(cs, getAndHead("unknown tag v9", f.manifestPath("v9"), nil, func(m string) []check {
-		return jsonError(m, http.StatusNotFound, tree.ManifestUnknown)
+		return jsonError(m, http.StatusNotFound, distribution.ManifestUnknown)
 	})...)
 	cs = append(cs,
 		get("unknown repo manifest", "/v2/ns/nope/manifests/"+TagSingle, nil,
-			jsonError(http.MethodGet, http.StatusNotFound, tree.ManifestUnknown)...),
+			jsonError(http.MethodGet, http.StatusNotFound, distribution.ManifestUnknown)...),
 		get("unknown repo tags/list", "/v2/ns/nope/tags/list", nil,
-			jsonError(http.MethodGet, http.StatusNotFound, tree.NameUnknown)...),
+			jsonError(http.MethodGet, http.StatusNotFound, distribution.NameUnknown)...),
 	)
 	writes := []request{
 		{method: http.MethodPost, path: "/v2/" + f.Repo + "/blobs/uploads/"},
@@ -651,7 +652,7 @@ func errorCases(f *Fixture) []testCase {
 	}
 	for _, r := range writes {
 		cs = append(cs, testCase{name: "read-only " + r.method + " " + r.path, req: r,
-			want: jsonError(r.method, http.StatusMethodNotAllowed, tree.Unsupported)})
+			want: jsonError(r.method, http.StatusMethodNotAllowed, distribution.Unsupported)})
 	}
 	return cs
 }
@@ -677,11 +678,11 @@ func hiddenCases(f *Fixture) []testCase {
 		"/v2/" + f.Repo + "/blobs",
 		"/v2/" + f.Repo + "/",
 		"/v2/" + f.Repo + "/tags/",
-		"/.image-serve/errors/" + tree.ErrBlobUnknown.File(),
+		"/.image-serve/errors/" + tree.ErrorFile(distribution.ErrBlobUnknown),
 		strings.TrimPrefix(f.root.EmptyReferrersPath(), f.root.Dir()),
 		"/v2/" + f.Repo + "/referrers/" + filepath.Base(f.referrersTempFile()),
 		"/v2/" + f.Repo + "/referrers",
-		"/_errors/" + tree.ErrBlobUnknown.File(),
+		"/_errors/" + tree.ErrorFile(distribution.ErrBlobUnknown),
 		"/v2/index.json",
 		"/",
 	}

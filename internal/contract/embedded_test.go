@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/tree"
@@ -86,7 +87,7 @@ func TestEmbeddedMatchesApache(t *testing.T) {
 		{"GET /v2/ns/nope/referrers/" + f.AMD64.Digest.String(), ""}, {"GET /v2/NS/app/referrers/" + f.AMD64.Digest.String(), ""},
 		{"GET " + ref + "." + f.AMD64.Digest.String() + "123456", ""},
 		{"OPTIONS *", ""}, {"OPTIONS /v2/", ""}, {"PUT /foo", ""}, {"TRACE /v2/", ""}, {"DELETE " + layer, ""},
-		{"GET /foo", ""}, {"GET /", ""}, {"GET /_errors/" + tree.ErrBlobUnknown.File(), ""},
+		{"GET /foo", ""}, {"GET /", ""}, {"GET /_errors/" + tree.ErrorFile(distribution.ErrBlobUnknown), ""},
 	}
 	for _, tag := range []string{"missing", "same", "tie", "legacy"} {
 		requests = append(requests,

@@ -1,0 +1,73 @@
+package distribution
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The distribution grammar for repository names and tags.
+var (
+	repoComponent = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
+	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+)
+
+// MaxRepoLength is the limit most clients put on host[:port]/name.
+const MaxRepoLength = 255
+
+// ValidateRepo reports whether name is a repository name of the
+// distribution grammar: lowercase components separated by single slashes,
+// at most MaxRepoLength characters. It does not know which components a
+// tree's layout reserves.
+func ValidateRepo(name string) error {
+	if name == "" {
+		return fmt.Errorf("invalid repository name %q: empty", name)
+	}
+	if len(name) > MaxRepoLength {
+		return fmt.Errorf("invalid repository name %q: longer than %d characters", name, MaxRepoLength)
+	}
+	for _, c := range RepoComponents(name) {
+		switch {
+		case c == "":
+			return fmt.Errorf("invalid repository name %q: empty path component", name)
+		case !repoComponent.MatchString(c):
+			return fmt.Errorf("invalid repository name %q: component %q is not lowercase [a-z0-9] separated by '.', '_', '__' or '-'", name, c)
+		}
+	}
+	return nil
+}
+
+// RepoComponents splits name at its slashes; it validates nothing.
+func RepoComponents(name string) []string {
+	var cs []string
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '/' {
+			continue
+		}
+		cs = append(cs, name[start:i])
+		start = i + 1
+	}
+	return cs
+}
+
+// ValidateTag reports whether tag is a tag of the distribution grammar.
+func ValidateTag(tag string) error {
+	if !tagPattern.MatchString(tag) {
+		return fmt.Errorf("invalid tag %q: must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}", tag)
+	}
+	return nil
+}
+
+// ValidateDigest reports whether d is a digest a registry tree stores:
+// sha256 or sha512, lowercase hex of the right length.
+func ValidateDigest(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("invalid digest %q: %v", d, err)
+	}
+	if a := d.Algorithm(); a != digest.SHA256 && a != digest.SHA512 {
+		return fmt.Errorf("invalid digest %q: algorithm %s is not served (sha256 or sha512 only)", d, a)
+	}
+	return nil
+}
