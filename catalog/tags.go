@@ -1,7 +1,8 @@
-// Package view reads a tree to show what is in it — the tags with what
+// Package catalog shows what a registry tree holds — the tags with what
 // they are (list --long), one image in detail (inspect), and what the
-// repositories cost on disk (du) — for people and, as JSON, for scripts.
-// It only reads, through package catalog; it changes nothing.
+// repositories cost on disk (du) — for people and, as JSON, for scripts;
+// the catalog page a server shows will come from here too. It only
+// reads, through package tree; it changes nothing.
 package catalog
 
 import (

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/image-serve/image-serve/tree"
-	"github.com/opencontainers/go-digest"
 )
 
 // Job is one image of a batch: a SOURCE and a DEST as export takes them.
@@ -28,9 +28,38 @@ type Job struct {
 // (nil where it failed) and an error joining one line per failed job, in
 // the order given. A failed job tags nothing; blobs it fetched and
 // verified stay for gc, as with one export.
+//
+// With o.AllOrNothing no tag moves unless every image can be tagged; the
+// error then names the images that failed, not the ones they held back.
 func ExportMany(ctx context.Context, root *tree.Root, jobs []Job, o Options) ([]*Summary, error) {
 	sums, errs := exportMany(ctx, root, jobs, o)
-	return sums, errors.Join(errs...)
+	return sums, joinFailures(errs)
+}
+
+// joinFailures joins one line per failed job, leaving out the jobs that
+// failed only with others (tree.ErrWithOthers) and lines said already: a
+// failed move of a whole batch is the same error for every job.
+func joinFailures(errs []error) error {
+	var out []error
+	seen, heldBack := map[string]bool{}, false
+	for _, err := range errs {
+		if err != nil && errors.Is(err, tree.ErrWithOthers) {
+			heldBack = true
+			continue
+		}
+		if err == nil || seen[err.Error()] {
+			continue
+		}
+		seen[err.Error()] = true
+		out = append(out, err)
+	}
+	switch {
+	case heldBack && len(out) == 0:
+		return tree.ErrWithOthers
+	case heldBack:
+		out[len(out)-1] = fmt.Errorf("%w (so no image of the batch was tagged)", out[len(out)-1])
+	}
+	return errors.Join(out...)
 }
 
 // image is one job on its way through a batch.
@@ -77,6 +106,9 @@ func exportMany(ctx context.Context, root *tree.Root, jobs []Job, o Options) ([]
 			defer im.s.Close()
 		}
 	}
+	if o.AllOrNothing && len(images) > 1 {
+		failAllIfOne(images)
+	}
 	if live(images) {
 		if err := publishAll(ctx, root, images, start, o); err != nil {
 			for _, im := range images {
@@ -101,6 +133,19 @@ func names(err error, source string) bool {
 	msg := err.Error()
 	_, rest, _ := strings.Cut(source, "://")
 	return strings.Contains(msg, source) || (rest != "" && strings.Contains(msg, rest))
+}
+
+// failAllIfOne fails every image with tree.ErrWithOthers when one
+// failed to plan: a batch that is all or nothing publishes none of it.
+func failAllIfOne(images []*image) {
+	for _, im := range images {
+		if im.failed() != nil {
+			for _, other := range images {
+				other.fail(tree.ErrWithOthers)
+			}
+			return
+		}
+	}
 }
 
 func live(images []*image) bool {
@@ -143,88 +188,91 @@ func planImage(ctx context.Context, im *image, o Options) error {
 	return nil
 }
 
-// publishAll writes the batch under the tree lock held shared: every
-// blob of every live image, then each image's manifests and tag. An
-// image's Elapsed runs from the batch's start to its tag.
+// publishAll hands every live image to the tree's Publish, which owns the
+// order: blobs of all images (o.Jobs at a time), then each image's
+// manifests and tag. An image's Elapsed runs from the batch's start to its
+// tag.
 func publishAll(ctx context.Context, root *tree.Root, images []*image, start time.Time, o Options) error {
-	if err := root.Init(); err != nil {
-		return fmt.Errorf("root %s: %w", root.Dir(), err)
-	}
-	sweepStaleTemps(root, o.Log)
-	lock, err := root.LockShared()
-	if err != nil {
-		return fmt.Errorf("root %s: %w", root.Dir(), err)
-	}
-	defer lock.Unlock()
-	putAllBlobs(ctx, root, images, o)
+	var live []*image
+	var batch []tree.Image
 	for _, im := range images {
-		if im.failed() != nil {
+		if im.failed() == nil {
+			live = append(live, im)
+			batch = append(batch, treeImage(im, o))
+		}
+	}
+	rep, err := root.Publish(ctx, batch, tree.PublishOptions{
+		Jobs:           o.Jobs,
+		VerifyExisting: o.VerifyExisting,
+		AllOrNothing:   o.AllOrNothing,
+		Retry:          retryPolicy(o),
+		BlobStarted: func(b tree.Blob) {
+			if o.Progress != nil {
+				o.Progress.BlobStart(b.Digest, b.Size)
+			}
+		},
+		BlobDone: func(b tree.Blob, res tree.BlobResult, err error) {
+			if o.Progress != nil {
+				o.Progress.BlobDone(b.Digest, res.Outcome, err)
+			}
+			if err == nil {
+				o.Log.Debug("blob", "digest", b.Digest, "outcome", outcomeName(res.Outcome), "bytes", res.Size)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if rep.Completed > 0 {
+		o.Log.Info("completed tag moves a crash interrupted", "count", rep.Completed)
+	}
+	if rep.SweptTemps > 0 {
+		o.Log.Info("removed stale temporary files", "count", rep.SweptTemps)
+	}
+	for i, res := range rep.Images {
+		im := live[i]
+		if res.Err != nil {
+			im.fail(res.Err)
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
+		for _, b := range res.Blobs {
+			im.sum.count(b)
 		}
-		if err := publishManifests(root, im.dest, im.plan, o); err != nil {
-			im.fail(err)
-			continue
-		}
-		im.sum.Elapsed = time.Since(start)
+		im.sum.Elapsed = res.Tagged.Sub(start)
+		o.Log.Debug("tagged", "repo", im.dest.Repo, "tag", im.dest.Tag, "digest", im.plan.top.Digest, "media_type", im.plan.top.MediaType)
 	}
 	return nil
 }
 
-// blobTask is one blob of one image.
-type blobTask struct {
-	im *image
-	b  Descriptor
+// treeImage is what the tree publishes for im: its blobs, read from its
+// source with the progress counted, its manifests and its tag.
+func treeImage(im *image, o Options) tree.Image {
+	p := im.plan
+	ti := tree.Image{Repo: im.dest.Repo, Tag: im.dest.Tag, Variants: p.variants}
+	for _, b := range p.blobs {
+		ti.Blobs = append(ti.Blobs, tree.Blob{Digest: b.Digest, Size: b.Size, Fetch: func(ctx context.Context) (io.ReadCloser, error) {
+			rc, err := im.s.Blob(ctx, b)
+			if err != nil {
+				return nil, &readError{err: err, opening: true}
+			}
+			return &countingReader{rc: rc, d: b.Digest, p: o.Progress}, nil
+		}})
+	}
+	for _, m := range p.manifests {
+		ti.Manifests = append(ti.Manifests, tree.Manifest{Digest: m.Digest, MediaType: m.MediaType, Raw: m.Raw, Subject: m.Subject})
+	}
+	return ti
 }
 
-// putAllBlobs transfers the blobs of every live image with o.Jobs
-// workers. The first task of each digest comes first, so that the
-// others, waiting on its blob lock, only link what it fetched.
-func putAllBlobs(ctx context.Context, root *tree.Root, images []*image, o Options) {
-	var first, rest []blobTask
-	seen := map[digest.Digest]bool{}
-	for _, im := range images {
-		if im.failed() != nil {
-			continue
+// retryPolicy retries a blob stream cut in the middle (see transient)
+// up to o.Retries times, waiting 250 ms, 500 ms, 1 s, ….
+func retryPolicy(o Options) func(error, int) (time.Duration, bool) {
+	return func(err error, attempt int) (time.Duration, bool) {
+		if attempt >= o.Retries || !transient(err) {
+			return 0, false
 		}
-		for _, b := range im.plan.blobs {
-			t := blobTask{im, b}
-			if seen[b.Digest] {
-				rest = append(rest, t)
-			} else {
-				seen[b.Digest] = true
-				first = append(first, t)
-			}
-		}
+		wait := time.Duration(250<<attempt) * time.Millisecond
+		o.Log.Warn("retrying blob", "attempt", attempt+1, "wait", wait, "err", err)
+		return wait, true
 	}
-	tasks := make(chan blobTask)
-	var wg sync.WaitGroup
-	for range o.Jobs {
-		wg.Go(func() {
-			for t := range tasks {
-				if t.im.failed() != nil {
-					continue
-				}
-				outcome, n, err := putBlob(t.im.ctx, root, t.im.s, t.im.dest.Repo, t.b, o)
-				if err != nil {
-					t.im.fail(err)
-					continue
-				}
-				t.im.mu.Lock()
-				t.im.sum.count(root, t.im.dest.Repo, t.b, outcome, n)
-				t.im.mu.Unlock()
-			}
-		})
-	}
-	for _, t := range append(first, rest...) {
-		if ctx.Err() != nil {
-			t.im.fail(context.Cause(ctx))
-			continue
-		}
-		tasks <- t
-	}
-	close(tasks)
-	wg.Wait()
 }

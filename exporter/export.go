@@ -1,6 +1,6 @@
 // Package exporter copies images from registries, OCI layouts and archives
 // into a static registry tree. It is the only package that talks to
-// sources; everything it writes goes through package catalog.
+// sources; everything it writes goes through package tree.
 package exporter
 
 import (
@@ -35,6 +35,9 @@ type Options struct {
 	// MaxBlobSize refuses, before anything is written, an image with a
 	// blob declared larger; 0 means DefaultMaxBlobSize.
 	MaxBlobSize int64
+	// AllOrNothing, for several images, tags every one or none: when one
+	// fails, no tag of the batch moves.
+	AllOrNothing bool
 }
 
 // DefaultMaxBlobSize is far above any real layer, and far below what a
@@ -130,109 +133,14 @@ func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {
 	return ParseDest(destArg, defTag)
 }
 
-// publishManifests writes a planned image's manifests (children before
-// the indexes naming them), the referrers indexes of their subjects, then
-// the tag. Its blobs are in the tree already.
-func publishManifests(root *tree.Root, dest Dest, p *plan, o Options) error {
-	for _, m := range p.manifests {
-		if err := root.PutManifest(dest.Repo, m.Digest, m.MediaType, m.Raw); err != nil {
-			return err
-		}
-	}
-	if err := putReferrers(root, dest.Repo, p.manifests); err != nil {
-		return err
-	}
-	if err := root.PutTag(dest.Repo, dest.Tag, p.variants); err != nil {
-		return err
-	}
-	o.Log.Debug("tagged", "repo", dest.Repo, "tag", dest.Tag, "digest", p.top.Digest, "media_type", p.top.MediaType)
-	return nil
-}
-
-// putReferrers updates the referrers index of every subject the plan's
-// manifests name, once each. The manifests are in the tree by now, so an
-// index never lists one a client cannot fetch.
-func putReferrers(root *tree.Root, repo string, ms []*manifest) error {
-	done := map[digest.Digest]bool{}
-	for _, m := range ms {
-		if m.Subject == "" || done[m.Subject] {
-			continue
-		}
-		done[m.Subject] = true
-		if err := root.UpdateReferrers(repo, m.Subject); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sweepStaleTemps removes temporary files of crashed writers when no other
-// writer runs; with company it leaves them to a later run.
-func sweepStaleTemps(root *tree.Root, log *slog.Logger) {
-	l, err := root.TryLockExclusive()
-	if err != nil || l == nil {
-		return
-	}
-	defer l.Unlock()
-	if n, err := root.SweepTemps(); err != nil {
-		log.Warn("sweeping temporary files", "err", err)
-	} else if n > 0 {
-		log.Info("removed stale temporary files", "count", n)
-	}
-}
-
-func (sum *Summary) count(root *tree.Root, repo string, b Descriptor, outcome tree.BlobOutcome, n int64) {
-	if outcome == tree.BlobFetched {
+func (sum *Summary) count(b tree.BlobResult) {
+	if b.Outcome == tree.BlobFetched {
 		sum.BlobsFetched++
-		sum.BytesFetched += n
+		sum.BytesFetched += b.Size
 		return
 	}
 	sum.BlobsReused++
-	size := b.Size
-	if size < 0 { // schema1 does not record sizes
-		if fi, err := root.StatInTree(root.BlobPath(repo, b.Digest)); err == nil {
-			size = fi.Size()
-		}
-	}
-	sum.BytesReused += max(size, 0)
-}
-
-// putBlob puts one blob, retrying transfers that failed for a reason that
-// may pass (a reset connection, a truncated stream, a 5xx).
-func putBlob(ctx context.Context, root *tree.Root, s source, repo string, b Descriptor, o Options) (tree.BlobOutcome, int64, error) {
-	if o.Progress != nil {
-		o.Progress.BlobStart(b.Digest, b.Size)
-	}
-	var (
-		outcome tree.BlobOutcome
-		n       int64
-		err     error
-	)
-	for attempt := 0; ; attempt++ {
-		outcome, n, err = root.PutBlob(repo, b.Digest, b.Size, o.VerifyExisting, func() (io.ReadCloser, error) {
-			rc, err := s.Blob(ctx, b)
-			if err != nil {
-				return nil, &readError{err: err, opening: true}
-			}
-			return &countingReader{rc: rc, d: b.Digest, p: o.Progress}, nil
-		})
-		if err == nil || attempt >= o.Retries || !transient(err) || ctx.Err() != nil {
-			break
-		}
-		wait := time.Duration(250<<attempt) * time.Millisecond
-		o.Log.Warn("retrying blob", "digest", b.Digest, "attempt", attempt+1, "wait", wait, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-		}
-	}
-	if o.Progress != nil {
-		o.Progress.BlobDone(b.Digest, outcome, err)
-	}
-	if err == nil {
-		o.Log.Debug("blob", "digest", b.Digest, "outcome", outcomeName(outcome), "bytes", n)
-	}
-	return outcome, n, err
+	sum.BytesReused += b.Size
 }
 
 func outcomeName(o tree.BlobOutcome) string {

@@ -63,7 +63,7 @@ func BenchmarkGC(b *testing.B) {
 	})
 }
 
-// generateBenchTree writes one repository with catalog's writers, then
+// generateBenchTree writes one repository with tree's writers, then
 // copies it benchRepos-1 times: blobs hard-linked, manifests, headers and
 // type maps copied byte for byte (going through PutManifest and PutTag for
 // 20,000 manifests would fsync each and rewrite _catalog per tag, minutes

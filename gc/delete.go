@@ -131,50 +131,66 @@ func Delete(root *tree.Root, refs []Ref, o DeleteOptions) (*DeleteReport, error)
 		return rep, errors.Join(errs...)
 	}
 
-	l, err := root.LockExclusive()
+	p := &prunePlan{repos: repos, digests: digests, retired: retired, named: named}
+	err = root.Maintain(tree.MaintainOptions{}, func() error {
+		return prune(root, p, o, rep, &errs)
+	})
 	if err != nil {
 		return rep, err
 	}
-	defer l.Unlock()
+	return rep, errors.Join(errs...)
+}
+
+// prunePlan is what a delete's prune works on, by repository.
+type prunePlan struct {
+	repos          []string // touched, in order
+	digests        map[string][]Ref
+	retired, named map[string]map[digest.Digest]bool
+}
+
+// prune deletes the manifests named by digest and, unless o.NoPrune,
+// what the deleted tags alone reached, under the tree lock held
+// exclusively.
+func prune(root *tree.Root, p *prunePlan, o DeleteOptions, rep *DeleteReport, errs *[]error) error {
 	c := newCollector(root, Options{Grace: o.Grace, Untagged: DeleteUntagged, Now: o.Now})
-	for _, repo := range repos {
+	for _, repo := range p.repos {
 		if err := interrupted(root); err != nil {
-			return rep, err
+			return err
 		}
 		if o.NoPrune {
-			for _, r := range digests[repo] {
+			for _, r := range p.digests[repo] {
 				if err := deleteManifest(root, r); err != nil {
-					errs = append(errs, err)
+					*errs = append(*errs, err)
 				} else {
 					rep.Deleted = append(rep.Deleted, r.String())
 				}
 			}
 			continue
 		}
-		d := &deletion{retired: retired[repo], forced: map[digest.Digest]bool{}, named: named[repo]}
-		p, err := c.planDeletes(repo, d, digests[repo], &errs)
+		d := &deletion{retired: p.retired[repo], forced: map[digest.Digest]bool{}, named: p.named[repo]}
+		plan, err := c.planDeletes(repo, d, p.digests[repo], errs)
 		if err != nil {
-			return rep, err
+			return err
 		}
-		for _, r := range digests[repo] {
+		for _, r := range p.digests[repo] {
 			if d.forced[r.Digest] {
 				rep.Deleted = append(rep.Deleted, r.String())
 			}
 		}
-		if err := c.sweepRepo(p); err != nil {
-			return rep, err
+		if err := c.sweepRepo(plan); err != nil {
+			return err
 		}
 	}
 	if !o.NoPrune {
 		rep.Prune = c.report()
 		if len(rep.Prune.Problems) > 0 {
-			errs = append(errs, &ProblemsError{rep.Prune.Problems})
+			*errs = append(*errs, &ProblemsError{rep.Prune.Problems})
 		}
 	}
 	if err := root.RefreshCatalog(); err != nil {
-		errs = append(errs, fmt.Errorf("_catalog: %w", err))
+		*errs = append(*errs, fmt.Errorf("_catalog: %w", err))
 	}
-	return rep, errors.Join(errs...)
+	return nil
 }
 
 // planDeletes marks repo for a prune that also deletes the manifests refs

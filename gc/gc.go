@@ -7,7 +7,7 @@
 // link. It runs on a live tree: the web server keeps serving, and exports
 // wait on the tree lock while a collection runs.
 //
-// Every path and file operation goes through package catalog.
+// Every path and file operation goes through package tree.
 package gc
 
 import (
@@ -157,39 +157,26 @@ func Collect(root *tree.Root, o Options) (*Report, error) {
 		return nil, ErrRunning
 	}
 	defer gl.Unlock()
-	l, err := root.LockExclusive()
-	if err != nil {
-		return nil, err
-	}
-	defer l.Unlock()
-
 	c := newCollector(root, o)
 	c.sweepTemps = !o.DryRun
-	if c.sweepTemps {
-		if _, err := root.SweepCatalogTemps(); err != nil {
-			return nil, fmt.Errorf("removing temporary files: %w", err)
+	err = root.Maintain(tree.MaintainOptions{ReadOnly: o.DryRun, Sweep: !o.DryRun}, func() error {
+		repos, err := root.StoredRepositories()
+		if err != nil {
+			return err
 		}
-		if _, err := root.SweepIncoming(); err != nil {
-			return nil, fmt.Errorf("removing temporary files: %w", err)
+		if err := c.collectAll(repos); err != nil {
+			return err
 		}
-		if _, err := root.SweepEmptyDirs(); err != nil {
-			return nil, fmt.Errorf("removing empty directories: %w", err)
+		if o.DryRun {
+			return nil
 		}
-	}
-	repos, err := root.StoredRepositories()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.collectAll(repos); err != nil {
-		return c.report(), err
-	}
-	if !o.DryRun {
 		if err := root.RefreshCatalog(); err != nil {
-			return c.report(), fmt.Errorf("_catalog: %w", err)
+			return fmt.Errorf("_catalog: %w", err)
 		}
-		if err := c.sweepBlobLocks(); err != nil {
-			return c.report(), err
-		}
+		return c.sweepBlobLocks()
+	})
+	if err != nil {
+		return c.report(), err
 	}
 	rep := c.report()
 	if len(rep.Problems) > 0 {
@@ -389,8 +376,26 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 		}
 		maps.Copy(m.detached, d.named)
 	}
+	// A tag move a crash interrupted is finished before a real collection
+	// (tree.Maintain); a dry run, which finishes nothing, marks from where
+	// the tags will be once it is, to report what the collection will do.
+	pending, err := c.root.PendingTags(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
+	}
 	var roots []edge
+	for _, tag := range slices.Sorted(maps.Keys(pending)) {
+		for _, v := range pending[tag] {
+			roots = append(roots, edge{to: v.Digest, path: c.root.Dir(), what: "interrupted move of tag " + tag + ": manifest"})
+		}
+		if len(pending[tag]) > 0 && !slices.Contains(tags, tag) {
+			tags = append(tags, tag)
+		}
+	}
 	for _, tag := range tags {
+		if _, ok := pending[tag]; ok {
+			continue
+		}
 		vs, err := c.root.TagVariants(repo, tag)
 		if err != nil {
 			g.problem(c.root.TypeMapPath(repo, tag), "%v", err)

@@ -46,7 +46,7 @@ func (tr *fixture) exists(it item) bool {
 // past the default grace period.
 func later() time.Time { return time.Now().Add(2 * time.Hour) }
 
-// TestGCCollect builds trees with catalog's writers, changes them as users
+// TestGCCollect builds trees with tree's writers, changes them as users
 // do (deleting tags), collects, and checks what must stay and what must
 // be gone. Every remaining tag must resolve: the tree verifies clean.
 func TestGCCollect(t *testing.T) {

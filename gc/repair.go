@@ -35,39 +35,39 @@ func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
-	l, err := root.LockExclusive()
-	if err != nil {
-		return nil, err
-	}
-	defer l.Unlock()
+	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, Rewritten: []string{}, NeedExport: []string{}}
+	err := root.Maintain(tree.MaintainOptions{}, func() error { return repairLocked(root, repos, rep) })
+	return rep, err
+}
+
+// repairLocked is Repair for a caller that holds the tree lock
+// exclusively.
+func repairLocked(root *tree.Root, repos []string, rep *RepairReport) (err error) {
 	if len(repos) == 0 {
 		if repos, err = root.StoredRepositories(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, Rewritten: []string{}, NeedExport: []string{}}
 	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
 	for _, repo := range repos {
 		if err := interrupted(root); err != nil {
-			return rep, err
+			return err
 		}
 		if err := tree.ValidateRepo(repo); err != nil {
-			return rep, err
+			return err
 		}
 		if err := repairRepo(root, v, repo, rep); err != nil {
-			return rep, err
+			return err
 		}
 	}
 	if ps, err := catalogProblems(root, nil); err != nil || len(ps) > 0 {
 		if err := root.RefreshCatalog(); err != nil {
-			return rep, err
+			return err
 		}
 		rep.Rewritten = append(rep.Rewritten, "_catalog")
 	}
-	if rep.Verify, err = verifyLocked(root, repos); err != nil {
-		return rep, err
-	}
-	return rep, nil
+	rep.Verify, err = verifyLocked(root, repos)
+	return err
 }
 
 func repairRepo(root *tree.Root, v *verifier, repo string, rep *RepairReport) error {

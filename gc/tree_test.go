@@ -23,7 +23,7 @@ const (
 	schema1     = "application/vnd.docker.distribution.manifest.v1+json"
 )
 
-// fixture builds registry trees with catalog's own writers, as exports do.
+// fixture builds registry trees with tree's own writers, as exports do.
 type fixture struct {
 	t    testing.TB
 	root *tree.Root

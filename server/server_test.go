@@ -47,7 +47,7 @@ type manifest struct {
 	mediaType string
 }
 
-// fixture is a tree written with catalog's writers.
+// fixture is a tree written with tree's writers.
 type fixture struct {
 	root                  *tree.Root
 	repo                  string // "ns/app"

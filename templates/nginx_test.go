@@ -72,7 +72,7 @@ func TestRenderNginxListen(t *testing.T) {
 }
 
 // TestNginxRepoPattern: the repository grammar of the nginx locations is
-// catalog's, so nginx serves exactly the repositories the catalog writes.
+// the tree package's, so nginx serves exactly the repositories the catalog writes.
 func TestNginxRepoPattern(t *testing.T) {
 	var buf bytes.Buffer
 	if err := templates.RenderNginx(&buf, templates.Nginx{Listen: "8787", Root: openRoot(t, "/srv/tree")}); err != nil {

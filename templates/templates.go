@@ -1,7 +1,7 @@
 // Package templates renders the web server configurations that serve a
 // static registry tree. The configurations are the ones our reference
 // setups proved against skopeo, crane, containerd and the OCI conformance
-// suites; the tree layout they route over is catalog's, so every path
+// suites; the tree layout they route over is package tree's, so every path
 // comes from a tree.Root.
 package templates
 
@@ -133,7 +133,7 @@ func execute(w io.Writer, t *template.Template, name string, data any) error {
 	return err
 }
 
-// theErrorFiles names catalog's error bodies for the templates.
+// theErrorFiles names the tree's error body files for the templates.
 func theErrorFiles() errorFiles {
 	return errorFiles{
 		BlobUnknown:     tree.ErrorFile(distribution.ErrBlobUnknown),

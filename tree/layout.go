@@ -21,6 +21,8 @@ const (
 	errorExt       = ".json"            //
 	emptyIndexFile = "empty-index.json" // .image-serve/empty-index.json: the empty referrers index
 	incomingDir    = "incoming"         // .image-serve/incoming: blobs being downloaded
+	journalDir     = "journal"          // .image-serve/journal/<id>.json: tag moves in flight
+	journalExt     = ".json"            //
 	locksDir       = "locks"            // .image-serve/locks/…
 	treeLockFile   = "tree.lock"        // .image-serve/tree.lock
 	gcLockFile     = "gc.lock"          // .image-serve/locks/gc.lock

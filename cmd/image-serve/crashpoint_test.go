@@ -31,7 +31,7 @@ import (
 )
 
 // The crash-point tests stop a writer at every durable step it takes
-// (catalog/crashpoint.go), one run per step, and check the tree each stop
+// (tree/crashpoint.go), one run per step, and check the tree each stop
 // leaves: what a power cut or a SIGKILL at that instant would leave, and
 // what a client reading at that instant would see. For each scenario:
 //
@@ -250,6 +250,30 @@ func crashScenarios() []crashScenario {
 			},
 			minSteps: 40,
 		},
+		{
+			name: "export --atomic moves two tags together",
+			setup: func(t *testing.T, c *crashCase) {
+				c.push(t, "src/a:v1", testregistry.OCIImage(t, "amd64", layer(t)))
+				c.push(t, "src/a:v2", testregistry.OCIImage(t, "amd64", layer(t)))
+				c.push(t, "src/b:v2", testregistry.DockerImage(t, layer(t)))
+				c.export(t, "src/a:v1", "a:live")
+			},
+			args: func(c *crashCase) []string {
+				list := filepath.Join(c.start, "..", "atomic.txt")
+				if err := os.WriteFile(list, []byte("docker://"+c.reg.Ref("src/a:v2")+" a:live\ndocker://"+c.reg.Ref("src/b:v2")+" b:live\n"), 0o644); err != nil {
+					panic(err)
+				}
+				return []string{"-q", "export", "--atomic", "--jobs", "1", "--src-tls-verify=false", "--from-file", list}
+			},
+			moving: []string{"a:live", "b:live"},
+			steps: []string{
+				`^rename \.image-serve/journal/#\.json$`,
+				`^rename v2/a/manifests/live\.type-map$`,
+				`^rename v2/b/manifests/live\.type-map$`,
+				`^unlink \.image-serve/journal/#\.json$`,
+			},
+			minSteps: 30,
+		},
 	}
 }
 
@@ -371,10 +395,16 @@ func readSteps(t *testing.T, root *tree.Root, trace string) []string {
 }
 
 // tempName matches the random part of a temporary name, which differs from
-// run to run: ".list8123" is ".list#".
-var tempName = regexp.MustCompile(`(/\.[^/]*?)[0-9]+$`)
+// run to run: ".list8123" is ".list#"; journalName the random name of a
+// journal of tag moves.
+var (
+	tempName    = regexp.MustCompile(`(/\.[^/]*?)[0-9]+$`)
+	journalName = regexp.MustCompile(`^(\.image-serve/journal/\.?)[0-9a-z]+(\.json)`)
+)
 
-func tempFree(rel string) string { return tempName.ReplaceAllString(rel, "$1#") }
+func tempFree(rel string) string {
+	return tempName.ReplaceAllString(journalName.ReplaceAllString(rel, "$1#$2"), "$1#")
+}
 
 func checkKnownSteps(t *testing.T, sc crashScenario, trace []string) {
 	t.Helper()

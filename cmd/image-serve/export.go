@@ -25,7 +25,9 @@ func exportCommand() *cli.Command {
 DEST is REPO[:TAG]; by default the source's repository without its registry host, and its tag.
 --from-file FILE (- for stdin) exports many images in one run: one "SOURCE [DEST]" per line (blank
 lines and # comments skipped). Every image is resolved first, the blobs of all of them share --jobs
-and a blob shared by several is fetched once; a failed image leaves the others alone.`,
+and a blob shared by several is fetched once; a failed image leaves the others alone, unless
+--atomic: then every tag moves or none does (a crash while they move is finished by the next
+export or gc).`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "platform", Usage: "OS/ARCH[/VARIANT] of an index to export (repeatable; default: all)"},
 			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate from the source registry"},
@@ -36,6 +38,7 @@ and a blob shared by several is fetched once; a failed image leaves the others a
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout (an array with --from-file)"},
 			&cli.StringFlag{Name: "from-file", Usage: "export every \"SOURCE [DEST]\" line of this file (- for stdin) in one run"},
 			&cli.BoolFlag{Name: "verify-existing", Usage: "re-hash blobs already in the tree before reusing them (a corrupt one is fetched again)"},
+			&cli.BoolFlag{Name: "atomic", Usage: "with --from-file: tag every image or, if one fails, none"},
 			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
 		},
 		Action: runExport,
@@ -66,6 +69,7 @@ func runExport(c *cli.Context) error {
 		Jobs:           c.Int("jobs"),
 		MaxBlobSize:    c.Int64("max-blob-size"),
 		VerifyExisting: c.Bool("verify-existing"),
+		AllOrNothing:   c.Bool("atomic"),
 		Registry: exporter.RegistryOptions{
 			Insecure:  !c.Bool("src-tls-verify"),
 			Creds:     c.String("src-creds"),

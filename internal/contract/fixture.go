@@ -102,7 +102,7 @@ const (
 )
 
 // Build writes the fixture into root, which must be initialised, through
-// catalog's writers wherever one exists; the rest are files only legacy
+// tree's writers wherever one exists; the rest are files only legacy
 // trees or crashed writers leave, written by hand.
 func Build(t testing.TB, root *tree.Root) *Fixture {
 	t.Helper()

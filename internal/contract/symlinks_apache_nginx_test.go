@@ -130,7 +130,7 @@ func plant(t *testing.T, root *tree.Root, f *Fixture) *planted {
 	link(secretFile, root.ReferrersPath(f.Repo, d("subject")))
 	p.referrers = f.referrersPath(d("subject").String())
 
-	// A whole repository, written by catalog into a tree outside, with
+	// A whole repository, written by the tree package into a tree outside, with
 	// the secret as a blob and inside a manifest with a referrer.
 	other, err := tree.Open(filepath.Join(out, "tree"))
 	if err != nil {

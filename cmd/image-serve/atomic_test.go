@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
+)
+
+// TestAtomicExportCrashThenGC kills `export --atomic` of two tags at every
+// step, and then runs gc — not the export again — as an operator whose
+// export died would: gc must find both tags where they were, or both
+// where the export meant them to be, never one moved and one not. Before
+// the journal of the move is written, neither has moved; once it is, gc
+// finishes the move. Guards the all-or-nothing promise of --atomic, which
+// a rerun of the export alone would hide (it moves both tags itself).
+func TestAtomicExportCrashThenGC(t *testing.T) {
+	reg := testregistry.Start(t)
+	root := testserver.TempRoot(t)
+	old := reg.PushImage(t, "src/a:v1", testregistry.OCIImage(t, "amd64", layer(t)))
+	newA := reg.PushImage(t, "src/a:v2", testregistry.OCIImage(t, "amd64", layer(t)))
+	newB := reg.PushImage(t, "src/b:v2", testregistry.DockerImage(t, layer(t)))
+	mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("src/a:v1"), "a:live")
+	list := filepath.Join(t.TempDir(), "images.txt")
+	lines := "docker://" + reg.Ref("src/a:v2") + " a:live\ndocker://" + reg.Ref("src/b:v2") + " b:live\n"
+	if err := os.WriteFile(list, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := t.TempDir()
+	copyTree(t, root.Dir(), start)
+	args := []string{"--root", root.Dir(), "-q", "export", "--atomic", "--jobs", "1", "--src-tls-verify=false", "--from-file", list}
+	traceFile := filepath.Join(t.TempDir(), "trace")
+	if r := runCrash(t, args, traceFile, 0); r.code != 0 {
+		t.Fatalf("clean run: exit %d\n%s", r.code, r.stderr)
+	}
+	trace := readSteps(t, root, traceFile)
+	journalled := firstStep(trace, `^rename \.image-serve/journal/#\.json$`) + 1 // 1-based
+	if journalled == 0 || firstStep(trace, `^rename v2/a/manifests/live\.type-map$`) < journalled {
+		t.Fatalf("the journal is not written before the first tag moves:\n%s", strings.Join(trace, "\n"))
+	}
+	before := map[string]digest.Digest{"a:live": digest.Digest(old.Digest), "b:live": ""}
+	after := map[string]digest.Digest{"a:live": digest.Digest(newA.Digest), "b:live": digest.Digest(newB.Digest)}
+	for k := 1; k <= len(trace); k++ {
+		restoreTree(t, start, root.Dir())
+		os.Remove(traceFile)
+		at := fmt.Sprintf("crash at step %d of %d (%s)", k, len(trace), trace[k-1])
+		if r := runCrash(t, args, traceFile, k); r.code != -int(syscall.SIGKILL) {
+			t.Fatalf("%s: exit %d instead of dying there\n%s", at, r.code, r.stderr)
+		}
+		// The dry run finishes nothing, but must report what gc, which
+		// finishes the move first, then does.
+		c := &crashCase{root: root}
+		dry, real := c.gcReport(t, at, "--dry-run"), c.gcReport(t, at)
+		if dry.DryRun = false; fmt.Sprint(dry) != fmt.Sprint(real) {
+			t.Fatalf("%s: gc --dry-run said %+v, gc did %+v", at, dry, real)
+		}
+		want, state := before, "where they were"
+		if k > journalled {
+			want, state = after, "moved"
+		}
+		for ref, d := range want {
+			if got := tagTarget(t, root.Dir(), ref); got != d {
+				t.Errorf("%s, then gc: %s names %q, want %q: both tags %s", at, ref, got, d, state)
+			}
+		}
+		if r := run(t, "--root", root.Dir(), "verify"); r.code != 0 {
+			t.Fatalf("%s: verify after gc: exit %d\n%s%s", at, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// tagTarget is the digest REPO:TAG's type map offers first, "" when the
+// tag does not exist.
+func tagTarget(t *testing.T, rootDir, ref string) digest.Digest {
+	t.Helper()
+	root, err := tree.Open(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, tag, _ := strings.Cut(ref, ":")
+	vs, err := root.TagVariants(repo, tag)
+	if os.IsNotExist(err) {
+		return ""
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	return vs[0].Digest
+}

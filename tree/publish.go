@@ -1,0 +1,377 @@
+package tree
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Image is one tag to publish and everything it needs: the blobs its
+// manifests name, the manifests (children before the indexes that name
+// them) and the variants its type map will offer.
+type Image struct {
+	Repo, Tag string
+	Blobs     []Blob
+	Manifests []Manifest
+	Variants  []TagVariant
+}
+
+// Blob is a blob an Image needs, and how to read it from its source.
+type Blob struct {
+	Digest digest.Digest
+	Size   int64 // -1 when the source does not say (schema1)
+	// Fetch opens the blob's bytes. Publish calls it only when no
+	// repository of the tree holds a sound copy, and again for a retry.
+	Fetch func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// Manifest is a manifest an Image needs, stored exactly as Raw.
+type Manifest struct {
+	Digest    digest.Digest
+	MediaType string
+	Raw       []byte
+	Subject   digest.Digest // the manifest it refers to, "" for none
+}
+
+// PublishOptions tune Publish. The zero value publishes each image on its
+// own with four blob transfers at a time and no retries.
+type PublishOptions struct {
+	// Jobs is how many blobs transfer at once, over all images.
+	Jobs int
+	// VerifyExisting re-hashes blobs already in the tree before reusing
+	// them; otherwise their size is checked.
+	VerifyExisting bool
+	// AllOrNothing moves every image's tag or none: when one image fails,
+	// no tag moves, and a crash while tags move is completed by the next
+	// writer (see docs/crash-safety.md).
+	AllOrNothing bool
+	// Retry decides whether a failed blob transfer is tried again, and
+	// after how long; nil never retries. attempt counts from 0.
+	Retry func(err error, attempt int) (time.Duration, bool)
+	// BlobStarted and BlobDone, when set, are called around each blob of
+	// each image, from the transferring goroutine.
+	BlobStarted func(Blob)
+	BlobDone    func(Blob, BlobResult, error)
+}
+
+// BlobResult says how one blob of an image came to be in its repository.
+type BlobResult struct {
+	Digest  digest.Digest
+	Outcome BlobOutcome
+	// Size is the blob's size in bytes: what was read when fetched, the
+	// stored file's size when reused.
+	Size int64
+}
+
+// Published is what Publish did for one image.
+type Published struct {
+	Blobs  []BlobResult // in the order of Image.Blobs; empty if it failed
+	Tagged time.Time    // when its tag moved; zero if it failed
+	Err    error
+}
+
+// PublishReport is what Publish did besides the images.
+type PublishReport struct {
+	Images []Published // one per image, in order
+	// SweptTemps counts temporary files of crashed writers removed first.
+	SweptTemps int
+	// Completed counts publications a crash interrupted, completed first.
+	Completed int
+}
+
+// Publish makes images servable, in the order the tree's crash-safety
+// argument needs. It initialises the tree; when no other writer runs, it
+// completes publications a crash interrupted and removes what crashed
+// writers left; then, under the tree lock held shared (so gc waits), it
+// transfers the blobs of every image with o.Jobs workers — a blob shared
+// by several images is fetched once and hard-linked into the other
+// repositories — then writes each image's manifests (with their headers
+// and nginx links), the referrers indexes of their subjects, and last its
+// tag (type map, nginx links, tags/list, _catalog).
+//
+// An image that fails tags nothing; without o.AllOrNothing the others go
+// on. Blobs and manifests it put stay for gc: removing them is unsafe
+// while another writer of the same repository may share them. Publish
+// returns an error only when it could not start (the tree cannot be
+// initialised or locked); each image's own error is in the report.
+// Publish does not retry a request itself: o.Retry decides.
+func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*PublishReport, error) {
+	if o.Jobs < 1 {
+		o.Jobs = 4
+	}
+	if err := r.Init(); err != nil {
+		return nil, fmt.Errorf("root %s: %w", r.dir, err)
+	}
+	rep := &PublishReport{Images: make([]Published, len(images))}
+	rep.Completed, rep.SweptTemps = r.tidyIfAlone()
+	l, err := r.LockShared()
+	if err != nil {
+		return nil, fmt.Errorf("root %s: %w", r.dir, err)
+	}
+	defer l.Unlock()
+	p := &publication{r: r, images: images, o: o, rep: rep, state: make([]imageState, len(images))}
+	for i := range p.state {
+		p.state[i].ctx, p.state[i].cancel = context.WithCancel(ctx)
+		defer p.state[i].cancel()
+	}
+	p.transferBlobs(ctx)
+	if o.AllOrNothing {
+		p.publishTogether(ctx)
+	} else {
+		p.publishEach(ctx)
+	}
+	return rep, nil
+}
+
+// tidyIfAlone completes interrupted publications and sweeps temporary
+// files when no other writer runs (the tree lock is free to take
+// exclusively); with company it leaves both to a later writer.
+func (r *Root) tidyIfAlone() (completed, swept int) {
+	l, err := r.TryLockExclusive()
+	if err != nil || l == nil {
+		return 0, 0
+	}
+	defer l.Unlock()
+	completed, _ = r.completeJournals()
+	swept, _ = r.SweepTemps()
+	return completed, swept
+}
+
+// publication is one Publish on its way.
+type publication struct {
+	r      *Root
+	images []Image
+	o      PublishOptions
+	rep    *PublishReport
+	state  []imageState
+}
+
+// imageState is what one image's transfers share.
+type imageState struct {
+	ctx    context.Context // cancelled when the image fails
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards err and the report's Blobs
+	err    error
+}
+
+func (p *publication) fail(i int, err error) {
+	s := &p.state[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+		s.cancel()
+	}
+}
+
+func (p *publication) failed(i int) error {
+	s := &p.state[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// blobTask is one blob of one image.
+type blobTask struct{ image, blob int }
+
+// transferBlobs puts the blobs of every image with o.Jobs workers. The
+// first task of each digest comes first, so that the others, waiting on
+// its blob lock, only link what it fetched.
+func (p *publication) transferBlobs(ctx context.Context) {
+	var first, rest []blobTask
+	seen := map[digest.Digest]bool{}
+	for i, im := range p.images {
+		p.rep.Images[i].Blobs = make([]BlobResult, len(im.Blobs))
+		for j, b := range im.Blobs {
+			if seen[b.Digest] {
+				rest = append(rest, blobTask{i, j})
+			} else {
+				seen[b.Digest] = true
+				first = append(first, blobTask{i, j})
+			}
+		}
+	}
+	tasks := make(chan blobTask)
+	var wg sync.WaitGroup
+	for range p.o.Jobs {
+		wg.Go(func() {
+			for t := range tasks {
+				p.transfer(t)
+			}
+		})
+	}
+	for _, t := range append(first, rest...) {
+		if ctx.Err() != nil {
+			p.fail(t.image, context.Cause(ctx))
+			continue
+		}
+		tasks <- t
+	}
+	close(tasks)
+	wg.Wait()
+}
+
+// transfer puts one blob of one image, retrying as o.Retry says.
+func (p *publication) transfer(t blobTask) {
+	if p.failed(t.image) != nil || (p.o.AllOrNothing && p.anyFailed()) {
+		return
+	}
+	im, s := p.images[t.image], &p.state[t.image]
+	b := im.Blobs[t.blob]
+	if p.o.BlobStarted != nil {
+		p.o.BlobStarted(b)
+	}
+	res, err := p.putBlob(s.ctx, im.Repo, b)
+	if p.o.BlobDone != nil {
+		p.o.BlobDone(b, res, err)
+	}
+	if err != nil {
+		p.fail(t.image, err)
+		return
+	}
+	s.mu.Lock()
+	p.rep.Images[t.image].Blobs[t.blob] = res
+	s.mu.Unlock()
+}
+
+func (p *publication) putBlob(ctx context.Context, repo string, b Blob) (BlobResult, error) {
+	fetch := func() (io.ReadCloser, error) { return b.Fetch(ctx) }
+	for attempt := 0; ; attempt++ {
+		outcome, n, err := p.r.PutBlob(repo, b.Digest, b.Size, p.o.VerifyExisting, fetch)
+		if err == nil {
+			return BlobResult{Digest: b.Digest, Outcome: outcome, Size: p.r.blobSize(repo, b, outcome, n)}, nil
+		}
+		var wait time.Duration
+		retry := p.o.Retry != nil && ctx.Err() == nil
+		if retry {
+			wait, retry = p.o.Retry(err, attempt)
+		}
+		if !retry {
+			return BlobResult{Digest: b.Digest, Outcome: outcome}, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return BlobResult{Digest: b.Digest, Outcome: outcome}, err
+		}
+	}
+}
+
+// blobSize is the size of a blob just put: the bytes read when fetched,
+// the declared size when known, else the stored file's.
+func (r *Root) blobSize(repo string, b Blob, outcome BlobOutcome, read int64) int64 {
+	switch {
+	case outcome == BlobFetched:
+		return read
+	case b.Size >= 0:
+		return b.Size
+	}
+	if fi, err := r.stat(r.BlobPath(repo, b.Digest)); err == nil {
+		return fi.Size()
+	}
+	return 0
+}
+
+func (p *publication) anyFailed() bool {
+	for i := range p.images {
+		if p.failed(i) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// publishEach writes each image's manifests and tag, in order; one that
+// failed is skipped.
+func (p *publication) publishEach(ctx context.Context) {
+	for i, im := range p.images {
+		if err := p.failed(i); err != nil {
+			p.finish(i, err)
+			continue
+		}
+		if ctx.Err() != nil {
+			p.finish(i, context.Cause(ctx))
+			continue
+		}
+		err := p.r.putManifests(im)
+		if err == nil {
+			err = p.r.PutTag(im.Repo, im.Tag, im.Variants)
+		}
+		p.finish(i, err)
+	}
+}
+
+// publishTogether writes every image's manifests, and only when all of
+// them are in moves the tags, as one journalled step. An image that did
+// not fail itself while another did fails with ErrWithOthers.
+func (p *publication) publishTogether(ctx context.Context) {
+	failed := p.anyFailed()
+	for i := 0; !failed && i < len(p.images); i++ {
+		err := context.Cause(ctx)
+		if err == nil {
+			err = p.r.putManifests(p.images[i])
+		}
+		if err != nil {
+			p.fail(i, err)
+			failed = true
+		}
+	}
+	var moveErr error
+	if !failed {
+		moveErr = p.r.moveTagsTogether(p.images)
+	}
+	for i := range p.images {
+		switch err := p.failed(i); {
+		case err != nil:
+			p.finish(i, err)
+		case failed:
+			p.finish(i, ErrWithOthers)
+		default:
+			p.finish(i, moveErr)
+		}
+	}
+}
+
+// ErrWithOthers is the error of an image that failed only because another
+// image of an AllOrNothing publication did.
+var ErrWithOthers = errors.New("not published: another image of the batch failed")
+
+func (p *publication) finish(i int, err error) {
+	res := &p.rep.Images[i]
+	if err != nil {
+		res.Err, res.Blobs = err, nil
+		return
+	}
+	res.Tagged = time.Now()
+}
+
+// putManifests writes im's manifests and then the referrers index of
+// every subject they name, once each: the manifests are in the tree by
+// then, so an index never lists one a client cannot fetch.
+func (r *Root) putManifests(im Image) error {
+	for _, m := range im.Manifests {
+		if err := r.PutManifest(im.Repo, m.Digest, m.MediaType, m.Raw); err != nil {
+			return err
+		}
+	}
+	done := map[digest.Digest]bool{}
+	for _, m := range im.Manifests {
+		if m.Subject == "" || done[m.Subject] {
+			continue
+		}
+		done[m.Subject] = true
+		if err := r.UpdateReferrers(im.Repo, m.Subject); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errNotAll is wrapped by the error of a journalled tag move that was
+// undone.
+var errNotAll = errors.New("no tag of the batch moved")

@@ -1,0 +1,161 @@
+package tree
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/image-serve/image-serve/distribution"
+	"github.com/opencontainers/go-digest"
+)
+
+// testImage is an image of one layer for Publish: the layer's bytes are
+// content, served by fetch (which counts its calls).
+type testImage struct {
+	Image
+	fetches atomic.Int32
+}
+
+func newTestImage(repo, tag string, layers ...[]byte) *testImage {
+	ti := &testImage{}
+	ti.Repo, ti.Tag = repo, tag
+	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"layers":[`, distribution.MediaTypeOCIManifest)
+	for i, content := range layers {
+		d := digest.FromBytes(content)
+		if i > 0 {
+			raw = append(raw, ',')
+		}
+		raw = fmt.Appendf(raw, `{"digest":%q,"size":%d}`, d, len(content))
+		ti.Blobs = append(ti.Blobs, Blob{Digest: d, Size: int64(len(content)), Fetch: func(context.Context) (io.ReadCloser, error) {
+			ti.fetches.Add(1)
+			return io.NopCloser(bytes.NewReader(content)), nil
+		}})
+	}
+	raw = append(raw, "]}"...)
+	d := digest.FromBytes(raw)
+	ti.Manifests = []Manifest{{Digest: d, MediaType: distribution.MediaTypeOCIManifest, Raw: raw}}
+	ti.Variants = []TagVariant{{Digest: d, MediaType: distribution.MediaTypeOCIManifest}}
+	return ti
+}
+
+// corrupt makes the image's first blob arrive with wrong bytes.
+func (ti *testImage) corrupt() {
+	ti.Blobs[0].Fetch = func(context.Context) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(bytes.Repeat([]byte{'x'}, int(ti.Blobs[0].Size)))), nil
+	}
+}
+
+func tagged(t *testing.T, r *Root, repo, tag string) (digest.Digest, bool) {
+	t.Helper()
+	vs, err := r.TagVariants(repo, tag)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs[0].Digest, true
+}
+
+// TestPublishShared: a blob shared by two images is fetched once; each
+// image's tag names its manifest; the report counts what moved.
+func TestPublishShared(t *testing.T) {
+	r := newTree(t)
+	shared := []byte("shared layer")
+	a, b := newTestImage("a", "v1", shared, []byte("a's own")), newTestImage("ns/b", "v1", shared)
+	rep, err := r.Publish(context.Background(), []Image{a.Image, b.Image}, PublishOptions{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ti := range []*testImage{a, b} {
+		if res := rep.Images[i]; res.Err != nil || res.Tagged.IsZero() {
+			t.Fatalf("%s: %+v", ti.Repo, res)
+		}
+		if d, ok := tagged(t, r, ti.Repo, ti.Tag); !ok || d != ti.Variants[0].Digest {
+			t.Errorf("%s:%s names %s, want %s", ti.Repo, ti.Tag, d, ti.Variants[0].Digest)
+		}
+	}
+	if n := a.fetches.Load() + b.fetches.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2 (the shared layer once)", n)
+	}
+	if got := rep.Images[1].Blobs[0]; got.Outcome != BlobLinked && got.Outcome != BlobFetched || got.Size != int64(len(shared)) {
+		t.Errorf("b's shared blob: %+v", got)
+	}
+}
+
+// TestPublishAllOrNothing: when one image's blob arrives corrupt, an
+// AllOrNothing publication moves no tag — not even a tag that existed —
+// and the others fail with ErrWithOthers; without AllOrNothing the good
+// image is tagged.
+func TestPublishAllOrNothing(t *testing.T) {
+	for _, together := range []bool{true, false} {
+		t.Run(fmt.Sprint("together=", together), func(t *testing.T) {
+			r := newTree(t)
+			old := newTestImage("a", "live", []byte("old"))
+			if rep, err := r.Publish(context.Background(), []Image{old.Image}, PublishOptions{}); err != nil || rep.Images[0].Err != nil {
+				t.Fatal(err, rep.Images[0].Err)
+			}
+			good, bad := newTestImage("a", "live", []byte("new")), newTestImage("b", "live", []byte("bad"))
+			bad.corrupt()
+			rep, err := r.Publish(context.Background(), []Image{good.Image, bad.Image}, PublishOptions{AllOrNothing: together})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mm *MismatchError
+			if !errors.As(rep.Images[1].Err, &mm) {
+				t.Errorf("the corrupt image's error: %v, want a mismatch", rep.Images[1].Err)
+			}
+			if _, ok := tagged(t, r, "b", "live"); ok {
+				t.Error("the corrupt image was tagged")
+			}
+			d, _ := tagged(t, r, "a", "live")
+			switch {
+			case together && (!errors.Is(rep.Images[0].Err, ErrWithOthers) || d != old.Variants[0].Digest):
+				t.Errorf("together: a:live names %s (error %v), want the old %s and ErrWithOthers", d, rep.Images[0].Err, old.Variants[0].Digest)
+			case !together && (rep.Images[0].Err != nil || d != good.Variants[0].Digest):
+				t.Errorf("alone: a:live names %s (error %v), want the new %s", d, rep.Images[0].Err, good.Variants[0].Digest)
+			}
+			if pending, err := r.PendingTags("a"); err != nil || len(pending) != 0 {
+				t.Errorf("a journal is left: %v %v", pending, err)
+			}
+		})
+	}
+}
+
+// TestPublishRetry: a cut stream is tried again when Retry says so, and
+// the error of the last try is the image's when it says no more.
+func TestPublishRetry(t *testing.T) {
+	for _, tries := range []int{2, 1} {
+		t.Run(fmt.Sprint("tries=", tries), func(t *testing.T) {
+			r := newTree(t)
+			im := newTestImage("a", "v1", []byte("0123456789"))
+			var calls atomic.Int32
+			im.Blobs[0].Fetch = func(context.Context) (io.ReadCloser, error) {
+				if calls.Add(1) == 1 {
+					return io.NopCloser(bytes.NewReader([]byte("01234"))), nil // cut
+				}
+				return io.NopCloser(bytes.NewReader([]byte("0123456789"))), nil
+			}
+			retry := func(err error, attempt int) (time.Duration, bool) {
+				var mm *MismatchError
+				return time.Millisecond, errors.As(err, &mm) && mm.Truncated() && attempt+1 < tries
+			}
+			rep, err := r.Publish(context.Background(), []Image{im.Image}, PublishOptions{Retry: retry})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rep.Images[0].Err; (got == nil) != (tries == 2) {
+				t.Errorf("%d tries allowed: error %v", tries, got)
+			}
+			if n := calls.Load(); n != int32(tries) {
+				t.Errorf("%d fetches, want %d", n, tries)
+			}
+		})
+	}
+}
