@@ -360,8 +360,8 @@ func TestExportReferrer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("referrers index of the subject: %v", err)
 	}
-	x, err := tree.ParseReferrers(b)
-	want := tree.ReferrerDescriptor{MediaType: distribution.MediaTypeOCIManifest, Digest: digest.Digest(art.Digest), Size: int64(len(raw)), ArtifactType: testregistry.ArtifactType}
+	x, err := distribution.ParseReferrers(b)
+	want := distribution.ReferrerDescriptor{MediaType: distribution.MediaTypeOCIManifest, Digest: digest.Digest(art.Digest), Size: int64(len(raw)), ArtifactType: testregistry.ArtifactType}
 	if err != nil || len(x.Manifests) != 1 || fmt.Sprint(x.Manifests[0]) != fmt.Sprint(want) {
 		t.Errorf("referrers index %s (%v): want exactly %+v", b, err, want)
 	}

@@ -159,7 +159,7 @@ func (out *manifest) collect(m rawManifest) error {
 }
 
 func (out *manifest) addBlob(d Descriptor) {
-	if isForeign(d) {
+	if distribution.IsForeign(d.MediaType) {
 		out.Foreign = append(out.Foreign, d)
 		return
 	}
@@ -169,12 +169,6 @@ func (out *manifest) addBlob(d Descriptor) {
 		}
 	}
 	out.Blobs = append(out.Blobs, d)
-}
-
-// isForeign reports a non-distributable layer: registries do not hold it,
-// clients fetch it from its URLs, so neither do we.
-func isForeign(d Descriptor) bool {
-	return strings.Contains(d.MediaType, "foreign") || strings.Contains(d.MediaType, "nondistributable")
 }
 
 func checkDescriptor(d Descriptor) error {

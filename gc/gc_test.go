@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/image-serve/image-serve/tree"
 
@@ -353,7 +354,7 @@ func TestGCBytesFreedCountsInodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := parseRefs(raw)
+		r, err := distribution.ParseReferences(raw)
 		if err != nil {
 			t.Fatal(err)
 		}

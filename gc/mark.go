@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -25,9 +26,9 @@ func (p Problem) String() string { return p.Path + ": " + p.Message }
 type repoGraph struct {
 	root      *tree.Root
 	repo      string
-	stored    map[digest.Digest]bool  // digest directories, complete or not
-	present   map[digest.Digest]bool  // those whose index.json was read
-	refs      map[digest.Digest]*refs // complete and parseable manifests
+	stored    map[digest.Digest]bool                     // digest directories, complete or not
+	present   map[digest.Digest]bool                     // those whose index.json was read
+	refs      map[digest.Digest]*distribution.References // complete and parseable manifests
 	referrers map[digest.Digest][]digest.Digest
 	problems  []Problem
 	// outside is set when a directory of the repository's layout is a
@@ -47,7 +48,7 @@ func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 		repo:      repo,
 		stored:    map[digest.Digest]bool{},
 		present:   map[digest.Digest]bool{},
-		refs:      map[digest.Digest]*refs{},
+		refs:      map[digest.Digest]*distribution.References{},
 		referrers: map[digest.Digest][]digest.Digest{},
 	}
 	links, err := root.OutsideLayout(repo)
@@ -80,7 +81,7 @@ func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 			continue
 		}
 		g.present[d] = true
-		r, err := parseRefs(raw)
+		r, err := distribution.ParseReferences(raw)
 		if err != nil {
 			g.problem(root.ManifestPath(repo, d), "%v", err)
 			continue

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/image-serve/image-serve/tree"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -24,7 +24,7 @@ func (tr *fixture) listed(repo string, s desc) ([]digest.Digest, bool) {
 	if err != nil {
 		tr.t.Fatal(err)
 	}
-	x, err := tree.ParseReferrers(b)
+	x, err := distribution.ParseReferrers(b)
 	if err != nil {
 		tr.t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestVerifyReferrersIndexOutOfStep(t *testing.T) {
 	tr.tag("app", "v1", s)
 	tr.referrer("app", s, "sig")
 	p := tr.root.ReferrersPath("app", s.Digest)
-	if err := os.WriteFile(p, tree.EmptyReferrers(), 0o644); err != nil {
+	if err := os.WriteFile(p, distribution.EmptyReferrers(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Verify(tr.root, nil)

@@ -49,7 +49,7 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo st
 	body, err := h.root.ReadReferrers(repo, subject)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTDIR):
-		body = tree.EmptyReferrers() // not a file: Apache's "-f" falls back too
+		body = distribution.EmptyReferrers() // not a file: Apache's "-f" falls back too
 	case err != nil:
 		h.failOpen(w, r, err, distribution.ErrNameUnknown)
 		return
@@ -69,7 +69,7 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo st
 
 // filterReferrers keeps the entries of index whose artifactType is t.
 func filterReferrers(index []byte, t string) ([]byte, error) {
-	x, err := tree.ParseReferrers(index)
+	x, err := distribution.ParseReferrers(index)
 	if err != nil {
 		return nil, err
 	}

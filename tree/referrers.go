@@ -1,13 +1,11 @@
 package tree
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
@@ -27,100 +25,14 @@ import (
 // index leaves an index that RefreshReferrers (run by every collection)
 // and the next UpdateReferrers of that subject set right.
 
-// ReferrersIndex is the body of a referrers response.
-type ReferrersIndex struct {
-	SchemaVersion int                  `json:"schemaVersion"`
-	MediaType     string               `json:"mediaType"`
-	Manifests     []ReferrerDescriptor `json:"manifests"`
-}
-
-// ReferrerDescriptor describes one manifest whose subject is the digest
-// asked about, with what the spec says a client filters and shows by.
-type ReferrerDescriptor struct {
-	MediaType string        `json:"mediaType"`
-	Digest    digest.Digest `json:"digest"`
-	Size      int64         `json:"size"`
-	// ArtifactType is the manifest's artifactType, else its config's media
-	// type; an index without one has none.
-	ArtifactType string            `json:"artifactType,omitempty"`
-	Annotations  map[string]string `json:"annotations,omitempty"`
-}
-
-// Marshal is the index as the tree stores it: compact JSON, entries
-// sorted by digest, so that regenerating an unchanged index writes the
-// same bytes.
-func (x ReferrersIndex) Marshal() []byte {
-	x.Manifests = append([]ReferrerDescriptor{}, x.Manifests...)
-	slices.SortFunc(x.Manifests, func(a, b ReferrerDescriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
-	b, _ := json.Marshal(x) // strings, numbers and string maps only
-	return b
-}
-
-// ParseReferrers reads a referrers index, as Marshal writes it.
-func ParseReferrers(b []byte) (ReferrersIndex, error) {
-	var x ReferrersIndex
-	if err := json.Unmarshal(b, &x); err != nil {
-		return x, fmt.Errorf("referrers index: %v", err)
-	}
-	return x, nil
-}
-
-// EmptyReferrers is the referrers index of a digest nothing refers to.
-func EmptyReferrers() []byte { return newReferrersIndex(nil).Marshal() }
-
-func newReferrersIndex(ds []ReferrerDescriptor) ReferrersIndex {
-	return ReferrersIndex{SchemaVersion: 2, MediaType: distribution.MediaTypeOCIIndex, Manifests: ds}
-}
-
-// referrerFields are what a manifest's referrers entry is made of. Only
-// the subject must decode: a field of an unexpected type is left out of
-// the entry rather than dropping a manifest that gc counts as a referrer.
-type referrerFields struct {
-	Subject *struct {
-		Digest digest.Digest `json:"digest"`
-	} `json:"subject"`
-	MediaType    json.RawMessage `json:"mediaType"`
-	ArtifactType json.RawMessage `json:"artifactType"`
-	Config       json.RawMessage `json:"config"`
-	Annotations  json.RawMessage `json:"annotations"`
-}
-
-// referrerOf returns the subject of manifest raw and its entry in the
-// subject's index, or "" for a manifest without a (valid) subject.
-// mediaType is the type the manifest is served as.
-func referrerOf(raw []byte, d digest.Digest, mediaType string) (digest.Digest, ReferrerDescriptor) {
-	var m referrerFields
-	if json.Unmarshal(raw, &m) != nil || m.Subject == nil || distribution.ValidateDigest(m.Subject.Digest) != nil {
-		return "", ReferrerDescriptor{}
-	}
-	if mediaType == "" {
-		_ = json.Unmarshal(m.MediaType, &mediaType)
-	}
-	rd := ReferrerDescriptor{MediaType: mediaType, Digest: d, Size: int64(len(raw))}
-	_ = json.Unmarshal(m.ArtifactType, &rd.ArtifactType)
-	if rd.ArtifactType == "" {
-		var config struct {
-			MediaType string `json:"mediaType"`
-		}
-		if json.Unmarshal(m.Config, &config) == nil {
-			rd.ArtifactType = config.MediaType
-		}
-	}
-	var annotations map[string]string
-	if json.Unmarshal(m.Annotations, &annotations) == nil {
-		rd.Annotations = annotations
-	}
-	return m.Subject.Digest, rd
-}
-
 // scanReferrers reads every complete manifest of repo but those in
 // leaving and returns, per subject, the entries of its index.
-func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[digest.Digest][]ReferrerDescriptor, error) {
+func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[digest.Digest][]distribution.ReferrerDescriptor, error) {
 	ds, err := r.ManifestDigests(repo)
 	if err != nil {
 		return nil, err
 	}
-	out := map[digest.Digest][]ReferrerDescriptor{}
+	out := map[digest.Digest][]distribution.ReferrerDescriptor{}
 	for _, d := range ds {
 		if leaving[d] {
 			continue
@@ -133,7 +45,7 @@ func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[d
 			return nil, fmt.Errorf("referrers of %s: %w", repo, err)
 		}
 		mt, _ := r.ManifestMediaType(repo, d) // "" falls back to the body's
-		if s, rd := referrerOf(raw, d, mt); s != "" {
+		if s, rd := distribution.ReferrerOf(raw, d, mt); s != "" {
 			out[s] = append(out[s], rd)
 		}
 	}
@@ -208,10 +120,10 @@ func (r *Root) RefreshReferrers(repo string, leaving ...digest.Digest) error {
 
 // writeReferrers publishes the index of subject with entries, or removes
 // it when there are none.
-func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []ReferrerDescriptor) error {
+func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []distribution.ReferrerDescriptor) error {
 	p := r.ReferrersPath(repo, subject)
 	if len(entries) > 0 {
-		if err := r.writeIfChanged(p, newReferrersIndex(entries).Marshal()); err != nil {
+		if err := r.writeIfChanged(p, distribution.NewReferrersIndex(entries).Marshal()); err != nil {
 			return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
 		}
 		return nil
@@ -242,7 +154,7 @@ func (r *Root) GeneratedReferrers(repo string) (map[digest.Digest][]byte, error)
 	}
 	out := make(map[digest.Digest][]byte, len(all))
 	for s, entries := range all {
-		out[s] = newReferrersIndex(entries).Marshal()
+		out[s] = distribution.NewReferrersIndex(entries).Marshal()
 	}
 	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -17,7 +18,7 @@ const refOCIIndex = "application/vnd.oci.image.index.v1+json"
 
 // putReferrer stores a manifest of mediaType with subject s and the given
 // extra top-level fields.
-func putReferrer(t *testing.T, r *Root, repo, mediaType string, s digest.Digest, fields map[string]any) ReferrerDescriptor {
+func putReferrer(t *testing.T, r *Root, repo, mediaType string, s digest.Digest, fields map[string]any) distribution.ReferrerDescriptor {
 	t.Helper()
 	m := map[string]any{"schemaVersion": 2, "mediaType": mediaType, "subject": map[string]any{"mediaType": gcOCIManifest, "digest": s, "size": 2}}
 	for k, v := range fields {
@@ -31,10 +32,10 @@ func putReferrer(t *testing.T, r *Root, repo, mediaType string, s digest.Digest,
 	if err := r.PutManifest(repo, d, mediaType, raw); err != nil {
 		t.Fatal(err)
 	}
-	return ReferrerDescriptor{MediaType: mediaType, Digest: d, Size: int64(len(raw))}
+	return distribution.ReferrerDescriptor{MediaType: mediaType, Digest: d, Size: int64(len(raw))}
 }
 
-func readIndex(t *testing.T, r *Root, repo string, s digest.Digest) ([]ReferrerDescriptor, bool) {
+func readIndex(t *testing.T, r *Root, repo string, s digest.Digest) ([]distribution.ReferrerDescriptor, bool) {
 	t.Helper()
 	b, err := r.ReadReferrers(repo, s)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -43,7 +44,7 @@ func readIndex(t *testing.T, r *Root, repo string, s digest.Digest) ([]ReferrerD
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := ParseReferrers(b)
+	x, err := distribution.ParseReferrers(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +85,10 @@ func TestUpdateReferrers(t *testing.T) {
 	if err := r.UpdateReferrers(repo, subject); err != nil {
 		t.Fatal(err)
 	}
-	want := []ReferrerDescriptor{sig, sbom, odd, idx}
-	slices.SortFunc(want, func(a, b ReferrerDescriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	want := []distribution.ReferrerDescriptor{sig, sbom, odd, idx}
+	slices.SortFunc(want, func(a, b distribution.ReferrerDescriptor) int {
+		return strings.Compare(string(a.Digest), string(b.Digest))
+	})
 	got, ok := readIndex(t, r, repo, subject)
 	if !ok || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("index of %s:\n got %+v\nwant %+v", subject, got, want)
@@ -122,7 +125,7 @@ func TestRefreshReferrers(t *testing.T) {
 	c := putReferrer(t, r, repo, gcOCIManifest, s2, map[string]any{"artifactType": "c/c"})
 	// A stale index (its referrer's removal was killed) and none for s2
 	// (its export was killed before the index).
-	if err := r.publish(r.ReferrersPath(repo, s3), newReferrersIndex([]ReferrerDescriptor{{Digest: s1}}).Marshal()); err != nil {
+	if err := r.publish(r.ReferrersPath(repo, s3), distribution.NewReferrersIndex([]distribution.ReferrerDescriptor{{Digest: s1}}).Marshal()); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.RefreshReferrers(repo, a.Digest); err != nil {

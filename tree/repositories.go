@@ -1,7 +1,6 @@
 package tree
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/image-serve/image-serve/distribution"
 )
 
 // StoredRepositories lists every repository directory with a valid name,
@@ -36,10 +37,8 @@ func (r *Root) ReadCatalog() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c struct {
-		Repositories []string `json:"repositories"`
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
+	c, err := distribution.ParseCatalog(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %v", r.CatalogPath(), err)
 	}
 	return c.Repositories, nil
@@ -205,11 +204,5 @@ func (r *Root) RefreshCatalog() error {
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(struct {
-		Repositories []string `json:"repositories"`
-	}{repos})
-	if err != nil {
-		return err
-	}
-	return r.writeIfChanged(r.CatalogPath(), b)
+	return r.writeIfChanged(r.CatalogPath(), distribution.Catalog{Repositories: repos}.Marshal())
 }

@@ -104,7 +104,7 @@ func (r *Root) Init() error {
 			return err
 		}
 	}
-	if err := r.writeIfChanged(r.EmptyReferrersPath(), EmptyReferrers()); err != nil {
+	if err := r.writeIfChanged(r.EmptyReferrersPath(), distribution.EmptyReferrers()); err != nil {
 		return err
 	}
 	return r.mkdirAll(r.locksDir())

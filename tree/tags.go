@@ -1,7 +1,6 @@
 package tree
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -127,11 +126,8 @@ func (r *Root) ReadTagsList(repo string) ([]string, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	var l struct {
-		Name string   `json:"name"`
-		Tags []string `json:"tags"`
-	}
-	if err := json.Unmarshal(b, &l); err != nil {
+	l, err := distribution.ParseTagsList(b)
+	if err != nil {
 		return nil, true, fmt.Errorf("%s: %v", r.TagsListPath(repo), err)
 	}
 	if l.Name != repo {
@@ -322,12 +318,5 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 		}
 		return r.syncDir(filepath.Dir(r.TagsListPath(repo)))
 	}
-	b, err := json.Marshal(struct {
-		Name string   `json:"name"`
-		Tags []string `json:"tags"`
-	}{repo, tags})
-	if err != nil {
-		return err
-	}
-	return r.writeIfChanged(r.TagsListPath(repo), b)
+	return r.writeIfChanged(r.TagsListPath(repo), distribution.TagsList{Name: repo, Tags: tags}.Marshal())
 }

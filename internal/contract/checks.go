@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/image-serve/image-serve/distribution"
-	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -238,10 +237,10 @@ func servedReferrers(method string, want []Referrer) []check {
 	return append(cs, referrersList(want))
 }
 
-func referrersIndex(rs []Referrer) tree.ReferrersIndex {
-	x := tree.ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex}
+func referrersIndex(rs []Referrer) distribution.ReferrersIndex {
+	x := distribution.ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex}
 	for _, r := range rs {
-		x.Manifests = append(x.Manifests, tree.ReferrerDescriptor{MediaType: r.MediaType, Digest: r.Digest,
+		x.Manifests = append(x.Manifests, distribution.ReferrerDescriptor{MediaType: r.MediaType, Digest: r.Digest,
 			Size: int64(len(r.Data)), ArtifactType: r.ArtifactType, Annotations: r.Annotations})
 	}
 	return x
@@ -251,10 +250,10 @@ func referrersIndex(rs []Referrer) tree.ReferrersIndex {
 // index whose entries are want, in order, each with its media type,
 // digest, size, artifactType and annotations.
 func referrersList(want []Referrer) check {
-	return jsonBody(func(got tree.ReferrersIndex) error {
+	return jsonBody(func(got distribution.ReferrersIndex) error {
 		w := referrersIndex(want)
 		if w.Manifests == nil {
-			w.Manifests = []tree.ReferrerDescriptor{}
+			w.Manifests = []distribution.ReferrerDescriptor{}
 		}
 		if fmt.Sprint(got) != fmt.Sprint(w) || got.Manifests == nil {
 			return fmt.Errorf("referrers index %+v, want %+v", got, w)

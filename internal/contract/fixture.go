@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -163,7 +164,7 @@ func Build(t testing.TB, root *tree.Root) *Fixture {
 	writeFile(t, filepath.Join(filepath.Dir(root.BlobPath(f.Repo, f.Layer.Digest)), "."+f.Layer.Digest.String()+"123456"), f.Layer.Data)
 	writeFile(t, filepath.Join(filepath.Dir(root.ManifestDir(f.Repo, f.AMD64.Digest)), ".htaccess"),
 		[]byte("AddHandler type-map .type-map\nMultiviewsMatch Handlers\n"))
-	writeFile(t, f.referrersTempFile(), tree.EmptyReferrers())
+	writeFile(t, f.referrersTempFile(), distribution.EmptyReferrers())
 	backdate(t, root.Dir())
 	return f
 }
