@@ -422,6 +422,7 @@ func (b *batch) merge(o batch) {
 // only ctx ending is an error.
 func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 	var failed batch
+	listed := map[string]bool{} // found by a full pass, not marked by an event
 	if err := w.root.RequireTree(); err != nil {
 		if !w.noTree {
 			w.noTree = true
@@ -444,7 +445,10 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 			failed.full = true
 		}
 		for _, repo := range repos {
-			b.addRepo(repo)
+			if !b.repos[repo] {
+				listed[repo] = true
+				b.addRepo(repo)
+			}
 		}
 		b.catalog = true
 		if w.fs != nil {
@@ -462,6 +466,11 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 	for _, repo := range repos {
 		if err := ctx.Err(); err != nil {
 			return failed, context.Cause(ctx)
+		}
+		if listed[repo] && w.changing(repo) {
+			// Changing right now (an rm -r, an rsync): re-derived once
+			// quiet, rather than written into while it changes.
+			continue
 		}
 		d, err := w.deriveRepo(repo)
 		if err != nil {
@@ -494,6 +503,14 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 	}
 	w.log.Debug("checked", "repositories", len(repos), "catalog", b.catalog, "full", b.full, "changed", changed, "elapsed", time.Since(start))
 	return failed, nil
+}
+
+// changing reports whether events have marked repo since its batch was
+// taken.
+func (w *watcher) changing(repo string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending.repos[repo]
 }
 
 func (w *watcher) deriveRepo(repo string) (tree.Derived, error) {
