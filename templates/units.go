@@ -17,3 +17,15 @@ var GCUnits = []string{"image-serve-gc.service", "image-serve-gc.timer", "image-
 
 // GCUnit returns the content of the scheduling file name, one of GCUnits.
 func GCUnit(name string) ([]byte, error) { return gcUnits.ReadFile(name) }
+
+// The systemd service that runs "image-serve watch", installed in
+// /etc/systemd/system/ as WatchUnitName. A plain file too.
+//
+//go:embed image-serve-watch.service
+var watchUnit []byte
+
+// WatchUnitName is the name of the watch service, as installed.
+const WatchUnitName = "image-serve-watch.service"
+
+// WatchUnit returns the content of the watch service.
+func WatchUnit() []byte { return append([]byte(nil), watchUnit...) }

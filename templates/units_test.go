@@ -11,10 +11,7 @@ import (
 // unitKeys parses a systemd unit file into "Section.Key" -> value.
 func unitKeys(t *testing.T, name string) map[string]string {
 	t.Helper()
-	b, err := GCUnit(name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := unitFile(t, name)
 	keys := map[string]string{}
 	section := ""
 	for i, line := range strings.Split(string(b), "\n") {
@@ -53,6 +50,42 @@ func TestGCUnits(t *testing.T) {
 	cmd := strings.Fields(svc["Service.ExecStart"])
 	if len(cmd) != 3 || !filepath.IsAbs(cmd[0]) || filepath.Base(cmd[0]) != "image-serve" || cmd[1] != "gc" || cmd[2] != "--quiet" {
 		t.Errorf("service: ExecStart=%q, want /…/image-serve gc --quiet", svc["Service.ExecStart"])
+	}
+}
+
+// unitFile is the content of unit file name: the watch service or a
+// scheduling file.
+func unitFile(t *testing.T, name string) []byte {
+	t.Helper()
+	if name == WatchUnitName {
+		return WatchUnit()
+	}
+	b, err := GCUnit(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestWatchUnit: the service runs "image-serve watch" for the default
+// root, restarts it when it fails, counts the exit statuses of SIGINT and
+// SIGTERM as a clean stop, and starts at boot.
+func TestWatchUnit(t *testing.T) {
+	keys := unitKeys(t, WatchUnitName)
+	for k, v := range map[string]string{
+		"Service.Environment":       "IMAGE_SERVE_ROOT=/var/lib/image-serve",
+		"Service.Restart":           "on-failure",
+		"Service.SuccessExitStatus": "130 143",
+		"Install.WantedBy":          "multi-user.target",
+		"Unit.RequiresMountsFor":    "/var/lib/image-serve",
+	} {
+		if keys[k] != v {
+			t.Errorf("%s=%q, want %q", k, keys[k], v)
+		}
+	}
+	cmd := strings.Fields(keys["Service.ExecStart"])
+	if len(cmd) != 2 || !filepath.IsAbs(cmd[0]) || filepath.Base(cmd[0]) != "image-serve" || cmd[1] != "watch" {
+		t.Errorf("ExecStart=%q, want /…/image-serve watch", keys["Service.ExecStart"])
 	}
 }
 
@@ -111,11 +144,8 @@ func TestGCUnitsSystemdAnalyze(t *testing.T) {
 		t.Fatal(err)
 	}
 	var files []string
-	for _, name := range []string{"image-serve-gc.service", "image-serve-gc.timer"} {
-		b, err := GCUnit(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, name := range []string{"image-serve-gc.service", "image-serve-gc.timer", WatchUnitName} {
+		b := unitFile(t, name)
 		b = []byte(strings.ReplaceAll(string(b), "/usr/local/bin/image-serve", bin))
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, b, 0o644); err != nil {
@@ -124,7 +154,7 @@ func TestGCUnitsSystemdAnalyze(t *testing.T) {
 		files = append(files, p)
 	}
 	out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
-	if err != nil || strings.Contains(string(out), "image-serve-gc") {
+	if err != nil || strings.Contains(string(out), "image-serve-") {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }

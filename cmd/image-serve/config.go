@@ -55,6 +55,14 @@ image-serve's before nginx support), so the tree must be writable.`,
 Both run "image-serve gc --quiet" with IMAGE_SERVE_ROOT set to --root.`,
 				Action: runConfigGCSchedule,
 			},
+			{
+				Name:  "watch-service",
+				Usage: "print the systemd service that runs watch",
+				Description: `Install it as /etc/systemd/system/image-serve-watch.service and enable it
+(systemctl enable --now image-serve-watch.service). It runs "image-serve watch" with
+IMAGE_SERVE_ROOT set to --root, and restarts it if it fails.`,
+				Action: runConfigWatchService,
+			},
 		},
 	}
 }
@@ -84,6 +92,19 @@ func runConfigGCSchedule(c *cli.Context) error {
 	}
 	// The files name the default root; point them at this one.
 	b = bytes.ReplaceAll(b, []byte("/var/lib/image-serve"), []byte(root.Dir()))
+	_, err = c.App.Writer.Write(b)
+	return err
+}
+
+func runConfigWatchService(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError(c, "unexpected argument %q", c.Args().First())
+	}
+	root, err := openTree(c)
+	if err != nil {
+		return err
+	}
+	b := bytes.ReplaceAll(templates.WatchUnit(), []byte("/var/lib/image-serve"), []byte(root.Dir()))
 	_, err = c.App.Writer.Write(b)
 	return err
 }

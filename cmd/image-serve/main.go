@@ -115,7 +115,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			exportCommand(),
 			listCommand(), inspectCommand(), duCommand(),
-			serveCommand(),
+			serveCommand(), watchCommand(),
 			configCommand(),
 			deleteCommand(), gcCommand(), verifyCommand(),
 			completionCommand(), manCommand(),

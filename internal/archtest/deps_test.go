@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"server":       {"tree", "typemap", "distribution"},
 	"catalog":      {"tree", "typemap", "distribution"},
 	"templates":    {"tree", "typemap", "distribution"},
+	"watch":        {"tree", "typemap", "distribution"},
 }
 
 // forbidden lists standard packages a package of ours must not import:

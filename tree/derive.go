@@ -1,0 +1,318 @@
+package tree
+
+import (
+	"errors"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/image-serve/image-serve/distribution"
+	"github.com/opencontainers/go-digest"
+)
+
+// What a watcher of the tree (package watch) needs: which entries feed
+// which derived files, and how to re-derive those when someone other than
+// image-serve — an rsync, an operator's rm -r — changed the tree. The type
+// maps and manifests are the truth; tags/list, _catalog, nginx's links
+// and the referrers indexes are derived from them, and re-deriving an
+// unchanged repository writes nothing, so a watcher never loops on its
+// own writes.
+
+// Change says what a changed entry of the tree feeds.
+type Change struct {
+	// Repo is the repository whose derived files may follow from the
+	// entry, "" for none. It may name a repository that no longer exists
+	// or never did (a namespace directory): DeriveRepo finds nothing then.
+	Repo string
+	// Catalog reports that _catalog may follow: a repository directory
+	// appeared or went, or _catalog itself changed.
+	Catalog bool
+	// Watch reports that the entry, if it is a directory, holds entries
+	// that feed derived files: a watcher must watch it.
+	Watch bool
+	// Tree reports that the entry is the root or its v2 directory: when it
+	// is replaced, everything below may have changed.
+	Tree bool
+}
+
+// Classify says what the entry at path, an absolute path at or below the
+// root, feeds. It reads nothing. Entries that feed nothing — blobs, the
+// state directory, temporary files, nginx's tag link directories (derived
+// themselves), anything outside the root — get the zero Change.
+func (r *Root) Classify(p string) Change {
+	rel, err := r.name(p)
+	if err != nil {
+		return Change{}
+	}
+	if rel == "." {
+		return Change{Watch: true, Tree: true}
+	}
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	if parts[0] != v2Dir {
+		return Change{} // the state directory, or something of the admin's
+	}
+	parts = parts[1:]
+	switch {
+	case len(parts) == 0:
+		return Change{Watch: true, Tree: true}
+	case len(parts) == 1 && parts[0] == catalogFile:
+		return Change{Catalog: true}
+	}
+	for _, c := range parts {
+		if strings.HasPrefix(c, ".") && c != headersFile {
+			return Change{} // temporary files, nginx's link directories
+		}
+	}
+	i := slices.IndexFunc(parts, func(c string) bool { return layoutDirs[c] })
+	if i < 0 {
+		// A repository directory, or a namespace above some.
+		c := Change{Catalog: true, Watch: true}
+		if repo := path.Join(parts...); ValidateRepo(repo) == nil {
+			c.Repo = repo
+		}
+		return c
+	}
+	repo, sub := path.Join(parts[:i]...), parts[i:]
+	if i == 0 || ValidateRepo(repo) != nil {
+		return Change{}
+	}
+	c := Change{Repo: repo}
+	switch sub[0] {
+	case blobsDir:
+		// Blobs feed nothing derived; the directory itself makes a
+		// repository a repository.
+		if len(sub) == 1 {
+			c.Catalog = true
+		}
+		return c
+	case manifestsDir:
+		switch len(sub) {
+		case 1:
+			c.Catalog, c.Watch = true, true
+		case 2:
+			// A type map, a TripleO symlink tag, or a manifest's directory.
+			c.Watch = distribution.ValidateDigest(digest.Digest(sub[1])) == nil
+		case 3:
+		default:
+			return Change{}
+		}
+		return c
+	case tagsDir, referrersDir:
+		switch len(sub) {
+		case 1:
+			c.Catalog, c.Watch = true, true
+		case 2:
+		default:
+			return Change{}
+		}
+		return c
+	}
+	return Change{}
+}
+
+// WatchDirs lists the subdirectories of dir, a directory of the tree,
+// that a watcher must watch (Classify says Watch). Symlinks are never
+// among them: nothing below one is the tree's. A dir that is gone has
+// none.
+func (r *Root) WatchDirs(dir string) ([]string, error) {
+	entries, err := r.readDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() && r.Classify(p).Watch {
+			dirs = append(dirs, p)
+		}
+	}
+	return dirs, nil
+}
+
+// Derived reports what DeriveRepo changed in a repository. The zero value
+// is a repository whose derived files were all in step.
+type Derived struct {
+	Repo      string
+	TagsList  bool // tags/list rewritten, or removed with the last tag
+	TagLinks  int  // nginx tag links (both kinds) added, re-pointed or removed
+	Typed     int  // typed manifest links made for nginx
+	Referrers int  // referrers indexes written or removed
+}
+
+// Changed reports whether DeriveRepo wrote anything.
+func (d Derived) Changed() bool {
+	return d.TagsList || d.TagLinks > 0 || d.Typed > 0 || d.Referrers > 0
+}
+
+// DeriveRepo re-derives every derived file of repo from its type maps and
+// manifests, in publish order: nginx's typed links, the referrers indexes,
+// then tags/list and nginx's tag links. It writes only what is out of
+// step, and reports what it changed. A repository whose directory is gone
+// (or never was one) has nothing to derive: DeriveRepo writes nothing for
+// it, not even a lock file; DeriveCatalog drops it from _catalog.
+//
+// Only call it holding the tree lock exclusively: no export, delete or
+// collection is then part way through its own steps, whose intermediate
+// states look exactly like an rsync's and which that writer completes
+// itself. It takes the repository lock, as every updater does.
+func (r *Root) DeriveRepo(repo string) (Derived, error) {
+	d := Derived{Repo: repo}
+	if err := ValidateRepo(repo); err != nil {
+		return d, err
+	}
+	if !r.isRepoDir(r.RepoDir(repo)) {
+		return d, nil
+	}
+	l, err := r.lockRepo(repo)
+	if err != nil {
+		return d, err
+	}
+	defer l.Unlock()
+	before, err := r.derivedState(repo)
+	if err != nil {
+		return d, err
+	}
+	if d.Typed, err = r.linkManifests(repo); err != nil {
+		return d, err
+	}
+	if err := r.deriveReferrers(repo); err != nil {
+		return d, err
+	}
+	if err := r.writeTagsList(repo, ""); err != nil {
+		return d, err
+	}
+	if err := r.syncTagLinks(repo); err != nil {
+		return d, err
+	}
+	after, err := r.derivedState(repo)
+	if err != nil {
+		return d, err
+	}
+	d.TagsList = before.tagsList != after.tagsList
+	d.TagLinks = countDiff(before.links, after.links)
+	d.Referrers = countDiff(before.referrers, after.referrers)
+	return d, nil
+}
+
+// deriveReferrers is RefreshReferrers for a caller holding the repository
+// lock.
+func (r *Root) deriveReferrers(repo string) error {
+	all, err := r.scanReferrers(repo, nil)
+	if err != nil {
+		return err
+	}
+	have, err := r.ReferrerSubjects(repo)
+	if err != nil {
+		return err
+	}
+	for _, s := range have {
+		if _, ok := all[s]; !ok {
+			all[s] = nil // removed by writeReferrers
+		}
+	}
+	for _, s := range sortedDigests(all) {
+		if err := r.writeReferrers(repo, s, all[s]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// derivedState is what DeriveRepo may rewrite in a repository, to compare
+// before and after: tags/list's bytes ("" for none), each tag link's
+// target, each referrers index's bytes.
+type derivedState struct {
+	tagsList  string
+	links     map[string]string
+	referrers map[string]string
+}
+
+func (r *Root) derivedState(repo string) (derivedState, error) {
+	s := derivedState{links: map[string]string{}, referrers: map[string]string{}}
+	b, err := r.readSmall(r.TagsListPath(repo), maxListSize)
+	switch {
+	case err == nil:
+		s.tagsList = string(b)
+	case !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot):
+		s.tagsList = "\x00unreadable" // replaced by any rewrite
+	}
+	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
+		entries, err := r.readDir(filepath.Join(r.manifestsDir(repo), dir))
+		if err != nil {
+			continue // missing or unreadable: no links there
+		}
+		for _, e := range entries {
+			if e.Type()&fs.ModeSymlink == 0 || isTempName(e.Name()) {
+				continue
+			}
+			target, _ := r.readlink(filepath.Join(r.manifestsDir(repo), dir, e.Name()))
+			s.links[dir+"/"+e.Name()] = target
+		}
+	}
+	subjects, err := r.ReferrerSubjects(repo)
+	if err != nil {
+		return s, nil // an unreadable directory: counted as changed if rewritten
+	}
+	for _, sub := range subjects {
+		b, _ := r.ReadReferrers(repo, sub)
+		s.referrers[sub.String()] = string(b)
+	}
+	return s, nil
+}
+
+// countDiff counts the keys whose values differ between a and b, or that
+// only one has.
+func countDiff(a, b map[string]string) int {
+	n := 0
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			n++
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// CatalogChange reports what DeriveCatalog changed.
+type CatalogChange struct {
+	Added, Removed []string // repositories
+	Rewritten      bool     // _catalog was rewritten (also when it was unreadable)
+}
+
+// DeriveCatalog rewrites _catalog from the repositories on disk if it is
+// out of step, and reports what changed. Call it holding the tree lock
+// exclusively, for the reason DeriveRepo says.
+func (r *Root) DeriveCatalog() (CatalogChange, error) {
+	var c CatalogChange
+	before, readErr := r.ReadCatalog()
+	raw, _ := r.readSmall(r.CatalogPath(), maxListSize)
+	if err := r.RefreshCatalog(); err != nil {
+		return c, err
+	}
+	after, err := r.ReadCatalog()
+	if err != nil {
+		return c, err
+	}
+	now, _ := r.readSmall(r.CatalogPath(), maxListSize)
+	c.Rewritten = readErr != nil || string(raw) != string(now)
+	for _, repo := range after {
+		if !slices.Contains(before, repo) {
+			c.Added = append(c.Added, repo)
+		}
+	}
+	for _, repo := range before {
+		if !slices.Contains(after, repo) {
+			c.Removed = append(c.Removed, repo)
+		}
+	}
+	return c, nil
+}
