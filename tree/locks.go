@@ -64,7 +64,7 @@ func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), cat
 // LockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.
 func (r *Root) LockShared() (*Lock, error) {
-	return r.lockFile(r.treeLockPath(), syscall.LOCK_SH, "the tree: a gc or delete holds it")
+	return r.lockFile(r.treeLockPath(), syscall.LOCK_SH, "the tree: maintenance (gc, delete, repair, migrate or watch) holds it")
 }
 
 // LockExclusive takes the tree lock exclusively, waiting for every writer.

@@ -513,22 +513,24 @@ func (w *watcher) changing(repo string) bool {
 	return w.pending.repos[repo]
 }
 
-func (w *watcher) deriveRepo(repo string) (tree.Derived, error) {
-	l, err := w.root.LockExclusive()
-	if err != nil {
-		return tree.Derived{}, err
-	}
-	defer l.Unlock()
-	return w.root.DeriveRepo(repo)
+// deriveRepo and deriveCatalog hold the tree exclusively (tree.Maintain),
+// a few milliseconds each: an export's steps between its manifests and
+// its tag are not under one repository lock, and a watcher that ran in
+// between would do the exporter's step itself and report it as a repair.
+func (w *watcher) deriveRepo(repo string) (d tree.Derived, err error) {
+	err = w.root.Maintain(tree.MaintainOptions{}, func() (err error) {
+		d, err = w.root.DeriveRepo(repo)
+		return err
+	})
+	return d, err
 }
 
-func (w *watcher) deriveCatalog() (tree.CatalogChange, error) {
-	l, err := w.root.LockExclusive()
-	if err != nil {
-		return tree.CatalogChange{}, err
-	}
-	defer l.Unlock()
-	return w.root.DeriveCatalog()
+func (w *watcher) deriveCatalog() (c tree.CatalogChange, err error) {
+	err = w.root.Maintain(tree.MaintainOptions{}, func() (err error) {
+		c, err = w.root.DeriveCatalog()
+		return err
+	})
+	return c, err
 }
 
 func (w *watcher) fallenBack() bool {
