@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
 )
 
 // The durable steps. Every change this package makes to the tree goes
@@ -222,14 +223,14 @@ func (r *Root) lockFile(path string, how int, what string) (*Lock, error) {
 		return nil, err // *PathError: names the lock file and the cause
 	}
 	try := func() (bool, error) {
-		held, err := flock(f, how|syscall.LOCK_NB)
+		held, err := flock(f, how|unix.LOCK_NB)
 		if err != nil {
 			return false, fmt.Errorf("lock %s: %w", path, err)
 		}
 		return held, nil
 	}
 	held, err := try()
-	if err == nil && !held && how&syscall.LOCK_NB == 0 {
+	if err == nil && !held && how&unix.LOCK_NB == 0 {
 		err = r.waits.wait(try, what+lockHolders(f))
 		held = err == nil
 	}
@@ -287,13 +288,13 @@ func (r *Root) discardTemp(tmp string) {
 // false when how has LOCK_NB and another holder has the lock.
 func flock(f *os.File, how int) (bool, error) {
 	for {
-		err := syscall.Flock(int(f.Fd()), how)
+		err := unix.Flock(int(f.Fd()), how)
 		switch {
 		case err == nil:
 			return true, nil
 		case err == syscall.EINTR:
 			continue
-		case err == syscall.EWOULDBLOCK && how&syscall.LOCK_NB != 0:
+		case err == unix.EWOULDBLOCK && how&unix.LOCK_NB != 0:
 			return false, nil
 		default:
 			return false, err

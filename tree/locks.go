@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // Locks are flock(2) locks on files under ROOT/.image-serve, so they hold
@@ -64,30 +65,30 @@ func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), cat
 // LockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.
 func (r *Root) LockShared() (*Lock, error) {
-	return r.lockFile(r.treeLockPath(), syscall.LOCK_SH, "the tree: maintenance (gc, delete, repair, migrate or watch) holds it")
+	return r.lockFile(r.treeLockPath(), unix.LOCK_SH, "the tree: maintenance (gc, delete, repair, migrate or watch) holds it")
 }
 
 // LockExclusive takes the tree lock exclusively, waiting for every writer.
 func (r *Root) LockExclusive() (*Lock, error) {
-	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX, "the tree: exports or deletes are writing it")
+	return r.lockFile(r.treeLockPath(), unix.LOCK_EX, "the tree: exports or deletes are writing it")
 }
 
 // TryLockExclusive takes the tree lock exclusively if nobody holds it, and
 // returns nil otherwise.
 func (r *Root) TryLockExclusive() (*Lock, error) {
-	return r.lockFile(r.treeLockPath(), syscall.LOCK_EX|syscall.LOCK_NB, "")
+	return r.lockFile(r.treeLockPath(), unix.LOCK_EX|unix.LOCK_NB, "")
 }
 
 func (r *Root) lockBlob(d digest.Digest) (*Lock, error) {
-	return r.lockFile(r.blobLockPath(d), syscall.LOCK_EX, "blob "+d.String()+": another export is fetching it")
+	return r.lockFile(r.blobLockPath(d), unix.LOCK_EX, "blob "+d.String()+": another export is fetching it")
 }
 
 func (r *Root) lockRepo(repo string) (*Lock, error) {
-	return r.lockFile(r.repoLockPath(repo), syscall.LOCK_EX, "repository "+repo+": another command is updating its tags")
+	return r.lockFile(r.repoLockPath(repo), unix.LOCK_EX, "repository "+repo+": another command is updating its tags")
 }
 
 func (r *Root) lockCatalog() (*Lock, error) {
-	return r.lockFile(r.catalogLockPath(), syscall.LOCK_EX, "_catalog: another command is rewriting it")
+	return r.lockFile(r.catalogLockPath(), unix.LOCK_EX, "_catalog: another command is rewriting it")
 }
 
 // Waits says how a Root waits for a lock another process holds. The zero
@@ -213,7 +214,7 @@ func lockHolders(f *os.File) string {
 // behind each other on the tree lock: cron may start the next one while
 // the last still runs.
 func (r *Root) TryLockGC() (*Lock, error) {
-	return r.lockFile(filepath.Join(r.locksDir(), gcLockFile), syscall.LOCK_EX|syscall.LOCK_NB, "")
+	return r.lockFile(filepath.Join(r.locksDir(), gcLockFile), unix.LOCK_EX|unix.LOCK_NB, "")
 }
 
 // BlobLocks lists the digests that have a blob lock file.
