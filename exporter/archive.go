@@ -61,16 +61,23 @@ func openRegular(path string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
+	if err := checkRegular(f); err != nil {
 		f.Close()
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, &notRegularError{path, fi.Mode()}
-	}
 	return f, nil
+}
+
+// checkRegular refuses an open file that is not a regular file.
+func checkRegular(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return &notRegularError{f.Name(), fi.Mode()}
+	}
+	return nil
 }
 
 // notRegularError is a file that is a FIFO, a device, a socket or a

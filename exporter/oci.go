@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
@@ -17,9 +18,9 @@ import (
 
 // ociLayout reads an OCI image layout directory (oci:DIR[:REF]).
 type ociLayout struct {
-	dir     string // symlinks resolved: every blob must resolve inside it
-	label   string // how errors name the source
-	root    Descriptor
+	root    *os.Root // every file is opened through it, so none leads outside
+	label   string   // how errors name the source
+	image   Descriptor
 	cleanup func() error
 }
 
@@ -34,29 +35,33 @@ type ociIndexEntry struct {
 // openOCILayout opens dir and finds image ref ("" when the layout holds one
 // image). It also returns the image's name as the layout records it.
 func openOCILayout(dir, ref, label string) (*ociLayout, string, error) {
-	real, err := filepath.EvalSymlinks(dir)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", label, err)
 	}
-	if _, err := os.Stat(filepath.Join(real, "oci-layout")); err != nil {
+	if _, err := root.Stat("oci-layout"); err != nil {
+		root.Close()
 		return nil, "", fmt.Errorf("%s: not an OCI layout (no oci-layout file)", label)
 	}
-	l := &ociLayout{dir: real, label: label}
+	l := &ociLayout{root: root, label: label}
 	raw, err := l.readFile("index.json", tree.MaxManifestSize)
 	if err != nil {
+		root.Close()
 		return nil, "", err
 	}
 	var idx struct {
 		Manifests []ociIndexEntry `json:"manifests"`
 	}
 	if err := json.Unmarshal(raw, &idx); err != nil {
+		root.Close()
 		return nil, "", fmt.Errorf("%s: index.json: %v", label, err)
 	}
 	e, err := pickOCIImage(idx.Manifests, ref, label)
 	if err != nil {
+		root.Close()
 		return nil, "", err
 	}
-	l.root = e.Descriptor
+	l.image = e.Descriptor
 	return l, e.Annotations[annotationRefName], nil
 }
 
@@ -81,30 +86,25 @@ func pickOCIImage(entries []ociIndexEntry, ref, label string) (ociIndexEntry, er
 	}
 }
 
-// path resolves a file of the layout, refusing symlinks that lead outside
-// it: an untrusted layout must not make us publish /etc/shadow as a blob.
-func (l *ociLayout) path(rel string) (string, error) {
-	p, err := filepath.EvalSymlinks(filepath.Join(l.dir, rel))
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", l.label, err)
-	}
-	if p != l.dir && !strings.HasPrefix(p, l.dir+string(filepath.Separator)) {
-		return "", fmt.Errorf("%s: %s is a symlink to %s, outside the layout", l.label, rel, p)
-	}
-	return p, nil
-}
-
+// open opens a file of the layout for reading, refusing a symlink that
+// leads outside it — an untrusted layout must not make us publish
+// /etc/shadow as a blob — and anything but a regular file.
 func (l *ociLayout) open(rel string) (*os.File, error) {
-	p, err := l.path(rel)
-	if err != nil {
-		return nil, err
+	f, err := l.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if tree.EscapesRoot(err) {
+		if target, lerr := l.root.Readlink(rel); lerr == nil {
+			return nil, fmt.Errorf("%s: %s is a symlink to %s, outside the layout", l.label, rel, target)
+		}
+		return nil, fmt.Errorf("%s: %s leads outside the layout", l.label, rel)
 	}
-	f, err := openRegular(p)
-	var nr *notRegularError
-	if errors.As(err, &nr) {
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.label, err)
 	}
-	return f, err
+	if err := checkRegular(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", l.label, err)
+	}
+	return f, nil
 }
 
 func (l *ociLayout) readFile(rel string, max int64) ([]byte, error) {
@@ -131,14 +131,14 @@ func blobRel(d digest.Digest) (string, error) {
 }
 
 func (l *ociLayout) Root(ctx context.Context) ([]byte, string, error) {
-	b, err := l.Manifest(ctx, l.root)
+	b, err := l.Manifest(ctx, l.image)
 	if err != nil {
 		return nil, "", err
 	}
-	if got := l.root.Digest.Algorithm().FromBytes(b); got != l.root.Digest {
-		return nil, "", fmt.Errorf("%s: manifest %s: content does not match its digest (got %s)", l.label, l.root.Digest, got)
+	if got := l.image.Digest.Algorithm().FromBytes(b); got != l.image.Digest {
+		return nil, "", fmt.Errorf("%s: manifest %s: content does not match its digest (got %s)", l.label, l.image.Digest, got)
 	}
-	return b, l.root.MediaType, nil
+	return b, l.image.MediaType, nil
 }
 
 func (l *ociLayout) Manifest(_ context.Context, d Descriptor) ([]byte, error) {
@@ -162,10 +162,11 @@ func (l *ociLayout) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, erro
 }
 
 func (l *ociLayout) Close() error {
+	err := l.root.Close()
 	if l.cleanup != nil {
-		return l.cleanup()
+		err = errors.Join(err, l.cleanup())
 	}
-	return nil
+	return err
 }
 
 // openOCIArchive unpacks an oci-archive (a tar of a layout) into a
@@ -189,9 +190,10 @@ func openOCIArchive(ctx context.Context, file, ref, label string) (*ociLayout, s
 	return l, name, nil
 }
 
-// untar extracts regular files and directories of archive into dir.
-// Links are skipped: a layout needs none, and they are how archives escape
-// their directory. Sparse files, FIFOs and devices are refused, so what
+// untar extracts regular files and directories of archive into dir,
+// through an os.Root of dir. Links are skipped: a layout needs none, and
+// they are how archives escape their directory; an entry naming ".." is
+// refused with its name, before os.Root would refuse it. Sparse files, FIFOs and devices are refused, so what
 // is written is never more than the archive's own size.
 func untar(ctx context.Context, archive, dir string) error {
 	f, err := openRegular(archive)
@@ -199,6 +201,11 @@ func untar(ctx context.Context, archive, dir string) error {
 		return err
 	}
 	defer f.Close()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tr := tar.NewReader(ctxReader{ctx, f})
 	for {
 		h, err := tr.Next()
@@ -218,25 +225,26 @@ func untar(ctx context.Context, archive, dir string) error {
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
 			return fmt.Errorf("entry %q leaves the archive", h.Name)
 		}
-		target := filepath.Join(dir, name)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o700); err != nil {
+			if err := root.MkdirAll(name, 0o700); err != nil {
 				return err
 			}
 		case tar.TypeReg:
-			if err := writeUntarred(target, tr); err != nil {
+			if err := writeUntarred(root, name, tr); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func writeUntarred(path string, r io.Reader) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+// writeUntarred creates file name inside root (never through a link out
+// of it) with r's bytes.
+func writeUntarred(root *os.Root, name string, r io.Reader) error {
+	if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

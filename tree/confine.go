@@ -81,12 +81,30 @@ type rootState struct {
 	osRootOnly bool
 }
 
-// escapes is os.Root's error for a path that leaves it, learnt from the
-// first root opened (os does not export it).
+// escapes is os.Root's error for a path that leaves it, learnt once (os
+// does not export it).
 var (
 	escapesOnce sync.Once
 	escapes     error
 )
+
+// EscapesRoot reports whether err is an os.Root's refusal of a path that
+// leaves its root: a ".." above it, or a symlink leading outside. Readers
+// of untrusted directories (oci: layouts) use it to say so in their own
+// words.
+func EscapesRoot(err error) bool {
+	escapesOnce.Do(func() {
+		root, err := os.OpenRoot("/")
+		if err != nil {
+			return
+		}
+		defer root.Close()
+		// ".." out of the root is refused before any system call.
+		_, err = root.Lstat("..")
+		escapes = errors.Unwrap(err)
+	})
+	return err != nil && escapes != nil && errors.Is(err, escapes)
+}
 
 // noOpenat2 is set once openat2 turns out to be missing (Linux before
 // 5.6, or a seccomp filter that does not know it).
@@ -133,11 +151,6 @@ func (t *dirHandle) os() (*os.Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	escapesOnce.Do(func() {
-		// ".." out of the root is refused before any system call.
-		_, err := root.Lstat("..")
-		escapes = errors.Unwrap(err)
-	})
 	t.root = root
 	return root, nil
 }
@@ -315,7 +328,7 @@ func cause(err error) error {
 }
 
 func isEscape(err error) bool {
-	return err != nil && (errors.Is(err, ErrOutsideRoot) || (escapes != nil && errors.Is(err, escapes)))
+	return err != nil && (errors.Is(err, ErrOutsideRoot) || EscapesRoot(err))
 }
 
 // The reads. Each resolves its path inside the tree; none follows a
