@@ -116,6 +116,14 @@ func (b *Builder) MultiArch(repo, tag string, archs []string, shared ...v1.Layer
 // relative. tags/list lists it, as it did then.
 func (b *Builder) Symlink(repo, tag string, d digest.Digest, absolute bool) {
 	b.t.Helper()
+	b.UnlistedSymlink(repo, tag, d, absolute)
+	b.tags[repo] = append(b.tags[repo], tag)
+}
+
+// UnlistedSymlink is Symlink, but tags/list does not list the tag: a
+// listing no server contradicts (the tag answers 404 before migration).
+func (b *Builder) UnlistedSymlink(repo, tag string, d digest.Digest, absolute bool) {
+	b.t.Helper()
 	target := d.String()
 	if absolute {
 		target = filepath.Join("/var/lib/image-serve/v2", repo, "manifests", d.String())
@@ -125,7 +133,6 @@ func (b *Builder) Symlink(repo, tag string, d digest.Digest, absolute bool) {
 	if err := os.Symlink(target, link); err != nil {
 		b.t.Fatal(err)
 	}
-	b.tags[repo] = append(b.tags[repo], tag)
 }
 
 // RepoHtaccess writes the per-repository manifests/.htaccess TripleO wrote
@@ -159,8 +166,14 @@ func (b *Builder) Finish() {
 
 // Umask077 gives the tree the modes an export under sudo with umask 077
 // left: directories 0700, files 0600 — but layer blobs 0644, as TripleO
-// set them from 2020-08.
-func (b *Builder) Umask077() {
+// set them from 2020-08. No web server running as another user reads
+// such a tree.
+func (b *Builder) Umask077() { b.Umask(0o077) }
+
+// Umask gives the tree the modes TripleO's exporter left under mask:
+// directories 0775 &^ mask (os.makedirs), files 0666 &^ mask, layer blobs
+// 0644.
+func (b *Builder) Umask(mask os.FileMode) {
 	b.t.Helper()
 	err := filepath.Walk(filepath.Join(b.Dir, "v2"), func(path string, fi os.FileInfo, err error) error {
 		switch {
@@ -169,11 +182,11 @@ func (b *Builder) Umask077() {
 		case fi.Mode()&os.ModeSymlink != 0:
 			return nil
 		case fi.IsDir():
-			return os.Chmod(path, 0o700)
+			return os.Chmod(path, 0o775&^mask)
 		case strings.HasSuffix(path, ".gz"):
 			return os.Chmod(path, 0o644)
 		default:
-			return os.Chmod(path, 0o600)
+			return os.Chmod(path, 0o666&^mask)
 		}
 	})
 	if err != nil {
