@@ -40,7 +40,7 @@ func TestCrashPointsMigrate(t *testing.T) {
 			`^link v2/ns/compute/manifests/sha256:[0-9a-f]{64}/manifest\.docker-list$`,
 			`^rename v2/ns/compute/manifests/\.tags-fallback/current$`,
 			`^rename v2/ns/compute/manifests/current\.type-map$`,
-			`^rename v2/ns/api/manifests/2019\.type-map$`,
+			`^rename v2/ns/api/manifests/r2019\.type-map$`,
 			`^unlink v2/ns/api/manifests/r2019$`,
 			`^rename v2/ns/api/tags/list$`,
 			`^unlink v2/ns/api/manifests/\.htaccess$`,
