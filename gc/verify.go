@@ -46,6 +46,9 @@ func verifyLocked(root *tree.Root, repos []string) (*VerifyReport, error) {
 	if err := v.outsideLinks(repos); err != nil {
 		return nil, err
 	}
+	if err := v.legacyConventions(repos); err != nil {
+		return nil, err
+	}
 	targets := repos
 	if len(targets) == 0 {
 		targets = stored
@@ -70,7 +73,24 @@ func verifyLocked(root *tree.Root, repos []string) (*VerifyReport, error) {
 	}
 	v.report.Problems = append([]Problem{}, v.problems...)
 	slices.SortStableFunc(v.report.Problems, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortStableFunc(v.report.Legacy, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
 	return v.report, nil
+}
+
+// legacyConventions records, as legacy rather than problems, the
+// conventions of trees TripleO's exporter wrote that migrate rewrites:
+// every command reads them as they are, so they are no damage.
+func (v *verifier) legacyConventions(repos []string) error {
+	findings, err := v.root.LegacyConventions(repos)
+	if err != nil {
+		return err
+	}
+	v.legacy = map[string]tree.LegacyKind{}
+	for _, f := range findings {
+		v.legacy[f.Path] = f.Kind
+		v.report.Legacy = append(v.report.Legacy, Problem{Path: f.Path, Message: f.Kind.Describe() + " — legacy, run migrate"})
+	}
+	return nil
 }
 
 // VerifyReport is what Verify checked and found.
@@ -95,6 +115,9 @@ type verifier struct {
 	// outside are the paths of the symlinks leading outside the tree,
 	// reported once each.
 	outside map[string]bool
+	// legacy are the paths of TripleO's conventions migrate rewrites:
+	// what they make disagree is no problem there.
+	legacy map[string]tree.LegacyKind
 }
 
 // problem records a problem at path, unless path is a symlink leading
@@ -147,14 +170,6 @@ func (v *verifier) repo(repo string) error {
 	}
 	if err := v.tags(repo, g); err != nil {
 		return err
-	}
-	legacy, err := r.LegacyTags(repo)
-	if err != nil {
-		return err
-	}
-	for _, tag := range legacy {
-		v.report.Legacy = append(v.report.Legacy, Problem{Path: r.LegacyTagPath(repo, tag),
-			Message: "a TripleO symlink tag (" + tag + "): no server serves it and tags/list does not list it, but gc keeps what it names — export the tag again to rewrite it as a type map"})
 	}
 	return v.referrers(g)
 }
@@ -317,16 +332,22 @@ func (v *verifier) tags(repo string, g *repoGraph) error {
 				v.problem(r.TypeMapPath(repo, tag), "names manifest %s, which is not in the repository", tv.Digest)
 				continue
 			}
-			if h, err := r.ReadHeaders(repo, tv.Digest); err == nil && h.ContentType != "" && h.ContentType != tv.MediaType {
+			// TripleO copied a child's type from its list entry: migrate
+			// rewrites such a map with the type the headers state.
+			sizeRanked := v.legacy[r.TypeMapPath(repo, tag)] == tree.LegacyTypeMap
+			if h, err := r.ReadHeaders(repo, tv.Digest); err == nil && !sizeRanked && h.ContentType != "" && h.ContentType != tv.MediaType {
 				v.problem(r.TypeMapPath(repo, tag), "offers %s as %q, its headers say %q", tv.Digest, tv.MediaType, h.ContentType)
 			}
 		}
 	}
-	return v.settle(func() ([]Problem, error) { return tagsListProblems(r, repo) })
+	unsorted := v.legacy[r.TagsListPath(repo)] == tree.LegacyTagsList
+	return v.settle(func() ([]Problem, error) { return tagsListProblems(r, repo, unsorted) })
 }
 
 // tagsListProblems compares repo's tags/list with its type maps.
-func tagsListProblems(r *tree.Root, repo string) ([]Problem, error) {
+// With unsorted, a list of the right tags in another order (symlink tags
+// among them) is TripleO's, and no problem.
+func tagsListProblems(r *tree.Root, repo string, unsorted bool) ([]Problem, error) {
 	tags, err := r.Tags(repo)
 	if err != nil {
 		return nil, err
@@ -342,6 +363,8 @@ func tagsListProblems(r *tree.Root, repo string) ([]Problem, error) {
 		return p("lists %v, but the repository has no tags", listed)
 	case len(tags) > 0 && !ok:
 		return p("missing: the repository has tags %v", tags)
+	case unsorted && legacyListing(r, repo, listed, tags):
+		return nil, nil
 	case !slices.Equal(listed, tags):
 		return p("lists %v, the type maps are %v", listed, tags)
 	}
@@ -351,10 +374,18 @@ func tagsListProblems(r *tree.Root, repo string) ([]Problem, error) {
 // catalog checks _catalog against the repositories with tags: all of
 // them, or only those named.
 func (v *verifier) catalog(named []string) error {
-	return v.settle(func() ([]Problem, error) { return catalogProblems(v.root, named) })
+	tripleO := v.legacy[v.root.CatalogPath()] == tree.LegacyCatalog
+	return v.settle(func() ([]Problem, error) { return catalogProblemsOf(v.root, named, tripleO) })
 }
 
 func catalogProblems(r *tree.Root, named []string) ([]Problem, error) {
+	return catalogProblemsOf(r, named, false)
+}
+
+// catalogProblemsOf compares _catalog with the repositories. With
+// tripleO, a _catalog TripleO wrote leaves out repositories of other than
+// two-level names, and that is no problem.
+func catalogProblemsOf(r *tree.Root, named []string, tripleO bool) ([]Problem, error) {
 	repos, err := r.Repositories()
 	if err != nil {
 		return nil, err
@@ -375,6 +406,7 @@ func catalogProblems(r *tree.Root, named []string) ([]Problem, error) {
 		switch {
 		case in && !tagged:
 			ps = append(ps, Problem{r.CatalogPath(), fmt.Sprintf("lists %s, which is not a repository with tags", repo)})
+		case !in && tagged && tripleO && !tree.TwoLevel(repo):
 		case !in && tagged:
 			ps = append(ps, Problem{r.CatalogPath(), fmt.Sprintf("does not list repository %s", repo)})
 		}
@@ -419,4 +451,20 @@ func (v *verifier) hashBlob(repo string, b tree.StoredBlob) (digest.Digest, erro
 	}
 	v.hashed[key] = dg.Digest()
 	return dg.Digest(), nil
+}
+
+func sortedCopy(ss []string) []string {
+	c := slices.Clone(ss)
+	slices.Sort(c)
+	return c
+}
+
+// legacyListing reports whether listed holds exactly repo's tags and its
+// TripleO symlink tags, in any order.
+func legacyListing(r *tree.Root, repo string, listed, tags []string) bool {
+	links, err := r.LegacyTags(repo)
+	if err != nil {
+		return false
+	}
+	return slices.Equal(sortedCopy(listed), sortedCopy(append(slices.Clone(tags), links...)))
 }

@@ -10,7 +10,7 @@ import (
 
 // Crash points. Every durable step a writer of the tree takes — each
 // directory made, rename into place, hard link, symlink, unlink,
-// directory removal, directory sync and lock taken — first calls
+// directory removal, directory sync, lock taken and mode changed — first calls
 // crashPoint (the functions in durable.go do, and nothing else in this
 // package touches the disk for writing). Two environment variables, read
 // once when the process starts, turn the points on:
@@ -42,6 +42,7 @@ const (
 	stepRmdir   = "rmdir"
 	stepSyncDir = "syncdir"
 	stepLock    = "lock"
+	stepChmod   = "chmod"
 )
 
 // crashArmed is set when either variable is: the only thing a crash

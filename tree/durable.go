@@ -114,6 +114,22 @@ func (r *Root) renameEntry(tmp, path string) error {
 	return r.in2("rename", tmp, path, func(root *os.Root, oldname, newname string) error { return root.Rename(oldname, newname) })
 }
 
+// chmodEntry sets the permission bits of the file or directory at path
+// to mode: a tree another writer left under a umask of 077 (0600 files,
+// 0700 directories) becomes readable by the web server. A symlink at path
+// is left alone, never what it names changed.
+func (r *Root) chmodEntry(path string, mode fs.FileMode) error {
+	fi, err := r.lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil // no step: nothing changes
+	}
+	crashPoint(stepChmod, path)
+	return r.in("chmod", path, func(root *os.Root, name string) error { return root.Chmod(name, mode) })
+}
+
 // hardLink makes dst another name of src. A symlink at src is linked as
 // itself, never followed.
 func (r *Root) hardLink(src, dst string) error {

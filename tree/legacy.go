@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
@@ -107,3 +109,91 @@ func (r *Root) unlinkLegacyTag(repo, tag string) error {
 	}
 	return r.syncDir(r.manifestsDir(repo))
 }
+
+// LegacyKind names one convention of trees TripleO's exporter wrote that
+// every command reads as it is, and that Migrate rewrites.
+type LegacyKind string
+
+// The conventions, as verify names them.
+const (
+	// LegacyBlob: a layer stored as blobs/<digest>.gz only.
+	LegacyBlob LegacyKind = "gz-blob"
+	// LegacyHeaders: a manifest .htaccess with TripleO's unquoted ETag line.
+	LegacyHeaders LegacyKind = "etag-header"
+	// LegacyRepoHeaders: a per-repository manifests/.htaccess.
+	LegacyRepoHeaders LegacyKind = "repository-htaccess"
+	// LegacyTypeMap: a multi-arch type map without qs, which Apache ranks
+	// by size.
+	LegacyTypeMap LegacyKind = "size-ranked-type-map"
+	// LegacySymlinkTag: a tag stored as a symlink to its digest directory.
+	LegacySymlinkTag LegacyKind = "symlink-tag"
+	// LegacyTagsList: a tags/list listing the right tags unsorted, or
+	// listing symlink tags.
+	LegacyTagsList LegacyKind = "unsorted-tags-list"
+	// LegacyCatalog: a _catalog unsorted, or of two-level names only.
+	LegacyCatalog LegacyKind = "tripleo-catalog"
+	// LegacyMode: a file or directory of another mode than 0644 or 0755,
+	// as an export under umask 077 left them (0600, 0700).
+	LegacyMode LegacyKind = "mode"
+)
+
+// LegacyFinding is one legacy convention found at Path.
+type LegacyFinding struct {
+	Kind LegacyKind
+	Path string
+}
+
+// Describe says what the convention is, for verify's line.
+func (k LegacyKind) Describe() string {
+	switch k {
+	case LegacyBlob:
+		return "a layer stored only as <digest>.gz (TripleO's name; a server-wide AddEncoding breaks it under TripleO's vhost)"
+	case LegacyHeaders:
+		return "TripleO's headers, with an unquoted ETag line that never matches"
+	case LegacyRepoHeaders:
+		return "TripleO's per-repository .htaccess (MultiviewsMatch Handlers: phantom tags under MultiViews)"
+	case LegacyTypeMap:
+		return "a multi-arch type map without qs: Apache serves the smaller variant, so arm64 nodes may get the amd64 image"
+	case LegacySymlinkTag:
+		return "a TripleO symlink tag: no server serves it and tags/list does not list it, but gc keeps what it names"
+	case LegacyTagsList:
+		return "TripleO's tags/list: unsorted, or listing symlink tags"
+	case LegacyCatalog:
+		return "TripleO's _catalog: unsorted, or of two-level names only"
+	case LegacyMode:
+		return "mode left by a umask of 077: a web server running as another user cannot read it"
+	}
+	return string(k)
+}
+
+// LegacyConventions lists the legacy conventions Migrate would rewrite in
+// repos (all of the tree, _catalog and modes included, when empty), by
+// path. It changes nothing and takes no lock: the caller holds the tree
+// lock (verify holds it shared).
+func (r *Root) LegacyConventions(repos []string) ([]LegacyFinding, error) {
+	p, err := r.planMigration(repos)
+	if err != nil {
+		return nil, err
+	}
+	return p.findings, nil
+}
+
+// catalogTripleO reports whether a _catalog listing listed, when the
+// repositories with tags are repos, is TripleO's: the same repositories
+// unsorted, or only (and all) those of two-level names.
+func catalogTripleO(listed, repos []string) bool {
+	if slices.Equal(sortedCopy(listed), repos) {
+		return true
+	}
+	var twoLevel []string
+	for _, repo := range repos {
+		if TwoLevel(repo) {
+			twoLevel = append(twoLevel, repo)
+		}
+	}
+	return slices.Equal(sortedCopy(listed), twoLevel)
+}
+
+// TwoLevel reports whether repo is a name TripleO's _catalog listed
+// before 2022-03: <namespace>/<name>.
+func TwoLevel(repo string) bool { return strings.Count(repo, "/") == 1 }

@@ -117,7 +117,7 @@ func newApp() *cli.App {
 			listCommand(), inspectCommand(), duCommand(),
 			serveCommand(), watchCommand(),
 			configCommand(),
-			deleteCommand(), gcCommand(), verifyCommand(),
+			deleteCommand(), gcCommand(), verifyCommand(), migrateCommand(),
 			completionCommand(), manCommand(),
 		},
 		EnableBashCompletion: true,

@@ -115,6 +115,7 @@ func TestJSONOutput(t *testing.T) {
 		"du":      g("du", "--json"),
 		"gc":      g("gc", "--json"),
 		"verify":  g("verify", "--json"),
+		"migrate": g("migrate", "--json"),
 	}
 	outputs["verify --repair"] = g("verify", "--repair", "--json")
 	outputs["delete"] = g("delete", "--json", "hello:latest")

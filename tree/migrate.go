@@ -1,0 +1,694 @@
+package tree
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/typemap"
+	"github.com/opencontainers/go-digest"
+)
+
+// Migration. A tree TripleO's exporter wrote (legacy.go lists its
+// conventions) is rewritten in place to the layout this package writes,
+// while servers serve it: every step is one of durable.go's, each file is
+// replaced by a rename, and the steps run in publish order — modes, then
+// blobs, then manifests, then tags, then listings, then _catalog — so
+// that at every instant each server (Apache with TripleO's vhost or ours,
+// nginx, the embedded server) finds every tag it served before complete.
+// docs/legacy-trees.md argues each step.
+
+// MigrateReport says what Migrate changed, or with DryRun would change,
+// one count per kind of change.
+type MigrateReport struct {
+	DryRun bool `json:"dry_run"`
+	// ModesFixed are files made 0644 and directories 0755.
+	ModesFixed int `json:"modes_fixed"`
+	// BlobsRenamed are <digest>.gz blobs given their plain name, a hard
+	// link of the same inode (the .gz name stays).
+	BlobsRenamed int `json:"blobs_renamed"`
+	// HeadersRewritten are manifest .htaccess files rewritten without the
+	// ETag line, with the media type the manifest's bytes state.
+	HeadersRewritten int `json:"headers_rewritten"`
+	// TypeMapsRewritten are type maps rewritten with explicit preferences
+	// (qs) and the media types the manifests' headers state.
+	TypeMapsRewritten int `json:"type_maps_rewritten"`
+	// LegacyTagsConverted are symlink tags rewritten as type maps.
+	LegacyTagsConverted int `json:"legacy_tags_converted"`
+	// ListingsSorted are tags/list files and _catalog rewritten sorted and
+	// complete.
+	ListingsSorted int `json:"listings_sorted"`
+	// NginxLinksAdded are nginx's typed manifest links and tag links
+	// added or set right.
+	NginxLinksAdded int `json:"nginx_links_added"`
+	// RepoHeadersRemoved are per-repository manifests/.htaccess files
+	// removed.
+	RepoHeadersRemoved int `json:"repository_headers_removed"`
+	// SkeletonWritten are the files every server needs that were missing:
+	// v2/index.json, the error bodies, the empty referrers index.
+	SkeletonWritten int `json:"skeleton_written"`
+	// Problems are what migrate found and left alone: damage, not
+	// convention (verify says more).
+	Problems []MigrateProblem `json:"problems,omitempty"`
+}
+
+// Changes is the number of changes the report counts.
+func (m *MigrateReport) Changes() int {
+	return m.ModesFixed + m.BlobsRenamed + m.HeadersRewritten + m.TypeMapsRewritten + m.LegacyTagsConverted +
+		m.ListingsSorted + m.NginxLinksAdded + m.RepoHeadersRemoved + m.SkeletonWritten
+}
+
+// MigrateProblem is one thing migrate could not convert.
+type MigrateProblem struct {
+	Path    string `json:"path"`
+	Problem string `json:"problem"`
+}
+
+func (p MigrateProblem) String() string { return p.Path + ": " + p.Problem }
+
+// Migrate rewrites the tree from TripleO's conventions to the current
+// layout, or with dryRun only reports what it would change. It holds the
+// tree lock exclusively, as gc does: exports, deletes and collections
+// wait, servers go on serving. It is idempotent: a run over a migrated
+// tree changes nothing and reports no change. It fetches, copies and
+// re-hashes no blob (verify re-hashes); what it cannot convert is left as
+// it is and reported as a problem.
+func (r *Root) Migrate(dryRun bool) (*MigrateReport, error) {
+	if err := r.RequireTree(); err != nil {
+		return nil, err
+	}
+	l, err := r.LockExclusive()
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	p, err := r.planMigration(nil)
+	if err != nil {
+		return nil, err
+	}
+	rep := p.report()
+	rep.DryRun = dryRun
+	if dryRun {
+		return rep, nil
+	}
+	return rep, r.migrate(p)
+}
+
+// migration is what a run changes, planned from the tree before the first
+// change.
+type migration struct {
+	skeleton    int
+	modes       []modeFix
+	blobs       []repoDigest
+	manifests   []manifestFix // headers and typed links
+	tags        []tagFix
+	refresh     []string // repositories whose tags/list or tag links need rewriting
+	repoHeaders []string // repositories with a manifests/.htaccess
+	catalog     bool
+	listings    int // tags/list files and _catalog out of order or step
+	tagLinks    int // nginx tag links missing or wrong
+	problems    []MigrateProblem
+	// findings are the conventions planned away, for verify.
+	findings []LegacyFinding
+}
+
+type modeFix struct {
+	path string
+	mode fs.FileMode
+}
+
+type repoDigest struct {
+	repo string
+	d    digest.Digest
+}
+
+type manifestFix struct {
+	repoDigest
+	mediaType string
+	headers   bool // the .htaccess needs rewriting
+	typed     bool // the typed link is missing
+}
+
+type tagFix struct {
+	repo, tag string
+	variants  []TagVariant
+	legacy    bool // a symlink tag
+}
+
+func (p *migration) report() *MigrateReport {
+	rep := &MigrateReport{SkeletonWritten: p.skeleton, ModesFixed: len(p.modes), BlobsRenamed: len(p.blobs),
+		ListingsSorted: p.listings, NginxLinksAdded: p.tagLinks, RepoHeadersRemoved: len(p.repoHeaders), Problems: p.problems}
+	for _, m := range p.manifests {
+		if m.headers {
+			rep.HeadersRewritten++
+		}
+		if m.typed {
+			rep.NginxLinksAdded++
+		}
+	}
+	for _, t := range p.tags {
+		if t.legacy {
+			rep.LegacyTagsConverted++
+		} else {
+			rep.TypeMapsRewritten++
+		}
+	}
+	return rep
+}
+
+// merge adds what q plans for a repository to p.
+func (p *migration) merge(q *migration) {
+	p.blobs = append(p.blobs, q.blobs...)
+	p.manifests = append(p.manifests, q.manifests...)
+	p.tags = append(p.tags, q.tags...)
+	p.refresh = append(p.refresh, q.refresh...)
+	p.repoHeaders = append(p.repoHeaders, q.repoHeaders...)
+	p.listings += q.listings
+	p.tagLinks += q.tagLinks
+	p.problems = append(p.problems, q.problems...)
+	p.findings = append(p.findings, q.findings...)
+}
+
+func (p *migration) problem(path, format string, args ...any) {
+	p.problems = append(p.problems, MigrateProblem{Path: path, Problem: fmt.Sprintf(format, args...)})
+}
+
+func (p *migration) legacy(kind LegacyKind, path string) {
+	p.findings = append(p.findings, LegacyFinding{Kind: kind, Path: path})
+}
+
+// migrate carries out p in publish order.
+func (r *Root) migrate(p *migration) error {
+	if p.skeleton > 0 {
+		if err := r.Init(); err != nil {
+			return err
+		}
+	}
+	// Modes first: a reader the old modes kept out gets in, nobody else
+	// notices.
+	for _, m := range p.modes {
+		if err := r.chmodEntry(m.path, m.mode); err != nil {
+			return err
+		}
+	}
+	// Blobs: the plain name next to the .gz, one inode, before any tag
+	// relies on the plain name.
+	for _, b := range p.blobs {
+		if err := r.publishHardLink(r.LegacyBlobPath(b.repo, b.d), r.BlobPath(b.repo, b.d)); err != nil {
+			return fmt.Errorf("blob %s of %s: %w", b.d, b.repo, err)
+		}
+	}
+	for _, m := range p.manifests {
+		if err := r.migrateManifest(m); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.tags {
+		// Nginx's links, the type map, the symlink's removal, tags/list,
+		// _catalog: PutTag's order.
+		if err := r.PutTag(t.repo, t.tag, t.variants); err != nil {
+			return err
+		}
+	}
+	for _, repo := range p.refresh {
+		if err := r.RefreshTags(repo); err != nil {
+			return err
+		}
+	}
+	// The per-repository .htaccess last: every type map it declared a
+	// handler for is ours now, and our servers declare the handler
+	// themselves.
+	for _, repo := range p.repoHeaders {
+		if err := r.unlink(r.repoHeadersPath(repo)); err != nil {
+			return err
+		}
+		if err := r.syncDir(r.manifestsDir(repo)); err != nil {
+			return err
+		}
+	}
+	if p.catalog {
+		return r.RefreshCatalog()
+	}
+	return nil
+}
+
+// migrateManifest rewrites a manifest's headers, then gives it its typed
+// link: the headers Apache sends change in one rename, and nginx gets the
+// manifest only once its type is right.
+func (r *Root) migrateManifest(m manifestFix) error {
+	if m.headers {
+		if err := r.publish(r.HeadersPath(m.repo, m.d), headers(m.d, m.mediaType)); err != nil {
+			return fmt.Errorf("manifest %s of %s: %w", m.d, m.repo, err)
+		}
+	}
+	if m.typed {
+		if err := r.linkTypedManifest(m.repo, m.d, m.mediaType); err != nil {
+			return fmt.Errorf("manifest %s of %s: %w", m.d, m.repo, err)
+		}
+	}
+	return nil
+}
+
+// planMigration reads the tree (the repositories named, or all when
+// repos is empty) and plans its migration. It changes nothing.
+func (r *Root) planMigration(repos []string) (*migration, error) {
+	p := &migration{}
+	all := len(repos) == 0
+	if all {
+		var err error
+		if repos, err = r.StoredRepositories(); err != nil {
+			return nil, err
+		}
+		p.skeleton = r.skeletonMissing()
+		if err := r.planModes(p, r.V2Dir()); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, repo := range repos {
+			if err := r.planModes(p, r.RepoDir(repo)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	tagged := map[string]bool{}
+	for _, repo := range repos {
+		if err := ValidateRepo(repo); err != nil {
+			return nil, err
+		}
+		rp := &migration{}
+		has, err := r.planRepo(rp, repo)
+		if err == nil {
+			p.merge(rp)
+		}
+		if errors.Is(err, ErrOutsideRoot) {
+			// What the repository holds is not all in the tree: leave it
+			// alone, as gc does (verify names the link).
+			p.problem(r.RepoDir(repo), "%v: left as it is", err)
+			has = r.isFile(r.TagsListPath(repo))
+		} else if err != nil {
+			return nil, fmt.Errorf("repository %s: %w", repo, err)
+		}
+		tagged[repo] = has
+	}
+	if all {
+		r.planCatalog(p, tagged)
+	}
+	return p, nil
+}
+
+// skeletonMissing counts the files Init would write.
+func (r *Root) skeletonMissing() int {
+	want := map[string][]byte{r.PingPath(): []byte("{}"), r.EmptyReferrersPath(): EmptyReferrers()}
+	for _, e := range distribution.Errors() {
+		want[r.ErrorPath(e)] = e.Body()
+	}
+	n := 0
+	for path, data := range want {
+		if b, err := r.readSmall(path, len(data)); err != nil || string(b) != string(data) {
+			n++
+		}
+	}
+	return n
+}
+
+// planModes plans the mode of every file and directory below dir that
+// is not ours: 0644 and 0755. Temporary files and symlinks keep theirs.
+func (r *Root) planModes(p *migration, dir string) error {
+	err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+				return nil
+			}
+			return err
+		}
+		if isTempName(e.Name()) || e.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(fileMode)
+		if fi.IsDir() {
+			want = dirMode
+		} else if !fi.Mode().IsRegular() {
+			return nil
+		}
+		if fi.Mode().Perm() != want {
+			p.modes = append(p.modes, modeFix{path, want})
+			p.legacy(LegacyMode, path)
+		}
+		return nil
+	})
+	return err
+}
+
+// planRepo plans repo's blobs, manifests, tags and listings, and reports
+// whether the repository has tags once migrated.
+func (r *Root) planRepo(p *migration, repo string) (bool, error) {
+	if err := r.planBlobs(p, repo); err != nil {
+		return false, err
+	}
+	types, err := r.planManifests(p, repo)
+	if err != nil {
+		return false, err
+	}
+	tags, err := r.planTags(p, repo, types)
+	if err != nil {
+		return false, err
+	}
+	if r.isFile(r.repoHeadersPath(repo)) {
+		p.repoHeaders = append(p.repoHeaders, repo)
+		p.legacy(LegacyRepoHeaders, r.repoHeadersPath(repo))
+	}
+	return len(tags) > 0, nil
+}
+
+// planBlobs plans a plain name for every .gz blob that lacks one.
+func (r *Root) planBlobs(p *migration, repo string) error {
+	blobs, err := r.Blobs(repo)
+	if err != nil {
+		return err
+	}
+	for _, b := range blobs {
+		if !b.Legacy {
+			continue
+		}
+		legacy, plain := r.LegacyBlobPath(repo, b.Digest), r.BlobPath(repo, b.Digest)
+		if _, err := r.lstat(plain); err == nil {
+			if !r.sameInode(legacy, plain) {
+				p.problem(legacy, "both %s and its .gz name are in the repository, as different files: verify tells which is sound", b.Digest)
+			}
+			continue
+		}
+		p.blobs = append(p.blobs, repoDigest{repo, b.Digest})
+		p.legacy(LegacyBlob, legacy)
+	}
+	return nil
+}
+
+// planManifests plans every complete manifest's headers and typed link,
+// and returns the media type each will have.
+func (r *Root) planManifests(p *migration, repo string) (map[digest.Digest]*storedManifest, error) {
+	ds, err := r.ManifestDigests(repo)
+	if err != nil {
+		return nil, err
+	}
+	out := map[digest.Digest]*storedManifest{}
+	for _, d := range ds {
+		if !r.ManifestComplete(repo, d) {
+			continue
+		}
+		m, err := r.readStoredManifest(repo, d)
+		if err != nil {
+			p.problem(r.ManifestPath(repo, d), "%v", err)
+			continue
+		}
+		out[d] = m
+		fix := manifestFix{repoDigest: repoDigest{repo, d}, mediaType: m.mediaType}
+		old, err := r.readSmall(r.HeadersPath(repo, d), maxHeadersSize)
+		fix.headers = err != nil || string(old) != string(headers(d, m.mediaType))
+		if fix.headers && err == nil && hasETagLine(old) {
+			p.legacy(LegacyHeaders, r.HeadersPath(repo, d))
+		}
+		if link, ok := r.TypedManifestPath(repo, d, m.mediaType); ok && !r.sameInode(r.ManifestPath(repo, d), link) {
+			fix.typed = true
+		}
+		if fix.headers || fix.typed {
+			p.manifests = append(p.manifests, fix)
+		}
+	}
+	return out, nil
+}
+
+// storedManifest is what migration needs of a manifest in the tree.
+type storedManifest struct {
+	mediaType string
+	manifest  *distribution.Manifest
+}
+
+// readStoredManifest reads manifest d of repo, checks its bytes against
+// its name, and tells its media type from the bytes: the mediaType they
+// state, else schema 1's (signed or not), else what its headers record.
+func (r *Root) readStoredManifest(repo string, d digest.Digest) (*storedManifest, error) {
+	raw, err := r.ReadManifest(repo, d)
+	if err != nil {
+		return nil, err
+	}
+	if got := d.Algorithm().FromBytes(raw); got != d {
+		return nil, fmt.Errorf("content is %s, not the manifest its directory names: left as it is", got)
+	}
+	m, err := distribution.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%v: left as it is", err)
+	}
+	mt := m.MediaType
+	if mt == "" && m.SchemaVersion == 1 {
+		var signed struct {
+			Signatures json.RawMessage `json:"signatures"`
+		}
+		mt = distribution.MediaTypeDockerSchema1
+		if json.Unmarshal(raw, &signed) == nil && len(signed.Signatures) > 0 {
+			mt = distribution.MediaTypeDockerSchema1JWS
+		}
+	}
+	if mt == "" {
+		h, err := r.ReadHeaders(repo, d)
+		if err != nil || h.ContentType == "" {
+			return nil, errors.New("states no media type, and no header records one: left as it is")
+		}
+		mt = h.ContentType
+	}
+	if !mediaTypePattern.MatchString(mt) {
+		return nil, fmt.Errorf("invalid media type %q: left as it is", mt)
+	}
+	return &storedManifest{mediaType: mt, manifest: m}, nil
+}
+
+// planTags plans repo's type maps and symlink tags, its tags/list and its
+// nginx tag links, and returns the tags repo has once migrated.
+func (r *Root) planTags(p *migration, repo string, ms map[digest.Digest]*storedManifest) ([]string, error) {
+	maps, err := r.Tags(repo)
+	if err != nil {
+		return nil, err
+	}
+	links, err := r.LegacyTags(repo)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.planDanglingSymlinks(p, repo, links); err != nil {
+		return nil, err
+	}
+	refresh := false
+	final := slices.Clone(maps)
+	for _, tag := range maps {
+		vs, err := r.TagVariants(repo, tag)
+		if err != nil {
+			p.problem(r.TypeMapPath(repo, tag), "%v", err)
+			continue
+		}
+		want, ok := wantVariants(p, r.TypeMapPath(repo, tag), vs, ms)
+		if !ok {
+			continue
+		}
+		_, legacy := r.legacyTag(repo, tag)
+		old, _ := r.readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
+		rewrite := string(old) != string(typeMapOf(tag, want))
+		if rewrite && len(vs) > 1 && !hasQS(vs) {
+			p.legacy(LegacyTypeMap, r.TypeMapPath(repo, tag))
+		}
+		if rewrite || legacy {
+			p.tags = append(p.tags, tagFix{repo: repo, tag: tag, variants: want, legacy: legacy && !rewrite})
+			if legacy {
+				p.legacy(LegacySymlinkTag, r.legacyTagPath(repo, tag))
+			}
+		}
+		if n := r.tagLinksOff(repo, tag, want); n > 0 {
+			p.tagLinks += n
+			refresh = true
+		}
+	}
+	for _, tag := range links {
+		if slices.Contains(maps, tag) {
+			continue // the type map is the tag; the link goes with its rewrite
+		}
+		d, _ := r.legacyTag(repo, tag)
+		want, ok := wantVariants(p, r.legacyTagPath(repo, tag), []TagVariant{{Digest: d}}, ms)
+		if !ok {
+			continue
+		}
+		p.tags = append(p.tags, tagFix{repo: repo, tag: tag, variants: want, legacy: true})
+		p.legacy(LegacySymlinkTag, r.legacyTagPath(repo, tag))
+		p.tagLinks += r.tagLinksOff(repo, tag, want)
+		final = append(final, tag)
+	}
+	slices.Sort(final)
+	if r.tagsListOff(repo, final) {
+		p.listings++
+		refresh = true
+	}
+	// TripleO's listing: the tags migrated, symlink tags among them, in
+	// directory order.
+	if listed, ok, err := r.ReadTagsList(repo); err == nil && ok && slices.Equal(sortedCopy(listed), final) && !slices.Equal(listed, maps) {
+		p.legacy(LegacyTagsList, r.TagsListPath(repo))
+	}
+	if refresh && !slices.ContainsFunc(p.tags, func(t tagFix) bool { return t.repo == repo }) {
+		p.refresh = append(p.refresh, repo)
+	}
+	return final, nil
+}
+
+// planDanglingSymlinks reports the symlinks in repo's manifests directory
+// that look like tags but name no manifest of the repository.
+func (r *Root) planDanglingSymlinks(p *migration, repo string, links []string) error {
+	entries, err := r.readDir(r.manifestsDir(repo))
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink != 0 && distribution.ValidateTag(e.Name()) == nil && !slices.Contains(links, e.Name()) {
+			p.problem(r.legacyTagPath(repo, e.Name()), "a symlink tag naming no manifest of the repository: left as it is")
+		}
+	}
+	return nil
+}
+
+// wantVariants is what a tag offering vs offers once migrated: its
+// manifest — for a multi-arch tag, the index or list among vs — with the
+// media type its bytes state, and for an index its linux/amd64 image as
+// a fallback at a low qs, as an export writes it. A variant whose
+// manifest is gone (TripleO published a list before its children) is
+// dropped; a tag without its top manifest, or offering several manifests
+// of which none is an index, is left as it is.
+func wantVariants(p *migration, path string, vs []TagVariant, ms map[digest.Digest]*storedManifest) ([]TagVariant, bool) {
+	top := -1
+	for i, v := range vs {
+		if m, ok := ms[v.Digest]; ok && distribution.IsIndex(m.mediaType) {
+			top = i
+			break
+		}
+	}
+	if top < 0 && len(vs) == 1 {
+		top = 0
+	}
+	if top < 0 {
+		if len(vs) > 1 && !hasQS(vs) {
+			p.problem(path, "offers %d manifests, none of them an index: left as it is", len(vs))
+		}
+		return nil, false
+	}
+	m, ok := ms[vs[top].Digest]
+	if !ok {
+		p.problem(path, "names manifest %s, which is not in the repository: left as it is", vs[top].Digest)
+		return nil, false
+	}
+	if !distribution.IsIndex(m.mediaType) {
+		return []TagVariant{{Digest: vs[top].Digest, MediaType: m.mediaType}}, true
+	}
+	want := []TagVariant{{Digest: vs[top].Digest, MediaType: m.mediaType, QS: 1}}
+	for _, c := range m.manifest.Manifests {
+		if c.Platform == nil || c.Platform.OS != "linux" || c.Platform.Architecture != "amd64" {
+			continue
+		}
+		if cm, ok := ms[c.Digest]; ok && !distribution.IsIndex(cm.mediaType) {
+			return append(want, TagVariant{Digest: c.Digest, MediaType: cm.mediaType, QS: amd64FallbackQS}), true
+		}
+	}
+	return want, true
+}
+
+// amd64FallbackQS is the quality of a multi-arch tag's linux/amd64 image
+// next to its index: clients that take indexes get the index, those that
+// take none the image, as from a distribution registry.
+const amd64FallbackQS = 0.001
+
+func hasQS(vs []TagVariant) bool {
+	return slices.ContainsFunc(vs, func(v TagVariant) bool { return v.QS != 0 })
+}
+
+// typeMapOf is the type map PutTag writes for tag.
+func typeMapOf(tag string, vs []TagVariant) []byte {
+	m := typemap.Map{URI: tag}
+	for _, v := range vs {
+		m.Variants = append(m.Variants, TypeMapVariant(v))
+	}
+	return m.Marshal()
+}
+
+// tagLinksOff counts tag's nginx links that do not point where vs says.
+func (r *Root) tagLinksOff(repo, tag string, vs []TagVariant) int {
+	main, fallback := tagLinkTargets(vs)
+	n := 0
+	for path, d := range map[string]digest.Digest{r.TagLinkPath(repo, tag): main, r.FallbackLinkPath(repo, tag): fallback} {
+		if got, err := r.readlink(path); err != nil || got != linkTarget(d) {
+			n++
+		}
+	}
+	return n
+}
+
+// tagsListOff reports whether repo's tags/list is not what writeTagsList
+// writes for tags.
+func (r *Root) tagsListOff(repo string, tags []string) bool {
+	old, err := r.readSmall(r.TagsListPath(repo), maxListSize)
+	if len(tags) == 0 {
+		return err == nil || !errors.Is(err, fs.ErrNotExist)
+	}
+	want, _ := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{repo, tags})
+	return err != nil || string(old) != string(want)
+}
+
+// planCatalog plans _catalog: the repositories with tags, sorted.
+func (r *Root) planCatalog(p *migration, tagged map[string]bool) {
+	repos := []string{}
+	for repo, has := range tagged {
+		if has {
+			repos = append(repos, repo)
+		}
+	}
+	slices.Sort(repos)
+	want, _ := json.Marshal(struct {
+		Repositories []string `json:"repositories"`
+	}{repos})
+	old, err := r.readSmall(r.CatalogPath(), maxListSize)
+	if err == nil && string(old) == string(want) {
+		return
+	}
+	p.catalog = true
+	p.listings++
+	if listed, err := r.ReadCatalog(); err == nil && catalogTripleO(listed, repos) {
+		p.legacy(LegacyCatalog, r.CatalogPath())
+	}
+}
+
+func sortedCopy(ss []string) []string {
+	c := slices.Clone(ss)
+	slices.Sort(c)
+	return c
+}
+
+// repoHeadersPath is TripleO's per-repository manifests/.htaccess.
+func (r *Root) repoHeadersPath(repo string) string {
+	return filepath.Join(r.manifestsDir(repo), headersFile)
+}
+
+// hasETagLine reports a TripleO .htaccess: its third line sets an ETag.
+func hasETagLine(b []byte) bool {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "Header set ETag ") {
+			return true
+		}
+	}
+	return false
+}
