@@ -72,6 +72,8 @@ func TestSweepTemps(t *testing.T) {
 		filepath.Join(blobs, "."+d.String()+"8812345"),
 		filepath.Join(r.ManifestDir("ns/app", d), ".index.json42"),
 		filepath.Join(r.ManifestDir("ns/app", d), "..htaccess42"),
+		// the temporary link of a tag that is all digits, "2019"
+		filepath.Join(filepath.Dir(r.ManifestDir("ns/app", d)), ".tags", ".20191234567"),
 	}
 	for _, p := range stale {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

@@ -72,8 +72,9 @@ type MigrateProblem struct {
 func (p MigrateProblem) String() string { return p.Path + ": " + p.Problem }
 
 // Migrate rewrites the tree from TripleO's conventions to the current
-// layout, or with dryRun only reports what it would change. It holds the
-// tree lock exclusively, as gc does: exports, deletes and collections
+// layout, or with dryRun only reports what it would change. It is a
+// maintenance operation (Maintain), holding the tree lock exclusively, as
+// gc does: exports, deletes and collections
 // wait, servers go on serving. It is idempotent: a run over a migrated
 // tree changes nothing and reports no change. It fetches, copies and
 // re-hashes no blob (verify re-hashes); what it cannot convert is left as
@@ -82,21 +83,20 @@ func (r *Root) Migrate(dryRun bool) (*MigrateReport, error) {
 	if err := r.RequireTree(); err != nil {
 		return nil, err
 	}
-	l, err := r.LockExclusive()
-	if err != nil {
-		return nil, err
-	}
-	defer l.Unlock()
-	p, err := r.planMigration(nil)
-	if err != nil {
-		return nil, err
-	}
-	rep := p.report()
-	rep.DryRun = dryRun
-	if dryRun {
-		return rep, nil
-	}
-	return rep, r.migrate(p)
+	var rep *MigrateReport
+	err := r.Maintain(MaintainOptions{ReadOnly: dryRun}, func() error {
+		p, err := r.planMigration(nil)
+		if err != nil {
+			return err
+		}
+		rep = p.report()
+		rep.DryRun = dryRun
+		if dryRun {
+			return nil
+		}
+		return r.migrate(p)
+	})
+	return rep, err
 }
 
 // migration is what a run changes, planned from the tree before the first
@@ -303,7 +303,7 @@ func (r *Root) planMigration(repos []string) (*migration, error) {
 
 // skeletonMissing counts the files Init would write.
 func (r *Root) skeletonMissing() int {
-	want := map[string][]byte{r.PingPath(): []byte("{}"), r.EmptyReferrersPath(): EmptyReferrers()}
+	want := map[string][]byte{r.PingPath(): []byte("{}"), r.EmptyReferrersPath(): distribution.EmptyReferrers()}
 	for _, e := range distribution.Errors() {
 		want[r.ErrorPath(e)] = e.Body()
 	}

@@ -34,13 +34,14 @@ func (r *Root) SweepTemps() (int, error) {
 	return n, err
 }
 
-// isTempName matches renameio's temporary names: "." + target + digits.
+// isTempName matches our temporary names: "." + target + digits. The
+// target may be all digits itself (a tag "2019"), so ".2019" + digits is
+// one too: no name of the layout is a dot and digits alone.
 func isTempName(name string) bool {
 	if !strings.HasPrefix(name, ".") || name == headersFile {
 		return false
 	}
-	trimmed := strings.TrimRight(name, "0123456789")
-	return len(trimmed) < len(name) && len(trimmed) > 1
+	return strings.TrimRight(name, "0123456789") != name
 }
 
 // SweepRepoTemps is SweepTemps for one repository: the temporary files in
