@@ -6,6 +6,8 @@
 package catalog
 
 import (
+	"errors"
+	"io/fs"
 	"slices"
 	"time"
 
@@ -31,6 +33,29 @@ type Tag struct {
 	Size int64 `json:"size"`
 	// Changed is when the tag was last set.
 	Changed time.Time `json:"changed"`
+	// Legacy marks a tag TripleO's exporter wrote as a symlink, which no
+	// server serves until migrate rewrites it.
+	Legacy bool `json:"legacy,omitempty"`
+}
+
+// TagNames are the tags of repo, sorted: those with a type map and
+// TripleO's symlink tags.
+func TagNames(root *tree.Root, repo string) ([]string, error) {
+	tags, err := root.Tags(repo)
+	if err != nil {
+		return nil, err
+	}
+	legacy, err := root.LegacyTags(repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range legacy {
+		if !slices.Contains(tags, l) {
+			tags = append(tags, l)
+		}
+	}
+	slices.Sort(tags)
+	return tags, nil
 }
 
 // Tags describes every tag of repos, in order (repositories sorted, then
@@ -39,7 +64,7 @@ type Tag struct {
 func Tags(root *tree.Root, repos []string) ([]Tag, error) {
 	var out []Tag
 	for _, repo := range repos {
-		tags, err := root.Tags(repo)
+		tags, err := TagNames(root, repo)
 		if err != nil {
 			return out, err
 		}
@@ -57,6 +82,13 @@ func Tags(root *tree.Root, repos []string) ([]Tag, error) {
 func describeTag(root *tree.Root, repo, tag string) (Tag, error) {
 	t := Tag{Repository: repo, Tag: tag, Platforms: []string{}}
 	vs, err := root.TagVariants(repo, tag)
+	if d, ok := root.LegacyTagTarget(repo, tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
+		mt, merr := root.ManifestMediaType(repo, d)
+		if merr != nil {
+			return t, merr
+		}
+		vs, err, t.Legacy = []tree.TagVariant{{Digest: d, MediaType: mt}}, nil, true
+	}
 	if err != nil {
 		return t, err
 	}

@@ -226,11 +226,18 @@ func digestFromTypeMapURI(uri string) (digest.Digest, error) {
 
 // TagChanged is when tag of repo was last set: the modification time of
 // its type map, which every retag replaces.
+//
+// A TripleO symlink tag was last set when its symlink was made.
 func (r *Root) TagChanged(repo, tag string) (time.Time, error) {
 	if err := distribution.ValidateTag(tag); err != nil {
 		return time.Time{}, err
 	}
 	fi, err := r.lstat(r.TypeMapPath(repo, tag))
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if _, ok := r.legacyTag(repo, tag); ok {
+			fi, err = r.lstat(r.legacyTagPath(repo, tag))
+		}
+	}
 	if err != nil {
 		return time.Time{}, err
 	}

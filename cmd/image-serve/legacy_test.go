@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +15,8 @@ import (
 // holds tags as symlinks, manifests/<tag> -> the digest directory,
 // relative or absolute. Guards: verify said nothing of them and a gc
 // collected what they named, so the tag was lost for good. No server
-// serves them yet (all three agree: 404), but gc keeps what they name,
+// serves them before migrate (all three agree: 404), but list names them,
+// gc keeps what they name,
 // verify names them as legacy without failing, delete removes them, and
 // an export of the tag rewrites it as a type map.
 func TestLegacySymlinkTags(t *testing.T) {
@@ -46,6 +48,19 @@ func TestLegacySymlinkTags(t *testing.T) {
 		if !strings.Contains(r.stdout, "legacy: "+filepath.Join(manifests, tag)+": a TripleO symlink tag") {
 			t.Errorf("verify does not name %s as legacy:\n%s", tag, r.stdout)
 		}
+	}
+	// list names them as tags, and --long says what they are.
+	if out := mustRun(t, "--root", root.Dir(), "list", "legacy/app").stdout; out != "abs\nkept\nrel\n" {
+		t.Errorf("list legacy/app:\n%s\nwant abs, kept, rel", out)
+	}
+	long := mustRun(t, "--root", root.Dir(), "list", "--long", "legacy/app").stdout
+	for _, tag := range []string{"rel", "abs"} {
+		if !regexp.MustCompile(`(?m)^legacy/app:` + tag + `\s+eaee5ad67319\s+oci-index\s.*\(TripleO symlink tag: run migrate\)$`).MatchString(long) {
+			t.Errorf("list --long does not show %s as a symlink tag of the index:\n%s", tag, long)
+		}
+	}
+	if strings.Contains(long, "kept  (TripleO") || strings.Count(long, "run migrate") != 2 {
+		t.Errorf("list --long marks a tag with a type map as a symlink tag:\n%s", long)
 	}
 	// Nothing a symlink tag reaches is collected, even without grace.
 	mustRun(t, "--root", root.Dir(), "delete", "--no-prune", "legacy/app:kept")

@@ -68,7 +68,7 @@ func runList(c *cli.Context) error {
 		}
 	default:
 		for _, repo := range repos {
-			tags, err := root.Tags(repo)
+			tags, err := catalog.TagNames(root, repo)
 			if err != nil {
 				return err
 			}
@@ -92,8 +92,12 @@ func printTags(c *cli.Context, tags []catalog.Tag) error {
 		if platforms == "" {
 			platforms = "-"
 		}
+		changed := t.Changed.UTC().Format(time.DateTime)
+		if t.Legacy {
+			changed += "  (TripleO symlink tag: run migrate)"
+		}
 		fmt.Fprintf(w, "%s:%s\t%s\t%s\t%s\t%s\t%s\n", t.Repository, t.Tag, shortDigest(t.Digest.String()), shortType(t.MediaType),
-			platforms, humanBytes(t.Size), t.Changed.UTC().Format(time.DateTime))
+			platforms, humanBytes(t.Size), changed)
 	}
 	return w.Flush()
 }
