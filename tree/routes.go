@@ -394,13 +394,18 @@ func compile(table []Route) []Route {
 }
 
 // Layout names the static servers need beyond the routes' files: the
-// values the nginx template maps a request to.
+// values the nginx template maps a request to, the extension Apache hands
+// to its type-map handler.
 type Layout struct {
 	TagLinksDir      string // manifests/<TagLinksDir>/<tag>: clients that take indexes
 	FallbackLinksDir string // manifests/<FallbackLinksDir>/<tag>: clients that take none
+	TypeMapExt       string // manifests/<tag><TypeMapExt>
+	HeadersFile      string // manifests/<digest>/<HeadersFile>: Apache's per-manifest headers
+	LegacyBlobExt    string // blobs/<digest><LegacyBlobExt>: an extension Apache may map to an encoding
 }
 
 // Names returns the layout names of Layout.
 func Names() Layout {
-	return Layout{TagLinksDir: tagLinksDir, FallbackLinksDir: fallbackLinksDir}
+	return Layout{TagLinksDir: tagLinksDir, FallbackLinksDir: fallbackLinksDir, TypeMapExt: typeMapExt,
+		HeadersFile: headersFile, LegacyBlobExt: legacyBlobExt}
 }
