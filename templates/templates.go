@@ -1,8 +1,8 @@
 // Package templates renders the web server configurations that serve a
 // static registry tree. The configurations are the ones our reference
 // setups proved against skopeo, crane, containerd and the OCI conformance
-// suites; the tree layout they route over is catalog's, so every path
-// comes from a tree.Root.
+// suites; the tree layout they route over is tree's, so every path,
+// pattern and file comes from a tree.Root or the route table (routes.go).
 package templates
 
 import (

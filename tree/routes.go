@@ -134,9 +134,9 @@ type Route struct {
 	NotFound distribution.Error
 
 	re     *regexp.Regexp
-	lits   []string // literal parts of Path, all in any path it matches
-	params []Param  // captured params of Path, in order
-	groups []int    // their submatch indexes in re
+	params []Param                    // captured params of Path, in order
+	groups []int                      // their submatch indexes in re
+	fast   func(string) (Match, bool) // re's answer without re, or nil (fast.go)
 }
 
 // The routes' names.
@@ -252,11 +252,14 @@ func MatchRoute(path string) (*Route, Match) {
 
 // Match reports whether rt's grammar matches path, and what it captured.
 func (rt *Route) Match(path string) (Match, bool) {
-	for _, l := range rt.lits {
-		if !strings.Contains(path, l) {
-			return Match{}, false // cheaper than the regexp, which would fail too
-		}
+	if rt.fast != nil {
+		return rt.fast(path)
 	}
+	return rt.matchRegexp(path)
+}
+
+// matchRegexp is Match by the route's regular expression.
+func (rt *Route) matchRegexp(path string) (Match, bool) {
 	sub := rt.re.FindStringSubmatchIndex(path)
 	if sub == nil {
 		return Match{}, false
@@ -264,17 +267,21 @@ func (rt *Route) Match(path string) (Match, bool) {
 	var m Match
 	for i, p := range rt.params {
 		g := rt.groups[i]
-		v := path[sub[2*g]:sub[2*g+1]]
-		switch p {
-		case ParamRepo:
-			m.Repo = v
-		case ParamTag:
-			m.Tag = v
-		case ParamDigest:
-			m.Digest = digest.Digest(v)
-		}
+		m.set(p, path[sub[2*g]:sub[2*g+1]])
 	}
 	return m, true
+}
+
+// set records v as p's value.
+func (m *Match) set(p Param, v string) {
+	switch p {
+	case ParamRepo:
+		m.Repo = v
+	case ParamTag:
+		m.Tag = v
+	case ParamDigest:
+		m.Digest = digest.Digest(v)
+	}
 }
 
 // URL is the path of rt that captures m: its Path with m's values for
@@ -369,16 +376,12 @@ func compile(table []Route) []Route {
 	for i := range table {
 		rt := &table[i]
 		if rt.Path != "" {
-			Expand(rt.Path, func(s string) string {
-				rt.lits = append(rt.lits, s)
-				return s
-			}, func(p Param) string {
+			Expand(rt.Path, nil, func(p Param) string {
 				if p.captured() {
 					rt.params = append(rt.params, p)
 				}
 				return ""
 			})
-			rt.lits = slices.DeleteFunc(rt.lits, func(s string) bool { return s == "" })
 		}
 		rt.re = regexp.MustCompile(rt.Pattern(func(p Param, pattern string) string {
 			return "(?P<" + string(p) + ">" + pattern + ")"
@@ -389,6 +392,7 @@ func compile(table []Route) []Route {
 		if rt.Path == "" && rt.Regexp == "" {
 			panic(fmt.Sprintf("tree: route %s has no grammar", rt.Name))
 		}
+		rt.fast = fastMatcher(*rt)
 	}
 	return table
 }
