@@ -99,13 +99,20 @@ func fastMatcher(rt Route) func(string) (Match, bool) {
 }
 
 // fastRegexp matches the routes given by a regular expression that is a
-// literal to find, a literal suffix or anything; nil for others.
+// literal to find, a literal suffix, a literal with an optional trailing
+// slash or anything; nil for others.
 func fastRegexp(re string) func(string) (Match, bool) {
 	if re == "^" {
 		return func(string) (Match, bool) { return Match{}, true }
 	}
 	if lit, complete := regexp.MustCompile(re).LiteralPrefix(); complete {
 		return func(p string) (Match, bool) { return Match{}, strings.Contains(p, lit) }
+	}
+	if body, ok := strings.CutSuffix(re, "/?$"); ok && strings.HasPrefix(body, "^") {
+		if lit, complete := regexp.MustCompile(body[1:]).LiteralPrefix(); complete {
+			// ^lit/?$, the ping
+			return func(p string) (Match, bool) { return Match{}, p == lit || p == lit+"/" }
+		}
 	}
 	if body, ok := strings.CutSuffix(re, "$"); ok {
 		if lit, complete := regexp.MustCompile(body).LiteralPrefix(); complete && !strings.HasPrefix(body, "^") {
