@@ -19,7 +19,7 @@ import (
 // servePing answers /v2/ with the tree's v2/index.json, as Apache does, or
 // with "{}" if the tree lacks it: containers/image refuses a registry whose
 // /v2/ is not 200 or 401 (serving-notes §1.2).
-func (h *handler) servePing(w http.ResponseWriter, r *http.Request) {
+func (h *handler) servePing(w http.ResponseWriter, r *http.Request, _ tree.Match) {
 	w.Header().Set("Content-Type", jsonType)
 	f, fi, err := h.openFile(h.root.PingPath())
 	if errors.Is(err, fs.ErrNotExist) {
@@ -46,6 +46,12 @@ func serveFile(w http.ResponseWriter, r *http.Request, f *os.File, fi fs.FileInf
 	serveContent(w, r, fi.ModTime(), f)
 }
 
+// The listing routes, whose URLs the Link headers of pages name.
+var (
+	tagsListRoute, _ = tree.LookupRoute(tree.RouteTagsList)
+	catalogRoute, _  = tree.LookupRoute(tree.RouteCatalog)
+)
+
 // tagsList is the body of /v2/<repo>/tags/list.
 type tagsList struct {
 	Name string   `json:"name"`
@@ -60,12 +66,13 @@ type repositories struct {
 // serveTagsList serves the repository's published tags/list: the file
 // Apache serves, which the writers rebuild from the type maps after every
 // change, so both servers list the same tags.
-func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, repo string) {
+func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, m tree.Match) {
+	repo := m.Repo
 	if tree.ValidateRepo(repo) != nil {
 		h.fail(w, r, distribution.ErrNameUnknown)
 		return
 	}
-	h.serveList(w, r, h.root.TagsListPath(repo), "/v2/"+repo+"/tags/list",
+	h.serveList(w, r, h.root.TagsListPath(repo), tagsListRoute.URL(m),
 		func(data []byte) ([]string, error) {
 			var l tagsList
 			err := json.Unmarshal(data, &l)
@@ -75,8 +82,8 @@ func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, repo str
 }
 
 // serveCatalog serves the published _catalog.
-func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request) {
-	h.serveList(w, r, h.root.CatalogPath(), "/v2/_catalog",
+func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, _ tree.Match) {
+	h.serveList(w, r, h.root.CatalogPath(), catalogRoute.URL(tree.Match{}),
 		func(data []byte) ([]string, error) {
 			var c repositories
 			err := json.Unmarshal(data, &c)

@@ -10,33 +10,18 @@ import (
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
-	"github.com/image-serve/image-serve/typemap"
 	"github.com/opencontainers/go-digest"
 )
 
-// routeManifest serves "/v2/<repo>/manifests/<ref>": a digest, then a tag,
-// and MANIFEST_UNKNOWN for anything else below manifests/, as the
-// template's three manifest rules do.
-func (h *handler) routeManifest(w http.ResponseWriter, r *http.Request, p string) {
-	repo, ref, _ := cutRepo(p, "/manifests/")
+// serveDigest serves manifest m.Digest: immutable, with the digest as a
+// strong ETag, so a revalidation answers 304. A repository name the layout
+// reserves is MANIFEST_UNKNOWN, as any name the grammar refuses.
+func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, m tree.Match) {
+	repo, d := m.Repo, m.Digest
 	if tree.ValidateRepo(repo) != nil {
 		h.fail(w, r, distribution.ErrManifestUnknown)
 		return
 	}
-	if d := digest.Digest(ref); distribution.ValidateDigest(d) == nil {
-		h.serveDigest(w, r, repo, d)
-		return
-	}
-	if distribution.ValidateTag(ref) == nil {
-		h.serveTag(w, r, repo, ref)
-		return
-	}
-	h.fail(w, r, distribution.ErrManifestUnknown)
-}
-
-// serveDigest serves manifest d: immutable, with the digest as a strong
-// ETag, so a revalidation answers 304.
-func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
 	f, fi, ok := h.openManifest(w, r, repo, d, cacheImmutable)
 	if !ok {
 		return
@@ -77,26 +62,28 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo stri
 // names, and after a rollback to an older manifest it answered
 // If-Modified-Since with 304, so a cache kept the newer body
 // (serving-notes §3.12).
-func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag string) {
-	variants, err := h.tagVariants(repo, tag)
-	if err != nil {
-		h.failOpen(w, r, err, distribution.ErrManifestUnknown)
+func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, m tree.Match) {
+	repo := m.Repo
+	if tree.ValidateRepo(repo) != nil {
+		h.fail(w, r, distribution.ErrManifestUnknown)
 		return
 	}
-	if varyByType(variants) {
+	// Apache reads repeated Accept fields as one, joined by ", ".
+	accept := strings.Join(r.Header.Values("Accept"), ", ")
+	res, err := tree.TagResolver{Root: h.root, Variants: h.tagVariants}.ResolveTag(repo, m.Tag, accept)
+	if res.Vary {
 		// mod_negotiation's spelling; it sets it on the 406 as well.
 		w.Header().Set("Vary", "accept")
 	}
-	d, ok, err := h.negotiate(r, repo, variants)
-	if err != nil {
-		h.internal(w, r, err)
-		return
-	}
-	if !ok {
+	switch {
+	case errors.Is(err, tree.ErrNotAcceptable):
 		h.fail(w, r, distribution.ErrNotAcceptable)
 		return
+	case err != nil:
+		h.failOpen(w, r, err, distribution.ErrManifestUnknown)
+		return
 	}
-	f, _, ok := h.openManifest(w, r, repo, d, cacheRevalidate)
+	f, _, ok := h.openManifest(w, r, repo, res.Digest, cacheRevalidate)
 	if !ok {
 		return
 	}
@@ -104,44 +91,6 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, repo, tag str
 	// Apache's RequestHeader unset on tag URIs; no modtime and no ETag
 	// leave ServeContent nothing to compare the rest with.
 	serveContent(w, unconditional(r), time.Time{}, f)
-}
-
-// negotiate picks the variant Apache would serve for r, breaking ties by
-// the smaller file as Apache does, and returns its digest.
-func (h *handler) negotiate(r *http.Request, repo string, variants []tree.TagVariant) (digest.Digest, bool, error) {
-	vs := make([]typemap.Variant, len(variants))
-	for i, v := range variants {
-		vs[i] = tree.TypeMapVariant(v)
-	}
-	length := func(v typemap.Variant) int64 {
-		d, err := tree.VariantDigest(v)
-		if err != nil {
-			return -1
-		}
-		fi, err := h.root.StatInTree(h.root.ManifestPath(repo, d))
-		if err != nil {
-			return -1 // as Apache's failed stat
-		}
-		return fi.Size()
-	}
-	// Apache reads repeated Accept fields as one, joined by ", ".
-	chosen, ok := typemap.Negotiate(vs, strings.Join(r.Header.Values("Accept"), ", "), length)
-	if !ok {
-		return "", false, nil
-	}
-	d, err := tree.VariantDigest(chosen)
-	return d, true, err
-}
-
-// varyByType reports whether the variants differ in media type, when
-// mod_negotiation adds "Vary: accept" to the response.
-func varyByType(variants []tree.TagVariant) bool {
-	for _, v := range variants[1:] {
-		if !strings.EqualFold(v.MediaType, variants[0].MediaType) {
-			return true
-		}
-	}
-	return false
 }
 
 // unconditional is r without the conditional headers the template drops on

@@ -18,27 +18,16 @@ import (
 // (distribution-spec "Listing Referrers").
 const filtersAppliedHeader = "OCI-Filters-Applied"
 
-// isReferrersPath matches the template's "^/v2/.+/referrers/".
-func isReferrersPath(p string) bool {
-	_, _, ok := cutRepo(p, "/referrers/")
-	return ok
-}
-
 // routeReferrers serves "/v2/<repo>/referrers/<digest>" as the template's
 // referrers rules do: the subject's index, or the empty index for any
 // other digest of a repository with manifests; NAME_UNKNOWN for any other
-// repository, DIGEST_INVALID for anything but a digest.
-func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, p string) {
-	repo, ref, _ := cutRepo(p, "/referrers/")
-	subject := digest.Digest(ref)
-	switch {
-	case distribution.ValidateDigest(subject) != nil:
-		h.fail(w, r, distribution.ErrDigestInvalid)
-	case tree.ValidateRepo(repo) != nil || !h.root.HasManifests(repo):
+// repository. (Anything but a digest is the table's DIGEST_INVALID.)
+func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, m tree.Match) {
+	if tree.ValidateRepo(m.Repo) != nil || !h.root.HasManifests(m.Repo) {
 		h.fail(w, r, distribution.ErrNameUnknown)
-	default:
-		h.serveReferrers(w, r, repo, subject)
+		return
 	}
+	h.serveReferrers(w, r, m.Repo, m.Digest)
 }
 
 // serveReferrers sends the referrers index of subject, filtered by

@@ -2,23 +2,22 @@
 // read-only and answers every request as the Apache template
 // (templates/apache.conf.tmpl) does, so that a tree behaves the same
 // whichever server is in front of it. The routing below follows the
-// template's rewrite rules in their order, and the error bodies are the
-// ones the template's ErrorDocuments send.
+// template's rewrite rules in their order — both come from one route
+// table, tree.Routes — and the error bodies are the ones the template's
+// ErrorDocuments send.
 //
 // Nothing of the URL is joined into a file path: the repository name, tag
-// and digest are checked against their grammars first, and every path
-// comes from catalog.
+// and digest are matched against their grammars first, and every path
+// comes from tree.
 package server
 
 import (
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
-	"github.com/opencontainers/go-digest"
 )
 
 // Response header values shared by the handlers.
@@ -30,12 +29,10 @@ const (
 	jsonType = "application/json"
 	blobType = "application/octet-stream"
 
-	// Content addressed: the bytes behind a digest never change.
-	cacheImmutable = "public, max-age=31536000, immutable"
-	// Tags and listings change: caches must revalidate on every use.
-	cacheRevalidate = "no-cache"
-	// Errors: a 404 may become a 200 at the next publish.
-	cacheNever = "no-store"
+	// The route table's cache classes, as header values.
+	cacheImmutable  = string(tree.CacheImmutable)
+	cacheRevalidate = string(tree.CacheRevalidate)
+	cacheNever      = string(tree.CacheNever)
 )
 
 // handler serves one tree.
@@ -78,7 +75,26 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Duration("duration", time.Since(start)))
 }
 
-// route dispatches as the template's rewrite rules do, in their order.
+// A routeHandler serves the requests of one route of the table, with what
+// the route captured of the path.
+type routeHandler func(h *handler, w http.ResponseWriter, r *http.Request, m tree.Match)
+
+// handlers binds the routes of tree.Routes that serve files to the code
+// that serves them. A route without a handler answers its NotFound (the
+// catch-alls), or the 404 of the location the path falls in (what is never
+// served). Adding a route is an entry in the table and one here.
+var handlers = map[string]routeHandler{
+	tree.RoutePing:             (*handler).servePing,
+	tree.RouteManifestByDigest: (*handler).serveDigest,
+	tree.RouteManifestByTag:    (*handler).serveTag,
+	tree.RouteBlob:             (*handler).serveBlob,
+	tree.RouteReferrers:        (*handler).routeReferrers,
+	tree.RouteCatalog:          (*handler).serveCatalog,
+	tree.RouteTagsList:         (*handler).serveTagsList,
+}
+
+// route dispatches on the route table, which is the template's rewrite
+// rules in their order.
 func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	// RewriteRule ^ - [R=405]: read-only, on every path.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -94,26 +110,16 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, *err)
 		return
 	}
-	switch {
-	case hidden(p):
-		h.fail(w, r, notFound(p))
-	case p == "/v2/" || p == "/v2":
-		h.servePing(w, r)
-	case isManifestPath(p):
-		h.routeManifest(w, r, p)
-	case isBlobPath(p):
-		h.routeBlob(w, r, p)
-	case isReferrersPath(p):
-		h.routeReferrers(w, r, p)
-	case p == "/v2/_catalog":
-		h.serveCatalog(w, r)
-	default:
-		if repo, ok := tagsListRepo(p); ok {
-			h.serveTagsList(w, r, repo)
-			return
-		}
-		h.fail(w, r, notFound(p))
+	rt, m := tree.MatchRoute(p)
+	if serve := handlers[rt.Name]; serve != nil {
+		serve(h, w, r, m)
+		return
 	}
+	if rt.NotFound.Name == "" {
+		h.fail(w, r, tree.NotFoundAt(p))
+		return
+	}
+	h.fail(w, r, rt.NotFound)
 }
 
 // hasBody reports a request that carries a body: a Transfer-Encoding, or
@@ -133,76 +139,4 @@ func hasBody(r *http.Request) bool {
 // Content-Lengths.
 func lastOnConnection(r *http.Request) bool {
 	return hasBody(r) || !r.ProtoAtLeast(1, 1)
-}
-
-// hidden reports the paths the template refuses before any other rule:
-// dot files (.htaccess, temporary files), type maps and the index.json
-// files behind digests are never addressed directly (serving-notes §3.13).
-func hidden(p string) bool {
-	if strings.Contains(p, "/.") || strings.HasSuffix(p, ".type-map") {
-		return true
-	}
-	_, rest, ok := cutRepo(p, "/index.json")
-	return ok && rest == ""
-}
-
-// cutRepo splits "/v2/<repo>/<sep><rest>" at the last sep, as the
-// template's greedy "^/v2/(.+)/<sep>" does. The repository is not yet
-// validated.
-func cutRepo(p, sep string) (repo, rest string, ok bool) {
-	after, ok := strings.CutPrefix(p, "/v2/")
-	if !ok {
-		return "", "", false
-	}
-	i := strings.LastIndex(after, sep)
-	if i < 1 {
-		return "", "", false
-	}
-	return after[:i], after[i+len(sep):], true
-}
-
-// isManifestPath matches the template's "^/v2/.+/manifests/": everything
-// below it is a manifest or MANIFEST_UNKNOWN.
-func isManifestPath(p string) bool {
-	_, _, ok := cutRepo(p, "/manifests/")
-	return ok
-}
-
-// isBlobPath matches "^/v2/.+/blobs/".
-func isBlobPath(p string) bool {
-	_, _, ok := cutRepo(p, "/blobs/")
-	return ok
-}
-
-// blobRef matches the template's blob LocationMatch,
-// "^/v2/.+/blobs/(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$", and returns
-// the unvalidated repository and the digest.
-func blobRef(p string) (repo string, d digest.Digest, ok bool) {
-	repo, ref, ok := cutRepo(p, "/blobs/")
-	if !ok || distribution.ValidateDigest(digest.Digest(ref)) != nil {
-		return "", "", false
-	}
-	return repo, digest.Digest(ref), true
-}
-
-// tagsListRepo matches "^/v2/.+/tags/list$".
-func tagsListRepo(p string) (string, bool) {
-	repo, rest, ok := cutRepo(p, "/tags/")
-	if !ok || rest != "list" {
-		return "", false
-	}
-	return repo, true
-}
-
-// notFound is the 404 body Apache picks for p: its ErrorDocument depends
-// on the LocationMatch the client's URI falls in, and the manifest block
-// comes after the blob block, so it wins where both match.
-func notFound(p string) distribution.Error {
-	if isManifestPath(p) {
-		return distribution.ErrManifestUnknown
-	}
-	if _, _, ok := blobRef(p); ok {
-		return distribution.ErrBlobUnknown
-	}
-	return distribution.ErrNameUnknown
 }

@@ -16,13 +16,13 @@ import (
 //go:embed nginx.conf.tmpl nginx-standalone.conf.tmpl
 var nginxFiles embed.FS
 
-var nginxTmpl = template.Must(template.New("").Funcs(template.FuncMap{
+var nginxTmpl = template.Must(template.New("").Funcs(funcs(routeFuncs, nginxFuncs, template.FuncMap{
 	"q":    nginxQuote,
 	"secs": seconds,
 	"e":    nginxEscaper.Replace,
 	"shq":  shellQuote,
 	"join": filepath.Join,
-}).ParseFS(nginxFiles, "nginx*.tmpl"))
+})).ParseFS(nginxFiles, "nginx*.tmpl"))
 
 // Nginx describes an nginx configuration for one tree.
 type Nginx struct {
@@ -47,29 +47,20 @@ type Nginx struct {
 	Timeouts Timeouts
 }
 
-// The grammars the nginx locations match, as the catalog enforces them on
-// writes: no repository, tag or digest admits a dot segment, so dot files
-// and the link directories are never addressable.
-const (
-	nginxRepoPattern   = `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*`
-	nginxTagPattern    = `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`
-	nginxDigestPattern = `sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}`
-)
-
 // nginxData is what the nginx templates see. Paths are raw; the templates
 // quote them with q, or escape them with e inside a quoted string that
 // goes on with nginx variables.
 type nginxData struct {
-	Root   *tree.Root
-	Listen string // argument of listen
-	Port   int
-	Errors errorFiles
-	Types  []tree.NginxType
-	// EmptyReferrers is Root.EmptyReferrersPath below the root.
-	EmptyReferrers string
-	Timeouts       Timeouts // resolved: every field set
-
-	RepoPattern, TagPattern, DigestPattern string
+	Root      *tree.Root
+	Listen    string // argument of listen
+	Port      int
+	Errors    errorFiles
+	ErrorsURL string      // tree.ErrorsURL
+	Layout    tree.Layout // names beyond the routes' files
+	Types     []tree.NginxType
+	Timeouts  Timeouts // resolved: every field set
+	// DigestPattern is tree's: the last element of a tag link's target.
+	DigestPattern string
 
 	// standalone only
 	RunDir, PidFile, ErrorLog, AccessLog string
@@ -112,13 +103,11 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		Listen:        listen,
 		Port:          port,
 		Errors:        theErrorFiles(),
+		ErrorsURL:     tree.ErrorsURL,
+		Layout:        tree.Names(),
 		Types:         tree.NginxTypes(),
-		RepoPattern:   nginxRepoPattern,
-		TagPattern:    nginxTagPattern,
-		DigestPattern: nginxDigestPattern,
-
-		EmptyReferrers: emptyReferrers(c.Root),
-		Timeouts:       timeouts,
+		DigestPattern: tree.DigestPattern,
+		Timeouts:      timeouts,
 	}
 	if !c.Standalone {
 		return d, nil

@@ -1,8 +1,8 @@
 // Package templates renders the web server configurations that serve a
 // static registry tree. The configurations are the ones our reference
 // setups proved against skopeo, crane, containerd and the OCI conformance
-// suites; the tree layout they route over is package tree's, so every path
-// comes from a tree.Root.
+// suites; the tree layout they route over is tree's, so every path,
+// pattern and file comes from a tree.Root or the route table (routes.go).
 package templates
 
 import (
@@ -25,12 +25,12 @@ import (
 //go:embed apache.conf.tmpl apache-standalone.conf.tmpl
 var files embed.FS
 
-var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
+var tmpl = template.Must(template.New("").Funcs(funcs(routeFuncs, apacheFuncs, template.FuncMap{
 	"q":     apacheQuote,
 	"secs":  seconds,
 	"slash": func(dir string) string { return dir + "/" },
 	"shq":   shellQuote,
-}).ParseFS(files, "*.tmpl"))
+})).ParseFS(files, "*.tmpl"))
 
 // Apache describes an Apache httpd configuration for one tree.
 type Apache struct {
@@ -81,7 +81,8 @@ var requiredModules = []string{"mpm_event", "authz_core", "mime", "dir", "negoti
 // RHEL; they are loaded only when the modules directory has them.
 var optionalModules = []string{"unixd", "log_config"}
 
-// errorFiles are the error body names inside Root.ErrorsDir.
+// errorFiles are the URLs of the error bodies (ErrorsURL, mapped to
+// Root.ErrorsDir) that no route answers with.
 type errorFiles struct {
 	BlobUnknown, ManifestUnknown, NotAcceptable, NameUnknown, Unsupported, DigestInvalid string
 }
@@ -94,10 +95,9 @@ type apacheData struct {
 	VirtualHost string // argument of <VirtualHost>
 	Port        int
 	Errors      errorFiles
-	// EmptyReferrers is Root.EmptyReferrersPath below the document root,
-	// "/.image-serve/…": the referrers rules serve it by that path.
-	EmptyReferrers string
-	Timeouts       Timeouts // resolved: every field set
+	ErrorsURL   string      // tree.ErrorsURL
+	Layout      tree.Layout // names beyond the routes' files
+	Timeouts    Timeouts    // resolved: every field set
 
 	// standalone only
 	RunDir, PidFile, ErrorLog, AccessLog string
@@ -133,23 +133,16 @@ func execute(w io.Writer, t *template.Template, name string, data any) error {
 	return err
 }
 
-// theErrorFiles names the tree's error body files for the templates.
+// theErrorFiles names the tree's error bodies for the templates.
 func theErrorFiles() errorFiles {
 	return errorFiles{
-		BlobUnknown:     tree.ErrorFile(distribution.ErrBlobUnknown),
-		ManifestUnknown: tree.ErrorFile(distribution.ErrManifestUnknown),
-		NotAcceptable:   tree.ErrorFile(distribution.ErrNotAcceptable),
-		NameUnknown:     tree.ErrorFile(distribution.ErrNameUnknown),
-		Unsupported:     tree.ErrorFile(distribution.ErrUnsupported),
-		DigestInvalid:   tree.ErrorFile(distribution.ErrDigestInvalid),
+		BlobUnknown:     errorURL(distribution.ErrBlobUnknown),
+		ManifestUnknown: errorURL(distribution.ErrManifestUnknown),
+		NotAcceptable:   errorURL(distribution.ErrNotAcceptable),
+		NameUnknown:     errorURL(distribution.ErrNameUnknown),
+		Unsupported:     errorURL(distribution.ErrUnsupported),
+		DigestInvalid:   errorURL(distribution.ErrDigestInvalid),
 	}
-}
-
-// emptyReferrers is root's empty referrers index as a path below the
-// document root.
-func emptyReferrers(root *tree.Root) string {
-	rel, _ := filepath.Rel(root.Dir(), root.EmptyReferrersPath()) // below it by construction
-	return "/" + filepath.ToSlash(rel)
 }
 
 // apacheConfig validates c and derives the template data from it.
@@ -169,13 +162,14 @@ func apacheConfig(c Apache) (*apacheData, error) {
 		return nil, err
 	}
 	d := &apacheData{
-		Root:           c.Root,
-		Listen:         listen,
-		VirtualHost:    vhost,
-		Port:           port,
-		Errors:         theErrorFiles(),
-		EmptyReferrers: emptyReferrers(c.Root),
-		Timeouts:       timeouts,
+		Root:        c.Root,
+		Listen:      listen,
+		VirtualHost: vhost,
+		Port:        port,
+		Errors:      theErrorFiles(),
+		ErrorsURL:   tree.ErrorsURL,
+		Layout:      tree.Names(),
+		Timeouts:    timeouts,
 	}
 	if !c.Standalone {
 		return d, nil
