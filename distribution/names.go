@@ -3,6 +3,7 @@ package distribution
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -70,4 +71,15 @@ func ValidateDigest(d digest.Digest) error {
 		return fmt.Errorf("invalid digest %q: algorithm %s is not served (sha256 or sha512 only)", d, a)
 	}
 	return nil
+}
+
+// SplitTag splits "repo:tag" at the last colon that follows the last
+// slash, so that a registry's port ("host:5000/app") is not taken for a
+// tag. ok is false when there is no such colon; neither part is checked.
+func SplitTag(s string) (repo, tag string, ok bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 || strings.Contains(s[i+1:], "/") {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
 }

@@ -124,14 +124,11 @@ func ParseDest(s, defTag string) (Dest, error) {
 	return Dest{Repo: repo, Tag: tag}, nil
 }
 
-// splitRepoTag splits "repo:tag" at a colon after the last slash, so a
-// registry port is not taken for a tag.
+// splitRepoTag splits "repo:tag" (distribution.SplitTag); tag is "" when
+// s names none.
 func splitRepoTag(s string) (repo, tag string) {
-	i := strings.LastIndex(s, ":")
-	if i < 0 || strings.Contains(s[i+1:], "/") {
-		return s, ""
-	}
-	return s[:i], s[i+1:]
+	repo, tag, _ = distribution.SplitTag(s)
+	return repo, tag
 }
 
 // stripRegistry drops a leading registry host (a first component with a

@@ -40,11 +40,10 @@ func ParseRef(s string) (Ref, error) {
 		}
 		return Ref{Repo: repo, Digest: digest.Digest(d)}, nil
 	}
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
+	repo, tag, ok := distribution.SplitTag(s)
+	if !ok {
 		return Ref{}, fmt.Errorf("%q: want REPO:TAG or REPO@DIGEST", s)
 	}
-	repo, tag := s[:i], s[i+1:]
 	if err := tree.ValidateRepo(repo); err != nil {
 		return Ref{}, err
 	}

@@ -52,17 +52,6 @@ var (
 	catalogRoute, _  = tree.LookupRoute(tree.RouteCatalog)
 )
 
-// tagsList is the body of /v2/<repo>/tags/list.
-type tagsList struct {
-	Name string   `json:"name"`
-	Tags []string `json:"tags"`
-}
-
-// repositories is the body of /v2/_catalog.
-type repositories struct {
-	Repositories []string `json:"repositories"`
-}
-
 // serveTagsList serves the repository's published tags/list: the file
 // Apache serves, which the writers rebuild from the type maps after every
 // change, so both servers list the same tags.
@@ -74,22 +63,20 @@ func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, m tree.M
 	}
 	h.serveList(w, r, h.root.TagsListPath(repo), tagsListRoute.URL(m),
 		func(data []byte) ([]string, error) {
-			var l tagsList
-			err := json.Unmarshal(data, &l)
+			l, err := distribution.ParseTagsList(data)
 			return l.Tags, err
 		},
-		func(tags []string) any { return tagsList{Name: repo, Tags: tags} })
+		func(tags []string) any { return distribution.TagsList{Name: repo, Tags: tags} })
 }
 
 // serveCatalog serves the published _catalog.
 func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, _ tree.Match) {
 	h.serveList(w, r, h.root.CatalogPath(), catalogRoute.URL(tree.Match{}),
 		func(data []byte) ([]string, error) {
-			var c repositories
-			err := json.Unmarshal(data, &c)
+			c, err := distribution.ParseCatalog(data)
 			return c.Repositories, err
 		},
-		func(repos []string) any { return repositories{Repositories: repos} })
+		func(repos []string) any { return distribution.Catalog{Repositories: repos} })
 }
 
 // serveList serves the listing file at path. Without "n" or "last" it is
