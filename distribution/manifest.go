@@ -75,7 +75,8 @@ type Manifest struct {
 	FSLayers      []struct {
 		BlobSum digest.Digest `json:"blobSum"`
 	} `json:"fsLayers,omitempty"`
-	Architecture string `json:"architecture,omitempty"` // schema1
+	Architecture string          `json:"architecture,omitempty"` // schema1
+	Signatures   json.RawMessage `json:"signatures,omitempty"`   // schema1, signed
 }
 
 // ParseManifest reads raw as a manifest of any schema. It fails only on
@@ -83,7 +84,7 @@ type Manifest struct {
 func ParseManifest(raw []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("invalid manifest JSON: %v", err)
+		return nil, fmt.Errorf("invalid JSON: %v", err)
 	}
 	return &m, nil
 }

@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -56,28 +55,15 @@ type manifest struct {
 	Subject digest.Digest
 }
 
-type rawManifest struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType"`
-	Config        *Descriptor  `json:"config"`
-	Layers        []Descriptor `json:"layers"`
-	Manifests     []indexEntry `json:"manifests"`
-	FSLayers      []struct {
-		BlobSum digest.Digest `json:"blobSum"`
-	} `json:"fsLayers"`
-	Signatures json.RawMessage `json:"signatures"`
-	Subject    *Descriptor     `json:"subject"`
-}
-
 // parseManifest checks raw and finds what it references. labelled is the
 // media type the source gave, if any; the body's own mediaType wins.
 func parseManifest(raw []byte, d digest.Digest, labelled string) (*manifest, error) {
 	if len(raw) > tree.MaxManifestSize {
 		return nil, fmt.Errorf("manifest %s: %d bytes, over the %d byte limit", d, len(raw), tree.MaxManifestSize)
 	}
-	var m rawManifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: invalid JSON: %v", d, err)
+	m, err := distribution.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %v", d, err)
 	}
 	mt, err := manifestType(m, labelled)
 	if err != nil {
@@ -88,7 +74,7 @@ func parseManifest(raw []byte, d digest.Digest, labelled string) (*manifest, err
 		return nil, fmt.Errorf("manifest %s (%s): %v", d, mt, err)
 	}
 	if m.Subject != nil {
-		if err := checkDescriptor(*m.Subject); err != nil {
+		if err := checkDescriptor(descriptor(*m.Subject)); err != nil {
 			return nil, fmt.Errorf("manifest %s (%s): subject: %v", d, mt, err)
 		}
 		out.Subject = m.Subject.Digest
@@ -98,7 +84,7 @@ func parseManifest(raw []byte, d digest.Digest, labelled string) (*manifest, err
 
 // manifestType decides the media type from the bytes: the body's mediaType,
 // else the schema's shape, else the source's label.
-func manifestType(m rawManifest, labelled string) (string, error) {
+func manifestType(m *distribution.Manifest, labelled string) (string, error) {
 	labelled, _, _ = strings.Cut(labelled, ";")
 	labelled = strings.TrimSpace(labelled)
 	switch {
@@ -124,15 +110,19 @@ func manifestType(m rawManifest, labelled string) (string, error) {
 	return "", fmt.Errorf("unknown schema: no mediaType, config or manifests")
 }
 
-func (out *manifest) collect(m rawManifest) error {
+func (out *manifest) collect(m *distribution.Manifest) error {
 	switch out.MediaType {
 	case distribution.MediaTypeDockerList, distribution.MediaTypeOCIIndex:
 		for i, c := range m.Manifests {
-			if err := checkDescriptor(c.Descriptor); err != nil {
+			e := indexEntry{Descriptor: descriptor(c)}
+			if err := checkDescriptor(e.Descriptor); err != nil {
 				return fmt.Errorf("manifests[%d]: %v", i, err)
 			}
+			if p := c.Platform; p != nil {
+				e.Platform = &Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
+			}
+			out.Children = append(out.Children, e)
 		}
-		out.Children = m.Manifests
 	case distribution.MediaTypeDockerSchema1, distribution.MediaTypeDockerSchema1JWS:
 		for i, l := range m.FSLayers {
 			if err := distribution.ValidateDigest(l.BlobSum); err != nil {
@@ -144,15 +134,15 @@ func (out *manifest) collect(m rawManifest) error {
 		if m.Config == nil {
 			return fmt.Errorf("no config")
 		}
-		if err := checkDescriptor(*m.Config); err != nil {
+		if err := checkDescriptor(descriptor(*m.Config)); err != nil {
 			return fmt.Errorf("config: %v", err)
 		}
-		out.addBlob(*m.Config)
+		out.addBlob(descriptor(*m.Config))
 		for i, l := range m.Layers {
-			if err := checkDescriptor(l); err != nil {
+			if err := checkDescriptor(descriptor(l)); err != nil {
 				return fmt.Errorf("layers[%d]: %v", i, err)
 			}
-			out.addBlob(l)
+			out.addBlob(descriptor(l))
 		}
 	}
 	return nil
@@ -169,6 +159,11 @@ func (out *manifest) addBlob(d Descriptor) {
 		}
 	}
 	out.Blobs = append(out.Blobs, d)
+}
+
+// descriptor is the part of a descriptor the exporter fetches by.
+func descriptor(d distribution.Descriptor) Descriptor {
+	return Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, URLs: d.URLs}
 }
 
 func checkDescriptor(d Descriptor) error {
