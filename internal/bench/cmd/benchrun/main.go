@@ -56,10 +56,10 @@ var quick = sizes{
 // env is what every section uses.
 type env struct {
 	bin, registry, skopeo, wrk, nginx, apache string
-	work                                       string
-	sz                                         sizes
-	quick                                      bool
-	rep                                        *report
+	work                                      string
+	sz                                        sizes
+	quick                                     bool
+	rep                                       *report
 
 	uc       *undercloud // the set, once generated and pushed
 	coldTree string      // a tree the cold export made of the set, kept

@@ -202,7 +202,9 @@ func medianOf(rs []wrkResult, f func(wrkResult) float64) float64 {
 
 func (e *env) serveRows(t serveTarget, conns int, results map[string][]wrkResult) {
 	rps := func(s string) float64 { return medianOf(results[s], func(w wrkResult) float64 { return w.rps }) }
-	mbs := func(s string) float64 { return medianOf(results[s], func(w wrkResult) float64 { return w.bytesPerS / 1e6 }) }
+	mbs := func(s string) float64 {
+		return medianOf(results[s], func(w wrkResult) float64 { return w.bytesPerS / 1e6 })
+	}
 	p99 := func(s string) time.Duration {
 		return time.Duration(medianOf(results[s], func(w wrkResult) float64 { return float64(w.p99) }))
 	}

@@ -1,4 +1,3 @@
 package main
 
-func (e *env) gcTree() error       { return nil }
 func (e *env) goBenchmarks() error { return nil }
