@@ -77,6 +77,7 @@ type contender struct {
 	setup   func(round int) error
 	run     func(round int) (run, error)
 	cleanup func(round int) error
+	rounds  int // if not 0, runs only in the first rounds rounds
 }
 
 // samples is what the rounds of one contender measured.
@@ -102,6 +103,9 @@ func rotate(rounds int, cs []contender) (map[string]samples, error) {
 	for r := range rounds {
 		for i := range cs {
 			c := cs[(i+r)%len(cs)]
+			if c.rounds > 0 && r >= c.rounds {
+				continue
+			}
 			if c.setup != nil {
 				if err := c.setup(r); err != nil {
 					return nil, fmt.Errorf("%s: set-up: %w", c.name, err)
@@ -119,6 +123,8 @@ func rotate(rounds int, cs []contender) (map[string]samples, error) {
 				if err := c.cleanup(r); err != nil {
 					return nil, fmt.Errorf("%s: clean-up: %w", c.name, err)
 				}
+				// What a round wrote is flushed before the next is timed.
+				syscall.Sync()
 			}
 			logf("  round %d %-40s %8.1f ms  maxrss %s", r, c.name, bench.Millis(res.wall), mib(res.maxRSS))
 		}
