@@ -158,3 +158,60 @@ func TestHeapSampler(t *testing.T) {
 	}
 	runtime.KeepAlive(keep)
 }
+
+func TestWriteImages(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "images")
+	base := LayerSpec{Seed: 1, Index: 0, Size: 1 << 16}
+	l, err := WriteImages(dir, []ImageSpec{
+		{Ref: "a", Platforms: []PlatformImage{{Arch: "amd64", Layers: []LayerSpec{base, {Seed: 2, Size: 100}}}}},
+		{Ref: "b", Platforms: []PlatformImage{{Arch: "amd64", Layers: []LayerSpec{base, {Seed: 3, Size: 100}}}}},
+		{Ref: "multi", Platforms: []PlatformImage{
+			{Arch: "amd64", Layers: []LayerSpec{base}},
+			{Arch: "arm64", Layers: []LayerSpec{{Seed: 4, Size: 100}}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Source("a") != "oci:"+dir+":a" {
+		t.Errorf("Source(a) = %q", l.Source("a"))
+	}
+	if l.Top["a"].MediaType != MediaTypeManifest || l.Top["multi"].MediaType != MediaTypeIndex {
+		t.Errorf("tops %+v", l.Top)
+	}
+	if l.Blobs["a"][0] != l.Blobs["b"][0] {
+		t.Errorf("the shared base differs: %v, %v", l.Blobs["a"][0], l.Blobs["b"][0])
+	}
+	var total int64
+	entries, _ := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest.FromBytes(data).Encoded() != e.Name() {
+			t.Errorf("blob %s does not hash to its name", e.Name())
+		}
+		total += int64(len(data))
+	}
+	if total != l.UniqueBytes {
+		t.Errorf("UniqueBytes %d, blobs hold %d", l.UniqueBytes, total)
+	}
+	var index struct {
+		Manifests []struct {
+			Digest      digest.Digest     `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &index); err != nil {
+		t.Fatal(err)
+	}
+	if len(index.Manifests) != 3 || index.Manifests[2].Digest != l.Top["multi"].Digest ||
+		index.Manifests[2].Annotations["org.opencontainers.image.ref.name"] != "multi" {
+		t.Errorf("index.json: %s", data)
+	}
+}
