@@ -186,7 +186,8 @@ func prune(root *tree.Root, p *prunePlan, o DeleteOptions, rep *DeleteReport, er
 			*errs = append(*errs, &ProblemsError{rep.Prune.Problems})
 		}
 	}
-	if err := root.RefreshCatalog(); err != nil {
+	// Only the repositories pruned can have left the catalog.
+	if err := root.RefreshCatalogFor(p.repos...); err != nil {
 		*errs = append(*errs, fmt.Errorf("_catalog: %w", err))
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,5 +158,41 @@ func TestPublishRetry(t *testing.T) {
 				t.Errorf("%d fetches, want %d", n, tries)
 			}
 		})
+	}
+}
+
+// TestRefreshCatalogFor: a tag update reads only its own repository's
+// place in _catalog — a catalog that already lists it is not rewritten,
+// even when another repository's entry is out of step (a collection sets
+// that right) — and a repository that changed its place gets the catalog
+// rewritten from the disk.
+func TestRefreshCatalogFor(t *testing.T) {
+	r := newTree(t)
+	a, b := newTestImage("a", "v1", []byte("a")), newTestImage("ns/b", "v1", []byte("b"))
+	if _, err := r.Publish(context.Background(), []Image{a.Image, b.Image}, PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stale := distribution.Catalog{Repositories: []string{"a", "ns/b", "gone"}}.Marshal()
+	if err := r.publish(r.CatalogPath(), stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RefreshCatalogFor("a"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.ReadCatalog(); !slices.Equal(got, []string{"a", "ns/b", "gone"}) {
+		t.Errorf("a's place was right, yet _catalog was rewritten: %v", got)
+	}
+	c := newTestImage("c", "v1", []byte("c"))
+	if _, err := r.Publish(context.Background(), []Image{c.Image}, PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.ReadCatalog(); !slices.Equal(got, []string{"a", "c", "ns/b"}) {
+		t.Errorf("after c's first tag: _catalog %v, want it rewritten from the disk", got)
+	}
+	if err := r.DeleteTag("c", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.ReadCatalog(); !slices.Equal(got, []string{"a", "ns/b"}) {
+		t.Errorf("after c's last tag went: _catalog %v", got)
 	}
 }

@@ -193,6 +193,47 @@ func (r *Root) RepoDir(repo string) string {
 	return filepath.Join(r.V2Dir(), filepath.FromSlash(repo))
 }
 
+// RefreshCatalogFor brings _catalog in step for repos alone: when it
+// lists each of them exactly when it is a published repository (one with
+// a tags/list), nothing is read of the other repositories and nothing is
+// written; otherwise _catalog is rewritten from the disk, as
+// RefreshCatalog does. Writers that changed only repos call it, so that a
+// tag update does not list a thousand repositories; it does not set right
+// an entry of another repository a crashed writer left out of step (a
+// collection's RefreshCatalog does).
+func (r *Root) RefreshCatalogFor(repos ...string) error {
+	l, err := r.lockCatalog()
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	listed, err := r.ReadCatalog()
+	if err == nil && !slices.ContainsFunc(repos, func(repo string) bool {
+		return slices.Contains(listed, repo) != r.isPublished(repo)
+	}) {
+		return nil
+	}
+	return r.rewriteCatalog()
+}
+
+// isPublished reports whether Repositories lists repo, looking at repo
+// alone: a valid name whose every component is a directory (no symlink,
+// as the listing never follows one), with a layout directory and a
+// tags/list.
+func (r *Root) isPublished(repo string) bool {
+	if ValidateRepo(repo) != nil {
+		return false
+	}
+	dir := r.V2Dir()
+	for _, c := range strings.Split(repo, "/") {
+		dir = filepath.Join(dir, c)
+		if fi, err := r.lstat(dir); err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return r.isRepoDir(dir) && r.isFile(r.TagsListPath(repo))
+}
+
 // RefreshCatalog rewrites _catalog from the repositories on disk.
 func (r *Root) RefreshCatalog() error {
 	l, err := r.lockCatalog()
@@ -200,6 +241,11 @@ func (r *Root) RefreshCatalog() error {
 		return err
 	}
 	defer l.Unlock()
+	return r.rewriteCatalog()
+}
+
+// rewriteCatalog is RefreshCatalog for a caller holding the catalog lock.
+func (r *Root) rewriteCatalog() error {
 	repos, err := r.Repositories()
 	if err != nil {
 		return err

@@ -61,7 +61,7 @@ func (r *Root) DeleteTag(repo, tag string) error {
 	if err != nil {
 		return err
 	}
-	return r.RefreshCatalog()
+	return r.RefreshCatalogFor(repo)
 }
 
 // RefreshTags rewrites repo's tags/list from its type maps, as every tag
@@ -286,7 +286,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 	}); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}
-	return r.RefreshCatalog()
+	return r.RefreshCatalogFor(repo)
 }
 
 // updateRepo runs change under the repository lock and then rewrites
