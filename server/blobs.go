@@ -39,5 +39,20 @@ func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, m tree.Match
 	hd.Set(digestHeader, d.String())
 	hd.Set("Cache-Control", cacheImmutable)
 	hd.Set("ETag", `"`+d.String()+`"`)
+	if fi.Size() <= smallBody {
+		// Small enough to leave with the headers in one write: with
+		// sendfile it would be two system calls, the headers and the
+		// first 512 bytes, then the rest (measured with strace).
+		w = bufferedOnly{w}
+	}
 	serveContent(w, r, fi.ModTime(), f)
 }
+
+// smallBody is the largest blob sent through the connection's buffer
+// rather than sendfile: what fits in net/http's 4 KiB write buffer beside
+// the headers.
+const smallBody = 3 << 10
+
+// bufferedOnly hides the ResponseWriter's ReadFrom, so that copying a
+// file into it goes through its buffer instead of sendfile.
+type bufferedOnly struct{ http.ResponseWriter }
