@@ -1,0 +1,124 @@
+package tree
+
+import (
+	"hash"
+	"io"
+	"sync"
+)
+
+// Blob bytes are read, hashed and written in chunks of streamChunk, up to
+// streamDepth of them in flight: while one chunk is hashed and written,
+// the next are read. Hashing is the slowest of the three (sha256 runs at
+// about 1 GB/s here, a page-cache read or write at several), so overlapping
+// them brings a transfer close to the speed of hashing alone, instead of
+// the sum of the three. The buffers bound a transfer's memory.
+const (
+	streamChunk = 512 << 10
+	streamDepth = 3
+)
+
+// chunkSets holds the buffers of finished transfers for the next ones.
+var chunkSets = sync.Pool{New: func() any {
+	set := make([][]byte, streamDepth)
+	for i := range set {
+		set[i] = make([]byte, streamChunk)
+	}
+	return &set
+}}
+
+// chunk is a buffer of read bytes, or the read error that ended the
+// stream.
+type chunk struct {
+	b   []byte
+	err error
+}
+
+// copyHashing copies src to dst and into h, as io.Copy to an
+// io.MultiWriter of the two would, but reads ahead in another goroutine
+// and writes each chunk while hashing it. It returns the bytes written to
+// dst and the first error of reading or writing; on an error it does not
+// wait for a read in progress, whose buffers it then leaves to it (the
+// caller closes src, which ends it) instead of reusing them.
+func copyHashing(dst io.Writer, h hash.Hash, src io.Reader) (int64, error) {
+	set := chunkSets.Get().(*[][]byte)
+	free := make(chan []byte, streamDepth)
+	for _, b := range *set {
+		free <- b
+	}
+	filled := make(chan chunk, streamDepth)
+	done := make(chan struct{})
+	defer close(done)
+	go readAhead(src, free, filled, done)
+
+	var n int64
+	for c := range filled {
+		if len(c.b) > 0 {
+			written := make(chan error, 1)
+			go func() { written <- writeAll(dst, c.b) }()
+			h.Write(c.b)
+			if err := <-written; err != nil {
+				return n, err
+			}
+			n += int64(len(c.b))
+			free <- c.b[:cap(c.b)]
+		}
+		if c.err == io.EOF {
+			// The reader has returned: the buffers are ours again.
+			chunkSets.Put(set)
+			return n, nil
+		}
+		if c.err != nil {
+			return n, c.err
+		}
+	}
+	return n, nil
+}
+
+// readAhead fills free buffers from src and hands them over, until src
+// ends or done closes.
+func readAhead(src io.Reader, free <-chan []byte, filled chan<- chunk, done <-chan struct{}) {
+	defer close(filled)
+	for {
+		var b []byte
+		select {
+		case b = <-free:
+		case <-done:
+			return
+		}
+		k, err := fill(src, b)
+		select {
+		case filled <- chunk{b[:k], err}:
+		case <-done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// fill reads from src into b until b is full or a read fails. Unlike
+// io.ReadFull it passes src's own error on as it is: an
+// io.ErrUnexpectedEOF of a cut stream must stay one, and a clean end
+// stays io.EOF.
+func fill(src io.Reader, b []byte) (int, error) {
+	k := 0
+	for k < len(b) {
+		m, err := src.Read(b[k:])
+		k += m
+		if err != nil {
+			return k, err
+		}
+	}
+	return k, nil
+}
+
+// writeAll writes b to w, as io.Copy would: a short write without an
+// error is io.ErrShortWrite.
+func writeAll(w io.Writer, b []byte) error {
+	k, err := w.Write(b)
+	if err == nil && k != len(b) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
