@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
 )
 
 // createTemp creates a new entry with create at a temporary name next to
@@ -78,4 +81,42 @@ func (r *Root) writeIfChanged(path string, data []byte) error {
 	default:
 		return err
 	}
+}
+
+// dirSyncs defers directory syncs to one per directory. A batch of blobs
+// renamed or linked into their repositories is made durable together,
+// before any manifest names one of them: the order the crash-safety
+// argument needs (docs/crash-safety.md) holds at the batch's end instead
+// of after each file, and a repository receiving fifty blobs syncs its
+// blobs directory once. A nil *dirSyncs syncs at once.
+type dirSyncs struct {
+	mu   sync.Mutex
+	dirs map[string]bool
+}
+
+func newDirSyncs() *dirSyncs { return &dirSyncs{dirs: map[string]bool{}} }
+
+// sync syncs dir now (s nil) or at flush.
+func (s *dirSyncs) sync(r *Root, dir string) error {
+	if s == nil {
+		return r.syncDir(dir)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirs[dir] = true
+	return nil
+}
+
+// flush syncs every directory noted, in order, and forgets them.
+func (s *dirSyncs) flush(r *Root) error {
+	s.mu.Lock()
+	dirs := slices.Sorted(maps.Keys(s.dirs))
+	clear(s.dirs)
+	s.mu.Unlock()
+	for _, dir := range dirs {
+		if err := r.syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -128,7 +128,7 @@ func (r *Root) RemoveBlob(repo string, d digest.Digest) (int64, error) {
 // the same file system, and path's directory is made only once they are
 // verified: a failed or killed transfer leaves nothing in the served
 // tree, not even an empty directory.
-func (r *Root) publishVerified(path string, want digest.Digest, size int64, rd io.Reader) (int64, error) {
+func (r *Root) publishVerified(path string, want digest.Digest, size int64, rd io.Reader, ds *dirSyncs) (int64, error) {
 	// Where it will go must be inside the tree before a byte is read.
 	if _, err := r.stat(filepath.Dir(path)); errors.Is(err, ErrOutsideRoot) {
 		return 0, err
@@ -176,7 +176,7 @@ func (r *Root) publishVerified(path string, want digest.Digest, size int64, rd i
 		return n, err
 	}
 	published = true
-	return n, r.syncDir(filepath.Dir(path))
+	return n, ds.sync(r, filepath.Dir(path))
 }
 
 // MismatchError reports content whose bytes are not those its digest or
@@ -269,6 +269,12 @@ type FetchFunc func() (io.ReadCloser, error)
 // bytes hash to d: re-hashing every reused blob is slow, so only
 // export --verify-existing asks for it.
 func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fetch FetchFunc) (BlobOutcome, int64, error) {
+	return r.putBlob(repo, d, size, verify, fetch, nil)
+}
+
+// putBlob is PutBlob with the sync of the blob's directory left to ds,
+// which syncs each directory once for a whole batch (nil: at once).
+func (r *Root) putBlob(repo string, d digest.Digest, size int64, verify bool, fetch FetchFunc, ds *dirSyncs) (BlobOutcome, int64, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return 0, 0, err
 	}
@@ -292,7 +298,7 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fe
 		if err := r.mkdirAll(filepath.Dir(r.BlobPath(repo, d))); err != nil {
 			return 0, 0, err
 		}
-		if err := r.publishHardLink(src, r.BlobPath(repo, d)); err != nil {
+		if err := r.linkInto(src, r.BlobPath(repo, d), ds); err != nil {
 			return 0, 0, fmt.Errorf("blob %s: link from %s: %w", d, src, err)
 		}
 		return BlobLinked, 0, nil
@@ -305,7 +311,7 @@ func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fe
 		return 0, 0, err
 	}
 	defer rc.Close()
-	n, err := r.publishVerified(r.BlobPath(repo, d), d, size, rc)
+	n, err := r.publishVerified(r.BlobPath(repo, d), d, size, rc, ds)
 	if err != nil {
 		return BlobFetched, n, fmt.Errorf("blob %s: %w", d, err)
 	}

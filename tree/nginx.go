@@ -125,13 +125,17 @@ func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
 // but never a dst that already is src: rename(2) between two links of one
 // inode does nothing and would leave the temporary name behind
 // (serving-notes §3.14).
-func (r *Root) publishHardLink(src, dst string) error {
+func (r *Root) publishHardLink(src, dst string) error { return r.linkInto(src, dst, nil) }
+
+// linkInto is publishHardLink with the sync of dst's directory left to
+// ds (nil: at once).
+func (r *Root) linkInto(src, dst string, ds *dirSyncs) error {
 	if r.sameInode(src, dst) {
 		return nil // nothing to do, and no step taken
 	}
 	err := r.hardLink(src, dst)
 	if err == nil {
-		return r.syncDir(filepath.Dir(dst))
+		return ds.sync(r, filepath.Dir(dst))
 	}
 	if !errors.Is(err, fs.ErrExist) {
 		return err
@@ -152,7 +156,7 @@ func (r *Root) publishHardLink(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	return r.syncDir(filepath.Dir(dst))
+	return ds.sync(r, filepath.Dir(dst))
 }
 
 func (r *Root) sameInode(a, b string) bool {

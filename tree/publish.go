@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -90,9 +91,10 @@ type PublishReport struct {
 // writers left; then, under the tree lock held shared (so gc waits), it
 // transfers the blobs of every image with o.Jobs workers — a blob shared
 // by several images is fetched once and hard-linked into the other
-// repositories — then writes each image's manifests (with their headers
-// and nginx links), the referrers indexes of their subjects, and last its
-// tag (type map, nginx links, tags/list, _catalog).
+// repositories, their directories synced once each at the end — then
+// writes each image's manifests (with their headers and nginx links), the
+// referrers indexes of their subjects, and last its tag (type map, nginx
+// links, tags/list, _catalog).
 //
 // An image that fails tags nothing; without o.AllOrNothing the others go
 // on. Blobs and manifests it put stay for gc: removing them is unsafe
@@ -114,12 +116,17 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 		return nil, fmt.Errorf("root %s: %w", r.dir, err)
 	}
 	defer l.Unlock()
-	p := &publication{r: r, images: images, o: o, rep: rep, state: make([]imageState, len(images))}
+	p := &publication{r: r, images: images, o: o, rep: rep, state: make([]imageState, len(images)), syncs: newDirSyncs()}
 	for i := range p.state {
 		p.state[i].ctx, p.state[i].cancel = context.WithCancel(ctx)
 		defer p.state[i].cancel()
 	}
 	p.transferBlobs(ctx)
+	if err := p.syncs.flush(r); err != nil {
+		for i := range images {
+			p.fail(i, fmt.Errorf("making the blobs durable: %w", err))
+		}
+	}
 	if o.AllOrNothing {
 		p.publishTogether(ctx)
 	} else {
@@ -149,6 +156,10 @@ type publication struct {
 	o      PublishOptions
 	rep    *PublishReport
 	state  []imageState
+	// syncs are the blob directories to sync once all blobs are in, before
+	// the first manifest: every directory holding a blob of the batch,
+	// whoever put it there.
+	syncs *dirSyncs
 }
 
 // imageState is what one image's transfers share.
@@ -242,8 +253,10 @@ func (p *publication) transfer(t blobTask) {
 func (p *publication) putBlob(ctx context.Context, repo string, b Blob) (BlobResult, error) {
 	fetch := func() (io.ReadCloser, error) { return b.Fetch(ctx) }
 	for attempt := 0; ; attempt++ {
-		outcome, n, err := p.r.PutBlob(repo, b.Digest, b.Size, p.o.VerifyExisting, fetch)
+		outcome, n, err := p.r.putBlob(repo, b.Digest, b.Size, p.o.VerifyExisting, fetch, p.syncs)
 		if err == nil {
+			// A blob another writer put here may not be durable yet.
+			_ = p.syncs.sync(p.r, filepath.Dir(p.r.BlobPath(repo, b.Digest)))
 			return BlobResult{Digest: b.Digest, Outcome: outcome, Size: p.r.blobSize(repo, b, outcome, n)}, nil
 		}
 		var wait time.Duration
