@@ -460,12 +460,23 @@ func (c *collector) sweepRepo(p *repoPlan) error {
 	}
 	if !c.o.DryRun {
 		// Tags first: tags/list, and the nginx links that must stop naming
-		// a manifest before it goes.
+		// a manifest before it goes (a tag update killed between its links
+		// and its type map leaves links naming an untagged manifest).
 		inStep, err := c.root.TagsInStep(repo, p.tags)
 		if err != nil {
 			return fmt.Errorf("repository %s: %w", repo, err)
 		}
-		if !inStep || len(sweep) > 0 {
+		avoid := true
+		if inStep && len(sweep) > 0 {
+			gone := make(map[digest.Digest]bool, len(sweep))
+			for _, d := range sweep {
+				gone[d] = true
+			}
+			if avoid, err = c.root.TagLinksAvoid(repo, gone); err != nil {
+				return fmt.Errorf("repository %s: %w", repo, err)
+			}
+		}
+		if !inStep || !avoid {
 			if err := c.root.RefreshTags(repo); err != nil {
 				return fmt.Errorf("repository %s: tags/list: %w", repo, err)
 			}

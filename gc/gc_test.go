@@ -534,3 +534,36 @@ func TestGCRemoveBlobFreed(t *testing.T) {
 		}
 	}
 }
+
+// TestGCRepairsLinksBeforeSweep: a tag update killed between nginx's links
+// and the type map leaves the links naming a manifest no tag names. gc
+// removes that manifest, and must first point the links back at what the
+// type map names, or nginx would serve the tag from a removed directory.
+// A collection with nothing to remove from a repository in step reads its
+// links and leaves them alone.
+func TestGCRepairsLinksBeforeSweep(t *testing.T) {
+	tr := newTree(t)
+	v1 := tr.image("app", "v1", layer("one", 100))
+	v2 := tr.image("app", "v2", layer("two", 100))
+	tr.tag("app", "live", v1)
+	for _, p := range []string{tr.root.TagLinkPath("app", "live"), tr.root.FallbackLinkPath("app", "live")} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("../"+v2.Digest.String(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Collect(tr.root, Options{Now: later, Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if tr.hasManifest("app", v2) {
+		t.Fatal("the untagged manifest was kept")
+	}
+	for _, p := range []string{tr.root.TagLinkPath("app", "live"), tr.root.FallbackLinkPath("app", "live")} {
+		if target, err := os.Readlink(p); err != nil || target != "../"+v1.Digest.String() {
+			t.Errorf("%s -> %q (%v), want the tagged manifest %s", p, target, err, v1.Digest)
+		}
+	}
+	tr.verify()
+}

@@ -388,3 +388,30 @@ func (r *Root) syncTagLinksLocked(repo string) error {
 	defer l.Unlock()
 	return r.syncTagLinks(repo)
 }
+
+// TagLinksAvoid reports whether no tag link of repo names a manifest in
+// gone: a collection about to remove those manifests need not re-derive
+// the links first. A link it cannot read counts as naming one.
+func (r *Root) TagLinksAvoid(repo string, gone map[digest.Digest]bool) (bool, error) {
+	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
+		dir = filepath.Join(r.manifestsDir(repo), dir)
+		entries, err := r.readDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		for _, e := range entries {
+			if e.Type()&fs.ModeSymlink == 0 {
+				continue
+			}
+			target, err := r.readlink(filepath.Join(dir, e.Name()))
+			d, ok := strings.CutPrefix(target, "../")
+			if err != nil || !ok || gone[digest.Digest(d)] {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
