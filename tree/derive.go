@@ -180,7 +180,7 @@ func (r *Root) DeriveRepo(repo string) (Derived, error) {
 	if d.Typed, err = r.linkManifests(repo); err != nil {
 		return d, err
 	}
-	if err := r.deriveReferrers(repo); err != nil {
+	if err := r.rewriteReferrers(repo, nil); err != nil {
 		return d, err
 	}
 	if err := r.writeTagsList(repo, ""); err != nil {
@@ -197,30 +197,6 @@ func (r *Root) DeriveRepo(repo string) (Derived, error) {
 	d.TagLinks = countDiff(before.links, after.links)
 	d.Referrers = countDiff(before.referrers, after.referrers)
 	return d, nil
-}
-
-// deriveReferrers is RefreshReferrers for a caller holding the repository
-// lock.
-func (r *Root) deriveReferrers(repo string) error {
-	all, err := r.scanReferrers(repo, nil)
-	if err != nil {
-		return err
-	}
-	have, err := r.ReferrerSubjects(repo)
-	if err != nil {
-		return err
-	}
-	for _, s := range have {
-		if _, ok := all[s]; !ok {
-			all[s] = nil // removed by writeReferrers
-		}
-	}
-	for _, s := range sortedDigests(all) {
-		if err := r.writeReferrers(repo, s, all[s]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // derivedState is what DeriveRepo may rewrite in a repository, to compare

@@ -97,6 +97,12 @@ func (r *Root) RefreshReferrers(repo string, leaving ...digest.Digest) error {
 	for _, d := range leaving {
 		skip[d] = true
 	}
+	return r.rewriteReferrers(repo, skip)
+}
+
+// rewriteReferrers is RefreshReferrers, without the manifests in skip, for
+// a caller holding the repository lock.
+func (r *Root) rewriteReferrers(repo string, skip map[digest.Digest]bool) error {
 	all, err := r.scanReferrers(repo, skip)
 	if err != nil {
 		return err
