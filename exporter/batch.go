@@ -31,7 +31,7 @@ type Job struct {
 //
 // With o.AllOrNothing no tag moves unless every image can be tagged; the
 // error then names the images that failed, not the ones they held back.
-func ExportMany(ctx context.Context, root *tree.Root, jobs []Job, o Options) ([]*Summary, error) {
+func ExportMany(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, error) {
 	sums, errs := exportMany(ctx, root, jobs, o)
 	return sums, joinFailures(errs)
 }
@@ -90,7 +90,7 @@ func (im *image) failed() error {
 	return im.err
 }
 
-func exportMany(ctx context.Context, root *tree.Root, jobs []Job, o Options) ([]*Summary, []error) {
+func exportMany(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, []error) {
 	start := time.Now()
 	o = o.withDefaults()
 	images := make([]*image, len(jobs))
@@ -192,7 +192,7 @@ func planImage(ctx context.Context, im *image, o Options) error {
 // order: blobs of all images (o.Jobs at a time), then each image's
 // manifests and tag. An image's Elapsed runs from the batch's start to its
 // tag.
-func publishAll(ctx context.Context, root *tree.Root, images []*image, start time.Time, o Options) error {
+func publishAll(ctx context.Context, root tree.Publisher, images []*image, start time.Time, o Options) error {
 	var live []*image
 	var batch []tree.Image
 	for _, im := range images {

@@ -69,7 +69,7 @@ type Summary struct {
 // "" for the source's own name). Nothing is tagged unless every manifest
 // and blob the tag needs is in the tree, verified. It is ExportMany of one
 // image.
-func Export(ctx context.Context, root *tree.Root, srcArg, destArg string, o Options) (*Summary, error) {
+func Export(ctx context.Context, root tree.Publisher, srcArg, destArg string, o Options) (*Summary, error) {
 	sums, errs := exportMany(ctx, root, []Job{{Source: srcArg, Dest: destArg}}, o)
 	return sums[0], errs[0]
 }

@@ -35,7 +35,7 @@ const (
 // shutdownTimeout, and then closes what is left. It returns nil after a
 // shutdown and the error otherwise. The caller turns SIGTERM into ctx
 // cancellation.
-func ListenAndServe(ctx context.Context, addr string, root *tree.Root, log *slog.Logger) error {
+func ListenAndServe(ctx context.Context, addr string, root tree.Reader, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -50,7 +50,7 @@ func ListenAndServe(ctx context.Context, addr string, root *tree.Root, log *slog
 // handler with the embedded server's limits on slow clients and header
 // sizes. Its Addr is unset; serve it on a listener of your own. A nil log
 // discards everything.
-func NewHTTPServer(root *tree.Root, log *slog.Logger) *http.Server {
+func NewHTTPServer(root tree.Reader, log *slog.Logger) *http.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -66,7 +66,7 @@ func NewHTTPServer(root *tree.Root, log *slog.Logger) *http.Server {
 }
 
 // serve runs the server on ln until ctx is done or serving fails.
-func serve(ctx context.Context, ln net.Listener, root *tree.Root, log *slog.Logger) error {
+func serve(ctx context.Context, ln net.Listener, root tree.Reader, log *slog.Logger) error {
 	srv := NewHTTPServer(root, log)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

@@ -37,14 +37,14 @@ const (
 
 // handler serves one tree.
 type handler struct {
-	root  *tree.Root
+	root  tree.Reader
 	log   *slog.Logger
 	cache *fileCache // parsed type maps and headers, by file identity
 }
 
 // New returns a handler serving root read-only, answering every request as
 // the Apache template does. A nil log discards everything.
-func New(root *tree.Root, log *slog.Logger) http.Handler {
+func New(root tree.Reader, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

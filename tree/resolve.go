@@ -26,7 +26,7 @@ type Resolution struct {
 // A TagResolver resolves the tags of one tree as Apache's type-map
 // handler does.
 type TagResolver struct {
-	Root *Root
+	Root Reader
 	// Variants reads the variants a tag offers; nil is Root.TagVariants. A
 	// server that keeps parsed type maps supplies its own.
 	Variants func(repo, tag string) ([]TagVariant, error)
@@ -63,7 +63,7 @@ func (t TagResolver) ResolveTag(repo, tag, accept string) (Resolution, error) {
 		if err != nil {
 			return -1
 		}
-		fi, err := t.Root.stat(t.Root.ManifestPath(repo, d))
+		fi, err := t.Root.StatInTree(t.Root.ManifestPath(repo, d))
 		if err != nil {
 			return -1 // as Apache's failed stat
 		}
