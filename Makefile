@@ -1,5 +1,5 @@
 # image-serve. `make test` is the whole test run, and what CI runs: it
-# installs what the tests need (apache2, nginx, skopeo, containerd) first.
+# installs what the tests need (apache2, nginx, skopeo, podman, containerd) first.
 # Go tools (staticcheck) are pinned in go.mod as tool dependencies and run
 # with `go tool`: nothing is fetched that `go mod download` does not fetch.
 
@@ -43,6 +43,7 @@ test-deps:
 	command -v apache2 >/dev/null || command -v httpd >/dev/null || missing="$$missing apache2"; \
 	command -v nginx   >/dev/null || missing="$$missing nginx"; \
 	command -v skopeo  >/dev/null || missing="$$missing skopeo"; \
+	command -v podman  >/dev/null || missing="$$missing podman"; \
 	{ command -v containerd >/dev/null && command -v ctr >/dev/null; } || missing="$$missing containerd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

@@ -98,9 +98,10 @@ func TestMigrateWhileServed(t *testing.T) {
 	hosts := migrateServers(t, root)
 	hostileTripleO := strings.TrimPrefix(testserver.Apache(t, nil, testserver.WithConfig(legacytree.TripleOVhost(root.Dir())), testserver.WithHostileEncoding()), "http://")
 	inodes := legacyInodes(t, root)
+	pm := newPodmanStore(t)
 
 	// Before: every tag pulls from every server (go-containerregistry,
-	// skopeo), as the tree is.
+	// skopeo, podman), as the tree is.
 	for name, host := range hosts {
 		if !strings.HasPrefix(name, "tripleo") {
 			for ref, d := range tt.deep {
@@ -112,6 +113,9 @@ func TestMigrateWhileServed(t *testing.T) {
 		}
 		skopeo(t, "copy", "--all", "--insecure-policy", "--src-tls-verify=false",
 			"docker://"+host+"/tripleomaster/openstack-nova-compute:current-tripleo", "dir:"+t.TempDir())
+		if got := pm.pull(host+"/tripleomaster/openstack-nova-compute:current-tripleo", "amd64"); got != "amd64" {
+			t.Errorf("%s before migrate: podman pull stored a %s image, want amd64", name, got)
+		}
 	}
 
 	// During: a loop of pulls per server, each round every tag, while
@@ -181,6 +185,9 @@ func TestMigrateWhileServed(t *testing.T) {
 			"docker://"+host+"/tripleomaster/openstack-nova-compute:current-tripleo", "dir:"+dir)
 		if got := sha256Digest(readFile(t, filepath.Join(dir, "manifest.json"))); got != tt.multi.Children["arm64"].String() {
 			t.Errorf("%s: skopeo --override-arch arm64 got %s, want the arm64 image %s", name, got, tt.multi.Children["arm64"])
+		}
+		if got := pm.pull(host+"/tripleomaster/openstack-nova-compute:current-tripleo", "arm64"); got != "arm64" {
+			t.Errorf("%s after migrate: podman pull --arch arm64 stored a %s image", name, got)
 		}
 	}
 

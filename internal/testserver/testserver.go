@@ -27,7 +27,7 @@ import (
 
 // Setup is what a test tells the developer when a server is missing: the
 // servers are part of the test environment, never a reason to skip.
-const Setup = "run the project's test setup (make test-deps) to install apache2, nginx, skopeo and containerd"
+const Setup = "run the project's test setup (make test-deps) to install apache2, nginx, skopeo, podman and containerd"
 
 // Timeouts for a server to come up and to go away.
 const (
