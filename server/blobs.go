@@ -39,19 +39,24 @@ func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, m tree.Match
 	hd.Set(digestHeader, d.String())
 	hd.Set("Cache-Control", cacheImmutable)
 	hd.Set("ETag", `"`+d.String()+`"`)
-	if fi.Size() <= smallBody {
-		// Small enough to leave with the headers in one write: with
-		// sendfile it would be two system calls, the headers and the
-		// first 512 bytes, then the rest (measured with strace).
-		w = bufferedOnly{w}
-	}
-	serveContent(w, r, fi.ModTime(), f)
+	serveContent(oneWrite(w, fi.Size()), r, fi.ModTime(), f)
 }
 
-// smallBody is the largest blob sent through the connection's buffer
+// smallBody is the largest file sent through the connection's buffer
 // rather than sendfile: what fits in net/http's 4 KiB write buffer beside
 // the headers.
 const smallBody = 3 << 10
+
+// oneWrite returns w for a file of size bytes: for a small one, w without
+// its sendfile path, so that the body leaves with the headers in one
+// write — with sendfile it is two system calls, the headers and the first
+// 512 bytes, then the rest (measured with strace).
+func oneWrite(w http.ResponseWriter, size int64) http.ResponseWriter {
+	if size <= smallBody {
+		return bufferedOnly{w}
+	}
+	return w
+}
 
 // bufferedOnly hides the ResponseWriter's ReadFrom, so that copying a
 // file into it goes through its buffer instead of sendfile.

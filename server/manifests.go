@@ -28,7 +28,7 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, m tree.Mat
 	}
 	defer f.Close()
 	w.Header().Set("ETag", `"`+d.String()+`"`)
-	serveContent(w, r, fi.ModTime(), f)
+	serveContent(oneWrite(w, fi.Size()), r, fi.ModTime(), f)
 }
 
 // openManifest opens manifest d and sets the headers every manifest
@@ -83,19 +83,22 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, m tree.Match)
 		h.failOpen(w, r, err, distribution.ErrManifestUnknown)
 		return
 	}
-	f, _, ok := h.openManifest(w, r, repo, res.Digest, cacheRevalidate)
+	f, fi, ok := h.openManifest(w, r, repo, res.Digest, cacheRevalidate)
 	if !ok {
 		return
 	}
 	defer f.Close()
 	// Apache's RequestHeader unset on tag URIs; no modtime and no ETag
 	// leave ServeContent nothing to compare the rest with.
-	serveContent(w, unconditional(r), time.Time{}, f)
+	serveContent(oneWrite(w, fi.Size()), unconditional(r), time.Time{}, f)
 }
 
 // unconditional is r without the conditional headers the template drops on
 // tag URIs.
 func unconditional(r *http.Request) *http.Request {
+	if r.Header.Get("If-Modified-Since") == "" && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Range") == "" {
+		return r // nothing to drop: no copy
+	}
 	r2 := r.Clone(r.Context())
 	for _, k := range []string{"If-Modified-Since", "If-None-Match", "If-Range"} {
 		r2.Header.Del(k)
