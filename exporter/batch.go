@@ -93,15 +93,18 @@ func (im *image) failed() error {
 func exportMany(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, []error) {
 	start := time.Now()
 	o = o.withDefaults()
+	if o.Registry.pool == nil {
+		o.Registry.pool = &transportPool{}
+	}
 	images := make([]*image, len(jobs))
 	for i, j := range jobs {
 		im := &image{job: j}
 		im.ctx, im.cancel = context.WithCancel(ctx)
 		defer im.cancel()
 		images[i] = im
-		if err := planImage(ctx, im, o); err != nil {
-			im.fail(err)
-		}
+	}
+	planAll(ctx, images, o)
+	for _, im := range images {
 		if im.s != nil {
 			defer im.s.Close()
 		}
@@ -155,6 +158,27 @@ func live(images []*image) bool {
 		}
 	}
 	return false
+}
+
+// planAll plans every image, o.Jobs at a time: resolving an undercloud's
+// list is a few requests per image, and they need not wait for each other.
+func planAll(ctx context.Context, images []*image, o Options) {
+	next := make(chan *image)
+	var wg sync.WaitGroup
+	for range min(o.Jobs, len(images)) {
+		wg.Go(func() {
+			for im := range next {
+				if err := planImage(ctx, im, o); err != nil {
+					im.fail(err)
+				}
+			}
+		})
+	}
+	for _, im := range images {
+		next <- im
+	}
+	close(next)
+	wg.Wait()
 }
 
 // planImage opens the job's source and plans it: nothing is written yet.

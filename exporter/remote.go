@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/cli/cli/config"
@@ -30,6 +31,40 @@ type RegistryOptions struct {
 	// Timeout bounds each wait on the registry: a connection, response
 	// headers, the next byte of a body. 0 means DefaultSourceTimeout.
 	Timeout time.Duration
+
+	// pool, when set, is the connection pool every source of a batch
+	// shares: one set of connections per registry, not one per image.
+	pool *transportPool
+}
+
+// transportPool hands out one transport per (insecure, timeout), shared
+// by every registry source of a batch.
+type transportPool struct {
+	mu  sync.Mutex
+	trs map[transportKey]http.RoundTripper
+}
+
+type transportKey struct {
+	insecure bool
+	timeout  time.Duration
+}
+
+// get returns the pool's transport for insecure and timeout; a nil pool
+// makes a new one each time.
+func (p *transportPool) get(insecure bool, timeout time.Duration) http.RoundTripper {
+	if p == nil {
+		return sourceTransport(insecure, timeout)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := transportKey{insecure, timeout}
+	if p.trs == nil {
+		p.trs = map[transportKey]http.RoundTripper{}
+	}
+	if p.trs[k] == nil {
+		p.trs[k] = sourceTransport(insecure, timeout)
+	}
+	return p.trs[k]
 }
 
 // registry reads one repository of a registry over plain HTTP requests
@@ -66,7 +101,7 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	if timeout <= 0 {
 		timeout = DefaultSourceTimeout
 	}
-	tr := transport.NewRetry(sourceTransport(o.Insecure, timeout))
+	tr := transport.NewRetry(o.pool.get(o.Insecure, timeout))
 	if o.UserAgent != "" {
 		tr = transport.NewUserAgent(tr, o.UserAgent)
 	}
