@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/testregistry"
@@ -59,5 +60,23 @@ func TestExportMany(t *testing.T) {
 	}
 	if tags, _ := root.Tags("bad"); len(tags) != 0 {
 		t.Errorf("the failed job tagged %v", tags)
+	}
+}
+
+// TestBatchSharesConnections: the sources of one batch share a transport
+// per registry setting, so their connections are pooled, while sources
+// outside a batch get their own.
+func TestBatchSharesConnections(t *testing.T) {
+	p := &transportPool{}
+	a, b := p.get(true, time.Minute), p.get(true, time.Minute)
+	if a != b {
+		t.Error("two sources of a batch got different transports")
+	}
+	if p.get(false, time.Minute) == a || p.get(true, time.Second) == a {
+		t.Error("sources with other TLS or timeout settings share a transport")
+	}
+	var none *transportPool
+	if none.get(true, time.Minute) == none.get(true, time.Minute) {
+		t.Error("sources outside a batch share a transport")
 	}
 }

@@ -34,11 +34,18 @@ var ErrStalled = errors.New("stalled")
 // registry, token requests included: connect, TLS handshake and response
 // headers time out, a body fails when no byte arrives for timeout, and
 // redirects stop after maxRedirects whoever follows them.
+// maxIdlePerHost is how many idle connections a source keeps per
+// registry: more than any --jobs anyone sets.
+const maxIdlePerHost = 64
+
 func sourceTransport(insecure bool, timeout time.Duration) http.RoundTripper {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = min(timeout, tlsHandshakeTimeout)
 	tr.ResponseHeaderTimeout = timeout
+	// Keep a connection per transfer of a batch for the next one (the
+	// default keeps two per host and dials again for the others).
+	tr.MaxIdleConnsPerHost = maxIdlePerHost
 	if insecure {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	}

@@ -574,3 +574,39 @@ func TestIndexChildrenInParallel(t *testing.T) {
 		t.Errorf("%d manifests in the tree (%v), want the index and its 50 children", len(d), err)
 	}
 }
+
+// TestImagesPlannedInParallel: export --from-file resolves its images
+// --jobs at a time. The first tag request waits for company: planned one
+// after another it would wait the full minute and maxSeen stay 1.
+func TestImagesPlannedInParallel(t *testing.T) {
+	h := startHostile(t)
+	var list strings.Builder
+	for i := range 6 {
+		repo := fmt.Sprintf("app%d", i)
+		h.image(repo, "v1", 2, nil)
+		fmt.Fprintf(&list, "docker://%s/%s:v1\n", h.host(), repo)
+	}
+	var first sync.Once
+	h.behave = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/manifests/v1") {
+			first.Do(func() {
+				for deadline := time.Now().Add(time.Minute); h.inflight.Load() < 2 && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+			})
+		}
+		return false
+	}
+	file := filepath.Join(t.TempDir(), "images.txt")
+	if err := os.WriteFile(file, []byte(list.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := testserver.TempRoot(t)
+	mustRun(t, "--root", root.Dir(), "-q", "export", "--jobs", "4", "--src-tls-verify=false", "--from-file", file)
+	if n := h.maxSeen.Load(); n < 2 {
+		t.Errorf("at most %d request in flight: the images were planned one at a time", n)
+	}
+	if repos, err := root.Repositories(); err != nil || len(repos) != 6 {
+		t.Errorf("repositories %v (%v), want all six", repos, err)
+	}
+}
