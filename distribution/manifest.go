@@ -26,6 +26,16 @@ const (
 	MediaTypeDockerSchema1JWS = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 )
 
+// Media types of what manifests name: configs and layers.
+const (
+	MediaTypeDockerConfig    = "application/vnd.docker.container.image.v1+json"
+	MediaTypeDockerLayer     = "application/vnd.docker.image.rootfs.diff.tar"
+	MediaTypeDockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	MediaTypeOCIConfig       = imagespec.MediaTypeImageConfig
+	MediaTypeOCILayerGzip    = imagespec.MediaTypeImageLayerGzip
+	MediaTypeOCILayerZstd    = imagespec.MediaTypeImageLayerZstd
+)
+
 // IsIndex reports a media type whose manifests list other manifests.
 func IsIndex(mediaType string) bool {
 	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerList

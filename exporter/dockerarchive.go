@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -26,11 +27,11 @@ import (
 // tarball holds no manifest of its own, so, like skopeo's docker-archive
 // transport, we make a Docker schema2 one up from the files it names.
 const (
-	dockerArchiveManifestType  = "application/vnd.docker.distribution.manifest.v2+json"
-	dockerArchiveConfigType    = "application/vnd.docker.container.image.v1+json"
-	dockerArchiveLayerType     = "application/vnd.docker.image.rootfs.diff.tar"
-	dockerArchiveLayerGzipType = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-	dockerArchiveLayerZstdType = "application/vnd.oci.image.layer.v1.tar+zstd"
+	dockerArchiveManifestType  = distribution.MediaTypeDockerManifest
+	dockerArchiveConfigType    = distribution.MediaTypeDockerConfig
+	dockerArchiveLayerType     = distribution.MediaTypeDockerLayer
+	dockerArchiveLayerGzipType = distribution.MediaTypeDockerLayerGzip
+	dockerArchiveLayerZstdType = distribution.MediaTypeOCILayerZstd
 )
 
 // dockerArchiveMaxJSON caps manifest.json and the image config, the only
