@@ -150,10 +150,7 @@ func WriteImages(dir string, imgs []ImageSpec) (*Images, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "index.json"), index, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+	if err := writeLayoutIndex(dir, index); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -119,10 +119,7 @@ func WriteLayout(dir string, img Image) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "index.json"), index, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+	if err := writeLayoutIndex(dir, index); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -204,4 +201,12 @@ func (c *counter) Write(p []byte) (int, error) {
 	c.h.Write(p)
 	c.n += int64(len(p))
 	return len(p), nil
+}
+
+// writeLayoutIndex writes the layout's index.json and oci-layout files.
+func writeLayoutIndex(dir string, index []byte) error {
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), index, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 }
