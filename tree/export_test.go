@@ -9,5 +9,5 @@ func WithoutOpenat2(r *Root) *Root {
 	return r
 }
 
-// ReadDir is readDir, for the tests of package catalog_test.
+// ReadDir is readDir, for the tests of package tree_test.
 func ReadDir(r *Root, path string) ([]fs.DirEntry, error) { return r.readDir(path) }
