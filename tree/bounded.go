@@ -10,8 +10,8 @@ import (
 
 // readSmall returns the content of the file at path, at most limit bytes
 // (more is an error that matches errOverLimit), resolving path inside the
-// tree. It makes the three system calls reading a file needs — openat2,
-// read until the end, close — where os.ReadFile makes about eight (an
+// tree. It makes the three system calls reading a small file needs —
+// openat2, one read, close — where os.ReadFile makes about eight (an
 // os.File tries the runtime poller and sets the descriptor back to
 // blocking): a collection reads every manifest and every type map of the
 // tree, tens of thousands of small files, and spends its time in those
@@ -64,23 +64,29 @@ func (r *Root) readSmall(path string, limit int) ([]byte, error) {
 	return b, err
 }
 
-// readLimited reads with read until it returns 0 bytes, at most limit.
+// readLimited reads with read until it returns 0 bytes, or fewer than it
+// asked for, at most limit. A short read of a file is its end: the tree's
+// files are replaced by rename, never appended to, and a read of a
+// regular file returns all it asked for unless the file ends — so the
+// read that would only say so, one system call of the three a small file
+// costs, is left out.
 func readLimited(read func([]byte) (int, error), path string, limit int) ([]byte, error) {
 	buf := make([]byte, 0, min(4096, limit+1))
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
+		want := cap(buf) - len(buf)
 		n, err := read(buf[len(buf):cap(buf)])
 		if err != nil {
 			return nil, &readError{cause(err)}
 		}
-		if n == 0 {
-			return buf, nil
-		}
 		buf = buf[:len(buf)+n]
 		if len(buf) > limit {
 			return nil, &limitError{path, limit}
+		}
+		if n < want {
+			return buf, nil
 		}
 	}
 }

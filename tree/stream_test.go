@@ -121,3 +121,24 @@ func BenchmarkCopyHashing(b *testing.B) {
 		})
 	}
 }
+
+// TestReadSmall: whatever a file's size around the read buffer's and the
+// limit, readSmall returns it whole, or refuses it over the limit.
+func TestReadSmall(t *testing.T) {
+	r := newTree(t)
+	const limit = 10000
+	for _, size := range []int{0, 1, 4095, 4096, 4097, 8192, limit, limit + 1, 3 * limit} {
+		p := filepath.Join(r.V2Dir(), fmt.Sprintf("f%d", size))
+		want := bytes.Repeat([]byte{'m'}, size)
+		if err := os.WriteFile(p, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.readSmall(p, limit)
+		switch {
+		case size > limit && !errors.Is(err, errOverLimit):
+			t.Errorf("%d bytes: %v, want over the limit", size, err)
+		case size <= limit && (err != nil || !bytes.Equal(got, want)):
+			t.Errorf("%d bytes: got %d bytes, %v", size, len(got), err)
+		}
+	}
+}
