@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,7 +80,8 @@ type Published struct {
 // PublishReport is what Publish did besides the images.
 type PublishReport struct {
 	Images []Published // one per image, in order
-	// SweptTemps counts temporary files of crashed writers removed first.
+	// SweptTemps counts temporary files of crashed writers removed first,
+	// in the repositories published to.
 	SweptTemps int
 	// Completed counts publications a crash interrupted, completed first.
 	Completed int
@@ -88,7 +90,7 @@ type PublishReport struct {
 // Publish makes images servable, in the order the tree's crash-safety
 // argument needs. It initialises the tree; when no other writer runs, it
 // completes publications a crash interrupted and removes what crashed
-// writers left; then, under the tree lock held shared (so gc waits), it
+// writers left in the repositories it publishes to; then, under the tree lock held shared (so gc waits), it
 // transfers the blobs of every image with o.Jobs workers — a blob shared
 // by several images is fetched once and hard-linked into the other
 // repositories, their directories synced once each at the end — then
@@ -110,7 +112,11 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 		return nil, fmt.Errorf("root %s: %w", r.dir, err)
 	}
 	rep := &PublishReport{Images: make([]Published, len(images))}
-	rep.Completed, rep.SweptTemps = r.tidyIfAlone()
+	repos := make([]string, 0, len(images))
+	for _, im := range images {
+		repos = append(repos, im.Repo)
+	}
+	rep.Completed, rep.SweptTemps = r.tidyIfAlone(repos)
 	l, err := r.LockShared()
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", r.dir, err)
@@ -135,17 +141,30 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 	return rep, nil
 }
 
-// tidyIfAlone completes interrupted publications and sweeps temporary
-// files when no other writer runs (the tree lock is free to take
-// exclusively); with company it leaves both to a later writer.
-func (r *Root) tidyIfAlone() (completed, swept int) {
+// tidyIfAlone completes interrupted publications and removes the
+// temporary files crashed writers left where this publication writes —
+// the incoming blobs, _catalog's directory, repos — when no other writer
+// runs (the tree lock is free to take exclusively); with company it
+// leaves both to a later writer. It does not walk other repositories: a
+// tree of a thousand would cost every export a walk of all of them, and
+// gc sweeps them.
+func (r *Root) tidyIfAlone(repos []string) (completed, swept int) {
 	l, err := r.TryLockExclusive()
 	if err != nil || l == nil {
 		return 0, 0
 	}
 	defer l.Unlock()
 	completed, _ = r.completeJournals()
-	swept, _ = r.SweepTemps()
+	n, _ := r.SweepIncoming()
+	swept += n
+	n, _ = r.SweepCatalogTemps()
+	swept += n
+	slices.Sort(repos)
+	for _, repo := range slices.Compact(repos) {
+		if n, err := r.SweepRepoTemps(repo); err == nil {
+			swept += n
+		}
+	}
 	return completed, swept
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -194,5 +196,44 @@ func TestRefreshCatalogFor(t *testing.T) {
 	}
 	if got, _ := r.ReadCatalog(); !slices.Equal(got, []string{"a", "ns/b"}) {
 		t.Errorf("after c's last tag went: _catalog %v", got)
+	}
+}
+
+// TestPublishSweepsWhereItWrites: when alone, a publication removes the
+// temporary files crashed writers left in the repositories it publishes
+// to and in the incoming directory, and walks no other repository (gc
+// sweeps those): an export in a tree of a thousand repositories must not
+// cost a walk of all of them.
+func TestPublishSweepsWhereItWrites(t *testing.T) {
+	r := newTree(t)
+	a, b := newTestImage("a", "v1", []byte("a")), newTestImage("b", "v1", []byte("b"))
+	if _, err := r.Publish(context.Background(), []Image{a.Image, b.Image}, PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stale := map[string]bool{
+		filepath.Join(r.RepoDir("a"), tagsDir, ".list123"):                  true,
+		filepath.Join(r.incomingDir(), "."+b.Blobs[0].Digest.String()+"99"): true,
+		filepath.Join(r.RepoDir("b"), tagsDir, ".list456"):                  false,
+	}
+	for p := range stale {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := newTestImage("a", "v2", []byte("a2"))
+	rep, err := r.Publish(context.Background(), []Image{again.Image}, PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.SweptTemps != 2 {
+		t.Errorf("swept %d temporary files, want 2", rep.SweptTemps)
+	}
+	for p, gone := range stale {
+		if _, err := os.Stat(p); (err == nil) == gone {
+			t.Errorf("%s: exists %v, want gone %v", p, err == nil, gone)
+		}
 	}
 }
