@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -197,110 +193,16 @@ func linkAll(repos, rels []string, src, dst string) error {
 	return nil
 }
 
-// replicate copies repository tmpl of tree n-1 times as bench/rNNNN:
-// blobs hard-linked to the template's, hard links within the repository
-// kept, symlinks as they are, other files byte for byte except tags/list,
-// which names its repository; then it rewrites _catalog. Going through
-// export for every repository would fsync each file: minutes for a tree
-// only read afterwards. It returns every repository's name.
+// replicate copies repository tmpl of tree n-1 times as bench/rNNNN
+// (bench.ReplicateRepo), then rewrites _catalog. It returns every
+// repository's name.
 func replicate(tree, tmpl string, n int) ([]string, error) {
-	src := filepath.Join(tree, "v2", tmpl)
-	type entry struct {
-		rel, link string
-		data      []byte
-		blob      bool
-		sameAs    string
-	}
-	var entries []entry
-	inodes := map[uint64]string{}
-	var tagsList []byte
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		fi, err := os.Lstat(path)
-		if err != nil {
-			return err
-		}
-		ino := fi.Sys().(*syscall.Stat_t).Ino
-		switch {
-		case rel == filepath.Join("tags", "list"):
-			tagsList, err = os.ReadFile(path)
-			return err
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(path)
-			entries = append(entries, entry{rel: rel, link: target})
-			return err
-		case filepath.Base(filepath.Dir(path)) == "blobs":
-			entries = append(entries, entry{rel: rel, blob: true})
-		case inodes[ino] != "":
-			entries = append(entries, entry{rel: rel, sameAs: inodes[ino]})
-		default:
-			inodes[ino] = rel
-			data, err := os.ReadFile(path)
-			entries = append(entries, entry{rel: rel, data: data})
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	oldName, _ := json.Marshal(tmpl)
 	repos := []string{tmpl}
 	for i := 1; i < n; i++ {
 		repos = append(repos, fmt.Sprintf("bench/r%04d", i))
 	}
-	copyRepo := func(repo string) error {
-		dst := filepath.Join(tree, "v2", repo)
-		for _, e := range entries {
-			p := filepath.Join(dst, e.rel)
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			var err error
-			switch {
-			case e.link != "":
-				err = os.Symlink(e.link, p)
-			case e.blob:
-				err = os.Link(filepath.Join(src, e.rel), p)
-			case e.sameAs != "":
-				err = os.Link(filepath.Join(dst, e.sameAs), p)
-			default:
-				err = os.WriteFile(p, e.data, 0o644)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		newName, _ := json.Marshal(repo)
-		list := bytes.Replace(tagsList, oldName, newName, 1)
-		if err := os.MkdirAll(filepath.Join(dst, "tags"), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, "tags", "list"), list, 0o644)
-	}
-	next := make(chan string)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for repo := range next {
-				errs <- copyRepo(repo)
-			}
-		})
-	}
-	for _, r := range repos[1:] {
-		next <- r
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := bench.ReplicateRepo(filepath.Join(tree, "v2"), tmpl, repos[1:]); err != nil {
+		return nil, err
 	}
 	catalog, err := json.Marshal(map[string][]string{"repositories": repos})
 	if err != nil {
