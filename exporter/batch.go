@@ -32,14 +32,20 @@ type Job struct {
 // With o.AllOrNothing no tag moves unless every image can be tagged; the
 // error then names the images that failed, not the ones they held back.
 func ExportMany(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, error) {
-	sums, errs := exportMany(ctx, root, jobs, o)
-	return sums, joinFailures(errs)
+	sums, errs := ExportEach(ctx, root, jobs, o)
+	return sums, JoinFailures(errs)
 }
 
-// joinFailures joins one line per failed job, leaving out the jobs that
+// ExportEach is ExportMany reporting each job on its own: errs[i] is the
+// error of jobs[i] (nil where sums[i] is its summary), for a caller that
+// must say which job failed, such as export --json. With o.AllOrNothing,
+// a job held back by another's failure has an error matching
+// tree.ErrWithOthers.
+
+// JoinFailures joins one line per failed job of ExportEach, leaving out the jobs that
 // failed only with others (tree.ErrWithOthers) and lines said already: a
 // failed move of a whole batch is the same error for every job.
-func joinFailures(errs []error) error {
+func JoinFailures(errs []error) error {
 	var out []error
 	seen, heldBack := map[string]bool{}, false
 	for _, err := range errs {
@@ -90,7 +96,7 @@ func (im *image) failed() error {
 	return im.err
 }
 
-func exportMany(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, []error) {
+func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, []error) {
 	start := time.Now()
 	o = o.withDefaults()
 	if o.Registry.pool == nil {
@@ -187,7 +193,7 @@ func planImage(ctx context.Context, im *image, o Options) error {
 	if err != nil {
 		return err
 	}
-	platforms, err := parsePlatforms(o.Platforms)
+	platforms, err := ParsePlatforms(o.Platforms)
 	if err != nil {
 		return err
 	}

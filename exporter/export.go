@@ -70,7 +70,7 @@ type Summary struct {
 // and blob the tag needs is in the tree, verified. It is ExportMany of one
 // image.
 func Export(ctx context.Context, root tree.Publisher, srcArg, destArg string, o Options) (*Summary, error) {
-	sums, errs := exportMany(ctx, root, []Job{{Source: srcArg, Dest: destArg}}, o)
+	sums, errs := ExportEach(ctx, root, []Job{{Source: srcArg, Dest: destArg}}, o)
 	return sums[0], errs[0]
 }
 

@@ -187,7 +187,8 @@ func tagVariants(p *plan) []tree.TagVariant {
 	return vs
 }
 
-func parsePlatforms(specs []string) ([]Platform, error) {
+// ParsePlatforms parses --platform values, each OS/ARCH[/VARIANT].
+func ParsePlatforms(specs []string) ([]Platform, error) {
 	var out []Platform
 	for _, s := range specs {
 		parts := strings.Split(s, "/")

@@ -178,3 +178,20 @@ func (s SourceRef) digestOf() digest.Digest {
 	}
 	return ""
 }
+
+// CheckJob checks what the text of a job alone tells, before any source
+// is opened: SOURCE's transport and reference grammar, and, when DEST is
+// given, its repository and tag grammar. A job it passes may still fail
+// on what the source holds.
+func CheckJob(j Job) error {
+	if _, err := ParseSource(j.Source); err != nil {
+		return err
+	}
+	if j.Dest == "" {
+		return nil
+	}
+	// The source's tag is known only once it is opened; any valid tag
+	// stands in for it here.
+	_, err := ParseDest(j.Dest, "latest")
+	return err
+}

@@ -145,6 +145,10 @@ func (e *ProblemsError) Error() string {
 // A repository with a problem (a tag naming a missing manifest, an
 // unparseable manifest) is not swept: what it references is unknown. The
 // report lists the problems, and the error is a *ProblemsError.
+//
+// The report is nil when the collection never started (another one runs,
+// or the tree lock was not had); after a failure part-way it says what
+// was done before it.
 func Collect(root *tree.Root, o Options) (*Report, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
@@ -159,7 +163,9 @@ func Collect(root *tree.Root, o Options) (*Report, error) {
 	defer gl.Unlock()
 	c := newCollector(root, o)
 	c.sweepTemps = !o.DryRun
+	ran := false
 	err = root.Maintain(tree.MaintainOptions{ReadOnly: o.DryRun, Sweep: !o.DryRun}, func() error {
+		ran = true
 		repos, err := root.StoredRepositories()
 		if err != nil {
 			return err
@@ -175,6 +181,9 @@ func Collect(root *tree.Root, o Options) (*Report, error) {
 		}
 		return c.sweepBlobLocks()
 	})
+	if err != nil && !ran {
+		return nil, err // never had the tree: nothing to report
+	}
 	if err != nil {
 		return c.report(), err
 	}

@@ -137,6 +137,9 @@ type badRun struct {
 	want []string
 	// asNobody runs the command as user nobody.
 	asNobody bool
+	// usage marks input the command line alone shows wrong (a malformed
+	// SOURCE or DEST): exit 2, refused before any source is opened.
+	usage bool
 	// check, if set, asserts more once the command ran.
 	check func(t *testing.T)
 }
@@ -191,8 +194,12 @@ func runBadCase(t *testing.T, c badCase) {
 	t.Logf("image-serve %s\nexit %d\nstderr: %s", strings.Join(args, " "), res.code, res.stderr)
 
 	// 1: bad input, not a command line the command cannot run (2) nor a
-	// crash (2 for a Go panic, or a signal).
-	if res.code != 1 {
+	// crash (2 for a Go panic, or a signal); 2 and the usage line for a
+	// malformed command line.
+	switch {
+	case r.usage && (res.code != 2 || !strings.Contains(res.stderr, "(usage: image-serve export")):
+		t.Errorf("exit %d, want 2 and the usage line", res.code)
+	case !r.usage && res.code != 1:
 		t.Errorf("exit %d, want 1", res.code)
 	}
 	if strings.Contains(res.stderr, "retrying blob") {
@@ -223,8 +230,9 @@ func badCases() []badCase {
 	dest := func(d string, want ...string) func(*testing.T, *badEnv) badRun {
 		return func(t *testing.T, e *badEnv) badRun {
 			return badRun{
-				args: []string{"export", "--src-tls-verify=false", e.docker("app:1"), d},
-				want: want,
+				args:  []string{"export", "--src-tls-verify=false", e.docker("app:1"), d},
+				want:  want,
+				usage: true,
 			}
 		}
 	}
@@ -247,8 +255,9 @@ func badCases() []badCase {
 			name: "unknown transport",
 			setup: func(t *testing.T, e *badEnv) badRun {
 				return badRun{
-					args: []string{"export", "dockr://" + e.reg.Ref("app:1"), "app:1"},
-					want: []string{`"dockr://` + e.reg.Ref("app:1") + `"`, `unknown transport "dockr"`},
+					args:  []string{"export", "dockr://" + e.reg.Ref("app:1"), "app:1"},
+					want:  []string{`"dockr://` + e.reg.Ref("app:1") + `"`, `unknown transport "dockr"`},
+					usage: true,
 				}
 			},
 		},
@@ -258,8 +267,9 @@ func badCases() []badCase {
 			setup: func(t *testing.T, e *badEnv) badRun {
 				src := "docker://" + e.reg.Host + "/App:1"
 				return badRun{
-					args: []string{"export", "--src-tls-verify=false", src, "app:1"},
-					want: []string{`"` + src + `"`, "malformed docker reference", "repository can only contain"},
+					args:  []string{"export", "--src-tls-verify=false", src, "app:1"},
+					want:  []string{`"` + src + `"`, "malformed docker reference", "repository can only contain"},
+					usage: true,
 				}
 			},
 		},

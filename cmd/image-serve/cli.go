@@ -39,11 +39,21 @@ func conventions(app *cli.App) {
 	walk = func(cmds []*cli.Command) {
 		for _, cmd := range cmds {
 			cmd.OnUsageError = onUsageError
+			if len(cmd.Subcommands) > 0 && cmd.CustomHelpTemplate == "" {
+				cmd.CustomHelpTemplate = subcommandsHelp
+			}
 			walk(cmd.Subcommands)
 		}
 	}
 	walk(app.Commands)
 }
+
+// subcommandsHelp is the help of a command with subcommands. urfave/cli's
+// own lists them by category, and categories are filled in only when the
+// command runs: `help config` listed none. This one lists the commands
+// themselves, so `help config` and `config --help` print the same.
+var subcommandsHelp = strings.Replace(cli.SubcommandHelpTemplate,
+	`{{template "visibleCommandCategoryTemplate" .}}`, `{{template "visibleCommandTemplate" .}}`, 1)
 
 var (
 	undefinedFlag = regexp.MustCompile(`^flag provided but not defined: -+(.+)$`)
@@ -164,7 +174,17 @@ func permute(app *cli.App, args []string) []string {
 	// urfave/cli looks for its completion flag at the very end.
 	const complete = "--generate-bash-completion"
 	if n := len(args); n > 1 && args[n-1] == complete {
-		return append(permute(app, args[:n-1]), complete)
+		// The word being completed comes before the flag. A bare "--" is
+		// a flag begun, not the end of flags: urfave/cli reads the word
+		// from os.Args, so the parser need not see it (it would take the
+		// completion flag for an argument and run the command).
+		// Clipped: appending must not write over os.Args, where
+		// urfave/cli reads that word.
+		typed := slices.Clip(args[:n-1])
+		if typed[len(typed)-1] == "--" {
+			typed = typed[: len(typed)-1 : len(typed)-1]
+		}
+		return append(permute(app, typed), complete)
 	}
 	if len(args) < 2 {
 		return args

@@ -56,7 +56,9 @@ func runDelete(c *cli.Context) error {
 			for _, d := range rep.Deleted {
 				fmt.Fprintf(c.App.Writer, "deleted %s\n", d)
 			}
-			if p := rep.Prune; p != nil && p.Repositories > 0 {
+			// A prune follows deletions: when every ref was refused there
+			// is nothing to summarise, only the errors.
+			if p := rep.Prune; p != nil && p.Repositories > 0 && len(rep.Deleted) > 0 {
 				fmt.Fprintf(c.App.Writer, "pruned %s: %s and %s deleted, %s freed, %s removed\n",
 					plural(p.Repositories, "repository", "repositories"), plural(p.ManifestsDeleted, "manifest", "manifests"),
 					plural(p.BlobsDeleted, "blob", "blobs"), sizeText(p.BytesFreed), plural(p.RepositoriesRemoved, "repository", "repositories"))

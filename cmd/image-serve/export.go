@@ -50,6 +50,12 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("atomic") && c.String("from-file") == "" {
+		return usageError(c, "--atomic needs --from-file: one image moves all or nothing already")
+	}
+	if _, err := exporter.ParsePlatforms(c.StringSlice("platform")); err != nil {
+		return usageError(c, "%v", err)
+	}
 	if c.Int("jobs") < 1 {
 		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
 	}
@@ -84,13 +90,15 @@ func runExport(c *cli.Context) error {
 		tty = newTTYProgress(os.Stderr)
 		o.Progress = tty
 	}
-	sums, err := exporter.ExportMany(c.Context, root, jobs, o)
+	sums, errs := exporter.ExportEach(c.Context, root, jobs, o)
+	err = exporter.JoinFailures(errs)
 	if tty != nil {
 		tty.Close()
 	}
-	var reports []exportReport
-	for _, sum := range sums {
+	var reports []any
+	for i, sum := range sums {
 		if sum == nil {
+			reports = append(reports, exportFailure{jobs[i].Source, jobs[i].Dest, errs[i].Error()})
 			continue
 		}
 		reports = append(reports, exportReport{sum, sum.Elapsed.Seconds()})
@@ -109,7 +117,10 @@ func runExport(c *cli.Context) error {
 	}
 	if c.Bool("json") {
 		var v any = reports
-		if c.String("from-file") == "" && len(reports) == 1 {
+		if c.String("from-file") == "" {
+			if sums[0] == nil {
+				return err // one image: its error is the whole report
+			}
 			v = reports[0]
 		}
 		if perr := printJSON(c.App.Writer, v); perr != nil && err == nil {
@@ -127,7 +138,11 @@ func exportJobs(c *cli.Context) ([]exporter.Job, error) {
 		if c.NArg() < 1 || c.NArg() > 2 {
 			return nil, usageError(c, "want SOURCE [DEST], got %d arguments", c.NArg())
 		}
-		return []exporter.Job{{Source: c.Args().Get(0), Dest: c.Args().Get(1)}}, nil
+		j := exporter.Job{Source: c.Args().Get(0), Dest: c.Args().Get(1)}
+		if err := exporter.CheckJob(j); err != nil {
+			return nil, usageError(c, "%v", err)
+		}
+		return []exporter.Job{j}, nil
 	}
 	if c.NArg() > 0 {
 		return nil, usageError(c, "--from-file takes no SOURCE argument, got %d arguments", c.NArg())
@@ -156,6 +171,9 @@ func exportJobs(c *cli.Context) ([]exporter.Job, error) {
 		if len(f) == 2 {
 			j.Dest = f[1]
 		}
+		if err := exporter.CheckJob(j); err != nil {
+			return nil, usageError(c, "--from-file %s line %d: %v", file, n, err)
+		}
 		jobs = append(jobs, j)
 	}
 	if err := sc.Err(); err != nil {
@@ -165,6 +183,14 @@ func exportJobs(c *cli.Context) ([]exporter.Job, error) {
 		return nil, usageError(c, "--from-file %s: no image to export", file)
 	}
 	return jobs, nil
+}
+
+// exportFailure is export --from-file --json's record of an image that
+// failed: the job as given, and the one line its error says.
+type exportFailure struct {
+	Source string `json:"source"`
+	Dest   string `json:"dest,omitempty"`
+	Error  string `json:"error"`
 }
 
 // exportReport is export's --json summary: the exporter's, with the

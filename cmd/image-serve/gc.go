@@ -53,10 +53,21 @@ func runGC(c *cli.Context) error {
 	}
 	rep, err := gc.Collect(root, gc.Options{Grace: c.Duration("grace"), Untagged: untagged, DryRun: c.Bool("dry-run"), Jobs: c.Int("jobs")})
 	if errors.Is(err, gc.ErrRunning) {
-		if !quiet(c) {
+		switch {
+		case quiet(c):
+		case wantJSON(c):
+			return printJSON(c.App.Writer, gcSkipped{Skipped: true, Reason: "another gc is running; it does this one's work"})
+		default:
 			fmt.Fprintln(os.Stderr, "image-serve: gc: another gc is running; it does this one's work, exiting")
 		}
 		return nil
+	}
+	if rep == nil && err != nil && wantJSON(c) {
+		// A JSON reader gets a record on every run; a text reader gets
+		// only the error, never a report of a collection that did not run.
+		if perr := printJSON(c.App.Writer, gcSkipped{Skipped: true, Reason: err.Error()}); perr != nil {
+			reportError(perr)
+		}
 	}
 	if rep != nil && (!quiet(c) || err != nil) {
 		if perr := printGCReport(c.App.Writer, rep, wantJSON(c)); perr != nil && err == nil {
@@ -67,6 +78,13 @@ func runGC(c *cli.Context) error {
 		return fmt.Errorf("gc: %w", err)
 	}
 	return nil
+}
+
+// gcSkipped is gc --json's record of a run that collected nothing: it
+// did not start, and Reason says why.
+type gcSkipped struct {
+	Skipped bool   `json:"skipped"`
+	Reason  string `json:"reason"`
 }
 
 // quiet reports --quiet given to the command or to image-serve itself.

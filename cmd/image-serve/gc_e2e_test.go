@@ -372,6 +372,46 @@ func TestGCOverlap(t *testing.T) {
 	if r := mustRun(t, "--root", root.Dir(), "gc", "--quiet"); r.stdout+r.stderr != "" {
 		t.Errorf("gc --quiet while another runs printed %q %q", r.stdout, r.stderr)
 	}
+	// Guards: gc --json printed nothing at all, and a JSON reader could
+	// not tell a skipped run from a crash.
+	r = mustRun(t, "--root", root.Dir(), "gc", "--json")
+	var rec struct {
+		Skipped bool   `json:"skipped"`
+		Reason  string `json:"reason"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil || !rec.Skipped || !strings.Contains(rec.Reason, "another gc is running") {
+		t.Errorf("gc --json while another runs: %q (%v), want a skipped record naming the other gc", r.stdout, err)
+	}
+}
+
+// TestGCLockTimeout: a gc that gives up waiting for the tree lock
+// collected nothing and must not look as if it had. Guards: it printed an
+// all-zero report on stdout (with --quiet too) before its error, and cron
+// mailed what looked like a clean, empty run.
+func TestGCLockTimeout(t *testing.T) {
+	root := testserver.TempRoot(t)
+	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "hello:latest")
+	l, err := root.LockExclusive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	for _, args := range [][]string{{"gc"}, {"gc", "--quiet"}, {"gc", "--dry-run"}} {
+		r := run(t, append([]string{"--root", root.Dir(), "--lock-timeout", "100ms"}, args...)...)
+		if r.code != 1 || r.stdout != "" || strings.Count(r.stderr, "image-serve: gc: ") != 1 || !strings.Contains(r.stderr, "(--lock-timeout)\n") {
+			t.Errorf("image-serve %s: exit %d, stdout %q, stderr %q; want 1, no report, one error naming --lock-timeout",
+				strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	r := run(t, "--root", root.Dir(), "--lock-timeout", "100ms", "gc", "--json")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil || rec["skipped"] != true ||
+		!strings.Contains(fmt.Sprint(rec["reason"]), "--lock-timeout") || len(rec) != 2 {
+		t.Errorf("gc --json on a lock timeout: exit %d, stdout %q (%v); want only a skipped record with the reason", r.code, r.stdout, err)
+	}
+	if r.code != 1 {
+		t.Errorf("gc --json on a lock timeout: exit %d, want 1", r.code)
+	}
 }
 
 // TestGCUsage: command lines gc, delete and verify cannot run exit 2.

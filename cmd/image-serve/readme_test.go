@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/image-serve/image-serve/tree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -118,6 +119,21 @@ func TestJSONOutput(t *testing.T) {
 		"migrate": g("migrate", "--json"),
 	}
 	outputs["verify --repair"] = g("verify", "--repair", "--json")
+	jobs := filepath.Join(t.TempDir(), "jobs")
+	if err := os.WriteFile(jobs, []byte("oci:../../testdata/no-such-layout:latest hello:missing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outputs["export failed"] = run(t, "--root", root, "export", "--json", "--from-file", jobs).stdout
+	gcLock, err := tree.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := gcLock.TryLockGC(); err != nil || l == nil {
+		t.Fatalf("TryLockGC: %v %v", l, err)
+	} else {
+		outputs["gc skipped"] = g("gc", "--json")
+		l.Unlock()
+	}
 	outputs["delete"] = g("delete", "--json", "hello:latest")
 	for cmd, out := range outputs {
 		var v any
