@@ -1,5 +1,6 @@
 # image-serve. `make test` is the whole test run, and what CI runs: it
-# installs what the tests need (apache2, nginx, skopeo, podman, containerd) first.
+# installs what the tests need (apache2, nginx, skopeo, podman, containerd,
+# systemd's unit checker) first.
 # Go tools (staticcheck) are pinned in go.mod as tool dependencies and run
 # with `go tool`: nothing is fetched that `go mod download` does not fetch.
 
@@ -45,6 +46,7 @@ test-deps:
 	command -v skopeo  >/dev/null || missing="$$missing skopeo"; \
 	command -v podman  >/dev/null || missing="$$missing podman"; \
 	{ command -v containerd >/dev/null && command -v ctr >/dev/null; } || missing="$$missing containerd"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,19 +131,35 @@ func TestGCCron(t *testing.T) {
 	}
 }
 
-// TestGCUnitsSystemdAnalyze runs systemd's own checker where it exists,
-// with ExecStart pointed at an executable (it checks that the command is
-// there).
-func TestGCUnitsSystemdAnalyze(t *testing.T) {
+// lookSystemdAnalyze finds systemd's unit checker; make test-deps
+// installs it (Debian's systemd package).
+func lookSystemdAnalyze(t *testing.T) string {
+	t.Helper()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze is not installed")
+		t.Fatal("systemd-analyze is not installed (make test-deps installs the systemd package)")
 	}
-	dir := t.TempDir()
+	return analyze
+}
+
+// writeFakeBinary writes an executable for ExecStart to name: the checker
+// wants the command to exist.
+func writeFakeBinary(t *testing.T, dir string) string {
+	t.Helper()
 	bin := filepath.Join(dir, "image-serve")
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return bin
+}
+
+// TestGCUnitsSystemdAnalyze runs systemd's own checker,
+// with ExecStart pointed at an executable (it checks that the command is
+// there).
+func TestGCUnitsSystemdAnalyze(t *testing.T) {
+	analyze := lookSystemdAnalyze(t)
+	dir := t.TempDir()
+	bin := writeFakeBinary(t, dir)
 	var files []string
 	for _, name := range []string{"image-serve-gc.service", "image-serve-gc.timer", WatchUnitName} {
 		b := unitFile(t, name)
@@ -155,6 +172,95 @@ func TestGCUnitsSystemdAnalyze(t *testing.T) {
 	}
 	out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "image-serve-") {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestUnitsPointedAt: the files config gc-schedule and config
+// watch-service print name --root exactly. Guards: the root was pasted in
+// unescaped — a space made systemd read two assignments and run gc on the
+// part before it, '%' is a systemd specifier, and a newline put a line of
+// the caller's choosing into /etc/cron.d, run as root.
+func TestUnitsPointedAt(t *testing.T) {
+	type want struct{ env, mounts, cron string }
+	for _, tc := range []struct {
+		root string
+		want want
+	}{
+		{"/var/lib/image-serve", want{"Environment=IMAGE_SERVE_ROOT=/var/lib/image-serve", "RequiresMountsFor=/var/lib/image-serve", "IMAGE_SERVE_ROOT=/var/lib/image-serve"}},
+		{"/srv/image serve", want{`Environment="IMAGE_SERVE_ROOT=/srv/image serve"`, `RequiresMountsFor="/srv/image serve"`, `IMAGE_SERVE_ROOT="/srv/image serve"`}},
+		{"/srv/100%H", want{"Environment=IMAGE_SERVE_ROOT=/srv/100%%H", "RequiresMountsFor=/srv/100%%H", "IMAGE_SERVE_ROOT=/srv/100%H"}},
+		{"/srv/it's", want{`Environment="IMAGE_SERVE_ROOT=/srv/it's"`, `RequiresMountsFor="/srv/it's"`, `IMAGE_SERVE_ROOT="/srv/it's"`}},
+	} {
+		t.Run(tc.root, func(t *testing.T) {
+			svc, err := GCUnitFor("image-serve-gc.service", tc.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			watch, err := WatchUnitFor(tc.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cron, err := GCUnitFor("image-serve-gc.cron", tc.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, unit := range []string{string(svc), string(watch)} {
+				for _, line := range []string{tc.want.env, tc.want.mounts} {
+					if !strings.Contains(unit, "\n"+line+"\n") {
+						t.Errorf("no line %q in\n%s", line, unit)
+					}
+				}
+			}
+			if !strings.Contains(string(cron), "\n"+tc.want.cron+"\n") {
+				t.Errorf("no line %q in\n%s", tc.want.cron, cron)
+			}
+			if strings.Contains(string(svc)+string(watch)+string(cron), "/var/lib/image-serve") != (tc.root == "/var/lib/image-serve") {
+				t.Errorf("the default root is still named")
+			}
+		})
+	}
+	for _, root := range []string{"/srv/a\n17 3 * * * root rm -rf /", "/srv/a\tb", `/srv/"q`, `/srv/back\slash`} {
+		for _, name := range GCUnits {
+			if _, err := GCUnitFor(name, root); err == nil {
+				t.Errorf("GCUnitFor(%s, %q) took it", name, root)
+			}
+		}
+		var ue *UnitRootError
+		if _, err := WatchUnitFor(root); !errors.As(err, &ue) {
+			t.Errorf("WatchUnitFor(%q): %v, want a *UnitRootError", root, err)
+		}
+	}
+}
+
+// TestUnitsPointedAtSystemdAnalyze: systemd's own checker reads the units
+// pointed at a root with a space and a '%' without a complaint (unquoted,
+// it says "Invalid environment assignment, ignoring").
+func TestUnitsPointedAtSystemdAnalyze(t *testing.T) {
+	analyze := lookSystemdAnalyze(t)
+	dir := t.TempDir()
+	bin := writeFakeBinary(t, dir)
+	var files []string
+	for _, name := range []string{"image-serve-gc.service", WatchUnitName} {
+		var b []byte
+		var err error
+		if name == WatchUnitName {
+			b, err = WatchUnitFor("/srv/image serve/100%H")
+		} else {
+			b, err = GCUnitFor(name, "/srv/image serve/100%H")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = []byte(strings.ReplaceAll(string(b), "/usr/local/bin/image-serve", bin))
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "image-serve") {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }

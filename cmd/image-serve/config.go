@@ -86,12 +86,10 @@ func runConfigGCSchedule(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := templates.GCUnit(name)
+	b, err := templates.GCUnitFor(name, root.Dir())
 	if err != nil {
 		return err
 	}
-	// The files name the default root; point them at this one.
-	b = bytes.ReplaceAll(b, []byte("/var/lib/image-serve"), []byte(root.Dir()))
 	_, err = c.App.Writer.Write(b)
 	return err
 }
@@ -104,7 +102,10 @@ func runConfigWatchService(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b := bytes.ReplaceAll(templates.WatchUnit(), []byte("/var/lib/image-serve"), []byte(root.Dir()))
+	b, err := templates.WatchUnitFor(root.Dir())
+	if err != nil {
+		return err
+	}
 	_, err = c.App.Writer.Write(b)
 	return err
 }
