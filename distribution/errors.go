@@ -15,6 +15,7 @@ const (
 	ManifestUnknown ErrorCode = "MANIFEST_UNKNOWN"
 	NameUnknown     ErrorCode = "NAME_UNKNOWN"
 	Unsupported     ErrorCode = "UNSUPPORTED"
+	Unavailable     ErrorCode = "UNAVAILABLE"
 )
 
 // Error is one error response of the registry API, identical for every
@@ -37,6 +38,10 @@ var (
 	// ErrDigestInvalid answers a referrers request whose digest is not one
 	// (distribution-spec: 400, not the empty index).
 	ErrDigestInvalid = Error{http.StatusBadRequest, DigestInvalid, "provided digest is invalid: want sha256:<64 hex> or sha512:<128 hex>", "digest-invalid"}
+	// ErrTooManyConnections answers a connection past the embedded
+	// server's limit. It is not among Errors: Apache and nginx have
+	// limits of their own and no file of the tree answers it.
+	ErrTooManyConnections = Error{http.StatusServiceUnavailable, Unavailable, "service unavailable: too many connections, try again", "unavailable"}
 )
 
 // Errors lists every error response above.

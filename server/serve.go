@@ -20,8 +20,10 @@ const (
 	// readHeaderTimeout bounds a client trickling its request line and
 	// headers (slowloris); requests have no body worth reading.
 	readHeaderTimeout = 10 * time.Second
-	// idleTimeout closes keep-alive connections nobody uses.
-	idleTimeout = 2 * time.Minute
+	// idleTimeout closes keep-alive connections nobody uses: 15 s, as the
+	// Apache and nginx templates do (templates.DefaultTimeouts.Idle), so
+	// that clients hoarding idle connections give them back soon.
+	idleTimeout = 15 * time.Second
 	// maxHeaderBytes: registry requests carry a few short headers; Apache
 	// allows about as much (LimitRequestFieldSize 8190, 100 fields).
 	maxHeaderBytes = 64 << 10
@@ -30,12 +32,20 @@ const (
 	shutdownTimeout = 30 * time.Second
 )
 
+// Options are the embedded server's settings.
+type Options struct {
+	// MaxConnections is how many client connections are open at once;
+	// one more is answered 503 UNAVAILABLE and closed (see
+	// limitListener). 0 means DefaultMaxConnections.
+	MaxConnections int
+}
+
 // ListenAndServe serves root on addr until ctx is done, then shuts down
 // gracefully: it stops accepting, lets in-flight requests finish for up to
 // shutdownTimeout, and then closes what is left. It returns nil after a
 // shutdown and the error otherwise. The caller turns SIGTERM into ctx
 // cancellation.
-func ListenAndServe(ctx context.Context, addr string, root tree.Reader, log *slog.Logger) error {
+func ListenAndServe(ctx context.Context, addr string, root tree.Reader, log *slog.Logger, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -43,7 +53,7 @@ func ListenAndServe(ctx context.Context, addr string, root tree.Reader, log *slo
 	if err != nil {
 		return err
 	}
-	return serve(ctx, ln, root, log)
+	return serve(ctx, ln, root, log, o)
 }
 
 // NewHTTPServer is the http.Server ListenAndServe runs for root: New's
@@ -66,7 +76,11 @@ func NewHTTPServer(root tree.Reader, log *slog.Logger) *http.Server {
 }
 
 // serve runs the server on ln until ctx is done or serving fails.
-func serve(ctx context.Context, ln net.Listener, root tree.Reader, log *slog.Logger) error {
+func serve(ctx context.Context, ln net.Listener, root tree.Reader, log *slog.Logger, o Options) error {
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	ln = newLimitListener(ln, o.MaxConnections, log)
 	srv := NewHTTPServer(root, log)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

@@ -741,7 +741,7 @@ func TestListenAndServeShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, f.root, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, ln, f.root, slog.New(slog.DiscardHandler), Options{}) }()
 	base := "http://" + ln.Addr().String()
 
 	resp, err := client.Get(base + "/v2/" + f.repo + "/blobs/" + b.d.String())
@@ -784,7 +784,7 @@ func TestListenAndServeShutdown(t *testing.T) {
 
 func TestListenAndServeBadAddress(t *testing.T) {
 	f := build(t)
-	if err := ListenAndServe(context.Background(), "127.0.0.1:-1", f.root, nil); err == nil {
+	if err := ListenAndServe(context.Background(), "127.0.0.1:-1", f.root, nil, Options{}); err == nil {
 		t.Error("no error for an invalid address")
 	}
 }

@@ -11,16 +11,21 @@ func serveCommand() *cli.Command {
 		Usage: "serve the tree with the embedded server",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address to listen on"},
+			&cli.IntFlag{Name: "max-connections", Value: server.DefaultMaxConnections, Usage: "client connections open at once; one more is answered 503 and closed"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError(c, "unexpected argument %q", c.Args().First())
 			}
+			if c.Int("max-connections") < 1 {
+				return usageError(c, "--max-connections %d: want 1 or more", c.Int("max-connections"))
+			}
 			root, err := openTree(c)
 			if err != nil {
 				return err
 			}
-			return server.ListenAndServe(c.Context, c.String("listen"), root, logger(c))
+			return server.ListenAndServe(c.Context, c.String("listen"), root, logger(c),
+				server.Options{MaxConnections: c.Int("max-connections")})
 		},
 	}
 }
