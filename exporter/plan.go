@@ -38,6 +38,15 @@ const (
 	// maxPlanBytes bounds the manifest bytes of one export, checked
 	// against declared sizes before anything is fetched.
 	maxPlanBytes = 64 << 20
+	// maxManifestBlobs bounds the blobs one manifest names (its layers
+	// and config): real images have tens of layers, and Docker and
+	// containerd stop near 128; every blob costs a request, a lock file
+	// and a link.
+	maxManifestBlobs = 1000
+	// maxPlanBlobs bounds the distinct blobs of one export: a
+	// thousand-child index of images each at the layer bound would
+	// otherwise be a million fetches.
+	maxPlanBlobs = 10000
 )
 
 // amd64Fallback is the source quality of the linux/amd64 child in a
@@ -82,6 +91,9 @@ func (p *plan) add(ctx context.Context, s source, m *manifest, depth int) error 
 	if len(m.Children) > maxIndexChildren {
 		return fmt.Errorf("manifest %s: %d entries, over the limit of %d", m.Digest, len(m.Children), maxIndexChildren)
 	}
+	if len(m.Blobs) > maxManifestBlobs {
+		return fmt.Errorf("manifest %s: %d blobs (layers and config), over the limit of %d", m.Digest, len(m.Blobs), maxManifestBlobs)
+	}
 	var todo []Descriptor
 	for _, c := range m.Children {
 		if p.seen[c.Digest] {
@@ -113,6 +125,9 @@ func (p *plan) add(ctx context.Context, s source, m *manifest, depth int) error 
 			p.seenBlobs[b.Digest] = true
 			p.blobs = append(p.blobs, b)
 		}
+	}
+	if len(p.blobs) > maxPlanBlobs {
+		return fmt.Errorf("manifest %s: the image names over %d distinct blobs, the limit of one export", m.Digest, maxPlanBlobs)
 	}
 	p.manifests = append(p.manifests, m)
 	return nil
