@@ -211,6 +211,9 @@ func (a *dockerArchive) index() (*dockerTarIndex, error) {
 		if err := checkTarEntry(hdr); err != nil {
 			return nil, fmt.Errorf("docker-archive %s: %w", a.path, err)
 		}
+		if err := checkEntryCount(ord); err != nil {
+			return nil, fmt.Errorf("docker-archive %s: %w", a.path, err)
+		}
 		if err := idx.add(hdr, tr, ord); err != nil {
 			return nil, err
 		}

@@ -39,12 +39,12 @@ func openOCILayout(dir, ref, label string) (*ociLayout, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", label, err)
 	}
-	if _, err := root.Stat("oci-layout"); err != nil {
+	if _, err := root.Stat(ociLayoutFile); err != nil {
 		root.Close()
 		return nil, "", fmt.Errorf("%s: not an OCI layout (no oci-layout file)", label)
 	}
 	l := &ociLayout{root: root, label: label}
-	raw, err := l.readFile("index.json", tree.MaxManifestSize)
+	raw, err := l.readFile(ociIndexFile, tree.MaxManifestSize)
 	if err != nil {
 		root.Close()
 		return nil, "", err
@@ -169,6 +169,12 @@ func (l *ociLayout) Close() error {
 	return err
 }
 
+// The files of an OCI image layout besides its blobs.
+const (
+	ociLayoutFile = "oci-layout"
+	ociIndexFile  = "index.json"
+)
+
 // openOCIArchive unpacks an oci-archive (a tar of a layout) into a
 // temporary directory, as skopeo does, and reads it as a layout.
 func openOCIArchive(ctx context.Context, file, ref, label string) (*ociLayout, string, error) {
@@ -190,11 +196,15 @@ func openOCIArchive(ctx context.Context, file, ref, label string) (*ociLayout, s
 	return l, name, nil
 }
 
-// untar extracts regular files and directories of archive into dir,
-// through an os.Root of dir. Links are skipped: a layout needs none, and
-// they are how archives escape their directory; an entry naming ".." is
-// refused with its name, before os.Root would refuse it. Sparse files, FIFOs and devices are refused, so what
-// is written is never more than the archive's own size.
+// untar extracts the files of an OCI layout from archive into dir,
+// through an os.Root of dir: oci-layout, index.json and blobs named
+// blobs/ALGORITHM/ENCODED as a digest names them. Other entries are
+// skipped unread — a layout needs none, links are how archives escape
+// their directory, and what is not extracted cannot fill $TMPDIR. An
+// entry naming ".." is refused with its name, before os.Root would refuse
+// it. Sparse files, FIFOs and devices are refused, so what is written is
+// never more than the archive's own size, and an archive of more than
+// maxArchiveEntries entries is refused.
 func untar(ctx context.Context, archive, dir string) error {
 	f, err := openRegular(archive)
 	if err != nil {
@@ -207,7 +217,7 @@ func untar(ctx context.Context, archive, dir string) error {
 	}
 	defer root.Close()
 	tr := tar.NewReader(ctxReader{ctx, f})
-	for {
+	for ord := 0; ; ord++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -221,21 +231,35 @@ func untar(ctx context.Context, archive, dir string) error {
 		if err := checkTarEntry(h); err != nil {
 			return err
 		}
+		if err := checkEntryCount(ord); err != nil {
+			return err
+		}
 		name := filepath.Clean(filepath.FromSlash(h.Name))
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
 			return fmt.Errorf("entry %q leaves the archive", h.Name)
 		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
+		if h.Typeflag == tar.TypeReg && isLayoutFile(filepath.ToSlash(name)) {
 			if err := writeUntarred(root, name, tr); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// isLayoutFile reports whether name, slash-separated and clean, is a file
+// an OCI image layout holds: its oci-layout marker, its index.json, or a
+// blob at blobs/ALGORITHM/ENCODED of a well-formed digest.
+func isLayoutFile(name string) bool {
+	switch name {
+	case ociLayoutFile, ociIndexFile:
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, "blobs/")
+	if !ok {
+		return false
+	}
+	alg, enc, ok := strings.Cut(rest, "/")
+	return ok && digest.NewDigestFromEncoded(digest.Algorithm(alg), enc).Validate() == nil
 }
 
 // writeUntarred creates file name inside root (never through a link out
