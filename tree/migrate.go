@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/typemap"
@@ -115,6 +116,9 @@ type migration struct {
 	problems    []MigrateProblem
 	// findings are the conventions planned away, for verify.
 	findings []LegacyFinding
+	// namesInTree counts the names of each inode under v2, once a file
+	// with several links needs it (linkedFromOutside).
+	namesInTree map[[2]uint64]uint64
 }
 
 type modeFix struct {
@@ -339,13 +343,51 @@ func (r *Root) planModes(p *migration, dir string) error {
 		} else if !fi.Mode().IsRegular() {
 			return nil
 		}
-		if fi.Mode().Perm() != want {
-			p.modes = append(p.modes, modeFix{path, want})
-			p.legacy(LegacyMode, path)
+		if fi.Mode().Perm() == want {
+			return nil
 		}
+		if fi.Mode().IsRegular() {
+			if outside, err := p.linkedFromOutside(r, fi); err != nil {
+				return err
+			} else if outside {
+				p.problem(path, "%d names, only %d of them in the tree: a hard link from outside; its mode is left as it is", fi.Sys().(*syscall.Stat_t).Nlink, p.namesInTree[inodeKey(fi)])
+				return nil
+			}
+		}
+		p.modes = append(p.modes, modeFix{path, want})
+		p.legacy(LegacyMode, path)
 		return nil
 	})
 	return err
+}
+
+// linkedFromOutside reports whether the regular file fi of r's tree has
+// names outside the tree: more hard links than the tree holds. Changing
+// its mode would change a file that is not the tree's — a link planted to
+// a private file outside (0600) would make it world-readable. The tree's
+// names are counted once per plan, over all of v2.
+func (p *migration) linkedFromOutside(r *Root, fi fs.FileInfo) (bool, error) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true, nil // no link count: assume the worst
+	}
+	if st.Nlink <= 1 {
+		return false, nil
+	}
+	if p.namesInTree == nil {
+		names := map[[2]uint64]uint64{}
+		if err := r.walkFiles(r.V2Dir(), func(in Inode) { names[[2]uint64{in.Dev, in.Ino}]++ }); err != nil {
+			return false, err
+		}
+		p.namesInTree = names
+	}
+	return uint64(st.Nlink) > p.namesInTree[inodeKey(fi)], nil
+}
+
+// inodeKey is the device and inode number of fi.
+func inodeKey(fi fs.FileInfo) [2]uint64 {
+	st := fi.Sys().(*syscall.Stat_t)
+	return [2]uint64{uint64(st.Dev), st.Ino}
 }
 
 // planRepo plans repo's blobs, manifests, tags and listings, and reports

@@ -187,3 +187,41 @@ func inodeOf(t *testing.T, path string) uint64 {
 func trimGz(path string) string {
 	return filepath.Join(filepath.Dir(path), digest.Digest(filepath.Base(path)[:len(filepath.Base(path))-len(".gz")]).String())
 }
+
+// TestMigrateLeavesOutsideLinksMode: a file of the tree hard-linked from
+// outside keeps its mode, and migrate names it as a problem; the tree's
+// own files, hard-linked across repositories, are still fixed. Guards:
+// migrate chmodded a private file outside the tree (0600 → 0644) through
+// a hard link planted in a blobs directory.
+func TestMigrateLeavesOutsideLinksMode(t *testing.T) {
+	f := buildLegacy(t)
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("private"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(f.root.RepoDir("keystone"), "blobs", "planted")
+	if err := os.Link(outside, planted); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.root.Migrate(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the outside file: %v, %v; want mode 0600 kept", fi.Mode(), err)
+	}
+	named := false
+	for _, p := range rep.Problems {
+		named = named || p.Path == planted
+	}
+	if !named {
+		t.Errorf("problems %+v do not name %s", rep.Problems, planted)
+	}
+	// The tree's own files, a layer hard-linked across repositories
+	// among them, were fixed.
+	for path := range blobInodes(t, f.root) {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: %v, %v; want 0644", path, fi.Mode(), err)
+		}
+	}
+}
