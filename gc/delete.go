@@ -249,6 +249,11 @@ func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (
 	if !slices.ContainsFunc(refs, func(r Ref) bool { return r.Tag != "" }) {
 		return reached, named, nil
 	}
+	// A crashed batch's journal is finished first, so that it never puts
+	// back a tag deleted here.
+	if err := root.SettleJournals(); err != nil {
+		return nil, nil, err
+	}
 	l, err := root.LockShared()
 	if err != nil {
 		return nil, nil, err

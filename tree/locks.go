@@ -103,6 +103,17 @@ type Waits struct {
 	// Notify, if set, is told once when a lock has to be waited for, with
 	// a sentence saying what for ("waiting for the tree: …").
 	Notify func(msg string)
+	// Warn, if set, is told of damage the tree worked around, with a
+	// sentence naming the file and what to do (an invalid journal set
+	// aside).
+	Warn func(msg string)
+}
+
+// warn tells r's Warn of msg, if it has one.
+func (r *Root) warn(msg string) {
+	if r.waits.Warn != nil {
+		r.waits.Warn(msg)
+	}
 }
 
 // Context is the context of r's waits: what ends its lock waits, and what

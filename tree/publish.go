@@ -116,6 +116,9 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 	for _, im := range images {
 		repos = append(repos, im.Repo)
 	}
+	if err := r.SettleJournals(); err != nil {
+		return nil, fmt.Errorf("root %s: %w", r.dir, err)
+	}
 	rep.Completed, rep.SweptTemps = r.tidyIfAlone(repos)
 	l, err := r.LockShared()
 	if err != nil {

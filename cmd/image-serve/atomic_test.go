@@ -94,3 +94,77 @@ func tagTarget(t *testing.T, rootDir, ref string) digest.Digest {
 	}
 	return vs[0].Digest
 }
+
+// TestLaterWritersAfterCrashedBatch kills an --atomic batch at every step
+// while its journal is in the tree, then lets a later writer change one
+// of its tags before anything finishes the journal: "a tag written after
+// a crashed batch" exports another image to a:live, "delete after a
+// crashed batch" deletes b:live. The later writer's tag must stand
+// through gc. Guards: the journal was finished forward unconditionally
+// by the next maintainer — gc rolled a:live back to the batch's image,
+// and delete's own prune put b:live back after reporting it deleted.
+func TestLaterWritersAfterCrashedBatch(t *testing.T) {
+	reg := testregistry.Start(t)
+	root := testserver.TempRoot(t)
+	reg.PushImage(t, "src/a:v1", testregistry.OCIImage(t, "amd64", layer(t)))
+	newA := reg.PushImage(t, "src/a:v2", testregistry.OCIImage(t, "amd64", layer(t)))
+	later := reg.PushImage(t, "src/a:v3", testregistry.OCIImage(t, "amd64", layer(t)))
+	reg.PushImage(t, "src/b:v2", testregistry.DockerImage(t, layer(t)))
+	mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("src/a:v1"), "a:live")
+	list := filepath.Join(t.TempDir(), "images.txt")
+	lines := "docker://" + reg.Ref("src/a:v2") + " a:live\ndocker://" + reg.Ref("src/b:v2") + " b:live\n"
+	if err := os.WriteFile(list, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := t.TempDir()
+	copyTree(t, root.Dir(), start)
+	args := []string{"--root", root.Dir(), "-q", "export", "--atomic", "--jobs", "1", "--src-tls-verify=false", "--from-file", list}
+	traceFile := filepath.Join(t.TempDir(), "trace")
+	if r := runCrash(t, args, traceFile, 0); r.code != 0 {
+		t.Fatalf("clean run: exit %d\n%s", r.code, r.stderr)
+	}
+	trace := readSteps(t, root, traceFile)
+	written := firstStep(trace, `^rename \.image-serve/journal/#\.json$`) + 1
+	removed := firstStep(trace, `^unlink \.image-serve/journal/#\.json$`) + 1
+	if written == 0 || removed <= written {
+		t.Fatalf("no journal written and removed in the trace:\n%s", strings.Join(trace, "\n"))
+	}
+	scenarios := []struct {
+		name  string
+		later []string
+		want  map[string]digest.Digest
+	}{
+		{"a tag written after a crashed batch",
+			[]string{"export", "--src-tls-verify=false", "docker://" + reg.Ref("src/a:v3"), "a:live"},
+			map[string]digest.Digest{"a:live": digest.Digest(later.Digest)}},
+		{"delete after a crashed batch",
+			[]string{"delete", "b:live"},
+			map[string]digest.Digest{"a:live": digest.Digest(newA.Digest), "b:live": ""}},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			// From the step after the journal's rename to its removal: a
+			// crash there leaves the journal in the tree.
+			for k := written + 1; k <= removed; k++ {
+				restoreTree(t, start, root.Dir())
+				os.Remove(traceFile)
+				at := fmt.Sprintf("crash at step %d of %d (%s)", k, len(trace), trace[k-1])
+				if r := runCrash(t, args, traceFile, k); r.code != -int(syscall.SIGKILL) {
+					t.Fatalf("%s: exit %d instead of dying there\n%s", at, r.code, r.stderr)
+				}
+				if r := run(t, append([]string{"--root", root.Dir(), "-q"}, sc.later...)...); r.code != 0 {
+					t.Fatalf("%s, then %s: exit %d\n%s", at, sc.later[0], r.code, r.stderr)
+				}
+				mustRun(t, "--root", root.Dir(), "-q", "gc")
+				for ref, d := range sc.want {
+					if got := tagTarget(t, root.Dir(), ref); got != d {
+						t.Errorf("%s, then %s and gc: %s names %q, want %q", at, sc.later[0], ref, got, d)
+					}
+				}
+				if r := run(t, "--root", root.Dir(), "verify"); r.code != 0 {
+					t.Fatalf("%s: verify after gc: exit %d\n%s%s", at, r.code, r.stdout, r.stderr)
+				}
+			}
+		})
+	}
+}

@@ -209,6 +209,7 @@ func openRoot(c *cli.Context) (*tree.Root, error) {
 		Context: c.Context,
 		Timeout: c.Duration("lock-timeout"),
 		Notify:  func(msg string) { log.Info(msg) },
+		Warn:    func(msg string) { log.Warn(msg) },
 	}), nil
 }
 
