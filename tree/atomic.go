@@ -54,6 +54,38 @@ func (r *Root) mkdirAll(dir string) error {
 	return r.makeDir(dir)
 }
 
+// mkdirInTree is mkdirAll for the tree's own bookkeeping (lock files):
+// it creates what is missing below the root, never the root itself, so
+// a command whose root was moved or removed meanwhile fails instead of
+// making an empty tree by its name — into which an operator's
+// `mv new root` would then nest the new one.
+func (r *Root) mkdirInTree(dir string) error {
+	if !r.inTree(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("root %s: %w", r.dir, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("root %s: not a directory", dir)
+		}
+		return nil
+	}
+	fi, err := r.stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) {
+		return err
+	}
+	if err := r.mkdirInTree(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	return r.makeDir(dir)
+}
+
 // publish atomically replaces path with data.
 func (r *Root) publish(path string, data []byte) error {
 	f, err := r.pendingFile(path)

@@ -226,7 +226,7 @@ func (r *Root) syncDir(dir string) error {
 // (nil, nil). Otherwise a lock another process holds is waited for as
 // r's waits say; what names it in messages ("the tree", "blob sha256:…").
 func (r *Root) lockFile(path string, how int, what string) (*Lock, error) {
-	if err := r.mkdirAll(filepath.Dir(path)); err != nil {
+	if err := r.mkdirInTree(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	crashPoint(stepLock, path)
