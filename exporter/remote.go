@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,10 +36,13 @@ type RegistryOptions struct {
 	// pool, when set, is the connection pool every source of a batch
 	// shares: one set of connections per registry, not one per image.
 	pool *transportPool
+	// base, when set, replaces the network under every request (tests).
+	// It must be comparable: it keys the pool.
+	base http.RoundTripper
 }
 
-// transportPool hands out one transport per (insecure, timeout), shared
-// by every registry source of a batch.
+// transportPool hands out one transport per (insecure, timeout, base),
+// shared by every registry source of a batch.
 type transportPool struct {
 	mu  sync.Mutex
 	trs map[transportKey]http.RoundTripper
@@ -47,22 +51,23 @@ type transportPool struct {
 type transportKey struct {
 	insecure bool
 	timeout  time.Duration
+	base     http.RoundTripper
 }
 
-// get returns the pool's transport for insecure and timeout; a nil pool
-// makes a new one each time.
-func (p *transportPool) get(insecure bool, timeout time.Duration) http.RoundTripper {
+// get returns the pool's transport for insecure, timeout and base; a nil
+// pool makes a new one each time.
+func (p *transportPool) get(insecure bool, timeout time.Duration, base http.RoundTripper) http.RoundTripper {
 	if p == nil {
-		return sourceTransport(insecure, timeout)
+		return sourceTransport(insecure, timeout, base)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := transportKey{insecure, timeout}
+	k := transportKey{insecure, timeout, base}
 	if p.trs == nil {
 		p.trs = map[transportKey]http.RoundTripper{}
 	}
 	if p.trs[k] == nil {
-		p.trs[k] = sourceTransport(insecure, timeout)
+		p.trs[k] = sourceTransport(insecure, timeout, base)
 	}
 	return p.trs[k]
 }
@@ -70,7 +75,8 @@ func (p *transportPool) get(insecure bool, timeout time.Duration) http.RoundTrip
 // registry reads one repository of a registry over plain HTTP requests
 // through one authenticated client: go-containerregistry's transport
 // handles the ping (once per export, not once per request), the token
-// exchange, and retries of requests that fail before a body arrives. The
+// exchange, and retries of requests that fail before a body arrives;
+// under it guardedTransport refuses plain HTTP unless insecure. The
 // bodies are ours to bound: manifests to tree.MaxManifestSize, blobs to
 // their declared size (catalog counts while it writes), and each is read
 // once, hashed once, by the tree.
@@ -78,6 +84,9 @@ type registry struct {
 	ref    name.Reference
 	repo   name.Repository
 	client *http.Client
+	// scheme is "https" unless insecure; insecure, go-containerregistry
+	// sets the scheme its ping found to every request to the registry.
+	scheme string
 }
 
 func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*registry, error) {
@@ -101,15 +110,19 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	if timeout <= 0 {
 		timeout = DefaultSourceTimeout
 	}
-	tr := transport.NewRetry(o.pool.get(o.Insecure, timeout))
+	tr := transport.NewRetry(o.pool.get(o.Insecure, timeout, o.base))
 	if o.UserAgent != "" {
 		tr = transport.NewUserAgent(tr, o.UserAgent)
 	}
 	w, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, registryError(ref.String(), err)
+		return nil, registryError("source "+ref.String(), err)
 	}
-	return &registry{ref: ref, repo: repo, client: &http.Client{Transport: w}}, nil
+	scheme := "https"
+	if o.Insecure {
+		scheme = repo.Scheme()
+	}
+	return &registry{ref: ref, repo: repo, client: &http.Client{Transport: w}, scheme: scheme}, nil
 }
 
 func keychainFor(o RegistryOptions) (authn.Keychain, error) {
@@ -242,7 +255,7 @@ func (r *registry) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, error
 // get GETs path below the repository and returns a 200 response; any
 // other status is a *transport.Error, read from at most 64 KiB of body.
 func (r *registry) get(ctx context.Context, path, accept string) (*http.Response, error) {
-	u := url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: "/v2/" + r.repo.RepositoryStr() + "/" + path}
+	u := url.URL{Scheme: r.scheme, Host: r.repo.RegistryStr(), Path: "/v2/" + r.repo.RepositoryStr() + "/" + path}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
@@ -275,7 +288,13 @@ func registryError(what string, err error) error {
 	var te *transport.Error
 	var oe *net.OpError
 	var ue *url.Error
+	var ce *tls.CertificateVerificationError
+	var pe *plainHTTPError
 	switch {
+	case answeredPlainHTTP(err):
+		return &sourceError{what + ": the registry answered plain HTTP where HTTPS is required (--src-tls-verify=false allows it)", err}
+	case errors.As(err, &ce):
+		return &sourceError{fmt.Sprintf("%s: the registry's certificate is not trusted: %s (--src-tls-verify=false skips the check)", what, oneLine(ce.Err.Error())), err}
 	case errors.As(err, &te):
 		status := fmt.Sprintf("HTTP %d", te.StatusCode)
 		if len(te.Errors) > 0 {
@@ -295,11 +314,23 @@ func registryError(what string, err error) error {
 		return &sourceError{fmt.Sprintf("%s: cannot reach the registry: %v", what, oe), err}
 	case errors.As(err, &ue) && ue.Timeout():
 		return &sourceError{fmt.Sprintf("%s: the registry did not answer in time (%s)", what, oneLine(ue.Err.Error())), err}
+	case errors.As(err, &pe):
+		return &sourceError{what + ": " + pe.Error(), err}
+	case strings.Contains(err.Error(), `realm scheme "http" not allowed`):
+		return &sourceError{what + ": the registry's token realm is plain HTTP where HTTPS is required (--src-tls-verify=false allows it)", err}
 	}
 	if m := manifestDigestMismatch.FindStringSubmatch(err.Error()); m != nil {
 		return &sourceError{fmt.Sprintf("%s: content does not match its digest (got %s)", what, m[1]), err}
 	}
 	return &sourceError{fmt.Sprintf("%s: %s", what, oneLine(err.Error())), err}
+}
+
+// answeredPlainHTTP reports a server that answered plain HTTP to a TLS
+// handshake: Go's client says so with http.ErrSchemeMismatch, its
+// transport with a TLS record header that reads "HTTP/".
+func answeredPlainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) || (errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/")
 }
 
 // manifestDigestMismatch is go-containerregistry's complaint about a
