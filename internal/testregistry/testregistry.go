@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -79,6 +80,17 @@ func start(t testing.TB, tls bool) *Registry {
 // Transport is an HTTP transport that trusts the registry's certificate
 // (for a registry over plain HTTP, any transport).
 func (r *Registry) Transport() http.RoundTripper { return r.srv.Client().Transport }
+
+// ServeOn serves the registry's content over plain HTTP on l too, until
+// the test ends, and returns l's host:port.
+func (r *Registry) ServeOn(t testing.TB, l net.Listener) string {
+	srv := httptest.NewUnstartedServer(r.h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return l.Addr().String()
+}
 
 // BlobGets reports how often blob d was fetched.
 func (r *Registry) BlobGets(d string) int {
