@@ -168,10 +168,10 @@ func triedTimes(err error) int {
 // and auth transports and above guardedTransport, so every request to a
 // source goes through it. The count of tries is the operation's when the
 // request's context carries one (withTries), else the request's own. A
-// response retried is drained (at most 64 KiB) and closed; the response
-// of the last try, when it is one to retry, becomes a *retriedError
-// wrapping its *transport.Error, so that callers name the status and the
-// tries.
+// response retried is drained (at most 64 KiB) and closed. When no try
+// is left, a response that deserved another becomes its *transport.Error,
+// and the last error is wrapped in a *retriedError when there were several
+// tries, so that callers name the status and the tries.
 type retryTransport struct {
 	inner  http.RoundTripper
 	policy *retryPolicy

@@ -349,7 +349,7 @@ func TestResumeBlob(t *testing.T) {
 		},
 		{
 			name:    "stalled, then ranges honoured",
-			timeout: time.Second,
+			timeout: 2 * time.Second,
 			serve: func(w http.ResponseWriter, r *http.Request, b []byte, try int) {
 				if try == 1 {
 					w.Header().Set("Content-Length", strconv.Itoa(len(b)))
