@@ -102,6 +102,9 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 	if o.Registry.pool == nil {
 		o.Registry.pool = &transportPool{}
 	}
+	if o.Registry.log == nil {
+		o.Registry.log = o.Log
+	}
 	images := make([]*image, len(jobs))
 	for i, j := range jobs {
 		im := &image{job: j}
@@ -235,7 +238,6 @@ func publishAll(ctx context.Context, root tree.Publisher, images []*image, start
 		Jobs:           o.Jobs,
 		VerifyExisting: o.VerifyExisting,
 		AllOrNothing:   o.AllOrNothing,
-		Retry:          retryPolicy(o),
 		BlobStarted: func(b tree.Blob) {
 			if o.Progress != nil {
 				o.Progress.BlobStart(b.Digest, b.Size)
@@ -283,7 +285,7 @@ func treeImage(im *image, o Options) tree.Image {
 		ti.Blobs = append(ti.Blobs, tree.Blob{Digest: b.Digest, Size: b.Size, Fetch: func(ctx context.Context) (io.ReadCloser, error) {
 			rc, err := im.s.Blob(ctx, b)
 			if err != nil {
-				return nil, &readError{err: err, opening: true}
+				return nil, err
 			}
 			return &countingReader{rc: rc, d: b.Digest, p: o.Progress}, nil
 		}})
@@ -292,17 +294,4 @@ func treeImage(im *image, o Options) tree.Image {
 		ti.Manifests = append(ti.Manifests, tree.Manifest{Digest: m.Digest, MediaType: m.MediaType, Raw: m.Raw, Subject: m.Subject})
 	}
 	return ti
-}
-
-// retryPolicy retries a blob stream cut in the middle (see transient)
-// up to o.Retries times, waiting 250 ms, 500 ms, 1 s, ….
-func retryPolicy(o Options) func(error, int) (time.Duration, bool) {
-	return func(err error, attempt int) (time.Duration, bool) {
-		if attempt >= o.Retries || !transient(err) {
-			return 0, false
-		}
-		wait := time.Duration(250<<attempt) * time.Millisecond
-		o.Log.Warn("retrying blob", "attempt", attempt+1, "wait", wait, "err", err)
-		return wait, true
-	}
 }

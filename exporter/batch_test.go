@@ -68,15 +68,15 @@ func TestExportMany(t *testing.T) {
 // outside a batch get their own.
 func TestBatchSharesConnections(t *testing.T) {
 	p := &transportPool{}
-	a, b := p.get(true, time.Minute), p.get(true, time.Minute)
+	a, b := p.get(true, time.Minute, nil), p.get(true, time.Minute, nil)
 	if a != b {
 		t.Error("two sources of a batch got different transports")
 	}
-	if p.get(false, time.Minute) == a || p.get(true, time.Second) == a {
+	if p.get(false, time.Minute, nil) == a || p.get(true, time.Second, nil) == a {
 		t.Error("sources with other TLS or timeout settings share a transport")
 	}
 	var none *transportPool
-	if none.get(true, time.Minute) == none.get(true, time.Minute) {
+	if none.get(true, time.Minute, nil) == none.get(true, time.Minute, nil) {
 		t.Error("sources outside a batch share a transport")
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"syscall"
 	"time"
 
 	"github.com/image-serve/image-serve/tree"
@@ -27,8 +25,6 @@ type Options struct {
 	Registry  RegistryOptions
 	Log       *slog.Logger // nil: discard
 	Progress  Progress     // nil: none
-	// Retries of a failed blob transfer before giving up; < 0 means none.
-	Retries int
 	// VerifyExisting re-hashes every blob already in the tree before
 	// reusing it; without it a blob is reused when its size is right.
 	VerifyExisting bool
@@ -80,9 +76,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.Retries == 0 {
-		o.Retries = 3
 	}
 	if o.MaxBlobSize <= 0 {
 		o.MaxBlobSize = DefaultMaxBlobSize
@@ -153,37 +146,6 @@ func outcomeName(o tree.BlobOutcome) string {
 	return "present"
 }
 
-// transient reports a blob stream cut in the middle, the one failure the
-// exporter retries itself: a body truncated, reset or stalled. Requests
-// that fail before a body arrives (refused connections, 5xx, 429) were
-// already retried by the registry transport, and are not tried again
-// here; wrong bytes and the tree's own errors (a full disk stays full)
-// are never retried.
-func transient(err error) bool {
-	var mm *tree.MismatchError
-	if errors.As(err, &mm) {
-		return mm.Truncated()
-	}
-	var se *readError
-	if !errors.As(err, &se) || se.opening {
-		return false
-	}
-	var oe *net.OpError
-	return errors.Is(se.err, ErrStalled) || errors.Is(se.err, io.ErrUnexpectedEOF) ||
-		errors.Is(se.err, syscall.ECONNRESET) || errors.As(se.err, &oe)
-}
-
-// readError marks a failure to read from the source, as opposed to a
-// failure to write the tree: opening is the request for the blob, the
-// rest is its body.
-type readError struct {
-	err     error
-	opening bool
-}
-
-func (e *readError) Error() string { return e.err.Error() }
-func (e *readError) Unwrap() error { return e.err }
-
 type countingReader struct {
 	rc io.ReadCloser
 	d  digest.Digest
@@ -194,9 +156,6 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.rc.Read(b)
 	if n > 0 && c.p != nil {
 		c.p.BlobBytes(c.d, int64(n))
-	}
-	if err != nil && err != io.EOF {
-		err = &readError{err: err}
 	}
 	return n, err
 }

@@ -2,14 +2,17 @@ package exporter
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,10 +38,17 @@ type RegistryOptions struct {
 	// pool, when set, is the connection pool every source of a batch
 	// shares: one set of connections per registry, not one per image.
 	pool *transportPool
+	// retry is the retry policy; nil means defaultRetry. Tests shorten it.
+	retry *retryPolicy
+	// base, when set, replaces the network under every request (tests).
+	// It must be comparable: it keys the pool.
+	base http.RoundTripper
+	// log receives a warning per retry; nil discards them.
+	log *slog.Logger
 }
 
-// transportPool hands out one transport per (insecure, timeout), shared
-// by every registry source of a batch.
+// transportPool hands out one transport per (insecure, timeout, base),
+// shared by every registry source of a batch.
 type transportPool struct {
 	mu  sync.Mutex
 	trs map[transportKey]http.RoundTripper
@@ -47,37 +57,44 @@ type transportPool struct {
 type transportKey struct {
 	insecure bool
 	timeout  time.Duration
+	base     http.RoundTripper
 }
 
-// get returns the pool's transport for insecure and timeout; a nil pool
-// makes a new one each time.
-func (p *transportPool) get(insecure bool, timeout time.Duration) http.RoundTripper {
+// get returns the pool's transport for insecure, timeout and base; a nil
+// pool makes a new one each time.
+func (p *transportPool) get(insecure bool, timeout time.Duration, base http.RoundTripper) http.RoundTripper {
 	if p == nil {
-		return sourceTransport(insecure, timeout)
+		return sourceTransport(insecure, timeout, base)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := transportKey{insecure, timeout}
+	k := transportKey{insecure, timeout, base}
 	if p.trs == nil {
 		p.trs = map[transportKey]http.RoundTripper{}
 	}
 	if p.trs[k] == nil {
-		p.trs[k] = sourceTransport(insecure, timeout)
+		p.trs[k] = sourceTransport(insecure, timeout, base)
 	}
 	return p.trs[k]
 }
 
-// registry reads one repository of a registry over plain HTTP requests
-// through one authenticated client: go-containerregistry's transport
-// handles the ping (once per export, not once per request), the token
-// exchange, and retries of requests that fail before a body arrives. The
-// bodies are ours to bound: manifests to tree.MaxManifestSize, blobs to
-// their declared size (catalog counts while it writes), and each is read
-// once, hashed once, by the tree.
+// registry reads one repository of a registry with plain HTTP requests
+// through one authenticated client. go-containerregistry's transport
+// handles the ping (once per export, not once per request) and the token
+// exchange; under it, retryTransport retries requests that fail before a
+// body arrives and guardedTransport refuses plain HTTP unless insecure.
+// The bodies are ours to bound — manifests to tree.MaxManifestSize, blobs
+// to their declared size — and to resume when cut; each is read once,
+// hashed once, by the tree.
 type registry struct {
 	ref    name.Reference
 	repo   name.Repository
 	client *http.Client
+	// scheme is "https" unless insecure; insecure, go-containerregistry
+	// sets the scheme its ping found to every request to the registry.
+	scheme string
+	retry  *retryPolicy
+	log    *slog.Logger
 }
 
 func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*registry, error) {
@@ -101,15 +118,26 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	if timeout <= 0 {
 		timeout = DefaultSourceTimeout
 	}
-	tr := transport.NewRetry(o.pool.get(o.Insecure, timeout))
+	policy, log := o.retry, o.log
+	if policy == nil {
+		policy = defaultRetry
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var tr http.RoundTripper = &retryTransport{inner: o.pool.get(o.Insecure, timeout, o.base), policy: policy, log: log}
 	if o.UserAgent != "" {
 		tr = transport.NewUserAgent(tr, o.UserAgent)
 	}
 	w, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, registryError(ref.String(), err)
+		return nil, registryError("source "+ref.String(), err)
 	}
-	return &registry{ref: ref, repo: repo, client: &http.Client{Transport: w}}, nil
+	scheme := "https"
+	if o.Insecure {
+		scheme = repo.Scheme()
+	}
+	return &registry{ref: ref, repo: repo, client: &http.Client{Transport: w}, scheme: scheme, retry: policy, log: log}, nil
 }
 
 func keychainFor(o RegistryOptions) (authn.Keychain, error) {
@@ -200,49 +228,66 @@ func (r *registry) Manifest(ctx context.Context, d Descriptor) ([]byte, error) {
 }
 
 // manifest GETs manifest id (a tag or a digest), at most
-// tree.MaxManifestSize bytes of it, and its Content-Type.
+// tree.MaxManifestSize bytes of it, and its Content-Type. A body cut short
+// is fetched again whole, a try of the same count as its requests.
 func (r *registry) manifest(ctx context.Context, what, id string) ([]byte, string, error) {
-	resp, err := r.get(ctx, "manifests/"+id, manifestAccept)
-	if err != nil {
-		return nil, "", registryError(what, err)
+	ctx, tr := withTries(ctx)
+	for {
+		resp, err := r.get(ctx, "manifests/"+id, manifestAccept, "")
+		if err != nil {
+			return nil, "", registryError(what, err)
+		}
+		if resp.ContentLength > tree.MaxManifestSize {
+			resp.Body.Close()
+			// Refused unread: too big to hash, so named by its reference.
+			return nil, "", fmt.Errorf("%s: a manifest of %d bytes, over the %d byte limit", what, resp.ContentLength, tree.MaxManifestSize)
+		}
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, tree.MaxManifestSize+1))
+		resp.Body.Close()
+		if err == nil {
+			if len(raw) > tree.MaxManifestSize {
+				return nil, "", fmt.Errorf("%s: over the %d byte limit", what, tree.MaxManifestSize)
+			}
+			mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+			return raw, strings.TrimSpace(mt), nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", registryError(what, err)
+		}
+		wait, ok := r.retry.next(tr, what, oneLine(err.Error()), 0)
+		if !ok {
+			return nil, "", registryError(what, giveUp(nil, err, tr.count()))
+		}
+		r.log.Warn("retrying", "manifest", what, "cause", oneLine(err.Error()), "wait", wait)
+		if err := sleep(ctx, wait); err != nil {
+			return nil, "", err
+		}
 	}
-	defer resp.Body.Close()
-	if resp.ContentLength > tree.MaxManifestSize {
-		// Refused unread: too big to hash, so named by its reference.
-		return nil, "", fmt.Errorf("%s: a manifest of %d bytes, over the %d byte limit", what, resp.ContentLength, tree.MaxManifestSize)
-	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, tree.MaxManifestSize+1))
-	if err != nil {
-		return nil, "", registryError(what, err)
-	}
-	if len(raw) > tree.MaxManifestSize {
-		return nil, "", fmt.Errorf("%s: over the %d byte limit", what, tree.MaxManifestSize)
-	}
-	mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	return raw, strings.TrimSpace(mt), nil
 }
 
 // Blob opens blob d as the registry sends it, refusing at once a body
-// longer than the manifest declares. It does not verify the bytes: the
-// tree hashes them once while writing them, and bounds the read to the
-// declared size.
+// longer than the manifest declares. A body cut before its end — reset,
+// truncated, or stalled for the source timeout — is resumed from the byte
+// it stopped at, with a ranged request, as a try of the same count as
+// the blob's requests (see retryPolicy); the reader hands out one
+// unbroken stream. It does not verify the bytes: the tree hashes them
+// once while writing them, and bounds the read to the declared size.
 func (r *registry) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, error) {
-	what := fmt.Sprintf("blob %s of %s", d.Digest, r.repo)
-	resp, err := r.get(ctx, "blobs/"+d.Digest.String(), "")
-	if err != nil {
-		return nil, registryError(what, err)
+	ctx, cancel := context.WithCancel(ctx)
+	ctx, tr := withTries(ctx)
+	b := &blobReader{r: r, ctx: ctx, cancel: cancel, tries: tr, d: d}
+	if err := b.open(fmt.Sprintf("blob %s of %s", d.Digest, r.repo)); err != nil {
+		cancel()
+		return nil, err
 	}
-	if d.Size >= 0 && resp.ContentLength > d.Size {
-		resp.Body.Close()
-		return nil, fmt.Errorf("%s: the registry sends %d bytes, the manifest declares %d", what, resp.ContentLength, d.Size)
-	}
-	return &blobReader{rc: resp.Body, d: d}, nil
+	return b, nil
 }
 
-// get GETs path below the repository and returns a 200 response; any
-// other status is a *transport.Error, read from at most 64 KiB of body.
-func (r *registry) get(ctx context.Context, path, accept string) (*http.Response, error) {
-	u := url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: "/v2/" + r.repo.RepositoryStr() + "/" + path}
+// get GETs path below the repository, asking for byte range rng unless it
+// is "", and returns a 200 response, or a 206 one to a range; any other
+// status is a *transport.Error, read from at most 64 KiB of body.
+func (r *registry) get(ctx context.Context, path, accept, rng string) (*http.Response, error) {
+	u := url.URL{Scheme: r.scheme, Host: r.repo.RegistryStr(), Path: "/v2/" + r.repo.RepositoryStr() + "/" + path}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
@@ -250,11 +295,14 @@ func (r *registry) get(ctx context.Context, path, accept string) (*http.Response
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && (rng == "" || resp.StatusCode != http.StatusPartialContent) {
 		defer resp.Body.Close()
 		resp.Body = io.NopCloser(io.LimitReader(resp.Body, 64<<10))
 		return nil, transport.CheckError(resp, http.StatusOK)
@@ -269,13 +317,28 @@ func (r *registry) Close() error {
 
 // registryError turns go-containerregistry's errors into one line naming
 // the object and the cause: no response bodies (JSON, HTML, several
-// lines), no URL per scheme tried. The original error stays in the chain
-// for errors.As.
+// lines), no URL per scheme tried, and how many tries it took when there
+// were several. The original error stays in the chain for errors.As.
 func registryError(what string, err error) error {
+	msg := registryMessage(what, err)
+	if n := triedTimes(err); n > 1 {
+		// Once, at the end, wherever the causes quoted said it.
+		msg = strings.ReplaceAll(msg, triedSuffix(n), "") + triedSuffix(n)
+	}
+	return &sourceError{msg, err}
+}
+
+func registryMessage(what string, err error) string {
 	var te *transport.Error
 	var oe *net.OpError
 	var ue *url.Error
+	var ce *tls.CertificateVerificationError
+	var pe *plainHTTPError
 	switch {
+	case answeredPlainHTTP(err):
+		return what + ": the registry answered plain HTTP where HTTPS is required (--src-tls-verify=false allows it)"
+	case errors.As(err, &ce):
+		return fmt.Sprintf("%s: the registry's certificate is not trusted: %s (--src-tls-verify=false skips the check)", what, oneLine(ce.Err.Error()))
 	case errors.As(err, &te):
 		status := fmt.Sprintf("HTTP %d", te.StatusCode)
 		if len(te.Errors) > 0 {
@@ -286,20 +349,32 @@ func registryError(what string, err error) error {
 		}
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return &sourceError{fmt.Sprintf("%s: authentication failed (%s)", what, status), err}
+			return fmt.Sprintf("%s: authentication failed (%s)", what, status)
 		case http.StatusNotFound:
-			return &sourceError{fmt.Sprintf("%s: not found (%s)", what, status), err}
+			return fmt.Sprintf("%s: not found (%s)", what, status)
 		}
-		return &sourceError{fmt.Sprintf("%s: the registry answered %s", what, status), err}
+		return fmt.Sprintf("%s: the registry answered %s", what, status)
 	case errors.As(err, &oe):
-		return &sourceError{fmt.Sprintf("%s: cannot reach the registry: %v", what, oe), err}
+		return fmt.Sprintf("%s: cannot reach the registry: %v", what, oe)
 	case errors.As(err, &ue) && ue.Timeout():
-		return &sourceError{fmt.Sprintf("%s: the registry did not answer in time (%s)", what, oneLine(ue.Err.Error())), err}
+		return fmt.Sprintf("%s: the registry did not answer in time (%s)", what, oneLine(ue.Err.Error()))
+	case errors.As(err, &pe):
+		return what + ": " + pe.Error()
+	case strings.Contains(err.Error(), `realm scheme "http" not allowed`):
+		return what + ": the registry's token realm is plain HTTP where HTTPS is required (--src-tls-verify=false allows it)"
 	}
 	if m := manifestDigestMismatch.FindStringSubmatch(err.Error()); m != nil {
-		return &sourceError{fmt.Sprintf("%s: content does not match its digest (got %s)", what, m[1]), err}
+		return fmt.Sprintf("%s: content does not match its digest (got %s)", what, m[1])
 	}
-	return &sourceError{fmt.Sprintf("%s: %s", what, oneLine(err.Error())), err}
+	return fmt.Sprintf("%s: %s", what, oneLine(err.Error()))
+}
+
+// answeredPlainHTTP reports a server that answered plain HTTP to a TLS
+// handshake: Go's client says so with http.ErrSchemeMismatch, its
+// transport with a TLS record header that reads "HTTP/".
+func answeredPlainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) || (errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/")
 }
 
 // manifestDigestMismatch is go-containerregistry's complaint about a
@@ -320,27 +395,212 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// blobReader words a blob stream cut short. It counts, it does not hash:
-// the tree hashes the bytes once, as it writes them.
+// blobReader is the body of a blob, resumed where it was cut: a body that
+// fails or ends before the declared size is closed, and after the
+// policy's wait the rest is asked for with a Range request. A 206 answer
+// must start at the byte asked for; a 200 answer (a source that ignores
+// ranges) or a 416 (one that refuses them, asked again without a range)
+// is the whole blob again, whose bytes already handed out are skipped. It
+// counts, it does not hash: the tree hashes the one stream it reads.
+//
+// Close may be called while a Read is in progress in another goroutine
+// (the tree's read-ahead): it closes the current body and cancels a wait
+// or request of a resumption, which then ends that Read.
 type blobReader struct {
-	rc io.ReadCloser
-	d  Descriptor
-	n  int64
+	r      *registry
+	ctx    context.Context // carries tries; cancelled by Close
+	cancel context.CancelFunc
+	tries  *tries
+	d      Descriptor
+	n      int64 // bytes handed out
+	start  int64 // n when the current body began
+	cut    error // why the last body ended early
+
+	mu     sync.Mutex
+	rc     io.ReadCloser // the current body; nil after a cut
+	closed bool
+}
+
+// errBlobClosed is what a Read after Close returns.
+var errBlobClosed = errors.New("read after close")
+
+// body is the current body, nil after a cut, or errBlobClosed.
+func (b *blobReader) body() (io.ReadCloser, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errBlobClosed
+	}
+	return b.rc, nil
+}
+
+// setBody makes rc the current body; after Close it closes rc instead.
+func (b *blobReader) setBody(rc io.ReadCloser) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		rc.Close()
+		return errBlobClosed
+	}
+	b.rc = rc
+	return nil
+}
+
+// dropBody closes rc, the body just cut, and forgets it.
+func (b *blobReader) dropBody(rc io.ReadCloser) {
+	b.mu.Lock()
+	if b.rc == rc {
+		b.rc = nil
+	}
+	b.mu.Unlock()
+	rc.Close()
+}
+
+// open GETs the blob from byte b.n on, naming what in its errors.
+func (b *blobReader) open(what string) error {
+	rng := ""
+	if b.n > 0 {
+		rng = fmt.Sprintf("bytes=%d-", b.n)
+		if b.d.Size >= 0 {
+			// The last byte too: some registries (go-containerregistry's
+			// own) refuse a range without an end.
+			rng += strconv.FormatInt(b.d.Size-1, 10)
+		}
+	}
+	path := "blobs/" + b.d.Digest.String()
+	resp, err := b.r.get(b.ctx, path, "", rng)
+	var te *transport.Error
+	if rng != "" && errors.As(err, &te) && te.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		// A source that refuses ranges: the whole blob again.
+		resp, err = b.r.get(b.ctx, path, "", "")
+	}
+	if err != nil {
+		return registryError(what, err)
+	}
+	skip, want := int64(0), b.d.Size
+	if resp.StatusCode == http.StatusPartialContent {
+		if err := checkContentRange(resp.Header.Get("Content-Range"), b.n, b.d.Size); err != nil {
+			resp.Body.Close()
+			return &sourceError{fmt.Sprintf("%s: %v", what, err), err}
+		}
+		if want >= 0 {
+			want -= b.n
+		}
+	} else {
+		skip = b.n
+	}
+	if want >= 0 && resp.ContentLength > want {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusPartialContent {
+			return fmt.Errorf("%s: the registry sends %d bytes from byte %d on, the manifest declares %d in all", what, resp.ContentLength, b.n, b.d.Size)
+		}
+		return fmt.Errorf("%s: the registry sends %d bytes, the manifest declares %d", what, resp.ContentLength, b.d.Size)
+	}
+	b.start = b.n
+	if skip > 0 {
+		if _, err := io.CopyN(io.Discard, resp.Body, skip); err != nil {
+			resp.Body.Close()
+			b.cut = err
+			return nil // another cut, without progress
+		}
+	}
+	return b.setBody(resp.Body)
+}
+
+// checkContentRange checks that a 206 answer to a request for the bytes
+// from from on (to the end of a blob of size, -1 when unknown) starts
+// there and, when size is known, ends at the blob's end.
+func checkContentRange(v string, from, size int64) error {
+	bad := fmt.Errorf("the registry answered Content-Range %q to a request for bytes %d-", v, from)
+	unit, rest, _ := strings.Cut(v, " ")
+	rng, total, ok := strings.Cut(rest, "/")
+	first, last, ok2 := strings.Cut(rng, "-")
+	if unit != "bytes" || !ok || !ok2 {
+		return bad
+	}
+	start, err1 := strconv.ParseInt(first, 10, 64)
+	end, err2 := strconv.ParseInt(last, 10, 64)
+	if err1 != nil || err2 != nil || start != from {
+		return bad
+	}
+	if size >= 0 && (end != size-1 || (total != "*" && total != strconv.FormatInt(size, 10))) {
+		return bad
+	}
+	return nil
 }
 
 func (b *blobReader) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	b.n += int64(n)
-	switch {
-	case err == nil || err == io.EOF:
-	case errors.Is(err, io.ErrUnexpectedEOF) && b.d.Size >= 0:
-		err = fmt.Errorf("stream truncated after %d of %d bytes: %w", b.n, b.d.Size, err)
-	case b.d.Size >= 0:
-		err = fmt.Errorf("stream cut after %d of %d bytes: %w", b.n, b.d.Size, err)
-	default:
-		err = fmt.Errorf("stream cut after %d bytes: %w", b.n, err)
+	for {
+		rc, err := b.body()
+		if err != nil {
+			return 0, err
+		}
+		if rc == nil {
+			if err := b.resume(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		n, err := rc.Read(p)
+		b.n += int64(n)
+		if err == nil || (err == io.EOF && (b.d.Size < 0 || b.n >= b.d.Size)) {
+			return n, err
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if b.ctx.Err() != nil {
+			return n, b.cutError(err)
+		}
+		b.dropBody(rc)
+		b.cut = err
+		if n > 0 {
+			return n, nil
+		}
 	}
-	return n, err
 }
 
-func (b *blobReader) Close() error { return b.rc.Close() }
+// resume asks for the rest of the blob after a cut, when the policy
+// allows another try.
+func (b *blobReader) resume() error {
+	if b.n-b.start >= resumeProgress {
+		b.tries.progress()
+	}
+	cause := oneLine(b.cut.Error())
+	wait, ok := b.r.retry.next(b.tries, fmt.Sprintf("blob %s from byte %d", b.d.Digest, b.n), cause, 0)
+	if !ok {
+		return giveUp(nil, b.cutError(b.cut), b.tries.count())
+	}
+	b.r.log.Warn("retrying", "blob", b.d.Digest, "from_byte", b.n, "cause", cause, "wait", wait)
+	if err := sleep(b.ctx, wait); err != nil {
+		return err
+	}
+	what := fmt.Sprintf("resuming after %d bytes", b.n)
+	if b.d.Size >= 0 {
+		what = fmt.Sprintf("resuming after %d of %d bytes", b.n, b.d.Size)
+	}
+	return b.open(what)
+}
+
+// cutError words a body cut after b.n bytes.
+func (b *blobReader) cutError(err error) error {
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) && b.d.Size >= 0:
+		return fmt.Errorf("stream truncated after %d of %d bytes: %w", b.n, b.d.Size, err)
+	case b.d.Size >= 0:
+		return fmt.Errorf("stream cut after %d of %d bytes: %w", b.n, b.d.Size, err)
+	}
+	return fmt.Errorf("stream cut after %d bytes: %w", b.n, err)
+}
+
+func (b *blobReader) Close() error {
+	b.mu.Lock()
+	rc := b.rc
+	b.rc, b.closed = nil, true
+	b.mu.Unlock()
+	b.cancel()
+	if rc == nil {
+		return nil
+	}
+	return rc.Close()
+}

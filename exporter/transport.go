@@ -30,36 +30,59 @@ const (
 // the source timeout: a stream cut in the middle, worth another try.
 var ErrStalled = errors.New("stalled")
 
-// sourceTransport is the HTTP transport under every request to a source
-// registry, token requests included: connect, TLS handshake and response
-// headers time out, a body fails when no byte arrives for timeout, and
-// redirects stop after maxRedirects whoever follows them.
 // maxIdlePerHost is how many idle connections a source keeps per
 // registry: more than any --jobs anyone sets.
 const maxIdlePerHost = 64
 
-func sourceTransport(insecure bool, timeout time.Duration) http.RoundTripper {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
-	tr.TLSHandshakeTimeout = min(timeout, tlsHandshakeTimeout)
-	tr.ResponseHeaderTimeout = timeout
-	// Keep a connection per transfer of a batch for the next one (the
-	// default keeps two per host and dials again for the others).
-	tr.MaxIdleConnsPerHost = maxIdlePerHost
-	if insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+// sourceTransport is the HTTP transport under every request to a source
+// registry, the ping, token requests and redirects included: connect, TLS
+// handshake and response headers time out, a body fails when no byte
+// arrives for timeout, redirects stop after maxRedirects whoever follows
+// them, and unless insecure a request whose URL is not https is refused
+// before anything is sent. Unless insecure, certificates are verified
+// against the system's roots for every host, loopback and private
+// addresses included. base, when not nil, replaces the network (tests).
+func sourceTransport(insecure bool, timeout time.Duration, base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+		tr.TLSHandshakeTimeout = min(timeout, tlsHandshakeTimeout)
+		tr.ResponseHeaderTimeout = timeout
+		// Keep a connection per transfer of a batch for the next one (the
+		// default keeps two per host and dials again for the others).
+		tr.MaxIdleConnsPerHost = maxIdlePerHost
+		if insecure {
+			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		}
+		base = tr
 	}
-	return &guardedTransport{inner: tr, idle: timeout}
+	return &guardedTransport{inner: base, idle: timeout, insecure: insecure}
 }
 
+// guardedTransport enforces what every request to a source must respect,
+// whoever makes it: go-containerregistry's ping (which tries http after
+// https for loopback and private addresses), its token requests (whose
+// realm the registry names), redirects, and our own requests.
 type guardedTransport struct {
-	inner http.RoundTripper
-	idle  time.Duration
+	inner    http.RoundTripper
+	idle     time.Duration
+	insecure bool
+}
+
+// plainHTTPError is a request refused because its URL is plain http while
+// HTTPS is required.
+type plainHTTPError struct{ url string }
+
+func (e *plainHTTPError) Error() string {
+	return fmt.Sprintf("refused to send a request to %s: HTTPS is required (--src-tls-verify=false allows plain HTTP)", e.url)
 }
 
 func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if n := redirectsBefore(req); n >= maxRedirects {
 		return nil, fmt.Errorf("%s %s: stopped after %d redirects", req.Method, req.URL.Redacted(), n)
+	}
+	if !t.insecure && req.URL.Scheme != "https" {
+		return nil, &plainHTTPError{req.URL.Redacted()}
 	}
 	ctx, cancel := context.WithCancel(req.Context())
 	resp, err := t.inner.RoundTrip(req.WithContext(ctx))

@@ -202,10 +202,6 @@ func (e *MismatchError) Error() string {
 	return "content does not match its digest"
 }
 
-// Truncated reports a stream that ended before its declared size: worth
-// another try, unlike bytes that are wrong.
-func (e *MismatchError) Truncated() bool { return e.Size >= 0 && e.Got < e.Size }
-
 // incomingDir holds blobs being downloaded, as temporary files, until
 // they are verified and renamed into their repository.
 func (r *Root) incomingDir() string { return filepath.Join(r.dir, stateDir, incomingDir) }

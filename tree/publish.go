@@ -27,8 +27,9 @@ type Image struct {
 type Blob struct {
 	Digest digest.Digest
 	Size   int64 // -1 when the source does not say (schema1)
-	// Fetch opens the blob's bytes. Publish calls it only when no
-	// repository of the tree holds a sound copy, and again for a retry.
+	// Fetch opens the blob's bytes. Publish calls it at most once, and
+	// only when no repository of the tree holds a sound copy: retrying a
+	// source is the source's business.
 	Fetch func(ctx context.Context) (io.ReadCloser, error)
 }
 
@@ -41,7 +42,7 @@ type Manifest struct {
 }
 
 // PublishOptions tune Publish. The zero value publishes each image on its
-// own with four blob transfers at a time and no retries.
+// own with four blob transfers at a time.
 type PublishOptions struct {
 	// Jobs is how many blobs transfer at once, over all images.
 	Jobs int
@@ -52,9 +53,6 @@ type PublishOptions struct {
 	// no tag moves, and a crash while tags move is completed by the next
 	// writer (see docs/crash-safety.md).
 	AllOrNothing bool
-	// Retry decides whether a failed blob transfer is tried again, and
-	// after how long; nil never retries. attempt counts from 0.
-	Retry func(err error, attempt int) (time.Duration, bool)
 	// BlobStarted and BlobDone, when set, are called around each blob of
 	// each image, from the transferring goroutine.
 	BlobStarted func(Blob)
@@ -103,7 +101,7 @@ type PublishReport struct {
 // while another writer of the same repository may share them. Publish
 // returns an error only when it could not start (the tree cannot be
 // initialised or locked); each image's own error is in the report.
-// Publish does not retry a request itself: o.Retry decides.
+// Publish never retries a blob: a fetch that fails fails its image.
 func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*PublishReport, error) {
 	if o.Jobs < 1 {
 		o.Jobs = 4
@@ -249,7 +247,7 @@ func (p *publication) transferBlobs(ctx context.Context) {
 	wg.Wait()
 }
 
-// transfer puts one blob of one image, retrying as o.Retry says.
+// transfer puts one blob of one image.
 func (p *publication) transfer(t blobTask) {
 	if p.failed(t.image) != nil || (p.o.AllOrNothing && p.anyFailed()) {
 		return
@@ -274,27 +272,13 @@ func (p *publication) transfer(t blobTask) {
 
 func (p *publication) putBlob(ctx context.Context, repo string, b Blob) (BlobResult, error) {
 	fetch := func() (io.ReadCloser, error) { return b.Fetch(ctx) }
-	for attempt := 0; ; attempt++ {
-		outcome, n, err := p.r.putBlob(repo, b.Digest, b.Size, p.o.VerifyExisting, fetch, p.syncs)
-		if err == nil {
-			// A blob another writer put here may not be durable yet.
-			_ = p.syncs.sync(p.r, filepath.Dir(p.r.BlobPath(repo, b.Digest)))
-			return BlobResult{Digest: b.Digest, Outcome: outcome, Size: p.r.blobSize(repo, b, outcome, n)}, nil
-		}
-		var wait time.Duration
-		retry := p.o.Retry != nil && ctx.Err() == nil
-		if retry {
-			wait, retry = p.o.Retry(err, attempt)
-		}
-		if !retry {
-			return BlobResult{Digest: b.Digest, Outcome: outcome}, err
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return BlobResult{Digest: b.Digest, Outcome: outcome}, err
-		}
+	outcome, n, err := p.r.putBlob(repo, b.Digest, b.Size, p.o.VerifyExisting, fetch, p.syncs)
+	if err != nil {
+		return BlobResult{Digest: b.Digest, Outcome: outcome}, err
 	}
+	// A blob another writer put here may not be durable yet.
+	_ = p.syncs.sync(p.r, filepath.Dir(p.r.BlobPath(repo, b.Digest)))
+	return BlobResult{Digest: b.Digest, Outcome: outcome, Size: p.r.blobSize(repo, b, outcome, n)}, nil
 }
 
 // blobSize is the size of a blob just put: the bytes read when fetched,

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
@@ -126,38 +125,6 @@ func TestPublishAllOrNothing(t *testing.T) {
 			}
 			if pending, err := r.PendingTags("a"); err != nil || len(pending) != 0 {
 				t.Errorf("a journal is left: %v %v", pending, err)
-			}
-		})
-	}
-}
-
-// TestPublishRetry: a cut stream is tried again when Retry says so, and
-// the error of the last try is the image's when it says no more.
-func TestPublishRetry(t *testing.T) {
-	for _, tries := range []int{2, 1} {
-		t.Run(fmt.Sprint("tries=", tries), func(t *testing.T) {
-			r := newTree(t)
-			im := newTestImage("a", "v1", []byte("0123456789"))
-			var calls atomic.Int32
-			im.Blobs[0].Fetch = func(context.Context) (io.ReadCloser, error) {
-				if calls.Add(1) == 1 {
-					return io.NopCloser(bytes.NewReader([]byte("01234"))), nil // cut
-				}
-				return io.NopCloser(bytes.NewReader([]byte("0123456789"))), nil
-			}
-			retry := func(err error, attempt int) (time.Duration, bool) {
-				var mm *MismatchError
-				return time.Millisecond, errors.As(err, &mm) && mm.Truncated() && attempt+1 < tries
-			}
-			rep, err := r.Publish(context.Background(), []Image{im.Image}, PublishOptions{Retry: retry})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := rep.Images[0].Err; (got == nil) != (tries == 2) {
-				t.Errorf("%d tries allowed: error %v", tries, got)
-			}
-			if n := calls.Load(); n != int32(tries) {
-				t.Errorf("%d fetches, want %d", n, tries)
 			}
 		})
 	}

@@ -202,7 +202,7 @@ func runBadCase(t *testing.T, c badCase) {
 	case !r.usage && res.code != 1:
 		t.Errorf("exit %d, want 1", res.code)
 	}
-	if strings.Contains(res.stderr, "retrying blob") {
+	if strings.Contains(res.stderr, "retrying") {
 		t.Errorf("the export retried a failure no retry can mend")
 	}
 	msg := strings.TrimSuffix(res.stderr, "\n")
@@ -274,8 +274,9 @@ func badCases() []badCase {
 			},
 		},
 		{
-			// Guards: a refused connection names the registry and says
-			// it cannot be reached, once, not per URL scheme tried.
+			// Guards: a refused connection is tried three times, then
+			// names the registry and says it cannot be reached, once, not
+			// per URL scheme tried. -q: the retries log a warning each.
 			name: "unreachable registry",
 			setup: func(t *testing.T, e *badEnv) badRun {
 				l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -285,8 +286,8 @@ func badCases() []badCase {
 				host := l.Addr().String()
 				l.Close()
 				return badRun{
-					args: []string{"export", "--src-tls-verify=false", "docker://" + host + "/app:1", "app:1"},
-					want: []string{host + "/app:1", "cannot reach the registry", "connection refused"},
+					args: []string{"-q", "export", "--src-tls-verify=false", "docker://" + host + "/app:1", "app:1"},
+					want: []string{host + "/app:1", "cannot reach the registry", "connection refused", "(tried 3 times)"},
 				}
 			},
 		},
@@ -343,9 +344,9 @@ func badCases() []badCase {
 			},
 		},
 		{
-			// Guards: a stream cut short is retried, then reported as
-			// truncated; no partial file is left. -q: the retries log a
-			// warning each, the failure is the one line.
+			// Guards: a stream cut short is resumed, then reported as
+			// truncated after three tries; no partial file is left. -q:
+			// the retries log a warning each, the failure is the one line.
 			name: "truncated stream",
 			setup: func(t *testing.T, e *badEnv) badRun {
 				l := testregistry.Layer(t, 64<<10, types.DockerLayer)
@@ -362,10 +363,10 @@ func badCases() []badCase {
 				})
 				return badRun{
 					args: []string{"-q", "export", "--src-tls-verify=false", e.docker("app:2"), "app:1"},
-					want: []string{"blob " + d, "truncated after"},
+					want: []string{"blob " + d, "truncated after", "(tried 3 times)"},
 					check: func(t *testing.T) {
-						if n := gets.Load(); n < 2 {
-							t.Errorf("blob fetched %d times: a truncated stream is worth a retry", n)
+						if n := gets.Load(); n != 3 {
+							t.Errorf("blob fetched %d times, want 3: a truncated stream is worth three tries", n)
 						}
 					},
 				}

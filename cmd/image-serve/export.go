@@ -30,7 +30,7 @@ and a blob shared by several is fetched once; a failed image leaves the others a
 export or gc).`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "platform", Usage: "OS/ARCH[/VARIANT] of an index to export (repeatable; default: all)"},
-			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate from the source registry"},
+			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate for every source registry, loopback and private addresses included (false: allow plain HTTP and self-signed certificates)"},
 			&cli.StringFlag{Name: "src-creds", Usage: "USER[:PASS] for the source registry"},
 			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registry (default: docker config.json, containers auth.json)"},
 			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob and manifest transfers"},

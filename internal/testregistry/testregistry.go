@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,17 +31,29 @@ import (
 type Registry struct {
 	Host string // 127.0.0.1:PORT
 	srv  *httptest.Server
+	h    http.Handler
 
 	mu        sync.Mutex
 	blobGets  map[string]int // digest -> GET count
 	Intercept func(w http.ResponseWriter, r *http.Request) bool
 }
 
-// Start runs a registry until the test ends.
+// Start runs a registry over plain HTTP until the test ends.
 func Start(t testing.TB) *Registry {
+	return start(t, false)
+}
+
+// StartTLS runs a registry over HTTPS until the test ends, with
+// httptest's self-signed certificate for 127.0.0.1: only clients that
+// skip verification, or use Transport, trust it.
+func StartTLS(t testing.TB) *Registry {
+	return start(t, true)
+}
+
+func start(t testing.TB, tls bool) *Registry {
 	r := &Registry{blobGets: map[string]int{}}
-	h := registry.New(registry.Logger(nopLogger()))
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	reg := registry.New(registry.Logger(nopLogger()))
+	r.h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if r.Intercept != nil && r.Intercept(w, req) {
 			return
 		}
@@ -51,11 +64,32 @@ func Start(t testing.TB) *Registry {
 				r.mu.Unlock()
 			}
 		}
-		h.ServeHTTP(w, req)
-	}))
+		reg.ServeHTTP(w, req)
+	})
+	r.srv = httptest.NewUnstartedServer(r.h)
+	if tls {
+		r.srv.StartTLS()
+	} else {
+		r.srv.Start()
+	}
 	t.Cleanup(r.srv.Close)
-	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
+	_, r.Host, _ = strings.Cut(r.srv.URL, "://")
 	return r
+}
+
+// Transport is an HTTP transport that trusts the registry's certificate
+// (for a registry over plain HTTP, any transport).
+func (r *Registry) Transport() http.RoundTripper { return r.srv.Client().Transport }
+
+// ServeOn serves the registry's content over plain HTTP on l too, until
+// the test ends, and returns l's host:port.
+func (r *Registry) ServeOn(t testing.TB, l net.Listener) string {
+	srv := httptest.NewUnstartedServer(r.h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return l.Addr().String()
 }
 
 // BlobGets reports how often blob d was fetched.
@@ -82,7 +116,7 @@ type Pushed struct {
 func (r *Registry) PushImage(t testing.TB, repoTag string, img v1.Image) Pushed {
 	t.Helper()
 	ref := r.parse(t, repoTag)
-	if err := remote.Write(ref, img); err != nil {
+	if err := remote.Write(ref, img, r.remote()...); err != nil {
 		t.Fatalf("push %s: %v", repoTag, err)
 	}
 	return pushedOf(t, ref.String(), img)
@@ -113,7 +147,7 @@ func (r *Registry) PushIndex(t testing.TB, repoTag string, mediaType types.Media
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := remote.Write(ref.Context().Digest(d.String()), img); err != nil {
+		if err := remote.Write(ref.Context().Digest(d.String()), img, r.remote()...); err != nil {
 			t.Fatalf("push %s child %s: %v", repoTag, arch, err)
 		}
 		mt, _ := img.MediaType()
@@ -135,16 +169,21 @@ func (r *Registry) PushRaw(t testing.TB, repoTag, mediaType string, raw []byte, 
 	t.Helper()
 	ref := r.parse(t, repoTag)
 	for _, b := range blobs {
-		if err := remote.WriteLayer(ref.Context(), b); err != nil {
+		if err := remote.WriteLayer(ref.Context(), b, r.remote()...); err != nil {
 			t.Fatalf("push blob to %s: %v", repoTag, err)
 		}
 	}
 	m := rawManifest{raw: raw, mt: types.MediaType(mediaType)}
-	if err := remote.Put(ref, m); err != nil {
+	if err := remote.Put(ref, m, r.remote()...); err != nil {
 		t.Fatalf("push %s: %v", repoTag, err)
 	}
 	d, _, _ := v1.SHA256(bytes.NewReader(raw))
 	return Pushed{Ref: ref.String(), Digest: d.String(), MediaType: mediaType, Raw: raw}
+}
+
+// remote is how the helpers that push reach the registry.
+func (r *Registry) remote() []remote.Option {
+	return []remote.Option{remote.WithTransport(r.Transport())}
 }
 
 func (r *Registry) parse(t testing.TB, repoTag string) name.Reference {
