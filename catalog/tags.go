@@ -100,7 +100,7 @@ func TagNames(root *tree.Root, repo string) ([]string, error) {
 // those of the repositories whose tags cannot be listed at all; the tags
 // of every other repository are returned with it.
 func Tags(root *tree.Root, repos []string) ([]Tag, error) {
-	var out []Tag
+	out := []Tag{}
 	var errs []error
 	for _, repo := range repos {
 		tags, err := TagNames(root, repo)

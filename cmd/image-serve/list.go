@@ -34,7 +34,7 @@ printed with what could be read and its status; list then exits 1 (run verify fo
 }
 
 func runList(c *cli.Context) error {
-	root, repos, err := openTreeWithRepos(c)
+	root, repos, err := openTreeWithRepos(c, true)
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,7 @@ func runInspect(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
-	root, err := openTree(c)
+	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}
@@ -300,7 +300,7 @@ once. du(1) of repository directories counts a blob hard-linked into several of 
 }
 
 func runDu(c *cli.Context) error {
-	root, repos, err := openTreeWithRepos(c)
+	root, repos, err := openTreeWithRepos(c, true)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,9 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "serve the tree with the embedded server",
+		Description: `Serves --root read-only until SIGINT or SIGTERM. --root may be an empty directory: it is
+then an empty registry (/v2/ answers, _catalog lists nothing, everything else is 404), and the
+tree the first export creates there is served at the next request, without a restart.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address to listen on"},
 		},
@@ -16,7 +19,7 @@ func serveCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usageError(c, "unexpected argument %q", c.Args().First())
 			}
-			root, err := openTree(c)
+			root, _, err := openTreeOrEmpty(c)
 			if err != nil {
 				return err
 			}
