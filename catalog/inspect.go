@@ -14,13 +14,19 @@ import (
 
 // Image is one manifest of the tree in detail: an index with its
 // children, or an image with its config and layers; and what refers to
-// it.
+// it. Of a broken one, what could be read.
 type Image struct {
-	Repository   string            `json:"repository"`
-	Tag          string            `json:"tag,omitempty"`
-	Digest       digest.Digest     `json:"digest"`
-	MediaType    string            `json:"media_type"`
-	Size         int64             `json:"size"` // of the manifest itself
+	Repository string        `json:"repository"`
+	Tag        string        `json:"tag,omitempty"`
+	Digest     digest.Digest `json:"digest"` // "" when the tag's type map cannot be read
+	MediaType  string        `json:"media_type"`
+	Size       int64         `json:"size"` // of the manifest itself; 0 when it cannot be read
+	// Status is empty when a pull of the image can fetch all of it, and
+	// otherwise its first problem in pull order (its manifest, its
+	// children, its config, its layers), one of the Status constants: the
+	// Status list --long shows for the tag. The children, config and
+	// layers that are broken say so in their own Status.
+	Status       string            `json:"status,omitempty"`
 	ArtifactType string            `json:"artifact_type,omitempty"`
 	Subject      digest.Digest     `json:"subject,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
@@ -37,6 +43,10 @@ type Descriptor struct {
 	Size         int64         `json:"size"` // -1: not recorded (schema1)
 	Platform     string        `json:"platform,omitempty"`
 	ArtifactType string        `json:"artifact_type,omitempty"`
+	// Status is empty when what the descriptor names is whole: for a
+	// child, the first problem of everything a pull of it fetches; for a
+	// config or layer, StatusMissingBlob or StatusUnreadableBlob.
+	Status string `json:"status,omitempty"`
 }
 
 func describe(ds []distribution.Descriptor) []Descriptor {
@@ -56,6 +66,7 @@ type Config struct {
 	Digest        digest.Digest     `json:"digest"`
 	Size          int64             `json:"size"`
 	MediaType     string            `json:"media_type,omitempty"`
+	Status        string            `json:"status,omitempty"` // as a layer's
 	Created       *time.Time        `json:"created,omitempty"`
 	Architecture  string            `json:"architecture,omitempty"`
 	OS            string            `json:"os,omitempty"`
@@ -69,45 +80,75 @@ type Config struct {
 var ErrUnknown = errors.New("not in the tree")
 
 // Inspect describes the manifest repo:tag names (its preferred variant),
-// or manifest d of repo when tag is "".
+// or manifest d of repo when tag is "". A tag or manifest that is not in
+// the tree is an error wrapping ErrUnknown; a broken one is described as
+// far as it can be read, with its Status set.
 func Inspect(root *tree.Root, repo, tag string, d digest.Digest) (*Image, error) {
 	img := &Image{Repository: repo, Tag: tag, Referrers: []Descriptor{}}
+	note := func(status string) {
+		if img.Status == "" {
+			img.Status = status
+		}
+	}
 	if tag != "" {
-		t, err := describeTag(root, repo, tag)
-		if errors.Is(err, fs.ErrNotExist) {
+		tg, ok := tagTarget(root, repo, tag)
+		if !ok {
 			return nil, fmt.Errorf("%s:%s: %w", repo, tag, ErrUnknown)
 		}
-		if err != nil {
-			return nil, err
+		img.Status = tg.status
+		if tg.digest == "" {
+			return img, nil // the type map cannot say which manifest
 		}
-		d = t.Digest
+		d, img.MediaType = tg.digest, tg.mediaType
 	}
 	img.Digest = d
-	raw, err := root.ReadManifest(repo, d)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s@%s: %w", repo, d, ErrUnknown)
+	// Its headers say its media type; without them, the tag's type map.
+	if mt, err := root.ManifestMediaType(repo, d); err == nil {
+		img.MediaType = mt
 	}
-	if err != nil {
-		return nil, err
+	raw, err := root.ReadManifest(repo, d)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && tag == "":
+		return nil, fmt.Errorf("%s@%s: %w", repo, d, ErrUnknown)
+	case err != nil:
+		// A tag naming a manifest that is gone, or unreadable: what the
+		// tag and the manifest's headers say of it.
+		note(manifestStatus(err))
+		img.Referrers, err = referrers(root, repo, d)
+		return img, err
 	}
 	img.Size = int64(len(raw))
-	if img.MediaType, err = root.ManifestMediaType(repo, d); err != nil {
-		return nil, err
-	}
 	m, err := distribution.ParseManifest(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s@%s: %w", repo, d, err)
+		note(StatusUnreadableManifest)
+		img.Referrers, err = referrers(root, repo, d)
+		return img, err
 	}
 	img.ArtifactType, img.Annotations, img.Children = m.ArtifactType, m.Annotations, describe(m.Manifests)
 	if m.Subject != nil {
 		img.Subject = m.Subject.Digest
 	}
-	img.Layers = describe(append(m.Layers, m.Blobs...))
-	for _, l := range m.FSLayers {
-		img.Layers = append(img.Layers, Descriptor{Digest: l.BlobSum, Size: -1})
+	for i := range img.Children {
+		w := newWalker(root, repo)
+		w.walk(img.Children[i].Digest, 1)
+		img.Children[i].Status = w.problem
+		note(w.problem)
 	}
 	if m.Config != nil {
 		img.Config = readConfig(root, repo, *m.Config)
+		note(img.Config.Status)
+	}
+	layers := append(m.Layers, m.Blobs...)
+	img.Layers = describe(layers)
+	for i, l := range layers {
+		_, img.Layers[i].Status = blobPresence(root, repo, l)
+		note(img.Layers[i].Status)
+	}
+	for _, l := range m.FSLayers {
+		v := Descriptor{Digest: l.BlobSum, Size: -1}
+		_, v.Status = blobPresence(root, repo, distribution.Descriptor{Digest: l.BlobSum, Size: -1})
+		note(v.Status)
+		img.Layers = append(img.Layers, v)
 	}
 	img.Referrers, err = referrers(root, repo, d)
 	return img, err
@@ -115,6 +156,9 @@ func Inspect(root *tree.Root, repo, tag string, d digest.Digest) (*Image, error)
 
 func readConfig(root *tree.Root, repo string, d distribution.Descriptor) *Config {
 	c := &Config{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType}
+	if _, c.Status = blobPresence(root, repo, d); c.Status != "" {
+		return c
+	}
 	raw, err := root.ReadBlob(repo, d.Digest, maxConfigSize)
 	if err != nil {
 		return c

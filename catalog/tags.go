@@ -7,6 +7,7 @@ package catalog
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
 	"time"
@@ -26,16 +27,51 @@ type Tag struct {
 	Digest     digest.Digest `json:"digest"`
 	MediaType  string        `json:"media_type"`
 	// Platforms are an index's children's os/arch[/variant], or the image's
-	// own; empty when the tree does not say.
+	// own; empty when the tree does not say. Of a broken tag, those that
+	// could be read.
 	Platforms []string `json:"platforms"`
 	// Size is the bytes a pull of every platform fetches, as stored:
-	// manifests, configs and compressed layers, each blob once.
+	// manifests, configs and compressed layers, each blob once. Of a
+	// broken tag, what could be counted.
 	Size int64 `json:"size"`
 	// Changed is when the tag was last set.
 	Changed time.Time `json:"changed"`
 	// Legacy marks a tag TripleO's exporter wrote as a symlink, which no
 	// server serves until migrate rewrites it.
 	Legacy bool `json:"legacy,omitempty"`
+	// Status is empty for a tag a pull can fetch whole, and otherwise the
+	// first problem found walking what it names, in pull order (manifest,
+	// children, config, layers): one of the Status constants.
+	Status string `json:"status,omitempty"`
+}
+
+// What is wrong with a broken tag or image, as Tag.Status, Image.Status
+// and Descriptor.Status say it.
+const (
+	// StatusUnreadableTypeMap: the tag's type map cannot be read or parsed,
+	// so which manifest it names is unknown.
+	StatusUnreadableTypeMap = "unreadable type map"
+	// StatusMissingManifest: a manifest it names — its own, or a child of
+	// an index — is not in the repository.
+	StatusMissingManifest = "missing manifest"
+	// StatusUnreadableManifest: a manifest it names is there but cannot be
+	// read or parsed.
+	StatusUnreadableManifest = "unreadable manifest"
+	// StatusMissingBlob: a config or layer a manifest names is not in the
+	// repository (non-distributable layers are never expected there).
+	StatusMissingBlob = "missing blob"
+	// StatusUnreadableBlob: a config or layer is there but cannot be
+	// read.
+	StatusUnreadableBlob = "unreadable blob"
+)
+
+// manifestStatus is the Status of a manifest that could not be read
+// because of err.
+func manifestStatus(err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return StatusMissingManifest
+	}
+	return StatusUnreadableManifest
 }
 
 // TagNames are the tags of repo, sorted: those with a type map and
@@ -59,53 +95,86 @@ func TagNames(root *tree.Root, repo string) ([]string, error) {
 }
 
 // Tags describes every tag of repos, in order (repositories sorted, then
-// tags). A tag that cannot be read is returned with what could be, and
-// its error joined into the one returned.
+// tags). A broken tag is described with what could be read and its
+// Status; a tag removed while it is read is left out. The error joins
+// those of the repositories whose tags cannot be listed at all; the tags
+// of every other repository are returned with it.
 func Tags(root *tree.Root, repos []string) ([]Tag, error) {
-	var out []Tag
+	out := []Tag{}
+	var errs []error
 	for _, repo := range repos {
 		tags, err := TagNames(root, repo)
 		if err != nil {
-			return out, err
+			errs = append(errs, fmt.Errorf("repository %s: %w", repo, err))
+			continue
 		}
 		for _, tag := range tags {
-			t, err := describeTag(root, repo, tag)
-			if err != nil {
-				return out, err
+			t, ok := describeTag(root, repo, tag)
+			if ok {
+				out = append(out, t)
 			}
-			out = append(out, t)
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
-func describeTag(root *tree.Root, repo, tag string) (Tag, error) {
-	t := Tag{Repository: repo, Tag: tag, Platforms: []string{}}
+// target is the manifest a tag names: the variant of highest quality of
+// its type map, or what a TripleO symlink tag names.
+type target struct {
+	digest    digest.Digest
+	mediaType string
+	legacy    bool
+	// status is StatusUnreadableTypeMap (and digest "") for a type map
+	// that cannot be read or names nothing, StatusUnreadableManifest for
+	// a symlink tag whose manifest has no readable headers.
+	status string
+}
+
+// tagTarget reads what repo:tag names. It reports false when the tag is
+// not in the tree (nor was ever, or was removed meanwhile).
+func tagTarget(root *tree.Root, repo, tag string) (target, bool) {
 	vs, err := root.TagVariants(repo, tag)
 	if d, ok := root.LegacyTagTarget(repo, tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
-		mt, merr := root.ManifestMediaType(repo, d)
-		if merr != nil {
-			return t, merr
+		t := target{digest: d, legacy: true}
+		mt, err := root.ManifestMediaType(repo, d)
+		if err != nil {
+			t.status = StatusUnreadableManifest // its headers
 		}
-		vs, err, t.Legacy = []tree.TagVariant{{Digest: d, MediaType: mt}}, nil, true
+		t.mediaType = mt
+		return t, true
 	}
-	if err != nil {
-		return t, err
-	}
-	if len(vs) == 0 {
-		return t, nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot):
+		return target{}, false
+	case err != nil, len(vs) == 0:
+		return target{status: StatusUnreadableTypeMap}, true
 	}
 	top := slices.MaxFunc(vs, func(a, b tree.TagVariant) int { return compareQS(a.QS, b.QS) })
-	t.Digest, t.MediaType = top.Digest, top.MediaType
-	if t.Changed, err = root.TagChanged(repo, tag); err != nil {
-		return t, err
+	return target{digest: top.Digest, mediaType: top.MediaType}, true
+}
+
+// describeTag describes repo:tag, and reports false when it is not in the
+// tree.
+func describeTag(root *tree.Root, repo, tag string) (Tag, bool) {
+	t := Tag{Repository: repo, Tag: tag, Platforms: []string{}}
+	tg, ok := tagTarget(root, repo, tag)
+	if !ok {
+		return t, false
 	}
-	w := walker{root: root, repo: repo, seen: map[digest.Digest]bool{}}
-	if err := w.walk(top.Digest, 0); err != nil {
-		return t, err
+	t.Digest, t.MediaType, t.Legacy, t.Status = tg.digest, tg.mediaType, tg.legacy, tg.status
+	if changed, err := root.TagChanged(repo, tag); err == nil {
+		t.Changed = changed
 	}
+	if tg.digest == "" {
+		return t, true
+	}
+	w := newWalker(root, repo)
+	w.walk(tg.digest, 0)
 	t.Size, t.Platforms = w.size, w.platforms
-	return t, nil
+	if t.Status == "" {
+		t.Status = w.problem
+	}
+	return t, true
 }
 
 // compareQS orders type-map qualities, 0 standing for Apache's default 1
@@ -126,36 +195,51 @@ func compareQS(a, b float64) int {
 	return 0
 }
 
-// walker adds up what a pull of one manifest fetches.
+// walker adds up what a pull of one manifest fetches, and notes the
+// first thing it finds missing or unreadable.
 type walker struct {
 	root      *tree.Root
 	repo      string
 	seen      map[digest.Digest]bool
 	size      int64
 	platforms []string
+	problem   string // the first problem found, a Status; "" for none
 }
 
-func (w *walker) walk(d digest.Digest, depth int) error {
+func newWalker(root *tree.Root, repo string) *walker {
+	return &walker{root: root, repo: repo, seen: map[digest.Digest]bool{}, platforms: []string{}}
+}
+
+// note keeps the first problem found.
+func (w *walker) note(status string) {
+	if w.problem == "" {
+		w.problem = status
+	}
+}
+
+// walk adds manifest d and everything it names, and goes on past what is
+// missing: the rest is still counted.
+func (w *walker) walk(d digest.Digest, depth int) {
 	if w.seen[d] || depth > 4 {
-		return nil
+		return
 	}
 	w.seen[d] = true
 	raw, err := w.root.ReadManifest(w.repo, d)
 	if err != nil {
-		return err
+		w.note(manifestStatus(err))
+		return
 	}
 	w.size += int64(len(raw))
 	m, err := distribution.ParseManifest(raw)
 	if err != nil {
-		return err
+		w.note(StatusUnreadableManifest)
+		return
 	}
 	for _, c := range m.Manifests {
 		if c.Platform != nil && depth == 0 && c.Platform.OS != "unknown" {
 			w.platforms = append(w.platforms, c.Platform.String())
 		}
-		if err := w.walk(c.Digest, depth+1); err != nil {
-			return err
-		}
+		w.walk(c.Digest, depth+1)
 	}
 	if m.Config != nil {
 		w.blob(*m.Config)
@@ -174,23 +258,43 @@ func (w *walker) walk(d digest.Digest, depth int) error {
 	if depth == 0 && m.SchemaVersion == 1 && m.Architecture != "" {
 		w.platforms = append(w.platforms, "linux/"+m.Architecture)
 	}
-	return nil
 }
 
 // blob adds a blob once, at its declared size or, without one (schema1),
-// the size of its file.
+// the size of its file, and notes it when it is not in the repository.
 func (w *walker) blob(d distribution.Descriptor) {
 	if w.seen[d.Digest] || d.Digest == "" {
 		return
 	}
 	w.seen[d.Digest] = true
-	if d.Size >= 0 {
-		w.size += d.Size
-		return
+	ins, status := blobPresence(w.root, w.repo, d)
+	if status != "" {
+		w.note(status)
 	}
-	if ins, err := w.root.BlobInodes(w.repo, d.Digest); err == nil && len(ins) > 0 {
+	switch {
+	case d.Size >= 0:
+		w.size += d.Size
+	case len(ins) > 0:
 		w.size += ins[0].Size
 	}
+}
+
+// blobPresence returns the files of blob d in repo, and a Status when it
+// should be there and is not, or cannot be looked at. A non-distributable
+// layer is never in the tree and never missing.
+func blobPresence(root *tree.Root, repo string, d distribution.Descriptor) ([]tree.Inode, string) {
+	ins, err := root.BlobInodes(repo, d.Digest)
+	switch {
+	case distribution.IsForeign(d.MediaType):
+		return ins, ""
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, StatusMissingBlob
+	case err != nil:
+		return nil, StatusUnreadableBlob
+	case len(ins) == 0:
+		return nil, StatusMissingBlob
+	}
+	return ins, ""
 }
 
 func (w *walker) configPlatform(d digest.Digest) string {

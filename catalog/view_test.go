@@ -2,8 +2,10 @@ package catalog_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"testing"
 
@@ -20,6 +22,17 @@ const (
 // fixture builds repo app with tag multi (an index of an amd64 and an arm64
 // image) and tag one (the amd64 image alone).
 func fixture(t *testing.T) (*tree.Root, int64) {
+	root, size, _ := fixtureParts(t)
+	return root, size
+}
+
+// parts are the digests of fixture's content.
+type parts struct {
+	index, amd, arm, amdConfig, layer digest.Digest
+}
+
+// fixtureParts is fixture, with the digests of what it wrote.
+func fixtureParts(t *testing.T) (*tree.Root, int64, parts) {
 	t.Helper()
 	root, err := tree.Open(t.TempDir())
 	if err != nil {
@@ -46,9 +59,11 @@ func fixture(t *testing.T) (*tree.Root, int64) {
 	layer := []byte("a shared layer")
 	ld := blob(layer)
 	size += int64(len(layer))
+	configs := map[string]digest.Digest{}
 	image := func(arch string) (digest.Digest, int) {
 		cfg := fmt.Appendf(nil, `{"architecture":%q,"os":"linux","history":[{},{}]}`, arch)
 		cd := blob(cfg)
+		configs[arch] = cd
 		raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":{"digest":%q,"size":%d},"layers":[{"digest":%q,"size":%d}]}`, ociManifest, cd, len(cfg), ld, len(layer))
 		size += int64(len(cfg) + len(raw))
 		return manifest(ociManifest, raw), len(raw)
@@ -64,7 +79,7 @@ func fixture(t *testing.T) (*tree.Root, int64) {
 	if err := root.PutTag("app", "one", []tree.TagVariant{{Digest: amd, MediaType: ociManifest}}); err != nil {
 		t.Fatal(err)
 	}
-	return root, size
+	return root, size, parts{index: id, amd: amd, arm: arm, amdConfig: configs["amd64"], layer: ld}
 }
 
 // TestTags: a multi-arch tag is described by its index (the variant of
@@ -109,5 +124,94 @@ func TestInspect(t *testing.T) {
 	}
 	if _, err := catalog.Inspect(root, "app", "nosuch", ""); err == nil {
 		t.Error("no error for a tag that is not there")
+	}
+}
+
+// TestBrokenTags: a tag whose manifest, child, config or layer is gone, or
+// whose type map or manifest cannot be read, is still described, with its
+// Status; the other tag is not marked.
+func TestBrokenTags(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		damage    func(root *tree.Root, p parts) error
+		multi     string // Status of app:multi
+		one       string // Status of app:one
+		platforms int    // of app:multi
+	}{
+		{"nothing", func(*tree.Root, parts) error { return nil }, "", "", 2},
+		{"index gone", func(r *tree.Root, p parts) error { return os.Remove(r.ManifestPath("app", p.index)) },
+			catalog.StatusMissingManifest, "", 0},
+		{"child gone", func(r *tree.Root, p parts) error { return os.Remove(r.ManifestPath("app", p.arm)) },
+			catalog.StatusMissingManifest, "", 2},
+		{"config gone", func(r *tree.Root, p parts) error { return os.Remove(r.BlobPath("app", p.amdConfig)) },
+			catalog.StatusMissingBlob, catalog.StatusMissingBlob, 2},
+		{"layer gone", func(r *tree.Root, p parts) error { return os.Remove(r.BlobPath("app", p.layer)) },
+			catalog.StatusMissingBlob, catalog.StatusMissingBlob, 2},
+		{"index unparseable", func(r *tree.Root, p parts) error {
+			return os.WriteFile(r.ManifestPath("app", p.index), []byte("{"), 0o644)
+		}, catalog.StatusUnreadableManifest, "", 0},
+		{"type map empty", func(r *tree.Root, p parts) error { return os.Truncate(r.TypeMapPath("app", "multi"), 0) },
+			catalog.StatusUnreadableTypeMap, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, _, p := fixtureParts(t)
+			if err := tc.damage(root, p); err != nil {
+				t.Fatal(err)
+			}
+			tags, err := catalog.Tags(root, []string{"app"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tags) != 2 {
+				t.Fatalf("%d tags, want both: %+v", len(tags), tags)
+			}
+			multi, one := tags[0], tags[1]
+			if multi.Status != tc.multi || len(multi.Platforms) != tc.platforms {
+				t.Errorf("multi: status %q, platforms %v; want %q and %d platforms", multi.Status, multi.Platforms, tc.multi, tc.platforms)
+			}
+			if one.Status != tc.one || one.Digest != p.amd {
+				t.Errorf("one: status %q, digest %s; want %q and %s", one.Status, one.Digest, tc.one, p.amd)
+			}
+			img, err := catalog.Inspect(root, "app", "multi", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.Status != tc.multi {
+				t.Errorf("inspect multi: status %q, want %q", img.Status, tc.multi)
+			}
+		})
+	}
+}
+
+// TestInspectMarks: inspect marks what is missing where it is named: the
+// child of an index, the config and the layer of an image.
+func TestInspectMarks(t *testing.T) {
+	root, _, p := fixtureParts(t)
+	for _, path := range []string{root.ManifestPath("app", p.arm), root.BlobPath("app", p.layer)} {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx, err := catalog.Inspect(root, "app", "multi", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The amd64 child has all its blobs but the layer; the arm64 child is
+	// gone, and said so first.
+	if len(idx.Children) != 2 || idx.Children[0].Status != catalog.StatusMissingBlob || idx.Children[1].Status != catalog.StatusMissingManifest {
+		t.Errorf("children: %+v", idx.Children)
+	}
+	if idx.Status != catalog.StatusMissingBlob {
+		t.Errorf("index status %q, want the first child's problem", idx.Status)
+	}
+	img, err := catalog.Inspect(root, "app", "one", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Config == nil || img.Config.Status != "" || img.Config.Architecture != "amd64" || len(img.Layers) != 1 || img.Layers[0].Status != catalog.StatusMissingBlob {
+		t.Errorf("image: config %+v, layers %+v", img.Config, img.Layers)
+	}
+	if _, err := catalog.Inspect(root, "app", "", p.arm); !errors.Is(err, catalog.ErrUnknown) {
+		t.Errorf("inspect of a manifest that is gone, by digest: %v, want ErrUnknown", err)
 	}
 }

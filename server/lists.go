@@ -66,42 +66,48 @@ func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, m tree.M
 			l, err := distribution.ParseTagsList(data)
 			return l.Tags, err
 		},
-		func(tags []string) any { return distribution.TagsList{Name: repo, Tags: tags} })
+		func(tags []string) any { return distribution.TagsList{Name: repo, Tags: tags} }, nil)
 }
 
-// serveCatalog serves the published _catalog.
+// serveCatalog serves the published _catalog. A root that awaits its
+// first export has none and lists no repository, as the _catalog that
+// export's first step (tree.Root.Init) writes will.
 func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, _ tree.Match) {
 	h.serveList(w, r, h.root.CatalogPath(), catalogRoute.URL(tree.Match{}),
 		func(data []byte) ([]string, error) {
 			c, err := distribution.ParseCatalog(data)
 			return c.Repositories, err
 		},
-		func(repos []string) any { return distribution.Catalog{Repositories: repos} })
+		func(repos []string) any { return distribution.Catalog{Repositories: repos} },
+		func() bool {
+			st, err := h.root.State()
+			return err == nil && st == tree.AwaitsTree
+		})
 }
 
 // serveList serves the listing file at path. Without "n" or "last" it is
 // the file, exactly as Apache sends it; with them, one page of its sorted
 // entries (decoded by entries, encoded by page), as distribution pages:
 // the entries after "last", at most n of them, and a Link to the next page
-// when more remain.
+// when more remain. A missing file is the location's 404 unless empty
+// (when not nil) says it stands for an empty list.
 func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self string,
-	entries func([]byte) ([]string, error), page func([]string) any) {
+	entries func([]byte) ([]string, error), page func([]string) any, empty func() bool) {
 	f, fi, err := h.openFile(path)
+	if errors.Is(err, fs.ErrNotExist) && empty != nil && empty() {
+		h.servePage(w, r, self, []string{}, page)
+		return
+	}
 	if err != nil {
 		h.failOpen(w, r, err, distribution.ErrNameUnknown)
 		return
 	}
 	defer f.Close()
-	w.Header().Set("Content-Type", jsonType)
-	w.Header().Set("Cache-Control", cacheRevalidate)
 	q := r.URL.Query()
 	if !q.Has("n") && !q.Has("last") {
+		w.Header().Set("Content-Type", jsonType)
+		w.Header().Set("Cache-Control", cacheRevalidate)
 		serveFile(w, r, f, fi)
-		return
-	}
-	n, err := pageSize(q)
-	if err != nil {
-		h.fail(w, r, errPagination)
 		return
 	}
 	data, err := io.ReadAll(f)
@@ -114,6 +120,21 @@ func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self s
 		h.internal(w, r, fmt.Errorf("%s: %w", path, err))
 		return
 	}
+	h.servePage(w, r, self, all, page)
+}
+
+// servePage sends the page of all that "n" and "last" ask for (all of it
+// without them), encoded by page, with a Link to the next one when more
+// remain.
+func (h *handler) servePage(w http.ResponseWriter, r *http.Request, self string, all []string, page func([]string) any) {
+	q := r.URL.Query()
+	n, err := pageSize(q)
+	if err != nil {
+		h.fail(w, r, errPagination)
+		return
+	}
+	w.Header().Set("Content-Type", jsonType)
+	w.Header().Set("Cache-Control", cacheRevalidate)
 	items, next := paginate(all, q.Get("last"), n)
 	if next != "" {
 		w.Header().Set("Link", linkNext(self, n, next))

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,6 +64,12 @@ func build(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return buildIn(t, root)
+}
+
+// buildIn writes build's tree at root.
+func buildIn(t testing.TB, root *tree.Root) *fixture {
+	t.Helper()
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}
@@ -350,6 +357,62 @@ func TestRoutes(t *testing.T) {
 			tc.want.check(t, do(t, base, method, tc.path, tc.header))
 		})
 	}
+}
+
+// TestEmptyRoot: a root that awaits its first export (an existing empty
+// directory) is an empty registry — /v2/ answers, _catalog lists nothing,
+// everything else is the 404 of an unknown repository — and the server
+// writes nothing there; once a tree is written, the same server serves it.
+// Guards: serve refused an empty directory, so it could not be installed
+// before the first export.
+func TestEmptyRoot(t *testing.T) {
+	root, err := tree.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(root, nil))
+	t.Cleanup(srv.Close)
+	list := want{status: http.StatusOK, body: []byte(`{"repositories":[]}`), header: map[string]string{
+		"Content-Type": jsonType, "Cache-Control": cacheRevalidate, "Content-Length": "19", "Link": "", "ETag": ""}}
+	unknown := digest.FromString("unknown").String()
+	for _, tc := range []struct {
+		method, path string
+		want         want
+	}{
+		{http.MethodGet, "/v2/", want{status: http.StatusOK, body: []byte("{}"), header: map[string]string{"Content-Type": jsonType}}},
+		{http.MethodGet, "/v2/_catalog", list},
+		{http.MethodHead, "/v2/_catalog", want{status: http.StatusOK, body: []byte{}, header: list.header}},
+		{http.MethodGet, "/v2/_catalog?n=1", list},
+		{http.MethodGet, "/v2/_catalog?n=1&last=a", list},
+		{http.MethodGet, "/v2/_catalog?n=x", failed(http.StatusBadRequest, "PAGINATION_NUMBER_INVALID")},
+		{http.MethodGet, "/v2/hello/tags/list", failed(http.StatusNotFound, distribution.NameUnknown)},
+		{http.MethodGet, "/v2/hello/manifests/latest", failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{http.MethodGet, "/v2/hello/manifests/" + unknown, failed(http.StatusNotFound, distribution.ManifestUnknown)},
+		{http.MethodGet, "/v2/hello/blobs/" + unknown, failed(http.StatusNotFound, distribution.BlobUnknown)},
+		{http.MethodGet, "/v2/hello/referrers/" + unknown, failed(http.StatusNotFound, distribution.NameUnknown)},
+		{http.MethodPut, "/v2/hello/manifests/latest", failed(http.StatusMethodNotAllowed, distribution.Unsupported)},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) { tc.want.check(t, do(t, srv.URL, tc.method, tc.path, nil)) })
+	}
+	if entries, err := os.ReadDir(root.Dir()); err != nil || len(entries) > 0 {
+		t.Fatalf("the server wrote into the empty root: %v %v", entries, err)
+	}
+
+	// A directory holding something else is no empty registry: no
+	// _catalog there is the 404 it is everywhere else.
+	if err := os.WriteFile(filepath.Join(root.Dir(), "stray"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed(http.StatusNotFound, distribution.NameUnknown).check(t, do(t, srv.URL, http.MethodGet, "/v2/_catalog", nil))
+	if err := os.Remove(filepath.Join(root.Dir(), "stray")); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first export, while the server runs.
+	f := buildIn(t, root)
+	byTag(f.a, "").check(t, do(t, srv.URL, http.MethodGet, "/v2/"+f.repo+"/manifests/single", hdr("Accept", acceptAll)))
+	catalogBody, _ := json.Marshal(map[string]any{"repositories": f.repos})
+	want{status: http.StatusOK, body: catalogBody}.check(t, do(t, srv.URL, http.MethodGet, "/v2/_catalog", nil))
 }
 
 // TestHeadMatchesGet: HEAD answers GET's status and headers, Content-Length

@@ -496,6 +496,9 @@ func TestRootDescriptor(t *testing.T) {
 	if err := r2.Init(); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Remove(r2.CatalogPath()); err != nil { // the old tree's is there
+		t.Fatal(err)
+	}
 	if _, err := r.ReadCatalog(); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ReadCatalog of the new tree, which has none: %v", err)
 	}

@@ -30,6 +30,10 @@ const (
 	blobLockPrefix = "blob-"            // .image-serve/locks/blob-<algorithm>-<hex>
 	repoLockPrefix = "repo-"            // .image-serve/locks/repo-<name, / as +>
 
+	// <root>/lost+found: fsck's, when the root is a file system of its
+	// own. No part of the tree: a root holding only it is empty.
+	lostFoundDir = "lost+found"
+
 	tagLinksDir      = ".tags"          // nginx: manifests/.tags/<tag> → ../<digest>
 	fallbackLinksDir = ".tags-fallback" // nginx: manifests/.tags-fallback/<tag>
 	typedLinkPrefix  = "manifest."      // nginx: manifests/<digest>/manifest.<ext>

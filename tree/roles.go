@@ -31,6 +31,7 @@ type Publisher interface {
 // by name.
 type Reader interface {
 	Dir() string
+	State() (RootState, error)
 	PingPath() string
 	CatalogPath() string
 	TagsListPath(repo string) string

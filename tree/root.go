@@ -15,21 +15,77 @@ import (
 // servable. Removal is only safe holding the tree lock exclusively, so
 // that no export is between writing a blob and naming it in a manifest.
 
+// ErrNoTree is a root that holds no registry tree.
+var ErrNoTree = errors.New("no registry tree here")
+
 // RequireTree reports an error unless the root holds a tree: commands that
 // change an existing tree must not create one where --root is mistyped.
+// A root without one is an error wrapping ErrNoTree.
 func (r *Root) RequireTree() error {
 	fi, err := r.stat(r.V2Dir())
 	switch {
 	case errors.Is(err, ErrOutsideRoot):
 		return fmt.Errorf("root %s: %w", r.Dir(), err)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-		return fmt.Errorf("root %s: no registry tree here", r.Dir())
+		return fmt.Errorf("root %s: %w", r.Dir(), ErrNoTree)
 	case err != nil:
 		return fmt.Errorf("root %s: %w", r.Dir(), err)
 	case !fi.IsDir():
 		return fmt.Errorf("root %s: %s is not a directory", r.Dir(), r.V2Dir())
 	}
 	return nil
+}
+
+// RootState is what a root directory holds.
+type RootState int
+
+const (
+	// HoldsTree is a root holding a registry tree, whose v2 directory
+	// this user can list.
+	HoldsTree RootState = iota + 1
+	// AwaitsTree is an existing directory this user can list with nothing
+	// in it — a file system's lost+found aside: the place of a tree
+	// before the first export creates one there. The servers answer it as
+	// an empty registry, and a watcher waits on it.
+	AwaitsTree
+)
+
+// State says whether the root holds a tree or awaits one, and changes
+// nothing. Any other root is an error naming it and what is wrong,
+// wrapping ErrNoTree when it is no tree: no such directory, not a
+// directory, or a directory holding something else (a mistyped --root);
+// or one this user cannot list.
+func (r *Root) State() (RootState, error) {
+	err := r.RequireTree()
+	if err == nil {
+		if _, err := r.readDir(r.V2Dir()); err != nil {
+			return 0, fmt.Errorf("root %s: cannot read the tree: %w", r.Dir(), cause(err))
+		}
+		return HoldsTree, nil
+	}
+	var errno syscall.Errno
+	if errors.Is(err, fs.ErrPermission) && errors.As(err, &errno) {
+		// Whether a tree is there is not for this user to know.
+		return 0, fmt.Errorf("root %s: cannot read the directory: %w", r.Dir(), errno)
+	}
+	if !errors.Is(err, ErrNoTree) {
+		return 0, err
+	}
+	entries, lerr := r.readDir(r.dir)
+	switch {
+	case errors.Is(lerr, fs.ErrNotExist):
+		return 0, fmt.Errorf("%w: no such directory", err)
+	case errors.Is(lerr, syscall.ENOTDIR):
+		return 0, fmt.Errorf("%w: not a directory", err)
+	case lerr != nil:
+		return 0, fmt.Errorf("root %s: cannot read the directory: %w", r.Dir(), cause(lerr))
+	}
+	for _, e := range entries {
+		if e.Name() != lostFoundDir {
+			return 0, fmt.Errorf("%w, and the directory is not empty (it holds %s)", err, e.Name())
+		}
+	}
+	return AwaitsTree, nil
 }
 
 // DefaultRoot is where TripleO's undercloud kept its tree.
@@ -86,9 +142,11 @@ func (r *Root) ErrorPath(e distribution.Error) string {
 // PingPath answers GET /v2/.
 func (r *Root) PingPath() string { return filepath.Join(r.V2Dir(), manifestFile) }
 
-// Init creates the skeleton every server needs: v2/index.json, the error
-// bodies and the empty referrers index. It is idempotent and rewrites
-// nothing that is already right.
+// Init creates the skeleton every server needs to answer as a registry,
+// empty or not: v2/index.json, v2/_catalog (written from the disk when it
+// is missing, never replaced when it is there), the error bodies and the
+// empty referrers index, and the locks directory. It is idempotent and
+// rewrites nothing that is already right.
 func (r *Root) Init() error {
 	if err := r.mkdirAll(r.V2Dir()); err != nil {
 		return err
@@ -107,5 +165,31 @@ func (r *Root) Init() error {
 	if err := r.writeIfChanged(r.EmptyReferrersPath(), distribution.EmptyReferrers()); err != nil {
 		return err
 	}
-	return r.mkdirAll(r.locksDir())
+	if err := r.mkdirAll(r.locksDir()); err != nil {
+		return err
+	}
+	return r.initCatalog()
+}
+
+// initCatalog writes _catalog from the disk when there is none, so that a
+// tree nothing was tagged in yet lists no repository rather than
+// answering 404. Whatever is at its path already (a file, a link) is left
+// to the writers and to verify.
+func (r *Root) initCatalog() error {
+	missing := func() bool {
+		_, err := r.lstat(r.CatalogPath())
+		return errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot)
+	}
+	if !missing() {
+		return nil
+	}
+	l, err := r.lockCatalog()
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	if !missing() { // a writer was first
+		return nil
+	}
+	return r.rewriteCatalog()
 }

@@ -83,7 +83,8 @@ func (o Options) withDefaults() Options {
 // itself, so what image-serve writes is never re-derived — the watcher
 // sees the events, finds everything in step and writes nothing. Exports
 // starting meanwhile wait for it. Run does not create a tree: while root
-// holds none (removed, being replaced), it waits for one to appear.
+// holds none (an empty directory before the first export, a tree removed
+// or being replaced), it waits for one to appear, writing nothing.
 func Run(ctx context.Context, root *tree.Root, o Options) error {
 	w := &watcher{root: root, o: o.withDefaults(), kick: make(chan struct{}, 1), said: map[string]bool{}}
 	w.log = w.o.Log
@@ -426,13 +427,18 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 	if err := w.root.RequireTree(); err != nil {
 		if !w.noTree {
 			w.noTree = true
-			w.log.Warn("no tree at the root; waiting for one", "root", w.root.Dir(), "err", err)
+			if st, _ := w.root.State(); st == tree.AwaitsTree {
+				// Installed before the first export: the normal course.
+				w.log.Info("no tree at the root yet; waiting for the first export", "root", w.root.Dir())
+			} else {
+				w.log.Warn("no tree at the root; waiting for one", "root", w.root.Dir(), "err", err)
+			}
 		}
-		return failed, nil // its coming back is an event (or a rescan)
+		return failed, nil // its coming is an event (or a rescan)
 	}
 	if w.noTree {
 		w.noTree = false
-		w.log.Info("the tree is back", "root", w.root.Dir())
+		w.log.Info("a tree is at the root", "root", w.root.Dir())
 		b.full = true
 	}
 	if b.full {

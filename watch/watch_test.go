@@ -3,15 +3,19 @@ package watch
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
 )
 
 // TestDebounce: a batch falls due once quiet for the debounce period, or
@@ -126,6 +130,81 @@ func TestRunStopsWithContext(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Run still running a minute after its context ended")
+	}
+}
+
+// TestRunWaitsOnEmptyRoot: started on an empty directory before the first
+// export, Run says it waits (at INFO: the normal course), writes nothing
+// there, and follows the tree once one is written. Guards: the CLI
+// refused the empty directory, and the shipped unit restarted in a loop
+// until the first export.
+func TestRunWaitsOnEmptyRoot(t *testing.T) {
+	root, err := tree.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, root, Options{Debounce: 10 * time.Millisecond, Log: slog.New(slog.NewJSONHandler(&log, nil))})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitLog(t, &log, `"level":"INFO","msg":"no tree at the root yet; waiting for the first export"`)
+	if entries, err := os.ReadDir(root.Dir()); err != nil || len(entries) > 0 {
+		t.Fatalf("watch wrote into the empty root: %v %v", entries, err)
+	}
+
+	// The first export.
+	layer := []byte("layer")
+	ld := digest.FromBytes(layer)
+	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[{"digest":%q,"size":%d}]}`, ld, len(layer))
+	md := digest.FromBytes(raw)
+	if err := root.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := root.PutBlob("ns/app", ld, int64(len(layer)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer)), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.PutManifest("ns/app", md, "application/vnd.oci.image.manifest.v1+json", raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.PutTag("ns/app", "v1", []tree.TagVariant{{Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, &log, `"msg":"a tree is at the root"`)
+
+	// Something else changes the tree: the watcher follows.
+	if err := os.Remove(root.TagsListPath("ns/app")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if tags, _, err := root.ReadTagsList("ns/app"); err == nil && slices.Equal(tags, []string{"v1"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tags/list not re-derived within a minute:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(log.String(), `"level":"WARN"`) {
+		t.Errorf("warnings for a root awaiting its first export:\n%s", log.String())
+	}
+}
+
+// waitLog waits up to a minute for a log record holding s.
+func waitLog(t *testing.T, log *syncBuffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(log.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within a minute:\n%s", s, log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

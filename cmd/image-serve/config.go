@@ -18,7 +18,10 @@ func configCommand() *cli.Command {
 				Usage: "print the Apache httpd configuration",
 				Description: `Without --standalone: a Listen line and a VirtualHost to include in a distribution's httpd.
 With --standalone: a complete httpd.conf that "apache2 -f FILE -k start" (Debian) or
-"httpd -f FILE" (RHEL family) runs as its own instance, writing only under --run-dir.`,
+"httpd -f FILE" (RHEL family) runs as its own instance, writing only under --run-dir.
+It first writes the files every server needs (v2/index.json, v2/_catalog when missing, and the
+error bodies, empty referrers index and locks under .image-serve/), so --root may be an empty
+directory: Apache then answers as an empty registry until the first export.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address Apache listens on"},
 					&cli.BoolFlag{Name: "standalone", Usage: "a complete httpd.conf for its own instance"},
@@ -36,7 +39,8 @@ With --standalone: a complete httpd.conf that "apache2 -f FILE -k start" (Debian
 (/etc/nginx/conf.d/). With --standalone: a complete nginx.conf that "nginx -c FILE -p DIR" runs as
 its own instance, writing only under --run-dir. nginx needs links in the tree that exports keep up
 to date; this command first adds those missing from content written before (TripleO trees, or
-image-serve's before nginx support), so the tree must be writable.`,
+image-serve's before nginx support), so the tree must be writable. As config apache, it writes the
+files every server needs first, so --root may be an empty directory, before the first export.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address nginx listens on"},
 					&cli.BoolFlag{Name: "standalone", Usage: "a complete nginx.conf for its own instance"},
@@ -82,7 +86,7 @@ func runConfigGCSchedule(c *cli.Context) error {
 	if !ok {
 		return usageError(c, "unknown schedule %q: want systemd-service, systemd-timer or cron", c.Args().First())
 	}
-	root, err := openTree(c)
+	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}
@@ -98,7 +102,7 @@ func runConfigWatchService(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "unexpected argument %q", c.Args().First())
 	}
-	root, err := openTree(c)
+	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}
@@ -114,7 +118,7 @@ func runConfigApache(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "unexpected argument %q", c.Args().First())
 	}
-	root, err := openTree(c)
+	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}
@@ -143,7 +147,7 @@ func runConfigNginx(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "unexpected argument %q", c.Args().First())
 	}
-	root, err := openTree(c)
+	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}

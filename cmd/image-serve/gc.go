@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/image-serve/image-serve/gc"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -47,11 +48,18 @@ func runGC(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
-	root, err := openTree(c)
+	root, state, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}
-	rep, err := gc.Collect(root, gc.Options{Grace: c.Duration("grace"), Untagged: untagged, DryRun: c.Bool("dry-run"), Jobs: c.Int("jobs")})
+	var rep *gc.Report
+	if state == tree.AwaitsTree {
+		// The daily unit may run before the first export: nothing to
+		// collect, and no lock file written into the empty directory.
+		rep = &gc.Report{DryRun: c.Bool("dry-run")}
+	} else {
+		rep, err = gc.Collect(root, gc.Options{Grace: c.Duration("grace"), Untagged: untagged, DryRun: c.Bool("dry-run"), Jobs: c.Int("jobs")})
+	}
 	if errors.Is(err, gc.ErrRunning) {
 		switch {
 		case quiet(c):

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 	"text/tabwriter"
@@ -21,7 +22,9 @@ func listCommand() *cli.Command {
 		ArgsUsage: "[REPO...]",
 		Description: `Without REPO: the repositories, one per line. With one REPO: its tags; with several: REPO:TAG.
 --long: every tag (of REPO, or of the tree) with its digest, media type, platforms, the bytes a pull
-of every platform fetches, and when it was last set. --json: the same as a JSON array.`,
+of every platform fetches, and when it was last set. --json: the same as a JSON array. A tag a
+pull cannot fetch whole (its manifest, a child, a config or a layer missing or unreadable) is
+printed with what could be read and its status; list then exits 1 (run verify for the details).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "long", Aliases: []string{"l"}, Usage: "every tag with what it is"},
 			&cli.BoolFlag{Name: "json", Usage: "print every tag with what it is, as JSON"},
@@ -31,7 +34,7 @@ of every platform fetches, and when it was last set. --json: the same as a JSON 
 }
 
 func runList(c *cli.Context) error {
-	root, repos, err := openTreeWithRepos(c)
+	root, repos, err := openTreeWithRepos(c, true)
 	if err != nil {
 		return err
 	}
@@ -46,18 +49,19 @@ func runList(c *cli.Context) error {
 		}
 	}
 	switch {
-	case wantJSON(c):
-		tags, err := catalog.Tags(root, repos)
+	case wantJSON(c), c.Bool("long"):
+		// A damaged tree is when this is run: every tag that can be read
+		// is printed, the broken ones marked, and the failure comes after.
+		tags, lerr := catalog.Tags(root, repos)
+		if wantJSON(c) {
+			err = printJSON(c.App.Writer, tags)
+		} else {
+			err = printTags(c, tags)
+		}
 		if err != nil {
 			return err
 		}
-		return printJSON(c.App.Writer, tags)
-	case c.Bool("long"):
-		tags, err := catalog.Tags(root, repos)
-		if err != nil {
-			return err
-		}
-		return printTags(c, tags)
+		return brokenTags(tags, lerr)
 	case len(repos) == 0:
 		names, err := root.Repositories()
 		if err != nil {
@@ -83,7 +87,30 @@ func runList(c *cli.Context) error {
 	return nil
 }
 
-// printTags is list --long: one aligned line per tag.
+// brokenTags is list's failure once every tag is printed: how many are
+// broken, and the repositories whose tags could not be listed (lerr).
+func brokenTags(tags []catalog.Tag, lerr error) error {
+	n := 0
+	for _, t := range tags {
+		if t.Status != "" {
+			n++
+		}
+	}
+	var msgs []string
+	if n > 0 {
+		msgs = append(msgs, plural(n, "tag is broken", "tags are broken"))
+	}
+	if lerr != nil {
+		msgs = append(msgs, strings.ReplaceAll(lerr.Error(), "\n", "; "))
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("list: %s (run image-serve verify)", strings.Join(msgs, "; "))
+}
+
+// printTags is list --long: one aligned line per tag, a broken one ending
+// with what is wrong; what could not be read is "-".
 func printTags(c *cli.Context, tags []catalog.Tag) error {
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TAG\tDIGEST\tTYPE\tPLATFORMS\tSIZE\tCHANGED")
@@ -92,12 +119,27 @@ func printTags(c *cli.Context, tags []catalog.Tag) error {
 		if platforms == "" {
 			platforms = "-"
 		}
-		changed := t.Changed.UTC().Format(time.DateTime)
+		changed := "-"
+		if !t.Changed.IsZero() {
+			changed = t.Changed.UTC().Format(time.DateTime)
+		}
 		if t.Legacy {
 			changed += "  (TripleO symlink tag: run migrate)"
 		}
-		fmt.Fprintf(w, "%s:%s\t%s\t%s\t%s\t%s\t%s\n", t.Repository, t.Tag, shortDigest(t.Digest.String()), shortType(t.MediaType),
-			platforms, humanBytes(t.Size), changed)
+		if t.Status != "" {
+			changed += "  BROKEN: " + t.Status
+		}
+		digest, typ, size := "-", "-", "-"
+		if t.Digest != "" {
+			digest = shortDigest(t.Digest.String())
+		}
+		if t.MediaType != "" {
+			typ = shortType(t.MediaType)
+		}
+		if t.Size > 0 || t.Status == "" {
+			size = humanBytes(t.Size)
+		}
+		fmt.Fprintf(w, "%s:%s\t%s\t%s\t%s\t%s\t%s\n", t.Repository, t.Tag, digest, typ, platforms, size, changed)
 	}
 	return w.Flush()
 }
@@ -125,6 +167,9 @@ func inspectCommand() *cli.Command {
 		Name:      "inspect",
 		Usage:     "print what a tag or manifest is: children, config, layers, referrers",
 		ArgsUsage: "REPO:TAG|REPO@DIGEST",
+		Description: `A tag or manifest that is broken (its manifest, a child, the config or a layer missing or
+unreadable) is printed as far as it can be read, with its status and each broken part marked,
+and inspect exits 1.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print it as JSON"},
 		},
@@ -140,7 +185,7 @@ func runInspect(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
-	root, err := openTree(c)
+	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}
@@ -149,9 +194,23 @@ func runInspect(c *cli.Context) error {
 		return err
 	}
 	if wantJSON(c) {
-		return printJSON(c.App.Writer, img)
+		err = printJSON(c.App.Writer, img)
+	} else {
+		err = printImage(c, img)
 	}
-	return printImage(c, img)
+	if err == nil && img.Status != "" {
+		err = fmt.Errorf("inspect: %s is broken: %s (run image-serve verify)", c.Args().First(), img.Status)
+	}
+	return err
+}
+
+// marked is an inspect line, followed by what is wrong with what it
+// names, if anything.
+func marked(s, status string) string {
+	if status == "" {
+		return s
+	}
+	return s + "\t(" + status + ")"
 }
 
 func printImage(c *cli.Context, img *catalog.Image) error {
@@ -161,9 +220,18 @@ func printImage(c *cli.Context, img *catalog.Image) error {
 		name = img.Repository + ":" + img.Tag
 	}
 	fmt.Fprintf(w, "Name:\t%s\n", name)
-	fmt.Fprintf(w, "Digest:\t%s\n", img.Digest)
-	fmt.Fprintf(w, "Media type:\t%s\n", img.MediaType)
-	fmt.Fprintf(w, "Manifest size:\t%s\n", humanBytes(img.Size))
+	if img.Status != "" {
+		fmt.Fprintf(w, "Status:\tBROKEN: %s\n", img.Status)
+	}
+	if img.Digest != "" {
+		fmt.Fprintf(w, "Digest:\t%s\n", img.Digest)
+	}
+	if img.MediaType != "" {
+		fmt.Fprintf(w, "Media type:\t%s\n", img.MediaType)
+	}
+	if img.Size > 0 {
+		fmt.Fprintf(w, "Manifest size:\t%s\n", humanBytes(img.Size))
+	}
 	if img.ArtifactType != "" {
 		fmt.Fprintf(w, "Artifact type:\t%s\n", img.ArtifactType)
 	}
@@ -175,38 +243,45 @@ func printImage(c *cli.Context, img *catalog.Image) error {
 		if platform == "" {
 			platform = "-"
 		}
-		fmt.Fprintf(w, "Child:\t%s\t%s\t%s\t%s\n", ch.Digest, platform, shortType(ch.MediaType), humanBytes(ch.Size))
+		fmt.Fprintln(w, marked(fmt.Sprintf("Child:\t%s\t%s\t%s\t%s", ch.Digest, platform, shortType(ch.MediaType), humanBytes(ch.Size)), ch.Status))
 	}
 	if cf := img.Config; cf != nil {
-		fmt.Fprintf(w, "Config:\t%s\t%s\n", cf.Digest, humanBytes(cf.Size))
-		if cf.Created != nil {
-			fmt.Fprintf(w, "Created:\t%s\n", cf.Created.UTC().Format(time.RFC3339))
+		fmt.Fprintln(w, marked(fmt.Sprintf("Config:\t%s\t%s", cf.Digest, humanBytes(cf.Size)), cf.Status))
+		if cf.Status == "" {
+			printConfig(w, cf)
 		}
-		if cf.OS != "" {
-			fmt.Fprintf(w, "Platform:\t%s/%s\n", cf.OS, cf.Architecture)
-		}
-		if len(cf.Entrypoint) > 0 {
-			fmt.Fprintf(w, "Entrypoint:\t%s\n", strings.Join(cf.Entrypoint, " "))
-		}
-		if len(cf.Cmd) > 0 {
-			fmt.Fprintf(w, "Cmd:\t%s\n", strings.Join(cf.Cmd, " "))
-		}
-		for k, v := range cf.Labels {
-			fmt.Fprintf(w, "Label:\t%s=%s\n", k, v)
-		}
-		fmt.Fprintf(w, "History:\t%s\n", plural(cf.HistoryLength, "entry", "entries"))
 	}
 	for _, l := range img.Layers {
 		size := "-"
 		if l.Size >= 0 {
 			size = humanBytes(l.Size)
 		}
-		fmt.Fprintf(w, "Layer:\t%s\t%s\n", l.Digest, size)
+		fmt.Fprintln(w, marked(fmt.Sprintf("Layer:\t%s\t%s", l.Digest, size), l.Status))
 	}
 	for _, r := range img.Referrers {
 		fmt.Fprintf(w, "Referrer:\t%s\t%s\n", r.Digest, r.ArtifactType)
 	}
 	return w.Flush()
+}
+
+// printConfig is what inspect tells of an image's configuration.
+func printConfig(w io.Writer, cf *catalog.Config) {
+	if cf.Created != nil {
+		fmt.Fprintf(w, "Created:\t%s\n", cf.Created.UTC().Format(time.RFC3339))
+	}
+	if cf.OS != "" {
+		fmt.Fprintf(w, "Platform:\t%s/%s\n", cf.OS, cf.Architecture)
+	}
+	if len(cf.Entrypoint) > 0 {
+		fmt.Fprintf(w, "Entrypoint:\t%s\n", strings.Join(cf.Entrypoint, " "))
+	}
+	if len(cf.Cmd) > 0 {
+		fmt.Fprintf(w, "Cmd:\t%s\n", strings.Join(cf.Cmd, " "))
+	}
+	for k, v := range cf.Labels {
+		fmt.Fprintf(w, "Label:\t%s=%s\n", k, v)
+	}
+	fmt.Fprintf(w, "History:\t%s\n", plural(cf.HistoryLength, "entry", "entries"))
 }
 
 func duCommand() *cli.Command {
@@ -225,7 +300,7 @@ once. du(1) of repository directories counts a blob hard-linked into several of 
 }
 
 func runDu(c *cli.Context) error {
-	root, repos, err := openTreeWithRepos(c)
+	root, repos, err := openTreeWithRepos(c, true)
 	if err != nil {
 		return err
 	}

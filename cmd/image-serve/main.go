@@ -165,32 +165,54 @@ func wantJSON(c *cli.Context) bool {
 	return c.Bool("json") || c.String("log-format") == "json"
 }
 
-// openTree is openRoot for every command but export, which creates the
-// tree: --root must hold a tree this user can read, or the command says
-// what is wrong with it, naming the path, before it does anything. A
-// mistyped --root must not get a tree created there, nor a server
-// answering 404 to everything.
+// openTree is openRoot for the commands that work on an existing tree
+// (verify, delete, migrate): --root must hold a tree this user can
+// read, or the command says what is wrong with it, naming the path,
+// before it does anything. A mistyped --root must not get a tree created
+// there.
 func openTree(c *cli.Context) (*tree.Root, error) {
+	root, state, err := openTreeOrEmpty(c)
+	if err == nil && state == tree.AwaitsTree {
+		err = fmt.Errorf("root %s: %w: the directory is empty (export an image there first, or fix --root)", root.Dir(), tree.ErrNoTree)
+	}
+	return root, err
+}
+
+// openTreeOrEmpty is openRoot for the commands that may run before the
+// first export — serve, watch, config, the views (list, inspect, du) and
+// gc — so that the web server and the units can be installed first: --root
+// holds a tree, or is an existing empty directory (tree.AwaitsTree), which
+// they answer as an empty registry and never create a tree in (config
+// apache|nginx write the skeleton, as they do in every tree). A missing
+// root, a file, a directory holding other things and one this user cannot
+// read are refused, naming the path and what is wrong.
+func openTreeOrEmpty(c *cli.Context) (*tree.Root, tree.RootState, error) {
 	root, err := openRoot(c)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if err := root.RequireTree(); err != nil {
-		return nil, fmt.Errorf("%w (export an image there first, or fix --root)", err)
+	state, err := root.State()
+	if errors.Is(err, tree.ErrNoTree) {
+		err = fmt.Errorf("%w (export an image there first, or fix --root)", err)
 	}
-	if _, err := os.ReadDir(root.V2Dir()); err != nil {
-		return nil, fmt.Errorf("root %s: cannot read the tree: %w", root.Dir(), errors.Unwrap(err))
+	if err != nil {
+		return nil, 0, err
 	}
-	return root, nil
+	return root, state, nil
 }
 
 // openTreeWithRepos is openTree for a command whose arguments are
 // repository names: each must be a valid one (a usage error otherwise).
-func openTreeWithRepos(c *cli.Context) (*tree.Root, []string, error) {
+// With orEmpty, as openTreeOrEmpty, an empty root is accepted too.
+func openTreeWithRepos(c *cli.Context, orEmpty bool) (*tree.Root, []string, error) {
 	for _, repo := range c.Args().Slice() {
 		if err := tree.ValidateRepo(repo); err != nil {
 			return nil, nil, usageError(c, "%v", err)
 		}
+	}
+	if orEmpty {
+		root, _, err := openTreeOrEmpty(c)
+		return root, c.Args().Slice(), err
 	}
 	root, err := openTree(c)
 	return root, c.Args().Slice(), err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -108,6 +109,50 @@ func TestServeRefusesUnreadableRoot(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "cannot read the tree") || !strings.Contains(r.stderr, "permission denied") || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("exit %d, want 1 and one line saying the tree cannot be read:\n%s", r.code, r.stderr)
 	}
+}
+
+// TestRefusesUnreadableEmptyRoot: an empty directory the user cannot
+// list is no empty registry — it may hold a tree — so the commands that
+// accept an empty root refuse it in one line naming it and the cause, and
+// write nothing there. Guards: a root nobody could read answered as an
+// empty registry.
+func TestRefusesUnreadableEmptyRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to run the commands as nobody; the test setup runs as root")
+	}
+	// 0700: nothing in it can be looked up; 0711: a name can, but the
+	// directory cannot be listed.
+	for _, mode := range []os.FileMode{0o700, 0o711} {
+		dir := testserver.SharedTempDir(t, "image-serve-unreadable-")
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{
+			{"serve", "--listen", "127.0.0.1:0"},
+			{"watch"},
+			{"config", "apache"},
+			{"config", "nginx"},
+			{"list"},
+			{"gc"},
+		} {
+			testUnreadable(t, dir, mode, args)
+		}
+	}
+}
+
+func testUnreadable(t *testing.T, dir string, mode os.FileMode, args []string) {
+	t.Run(fmt.Sprintf("%#o %s", mode, strings.Join(args, " ")), func(t *testing.T) {
+		cmd := exec.Command(binary, append([]string{"--root", dir}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		r := runCmd(t, cmd)
+		want := "image-serve: root " + dir + ": cannot read the directory: permission denied\n"
+		if r.code != 1 || r.stderr != want || r.stdout != "" {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", r.code, r.stdout, r.stderr, want)
+		}
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+			t.Errorf("the root is no longer empty: %v %v", entries, err)
+		}
+	})
 }
 
 // TestDemo runs the README's first command, make demo, as a newcomer

@@ -32,7 +32,7 @@ fetches what is missing). Then it verifies again.`,
 }
 
 func runVerify(c *cli.Context) error {
-	root, _, err := openTreeWithRepos(c)
+	root, _, err := openTreeWithRepos(c, false)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ for --debounce, and at least every --max-delay while it lasts. It first re-deriv
 Each repository is re-derived under the tree lock held exclusively, so exports, deletes and gc in
 flight finish first and what they write is never re-derived. When the inotify watch limit is
 reached or events are lost, it says so once and rescans the whole tree every --rescan-interval.
+--root may be an empty directory: it waits there for the first export, and never writes a tree.
 Runs until SIGINT or SIGTERM.`,
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "debounce", Value: watch.DefaultDebounce, Usage: "re-derive once no change has come for this long"},
@@ -40,7 +41,7 @@ func runWatch(c *cli.Context) error {
 	if c.Duration("max-delay") < c.Duration("debounce") {
 		return usageError(c, "--max-delay %v: want at least --debounce (%v)", c.Duration("max-delay"), c.Duration("debounce"))
 	}
-	root, err := openTree(c)
+	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}

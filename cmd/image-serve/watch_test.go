@@ -40,6 +40,14 @@ var watchFlags = []string{"--debounce", "50ms", "--max-delay", "500ms"}
 // done. The cleanup stops it with SIGTERM, wanting exit 143.
 func startWatch(t *testing.T, root *tree.Root, wrap []string, extra ...string) *watchProc {
 	t.Helper()
+	w := launchWatch(t, root, wrap, extra...)
+	w.waitRecord(t, "the first pass", func(r map[string]any) bool { return r["msg"] == "checked" && r["full"] == true })
+	return w
+}
+
+// launchWatch is startWatch without the wait for the first pass.
+func launchWatch(t *testing.T, root *tree.Root, wrap []string, extra ...string) *watchProc {
+	t.Helper()
 	args := append([]string{binary, "--root", root.Dir(), "--log-format", "json", "-v", "watch"}, watchFlags...)
 	args = append(append(wrap, args...), extra...)
 	w := &watchProc{cmd: exec.Command(args[0], args[1:]...), done: make(chan struct{})}
@@ -59,7 +67,6 @@ func startWatch(t *testing.T, root *tree.Root, wrap []string, extra ...string) *
 			t.Errorf("watch: exit %d after SIGTERM, want 143\n%s", w.code, w.log())
 		}
 	})
-	w.waitRecord(t, "the first pass", func(r map[string]any) bool { return r["msg"] == "checked" && r["full"] == true })
 	return w
 }
 
