@@ -14,46 +14,132 @@ type RepairReport struct {
 	// bytes were not those their names say.
 	RemovedBlobs     []string `json:"removed_blobs"`
 	RemovedManifests []string `json:"removed_manifests"`
-	// Rewritten names the derived files set right: a repository's
-	// tags/list and tag links, its referrers indexes, _catalog.
+	// Restored are the tags whose type map was gone and that Repair wrote
+	// again from what else recorded them, before rewriting anything
+	// derived from type maps.
+	Restored []RestoredTag `json:"restored"`
+	// Rewritten names the files set right: a manifest's headers
+	// (REPO@DIGEST .htaccess), a repository's tags/list and tag links, its
+	// referrers indexes, _catalog.
 	Rewritten []string `json:"rewritten"`
-	// NeedExport are the REPO:TAG that no longer pull completely: export
-	// them again (with --verify-existing, if other copies may be bad).
+	// NeedExport are the REPO:TAG that no longer pull completely, and
+	// those Lost: export them again (with --verify-existing, if other
+	// copies may be bad).
 	NeedExport []string `json:"need_export"`
+	// Lost are the tags of NeedExport that the tree still recorded — in
+	// tags/list or nginx's links — without their type map, and that
+	// Repair could not restore: nothing left names a manifest of the
+	// repository it could offer. Their records are rewritten away with
+	// the repository's tags/list and links; this report is the last place
+	// that names them, and each counts as a problem left.
+	Lost []LostTag `json:"lost"`
 	// Verify is the tree checked after the repair.
 	Verify *VerifyReport `json:"verify"`
 }
 
+// RestoredTag is a tag whose lost type map Repair wrote again.
+type RestoredTag struct {
+	Tag  string `json:"tag"`  // REPO:TAG
+	From string `json:"from"` // what still recorded it: nginx's links, or an interrupted tag move's journal
+}
+
+// LostTag is a tag Repair found recorded without its type map and could
+// not restore.
+type LostTag struct {
+	Tag    string        `json:"tag"`              // REPO:TAG
+	Digest digest.Digest `json:"digest,omitempty"` // the manifest nginx's link named, if one did
+	Why    string        `json:"why"`
+}
+
+// ProblemsLeft counts what the repair could not set right: the problems
+// verify still finds, and the tags lost.
+func (r *RepairReport) ProblemsLeft() int { return len(r.Verify.Problems) + len(r.Lost) }
+
 // Repair removes what is corrupt from repos (every repository when none
 // is named) and rewrites the derived files that are out of step, holding
-// the tree lock exclusively, so no export or collection runs meanwhile:
-// blobs and manifests whose bytes do not hash to their names go, then
-// each repository's tags/list and tag links and referrers indexes are
-// derived again, then _catalog. It does not fetch anything: a tag left
-// incomplete is reported in NeedExport, for an export to restore.
+// the tree lock exclusively, so no export or collection runs meanwhile.
+//
+// It never loses what the tree still records. First, before the tag
+// moves a crash interrupted are finished (tree.MaintainOptions.Salvage),
+// it derives what can be derived: each manifest's missing or wrong
+// headers from its bytes (tree.Root.RestoreHeaders), and the type map of
+// each tag that lost its own from nginx's links to it, or leaves it to
+// the journal that names it (tree.Root.SalvageTags). Then blobs and
+// manifests whose bytes do not hash to their names go, then each
+// repository's tags/list and tag links and referrers indexes are derived
+// again, then _catalog. It does not fetch anything: a tag left incomplete
+// is reported in NeedExport, a tag it could not restore in Lost and
+// NeedExport, for an export to restore.
 func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
-	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, Rewritten: []string{}, NeedExport: []string{}}
-	err := root.Maintain(tree.MaintainOptions{}, func() error { return repairLocked(root, repos, rep) })
+	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, Restored: []RestoredTag{},
+		Rewritten: []string{}, NeedExport: []string{}, Lost: []LostTag{}}
+	var targets []string
+	salvage := func() (err error) {
+		if targets, err = repairTargets(root, repos); err != nil {
+			return err
+		}
+		for _, repo := range targets {
+			if err := salvageRepo(root, repo, rep); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := root.Maintain(tree.MaintainOptions{Salvage: salvage}, func() error { return repairLocked(root, repos, targets, rep) })
 	return rep, err
 }
 
-// repairLocked is Repair for a caller that holds the tree lock
-// exclusively.
-func repairLocked(root *tree.Root, repos []string, rep *RepairReport) (err error) {
+// repairTargets is repos, or every repository when none is named, each
+// a valid name.
+func repairTargets(root *tree.Root, repos []string) ([]string, error) {
 	if len(repos) == 0 {
-		if repos, err = root.StoredRepositories(); err != nil {
-			return err
+		return root.StoredRepositories()
+	}
+	for _, repo := range repos {
+		if err := tree.ValidateRepo(repo); err != nil {
+			return nil, err
 		}
 	}
+	return repos, nil
+}
+
+// salvageRepo derives what can be derived in repo before anything is
+// rewritten from its type maps. A repository with a layout directory
+// leading outside the tree is left alone, as gc leaves it.
+func salvageRepo(root *tree.Root, repo string, rep *RepairReport) error {
+	if err := interrupted(root); err != nil {
+		return err
+	}
+	if links, err := root.OutsideLayout(repo); err != nil || len(links) > 0 {
+		return err
+	}
+	fixed, err := root.RestoreHeaders(repo)
+	for _, d := range fixed {
+		rep.Rewritten = append(rep.Rewritten, repo+"@"+d.String()+" .htaccess")
+	}
+	if err != nil {
+		return err
+	}
+	restored, lost, err := root.SalvageTags(repo)
+	for _, t := range restored {
+		rep.Restored = append(rep.Restored, RestoredTag{Tag: repo + ":" + t.Tag, From: t.From})
+	}
+	for _, t := range lost {
+		rep.Lost = append(rep.Lost, LostTag{Tag: repo + ":" + t.Tag, Digest: t.Digest, Why: t.Why})
+		rep.NeedExport = append(rep.NeedExport, repo+":"+t.Tag)
+	}
+	return err
+}
+
+// repairLocked is the rest of Repair, for a caller that holds the tree
+// lock exclusively, over targets, the repositories repos names.
+func repairLocked(root *tree.Root, repos, targets []string, rep *RepairReport) (err error) {
 	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
-	for _, repo := range repos {
+	for _, repo := range targets {
 		if err := interrupted(root); err != nil {
-			return err
-		}
-		if err := tree.ValidateRepo(repo); err != nil {
 			return err
 		}
 		if err := repairRepo(root, v, repo, rep); err != nil {
@@ -187,6 +273,6 @@ func needExport(root *tree.Root, repo string, rep *RepairReport) error {
 
 // String is the one-line summary of a repair.
 func (r *RepairReport) String() string {
-	return fmt.Sprintf("removed %d corrupt blobs and %d corrupt manifests, rewrote %d derived files; %d tags need a re-export",
-		len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Rewritten), len(r.NeedExport))
+	return fmt.Sprintf("removed %d corrupt blobs and %d corrupt manifests, restored %d tags, rewrote %d derived files; %d tags need a re-export",
+		len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Restored), len(r.Rewritten), len(r.NeedExport))
 }

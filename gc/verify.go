@@ -382,7 +382,9 @@ func catalogProblems(r *tree.Root, named []string) ([]Problem, error) {
 	return catalogProblemsOf(r, named, false)
 }
 
-// catalogProblemsOf compares _catalog with the repositories. With
+// catalogProblemsOf compares _catalog with the repositories: those with
+// a tags/list, or with type maps whose tags/list is missing (one problem,
+// its tags/list's, not a second one here). With
 // tripleO, a _catalog TripleO wrote leaves out repositories of other than
 // two-level names, and that is no problem.
 func catalogProblemsOf(r *tree.Root, named []string, tripleO bool) ([]Problem, error) {
@@ -404,6 +406,9 @@ func catalogProblemsOf(r *tree.Root, named []string, tripleO bool) ([]Problem, e
 	for _, repo := range check {
 		in, tagged := slices.Contains(listed, repo), slices.Contains(repos, repo)
 		switch {
+		case in && !tagged && hasTypeMaps(r, repo):
+			// Its tags/list is missing, which its own check reports:
+			// _catalog is right to list it.
 		case in && !tagged:
 			ps = append(ps, Problem{r.CatalogPath(), fmt.Sprintf("lists %s, which is not a repository with tags", repo)})
 		case !in && tagged && tripleO && !tree.TwoLevel(repo):
@@ -412,6 +417,12 @@ func catalogProblemsOf(r *tree.Root, named []string, tripleO bool) ([]Problem, e
 		}
 	}
 	return ps, nil
+}
+
+// hasTypeMaps reports whether repo has tags: type maps.
+func hasTypeMaps(r *tree.Root, repo string) bool {
+	tags, err := r.Tags(repo)
+	return err == nil && len(tags) > 0
 }
 
 // settle runs check until it finds nothing, a few times over a fraction

@@ -123,6 +123,19 @@ func TestVerify(t *testing.T) {
 			wantMsg: "lists [amd multi], the type maps are [amd multi multi2]",
 		},
 		{
+			// Guards: _catalog's line said the repository had no tags
+			// beside this one saying it had.
+			name: "tags/list missing",
+			damage: func(f damaged) string {
+				p := f.tr.root.TagsListPath("app")
+				if err := os.Remove(p); err != nil {
+					f.tr.t.Fatal(err)
+				}
+				return p
+			},
+			wantMsg: "missing: the repository has tags [amd multi multi2]",
+		},
+		{
 			name:  "named repository missing",
 			repos: []string{"app", "nope"},
 			damage: func(f damaged) string {

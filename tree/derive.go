@@ -15,8 +15,8 @@ import (
 // What a watcher of the tree (package watch) needs: which entries feed
 // which derived files, and how to re-derive those when someone other than
 // image-serve — an rsync, an operator's rm -r — changed the tree. The type
-// maps and manifests are the truth; tags/list, _catalog, nginx's links
-// and the referrers indexes are derived from them, and re-deriving an
+// maps and manifests are the truth; tags/list, _catalog, nginx's links,
+// the referrers indexes and the manifests' headers are derived from them, and re-deriving an
 // unchanged repository writes nothing, so a watcher never loops on its
 // own writes.
 
@@ -138,23 +138,47 @@ func (r *Root) WatchDirs(dir string) ([]string, error) {
 // is a repository whose derived files were all in step.
 type Derived struct {
 	Repo      string
+	Headers   int  // manifest .htaccess files written
 	TagsList  bool // tags/list rewritten, or removed with the last tag
 	TagLinks  int  // nginx tag links (both kinds) added, re-pointed or removed
 	Typed     int  // typed manifest links made for nginx
 	Referrers int  // referrers indexes written or removed
+	// Removed are the tags whose type map is gone and that tags/list or
+	// nginx's links still named: DeriveRepo took each for deleted and
+	// removed those records, and this is the last that names them.
+	Removed []RemovedTag
+}
+
+// RemovedTag is a tag DeriveRepo removed from tags/list and nginx's links
+// because its type map was gone.
+type RemovedTag struct {
+	Tag string
+	// Digest is the manifest nginx's main link named, "" when there was
+	// no such link.
+	Digest digest.Digest
 }
 
 // Changed reports whether DeriveRepo wrote anything.
 func (d Derived) Changed() bool {
-	return d.TagsList || d.TagLinks > 0 || d.Typed > 0 || d.Referrers > 0
+	return d.Headers > 0 || d.TagsList || d.TagLinks > 0 || d.Typed > 0 || d.Referrers > 0 || len(d.Removed) > 0
 }
 
-// DeriveRepo re-derives every derived file of repo from its type maps and
-// manifests, in publish order: nginx's typed links, the referrers indexes,
-// then tags/list and nginx's tag links. It writes only what is out of
-// step, and reports what it changed. A repository whose directory is gone
-// (or never was one) has nothing to derive: DeriveRepo writes nothing for
-// it, not even a lock file; DeriveCatalog drops it from _catalog.
+// DeriveRepo re-derives every derived file of repo from its manifests and
+// type maps, in publish order: the headers of manifests whose .htaccess
+// is missing or names no Content-Type or another digest (from the
+// manifest's bytes, as verify --repair writes them: RestoreHeaders),
+// nginx's typed links, the referrers indexes, then tags/list and nginx's
+// tag links. It writes only what is out of step, and reports what it
+// changed. A repository whose directory is gone (or never was one) has
+// nothing to derive: DeriveRepo writes nothing for it, not even a lock
+// file; DeriveCatalog drops it from _catalog.
+//
+// The type maps are the truth here: a tag whose type map is gone is a tag
+// deleted, by an operator's rm or by an rsync --delete that has not yet
+// reached tags/list and nginx's links, so its entry in tags/list and its
+// links go, and Removed names it with the manifest nginx served for it.
+// Restoring it, as verify --repair does after damage, would fight such
+// an rsync: the tag would come back between its runs.
 //
 // Only call it holding the tree lock exclusively: no export, delete or
 // collection is then part way through its own steps, whose intermediate
@@ -177,6 +201,11 @@ func (r *Root) DeriveRepo(repo string) (Derived, error) {
 	if err != nil {
 		return d, err
 	}
+	headers, err := r.restoreHeaders(repo, false)
+	d.Headers = len(headers)
+	if err != nil {
+		return d, err
+	}
 	if d.Typed, err = r.linkManifests(repo); err != nil {
 		return d, err
 	}
@@ -196,14 +225,48 @@ func (r *Root) DeriveRepo(repo string) (Derived, error) {
 	d.TagsList = before.tagsList != after.tagsList
 	d.TagLinks = countDiff(before.links, after.links)
 	d.Referrers = countDiff(before.referrers, after.referrers)
-	return d, nil
+	d.Removed, err = r.removedTags(repo, before)
+	return d, err
+}
+
+// removedTags lists, sorted, the tags that before recorded — in tags/list
+// or as nginx links — and that have no type map now, leaving out TripleO
+// symlink tags, which are tags still.
+func (r *Root) removedTags(repo string, before derivedState) ([]RemovedTag, error) {
+	recorded := slices.Clone(before.listed)
+	for k := range before.links {
+		_, tag, _ := strings.Cut(k, "/")
+		recorded = append(recorded, tag)
+	}
+	slices.Sort(recorded)
+	have, err := r.Tags(repo)
+	if err != nil {
+		return nil, err
+	}
+	legacy, err := r.LegacyTags(repo)
+	if err != nil {
+		return nil, err
+	}
+	var removed []RemovedTag
+	for _, tag := range slices.Compact(recorded) {
+		if slices.Contains(have, tag) || slices.Contains(legacy, tag) || distribution.ValidateTag(tag) != nil {
+			continue
+		}
+		d, _ := strings.CutPrefix(before.links[tagLinksDir+"/"+tag], "../")
+		if distribution.ValidateDigest(digest.Digest(d)) != nil {
+			d = ""
+		}
+		removed = append(removed, RemovedTag{Tag: tag, Digest: digest.Digest(d)})
+	}
+	return removed, nil
 }
 
 // derivedState is what DeriveRepo may rewrite in a repository, to compare
-// before and after: tags/list's bytes ("" for none), each tag link's
-// target, each referrers index's bytes.
+// before and after: tags/list's bytes ("" for none) and the tags it lists,
+// each tag link's target, each referrers index's bytes.
 type derivedState struct {
 	tagsList  string
+	listed    []string
 	links     map[string]string
 	referrers map[string]string
 }
@@ -214,6 +277,9 @@ func (r *Root) derivedState(repo string) (derivedState, error) {
 	switch {
 	case err == nil:
 		s.tagsList = string(b)
+		if l, err := distribution.ParseTagsList(b); err == nil && l.Name == repo {
+			s.listed = l.Tags
+		}
 	case !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot):
 		s.tagsList = "\x00unreadable" // replaced by any rewrite
 	}

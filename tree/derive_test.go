@@ -3,6 +3,7 @@ package tree
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -98,7 +99,7 @@ func TestDeriveRepo(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := derive("ns/app")
-	if want := (Derived{Repo: "ns/app", TagsList: true, TagLinks: 2, Typed: 1}); d != want {
+	if want := (Derived{Repo: "ns/app", TagsList: true, TagLinks: 2, Typed: 1}); !reflect.DeepEqual(d, want) {
 		t.Errorf("after a new type map: %+v, want %+v", d, want)
 	}
 	if tags, _, _ := r.ReadTagsList("ns/app"); !slices.Equal(tags, []string{"v1", "v2"}) {
@@ -109,29 +110,47 @@ func TestDeriveRepo(t *testing.T) {
 	// v1's type map replaced to name b: both links re-pointed, tags/list
 	// unchanged.
 	writeFile(t, r.TypeMapPath("ns/app", "v1"), []byte(strings.ReplaceAll(string(typeMap), a.String(), b.String())))
-	if d := derive("ns/app"); d != (Derived{Repo: "ns/app", TagLinks: 2}) {
+	if d := derive("ns/app"); !reflect.DeepEqual(d, Derived{Repo: "ns/app", TagLinks: 2}) {
 		t.Errorf("after a replaced type map: %+v, want 2 tag links", d)
 	}
 	wantLinks(t, r, "ns/app", "v1", b, b)
 
 	// A referrer copied in without its index.
 	s := putReferrer(t, r, "ns/app", mtOCIManifest, a, map[string]any{"artifactType": "application/x-sig"})
-	if d := derive("ns/app"); d != (Derived{Repo: "ns/app", Referrers: 1}) {
+	if d := derive("ns/app"); !reflect.DeepEqual(d, Derived{Repo: "ns/app", Referrers: 1}) {
 		t.Errorf("after a referrer without its index: %+v, want 1 referrers index", d)
 	}
 	if got, _ := readIndex(t, r, "ns/app", a); len(got) != 1 || got[0].Digest != s.Digest {
 		t.Errorf("referrers of %s: %v, want %s", a, got, s.Digest)
 	}
 
-	// Every type map removed by hand: tags/list and the links go, and the
+	// A manifest's .htaccess removed: written again from its bytes, as
+	// the export wrote it, and nothing else changes.
+	exported, err := os.ReadFile(r.HeadersPath("ns/app", a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(r.HeadersPath("ns/app", a)); err != nil {
+		t.Fatal(err)
+	}
+	if d := derive("ns/app"); !reflect.DeepEqual(d, Derived{Repo: "ns/app", Headers: 1}) {
+		t.Errorf("after removing a manifest's headers: %+v, want 1 header", d)
+	}
+	if got, err := os.ReadFile(r.HeadersPath("ns/app", a)); err != nil || string(got) != string(exported) {
+		t.Errorf("headers written again: %q, %v; want %q", got, err, exported)
+	}
+
+	// Every type map removed by hand: a deletion to watch. tags/list and
+	// the links go, each tag is named with what nginx served, and the
 	// catalog drops the repository.
 	for _, tag := range []string{"v1", "v2"} {
 		if err := os.Remove(r.TypeMapPath("ns/app", tag)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if d := derive("ns/app"); d != (Derived{Repo: "ns/app", TagsList: true, TagLinks: 4}) {
-		t.Errorf("after removing every type map: %+v", d)
+	want := Derived{Repo: "ns/app", TagsList: true, TagLinks: 4, Removed: []RemovedTag{{"v1", b}, {"v2", b}}}
+	if d := derive("ns/app"); !reflect.DeepEqual(d, want) {
+		t.Errorf("after removing every type map: %+v, want %+v", d, want)
 	}
 	c, err := r.DeriveCatalog()
 	if err != nil || !c.Rewritten || len(c.Added) != 0 || !slices.Equal(c.Removed, []string{"ns/app"}) {

@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -214,4 +215,78 @@ func (r *Root) ManifestMediaType(repo string, d digest.Digest) (string, error) {
 		return "", fmt.Errorf("%s: no Content-Type header", r.HeadersPath(repo, d))
 	}
 	return h.ContentType, nil
+}
+
+// storedManifest is a manifest of the tree, read and checked against its
+// name, with its media type.
+type storedManifest struct {
+	mediaType string
+	manifest  *distribution.Manifest
+}
+
+// readStoredManifest reads manifest d of repo, checks its bytes against
+// its name, and tells its media type. This is the one rule for a stored
+// manifest's media type, which migrate and verify --repair write its
+// headers with: the mediaType its bytes state, else schema 1's (signed or
+// not), else what the tree recorded for it — its .htaccess, then a type
+// map offering it, then its nginx typed link, each as the writer that
+// wrote it was told by the source.
+func (r *Root) readStoredManifest(repo string, d digest.Digest) (*storedManifest, error) {
+	raw, err := r.ReadManifest(repo, d)
+	if err != nil {
+		return nil, err
+	}
+	if got := d.Algorithm().FromBytes(raw); got != d {
+		return nil, fmt.Errorf("content is %s, not the manifest its directory names: left as it is", got)
+	}
+	m, err := distribution.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%v: left as it is", err)
+	}
+	mt := m.MediaType
+	if mt == "" && m.SchemaVersion == 1 {
+		var signed struct {
+			Signatures json.RawMessage `json:"signatures"`
+		}
+		mt = distribution.MediaTypeDockerSchema1
+		if json.Unmarshal(raw, &signed) == nil && len(signed.Signatures) > 0 {
+			mt = distribution.MediaTypeDockerSchema1JWS
+		}
+	}
+	if mt == "" {
+		mt = r.recordedMediaType(repo, d)
+	}
+	if mt == "" {
+		return nil, errors.New("states no media type, and neither its headers, a type map nor its typed link records one: left as it is")
+	}
+	if !mediaTypePattern.MatchString(mt) {
+		return nil, fmt.Errorf("invalid media type %q: left as it is", mt)
+	}
+	return &storedManifest{mediaType: mt, manifest: m}, nil
+}
+
+// recordedMediaType is the media type the tree records for manifest d of
+// repo outside its bytes, "" for none: its headers' Content-Type, else
+// the type the first type map offering it (in tag order) gives it, else
+// the type its nginx typed link names.
+func (r *Root) recordedMediaType(repo string, d digest.Digest) string {
+	if h, err := r.ReadHeaders(repo, d); err == nil && h.ContentType != "" {
+		return h.ContentType
+	}
+	if tags, err := r.Tags(repo); err == nil {
+		for _, tag := range tags {
+			vs, _ := r.TagVariants(repo, tag)
+			for _, v := range vs {
+				if v.Digest == d && v.MediaType != "" {
+					return v.MediaType
+				}
+			}
+		}
+	}
+	for _, t := range nginxTypes {
+		if p, _ := r.TypedManifestPath(repo, d, t.MediaType); r.sameInode(r.ManifestPath(repo, d), p) {
+			return t.MediaType
+		}
+	}
+	return ""
 }

@@ -468,50 +468,6 @@ func (r *Root) planManifests(p *migration, repo string) (map[digest.Digest]*stor
 	return out, nil
 }
 
-// storedManifest is what migration needs of a manifest in the tree.
-type storedManifest struct {
-	mediaType string
-	manifest  *distribution.Manifest
-}
-
-// readStoredManifest reads manifest d of repo, checks its bytes against
-// its name, and tells its media type from the bytes: the mediaType they
-// state, else schema 1's (signed or not), else what its headers record.
-func (r *Root) readStoredManifest(repo string, d digest.Digest) (*storedManifest, error) {
-	raw, err := r.ReadManifest(repo, d)
-	if err != nil {
-		return nil, err
-	}
-	if got := d.Algorithm().FromBytes(raw); got != d {
-		return nil, fmt.Errorf("content is %s, not the manifest its directory names: left as it is", got)
-	}
-	m, err := distribution.ParseManifest(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%v: left as it is", err)
-	}
-	mt := m.MediaType
-	if mt == "" && m.SchemaVersion == 1 {
-		var signed struct {
-			Signatures json.RawMessage `json:"signatures"`
-		}
-		mt = distribution.MediaTypeDockerSchema1
-		if json.Unmarshal(raw, &signed) == nil && len(signed.Signatures) > 0 {
-			mt = distribution.MediaTypeDockerSchema1JWS
-		}
-	}
-	if mt == "" {
-		h, err := r.ReadHeaders(repo, d)
-		if err != nil || h.ContentType == "" {
-			return nil, errors.New("states no media type, and no header records one: left as it is")
-		}
-		mt = h.ContentType
-	}
-	if !mediaTypePattern.MatchString(mt) {
-		return nil, fmt.Errorf("invalid media type %q: left as it is", mt)
-	}
-	return &storedManifest{mediaType: mt, manifest: m}, nil
-}
-
 // planTags plans repo's type maps and symlink tags, its tags/list and its
 // nginx tag links, and returns the tags repo has once migrated.
 func (r *Root) planTags(p *migration, repo string, ms map[digest.Digest]*storedManifest) ([]string, error) {
@@ -604,12 +560,11 @@ func (r *Root) planDanglingSymlinks(p *migration, repo string, links []string) e
 }
 
 // wantVariants is what a tag offering vs offers once migrated: its
-// manifest — for a multi-arch tag, the index or list among vs — with the
-// media type its bytes state, and for an index its linux/amd64 image as
-// a fallback at a low qs, as an export writes it. A variant whose
-// manifest is gone (TripleO published a list before its children) is
-// dropped; a tag without its top manifest, or offering several manifests
-// of which none is an index, is left as it is.
+// manifest — for a multi-arch tag, the index or list among vs — as an
+// export offers it (exportVariants). A variant whose manifest is gone
+// (TripleO published a list before its children) is dropped; a tag
+// without its top manifest, or offering several manifests of which none
+// is an index, is left as it is.
 func wantVariants(p *migration, path string, vs []TagVariant, ms map[digest.Digest]*storedManifest) ([]TagVariant, bool) {
 	top := -1
 	for i, v := range vs {
@@ -627,30 +582,12 @@ func wantVariants(p *migration, path string, vs []TagVariant, ms map[digest.Dige
 		}
 		return nil, false
 	}
-	m, ok := ms[vs[top].Digest]
+	want, ok := exportVariants(vs[top].Digest, ms)
 	if !ok {
 		p.problem(path, "names manifest %s, which is not in the repository: left as it is", vs[top].Digest)
-		return nil, false
 	}
-	if !distribution.IsIndex(m.mediaType) {
-		return []TagVariant{{Digest: vs[top].Digest, MediaType: m.mediaType}}, true
-	}
-	want := []TagVariant{{Digest: vs[top].Digest, MediaType: m.mediaType, QS: 1}}
-	for _, c := range m.manifest.Manifests {
-		if c.Platform == nil || c.Platform.OS != "linux" || c.Platform.Architecture != "amd64" {
-			continue
-		}
-		if cm, ok := ms[c.Digest]; ok && !distribution.IsIndex(cm.mediaType) {
-			return append(want, TagVariant{Digest: c.Digest, MediaType: cm.mediaType, QS: amd64FallbackQS}), true
-		}
-	}
-	return want, true
+	return want, ok
 }
-
-// amd64FallbackQS is the quality of a multi-arch tag's linux/amd64 image
-// next to its index: clients that take indexes get the index, those that
-// take none the image, as from a distribution registry.
-const amd64FallbackQS = 0.001
 
 func hasQS(vs []TagVariant) bool {
 	return slices.ContainsFunc(vs, func(v TagVariant) bool { return v.QS != 0 })

@@ -264,30 +264,75 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 	if err := distribution.ValidateTag(tag); err != nil {
 		return err
 	}
-	m := typemap.Map{URI: tag}
-	for _, v := range variants {
-		if !r.isFile(r.ManifestPath(repo, v.Digest)) {
-			return fmt.Errorf("tag %s:%s: manifest %s is not in the tree", repo, tag, v.Digest)
-		}
-		m.Variants = append(m.Variants, typemap.Variant{URI: typeMapURI(v.Digest), ContentType: v.MediaType, QS: v.QS})
+	m, err := r.tagTypeMap(repo, tag, variants)
+	if err != nil {
+		return err
 	}
-	if err := m.Validate(); err != nil {
-		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
-	}
-	if err := r.updateRepo(repo, func() error {
-		if err := r.putTagLinks(repo, tag, variants); err != nil {
-			return err
-		}
-		if err := r.writeIfChanged(r.TypeMapPath(repo, tag), m.Marshal()); err != nil {
-			return err
-		}
-		// A TripleO symlink tag of the same name is now the type map.
-		return r.unlinkLegacyTag(repo, tag)
-	}); err != nil {
+	if err := r.updateRepo(repo, func() error { return r.writeTag(repo, tag, variants, m) }); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}
 	return r.RefreshCatalogFor(repo)
 }
+
+// tagTypeMap is the type map of tag offering variants, each of whose
+// manifests must be in the tree.
+func (r *Root) tagTypeMap(repo, tag string, variants []TagVariant) ([]byte, error) {
+	m := typemap.Map{URI: tag}
+	for _, v := range variants {
+		if !r.isFile(r.ManifestPath(repo, v.Digest)) {
+			return nil, fmt.Errorf("tag %s:%s: manifest %s is not in the tree", repo, tag, v.Digest)
+		}
+		m.Variants = append(m.Variants, TypeMapVariant(v))
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	return m.Marshal(), nil
+}
+
+// writeTag points tag at variants, whose type map is typeMap: nginx's
+// links, then the type map, then the removal of a TripleO symlink tag of
+// the same name, which the type map now is. The caller holds the
+// repository lock and rewrites tags/list afterwards.
+func (r *Root) writeTag(repo, tag string, variants []TagVariant, typeMap []byte) error {
+	if err := r.putTagLinks(repo, tag, variants); err != nil {
+		return err
+	}
+	if err := r.writeIfChanged(r.TypeMapPath(repo, tag), typeMap); err != nil {
+		return err
+	}
+	return r.unlinkLegacyTag(repo, tag)
+}
+
+// exportVariants is what a tag whose manifest is top offers, as an export
+// writes its type map: top with the media type ms gives it, and when top
+// is an index or a manifest list, top at qs 1 and its linux/amd64 image
+// child, if ms has it, at amd64FallbackQS. ms holds the repository's
+// manifests (readStoredManifest); false when top is not among them.
+func exportVariants(top digest.Digest, ms map[digest.Digest]*storedManifest) ([]TagVariant, bool) {
+	m, ok := ms[top]
+	if !ok {
+		return nil, false
+	}
+	if !distribution.IsIndex(m.mediaType) {
+		return []TagVariant{{Digest: top, MediaType: m.mediaType}}, true
+	}
+	want := []TagVariant{{Digest: top, MediaType: m.mediaType, QS: 1}}
+	for _, c := range m.manifest.Manifests {
+		if c.Platform == nil || c.Platform.OS != "linux" || c.Platform.Architecture != "amd64" {
+			continue
+		}
+		if cm, ok := ms[c.Digest]; ok && !distribution.IsIndex(cm.mediaType) {
+			return append(want, TagVariant{Digest: c.Digest, MediaType: cm.mediaType, QS: amd64FallbackQS}), true
+		}
+	}
+	return want, true
+}
+
+// amd64FallbackQS is the quality of a multi-arch tag's linux/amd64 image
+// next to its index: clients that take indexes get the index, those that
+// take none the image, as from a distribution registry.
+const amd64FallbackQS = 0.001
 
 // updateRepo runs change under the repository lock and then rewrites
 // tags/list and nginx's tag links from the type maps on disk, so

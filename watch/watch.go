@@ -1,9 +1,12 @@
 // Package watch keeps the derived files of a registry tree — tags/list,
-// _catalog, nginx's links, the referrers indexes — in step with the tree
+// _catalog, nginx's links, the referrers indexes, the manifests' headers —
+// in step with the tree
 // when something other than image-serve changes it: an rsync from another
 // host, an operator's rm -r of a repository, an older exporter still
 // writing. It watches the tree with inotify (fsnotify) and re-derives
-// what changed, a burst of changes at a time.
+// what changed, a burst of changes at a time. A type map removed is a tag
+// deleted (tree.Root.DeriveRepo says why), logged at WARN with the digest
+// nginx served for it: the tag's last record.
 //
 // inotify is not recursive: the watcher adds a watch for every directory
 // whose entries feed derived files (tree.Root.Classify), as they appear,
@@ -487,9 +490,14 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 			failed.addRepo(repo)
 			continue
 		}
+		for _, t := range d.Removed {
+			// The last record of the tag: said where an operator looks.
+			w.log.Warn("removed tag: its type map is gone; export it again if that was no deletion",
+				"repo", repo, "tag", t.Tag, "digest", string(t.Digest))
+		}
 		if d.Changed() {
 			changed++
-			w.log.Info("re-derived repository", "repo", repo, "tags_list", d.TagsList,
+			w.log.Info("re-derived repository", "repo", repo, "headers", d.Headers, "tags_list", d.TagsList,
 				"tag_links", d.TagLinks, "typed_links", d.Typed, "referrers", d.Referrers)
 			b.catalog = b.catalog || d.TagsList
 		}

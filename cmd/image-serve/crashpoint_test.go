@@ -28,6 +28,7 @@ import (
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
 )
 
 // The crash-point tests stop a writer at every durable step it takes
@@ -249,6 +250,37 @@ func crashScenarios() []crashScenario {
 				`^rmdir v2/b/app$`,
 			},
 			minSteps: 40,
+		},
+		{
+			// What repair restores, it restores through the tree's durable
+			// steps: a crash at any of them loses nothing, and running it
+			// again finishes the job.
+			name: "verify --repair restores lost type maps and headers",
+			setup: func(t *testing.T, c *crashCase) {
+				amd := testregistry.OCIImage(t, "amd64", layer(t))
+				c.pushIndex(t, "src/multi:v1", map[string]v1.Image{"amd64": amd, "arm64": testregistry.OCIImage(t, "arm64", layer(t))})
+				c.push(t, "src/img:v1", testregistry.DockerImage(t, layer(t)))
+				c.export(t, "src/multi:v1", "ns/app:t1")
+				c.export(t, "src/img:v1", "ns/app:t2")
+				img := digest.Digest(c.pushed["src/img:v1"].Digest)
+				child := digest.Digest(c.pushed["src/multi:v1"].Children["linux/amd64"])
+				for _, p := range []string{c.root.TypeMapPath("ns/app", "t1"), c.root.TypeMapPath("ns/app", "t2"),
+					c.root.TagsListPath("ns/app"), c.root.HeadersPath("ns/app", img), c.root.HeadersPath("ns/app", child)} {
+					if err := os.Remove(p); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			args:   fixed("-q", "verify", "--repair"),
+			moving: []string{"ns/app:t1", "ns/app:t2"},
+			steps: []string{
+				`^lock \.image-serve/tree\.lock$`,
+				`^rename v2/ns/app/manifests/sha256:[0-9a-f]{64}/\.htaccess$`,
+				`^rename v2/ns/app/manifests/t1\.type-map$`,
+				`^rename v2/ns/app/manifests/t2\.type-map$`,
+				`^rename v2/ns/app/tags/list$`,
+			},
+			minSteps: 6,
 		},
 		{
 			name: "export --atomic moves two tags together",

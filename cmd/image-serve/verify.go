@@ -19,13 +19,17 @@ every tag, index child and referenced blob is in its repository, that tags/list 
 tags, that every referrers index lists exactly the manifests whose subject it is, and that _catalog
 lists exactly the repositories. Prints each problem with its path.
 
---repair, holding the tree so that exports and gc wait: removes the blobs and manifests whose
-bytes do not match their names, rewrites tags/list, tag links, referrers indexes and _catalog
-where they are out of step, and prints the tags that need a re-export (export --verify-existing
-fetches what is missing). Then it verifies again.`,
+--repair, holding the tree so that exports and gc wait, never loses what the tree still records.
+First it derives what can be derived: a manifest's missing or wrong .htaccess from the manifest's
+bytes, and the type map of a tag that lost its own from nginx's links to it (or from the journal
+of an interrupted tag move). Then it removes the blobs and manifests whose bytes do not match
+their names, rewrites tags/list, tag links, referrers indexes and _catalog where they are out of
+step, and prints the tags that need a re-export (export --verify-existing fetches what is
+missing) — among them each tag that tags/list or nginx's links still named but that it could not
+restore, with why. Then it verifies again; it exits 1 while a problem is left or a tag was lost.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-			&cli.BoolFlag{Name: "repair", Usage: "remove what is corrupt, rewrite what is out of step, name the tags to re-export"},
+			&cli.BoolFlag{Name: "repair", Usage: "restore what can be derived, remove what is corrupt, rewrite what is out of step, name the tags to re-export"},
 		},
 		Action: runVerify,
 	}
@@ -85,17 +89,28 @@ func runRepair(c *cli.Context, root *tree.Root) error {
 		for _, m := range rep.RemovedManifests {
 			fmt.Fprintf(w, "removed corrupt manifest %s\n", m)
 		}
+		for _, t := range rep.Restored {
+			fmt.Fprintf(w, "restored tag %s from %s\n", t.Tag, t.From)
+		}
 		for _, f := range rep.Rewritten {
 			fmt.Fprintf(w, "rewrote %s\n", f)
 		}
+		lost := map[string]string{}
+		for _, t := range rep.Lost {
+			lost[t.Tag] = t.Why
+		}
 		for _, t := range rep.NeedExport {
+			if why, ok := lost[t]; ok {
+				fmt.Fprintf(w, "%s needs a re-export: its type map is gone and cannot be restored (%s); run image-serve export SOURCE %s\n", t, why, t)
+				continue
+			}
 			fmt.Fprintf(w, "%s needs a re-export\n", t)
 		}
 		for _, p := range rep.Verify.Problems {
 			fmt.Fprintln(w, p)
 		}
 	}
-	if n := len(rep.Verify.Problems); n > 0 {
+	if n := rep.ProblemsLeft(); n > 0 {
 		return fmt.Errorf("verify --repair: %s left (%s a re-export) in %s", plural(n, "problem", "problems"), plural(len(rep.NeedExport), "tag needs", "tags need"), verifiedText(rep.Verify))
 	}
 	if !quiet(c) && !wantJSON(c) {

@@ -13,7 +13,10 @@ func watchCommand() *cli.Command {
 		Description: `Watches the tree with inotify and, when something other than image-serve changes it (an rsync
 from another host, a repository removed with rm -r, a type map replaced), re-derives the files
 that follow from the type maps and manifests: tags/list, _catalog, nginx's tag links and typed
-manifest links, and the referrers indexes. A burst of changes is re-derived once it has been quiet
+manifest links, the referrers indexes, and a manifest's .htaccess when it is missing or names no
+Content-Type or another digest. A type map removed is a tag deleted: the tag leaves tags/list and
+nginx's links, and a WARN record names it with the digest nginx served (verify --repair, run
+instead after damage, restores it from those links). A burst of changes is re-derived once it has been quiet
 for --debounce, and at least every --max-delay while it lasts. It first re-derives the whole tree.
 Each repository is re-derived under the tree lock held exclusively, so exports, deletes and gc in
 flight finish first and what they write is never re-derived. When the inotify watch limit is

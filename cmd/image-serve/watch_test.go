@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
 )
 
 // watchProc is a running `image-serve watch`, its JSON log records read
@@ -324,6 +325,66 @@ func TestWatchFollowsOthers(t *testing.T) {
 		}
 	}
 	mustRun(t, "--root", root.Dir(), "verify")
+}
+
+// TestWatchTypeMapRemovedIsDeletion: watch's rule for a tag whose type
+// map goes. To watch the type maps are the truth, so a type map removed
+// is a tag deleted — it cannot tell an operator's rm from an rsync
+// --delete halfway through, and bringing the tag back would fight the
+// rsync — and its tags/list entry and nginx links follow; but the tag is
+// never dropped silently: a WARN record names it with the digest nginx
+// served, the last record of it. What follows from the bytes alone is
+// derived, as verify --repair derives it: a manifest's .htaccess
+// removed is written again, byte for byte as exported.
+func TestWatchTypeMapRemovedIsDeletion(t *testing.T) {
+	root := testserver.TempRoot(t)
+	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "demo/app:v1")
+	mustRun(t, "--root", root.Dir(), "-q", "export", "docker-archive:../../testdata/hello.docker.tar", "demo/app:v2")
+	v1 := topDigest(t, root, "demo/app", "v1")
+	d, err := digest.Parse(topDigest(t, root, "demo/app", "v2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported, err := os.ReadFile(root.HeadersPath("demo/app", d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startWatch(t, root, nil)
+
+	if err := os.Remove(root.HeadersPath("demo/app", d)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the .htaccess written again", func() (bool, string) {
+		b, err := os.ReadFile(root.HeadersPath("demo/app", d))
+		return err == nil && string(b) == string(exported), fmt.Sprintf("%q, %v", b, err)
+	})
+	w.waitRecord(t, "the rebuild record with the headers", func(r map[string]any) bool {
+		return r["msg"] == "re-derived repository" && r["headers"] == 1.0
+	})
+
+	if err := os.Remove(root.TypeMapPath("demo/app", "v1")); err != nil {
+		t.Fatal(err)
+	}
+	wantListed(t, root, "demo/app", []string{"v2"}, []string{"demo/app"})
+	rec := w.waitRecord(t, "the removed tag's record", func(r map[string]any) bool {
+		return strings.HasPrefix(fmt.Sprint(r["msg"]), "removed tag")
+	})
+	if rec["level"] != "WARN" || rec["repo"] != "demo/app" || rec["tag"] != "v1" || rec["digest"] != v1 {
+		t.Errorf("removed tag record %v, want WARN naming demo/app, v1 and %s", rec, v1)
+	}
+	for _, p := range []string{root.TagLinkPath("demo/app", "v1"), root.FallbackLinkPath("demo/app", "v1")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s is still there", p)
+		}
+	}
+	// Nothing records the tag now: a repair has nothing to restore.
+	r := mustRun(t, "--root", root.Dir(), "--log-format", "json", "verify", "--repair")
+	if !strings.Contains(r.stdout, `"restored": []`) || !strings.Contains(r.stdout, `"lost": []`) {
+		t.Errorf("verify --repair after watch followed a deletion:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(root.TypeMapPath("demo/app", "v1")); err == nil {
+		t.Error("the deleted tag came back")
+	}
 }
 
 // TestWatchLeavesOwnWritesAlone: what image-serve itself writes while
