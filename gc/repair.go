@@ -202,7 +202,7 @@ func repairRepo(root *tree.Root, v *verifier, repo string, rep *RepairReport) er
 // rewriteDerived sets right what is derived from repo's type maps and
 // manifests, where it is out of step.
 func rewriteDerived(root *tree.Root, repo string, rep *RepairReport) error {
-	tags, err := root.Tags(repo)
+	tags, err := root.ListableTags(repo)
 	if err != nil {
 		return err
 	}

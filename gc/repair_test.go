@@ -176,8 +176,9 @@ func TestRepairNeverLosesATag(t *testing.T) {
 			for _, tag := range tt.broken {
 				repo, name, _ := strings.Cut(tag, ":")
 				listed, _, _ := tr.root.ReadTagsList(repo)
-				if !slices.Contains(rep.NeedExport, tag) || rep.ProblemsLeft() == 0 || !slices.Contains(listed, name) {
-					t.Errorf("need export %v, problems %v, tags/list %v: want %s named, a problem, and still listed", rep.NeedExport, rep.Verify.Problems, listed, tag)
+				// Named, a problem, and not listed: a listed tag must pull.
+				if !slices.Contains(rep.NeedExport, tag) || rep.ProblemsLeft() == 0 || slices.Contains(listed, name) {
+					t.Errorf("need export %v, problems %v, tags/list %v: want %s named, a problem, and not listed", rep.NeedExport, rep.Verify.Problems, listed, tag)
 				}
 			}
 			for _, w := range tt.wantRewrite {
@@ -255,7 +256,10 @@ func TestRepairSalvagesBeforeJournals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []RestoredTag{{"app:kept", tree.FromLinks}, {"app:moved", tree.FromJournal}}
+	// Both come back from the links: a journal moves a tag only from
+	// where its batch left it, and a lost type map is not there. The
+	// journal then finishes "moved" from its restored target to b.
+	want := []RestoredTag{{"app:kept", tree.FromLinks}, {"app:moved", tree.FromLinks}}
 	if !slices.Equal(rep.Restored, want) || len(rep.Lost) > 0 || rep.ProblemsLeft() > 0 {
 		t.Errorf("restored %v, lost %v, problems %v; want %v and nothing else", rep.Restored, rep.Lost, rep.Verify.Problems, want)
 	}

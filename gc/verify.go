@@ -348,7 +348,7 @@ func (v *verifier) tags(repo string, g *repoGraph) error {
 // With unsorted, a list of the right tags in another order (symlink tags
 // among them) is TripleO's, and no problem.
 func tagsListProblems(r *tree.Root, repo string, unsorted bool) ([]Problem, error) {
-	tags, err := r.Tags(repo)
+	tags, err := r.ListableTags(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -419,9 +419,9 @@ func catalogProblemsOf(r *tree.Root, named []string, tripleO bool) ([]Problem, e
 	return ps, nil
 }
 
-// hasTypeMaps reports whether repo has tags: type maps.
+// hasTypeMaps reports whether repo has tags: type maps that parse.
 func hasTypeMaps(r *tree.Root, repo string) bool {
-	tags, err := r.Tags(repo)
+	tags, err := r.ListableTags(repo)
 	return err == nil && len(tags) > 0
 }
 

@@ -171,7 +171,9 @@ func (d Derived) Changed() bool {
 // tag links. It writes only what is out of step, and reports what it
 // changed. A repository whose directory is gone (or never was one) has
 // nothing to derive: DeriveRepo writes nothing for it, not even a lock
-// file; DeriveCatalog drops it from _catalog.
+// file; DeriveCatalog drops it from _catalog. Nor has a path through a
+// symlink in the tree: writing there would rewrite the link target's
+// tags/list under the link's name.
 //
 // The type maps are the truth here: a tag whose type map is gone is a tag
 // deleted, by an operator's rm or by an rsync --delete that has not yet
@@ -189,8 +191,8 @@ func (r *Root) DeriveRepo(repo string) (Derived, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return d, err
 	}
-	if !r.isRepoDir(r.RepoDir(repo)) {
-		return d, nil
+	if !r.isRepoDir(r.RepoDir(repo)) || errors.Is(r.checkRepoPath(repo), ErrRepoThroughLink) {
+		return d, nil // no repository here (a link to one is none)
 	}
 	l, err := r.lockRepo(repo)
 	if err != nil {

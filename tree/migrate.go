@@ -486,8 +486,14 @@ func (r *Root) planTags(p *migration, repo string, ms map[digest.Digest]*storedM
 	final := slices.Clone(maps)
 	for _, tag := range maps {
 		vs, err := r.TagVariants(repo, tag)
-		if err != nil {
+		if err != nil || len(vs) == 0 {
+			if err == nil {
+				err = errNoVariants
+			}
 			p.problem(r.TypeMapPath(repo, tag), "%v", err)
+			// Not listed, as writeTagsList lists only tags that pull.
+			final = slices.DeleteFunc(final, func(t string) bool { return t == tag })
+			maps = slices.DeleteFunc(slices.Clone(maps), func(t string) bool { return t == tag })
 			continue
 		}
 		want, ok := wantVariants(p, r.TypeMapPath(repo, tag), vs, ms)

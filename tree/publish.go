@@ -128,6 +128,11 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 		p.state[i].ctx, p.state[i].cancel = context.WithCancel(ctx)
 		defer p.state[i].cancel()
 	}
+	for i, im := range images {
+		if err := r.checkRepoPath(im.Repo); err != nil {
+			p.fail(i, fmt.Errorf("repository %s: %w", im.Repo, err))
+		}
+	}
 	p.transferBlobs(ctx)
 	if err := p.syncs.flush(r); err != nil {
 		for i := range images {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/image-serve/image-serve/distribution"
 )
@@ -221,17 +222,42 @@ func (r *Root) RefreshCatalogFor(repos ...string) error {
 // as the listing never follows one), with a layout directory and a
 // tags/list.
 func (r *Root) isPublished(repo string) bool {
-	if ValidateRepo(repo) != nil {
+	if ValidateRepo(repo) != nil || r.checkRepoPath(repo) != nil {
 		return false
 	}
+	return r.isRepoDir(r.RepoDir(repo)) && r.isFile(r.TagsListPath(repo))
+}
+
+// ErrRepoThroughLink is the cause of a refusal to write a repository
+// whose path leads through a symlink in the tree: written through the
+// link, the files would land in another repository (its tags/list naming
+// the link), and the listing, which never follows a link, would not show
+// it anyway.
+var ErrRepoThroughLink = errors.New("a component of the repository's path is a symlink")
+
+// checkRepoPath refuses repo when a component of its path exists and is
+// not a directory itself (a symlink, a file); components not yet made
+// are fine, for the writer to make.
+func (r *Root) checkRepoPath(repo string) error {
 	dir := r.V2Dir()
 	for _, c := range strings.Split(repo, "/") {
 		dir = filepath.Join(dir, c)
-		if fi, err := r.lstat(dir); err != nil || !fi.IsDir() {
-			return false
+		fi, err := r.lstat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot):
+			return nil
+		case err != nil:
+			return err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if _, err := r.stat(dir); errors.Is(err, ErrOutsideRoot) {
+				return err // leading out of the tree: that is the refusal
+			}
+			return &fs.PathError{Op: "write", Path: dir, Err: ErrRepoThroughLink}
+		case !fi.IsDir():
+			return &fs.PathError{Op: "write", Path: dir, Err: syscall.ENOTDIR}
 		}
 	}
-	return r.isRepoDir(dir) && r.isFile(r.TagsListPath(repo))
+	return nil
 }
 
 // RefreshCatalog rewrites _catalog from the repositories on disk.

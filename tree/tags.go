@@ -75,7 +75,8 @@ func (r *Root) RefreshTags(repo string) error {
 }
 
 // TagsInStep reports whether what is derived from repo's type maps agrees
-// with tags, their names: tags/list lists exactly them, and nginx's tag
+// with tags, the names of those that parse (ListableTags): tags/list lists
+// exactly them, and nginx's tag
 // link directories hold a link for each and for no other. A writer killed
 // between its steps leaves them out of step; RefreshTags sets them right.
 // Checking first lets a collection of an unchanged repository write
@@ -338,6 +339,9 @@ const amd64FallbackQS = 0.001
 // tags/list and nginx's tag links from the type maps on disk, so
 // concurrent taggers never lose each other's tags.
 func (r *Root) updateRepo(repo string, change func() error) error {
+	if err := r.checkRepoPath(repo); err != nil {
+		return err
+	}
 	l, err := r.lockRepo(repo)
 	if err != nil {
 		return err
@@ -352,10 +356,31 @@ func (r *Root) updateRepo(repo string, change func() error) error {
 	return r.syncTagLinks(repo)
 }
 
-// writeTagsList rewrites repo's tags/list from its type maps, leaving out
-// the tag leaving ("" for none): a tag about to be deleted.
+// ListableTags lists, sorted, the tags of repo that tags/list names: those
+// whose type map parses and offers a manifest. A type map that does not
+// (garbage, emptied, truncated) is a tag no client can pull — every
+// request for it would answer 500 — so it is left out of tags/list, and
+// out of _catalog when it is the repository's only one; verify names it.
+func (r *Root) ListableTags(repo string) ([]string, error) {
+	tags, err := r.Tags(repo)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(tags, func(tag string) bool {
+		vs, err := r.TagVariants(repo, tag)
+		return err != nil || len(vs) == 0
+	}), nil
+}
+
+// errNoVariants is the complaint about a type map that parses but offers
+// no manifest.
+var errNoVariants = errors.New("type map offers no manifest")
+
+// writeTagsList rewrites repo's tags/list from its type maps that parse
+// (ListableTags), leaving out the tag leaving ("" for none): a tag about
+// to be deleted.
 func (r *Root) writeTagsList(repo, leaving string) error {
-	all, err := r.Tags(repo)
+	all, err := r.ListableTags(repo)
 	if err != nil {
 		return err
 	}
