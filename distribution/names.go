@@ -17,6 +17,12 @@ var (
 // MaxRepoLength is the limit most clients put on host[:port]/name.
 const MaxRepoLength = 255
 
+// MaxRepoDepth is the most path components a valid name has: one
+// character each, a slash between them, within MaxRepoLength. Whatever
+// matches names one depth at a time (Apache's <Directory> wildcards,
+// whose * never crosses a slash) covers every name up to this depth.
+const MaxRepoDepth = (MaxRepoLength + 1) / 2
+
 // ValidateRepo reports whether name is a repository name of the
 // distribution grammar: lowercase components separated by single slashes,
 // at most MaxRepoLength characters. It does not know which components a

@@ -1,6 +1,9 @@
 package distribution
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestSplitTag(t *testing.T) {
 	tests := []struct {
@@ -19,5 +22,20 @@ func TestSplitTag(t *testing.T) {
 		if repo != tt.repo || tag != tt.tag || ok != tt.ok {
 			t.Errorf("SplitTag(%q) = %q, %q, %v; want %q, %q, %v", tt.in, repo, tag, ok, tt.repo, tt.tag, tt.ok)
 		}
+	}
+}
+
+// TestMaxRepoDepth: the deepest name the grammar admits has MaxRepoDepth
+// components, and none has more.
+func TestMaxRepoDepth(t *testing.T) {
+	deepest := strings.Repeat("a/", MaxRepoDepth-1) + "a"
+	if err := ValidateRepo(deepest); err != nil {
+		t.Errorf("a name of %d components: %v", MaxRepoDepth, err)
+	}
+	if n := len(RepoComponents(deepest)); n != MaxRepoDepth {
+		t.Fatalf("built %d components, want %d", n, MaxRepoDepth)
+	}
+	if err := ValidateRepo(deepest + "/a"); err == nil {
+		t.Errorf("a name of %d components is valid; MaxRepoDepth is %d", MaxRepoDepth+1, MaxRepoDepth)
 	}
 }

@@ -98,6 +98,10 @@ type apacheData struct {
 	ErrorsURL   string      // tree.ErrorsURL
 	Layout      tree.Layout // names beyond the routes' files
 	Timeouts    Timeouts    // resolved: every field set
+	// HeadersDirs are the <Directory> wildcards of the manifests' header
+	// files (tree.HeadersDirGlobs) below the root, the root's own path
+	// escaped for them.
+	HeadersDirs []string
 
 	// standalone only
 	RunDir, PidFile, ErrorLog, AccessLog string
@@ -170,6 +174,7 @@ func apacheConfig(c Apache) (*apacheData, error) {
 		ErrorsURL:   tree.ErrorsURL,
 		Layout:      tree.Names(),
 		Timeouts:    timeouts,
+		HeadersDirs: headersDirs(c.Root),
 	}
 	if !c.Standalone {
 		return d, nil
@@ -206,6 +211,19 @@ func standaloneConfig(d *apacheData, c Apache) error {
 		d.TypesConfig = "/etc/mime.types"
 	}
 	return nil
+}
+
+// headersDirs are root's tree.HeadersDirGlobs as absolute wildcards.
+// httpd matches a wildcard <Directory> with apr_fnmatch, which reads a
+// backslash as an escape: the root's own backslashes are doubled, and
+// checkPath has refused the root's *, ? and [ ].
+func headersDirs(root *tree.Root) []string {
+	dir := strings.ReplaceAll(root.Dir(), `\`, `\\`)
+	var dirs []string
+	for _, g := range tree.HeadersDirGlobs() {
+		dirs = append(dirs, strings.TrimSuffix(dir, "/")+"/"+g)
+	}
+	return dirs
 }
 
 // checkRunDir makes sure httpd can use dir as its ServerRoot: relative

@@ -408,6 +408,23 @@ type Layout struct {
 	LegacyBlobExt    string // blobs/<digest><LegacyBlobExt>: an extension Apache may map to an encoding
 }
 
+// HeadersDirGlobs are the directories a manifest's headers file
+// (Layout.HeadersFile) is in, as wildcards relative to the root in the
+// syntax of Apache's <Directory> and of path.Match: one for each
+// repository depth the name grammar allows, 1 to
+// distribution.MaxRepoDepth, as a wildcard's * never matches a slash:
+// v2/*/manifests/*:*, v2/*/*/manifests/*:*, …, in that order. "*:*" is a
+// digest, algorithm:encoded; no other directory a server reads or passes
+// through has a colon in its name (repository names have none), nor is a
+// repository component ever "manifests" (ValidateRepo).
+func HeadersDirGlobs() []string {
+	globs := make([]string, distribution.MaxRepoDepth)
+	for i := range globs {
+		globs[i] = v2Dir + "/" + strings.Repeat("*/", i+1) + manifestsDir + "/*:*"
+	}
+	return globs
+}
+
 // Names returns the layout names of Layout.
 func Names() Layout {
 	return Layout{TagLinksDir: tagLinksDir, FallbackLinksDir: fallbackLinksDir, TypeMapExt: typeMapExt,

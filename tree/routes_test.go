@@ -1,6 +1,7 @@
 package tree_test
 
 import (
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -229,4 +230,64 @@ func FuzzMatchRoute(f *testing.F) {
 			t.Errorf("%q: route %s captured %+v, whose URL is %q", p, rt.Name, m, rt.URL(m))
 		}
 	})
+}
+
+// TestHeadersDirGlobs: at every repository depth the grammar allows, the
+// directory of a manifest's headers matches exactly one glob, for either
+// digest algorithm, and no other directory or file a server reads does.
+// Apache reads .htaccess files only there.
+func TestHeadersDirGlobs(t *testing.T) {
+	globs := tree.HeadersDirGlobs()
+	if len(globs) != distribution.MaxRepoDepth {
+		t.Fatalf("%d globs, want one for each of %d depths", len(globs), distribution.MaxRepoDepth)
+	}
+	root, err := tree.Open("/srv/tree")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := func(p string) string {
+		r, err := filepath.Rel(root.Dir(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.ToSlash(r)
+	}
+	matches := func(p string) []string {
+		var ms []string
+		for _, g := range globs {
+			if ok, err := path.Match(g, rel(p)); err != nil {
+				t.Fatalf("glob %s: %v", g, err)
+			} else if ok {
+				ms = append(ms, g)
+			}
+		}
+		return ms
+	}
+	for depth := 1; depth <= distribution.MaxRepoDepth; depth++ {
+		// components of one letter reach the deepest name; "ns-1" checks a
+		// longer one where there is room
+		repo := strings.Repeat("a/", depth-1) + "a"
+		if depth <= 8 {
+			repo = strings.Repeat("ns-1/", depth-1) + "app.x"
+		}
+		if err := tree.ValidateRepo(repo); err != nil {
+			t.Fatalf("depth %d: %v", depth, err)
+		}
+		for _, d := range []digest.Digest{sha256D, sha512D} {
+			if got := matches(root.ManifestDir(repo, d)); len(got) != 1 {
+				t.Errorf("depth %d: %s matches %q, want one glob", depth, rel(root.ManifestDir(repo, d)), got)
+			}
+			for _, p := range []string{
+				root.V2Dir(), root.RepoDir(repo), filepath.Dir(root.BlobPath(repo, d)), root.BlobPath(repo, d),
+				root.LegacyBlobPath(repo, d), filepath.Dir(root.TagsListPath(repo)), filepath.Dir(root.TypeMapPath(repo, "v1")),
+				root.TypeMapPath(repo, "v1"), filepath.Dir(root.TagLinkPath(repo, "v1")), filepath.Dir(root.FallbackLinkPath(repo, "v1")),
+				filepath.Dir(root.ReferrersPath(repo, d)), root.ReferrersPath(repo, d),
+				filepath.Join(root.ManifestDir(repo, d), "sub"),
+			} {
+				if got := matches(p); len(got) != 0 {
+					t.Errorf("depth %d: %s matches %q, want none", depth, rel(p), got)
+				}
+			}
+		}
+	}
 }

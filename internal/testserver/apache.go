@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,8 @@ type apacheOptions struct {
 	defines  []string // -D names
 	render   ConfigRenderer
 	timeouts templates.Timeouts
+	modules  []string // further modules to load, by name ("status")
+	extra    string   // directives for the end of the main config
 }
 
 // ConfigRenderer writes a standalone server configuration listening on
@@ -36,6 +39,21 @@ func WithConfig(render ConfigRenderer) ApacheOption {
 // anyway.
 func WithHostileEncoding() ApacheOption {
 	return func(o *apacheOptions) { o.defines = append(o.defines, "ADDENCODING") }
+}
+
+// WithServerStatus loads mod_status too, as the system httpd of Debian and
+// RHEL does for every vhost: a test can then prove that nothing planted
+// in the tree (SetHandler server-status) shows the status page, which
+// lists the requests of every vhost.
+func WithServerStatus() ApacheOption {
+	return func(o *apacheOptions) { o.modules = append(o.modules, "status") }
+}
+
+// WithServerConfig adds directives to the end of the main server config,
+// as a system httpd.conf has settings of its own around the vhost: a
+// test can prove the vhost holds against them.
+func WithServerConfig(directives string) ApacheOption {
+	return func(o *apacheOptions) { o.extra += directives + "\n" }
 }
 
 // WithTimeouts renders Apache's slow-client timeouts from t instead of the
@@ -95,6 +113,7 @@ func Apache(t testing.TB, root *tree.Root, opts ...ApacheOption) (baseURL string
 				Timeouts:   o.timeouts,
 			})
 		}
+		appendConfig(t, conf, o.modules, o.extra)
 		args := []string{"-f", conf, "-D", "FOREGROUND"}
 		for _, d := range o.defines {
 			args = append(args, "-D", d)
@@ -123,4 +142,41 @@ func writeApacheConfig(t testing.TB, c templates.Apache) string {
 		t.Fatal(err)
 	}
 	return conf
+}
+
+// appendConfig adds a LoadModule line for each of modules, from the
+// first of templates.ModulesDirs that has it, and then extra to the
+// config at conf: what a system httpd has beyond what our config asks
+// for.
+func appendConfig(t testing.TB, conf string, modules []string, extra string) {
+	t.Helper()
+	if len(modules) == 0 && extra == "" {
+		return
+	}
+	var lines string
+	for _, name := range modules {
+		file := "mod_" + name + ".so"
+		path := ""
+		for _, d := range templates.ModulesDirs {
+			if _, err := os.Stat(filepath.Join(d, file)); err == nil {
+				path = filepath.Join(d, file)
+				break
+			}
+		}
+		if path == "" {
+			t.Fatalf("no %s in %q: %s", file, templates.ModulesDirs, Setup)
+		}
+		lines += fmt.Sprintf("<IfModule !%s_module>\n    LoadModule %s_module %q\n</IfModule>\n", name, name, path)
+	}
+	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(lines + extra); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
