@@ -14,6 +14,9 @@ type RepairReport struct {
 	// bytes were not those their names say.
 	RemovedBlobs     []string `json:"removed_blobs"`
 	RemovedManifests []string `json:"removed_manifests"`
+	// RemovedStray are the .htaccess files image-serve never writes
+	// (tree.StrayHeaderFiles): planted where Apache could obey them.
+	RemovedStray []string `json:"removed_stray"`
 	// Restored are the tags whose type map was gone and that Repair wrote
 	// again from what else recorded them, before rewriting anything
 	// derived from type maps.
@@ -74,7 +77,7 @@ func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
-	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, Restored: []RestoredTag{},
+	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, RemovedStray: []string{}, Restored: []RestoredTag{},
 		Rewritten: []string{}, NeedExport: []string{}, Lost: []LostTag{}}
 	var targets []string
 	salvage := func() (err error) {
@@ -151,6 +154,11 @@ func repairLocked(root *tree.Root, repos, targets []string, rep *RepairReport) (
 			return err
 		}
 		rep.Rewritten = append(rep.Rewritten, "_catalog")
+	}
+	removed, err := root.RemoveStrayHeaderFiles(repos)
+	rep.RemovedStray = append(rep.RemovedStray, removed...)
+	if err != nil {
+		return err
 	}
 	rep.Verify, err = verifyLocked(root, repos)
 	return err

@@ -49,6 +49,13 @@ func verifyLocked(root *tree.Root, repos []string) (*VerifyReport, error) {
 	if err := v.legacyConventions(repos); err != nil {
 		return nil, err
 	}
+	stray, err := root.StrayHeaderFiles(repos)
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range stray {
+		v.problem(path, "a .htaccess image-serve never writes: an Apache that reads it would obey it; verify --repair removes it")
+	}
 	targets := repos
 	if len(targets) == 0 {
 		targets = stored
@@ -262,6 +269,9 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 		}
 		if m := g.refs[d]; m != nil && m.MediaType != "" && h.ContentType != "" && m.MediaType != h.ContentType {
 			v.problem(r.HeadersPath(repo, d), "Content-Type %q, but the manifest's mediaType is %q", h.ContentType, m.MediaType)
+		}
+		if len(h.Extra) > 0 {
+			v.problem(r.HeadersPath(repo, d), "%d lines image-serve never writes, which Apache obeys (first: %q); verify --repair rewrites the file", len(h.Extra), h.Extra[0])
 		}
 	}
 	m := g.refs[d]

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +90,11 @@ func (r *Root) ManifestChanged(repo string, d digest.Digest) (time.Time, error) 
 type Headers struct {
 	ContentType string
 	Digest      digest.Digest
+	// Extra are the lines image-serve never writes there — any other
+	// directive, another header, a second Content-Type — which Apache
+	// would obey all the same (TripleO's ETag line is not one: migrate
+	// rewrites it). A tree's .htaccess holding any is tampered with.
+	Extra []string
 }
 
 // ReadHeaders parses the .htaccess of manifest d of repo.
@@ -99,13 +106,45 @@ func (r *Root) ReadHeaders(repo string, d digest.Digest) (Headers, error) {
 	var h Headers
 	for line := range strings.SplitSeq(string(b), "\n") {
 		var v string
-		if _, err := fmt.Sscanf(line, "Header set Content-Type %q", &v); err == nil {
+		switch {
+		case strings.TrimSpace(line) == "":
+		case h.ContentType == "" && exactHeader(line, "Content-Type", &v):
 			h.ContentType = v
-		} else if _, err := fmt.Sscanf(line, "Header set Docker-Content-Digest %q", &v); err == nil {
+		case h.Digest == "" && exactHeader(line, "Docker-Content-Digest", &v):
 			h.Digest = digest.Digest(v)
+		case isLegacyETagLine(line):
+		default:
+			h.Extra = append(h.Extra, line)
 		}
 	}
 	return h, nil
+}
+
+// isLegacyETagLine reports whether line is the ETag line TripleO's
+// exporter wrote next to the two headers: `Header set ETag DIGEST`, the
+// digest quoted or not, and nothing else.
+func isLegacyETagLine(line string) bool {
+	rest, ok := strings.CutPrefix(line, "Header set ETag ")
+	if unq, err := strconv.Unquote(rest); err == nil {
+		rest = unq
+	}
+	return ok && distribution.ValidateDigest(digest.Digest(rest)) == nil
+}
+
+// exactHeader reports whether line is exactly `Header set NAME "VALUE"`,
+// as headers writes it, and sets *value. No expression, condition or
+// second value gets through.
+func exactHeader(line, name string, value *string) bool {
+	rest, ok := strings.CutPrefix(line, "Header set "+name+" ")
+	if !ok {
+		return false
+	}
+	v, err := strconv.Unquote(rest)
+	if err != nil || strconv.Quote(v) != rest || strings.ContainsAny(v, "%\\") {
+		return false
+	}
+	*value = v
+	return true
 }
 
 // RemoveManifest removes manifest d from repo. The files servers resolve a
@@ -289,4 +328,68 @@ func (r *Root) recordedMediaType(repo string, d digest.Digest) string {
 		}
 	}
 	return ""
+}
+
+// StrayHeaderFiles lists, sorted, the .htaccess files image-serve never
+// writes in the parts of the tree repos use (every repository when repos
+// is empty): in the root, v2, the namespace directories above a
+// repository, the repository's own directory, its blobs/, tags/ and
+// referrers/, and nginx's link directories. Only a manifest's digest
+// directory holds one of ours; TripleO's per-repository
+// manifests/.htaccess is a legacy convention migrate removes, not listed
+// here. The vhost reads none of them, but an Apache configured otherwise
+// would obey whatever they say — encodings on layers, cookies, handlers.
+func (r *Root) StrayHeaderFiles(repos []string) ([]string, error) {
+	if len(repos) == 0 {
+		var err error
+		if repos, err = r.StoredRepositories(); err != nil {
+			return nil, err
+		}
+	}
+	dirs := map[string]bool{r.dir: true, r.V2Dir(): true}
+	for _, repo := range repos {
+		if err := ValidateRepo(repo); err != nil {
+			return nil, err
+		}
+		for dir := r.RepoDir(repo); dir != r.V2Dir(); dir = filepath.Dir(dir) {
+			dirs[dir] = true
+		}
+		for _, sub := range []string{blobsDir, tagsDir, referrersDir, filepath.Join(manifestsDir, tagLinksDir), filepath.Join(manifestsDir, fallbackLinksDir)} {
+			dirs[filepath.Join(r.RepoDir(repo), sub)] = true
+		}
+	}
+	var stray []string
+	for dir := range dirs {
+		path := filepath.Join(dir, headersFile)
+		_, err := r.lstat(path)
+		switch {
+		case err == nil:
+			stray = append(stray, path)
+		case errors.Is(err, ErrOutsideRoot):
+			// A directory linking out of the tree: verify names the link,
+			// and nothing is removed through it.
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, err
+		}
+	}
+	slices.Sort(stray)
+	return stray, nil
+}
+
+// RemoveStrayHeaderFiles removes StrayHeaderFiles(repos), each with a
+// directory sync, and returns what it removed.
+func (r *Root) RemoveStrayHeaderFiles(repos []string) ([]string, error) {
+	stray, err := r.StrayHeaderFiles(repos)
+	if err != nil {
+		return nil, err
+	}
+	for i, path := range stray {
+		if err := r.unlink(path); err != nil {
+			return stray[:i], err
+		}
+		if err := r.syncDir(filepath.Dir(path)); err != nil {
+			return stray[:i+1], err
+		}
+	}
+	return stray, nil
 }

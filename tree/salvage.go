@@ -67,7 +67,7 @@ func (r *Root) restoreHeaders(repo string, thorough bool) ([]digest.Digest, erro
 		case err != nil:
 			continue
 		default:
-			off = h.ContentType == "" || h.Digest != d
+			off = h.ContentType == "" || h.Digest != d || len(h.Extra) > 0
 		}
 		if !off && !thorough {
 			continue

@@ -89,6 +89,9 @@ func runRepair(c *cli.Context, root *tree.Root) error {
 		for _, m := range rep.RemovedManifests {
 			fmt.Fprintf(w, "removed corrupt manifest %s\n", m)
 		}
+		for _, f := range rep.RemovedStray {
+			fmt.Fprintf(w, "removed %s: image-serve never writes it there\n", f)
+		}
 		for _, t := range rep.Restored {
 			fmt.Fprintf(w, "restored tag %s from %s\n", t.Tag, t.From)
 		}
