@@ -49,6 +49,13 @@ func verifyLocked(root *tree.Root, repos []string) (*VerifyReport, error) {
 	if err := v.legacyConventions(repos); err != nil {
 		return nil, err
 	}
+	unreadable, err := root.UnreadableDirs()
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range unreadable {
+		v.problem(dir, "cannot be read (permissions, or deeper than the system's path limit): every command skips it; fix or remove it by hand")
+	}
 	stray, err := root.StrayHeaderFiles(repos)
 	if err != nil {
 		return nil, err

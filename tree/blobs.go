@@ -354,7 +354,7 @@ func (r *Root) soundBlob(path string, d digest.Digest, size int64, verify bool) 
 // tree. The list is read afresh each time: another process may have just
 // added a repository.
 func (r *Root) findBlob(d digest.Digest, size int64, verify bool) (string, bool) {
-	repos, _ := r.repoDirs()
+	repos, _, _ := r.repoDirs()
 	for _, repo := range repos {
 		for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
 			if r.soundBlob(p, d, size, verify) {

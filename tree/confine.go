@@ -553,13 +553,23 @@ func (r *Root) statT(path string, follow bool) (*syscall.Stat_t, error) {
 // walkDir walks the tree at dir as filepath.WalkDir does — parents
 // before their entries, in lexical order, dir itself not followed if it
 // is a symlink, fs.SkipDir and fs.SkipAll obeyed — reading every
-// directory inside the tree. Symlinks are reported, never followed.
+// directory inside the tree. Symlinks are reported, never followed. A
+// directory below dir that cannot be read (isUnreadableDir: permissions,
+// a path deeper than the system allows) is passed to fn and not entered:
+// one planted directory does not fail a walk of the whole tree.
+// UnreadableDirs names them.
 func (r *Root) walkDir(dir string, fn fs.WalkDirFunc) error {
+	return r.walkDirSkipping(dir, fn, nil)
+}
+
+// walkDirSkipping is walkDir, appending to skipped (when not nil) each
+// directory it could not read.
+func (r *Root) walkDirSkipping(dir string, fn fs.WalkDirFunc, skipped *[]string) error {
 	fi, err := r.lstat(dir)
 	if err != nil {
 		err = fn(dir, nil, err)
 	} else {
-		err = r.walk(dir, fs.FileInfoToDirEntry(fi), fn)
+		err = r.walk(dir, fs.FileInfoToDirEntry(fi), fn, skipped, true)
 	}
 	if err == fs.SkipDir || err == fs.SkipAll {
 		return nil
@@ -567,7 +577,26 @@ func (r *Root) walkDir(dir string, fn fs.WalkDirFunc) error {
 	return err
 }
 
-func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc) error {
+// isUnreadableDir reports whether err, from reading a directory, says the
+// directory cannot be read at all rather than that it is gone or leads
+// out of the tree.
+func isUnreadableDir(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENAMETOOLONG) || errors.Is(err, syscall.ELOOP)
+}
+
+// maxWalkPath bounds the length of a path below the root a walk visits:
+// the system resolves at most PATH_MAX (4096) bytes in one call, so
+// anything deeper can be neither read nor served, and is skipped as an
+// unreadable directory.
+const maxWalkPath = 4000
+
+func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc, skipped *[]string, top bool) error {
+	if !top && len(path)-len(r.dir) > maxWalkPath {
+		if skipped != nil && d.IsDir() {
+			*skipped = append(*skipped, filepath.Dir(path))
+		}
+		return fs.SkipDir // the rest of this directory is as deep
+	}
 	if err := fn(path, d, nil); err != nil || !d.IsDir() {
 		if err == fs.SkipDir && d.IsDir() {
 			err = nil
@@ -575,6 +604,12 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc) error {
 		return err
 	}
 	entries, err := r.readDir(path)
+	if err != nil && !top && isUnreadableDir(err) {
+		if skipped != nil {
+			*skipped = append(*skipped, path)
+		}
+		return nil
+	}
 	if err != nil {
 		if err = fn(path, d, err); err != nil {
 			if err == fs.SkipDir && d.IsDir() {
@@ -584,7 +619,7 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc) error {
 		}
 	}
 	for _, e := range entries {
-		if err := r.walk(filepath.Join(path, e.Name()), e, fn); err != nil {
+		if err := r.walk(filepath.Join(path, e.Name()), e, fn, skipped, false); err != nil {
 			if err == fs.SkipDir {
 				break
 			}

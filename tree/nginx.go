@@ -328,7 +328,7 @@ func (r *Root) LinkForNginx() (NginxLinks, error) {
 		return n, err
 	}
 	defer l.Unlock()
-	repos, err := r.repoDirs()
+	repos, _, err := r.repoDirs()
 	if err != nil {
 		return n, err
 	}

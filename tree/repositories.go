@@ -18,7 +18,7 @@ import (
 // tagged or not, sorted. Unlike Repositories it includes repositories
 // whose last tag is gone: a collector must find those to empty them.
 func (r *Root) StoredRepositories() ([]string, error) {
-	dirs, err := r.repoDirs()
+	dirs, _, err := r.repoDirs()
 	if err != nil {
 		return nil, err
 	}
@@ -118,14 +118,22 @@ var layoutDirs = map[string]bool{blobsDir: true, manifestsDir: true, tagsDir: tr
 // repoDirs lists every repository directory of the tree: a directory with
 // any of blobs/, manifests/, tags/ or referrers/, published or still being
 // written. Each directory is read once, and what its entries are tells a
-// repository: no stat of its layout directories, no symlink descended.
-func (r *Root) repoDirs() ([]string, error) {
-	var repos []string
+// repository: no stat of its layout directories, no symlink descended, no
+// directory descended whose path is no repository name's beginning (the
+// distribution grammar bounds a name to 255 characters, so a directory
+// deeper than the system's path limit is never reached). A directory
+// below v2 that cannot be read is skipped — one directory, not the whole
+// tree, is then unknown — and listed in unreadable.
+func (r *Root) repoDirs() (repos, unreadable []string, err error) {
 	var visit func(dir, repo string) error
 	visit = func(dir, repo string) error {
 		entries, err := r.readDir(dir)
 		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			return nil // removed while we walked
+		}
+		if err != nil && repo != "" && isUnreadableDir(err) {
+			unreadable = append(unreadable, dir)
+			return nil
 		}
 		if err != nil {
 			return err
@@ -140,14 +148,31 @@ func (r *Root) repoDirs() ([]string, error) {
 			if !e.IsDir() || layoutDirs[name] || strings.HasPrefix(name, ".") {
 				continue // a symlink to a directory is no repository: never followed
 			}
+			if ValidateRepo(path.Join(repo, name)) != nil {
+				continue // nothing below is a repository
+			}
 			if err := visit(filepath.Join(dir, name), path.Join(repo, name)); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	err := visit(r.V2Dir(), "")
-	return repos, err
+	err = visit(r.V2Dir(), "")
+	return repos, unreadable, err
+}
+
+// UnreadableDirs lists the directories below v2 that cannot be read
+// (isUnreadableDir), which every walk of the tree skips: verify names
+// each, since what they hold is unknown to every command.
+func (r *Root) UnreadableDirs() ([]string, error) {
+	var skipped []string
+	err := r.walkDirSkipping(r.V2Dir(), func(_ string, _ fs.DirEntry, err error) error {
+		if err != nil && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			return nil
+		}
+		return err
+	}, &skipped)
+	return skipped, err
 }
 
 // isRepoDir reports whether dir is a repository's directory.
@@ -163,7 +188,7 @@ func (r *Root) isRepoDir(dir string) bool {
 // Repositories lists the published repositories, those with a tags/list,
 // sorted: the content of _catalog.
 func (r *Root) Repositories() ([]string, error) {
-	dirs, err := r.repoDirs()
+	dirs, _, err := r.repoDirs()
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package tree
 import (
 	"errors"
 	"io/fs"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -134,9 +135,12 @@ func isTempEntry(e fs.DirEntry) bool {
 // lock exclusively, or an export may be about to fill a new directory.
 func (r *Root) SweepEmptyDirs() (int, error) {
 	n := 0
-	var sweep func(dir string) (bool, error)
-	sweep = func(dir string) (empty bool, err error) {
+	var sweep func(dir, repo string) (bool, error)
+	sweep = func(dir, repo string) (empty bool, err error) {
 		entries, err := r.readDir(dir)
+		if err != nil && repo != "" && isUnreadableDir(err) {
+			return false, nil // verify names it; nothing of the tree is known there
+		}
 		if err != nil {
 			return false, err
 		}
@@ -146,10 +150,10 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 				continue
 			}
 			sub := filepath.Join(dir, e.Name())
-			if r.isRepoDir(sub) {
-				continue
+			if ValidateRepo(path.Join(repo, e.Name())) != nil || r.isRepoDir(sub) {
+				continue // no repository's path: not ours to remove
 			}
-			gone, err := sweep(sub)
+			gone, err := sweep(sub, path.Join(repo, e.Name()))
 			if err != nil {
 				return false, err
 			}
@@ -166,6 +170,6 @@ func (r *Root) SweepEmptyDirs() (int, error) {
 		n++
 		return true, r.syncDir(filepath.Dir(dir))
 	}
-	_, err := sweep(r.V2Dir())
+	_, err := sweep(r.V2Dir(), "")
 	return n, err
 }
