@@ -106,7 +106,7 @@ const (
 type Root struct {
 	dir   string
 	state *rootState // the root directory, opened on first use (confine.go)
-	waits Waits      // how lock waits end (lock.go)
+	waits Waits      // how lock waits end (locks.go)
 }
 
 // Open returns the tree rooted at dir. It does not touch the disk: the

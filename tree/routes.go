@@ -136,7 +136,7 @@ type Route struct {
 	re     *regexp.Regexp
 	params []Param                    // captured params of Path, in order
 	groups []int                      // their submatch indexes in re
-	fast   func(string) (Match, bool) // re's answer without re, or nil (fast.go)
+	fast   func(string) (Match, bool) // re's answer without re, or nil (routes_fast.go)
 }
 
 // The routes' names.
