@@ -33,54 +33,33 @@ func createTemp(path string, create func(tmp string) error) (string, error) {
 // mkdirAll creates dir and its missing parents with dirMode, whatever the
 // umask. Below the root it resolves dir inside the tree: a symlink on the
 // way that leads outside is an error, never a directory made out there.
-func (r *Root) mkdirAll(dir string) error {
-	stat := os.Stat // the root and above: the administrator's path
-	if r.inTree(dir) {
-		stat = r.stat
-	}
-	fi, err := stat(dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%s: not a directory", dir)
-		}
-		return nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) {
-		return err
-	}
-	if err := r.mkdirAll(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	return r.makeDir(dir)
-}
+func (r *Root) mkdirAll(dir string) error { return r.mkdirs(dir, true) }
 
 // mkdirInTree is mkdirAll for the tree's own bookkeeping (lock files):
 // it creates what is missing below the root, never the root itself, so
 // a command whose root was moved or removed meanwhile fails instead of
 // making an empty tree by its name — into which an operator's
 // `mv new root` would then nest the new one.
-func (r *Root) mkdirInTree(dir string) error {
-	if !r.inTree(dir) {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return fmt.Errorf("root %s: %w", r.dir, err)
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("root %s: not a directory", dir)
-		}
-		return nil
+func (r *Root) mkdirInTree(dir string) error { return r.mkdirs(dir, false) }
+
+// mkdirs is mkdirAll, making the root and above only when withRoot.
+func (r *Root) mkdirs(dir string, withRoot bool) error {
+	stat := os.Stat // the root and above: the administrator's path
+	if r.inTree(dir) {
+		stat = r.stat
 	}
-	fi, err := r.stat(dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%s: not a directory", dir)
-		}
+	fi, err := stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("%s: not a directory", dir)
+	case err == nil:
 		return nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) {
+	case !r.inTree(dir) && !withRoot:
+		return fmt.Errorf("root %s: %w", r.dir, err)
+	case !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot):
 		return err
 	}
-	if err := r.mkdirInTree(filepath.Dir(dir)); err != nil {
+	if err := r.mkdirs(filepath.Dir(dir), withRoot); err != nil {
 		return err
 	}
 	return r.makeDir(dir)
