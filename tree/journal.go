@@ -196,7 +196,9 @@ func (r *Root) PendingTags(repo string) (map[string][]TagVariant, error) {
 	}
 	pending := map[string][]TagVariant{}
 	for _, e := range entries {
-		if isTempName(e.Name()) || !strings.HasSuffix(e.Name(), journalExt) {
+		// Only regular files, as completeJournals finishes: anything else
+		// is no journal a writer left (verify reports a FIFO).
+		if isTempName(e.Name()) || !strings.HasSuffix(e.Name(), journalExt) || !e.Type().IsRegular() {
 			continue
 		}
 		j, err := r.readJournal(filepath.Join(r.journalDir(), e.Name()))
