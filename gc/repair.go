@@ -10,6 +10,9 @@ import (
 
 // RepairReport is what Repair did, and what is left to do.
 type RepairReport struct {
+	// RemovedNotRegular are the FIFOs, sockets and devices removed from
+	// where the layout keeps files, each with what it was.
+	RemovedNotRegular []Problem `json:"removed_not_regular"`
 	// RemovedBlobs and RemovedManifests are REPO@DIGEST of the files whose
 	// bytes were not those their names say.
 	RemovedBlobs     []string `json:"removed_blobs"`
@@ -27,15 +30,17 @@ type RepairReport struct {
 // Repair removes what is corrupt from repos (every repository when none
 // is named) and rewrites the derived files that are out of step, holding
 // the tree lock exclusively, so no export or collection runs meanwhile:
-// blobs and manifests whose bytes do not hash to their names go, then
-// each repository's tags/list and tag links and referrers indexes are
-// derived again, then _catalog. It does not fetch anything: a tag left
+// first every FIFO, socket or device (in the repositories named, or
+// anywhere in the tree) — the entry itself, inside the tree, never
+// opened — then blobs and manifests whose bytes do not hash to their
+// names, then each repository's tags/list and tag links and referrers
+// indexes are derived again, then _catalog. It does not fetch anything: a tag left
 // incomplete is reported in NeedExport, for an export to restore.
 func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
-	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, Rewritten: []string{}, NeedExport: []string{}}
+	rep := &RepairReport{RemovedNotRegular: []Problem{}, RemovedBlobs: []string{}, RemovedManifests: []string{}, Rewritten: []string{}, NeedExport: []string{}}
 	err := root.Maintain(tree.MaintainOptions{}, func() error { return repairLocked(root, repos, rep) })
 	return rep, err
 }
@@ -43,6 +48,16 @@ func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 // repairLocked is Repair for a caller that holds the tree lock
 // exclusively.
 func repairLocked(root *tree.Root, repos []string, rep *RepairReport) (err error) {
+	files, err := notRegularIn(root, repos)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := root.RemoveNotRegular(f.Path); err != nil {
+			return err
+		}
+		rep.RemovedNotRegular = append(rep.RemovedNotRegular, Problem{Path: f.Path, Message: f.Message()})
+	}
 	if len(repos) == 0 {
 		if repos, err = root.StoredRepositories(); err != nil {
 			return err
@@ -76,7 +91,11 @@ func repairRepo(root *tree.Root, v *verifier, repo string, rep *RepairReport) er
 		return err
 	}
 	for _, b := range blobs {
-		if got, err := v.hashBlob(repo, b); err == nil && got == b.Digest {
+		got, err := v.hashBlob(repo, b)
+		if ierr := interrupted(root); ierr != nil {
+			return ierr // a blob not read to its end is not corrupt
+		}
+		if err == nil && got == b.Digest {
 			continue
 		}
 		if _, err := root.RemoveBlob(repo, b.Digest); err != nil {
@@ -187,6 +206,14 @@ func needExport(root *tree.Root, repo string, rep *RepairReport) error {
 
 // String is the one-line summary of a repair.
 func (r *RepairReport) String() string {
-	return fmt.Sprintf("removed %d corrupt blobs and %d corrupt manifests, rewrote %d derived files; %d tags need a re-export",
-		len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Rewritten), len(r.NeedExport))
+	special := ""
+	switch n := len(r.RemovedNotRegular); n {
+	case 0:
+	case 1:
+		special = "1 FIFO, socket or device, "
+	default:
+		special = fmt.Sprintf("%d FIFOs, sockets or devices, ", n)
+	}
+	return fmt.Sprintf("removed %s%d corrupt blobs and %d corrupt manifests, rewrote %d derived files; %d tags need a re-export",
+		special, len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Rewritten), len(r.NeedExport))
 }

@@ -17,12 +17,14 @@ func verifyCommand() *cli.Command {
 		Description: `Re-hashes every blob (legacy .gz names too) and manifest; checks every manifest's headers, that
 every tag, index child and referenced blob is in its repository, that tags/list lists exactly the
 tags, that every referrers index lists exactly the manifests whose subject it is, and that _catalog
-lists exactly the repositories. Prints each problem with its path.
+lists exactly the repositories; and that no symlink leads outside the tree and no FIFO, socket or
+device stands in it. Prints each problem with its path.
 
---repair, holding the tree so that exports and gc wait: removes the blobs and manifests whose
-bytes do not match their names, rewrites tags/list, tag links, referrers indexes and _catalog
-where they are out of step, and prints the tags that need a re-export (export --verify-existing
-fetches what is missing). Then it verifies again.`,
+--repair, holding the tree so that exports and gc wait: removes every FIFO, socket or device (the
+entry, never opened), the blobs and manifests whose bytes do not match their names, rewrites
+tags/list, tag links, referrers indexes and _catalog where they are out of step, and prints the
+tags that need a re-export (export --verify-existing fetches what is missing). Then it verifies
+again.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "repair", Usage: "remove what is corrupt, rewrite what is out of step, name the tags to re-export"},
@@ -79,6 +81,9 @@ func runRepair(c *cli.Context, root *tree.Root) error {
 			return err
 		}
 	} else {
+		for _, p := range rep.RemovedNotRegular {
+			fmt.Fprintf(w, "removed %s\n", p)
+		}
 		for _, b := range rep.RemovedBlobs {
 			fmt.Fprintf(w, "removed corrupt blob %s\n", b)
 		}
