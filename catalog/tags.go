@@ -60,13 +60,22 @@ func TagNames(root *tree.Root, repo string) ([]string, error) {
 
 // Tags describes every tag of repos, in order (repositories sorted, then
 // tags). A tag that cannot be read is returned with what could be, and
-// its error joined into the one returned.
+// its error joined into the one returned. A type map that is no regular
+// file (a FIFO) is such a tag: no server serves it, and TagNames does not
+// name it, but it is no deleted tag either.
 func Tags(root *tree.Root, repos []string) ([]Tag, error) {
 	var out []Tag
 	for _, repo := range repos {
 		tags, err := TagNames(root, repo)
 		if err != nil {
 			return out, err
+		}
+		damaged, err := root.NotRegularTags(repo)
+		if err != nil {
+			return out, err
+		}
+		if len(damaged) > 0 {
+			return out, damaged[0].Err()
 		}
 		for _, tag := range tags {
 			t, err := describeTag(root, repo, tag)

@@ -217,14 +217,14 @@ type Image struct {
 	Blobs    []digest.Digest
 }
 
-// Export writes an image of two small blobs, named after repo, into repo
-// as tag, through the tree's writers.
+// Export writes an image of two small blobs, named after repo and tag,
+// into repo as tag, through the tree's writers.
 func Export(t testing.TB, root *tree.Root, repo, tag string) Image {
 	t.Helper()
 	var im Image
 	var descs []string
 	for _, part := range []string{"config", "layer"} {
-		b := []byte(repo + " " + part)
+		b := []byte(repo + ":" + tag + " " + part)
 		d := digest.FromBytes(b)
 		if _, _, err := root.PutBlob(repo, d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
 			t.Fatal(err)
