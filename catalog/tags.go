@@ -97,8 +97,10 @@ func TagNames(root *tree.Root, repo string) ([]string, error) {
 // Tags describes every tag of repos, in order (repositories sorted, then
 // tags). A broken tag is described with what could be read and its
 // Status; a tag removed while it is read is left out. The error joins
-// those of the repositories whose tags cannot be listed at all; the tags
-// of every other repository are returned with it.
+// those of the repositories whose tags cannot be listed at all, and one
+// per type map that is no regular file (a FIFO): no server serves such a
+// tag and TagNames does not name it, but it is no deleted tag either. The
+// tags of every other repository are returned with it.
 func Tags(root *tree.Root, repos []string) ([]Tag, error) {
 	out := []Tag{}
 	var errs []error
@@ -107,6 +109,13 @@ func Tags(root *tree.Root, repos []string) ([]Tag, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repository %s: %w", repo, err))
 			continue
+		}
+		damaged, err := root.NotRegularTags(repo)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("repository %s: %w", repo, err))
+		}
+		for _, f := range damaged {
+			errs = append(errs, f.Err())
 		}
 		for _, tag := range tags {
 			t, ok := describeTag(root, repo, tag)

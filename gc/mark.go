@@ -41,7 +41,9 @@ type repoGraph struct {
 // manifests become problems, not errors: the caller decides what a
 // problem forbids. So do symlinks leading outside the tree, in the layout
 // (then nothing is read) or as a manifest's index.json: the tree holds
-// something no server serves and no collector may follow.
+// something no server serves and no collector may follow. So do a
+// manifest's index.json and a type map that are no regular file (a FIFO):
+// what the manifest references, or what the tag names, is unknown.
 func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 	g := &repoGraph{
 		root:      root,
@@ -62,6 +64,13 @@ func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 		g.outside = true
 		return g, nil
 	}
+	tags, err := root.NotRegularTags(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
+	}
+	for _, f := range tags {
+		g.problem(f.Path, "%s", f.Message())
+	}
 	ds, err := root.ManifestDigests(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", repo, err)
@@ -71,6 +80,10 @@ func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 		raw, err := root.ReadManifest(repo, d)
 		if errors.Is(err, tree.ErrOutsideRoot) {
 			g.problem(root.ManifestPath(repo, d), "%v", err)
+			continue
+		}
+		if errors.Is(err, tree.ErrNotRegular) {
+			g.problem(root.ManifestPath(repo, d), "%v", notRegular(err))
 			continue
 		}
 		if errors.Is(err, fs.ErrNotExist) {
@@ -92,6 +105,16 @@ func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 		}
 	}
 	return g, nil
+}
+
+// notRegular is the cause of a read that found no regular file — "not a
+// regular file (fifo)" — without the path a problem names already.
+func notRegular(err error) error {
+	var nr *tree.NotRegularError
+	if errors.As(err, &nr) {
+		return nr
+	}
+	return err
 }
 
 // outsideMessage describes a symlink leading outside the tree.

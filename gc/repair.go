@@ -10,6 +10,9 @@ import (
 
 // RepairReport is what Repair did, and what is left to do.
 type RepairReport struct {
+	// RemovedNotRegular are the FIFOs, sockets and devices removed from
+	// where the layout keeps files, each with what it was.
+	RemovedNotRegular []Problem `json:"removed_not_regular"`
 	// RemovedBlobs and RemovedManifests are REPO@DIGEST of the files whose
 	// bytes were not those their names say.
 	RemovedBlobs     []string `json:"removed_blobs"`
@@ -67,8 +70,9 @@ func (r *RepairReport) ProblemsLeft() int { return len(r.Verify.Problems) + len(
 // it derives what can be derived: each manifest's missing or wrong
 // headers from its bytes (tree.Root.RestoreHeaders), and the type map of
 // each tag that lost its own from nginx's links to it, or leaves it to
-// the journal that names it (tree.Root.SalvageTags). Then blobs and
-// manifests whose bytes do not hash to their names go, then each
+// the journal that names it (tree.Root.SalvageTags). Then every FIFO,
+// socket or device goes (the entry itself, never opened), then blobs and
+// manifests whose bytes do not hash to their names, then each
 // repository's tags/list and tag links and referrers indexes are derived
 // again, then _catalog. It does not fetch anything: a tag left incomplete
 // is reported in NeedExport, a tag it could not restore in Lost and
@@ -77,7 +81,7 @@ func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
-	rep := &RepairReport{RemovedBlobs: []string{}, RemovedManifests: []string{}, RemovedStray: []string{}, Restored: []RestoredTag{},
+	rep := &RepairReport{RemovedNotRegular: []Problem{}, RemovedBlobs: []string{}, RemovedManifests: []string{}, RemovedStray: []string{}, Restored: []RestoredTag{},
 		Rewritten: []string{}, NeedExport: []string{}, Lost: []LostTag{}}
 	var targets []string
 	salvage := func() (err error) {
@@ -140,6 +144,16 @@ func salvageRepo(root *tree.Root, repo string, rep *RepairReport) error {
 // repairLocked is the rest of Repair, for a caller that holds the tree
 // lock exclusively, over targets, the repositories repos names.
 func repairLocked(root *tree.Root, repos, targets []string, rep *RepairReport) (err error) {
+	files, err := notRegularIn(root, repos)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := root.RemoveNotRegular(f.Path); err != nil {
+			return err
+		}
+		rep.RemovedNotRegular = append(rep.RemovedNotRegular, Problem{Path: f.Path, Message: f.Message()})
+	}
 	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
 	for _, repo := range targets {
 		if err := interrupted(root); err != nil {
@@ -170,7 +184,11 @@ func repairRepo(root *tree.Root, v *verifier, repo string, rep *RepairReport) er
 		return err
 	}
 	for _, b := range blobs {
-		if got, err := v.hashBlob(repo, b); err == nil && got == b.Digest {
+		got, err := v.hashBlob(repo, b)
+		if ierr := interrupted(root); ierr != nil {
+			return ierr // a blob not read to its end is not corrupt
+		}
+		if err == nil && got == b.Digest {
 			continue
 		}
 		if _, err := root.RemoveBlob(repo, b.Digest); err != nil {
@@ -281,6 +299,14 @@ func needExport(root *tree.Root, repo string, rep *RepairReport) error {
 
 // String is the one-line summary of a repair.
 func (r *RepairReport) String() string {
-	return fmt.Sprintf("removed %d corrupt blobs and %d corrupt manifests, restored %d tags, rewrote %d derived files; %d tags need a re-export",
-		len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Restored), len(r.Rewritten), len(r.NeedExport))
+	special := ""
+	switch n := len(r.RemovedNotRegular); n {
+	case 0:
+	case 1:
+		special = "1 FIFO, socket or device, "
+	default:
+		special = fmt.Sprintf("%d FIFOs, sockets or devices, ", n)
+	}
+	return fmt.Sprintf("removed %s%d corrupt blobs and %d corrupt manifests, restored %d tags, rewrote %d derived files; %d tags need a re-export",
+		special, len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Restored), len(r.Rewritten), len(r.NeedExport))
 }

@@ -19,7 +19,9 @@ import (
 // and agreeing with its manifest, every tag, index child and referenced
 // blob present, tags/list equal to the tags, every referrers index equal
 // to what the manifests that refer to its subject make, and _catalog
-// equal to the repositories. The report lists each problem with its path.
+// equal to the repositories; no symlink leading outside the tree, and no
+// FIFO, socket or device anywhere in it. The report lists each problem
+// with its path.
 //
 // It holds the tree lock shared: collections and prunes wait, exports and
 // tag deletes go on. Those rewrite tags/list and _catalog in two steps,
@@ -42,8 +44,11 @@ func verifyLocked(root *tree.Root, repos []string) (*VerifyReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}, outside: map[string]bool{}}
+	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}, once: map[string]bool{}}
 	if err := v.outsideLinks(repos); err != nil {
+		return nil, err
+	}
+	if err := v.notRegularFiles(repos); err != nil {
 		return nil, err
 	}
 	if err := v.legacyConventions(repos); err != nil {
@@ -126,18 +131,20 @@ type verifier struct {
 	// hashed remembers each inode's content digest: a blob hard-linked
 	// into many repositories is read once.
 	hashed map[[2]uint64]digest.Digest
-	// outside are the paths of the symlinks leading outside the tree,
-	// reported once each.
-	outside map[string]bool
+	// once are the paths of the symlinks leading outside the tree and of
+	// the entries that are no regular file: each is reported once, as
+	// what it is, whatever else fails to read it.
+	once map[string]bool
 	// legacy are the paths of TripleO's conventions migrate rewrites:
 	// what they make disagree is no problem there.
 	legacy map[string]tree.LegacyKind
 }
 
 // problem records a problem at path, unless path is a symlink leading
-// outside the tree: that is the one problem reported there.
+// outside the tree or no regular file: that is the one problem reported
+// there.
 func (v *verifier) problem(path, format string, args ...any) {
-	if v.outside[path] {
+	if v.once[path] {
 		return
 	}
 	v.problems = append(v.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
@@ -169,6 +176,9 @@ func (v *verifier) repo(repo string) error {
 		present[b.Digest] = true
 		path := r.BlobFilePath(repo, b)
 		got, err := v.hashBlob(repo, b)
+		if ierr := interrupted(r); ierr != nil {
+			return ierr // not a problem of the blob
+		}
 		switch {
 		case err != nil:
 			v.problem(path, "%v", err)
@@ -318,12 +328,47 @@ func (v *verifier) outsideLinks(named []string) error {
 		links = append(links, ls...)
 	}
 	for _, l := range links {
-		if !v.outside[l.Path] {
-			v.outside[l.Path] = true
+		if !v.once[l.Path] {
+			v.once[l.Path] = true
 			v.problems = append(v.problems, Problem{Path: l.Path, Message: outsideMessage(l)})
 		}
 	}
 	return nil
+}
+
+// notRegularFiles reports every FIFO, socket or device in the
+// repositories named, or anywhere under v2/ and the state directory: the
+// layout has none, no server serves one and no command reads one. Each is
+// reported once, as what it is ("not a regular file (fifo)").
+func (v *verifier) notRegularFiles(named []string) error {
+	files, err := notRegularIn(v.root, named)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if !v.once[f.Path] {
+			v.once[f.Path] = true
+			v.problems = append(v.problems, Problem{Path: f.Path, Message: f.Message()})
+		}
+	}
+	return nil
+}
+
+// notRegularIn lists the FIFOs, sockets and devices in the repositories
+// named, or in the whole tree.
+func notRegularIn(root *tree.Root, named []string) ([]tree.NotRegularFile, error) {
+	if len(named) == 0 {
+		return root.NotRegularFiles("")
+	}
+	var files []tree.NotRegularFile
+	for _, repo := range named {
+		found, err := root.NotRegularFiles(repo)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, found...)
+	}
+	return files, nil
 }
 
 // tags checks that every tag names manifests of the repository, with the
@@ -462,7 +507,8 @@ func (v *verifier) settle(check func() ([]Problem, error)) error {
 }
 
 // hashBlob reads blob b of repo and returns its digest, reading each
-// inode once.
+// inode once. A signal (the root's context) stops it between two
+// megabytes, not at the end of a blob of gigabytes.
 func (v *verifier) hashBlob(repo string, b tree.StoredBlob) (digest.Digest, error) {
 	f, in, err := v.root.OpenBlobFile(repo, b)
 	if err != nil {
@@ -474,7 +520,7 @@ func (v *verifier) hashBlob(repo string, b tree.StoredBlob) (digest.Digest, erro
 		return d, nil
 	}
 	dg := b.Digest.Algorithm().Digester()
-	if _, err := io.CopyBuffer(dg.Hash(), f, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(dg.Hash(), interruptible{v.root, f}, make([]byte, 1<<20)); err != nil {
 		return "", err
 	}
 	v.hashed[key] = dg.Digest()
@@ -495,4 +541,18 @@ func legacyListing(r *tree.Root, repo string, listed, tags []string) bool {
 		return false
 	}
 	return slices.Equal(sortedCopy(listed), sortedCopy(append(slices.Clone(tags), links...)))
+}
+
+// interruptible reads r until the root's context is done, and then fails
+// with its cause.
+type interruptible struct {
+	root *tree.Root
+	r    io.Reader
+}
+
+func (i interruptible) Read(p []byte) (int, error) {
+	if err := interrupted(i.root); err != nil {
+		return 0, err
+	}
+	return i.r.Read(p)
 }

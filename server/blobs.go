@@ -26,10 +26,7 @@ func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, m tree.Match
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = errNotFile
-	}
+	fi, err := f.Stat() // a regular file: the tree opens no other
 	if err != nil {
 		h.failOpen(w, r, err, distribution.ErrBlobUnknown)
 		return

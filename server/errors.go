@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // Error responses catalog has no body for. Apache answers these cases with
@@ -55,17 +56,21 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, e distribution.Er
 	}
 }
 
-// errNotFile is a directory (or worse) where the tree should have a file:
-// Apache's "-f" tests send those to the 404 too.
-var errNotFile = errors.New("not a regular file")
+// missing reports an error of the tree that a server answers as a missing
+// file: nothing there, a path through a file (as
+// /v2/index.json/tags/list), or no regular file there — a directory, a
+// FIFO, a socket, a device, which Apache's "-f" tests and nginx send to
+// the 404 too (the tree never opens one blocking: tree.ErrNotRegular).
+func missing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, tree.ErrNotRegular)
+}
 
 // failOpen answers a failure to open or read what the URL names: a missing
-// file (or a path through a file, as /v2/index.json/tags/list) is the
-// location's 404 (notFound), an unreadable one Apache's 403, anything else
-// a logged 500.
+// file is the location's 404 (notFound), an unreadable one Apache's 403,
+// anything else a logged 500.
 func (h *handler) failOpen(w http.ResponseWriter, r *http.Request, err error, notFound distribution.Error) {
 	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, errNotFile):
+	case missing(err):
 		h.fail(w, r, notFound)
 	case errors.Is(err, fs.ErrPermission):
 		h.log.Warn("unreadable file in the tree", "path", r.URL.Path, "err", err)

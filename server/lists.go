@@ -22,7 +22,7 @@ import (
 func (h *handler) servePing(w http.ResponseWriter, r *http.Request, _ tree.Match) {
 	w.Header().Set("Content-Type", jsonType)
 	f, fi, err := h.openFile(h.root.PingPath())
-	if errors.Is(err, fs.ErrNotExist) {
+	if missing(err) {
 		w.Header().Set("Content-Length", "2")
 		if r.Method != http.MethodHead {
 			_, _ = io.WriteString(w, "{}")

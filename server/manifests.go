@@ -111,7 +111,7 @@ func unconditional(r *http.Request) *http.Request {
 // Apache types index.json by its extension.
 func (h *handler) mediaType(repo string, d digest.Digest) (string, error) {
 	v, err := h.cache.get(h.root.HeadersPath(repo, d), func() (any, error) { return h.root.ManifestMediaType(repo, d) })
-	if errors.Is(err, fs.ErrNotExist) {
+	if missing(err) {
 		return jsonType, nil
 	}
 	if err != nil {
@@ -130,17 +130,15 @@ func (h *handler) tagVariants(repo, tag string) ([]tree.TagVariant, error) {
 	return v.([]tree.TagVariant), nil
 }
 
-// openFile opens path and insists on a regular file, as Apache's "-f"
-// rewrite conditions do.
+// openFile opens path, a regular file, as Apache's "-f" rewrite
+// conditions insist: anything else there is tree.ErrNotRegular, opened
+// without blocking and closed unread.
 func (h *handler) openFile(path string) (*os.File, fs.FileInfo, error) {
 	f, err := h.root.OpenInTree(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = errNotFile
-	}
 	if err != nil {
 		f.Close()
 		return nil, nil, err

@@ -2,10 +2,7 @@ package server
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
 	"net/http"
-	"syscall"
 	"time"
 
 	"github.com/image-serve/image-serve/distribution"
@@ -37,7 +34,7 @@ func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, m tree.
 func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo string, subject digest.Digest) {
 	body, err := h.root.ReadReferrers(repo, subject)
 	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTDIR):
+	case missing(err):
 		body = distribution.EmptyReferrers() // not a file: Apache's "-f" falls back too
 	case err != nil:
 		h.failOpen(w, r, err, distribution.ErrNameUnknown)

@@ -80,14 +80,14 @@ func (r *Root) publish(path string, data []byte) error {
 
 // writeIfChanged publishes data at path unless the file already holds it.
 // An old file that cannot be read as one of the tree (a symlink leading
-// outside it) is replaced: the rename replaces the link, not what it
-// names.
+// outside it, a FIFO) is replaced: the rename replaces the entry, never
+// what it names, and never opens it.
 func (r *Root) writeIfChanged(path string, data []byte) error {
 	old, err := r.readSmall(path, len(data))
 	switch {
 	case err == nil && string(old) == string(data):
 		return nil
-	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, errOverLimit):
+	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, errOverLimit), errors.Is(err, ErrNotRegular):
 		return r.publish(path, data)
 	default:
 		return err

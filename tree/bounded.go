@@ -3,46 +3,32 @@ package tree
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"syscall"
 )
 
-// readSmall returns the content of the file at path, at most limit bytes
-// (more is an error that matches errOverLimit), resolving path inside the
-// tree. It makes the three system calls reading a small file needs —
-// openat2, one read, close — where os.ReadFile makes about eight (an
-// os.File tries the runtime poller and sets the descriptor back to
-// blocking): a collection reads every manifest and every type map of the
-// tree, tens of thousands of small files, and spends its time in those
-// calls.
+// readSmall returns the content of the regular file at path, at most
+// limit bytes (more is an error that matches errOverLimit), resolving
+// path inside the tree; anything but a regular file there is
+// ErrNotRegular (openRegular). It makes the four system calls reading a
+// small file needs — openat2, fstat, one read, close — where os.ReadFile
+// makes about eight (an os.File tries the runtime poller and sets the
+// descriptor back to blocking): a collection reads every manifest and
+// every type map of the tree, tens of thousands of small files, and
+// spends its time in those calls. The fstat that refuses what is not a
+// regular file also gives the size: a file over the limit is refused
+// unread, and any other is read with one read.
 func (r *Root) readSmall(path string, limit int) ([]byte, error) {
 	var b []byte
 	err := r.at("open", path, func(t *dirHandle, name string) error {
-		fd, err := t.openat2(name, syscall.O_RDONLY)
-		if err == errNoOpenat2 {
-			root, err := t.os()
-			if err != nil {
-				return err
-			}
-			f, err := root.Open(name)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			b, err = readLimited(func(p []byte) (int, error) {
-				n, err := f.Read(p)
-				if err == io.EOF {
-					err = nil
-				}
-				return n, err
-			}, path, limit)
-			return err
-		}
+		fd, st, err := t.openRegular(name)
 		if err != nil {
 			return err
 		}
 		defer syscall.Close(fd)
+		if st.Size() > int64(limit) {
+			return &limitError{path, limit}
+		}
 		b, err = readLimited(func(p []byte) (int, error) {
 			for {
 				n, err := syscall.Read(fd, p)
@@ -50,7 +36,7 @@ func (r *Root) readSmall(path string, limit int) ([]byte, error) {
 					return max(n, 0), err
 				}
 			}
-		}, path, limit)
+		}, path, limit, int(st.Size()))
 		return err
 	})
 	var le *limitError
@@ -65,13 +51,14 @@ func (r *Root) readSmall(path string, limit int) ([]byte, error) {
 }
 
 // readLimited reads with read until it returns 0 bytes, or fewer than it
-// asked for, at most limit. A short read of a file is its end: the tree's
-// files are replaced by rename, never appended to, and a read of a
-// regular file returns all it asked for unless the file ends — so the
-// read that would only say so, one system call of the three a small file
-// costs, is left out.
-func readLimited(read func([]byte) (int, error), path string, limit int) ([]byte, error) {
-	buf := make([]byte, 0, min(4096, limit+1))
+// asked for, at most limit; size is what the file held when opened, the
+// first read asks for one byte more. A short read of a file is its end:
+// the tree's files are replaced by rename, never appended to, and a read
+// of a regular file returns all it asked for unless the file ends — so
+// the read that would only say so, one system call of the few a small
+// file costs, is left out.
+func readLimited(read func([]byte) (int, error), path string, limit, size int) ([]byte, error) {
+	buf := make([]byte, 0, min(max(size, 0)+1, limit+1))
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

@@ -334,24 +334,26 @@ func isEscape(err error) bool {
 // The reads. Each resolves its path inside the tree; none follows a
 // symlink out of it.
 
-// open opens the file at path for reading. The file outlives the root
-// descriptor it was opened through.
+// open opens the regular file at path for reading (openRegular): a FIFO,
+// a socket, a device or a directory there is ErrNotRegular. The file is a
+// blocking one, as os.Open's, and outlives the root descriptor it was
+// opened through.
 func (r *Root) open(path string) (*os.File, error) {
 	var f *os.File
 	err := r.at("open", path, func(t *dirHandle, name string) error {
-		fd, err := t.openat2(name, syscall.O_RDONLY)
-		if err == nil {
-			f = os.NewFile(uintptr(fd), path)
-			return nil
-		}
-		if err != errNoOpenat2 {
+		fd, _, err := t.openRegular(name)
+		if err != nil {
 			return err
 		}
-		root, err := t.os()
-		if err == nil {
-			f, err = root.Open(name)
+		// F_SETFL with no flag clears O_NONBLOCK, the only one set: the
+		// file's users (sendfile, io.Copy) get the descriptor os.Open
+		// gives, and os.NewFile does not try the runtime poller on it.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0); err != nil {
+			syscall.Close(fd)
+			return err
 		}
-		return err
+		f = os.NewFile(uintptr(fd), path)
+		return nil
 	})
 	return f, err
 }
@@ -405,30 +407,14 @@ func (r *Root) readlink(path string) (string, error) {
 }
 
 // readDir lists the directory at path, sorted by name, as os.ReadDir.
-// With openat2 it reads the entries itself (getdents64), in the four
-// system calls listing a directory takes, as os.ReadDir does: an os.File
+// It reads the entries itself (getdents64), in the four system calls
+// listing a directory takes, as os.ReadDir does: an os.File
 // made of a descriptor asks it for its flags first, one call more per
 // directory, and a collection lists tens of thousands.
 func (r *Root) readDir(path string) ([]fs.DirEntry, error) {
 	var entries []fs.DirEntry
 	err := r.at("open", path, func(t *dirHandle, name string) error {
-		fd, err := t.openat2(name, syscall.O_RDONLY|syscall.O_DIRECTORY)
-		if err == errNoOpenat2 {
-			root, err := t.os()
-			if err != nil {
-				return err
-			}
-			f, err := root.Open(name)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			entries, err = f.ReadDir(-1)
-			if err != nil {
-				return &readError{cause(err)}
-			}
-			return nil
-		}
+		fd, err := t.openDirectory(name)
 		if err != nil {
 			return err
 		}

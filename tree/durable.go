@@ -213,12 +213,18 @@ func (r *Root) removeTree(dir string) error {
 // renameio syncs the file but not its directory entry.
 func (r *Root) syncDir(dir string) error {
 	crashPoint(stepSyncDir, dir)
-	d, err := r.open(dir)
-	if err != nil {
+	var fd int
+	if err := r.at("open", dir, func(t *dirHandle, name string) (err error) {
+		fd, err = t.openDirectory(name)
+		return err
+	}); err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer syscall.Close(fd)
+	if err := ignoringEINTR(func() error { return syscall.Fsync(fd) }); err != nil {
+		return &fs.PathError{Op: "sync", Path: dir, Err: err}
+	}
+	return nil
 }
 
 // lockFile takes a flock on path, creating the file. how is LOCK_SH or
@@ -230,9 +236,11 @@ func (r *Root) lockFile(path string, how int, what string) (*Lock, error) {
 		return nil, err
 	}
 	crashPoint(stepLock, path)
+	// Never read, only locked, and flock(2) holds on any file; opened
+	// without blocking, as everything of the tree (regular.go).
 	var f *os.File
 	err := r.in("open", path, func(root *os.Root, name string) (err error) {
-		f, err = root.OpenFile(name, os.O_RDWR|os.O_CREATE, fileMode)
+		f, err = root.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK|syscall.O_NOCTTY, fileMode)
 		return err
 	})
 	if err != nil {

@@ -11,3 +11,12 @@ func WithoutOpenat2(r *Root) *Root {
 
 // ReadDir is readDir, for the tests of package tree_test.
 func ReadDir(r *Root, path string) ([]fs.DirEntry, error) { return r.readDir(path) }
+
+// JournalPath is where the journal id of a tag move is written.
+func JournalPath(r *Root, id string) string { return r.journalDir() + "/" + id + journalExt }
+
+// ReadJournal reads the journal at path as a writer after a crash does.
+func ReadJournal(r *Root, path string) error {
+	_, err := r.readJournal(path)
+	return err
+}

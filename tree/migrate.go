@@ -321,7 +321,9 @@ func (r *Root) skeletonMissing() int {
 }
 
 // planModes plans the mode of every file and directory below dir that
-// is not ours: 0644 and 0755. Temporary files and symlinks keep theirs.
+// is not ours: 0644 and 0755. Temporary files and symlinks keep theirs. A
+// FIFO, a socket or a device is a problem, left as it is: no server
+// serves it and no command reads it (verify --repair removes it).
 func (r *Root) planModes(p *migration, dir string) error {
 	err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -331,6 +333,10 @@ func (r *Root) planModes(p *migration, dir string) error {
 			return err
 		}
 		if isTempName(e.Name()) || e.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		if notRegularEntry(e) {
+			p.problem(path, "%v: left as it is", &NotRegularError{Type: e.Type()})
 			return nil
 		}
 		fi, err := e.Info()

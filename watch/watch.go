@@ -89,7 +89,7 @@ func (o Options) withDefaults() Options {
 // holds none (an empty directory before the first export, a tree removed
 // or being replaced), it waits for one to appear, writing nothing.
 func Run(ctx context.Context, root *tree.Root, o Options) error {
-	w := &watcher{root: root, o: o.withDefaults(), kick: make(chan struct{}, 1), said: map[string]bool{}}
+	w := &watcher{root: root, o: o.withDefaults(), kick: make(chan struct{}, 1), said: map[string]bool{}, damaged: map[string]bool{}}
 	w.log = w.o.Log
 	w.pending.full = true
 	if err := w.start(); err != nil {
@@ -112,6 +112,8 @@ type watcher struct {
 	last    time.Time // last event of pending
 	rescans bool      // fallen back to periodic full rescans
 	said    map[string]bool
+	// damaged are the files the loop warned about as damage, once each.
+	damaged map[string]bool
 	kick    chan struct{}
 
 	// The watches: only the event goroutine and a rescan change them,
@@ -494,6 +496,18 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 			// The last record of the tag: said where an operator looks.
 			w.log.Warn("removed tag: its type map is gone; export it again if that was no deletion",
 				"repo", repo, "tag", t.Tag, "digest", string(t.Digest))
+		}
+		// A type map that is no regular file is left out of tags/list, as
+		// servers answer it as missing; but it is damage, not a deletion.
+		damaged, err := w.root.NotRegularTags(repo)
+		if err != nil {
+			w.log.Warn("listing a repository's type maps", "repo", repo, "err", err)
+		}
+		for _, f := range damaged {
+			if !w.damaged[f.Path] {
+				w.damaged[f.Path] = true
+				w.log.Warn("a tag's type map is no regular file: not served, left as it is (verify --repair removes it)", "repo", repo, "path", f.Path, "err", f.Message())
+			}
 		}
 		if d.Changed() {
 			changed++

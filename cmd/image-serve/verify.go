@@ -17,12 +17,14 @@ func verifyCommand() *cli.Command {
 		Description: `Re-hashes every blob (legacy .gz names too) and manifest; checks every manifest's headers, that
 every tag, index child and referenced blob is in its repository, that tags/list lists exactly the
 tags, that every referrers index lists exactly the manifests whose subject it is, and that _catalog
-lists exactly the repositories. Prints each problem with its path.
+lists exactly the repositories; and that no symlink leads outside the tree and no FIFO, socket or
+device stands in it. Prints each problem with its path.
 
 --repair, holding the tree so that exports and gc wait, never loses what the tree still records.
 First it derives what can be derived: a manifest's missing or wrong .htaccess from the manifest's
 bytes, and the type map of a tag that lost its own from nginx's links to it (or from the journal
-of an interrupted tag move). Then it removes the blobs and manifests whose bytes do not match
+of an interrupted tag move). Then it removes every FIFO, socket or device (the
+entry, never opened), the .htaccess files image-serve never writes, the blobs and manifests whose bytes do not match
 their names, rewrites tags/list, tag links, referrers indexes and _catalog where they are out of
 step, and prints the tags that need a re-export (export --verify-existing fetches what is
 missing) — among them each tag that tags/list or nginx's links still named but that it could not
@@ -83,6 +85,9 @@ func runRepair(c *cli.Context, root *tree.Root) error {
 			return err
 		}
 	} else {
+		for _, p := range rep.RemovedNotRegular {
+			fmt.Fprintf(w, "removed %s\n", p)
+		}
 		for _, b := range rep.RemovedBlobs {
 			fmt.Fprintf(w, "removed corrupt blob %s\n", b)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -94,23 +95,7 @@ func Build(t testing.TB, relative bool) *Tree {
 	// Inside: real repositories, each exported as an image, tag v1.
 	image := func(repo string) digest.Digest {
 		t.Helper()
-		var descs []string
-		for _, part := range []string{"config", "layer"} {
-			b := []byte(repo + " " + part)
-			d := digest.FromBytes(b)
-			if _, _, err := root.PutBlob(repo, d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
-				t.Fatal(err)
-			}
-			descs = append(descs, fmt.Sprintf(`{"mediaType":"application/octet-stream","digest":%q,"size":%d}`, d, len(b)))
-		}
-		raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":%s,"layers":[%s]}`, OCIManifest, descs[0], descs[1])
-		d := digest.FromBytes(raw)
-		if err := root.PutManifest(repo, d, OCIManifest, raw); err != nil {
-			t.Fatal(err)
-		}
-		if err := root.PutTag(repo, "v1", []tree.TagVariant{{Digest: d, MediaType: OCIManifest}}); err != nil {
-			t.Fatal(err)
-		}
+		d := Export(t, root, repo, "v1").Manifest
 		h.Images[repo] = d
 		return d
 	}
@@ -223,5 +208,108 @@ func Watch(t testing.TB, dir string) (events func() []string) {
 				out = append(out, what+" "+filepath.Join(dirs[ev.Wd], name))
 			}
 		}
+	}
+}
+
+// Image is what Export wrote: a manifest and its blobs, config first.
+type Image struct {
+	Manifest digest.Digest
+	Blobs    []digest.Digest
+}
+
+// Export writes an image of two small blobs, named after repo and tag,
+// into repo as tag, through the tree's writers.
+func Export(t testing.TB, root *tree.Root, repo, tag string) Image {
+	t.Helper()
+	var im Image
+	var descs []string
+	for _, part := range []string{"config", "layer"} {
+		b := []byte(repo + ":" + tag + " " + part)
+		d := digest.FromBytes(b)
+		if _, _, err := root.PutBlob(repo, d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
+			t.Fatal(err)
+		}
+		im.Blobs = append(im.Blobs, d)
+		descs = append(descs, fmt.Sprintf(`{"mediaType":"application/octet-stream","digest":%q,"size":%d}`, d, len(b)))
+	}
+	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":%s,"layers":[%s]}`, OCIManifest, descs[0], descs[1])
+	im.Manifest = digest.FromBytes(raw)
+	if err := root.PutManifest(repo, im.Manifest, OCIManifest, raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.PutTag(repo, tag, []tree.TagVariant{{Digest: im.Manifest, MediaType: OCIManifest}}); err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
+// PlantFIFO replaces whatever is at path (its directory made if missing)
+// with a FIFO, as anyone who can write to the tree can. open(2) of a FIFO
+// for reading waits for a writer: code that opens it blocking hangs. When
+// the test ends, whoever still waits in such an open is let go (the FIFO
+// is opened for writing and closed again), so that such code fails its
+// test instead of keeping a thread blocked for the rest of the run.
+func PlantFIFO(t testing.TB, path string) {
+	t.Helper()
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ReleaseFIFO(path) })
+}
+
+// ReleaseFIFO lets go whoever waits to open the FIFO at path for reading:
+// it opens it for writing without blocking — which fails at once when
+// nobody waits — and closes it, so that a waiting reader reads its end.
+func ReleaseFIFO(path string) {
+	for range 100 {
+		fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return // no reader waits, or no FIFO any more
+		}
+		syscall.Close(fd)
+	}
+}
+
+// Referrer writes into repo a manifest whose subject is subject, and the
+// subject's referrers index, through the tree's writers.
+func Referrer(t testing.TB, root *tree.Root, repo string, subject digest.Digest) digest.Digest {
+	t.Helper()
+	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"artifactType":"application/vnd.example.sbom","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[],"subject":{"mediaType":%q,"digest":%q,"size":1}}`, OCIManifest, OCIManifest, subject)
+	d := digest.FromBytes(raw)
+	if err := root.PutManifest(repo, d, OCIManifest, raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.UpdateReferrers(repo, subject); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// PlantSocket replaces whatever is at path with a listening unix socket,
+// closed when the test ends. It is bound in a short temporary directory
+// and renamed into place: a socket's address has room for 107 bytes.
+func PlantSocket(t testing.TB, path string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "s"), path); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,36 @@
+package gc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
+)
+
+// TestRepairInterruptedKeepsBlobs: a signal (the root's context) stops
+// verify --repair's hashing of a blob between two chunks, and the blob,
+// not read to its end, is no corrupt blob: it stays, and nothing is
+// reported removed.
+func TestRepairInterruptedKeepsBlobs(t *testing.T) {
+	tr := newTree(t)
+	big := tr.blob("app", bytes.Repeat([]byte("layer "), 4<<20)) // 24 MiB
+	stop := errors.New("interrupted by SIGTERM")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(stop)
+	root := tr.root.WithWaits(tree.Waits{Context: ctx})
+	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
+	rep := &RepairReport{}
+	if err := repairRepo(root, v, "app", rep); !errors.Is(err, stop) {
+		t.Fatalf("repair of a repository after the signal: %v, want its cause", err)
+	}
+	if len(rep.RemovedBlobs) > 0 {
+		t.Errorf("removed as corrupt: %v", rep.RemovedBlobs)
+	}
+	if fi, err := os.Stat(root.BlobPath("app", big.Digest)); err != nil || fi.Size() != 24<<20 {
+		t.Errorf("the blob is not there any more: %v", err)
+	}
+}
