@@ -178,7 +178,14 @@ func openTree(c *cli.Context) (*tree.Root, error) {
 	if err := root.RequireTree(); err != nil {
 		return nil, fmt.Errorf("%w (export an image there first, or fix --root)", err)
 	}
-	if _, err := os.ReadDir(root.V2Dir()); err != nil {
+	// O_DIRECTORY: whatever replaced v2 since RequireTree looked (a FIFO)
+	// is refused, never waited on.
+	d, err := os.OpenFile(root.V2Dir(), os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err == nil {
+		_, err = d.Readdirnames(-1)
+		d.Close()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("root %s: cannot read the tree: %w", root.Dir(), errors.Unwrap(err))
 	}
 	return root, nil
