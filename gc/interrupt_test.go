@@ -34,3 +34,25 @@ func TestRepairInterruptedKeepsBlobs(t *testing.T) {
 		t.Errorf("the blob is not there any more: %v", err)
 	}
 }
+
+// TestSettleInterrupted: verify's wait for a writer between its two
+// renames ends with a signal (the root's context), with its cause, not
+// after its last look.
+func TestSettleInterrupted(t *testing.T) {
+	tr := newTree(t)
+	stop := errors.New("interrupted by SIGINT")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(stop)
+	v := &verifier{root: tr.root.WithWaits(tree.Waits{Context: ctx}), once: map[string]bool{}}
+	looks := 0
+	err := v.settle(func() ([]Problem, error) {
+		looks++
+		return []Problem{{Path: "p", Message: "out of step"}}, nil
+	})
+	if !errors.Is(err, stop) || looks != 1 {
+		t.Errorf("settle after the signal: %v after %d looks, want its cause after one", err, looks)
+	}
+	if len(v.problems) > 0 {
+		t.Errorf("recorded %v: an interrupted look is no problem", v.problems)
+	}
+}

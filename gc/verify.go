@@ -2,6 +2,7 @@ package gc
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -489,8 +490,10 @@ func hasTypeMaps(r *tree.Root, repo string) bool {
 
 // settle runs check until it finds nothing, a few times over a fraction
 // of a second, and keeps what it still finds then: a writer between its
-// two renames is not a problem, a tree that stays so is.
+// two renames is not a problem, a tree that stays so is. A signal (the
+// root's context) ends the wait between two checks.
 func (v *verifier) settle(check func() ([]Problem, error)) error {
+	ctx := v.root.Context()
 	for i := 0; ; i++ {
 		ps, err := check()
 		if err != nil {
@@ -502,7 +505,13 @@ func (v *verifier) settle(check func() ([]Problem, error)) error {
 			}
 			return nil
 		}
-		time.Sleep(time.Duration(20<<i) * time.Millisecond)
+		t := time.NewTimer(time.Duration(20<<i) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
 	}
 }
 

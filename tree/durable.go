@@ -99,7 +99,7 @@ func (r *Root) renamePending(f *pendingFile) error {
 	}
 	dir := filepath.Dir(f.path)
 	crashPoint(stepSyncDir, dir)
-	d, err := f.dir.Open(".")
+	d, err := f.dir.OpenFile(".", dirFlags, 0)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: dir, Err: cause(err)}
 	}
