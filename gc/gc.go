@@ -133,6 +133,9 @@ func earliest(a, b *time.Time) *time.Time {
 type ProblemsError struct{ Problems []Problem }
 
 func (e *ProblemsError) Error() string {
+	if len(e.Problems) == 1 {
+		return fmt.Sprintf("1 problem in the tree, its repository was not swept (%s); run image-serve verify", e.Problems[0])
+	}
 	return fmt.Sprintf("%d problems in the tree, their repositories were not swept (first: %s); run image-serve verify", len(e.Problems), e.Problems[0])
 }
 

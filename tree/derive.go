@@ -59,6 +59,8 @@ func (r *Root) Classify(p string) Change {
 		return Change{Watch: true, Tree: true}
 	case len(parts) == 1 && parts[0] == catalogFile:
 		return Change{Catalog: true}
+	case len(parts) == 1 && parts[0] == manifestFile:
+		return Change{} // v2/index.json, /v2/'s answer: no repository
 	}
 	for _, c := range parts {
 		if strings.HasPrefix(c, ".") && c != headersFile {

@@ -27,7 +27,7 @@ func TestClassify(t *testing.T) {
 		{"/srv/root/.image-serve/locks/repo-ns+app", Change{}},
 		{"/srv/root/v2/_catalog", Change{Catalog: true}},
 		{"/srv/root/v2/._catalog123", Change{}},
-		{"/srv/root/v2/index.json", Change{Repo: "index.json", Catalog: true, Watch: true}}, // a repository could have that name
+		{"/srv/root/v2/index.json", Change{}}, // the ping file: no repository can have that name, its directory would be this file
 		{"/srv/root/v2/ns", Change{Repo: "ns", Catalog: true, Watch: true}},
 		{"/srv/root/v2/ns/app", Change{Repo: "ns/app", Catalog: true, Watch: true}},
 		{"/srv/root/v2/NS", Change{Catalog: true, Watch: true}}, // no repository name, maybe a directory above one
