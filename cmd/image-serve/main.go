@@ -79,6 +79,22 @@ func exitCode(err error) int {
 // reported as a JSON log record, so log collectors see them.
 var jsonErrors bool
 
+// The CLI's output rules, stated once, for every command:
+//
+//   - stdout carries what the command was asked for — a report, a
+//     listing, a configuration — as text, or as one JSON value with --json
+//     (or --log-format json); nothing else is ever written there.
+//   - stderr carries logs (progress, warnings; JSON records with
+//     --log-format json) and the failure: one line, `image-serve: …`,
+//     naming the object and the cause (one JSON record at ERROR with
+//     --log-format json), written by reportError and nowhere else.
+//   - Exit 0 on success, 1 on failure, 2 for a command line that cannot
+//     run (usageError: the problem, a "did you mean" when close, the
+//     usage line), 130 and 143 for SIGINT and SIGTERM — except serve,
+//     for which a signal is the way to stop, and which exits 0.
+//   - --quiet silences what a success prints, never a failure.
+//
+// reportError writes err as the rules above say.
 func reportError(err error) {
 	if jsonErrors {
 		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("failed", "err", err.Error())
