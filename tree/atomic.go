@@ -15,7 +15,7 @@ import (
 
 // createTemp creates a new entry with create at a temporary name next to
 // path: a dot name ending in digits, as renameio's, so that no server
-// serves it and SweepTemps recognises it.
+// serves it and sweepTemps recognises it.
 func createTemp(path string, create func(tmp string) error) (string, error) {
 	for range 100 {
 		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+strconv.FormatUint(rand.Uint64(), 10))

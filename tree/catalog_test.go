@@ -83,9 +83,9 @@ func TestSweepTemps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := r.SweepTemps()
+	n, err := r.sweepTemps()
 	if err != nil || n != len(stale) {
-		t.Fatalf("SweepTemps() = %d, %v; want %d", n, err, len(stale))
+		t.Fatalf("sweepTemps() = %d, %v; want %d", n, err, len(stale))
 	}
 	for _, p := range stale {
 		if _, err := os.Stat(p); err == nil {

@@ -283,9 +283,9 @@ func TestConfinedChanges(t *testing.T) {
 		{"DeleteTag with a tags/list link", func(h *hostileTree) error { return h.Root.DeleteTag("tagslist", "v1") }, ok,
 			func(h *hostileTree) error { return gone(h.Root.TagsListPath("tagslist")) }},
 		{"RefreshReferrers with a referrers link", func(h *hostileTree) error { return h.Root.RefreshReferrers("app") }, ok, nil},
-		{"SweepTemps", func(h *hostileTree) error { _, err := h.Root.SweepTemps(); return err }, ok, nil},
-		{"SweepEmptyDirs", func(h *hostileTree) error { _, err := h.Root.SweepEmptyDirs(); return err }, ok, nil},
-		{"SweepCatalogTemps", func(h *hostileTree) error { _, err := h.Root.SweepCatalogTemps(); return err }, ok, nil},
+		{"SweepTemps", func(h *hostileTree) error { _, err := tree.SweepTemps(h.Root); return err }, ok, nil},
+		{"SweepEmptyDirs", func(h *hostileTree) error { _, err := tree.SweepEmptyDirs(h.Root); return err }, ok, nil},
+		{"SweepCatalogTemps", func(h *hostileTree) error { _, err := tree.SweepCatalogTemps(h.Root); return err }, ok, nil},
 		{"SweepRepoTemps of a linked repository", func(h *hostileTree) error { _, err := h.Root.SweepRepoTemps("evil"); return err }, ok, nil},
 		{"SweepRepoTemps with a blobs/ link", func(h *hostileTree) error { _, err := h.Root.SweepRepoTemps("blobsdir"); return err }, ok, nil},
 		{"PutBlob through a blobs/ link", func(h *hostileTree) error {

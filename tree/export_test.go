@@ -20,3 +20,9 @@ func ReadJournal(r *Root, path string) error {
 	_, err := r.readJournal(path)
 	return err
 }
+
+// The sweeps, for the tests of package tree_test: Maintain and Publish
+// run them, nothing outside the package does.
+func SweepTemps(r *Root) (int, error)        { return r.sweepTemps() }
+func SweepEmptyDirs(r *Root) (int, error)    { return r.sweepEmptyDirs() }
+func SweepCatalogTemps(r *Root) (int, error) { return r.sweepCatalogTemps() }

@@ -73,9 +73,9 @@ func (r *Root) LockExclusive() (*Lock, error) {
 	return r.lockFile(r.treeLockPath(), unix.LOCK_EX, "the tree: exports or deletes are writing it")
 }
 
-// TryLockExclusive takes the tree lock exclusively if nobody holds it, and
+// tryLockExclusive takes the tree lock exclusively if nobody holds it, and
 // returns nil otherwise.
-func (r *Root) TryLockExclusive() (*Lock, error) {
+func (r *Root) tryLockExclusive() (*Lock, error) {
 	return r.lockFile(r.treeLockPath(), unix.LOCK_EX|unix.LOCK_NB, "")
 }
 

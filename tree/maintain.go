@@ -57,13 +57,13 @@ func (r *Root) Maintain(o MaintainOptions, do func() error) error {
 // repositories; temporary files inside them go repository by repository
 // as gc sweeps each.
 func (r *Root) sweepCrashed() error {
-	if _, err := r.SweepCatalogTemps(); err != nil {
+	if _, err := r.sweepCatalogTemps(); err != nil {
 		return fmt.Errorf("removing temporary files: %w", err)
 	}
-	if _, err := r.SweepIncoming(); err != nil {
+	if _, err := r.sweepIncoming(); err != nil {
 		return fmt.Errorf("removing temporary files: %w", err)
 	}
-	if _, err := r.SweepEmptyDirs(); err != nil {
+	if _, err := r.sweepEmptyDirs(); err != nil {
 		return fmt.Errorf("removing empty directories: %w", err)
 	}
 	return nil

@@ -309,7 +309,7 @@ func (r *Root) planMigration(repos []string) (*migration, error) {
 func (r *Root) skeletonMissing() int {
 	want := map[string][]byte{r.PingPath(): []byte("{}"), r.EmptyReferrersPath(): distribution.EmptyReferrers()}
 	for _, e := range distribution.Errors() {
-		want[r.ErrorPath(e)] = e.Body()
+		want[r.errorPath(e)] = e.Body()
 	}
 	n := 0
 	for path, data := range want {

@@ -285,7 +285,7 @@ func (r *Root) syncTagLinks(repo string) error {
 }
 
 // removeStaleLinks removes the symlinks in dir that name no tag in known.
-// Temporary names are left to SweepTemps, which knows no writer is live.
+// Temporary names are left to sweepTemps, which knows no writer is live.
 func (r *Root) removeStaleLinks(dir string, known map[string]bool) error {
 	entries, err := r.readDir(dir)
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {

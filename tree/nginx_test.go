@@ -240,8 +240,8 @@ func TestSweepTempSymlinks(t *testing.T) {
 	if err := os.Symlink("../sha256:"+strings.Repeat("a", 64), tmp); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := r.SweepTemps(); err != nil || n != 1 {
-		t.Fatalf("SweepTemps = %d, %v; want 1", n, err)
+	if n, err := r.sweepTemps(); err != nil || n != 1 {
+		t.Fatalf("sweepTemps = %d, %v; want 1", n, err)
 	}
 	if _, err := os.Lstat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s survived the sweep", tmp)

@@ -155,15 +155,15 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 // tree of a thousand would cost every export a walk of all of them, and
 // gc sweeps them.
 func (r *Root) tidyIfAlone(repos []string) (completed, swept int) {
-	l, err := r.TryLockExclusive()
+	l, err := r.tryLockExclusive()
 	if err != nil || l == nil {
 		return 0, 0
 	}
 	defer l.Unlock()
 	completed, _ = r.completeJournals()
-	n, _ := r.SweepIncoming()
+	n, _ := r.sweepIncoming()
 	swept += n
-	n, _ = r.SweepCatalogTemps()
+	n, _ = r.sweepCatalogTemps()
 	swept += n
 	slices.Sort(repos)
 	for _, repo := range slices.Compact(repos) {

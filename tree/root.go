@@ -134,8 +134,8 @@ func (r *Root) ErrorsDir() string { return filepath.Join(r.dir, stateDir, errors
 // ErrorFile is the name, in ErrorsDir, of the file holding e's body.
 func ErrorFile(e distribution.Error) string { return e.Name + errorExt }
 
-// ErrorPath is the file in ErrorsDir holding e's body, which Init writes.
-func (r *Root) ErrorPath(e distribution.Error) string {
+// errorPath is the file in ErrorsDir holding e's body, which Init writes.
+func (r *Root) errorPath(e distribution.Error) string {
 	return filepath.Join(r.ErrorsDir(), ErrorFile(e))
 }
 
@@ -158,7 +158,7 @@ func (r *Root) Init() error {
 		return err
 	}
 	for _, e := range distribution.Errors() {
-		if err := r.writeIfChanged(r.ErrorPath(e), e.Body()); err != nil {
+		if err := r.writeIfChanged(r.errorPath(e), e.Body()); err != nil {
 			return err
 		}
 	}

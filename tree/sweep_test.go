@@ -22,7 +22,7 @@ func TestSweepEmptyDirs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.V2Dir(), "other", "file", "x"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n, err := r.SweepEmptyDirs()
+	n, err := r.sweepEmptyDirs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestSweepEmptyDirs(t *testing.T) {
 	if n != 4 {
 		t.Errorf("removed %d directories, want 4", n)
 	}
-	if again, err := r.SweepEmptyDirs(); err != nil || again != 0 {
+	if again, err := r.sweepEmptyDirs(); err != nil || again != 0 {
 		t.Errorf("second sweep removed %d (%v), want 0", again, err)
 	}
 }
@@ -58,9 +58,9 @@ func TestSweepIncoming(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := r.SweepTemps()
+	n, err := r.sweepTemps()
 	if err != nil || n != 1 {
-		t.Fatalf("SweepTemps removed %d (%v), want 1", n, err)
+		t.Fatalf("sweepTemps removed %d (%v), want 1", n, err)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale download still there (%v)", err)

@@ -8,11 +8,11 @@ import (
 	"strings"
 )
 
-// SweepTemps removes temporary files left by writers that crashed before
+// sweepTemps removes temporary files left by writers that crashed before
 // their rename. Only call it holding the tree lock exclusively: a live
 // writer's temporary file looks the same.
-func (r *Root) SweepTemps() (int, error) {
-	n, err := r.SweepIncoming()
+func (r *Root) sweepTemps() (int, error) {
+	n, err := r.sweepIncoming()
 	if err != nil {
 		return n, err
 	}
@@ -45,7 +45,7 @@ func isTempName(name string) bool {
 	return strings.TrimRight(name, "0123456789") != name
 }
 
-// SweepRepoTemps is SweepTemps for one repository: the temporary files in
+// SweepRepoTemps is sweepTemps for one repository: the temporary files in
 // its blobs, manifests (digest and link directories included), tags and
 // referrers directories. A collection sweeps repository by repository,
 // several at once, instead of walking the tree a second time. The same
@@ -79,9 +79,9 @@ func (r *Root) SweepRepoTemps(repo string) (int, error) {
 	return n, nil
 }
 
-// SweepIncoming removes the blob downloads that writers which crashed
-// left in the incoming directory. Same rule as SweepTemps.
-func (r *Root) SweepIncoming() (int, error) {
+// sweepIncoming removes the blob downloads that writers which crashed
+// left in the incoming directory. Same rule as sweepTemps.
+func (r *Root) sweepIncoming() (int, error) {
 	entries, err := r.readDir(r.incomingDir())
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return 0, nil
@@ -101,9 +101,9 @@ func (r *Root) SweepIncoming() (int, error) {
 	return n, nil
 }
 
-// SweepCatalogTemps removes the temporary files of _catalog writers that
-// crashed: those in the v2 directory itself. Same rule as SweepTemps.
-func (r *Root) SweepCatalogTemps() (int, error) {
+// sweepCatalogTemps removes the temporary files of _catalog writers that
+// crashed: those in the v2 directory itself. Same rule as sweepTemps.
+func (r *Root) sweepCatalogTemps() (int, error) {
 	entries, err := r.readDir(r.V2Dir())
 	if err != nil {
 		return 0, err
@@ -120,20 +120,20 @@ func (r *Root) SweepCatalogTemps() (int, error) {
 	return n, nil
 }
 
-// isTempEntry matches what SweepTemps removes: temporary regular files,
+// isTempEntry matches what sweepTemps removes: temporary regular files,
 // and the temporary symlinks of nginx's tag links.
 func isTempEntry(e fs.DirEntry) bool {
 	return (e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0) && isTempName(e.Name())
 }
 
-// SweepEmptyDirs removes the empty directories under v2 that are no
+// sweepEmptyDirs removes the empty directories under v2 that are no
 // repository: what a remover killed between emptying a repository and
 // removing its directory leaves, which no later removal would find (a
 // directory without blobs/, manifests/, tags/ or referrers/ is not a
 // repository). Parents left empty go too. It never enters a repository's
-// own directories. Same rule as SweepTemps: only call it holding the tree
+// own directories. Same rule as sweepTemps: only call it holding the tree
 // lock exclusively, or an export may be about to fill a new directory.
-func (r *Root) SweepEmptyDirs() (int, error) {
+func (r *Root) sweepEmptyDirs() (int, error) {
 	n := 0
 	var sweep func(dir, repo string) (bool, error)
 	sweep = func(dir, repo string) (empty bool, err error) {
