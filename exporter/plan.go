@@ -49,12 +49,6 @@ const (
 	maxPlanBlobs = 10000
 )
 
-// amd64Fallback is the source quality of the linux/amd64 child in a
-// multi-arch tag: clients that accept the index get it (q × 1.0), clients
-// that only take image manifests get the child, as distribution serves
-// them (serving-notes §3.1, §4.3).
-const amd64Fallback = 0.001
-
 func makePlan(ctx context.Context, s source, src SourceRef, platforms []Platform, jobs int) (*plan, error) {
 	raw, labelled, err := s.Root(ctx)
 	if err != nil {
@@ -182,24 +176,23 @@ func fetchManifest(ctx context.Context, s source, d Descriptor) (*manifest, erro
 	return parseManifest(raw, d.Digest, d.MediaType)
 }
 
-// tagVariants is the type map of the tag: the top manifest, and for an
-// index its linux/amd64 image child as a low-quality fallback.
+// tagVariants is the type map of the tag, by the tree's one quality
+// policy (tree.Variants; serving-notes §3.1, §4.3): the top manifest, and
+// for an index its linux/amd64 image child as a low-quality fallback.
 func tagVariants(p *plan) []tree.TagVariant {
-	if !distribution.IsIndex(p.top.MediaType) {
-		return []tree.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType}}
+	stored := make(map[digest.Digest]string, len(p.manifests))
+	for _, m := range p.manifests {
+		stored[m.Digest] = m.MediaType
 	}
-	vs := []tree.TagVariant{{Digest: p.top.Digest, MediaType: p.top.MediaType, QS: 1}}
+	var children []tree.IndexChild
 	for _, c := range p.top.Children {
-		if c.Platform == nil || c.Platform.OS != "linux" || c.Platform.Architecture != "amd64" {
-			continue
+		child := tree.IndexChild{Digest: c.Digest, MediaType: stored[c.Digest]}
+		if c.Platform != nil {
+			child.OS, child.Architecture = c.Platform.OS, c.Platform.Architecture
 		}
-		for _, m := range p.manifests {
-			if m.Digest == c.Digest && !distribution.IsIndex(m.MediaType) {
-				return append(vs, tree.TagVariant{Digest: m.Digest, MediaType: m.MediaType, QS: amd64Fallback})
-			}
-		}
+		children = append(children, child)
 	}
-	return vs
+	return tree.Variants(tree.TagVariant{Digest: p.top.Digest, MediaType: p.top.MediaType}, children)
 }
 
 // ParsePlatforms parses --platform values, each OS/ARCH[/VARIANT].

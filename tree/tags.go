@@ -305,34 +305,60 @@ func (r *Root) writeTag(repo, tag string, variants []TagVariant, typeMap []byte)
 	return r.unlinkLegacyTag(repo, tag)
 }
 
-// exportVariants is what a tag whose manifest is top offers, as an export
-// writes its type map: top with the media type ms gives it, and when top
-// is an index or a manifest list, top at qs 1 and its linux/amd64 image
-// child, if ms has it, at amd64FallbackQS. ms holds the repository's
-// manifests (readStoredManifest); false when top is not among them.
+// IndexChild is an entry of an index as Variants weighs it: its digest,
+// its platform, and the media type of the manifest it names as stored
+// ("" when that manifest is not at hand).
+type IndexChild struct {
+	Digest           digest.Digest
+	MediaType        string
+	OS, Architecture string
+}
+
+// Variants is the one quality policy of a tag, for export and migrate
+// alike: a tag naming an image offers it alone (no qs); a tag naming an
+// index or a manifest list offers it at qs 1 and, when one of children
+// is a linux/amd64 image at hand, that image at amd64FallbackQS, so that
+// clients taking indexes get the index and those taking none the image,
+// as from a distribution registry — never whichever Apache finds smaller.
+func Variants(top TagVariant, children []IndexChild) []TagVariant {
+	if !distribution.IsIndex(top.MediaType) {
+		return []TagVariant{{Digest: top.Digest, MediaType: top.MediaType}}
+	}
+	vs := []TagVariant{{Digest: top.Digest, MediaType: top.MediaType, QS: 1}}
+	for _, c := range children {
+		if c.OS == "linux" && c.Architecture == "amd64" && c.MediaType != "" && !distribution.IsIndex(c.MediaType) {
+			return append(vs, TagVariant{Digest: c.Digest, MediaType: c.MediaType, QS: amd64FallbackQS})
+		}
+	}
+	return vs
+}
+
+// exportVariants is Variants of a stored manifest top: what an export of
+// it writes, ms holding the repository's manifests (readStoredManifest);
+// false when top is not among them.
 func exportVariants(top digest.Digest, ms map[digest.Digest]*storedManifest) ([]TagVariant, bool) {
 	m, ok := ms[top]
 	if !ok {
 		return nil, false
 	}
-	if !distribution.IsIndex(m.mediaType) {
-		return []TagVariant{{Digest: top, MediaType: m.mediaType}}, true
-	}
-	want := []TagVariant{{Digest: top, MediaType: m.mediaType, QS: 1}}
+	var children []IndexChild
 	for _, c := range m.manifest.Manifests {
-		if c.Platform == nil || c.Platform.OS != "linux" || c.Platform.Architecture != "amd64" {
-			continue
+		child := IndexChild{Digest: c.Digest}
+		if c.Platform != nil {
+			child.OS, child.Architecture = c.Platform.OS, c.Platform.Architecture
 		}
-		if cm, ok := ms[c.Digest]; ok && !distribution.IsIndex(cm.mediaType) {
-			return append(want, TagVariant{Digest: c.Digest, MediaType: cm.mediaType, QS: amd64FallbackQS}), true
+		if cm, ok := ms[c.Digest]; ok {
+			child.MediaType = cm.mediaType
 		}
+		children = append(children, child)
 	}
-	return want, true
+	return Variants(TagVariant{Digest: top, MediaType: m.mediaType}, children), true
 }
 
 // amd64FallbackQS is the quality of a multi-arch tag's linux/amd64 image
-// next to its index: clients that take indexes get the index, those that
-// take none the image, as from a distribution registry.
+// next to its index: clients that accept the index get it (q × 1.0),
+// those that take image manifests only get the image, as from a
+// distribution registry.
 const amd64FallbackQS = 0.001
 
 // updateRepo runs change under the repository lock and then rewrites
