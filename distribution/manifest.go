@@ -9,6 +9,9 @@ package distribution
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -36,9 +39,50 @@ const (
 	MediaTypeOCILayerZstd    = imagespec.MediaTypeImageLayerZstd
 )
 
+// ManifestType is one manifest media type image-serve stores, with what
+// every part of it needs to know of the type: the one table the
+// exporter's Accept header, the tree's nginx links and the nginx
+// template's negotiation derive from.
+type ManifestType struct {
+	MediaType string
+	// Index: its manifests list other manifests (an OCI index, a Docker
+	// manifest list), never a tag's fallback variant.
+	Index bool
+	// NginxExt is the extension of the hard link that tells nginx the
+	// type: manifest.<NginxExt>.
+	NginxExt string
+}
+
+// manifestTypes, commonest first: nginx tries the typed links in this
+// order, one stat each.
+var manifestTypes = []ManifestType{
+	{MediaTypeOCIManifest, false, "oci-manifest"},
+	{MediaTypeOCIIndex, true, "oci-index"},
+	{MediaTypeDockerManifest, false, "docker-v2"},
+	{MediaTypeDockerList, true, "docker-list"},
+	{MediaTypeDockerSchema1JWS, false, "docker-v1"},
+	{MediaTypeDockerSchema1, false, "docker-v1-json"},
+}
+
+// ManifestTypes lists the manifest media types image-serve stores,
+// commonest first.
+func ManifestTypes() []ManifestType { return slices.Clone(manifestTypes) }
+
 // IsIndex reports a media type whose manifests list other manifests.
 func IsIndex(mediaType string) bool {
-	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerList
+	return slices.ContainsFunc(manifestTypes, func(t ManifestType) bool { return t.Index && t.MediaType == mediaType })
+}
+
+// IndexTypesPattern is a regular expression (RE2 and PCRE alike) matching
+// any index media type in a string such as an Accept header.
+func IndexTypesPattern() string {
+	var alts []string
+	for _, t := range manifestTypes {
+		if t.Index {
+			alts = append(alts, regexp.QuoteMeta(t.MediaType))
+		}
+	}
+	return strings.Join(alts, "|")
 }
 
 // Descriptor points at content by digest and size.

@@ -1,6 +1,9 @@
 package distribution
 
-import "testing"
+import (
+	"regexp"
+	"testing"
+)
 
 func TestParseManifest(t *testing.T) {
 	for _, tc := range []struct {
@@ -49,4 +52,31 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatal("nil manifest without error")
 		}
 	})
+}
+
+// TestManifestTypes: the one media-type table — every type stored has an
+// nginx extension of its own, IsIndex says what the table says, and the
+// index pattern matches exactly the index types in an Accept header.
+func TestManifestTypes(t *testing.T) {
+	exts := map[string]bool{}
+	indexes := 0
+	for _, mt := range ManifestTypes() {
+		if mt.NginxExt == "" || exts[mt.NginxExt] {
+			t.Errorf("%s: nginx extension %q missing or shared", mt.MediaType, mt.NginxExt)
+		}
+		exts[mt.NginxExt] = true
+		if IsIndex(mt.MediaType) != mt.Index {
+			t.Errorf("IsIndex(%s) = %v, the table says %v", mt.MediaType, !mt.Index, mt.Index)
+		}
+		re := regexp.MustCompile(IndexTypesPattern())
+		if got := re.MatchString("application/json, " + mt.MediaType + ";q=0.9"); got != mt.Index {
+			t.Errorf("the index pattern matches %s: %v, want %v", mt.MediaType, got, mt.Index)
+		}
+		if mt.Index {
+			indexes++
+		}
+	}
+	if indexes != 2 || !IsIndex(MediaTypeOCIIndex) || !IsIndex(MediaTypeDockerList) || IsIndex(MediaTypeOCIManifest) {
+		t.Errorf("%d index types; want the OCI index and the Docker list", indexes)
+	}
 }

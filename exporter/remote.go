@@ -206,10 +206,13 @@ func (k fileKeychain) Resolve(target authn.Resource) (authn.Authenticator, error
 
 // manifestAccept is every manifest type the exporter stores, as the
 // registry's content negotiation needs to hear it.
-var manifestAccept = strings.Join([]string{
-	distribution.MediaTypeOCIIndex, distribution.MediaTypeOCIManifest, distribution.MediaTypeDockerList, distribution.MediaTypeDockerManifest,
-	distribution.MediaTypeDockerSchema1JWS, distribution.MediaTypeDockerSchema1,
-}, ", ")
+var manifestAccept = func() string {
+	var types []string
+	for _, t := range distribution.ManifestTypes() {
+		types = append(types, t.MediaType)
+	}
+	return strings.Join(types, ", ")
+}()
 
 func (r *registry) Root(ctx context.Context) ([]byte, string, error) {
 	id := ""

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 )
 
@@ -58,7 +59,10 @@ type nginxData struct {
 	ErrorsURL string      // tree.ErrorsURL
 	Layout    tree.Layout // names beyond the routes' files
 	Types     []tree.NginxType
-	Timeouts  Timeouts // resolved: every field set
+	// IndexTypes matches the index media types in an Accept header
+	// (distribution.IndexTypesPattern).
+	IndexTypes string
+	Timeouts   Timeouts // resolved: every field set
 	// DigestPattern is tree's: the last element of a tag link's target.
 	DigestPattern string
 
@@ -106,6 +110,7 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		ErrorsURL:     tree.ErrorsURL,
 		Layout:        tree.Names(),
 		Types:         tree.NginxTypes(),
+		IndexTypes:    distribution.IndexTypesPattern(),
 		DigestPattern: tree.DigestPattern,
 		Timeouts:      timeouts,
 	}

@@ -35,18 +35,18 @@ type NginxType struct {
 	Index     bool // an index or a manifest list: never a fallback variant
 }
 
-// nginxTypes are the media types the exporter stores, commonest first:
-// nginx tries the links in this order, one stat each. A manifest of any
-// other type gets no typed link, so nginx answers 404 for it rather than
-// serve it under a type its body contradicts.
-var nginxTypes = []NginxType{
-	{"oci-manifest", distribution.MediaTypeOCIManifest, false},
-	{"oci-index", distribution.MediaTypeOCIIndex, true},
-	{"docker-v2", distribution.MediaTypeDockerManifest, false},
-	{"docker-list", distribution.MediaTypeDockerList, true},
-	{"docker-v1", distribution.MediaTypeDockerSchema1JWS, false},
-	{"docker-v1-json", distribution.MediaTypeDockerSchema1, false},
-}
+// nginxTypes are the media types the exporter stores
+// (distribution.ManifestTypes), commonest first: nginx tries the links in
+// this order, one stat each. A manifest of any other type gets no typed
+// link, so nginx answers 404 for it rather than serve it under a type its
+// body contradicts.
+var nginxTypes = func() []NginxType {
+	var ts []NginxType
+	for _, t := range distribution.ManifestTypes() {
+		ts = append(ts, NginxType{Ext: t.NginxExt, MediaType: t.MediaType, Index: t.Index})
+	}
+	return ts
+}()
 
 // NginxTypes lists the media types nginx serves, in the order the nginx
 // template tries their typed links.
