@@ -79,3 +79,43 @@ func checkQS(t *testing.T, file string, lit *ast.CompositeLit) {
 		}
 	}
 }
+
+// TestOneMediaTypeTable: the manifest media types are spelled in one
+// place, package distribution (its table, ManifestTypes); shipped code
+// elsewhere names them through it. testdata's generator, a program of its
+// own, is left out.
+func TestOneMediaTypeTable(t *testing.T) {
+	root := filepath.Join("..", "..")
+	spelled := []string{
+		`"application/vnd.oci.image.index.v1+json"`, `"application/vnd.oci.image.manifest.v1+json"`,
+		`"application/vnd.docker.distribution.manifest.`,
+	}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if rel != "." && (rel == "distribution" || rel == "internal" || rel == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !(strings.HasSuffix(path, ".go") || strings.HasSuffix(path, ".tmpl")) || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, s := range spelled {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s spells a manifest media type (%s): name it through distribution", rel, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
