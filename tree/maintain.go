@@ -214,7 +214,7 @@ func (r *Root) tagsInStepFor(repo string, tags []string, gone []digest.Digest) e
 		for _, d := range gone {
 			leaving[d] = true
 		}
-		if avoid, err = r.TagLinksAvoid(repo, leaving); err != nil {
+		if avoid, err = r.tagLinksAvoid(repo, leaving); err != nil {
 			return fmt.Errorf("repository %s: %w", repo, err)
 		}
 	}

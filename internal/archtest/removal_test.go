@@ -16,7 +16,7 @@ import (
 // the order tree.Maint.Remove takes them: tags in step, referrers
 // indexes, manifests, blobs, the repository.
 var removalPrimitives = []string{
-	"TagsInStep", "TagLinksAvoid", "RefreshTags",
+	"TagsInStep", "RefreshTags",
 	"RefreshReferrers", "RemoveManifest", "RemoveBlob", "RemoveRepo",
 }
 
