@@ -131,8 +131,8 @@ func Delete(root *tree.Root, refs []Ref, o DeleteOptions) (*DeleteReport, error)
 	}
 
 	p := &prunePlan{repos: repos, digests: digests, retired: retired, named: named}
-	err = root.Maintain(tree.MaintainOptions{}, func() error {
-		return prune(root, p, o, rep, &errs)
+	err = root.Maintain(tree.MaintainOptions{}, func(m *tree.Maint) error {
+		return prune(root, m, p, o, rep, &errs)
 	})
 	if err != nil {
 		return rep, err
@@ -149,8 +149,8 @@ type prunePlan struct {
 
 // prune deletes the manifests named by digest and, unless o.NoPrune,
 // what the deleted tags alone reached, under the tree lock held
-// exclusively.
-func prune(root *tree.Root, p *prunePlan, o DeleteOptions, rep *DeleteReport, errs *[]error) error {
+// exclusively: it marks, and m removes in its order.
+func prune(root *tree.Root, m *tree.Maint, p *prunePlan, o DeleteOptions, rep *DeleteReport, errs *[]error) error {
 	c := newCollector(root, Options{Grace: o.Grace, Untagged: DeleteUntagged, Now: o.Now})
 	for _, repo := range p.repos {
 		if err := interrupted(root); err != nil {
@@ -158,7 +158,7 @@ func prune(root *tree.Root, p *prunePlan, o DeleteOptions, rep *DeleteReport, er
 		}
 		if o.NoPrune {
 			for _, r := range p.digests[repo] {
-				if err := deleteManifest(root, r); err != nil {
+				if err := deleteManifest(root, m, r); err != nil {
 					*errs = append(*errs, err)
 				} else {
 					rep.Deleted = append(rep.Deleted, r.String())
@@ -176,7 +176,7 @@ func prune(root *tree.Root, p *prunePlan, o DeleteOptions, rep *DeleteReport, er
 				rep.Deleted = append(rep.Deleted, r.String())
 			}
 		}
-		if err := c.sweepRepo(plan); err != nil {
+		if err := c.sweepRepo(m, plan); err != nil {
 			return err
 		}
 	}
@@ -305,9 +305,9 @@ func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (
 }
 
 // deleteManifest removes manifest r.Digest, without a prune, unless a tag
-// or any index of its repository names it. Call it holding the tree lock
+// or any index of its repository names it. m holds the tree lock
 // exclusively: an export could otherwise be about to tag it.
-func deleteManifest(root *tree.Root, r Ref) error {
+func deleteManifest(root *tree.Root, m *tree.Maint, r Ref) error {
 	g, err := loadRepo(root, r.Repo)
 	if err != nil {
 		return err
@@ -322,13 +322,7 @@ func deleteManifest(root *tree.Root, r Ref) error {
 	if len(by) > 0 {
 		return &ReferencedError{Ref: r, By: by}
 	}
-	if m := g.refs[r.Digest]; m != nil && m.Subject != "" {
-		// Unlisted first: no referrers index ever names a removed manifest.
-		if err := root.RefreshReferrers(r.Repo, r.Digest); err != nil {
-			return fmt.Errorf("delete %s: %w", r, err)
-		}
-	}
-	if err := root.RemoveManifest(r.Repo, r.Digest); err != nil {
+	if err := m.RemoveManifest(r.Repo, r.Digest); err != nil {
 		return fmt.Errorf("delete %s: %w", r, err)
 	}
 	return nil

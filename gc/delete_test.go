@@ -240,31 +240,3 @@ func TestDeleteReferrer(t *testing.T) {
 	}
 	tr.verify()
 }
-
-// TestPruneParentsFirst: removal order puts indexes before their children and
-// referrers before their subjects, so an interrupted removal never leaves
-// a manifest naming one already gone.
-func TestPruneParentsFirst(t *testing.T) {
-	tr := newTree(t)
-	ma := buildMultiArch(tr)
-	sig := tr.referrer("app", ma.idx2, "sig")
-	g, err := loadRepo(tr.root, "app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, in := range [][]digest.Digest{
-		{ma.amd2.Digest, ma.arm.Digest, ma.idx2.Digest, sig.manifest.Digest, ma.idx1.Digest},
-		{ma.idx1.Digest, ma.arm.Digest, sig.manifest.Digest, ma.idx2.Digest, ma.amd2.Digest},
-	} {
-		order := g.parentsFirst(in)
-		pos := map[digest.Digest]int{}
-		for i, d := range order {
-			pos[d] = i
-		}
-		for _, pair := range [][2]desc{{ma.idx2, ma.amd2}, {ma.idx2, ma.arm}, {ma.idx1, ma.arm}, {sig.manifest, ma.idx2}} {
-			if pos[pair[0].Digest] > pos[pair[1].Digest] {
-				t.Errorf("order %v removes %s before its parent %s", order, pair[1].Digest, pair[0].Digest)
-			}
-		}
-	}
-}

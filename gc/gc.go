@@ -1,10 +1,11 @@
 // Package gc reclaims what deleted tags leave behind in a static registry
 // tree, and checks a tree end to end. It marks from every tag of every
 // repository (indexes to their children, manifests to their config and
-// layers, referrers by their subject) and sweeps what nothing reaches:
-// manifests first, then blobs, each unlinked from its repository, so that
-// a blob hard-linked into several repositories is freed with its last
-// link. It runs on a live tree: the web server keeps serving, and exports
+// layers, referrers by their subject) and hands what nothing reaches to
+// tree.Maint.Remove, which removes it in the tree's order: manifests
+// first, then blobs, each unlinked from its repository, so that a blob
+// hard-linked into several repositories is freed with its last link. It
+// runs on a live tree: the web server keeps serving, and exports
 // wait on the tree lock while a collection runs.
 //
 // Every path and file operation goes through package tree.
@@ -167,13 +168,13 @@ func Collect(root *tree.Root, o Options) (*Report, error) {
 	c := newCollector(root, o)
 	c.sweepTemps = !o.DryRun
 	ran := false
-	err = root.Maintain(tree.MaintainOptions{ReadOnly: o.DryRun, Sweep: !o.DryRun}, func() error {
+	err = root.Maintain(tree.MaintainOptions{ReadOnly: o.DryRun, Sweep: !o.DryRun}, func(m *tree.Maint) error {
 		ran = true
 		repos, err := root.StoredRepositories()
 		if err != nil {
 			return err
 		}
-		if err := c.collectAll(repos); err != nil {
+		if err := c.collectAll(m, repos); err != nil {
 			return err
 		}
 		if o.DryRun {
@@ -212,7 +213,8 @@ func checkTree(root *tree.Root) error { return root.RequireTree() }
 
 // collector sweeps repositories, several at once: each repository is
 // marked and swept on its own, so only the report and blob accounting are
-// shared.
+// shared. It decides what goes; tree.Maint.Remove removes it, in its
+// order.
 type collector struct {
 	root *tree.Root
 	o    Options
@@ -227,15 +229,12 @@ type collector struct {
 	kept map[digest.Digest]bool
 	// links counts, for a dry run, the links each inode would have left.
 	links map[[2]uint64]uint64
-	// blobLocks serialise removals of one blob from several repositories
-	// at once, so that exactly one of them sees the last link go.
-	blobLocks [64]sync.Mutex
 }
 
 // collectAll collects repos with c.o.Jobs workers (default one per CPU):
 // reading manifests is system calls, and a tree of thousands of
 // repositories spends its time there.
-func (c *collector) collectAll(repos []string) error {
+func (c *collector) collectAll(m *tree.Maint, repos []string) error {
 	work := make(chan string)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -253,7 +252,7 @@ func (c *collector) collectAll(repos []string) error {
 					err = c.sweepRepoTemps(repo)
 				}
 				if err == nil {
-					err = c.collectRepo(repo, nil)
+					err = c.collectRepo(m, repo, nil)
 				}
 				if err != nil {
 					select {
@@ -328,12 +327,12 @@ func (c *collector) sweepRepoTemps(repo string) error {
 }
 
 // collectRepo marks and sweeps repo.
-func (c *collector) collectRepo(repo string, d *deletion) error {
+func (c *collector) collectRepo(m *tree.Maint, repo string, d *deletion) error {
 	p, err := c.markRepo(repo, d)
 	if err != nil {
 		return err
 	}
-	return c.sweepRepo(p)
+	return c.sweepRepo(m, p)
 }
 
 // deletion is what a delete asks of the prune of one repository.
@@ -438,11 +437,11 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 	return &repoPlan{g: g, tags: tags, marks: m, grace: grace}, nil
 }
 
-// sweepRepo deletes what p did not mark: manifests, parents first, then
-// blobs; then rewrites tags/list, and removes the repository if nothing
-// is left. A repository with problems is left alone.
-func (c *collector) sweepRepo(p *repoPlan) error {
-	g, m, repo := p.g, p.marks, p.g.repo
+// sweepRepo deletes what p did not mark, through m.Remove, which owns
+// the order; a dry run counts what it would delete instead. A repository
+// with problems is left alone.
+func (c *collector) sweepRepo(m *tree.Maint, p *repoPlan) error {
+	g, marks, repo := p.g, p.marks, p.g.repo
 	rep := &Report{Repositories: 1, GraceKept: p.grace.count, CollectableAt: p.grace.until}
 	var kept []digest.Digest
 	defer func() { c.record(repo, rep, kept) }()
@@ -461,98 +460,49 @@ func (c *collector) sweepRepo(p *repoPlan) error {
 		rep.BlobsKept = len(kept)
 		return nil
 	}
-
-	var sweep []digest.Digest
+	rm := tree.Removal{Referrers: len(g.referrers) > 0}
 	for d := range g.stored {
-		if m.manifests[d] {
+		if marks.manifests[d] {
 			rep.ManifestsKept++
 		} else {
-			sweep = append(sweep, d)
+			rm.Manifests = append(rm.Manifests, d)
 		}
-	}
-	if !c.o.DryRun {
-		// Tags first: tags/list, and the nginx links that must stop naming
-		// a manifest before it goes (a tag update killed between its links
-		// and its type map leaves links naming an untagged manifest).
-		inStep, err := c.root.TagsInStep(repo, p.tags)
-		if err != nil {
-			return fmt.Errorf("repository %s: %w", repo, err)
-		}
-		avoid := true
-		if inStep && len(sweep) > 0 {
-			gone := make(map[digest.Digest]bool, len(sweep))
-			for _, d := range sweep {
-				gone[d] = true
-			}
-			if avoid, err = c.root.TagLinksAvoid(repo, gone); err != nil {
-				return fmt.Errorf("repository %s: %w", repo, err)
-			}
-		}
-		if !inStep || !avoid {
-			if err := c.root.RefreshTags(repo); err != nil {
-				return fmt.Errorf("repository %s: tags/list: %w", repo, err)
-			}
-		}
-	}
-	if !c.o.DryRun {
-		if err := c.refreshReferrers(g, sweep); err != nil {
-			return err
-		}
-	}
-	for _, d := range g.parentsFirst(sweep) {
-		if !c.o.DryRun {
-			if err := c.root.RemoveManifest(repo, d); err != nil {
-				return err
-			}
-		}
-		rep.ManifestsDeleted++
 	}
 	for _, d := range uniqueDigests(blobs) {
-		if m.blobs[d] {
+		if marks.blobs[d] {
 			kept = append(kept, d)
-			continue
+		} else {
+			rm.Blobs = append(rm.Blobs, d)
 		}
-		freed, err := c.removeBlob(repo, d)
+	}
+	rep.BlobsKept = len(kept)
+	if c.o.DryRun {
+		return c.wouldRemove(p, rm, rep)
+	}
+	done, err := m.Remove(repo, rm)
+	rep.ManifestsDeleted = done.ManifestsRemoved
+	rep.BlobsDeleted = done.BlobsRemoved
+	rep.BytesFreed = done.BytesFreed
+	if done.RepositoryRemoved {
+		rep.RepositoriesRemoved++
+	}
+	return err
+}
+
+// wouldRemove counts into rep what m.Remove would do with rm: a dry run.
+// The repository would go when it has no tag and keeps nothing.
+func (c *collector) wouldRemove(p *repoPlan, rm tree.Removal, rep *Report) error {
+	rep.ManifestsDeleted = len(rm.Manifests)
+	for _, d := range rm.Blobs {
+		freed, err := c.wouldFree(p.g.repo, d)
 		if err != nil {
 			return err
 		}
 		rep.BlobsDeleted++
 		rep.BytesFreed += freed
 	}
-	rep.BlobsKept = len(kept)
-	if len(p.tags) > 0 {
-		return nil
-	}
-	if c.o.DryRun {
-		if rep.ManifestsKept == 0 && rep.BlobsKept == 0 {
-			rep.RepositoriesRemoved++
-		}
-		return nil
-	}
-	gone, err := c.root.RemoveRepo(repo)
-	if err != nil {
-		return err
-	}
-	if gone {
+	if len(p.tags) == 0 && rep.ManifestsKept == 0 && rep.BlobsKept == 0 {
 		rep.RepositoriesRemoved++
-	}
-	return nil
-}
-
-// refreshReferrers rewrites the referrers indexes of g's repository
-// without the manifests about to be swept, before they go, so that no
-// index lists a removed manifest; it also sets right what a killed writer
-// left. A repository without referrers, the common case, costs one
-// directory read.
-func (c *collector) refreshReferrers(g *repoGraph, sweep []digest.Digest) error {
-	if len(g.referrers) == 0 {
-		subjects, err := c.root.ReferrerSubjects(g.repo)
-		if err != nil || len(subjects) == 0 {
-			return err
-		}
-	}
-	if err := c.root.RefreshReferrers(g.repo, sweep...); err != nil {
-		return fmt.Errorf("repository %s: %w", g.repo, err)
 	}
 	return nil
 }
@@ -598,15 +548,10 @@ func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Dig
 	return roots, grace
 }
 
-// removeBlob unlinks blob d from repo, or in a dry run counts what that
-// would free, and returns the bytes freed.
-func (c *collector) removeBlob(repo string, d digest.Digest) (int64, error) {
-	mu := &c.blobLocks[d.Encoded()[0]%byte(len(c.blobLocks))]
-	mu.Lock()
-	defer mu.Unlock()
-	if !c.o.DryRun {
-		return c.root.RemoveBlob(repo, d)
-	}
+// wouldFree counts the bytes unlinking blob d from repo would free: the
+// size of each inode whose last link, of those the dry run has not yet
+// counted gone, this is.
+func (c *collector) wouldFree(repo string, d digest.Digest) (int64, error) {
 	inodes, err := c.root.BlobInodes(repo, d)
 	if err != nil {
 		return 0, err

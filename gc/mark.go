@@ -209,38 +209,3 @@ func (g *repoGraph) reach(roots []digest.Digest) map[digest.Digest]bool {
 	g.problems = saved
 	return m.manifests
 }
-
-// parentsFirst orders ds so that every index comes before its children
-// and every referrer before its subject: removal in this order never
-// leaves a manifest naming one already gone, whenever it is interrupted.
-func (g *repoGraph) parentsFirst(ds []digest.Digest) []digest.Digest {
-	in := make(map[digest.Digest]bool, len(ds))
-	for _, d := range ds {
-		in[d] = true
-	}
-	visited := make(map[digest.Digest]bool, len(ds))
-	post := make([]digest.Digest, 0, len(ds))
-	var visit func(d digest.Digest)
-	visit = func(d digest.Digest) {
-		if visited[d] || !in[d] {
-			return
-		}
-		visited[d] = true
-		if r := g.refs[d]; r != nil {
-			for _, c := range r.Children {
-				visit(c)
-			}
-			if r.Subject != "" {
-				visit(r.Subject)
-			}
-		}
-		post = append(post, d)
-	}
-	for _, d := range ds {
-		visit(d)
-	}
-	for i, j := 0, len(post)-1; i < j; i, j = i+1, j-1 {
-		post[i], post[j] = post[j], post[i]
-	}
-	return post
-}

@@ -95,7 +95,7 @@ func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 		}
 		return nil
 	}
-	err := root.Maintain(tree.MaintainOptions{Salvage: salvage}, func() error { return repairLocked(root, repos, targets, rep) })
+	err := root.Maintain(tree.MaintainOptions{Salvage: salvage}, func(*tree.Maint) error { return repairLocked(root, repos, targets, rep) })
 	return rep, err
 }
 

@@ -5,8 +5,8 @@
 // Reader to serve, a Publisher to export into — or call its protocols:
 // Publish (blobs, then manifests and their headers, then tags, in that
 // order), Maintain (everything that removes or rewrites under the tree
-// lock held exclusively), and the read-only views verify and the catalog
-// use.
+// lock held exclusively; its Maint removes what a caller marked, in the
+// one removal order), and the read-only views verify and the catalog use.
 //
 // The layout, rooted at the administrator's --root:
 //

@@ -174,7 +174,7 @@ func TestInvalidJournalSetAside(t *testing.T) {
 			if err := r.SettleJournals(); err != nil {
 				t.Fatalf("SettleJournals: %v", err)
 			}
-			if err := r.Maintain(MaintainOptions{}, func() error { return nil }); err != nil {
+			if err := r.Maintain(MaintainOptions{}, func(*Maint) error { return nil }); err != nil {
 				t.Fatalf("Maintain after it: %v", err)
 			}
 			if _, err := os.Lstat(path); !os.IsNotExist(err) {

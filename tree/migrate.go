@@ -85,7 +85,7 @@ func (r *Root) Migrate(dryRun bool) (*MigrateReport, error) {
 		return nil, err
 	}
 	var rep *MigrateReport
-	err := r.Maintain(MaintainOptions{ReadOnly: dryRun}, func() error {
+	err := r.Maintain(MaintainOptions{ReadOnly: dryRun}, func(*Maint) error {
 		p, err := r.planMigration(nil)
 		if err != nil {
 			return err

@@ -389,10 +389,10 @@ func (r *Root) syncTagLinksLocked(repo string) error {
 	return r.syncTagLinks(repo)
 }
 
-// TagLinksAvoid reports whether no tag link of repo names a manifest in
+// tagLinksAvoid reports whether no tag link of repo names a manifest in
 // gone: a collection about to remove those manifests need not re-derive
 // the links first. A link it cannot read counts as naming one.
-func (r *Root) TagLinksAvoid(repo string, gone map[digest.Digest]bool) (bool, error) {
+func (r *Root) tagLinksAvoid(repo string, gone map[digest.Digest]bool) (bool, error) {
 	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
 		dir = filepath.Join(r.manifestsDir(repo), dir)
 		entries, err := r.readDir(dir)

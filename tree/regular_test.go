@@ -333,7 +333,9 @@ func TestWritersReplaceNotRegular(t *testing.T) {
 			}},
 			{"RefreshReferrers", func() error { return r.RefreshReferrers("app") }},
 			{"PendingTags", func() error { _, err := r.PendingTags("app"); return err }},
-			{"Maintain", func() error { return r.Maintain(tree.MaintainOptions{Sweep: true}, func() error { return nil }) }},
+			{"Maintain", func() error {
+				return r.Maintain(tree.MaintainOptions{Sweep: true}, func(*tree.Maint) error { return nil })
+			}},
 		}
 		for _, s := range steps {
 			if err := within(t, promptly, s.do); err != nil {

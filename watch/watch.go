@@ -546,7 +546,7 @@ func (w *watcher) changing(repo string) bool {
 // its tag are not under one repository lock, and a watcher that ran in
 // between would do the exporter's step itself and report it as a repair.
 func (w *watcher) deriveRepo(repo string) (d tree.Derived, err error) {
-	err = w.root.Maintain(tree.MaintainOptions{}, func() (err error) {
+	err = w.root.Maintain(tree.MaintainOptions{}, func(*tree.Maint) (err error) {
 		d, err = w.root.DeriveRepo(repo)
 		return err
 	})
@@ -554,7 +554,7 @@ func (w *watcher) deriveRepo(repo string) (d tree.Derived, err error) {
 }
 
 func (w *watcher) deriveCatalog() (c tree.CatalogChange, err error) {
-	err = w.root.Maintain(tree.MaintainOptions{}, func() (err error) {
+	err = w.root.Maintain(tree.MaintainOptions{}, func(*tree.Maint) (err error) {
 		c, err = w.root.DeriveCatalog()
 		return err
 	})
