@@ -14,9 +14,9 @@ import (
 //
 //   - Publisher: what an exporter writes through — one protocol, Publish,
 //     which owns the order of every step.
-//   - Reader: what a server reads through — paths it may open (only inside
-//     the root, through OpenInTree and OpenBlob), tags and what they
-//     resolve to, referrers indexes. Nothing in it changes the tree.
+//   - Reader: what a server reads through — the files it serves, as an
+//     fs.FS confined to the root (FS), tags and what they resolve to,
+//     referrers indexes. Nothing in it changes the tree.
 //   - Maintenance (gc, delete, repair, migrate, watch) works on the *Root
 //     inside Maintain, which holds the tree alone.
 
@@ -26,12 +26,13 @@ type Publisher interface {
 	Dir() string
 }
 
-// Reader is the view a server reads through. Its paths are for OpenInTree
-// and for identifying files (a cache keys on them); they are never opened
-// by name.
+// Reader is the view a server reads through. A server opens what it
+// serves through FS, by the names the route table's file templates expand
+// to. Its paths are for OpenInTree; they are never opened by name.
 type Reader interface {
 	Dir() string
 	State() (RootState, error)
+	FS() FS
 	PingPath() string
 	CatalogPath() string
 	TagsListPath(repo string) string

@@ -287,8 +287,14 @@ func (m *Match) set(p Param, v string) {
 // URL is the path of rt that captures m: its Path with m's values for
 // its params. It validates nothing, and is empty for a route given by
 // Regexp.
-func (rt Route) URL(m Match) string {
-	return Expand(rt.Path, nil, func(p Param) string {
+func (rt Route) URL(m Match) string { return m.Expand(rt.Path) }
+
+// Expand is the template t — a route's Path, one of its Files or
+// Fallbacks, its Requires — with m's values for {repo}, {tag} and
+// {digest}, and nothing for any other param. A file template expands to
+// a name of FS. It validates nothing.
+func (m Match) Expand(t string) string {
+	return Expand(t, nil, func(p Param) string {
 		switch p {
 		case ParamRepo:
 			return m.Repo
