@@ -120,8 +120,9 @@ type Route struct {
 	// Fallbacks answer when no File is a regular file: TripleO's legacy
 	// blob names, the shared empty referrers index.
 	Fallbacks []string
-	// Requires is a directory that must exist for the Fallbacks to answer:
-	// a repository that exists, for the empty referrers index.
+	// Requires is a directory that must exist for the route to answer,
+	// from its Files or its Fallbacks: a repository that exists, for the
+	// referrers indexes.
 	Requires string
 	// Nginx are the files nginx reads instead of Files, where the tree
 	// carries links for it (serving-notes §5.3).
