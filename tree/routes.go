@@ -164,6 +164,9 @@ const (
 var (
 	repoT     = v2Dir + "/{repo}/"
 	digestDir = repoT + manifestsDir + "/{digest}/"
+	// manifestFileT is manifest {digest}'s bytes, the file of
+	// RouteManifestByDigest.
+	manifestFileT = digestDir + manifestFile
 )
 
 // routes is the table, in the order the servers try it: the first route
@@ -182,7 +185,7 @@ var routes = compile([]Route{
 		Cache: CacheValidators, NotFound: distribution.ErrNameUnknown},
 
 	{Name: RouteManifestByDigest, Path: "/" + repoT + manifestsDir + "/{digest}",
-		Files: []string{digestDir + manifestFile},
+		Files: []string{manifestFileT},
 		Nginx: []string{digestDir + typedLinkPrefix + "{ext}"},
 		Cache: CacheImmutable, NotFound: distribution.ErrManifestUnknown},
 	// Exactly <tag>.type-map: never MultiViews (serving-notes §3.6).
