@@ -3,33 +3,38 @@ package server
 import (
 	"net/http"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 )
 
-// serveBlob sends blob m.Digest as raw bytes, the route's file or its
-// fallback (TripleO's "<digest>.gz"): ServeContent on the file gives
+// serveBlob sends blob d as raw bytes: ServeContent on the file gives
 // sendfile, Range (206, 416) and revalidation (304). Never any
 // Content-Encoding, even for a legacy "<digest>.gz": Go clients would
 // gunzip the layer and fail the digest check (serving-notes §3.7).
 //
-// A repository name the layout reserves is the route's NotFound
-// (BLOB_UNKNOWN), as any name the grammar refuses.
-func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
-	if tree.ValidateRepo(m.Repo) != nil {
-		h.fail(w, r, rt.NotFound)
+// A repository name the layout reserves is BLOB_UNKNOWN, as any name the
+// grammar refuses.
+func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, m tree.Match) {
+	repo, d := m.Repo, m.Digest
+	if tree.ValidateRepo(repo) != nil {
+		h.fail(w, r, distribution.ErrBlobUnknown)
 		return
 	}
-	f, fi, err := h.openRoute(rt, m)
+	f, err := h.root.OpenBlob(repo, d)
 	if err != nil {
-		h.failOpen(w, r, err, rt.NotFound)
+		h.failOpen(w, r, err, distribution.ErrBlobUnknown)
 		return
 	}
 	defer f.Close()
-	d := m.Digest
+	fi, err := f.Stat() // a regular file: the tree opens no other
+	if err != nil {
+		h.failOpen(w, r, err, distribution.ErrBlobUnknown)
+		return
+	}
 	hd := w.Header()
 	hd.Set("Content-Type", blobType)
 	hd.Set(digestHeader, d.String())
-	setCache(hd, rt)
+	hd.Set("Cache-Control", cacheImmutable)
 	hd.Set("ETag", `"`+d.String()+`"`)
 	serveContent(oneWrite(w, fi.Size()), r, fi.ModTime(), f)
 }

@@ -7,9 +7,8 @@
 // ErrorDocuments send.
 //
 // Nothing of the URL is joined into a file path: the repository name, tag
-// and digest are matched against their grammars first, and every file is
-// a name the route table's templates expand to, opened through the tree's
-// FS (files.go).
+// and digest are matched against their grammars first, and every path
+// comes from tree.
 package server
 
 import (
@@ -29,6 +28,11 @@ const (
 
 	jsonType = "application/json"
 	blobType = "application/octet-stream"
+
+	// The route table's cache classes, as header values.
+	cacheImmutable  = string(tree.CacheImmutable)
+	cacheRevalidate = string(tree.CacheRevalidate)
+	cacheNever      = string(tree.CacheNever)
 )
 
 // handler serves one tree.
@@ -71,10 +75,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Duration("duration", time.Since(start)))
 }
 
-// A routeHandler serves the requests of one route of the table, rt, with
-// what the route captured of the path: the files it sends are rt's
-// (openRoute), with rt's cache class.
-type routeHandler func(h *handler, w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match)
+// A routeHandler serves the requests of one route of the table, with what
+// the route captured of the path.
+type routeHandler func(h *handler, w http.ResponseWriter, r *http.Request, m tree.Match)
 
 // handlers binds the routes of tree.Routes that serve files to the code
 // that serves them. A route without a handler answers its NotFound (the
@@ -109,7 +112,7 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, m := tree.MatchRoute(p)
 	if serve := handlers[rt.Name]; serve != nil {
-		serve(h, w, r, rt, m)
+		serve(h, w, r, m)
 		return
 	}
 	if rt.NotFound.Name == "" {
