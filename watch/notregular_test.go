@@ -47,24 +47,16 @@ func TestRunNotRegular(t *testing.T) {
 	go func() {
 		done <- Run(ctx, root, Options{Debounce: 10 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&log, nil))})
 	}()
-	deadline := time.Now().Add(time.Minute)
 	for _, want := range []string{
 		"level=WARN msg=\"a tag's type map is no regular file: not served, left as it is (verify --repair removes it)\" repo=typemap path=" + typeMap,
 		"level=WARN msg=\"re-deriving a repository; trying again later\" repo=manifest err=\"referrers of manifest: open " + manifest + ": not a regular file (fifo)\"",
 	} {
-		for !strings.Contains(log.String(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("not said within a minute: %s\n%s", want, log.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitLog(t, &log, want)
 	}
-	for fi, err := os.Lstat(root.TagsListPath("good")); err != nil || !fi.Mode().IsRegular(); fi, err = os.Lstat(root.TagsListPath("good")) {
-		if time.Now().After(deadline) {
-			t.Fatalf("good's tags/list not rewritten within a minute:\n%s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, &log, "good's tags/list rewritten", func() bool {
+		fi, err := os.Lstat(root.TagsListPath("good"))
+		return err == nil && fi.Mode().IsRegular()
+	})
 	stop := context.Canceled
 	cancel(stop)
 	select {

@@ -102,25 +102,14 @@ func TestRunStopsWithContext(t *testing.T) {
 		done <- Run(ctx, root, Options{Debounce: 10 * time.Millisecond, Log: slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	}()
 	// A _catalog removed by hand comes back.
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(log.String(), `"msg":"checked"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no first pass within a minute:\n%s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitLog(t, &log, `"msg":"checked"`)
 	if err := os.Remove(filepath.Join(root.V2Dir(), "_catalog")); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if b, err := os.ReadFile(root.CatalogPath()); err == nil && string(b) == `{"repositories":[]}` {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("_catalog not rewritten within a minute:\n%s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, &log, "_catalog rewritten", func() bool {
+		b, err := os.ReadFile(root.CatalogPath())
+		return err == nil && string(b) == `{"repositories":[]}`
+	})
 	stop := context.Canceled
 	cancel(stop)
 	select {
@@ -181,31 +170,34 @@ func TestRunWaitsOnEmptyRoot(t *testing.T) {
 	if err := os.Remove(root.TagsListPath("ns/app")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if tags, _, err := root.ReadTagsList("ns/app"); err == nil && slices.Equal(tags, []string{"v1"}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tags/list not re-derived within a minute:\n%s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, &log, "tags/list re-derived", func() bool {
+		tags, _, err := root.ReadTagsList("ns/app")
+		return err == nil && slices.Equal(tags, []string{"v1"})
+	})
 	if strings.Contains(log.String(), `"level":"WARN"`) {
 		t.Errorf("warnings for a root awaiting its first export:\n%s", log.String())
+	}
+}
+
+// eventually waits up to a minute for cond, checking it every few
+// milliseconds, and fails the test saying what did not happen, with the
+// watcher's log. The deadline is generous: on a busy machine the
+// watcher's passes run late, never wrong.
+func eventually(t *testing.T, log *syncBuffer, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within a minute:\n%s", what, log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // a poll interval, not an assumption about timing
 	}
 }
 
 // waitLog waits up to a minute for a log record holding s.
 func waitLog(t *testing.T, log *syncBuffer, s string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(log.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within a minute:\n%s", s, log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, log, "a log record "+s, func() bool { return strings.Contains(log.String(), s) })
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test at once.
