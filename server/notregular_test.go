@@ -131,7 +131,7 @@ func TestServerNotRegular(t *testing.T) {
 		}
 	}
 	for _, p := range planted {
-		if fds := openOn(t, p); len(fds) > 0 {
+		if fds := hostiletree.OpenDescriptors(t, p); len(fds) > 0 {
 			t.Errorf("left open on the FIFO: %v", fds)
 		}
 		if err := os.Remove(p); err != nil {
@@ -206,22 +206,6 @@ func TestServerNotRegularNoLeak(t *testing.T) {
 			t.Errorf("GET %s after 200 requests for FIFOs: %v %v", p, a, err)
 		}
 	}
-}
-
-// openOn lists the descriptors of this process open on path.
-func openOn(t *testing.T, path string) []string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fds []string
-	for _, e := range entries {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == path {
-			fds = append(fds, e.Name())
-		}
-	}
-	return fds
 }
 
 // count is the number of entries of a /proc directory.

@@ -65,22 +65,6 @@ func resolvers(t *testing.T, test func(t *testing.T, osRoot bool)) {
 	}
 }
 
-// openDescriptors lists the descriptors of this process open on path.
-func openDescriptors(t *testing.T, path string) []string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fds []string
-	for _, e := range entries {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, path) {
-			fds = append(fds, e.Name()+" -> "+target)
-		}
-	}
-	return fds
-}
-
 // TestNotRegularRefused: a read of any kind of file of the tree where a
 // FIFO was planted — a blob, a manifest's index.json, its .htaccess, a
 // type map, tags/list, _catalog, a referrers index, v2/index.json, a
@@ -144,7 +128,7 @@ func TestNotRegularRefused(t *testing.T) {
 				if !errors.As(err, &pe) || pe.Path != path || !strings.HasSuffix(err.Error(), path+": not a regular file (fifo)") {
 					t.Errorf("%q: want an *fs.PathError ending %q", err, path+": not a regular file (fifo)")
 				}
-				if fds := openDescriptors(t, path); len(fds) > 0 {
+				if fds := hostiletree.OpenDescriptors(t, path); len(fds) > 0 {
 					t.Errorf("left open on the FIFO: %v", fds)
 				}
 				if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {

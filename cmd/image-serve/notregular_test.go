@@ -49,15 +49,7 @@ type fifoCLITree struct {
 
 func buildFIFOCLITree(t *testing.T) *fifoCLITree {
 	t.Helper()
-	base := t.TempDir()
-	root, err := tree.Open(filepath.Join(base, "root"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Init(); err != nil {
-		t.Fatal(err)
-	}
-	outside := filepath.Join(base, "outside")
+	root, outside := hostiletree.NewRoot(t)
 	if err := os.MkdirAll(outside, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -44,15 +45,8 @@ type Tree struct {
 // absolute, or relative ("../../…") when relative is set.
 func Build(t testing.TB, relative bool) *Tree {
 	t.Helper()
-	base := t.TempDir()
-	root, err := tree.Open(filepath.Join(base, "root"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Init(); err != nil {
-		t.Fatal(err)
-	}
-	h := &Tree{Root: root, Outside: filepath.Join(base, "outside"), Images: map[string]digest.Digest{}, Links: map[string]string{}}
+	root, outside := NewRoot(t)
+	h := &Tree{Root: root, Outside: outside, Images: map[string]digest.Digest{}, Links: map[string]string{}}
 	write := func(p string, b []byte) {
 		t.Helper()
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -103,6 +97,7 @@ func Build(t testing.TB, relative bool) *Tree {
 		t.Helper()
 		target := to
 		if relative {
+			var err error
 			if target, err = filepath.Rel(filepath.Dir(at), to); err != nil {
 				t.Fatal(err)
 			}
@@ -312,4 +307,38 @@ func PlantSocket(t testing.TB, path string) {
 	if err := os.Rename(filepath.Join(dir, "s"), path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// NewRoot makes an initialised, empty tree at BASE/root in a temporary
+// directory, and returns it with BASE/outside: the path beside it where
+// tests put what must stay untouched (not created here).
+func NewRoot(t testing.TB) (root *tree.Root, outside string) {
+	t.Helper()
+	base := t.TempDir()
+	root, err := tree.Open(filepath.Join(base, "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return root, filepath.Join(base, "outside")
+}
+
+// OpenDescriptors lists the descriptors of this process open on path or
+// on anything below it, each as "FD -> TARGET": what a test of a reader
+// checks is left over after a refusal.
+func OpenDescriptors(t testing.TB, path string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []string
+	for _, e := range entries {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && (target == path || strings.HasPrefix(target, path+"/")) {
+			fds = append(fds, e.Name()+" -> "+target)
+		}
+	}
+	return fds
 }
