@@ -216,10 +216,7 @@ func (r *Root) DeriveRepo(repo string) (Derived, error) {
 	if err := r.rewriteReferrers(repo, nil); err != nil {
 		return d, err
 	}
-	if err := r.writeTagsList(repo, ""); err != nil {
-		return d, err
-	}
-	if err := r.syncTagLinks(repo); err != nil {
+	if err := r.rederiveTags(repo); err != nil {
 		return d, err
 	}
 	after, err := r.derivedState(repo)

@@ -261,15 +261,20 @@ func (r *Root) publishSymlink(target, path string) error {
 // out of step (or a tree written before nginx support) are set right by
 // the next update. A tag whose type map cannot be read keeps its links.
 func (r *Root) syncTagLinks(repo string) error {
-	tags, err := r.Tags(repo)
+	tm, err := r.readTypeMaps(repo)
 	if err != nil {
 		return err
 	}
-	known := make(map[string]bool, len(tags))
-	for _, tag := range tags {
+	return r.syncTagLinksOf(repo, tm)
+}
+
+// syncTagLinksOf is syncTagLinks from the type maps tm, already read.
+func (r *Root) syncTagLinksOf(repo string, tm typeMaps) error {
+	known := make(map[string]bool, len(tm.tags))
+	for _, tag := range tm.tags {
 		known[tag] = true
-		vs, err := r.TagVariants(repo, tag)
-		if err != nil || len(vs) == 0 {
+		vs := tm.variants[tag]
+		if vs == nil {
 			continue
 		}
 		if err := r.putTagLinks(repo, tag, vs); err != nil {

@@ -230,10 +230,7 @@ func (r *Root) salvageTags(repo string) ([]RestoredTag, []LostTag, error) {
 			return restored, lost, fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 		}
 	}
-	if err := r.writeTagsList(repo, ""); err != nil {
-		return restored, lost, err
-	}
-	return restored, lost, r.syncTagLinks(repo)
+	return restored, lost, r.rederiveTags(repo)
 }
 
 // tagsWithoutTypeMap lists, sorted, the tags of repo that tags/list or

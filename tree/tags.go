@@ -376,10 +376,47 @@ func (r *Root) updateRepo(repo string, change func() error) error {
 	if err := change(); err != nil {
 		return err
 	}
-	if err := r.writeTagsList(repo, ""); err != nil {
+	return r.rederiveTags(repo)
+}
+
+// rederiveTags rewrites repo's tags/list and nginx's tag links from its
+// type maps, each read once for both.
+func (r *Root) rederiveTags(repo string) error {
+	tm, err := r.readTypeMaps(repo)
+	if err != nil {
 		return err
 	}
-	return r.syncTagLinks(repo)
+	if err := r.writeTagsListOf(repo, tm.listable()); err != nil {
+		return err
+	}
+	return r.syncTagLinksOf(repo, tm)
+}
+
+// typeMaps are a repository's type maps as read once: every tag that has
+// one, and the variants of those whose type map parses and offers a
+// manifest.
+type typeMaps struct {
+	tags     []string
+	variants map[string][]TagVariant
+}
+
+func (r *Root) readTypeMaps(repo string) (typeMaps, error) {
+	tags, err := r.Tags(repo)
+	if err != nil {
+		return typeMaps{}, err
+	}
+	tm := typeMaps{tags: tags, variants: make(map[string][]TagVariant, len(tags))}
+	for _, tag := range tags {
+		if vs, err := r.TagVariants(repo, tag); err == nil && len(vs) > 0 {
+			tm.variants[tag] = vs
+		}
+	}
+	return tm, nil
+}
+
+// listable are the tags tags/list names, sorted (ListableTags).
+func (tm typeMaps) listable() []string {
+	return slices.DeleteFunc(slices.Clone(tm.tags), func(tag string) bool { return tm.variants[tag] == nil })
 }
 
 // ListableTags lists, sorted, the tags of repo that tags/list names: those
@@ -388,14 +425,11 @@ func (r *Root) updateRepo(repo string, change func() error) error {
 // request for it would answer 500 — so it is left out of tags/list, and
 // out of _catalog when it is the repository's only one; verify names it.
 func (r *Root) ListableTags(repo string) ([]string, error) {
-	tags, err := r.Tags(repo)
+	tm, err := r.readTypeMaps(repo)
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(tags, func(tag string) bool {
-		vs, err := r.TagVariants(repo, tag)
-		return err != nil || len(vs) == 0
-	}), nil
+	return tm.listable(), nil
 }
 
 // errNoVariants is the complaint about a type map that parses but offers
@@ -410,7 +444,12 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 	if err != nil {
 		return err
 	}
-	tags := slices.DeleteFunc(all, func(t string) bool { return t == leaving })
+	return r.writeTagsListOf(repo, slices.DeleteFunc(all, func(t string) bool { return t == leaving }))
+}
+
+// writeTagsListOf writes tags as repo's tags/list, or removes it when
+// there are none.
+func (r *Root) writeTagsListOf(repo string, tags []string) error {
 	if len(tags) == 0 {
 		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
 		if _, err := r.lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
