@@ -563,6 +563,12 @@ func (r *Root) walkDirSkipping(dir string, fn fs.WalkDirFunc, skipped *[]string)
 	return err
 }
 
+// afterReadDir, set only by tests, runs when a walk has read the
+// directory at path and not yet visited its entries: the instant a
+// writer working meanwhile (a tag delete under the shared lock) may
+// remove one of them.
+var afterReadDir func(path string)
+
 // isUnreadableDir reports whether err, from reading a directory, says the
 // directory cannot be read at all rather than that it is gone or leads
 // out of the tree.
@@ -590,6 +596,9 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc, skipped *[]st
 		return err
 	}
 	entries, err := r.readDir(path)
+	if afterReadDir != nil {
+		afterReadDir(path)
+	}
 	if err != nil && !top && isUnreadableDir(err) {
 		if skipped != nil {
 			*skipped = append(*skipped, path)

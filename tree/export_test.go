@@ -1,6 +1,9 @@
 package tree
 
-import "io/fs"
+import (
+	"io/fs"
+	"testing"
+)
 
 // WithoutOpenat2 makes r resolve every path through os.Root, as on a
 // system without openat2, so that tests cover both ways.
@@ -26,3 +29,11 @@ func ReadJournal(r *Root, path string) error {
 func SweepTemps(r *Root) (int, error)        { return r.sweepTemps() }
 func SweepEmptyDirs(r *Root) (int, error)    { return r.sweepEmptyDirs() }
 func SweepCatalogTemps(r *Root) (int, error) { return r.sweepCatalogTemps() }
+
+// AfterReadDir runs fn each time a walk has read a directory, before it
+// visits the entries, until the test ends. Tests using it must not run in
+// parallel: the hook is the package's.
+func AfterReadDir(t testing.TB, fn func(path string)) {
+	afterReadDir = fn
+	t.Cleanup(func() { afterReadDir = nil })
+}

@@ -340,6 +340,9 @@ func (r *Root) planModes(p *migration, dir string) error {
 			return nil
 		}
 		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			return nil // removed since the directory was read: a tag deleted meanwhile
+		}
 		if err != nil {
 			return err
 		}

@@ -225,3 +225,35 @@ func TestMigrateLeavesOutsideLinksMode(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyConventionsTagDeletedMeanwhile guards "verify exits 1 when a
+// tag is deleted while it runs" (issue 17): a tag delete holds the tree
+// lock shared, as verify does, so a type map may go between the moment a
+// walk lists the manifests directory and the moment it looks at the
+// entry. The tag is gone, not a failure: the legacy scan, a migrate plan
+// and a migrate go on without it.
+func TestLegacyConventionsTagDeletedMeanwhile(t *testing.T) {
+	for _, dryRun := range []bool{true, false} {
+		f := buildLegacy(t)
+		gone := f.root.TypeMapPath("tripleomaster/nova-api", "previous")
+		tree.AfterReadDir(t, func(path string) {
+			if path == filepath.Dir(gone) {
+				os.Remove(gone)
+			}
+		})
+		if _, err := f.root.LegacyConventions(nil); err != nil {
+			t.Fatalf("legacy conventions with a tag deleted meanwhile: %v", err)
+		}
+		if _, err := os.Lstat(gone); !os.IsNotExist(err) {
+			t.Fatalf("the hook never ran: %s still there (%v)", gone, err)
+		}
+		f = buildLegacy(t)
+		gone = f.root.TypeMapPath("tripleomaster/nova-api", "previous")
+		if _, err := f.root.Migrate(dryRun); err != nil {
+			t.Fatalf("migrate (dry run %v) with a tag deleted meanwhile: %v", dryRun, err)
+		}
+		if _, err := os.Lstat(gone); !os.IsNotExist(err) {
+			t.Fatalf("the hook never ran in migrate: %s still there (%v)", gone, err)
+		}
+	}
+}
