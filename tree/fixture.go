@@ -15,12 +15,12 @@ import "github.com/opencontainers/go-digest"
 type Fixtures struct{ r *Root }
 
 // Fixture returns the test fixtures of r. It is a function, not a method
-// of Root, so that Root's own method set stays the handles shipped code
-// uses.
+// of Root, so that it adds nothing to Root's method set, which is to hold
+// only the handles shipped code uses.
 func Fixture(r *Root) *Fixtures { return &Fixtures{r} }
 
 // Paths. Each is a path below the root, for a test to read, write, stat
-// or break the file a server would serve.
+// or break the file or directory the tree keeps there.
 
 // V2Dir is the directory that answers /v2/.
 func (f *Fixtures) V2Dir() string { return f.r.V2Dir() }
@@ -91,8 +91,9 @@ func (f *Fixtures) ReferrersPath(repo string, subject digest.Digest) string {
 	return f.r.ReferrersPath(repo, subject)
 }
 
-// Writers. Each is one step of what Publish or Maintain sequence, for a
-// test that builds a tree, or a state between two steps, by hand.
+// Writers: the steps Publish and Maintain sequence, and whole maintenance
+// operations, for a test that builds a tree — or a state between two
+// steps — by hand.
 
 // PutBlob makes blob d (size bytes, -1 if unknown) available in repo,
 // calling fetch only when the tree has no sound copy of it.
@@ -149,8 +150,8 @@ func (f *Fixtures) RemoveBlob(repo string, d digest.Digest) (int64, error) {
 // layout, or with dryRun only reports what it would change.
 func (f *Fixtures) Migrate(dryRun bool) (*MigrateReport, error) { return f.r.Migrate(dryRun) }
 
-// LinkForNginx gives the tree the typed manifest links and tag symlinks
-// nginx needs, where they are missing.
+// LinkForNginx gives a tree written without them the typed manifest links
+// and tag symlinks nginx needs.
 func (f *Fixtures) LinkForNginx() (NginxLinks, error) { return f.r.LinkForNginx() }
 
 // Locks, for a test to stand for another process holding one.
@@ -166,8 +167,8 @@ func (f *Fixtures) LockShared() (*Lock, error) { return f.r.LockShared() }
 func (f *Fixtures) TryLockGC() (*Lock, error) { return f.r.TryLockGC() }
 
 // Reads, without the tree lock Inspect takes: for a test that holds a
-// lock itself, or reads a tree a crash left, where Inspect would wait or
-// refuse.
+// lock itself, where Inspect would wait, or that reads a root which may
+// hold no tree, which Inspect refuses.
 
 // Tags lists the tags of repo, one per type map, sorted.
 func (f *Fixtures) Tags(repo string) ([]string, error) { return f.r.Tags(repo) }
