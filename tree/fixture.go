@@ -2,12 +2,21 @@ package tree
 
 import "github.com/opencontainers/go-digest"
 
-// Fixtures is the one entry point through which tests build, damage and
-// look at a tree by hand: plant a manifest or a tag without an export,
+// Fixtures is the tests' one way to build, damage and look at a tree by
+// hand: plant a manifest or a tag without an export,
 // take a lock another process would hold, name the file a test breaks.
 // It is for tests and test-support packages only; internal/archtest
 // enforces it. Shipped code holds a role of the tree (a Reader, a
 // Publisher) or calls its protocols (Publish, Inspect, Maintain).
+//
+// Its methods are of four kinds: paths below the root, for a test to
+// read, write, stat or break what the tree keeps there; writers — the
+// steps Publish and Maintain sequence, and whole maintenance operations —
+// to build a tree, or a state between two steps, by hand; the tree's
+// locks, for a test to stand for another process holding one; and reads
+// without the tree lock Inspect takes, for a test that holds a lock
+// itself, where Inspect would wait, or that reads a root which may hold
+// no tree, which Inspect refuses.
 //
 // Every method forwards to the *Root it was made from: a Fixtures writes
 // and names exactly what the tree itself writes and names, so a tree
@@ -18,9 +27,6 @@ type Fixtures struct{ r *Root }
 // of Root, so that it adds nothing to Root's method set, which is to hold
 // only the handles shipped code uses.
 func Fixture(r *Root) *Fixtures { return &Fixtures{r} }
-
-// Paths. Each is a path below the root, for a test to read, write, stat
-// or break the file or directory the tree keeps there.
 
 // V2Dir is the directory that answers /v2/.
 func (f *Fixtures) V2Dir() string { return f.r.V2Dir() }
@@ -91,10 +97,6 @@ func (f *Fixtures) ReferrersPath(repo string, subject digest.Digest) string {
 	return f.r.ReferrersPath(repo, subject)
 }
 
-// Writers: the steps Publish and Maintain sequence, and whole maintenance
-// operations, for a test that builds a tree — or a state between two
-// steps — by hand.
-
 // PutBlob makes blob d (size bytes, -1 if unknown) available in repo,
 // calling fetch only when the tree has no sound copy of it.
 func (f *Fixtures) PutBlob(repo string, d digest.Digest, size int64, verify bool, fetch FetchFunc) (BlobOutcome, int64, error) {
@@ -154,8 +156,6 @@ func (f *Fixtures) Migrate(dryRun bool) (*MigrateReport, error) { return f.r.Mig
 // and tag symlinks nginx needs.
 func (f *Fixtures) LinkForNginx() (NginxLinks, error) { return f.r.LinkForNginx() }
 
-// Locks, for a test to stand for another process holding one.
-
 // LockExclusive takes the tree lock exclusively, as gc does.
 func (f *Fixtures) LockExclusive() (*Lock, error) { return f.r.LockExclusive() }
 
@@ -165,10 +165,6 @@ func (f *Fixtures) LockShared() (*Lock, error) { return f.r.LockShared() }
 // TryLockGC takes the collectors' lock if nobody holds it; otherwise it
 // returns nil.
 func (f *Fixtures) TryLockGC() (*Lock, error) { return f.r.TryLockGC() }
-
-// Reads, without the tree lock Inspect takes: for a test that holds a
-// lock itself, where Inspect would wait, or that reads a root which may
-// hold no tree, which Inspect refuses.
 
 // Tags lists the tags of repo, one per type map, sorted.
 func (f *Fixtures) Tags(repo string) ([]string, error) { return f.r.Tags(repo) }
