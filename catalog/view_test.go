@@ -41,16 +41,17 @@ func fixtureParts(t *testing.T) (*tree.Root, int64, parts) {
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}
+	fx := tree.Fixture(root)
 	blob := func(b []byte) digest.Digest {
 		d := digest.FromBytes(b)
-		if _, _, err := root.PutBlob("app", d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
+		if _, _, err := fx.PutBlob("app", d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
 	manifest := func(mt string, raw []byte) digest.Digest {
 		d := digest.FromBytes(raw)
-		if err := root.PutManifest("app", d, mt, raw); err != nil {
+		if err := fx.PutManifest("app", d, mt, raw); err != nil {
 			t.Fatal(err)
 		}
 		return d
@@ -73,10 +74,10 @@ func fixtureParts(t *testing.T) (*tree.Root, int64, parts) {
 	idx := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"manifests":[{"digest":%q,"size":%d,"platform":{"os":"linux","architecture":"amd64"}},{"digest":%q,"size":%d,"platform":{"os":"linux","architecture":"arm64"}}]}`, ociIndex, amd, amdLen, arm, armLen)
 	size += int64(len(idx))
 	id := manifest(ociIndex, idx)
-	if err := root.PutTag("app", "multi", []tree.TagVariant{{Digest: id, MediaType: ociIndex, QS: 1}, {Digest: amd, MediaType: ociManifest, QS: 0.001}}); err != nil {
+	if err := fx.PutTag("app", "multi", []tree.TagVariant{{Digest: id, MediaType: ociIndex, QS: 1}, {Digest: amd, MediaType: ociManifest, QS: 0.001}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.PutTag("app", "one", []tree.TagVariant{{Digest: amd, MediaType: ociManifest}}); err != nil {
+	if err := fx.PutTag("app", "one", []tree.TagVariant{{Digest: amd, MediaType: ociManifest}}); err != nil {
 		t.Fatal(err)
 	}
 	return root, size, parts{index: id, amd: amd, arm: arm, amdConfig: configs["amd64"], layer: ld}
@@ -133,29 +134,29 @@ func TestInspect(t *testing.T) {
 func TestBrokenTags(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		damage    func(root *tree.Root, p parts) error
+		damage    func(fx *tree.Fixtures, p parts) error
 		multi     string // Status of app:multi
 		one       string // Status of app:one
 		platforms int    // of app:multi
 	}{
-		{"nothing", func(*tree.Root, parts) error { return nil }, "", "", 2},
-		{"index gone", func(r *tree.Root, p parts) error { return os.Remove(r.ManifestPath("app", p.index)) },
+		{"nothing", func(*tree.Fixtures, parts) error { return nil }, "", "", 2},
+		{"index gone", func(fx *tree.Fixtures, p parts) error { return os.Remove(fx.ManifestPath("app", p.index)) },
 			catalog.StatusMissingManifest, "", 0},
-		{"child gone", func(r *tree.Root, p parts) error { return os.Remove(r.ManifestPath("app", p.arm)) },
+		{"child gone", func(fx *tree.Fixtures, p parts) error { return os.Remove(fx.ManifestPath("app", p.arm)) },
 			catalog.StatusMissingManifest, "", 2},
-		{"config gone", func(r *tree.Root, p parts) error { return os.Remove(r.BlobPath("app", p.amdConfig)) },
+		{"config gone", func(fx *tree.Fixtures, p parts) error { return os.Remove(fx.BlobPath("app", p.amdConfig)) },
 			catalog.StatusMissingBlob, catalog.StatusMissingBlob, 2},
-		{"layer gone", func(r *tree.Root, p parts) error { return os.Remove(r.BlobPath("app", p.layer)) },
+		{"layer gone", func(fx *tree.Fixtures, p parts) error { return os.Remove(fx.BlobPath("app", p.layer)) },
 			catalog.StatusMissingBlob, catalog.StatusMissingBlob, 2},
-		{"index unparseable", func(r *tree.Root, p parts) error {
-			return os.WriteFile(r.ManifestPath("app", p.index), []byte("{"), 0o644)
+		{"index unparseable", func(fx *tree.Fixtures, p parts) error {
+			return os.WriteFile(fx.ManifestPath("app", p.index), []byte("{"), 0o644)
 		}, catalog.StatusUnreadableManifest, "", 0},
-		{"type map empty", func(r *tree.Root, p parts) error { return os.Truncate(r.TypeMapPath("app", "multi"), 0) },
+		{"type map empty", func(fx *tree.Fixtures, p parts) error { return os.Truncate(fx.TypeMapPath("app", "multi"), 0) },
 			catalog.StatusUnreadableTypeMap, "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root, _, p := fixtureParts(t)
-			if err := tc.damage(root, p); err != nil {
+			if err := tc.damage(tree.Fixture(root), p); err != nil {
 				t.Fatal(err)
 			}
 			tags, err := catalog.Tags(root, []string{"app"})
@@ -187,7 +188,8 @@ func TestBrokenTags(t *testing.T) {
 // child of an index, the config and the layer of an image.
 func TestInspectMarks(t *testing.T) {
 	root, _, p := fixtureParts(t)
-	for _, path := range []string{root.ManifestPath("app", p.arm), root.BlobPath("app", p.layer)} {
+	fx := tree.Fixture(root)
+	for _, path := range []string{fx.ManifestPath("app", p.arm), fx.BlobPath("app", p.layer)} {
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // TestExportMany: three images sharing a base layer, exported into three
@@ -49,7 +50,7 @@ func TestExportMany(t *testing.T) {
 		}
 		fetched += sums[i].BlobsFetched
 		reused += sums[i].BlobsReused
-		if tags, _ := root.Tags(repo); len(tags) != 1 {
+		if tags, _ := tree.Fixture(root).Tags(repo); len(tags) != 1 {
 			t.Errorf("%s: tags %v", repo, tags)
 		}
 		checkBlobs(t, root, repo)
@@ -58,7 +59,7 @@ func TestExportMany(t *testing.T) {
 	if fetched != 7 || reused != 2 {
 		t.Errorf("fetched %d blobs and reused %d, want 7 and 2", fetched, reused)
 	}
-	if tags, _ := root.Tags("bad"); len(tags) != 0 {
+	if tags, _ := tree.Fixture(root).Tags("bad"); len(tags) != 0 {
 		t.Errorf("the failed job tagged %v", tags)
 	}
 }

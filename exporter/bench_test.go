@@ -195,7 +195,7 @@ func buildImageServe(b *testing.B) string {
 func checkSameBlobs(b *testing.B, root *tree.Root, dir string, l *bench.Layout) {
 	b.Helper()
 	for _, blob := range append([]bench.Blob{l.Config}, l.Layers...) {
-		for _, p := range []string{root.BlobPath("bench", blob.Digest), filepath.Join(dir, blob.Digest.Encoded())} {
+		for _, p := range []string{tree.Fixture(root).BlobPath("bench", blob.Digest), filepath.Join(dir, blob.Digest.Encoded())} {
 			fi, err := os.Stat(p)
 			if err != nil {
 				b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -82,7 +83,7 @@ func TestExportBoundsBlobs(t *testing.T) {
 			if n := blobGets.Load(); n != 0 {
 				t.Errorf("%d blob requests before the refusal", n)
 			}
-			if tags, _ := root.Tags("big/x"); len(tags) != 0 {
+			if tags, _ := tree.Fixture(root).Tags("big/x"); len(tags) != 0 {
 				t.Errorf("tagged %v", tags)
 			}
 		})

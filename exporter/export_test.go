@@ -40,14 +40,14 @@ func plainHTTP() Options {
 // checkManifest asserts manifest d is stored with exactly raw and headers.
 func checkManifest(t *testing.T, root *tree.Root, repo string, d digest.Digest, mt string, raw []byte) {
 	t.Helper()
-	got, err := os.ReadFile(root.ManifestPath(repo, d))
+	got, err := os.ReadFile(tree.Fixture(root).ManifestPath(repo, d))
 	if err != nil {
 		t.Fatalf("manifest %s: %v", d, err)
 	}
 	if string(got) != string(raw) {
 		t.Errorf("manifest %s: stored bytes differ from the source's", d)
 	}
-	gotMT, err := root.ManifestMediaType(repo, d)
+	gotMT, err := tree.Fixture(root).ManifestMediaType(repo, d)
 	if err != nil || gotMT != mt {
 		t.Errorf("manifest %s: media type %q (%v), want %q", d, gotMT, err, mt)
 	}
@@ -56,7 +56,7 @@ func checkManifest(t *testing.T, root *tree.Root, repo string, d digest.Digest, 
 // checkBlobs asserts every blob file of repo hashes to its name.
 func checkBlobs(t *testing.T, root *tree.Root, repo string) int {
 	t.Helper()
-	dir := filepath.Dir(root.BlobPath(repo, digest.FromString("")))
+	dir := filepath.Dir(tree.Fixture(root).BlobPath(repo, digest.FromString("")))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +104,8 @@ func TestExportFromRegistry(t *testing.T) {
 				t.Errorf("summary %+v, want digest %s dest %s:v1", sum, p.Digest, repo)
 			}
 			checkManifest(t, root, repo, digest.Digest(p.Digest), p.MediaType, p.Raw)
-			vs, err := root.TagVariants(repo, "v1")
+			fx := tree.Fixture(root)
+			vs, err := fx.TagVariants(repo, "v1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +117,7 @@ func TestExportFromRegistry(t *testing.T) {
 					t.Errorf("multi-arch tag variants %+v: want the index at qs 1 and the amd64 child %s at a low qs", vs, p.Children["linux/amd64"])
 				}
 				for plat, c := range p.Children {
-					if _, err := os.Stat(root.ManifestPath(repo, digest.Digest(c))); err != nil {
+					if _, err := os.Stat(fx.ManifestPath(repo, digest.Digest(c))); err != nil {
 						t.Errorf("child %s (%s) not exported: %v", plat, c, err)
 					}
 				}
@@ -124,13 +125,14 @@ func TestExportFromRegistry(t *testing.T) {
 			if n := checkBlobs(t, root, repo); n == 0 {
 				t.Error("no blobs exported")
 			}
-			tags, _ := root.Tags(repo)
+			tags, _ := fx.Tags(repo)
 			if len(tags) != 1 || tags[0] != "v1" {
 				t.Errorf("tags %v", tags)
 			}
 		})
 	}
-	repos, err := root.Repositories()
+	var repos []string
+	err := root.Inspect(func(v *tree.View) (err error) { repos, err = v.Repositories(); return err })
 	if err != nil || len(repos) != len(pushed) {
 		t.Errorf("catalog %v (%v), want %d repositories", repos, err, len(pushed))
 	}
@@ -166,7 +168,7 @@ func TestExportLocalSources(t *testing.T) {
 				t.Errorf("exported %s as %s (%s), want %s (%s)", tt.src, sum.Dest, sum.MediaType, tt.wantDest, tt.wantType)
 			}
 			repo, tag, _ := strings.Cut(sum.Dest, ":")
-			vs, err := root.TagVariants(repo, tag)
+			vs, err := tree.Fixture(root).TagVariants(repo, tag)
 			if err != nil || len(vs) != tt.variants || vs[0].Digest != sum.Digest {
 				t.Errorf("tag %s: variants %+v (%v), want %d starting with %s", sum.Dest, vs, err, tt.variants, sum.Digest)
 			}
@@ -181,7 +183,7 @@ func TestExportUnknownPlatform(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "linux/s390x") || !strings.Contains(err.Error(), "linux/amd64") {
 		t.Fatalf("export with an absent platform: %v, want an error naming it and the platforms there are", err)
 	}
-	if _, err := os.Stat(root.V2Dir()); err == nil {
+	if _, err := os.Stat(tree.Fixture(root).V2Dir()); err == nil {
 		t.Error("a failed export created the tree")
 	}
 }
@@ -213,8 +215,8 @@ func TestExportDeduplicates(t *testing.T) {
 	if other.BytesFetched != 0 || reg.BlobGets(ld.String()) != 1 {
 		t.Errorf("export to a second repository fetched %d bytes (layer GETs: %d), want 0 (1)", other.BytesFetched, reg.BlobGets(ld.String()))
 	}
-	a, errA := os.Stat(root.BlobPath("ns/app", digest.Digest(ld.String())))
-	b, errB := os.Stat(root.BlobPath("other/app", digest.Digest(ld.String())))
+	a, errA := os.Stat(tree.Fixture(root).BlobPath("ns/app", digest.Digest(ld.String())))
+	b, errB := os.Stat(tree.Fixture(root).BlobPath("other/app", digest.Digest(ld.String())))
 	if errA != nil || errB != nil || !os.SameFile(a, b) {
 		t.Errorf("the layer in two repositories is not one inode (%v, %v)", errA, errB)
 	}
@@ -230,7 +232,7 @@ func TestExportModesIgnoreUmask(t *testing.T) {
 	if _, err := Export(context.Background(), root, "oci:../testdata/hello-oci:latest", "", Options{}); err != nil {
 		t.Fatal(err)
 	}
-	err := filepath.WalkDir(root.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(tree.Fixture(root).V2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -322,7 +324,7 @@ func TestExportReferrer(t *testing.T) {
 	if _, err := Export(context.Background(), root, "docker://"+art.Ref, "", plainHTTP()); err != nil {
 		t.Fatalf("export: %v", err)
 	}
-	b, err := root.ReadReferrers("ns/app", digest.Digest(img.Digest))
+	b, err := tree.Fixture(root).ReadReferrers("ns/app", digest.Digest(img.Digest))
 	if err != nil {
 		t.Fatalf("referrers index of the subject: %v", err)
 	}
@@ -338,7 +340,7 @@ func TestExportReferrer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "subject: "+img.Digest+": negative size") {
 		t.Errorf("export of a bad subject: %v, want an error naming the subject", err)
 	}
-	if _, err := os.Stat(root.RepoDir("ns/bad")); err == nil {
+	if _, err := os.Stat(tree.Fixture(root).RepoDir("ns/bad")); err == nil {
 		t.Error("the failed export wrote to the tree")
 	}
 }

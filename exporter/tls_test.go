@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // TestStrictTLSRefusesPlainHTTP: with TLS verification on (the default),
@@ -52,7 +53,7 @@ func TestStrictTLSRefusesPlainHTTP(t *testing.T) {
 			if n := requests.Load(); n != 0 {
 				t.Errorf("%d HTTP requests reached the plain-HTTP registry, want none", n)
 			}
-			if _, err := os.Stat(root.V2Dir()); err == nil {
+			if _, err := os.Stat(tree.Fixture(root).V2Dir()); err == nil {
 				t.Error("the refused export created the tree")
 			}
 		})

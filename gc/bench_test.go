@@ -74,15 +74,14 @@ func generateBenchTree(tr *fixture) {
 	for i := range 2 { // untagged garbage with a unique layer each
 		tr.image(tmpl, fmt.Sprint("garbage", i), layer(fmt.Sprint("garbage", i), 256))
 	}
-	r := tr.root
 	var copies []string
 	for n := 1; n < benchRepos; n++ {
 		copies = append(copies, fmt.Sprintf("bench/r%04d", n))
 	}
-	if err := bench.ReplicateRepo(r.V2Dir(), tmpl, copies); err != nil {
+	if err := bench.ReplicateRepo(tr.fx.V2Dir(), tmpl, copies); err != nil {
 		tr.t.Fatal(err)
 	}
-	if err := r.RefreshCatalog(); err != nil {
+	if err := tr.fx.RefreshCatalog(); err != nil {
 		tr.t.Fatal(err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/internal/hostiletree"
 	"github.com/image-serve/image-serve/internal/testtree"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // The hostile tree these tests run on: internal/hostiletree builds it.
@@ -74,15 +75,16 @@ func TestVerifyReportsOutsideLinks(t *testing.T) {
 		for p := range h.Links {
 			all = append(all, p)
 		}
+		fx := tree.Fixture(r)
 		tests := []struct {
 			repos []string
 			want  []string
 		}{
 			{nil, all},
-			{[]string{"evil"}, []string{r.RepoDir("evil")}},
-			{[]string{"blobsdir", "nginx"}, []string{filepath.Join(r.RepoDir("blobsdir"), "blobs"), filepath.Join(r.RepoDir("nginx"), "manifests", ".tags")}},
-			{[]string{"app"}, []string{r.BlobPath("app", h.Marker), r.TypeMapPath("app", "evil"), r.ManifestPath("app", h.M), r.ReferrersPath("app", h.M)}},
-			{[]string{"headers", "mdir", "tagslist"}, []string{r.ManifestDir("mdir", h.M), r.HeadersPath("headers", h.Images["headers"]), r.TagsListPath("tagslist")}},
+			{[]string{"evil"}, []string{fx.RepoDir("evil")}},
+			{[]string{"blobsdir", "nginx"}, []string{filepath.Join(fx.RepoDir("blobsdir"), "blobs"), filepath.Join(fx.RepoDir("nginx"), "manifests", ".tags")}},
+			{[]string{"app"}, []string{fx.BlobPath("app", h.Marker), fx.TypeMapPath("app", "evil"), fx.ManifestPath("app", h.M), fx.ReferrersPath("app", h.M)}},
+			{[]string{"headers", "mdir", "tagslist"}, []string{fx.ManifestDir("mdir", h.M), fx.HeadersPath("headers", h.Images["headers"]), fx.TagsListPath("tagslist")}},
 		}
 		untouched(t, h, func() {
 			// Verify waits for disagreements to settle: let the waits
@@ -90,7 +92,7 @@ func TestVerifyReportsOutsideLinks(t *testing.T) {
 			t.Run("verify", func(t *testing.T) {
 				for _, tt := range tests {
 					if tt.repos != nil {
-						tt.want = append(tt.want, r.CatalogPath()) // _catalog is checked whatever the repositories
+						tt.want = append(tt.want, fx.CatalogPath()) // _catalog is checked whatever the repositories
 					}
 					slices.Sort(tt.want)
 					t.Run(fmt.Sprint(tt.repos), func(t *testing.T) {
@@ -124,6 +126,7 @@ func TestCollectLeavesOutsideAlone(t *testing.T) {
 		t.Run(fmt.Sprintf("dry-run=%v", dry), func(t *testing.T) {
 			linkKinds(t, func(t *testing.T, h *hostileTree) {
 				r := h.Root
+				fx := tree.Fixture(r)
 				untouched(t, h, func() {
 					rep, err := gc.Collect(r, gc.Options{Now: later, DryRun: dry, Jobs: 1})
 					var pe *gc.ProblemsError
@@ -131,13 +134,13 @@ func TestCollectLeavesOutsideAlone(t *testing.T) {
 						t.Fatalf("Collect: %v, want the problems", err)
 					}
 					got := problemPaths(rep.Problems)
-					for _, p := range []string{r.ManifestPath("app", h.M), filepath.Join(r.RepoDir("blobsdir"), "blobs"), filepath.Join(r.RepoDir("nginx"), "manifests", ".tags")} {
+					for _, p := range []string{fx.ManifestPath("app", h.M), filepath.Join(fx.RepoDir("blobsdir"), "blobs"), filepath.Join(fx.RepoDir("nginx"), "manifests", ".tags")} {
 						if !slices.Contains(got, p) {
 							t.Errorf("Collect: no problem at %s; problems: %v", p, rep.Problems)
 						}
 					}
 				})
-				for _, p := range []string{r.TagsListPath("blobsdir"), r.TagsListPath("nginx"), r.TypeMapPath("mdir", "latest"), r.ManifestPath("app", h.Images["app"])} {
+				for _, p := range []string{fx.TagsListPath("blobsdir"), fx.TagsListPath("nginx"), fx.TypeMapPath("mdir", "latest"), fx.ManifestPath("app", h.Images["app"])} {
 					if _, err := os.Lstat(p); err != nil {
 						t.Errorf("a repository with a problem was swept: %v", err)
 					}

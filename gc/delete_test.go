@@ -102,10 +102,11 @@ func TestDeleteEveryTag(t *testing.T) {
 		}
 		tr.verify()
 	}
-	if _, err := os.Stat(tr.root.RepoDir("app")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(tr.fx.RepoDir("app")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("app after deleting its last tag: %v, want it gone", err)
 	}
-	repos, err := tr.root.ReadCatalog()
+	var repos []string
+	err := tr.root.Inspect(func(v *tree.View) (err error) { repos, err = v.ReadCatalog(); return err })
 	if err != nil || !slices.Equal(repos, []string{"other"}) {
 		t.Errorf("_catalog %v %v, want [other]", repos, err)
 	}
@@ -210,14 +211,14 @@ func TestDeleteNoPrune(t *testing.T) {
 	if !tr.hasManifest("app", img) || !tr.hasBlob("app", desc{Digest: digest.FromBytes(layer("l", 100))}) {
 		t.Fatal("--no-prune deleted more than the tag")
 	}
-	if repos, _ := tr.root.ReadCatalog(); len(repos) != 0 {
+	if repos, _ := tr.fx.ReadCatalog(); len(repos) != 0 {
 		t.Errorf("_catalog %v: a repository without tags is listed", repos)
 	}
 	tr.verify()
 	if _, err := Collect(tr.root, Options{Grace: 0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(tr.root.RepoDir("app")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(tr.fx.RepoDir("app")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the next gc left the repository: %v", err)
 	}
 }

@@ -134,7 +134,7 @@ func TestGCCollect(t *testing.T) {
 				orphan := tr.blob("app", layer("orphan", 100))
 				kept := desc{Digest: digest.FromBytes(layer("kept", 100))}
 				for _, d := range []digest.Digest{kept.Digest, orphan.Digest} {
-					if err := os.Rename(tr.root.BlobPath("app", d), tr.root.LegacyBlobPath("app", d)); err != nil {
+					if err := os.Rename(tr.fx.BlobPath("app", d), tr.fx.LegacyBlobPath("app", d)); err != nil {
 						tr.t.Fatal(err)
 					}
 				}
@@ -182,7 +182,7 @@ func TestGCCollect(t *testing.T) {
 				img := tr.image("app", "v1")
 				tr.tag("app", "v1", img)
 				half := tr.image("app", "half")
-				if err := os.Remove(tr.root.ManifestPath("app", half.Digest)); err != nil {
+				if err := os.Remove(tr.fx.ManifestPath("app", half.Digest)); err != nil {
 					tr.t.Fatal(err)
 				}
 				return []item{m("app", img)}, []item{m("app", half)}
@@ -244,7 +244,7 @@ func (tr *fixture) referrer(repo string, s desc, name string) referrerOf {
 		"config": empty, "layers": []desc{blob}, "subject": s,
 	})
 	// as an export does, before any tag
-	if err := tr.root.UpdateReferrers(repo, s.Digest); err != nil {
+	if err := tr.fx.UpdateReferrers(repo, s.Digest); err != nil {
 		tr.t.Fatal(err)
 	}
 	return referrerOf{manifest: man, blob: blob}
@@ -264,12 +264,12 @@ func TestGCRemovesEmptyRepository(t *testing.T) {
 	if rep.RepositoriesRemoved != 1 || rep.Repositories != 2 {
 		t.Errorf("report %+v: want 2 scanned, 1 removed", rep)
 	}
-	for _, p := range []string{tr.root.RepoDir("ns/gone"), filepath.Dir(tr.root.RepoDir("ns/gone"))} {
+	for _, p := range []string{tr.fx.RepoDir("ns/gone"), filepath.Dir(tr.fx.RepoDir("ns/gone"))} {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s: %v, want it gone", p, err)
 		}
 	}
-	repos, err := tr.root.ReadCatalog()
+	repos, err := tr.fx.ReadCatalog()
 	if err != nil || !slices.Equal(repos, []string{"other"}) {
 		t.Errorf("_catalog %v %v, want [other]", repos, err)
 	}
@@ -286,7 +286,7 @@ func TestGCRepairsInterruptedWrites(t *testing.T) {
 	tr.tag("app", "v2", img)
 	tr.tag("gone", "v1", tr.image("gone", "v1"))
 	// As if killed right after the type maps went.
-	for _, p := range []string{tr.root.TypeMapPath("app", "v2"), tr.root.TypeMapPath("gone", "v1")} {
+	for _, p := range []string{tr.fx.TypeMapPath("app", "v2"), tr.fx.TypeMapPath("gone", "v1")} {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +312,7 @@ func TestGCProblemsSpareTheRepository(t *testing.T) {
 	broken := tr.image("broken", "v1")
 	tr.tag("broken", "v1", broken)
 	orphanBroken := tr.blob("broken", layer("orphan", 10))
-	if err := tr.root.RemoveManifest("broken", broken.Digest); err != nil {
+	if err := tr.fx.RemoveManifest("broken", broken.Digest); err != nil {
 		t.Fatal(err)
 	}
 	bad := tr.raw("bad", ociManifest, []byte(`{"schemaVersion":2,"config":{"digest":"sha256:nothex"}}`))
@@ -326,7 +326,7 @@ func TestGCProblemsSpareTheRepository(t *testing.T) {
 	if !errors.As(err, &pe) || len(pe.Problems) != 2 {
 		t.Fatalf("Collect: %v, want 2 problems", err)
 	}
-	for _, want := range []string{tr.root.TypeMapPath("broken", "v1"), tr.root.ManifestPath("bad", bad.Digest)} {
+	for _, want := range []string{tr.fx.TypeMapPath("broken", "v1"), tr.fx.ManifestPath("bad", bad.Digest)} {
 		if !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Path == want }) {
 			t.Errorf("problems %v lack %s", rep.Problems, want)
 		}
@@ -350,7 +350,7 @@ func TestGCBytesFreedCountsInodes(t *testing.T) {
 	tr.tag("a", "v1", a)
 	tr.tag("b", "v1", bb)
 	cfgSize := func(repo string, d desc) int64 {
-		raw, err := tr.root.ReadManifest(repo, d.Digest)
+		raw, err := tr.fx.ReadManifest(repo, d.Digest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +358,7 @@ func TestGCBytesFreedCountsInodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fi, err := os.Stat(tr.root.BlobPath(repo, r.Blobs[0]))
+		fi, err := os.Stat(tr.fx.BlobPath(repo, r.Blobs[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,7 +398,7 @@ func TestGCDryRun(t *testing.T) {
 	tr.untag("b", "v1")
 	tr.untag("b", "v2")
 	tr.blob("c", layer("orphan", 300))
-	if err := os.WriteFile(tr.root.LegacyBlobPath("c", digest.FromBytes(layer("legacy", 50))), layer("legacy", 50), 0o644); err != nil {
+	if err := os.WriteFile(tr.fx.LegacyBlobPath("c", digest.FromBytes(layer("legacy", 50))), layer("legacy", 50), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -444,7 +444,7 @@ func TestGCGraceUsesCtime(t *testing.T) {
 	tr.tag("app", "v1", tr.image("app", "tagged"))
 	fresh := tr.image("app", "fresh", layer("fresh", 100))
 	old := time.Now().Add(-48 * time.Hour)
-	if err := os.Chtimes(tr.root.ManifestPath("app", fresh.Digest), old, old); err != nil {
+	if err := os.Chtimes(tr.fx.ManifestPath("app", fresh.Digest), old, old); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Collect(tr.root, Options{Grace: time.Hour}); err != nil {
@@ -464,7 +464,7 @@ func TestGCGraceUsesCtime(t *testing.T) {
 // TestGCRunning: a second collection does nothing and says so.
 func TestGCRunning(t *testing.T) {
 	tr := newTree(t)
-	l, err := tr.root.TryLockGC()
+	l, err := tr.fx.TryLockGC()
 	if err != nil || l == nil {
 		t.Fatalf("TryLockGC: %v %v", l, err)
 	}
@@ -479,7 +479,7 @@ func TestGCRunning(t *testing.T) {
 // the blob written before the manifest landed survives.
 func TestGCWaitsForExports(t *testing.T) {
 	tr := newTree(t)
-	export, err := tr.root.LockShared()
+	export, err := tr.fx.LockShared()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +528,7 @@ func TestGCRemoveBlobFreed(t *testing.T) {
 		repo string
 		want int64
 	}{{"a", 0}, {"b", 1234}, {"b", 0}} {
-		got, err := tr.root.RemoveBlob(tc.repo, d.Digest)
+		got, err := tr.fx.RemoveBlob(tc.repo, d.Digest)
 		if err != nil || got != tc.want {
 			t.Errorf("RemoveBlob(%s) = %d, %v; want %d", tc.repo, got, err, tc.want)
 		}
@@ -546,7 +546,7 @@ func TestGCRepairsLinksBeforeSweep(t *testing.T) {
 	v1 := tr.image("app", "v1", layer("one", 100))
 	v2 := tr.image("app", "v2", layer("two", 100))
 	tr.tag("app", "live", v1)
-	for _, p := range []string{tr.root.TagLinkPath("app", "live"), tr.root.FallbackLinkPath("app", "live")} {
+	for _, p := range []string{tr.fx.TagLinkPath("app", "live"), tr.fx.FallbackLinkPath("app", "live")} {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
 		}
@@ -560,7 +560,7 @@ func TestGCRepairsLinksBeforeSweep(t *testing.T) {
 	if tr.hasManifest("app", v2) {
 		t.Fatal("the untagged manifest was kept")
 	}
-	for _, p := range []string{tr.root.TagLinkPath("app", "live"), tr.root.FallbackLinkPath("app", "live")} {
+	for _, p := range []string{tr.fx.TagLinkPath("app", "live"), tr.fx.FallbackLinkPath("app", "live")} {
 		if target, err := os.Readlink(p); err != nil || target != "../"+v1.Digest.String() {
 			t.Errorf("%s -> %q (%v), want the tagged manifest %s", p, target, err, v1.Digest)
 		}

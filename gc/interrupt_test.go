@@ -30,7 +30,7 @@ func TestRepairInterruptedKeepsBlobs(t *testing.T) {
 	if len(rep.RemovedBlobs) > 0 {
 		t.Errorf("removed as corrupt: %v", rep.RemovedBlobs)
 	}
-	if fi, err := os.Stat(root.BlobPath("app", big.Digest)); err != nil || fi.Size() != 24<<20 {
+	if fi, err := os.Stat(tree.Fixture(root).BlobPath("app", big.Digest)); err != nil || fi.Size() != 24<<20 {
 		t.Errorf("the blob is not there any more: %v", err)
 	}
 }

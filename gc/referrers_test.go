@@ -17,7 +17,7 @@ import (
 // false when there is none (the empty index answers).
 func (tr *fixture) listed(repo string, s desc) ([]digest.Digest, bool) {
 	tr.t.Helper()
-	b, err := tr.root.ReadReferrers(repo, s.Digest)
+	b, err := tr.fx.ReadReferrers(repo, s.Digest)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false
 	}
@@ -73,8 +73,8 @@ func TestGCReferrersIndexes(t *testing.T) {
 
 	// Killed writers: an index without its file, and one for a subject
 	// nothing refers to.
-	stale := tr.root.ReferrersPath("app", digest.FromString("stale"))
-	if err := os.Rename(tr.root.ReferrersPath("app", s.Digest), stale); err != nil {
+	stale := tr.fx.ReferrersPath("app", digest.FromString("stale"))
+	if err := os.Rename(tr.fx.ReferrersPath("app", s.Digest), stale); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Verify(tr.root, nil)
@@ -85,7 +85,7 @@ func TestGCReferrersIndexes(t *testing.T) {
 	for _, p := range rep.Problems {
 		paths = append(paths, p.Path)
 	}
-	if want := []string{tr.root.ReferrersPath("app", s.Digest), stale}; !sameSet(paths, want) {
+	if want := []string{tr.fx.ReferrersPath("app", s.Digest), stale}; !sameSet(paths, want) {
 		t.Errorf("verify: %v, want problems at %v", rep.Problems, want)
 	}
 	if _, err := Collect(tr.root, o); err != nil {
@@ -109,7 +109,7 @@ func TestVerifyReferrersIndexOutOfStep(t *testing.T) {
 	s := tr.image("app", "subject")
 	tr.tag("app", "v1", s)
 	tr.referrer("app", s, "sig")
-	p := tr.root.ReferrersPath("app", s.Digest)
+	p := tr.fx.ReferrersPath("app", s.Digest)
 	if err := os.WriteFile(p, distribution.EmptyReferrers(), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestDeleteReferrerByTag(t *testing.T) {
 	if tr.hasManifest("app", sig.manifest) {
 		t.Error("the referrer outlived its subject")
 	}
-	if _, err := os.Stat(tr.root.RepoDir("app")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(tr.fx.RepoDir("app")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("repository: %v, want it removed with its referrers", err)
 	}
 }

@@ -44,35 +44,35 @@ func TestRepairNeverLosesATag(t *testing.T) {
 	}{
 		{
 			name:         "an image tag's type map removed",
-			damage:       func(f damaged) { rm(f.tr.t, f.tr.root.TypeMapPath("other", "v1")) },
+			damage:       func(f damaged) { rm(f.tr.t, f.tr.fx.TypeMapPath("other", "v1")) },
 			wantRestored: []RestoredTag{{"other:v1", tree.FromLinks}},
 		},
 		{
 			name:         "a multi-arch tag's type map removed",
-			damage:       func(f damaged) { rm(f.tr.t, f.tr.root.TypeMapPath("app", "multi2")) },
+			damage:       func(f damaged) { rm(f.tr.t, f.tr.fx.TypeMapPath("app", "multi2")) },
 			wantRestored: []RestoredTag{{"app:multi2", tree.FromLinks}},
 		},
 		{
 			name: "every type map of a repository removed, tags/list too",
 			damage: func(f damaged) {
 				for _, tag := range []string{"amd", "multi", "multi2"} {
-					rm(f.tr.t, f.tr.root.TypeMapPath("app", tag))
+					rm(f.tr.t, f.tr.fx.TypeMapPath("app", tag))
 				}
-				rm(f.tr.t, f.tr.root.TagsListPath("app"))
+				rm(f.tr.t, f.tr.fx.TagsListPath("app"))
 			},
 			wantRestored: []RestoredTag{{"app:amd", tree.FromLinks}, {"app:multi", tree.FromLinks}, {"app:multi2", tree.FromLinks}},
 		},
 		{
 			name: "type map and main link removed: the fallback names the image",
 			damage: func(f damaged) {
-				rm(f.tr.t, f.tr.root.TypeMapPath("other", "v1"), f.tr.root.TagLinkPath("other", "v1"))
+				rm(f.tr.t, f.tr.fx.TypeMapPath("other", "v1"), f.tr.fx.TagLinkPath("other", "v1"))
 			},
 			wantRestored: []RestoredTag{{"other:v1", tree.FromLinks}},
 		},
 		{
 			name: "type map and main link removed: the fallback names an index's child",
 			damage: func(f damaged) {
-				rm(f.tr.t, f.tr.root.TypeMapPath("app", "amd"), f.tr.root.TagLinkPath("app", "amd"))
+				rm(f.tr.t, f.tr.fx.TypeMapPath("app", "amd"), f.tr.fx.TagLinkPath("app", "amd"))
 			},
 			wantLost: []string{"app:amd"},
 			lostWhy:  "only nginx's fallback link was left",
@@ -81,7 +81,7 @@ func TestRepairNeverLosesATag(t *testing.T) {
 		{
 			name: "type map and both links removed, tags/list left",
 			damage: func(f damaged) {
-				rm(f.tr.t, f.tr.root.TypeMapPath("app", "multi"), f.tr.root.TagLinkPath("app", "multi"), f.tr.root.FallbackLinkPath("app", "multi"))
+				rm(f.tr.t, f.tr.fx.TypeMapPath("app", "multi"), f.tr.fx.TagLinkPath("app", "multi"), f.tr.fx.FallbackLinkPath("app", "multi"))
 			},
 			wantLost: []string{"app:multi"},
 			lostWhy:  "tags/list listed it, but no nginx link named its manifest",
@@ -90,8 +90,8 @@ func TestRepairNeverLosesATag(t *testing.T) {
 		{
 			name: "type map removed, the link's manifest too",
 			damage: func(f damaged) {
-				rm(f.tr.t, f.tr.root.TypeMapPath("other", "v1"))
-				if err := os.RemoveAll(f.tr.root.ManifestDir("other", f.v1.Digest)); err != nil {
+				rm(f.tr.t, f.tr.fx.TypeMapPath("other", "v1"))
+				if err := os.RemoveAll(f.tr.fx.ManifestDir("other", f.v1.Digest)); err != nil {
 					f.tr.t.Fatal(err)
 				}
 			},
@@ -102,27 +102,27 @@ func TestRepairNeverLosesATag(t *testing.T) {
 		{
 			name: "a type map emptied",
 			damage: func(f damaged) {
-				writeFile(f.tr.t, f.tr.root.TypeMapPath("app", "multi"), "")
+				writeFile(f.tr.t, f.tr.fx.TypeMapPath("app", "multi"), "")
 			},
 			wantRestored: []RestoredTag{{"app:multi", tree.FromLinks}},
 		},
 		{
 			name: "a type map emptied, and its links removed",
 			damage: func(f damaged) {
-				writeFile(f.tr.t, f.tr.root.TypeMapPath("other", "v1"), "")
-				rm(f.tr.t, f.tr.root.TagLinkPath("other", "v1"), f.tr.root.FallbackLinkPath("other", "v1"))
+				writeFile(f.tr.t, f.tr.fx.TypeMapPath("other", "v1"), "")
+				rm(f.tr.t, f.tr.fx.TagLinkPath("other", "v1"), f.tr.fx.FallbackLinkPath("other", "v1"))
 			},
 			broken: []string{"other:v1"},
 		},
 		{
 			name:        "a manifest's .htaccess removed",
-			damage:      func(f damaged) { rm(f.tr.t, f.tr.root.HeadersPath("app", f.ma.idx2.Digest)) },
+			damage:      func(f damaged) { rm(f.tr.t, f.tr.fx.HeadersPath("app", f.ma.idx2.Digest)) },
 			wantRewrite: []string{"@" + "%idx2" + " .htaccess"},
 		},
 		{
 			name: "headers naming another digest",
 			damage: func(f damaged) {
-				p := f.tr.root.HeadersPath("app", f.ma.amd.Digest)
+				p := f.tr.fx.HeadersPath("app", f.ma.amd.Digest)
 				b, _ := os.ReadFile(p)
 				writeFile(f.tr.t, p, strings.ReplaceAll(string(b), f.ma.amd.Digest.String(), f.ma.arm.Digest.String()))
 			},
@@ -131,7 +131,7 @@ func TestRepairNeverLosesATag(t *testing.T) {
 		{
 			name: "headers and type map removed together",
 			damage: func(f damaged) {
-				rm(f.tr.t, f.tr.root.HeadersPath("app", f.ma.idx1.Digest), f.tr.root.TypeMapPath("app", "multi"))
+				rm(f.tr.t, f.tr.fx.HeadersPath("app", f.ma.idx1.Digest), f.tr.fx.TypeMapPath("app", "multi"))
 			},
 			wantRestored: []RestoredTag{{"app:multi", tree.FromLinks}},
 			wantRewrite:  []string{"@" + "%idx1" + " .htaccess"},
@@ -175,7 +175,7 @@ func TestRepairNeverLosesATag(t *testing.T) {
 			}
 			for _, tag := range tt.broken {
 				repo, name, _ := strings.Cut(tag, ":")
-				listed, _, _ := tr.root.ReadTagsList(repo)
+				listed, _, _ := tr.fx.ReadTagsList(repo)
 				// Named, a problem, and not listed: a listed tag must pull.
 				if !slices.Contains(rep.NeedExport, tag) || rep.ProblemsLeft() == 0 || slices.Contains(listed, name) {
 					t.Errorf("need export %v, problems %v, tags/list %v: want %s named, a problem, and not listed", rep.NeedExport, rep.Verify.Problems, listed, tag)
@@ -209,7 +209,7 @@ func TestRepairNeverLosesATag(t *testing.T) {
 			}
 			for _, ref := range tt.gone {
 				repo, tag, _ := strings.Cut(ref, ":")
-				if listed, _, _ := tr.root.ReadTagsList(repo); slices.Contains(listed, tag) {
+				if listed, _, _ := tr.fx.ReadTagsList(repo); slices.Contains(listed, tag) {
 					t.Errorf("tags/list of %s still lists the lost %s: %v", repo, tag, listed)
 				}
 			}
@@ -247,7 +247,7 @@ func TestRepairSalvagesBeforeJournals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tag := range []string{"kept", "moved"} {
-		if err := os.Remove(tr.root.TypeMapPath("app", tag)); err != nil {
+		if err := os.Remove(tr.fx.TypeMapPath("app", tag)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -264,7 +264,7 @@ func TestRepairSalvagesBeforeJournals(t *testing.T) {
 		t.Errorf("restored %v, lost %v, problems %v; want %v and nothing else", rep.Restored, rep.Lost, rep.Verify.Problems, want)
 	}
 	for tag, d := range map[string]digest.Digest{"kept": a.Digest, "moved": b.Digest} {
-		vs, err := tr.root.TagVariants("app", tag)
+		vs, err := tr.fx.TagVariants("app", tag)
 		if err != nil || len(vs) != 1 || vs[0].Digest != d {
 			t.Errorf("app:%s offers %v (%v), want %s", tag, vs, err, d)
 		}
@@ -279,7 +279,8 @@ func TestRepairSalvagesBeforeJournals(t *testing.T) {
 func snapshotTags(t *testing.T, r *tree.Root) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	err := filepath.WalkDir(r.V2Dir(), func(p string, e os.DirEntry, err error) error {
+	fx := tree.Fixture(r)
+	err := filepath.WalkDir(fx.V2Dir(), func(p string, e os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -289,7 +290,7 @@ func snapshotTags(t *testing.T, r *tree.Root) map[string]string {
 			out[p] = "-> " + target
 			return err
 		case e.Type().IsRegular() && (strings.HasSuffix(p, ".type-map") || strings.HasSuffix(p, "/tags/list") ||
-			strings.HasSuffix(p, "/.htaccess") || p == r.CatalogPath()):
+			strings.HasSuffix(p, "/.htaccess") || p == fx.CatalogPath()):
 			b, err := os.ReadFile(p)
 			out[p] = string(b)
 			return err
@@ -306,8 +307,9 @@ func snapshotTags(t *testing.T, r *tree.Root) map[string]string {
 // its type map, nginx's links, its repository's tags/list.
 func recordOf(r *tree.Root, ref, path string) bool {
 	repo, tag, _ := strings.Cut(ref, ":")
-	return path == r.TypeMapPath(repo, tag) || path == r.TagLinkPath(repo, tag) ||
-		path == r.FallbackLinkPath(repo, tag) || path == r.TagsListPath(repo)
+	fx := tree.Fixture(r)
+	return path == fx.TypeMapPath(repo, tag) || path == fx.TagLinkPath(repo, tag) ||
+		path == fx.FallbackLinkPath(repo, tag) || path == fx.TagsListPath(repo)
 }
 
 func orEmpty[T any](s []T) []T {

@@ -27,6 +27,7 @@ const (
 type fixture struct {
 	t    testing.TB
 	root *tree.Root
+	fx   *tree.Fixtures // root's writers and paths, for building and damaging it
 }
 
 func newTree(t testing.TB) *fixture {
@@ -43,7 +44,7 @@ func openTree(t testing.TB, dir string) *fixture {
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, root: root}
+	return &fixture{t: t, root: root, fx: tree.Fixture(root)}
 }
 
 // desc is a descriptor as manifests write it.
@@ -58,7 +59,7 @@ type desc struct {
 func (tr *fixture) blob(repo string, content []byte) desc {
 	tr.t.Helper()
 	d := digest.FromBytes(content)
-	_, _, err := tr.root.PutBlob(repo, d, int64(len(content)), false, func() (io.ReadCloser, error) {
+	_, _, err := tr.fx.PutBlob(repo, d, int64(len(content)), false, func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(content)), nil
 	})
 	if err != nil {
@@ -80,7 +81,7 @@ func (tr *fixture) manifest(repo, mt string, v any) desc {
 func (tr *fixture) raw(repo, mt string, raw []byte) desc {
 	tr.t.Helper()
 	d := digest.FromBytes(raw)
-	if err := tr.root.PutManifest(repo, d, mt, raw); err != nil {
+	if err := tr.fx.PutManifest(repo, d, mt, raw); err != nil {
 		tr.t.Fatal(err)
 	}
 	return desc{MediaType: mt, Digest: d, Size: int64(len(raw))}
@@ -129,27 +130,27 @@ func (tr *fixture) tag(repo, tag string, ds ...desc) {
 		}
 		vs = append(vs, v)
 	}
-	if err := tr.root.PutTag(repo, tag, vs); err != nil {
+	if err := tr.fx.PutTag(repo, tag, vs); err != nil {
 		tr.t.Fatal(err)
 	}
 }
 
 func (tr *fixture) untag(repo, tag string) {
 	tr.t.Helper()
-	if err := tr.root.DeleteTag(repo, tag); err != nil {
+	if err := tr.fx.DeleteTag(repo, tag); err != nil {
 		tr.t.Fatal(err)
 	}
 }
 
 func (tr *fixture) hasManifest(repo string, d desc) bool {
-	_, err := os.Stat(tr.root.ManifestDir(repo, d.Digest))
+	_, err := os.Stat(tr.fx.ManifestDir(repo, d.Digest))
 	return err == nil
 }
 
 func (tr *fixture) hasBlob(repo string, d desc) bool {
-	_, err := os.Stat(tr.root.BlobPath(repo, d.Digest))
+	_, err := os.Stat(tr.fx.BlobPath(repo, d.Digest))
 	if err != nil {
-		_, err = os.Stat(tr.root.LegacyBlobPath(repo, d.Digest))
+		_, err = os.Stat(tr.fx.LegacyBlobPath(repo, d.Digest))
 	}
 	return err == nil
 }

@@ -39,15 +39,16 @@ func TestVerifyNamesLegacyConventions(t *testing.T) {
 	if len(rep.Problems) > 0 {
 		t.Errorf("verify reports legacy conventions as problems: %v", rep.Problems)
 	}
+	fx := tree.Fixture(root)
 	for _, want := range []struct{ path, says string }{
-		{root.LegacyBlobPath("keystone", ""), "<digest>.gz"},
+		{fx.LegacyBlobPath("keystone", ""), "<digest>.gz"},
 		{"/manifests/sha256:", "unquoted ETag"},
 		{"tripleomaster/nova-api/manifests/.htaccess", "per-repository .htaccess"},
-		{root.TypeMapPath("tripleomaster/nova-compute", "current"), "without qs"},
-		{root.LegacyTagPath("tripleomaster/nova-api", "2019"), "symlink tag"},
-		{root.TagsListPath("tripleomaster/nova-api"), "unsorted, or listing symlink tags"},
-		{root.CatalogPath(), "two-level"},
-		{root.RepoDir("keystone"), "umask of 077"},
+		{fx.TypeMapPath("tripleomaster/nova-compute", "current"), "without qs"},
+		{fx.LegacyTagPath("tripleomaster/nova-api", "2019"), "symlink tag"},
+		{fx.TagsListPath("tripleomaster/nova-api"), "unsorted, or listing symlink tags"},
+		{fx.CatalogPath(), "two-level"},
+		{fx.RepoDir("keystone"), "umask of 077"},
 	} {
 		found := false
 		for _, l := range rep.Legacy {
@@ -59,7 +60,7 @@ func TestVerifyNamesLegacyConventions(t *testing.T) {
 			t.Errorf("no legacy line for %s saying %q:\n%v", want.path, want.says, rep.Legacy)
 		}
 	}
-	if _, err := root.Migrate(false); err != nil {
+	if _, err := fx.Migrate(false); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = Verify(root, nil)

@@ -26,7 +26,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "flipped byte in a blob",
 			damage: func(f damaged) string {
-				p := f.tr.root.BlobPath("app", f.base.Digest)
+				p := f.tr.fx.BlobPath("app", f.base.Digest)
 				flipByte(f.tr.t, p)
 				return p
 			},
@@ -37,8 +37,8 @@ func TestVerify(t *testing.T) {
 			name: "flipped byte in a legacy .gz blob",
 			damage: func(f damaged) string {
 				d := f.ma.uniqueAmd2.Digest
-				p := f.tr.root.LegacyBlobPath("app", d)
-				if err := os.Rename(f.tr.root.BlobPath("app", d), p); err != nil {
+				p := f.tr.fx.LegacyBlobPath("app", d)
+				if err := os.Rename(f.tr.fx.BlobPath("app", d), p); err != nil {
 					f.tr.t.Fatal(err)
 				}
 				flipByte(f.tr.t, p)
@@ -49,7 +49,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "missing blob",
 			damage: func(f damaged) string {
-				p := f.tr.root.BlobPath("app", f.ma.uniqueAmd2.Digest)
+				p := f.tr.fx.BlobPath("app", f.ma.uniqueAmd2.Digest)
 				if err := os.Remove(p); err != nil {
 					f.tr.t.Fatal(err)
 				}
@@ -60,30 +60,30 @@ func TestVerify(t *testing.T) {
 		{
 			name: "tag pointing at a missing manifest",
 			damage: func(f damaged) string {
-				if err := os.RemoveAll(f.tr.root.ManifestDir("app", f.ma.idx2.Digest)); err != nil {
+				if err := os.RemoveAll(f.tr.fx.ManifestDir("app", f.ma.idx2.Digest)); err != nil {
 					f.tr.t.Fatal(err)
 				}
-				return f.tr.root.TypeMapPath("app", "multi2")
+				return f.tr.fx.TypeMapPath("app", "multi2")
 			},
 			wantMsg: "names manifest " + "sha256:",
 		},
 		{
 			name: "catalog entry without a repository",
 			damage: func(f damaged) string {
-				if err := os.WriteFile(f.tr.root.CatalogPath(), []byte(`{"repositories":["app","ghost","other"]}`), 0o644); err != nil {
+				if err := os.WriteFile(f.tr.fx.CatalogPath(), []byte(`{"repositories":["app","ghost","other"]}`), 0o644); err != nil {
 					f.tr.t.Fatal(err)
 				}
-				return f.tr.root.CatalogPath()
+				return f.tr.fx.CatalogPath()
 			},
 			wantMsg: "lists ghost, which is not a repository with tags",
 		},
 		{
 			name: "index child missing",
 			damage: func(f damaged) string {
-				if err := os.RemoveAll(f.tr.root.ManifestDir("app", f.ma.arm.Digest)); err != nil {
+				if err := os.RemoveAll(f.tr.fx.ManifestDir("app", f.ma.arm.Digest)); err != nil {
 					f.tr.t.Fatal(err)
 				}
-				return f.tr.root.ManifestPath("app", f.ma.idx1.Digest)
+				return f.tr.fx.ManifestPath("app", f.ma.idx1.Digest)
 			},
 			wantMsg:  "index child sha256:",
 			wantMore: true, // idx2 lists it too
@@ -91,7 +91,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "flipped byte in a manifest",
 			damage: func(f damaged) string {
-				p := f.tr.root.ManifestPath("app", f.ma.amd2.Digest)
+				p := f.tr.fx.ManifestPath("app", f.ma.amd2.Digest)
 				flipByte(f.tr.t, p)
 				return p
 			},
@@ -101,7 +101,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "headers with the wrong media type",
 			damage: func(f damaged) string {
-				p := f.tr.root.HeadersPath("app", f.ma.idx2.Digest)
+				p := f.tr.fx.HeadersPath("app", f.ma.idx2.Digest)
 				b, _ := os.ReadFile(p)
 				if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), dockerList, ociIndex)), 0o644); err != nil {
 					f.tr.t.Fatal(err)
@@ -114,7 +114,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "tags/list behind the type maps",
 			damage: func(f damaged) string {
-				p := f.tr.root.TagsListPath("app")
+				p := f.tr.fx.TagsListPath("app")
 				if err := os.WriteFile(p, []byte(`{"name":"app","tags":["amd","multi"]}`), 0o644); err != nil {
 					f.tr.t.Fatal(err)
 				}
@@ -127,7 +127,7 @@ func TestVerify(t *testing.T) {
 			// beside this one saying it had.
 			name: "tags/list missing",
 			damage: func(f damaged) string {
-				p := f.tr.root.TagsListPath("app")
+				p := f.tr.fx.TagsListPath("app")
 				if err := os.Remove(p); err != nil {
 					f.tr.t.Fatal(err)
 				}
@@ -139,7 +139,7 @@ func TestVerify(t *testing.T) {
 			name:  "named repository missing",
 			repos: []string{"app", "nope"},
 			damage: func(f damaged) string {
-				return f.tr.root.RepoDir("nope")
+				return f.tr.fx.RepoDir("nope")
 			},
 			wantMsg: "no such repository",
 		},

@@ -34,15 +34,16 @@ func fifoTree(t *testing.T) (*tree.Root, map[string]hostiletree.Image, []string)
 		ims[repo] = hostiletree.Export(t, root, repo, "v1")
 	}
 	hostiletree.Referrer(t, root, "refs", ims["refs"].Manifest)
+	fx := tree.Fixture(root)
 	planted := []string{
-		root.BlobPath("blob", ims["blob"].Blobs[1]),
-		root.ManifestPath("manifest", ims["manifest"].Manifest),
-		root.HeadersPath("headers", ims["headers"].Manifest),
-		root.TypeMapPath("typemap", "v1"),
-		root.TagsListPath("tagslist"),
-		root.ReferrersPath("refs", ims["refs"].Manifest),
-		root.CatalogPath(),
-		root.PingPath(),
+		fx.BlobPath("blob", ims["blob"].Blobs[1]),
+		fx.ManifestPath("manifest", ims["manifest"].Manifest),
+		fx.HeadersPath("headers", ims["headers"].Manifest),
+		fx.TypeMapPath("typemap", "v1"),
+		fx.TagsListPath("tagslist"),
+		fx.ReferrersPath("refs", ims["refs"].Manifest),
+		fx.CatalogPath(),
+		fx.PingPath(),
 	}
 	for _, p := range planted {
 		hostiletree.PlantFIFO(t, p)

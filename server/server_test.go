@@ -51,8 +51,9 @@ type manifest struct {
 // fixture is a tree written with tree's writers.
 type fixture struct {
 	root                  *tree.Root
-	repo                  string // "ns/app"
-	config, layer, legacy blob   // legacy: stored only as "<digest>.gz"
+	fx                    *tree.Fixtures // root's writers and paths, to build and change it
+	repo                  string         // "ns/app"
+	config, layer, legacy blob           // legacy: stored only as "<digest>.gz"
 	a, b, index, docker   manifest
 	manyRepo              string // "ns/many", tags t0..t4
 	manyTags, tags, repos []string
@@ -73,7 +74,7 @@ func buildIn(t testing.TB, root *tree.Root) *fixture {
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{root: root, repo: "ns/app", manyRepo: "ns/many"}
+	f := &fixture{root: root, fx: tree.Fixture(root), repo: "ns/app", manyRepo: "ns/many"}
 	f.config = newBlob([]byte(`{"architecture":"amd64","os":"linux"}`))
 	f.layer = newBlob(bytes.Repeat([]byte("layer bytes "), 100))
 	f.legacy = newBlob([]byte("\x1f\x8b legacy layer, always named .gz by TripleO"))
@@ -88,7 +89,7 @@ func buildIn(t testing.TB, root *tree.Root) *fixture {
 	for _, b := range []blob{f.config, f.layer} {
 		f.putBlob(t, f.repo, b)
 	}
-	if err := os.WriteFile(root.LegacyBlobPath(f.repo, f.legacy.d), f.legacy.data, 0o644); err != nil {
+	if err := os.WriteFile(f.fx.LegacyBlobPath(f.repo, f.legacy.d), f.legacy.data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []manifest{f.a, f.b, f.index, f.docker} {
@@ -120,14 +121,14 @@ func (f *fixture) manifest(t testing.TB, mediaType, format string, args ...any) 
 func (f *fixture) putBlob(t testing.TB, repo string, b blob) {
 	t.Helper()
 	fetch := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.data)), nil }
-	if _, _, err := f.root.PutBlob(repo, b.d, int64(len(b.data)), false, fetch); err != nil {
+	if _, _, err := f.fx.PutBlob(repo, b.d, int64(len(b.data)), false, fetch); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (f *fixture) putManifest(t testing.TB, repo string, m manifest) {
 	t.Helper()
-	if err := f.root.PutManifest(repo, m.d, m.mediaType, m.data); err != nil {
+	if err := f.fx.PutManifest(repo, m.d, m.mediaType, m.data); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -135,7 +136,7 @@ func (f *fixture) putManifest(t testing.TB, repo string, m manifest) {
 // putTag points tag at ms, the first at qs=1.0 and the others at 0.001.
 func (f *fixture) putTag(t testing.TB, repo, tag string, ms ...manifest) {
 	t.Helper()
-	if err := f.root.PutTag(repo, tag, variants(ms...)); err != nil {
+	if err := f.fx.PutTag(repo, tag, variants(ms...)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -542,7 +543,7 @@ func TestPaginationFollowsLink(t *testing.T) {
 func TestUnsortedListing(t *testing.T) {
 	f := build(t)
 	legacy := []byte(`{"name": "ns/many", "tags": ["t3", "t1", "t0", "t4", "t2"]}`)
-	if err := os.WriteFile(f.root.TagsListPath(f.manyRepo), legacy, 0o644); err != nil {
+	if err := os.WriteFile(f.fx.TagsListPath(f.manyRepo), legacy, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	base := start(t, f)
@@ -602,7 +603,7 @@ func TestTagRollback(t *testing.T) {
 	f := build(t)
 	base := start(t, f)
 	old := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(f.root.ManifestPath(f.repo, f.a.d), old, old); err != nil {
+	if err := os.Chtimes(f.fx.ManifestPath(f.repo, f.a.d), old, old); err != nil {
 		t.Fatal(err)
 	}
 	tag := "/v2/" + f.repo + "/manifests/v1"
@@ -651,7 +652,7 @@ func TestTagFlipConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			if err := f.root.PutTag(f.repo, "flip", targets[i%2]); err != nil {
+			if err := f.fx.PutTag(f.repo, "flip", targets[i%2]); err != nil {
 				writerDone <- err
 				return
 			}
@@ -978,7 +979,7 @@ func TestCacheSeesEveryChange(t *testing.T) {
 
 	// Files changed within racyWindow are never kept; wait until the type
 	// map is older, then it is read once and answered from memory.
-	path := f.root.TypeMapPath(f.repo, "cached")
+	path := f.fx.TypeMapPath(f.repo, "cached")
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		if key, ok := identity(path); ok && time.Since(key.changed()) > racyWindow {
 			break
@@ -1008,7 +1009,7 @@ func TestCacheSeesEveryChange(t *testing.T) {
 	}
 	byTag(f.a, "").check(t, do(t, base, http.MethodGet, tag, nil))
 
-	hdr := f.root.HeadersPath(f.repo, f.a.d)
+	hdr := f.fx.HeadersPath(f.repo, f.a.d)
 	hb, err := os.ReadFile(hdr)
 	if err != nil {
 		t.Fatal(err)

@@ -33,11 +33,12 @@ func TestRunNotRegular(t *testing.T) {
 		ims[repo] = hostiletree.Export(t, root, repo, "v1")
 		hostiletree.Export(t, root, repo, "v2")
 	}
-	manifest, typeMap := root.ManifestPath("manifest", ims["manifest"].Manifest), root.TypeMapPath("typemap", "v1")
+	fx := tree.Fixture(root)
+	manifest, typeMap := fx.ManifestPath("manifest", ims["manifest"].Manifest), fx.TypeMapPath("typemap", "v1")
 	hostiletree.PlantFIFO(t, manifest)
 	hostiletree.PlantFIFO(t, typeMap)
 	// A change the watcher sets right meanwhile: good's tags/list removed.
-	if err := os.Remove(root.TagsListPath("good")); err != nil {
+	if err := os.Remove(fx.TagsListPath("good")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -54,7 +55,7 @@ func TestRunNotRegular(t *testing.T) {
 		waitLog(t, &log, want)
 	}
 	eventually(t, &log, "good's tags/list rewritten", func() bool {
-		fi, err := os.Lstat(root.TagsListPath("good"))
+		fi, err := os.Lstat(fx.TagsListPath("good"))
 		return err == nil && fi.Mode().IsRegular()
 	})
 	stop := context.Canceled
@@ -75,7 +76,7 @@ func TestRunNotRegular(t *testing.T) {
 			t.Errorf("%s: the FIFO is not left as it is (%v)", p, err)
 		}
 	}
-	if tags, _, err := root.ReadTagsList("typemap"); err != nil || strings.Join(tags, ",") != "v2" {
+	if tags, _, err := fx.ReadTagsList("typemap"); err != nil || strings.Join(tags, ",") != "v2" {
 		t.Errorf("typemap's tags/list: %v %v, want v2 alone", tags, err)
 	}
 }

@@ -103,11 +103,12 @@ func TestRunStopsWithContext(t *testing.T) {
 	}()
 	// A _catalog removed by hand comes back.
 	waitLog(t, &log, `"msg":"checked"`)
-	if err := os.Remove(filepath.Join(root.V2Dir(), "_catalog")); err != nil {
+	fx := tree.Fixture(root)
+	if err := os.Remove(filepath.Join(fx.V2Dir(), "_catalog")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, &log, "_catalog rewritten", func() bool {
-		b, err := os.ReadFile(root.CatalogPath())
+		b, err := os.ReadFile(fx.CatalogPath())
 		return err == nil && string(b) == `{"repositories":[]}`
 	})
 	stop := context.Canceled
@@ -155,23 +156,24 @@ func TestRunWaitsOnEmptyRoot(t *testing.T) {
 	if err := root.Init(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := root.PutBlob("ns/app", ld, int64(len(layer)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer)), nil }); err != nil {
+	fx := tree.Fixture(root)
+	if _, _, err := fx.PutBlob("ns/app", ld, int64(len(layer)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer)), nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.PutManifest("ns/app", md, "application/vnd.oci.image.manifest.v1+json", raw); err != nil {
+	if err := fx.PutManifest("ns/app", md, "application/vnd.oci.image.manifest.v1+json", raw); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.PutTag("ns/app", "v1", []tree.TagVariant{{Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json"}}); err != nil {
+	if err := fx.PutTag("ns/app", "v1", []tree.TagVariant{{Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitLog(t, &log, `"msg":"a tree is at the root"`)
 
 	// Something else changes the tree: the watcher follows.
-	if err := os.Remove(root.TagsListPath("ns/app")); err != nil {
+	if err := os.Remove(fx.TagsListPath("ns/app")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, &log, "tags/list re-derived", func() bool {
-		tags, _, err := root.ReadTagsList("ns/app")
+		tags, _, err := fx.ReadTagsList("ns/app")
 		return err == nil && slices.Equal(tags, []string{"v1"})
 	})
 	if strings.Contains(log.String(), `"level":"WARN"`) {

@@ -111,7 +111,7 @@ func tagTarget(t *testing.T, rootDir, ref string) digest.Digest {
 		t.Fatal(err)
 	}
 	repo, tag, _ := strings.Cut(ref, ":")
-	vs, err := root.TagVariants(repo, tag)
+	vs, err := tree.Fixture(root).TagVariants(repo, tag)
 	if os.IsNotExist(err) {
 		return ""
 	}

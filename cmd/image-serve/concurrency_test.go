@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // slowBlobs delays every blob GET, so that concurrent exports overlap.
@@ -59,12 +60,12 @@ func TestConcurrentExports(t *testing.T) {
 	}
 
 	var catalog struct{ Repositories []string }
-	readJSON(t, root.CatalogPath(), &catalog)
+	readJSON(t, tree.Fixture(root).CatalogPath(), &catalog)
 	if want := []string{"ns/a", "ns/b", "ns/c"}; !slices.Equal(catalog.Repositories, want) {
 		t.Errorf("_catalog %v, want %v", catalog.Repositories, want)
 	}
 	var tags struct{ Tags []string }
-	readJSON(t, root.TagsListPath("ns/c"), &tags)
+	readJSON(t, tree.Fixture(root).TagsListPath("ns/c"), &tags)
 	if want := []string{"v1", "v2"}; !slices.Equal(tags.Tags, want) {
 		t.Errorf("ns/c tags/list %v, want %v (a concurrent update was lost)", tags.Tags, want)
 	}

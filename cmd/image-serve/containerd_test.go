@@ -331,7 +331,7 @@ func closureOf(t *testing.T, root *tree.Root, repo, dg, mediaType string) closur
 		cl.kind = kindSchema1
 		return cl
 	}
-	raw := readVerified(t, root.ManifestPath(repo, digest.Digest(dg)), dg)
+	raw := readVerified(t, tree.Fixture(root).ManifestPath(repo, digest.Digest(dg)), dg)
 	var m struct {
 		Manifests []struct {
 			Digest    string
@@ -376,7 +376,7 @@ func closureOf(t *testing.T, root *tree.Root, repo, dg, mediaType string) closur
 			DiffIDs []digest.Digest `json:"diff_ids"`
 		}
 	}
-	if err := json.Unmarshal(readVerified(t, root.BlobPath(repo, digest.Digest(m.Config.Digest)), m.Config.Digest), &cfg); err != nil {
+	if err := json.Unmarshal(readVerified(t, tree.Fixture(root).BlobPath(repo, digest.Digest(m.Config.Digest)), m.Config.Digest), &cfg); err != nil {
 		t.Fatalf("%s: config %s: %v", repo, m.Config.Digest, err)
 	}
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) || len(m.Layers) == 0 {

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // hammer is a client that GETs and HEADs a repository's tags, their
@@ -213,7 +214,7 @@ func TestKilledExport(t *testing.T) {
 	// left half-written.
 	reg.Intercept = nil
 	mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("app/web:v3"), "app/web:live")
-	if temps := tempFiles(t, root.V2Dir()); len(temps) > 0 {
+	if temps := tempFiles(t, tree.Fixture(root).V2Dir()); len(temps) > 0 {
 		t.Errorf("temporary files survived the next export: %v", temps)
 	}
 	for _, base := range bases {

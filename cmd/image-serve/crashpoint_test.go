@@ -264,8 +264,9 @@ func crashScenarios() []crashScenario {
 				c.export(t, "src/img:v1", "ns/app:t2")
 				img := digest.Digest(c.pushed["src/img:v1"].Digest)
 				child := digest.Digest(c.pushed["src/multi:v1"].Children["linux/amd64"])
-				for _, p := range []string{c.root.TypeMapPath("ns/app", "t1"), c.root.TypeMapPath("ns/app", "t2"),
-					c.root.TagsListPath("ns/app"), c.root.HeadersPath("ns/app", img), c.root.HeadersPath("ns/app", child)} {
+				fx := tree.Fixture(c.root)
+				for _, p := range []string{fx.TypeMapPath("ns/app", "t1"), fx.TypeMapPath("ns/app", "t2"),
+					fx.TagsListPath("ns/app"), fx.HeadersPath("ns/app", img), fx.HeadersPath("ns/app", child)} {
 					if err := os.Remove(p); err != nil {
 						t.Fatal(err)
 					}
@@ -497,7 +498,8 @@ func (c *crashCase) snapshot(t *testing.T) string {
 // or not at all, but what nginx serves must still be complete.
 func (c *crashCase) checkServed(t *testing.T, moving []string) error {
 	t.Helper()
-	repos, err := c.root.StoredRepositories()
+	fx := tree.Fixture(c.root)
+	repos, err := fx.StoredRepositories()
 	if err != nil {
 		return err
 	}
@@ -507,11 +509,11 @@ func (c *crashCase) checkServed(t *testing.T, moving []string) error {
 		}
 	}
 	for _, repo := range repos {
-		tags, err := c.root.Tags(repo)
+		tags, err := fx.Tags(repo)
 		if err != nil {
 			return err
 		}
-		listed, _, err := c.root.ReadTagsList(repo)
+		listed, _, err := fx.ReadTagsList(repo)
 		if err != nil {
 			return err
 		}
@@ -540,7 +542,7 @@ func (c *crashCase) checkServed(t *testing.T, moving []string) error {
 // checkReferrers fetches, from every server, every manifest a referrers
 // index of repo lists: an index never names one a client cannot get.
 func (c *crashCase) checkReferrers(repo string) error {
-	subjects, err := c.root.ReferrerSubjects(repo)
+	subjects, err := tree.Fixture(c.root).ReferrerSubjects(repo)
 	if err != nil {
 		return err
 	}
@@ -615,7 +617,7 @@ func (c *crashCase) checkCatalog(s crashServer) error {
 	if err := getJSON(s, "/v2/_catalog", &cat); err != nil {
 		return err
 	}
-	want, err := c.root.ReadCatalog()
+	want, err := tree.Fixture(c.root).ReadCatalog()
 	if err != nil {
 		return err
 	}
@@ -660,7 +662,7 @@ func getJSON(s crashServer, path string, v any) error {
 // checkTempsHidden asks every server for every temporary file in the tree.
 func (c *crashCase) checkTempsHidden() error {
 	var temps []string
-	err := filepath.WalkDir(c.root.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(tree.Fixture(c.root).V2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

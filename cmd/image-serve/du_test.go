@@ -9,6 +9,7 @@ import (
 
 	"github.com/image-serve/image-serve/catalog"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // TestDiskUsage: du counts a blob hard-linked into several repositories
@@ -34,9 +35,10 @@ func TestDiskUsage(t *testing.T) {
 		})
 		return out
 	}
-	per := map[string]map[inode]int64{"a": files(root.RepoDir("a")), "b": files(root.RepoDir("b")), "c": files(root.RepoDir("c"))}
+	fx := tree.Fixture(root)
+	per := map[string]map[inode]int64{"a": files(fx.RepoDir("a")), "b": files(fx.RepoDir("b")), "c": files(fx.RepoDir("c"))}
 	var total int64
-	for _, size := range files(root.V2Dir()) {
+	for _, size := range files(fx.V2Dir()) {
 		total += size
 	}
 	var u catalog.Usage

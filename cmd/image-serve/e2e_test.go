@@ -94,11 +94,11 @@ func fromArchive(t *testing.T, root *tree.Root, repo, tag string) exported {
 	if strings.TrimSpace(r.stdout) != tag {
 		t.Fatalf("list %s: %q, want %q", repo, r.stdout, tag)
 	}
-	vs, err := root.TagVariants(repo, tag)
+	vs, err := tree.Fixture(root).TagVariants(repo, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := readFile(t, root.ManifestPath(repo, vs[0].Digest))
+	raw := readFile(t, tree.Fixture(root).ManifestPath(repo, vs[0].Digest))
 	return exported{repo: repo, tag: tag, digest: vs[0].Digest.String(), raw: raw, mediaType: distribution.MediaTypeDockerManifest}
 }
 

@@ -113,23 +113,24 @@ func TestDeleteEachTag(t *testing.T) {
 		exportTag(t, root, reg, "src/app:"+tag, "app:"+tag)
 	}
 	servers := gcServers(t, root)
+	fx := tree.Fixture(root)
 	manifestDir := func(img v1.Image) string {
 		d, _ := img.Digest()
-		return root.ManifestDir("app", digest.Digest(d.String()))
+		return fx.ManifestDir("app", digest.Digest(d.String()))
 	}
 	uniqueLayer := func(img v1.Image) string {
 		m, _ := img.Manifest()
-		return root.BlobPath("app", digest.Digest(m.Layers[len(m.Layers)-1].Digest.String()))
+		return fx.BlobPath("app", digest.Digest(m.Layers[len(m.Layers)-1].Digest.String()))
 	}
 	steps := []struct {
 		tag        string
 		gone, kept []string // paths
 	}{
-		{"multi2", []string{root.ManifestDir("app", digest.Digest(pushed["multi2"].Digest)), manifestDir(amd2), uniqueLayer(amd2)},
+		{"multi2", []string{fx.ManifestDir("app", digest.Digest(pushed["multi2"].Digest)), manifestDir(amd2), uniqueLayer(amd2)},
 			[]string{manifestDir(arm), uniqueLayer(arm)}},
 		{"amd", nil, []string{manifestDir(amd), uniqueLayer(amd)}},
 		{"single", []string{manifestDir(single), uniqueLayer(single)}, []string{uniqueLayer(amd)}},
-		{"multi", []string{root.RepoDir("app")}, nil},
+		{"multi", []string{fx.RepoDir("app")}, nil},
 	}
 	remaining := []string{"amd", "multi", "multi2", "single"}
 	check := func(deleted string) {
@@ -164,7 +165,8 @@ func TestDeleteEachTag(t *testing.T) {
 		}
 		check(step.tag)
 	}
-	repos, err := root.ReadCatalog()
+	var repos []string
+	err := root.Inspect(func(v *tree.View) (err error) { repos, err = v.ReadCatalog(); return err })
 	if err != nil || len(repos) != 0 {
 		t.Errorf("_catalog after deleting every tag: %v %v, want empty", repos, err)
 	}
@@ -249,7 +251,7 @@ func blobInodeBytes(t *testing.T, root *tree.Root) int64 {
 	t.Helper()
 	seen := map[uint64]bool{}
 	var sum int64
-	err := filepath.WalkDir(root.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(tree.Fixture(root).V2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil || !e.Type().IsRegular() || filepath.Base(filepath.Dir(path)) != "blobs" {
 			return err
 		}
@@ -294,13 +296,13 @@ func TestDeleteFreesUniqueBytes(t *testing.T) {
 	if freed < unique["a"] || freed > unique["a"]+64<<10 {
 		t.Errorf("statfs: %d bytes freed, want a's unique %d (+ < 64 KiB of small files)", freed, unique["a"])
 	}
-	if exists(root.RepoDir("a")) {
+	if exists(tree.Fixture(root).RepoDir("a")) {
 		t.Error("repository a is still in the tree")
 	}
 	for srv, base := range map[string]string{"apache": testserver.Apache(t, root), "embedded": testserver.Embedded(t, root)} {
 		for _, repo := range []string{"b", "c"} {
 			t.Run(srv+"/"+repo, func(t *testing.T) {
-				vs, err := root.TagVariants(repo, "v1")
+				vs, err := tree.Fixture(root).TagVariants(repo, "v1")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -360,7 +362,7 @@ func TestGCDryRunThenGC(t *testing.T) {
 // exits 0, saying so unless --quiet.
 func TestGCOverlap(t *testing.T) {
 	root := testserver.TempRoot(t)
-	l, err := root.TryLockGC()
+	l, err := tree.Fixture(root).TryLockGC()
 	if err != nil || l == nil {
 		t.Fatalf("TryLockGC: %v %v", l, err)
 	}
@@ -391,7 +393,7 @@ func TestGCOverlap(t *testing.T) {
 func TestGCLockTimeout(t *testing.T) {
 	root := testserver.TempRoot(t)
 	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "hello:latest")
-	l, err := root.LockExclusive()
+	l, err := tree.Fixture(root).LockExclusive()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +452,7 @@ func TestVerifyDetects(t *testing.T) {
 		want   string
 	}{
 		{"flipped byte in a blob", func(t *testing.T, root *tree.Root) string {
-			p := root.BlobPath("demo/hello", someLayer(t, root))
+			p := tree.Fixture(root).BlobPath("demo/hello", someLayer(t, root))
 			b := readFile(t, p)
 			b[len(b)/2] ^= 0x80
 			f, err := os.OpenFile(p, os.O_WRONLY, 0)
@@ -464,27 +466,29 @@ func TestVerifyDetects(t *testing.T) {
 			return p
 		}, "not the blob its name says"},
 		{"missing blob", func(t *testing.T, root *tree.Root) string {
-			p := root.BlobPath("demo/hello", someLayer(t, root))
+			p := tree.Fixture(root).BlobPath("demo/hello", someLayer(t, root))
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
 			return p
 		}, "missing: manifest sha256:"},
 		{"tag pointing at a missing manifest", func(t *testing.T, root *tree.Root) string {
-			vs, err := root.TagVariants("demo/hello", "latest")
+			fx := tree.Fixture(root)
+			vs, err := fx.TagVariants("demo/hello", "latest")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.RemoveAll(root.ManifestDir("demo/hello", vs[0].Digest)); err != nil {
+			if err := os.RemoveAll(fx.ManifestDir("demo/hello", vs[0].Digest)); err != nil {
 				t.Fatal(err)
 			}
-			return root.TypeMapPath("demo/hello", "latest")
+			return fx.TypeMapPath("demo/hello", "latest")
 		}, "names manifest sha256:"},
 		{"catalog entry without a repository", func(t *testing.T, root *tree.Root) string {
-			if err := os.WriteFile(root.CatalogPath(), []byte(`{"repositories":["demo/ghost","demo/hello"]}`), 0o644); err != nil {
+			p := tree.Fixture(root).CatalogPath()
+			if err := os.WriteFile(p, []byte(`{"repositories":["demo/ghost","demo/hello"]}`), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			return root.CatalogPath()
+			return p
 		}, "lists demo/ghost, which is not a repository with tags"},
 	}
 	for _, tt := range tests {
@@ -513,18 +517,19 @@ func TestVerifyDetects(t *testing.T) {
 // someLayer is a layer of demo/hello's amd64 image.
 func someLayer(t *testing.T, root *tree.Root) digest.Digest {
 	t.Helper()
-	bs, err := root.Blobs("demo/hello")
+	fx := tree.Fixture(root)
+	bs, err := fx.Blobs("demo/hello")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs, err := root.TagVariants("demo/hello", "latest")
+	vs, err := fx.TagVariants("demo/hello", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var m struct {
 		Layers []struct{ Digest digest.Digest }
 	}
-	if err := json.Unmarshal(readFile(t, root.ManifestPath("demo/hello", vs[len(vs)-1].Digest)), &m); err != nil || len(m.Layers) == 0 {
+	if err := json.Unmarshal(readFile(t, fx.ManifestPath("demo/hello", vs[len(vs)-1].Digest)), &m); err != nil || len(m.Layers) == 0 {
 		t.Fatalf("amd64 manifest of demo/hello: %v", err)
 	}
 	for _, b := range bs {
@@ -560,13 +565,13 @@ func concurrencyImages(t *testing.T, reg *testregistry.Registry, n int) []string
 // with go-containerregistry, validating every blob.
 func pullAll(t *testing.T, root *tree.Root, base string) int {
 	t.Helper()
-	repos, err := root.Repositories()
+	repos, err := tree.Fixture(root).Repositories()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for _, repo := range repos {
-		tags, err := root.Tags(repo)
+		tags, err := tree.Fixture(root).Tags(repo)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/internal/testtree"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -166,7 +167,7 @@ func TestHostileSources(t *testing.T) {
 			if !tc.empty {
 				mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "hello:latest")
 			}
-			before := snapshot(t, root.V2Dir()) // what the servers serve
+			before := snapshot(t, tree.Fixture(root).V2Dir()) // what the servers serve
 			tmp := t.TempDir()
 
 			args := append([]string{"--root", root.Dir(), "-q", "export", "--jobs", "1", "--src-timeout", "1s", "--src-tls-verify=false"}, tc.setup(t, h)...)
@@ -190,7 +191,7 @@ func TestHostileSources(t *testing.T) {
 					t.Errorf("message does not say %q:\n%s", w, r.stderr)
 				}
 			}
-			if after := snapshot(t, root.V2Dir()); after != before {
+			if after := snapshot(t, tree.Fixture(root).V2Dir()); after != before {
 				t.Errorf("the tree changed:\n%s", testtree.Diff(before, after))
 			}
 			if left, _ := os.ReadDir(tmp); len(left) > 0 {
@@ -570,7 +571,7 @@ func TestIndexChildrenInParallel(t *testing.T) {
 	if n := h.pings.Load(); n != 1 {
 		t.Errorf("%d pings of /v2/ for one export, want 1", n)
 	}
-	if d, err := root.ManifestDigests("app"); err != nil || len(d) != 51 {
+	if d, err := tree.Fixture(root).ManifestDigests("app"); err != nil || len(d) != 51 {
 		t.Errorf("%d manifests in the tree (%v), want the index and its 50 children", len(d), err)
 	}
 }
@@ -606,7 +607,7 @@ func TestImagesPlannedInParallel(t *testing.T) {
 	if n := h.maxSeen.Load(); n < 2 {
 		t.Errorf("at most %d request in flight: the images were planned one at a time", n)
 	}
-	if repos, err := root.Repositories(); err != nil || len(repos) != 6 {
+	if repos, err := tree.Fixture(root).Repositories(); err != nil || len(repos) != 6 {
 		t.Errorf("repositories %v (%v), want all six", repos, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // TestLegacySymlinkTags: a tree of TripleO's 2018-12..2019-04 exporter
@@ -25,10 +26,11 @@ func TestLegacySymlinkTags(t *testing.T) {
 		mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "legacy/app:"+tag)
 	}
 	index := "sha256:eaee5ad67319a5c29ecb93f2b4d8968d693a0ecb71f0a5c418b39d4212aea078"
-	manifests := filepath.Join(root.RepoDir("legacy/app"), "manifests")
+	fx := tree.Fixture(root)
+	manifests := filepath.Join(fx.RepoDir("legacy/app"), "manifests")
 	// As TripleO left them: no type map, no nginx links, the symlink.
 	for tag, target := range map[string]string{"rel": index, "abs": filepath.Join(manifests, index)} {
-		for _, p := range []string{root.TypeMapPath("legacy/app", tag), filepath.Join(manifests, ".tags", tag), filepath.Join(manifests, ".tags-fallback", tag)} {
+		for _, p := range []string{fx.TypeMapPath("legacy/app", tag), filepath.Join(manifests, ".tags", tag), filepath.Join(manifests, ".tags-fallback", tag)} {
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +67,7 @@ func TestLegacySymlinkTags(t *testing.T) {
 	// Nothing a symlink tag reaches is collected, even without grace.
 	mustRun(t, "--root", root.Dir(), "delete", "--no-prune", "legacy/app:kept")
 	mustRun(t, "--root", root.Dir(), "-q", "gc", "--grace", "0")
-	ds, err := root.ManifestDigests("legacy/app")
+	ds, err := fx.ManifestDigests("legacy/app")
 	if err != nil || len(ds) != 3 {
 		t.Errorf("after gc: %d manifests (%v), want the index and both children a symlink tag reaches", len(ds), err)
 	}
@@ -75,14 +77,14 @@ func TestLegacySymlinkTags(t *testing.T) {
 		t.Error("delete left the symlink tag")
 	}
 	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "legacy/app:abs")
-	if exists(filepath.Join(manifests, "abs")) || !exists(root.TypeMapPath("legacy/app", "abs")) {
+	if exists(filepath.Join(manifests, "abs")) || !exists(fx.TypeMapPath("legacy/app", "abs")) {
 		t.Error("the export did not rewrite the symlink tag as a type map")
 	}
 	base := testserver.Embedded(t, root)
 	if d, err := pullDigest(strings.TrimPrefix(base, "http://") + "/legacy/app:abs"); err != nil || d.String() != index {
 		t.Errorf("pull legacy/app:abs after the export: %v, %v", d, err)
 	}
-	if tags, _ := root.Tags("legacy/app"); !slices.Equal(tags, []string{"abs"}) {
+	if tags, _ := fx.Tags("legacy/app"); !slices.Equal(tags, []string{"abs"}) {
 		t.Errorf("tags %v, want [abs]", tags)
 	}
 	if r := mustRun(t, "--root", root.Dir(), "verify"); strings.Contains(r.stdout, "legacy:") {

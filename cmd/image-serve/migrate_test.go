@@ -70,7 +70,7 @@ func buildTripleOTree(t *testing.T, extra int) *tripleOTree {
 // migrateServers serves root with TripleO's vhost, ours, nginx (given
 // its links first, as "config nginx" does) and the embedded server.
 func migrateServers(t *testing.T, root *tree.Root) map[string]string {
-	if _, err := root.LinkForNginx(); err != nil {
+	if _, err := tree.Fixture(root).LinkForNginx(); err != nil {
 		t.Fatal(err)
 	}
 	hosts := map[string]string{}
@@ -268,18 +268,19 @@ func pullOneOf(host, ref string, want []digest.Digest) error {
 func legacyInodes(t *testing.T, root *tree.Root) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
-	repos, err := root.StoredRepositories()
+	fx := tree.Fixture(root)
+	repos, err := fx.StoredRepositories()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, repo := range repos {
-		bs, err := root.Blobs(repo)
+		bs, err := fx.Blobs(repo)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, b := range bs {
 			if b.Legacy {
-				p := root.BlobFilePath(repo, b)
+				p := fx.BlobFilePath(repo, b)
 				out[p] = inodeNumber(t, p)
 			}
 		}

@@ -57,8 +57,8 @@ func TestConfigNginxLinksOldTrees(t *testing.T) {
 	root := testserver.TempRoot(t)
 	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "demo/app:live")
 	index := fromLayout(t, "demo/app", "live")
-	tagLinks := filepath.Dir(root.TagLinkPath("demo/app", "live"))
-	for _, p := range []string{tagLinks, filepath.Dir(root.FallbackLinkPath("demo/app", "live"))} {
+	tagLinks := filepath.Dir(tree.Fixture(root).TagLinkPath("demo/app", "live"))
+	for _, p := range []string{tagLinks, filepath.Dir(tree.Fixture(root).FallbackLinkPath("demo/app", "live"))} {
 		if err := os.RemoveAll(p); err != nil {
 			t.Fatal(err)
 		}

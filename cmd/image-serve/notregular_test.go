@@ -61,12 +61,13 @@ func buildFIFOCLITree(t *testing.T) *fifoCLITree {
 		ims[repo] = hostiletree.Export(t, root, repo, "v1")
 		hostiletree.Export(t, root, repo, "v2")
 	}
+	fx := tree.Fixture(root)
 	f := &fifoCLITree{
 		root:           root,
 		outside:        outside,
-		manifest:       root.ManifestPath("manifest", ims["manifest"].Manifest),
-		typeMap:        root.TypeMapPath("typemap", "v1"),
-		typeMapNamed:   root.ManifestPath("typemap", ims["typemap"].Manifest),
+		manifest:       fx.ManifestPath("manifest", ims["manifest"].Manifest),
+		typeMap:        fx.TypeMapPath("typemap", "v1"),
+		typeMapNamed:   fx.ManifestPath("typemap", ims["typemap"].Manifest),
 		manifestDigest: ims["manifest"].Manifest.String(),
 	}
 	hostiletree.PlantFIFO(t, f.manifest)
@@ -151,7 +152,7 @@ func TestNotRegularCommands(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, "manifest:v1 needs a re-export") {
 		t.Errorf("verify --repair: exit %d, want 1 and manifest:v1 to export again\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if left, err := f.root.NotRegularFiles(""); err != nil || len(left) > 0 {
+	if left, err := tree.Fixture(f.root).NotRegularFiles(""); err != nil || len(left) > 0 {
 		t.Errorf("left in the tree: %v %v", left, err)
 	}
 	if ev := events(); len(ev) > 0 {

@@ -128,7 +128,7 @@ func TestJSONOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, err := gcLock.TryLockGC(); err != nil || l == nil {
+	if l, err := tree.Fixture(gcLock).TryLockGC(); err != nil || l == nil {
 		t.Fatalf("TryLockGC: %v %v", l, err)
 	} else {
 		outputs["gc skipped"] = g("gc", "--json")

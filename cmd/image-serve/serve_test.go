@@ -19,6 +19,7 @@ import (
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/server"
 	"github.com/image-serve/image-serve/templates"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // TestServeStopsOnSIGTERM runs `image-serve serve` as systemd would: it
@@ -100,7 +101,7 @@ func TestServeRefusesUnreadableRoot(t *testing.T) {
 		t.Fatal("needs root to run the command as nobody; the test setup runs as root")
 	}
 	root := testserver.TempRoot(t)
-	if err := os.Chmod(root.V2Dir(), 0o700); err != nil {
+	if err := os.Chmod(tree.Fixture(root).V2Dir(), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, "--root", root.Dir(), "serve", "--listen", "127.0.0.1:0")

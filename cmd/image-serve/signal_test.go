@@ -15,6 +15,7 @@ import (
 
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/internal/testtree"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // TestSignalDuringLockWait interrupts commands at a deterministic point:
@@ -42,13 +43,14 @@ func TestSignalDuringLockWait(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := testserver.TempRoot(t)
 			mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "hello:latest")
-			before := snapshot(t, root.V2Dir())
+			fx := tree.Fixture(root)
+			before := snapshot(t, fx.V2Dir())
 			// Exclusive for exports and gc, shared for delete (which
 			// removes tags under the shared lock and prunes under the
 			// exclusive one): either way the command must wait.
-			hold := root.LockExclusive
+			hold := fx.LockExclusive
 			if tc.args[0] == "delete" {
-				hold = root.LockShared
+				hold = fx.LockShared
 			}
 			l, err := hold()
 			if err != nil {
@@ -75,7 +77,7 @@ func TestSignalDuringLockWait(t *testing.T) {
 				// is left as a crash would leave it, for gc.
 				l.Unlock()
 				mustRun(t, "--root", root.Dir(), "verify")
-			} else if after := snapshot(t, root.V2Dir()); after != before {
+			} else if after := snapshot(t, fx.V2Dir()); after != before {
 				t.Errorf("the tree changed:\n%s", testtree.Diff(before, after))
 			}
 			if left, _ := os.ReadDir(tmp); len(left) > 0 {
@@ -90,7 +92,7 @@ func TestSignalDuringLockWait(t *testing.T) {
 // flag, and exit 1.
 func TestLockTimeout(t *testing.T) {
 	root := testserver.TempRoot(t)
-	l, err := root.LockExclusive()
+	l, err := tree.Fixture(root).LockExclusive()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestLockTimeout(t *testing.T) {
 		!strings.Contains(r.stderr, "gave up after 200ms (--lock-timeout)") || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("exit %d, want 1 and one line naming the lock and --lock-timeout:\n%s", r.code, r.stderr)
 	}
-	if tags, _ := root.Tags("hello"); len(tags) != 0 {
+	if tags, _ := tree.Fixture(root).Tags("hello"); len(tags) != 0 {
 		t.Errorf("tagged %v after giving up", tags)
 	}
 }

@@ -207,8 +207,8 @@ func copyLikeRsync(t *testing.T, src, dst string) {
 func wantListed(t *testing.T, root *tree.Root, repo string, tags []string, repos []string) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("tags/list of %s names %v, _catalog %v", repo, tags, repos), func() (bool, string) {
-		got, _, err := root.ReadTagsList(repo)
-		cat, err2 := root.ReadCatalog()
+		got, _, err := tree.Fixture(root).ReadTagsList(repo)
+		cat, err2 := tree.Fixture(root).ReadCatalog()
 		return err == nil && err2 == nil && slices.Equal(got, tags) && slices.Equal(cat, repos),
 			fmt.Sprintf("tags/list %v (%v), _catalog %v (%v)", got, err, cat, err2)
 	})
@@ -247,7 +247,7 @@ func wantPull(t *testing.T, base, repo, tag string) {
 // topDigest is the digest tag of repo names first in its type map.
 func topDigest(t *testing.T, root *tree.Root, repo, tag string) string {
 	t.Helper()
-	vs, err := root.TagVariants(repo, tag)
+	vs, err := tree.Fixture(root).TagVariants(repo, tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,8 @@ func TestWatchFollowsOthers(t *testing.T) {
 	}
 
 	// A burst: the blobs, manifests and type map of tag v2.
-	copyLikeRsync(t, src.RepoDir("demo/app"), root.RepoDir("demo/app"))
+	fx := tree.Fixture(root)
+	copyLikeRsync(t, tree.Fixture(src).RepoDir("demo/app"), fx.RepoDir("demo/app"))
 	wantListed(t, root, "demo/app", []string{"v1", "v2"}, []string{"demo/app", "demo/gone"})
 	for _, base := range servers {
 		wantServed(t, base+"/v2/demo/app/manifests/v2", v2)
@@ -287,25 +288,25 @@ func TestWatchFollowsOthers(t *testing.T) {
 	}
 
 	// v1's type map replaced by v2's: nginx's links follow.
-	b, err := os.ReadFile(root.TypeMapPath("demo/app", "v2"))
+	b, err := os.ReadFile(fx.TypeMapPath("demo/app", "v2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp := filepath.Join(filepath.Dir(root.TypeMapPath("demo/app", "v1")), ".v1.type-map.tmp")
+	tmp := filepath.Join(filepath.Dir(fx.TypeMapPath("demo/app", "v1")), ".v1.type-map.tmp")
 	if err := os.WriteFile(tmp, []byte(strings.Replace(string(b), "URI: v2", "URI: v1", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, root.TypeMapPath("demo/app", "v1")); err != nil {
+	if err := os.Rename(tmp, fx.TypeMapPath("demo/app", "v1")); err != nil {
 		t.Fatal(err)
 	}
 	wantServed(t, servers["nginx"]+"/v2/demo/app/manifests/v1", v2)
 	wantServed(t, servers["embedded"]+"/v2/demo/app/manifests/v1", v2)
 
 	// A repository removed by hand, a new one copied in.
-	if err := os.RemoveAll(root.RepoDir("demo/gone")); err != nil {
+	if err := os.RemoveAll(fx.RepoDir("demo/gone")); err != nil {
 		t.Fatal(err)
 	}
-	copyLikeRsync(t, src.RepoDir("demo/new"), root.RepoDir("demo/new"))
+	copyLikeRsync(t, tree.Fixture(src).RepoDir("demo/new"), fx.RepoDir("demo/new"))
 	wantListed(t, root, "demo/new", []string{"v1"}, []string{"demo/app", "demo/new"})
 	for _, base := range servers {
 		wantPull(t, base, "demo/new", "v1")
@@ -345,24 +346,25 @@ func TestWatchTypeMapRemovedIsDeletion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exported, err := os.ReadFile(root.HeadersPath("demo/app", d))
+	fx := tree.Fixture(root)
+	exported, err := os.ReadFile(fx.HeadersPath("demo/app", d))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := startWatch(t, root, nil)
 
-	if err := os.Remove(root.HeadersPath("demo/app", d)); err != nil {
+	if err := os.Remove(fx.HeadersPath("demo/app", d)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the .htaccess written again", func() (bool, string) {
-		b, err := os.ReadFile(root.HeadersPath("demo/app", d))
+		b, err := os.ReadFile(tree.Fixture(root).HeadersPath("demo/app", d))
 		return err == nil && string(b) == string(exported), fmt.Sprintf("%q, %v", b, err)
 	})
 	w.waitRecord(t, "the rebuild record with the headers", func(r map[string]any) bool {
 		return r["msg"] == "re-derived repository" && r["headers"] == 1.0
 	})
 
-	if err := os.Remove(root.TypeMapPath("demo/app", "v1")); err != nil {
+	if err := os.Remove(fx.TypeMapPath("demo/app", "v1")); err != nil {
 		t.Fatal(err)
 	}
 	wantListed(t, root, "demo/app", []string{"v2"}, []string{"demo/app"})
@@ -372,7 +374,7 @@ func TestWatchTypeMapRemovedIsDeletion(t *testing.T) {
 	if rec["level"] != "WARN" || rec["repo"] != "demo/app" || rec["tag"] != "v1" || rec["digest"] != v1 {
 		t.Errorf("removed tag record %v, want WARN naming demo/app, v1 and %s", rec, v1)
 	}
-	for _, p := range []string{root.TagLinkPath("demo/app", "v1"), root.FallbackLinkPath("demo/app", "v1")} {
+	for _, p := range []string{fx.TagLinkPath("demo/app", "v1"), fx.FallbackLinkPath("demo/app", "v1")} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is still there", p)
 		}
@@ -382,7 +384,7 @@ func TestWatchTypeMapRemovedIsDeletion(t *testing.T) {
 	if !strings.Contains(r.stdout, `"restored": []`) || !strings.Contains(r.stdout, `"lost": []`) {
 		t.Errorf("verify --repair after watch followed a deletion:\n%s", r.stdout)
 	}
-	if _, err := os.Stat(root.TypeMapPath("demo/app", "v1")); err == nil {
+	if _, err := os.Stat(fx.TypeMapPath("demo/app", "v1")); err == nil {
 		t.Error("the deleted tag came back")
 	}
 }
@@ -405,7 +407,7 @@ func TestWatchLeavesOwnWritesAlone(t *testing.T) {
 	mustRun(t, "--root", root.Dir(), "-q", "gc", "--grace", "0")
 	mustRun(t, "--root", root.Dir(), "-q", "config", "nginx")
 
-	if err := os.Remove(root.TagsListPath("sentinel/app")); err != nil {
+	if err := os.Remove(tree.Fixture(root).TagsListPath("sentinel/app")); err != nil {
 		t.Fatal(err)
 	}
 	w.waitRecord(t, "the sentinel's rebuild", func(r map[string]any) bool {
@@ -436,17 +438,18 @@ func TestWatchWaitsForGC(t *testing.T) {
 	root := testserver.TempRoot(t)
 	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "demo/app:v1")
 	w := startWatch(t, root, nil)
-	l, err := root.LockExclusive()
+	fx := tree.Fixture(root)
+	l, err := fx.LockExclusive()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(root.TagsListPath("demo/app")); err != nil {
+	if err := os.Remove(fx.TagsListPath("demo/app")); err != nil {
 		t.Fatal(err)
 	}
 	w.waitRecord(t, "the wait", func(r map[string]any) bool {
 		return strings.HasPrefix(fmt.Sprint(r["msg"]), "waiting for the tree")
 	})
-	if _, err := os.Stat(root.TagsListPath("demo/app")); err == nil {
+	if _, err := os.Stat(fx.TagsListPath("demo/app")); err == nil {
 		t.Error("tags/list rewritten while the tree lock was held exclusively")
 	}
 	l.Unlock()
@@ -466,14 +469,15 @@ func TestWatchSurvivesReplacedRoot(t *testing.T) {
 			startWatch(t, root, nil)
 
 			dir := root.Dir()
+			fx := tree.Fixture(root)
 			if which == "v2" {
-				dir = root.V2Dir()
+				dir = fx.V2Dir()
 			}
 			if out, err := exec.Command("cp", "-a", dir, dir+".new").CombinedOutput(); err != nil {
 				t.Fatalf("cp: %v\n%s", err, out)
 			}
 			// The copy lacks demo/app's tags/list: the watcher must make it.
-			rel, _ := filepath.Rel(dir, root.TagsListPath("demo/app"))
+			rel, _ := filepath.Rel(dir, fx.TagsListPath("demo/app"))
 			if err := os.Remove(filepath.Join(dir+".new", rel)); err != nil {
 				t.Fatal(err)
 			}
@@ -487,7 +491,7 @@ func TestWatchSurvivesReplacedRoot(t *testing.T) {
 
 			// Watched afresh: a repository copied into the new tree is
 			// followed, and the old tree is left alone.
-			copyLikeRsync(t, root.RepoDir("demo/app"), root.RepoDir("demo/third"))
+			copyLikeRsync(t, fx.RepoDir("demo/app"), fx.RepoDir("demo/third"))
 			wantListed(t, root, "demo/third", []string{"v1"}, []string{"demo/app", "demo/other", "demo/third"})
 			old, err := os.ReadFile(filepath.Join(dir+".old", map[string]string{"root": "v2", "v2": ""}[which], "_catalog"))
 			if err != nil || string(old) != `{"repositories":["demo/app","demo/other"]}` {
@@ -535,11 +539,12 @@ func TestWatchLimit(t *testing.T) {
 	}
 
 	// Changes below the directories watched: only rescans find them.
-	copyLikeRsync(t, src.RepoDir("zz/keep"), root.RepoDir("zz/keep"))
-	if err := os.RemoveAll(root.RepoDir("zz/gone")); err != nil {
+	fx := tree.Fixture(root)
+	copyLikeRsync(t, tree.Fixture(src).RepoDir("zz/keep"), fx.RepoDir("zz/keep"))
+	if err := os.RemoveAll(fx.RepoDir("zz/gone")); err != nil {
 		t.Fatal(err)
 	}
-	copyLikeRsync(t, src.RepoDir("zz/new"), root.RepoDir("zz/new"))
+	copyLikeRsync(t, tree.Fixture(src).RepoDir("zz/new"), fx.RepoDir("zz/new"))
 	wantListed(t, root, "zz/keep", []string{"v1", "v2"}, []string{"demo/app", "zz/keep", "zz/new"})
 	wantListed(t, root, "zz/new", []string{"v1"}, []string{"demo/app", "zz/keep", "zz/new"})
 	base := testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root)))

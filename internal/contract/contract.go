@@ -596,7 +596,8 @@ func (f *Fixture) addAndDeleteReferrer(t *testing.T, c *client, h string) http.H
 	t.Helper()
 	arm64 := f.referrersPath(f.ARM64.Digest.String())
 	r := referrer(t, f.root, f.Repo, f.ARM64, map[string]any{"artifactType": ArtifactTypeSignature, "config": descriptor(MediaTypeOCIEmpty, blob([]byte("{}")))})
-	if err := f.root.UpdateReferrers(f.Repo, f.ARM64.Digest); err != nil {
+	fx := tree.Fixture(f.root)
+	if err := fx.UpdateReferrers(f.Repo, f.ARM64.Digest); err != nil {
 		t.Fatal(err)
 	}
 	r.ArtifactType = ArtifactTypeSignature
@@ -608,10 +609,10 @@ func (f *Fixture) addAndDeleteReferrer(t *testing.T, c *client, h string) http.H
 	if err := referrersList([]Referrer{r})(seen); err != nil || seen.status != http.StatusOK {
 		t.Fatalf("%s: status %d, %v; want the new referrer at once, with no reload", req, seen.status, err)
 	}
-	if err := f.root.RefreshReferrers(f.Repo, r.Digest); err != nil {
+	if err := fx.RefreshReferrers(f.Repo, r.Digest); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.root.RemoveManifest(f.Repo, r.Digest); err != nil {
+	if err := fx.RemoveManifest(f.Repo, r.Digest); err != nil {
 		t.Fatal(err)
 	}
 	from := map[string]string{"If-None-Match": "ETag", "If-Modified-Since": "Last-Modified"}[h]
@@ -679,7 +680,7 @@ func hiddenCases(f *Fixture) []testCase {
 		"/v2/" + f.Repo + "/",
 		"/v2/" + f.Repo + "/tags/",
 		"/.image-serve/errors/" + tree.ErrorFile(distribution.ErrBlobUnknown),
-		strings.TrimPrefix(f.root.EmptyReferrersPath(), f.root.Dir()),
+		strings.TrimPrefix(tree.Fixture(f.root).EmptyReferrersPath(), f.root.Dir()),
 		"/v2/" + f.Repo + "/referrers/" + filepath.Base(f.referrersTempFile()),
 		"/v2/" + f.Repo + "/referrers",
 		"/_errors/" + tree.ErrorFile(distribution.ErrBlobUnknown),

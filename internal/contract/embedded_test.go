@@ -118,12 +118,13 @@ func TestEmbeddedMatchesApache(t *testing.T) {
 func buildBroken(t *testing.T, root *tree.Root, f *contract.Fixture) string {
 	t.Helper()
 	const repo = "ns/broken"
+	fx := tree.Fixture(root)
 	for _, m := range []contract.Manifest{f.AMD64, f.Index} {
-		if err := root.PutManifest(repo, m.Digest, m.MediaType, m.Data); err != nil {
+		if err := fx.PutManifest(repo, m.Digest, m.MediaType, m.Data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dir := filepath.Dir(root.ManifestDir(repo, f.AMD64.Digest))
+	dir := filepath.Dir(fx.ManifestDir(repo, f.AMD64.Digest))
 	record := func(m contract.Manifest) string {
 		return "Content-Type: " + m.MediaType + "\nURI: " + m.Digest.String() + "/index.json\n\n"
 	}
@@ -145,7 +146,7 @@ func buildBroken(t *testing.T, root *tree.Root, f *contract.Fixture) string {
 		t.Fatal(err)
 	}
 	// a directory where a blob should be
-	if err := os.MkdirAll(root.BlobPath(repo, f.Layer.Digest), 0o755); err != nil {
+	if err := os.MkdirAll(fx.BlobPath(repo, f.Layer.Digest), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return "/v2/" + repo + "/manifests/"

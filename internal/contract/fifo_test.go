@@ -63,9 +63,10 @@ func plantFIFOs(t *testing.T, root *tree.Root, f *Fixture) *planted {
 	d := func(s string) digest.Digest { return digest.FromString(s) }
 	p := &planted{}
 
-	hostiletree.PlantFIFO(t, root.BlobPath(f.Repo, d("blob")))
+	fx := tree.Fixture(root)
+	hostiletree.PlantFIFO(t, fx.BlobPath(f.Repo, d("blob")))
 	p.blob = f.blobPath(d("blob"))
-	hostiletree.PlantFIFO(t, root.LegacyBlobPath(f.Repo, d("legacy")))
+	hostiletree.PlantFIFO(t, fx.LegacyBlobPath(f.Repo, d("legacy")))
 	p.legacyBlob = f.blobPath(d("legacy"))
 
 	// A manifest and a tag as the exporter writes them, then every file
@@ -73,27 +74,27 @@ func plantFIFOs(t *testing.T, root *tree.Root, f *Fixture) *planted {
 	// In a repository of their own, so that the fixture's tags/list stays.
 	const repo = "ns/fifo-manifests"
 	pm := manifest(t, MediaTypeOCIManifest, map[string]any{"schemaVersion": 2, "mediaType": MediaTypeOCIManifest, "planted": true})
-	if err := root.PutManifest(repo, pm.Digest, pm.MediaType, pm.Data); err != nil {
+	if err := fx.PutManifest(repo, pm.Digest, pm.MediaType, pm.Data); err != nil {
 		t.Fatal(err)
 	}
 	putTag(t, root, repo, "fifo", tree.TagVariant{Digest: pm.Digest, MediaType: pm.MediaType})
-	typed, _ := root.TypedManifestPath(repo, pm.Digest, pm.MediaType)
-	for _, file := range []string{root.ManifestPath(repo, pm.Digest), typed, root.TypeMapPath(repo, "fifo"),
-		root.TagLinkPath(repo, "fifo"), root.FallbackLinkPath(repo, "fifo")} {
+	typed, _ := fx.TypedManifestPath(repo, pm.Digest, pm.MediaType)
+	for _, file := range []string{fx.ManifestPath(repo, pm.Digest), typed, fx.TypeMapPath(repo, "fifo"),
+		fx.TagLinkPath(repo, "fifo"), fx.FallbackLinkPath(repo, "fifo")} {
 		hostiletree.PlantFIFO(t, file)
 	}
 	p.manifest = "/v2/" + repo + "/manifests/" + pm.Digest.String()
 	p.tag = "/v2/" + repo + "/manifests/fifo"
 
 	const listed = "ns/fifo"
-	hostiletree.PlantFIFO(t, root.TagsListPath(listed))
+	hostiletree.PlantFIFO(t, fx.TagsListPath(listed))
 	p.tagsList = "/v2/" + listed + "/tags/list"
-	if err := os.Rename(root.CatalogPath(), filepath.Join(root.Dir(), "_catalog.real")); err != nil {
+	if err := os.Rename(fx.CatalogPath(), filepath.Join(root.Dir(), "_catalog.real")); err != nil {
 		t.Fatal(err)
 	}
-	hostiletree.PlantFIFO(t, root.CatalogPath())
+	hostiletree.PlantFIFO(t, fx.CatalogPath())
 	p.catalog = "/v2/_catalog"
-	hostiletree.PlantFIFO(t, root.ReferrersPath(f.Repo, d("subject")))
+	hostiletree.PlantFIFO(t, fx.ReferrersPath(f.Repo, d("subject")))
 	p.referrers = f.referrersPath(d("subject").String())
 	return p
 }

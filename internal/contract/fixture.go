@@ -132,9 +132,10 @@ func Build(t testing.TB, root *tree.Root) *Fixture {
 	for _, b := range []Blob{f.ConfigAMD64, f.ConfigARM64, f.Layer, f.Big} {
 		putBlob(t, root, f.Repo, b)
 	}
-	writeFile(t, root.LegacyBlobPath(f.Repo, f.LegacyLayer.Digest), f.LegacyLayer.Data)
+	fx := tree.Fixture(root)
+	writeFile(t, fx.LegacyBlobPath(f.Repo, f.LegacyLayer.Digest), f.LegacyLayer.Data)
 	for _, m := range []Manifest{f.AMD64, f.ARM64, f.Index, f.Docker} {
-		if err := root.PutManifest(f.Repo, m.Digest, m.MediaType, m.Data); err != nil {
+		if err := fx.PutManifest(f.Repo, m.Digest, m.MediaType, m.Data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -152,7 +153,7 @@ func Build(t testing.TB, root *tree.Root) *Fixture {
 	for _, b := range []Blob{f.ConfigAMD64, f.Layer} {
 		putBlob(t, root, other, b)
 	}
-	if err := root.PutManifest(other, f.Docker.Digest, f.Docker.MediaType, f.Docker.Data); err != nil {
+	if err := fx.PutManifest(other, f.Docker.Digest, f.Docker.MediaType, f.Docker.Data); err != nil {
 		t.Fatal(err)
 	}
 	putTag(t, root, other, "latest", tree.TagVariant{Digest: f.Docker.Digest, MediaType: f.Docker.MediaType})
@@ -161,8 +162,8 @@ func Build(t testing.TB, root *tree.Root) *Fixture {
 	// What no server may serve: a writer's temporary file before its
 	// rename, and TripleO's per-repository .htaccess (2019-04..2021-12),
 	// which stays in old trees.
-	writeFile(t, filepath.Join(filepath.Dir(root.BlobPath(f.Repo, f.Layer.Digest)), "."+f.Layer.Digest.String()+"123456"), f.Layer.Data)
-	writeFile(t, filepath.Join(filepath.Dir(root.ManifestDir(f.Repo, f.AMD64.Digest)), ".htaccess"),
+	writeFile(t, filepath.Join(filepath.Dir(fx.BlobPath(f.Repo, f.Layer.Digest)), "."+f.Layer.Digest.String()+"123456"), f.Layer.Data)
+	writeFile(t, filepath.Join(filepath.Dir(fx.ManifestDir(f.Repo, f.AMD64.Digest)), ".htaccess"),
 		[]byte("AddHandler type-map .type-map\nMultiviewsMatch Handlers\n"))
 	writeFile(t, f.referrersTempFile(), distribution.EmptyReferrers())
 	backdate(t, root.Dir())
@@ -189,7 +190,7 @@ func putReferrers(t testing.TB, root *tree.Root, repo string, subject Manifest) 
 		"annotations": annotations,
 	})
 	sbom.ArtifactType, sbom.Annotations = ArtifactTypeSBOM, annotations
-	if err := root.UpdateReferrers(repo, subject.Digest); err != nil {
+	if err := tree.Fixture(root).UpdateReferrers(repo, subject.Digest); err != nil {
 		t.Fatal(err)
 	}
 	rs := []Referrer{sig, sbom}
@@ -204,7 +205,7 @@ func referrer(t testing.TB, root *tree.Root, repo string, subject Manifest, fiel
 	m := map[string]any{"schemaVersion": 2, "mediaType": MediaTypeOCIManifest, "subject": descriptor(subject.MediaType, subject.Blob)}
 	maps.Copy(m, fields)
 	r := Referrer{Manifest: manifest(t, MediaTypeOCIManifest, m)}
-	if err := root.PutManifest(repo, r.Digest, r.MediaType, r.Data); err != nil {
+	if err := tree.Fixture(root).PutManifest(repo, r.Digest, r.MediaType, r.Data); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -212,7 +213,7 @@ func referrer(t testing.TB, root *tree.Root, repo string, subject Manifest, fiel
 
 // referrersTempFile is what a referrers writer leaves before its rename.
 func (f *Fixture) referrersTempFile() string {
-	return filepath.Join(filepath.Dir(f.root.ReferrersPath(f.Repo, f.AMD64.Digest)), "."+f.AMD64.Digest.String()+"123456")
+	return filepath.Join(filepath.Dir(tree.Fixture(f.root).ReferrersPath(f.Repo, f.AMD64.Digest)), "."+f.AMD64.Digest.String()+"123456")
 }
 
 // backdate makes every file under dir an hour old. A served tree is
@@ -241,7 +242,7 @@ func backdate(t testing.TB, dir string) {
 func putBlob(t testing.TB, root *tree.Root, repo string, b Blob) Blob {
 	t.Helper()
 	fetch := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Data)), nil }
-	if _, _, err := root.PutBlob(repo, b.Digest, int64(len(b.Data)), false, fetch); err != nil {
+	if _, _, err := tree.Fixture(root).PutBlob(repo, b.Digest, int64(len(b.Data)), false, fetch); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -249,7 +250,7 @@ func putBlob(t testing.TB, root *tree.Root, repo string, b Blob) Blob {
 
 func putTag(t testing.TB, root *tree.Root, repo, tag string, variants ...tree.TagVariant) {
 	t.Helper()
-	if err := root.PutTag(repo, tag, variants); err != nil {
+	if err := tree.Fixture(root).PutTag(repo, tag, variants); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -263,7 +264,7 @@ func (f *Fixture) moveTag(t testing.TB, tag string, m Manifest) {
 
 func (f *Fixture) deleteTag(t testing.TB, tag string) {
 	t.Helper()
-	if err := f.root.DeleteTag(f.Repo, tag); err != nil {
+	if err := tree.Fixture(f.root).DeleteTag(f.Repo, tag); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -35,45 +35,45 @@ func TestPlantedHtaccessApache(t *testing.T) {
 	setHandler := "SetHandler server-status\n"
 	rows := []htRow{
 		{name: "Content-Encoding in blobs", plant: func(h *htTree) []htManifest {
-			h.plant(filepath.Dir(h.root.BlobPath(h.f.Repo, h.f.Layer.Digest)), "Header set Content-Encoding gzip\n")
+			h.plant(filepath.Dir(h.fx.BlobPath(h.f.Repo, h.f.Layer.Digest)), "Header set Content-Encoding gzip\n")
 			return nil
 		}},
 		{name: "Set-Cookie in v2", plant: func(h *htTree) []htManifest {
-			h.plant(h.root.V2Dir(), "Header always set Set-Cookie x=1\nHeader set Set-Cookie y=1\n")
+			h.plant(h.fx.V2Dir(), "Header always set Set-Cookie x=1\nHeader set Set-Cookie y=1\n")
 			return nil
 		}},
 		{name: "server-status in v2", plant: func(h *htTree) []htManifest {
-			h.plant(h.root.V2Dir(), setHandler)
+			h.plant(h.fx.V2Dir(), setHandler)
 			return nil
 		}},
 		{name: "server-status in a repository", plant: func(h *htTree) []htManifest {
-			h.plant(h.root.RepoDir(h.f.Repo), setHandler)
+			h.plant(h.fx.RepoDir(h.f.Repo), setHandler)
 			return nil
 		}},
 		{name: "server-status in blobs", plant: func(h *htTree) []htManifest {
-			h.plant(filepath.Dir(h.root.BlobPath(h.f.Repo, h.f.Layer.Digest)), setHandler)
+			h.plant(filepath.Dir(h.fx.BlobPath(h.f.Repo, h.f.Layer.Digest)), setHandler)
 			return nil
 		}},
 		{name: "server-status in manifests", plant: func(h *htTree) []htManifest {
-			h.plant(filepath.Dir(h.root.TypeMapPath(h.f.Repo, TagSingle)), setHandler)
+			h.plant(filepath.Dir(h.fx.TypeMapPath(h.f.Repo, TagSingle)), setHandler)
 			return nil
 		}},
 		{name: "server-status in tags", plant: func(h *htTree) []htManifest {
-			h.plant(filepath.Dir(h.root.TagsListPath(h.f.Repo)), setHandler)
+			h.plant(filepath.Dir(h.fx.TagsListPath(h.f.Repo)), setHandler)
 			return nil
 		}},
 		{name: "Redirect in tags", plant: func(h *htTree) []htManifest {
-			h.plant(filepath.Dir(h.root.TagsListPath(h.f.Repo)), "Redirect /v2/ http://evil.example/\n")
+			h.plant(filepath.Dir(h.fx.TagsListPath(h.f.Repo)), "Redirect /v2/ http://evil.example/\n")
 			return nil
 		}},
 		{name: "server-status everywhere in a depth 4 repository", plant: func(h *htTree) []htManifest {
 			repo := h.byDepth(4).repo
-			for dir := h.root.RepoDir(repo); dir != h.root.V2Dir(); dir = filepath.Dir(dir) {
+			for dir := h.fx.RepoDir(repo); dir != h.fx.V2Dir(); dir = filepath.Dir(dir) {
 				h.plant(dir, setHandler)
 			}
 			for _, dir := range []string{
-				filepath.Dir(h.root.BlobPath(repo, h.f.Layer.Digest)), filepath.Dir(h.root.TypeMapPath(repo, "latest")),
-				filepath.Dir(h.root.TagsListPath(repo)), filepath.Dir(h.root.ReferrersPath(repo, h.f.Layer.Digest)),
+				filepath.Dir(h.fx.BlobPath(repo, h.f.Layer.Digest)), filepath.Dir(h.fx.TypeMapPath(repo, "latest")),
+				filepath.Dir(h.fx.TagsListPath(repo)), filepath.Dir(h.fx.ReferrersPath(repo, h.f.Layer.Digest)),
 			} {
 				h.plant(dir, setHandler)
 			}
@@ -82,8 +82,8 @@ func TestPlantedHtaccessApache(t *testing.T) {
 		// a system httpd.conf that allows overrides everywhere: the tree's
 		// <Directory> takes them back, the directive list too
 		{name: "server-status in v2 under a server-wide AllowOverride", plant: func(h *htTree) []htManifest {
-			h.plant(h.root.V2Dir(), setHandler)
-			h.plant(filepath.Dir(h.root.BlobPath(h.f.Repo, h.f.Layer.Digest)), "SetHandler server-status\nHeader set Content-Encoding gzip\n")
+			h.plant(h.fx.V2Dir(), setHandler)
+			h.plant(filepath.Dir(h.fx.BlobPath(h.f.Repo, h.f.Layer.Digest)), "SetHandler server-status\nHeader set Content-Encoding gzip\n")
 			return nil
 		}, apache: []testserver.ApacheOption{testserver.WithServerConfig(
 			"<Directory />\n    AllowOverride FileInfo\n    AllowOverrideList SetHandler Header Redirect\n</Directory>")}},
@@ -175,6 +175,7 @@ var htDepths = []int{1, 2, 3, 4, distribution.MaxRepoDepth}
 type htTree struct {
 	t    *testing.T
 	root *tree.Root
+	fx   *tree.Fixtures // root's: the rows plant their files by its paths
 	f    *Fixture
 	deep []htManifest // one per htDepths, in order
 }
@@ -189,7 +190,7 @@ type htManifest struct {
 func buildHtTree(t *testing.T) *htTree {
 	t.Helper()
 	root := testserver.TempRoot(t)
-	h := &htTree{t: t, root: root, f: Build(t, root)}
+	h := &htTree{t: t, root: root, fx: tree.Fixture(root), f: Build(t, root)}
 	for _, depth := range htDepths {
 		repo := map[int]string{1: "app", 2: h.f.Repo, 3: "a/b/c", 4: "a/b/c/d"}[depth]
 		if repo == "" {
@@ -208,7 +209,7 @@ func buildHtTree(t *testing.T) *htTree {
 		putBlob(t, root, repo, h.f.Layer)
 		cfg := putBlob(t, root, repo, blob(mustJSON(t, map[string]any{"architecture": "amd64", "os": "linux", "repo": repo})))
 		m := manifest(t, mt, imageManifest(mt, descriptor(ct, cfg), descriptor(MediaTypeOCILayer, h.f.Layer)))
-		if err := root.PutManifest(repo, m.Digest, m.MediaType, m.Data); err != nil {
+		if err := h.fx.PutManifest(repo, m.Digest, m.MediaType, m.Data); err != nil {
 			t.Fatal(err)
 		}
 		if depth == distribution.MaxRepoDepth {
@@ -222,7 +223,7 @@ func buildHtTree(t *testing.T) *htTree {
 	}
 	// TripleO's headers: a third line, an ETag (docs/legacy-trees.md)
 	arm := h.f.ARM64
-	writeFile(t, root.HeadersPath(h.f.Repo, arm.Digest), fmt.Appendf(nil,
+	writeFile(t, h.fx.HeadersPath(h.f.Repo, arm.Digest), fmt.Appendf(nil,
 		"Header set Content-Type %q\nHeader set Docker-Content-Digest %q\nHeader set ETag %q\n", arm.MediaType, arm.Digest, arm.Digest))
 	backdate(t, root.Dir())
 	return h
@@ -253,7 +254,7 @@ func (h *htTree) plant(dir, content string) {
 // manifest whose requests fail.
 func (h *htTree) damage(m htManifest, directives string) []htManifest {
 	h.t.Helper()
-	p := h.root.HeadersPath(m.repo, m.m.Digest)
+	p := h.fx.HeadersPath(m.repo, m.m.Digest)
 	old, err := os.ReadFile(p)
 	if err != nil {
 		h.t.Fatal(err)

@@ -88,19 +88,20 @@ func plant(t *testing.T, root *tree.Root, f *Fixture) *planted {
 	m := "/v2/" + f.Repo + "/manifests/"
 
 	// A blob and a legacy blob, named by the secret's own digest.
-	link(secretFile, root.BlobPath(f.Repo, d(secret)))
+	fx := tree.Fixture(root)
+	link(secretFile, fx.BlobPath(f.Repo, d(secret)))
 	p.blob = f.blobPath(d(secret))
-	link(secretFile, root.LegacyBlobPath(f.Repo, d("legacy")))
+	link(secretFile, fx.LegacyBlobPath(f.Repo, d("legacy")))
 	p.legacyBlob = f.blobPath(d("legacy"))
 
 	// A manifest as the exporter writes it, its index.json and typed link
 	// then replaced by links out.
 	pm := manifest(t, MediaTypeOCIManifest, map[string]any{"schemaVersion": 2, "mediaType": MediaTypeOCIManifest, "planted": true})
-	if err := root.PutManifest(f.Repo, pm.Digest, pm.MediaType, pm.Data); err != nil {
+	if err := fx.PutManifest(f.Repo, pm.Digest, pm.MediaType, pm.Data); err != nil {
 		t.Fatal(err)
 	}
-	typed, _ := root.TypedManifestPath(f.Repo, pm.Digest, pm.MediaType)
-	for _, file := range []string{root.ManifestPath(f.Repo, pm.Digest), typed} {
+	typed, _ := fx.TypedManifestPath(f.Repo, pm.Digest, pm.MediaType)
+	for _, file := range []string{fx.ManifestPath(f.Repo, pm.Digest), typed} {
 		if err := os.Remove(file); err != nil {
 			t.Fatal(err)
 		}
@@ -113,21 +114,21 @@ func plant(t *testing.T, root *tree.Root, f *Fixture) *planted {
 	writeFile(t, filepath.Join(td, "index.json"), []byte(secret))
 	writeFile(t, filepath.Join(td, "manifest.oci-manifest"), []byte(secret))
 	writeFile(t, filepath.Join(out, "planted.type-map"), []byte("Content-Type: "+MediaTypeOCIManifest+"\nURI: "+td+"/index.json\n\n"))
-	link(td, root.TagLinkPath(f.Repo, "planted"))
-	link(td, root.FallbackLinkPath(f.Repo, "planted"))
-	link(filepath.Join(out, "planted.type-map"), root.TypeMapPath(f.Repo, "planted"))
+	link(td, fx.TagLinkPath(f.Repo, "planted"))
+	link(td, fx.FallbackLinkPath(f.Repo, "planted"))
+	link(filepath.Join(out, "planted.type-map"), fx.TypeMapPath(f.Repo, "planted"))
 	p.tag = m + "planted"
 
 	// The listings and a referrers index of a repository of their own.
 	const listed = "ns/planted"
-	link(secretFile, root.TagsListPath(listed))
+	link(secretFile, fx.TagsListPath(listed))
 	p.tagsList = "/v2/" + listed + "/tags/list"
-	if err := os.Rename(root.CatalogPath(), root.CatalogPath()+".real"); err != nil {
+	if err := os.Rename(fx.CatalogPath(), fx.CatalogPath()+".real"); err != nil {
 		t.Fatal(err)
 	}
-	link(secretFile, root.CatalogPath())
+	link(secretFile, fx.CatalogPath())
 	p.catalog = "/v2/_catalog"
-	link(secretFile, root.ReferrersPath(f.Repo, d("subject")))
+	link(secretFile, fx.ReferrersPath(f.Repo, d("subject")))
 	p.referrers = f.referrersPath(d("subject").String())
 
 	// A whole repository, written by the tree package into a tree outside, with
@@ -145,17 +146,18 @@ func plant(t *testing.T, root *tree.Root, f *Fixture) *planted {
 		descriptor(MediaTypeOCIConfig, putBlob(t, other, repo, blob([]byte("{}")))), descriptor(MediaTypeOCILayer, layer)))
 	sm.Data = bytes.Replace(sm.Data, []byte("{"), []byte(`{"annotations":{"secret":"`+secret+`"},`), 1)
 	sm.Digest = digest.FromBytes(sm.Data)
-	if err := other.PutManifest(repo, sm.Digest, sm.MediaType, sm.Data); err != nil {
+	ofx := tree.Fixture(other)
+	if err := ofx.PutManifest(repo, sm.Digest, sm.MediaType, sm.Data); err != nil {
 		t.Fatal(err)
 	}
 	putTag(t, other, repo, "latest", tree.TagVariant{Digest: sm.Digest, MediaType: sm.MediaType})
 	referrer(t, other, repo, sm, map[string]any{"artifactType": ArtifactTypeSignature,
 		"config": descriptor(MediaTypeOCIEmpty, blob([]byte("{}"))), "annotations": map[string]string{"secret": secret}})
-	if err := other.UpdateReferrers(repo, sm.Digest); err != nil {
+	if err := ofx.UpdateReferrers(repo, sm.Digest); err != nil {
 		t.Fatal(err)
 	}
 	const linked = "ns/linked"
-	link(other.RepoDir(repo), root.RepoDir(linked))
+	link(ofx.RepoDir(repo), fx.RepoDir(linked))
 	p.linkedBlob = "/v2/" + linked + "/blobs/" + layer.Digest.String()
 	p.linkedManifest = "/v2/" + linked + "/manifests/" + sm.Digest.String()
 	p.linkedTag = "/v2/" + linked + "/manifests/latest"

@@ -118,22 +118,23 @@ func Build(t testing.TB, relative bool) *Tree {
 	}
 	// A real type map (app:linked) and a real .htaccess for the planted
 	// index.json, so that only the link keeps the fake manifest out.
-	write(root.TypeMapPath("app", "linked"), typemap.Map{URI: "linked", Variants: []typemap.Variant{tree.TypeMapVariant(tree.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
-	write(root.HeadersPath("app", h.M), fmt.Appendf(nil, "Header set Content-Type %q\nHeader set Docker-Content-Digest %q\n", OCIManifest, h.M))
-	write(root.TypeMapPath("mdir", "latest"), typemap.Map{URI: "latest", Variants: []typemap.Variant{tree.TypeMapVariant(tree.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
+	fx := tree.Fixture(root)
+	write(fx.TypeMapPath("app", "linked"), typemap.Map{URI: "linked", Variants: []typemap.Variant{tree.TypeMapVariant(tree.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
+	write(fx.HeadersPath("app", h.M), fmt.Appendf(nil, "Header set Content-Type %q\nHeader set Docker-Content-Digest %q\n", OCIManifest, h.M))
+	write(fx.TypeMapPath("mdir", "latest"), typemap.Map{URI: "latest", Variants: []typemap.Variant{tree.TypeMapVariant(tree.TagVariant{Digest: h.M, MediaType: OCIManifest})}}.Marshal())
 
-	link("a blob", root.BlobPath("app", h.Marker), out("marker"))
-	link("a manifest's index.json", root.ManifestPath("app", h.M), filepath.Join(md, "index.json"))
-	link("a type map", root.TypeMapPath("app", "evil"), out("evil", "manifests", "latest.type-map"))
-	link("a referrers index", root.ReferrersPath("app", h.M), out("evil", "referrers", h.M.String()))
-	link("a manifest's .htaccess", root.HeadersPath("headers", h.Images["headers"]), filepath.Join(md, ".htaccess"))
-	link("a tags/list", root.TagsListPath("tagslist"), out("evil", "tags", "list"))
-	link("a repository", root.RepoDir("evil"), out("evil"))
-	link("a blobs/ directory", filepath.Join(root.RepoDir("blobsdir"), "blobs"), out("evil", "blobs"))
-	link("a manifest directory", root.ManifestDir("mdir", h.M), md)
-	link("nginx's tag link directory", filepath.Join(root.RepoDir("nginx"), "manifests", ".tags"), out("evil", "manifests", ".tags"))
-	link("_catalog", root.CatalogPath(), out("marker"))
-	link("v2/index.json", root.PingPath(), out("marker"))
+	link("a blob", fx.BlobPath("app", h.Marker), out("marker"))
+	link("a manifest's index.json", fx.ManifestPath("app", h.M), filepath.Join(md, "index.json"))
+	link("a type map", fx.TypeMapPath("app", "evil"), out("evil", "manifests", "latest.type-map"))
+	link("a referrers index", fx.ReferrersPath("app", h.M), out("evil", "referrers", h.M.String()))
+	link("a manifest's .htaccess", fx.HeadersPath("headers", h.Images["headers"]), filepath.Join(md, ".htaccess"))
+	link("a tags/list", fx.TagsListPath("tagslist"), out("evil", "tags", "list"))
+	link("a repository", fx.RepoDir("evil"), out("evil"))
+	link("a blobs/ directory", filepath.Join(fx.RepoDir("blobsdir"), "blobs"), out("evil", "blobs"))
+	link("a manifest directory", fx.ManifestDir("mdir", h.M), md)
+	link("nginx's tag link directory", filepath.Join(fx.RepoDir("nginx"), "manifests", ".tags"), out("evil", "manifests", ".tags"))
+	link("_catalog", fx.CatalogPath(), out("marker"))
+	link("v2/index.json", fx.PingPath(), out("marker"))
 	return h
 }
 
@@ -218,10 +219,11 @@ func Export(t testing.TB, root *tree.Root, repo, tag string) Image {
 	t.Helper()
 	var im Image
 	var descs []string
+	fx := tree.Fixture(root)
 	for _, part := range []string{"config", "layer"} {
 		b := []byte(repo + ":" + tag + " " + part)
 		d := digest.FromBytes(b)
-		if _, _, err := root.PutBlob(repo, d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
+		if _, _, err := fx.PutBlob(repo, d, int64(len(b)), false, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
 			t.Fatal(err)
 		}
 		im.Blobs = append(im.Blobs, d)
@@ -229,10 +231,10 @@ func Export(t testing.TB, root *tree.Root, repo, tag string) Image {
 	}
 	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":%s,"layers":[%s]}`, OCIManifest, descs[0], descs[1])
 	im.Manifest = digest.FromBytes(raw)
-	if err := root.PutManifest(repo, im.Manifest, OCIManifest, raw); err != nil {
+	if err := fx.PutManifest(repo, im.Manifest, OCIManifest, raw); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.PutTag(repo, tag, []tree.TagVariant{{Digest: im.Manifest, MediaType: OCIManifest}}); err != nil {
+	if err := fx.PutTag(repo, tag, []tree.TagVariant{{Digest: im.Manifest, MediaType: OCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
 	return im
@@ -277,10 +279,10 @@ func Referrer(t testing.TB, root *tree.Root, repo string, subject digest.Digest)
 	t.Helper()
 	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"artifactType":"application/vnd.example.sbom","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[],"subject":{"mediaType":%q,"digest":%q,"size":1}}`, OCIManifest, OCIManifest, subject)
 	d := digest.FromBytes(raw)
-	if err := root.PutManifest(repo, d, OCIManifest, raw); err != nil {
+	if err := tree.Fixture(root).PutManifest(repo, d, OCIManifest, raw); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.UpdateReferrers(repo, subject); err != nil {
+	if err := tree.Fixture(root).UpdateReferrers(repo, subject); err != nil {
 		t.Fatal(err)
 	}
 	return d
