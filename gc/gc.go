@@ -504,7 +504,7 @@ func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Dig
 		if r := g.refs[d]; r != nil && r.Subject != "" {
 			continue
 		}
-		// ctime, not mtime: see tree.ManifestChanged.
+		// ctime, not mtime: see tree.View.ManifestChanged.
 		changed, err := c.v.ManifestChanged(g.repo, d)
 		if err != nil {
 			g.problem(path, "%v", err)

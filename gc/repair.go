@@ -18,7 +18,7 @@ type RepairReport struct {
 	RemovedBlobs     []string `json:"removed_blobs"`
 	RemovedManifests []string `json:"removed_manifests"`
 	// RemovedStray are the .htaccess files image-serve never writes
-	// (tree.StrayHeaderFiles): planted where Apache could obey them.
+	// (tree.View.StrayHeaderFiles): planted where Apache could obey them.
 	RemovedStray []string `json:"removed_stray"`
 	// Restored are the tags whose type map was gone and that Repair wrote
 	// again from what else recorded them, before rewriting anything
