@@ -178,39 +178,39 @@ func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *
 	return err
 }
 
-// repairRepo removes what is corrupt in repo, blobs then manifests, sets
-// right what is derived from it, and reports the tags left incomplete.
+// repairRepo removes what is corrupt in repo (tree.Maint.RemoveCorrupt
+// orders it), sets right what is derived from it, and reports the tags
+// left incomplete. A signal stops it before it removes anything of repo.
 func repairRepo(root *tree.Root, m *tree.Maint, v *verifier, repo string, rep *RepairReport) error {
 	view := m.View()
 	blobs, err := view.Blobs(repo)
 	if err != nil {
 		return err
 	}
+	var bad tree.Corrupt
 	for _, b := range blobs {
 		got, err := v.hashBlob(repo, b)
 		if ierr := interrupted(root); ierr != nil {
 			return ierr // a blob not read to its end is not corrupt
 		}
-		if err == nil && got == b.Digest {
-			continue
+		if err != nil || got != b.Digest {
+			bad.Blobs = append(bad.Blobs, b.Digest)
 		}
-		if _, err := m.RemoveCorruptBlob(repo, b.Digest); err != nil {
-			return err
-		}
-		rep.RemovedBlobs = append(rep.RemovedBlobs, repo+"@"+b.Digest.String())
 	}
-	var bad []digest.Digest
 	err = view.ReadManifests(repo, func(sm tree.StoredManifest) error {
 		if sm.Err == nil && sm.Digest.Algorithm().FromBytes(sm.Raw) != sm.Digest {
-			bad = append(bad, sm.Digest)
+			bad.Manifests = append(bad.Manifests, sm.Digest)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	removed, err := m.RemoveCorruptManifests(repo, bad)
-	for _, d := range removed {
+	removed, err := m.RemoveCorrupt(repo, bad)
+	for _, d := range removed.Blobs {
+		rep.RemovedBlobs = append(rep.RemovedBlobs, repo+"@"+d.String())
+	}
+	for _, d := range removed.Manifests {
 		rep.RemovedManifests = append(rep.RemovedManifests, repo+"@"+d.String())
 	}
 	if err != nil {

@@ -176,36 +176,41 @@ func (m *Maint) RemoveStrayHeaderFiles(repos []string) ([]string, error) {
 	return m.r.RemoveStrayHeaderFiles(repos)
 }
 
-// RemoveCorruptBlob unlinks blob d from repo — its plain and legacy
-// names — whose bytes do not hash to its name: no manifest can use it,
-// so it goes before the manifests that name it, which then report their
-// tags as needing an export. It returns the bytes freed.
-func (m *Maint) RemoveCorruptBlob(repo string, d digest.Digest) (int64, error) {
-	if err := m.check(); err != nil {
-		return 0, err
-	}
-	return m.removeBlob(repo, d)
+// Corrupt names files of a repository whose bytes do not hash to their
+// names.
+type Corrupt struct {
+	Blobs     []digest.Digest
+	Manifests []digest.Digest
 }
 
-// RemoveCorruptManifests removes manifests ds of repo, whose bytes do not
-// hash to their names: unlisted first from every referrers index — what
-// they name is unknown, so every index is rewritten without them — then
-// each removed. It returns those removed, up to its error if any. Tags
-// naming them stay, for an export to set right.
-func (m *Maint) RemoveCorruptManifests(repo string, ds []digest.Digest) ([]digest.Digest, error) {
+// RemoveCorrupt removes c from repo and returns what it removed, up to
+// its error if any: first the blobs — their plain and legacy names; no
+// manifest can use them — then the referrers indexes are rewritten
+// without c's manifests (what those name is unknown, so every index is
+// rewritten), then the manifests. Tags naming what goes stay, for an
+// export to set right; nothing else is removed with them.
+func (m *Maint) RemoveCorrupt(repo string, c Corrupt) (Corrupt, error) {
+	var done Corrupt
 	if err := m.check(); err != nil {
-		return nil, err
+		return done, err
 	}
-	if len(ds) == 0 {
-		return nil, nil
-	}
-	if err := m.r.RefreshReferrers(repo, ds...); err != nil {
-		return nil, err
-	}
-	for i, d := range ds {
-		if err := m.r.RemoveManifest(repo, d); err != nil {
-			return ds[:i], err
+	for _, d := range c.Blobs {
+		if _, err := m.removeBlob(repo, d); err != nil {
+			return done, err
 		}
+		done.Blobs = append(done.Blobs, d)
 	}
-	return ds, nil
+	if len(c.Manifests) == 0 {
+		return done, nil
+	}
+	if err := m.r.RefreshReferrers(repo, c.Manifests...); err != nil {
+		return done, err
+	}
+	for _, d := range c.Manifests {
+		if err := m.r.RemoveManifest(repo, d); err != nil {
+			return done, err
+		}
+		done.Manifests = append(done.Manifests, d)
+	}
+	return done, nil
 }

@@ -32,8 +32,10 @@ func TestMaintVerbsOnlyInside(t *testing.T) {
 		"SalvageTags":            func(m *Maint) error { _, _, err := m.SalvageTags("app"); return err },
 		"RemoveNotRegular":       func(m *Maint) error { return m.RemoveNotRegular(NotRegularFile{Path: r.ManifestPath("app", d)}) },
 		"RemoveStrayHeaderFiles": func(m *Maint) error { _, err := m.RemoveStrayHeaderFiles(nil); return err },
-		"RemoveCorruptBlob":      func(m *Maint) error { _, err := m.RemoveCorruptBlob("app", b); return err },
-		"RemoveCorruptManifests": func(m *Maint) error { _, err := m.RemoveCorruptManifests("app", []digest.Digest{d}); return err },
+		"RemoveCorrupt": func(m *Maint) error {
+			_, err := m.RemoveCorrupt("app", Corrupt{Blobs: []digest.Digest{b}, Manifests: []digest.Digest{d}})
+			return err
+		},
 	}
 	var kept *Maint
 	err := r.Maintain(MaintainOptions{ReadOnly: true}, func(m *Maint) error {
@@ -173,5 +175,31 @@ func TestUntagOnlyInside(t *testing.T) {
 	}
 	if tags, err := r.Tags("app"); err != nil || !slices.Equal(tags, []string{"v2"}) {
 		t.Errorf("tags: %v %v, want v2 alone", tags, err)
+	}
+}
+
+// TestRemoveCorrupt: the blobs and manifests named go, and are reported;
+// the rest of the repository stays.
+func TestRemoveCorrupt(t *testing.T) {
+	r := newTree(t)
+	d := gcPutManifest(t, r, "app", `{"schemaVersion":2}`)
+	keep := gcPutManifest(t, r, "app", `{"schemaVersion":2,"keep":1}`)
+	b := gcPutBlob(t, r, "app", []byte("layer"))
+	c := Corrupt{Blobs: []digest.Digest{b}, Manifests: []digest.Digest{d}}
+	var done Corrupt
+	if err := r.Maintain(MaintainOptions{}, func(m *Maint) (err error) {
+		done, err = m.RemoveCorrupt("app", c)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(done.Blobs, c.Blobs) || !slices.Equal(done.Manifests, c.Manifests) {
+		t.Errorf("RemoveCorrupt = %+v, want %+v", done, c)
+	}
+	if r.ManifestComplete("app", d) || r.isFile(r.BlobPath("app", b)) {
+		t.Error("a corrupt file stays")
+	}
+	if !r.ManifestComplete("app", keep) {
+		t.Error("the other manifest went")
 	}
 }
