@@ -151,14 +151,15 @@ type prunePlan struct {
 // what the deleted tags alone reached, under the tree lock held
 // exclusively: it marks, and m removes in its order.
 func prune(root *tree.Root, m *tree.Maint, p *prunePlan, o DeleteOptions, rep *DeleteReport, errs *[]error) error {
-	c := newCollector(root, Options{Grace: o.Grace, Untagged: DeleteUntagged, Now: o.Now})
+	v := m.View()
+	c := newCollector(root, v, Options{Grace: o.Grace, Untagged: DeleteUntagged, Now: o.Now})
 	for _, repo := range p.repos {
 		if err := interrupted(root); err != nil {
 			return err
 		}
 		if o.NoPrune {
 			for _, r := range p.digests[repo] {
-				if err := deleteManifest(root, m, r); err != nil {
+				if err := deleteManifest(m, r); err != nil {
 					*errs = append(*errs, err)
 				} else {
 					rep.Deleted = append(rep.Deleted, r.String())
@@ -187,7 +188,7 @@ func prune(root *tree.Root, m *tree.Maint, p *prunePlan, o DeleteOptions, rep *D
 		}
 	}
 	// Only the repositories pruned can have left the catalog.
-	if err := root.RefreshCatalogFor(p.repos...); err != nil {
+	if err := m.RefreshCatalogFor(p.repos...); err != nil {
 		*errs = append(*errs, fmt.Errorf("_catalog: %w", err))
 	}
 	return nil
@@ -219,7 +220,7 @@ func (c *collector) planDeletes(repo string, d *deletion, refs []Ref, errs *[]er
 				refused = true
 				continue
 			}
-			by, err := referencedBy(c.root, p.g, r.Digest, p.marks.manifests)
+			by, err := referencedBy(c.v, p.g, r.Digest, p.marks.manifests)
 			if err != nil {
 				return nil, fmt.Errorf("delete %s: %w", r, err)
 			}
@@ -241,65 +242,59 @@ func (c *collector) planDeletes(repo string, d *deletion, refs []Ref, errs *[]er
 	}
 }
 
-// deleteTags removes the tag refs under the shared tree lock, and returns
-// per repository what the deleted tags reached and what they named, for
-// the prune.
+// deleteTags removes the tag refs as a tag writer does (tree.Root.Untag:
+// the tree lock shared, exports go on), and returns per repository what
+// the deleted tags reached and what they named, for the prune.
 func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (reached, named map[string]map[digest.Digest]bool, err error) {
 	reached, named = map[string]map[digest.Digest]bool{}, map[string]map[digest.Digest]bool{}
 	if !slices.ContainsFunc(refs, func(r Ref) bool { return r.Tag != "" }) {
 		return reached, named, nil
 	}
-	// A crashed batch's journal is finished first, so that it never puts
-	// back a tag deleted here.
-	if err := root.SettleJournals(); err != nil {
-		return nil, nil, err
-	}
-	l, err := root.LockShared()
+	err = root.Untag(func(u *tree.Untagger) error {
+		v := u.View()
+		graphs := map[string]*repoGraph{}
+		for _, r := range refs {
+			if r.Tag == "" {
+				continue
+			}
+			vs, err := v.TagManifests(r.Repo, r.Tag)
+			if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
+				*errs = append(*errs, fmt.Errorf("delete %s: %w", r, tree.ErrTagUnknown))
+				continue
+			}
+			if err != nil {
+				*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
+				continue
+			}
+			g := graphs[r.Repo]
+			if g == nil {
+				if g, err = loadRepo(v, r.Repo); err != nil {
+					return err
+				}
+				graphs[r.Repo] = g
+			}
+			var roots []digest.Digest
+			for _, tv := range vs {
+				roots = append(roots, tv.Digest)
+			}
+			ds := g.reach(roots)
+			if err := u.DeleteTag(r.Repo, r.Tag); err != nil {
+				*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
+				continue
+			}
+			rep.Deleted = append(rep.Deleted, r.String())
+			if reached[r.Repo] == nil {
+				reached[r.Repo], named[r.Repo] = map[digest.Digest]bool{}, map[digest.Digest]bool{}
+			}
+			maps.Copy(reached[r.Repo], ds)
+			for _, d := range roots {
+				named[r.Repo][d] = true
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	defer l.Unlock()
-	graphs := map[string]*repoGraph{}
-	for _, r := range refs {
-		if r.Tag == "" {
-			continue
-		}
-		vs, err := root.TagVariants(r.Repo, r.Tag)
-		if d, ok := root.LegacyTagTarget(r.Repo, r.Tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
-			vs, err = []tree.TagVariant{{Digest: d}}, nil // a TripleO symlink tag
-		}
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
-			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, tree.ErrTagUnknown))
-			continue
-		}
-		if err != nil {
-			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
-			continue
-		}
-		g := graphs[r.Repo]
-		if g == nil {
-			if g, err = loadRepo(root, r.Repo); err != nil {
-				return nil, nil, err
-			}
-			graphs[r.Repo] = g
-		}
-		var roots []digest.Digest
-		for _, v := range vs {
-			roots = append(roots, v.Digest)
-		}
-		ds := g.reach(roots)
-		if err := root.DeleteTag(r.Repo, r.Tag); err != nil {
-			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
-			continue
-		}
-		rep.Deleted = append(rep.Deleted, r.String())
-		if reached[r.Repo] == nil {
-			reached[r.Repo], named[r.Repo] = map[digest.Digest]bool{}, map[digest.Digest]bool{}
-		}
-		maps.Copy(reached[r.Repo], ds)
-		for _, d := range roots {
-			named[r.Repo][d] = true
-		}
 	}
 	return reached, named, nil
 }
@@ -307,15 +302,16 @@ func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (
 // deleteManifest removes manifest r.Digest, without a prune, unless a tag
 // or any index of its repository names it. m holds the tree lock
 // exclusively: an export could otherwise be about to tag it.
-func deleteManifest(root *tree.Root, m *tree.Maint, r Ref) error {
-	g, err := loadRepo(root, r.Repo)
+func deleteManifest(m *tree.Maint, r Ref) error {
+	v := m.View()
+	g, err := loadRepo(v, r.Repo)
 	if err != nil {
 		return err
 	}
 	if !g.stored[r.Digest] {
 		return fmt.Errorf("delete %s: %w", r, ErrManifestUnknown)
 	}
-	by, err := referencedBy(root, g, r.Digest, nil)
+	by, err := referencedBy(v, g, r.Digest, nil)
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", r, err)
 	}
@@ -330,18 +326,18 @@ func deleteManifest(root *tree.Root, m *tree.Maint, r Ref) error {
 
 // referencedBy lists the tags of g's repository that name d, and the
 // indexes that list it: those in kept, or every index when kept is nil.
-func referencedBy(root *tree.Root, g *repoGraph, d digest.Digest, kept map[digest.Digest]bool) ([]string, error) {
+func referencedBy(v *tree.View, g *repoGraph, d digest.Digest, kept map[digest.Digest]bool) ([]string, error) {
 	var by []string
-	tags, err := root.Tags(g.repo)
+	tags, err := v.Tags(g.repo)
 	if err != nil {
 		return nil, err
 	}
 	for _, tag := range tags {
-		vs, err := root.TagVariants(g.repo, tag)
+		vs, err := v.TagVariants(g.repo, tag)
 		if err != nil {
 			return nil, err
 		}
-		if slices.ContainsFunc(vs, func(v tree.TagVariant) bool { return v.Digest == d }) {
+		if slices.ContainsFunc(vs, func(tv tree.TagVariant) bool { return tv.Digest == d }) {
 			by = append(by, "tag "+tag)
 		}
 	}

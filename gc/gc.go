@@ -13,7 +13,6 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"runtime"
@@ -28,8 +27,8 @@ import (
 
 // ErrRunning is returned by Collect when another collection holds the
 // tree: cron may start one while the last still runs, and the running one
-// does the work of both.
-var ErrRunning = errors.New("another gc is running")
+// does the work of both. It is the tree's tree.ErrCollecting.
+var ErrRunning = tree.ErrCollecting
 
 // Untagged is what happens to manifests no tag reaches.
 type Untagged int
@@ -157,20 +156,11 @@ func Collect(root *tree.Root, o Options) (*Report, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
-	gl, err := root.TryLockGC()
-	if err != nil {
-		return nil, err
-	}
-	if gl == nil {
-		return nil, ErrRunning
-	}
-	defer gl.Unlock()
-	c := newCollector(root, o)
-	c.sweepTemps = !o.DryRun
-	ran := false
-	err = root.Maintain(tree.MaintainOptions{ReadOnly: o.DryRun, Sweep: !o.DryRun}, func(m *tree.Maint) error {
-		ran = true
-		repos, err := root.StoredRepositories()
+	var c *collector
+	err := root.Maintain(tree.MaintainOptions{ReadOnly: o.DryRun, Sweep: !o.DryRun, Collector: true}, func(m *tree.Maint) error {
+		c = newCollector(root, m.View(), o)
+		c.sweepTemps = !o.DryRun
+		repos, err := c.v.StoredRepositories()
 		if err != nil {
 			return err
 		}
@@ -180,13 +170,13 @@ func Collect(root *tree.Root, o Options) (*Report, error) {
 		if o.DryRun {
 			return nil
 		}
-		if err := root.RefreshCatalog(); err != nil {
+		if err := m.RefreshCatalog(); err != nil {
 			return fmt.Errorf("_catalog: %w", err)
 		}
-		return c.sweepBlobLocks()
+		return c.sweepBlobLocks(m)
 	})
-	if err != nil && !ran {
-		return nil, err // never had the tree: nothing to report
+	if err != nil && c == nil {
+		return nil, err // never had the tree (ErrRunning among others): nothing to report
 	}
 	if err != nil {
 		return c.report(), err
@@ -217,6 +207,7 @@ func checkTree(root *tree.Root) error { return root.RequireTree() }
 // order.
 type collector struct {
 	root *tree.Root
+	v    *tree.View // the tree as the Maint collecting holds it
 	o    Options
 	// sweepTemps removes what writers that crashed left behind (only a
 	// collection, which holds the tree lock exclusively, may).
@@ -249,7 +240,7 @@ func (c *collector) collectAll(m *tree.Maint, repos []string) error {
 			for repo := range work {
 				err := interrupted(c.root)
 				if err == nil {
-					err = c.sweepRepoTemps(repo)
+					err = c.sweepRepoTemps(m, repo)
 				}
 				if err == nil {
 					err = c.collectRepo(m, repo, nil)
@@ -282,11 +273,11 @@ func (c *collector) collectAll(m *tree.Maint, repos []string) error {
 	}
 }
 
-func newCollector(root *tree.Root, o Options) *collector {
+func newCollector(root *tree.Root, v *tree.View, o Options) *collector {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &collector{root: root, o: o, per: map[string]*Report{}, kept: map[digest.Digest]bool{}, links: map[[2]uint64]uint64{}}
+	return &collector{root: root, v: v, o: o, per: map[string]*Report{}, kept: map[digest.Digest]bool{}, links: map[[2]uint64]uint64{}}
 }
 
 // report sums up every repository collected.
@@ -316,11 +307,11 @@ func (c *collector) record(repo string, rep *Report, kept []digest.Digest) {
 	c.per[repo] = rep
 }
 
-func (c *collector) sweepRepoTemps(repo string) error {
+func (c *collector) sweepRepoTemps(m *tree.Maint, repo string) error {
 	if !c.sweepTemps {
 		return nil
 	}
-	if _, err := c.root.SweepRepoTemps(repo); err != nil {
+	if _, err := m.SweepRepoTemps(repo); err != nil {
 		return fmt.Errorf("repository %s: removing temporary files: %w", repo, err)
 	}
 	return nil
@@ -367,14 +358,19 @@ type graceKept struct {
 // that stay. A delete (d not nil) retires what it reached; a repository it
 // leaves without tags keeps nothing and is removed.
 func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
-	g, err := loadRepo(c.root, repo)
+	g, err := loadRepo(c.v, repo)
 	if err != nil {
 		return nil, err
 	}
 	if g.outside {
 		return &repoPlan{g: g, marks: newMarks()}, nil
 	}
-	tags, err := c.root.Tags(repo)
+	// A tag move a crash interrupted is finished before a real collection
+	// (tree.Maintain); a dry run, which finishes nothing, marks from where
+	// the tags will be once it is, to report what the collection will do.
+	// TripleO's symlink tags are no tags a server serves, but what they
+	// name is kept: an export of the tag rewrites it as a type map.
+	trs, err := c.v.TagRoots(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", repo, err)
 	}
@@ -387,44 +383,20 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 		}
 		maps.Copy(m.detached, d.named)
 	}
-	// A tag move a crash interrupted is finished before a real collection
-	// (tree.Maintain); a dry run, which finishes nothing, marks from where
-	// the tags will be once it is, to report what the collection will do.
-	pending, err := c.root.PendingTags(repo)
-	if err != nil {
-		return nil, fmt.Errorf("repository %s: %w", repo, err)
-	}
+	// tags are the repository's tags, symlink tags aside: those with a
+	// type map, and those a pending move makes.
+	var tags []string
 	var roots []edge
-	for _, tag := range slices.Sorted(maps.Keys(pending)) {
-		for _, v := range pending[tag] {
-			roots = append(roots, edge{to: v.Digest, path: c.root.Dir(), what: "interrupted move of tag " + tag + ": manifest"})
+	for _, t := range trs {
+		if t.Kind != tree.TagSymlink && (t.TypeMap || len(t.Variants) > 0) {
+			tags = append(tags, t.Tag)
 		}
-		if len(pending[tag]) > 0 && !slices.Contains(tags, tag) {
-			tags = append(tags, tag)
-		}
-	}
-	for _, tag := range tags {
-		if _, ok := pending[tag]; ok {
+		if t.Err != nil {
+			g.problem(t.Path, "%v", t.Err)
 			continue
 		}
-		vs, err := c.root.TagVariants(repo, tag)
-		if err != nil {
-			g.problem(c.root.TypeMapPath(repo, tag), "%v", err)
-			continue
-		}
-		for _, v := range vs {
-			roots = append(roots, edge{to: v.Digest, path: c.root.TypeMapPath(repo, tag), what: "tag " + tag + ": manifest"})
-		}
-	}
-	// TripleO's symlink tags are no tags a server serves, but what they
-	// name is kept: an export of the tag rewrites it as a type map.
-	legacy, err := c.root.LegacyTags(repo)
-	if err != nil {
-		return nil, fmt.Errorf("repository %s: %w", repo, err)
-	}
-	for _, tag := range legacy {
-		if dg, ok := c.root.LegacyTagTarget(repo, tag); ok {
-			roots = append(roots, edge{to: dg, path: c.root.LegacyTagPath(repo, tag), what: "symlink tag " + tag + ": manifest"})
+		for _, v := range t.Variants {
+			roots = append(roots, edge{to: v.Digest, path: t.Path, what: t.What() + ": manifest"})
 		}
 	}
 	g.mark(m, roots)
@@ -449,7 +421,7 @@ func (c *collector) sweepRepo(m *tree.Maint, p *repoPlan) error {
 		rep.Problems = g.problems // and its blobs are not the tree's to keep
 		return nil
 	}
-	blobs, err := c.root.Blobs(repo)
+	blobs, err := c.v.Blobs(repo)
 	if err != nil {
 		return fmt.Errorf("repository %s: %w", repo, err)
 	}
@@ -521,7 +493,7 @@ func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Dig
 		if m.manifests[d] || !g.present[d] {
 			continue
 		}
-		path := c.root.ManifestPath(g.repo, d)
+		path := g.paths[d]
 		if c.o.Untagged == KeepUntagged {
 			roots = append(roots, edge{to: d, path: path, what: "manifest"})
 			continue
@@ -532,8 +504,8 @@ func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Dig
 		if r := g.refs[d]; r != nil && r.Subject != "" {
 			continue
 		}
-		// ctime, not mtime: see tree.ManifestChanged.
-		changed, err := c.root.ManifestChanged(g.repo, d)
+		// ctime, not mtime: see tree.View.ManifestChanged.
+		changed, err := c.v.ManifestChanged(g.repo, d)
 		if err != nil {
 			g.problem(path, "%v", err)
 			continue
@@ -552,7 +524,7 @@ func (c *collector) untaggedRoots(g *repoGraph, m *marks, retired map[digest.Dig
 // size of each inode whose last link, of those the dry run has not yet
 // counted gone, this is.
 func (c *collector) wouldFree(repo string, d digest.Digest) (int64, error) {
-	inodes, err := c.root.BlobInodes(repo, d)
+	inodes, err := c.v.BlobInodes(repo, d)
 	if err != nil {
 		return 0, err
 	}
@@ -576,14 +548,14 @@ func (c *collector) wouldFree(repo string, d digest.Digest) (int64, error) {
 
 // sweepBlobLocks removes the lock files of blobs no repository holds any
 // more. The tree lock is held exclusively, so no export holds one.
-func (c *collector) sweepBlobLocks() error {
-	ds, err := c.root.BlobLocks()
+func (c *collector) sweepBlobLocks(m *tree.Maint) error {
+	ds, err := c.v.BlobLocks()
 	if err != nil {
 		return err
 	}
 	for _, d := range ds {
 		if !c.kept[d] {
-			if err := c.root.RemoveBlobLock(d); err != nil {
+			if err := m.RemoveBlobLock(d); err != nil {
 				return err
 			}
 		}

@@ -24,7 +24,14 @@ func TestRepairInterruptedKeepsBlobs(t *testing.T) {
 	root := tr.root.WithWaits(tree.Waits{Context: ctx})
 	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
 	rep := &RepairReport{}
-	if err := repairRepo(root, v, "app", rep); !errors.Is(err, stop) {
+	var err error
+	if merr := tr.root.Maintain(tree.MaintainOptions{}, func(m *tree.Maint) error {
+		err = repairRepo(root, m, v, "app", rep)
+		return nil
+	}); merr != nil {
+		t.Fatal(merr)
+	}
+	if !errors.Is(err, stop) {
 		t.Fatalf("repair of a repository after the signal: %v, want its cause", err)
 	}
 	if len(rep.RemovedBlobs) > 0 {

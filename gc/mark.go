@@ -24,36 +24,37 @@ func (p Problem) String() string { return p.Path + ": " + p.Message }
 // a per-repository sweep is correct as long as marking reaches every
 // child (serving-notes §7.4).
 type repoGraph struct {
-	root      *tree.Root
 	repo      string
 	stored    map[digest.Digest]bool                     // digest directories, complete or not
 	present   map[digest.Digest]bool                     // those whose index.json was read
 	refs      map[digest.Digest]*distribution.References // complete and parseable manifests
 	referrers map[digest.Digest][]digest.Digest
-	problems  []Problem
+	// paths name each stored manifest's index.json, for problems.
+	paths    map[digest.Digest]string
+	problems []Problem
 	// outside is set when a directory of the repository's layout is a
 	// symlink leading outside the tree: nothing of it was read, and
 	// nothing of it is swept.
 	outside bool
 }
 
-// loadRepo reads every manifest of repo. Unreadable or unparseable
-// manifests become problems, not errors: the caller decides what a
-// problem forbids. So do symlinks leading outside the tree, in the layout
-// (then nothing is read) or as a manifest's index.json: the tree holds
-// something no server serves and no collector may follow. So do a
+// loadRepo reads every manifest of repo through v. Unreadable or
+// unparseable manifests become problems, not errors: the caller decides
+// what a problem forbids. So do symlinks leading outside the tree, in the
+// layout (then nothing is read) or as a manifest's index.json: the tree
+// holds something no server serves and no collector may follow. So do a
 // manifest's index.json and a type map that are no regular file (a FIFO):
 // what the manifest references, or what the tag names, is unknown.
-func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
+func loadRepo(v *tree.View, repo string) (*repoGraph, error) {
 	g := &repoGraph{
-		root:      root,
 		repo:      repo,
 		stored:    map[digest.Digest]bool{},
 		present:   map[digest.Digest]bool{},
 		refs:      map[digest.Digest]*distribution.References{},
 		referrers: map[digest.Digest][]digest.Digest{},
+		paths:     map[digest.Digest]string{},
 	}
-	links, err := root.OutsideLayout(repo)
+	links, err := v.OutsideLayout(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", repo, err)
 	}
@@ -64,45 +65,44 @@ func loadRepo(root *tree.Root, repo string) (*repoGraph, error) {
 		g.outside = true
 		return g, nil
 	}
-	tags, err := root.NotRegularTags(repo)
+	tags, err := v.NotRegularTags(repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", repo, err)
 	}
 	for _, f := range tags {
 		g.problem(f.Path, "%s", f.Message())
 	}
-	ds, err := root.ManifestDigests(repo)
-	if err != nil {
-		return nil, fmt.Errorf("repository %s: %w", repo, err)
-	}
-	for _, d := range ds {
+	err = v.ReadManifests(repo, func(m tree.StoredManifest) error {
+		d := m.Digest
 		g.stored[d] = true
-		raw, err := root.ReadManifest(repo, d)
-		if errors.Is(err, tree.ErrOutsideRoot) {
-			g.problem(root.ManifestPath(repo, d), "%v", err)
-			continue
-		}
-		if errors.Is(err, tree.ErrNotRegular) {
-			g.problem(root.ManifestPath(repo, d), "%v", notRegular(err))
-			continue
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // debris of an interrupted write or removal
-		}
-		if err != nil {
-			g.problem(root.ManifestPath(repo, d), "%v", err)
-			continue
+		g.paths[d] = m.Path
+		switch err := m.Err; {
+		case errors.Is(err, tree.ErrOutsideRoot):
+			g.problem(m.Path, "%v", err)
+			return nil
+		case errors.Is(err, tree.ErrNotRegular):
+			g.problem(m.Path, "%v", notRegular(err))
+			return nil
+		case errors.Is(err, fs.ErrNotExist):
+			return nil // debris of an interrupted write or removal
+		case err != nil:
+			g.problem(m.Path, "%v", err)
+			return nil
 		}
 		g.present[d] = true
-		r, err := distribution.ParseReferences(raw)
+		r, err := distribution.ParseReferences(m.Raw)
 		if err != nil {
-			g.problem(root.ManifestPath(repo, d), "%v", err)
-			continue
+			g.problem(m.Path, "%v", err)
+			return nil
 		}
 		g.refs[d] = r
 		if r.Subject != "" {
 			g.referrers[r.Subject] = append(g.referrers[r.Subject], d)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
 	}
 	return g, nil
 }
@@ -181,7 +181,7 @@ func (g *repoGraph) mark(m *marks, roots []edge) {
 		if r == nil {
 			continue // unparseable: loadRepo reported it
 		}
-		from := g.root.ManifestPath(g.repo, e.to)
+		from := g.paths[e.to]
 		for _, c := range r.Children {
 			queue = append(queue, edge{to: c, path: from, what: "index child"})
 		}

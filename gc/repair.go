@@ -18,7 +18,7 @@ type RepairReport struct {
 	RemovedBlobs     []string `json:"removed_blobs"`
 	RemovedManifests []string `json:"removed_manifests"`
 	// RemovedStray are the .htaccess files image-serve never writes
-	// (tree.StrayHeaderFiles): planted where Apache could obey them.
+	// (tree.View.StrayHeaderFiles): planted where Apache could obey them.
 	RemovedStray []string `json:"removed_stray"`
 	// Restored are the tags whose type map was gone and that Repair wrote
 	// again from what else recorded them, before rewriting anything
@@ -68,9 +68,9 @@ func (r *RepairReport) ProblemsLeft() int { return len(r.Verify.Problems) + len(
 // It never loses what the tree still records. First, before the tag
 // moves a crash interrupted are finished (tree.MaintainOptions.Salvage),
 // it derives what can be derived: each manifest's missing or wrong
-// headers from its bytes (tree.Root.RestoreHeaders), and the type map of
+// headers from its bytes (tree.Maint.RestoreHeaders), and the type map of
 // each tag that lost its own from nginx's links to it, or leaves it to
-// the journal that names it (tree.Root.SalvageTags). Then every FIFO,
+// the journal that names it (tree.Maint.SalvageTags). Then every FIFO,
 // socket or device goes (the entry itself, never opened), then blobs and
 // manifests whose bytes do not hash to their names, then each
 // repository's tags/list and tag links and referrers indexes are derived
@@ -84,26 +84,26 @@ func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	rep := &RepairReport{RemovedNotRegular: []Problem{}, RemovedBlobs: []string{}, RemovedManifests: []string{}, RemovedStray: []string{}, Restored: []RestoredTag{},
 		Rewritten: []string{}, NeedExport: []string{}, Lost: []LostTag{}}
 	var targets []string
-	salvage := func() (err error) {
-		if targets, err = repairTargets(root, repos); err != nil {
+	salvage := func(m *tree.Maint) (err error) {
+		if targets, err = repairTargets(m.View(), repos); err != nil {
 			return err
 		}
 		for _, repo := range targets {
-			if err := salvageRepo(root, repo, rep); err != nil {
+			if err := salvageRepo(root, m, repo, rep); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	err := root.Maintain(tree.MaintainOptions{Salvage: salvage}, func(*tree.Maint) error { return repairLocked(root, repos, targets, rep) })
+	err := root.Maintain(tree.MaintainOptions{Salvage: salvage}, func(m *tree.Maint) error { return repairLocked(root, m, repos, targets, rep) })
 	return rep, err
 }
 
 // repairTargets is repos, or every repository when none is named, each
 // a valid name.
-func repairTargets(root *tree.Root, repos []string) ([]string, error) {
+func repairTargets(v *tree.View, repos []string) ([]string, error) {
 	if len(repos) == 0 {
-		return root.StoredRepositories()
+		return v.StoredRepositories()
 	}
 	for _, repo := range repos {
 		if err := tree.ValidateRepo(repo); err != nil {
@@ -116,21 +116,21 @@ func repairTargets(root *tree.Root, repos []string) ([]string, error) {
 // salvageRepo derives what can be derived in repo before anything is
 // rewritten from its type maps. A repository with a layout directory
 // leading outside the tree is left alone, as gc leaves it.
-func salvageRepo(root *tree.Root, repo string, rep *RepairReport) error {
+func salvageRepo(root *tree.Root, m *tree.Maint, repo string, rep *RepairReport) error {
 	if err := interrupted(root); err != nil {
 		return err
 	}
-	if links, err := root.OutsideLayout(repo); err != nil || len(links) > 0 {
+	if links, err := m.View().OutsideLayout(repo); err != nil || len(links) > 0 {
 		return err
 	}
-	fixed, err := root.RestoreHeaders(repo)
+	fixed, err := m.RestoreHeaders(repo)
 	for _, d := range fixed {
 		rep.Rewritten = append(rep.Rewritten, repo+"@"+d.String()+" .htaccess")
 	}
 	if err != nil {
 		return err
 	}
-	restored, lost, err := root.SalvageTags(repo)
+	restored, lost, err := m.SalvageTags(repo)
 	for _, t := range restored {
 		rep.Restored = append(rep.Restored, RestoredTag{Tag: repo + ":" + t.Tag, From: t.From})
 	}
@@ -143,13 +143,13 @@ func salvageRepo(root *tree.Root, repo string, rep *RepairReport) error {
 
 // repairLocked is the rest of Repair, for a caller that holds the tree
 // lock exclusively, over targets, the repositories repos names.
-func repairLocked(root *tree.Root, repos, targets []string, rep *RepairReport) (err error) {
+func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *RepairReport) (err error) {
 	files, err := notRegularIn(root, repos)
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
-		if err := root.RemoveNotRegular(f.Path); err != nil {
+		if err := m.RemoveNotRegular(f); err != nil {
 			return err
 		}
 		rep.RemovedNotRegular = append(rep.RemovedNotRegular, Problem{Path: f.Path, Message: f.Message()})
@@ -159,106 +159,84 @@ func repairLocked(root *tree.Root, repos, targets []string, rep *RepairReport) (
 		if err := interrupted(root); err != nil {
 			return err
 		}
-		if err := repairRepo(root, v, repo, rep); err != nil {
+		if err := repairRepo(root, m, v, repo, rep); err != nil {
 			return err
 		}
 	}
 	if ps, err := catalogProblems(root, nil); err != nil || len(ps) > 0 {
-		if err := root.RefreshCatalog(); err != nil {
+		if err := m.RefreshCatalog(); err != nil {
 			return err
 		}
 		rep.Rewritten = append(rep.Rewritten, "_catalog")
 	}
-	removed, err := root.RemoveStrayHeaderFiles(repos)
+	removed, err := m.RemoveStrayHeaderFiles(repos)
 	rep.RemovedStray = append(rep.RemovedStray, removed...)
 	if err != nil {
 		return err
 	}
-	rep.Verify, err = verifyLocked(root, repos)
+	rep.Verify, err = verifyLocked(root, m.View(), repos)
 	return err
 }
 
-func repairRepo(root *tree.Root, v *verifier, repo string, rep *RepairReport) error {
-	blobs, err := root.Blobs(repo)
+// repairRepo removes what is corrupt in repo (tree.Maint.RemoveCorrupt
+// orders it), sets right what is derived from it, and reports the tags
+// left incomplete. A signal stops it before it removes anything of repo.
+func repairRepo(root *tree.Root, m *tree.Maint, v *verifier, repo string, rep *RepairReport) error {
+	view := m.View()
+	blobs, err := view.Blobs(repo)
 	if err != nil {
 		return err
 	}
+	var bad tree.Corrupt
 	for _, b := range blobs {
 		got, err := v.hashBlob(repo, b)
 		if ierr := interrupted(root); ierr != nil {
 			return ierr // a blob not read to its end is not corrupt
 		}
-		if err == nil && got == b.Digest {
-			continue
+		if err != nil || got != b.Digest {
+			bad.Blobs = append(bad.Blobs, b.Digest)
 		}
-		if _, err := root.RemoveBlob(repo, b.Digest); err != nil {
-			return err
-		}
-		rep.RemovedBlobs = append(rep.RemovedBlobs, repo+"@"+b.Digest.String())
 	}
-	ds, err := root.ManifestDigests(repo)
+	err = view.ReadManifests(repo, func(sm tree.StoredManifest) error {
+		if sm.Err == nil && sm.Digest.Algorithm().FromBytes(sm.Raw) != sm.Digest {
+			bad.Manifests = append(bad.Manifests, sm.Digest)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	var bad []digest.Digest
-	for _, d := range ds {
-		raw, err := root.ReadManifest(repo, d)
-		if err == nil && d.Algorithm().FromBytes(raw) != d {
-			bad = append(bad, d)
-		}
+	removed, err := m.RemoveCorrupt(repo, bad)
+	for _, d := range removed.Blobs {
+		rep.RemovedBlobs = append(rep.RemovedBlobs, repo+"@"+d.String())
 	}
-	if len(bad) > 0 {
-		// Unlisted from the referrers indexes first, as a delete does.
-		if err := root.RefreshReferrers(repo, bad...); err != nil {
-			return err
-		}
-		for _, d := range bad {
-			if err := root.RemoveManifest(repo, d); err != nil {
-				return err
-			}
-			rep.RemovedManifests = append(rep.RemovedManifests, repo+"@"+d.String())
-		}
+	for _, d := range removed.Manifests {
+		rep.RemovedManifests = append(rep.RemovedManifests, repo+"@"+d.String())
 	}
-	if err := rewriteDerived(root, repo, rep); err != nil {
-		return err
-	}
-	return needExport(root, repo, rep)
-}
-
-// rewriteDerived sets right what is derived from repo's type maps and
-// manifests, where it is out of step.
-func rewriteDerived(root *tree.Root, repo string, rep *RepairReport) error {
-	tags, err := root.ListableTags(repo)
 	if err != nil {
 		return err
 	}
-	if ok, err := root.TagsInStep(repo, tags); err != nil {
-		return err
-	} else if !ok {
-		if err := root.RefreshTags(repo); err != nil {
-			return err
-		}
+	done, err := m.Rederive(repo)
+	if done.Tags {
 		rep.Rewritten = append(rep.Rewritten, repo+" tags/list and tag links")
 	}
-	if ps, err := referrersProblems(root, repo); err != nil {
-		return err
-	} else if len(ps) > 0 {
-		if err := root.RefreshReferrers(repo); err != nil {
-			return err
-		}
+	if done.Referrers {
 		rep.Rewritten = append(rep.Rewritten, repo+" referrers")
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	return needExport(view, repo, rep)
 }
 
 // needExport adds the tags of repo that no longer reach everything they
 // need: a manifest missing, or a blob.
-func needExport(root *tree.Root, repo string, rep *RepairReport) error {
-	g, err := loadRepo(root, repo)
+func needExport(v *tree.View, repo string, rep *RepairReport) error {
+	g, err := loadRepo(v, repo)
 	if err != nil {
 		return err
 	}
-	stored, err := root.Blobs(repo)
+	stored, err := v.Blobs(repo)
 	if err != nil {
 		return err
 	}
@@ -266,12 +244,12 @@ func needExport(root *tree.Root, repo string, rep *RepairReport) error {
 	for _, b := range stored {
 		have[b.Digest] = true
 	}
-	tags, err := root.Tags(repo)
+	tags, err := v.Tags(repo)
 	if err != nil {
 		return err
 	}
 	for _, tag := range tags {
-		vs, err := root.TagVariants(repo, tag)
+		vs, err := v.TagVariants(repo, tag)
 		if err != nil {
 			rep.NeedExport = append(rep.NeedExport, repo+":"+tag)
 			continue

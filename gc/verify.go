@@ -31,21 +31,22 @@ func Verify(root *tree.Root, repos []string) (*VerifyReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
-	l, err := root.LockShared()
-	if err != nil {
-		return nil, err
-	}
-	defer l.Unlock()
-	return verifyLocked(root, repos)
+	var rep *VerifyReport
+	err := root.Inspect(func(view *tree.View) (err error) {
+		rep, err = verifyLocked(root, view, repos)
+		return err
+	})
+	return rep, err
 }
 
-// verifyLocked is Verify for a caller that holds the tree lock.
-func verifyLocked(root *tree.Root, repos []string) (*VerifyReport, error) {
+// verifyLocked is Verify for a caller that holds the tree lock, and reads
+// the repositories' manifests through view.
+func verifyLocked(root *tree.Root, view *tree.View, repos []string) (*VerifyReport, error) {
 	stored, err := root.StoredRepositories()
 	if err != nil {
 		return nil, err
 	}
-	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}, once: map[string]bool{}}
+	v := &verifier{root: root, view: view, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}, once: map[string]bool{}}
 	if err := v.outsideLinks(repos); err != nil {
 		return nil, err
 	}
@@ -127,6 +128,7 @@ type VerifyReport struct {
 
 type verifier struct {
 	root     *tree.Root
+	view     *tree.View
 	report   *VerifyReport
 	problems []Problem
 	// hashed remembers each inode's content digest: a blob hard-linked
@@ -155,7 +157,7 @@ func (v *verifier) repo(repo string) error {
 	r := v.root
 	// Manifests before blobs: exports publish blobs first, so every blob
 	// of a manifest read here is listed below.
-	g, err := loadRepo(r, repo)
+	g, err := loadRepo(v.view, repo)
 	if err != nil {
 		return err
 	}

@@ -24,10 +24,22 @@ type MaintainOptions struct {
 	// interrupted are finished: finishing one rewrites its repository's
 	// tags/list and nginx's links from the type maps, which drops a tag
 	// whose type map is lost though those still record it. verify
-	// --repair writes such a tag's type map again there (SalvageTags).
-	// Ignored with ReadOnly.
-	Salvage func() error
+	// --repair writes such a tag's type map again there
+	// (Maint.SalvageTags). It gets the same Maint as do. Ignored with
+	// ReadOnly.
+	Salvage func(*Maint) error
+	// Collector makes Maintain take the collectors' lock without waiting,
+	// before the tree lock: when another collection holds it, Maintain
+	// returns ErrCollecting and runs nothing. It keeps two collections
+	// from queueing behind each other on the tree lock: cron may start
+	// the next one while the last still runs, and the running one does
+	// the work of both.
+	Collector bool
 }
+
+// ErrCollecting is returned by Maintain with Collector when another
+// collection holds the collectors' lock.
+var ErrCollecting = errors.New("another gc is running")
 
 // Maintain runs do with the tree lock held exclusively — it waits for
 // exports and tag deletes in flight and holds new ones off until do
@@ -41,16 +53,29 @@ type MaintainOptions struct {
 // goroutines at once for different repositories.
 //
 // Maintain does not rewrite _catalog afterwards; callers that removed
-// repositories call RefreshCatalog themselves, inside do.
+// repositories call Maint.RefreshCatalog themselves, inside do.
 func (r *Root) Maintain(o MaintainOptions, do func(*Maint) error) error {
+	if o.Collector {
+		gl, err := r.TryLockGC()
+		if err != nil {
+			return err
+		}
+		if gl == nil {
+			return ErrCollecting
+		}
+		defer gl.Unlock()
+	}
 	l, err := r.LockExclusive()
 	if err != nil {
 		return err
 	}
 	defer l.Unlock()
+	m := &Maint{r: r, readOnly: o.ReadOnly}
+	m.held.Store(true)
+	defer m.held.Store(false)
 	if !o.ReadOnly {
 		if o.Salvage != nil {
-			if err := o.Salvage(); err != nil {
+			if err := o.Salvage(m); err != nil {
 				return err
 			}
 		}
@@ -63,9 +88,6 @@ func (r *Root) Maintain(o MaintainOptions, do func(*Maint) error) error {
 			}
 		}
 	}
-	m := &Maint{r: r, readOnly: o.ReadOnly}
-	m.held.Store(true)
-	defer m.held.Store(false)
 	return do(m)
 }
 
