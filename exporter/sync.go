@@ -88,9 +88,10 @@ type SyncResult struct {
 // entries and of their tags, and the entries that failed as a whole.
 type SyncReport struct {
 	Results []SyncResult
-	// Failures are the entries whose listing or registry failed, one
-	// error each.
-	Failures []error
+	// Failures are one error per failure, in order: the entries whose
+	// listing or registry failed (EntriesFailed of them), then the tags.
+	Failures      []error
+	EntriesFailed int
 }
 
 // syncTag is a tag on its way through a sync.
@@ -155,7 +156,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 	}()
 
 	tags, failures := collectTags(ctx, es, o)
-	rep.Failures = failures
+	rep.Failures, rep.EntriesFailed = failures, len(failures)
 	if err := checkDestinations(tags); err != nil {
 		return rep, err
 	}

@@ -6,6 +6,7 @@ package testregistry
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -84,6 +85,13 @@ func start(t testing.TB, tls bool) *Registry {
 // Transport is an HTTP transport that trusts the registry's certificate
 // (for a registry over plain HTTP, any transport).
 func (r *Registry) Transport() http.RoundTripper { return r.srv.Client().Transport }
+
+// CertificatePEM is the registry's certificate in PEM, for a registry
+// StartTLS started: a CA a client may be told to trust (a certs.d
+// directory's *.crt).
+func (r *Registry) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.srv.Certificate().Raw})
+}
 
 // ServeOn serves the registry's content over plain HTTP on l too, until
 // the test ends, and returns l's host:port.
