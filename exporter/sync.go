@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 
 	"github.com/image-serve/image-serve/tree"
@@ -220,6 +221,8 @@ func (o RegistryOptions) under(run RegistryOptions) RegistryOptions {
 
 // collectTags lists the entries (o.Export.Jobs at a time) and returns
 // their tags in order; an entry that fails is one failure, and no tag.
+// Signature tags (signatureTag) are left out of listings; an entry may
+// still name one.
 func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTag, []error) {
 	lists := make([][]string, len(es))
 	errs := make([]error, len(es))
@@ -244,6 +247,9 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 			return
 		}
 		for _, t := range all {
+			if signatureTag.MatchString(t) {
+				continue // a signature, attestation or SBOM, not a release tag
+			}
 			if e.Select == nil || e.Select(t) {
 				lists[i] = append(lists[i], t)
 			}
@@ -273,6 +279,12 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 	}
 	return tags, failures
 }
+
+// signatureTag is a tag that holds what is attached to a manifest, not a
+// release: cosign's sha256-<hex>.sig, .att and .sbom, and the referrers
+// tag schema's sha256-<hex>. A listing never selects one: they travel
+// with the manifest they are attached to, or not at all.
+var signatureTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.[a-z]+)?$`)
 
 // checkDestinations refuses two sources for one tree tag: which one won
 // would depend on the order of the run.

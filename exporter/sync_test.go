@@ -37,6 +37,8 @@ func syncRegistry(t *testing.T) (*testregistry.Registry, v1.Layer) {
 		"arm64": testregistry.OCIImage(t, "arm64", base),
 	})
 	reg.PushImage(t, "tools:v2", testregistry.DockerImage(t, base))
+	// A cosign signature tag: never a release tag of a listing.
+	reg.PushImage(t, "app:sha256-"+strings.Repeat("ab", 32)+".sig", testregistry.DockerImage(t, base))
 	return reg, base
 }
 

@@ -20,6 +20,7 @@
 //	exclude:   [REGEX, …]               tags never synced
 //	immutable: [REGEX, …]               tags that never move once present
 //	referrers: false                    signatures and SBOMs stay behind
+//	                                    (parsed; sync copies no referrers yet)
 //
 // and on a registry `prefix: PATH`, the repository path its images go
 // under in the tree. Regular expressions are Go's (RE2), matched anywhere
@@ -155,8 +156,9 @@ func (im Image) IsImmutable(tag string) bool {
 	return false
 }
 
-// WantsReferrers reports whether the entry's signatures and referrers
-// travel with it (the default).
+// WantsReferrers reports whether the entry asks for its signatures and
+// referrers to travel with it (the default). Sync does not copy
+// referrers yet: the setting is parsed so that files can say it now.
 func (im Image) WantsReferrers() bool { return im.Referrers == nil || *im.Referrers }
 
 // Read reads and parses at most MaxSize bytes of r.

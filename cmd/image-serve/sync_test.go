@@ -213,3 +213,49 @@ func TestSyncFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncSkopeoExample: the example file of skopeo-sync(1)
+// (syncfile/testdata), with only its two hosts and its cert-dir changed
+// to local registries, syncs: registry.example.com is an HTTPS registry
+// whose CA is in the cert-dir (tls-verify: true, credentials sent),
+// quay.io a plain HTTP one (tls-verify: false). Its digest entry is
+// skipped with a warning: digest pins come later.
+func TestSyncSkopeoExample(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "..", "syncfile", "testdata", "skopeo-sync-example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secure, plain := testregistry.StartTLS(t), testregistry.Start(t)
+	img := func() v1.Image { return testregistry.DockerImage(t, testregistry.Layer(t, 128, types.DockerLayer)) }
+	for _, ref := range []string{"busybox:1", "busybox:latest", "redis:1.0", "redis:2.0", "redis:3.0",
+		"nginx:1.13.1-alpine-perl", "nginx:1.13.2-alpine-perl", "nginx:1.13.3-alpine-perl", "nginx:1.13.2",
+		"alpine:3.11.0", "alpine:3.12.5", "alpine:3.14.0", "alpine:3.17.1", "alpine:edge"} {
+		secure.PushImage(t, ref, img())
+	}
+	plain.PushImage(t, "coreos/etcd:latest", img())
+	plain.PushImage(t, "coreos/etcd:v3", img())
+	certs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(certs, "ca.crt"), secure.CertificatePEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	adapted := strings.NewReplacer("registry.example.com:", secure.Host+":", "quay.io:", plain.Host+":", "/home/john/certs", certs).Replace(string(example))
+	file := writeFile(t, "sync.yml", adapted)
+	root := filepath.Join(t.TempDir(), "root")
+	r := mustRun(t, "--root", root, "sync", "-f", file)
+	if !strings.Contains(r.stderr, "digest entries are not synced yet") {
+		t.Errorf("no warning about the digest entry:\n%s", r.stderr)
+	}
+	want := map[string]string{
+		"busybox":     "1 latest",
+		"redis":       "1.0 2.0",
+		"nginx":       "1.13.1-alpine-perl 1.13.2-alpine-perl",
+		"alpine":      "3.12.5 3.17.1",
+		"coreos/etcd": "latest",
+	}
+	for repo, tags := range want {
+		out := mustRun(t, "--root", root, "list", repo).stdout
+		if got := strings.Join(strings.Fields(out), " "); got != tags {
+			t.Errorf("%s: tags %q, want %q", repo, got, tags)
+		}
+	}
+}
