@@ -187,3 +187,33 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestREADMEExample: the file README's "Mirroring a release" shows parses.
+func TestREADMEExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	start := strings.Index(s, "## Mirroring a release")
+	if start < 0 {
+		t.Fatal("README has no Mirroring a release section")
+	}
+	s = s[start:]
+	begin := strings.Index(s, "```yaml\n")
+	end := strings.Index(s[begin+8:], "```")
+	if begin < 0 || end < 0 {
+		t.Fatal("no YAML example in the section")
+	}
+	f, err := Parse([]byte(s[begin+8 : begin+8+end]))
+	if err != nil {
+		t.Fatalf("README's example: %v", err)
+	}
+	if len(f.Registries) != 2 || f.Registries[0].Prefix != "rhosp17" || len(f.Registries[0].Images) != 4 {
+		t.Errorf("README's example parsed as %+v", f)
+	}
+	im := f.Registries[0].Images[1]
+	if im.Selects("17.1-rc1") || !im.Selects("17.1") || !f.Registries[0].Images[0].IsImmutable("17.1.4") {
+		t.Errorf("README's example: filters do not do what it says")
+	}
+}
