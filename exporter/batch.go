@@ -24,6 +24,9 @@ type Job struct {
 	// current is the manifest the destination tag names already: an
 	// image whose plan tags the same is not published (unchanged).
 	current digest.Digest
+	// via, when set, is the open repository of the source: its client
+	// (pinged, authenticated) serves the job, instead of a new one.
+	via *Repository
 }
 
 // ExportMany exports jobs in one run, as an undercloud's image list: every
@@ -220,8 +223,11 @@ func planImage(ctx context.Context, im *image, o Options) error {
 	if im.job.registry != nil {
 		o.Registry = *im.job.registry
 	}
-	s, imageName, err := openSource(ctx, src, o)
-	if err != nil {
+	var s source
+	imageName := ""
+	if im.job.via != nil && src.Transport == transportDocker {
+		s = im.job.via.r.at(src.ref)
+	} else if s, imageName, err = openSource(ctx, src, o); err != nil {
 		return err
 	}
 	im.s = s

@@ -354,7 +354,7 @@ func (t *syncTag) job() Job {
 		src = "docker://" + t.e.Source + "@" + t.res.Digest.String()
 	}
 	reg := t.e.reg
-	return Job{Source: src, Dest: t.dest.String(), platforms: t.e.Platforms, registry: &reg, current: t.current}
+	return Job{Source: src, Dest: t.dest.String(), platforms: t.e.Platforms, registry: &reg, current: t.current, via: t.e.repo}
 }
 
 // finish records the export of t.

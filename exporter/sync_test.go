@@ -58,6 +58,7 @@ func TestSyncIncremental(t *testing.T) {
 	reg, base := syncRegistry(t)
 	root := newRoot(t)
 	ctx := context.Background()
+	reg.ResetRequests()
 	noRC := regexp.MustCompile(`-rc`)
 	entries := []SyncEntry{
 		{Entry: "app", Source: reg.Host + "/app", Dest: "mirror/app", Select: func(tag string) bool { return !noRC.MatchString(tag) }},
@@ -74,6 +75,11 @@ func TestSyncIncremental(t *testing.T) {
 	d, _ := base.Digest()
 	if n := reg.BlobGets(d.String()); n != 1 {
 		t.Errorf("the shared base layer was fetched %d times, want once", n)
+	}
+	// One ping per repository: the exports go through the client the
+	// listing and the HEADs opened.
+	if n := reg.Requests()["GET ping"]; n != 2 {
+		t.Errorf("first run: %d pings, want 2 (one per repository)", n)
 	}
 
 	// A run with nothing changed: one HEAD per tag, no manifest or blob GET.

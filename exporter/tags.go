@@ -64,6 +64,15 @@ func OpenRepository(ctx context.Context, repo string, o RegistryOptions) (*Repos
 	return &Repository{r: r, name: repo}, nil
 }
 
+// at is r reading ref, a reference in r's repository, through r's
+// client: no new ping or token. Closing it closes only idle connections,
+// as closing r does.
+func (r *registry) at(ref name.Reference) *registry {
+	c := *r
+	c.ref = ref
+	return &c
+}
+
 // Name is the repository as opened, HOST/REPO.
 func (rp *Repository) Name() string { return rp.name }
 
