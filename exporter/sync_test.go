@@ -367,3 +367,45 @@ func TestParseSourceDefaultsToLatest(t *testing.T) {
 		t.Errorf("dest %v (%v), want ns/app:latest", d, err)
 	}
 }
+
+// TestSyncAtomic: with AllOrNothing, one tag of the run that fails to
+// fetch keeps every other tag of the run where it was.
+func TestSyncAtomic(t *testing.T) {
+	reg, _ := syncRegistry(t)
+	root := newRoot(t)
+	ctx := context.Background()
+	bad := reg.PushImage(t, "broken:1", testregistry.DockerImage(t, testregistry.Layer(t, 700, types.DockerLayer)))
+	m, err := v1.ParseManifest(strings.NewReader(string(bad.Raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := m.Layers[0].Digest.String()
+	reg.Intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/blobs/"+layer) {
+			w.WriteHeader(http.StatusNotFound)
+			return true
+		}
+		return false
+	}
+	o := syncOptions()
+	o.Export.AllOrNothing = true
+	o.Export.Registry.retry = testPolicy(&waits{})
+	entries := []SyncEntry{
+		{Entry: "app", Source: reg.Host + "/app", Dest: "app", Tags: []string{"1.0", "1.1"}},
+		{Entry: "broken", Source: reg.Host + "/broken", Dest: "broken", Tags: []string{"1"}},
+	}
+	rep, err := Sync(ctx, root, entries, o)
+	if err == nil || !strings.Contains(err.Error(), layer) {
+		t.Fatalf("error %v, want one naming the missing blob", err)
+	}
+	for _, tag := range []string{"1.0", "1.1"} {
+		if _, ok, _ := root.TagDigest("app", tag); ok {
+			t.Errorf("app:%s tagged although the run was all or nothing", tag)
+		}
+	}
+	for _, r := range rep.Results {
+		if r.Status != SyncFailed {
+			t.Errorf("%s: %s, want failed", r.Dest, r.Status)
+		}
+	}
+}

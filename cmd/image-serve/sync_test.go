@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -258,4 +259,42 @@ func TestSyncSkopeoExample(t *testing.T) {
 			t.Errorf("%s: tags %q, want %q", repo, got, tags)
 		}
 	}
+}
+
+// TestSyncCredentials: a registry that wants a password gets the file's
+// credentials, or --src-authfile's; a wrong one is one line naming the
+// entry, exit 1, nothing published.
+func TestSyncCredentials(t *testing.T) {
+	reg := testregistry.Start(t)
+	syncSource(t, reg)
+	reg.Intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if u, pw, ok := r.BasicAuth(); ok && u == "alice" && pw == "s3cret" {
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	}
+	withCreds := func(pw string) string {
+		return writeFile(t, "sync.yaml", fmt.Sprintf("%s:\n  tls-verify: false\n  credentials: {username: alice, password: %s}\n  images:\n    app: []\n", reg.Host, pw))
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	r := run(t, "-q", "--root", root, "sync", "-f", withCreds("wrong"))
+	if r.code != 1 || !strings.Contains(r.stderr, "line 5: "+reg.Host+"/app: ") || !strings.Contains(r.stderr, "authentication failed") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("a wrong password: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(root); err == nil {
+		if out := mustRun(t, "--root", root, "list").stdout; strings.TrimSpace(out) != "" {
+			t.Errorf("published with a wrong password:\n%s", out)
+		}
+	}
+	mustRun(t, "--root", root, "sync", "-f", withCreds("s3cret"))
+
+	authFile := filepath.Join(t.TempDir(), "auth.json")
+	auth := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
+	if err := os.WriteFile(authFile, fmt.Appendf(nil, `{"auths":{%q:{"auth":%q}}}`, reg.Host, auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root2 := filepath.Join(t.TempDir(), "root")
+	mustRun(t, "--root", root2, "sync", "--src-tls-verify=false", "--src-authfile", authFile, "docker://"+reg.Host+"/tools:v1")
 }
