@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/syncfile"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,7 +32,7 @@ run, --atomic moves every tag or none.`,
 			&cli.BoolFlag{Name: "scoped", Usage: "put each image under its source registry's host name too, as skopeo sync --scoped"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be synced and fetched; change nothing"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "sync what can be when a repository or a tag fails (exit 1 all the same, listing the failures)"},
-			&cli.StringFlag{Name: "digestfile", Usage: "write one \"DIGEST REF\" line per tag the tree holds after the run (REF: the tree's REPO:TAG)"},
+			&cli.StringFlag{Name: "digestfile", Usage: "write one \"DIGEST REF\" line per tag the tree holds after the run (REF: the tree's REPO:TAG; not with --dry-run)"},
 			&cli.StringSliceFlag{Name: "platform", Usage: "OS/ARCH[/VARIANT] of an index to keep (repeatable; default: all; the file's platforms: win)"},
 			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate for every source registry (false: allow plain HTTP and self-signed certificates)"},
 			&cli.StringFlag{Name: "src-creds", Usage: "USER[:PASS] for the source registries (a registry's credentials: in the file win)"},
@@ -233,6 +234,11 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 		return nil, usageError(c, "-f takes no docker:// argument, got %d arguments", c.NArg())
 	}
 	prefix := strings.Trim(c.String("prefix"), "/")
+	if prefix != "" {
+		if err := tree.ValidateRepo(prefix); err != nil {
+			return nil, usageError(c, "--prefix %q: %v", c.String("prefix"), err)
+		}
+	}
 	if _, err := exporter.ParsePlatforms(c.StringSlice("platform")); err != nil {
 		return nil, usageError(c, "%v", err)
 	}

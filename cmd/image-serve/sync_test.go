@@ -110,6 +110,13 @@ func TestSyncArgs(t *testing.T) {
 	reg := testregistry.Start(t)
 	syncSource(t, reg)
 	root := filepath.Join(t.TempDir(), "root")
+	r := mustRun(t, "--root", root, "sync", "--dry-run", "--src-tls-verify=false", "docker://"+reg.Host+"/app")
+	if !strings.Contains(r.stderr, "would_sync=4") {
+		t.Errorf("dry run: want 4 tags that would sync:\n%s", r.stderr)
+	}
+	if _, err := os.Stat(root); err == nil {
+		t.Errorf("a dry run created the tree")
+	}
 	mustRun(t, "--root", root, "sync", "--src-tls-verify=false", "--scoped", "docker://"+reg.Host+"/app", "docker://"+reg.Host+"/tools:v1")
 	host := strings.ReplaceAll(reg.Host, ":", "-")
 	list := mustRun(t, "--root", root, "list").stdout
