@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/cli/cli/config"
@@ -49,6 +50,9 @@ type RegistryOptions struct {
 	base http.RoundTripper
 	// log receives a warning per retry; nil discards them.
 	log *slog.Logger
+	// requests, when set, counts every request sent to a registry, each
+	// try of a retry, pings and token requests included (sync's report).
+	requests *atomic.Int64
 }
 
 // transportPool hands out one transport per (insecure, timeout, base),
@@ -155,6 +159,9 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	inner, err := o.pool.getWithCerts(o.Insecure, timeout, o.base, o.CertDir)
 	if err != nil {
 		return nil, err
+	}
+	if o.requests != nil {
+		inner = &countingTransport{inner: inner, n: o.requests}
 	}
 	var tr http.RoundTripper = &retryTransport{inner: inner, policy: policy, log: log}
 	if o.UserAgent != "" {

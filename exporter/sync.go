@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"sync/atomic"
 
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
@@ -93,6 +94,9 @@ type SyncReport struct {
 	// listing or registry failed (EntriesFailed of them), then the tags.
 	Failures      []error
 	EntriesFailed int
+	// Requests is how many requests the run sent to its sources: each
+	// try of a retry, pings and token requests included.
+	Requests int64
 }
 
 // syncTag is a tag on its way through a sync.
@@ -143,7 +147,13 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 	if o.Export.Registry.log == nil {
 		o.Export.Registry.log = o.Export.Log
 	}
+	requests := o.Export.Registry.requests
+	if requests == nil {
+		requests = new(atomic.Int64)
+		o.Export.Registry.requests = requests
+	}
 	rep := &SyncReport{}
+	defer func() { rep.Requests = requests.Load() }()
 	es := make([]*syncEntry, len(entries))
 	for i, e := range entries {
 		es[i] = &syncEntry{SyncEntry: e, reg: e.Registry.under(o.Export.Registry)}
@@ -215,7 +225,7 @@ func (o RegistryOptions) under(run RegistryOptions) RegistryOptions {
 	if o.CertDir == "" && !o.Insecure {
 		o.CertDir = run.CertDir
 	}
-	o.pool, o.retry, o.base, o.log = run.pool, run.retry, run.base, run.log
+	o.pool, o.retry, o.base, o.log, o.requests = run.pool, run.retry, run.base, run.log, run.requests
 	return o
 }
 

@@ -141,3 +141,14 @@ func (b *idleBody) Close() error {
 	b.cancel()
 	return b.rc.Close()
 }
+
+// countingTransport counts the requests it sends.
+type countingTransport struct {
+	inner http.RoundTripper
+	n     *atomic.Int64
+}
+
+func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.inner.RoundTrip(req)
+}

@@ -200,12 +200,12 @@ func report(c *cli.Context, rep *exporter.SyncReport) {
 	if c.Bool("dry-run") {
 		log.Info("dry run", "would_sync", count[exporter.SyncWould], "unchanged", count[exporter.SyncUnchanged],
 			"immutable", count[exporter.SyncImmutable], "failed", count[exporter.SyncFailed]+rep.EntriesFailed,
-			"bytes_at_most", would)
+			"bytes_at_most", would, "requests", rep.Requests)
 		return
 	}
 	log.Info("sync done", "synced", count[exporter.SyncSynced], "unchanged", count[exporter.SyncUnchanged],
 		"immutable", count[exporter.SyncImmutable], "failed", count[exporter.SyncFailed]+rep.EntriesFailed,
-		"bytes_fetched", fetched, "bytes_reused", reused)
+		"bytes_fetched", fetched, "bytes_reused", reused, "requests", rep.Requests)
 }
 
 // writeDigestFile writes "DIGEST REF" for every tag the tree holds after
