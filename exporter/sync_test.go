@@ -418,3 +418,51 @@ func TestSyncAtomic(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncHeadWithoutDigest: a registry whose HEAD answers no
+// Docker-Content-Digest costs a GET of the manifest instead; a tag that
+// has not moved still publishes nothing and fetches no blob.
+func TestSyncHeadWithoutDigest(t *testing.T) {
+	reg, _ := syncRegistry(t)
+	root := newRoot(t)
+	ctx := context.Background()
+	entries := []SyncEntry{{Entry: "app", Source: reg.Host + "/app", Dest: "app", Tags: []string{"1.0", "1.1"}}}
+	if _, err := Sync(ctx, root, entries, syncOptions()); err != nil {
+		t.Fatal(err)
+	}
+	reg.Intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
+			w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+			return true // 200, no digest
+		}
+		return false
+	}
+	reg.ResetRequests()
+	rep, err := Sync(ctx, root, entries, syncOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dest, s := range statuses(rep) {
+		if s != SyncUnchanged {
+			t.Errorf("%s: %s, want unchanged", dest, s)
+		}
+	}
+	if reqs := reg.Requests(); reqs["GET manifests"] != 2 || reqs["GET blobs"] != 0 {
+		t.Errorf("requests %v: want one manifest GET per tag and no blob", reqs)
+	}
+}
+
+func TestNextLink(t *testing.T) {
+	for in, want := range map[string]string{
+		`</v2/a/tags/list?last=x&n=2>; rel="next"`:               "/v2/a/tags/list?last=x&n=2",
+		`<https://r.example/v2/a/tags/list?last=x>; rel=next`:    "https://r.example/v2/a/tags/list?last=x",
+		`</v2/a/tags/list?last=a>; rel="prev", </b>; rel="next"`: "/b",
+		`</v2/a/tags/list?last=a>; type="x"; rel="next"`:         "/v2/a/tags/list?last=a",
+		`</v2/a/tags/list?last=a>; rel="prev"`:                   "",
+		``:                                                       "",
+	} {
+		if got := nextLink([]string{in}); got != want {
+			t.Errorf("nextLink(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
