@@ -183,3 +183,39 @@ func (rp *Repository) Head(ctx context.Context, tag string) (digest.Digest, erro
 	}
 	return d, nil
 }
+
+// SyncArg is a sync argument, docker://HOST/REPO[:TAG], parsed: the
+// registry host, the repository path on it, and the tag ("" for every
+// tag).
+type SyncArg struct {
+	Host, Repo, Tag string
+}
+
+// Source is the repository, HOST/REPO.
+func (a SyncArg) Source() string { return a.Host + "/" + a.Repo }
+
+// ParseSyncArg parses a sync argument. A digest is refused: pins are not
+// synced yet.
+func ParseSyncArg(s string) (SyncArg, error) {
+	rest, ok := strings.CutPrefix(s, "docker://")
+	if !ok {
+		return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG]", s)
+	}
+	if strings.Contains(rest, "@") {
+		return SyncArg{}, fmt.Errorf("%q: a digest is not synced yet (digest pins come later): name a tag, or none for every tag", s)
+	}
+	repoPart, tag := rest, ""
+	if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
+		repoPart, tag = rest[:i], rest[i+1:]
+	}
+	repo, err := name.NewRepository(repoPart, name.StrictValidation)
+	if err != nil || !strings.Contains(repoPart, "/") {
+		return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG]", s)
+	}
+	if tag != "" {
+		if err := distribution.ValidateTag(tag); err != nil {
+			return SyncArg{}, fmt.Errorf("%q: %v", s, err)
+		}
+	}
+	return SyncArg{Host: repo.RegistryStr(), Repo: repo.RepositoryStr(), Tag: tag}, nil
+}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/syncfile"
 	"github.com/image-serve/image-serve/tree"
@@ -310,34 +309,18 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 func argEntries(c *cli.Context, prefix string) ([]exporter.SyncEntry, error) {
 	var entries []exporter.SyncEntry
 	for _, a := range c.Args().Slice() {
-		rest, ok := strings.CutPrefix(a, "docker://")
-		if !ok {
-			return nil, usageError(c, "%q: want docker://HOST/REPO[:TAG]", a)
-		}
-		if strings.Contains(rest, "@") {
-			return nil, usageError(c, "%q: a digest is not synced yet (digest pins come later): name a tag, or none for every tag", a)
-		}
-		repoPart, tag := rest, ""
-		if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
-			repoPart, tag = rest[:i], rest[i+1:]
-		}
-		repo, err := name.NewRepository(repoPart, name.StrictValidation)
-		if err != nil || !strings.Contains(repoPart, "/") {
-			return nil, usageError(c, "%q: want docker://HOST/REPO[:TAG]", a)
-		}
-		if tag != "" {
-			if _, err := name.NewTag(repoPart+":"+tag, name.StrictValidation); err != nil {
-				return nil, usageError(c, "%q: %v", a, err)
-			}
+		arg, err := exporter.ParseSyncArg(a)
+		if err != nil {
+			return nil, usageError(c, "%v", err)
 		}
 		e := exporter.SyncEntry{
 			Entry:     a,
-			Source:    repo.RegistryStr() + "/" + repo.RepositoryStr(),
-			Dest:      destRepo(prefix, c.Bool("scoped"), repo.RegistryStr(), repo.RepositoryStr()),
+			Source:    arg.Source(),
+			Dest:      destRepo(prefix, c.Bool("scoped"), arg.Host, arg.Repo),
 			Platforms: c.StringSlice("platform"),
 		}
-		if tag != "" {
-			e.Tags = []string{tag}
+		if arg.Tag != "" {
+			e.Tags = []string{arg.Tag}
 		}
 		entries = append(entries, e)
 	}
