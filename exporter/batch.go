@@ -10,12 +10,23 @@ import (
 	"time"
 
 	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
 )
 
 // Job is one image of a batch: a SOURCE and a DEST as export takes them.
 type Job struct {
 	Source string
 	Dest   string // "" for the source's own name
+
+	// What sync sets per image; an export leaves them zero.
+	platforms []string         // nil: Options.Platforms
+	registry  *RegistryOptions // nil: Options.Registry
+	// current is the manifest the destination tag names already: an
+	// image whose plan tags the same is not published (unchanged).
+	current digest.Digest
+	// via, when set, is the open repository of the source: its client
+	// (pinged, authenticated) serves the job, instead of a new one.
+	via *Repository
 }
 
 // ExportMany exports jobs in one run, as an undercloud's image list: every
@@ -77,8 +88,10 @@ type image struct {
 	sum    *Summary
 	ctx    context.Context // cancelled when one of its blobs fails
 	cancel context.CancelFunc
-	mu     sync.Mutex // guards err and sum's counts
-	err    error
+	// unchanged: planned, and the tag names its top manifest already.
+	unchanged bool
+	mu        sync.Mutex // guards err and sum's counts
+	err       error
 }
 
 func (im *image) fail(err error) {
@@ -116,6 +129,9 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 	for _, im := range images {
 		if im.s != nil {
 			defer im.s.Close()
+		}
+		if im.failed() == nil && im.job.current != "" && im.plan.top.Digest == im.job.current {
+			im.unchanged, im.sum.unchanged = true, true
 		}
 	}
 	if o.AllOrNothing && len(images) > 1 {
@@ -162,7 +178,7 @@ func failAllIfOne(images []*image) {
 
 func live(images []*image) bool {
 	for _, im := range images {
-		if im.failed() == nil {
+		if im.failed() == nil && !im.unchanged {
 			return true
 		}
 	}
@@ -196,12 +212,22 @@ func planImage(ctx context.Context, im *image, o Options) error {
 	if err != nil {
 		return err
 	}
-	platforms, err := ParsePlatforms(o.Platforms)
+	specs := o.Platforms
+	if im.job.platforms != nil {
+		specs = im.job.platforms
+	}
+	platforms, err := ParsePlatforms(specs)
 	if err != nil {
 		return err
 	}
-	s, imageName, err := openSource(ctx, src, o)
-	if err != nil {
+	if im.job.registry != nil {
+		o.Registry = *im.job.registry
+	}
+	var s source
+	imageName := ""
+	if im.job.via != nil && src.Transport == transportDocker {
+		s = im.job.via.r.at(src.ref)
+	} else if s, imageName, err = openSource(ctx, src, o); err != nil {
 		return err
 	}
 	im.s = s
@@ -229,7 +255,7 @@ func publishAll(ctx context.Context, root tree.Publisher, images []*image, start
 	var live []*image
 	var batch []tree.Image
 	for _, im := range images {
-		if im.failed() == nil {
+		if im.failed() == nil && !im.unchanged {
 			live = append(live, im)
 			batch = append(batch, treeImage(im, o))
 		}

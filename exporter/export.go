@@ -59,6 +59,9 @@ type Summary struct {
 	BlobsReused  int           `json:"blobs_reused"`
 	BytesReused  int64         `json:"bytes_reused"`
 	Elapsed      time.Duration `json:"-"` // callers print it in their own unit
+	// unchanged: the destination tag named the image already, and
+	// nothing was published (sync).
+	unchanged bool
 }
 
 // Export copies the image srcArg names into root as destArg (REPO[:TAG];

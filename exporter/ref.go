@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -42,9 +41,15 @@ func (s SourceRef) String() string {
 	return s.Transport + ":" + s.Path + ":" + s.Image
 }
 
-// ParseSource parses a skopeo-style transport reference.
+// ParseSource parses a skopeo-style transport reference. A docker://
+// reference with no tag and no digest names the tag latest.
 func ParseSource(s string) (SourceRef, error) {
 	if rest, ok := strings.CutPrefix(s, "docker://"); ok {
+		if rest != "" && !strings.Contains(rest, "@") && !strings.Contains(rest[strings.LastIndex(rest, "/")+1:], ":") {
+			// No tag and no digest: the tag is latest, as skopeo, docker
+			// and podman take it.
+			rest += ":latest"
+		}
 		ref, err := name.ParseReference(rest, name.StrictValidation)
 		if err != nil {
 			return SourceRef{}, fmt.Errorf("source %q: malformed docker reference: %v", s, referenceCause(rest, err))
@@ -80,9 +85,6 @@ func ParseSource(s string) (SourceRef, error) {
 // ParseReference only says "could not parse reference"; the parser of the
 // form rest takes (by tag or by digest) says which part is wrong.
 func referenceCause(rest string, err error) error {
-	if !strings.Contains(rest, "@") && !strings.Contains(rest[strings.LastIndex(rest, "/")+1:], ":") {
-		return errors.New("no tag or digest (want docker://HOST/REPO:TAG or docker://HOST/REPO@DIGEST)")
-	}
 	var specific error
 	if strings.Contains(rest, "@") {
 		_, specific = name.NewDigest(rest, name.StrictValidation)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/cli/cli/config"
@@ -34,6 +35,10 @@ type RegistryOptions struct {
 	// Timeout bounds each wait on the registry: a connection, response
 	// headers, the next byte of a body. 0 means DefaultSourceTimeout.
 	Timeout time.Duration
+	// CertDir is a certs.d directory (--src-cert-dir): its *.crt CAs are
+	// trusted on top of the system's, its *.cert/*.key pairs offered as
+	// client certificates. "" for none.
+	CertDir string
 
 	// pool, when set, is the connection pool every source of a batch
 	// shares: one set of connections per registry, not one per image.
@@ -45,6 +50,9 @@ type RegistryOptions struct {
 	base http.RoundTripper
 	// log receives a warning per retry; nil discards them.
 	log *slog.Logger
+	// requests, when set, counts every request sent to a registry, each
+	// try of a retry, pings and token requests included (sync's report).
+	requests *atomic.Int64
 }
 
 // transportPool hands out one transport per (insecure, timeout, base),
@@ -58,24 +66,47 @@ type transportKey struct {
 	insecure bool
 	timeout  time.Duration
 	base     http.RoundTripper
+	certDir  string
 }
 
 // get returns the pool's transport for insecure, timeout and base; a nil
 // pool makes a new one each time.
 func (p *transportPool) get(insecure bool, timeout time.Duration, base http.RoundTripper) http.RoundTripper {
+	tr, _ := p.getWithCerts(insecure, timeout, base, "") // no certs.d to fail to load
+	return tr
+}
+
+// getWithCerts is get with the CAs and client certificates of certs.d
+// directory certDir ("" for none), which may fail to load.
+func (p *transportPool) getWithCerts(insecure bool, timeout time.Duration, base http.RoundTripper, certDir string) (http.RoundTripper, error) {
 	if p == nil {
-		return sourceTransport(insecure, timeout, base)
+		return newSourceTransport(transportKey{insecure, timeout, base, certDir})
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := transportKey{insecure, timeout, base}
+	k := transportKey{insecure, timeout, base, certDir}
 	if p.trs == nil {
 		p.trs = map[transportKey]http.RoundTripper{}
 	}
 	if p.trs[k] == nil {
-		p.trs[k] = sourceTransport(insecure, timeout, base)
+		tr, err := newSourceTransport(k)
+		if err != nil {
+			return nil, err
+		}
+		p.trs[k] = tr
 	}
-	return p.trs[k]
+	return p.trs[k], nil
+}
+
+func newSourceTransport(k transportKey) (http.RoundTripper, error) {
+	if k.certDir == "" || k.insecure {
+		return sourceTransport(k.insecure, k.timeout, k.base), nil
+	}
+	conf, err := certDirTLS(k.certDir)
+	if err != nil {
+		return nil, err
+	}
+	return sourceTransportTLS(k.insecure, k.timeout, k.base, conf), nil
 }
 
 // registry reads one repository of a registry with plain HTTP requests
@@ -125,7 +156,14 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var tr http.RoundTripper = &retryTransport{inner: o.pool.get(o.Insecure, timeout, o.base), policy: policy, log: log}
+	inner, err := o.pool.getWithCerts(o.Insecure, timeout, o.base, o.CertDir)
+	if err != nil {
+		return nil, err
+	}
+	if o.requests != nil {
+		inner = &countingTransport{inner: inner, n: o.requests}
+	}
+	var tr http.RoundTripper = &retryTransport{inner: inner, policy: policy, log: log}
 	if o.UserAgent != "" {
 		tr = transport.NewUserAgent(tr, o.UserAgent)
 	}
@@ -290,8 +328,17 @@ func (r *registry) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, error
 // is "", and returns a 200 response, or a 206 one to a range; any other
 // status is a *transport.Error, read from at most 64 KiB of body.
 func (r *registry) get(ctx context.Context, path, accept, rng string) (*http.Response, error) {
-	u := url.URL{Scheme: r.scheme, Host: r.repo.RegistryStr(), Path: "/v2/" + r.repo.RepositoryStr() + "/" + path}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	return r.do(ctx, http.MethodGet, r.url(path), accept, rng)
+}
+
+// url is the URL of path below the repository.
+func (r *registry) url(path string) *url.URL {
+	return &url.URL{Scheme: r.scheme, Host: r.repo.RegistryStr(), Path: "/v2/" + r.repo.RepositoryStr() + "/" + path}
+}
+
+// do sends a request of method for u as get does, with its answers.
+func (r *registry) do(ctx context.Context, method string, u *url.URL, accept, rng string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}

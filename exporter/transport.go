@@ -43,6 +43,13 @@ const maxIdlePerHost = 64
 // against the system's roots for every host, loopback and private
 // addresses included. base, when not nil, replaces the network (tests).
 func sourceTransport(insecure bool, timeout time.Duration, base http.RoundTripper) http.RoundTripper {
+	return sourceTransportTLS(insecure, timeout, base, nil)
+}
+
+// sourceTransportTLS is sourceTransport verifying certificates with conf
+// (a certs.d directory's CAs and client certificates), when not nil and
+// not insecure, instead of the system's roots alone.
+func sourceTransportTLS(insecure bool, timeout time.Duration, base http.RoundTripper, conf *tls.Config) http.RoundTripper {
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
@@ -51,8 +58,11 @@ func sourceTransport(insecure bool, timeout time.Duration, base http.RoundTrippe
 		// Keep a connection per transfer of a batch for the next one (the
 		// default keeps two per host and dials again for the others).
 		tr.MaxIdleConnsPerHost = maxIdlePerHost
-		if insecure {
+		switch {
+		case insecure:
 			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		case conf != nil:
+			tr.TLSClientConfig = conf
 		}
 		base = tr
 	}
@@ -130,4 +140,15 @@ func (b *idleBody) Read(p []byte) (int, error) {
 func (b *idleBody) Close() error {
 	b.cancel()
 	return b.rc.Close()
+}
+
+// countingTransport counts the requests it sends.
+type countingTransport struct {
+	inner http.RoundTripper
+	n     *atomic.Int64
+}
+
+func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.inner.RoundTrip(req)
 }

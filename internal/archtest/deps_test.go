@@ -18,6 +18,7 @@ const module = "github.com/image-serve/image-serve/"
 var allowed = map[string][]string{
 	"typemap":      {},
 	"distribution": {},
+	"syncfile":     {},
 	"tree":         {"typemap", "distribution"},
 	"exporter":     {"tree", "typemap", "distribution"},
 	"gc":           {"tree", "typemap", "distribution"},

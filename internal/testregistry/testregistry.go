@@ -6,6 +6,7 @@ package testregistry
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -35,6 +36,7 @@ type Registry struct {
 
 	mu        sync.Mutex
 	blobGets  map[string]int // digest -> GET count
+	requests  map[string]int // "METHOD KIND" -> count (see Requests)
 	Intercept func(w http.ResponseWriter, r *http.Request) bool
 }
 
@@ -51,9 +53,12 @@ func StartTLS(t testing.TB) *Registry {
 }
 
 func start(t testing.TB, tls bool) *Registry {
-	r := &Registry{blobGets: map[string]int{}}
+	r := &Registry{blobGets: map[string]int{}, requests: map[string]int{}}
 	reg := registry.New(registry.Logger(nopLogger()))
 	r.h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.requests[req.Method+" "+requestKind(req.URL.Path)]++
+		r.mu.Unlock()
 		if r.Intercept != nil && r.Intercept(w, req) {
 			return
 		}
@@ -81,6 +86,13 @@ func start(t testing.TB, tls bool) *Registry {
 // (for a registry over plain HTTP, any transport).
 func (r *Registry) Transport() http.RoundTripper { return r.srv.Client().Transport }
 
+// CertificatePEM is the registry's certificate in PEM, for a registry
+// StartTLS started: a CA a client may be told to trust (a certs.d
+// directory's *.crt).
+func (r *Registry) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.srv.Certificate().Raw})
+}
+
 // ServeOn serves the registry's content over plain HTTP on l too, until
 // the test ends, and returns l's host:port.
 func (r *Registry) ServeOn(t testing.TB, l net.Listener) string {
@@ -97,6 +109,44 @@ func (r *Registry) BlobGets(d string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.blobGets[d]
+}
+
+// Requests reports the requests the registry got since it started or
+// since the last ResetRequests, by method and kind: "GET ping" (/v2/),
+// "HEAD manifests", "GET manifests", "GET blobs", "GET tags" (tags/list),
+// "PUT …", "POST …" and so on for pushes, "… other" for anything else.
+// Requests an Intercept answered count too.
+func (r *Registry) Requests() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.requests))
+	for k, v := range r.requests {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetRequests forgets the requests counted so far (not the blob GETs
+// BlobGets reports): a test counts what one run does, after seeding.
+func (r *Registry) ResetRequests() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests = map[string]int{}
+}
+
+// requestKind is the kind of a registry API path, for Requests.
+func requestKind(path string) string {
+	switch {
+	case path == "/v2/" || path == "/v2":
+		return "ping"
+	case strings.Contains(path, "/manifests/"):
+		return "manifests"
+	case strings.Contains(path, "/blobs/"):
+		return "blobs"
+	case strings.HasSuffix(path, "/tags/list"):
+		return "tags"
+	}
+	return "other"
 }
 
 // Ref is "HOST/repo:tag".

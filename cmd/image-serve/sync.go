@@ -1,0 +1,342 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/syncfile"
+	"github.com/image-serve/image-serve/tree"
+	"github.com/urfave/cli/v2"
+)
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "sync",
+		Usage:     "mirror repositories into the tree, again and again: only what moved is fetched",
+		ArgsUsage: "-f FILE | docker://HOST/REPO[:TAG] …",
+		Description: `-f FILE reads skopeo sync's YAML (as "skopeo sync --src yaml" does; see docs/sync.md for
+image-serve's additions: platforms, exclude, immutable, prefix). docker://HOST/REPO mirrors every
+tag of the repository, docker://HOST/REPO:TAG that tag.
+A tag goes to the tree as [PREFIX/][HOST/]REPO:TAG (HOST with --scoped, its ":" as "-"). For each
+tag one HEAD asks the source what it names; a tag the tree names already is left alone, a tag
+matching an immutable pattern the tree has is not asked for at all. What moved is exported in one
+batch, as export --from-file: a blob shared by several images is fetched once, --jobs bounds the
+run, --atomic moves every tag or none.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the sync file (skopeo sync's YAML)"},
+			&cli.StringFlag{Name: "prefix", Usage: "repository path the images go under in the tree (a registry's prefix: in the file wins)"},
+			&cli.BoolFlag{Name: "scoped", Usage: "put each image under its source registry's host name too, as skopeo sync --scoped"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be synced and fetched; change nothing"},
+			&cli.BoolFlag{Name: "keep-going", Usage: "sync what can be when a repository or a tag fails (exit 1 all the same, listing the failures)"},
+			&cli.StringFlag{Name: "digestfile", Usage: "write one \"DIGEST REF\" line per tag the tree holds after the run (REF: the tree's REPO:TAG; not with --dry-run)"},
+			&cli.StringSliceFlag{Name: "platform", Usage: "OS/ARCH[/VARIANT] of an index to keep (repeatable; default: all; the file's platforms: win)"},
+			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate for every source registry (false: allow plain HTTP and self-signed certificates)"},
+			&cli.StringFlag{Name: "src-creds", Usage: "USER[:PASS] for the source registries (a registry's credentials: in the file win)"},
+			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registries (default: docker config.json, containers auth.json)"},
+			&cli.StringFlag{Name: "src-cert-dir", Usage: "certs.d directory for the source registries: *.crt CAs, *.cert/*.key client pairs (a registry's cert-dir: wins)"},
+			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel requests and transfers"},
+			&cli.DurationFlag{Name: "src-timeout", Value: exporter.DefaultSourceTimeout, Usage: "give up on a source request that sends nothing for this long"},
+			&cli.IntFlag{Name: "max-tags", Value: exporter.DefaultMaxTags, Usage: "refuse a repository listing more tags than this"},
+			&cli.BoolFlag{Name: "atomic", Usage: "tag every image that moved or, if one fails, none"},
+			&cli.BoolFlag{Name: "verify-existing", Usage: "re-hash blobs already in the tree before reusing them"},
+			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
+			&cli.BoolFlag{Name: "json", Usage: "print one record per tag as a JSON array on stdout"},
+		},
+		Action: runSync,
+	}
+}
+
+func runSync(c *cli.Context) error {
+	entries, err := syncEntries(c)
+	if err != nil {
+		return err
+	}
+	if c.Int("jobs") < 1 {
+		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
+	}
+	if c.Duration("src-timeout") <= 0 {
+		return usageError(c, "--src-timeout %v: want more than 0", c.Duration("src-timeout"))
+	}
+	if c.Int64("max-blob-size") <= 0 {
+		return usageError(c, "--max-blob-size %d: want more than 0", c.Int64("max-blob-size"))
+	}
+	if c.Int("max-tags") < 1 {
+		return usageError(c, "--max-tags %d: want 1 or more", c.Int("max-tags"))
+	}
+	if c.Bool("atomic") && c.Bool("keep-going") {
+		return usageError(c, "--atomic and --keep-going: a run that moves all or nothing cannot go on past a failure")
+	}
+	root, err := openRoot(c)
+	if err != nil {
+		return err
+	}
+	log := logger(c)
+	o := exporter.SyncOptions{
+		Export: exporter.Options{
+			Jobs:           c.Int("jobs"),
+			MaxBlobSize:    c.Int64("max-blob-size"),
+			VerifyExisting: c.Bool("verify-existing"),
+			AllOrNothing:   c.Bool("atomic"),
+			Registry: exporter.RegistryOptions{
+				Insecure:  !c.Bool("src-tls-verify"),
+				Creds:     c.String("src-creds"),
+				AuthFile:  c.String("src-authfile"),
+				CertDir:   c.String("src-cert-dir"),
+				UserAgent: "image-serve/" + version,
+				Timeout:   c.Duration("src-timeout"),
+			},
+			Log: log,
+		},
+		DryRun:    c.Bool("dry-run"),
+		KeepGoing: c.Bool("keep-going"),
+		MaxTags:   c.Int("max-tags"),
+	}
+	var tty *ttyProgress
+	if !quiet(c) && !c.Bool("dry-run") && c.String("log-format") == "text" && isTerminal(os.Stderr) {
+		tty = newTTYProgress(os.Stderr)
+		o.Export.Progress = tty
+	}
+	rep, err := exporter.Sync(c.Context, root, entries, o)
+	if tty != nil {
+		tty.Close()
+	}
+	report(c, rep)
+	if file := c.String("digestfile"); file != "" && !c.Bool("dry-run") {
+		if werr := writeDigestFile(file, rep); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	if c.Bool("json") {
+		if perr := printJSON(c.App.Writer, syncRecords(rep)); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
+	return lastError(errors.Join(flatten(err)...))
+}
+
+// flatten is the one-line errors a joined error holds, joins inside it
+// opened: each failure is its own line at the end of a run.
+func flatten(err error) []error {
+	var joined interface{ Unwrap() []error }
+	if err == nil {
+		return nil
+	}
+	if !errors.As(err, &joined) || joined.(error) != err {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range joined.Unwrap() {
+		out = append(out, flatten(e)...)
+	}
+	return out
+}
+
+// syncRecord is one tag of sync --json.
+type syncRecord struct {
+	Source       string `json:"source"`
+	Dest         string `json:"dest"`
+	Status       string `json:"status"`
+	Digest       string `json:"digest,omitempty"`
+	Manifests    int    `json:"manifests,omitempty"`
+	Blobs        int    `json:"blobs,omitempty"`
+	BytesFetched int64  `json:"bytes_fetched,omitempty"`
+	BytesReused  int64  `json:"bytes_reused,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+func syncRecords(rep *exporter.SyncReport) []syncRecord {
+	out := []syncRecord{}
+	for _, r := range rep.Results {
+		rec := syncRecord{Source: "docker://" + r.Source, Dest: r.Dest, Status: string(r.Status), Digest: string(r.Digest)}
+		switch {
+		case r.Summary != nil:
+			rec.Manifests, rec.Blobs = r.Summary.Manifests, r.Summary.BlobsFetched+r.Summary.BlobsReused
+			rec.BytesFetched, rec.BytesReused = r.Summary.BytesFetched, r.Summary.BytesReused
+		case r.Status == exporter.SyncWould:
+			rec.Manifests, rec.Blobs, rec.BytesFetched = r.Manifests, r.Blobs, r.Bytes
+		}
+		if r.Err != nil {
+			rec.Error = r.Err.Error()
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// report logs each tag and the run's totals on stderr: what moved (or
+// would) at info, what did not at debug, and one summary line.
+func report(c *cli.Context, rep *exporter.SyncReport) {
+	log := logger(c)
+	count := map[exporter.SyncStatus]int{}
+	var fetched, reused, would int64
+	for _, r := range rep.Results {
+		count[r.Status]++
+		switch r.Status {
+		case exporter.SyncSynced:
+			s := r.Summary
+			fetched += s.BytesFetched
+			reused += s.BytesReused
+			if !c.Bool("json") {
+				log.Info("synced", "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest,
+					"bytes_fetched", s.BytesFetched, "bytes_reused", s.BytesReused, "manifests", s.Manifests)
+			}
+		case exporter.SyncWould:
+			would += r.Bytes
+			if !c.Bool("json") {
+				log.Info("would sync", "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest,
+					"manifests", r.Manifests, "blobs", r.Blobs, "bytes", r.Bytes)
+			}
+		case exporter.SyncUnchanged, exporter.SyncImmutable:
+			log.Debug(string(r.Status), "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest)
+		}
+	}
+	if c.Bool("json") || quiet(c) {
+		return
+	}
+	if c.Bool("dry-run") {
+		log.Info("dry run", "would_sync", count[exporter.SyncWould], "unchanged", count[exporter.SyncUnchanged],
+			"immutable", count[exporter.SyncImmutable], "failed", count[exporter.SyncFailed]+rep.EntriesFailed,
+			"bytes_at_most", would, "requests", rep.Requests)
+		return
+	}
+	log.Info("sync done", "synced", count[exporter.SyncSynced], "unchanged", count[exporter.SyncUnchanged],
+		"immutable", count[exporter.SyncImmutable], "failed", count[exporter.SyncFailed]+rep.EntriesFailed,
+		"bytes_fetched", fetched, "bytes_reused", reused, "requests", rep.Requests)
+}
+
+// writeDigestFile writes "DIGEST REF" for every tag the tree holds after
+// the run from it — synced, unchanged or immutable — as skopeo's
+// --digestfile lines are.
+func writeDigestFile(path string, rep *exporter.SyncReport) error {
+	var b strings.Builder
+	for _, r := range rep.Results {
+		if r.Digest != "" && r.Status != exporter.SyncFailed && r.Status != exporter.SyncWould {
+			fmt.Fprintf(&b, "%s %s\n", r.Digest, r.Dest)
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("--digestfile: %w", err)
+	}
+	return nil
+}
+
+// syncEntries reads what to mirror: the file, or the arguments.
+func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
+	file := c.String("file")
+	switch {
+	case file == "" && c.NArg() == 0:
+		return nil, usageError(c, "nothing to sync: give -f FILE or docker://HOST/REPO[:TAG] arguments")
+	case file != "" && c.NArg() > 0:
+		return nil, usageError(c, "-f takes no docker:// argument, got %d arguments", c.NArg())
+	}
+	prefix := strings.Trim(c.String("prefix"), "/")
+	if prefix != "" {
+		if err := tree.ValidateRepo(prefix); err != nil {
+			return nil, usageError(c, "--prefix %q: %v", c.String("prefix"), err)
+		}
+	}
+	if _, err := exporter.ParsePlatforms(c.StringSlice("platform")); err != nil {
+		return nil, usageError(c, "%v", err)
+	}
+	if file == "" {
+		return argEntries(c, prefix)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, usageError(c, "-f: %v", err)
+	}
+	defer f.Close()
+	sf, err := syncfile.Read(f)
+	if err != nil {
+		return nil, usageError(c, "%s: %v", file, err)
+	}
+	var entries []exporter.SyncEntry
+	log := logger(c)
+	for _, reg := range sf.Registries {
+		ro := exporter.RegistryOptions{CertDir: reg.CertDir}
+		if reg.TLSVerify != nil && !*reg.TLSVerify {
+			ro.Insecure = true
+		}
+		if reg.Credentials != nil {
+			ro.Creds = reg.Credentials.Username + ":" + reg.Credentials.Password
+		}
+		p := prefix
+		if reg.Prefix != "" {
+			p = reg.Prefix
+		}
+		for _, im := range reg.Images {
+			if len(im.Digests) > 0 {
+				log.Warn("digest entries are not synced yet (digest pins come later); skipped", "entry", fmt.Sprintf("%s line %d: %s/%s", file, im.Line, reg.Host, im.Repo), "digests", len(im.Digests))
+				if len(im.Tags) == 0 {
+					continue
+				}
+			}
+			e := exporter.SyncEntry{
+				Entry:     fmt.Sprintf("%s line %d: %s/%s", file, im.Line, reg.Host, im.Repo),
+				Source:    reg.Host + "/" + im.Repo,
+				Dest:      destRepo(p, c.Bool("scoped"), reg.Host, im.Repo),
+				Platforms: c.StringSlice("platform"),
+				Registry:  ro,
+			}
+			if im.Platforms != nil {
+				e.Platforms = im.Platforms
+			}
+			if im.AllTags() || im.Kind != syncfile.Listed {
+				e.Select = im.Selects
+			} else {
+				for _, t := range im.Tags {
+					if im.Selects(t) {
+						e.Tags = append(e.Tags, t)
+					}
+				}
+				if e.Tags == nil {
+					continue // every tag named is excluded
+				}
+			}
+			if len(im.Immutable) > 0 {
+				e.Immutable = im.IsImmutable
+			}
+			entries = append(entries, e)
+		}
+	}
+	return entries, nil
+}
+
+// argEntries is one entry per docker://HOST/REPO[:TAG] argument.
+func argEntries(c *cli.Context, prefix string) ([]exporter.SyncEntry, error) {
+	var entries []exporter.SyncEntry
+	for _, a := range c.Args().Slice() {
+		arg, err := exporter.ParseSyncArg(a)
+		if err != nil {
+			return nil, usageError(c, "%v", err)
+		}
+		e := exporter.SyncEntry{
+			Entry:     a,
+			Source:    arg.Source(),
+			Dest:      destRepo(prefix, c.Bool("scoped"), arg.Host, arg.Repo),
+			Platforms: c.StringSlice("platform"),
+		}
+		if arg.Tag != "" {
+			e.Tags = []string{arg.Tag}
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// destRepo is where a source repository goes in the tree:
+// [PREFIX/][HOST/]REPO, HOST with --scoped, lower-cased and its port's
+// ":" as "-" (a repository name has no colon).
+func destRepo(prefix string, scoped bool, host, repo string) string {
+	parts := []string{}
+	if prefix != "" {
+		parts = append(parts, prefix)
+	}
+	if scoped {
+		parts = append(parts, strings.ReplaceAll(strings.ToLower(host), ":", "-"))
+	}
+	return strings.Join(append(parts, repo), "/")
+}

@@ -1,0 +1,432 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"sync/atomic"
+
+	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
+)
+
+// SyncTree is what a sync needs of the tree: the publisher's role, and
+// the one read it makes before publishing — the digest a tag names now —
+// to skip what has not moved.
+type SyncTree interface {
+	tree.Publisher
+	TagDigest(repo, tag string) (digest.Digest, bool, error)
+}
+
+// SyncEntry is one repository a sync mirrors into one tree repository.
+type SyncEntry struct {
+	// Entry names the entry in errors: "sync.yaml line 12: reg.io/app".
+	Entry string
+	// Source is the repository, HOST[:PORT]/REPO.
+	Source string
+	// Dest is the tree repository its tags go to, under their own names.
+	Dest string
+	// Tags are the tags named; nil lists the repository's and takes those
+	// Select takes (all when Select is nil).
+	Tags   []string
+	Select func(tag string) bool
+	// Immutable says which tags never move once in the tree: such a tag
+	// the tree has costs no request. nil: none.
+	Immutable func(tag string) bool
+	// Platforms select children of an index, as Options.Platforms.
+	Platforms []string
+	// Registry is how to reach Source (credentials, TLS, certs.d); the
+	// run's Options.Registry fills in what it leaves zero (credentials,
+	// certs.d, user agent, timeout), and its Insecure applies to all.
+	Registry RegistryOptions
+}
+
+// SyncOptions tune a sync.
+type SyncOptions struct {
+	// Export is how the tags that moved are exported, all in one batch
+	// (ExportEach): Jobs, AllOrNothing, Progress, Log…; its Platforms are
+	// replaced by each entry's.
+	Export Options
+	// DryRun plans: it lists, asks for digests and plans every tag that
+	// moved (manifests fetched, no blob), and publishes nothing.
+	DryRun bool
+	// KeepGoing publishes what it can when an entry or a tag fails;
+	// without it a failure to list or ask for a digest publishes nothing.
+	KeepGoing bool
+	// MaxTags bounds each repository's listing; < 1 means DefaultMaxTags.
+	MaxTags int
+}
+
+// SyncStatus is what a sync did with one tag.
+type SyncStatus string
+
+// What a sync does with a tag.
+const (
+	SyncSynced    SyncStatus = "synced"    // exported: the tag moved, or was new
+	SyncUnchanged SyncStatus = "unchanged" // the source names what the tree's tag does
+	SyncImmutable SyncStatus = "immutable" // immutable and in the tree: not asked for
+	SyncWould     SyncStatus = "would-sync"
+	SyncFailed    SyncStatus = "failed"
+)
+
+// SyncResult is one tag of a sync.
+type SyncResult struct {
+	Source string        // HOST/REPO:TAG
+	Dest   string        // REPO:TAG in the tree
+	Digest digest.Digest // what the tag names after the run ("" when failed)
+	Status SyncStatus
+	// Summary of the export, for SyncSynced.
+	Summary *Summary
+	// Manifests, Blobs and Bytes a dry run would fetch at most (blobs the
+	// tree has are reused, not fetched).
+	Manifests, Blobs int
+	Bytes            int64
+	Err              error
+}
+
+// SyncReport is what a sync did: one result per tag, in the order of the
+// entries and of their tags, and the entries that failed as a whole.
+type SyncReport struct {
+	Results []SyncResult
+	// Failures are one error per failure, in order: the entries whose
+	// listing or registry failed (EntriesFailed of them), then the tags.
+	Failures      []error
+	EntriesFailed int
+	// Requests is how many requests the run sent to its sources: each
+	// try of a retry, pings and token requests included.
+	Requests int64
+}
+
+// syncTag is a tag on its way through a sync.
+type syncTag struct {
+	e       *syncEntry
+	tag     string
+	dest    Dest
+	current digest.Digest // what the tree's tag names; "" for none
+	res     SyncResult
+}
+
+type syncEntry struct {
+	SyncEntry
+	reg  RegistryOptions
+	once sync.Once
+	repo *Repository
+	err  error
+}
+
+// open opens the entry's repository the first time it is needed: an
+// entry whose tags are all immutable and present sends no request.
+func (e *syncEntry) open(ctx context.Context) (*Repository, error) {
+	e.once.Do(func() {
+		e.repo, e.err = OpenRepository(ctx, e.Source, e.reg)
+		if e.err != nil {
+			e.err = fmt.Errorf("%s: %w", e.Entry, e.err)
+		}
+	})
+	return e.repo, e.err
+}
+
+// Sync mirrors entries into root: it lists each repository's tags (or
+// takes those named), filters them, and for each asks the source for the
+// digest it names with one HEAD, compared with the digest root's tag
+// names: a tag that has not moved costs that request alone, and an
+// immutable tag root has costs none. Every tag that moved is exported in
+// one batch (ExportEach): a blob shared by many is fetched once, o.Jobs
+// bounds the transfers of the whole run, and with AllOrNothing every tag
+// moves or none does.
+//
+// It returns the report and an error joining one line per failure (an
+// entry or a tag), nil when none failed.
+func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions) (*SyncReport, error) {
+	o.Export = o.Export.withDefaults()
+	if o.Export.Registry.pool == nil {
+		o.Export.Registry.pool = &transportPool{}
+	}
+	if o.Export.Registry.log == nil {
+		o.Export.Registry.log = o.Export.Log
+	}
+	requests := o.Export.Registry.requests
+	if requests == nil {
+		requests = new(atomic.Int64)
+		o.Export.Registry.requests = requests
+	}
+	rep := &SyncReport{}
+	defer func() { rep.Requests = requests.Load() }()
+	es := make([]*syncEntry, len(entries))
+	for i, e := range entries {
+		es[i] = &syncEntry{SyncEntry: e, reg: e.Registry.under(o.Export.Registry)}
+	}
+	defer func() {
+		for _, e := range es {
+			if e.repo != nil {
+				e.repo.Close()
+			}
+		}
+	}()
+
+	tags, failures := collectTags(ctx, es, o)
+	rep.Failures, rep.EntriesFailed = failures, len(failures)
+	if err := checkDestinations(tags); err != nil {
+		return rep, err
+	}
+	checkTags(ctx, root, tags, o.Export.Jobs)
+	for _, t := range tags {
+		if t.res.Err != nil {
+			rep.Failures = append(rep.Failures, t.res.Err)
+		}
+	}
+	if len(rep.Failures) > 0 && !o.KeepGoing {
+		for _, t := range tags {
+			rep.Results = append(rep.Results, t.res)
+		}
+		return rep, errors.Join(rep.Failures...)
+	}
+
+	var moved []*syncTag
+	var jobs []Job
+	for _, t := range tags {
+		if t.res.Status == "" {
+			moved = append(moved, t)
+			jobs = append(jobs, t.job())
+		}
+	}
+	if o.DryRun {
+		planOnly(ctx, moved, jobs, o.Export)
+	} else if len(jobs) > 0 {
+		sums, errs := ExportEach(ctx, root, jobs, o.Export)
+		for i, t := range moved {
+			t.finish(sums[i], errs[i])
+		}
+		if err := JoinFailures(errs); err != nil {
+			rep.Failures = append(rep.Failures, err)
+		}
+	}
+	for _, t := range tags {
+		rep.Results = append(rep.Results, t.res)
+	}
+	return rep, errors.Join(rep.Failures...)
+}
+
+// under fills in what o leaves zero from the run's options; the run's
+// Insecure makes every entry insecure.
+func (o RegistryOptions) under(run RegistryOptions) RegistryOptions {
+	o.Insecure = o.Insecure || run.Insecure
+	if o.UserAgent == "" {
+		o.UserAgent = run.UserAgent
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = run.Timeout
+	}
+	if o.Creds == "" && o.AuthFile == "" {
+		o.Creds, o.AuthFile = run.Creds, run.AuthFile
+	}
+	if o.CertDir == "" && !o.Insecure {
+		o.CertDir = run.CertDir
+	}
+	o.pool, o.retry, o.base, o.log, o.requests = run.pool, run.retry, run.base, run.log, run.requests
+	return o
+}
+
+// collectTags lists the entries (o.Export.Jobs at a time) and returns
+// their tags in order; an entry that fails is one failure, and no tag.
+// Signature tags (signatureTag) are left out of listings; an entry may
+// still name one.
+func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTag, []error) {
+	lists := make([][]string, len(es))
+	errs := make([]error, len(es))
+	forEach(len(es), o.Export.Jobs, func(i int) {
+		e := es[i]
+		if err := tree.ValidateRepo(e.Dest); err != nil {
+			errs[i] = fmt.Errorf("%s: destination %q: %w", e.Entry, e.Dest, err)
+			return
+		}
+		if e.Tags != nil {
+			lists[i] = e.Tags
+			return
+		}
+		repo, err := e.open(ctx)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		all, err := repo.Tags(ctx, o.MaxTags)
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: %w", e.Entry, err)
+			return
+		}
+		for _, t := range all {
+			if signatureTag.MatchString(t) {
+				continue // a signature, attestation or SBOM, not a release tag
+			}
+			if e.Select == nil || e.Select(t) {
+				lists[i] = append(lists[i], t)
+			}
+		}
+		if len(lists[i]) == 0 {
+			o.Export.Log.Warn("no tag selected", "entry", e.Entry, "listed", len(all))
+		}
+	})
+	var tags []*syncTag
+	var failures []error
+	seen := map[string]bool{}
+	for i, e := range es {
+		if errs[i] != nil {
+			failures = append(failures, errs[i])
+			continue
+		}
+		for _, tag := range lists[i] {
+			key := e.Source + ":" + tag + " " + e.Dest
+			if seen[key] {
+				continue // two entries select it: once is enough
+			}
+			seen[key] = true
+			t := &syncTag{e: e, tag: tag, dest: Dest{Repo: e.Dest, Tag: tag}}
+			t.res = SyncResult{Source: e.Source + ":" + tag, Dest: t.dest.String()}
+			tags = append(tags, t)
+		}
+	}
+	return tags, failures
+}
+
+// signatureTag is a tag that holds what is attached to a manifest, not a
+// release: cosign's sha256-<hex>.sig, .att and .sbom, and the referrers
+// tag schema's sha256-<hex>. A listing never selects one: they travel
+// with the manifest they are attached to, or not at all.
+var signatureTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.[a-z]+)?$`)
+
+// checkDestinations refuses two sources for one tree tag: which one won
+// would depend on the order of the run.
+func checkDestinations(tags []*syncTag) error {
+	from := map[string]string{}
+	var errs []error
+	for _, t := range tags {
+		d := t.dest.String()
+		if prev, ok := from[d]; ok && prev != t.res.Source {
+			errs = append(errs, fmt.Errorf("%s: both %s and %s would go there (use a prefix, or --scoped)", d, prev, t.res.Source))
+			continue
+		}
+		from[d] = t.res.Source
+	}
+	return errors.Join(errs...)
+}
+
+// checkTags decides, for each tag, whether it moved: immutable and in the
+// tree, no request; otherwise one HEAD, compared with the tree's tag.
+func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int) {
+	forEach(len(tags), jobs, func(i int) {
+		t := tags[i]
+		cur, ok, err := root.TagDigest(t.dest.Repo, t.dest.Tag)
+		if err != nil {
+			// A tag the tree cannot read is synced again: the export
+			// writes its type map anew.
+			ok = false
+		}
+		if ok {
+			t.current = cur
+			if t.e.Immutable != nil && t.e.Immutable(t.tag) {
+				t.res.Status, t.res.Digest = SyncImmutable, cur
+				return
+			}
+		}
+		repo, err := t.e.open(ctx)
+		if err != nil {
+			t.fail(err)
+			return
+		}
+		d, err := repo.Head(ctx, t.tag)
+		if err != nil {
+			t.fail(fmt.Errorf("%s: %w", t.e.Entry, err))
+			return
+		}
+		if d != "" && d == cur {
+			t.res.Status, t.res.Digest = SyncUnchanged, cur
+			return
+		}
+		t.res.Digest = d // what will be exported, pinned
+	})
+}
+
+func (t *syncTag) fail(err error) {
+	t.res.Status, t.res.Err, t.res.Digest = SyncFailed, err, ""
+}
+
+// job is the export of t: by the digest its HEAD answered, so that what
+// is exported is what was compared (a tag that moves meanwhile is caught
+// by the next run), and with the tree's current digest, so that an entry
+// whose platforms make the tree's tag differ from the source's (a
+// selected child, a filtered index) still publishes nothing when its plan
+// tags what the tree has.
+func (t *syncTag) job() Job {
+	src := "docker://" + t.e.Source + ":" + t.tag
+	if t.res.Digest != "" {
+		src = "docker://" + t.e.Source + "@" + t.res.Digest.String()
+	}
+	reg := t.e.reg
+	return Job{Source: src, Dest: t.dest.String(), platforms: t.e.Platforms, registry: &reg, current: t.current, via: t.e.repo}
+}
+
+// finish records the export of t.
+func (t *syncTag) finish(sum *Summary, err error) {
+	if err != nil {
+		t.fail(err)
+		return
+	}
+	t.res.Digest, t.res.Summary = sum.Digest, sum
+	if sum.unchanged {
+		t.res.Status = SyncUnchanged
+		return
+	}
+	t.res.Status = SyncSynced
+}
+
+// planOnly plans the moved tags as an export would, and publishes none:
+// what a dry run reports.
+func planOnly(ctx context.Context, moved []*syncTag, jobs []Job, o Options) {
+	images := make([]*image, len(jobs))
+	for i, j := range jobs {
+		im := &image{job: j}
+		im.ctx, im.cancel = context.WithCancel(ctx)
+		defer im.cancel()
+		images[i] = im
+	}
+	planAll(ctx, images, o)
+	for i, im := range images {
+		if im.s != nil {
+			im.s.Close()
+		}
+		t := moved[i]
+		if err := im.failed(); err != nil {
+			t.fail(err)
+			continue
+		}
+		if im.job.current != "" && im.plan.top.Digest == im.job.current {
+			t.res.Status, t.res.Digest = SyncUnchanged, im.job.current
+			continue
+		}
+		t.res.Status, t.res.Digest = SyncWould, im.plan.top.Digest
+		t.res.Manifests, t.res.Blobs = len(im.plan.manifests), len(im.plan.blobs)
+		for _, b := range im.plan.blobs {
+			t.res.Bytes += b.Size
+		}
+	}
+}
+
+// forEach calls do(0) … do(n-1), jobs at a time.
+func forEach(n, jobs int, do func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(jobs, 1), n) {
+		wg.Go(func() {
+			for i := range next {
+				do(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}

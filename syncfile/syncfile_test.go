@@ -1,0 +1,219 @@
+package syncfile
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestSkopeoExample(t *testing.T) {
+	b, err := os.ReadFile("testdata/skopeo-sync-example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Registries) != 2 {
+		t.Fatalf("%d registries, want 2", len(f.Registries))
+	}
+	r := f.Registries[0]
+	if r.Host != "registry.example.com" || r.CertDir != "/home/john/certs" || r.TLSVerify == nil || !*r.TLSVerify {
+		t.Errorf("registry %+v", r)
+	}
+	if r.Credentials == nil || r.Credentials.Username != "john" || r.Credentials.Password != "this is a secret" {
+		t.Errorf("credentials %+v", r.Credentials)
+	}
+	var got []string
+	for _, im := range r.Images {
+		got = append(got, im.Repo)
+	}
+	if strings.Join(got, " ") != "busybox redis nginx alpine" {
+		t.Errorf("images %v, want busybox redis nginx alpine", got)
+	}
+	busybox, redis, nginx, alpine := r.Images[0], r.Images[1], r.Images[2], r.Images[3]
+	if !busybox.AllTags() || !busybox.Selects("anything") {
+		t.Errorf("busybox: not every tag")
+	}
+	if redis.AllTags() || len(redis.Tags) != 2 || len(redis.Digests) != 1 || !redis.Selects("1.0") || redis.Selects("3.0") {
+		t.Errorf("redis %+v", redis)
+	}
+	if !nginx.Selects("1.13.2-alpine-perl") || nginx.Selects("1.13.3-alpine-perl") {
+		t.Errorf("nginx regex selects wrongly")
+	}
+	for tag, want := range map[string]bool{"3.12.1": true, "3.13": true, "3.14.0": false, "3.17.2": true, "v3.18": true, "latest": false} {
+		if alpine.Selects(tag) != want {
+			t.Errorf("alpine semver: Selects(%q) = %v, want %v", tag, !want, want)
+		}
+	}
+	q := f.Registries[1]
+	if q.Host != "quay.io" || q.TLSVerify == nil || *q.TLSVerify || len(q.Images) != 1 || q.Images[0].Repo != "coreos/etcd" || q.Images[0].Tags[0] != "latest" {
+		t.Errorf("quay.io %+v", q)
+	}
+}
+
+func TestAdditions(t *testing.T) {
+	f, err := Parse([]byte(`
+reg.example:5000:
+  prefix: /mirror/upstream/
+  platforms: [linux/amd64, linux/arm64/v8]
+  exclude: ['-rc', '^dev-']
+  immutable: ['^v\d+\.\d+\.\d+$']
+  referrers: false
+  images:
+    app: []
+    tools:
+      tags: [a, b]
+      platforms: [linux/s390x]
+      exclude: []
+      referrers: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.Registries[0]
+	if r.Prefix != "mirror/upstream" {
+		t.Errorf("prefix %q", r.Prefix)
+	}
+	app, tools := r.Images[0], r.Images[1]
+	if len(app.Platforms) != 2 || app.WantsReferrers() || !app.IsImmutable("v1.2.3") || app.IsImmutable("latest") {
+		t.Errorf("app did not inherit the registry's options: %+v", app.Options)
+	}
+	if app.Selects("1.0-rc1") || app.Selects("dev-x") || !app.Selects("1.0") {
+		t.Errorf("app's exclude patterns do not apply")
+	}
+	if len(tools.Platforms) != 1 || tools.Platforms[0] != "linux/s390x" || !tools.WantsReferrers() || !tools.Selects("a") || tools.Selects("c") {
+		t.Errorf("tools: its own options do not replace the registry's: %+v", tools)
+	}
+	if !tools.IsImmutable("v1.0.0") {
+		t.Errorf("tools did not inherit immutable")
+	}
+}
+
+func TestAliasesAndMerge(t *testing.T) {
+	f, err := Parse([]byte(`
+reg.one: &d
+  tls-verify: false
+  images:
+    a: []
+reg.two:
+  <<: *d
+  cert-dir: /certs
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := f.Registries[1]
+	if two.TLSVerify == nil || *two.TLSVerify || two.CertDir != "/certs" || len(two.Images) != 1 {
+		t.Errorf("merged registry %+v", two)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"empty", "", "no registry"},
+		{"comment only", "# nothing\n", "no registry"},
+		{"not yaml", "reg.io:\n  images: [\n", "not valid YAML: line"},
+		{"tabs", "reg.io:\n\timages: {}\n", "not valid YAML"},
+		{"list at top", "- reg.io\n", "line 1: want a mapping of registries"},
+		{"two documents", "reg.io: {images: {a: []}}\n---\nx.io: {images: {a: []}}\n", "line 2: a second YAML document"},
+		{"scheme", "https://reg.io:\n  images: {a: []}\n", `line 1: registry "https://reg.io": not a registry host`},
+		{"path in host", "reg.io/ns:\n  images: {a: []}\n", `registry "reg.io/ns": not a registry host`},
+		{"twice", "reg.io:\n  images: {a: []}\nreg.io:\n  images: {b: []}\n", `line 3: registry "reg.io" given twice (first on line 1)`},
+		{"no images", "reg.io:\n  tls-verify: true\n", `line 1: registry "reg.io": no images`},
+		{"unknown registry key", "reg.io:\n  images: {a: []}\n  tls-verfy: false\n", `line 3: registry "reg.io": unknown key "tls-verfy"`},
+		{"unknown image key", "reg.io:\n  images:\n    a:\n      tags: [x]\n      platform: [linux/amd64]\n", `line 5: registry "reg.io": images: "a": unknown key "platform"`},
+		{"unknown credentials key", "reg.io:\n  images: {a: []}\n  credentials:\n    user: x\n", `line 4: registry "reg.io": credentials: unknown key "user"`},
+		{"no username", "reg.io:\n  images: {a: []}\n  credentials: {password: x}\n", "credentials: no username"},
+		{"bad regex", "reg.io:\n  images-by-tag-regex:\n    nginx: '^1\\.(13'\n", `line 3: registry "reg.io": images-by-tag-regex: "nginx": regex "^1\\.(13" does not compile: missing closing )`},
+		{"bad exclude", "reg.io:\n  images: {a: []}\n  exclude: ['[']\n", `line 3: registry "reg.io": exclude: regex "[" does not compile`},
+		{"bad immutable", "reg.io:\n  images:\n    a: {immutable: ['a(']}\n", `registry "reg.io": images: "a": immutable (line 3): regex "a(" does not compile`},
+		{"bad semver", "reg.io:\n  images-by-semver:\n    alpine: '>= banana'\n", `line 3: registry "reg.io": images-by-semver: "alpine": semver range ">= banana" does not parse`},
+		{"bad semver in list", "reg.io:\n  images-by-semver:\n    alpine: ['>= 3', '~> x.y']\n", `images-by-semver: "alpine": semver range "~> x.y"`},
+		{"empty semver list", "reg.io:\n  images-by-semver:\n    alpine: []\n", "no semver range"},
+		{"bad repo", "reg.io:\n  images:\n    App: []\n", `line 3: registry "reg.io": images: "App": not a repository name`},
+		{"bad tag", "reg.io:\n  images:\n    app: ['-x']\n", `images: "app": line 3: "-x" is not a valid tag`},
+		{"bad digest", "reg.io:\n  images:\n    app: ['sha256:abc']\n", `"sha256:abc" is not a valid digest`},
+		{"images a list", "reg.io:\n  images: [a, b]\n", `line 2: registry "reg.io": images: want a mapping, got a list`},
+		{"image a string", "reg.io:\n  images:\n    app: latest\n", `images: "app": want a list of tags and digests`},
+		{"tls-verify string", "reg.io:\n  images: {a: []}\n  tls-verify: 'no'\n", `tls-verify: want true or false, got "no"`},
+		{"bad platform", "reg.io:\n  images: {a: []}\n  platforms: [linux]\n", `platforms: "linux": want OS/ARCH[/VARIANT]`},
+		{"bad prefix", "reg.io:\n  images: {a: []}\n  prefix: Mirror\n", `prefix "Mirror": not a repository path`},
+		{"empty cert-dir", "reg.io:\n  images: {a: []}\n  cert-dir: ''\n", "cert-dir: empty"},
+		{"merge of a list", "reg.io:\n  <<: [1]\n  images: {a: []}\n", "merge key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("parsed: %+v", f)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is several lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestReadBound(t *testing.T) {
+	big := "reg.io:\n  images: {a: []}\n#" + strings.Repeat("x", MaxSize)
+	if _, err := Read(strings.NewReader(big)); err == nil || !strings.Contains(err.Error(), "over") {
+		t.Fatalf("a file over MaxSize: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	if b, err := os.ReadFile("testdata/skopeo-sync-example.yaml"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("reg.io:\n  images:\n    a: {tags: [x], exclude: ['^y']}\n  <<: {tls-verify: true}\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		file, err := Parse(b)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error of several lines: %q", err)
+			}
+			return
+		}
+		for _, r := range file.Registries {
+			for _, im := range r.Images {
+				im.Selects("latest")
+				im.IsImmutable("v1")
+			}
+		}
+	})
+}
+
+// TestREADMEExample: the file README's "Mirroring a release" shows parses.
+func TestREADMEExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	start := strings.Index(s, "## Mirroring a release")
+	if start < 0 {
+		t.Fatal("README has no Mirroring a release section")
+	}
+	s = s[start:]
+	begin := strings.Index(s, "```yaml\n")
+	end := strings.Index(s[begin+8:], "```")
+	if begin < 0 || end < 0 {
+		t.Fatal("no YAML example in the section")
+	}
+	f, err := Parse([]byte(s[begin+8 : begin+8+end]))
+	if err != nil {
+		t.Fatalf("README's example: %v", err)
+	}
+	if len(f.Registries) != 2 || f.Registries[0].Prefix != "rhosp17" || len(f.Registries[0].Images) != 4 {
+		t.Errorf("README's example parsed as %+v", f)
+	}
+	im := f.Registries[0].Images[1]
+	if im.Selects("17.1-rc1") || !im.Selects("17.1") || !f.Registries[0].Images[0].IsImmutable("17.1.4") {
+		t.Errorf("README's example: filters do not do what it says")
+	}
+}

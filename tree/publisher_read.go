@@ -1,0 +1,39 @@
+package tree
+
+import (
+	"errors"
+	"io/fs"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// What a publisher reads before it publishes. An exporter that mirrors a
+// source again and again (sync) asks the source for a tag's digest only,
+// and must compare it with what the tree's tag already names, to skip
+// what has not moved without fetching a manifest. That read belongs to
+// the publisher's side — it decides what to hand to Publish — and not to
+// a server's (Reader) or to maintenance: it is the one thing an exporter
+// reads of the tree.
+
+// TagDigest is the manifest tag of repo names first in its type map: the
+// top manifest an export of it tagged (an index, or the image itself).
+// ok is false, with no error, when the tree has no such tag. Like every
+// read of the tree it stays inside the root and reads a regular file
+// only; a type map that does not parse is an error, and so is a tag name
+// or repository name that is not valid.
+func (r *Root) TagDigest(repo, tag string) (d digest.Digest, ok bool, err error) {
+	if err := ValidateRepo(repo); err != nil {
+		return "", false, err
+	}
+	vs, err := r.TagVariants(repo, tag)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if len(vs) == 0 {
+		return "", false, errors.New("tag " + repo + ":" + tag + ": its type map offers no manifest")
+	}
+	return vs[0].Digest, true, nil
+}
