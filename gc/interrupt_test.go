@@ -22,10 +22,10 @@ func TestRepairInterruptedKeepsBlobs(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(stop)
 	root := tr.root.WithWaits(tree.Waits{Context: ctx})
-	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
 	rep := &RepairReport{}
 	var err error
-	if merr := tr.root.Maintain(tree.MaintainOptions{}, func(m *tree.Maint) error {
+	if merr := root.Maintain(tree.MaintainOptions{}, func(m *tree.Maint) error {
+		v := &verifier{view: m.View(), hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
 		err = repairRepo(root, m, v, "app", rep)
 		return nil
 	}); merr != nil {
@@ -50,12 +50,19 @@ func TestSettleInterrupted(t *testing.T) {
 	stop := errors.New("interrupted by SIGINT")
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(stop)
-	v := &verifier{root: tr.root.WithWaits(tree.Waits{Context: ctx}), once: map[string]bool{}}
+	var v *verifier
 	looks := 0
-	err := v.settle(func() ([]Problem, error) {
-		looks++
-		return []Problem{{Path: "p", Message: "out of step"}}, nil
-	})
+	var err error
+	if ierr := tr.root.WithWaits(tree.Waits{Context: ctx}).Inspect(func(view *tree.View) error {
+		v = &verifier{view: view, once: map[string]bool{}}
+		err = v.settle(func() ([]Problem, error) {
+			looks++
+			return []Problem{{Path: "p", Message: "out of step"}}, nil
+		})
+		return nil
+	}); ierr != nil {
+		t.Fatal(ierr)
+	}
 	if !errors.Is(err, stop) || looks != 1 {
 		t.Errorf("settle after the signal: %v after %d looks, want its cause after one", err, looks)
 	}

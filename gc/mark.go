@@ -29,8 +29,10 @@ type repoGraph struct {
 	present   map[digest.Digest]bool                     // those whose index.json was read
 	refs      map[digest.Digest]*distribution.References // complete and parseable manifests
 	referrers map[digest.Digest][]digest.Digest
-	// paths name each stored manifest's index.json, for problems.
+	// paths and headers name each stored manifest's index.json and
+	// .htaccess, for problems.
 	paths    map[digest.Digest]string
+	headers  map[digest.Digest]string
 	problems []Problem
 	// outside is set when a directory of the repository's layout is a
 	// symlink leading outside the tree: nothing of it was read, and
@@ -53,6 +55,7 @@ func loadRepo(v *tree.View, repo string) (*repoGraph, error) {
 		refs:      map[digest.Digest]*distribution.References{},
 		referrers: map[digest.Digest][]digest.Digest{},
 		paths:     map[digest.Digest]string{},
+		headers:   map[digest.Digest]string{},
 	}
 	links, err := v.OutsideLayout(repo)
 	if err != nil {
@@ -75,7 +78,7 @@ func loadRepo(v *tree.View, repo string) (*repoGraph, error) {
 	err = v.ReadManifests(repo, func(m tree.StoredManifest) error {
 		d := m.Digest
 		g.stored[d] = true
-		g.paths[d] = m.Path
+		g.paths[d], g.headers[d] = m.Path, m.Headers
 		switch err := m.Err; {
 		case errors.Is(err, tree.ErrOutsideRoot):
 			g.problem(m.Path, "%v", err)

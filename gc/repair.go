@@ -144,7 +144,7 @@ func salvageRepo(root *tree.Root, m *tree.Maint, repo string, rep *RepairReport)
 // repairLocked is the rest of Repair, for a caller that holds the tree
 // lock exclusively, over targets, the repositories repos names.
 func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *RepairReport) (err error) {
-	files, err := notRegularIn(root, repos)
+	files, err := notRegularIn(m.View(), repos)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *
 		}
 		rep.RemovedNotRegular = append(rep.RemovedNotRegular, Problem{Path: f.Path, Message: f.Message()})
 	}
-	v := &verifier{root: root, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
+	v := &verifier{view: m.View(), hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
 	for _, repo := range targets {
 		if err := interrupted(root); err != nil {
 			return err
@@ -163,7 +163,7 @@ func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *
 			return err
 		}
 	}
-	if ps, err := catalogProblems(root, nil); err != nil || len(ps) > 0 {
+	if ps, err := catalogProblems(m.View(), nil); err != nil || len(ps) > 0 {
 		if err := m.RefreshCatalog(); err != nil {
 			return err
 		}
@@ -174,7 +174,7 @@ func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *
 	if err != nil {
 		return err
 	}
-	rep.Verify, err = verifyLocked(root, m.View(), repos)
+	rep.Verify, err = verifyLocked(m.View(), repos)
 	return err
 }
 

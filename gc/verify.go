@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -27,26 +28,25 @@ import (
 // It holds the tree lock shared: collections and prunes wait, exports and
 // tag deletes go on. Those rewrite tags/list and _catalog in two steps,
 // so a disagreement is read again before it counts.
-func Verify(root *tree.Root, repos []string) (*VerifyReport, error) {
-	if err := checkTree(root); err != nil {
-		return nil, err
-	}
-	var rep *VerifyReport
-	err := root.Inspect(func(view *tree.View) (err error) {
-		rep, err = verifyLocked(root, view, repos)
+func Verify(root *tree.Root, repos []string) (rep *VerifyReport, err error) {
+	err = root.Inspect(func(view *tree.View) error {
+		rep, err = verifyLocked(view, repos)
 		return err
 	})
-	return rep, err
-}
-
-// verifyLocked is Verify for a caller that holds the tree lock, and reads
-// the repositories' manifests through view.
-func verifyLocked(root *tree.Root, view *tree.View, repos []string) (*VerifyReport, error) {
-	stored, err := root.StoredRepositories()
 	if err != nil {
 		return nil, err
 	}
-	v := &verifier{root: root, view: view, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}, once: map[string]bool{}}
+	return rep, nil
+}
+
+// verifyLocked is Verify over a View a caller already has: inside
+// Inspect, or inside Maintain (verify --repair verifies again there).
+func verifyLocked(view *tree.View, repos []string) (*VerifyReport, error) {
+	stored, err := view.StoredRepositories()
+	if err != nil {
+		return nil, err
+	}
+	v := &verifier{view: view, hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}, once: map[string]bool{}}
 	if err := v.outsideLinks(repos); err != nil {
 		return nil, err
 	}
@@ -56,14 +56,14 @@ func verifyLocked(root *tree.Root, view *tree.View, repos []string) (*VerifyRepo
 	if err := v.legacyConventions(repos); err != nil {
 		return nil, err
 	}
-	unreadable, err := root.UnreadableDirs()
+	unreadable, err := view.UnreadableDirs()
 	if err != nil {
 		return nil, err
 	}
 	for _, dir := range unreadable {
 		v.problem(dir, "cannot be read (permissions, or deeper than the system's path limit): every command skips it; fix or remove it by hand")
 	}
-	stray, err := root.StrayHeaderFiles(repos)
+	stray, err := view.StrayHeaderFiles(repos)
 	if err != nil {
 		return nil, err
 	}
@@ -75,14 +75,15 @@ func verifyLocked(root *tree.Root, view *tree.View, repos []string) (*VerifyRepo
 		targets = stored
 	}
 	for _, repo := range targets {
-		if err := interrupted(root); err != nil {
+		if err := stopped(view); err != nil {
 			return nil, err
 		}
-		if err := tree.ValidateRepo(repo); err != nil {
-			return nil, err
+		e, err := view.Repository(repo)
+		if err != nil {
+			return nil, err // no repository name
 		}
 		if !slices.Contains(stored, repo) {
-			v.problem(root.RepoDir(repo), "no such repository")
+			v.problem(e.Path, "no such repository")
 			continue
 		}
 		if err := v.repo(repo); err != nil {
@@ -102,7 +103,7 @@ func verifyLocked(root *tree.Root, view *tree.View, repos []string) (*VerifyRepo
 // conventions of trees TripleO's exporter wrote that migrate rewrites:
 // every command reads them as they are, so they are no damage.
 func (v *verifier) legacyConventions(repos []string) error {
-	findings, err := v.root.LegacyConventions(repos)
+	findings, err := v.view.LegacyConventions(repos)
 	if err != nil {
 		return err
 	}
@@ -127,7 +128,6 @@ type VerifyReport struct {
 }
 
 type verifier struct {
-	root     *tree.Root
 	view     *tree.View
 	report   *VerifyReport
 	problems []Problem
@@ -154,10 +154,10 @@ func (v *verifier) problem(path, format string, args ...any) {
 }
 
 func (v *verifier) repo(repo string) error {
-	r := v.root
+	r := v.view
 	// Manifests before blobs: exports publish blobs first, so every blob
 	// of a manifest read here is listed below.
-	g, err := loadRepo(v.view, repo)
+	g, err := loadRepo(r, repo)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func (v *verifier) repo(repo string) error {
 		v.report.Repositories++
 		return nil // nothing of it is in the tree to check
 	}
-	blobs, err := r.Blobs(repo)
+	blobs, err := r.BlobFiles(repo)
 	if err != nil {
 		return err
 	}
@@ -177,9 +177,9 @@ func (v *verifier) repo(repo string) error {
 	present := map[digest.Digest]bool{}
 	for _, b := range blobs {
 		present[b.Digest] = true
-		path := r.BlobFilePath(repo, b)
-		got, err := v.hashBlob(repo, b)
-		if ierr := interrupted(r); ierr != nil {
+		path := b.Path
+		got, err := v.hashBlob(repo, b.StoredBlob)
+		if ierr := stopped(r); ierr != nil {
 			return ierr // not a problem of the blob
 		}
 		switch {
@@ -189,11 +189,15 @@ func (v *verifier) repo(repo string) error {
 			v.problem(path, "content is %s, not the blob its name says", got)
 		}
 	}
+	missing := map[digest.Digest][]digest.Digest{} // blob → manifests that reference it
 	for d := range g.stored {
 		if g.present[d] {
 			v.report.Manifests++
-			v.manifest(g, d, present)
+			v.manifest(g, d, present, missing)
 		}
+	}
+	if err := v.missingBlobs(repo, missing); err != nil {
+		return err
 	}
 	if err := v.tags(repo, g); err != nil {
 		return err
@@ -206,18 +210,18 @@ func (v *verifier) repo(repo string) error {
 // manifest refers to has one. An export writes the manifest before the
 // index, so a disagreement is read again before it counts.
 func (v *verifier) referrers(g *repoGraph) error {
-	subjects, err := v.root.ReferrerSubjects(g.repo)
+	subjects, err := v.view.ReferrerSubjects(g.repo)
 	if err != nil {
 		return err
 	}
 	if len(subjects) == 0 && len(g.referrers) == 0 {
 		return nil
 	}
-	return v.settle(func() ([]Problem, error) { return referrersProblems(v.root, g.repo) })
+	return v.settle(func() ([]Problem, error) { return referrersProblems(v.view, g.repo) })
 }
 
 // referrersProblems compares repo's referrers indexes with its manifests.
-func referrersProblems(r *tree.Root, repo string) ([]Problem, error) {
+func referrersProblems(r *tree.View, repo string) ([]Problem, error) {
 	want, err := r.GeneratedReferrers(repo)
 	if err != nil {
 		return nil, err
@@ -233,8 +237,8 @@ func referrersProblems(r *tree.Root, repo string) ([]Problem, error) {
 	slices.Sort(all)
 	var ps []Problem
 	for _, s := range slices.Compact(all) {
-		path := r.ReferrersPath(repo, s)
-		got, err := r.ReadReferrers(repo, s)
+		f, err := r.ReferrersFile(repo, s)
+		path, got := f.Path, f.Index
 		switch {
 		case errors.Is(err, tree.ErrOutsideRoot):
 			ps = append(ps, Problem{path, err.Error()})
@@ -256,14 +260,14 @@ func referrersProblems(r *tree.Root, repo string) ([]Problem, error) {
 // has reports whether manifest d is in g's repository, looking again if
 // it was not when g was read: an export may have added it since.
 func (v *verifier) has(g *repoGraph, d digest.Digest) bool {
-	return g.present[d] || v.root.ManifestComplete(g.repo, d)
+	return g.present[d] || v.view.ManifestComplete(g.repo, d)
 }
 
 // manifest checks manifest d of g: its bytes against its name, its
 // headers, and that what it references is in the repository.
-func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Digest]bool) {
-	r, repo := v.root, g.repo
-	path := r.ManifestPath(repo, d)
+func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Digest]bool, missing map[digest.Digest][]digest.Digest) {
+	r, repo := v.view, g.repo
+	path, headers := g.paths[d], g.headers[d]
 	raw, err := r.ReadManifest(repo, d)
 	if err != nil {
 		v.problem(path, "%v", err)
@@ -275,23 +279,23 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 	h, err := r.ReadHeaders(repo, d)
 	switch {
 	case errors.Is(err, tree.ErrOutsideRoot):
-		v.problem(r.HeadersPath(repo, d), "%v", err)
+		v.problem(headers, "%v", err)
 	case errors.Is(err, fs.ErrNotExist):
-		v.problem(r.HeadersPath(repo, d), "missing: Apache would serve the manifest as application/json without its digest")
+		v.problem(headers, "missing: Apache would serve the manifest as application/json without its digest")
 	case err != nil:
-		v.problem(r.HeadersPath(repo, d), "%v", err)
+		v.problem(headers, "%v", err)
 	default:
 		if h.ContentType == "" {
-			v.problem(r.HeadersPath(repo, d), "no Content-Type header")
+			v.problem(headers, "no Content-Type header")
 		}
 		if h.Digest != d {
-			v.problem(r.HeadersPath(repo, d), "Docker-Content-Digest %q, want %q", h.Digest, d)
+			v.problem(headers, "Docker-Content-Digest %q, want %q", h.Digest, d)
 		}
 		if m := g.refs[d]; m != nil && m.MediaType != "" && h.ContentType != "" && m.MediaType != h.ContentType {
-			v.problem(r.HeadersPath(repo, d), "Content-Type %q, but the manifest's mediaType is %q", h.ContentType, m.MediaType)
+			v.problem(headers, "Content-Type %q, but the manifest's mediaType is %q", h.ContentType, m.MediaType)
 		}
 		if len(h.Extra) > 0 {
-			v.problem(r.HeadersPath(repo, d), "%d lines image-serve never writes, which Apache obeys (first: %q); verify --repair rewrites the file", len(h.Extra), h.Extra[0])
+			v.problem(headers, "%d lines image-serve never writes, which Apache obeys (first: %q); verify --repair rewrites the file", len(h.Extra), h.Extra[0])
 		}
 	}
 	m := g.refs[d]
@@ -305,9 +309,28 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 	}
 	for _, b := range m.Blobs {
 		if !blobs[b] {
-			v.problem(r.BlobPath(repo, b), "missing: manifest %s references it", d)
+			missing[b] = append(missing[b], d)
 		}
 	}
+}
+
+// missingBlobs reports each blob in missing that the repository still
+// lacks, once for each manifest that references it, at the file the tree
+// names for it.
+func (v *verifier) missingBlobs(repo string, missing map[digest.Digest][]digest.Digest) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	files, err := v.view.MissingBlobs(repo, slices.Collect(maps.Keys(missing)))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		for _, d := range missing[f.Digest] {
+			v.problem(f.Path, "missing: manifest %s references it", d)
+		}
+	}
+	return nil
 }
 
 // outsideLinks reports every symlink leading outside the tree, in the
@@ -317,14 +340,14 @@ func (v *verifier) manifest(g *repoGraph, d digest.Digest, blobs map[digest.Dige
 func (v *verifier) outsideLinks(named []string) error {
 	var links []tree.OutsideLink
 	if len(named) == 0 {
-		all, err := v.root.OutsideLinks("")
+		all, err := v.view.OutsideLinks("")
 		if err != nil {
 			return err
 		}
 		links = all
 	}
 	for _, repo := range named {
-		ls, err := v.root.OutsideLinks(repo)
+		ls, err := v.view.OutsideLinks(repo)
 		if err != nil {
 			return err
 		}
@@ -344,7 +367,7 @@ func (v *verifier) outsideLinks(named []string) error {
 // layout has none, no server serves one and no command reads one. Each is
 // reported once, as what it is ("not a regular file (fifo)").
 func (v *verifier) notRegularFiles(named []string) error {
-	files, err := notRegularIn(v.root, named)
+	files, err := notRegularIn(v.view, named)
 	if err != nil {
 		return err
 	}
@@ -359,13 +382,13 @@ func (v *verifier) notRegularFiles(named []string) error {
 
 // notRegularIn lists the FIFOs, sockets and devices in the repositories
 // named, or in the whole tree.
-func notRegularIn(root *tree.Root, named []string) ([]tree.NotRegularFile, error) {
+func notRegularIn(view *tree.View, named []string) ([]tree.NotRegularFile, error) {
 	if len(named) == 0 {
-		return root.NotRegularFiles("")
+		return view.NotRegularFiles("")
 	}
 	var files []tree.NotRegularFile
 	for _, repo := range named {
-		found, err := root.NotRegularFiles(repo)
+		found, err := view.NotRegularFiles(repo)
 		if err != nil {
 			return nil, err
 		}
@@ -378,48 +401,49 @@ func notRegularIn(root *tree.Root, named []string) ([]tree.NotRegularFile, error
 // media types their headers declare, and that tags/list lists exactly
 // the tags.
 func (v *verifier) tags(repo string, g *repoGraph) error {
-	r := v.root
+	r := v.view
 	tags, err := r.Tags(repo)
 	if err != nil {
 		return err
 	}
 	for _, tag := range tags {
-		vs, err := r.TagVariants(repo, tag)
-		if errors.Is(err, fs.ErrNotExist) {
+		e, err := r.Tag(repo, tag)
+		if errors.Is(err, fs.ErrNotExist) || e.Legacy {
 			continue // deleted since Tags read the directory
 		}
 		if err != nil {
-			v.problem(r.TypeMapPath(repo, tag), "%v", err)
+			v.problem(e.Path, "%v", err)
 			continue
 		}
-		for _, tv := range vs {
+		for _, tv := range e.Variants {
 			if !v.has(g, tv.Digest) {
-				v.problem(r.TypeMapPath(repo, tag), "names manifest %s, which is not in the repository", tv.Digest)
+				v.problem(e.Path, "names manifest %s, which is not in the repository", tv.Digest)
 				continue
 			}
 			// TripleO copied a child's type from its list entry: migrate
 			// rewrites such a map with the type the headers state.
-			sizeRanked := v.legacy[r.TypeMapPath(repo, tag)] == tree.LegacyTypeMap
+			sizeRanked := v.legacy[e.Path] == tree.LegacyTypeMap
 			if h, err := r.ReadHeaders(repo, tv.Digest); err == nil && !sizeRanked && h.ContentType != "" && h.ContentType != tv.MediaType {
-				v.problem(r.TypeMapPath(repo, tag), "offers %s as %q, its headers say %q", tv.Digest, tv.MediaType, h.ContentType)
+				v.problem(e.Path, "offers %s as %q, its headers say %q", tv.Digest, tv.MediaType, h.ContentType)
 			}
 		}
 	}
-	unsorted := v.legacy[r.TagsListPath(repo)] == tree.LegacyTagsList
-	return v.settle(func() ([]Problem, error) { return tagsListProblems(r, repo, unsorted) })
+	return v.settle(func() ([]Problem, error) { return tagsListProblems(r, repo, v.legacy) })
 }
 
 // tagsListProblems compares repo's tags/list with its type maps.
-// With unsorted, a list of the right tags in another order (symlink tags
-// among them) is TripleO's, and no problem.
-func tagsListProblems(r *tree.Root, repo string, unsorted bool) ([]Problem, error) {
+// Where legacy records it as TripleO's, a list of the right tags in
+// another order (symlink tags among them) is no problem.
+func tagsListProblems(r *tree.View, repo string, legacy map[string]tree.LegacyKind) ([]Problem, error) {
 	tags, err := r.ListableTags(repo)
 	if err != nil {
 		return nil, err
 	}
-	listed, ok, err := r.ReadTagsList(repo)
+	l, err := r.TagsList(repo)
+	listed, ok := l.Names, l.Exists
+	unsorted := legacy[l.Path] == tree.LegacyTagsList
 	p := func(format string, args ...any) ([]Problem, error) {
-		return []Problem{{Path: r.TagsListPath(repo), Message: fmt.Sprintf(format, args...)}}, nil
+		return []Problem{{Path: l.Path, Message: fmt.Sprintf(format, args...)}}, nil
 	}
 	switch {
 	case err != nil:
@@ -439,28 +463,28 @@ func tagsListProblems(r *tree.Root, repo string, unsorted bool) ([]Problem, erro
 // catalog checks _catalog against the repositories with tags: all of
 // them, or only those named.
 func (v *verifier) catalog(named []string) error {
-	tripleO := v.legacy[v.root.CatalogPath()] == tree.LegacyCatalog
-	return v.settle(func() ([]Problem, error) { return catalogProblemsOf(v.root, named, tripleO) })
+	return v.settle(func() ([]Problem, error) { return catalogProblemsOf(v.view, named, v.legacy) })
 }
 
-func catalogProblems(r *tree.Root, named []string) ([]Problem, error) {
-	return catalogProblemsOf(r, named, false)
+func catalogProblems(r *tree.View, named []string) ([]Problem, error) {
+	return catalogProblemsOf(r, named, nil)
 }
 
 // catalogProblemsOf compares _catalog with the repositories: those with
 // a tags/list, or with type maps whose tags/list is missing (one problem,
-// its tags/list's, not a second one here). With
-// tripleO, a _catalog TripleO wrote leaves out repositories of other than
-// two-level names, and that is no problem.
-func catalogProblemsOf(r *tree.Root, named []string, tripleO bool) ([]Problem, error) {
+// its tags/list's, not a second one here). Where legacy records it as
+// TripleO's, a _catalog that leaves out repositories of other than
+// two-level names is no problem.
+func catalogProblemsOf(r *tree.View, named []string, legacy map[string]tree.LegacyKind) ([]Problem, error) {
 	repos, err := r.Repositories()
 	if err != nil {
 		return nil, err
 	}
-	listed, err := r.ReadCatalog()
+	cat, err := r.Catalog()
 	if err != nil {
-		return []Problem{{Path: r.CatalogPath(), Message: err.Error()}}, nil
+		return []Problem{{Path: cat.Path, Message: err.Error()}}, nil
 	}
+	listed, tripleO := cat.Names, legacy[cat.Path] == tree.LegacyCatalog
 	check := named
 	if len(check) == 0 {
 		check = append(slices.Clone(listed), repos...)
@@ -475,17 +499,17 @@ func catalogProblemsOf(r *tree.Root, named []string, tripleO bool) ([]Problem, e
 			// Its tags/list is missing, which its own check reports:
 			// _catalog is right to list it.
 		case in && !tagged:
-			ps = append(ps, Problem{r.CatalogPath(), fmt.Sprintf("lists %s, which is not a repository with tags", repo)})
+			ps = append(ps, Problem{cat.Path, fmt.Sprintf("lists %s, which is not a repository with tags", repo)})
 		case !in && tagged && tripleO && !tree.TwoLevel(repo):
 		case !in && tagged:
-			ps = append(ps, Problem{r.CatalogPath(), fmt.Sprintf("does not list repository %s", repo)})
+			ps = append(ps, Problem{cat.Path, fmt.Sprintf("does not list repository %s", repo)})
 		}
 	}
 	return ps, nil
 }
 
 // hasTypeMaps reports whether repo has tags: type maps that parse.
-func hasTypeMaps(r *tree.Root, repo string) bool {
+func hasTypeMaps(r *tree.View, repo string) bool {
 	tags, err := r.ListableTags(repo)
 	return err == nil && len(tags) > 0
 }
@@ -495,7 +519,7 @@ func hasTypeMaps(r *tree.Root, repo string) bool {
 // two renames is not a problem, a tree that stays so is. A signal (the
 // root's context) ends the wait between two checks.
 func (v *verifier) settle(check func() ([]Problem, error)) error {
-	ctx := v.root.Context()
+	ctx := v.view.Context()
 	for i := 0; ; i++ {
 		ps, err := check()
 		if err != nil {
@@ -521,7 +545,7 @@ func (v *verifier) settle(check func() ([]Problem, error)) error {
 // inode once. A signal (the root's context) stops it between two
 // megabytes, not at the end of a blob of gigabytes.
 func (v *verifier) hashBlob(repo string, b tree.StoredBlob) (digest.Digest, error) {
-	f, in, err := v.root.OpenBlobFile(repo, b)
+	f, in, err := v.view.OpenBlobFile(repo, b)
 	if err != nil {
 		return "", err
 	}
@@ -531,7 +555,7 @@ func (v *verifier) hashBlob(repo string, b tree.StoredBlob) (digest.Digest, erro
 		return d, nil
 	}
 	dg := b.Digest.Algorithm().Digester()
-	if _, err := io.CopyBuffer(dg.Hash(), interruptible{v.root, f}, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(dg.Hash(), interruptible{v.view, f}, make([]byte, 1<<20)); err != nil {
 		return "", err
 	}
 	v.hashed[key] = dg.Digest()
@@ -546,7 +570,7 @@ func sortedCopy(ss []string) []string {
 
 // legacyListing reports whether listed holds exactly repo's tags and its
 // TripleO symlink tags, in any order.
-func legacyListing(r *tree.Root, repo string, listed, tags []string) bool {
+func legacyListing(r *tree.View, repo string, listed, tags []string) bool {
 	links, err := r.LegacyTags(repo)
 	if err != nil {
 		return false
@@ -554,15 +578,25 @@ func legacyListing(r *tree.Root, repo string, listed, tags []string) bool {
 	return slices.Equal(sortedCopy(listed), sortedCopy(append(slices.Clone(tags), links...)))
 }
 
+// stopped reports the cause of the root's context once it is done:
+// verify stops between two repositories, and between two megabytes of a
+// blob.
+func stopped(v *tree.View) error {
+	if ctx := v.Context(); ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
 // interruptible reads r until the root's context is done, and then fails
 // with its cause.
 type interruptible struct {
-	root *tree.Root
+	view *tree.View
 	r    io.Reader
 }
 
 func (i interruptible) Read(p []byte) (int, error) {
-	if err := interrupted(i.root); err != nil {
+	if err := stopped(i.view); err != nil {
 		return 0, err
 	}
 	return i.r.Read(p)

@@ -1,8 +1,6 @@
 package tree
 
 import (
-	"errors"
-	"io/fs"
 	"maps"
 	"slices"
 
@@ -101,15 +99,12 @@ func (v *View) TagRoots(repo string) ([]TagRoot, error) {
 }
 
 // TagManifests reads the manifests tag of repo names: those its type map
-// offers or, when it has none, the one its TripleO symlink names. It
-// fails with an error matching fs.ErrNotExist (and not ErrOutsideRoot)
-// when the repository has no such tag.
+// offers or, when it has none, the one its TripleO symlink names (Tag
+// states the rule). It fails with an error matching fs.ErrNotExist (and
+// not ErrOutsideRoot) when the repository has no such tag.
 func (v *View) TagManifests(repo, tag string) ([]TagVariant, error) {
-	vs, err := v.r.TagVariants(repo, tag)
-	if d, ok := v.r.LegacyTagTarget(repo, tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
-		return []TagVariant{{Digest: d}}, nil
-	}
-	return vs, err
+	e, err := v.Tag(repo, tag)
+	return e.Variants, err
 }
 
 // StoredManifest is one manifest directory of a repository as
@@ -125,6 +120,8 @@ type StoredManifest struct {
 	Err error
 	// Path names its index.json, for a report.
 	Path string
+	// Headers names its .htaccess, for a report.
+	Headers string
 }
 
 // ReadManifests hands do every manifest directory of repo (as
@@ -138,7 +135,7 @@ func (v *View) ReadManifests(repo string, do func(StoredManifest) error) error {
 	}
 	for _, d := range ds {
 		raw, err := v.r.ReadManifest(repo, d)
-		if err := do(StoredManifest{Digest: d, Raw: raw, Err: err, Path: v.r.ManifestPath(repo, d)}); err != nil {
+		if err := do(StoredManifest{Digest: d, Raw: raw, Err: err, Path: v.r.ManifestPath(repo, d), Headers: v.r.HeadersPath(repo, d)}); err != nil {
 			return err
 		}
 	}
