@@ -29,15 +29,15 @@ type Usage struct {
 
 // DiskUsage measures repos (every repository of the tree decides what is
 // unique, whichever are shown) and the tree.
-func DiskUsage(root *tree.Root, repos []string) (*Usage, error) {
-	all, err := root.StoredRepositories()
+func DiskUsage(view *tree.View, repos []string) (*Usage, error) {
+	all, err := view.StoredRepositories()
 	if err != nil {
 		return nil, err
 	}
 	files := map[string]map[[2]uint64]int64{}
 	holders := map[[2]uint64]int{}
 	for _, repo := range all {
-		ins, err := root.RepoFiles(repo)
+		ins, err := view.RepoFiles(repo)
 		if err != nil {
 			return nil, err
 		}
@@ -62,7 +62,7 @@ func DiskUsage(root *tree.Root, repos []string) (*Usage, error) {
 		ru.Shared = ru.Bytes - ru.Unique
 		u.Repositories = append(u.Repositories, ru)
 	}
-	tree, err := root.TreeFiles()
+	tree, err := view.TreeFiles()
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ var ErrUnknown = errors.New("not in the tree")
 // or manifest d of repo when tag is "". A tag or manifest that is not in
 // the tree is an error wrapping ErrUnknown; a broken one is described as
 // far as it can be read, with its Status set.
-func Inspect(root *tree.Root, repo, tag string, d digest.Digest) (*Image, error) {
+func Inspect(view *tree.View, repo, tag string, d digest.Digest) (*Image, error) {
 	img := &Image{Repository: repo, Tag: tag, Referrers: []Descriptor{}}
 	note := func(status string) {
 		if img.Status == "" {
@@ -91,7 +91,7 @@ func Inspect(root *tree.Root, repo, tag string, d digest.Digest) (*Image, error)
 		}
 	}
 	if tag != "" {
-		tg, ok := tagTarget(root, repo, tag)
+		tg, ok := tagTarget(view, repo, tag)
 		if !ok {
 			return nil, fmt.Errorf("%s:%s: %w", repo, tag, ErrUnknown)
 		}
@@ -103,10 +103,10 @@ func Inspect(root *tree.Root, repo, tag string, d digest.Digest) (*Image, error)
 	}
 	img.Digest = d
 	// Its headers say its media type; without them, the tag's type map.
-	if mt, err := root.ManifestMediaType(repo, d); err == nil {
+	if mt, err := view.ManifestMediaType(repo, d); err == nil {
 		img.MediaType = mt
 	}
-	raw, err := root.ReadManifest(repo, d)
+	raw, err := view.ReadManifest(repo, d)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && tag == "":
 		return nil, fmt.Errorf("%s@%s: %w", repo, d, ErrUnknown)
@@ -114,14 +114,14 @@ func Inspect(root *tree.Root, repo, tag string, d digest.Digest) (*Image, error)
 		// A tag naming a manifest that is gone, or unreadable: what the
 		// tag and the manifest's headers say of it.
 		note(manifestStatus(err))
-		img.Referrers, err = referrers(root, repo, d)
+		img.Referrers, err = referrers(view, repo, d)
 		return img, err
 	}
 	img.Size = int64(len(raw))
 	m, err := distribution.ParseManifest(raw)
 	if err != nil {
 		note(StatusUnreadableManifest)
-		img.Referrers, err = referrers(root, repo, d)
+		img.Referrers, err = referrers(view, repo, d)
 		return img, err
 	}
 	img.ArtifactType, img.Annotations, img.Children = m.ArtifactType, m.Annotations, describe(m.Manifests)
@@ -129,37 +129,37 @@ func Inspect(root *tree.Root, repo, tag string, d digest.Digest) (*Image, error)
 		img.Subject = m.Subject.Digest
 	}
 	for i := range img.Children {
-		w := newWalker(root, repo)
+		w := newWalker(view, repo)
 		w.walk(img.Children[i].Digest, 1)
 		img.Children[i].Status = w.problem
 		note(w.problem)
 	}
 	if m.Config != nil {
-		img.Config = readConfig(root, repo, *m.Config)
+		img.Config = readConfig(view, repo, *m.Config)
 		note(img.Config.Status)
 	}
 	layers := append(m.Layers, m.Blobs...)
 	img.Layers = describe(layers)
 	for i, l := range layers {
-		_, img.Layers[i].Status = blobPresence(root, repo, l)
+		_, img.Layers[i].Status = blobPresence(view, repo, l)
 		note(img.Layers[i].Status)
 	}
 	for _, l := range m.FSLayers {
 		v := Descriptor{Digest: l.BlobSum, Size: -1}
-		_, v.Status = blobPresence(root, repo, distribution.Descriptor{Digest: l.BlobSum, Size: -1})
+		_, v.Status = blobPresence(view, repo, distribution.Descriptor{Digest: l.BlobSum, Size: -1})
 		note(v.Status)
 		img.Layers = append(img.Layers, v)
 	}
-	img.Referrers, err = referrers(root, repo, d)
+	img.Referrers, err = referrers(view, repo, d)
 	return img, err
 }
 
-func readConfig(root *tree.Root, repo string, d distribution.Descriptor) *Config {
+func readConfig(view *tree.View, repo string, d distribution.Descriptor) *Config {
 	c := &Config{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType}
-	if _, c.Status = blobPresence(root, repo, d); c.Status != "" {
+	if _, c.Status = blobPresence(view, repo, d); c.Status != "" {
 		return c
 	}
-	raw, err := root.ReadBlob(repo, d.Digest, maxConfigSize)
+	raw, err := view.ReadBlob(repo, d.Digest, maxConfigSize)
 	if err != nil {
 		return c
 	}
@@ -175,8 +175,8 @@ func readConfig(root *tree.Root, repo string, d distribution.Descriptor) *Config
 
 // referrers lists the manifests whose subject is d, from the referrers
 // index the tree keeps for it (none when it keeps none).
-func referrers(root *tree.Root, repo string, d digest.Digest) ([]Descriptor, error) {
-	raw, err := root.ReadReferrers(repo, d)
+func referrers(view *tree.View, repo string, d digest.Digest) ([]Descriptor, error) {
+	raw, err := view.ReadReferrers(repo, d)
 	if errors.Is(err, fs.ErrNotExist) {
 		return []Descriptor{}, nil
 	}

@@ -2,7 +2,9 @@
 // they are (list --long), one image in detail (inspect), and what the
 // repositories cost on disk (du) — for people and, as JSON, for scripts;
 // the catalog page a server shows will come from here too. It only
-// reads, through package tree; it changes nothing.
+// reads, through the tree.View its caller holds (inside
+// tree.Root.Inspect, the tree lock shared, so no collection removes what
+// a view is reading); it changes nothing.
 package catalog
 
 import (
@@ -74,43 +76,24 @@ func manifestStatus(err error) string {
 	return StatusUnreadableManifest
 }
 
-// TagNames are the tags of repo, sorted: those with a type map and
-// TripleO's symlink tags.
-func TagNames(root *tree.Root, repo string) ([]string, error) {
-	tags, err := root.Tags(repo)
-	if err != nil {
-		return nil, err
-	}
-	legacy, err := root.LegacyTags(repo)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range legacy {
-		if !slices.Contains(tags, l) {
-			tags = append(tags, l)
-		}
-	}
-	slices.Sort(tags)
-	return tags, nil
-}
-
 // Tags describes every tag of repos, in order (repositories sorted, then
 // tags). A broken tag is described with what could be read and its
 // Status; a tag removed while it is read is left out. The error joins
 // those of the repositories whose tags cannot be listed at all, and one
 // per type map that is no regular file (a FIFO): no server serves such a
-// tag and TagNames does not name it, but it is no deleted tag either. The
+// tag and tree.View.TagNames does not name it, but it is no deleted tag
+// either. The
 // tags of every other repository are returned with it.
-func Tags(root *tree.Root, repos []string) ([]Tag, error) {
+func Tags(view *tree.View, repos []string) ([]Tag, error) {
 	out := []Tag{}
 	var errs []error
 	for _, repo := range repos {
-		tags, err := TagNames(root, repo)
+		tags, err := view.TagNames(repo)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repository %s: %w", repo, err))
 			continue
 		}
-		damaged, err := root.NotRegularTags(repo)
+		damaged, err := view.NotRegularTags(repo)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repository %s: %w", repo, err))
 		}
@@ -118,7 +101,7 @@ func Tags(root *tree.Root, repos []string) ([]Tag, error) {
 			errs = append(errs, f.Err())
 		}
 		for _, tag := range tags {
-			t, ok := describeTag(root, repo, tag)
+			t, ok := describeTag(view, repo, tag)
 			if ok {
 				out = append(out, t)
 			}
@@ -141,43 +124,43 @@ type target struct {
 
 // tagTarget reads what repo:tag names. It reports false when the tag is
 // not in the tree (nor was ever, or was removed meanwhile).
-func tagTarget(root *tree.Root, repo, tag string) (target, bool) {
-	vs, err := root.TagVariants(repo, tag)
-	if d, ok := root.LegacyTagTarget(repo, tag); ok && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
+func tagTarget(view *tree.View, repo, tag string) (target, bool) {
+	e, err := view.Tag(repo, tag)
+	switch {
+	case e.Legacy:
+		d := e.Variants[0].Digest
 		t := target{digest: d, legacy: true}
-		mt, err := root.ManifestMediaType(repo, d)
+		mt, err := view.ManifestMediaType(repo, d)
 		if err != nil {
 			t.status = StatusUnreadableManifest // its headers
 		}
 		t.mediaType = mt
 		return t, true
-	}
-	switch {
 	case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot):
 		return target{}, false
-	case err != nil, len(vs) == 0:
+	case err != nil, len(e.Variants) == 0:
 		return target{status: StatusUnreadableTypeMap}, true
 	}
-	top := slices.MaxFunc(vs, func(a, b tree.TagVariant) int { return compareQS(a.QS, b.QS) })
+	top := slices.MaxFunc(e.Variants, func(a, b tree.TagVariant) int { return compareQS(a.QS, b.QS) })
 	return target{digest: top.Digest, mediaType: top.MediaType}, true
 }
 
 // describeTag describes repo:tag, and reports false when it is not in the
 // tree.
-func describeTag(root *tree.Root, repo, tag string) (Tag, bool) {
+func describeTag(view *tree.View, repo, tag string) (Tag, bool) {
 	t := Tag{Repository: repo, Tag: tag, Platforms: []string{}}
-	tg, ok := tagTarget(root, repo, tag)
+	tg, ok := tagTarget(view, repo, tag)
 	if !ok {
 		return t, false
 	}
 	t.Digest, t.MediaType, t.Legacy, t.Status = tg.digest, tg.mediaType, tg.legacy, tg.status
-	if changed, err := root.TagChanged(repo, tag); err == nil {
+	if changed, err := view.TagChanged(repo, tag); err == nil {
 		t.Changed = changed
 	}
 	if tg.digest == "" {
 		return t, true
 	}
-	w := newWalker(root, repo)
+	w := newWalker(view, repo)
 	w.walk(tg.digest, 0)
 	t.Size, t.Platforms = w.size, w.platforms
 	if t.Status == "" {
@@ -207,7 +190,7 @@ func compareQS(a, b float64) int {
 // walker adds up what a pull of one manifest fetches, and notes the
 // first thing it finds missing or unreadable.
 type walker struct {
-	root      *tree.Root
+	view      *tree.View
 	repo      string
 	seen      map[digest.Digest]bool
 	size      int64
@@ -215,8 +198,8 @@ type walker struct {
 	problem   string // the first problem found, a Status; "" for none
 }
 
-func newWalker(root *tree.Root, repo string) *walker {
-	return &walker{root: root, repo: repo, seen: map[digest.Digest]bool{}, platforms: []string{}}
+func newWalker(view *tree.View, repo string) *walker {
+	return &walker{view: view, repo: repo, seen: map[digest.Digest]bool{}, platforms: []string{}}
 }
 
 // note keeps the first problem found.
@@ -233,7 +216,7 @@ func (w *walker) walk(d digest.Digest, depth int) {
 		return
 	}
 	w.seen[d] = true
-	raw, err := w.root.ReadManifest(w.repo, d)
+	raw, err := w.view.ReadManifest(w.repo, d)
 	if err != nil {
 		w.note(manifestStatus(err))
 		return
@@ -276,7 +259,7 @@ func (w *walker) blob(d distribution.Descriptor) {
 		return
 	}
 	w.seen[d.Digest] = true
-	ins, status := blobPresence(w.root, w.repo, d)
+	ins, status := blobPresence(w.view, w.repo, d)
 	if status != "" {
 		w.note(status)
 	}
@@ -291,8 +274,8 @@ func (w *walker) blob(d distribution.Descriptor) {
 // blobPresence returns the files of blob d in repo, and a Status when it
 // should be there and is not, or cannot be looked at. A non-distributable
 // layer is never in the tree and never missing.
-func blobPresence(root *tree.Root, repo string, d distribution.Descriptor) ([]tree.Inode, string) {
-	ins, err := root.BlobInodes(repo, d.Digest)
+func blobPresence(view *tree.View, repo string, d distribution.Descriptor) ([]tree.Inode, string) {
+	ins, err := view.BlobInodes(repo, d.Digest)
 	switch {
 	case distribution.IsForeign(d.MediaType):
 		return ins, ""
@@ -307,7 +290,7 @@ func blobPresence(root *tree.Root, repo string, d distribution.Descriptor) ([]tr
 }
 
 func (w *walker) configPlatform(d digest.Digest) string {
-	raw, err := w.root.ReadBlob(w.repo, d, maxConfigSize)
+	raw, err := w.view.ReadBlob(w.repo, d, maxConfigSize)
 	if err != nil {
 		return ""
 	}

@@ -89,7 +89,7 @@ func fixtureParts(t *testing.T) (*tree.Root, int64, parts) {
 // platform its config names.
 func TestTags(t *testing.T) {
 	root, size := fixture(t)
-	tags, err := catalog.Tags(root, []string{"app"})
+	tags, err := inView(root, func(v *tree.View) ([]catalog.Tag, error) { return catalog.Tags(v, []string{"app"}) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,21 +109,21 @@ func TestTags(t *testing.T) {
 // image its config summary and layers.
 func TestInspect(t *testing.T) {
 	root, _ := fixture(t)
-	idx, err := catalog.Inspect(root, "app", "multi", "")
+	idx, err := inView(root, func(v *tree.View) (*catalog.Image, error) { return catalog.Inspect(v, "app", "multi", "") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(idx.Children) != 2 || idx.Children[1].Platform != "linux/arm64" || idx.Config != nil {
 		t.Errorf("index: %+v", idx)
 	}
-	img, err := catalog.Inspect(root, "app", "one", "")
+	img, err := inView(root, func(v *tree.View) (*catalog.Image, error) { return catalog.Inspect(v, "app", "one", "") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if img.Config == nil || img.Config.Architecture != "amd64" || img.Config.HistoryLength != 2 || len(img.Layers) != 1 {
 		t.Errorf("image: %+v %+v", img, img.Config)
 	}
-	if _, err := catalog.Inspect(root, "app", "nosuch", ""); err == nil {
+	if _, err := inView(root, func(v *tree.View) (*catalog.Image, error) { return catalog.Inspect(v, "app", "nosuch", "") }); err == nil {
 		t.Error("no error for a tag that is not there")
 	}
 }
@@ -159,7 +159,7 @@ func TestBrokenTags(t *testing.T) {
 			if err := tc.damage(tree.Fixture(root), p); err != nil {
 				t.Fatal(err)
 			}
-			tags, err := catalog.Tags(root, []string{"app"})
+			tags, err := inView(root, func(v *tree.View) ([]catalog.Tag, error) { return catalog.Tags(v, []string{"app"}) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +173,7 @@ func TestBrokenTags(t *testing.T) {
 			if one.Status != tc.one || one.Digest != p.amd {
 				t.Errorf("one: status %q, digest %s; want %q and %s", one.Status, one.Digest, tc.one, p.amd)
 			}
-			img, err := catalog.Inspect(root, "app", "multi", "")
+			img, err := inView(root, func(v *tree.View) (*catalog.Image, error) { return catalog.Inspect(v, "app", "multi", "") })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,7 +194,7 @@ func TestInspectMarks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	idx, err := catalog.Inspect(root, "app", "multi", "")
+	idx, err := inView(root, func(v *tree.View) (*catalog.Image, error) { return catalog.Inspect(v, "app", "multi", "") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,14 +206,24 @@ func TestInspectMarks(t *testing.T) {
 	if idx.Status != catalog.StatusMissingBlob {
 		t.Errorf("index status %q, want the first child's problem", idx.Status)
 	}
-	img, err := catalog.Inspect(root, "app", "one", "")
+	img, err := inView(root, func(v *tree.View) (*catalog.Image, error) { return catalog.Inspect(v, "app", "one", "") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if img.Config == nil || img.Config.Status != "" || img.Config.Architecture != "amd64" || len(img.Layers) != 1 || img.Layers[0].Status != catalog.StatusMissingBlob {
 		t.Errorf("image: config %+v, layers %+v", img.Config, img.Layers)
 	}
-	if _, err := catalog.Inspect(root, "app", "", p.arm); !errors.Is(err, catalog.ErrUnknown) {
+	if _, err := inView(root, func(v *tree.View) (*catalog.Image, error) { return catalog.Inspect(v, "app", "", p.arm) }); !errors.Is(err, catalog.ErrUnknown) {
 		t.Errorf("inspect of a manifest that is gone, by digest: %v, want ErrUnknown", err)
 	}
+}
+
+// inView runs a view inside root.Inspect, as the CLI does.
+func inView[T any](root *tree.Root, view func(*tree.View) (T, error)) (T, error) {
+	var out T
+	err := root.Inspect(func(v *tree.View) (err error) {
+		out, err = view(v)
+		return err
+	})
+	return out, err
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,57 +32,99 @@ printed with what could be read and its status; list then exits 1 (run verify fo
 }
 
 func runList(c *cli.Context) error {
-	root, repos, err := openTreeWithRepos(c, true)
+	root, state, repos, err := openTreeWithRepos(c, true)
 	if err != nil {
 		return err
 	}
-	for _, repo := range repos {
-		if _, err := root.StatInTree(root.RepoDir(repo)); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("repository %s: not in %s", repo, root.Dir())
-		}
-	}
-	if len(repos) == 0 && (c.Bool("long") || wantJSON(c)) {
-		if repos, err = root.Repositories(); err != nil {
-			return err
-		}
-	}
-	switch {
-	case wantJSON(c), c.Bool("long"):
-		// A damaged tree is when this is run: every tag that can be read
-		// is printed, the broken ones marked, and the failure comes after.
-		tags, lerr := catalog.Tags(root, repos)
-		if wantJSON(c) {
-			err = printJSON(c.App.Writer, tags)
-		} else {
-			err = printTags(c, tags)
-		}
-		if err != nil {
-			return err
-		}
-		return brokenTags(tags, lerr)
-	case len(repos) == 0:
-		names, err := root.Repositories()
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			fmt.Fprintln(c.App.Writer, n)
-		}
-	default:
+	long := wantJSON(c) || c.Bool("long")
+	// What is read is printed only once the tree lock is let go: a pager
+	// reading the output slowly must not hold up a collection.
+	var (
+		tags  []catalog.Tag // --long, --json
+		lerr  error         // the repositories whose tags could not be listed
+		lines []string      // otherwise
+	)
+	err = inspectTree(root, state, func(v *tree.View) error {
 		for _, repo := range repos {
-			tags, err := catalog.TagNames(root, repo)
+			e, err := v.Repository(repo)
 			if err != nil {
 				return err
 			}
-			for _, tag := range tags {
-				if len(repos) > 1 {
-					tag = repo + ":" + tag
-				}
-				fmt.Fprintln(c.App.Writer, tag)
+			if !e.Exists {
+				return fmt.Errorf("repository %s: not in %s", repo, root.Dir())
 			}
 		}
+		if len(repos) == 0 && long {
+			var err error
+			if repos, err = v.Repositories(); err != nil {
+				return err
+			}
+		}
+		switch {
+		case long:
+			// A damaged tree is when this is run: every tag that can be
+			// read is printed, the broken ones marked, and the failure
+			// comes after.
+			tags, lerr = catalog.Tags(v, repos)
+		case len(repos) == 0:
+			names, err := v.Repositories()
+			if err != nil {
+				return err
+			}
+			lines = names
+		default:
+			for _, repo := range repos {
+				names, err := v.TagNames(repo)
+				if err != nil {
+					return err
+				}
+				for _, tag := range names {
+					if len(repos) > 1 {
+						tag = repo + ":" + tag
+					}
+					lines = append(lines, tag)
+				}
+			}
+		}
+		return nil
+	}, func() error {
+		// No tree yet: an empty registry, where no repository is.
+		if len(repos) > 0 {
+			return fmt.Errorf("repository %s: not in %s", repos[0], root.Dir())
+		}
+		tags = []catalog.Tag{}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	if !long {
+		for _, l := range lines {
+			fmt.Fprintln(c.App.Writer, l)
+		}
+		return nil
+	}
+	if wantJSON(c) {
+		err = printJSON(c.App.Writer, tags)
+	} else {
+		err = printTags(c, tags)
+	}
+	if err != nil {
+		return err
+	}
+	return brokenTags(tags, lerr)
+}
+
+// inspectTree runs view with a View of root's tree, holding the tree lock
+// shared (tree.Root.Inspect). A root that awaits its first export
+// (tree.AwaitsTree) has no tree to view: empty runs instead, answering as
+// an empty registry, and nothing is written there — not even the tree
+// lock, which Inspect would create.
+func inspectTree(root *tree.Root, state tree.RootState, view func(*tree.View) error, empty func() error) error {
+	if state == tree.AwaitsTree {
+		return empty()
+	}
+	return root.Inspect(view)
 }
 
 // brokenTags is list's failure once every tag is printed: how many are
@@ -185,11 +225,17 @@ func runInspect(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
-	root, _, err := openTreeOrEmpty(c)
+	root, state, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
 	}
-	img, err := catalog.Inspect(root, ref.Repo, ref.Tag, ref.Digest)
+	var img *catalog.Image
+	err = inspectTree(root, state, func(v *tree.View) (err error) {
+		img, err = catalog.Inspect(v, ref.Repo, ref.Tag, ref.Digest)
+		return err
+	}, func() error {
+		return fmt.Errorf("%s: %w", ref, catalog.ErrUnknown)
+	})
 	if err != nil {
 		return err
 	}
@@ -300,16 +346,27 @@ once. du(1) of repository directories counts a blob hard-linked into several of 
 }
 
 func runDu(c *cli.Context) error {
-	root, repos, err := openTreeWithRepos(c, true)
+	root, state, repos, err := openTreeWithRepos(c, true)
 	if err != nil {
 		return err
 	}
-	if len(repos) == 0 {
-		if repos, err = root.StoredRepositories(); err != nil {
-			return err
+	var u *catalog.Usage
+	err = inspectTree(root, state, func(v *tree.View) (err error) {
+		if len(repos) == 0 {
+			if repos, err = v.StoredRepositories(); err != nil {
+				return err
+			}
 		}
-	}
-	u, err := catalog.DiskUsage(root, repos)
+		u, err = catalog.DiskUsage(v, repos)
+		return err
+	}, func() error {
+		// No tree yet: nothing costs anything.
+		u = &catalog.Usage{Repositories: []catalog.RepoUsage{}}
+		for _, repo := range repos {
+			u.Repositories = append(u.Repositories, catalog.RepoUsage{Repository: repo})
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}

@@ -219,19 +219,20 @@ func openTreeOrEmpty(c *cli.Context) (*tree.Root, tree.RootState, error) {
 
 // openTreeWithRepos is openTree for a command whose arguments are
 // repository names: each must be a valid one (a usage error otherwise).
-// With orEmpty, as openTreeOrEmpty, an empty root is accepted too.
-func openTreeWithRepos(c *cli.Context, orEmpty bool) (*tree.Root, []string, error) {
+// With orEmpty, as openTreeOrEmpty, an empty root is accepted too; the
+// state says which the root is.
+func openTreeWithRepos(c *cli.Context, orEmpty bool) (*tree.Root, tree.RootState, []string, error) {
 	for _, repo := range c.Args().Slice() {
 		if err := tree.ValidateRepo(repo); err != nil {
-			return nil, nil, usageError(c, "%v", err)
+			return nil, 0, nil, usageError(c, "%v", err)
 		}
 	}
 	if orEmpty {
-		root, _, err := openTreeOrEmpty(c)
-		return root, c.Args().Slice(), err
+		root, state, err := openTreeOrEmpty(c)
+		return root, state, c.Args().Slice(), err
 	}
 	root, err := openTree(c)
-	return root, c.Args().Slice(), err
+	return root, tree.HoldsTree, c.Args().Slice(), err
 }
 
 func openRoot(c *cli.Context) (*tree.Root, error) {

@@ -38,7 +38,7 @@ restore, with why. Then it verifies again; it exits 1 while a problem is left or
 }
 
 func runVerify(c *cli.Context) error {
-	root, _, err := openTreeWithRepos(c, false)
+	root, _, _, err := openTreeWithRepos(c, false)
 	if err != nil {
 		return err
 	}
