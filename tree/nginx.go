@@ -327,12 +327,17 @@ type NginxLinks struct {
 // trees written before (TripleO's, or image-serve's own before nginx
 // support). It takes the tree lock shared, so gc never runs meanwhile.
 func (r *Root) LinkForNginx() (NginxLinks, error) {
-	var n NginxLinks
 	l, err := r.LockShared()
 	if err != nil {
-		return n, err
+		return NginxLinks{}, err
 	}
 	defer l.Unlock()
+	return r.linkForNginx()
+}
+
+// linkForNginx is LinkForNginx for a caller that holds the tree lock.
+func (r *Root) linkForNginx() (NginxLinks, error) {
+	var n NginxLinks
 	repos, _, err := r.repoDirs()
 	if err != nil {
 		return n, err

@@ -5,7 +5,7 @@
 // host, an operator's rm -r of a repository, an older exporter still
 // writing. It watches the tree with inotify (fsnotify) and re-derives
 // what changed, a burst of changes at a time. A type map removed is a tag
-// deleted (tree.Root.DeriveRepo says why), logged at WARN with the digest
+// deleted (tree.Maint.DeriveRepo says why), logged at WARN with the digest
 // nginx served for it: the tag's last record.
 //
 // inotify is not recursive: the watcher adds a watch for every directory
@@ -450,7 +450,11 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 		if err := w.root.Init(); err != nil {
 			w.log.Warn("restoring the tree's skeleton", "err", err)
 		}
-		repos, err := w.root.StoredRepositories()
+		var repos []string
+		err := w.root.Inspect(func(v *tree.View) (err error) {
+			repos, err = v.StoredRepositories()
+			return err
+		})
 		if err != nil {
 			w.log.Warn("listing repositories", "err", err)
 			failed.full = true
@@ -483,7 +487,7 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 			// quiet, rather than written into while it changes.
 			continue
 		}
-		d, err := w.deriveRepo(repo)
+		d, damaged, lerr, err := w.deriveRepo(repo)
 		if err != nil {
 			if ctx.Err() != nil {
 				return failed, context.Cause(ctx)
@@ -499,9 +503,8 @@ func (w *watcher) rebuild(ctx context.Context, b batch) (batch, error) {
 		}
 		// A type map that is no regular file is left out of tags/list, as
 		// servers answer it as missing; but it is damage, not a deletion.
-		damaged, err := w.root.NotRegularTags(repo)
-		if err != nil {
-			w.log.Warn("listing a repository's type maps", "repo", repo, "err", err)
+		if lerr != nil {
+			w.log.Warn("listing a repository's type maps", "repo", repo, "err", lerr)
 		}
 		for _, f := range damaged {
 			if !w.damaged[f.Path] {
@@ -545,17 +548,22 @@ func (w *watcher) changing(repo string) bool {
 // a few milliseconds each: an export's steps between its manifests and
 // its tag are not under one repository lock, and a watcher that ran in
 // between would do the exporter's step itself and report it as a repair.
-func (w *watcher) deriveRepo(repo string) (d tree.Derived, err error) {
-	err = w.root.Maintain(tree.MaintainOptions{}, func(*tree.Maint) (err error) {
-		d, err = w.root.DeriveRepo(repo)
-		return err
+// deriveRepo also lists, in the same hold, the repository's type maps that
+// are no regular file (damaged; lerr when that listing fails).
+func (w *watcher) deriveRepo(repo string) (d tree.Derived, damaged []tree.NotRegularFile, lerr, err error) {
+	err = w.root.Maintain(tree.MaintainOptions{}, func(m *tree.Maint) (err error) {
+		if d, err = m.DeriveRepo(repo); err != nil {
+			return err
+		}
+		damaged, lerr = m.View().NotRegularTags(repo)
+		return nil
 	})
-	return d, err
+	return d, damaged, lerr, err
 }
 
 func (w *watcher) deriveCatalog() (c tree.CatalogChange, err error) {
-	err = w.root.Maintain(tree.MaintainOptions{}, func(*tree.Maint) (err error) {
-		c, err = w.root.DeriveCatalog()
+	err = w.root.Maintain(tree.MaintainOptions{}, func(m *tree.Maint) (err error) {
+		c, err = m.DeriveCatalog()
 		return err
 	})
 	return c, err
