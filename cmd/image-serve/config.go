@@ -5,6 +5,7 @@ import (
 	"os/user"
 
 	"github.com/image-serve/image-serve/templates"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -170,7 +171,11 @@ func runConfigNginx(c *cli.Context) error {
 	if err := root.Init(); err != nil {
 		return err
 	}
-	n, err := root.LinkForNginx()
+	var n tree.NginxLinks
+	err = root.Maintain(tree.MaintainOptions{}, func(m *tree.Maint) (err error) {
+		n, err = m.LinkForNginx()
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,13 @@ func runMigrate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := root.Migrate(c.Bool("dry-run"))
+	// A dry run holds the tree as a migration does, but read-only: it
+	// plans, and finishes no interrupted tag move.
+	var rep *tree.MigrateReport
+	err = root.Maintain(tree.MaintainOptions{ReadOnly: c.Bool("dry-run")}, func(m *tree.Maint) (err error) {
+		rep, err = m.Migrate()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
