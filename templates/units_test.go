@@ -1,12 +1,17 @@
 package templates
 
 import (
+	"bytes"
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/image-serve/image-serve/tree"
 )
 
 // unitKeys parses a systemd unit file into "Section.Key" -> value.
@@ -257,4 +262,31 @@ func TestUnitsPointedAtSystemdAnalyze(t *testing.T) {
 		t.Fatal(err)
 	}
 	systemdAnalyze(t, map[string][]byte{"image-serve-gc.service": gc, WatchUnitName: watch})
+}
+
+// updateUnits rewrites the shipped plain unit files from their templates.
+var updateUnits = flag.Bool("update-units", false, "rewrite the shipped unit files from their templates")
+
+// TestShippedUnits: the plain unit files an admin installs as they are
+// (README: install -m 0644 templates/image-serve-gc.service …) are the
+// templates rendered for the default root, so config gc-schedule and
+// config watch-service print, for that root, exactly what is shipped.
+// Run with -update-units after changing a template.
+func TestShippedUnits(t *testing.T) {
+	for _, name := range append(slices.Clone(GCUnits), WatchUnitName) {
+		want := unitFile(t, name)
+		if *updateUnits {
+			if err := os.WriteFile(name, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is not its template rendered for %s: run go test ./templates -run TestShippedUnits -update-units\n--- shipped\n%s\n--- rendered\n%s", name, tree.DefaultRoot, got, want)
+		}
+	}
 }
