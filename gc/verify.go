@@ -78,11 +78,14 @@ func verifyLocked(view *tree.View, repos []string) (*VerifyReport, error) {
 		if err := stopped(view); err != nil {
 			return nil, err
 		}
-		e, err := view.Repository(repo)
-		if err != nil {
-			return nil, err // no repository name
+		if err := tree.ValidateRepo(repo); err != nil {
+			return nil, err
 		}
 		if !slices.Contains(stored, repo) {
+			e, err := view.Repository(repo)
+			if err != nil {
+				return nil, err
+			}
 			v.problem(e.Path, "no such repository")
 			continue
 		}
