@@ -16,9 +16,10 @@ import (
 // tag deletes go on) or inside Maintain (Maint.View, the lock held
 // exclusively); it is not valid after its function returns.
 //
-// Nothing in a View changes the tree, and nothing in it names a path a
-// caller could open: problems it reports name files relative to the root,
-// for people to read.
+// Nothing in a View changes the tree, and no method of it answers with a
+// path to open: where it reports a problem or a file checked, it names the
+// file by its path (as verify prints it), for people to read; every read
+// goes through the View.
 type View struct{ r *Root }
 
 // Inspect runs do with a View of the tree, holding the tree lock shared

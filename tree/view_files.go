@@ -12,8 +12,8 @@ import (
 // The reads below return, with what they read, the name of the file it
 // came from: a checker names the file a problem is about, and must not
 // build that name itself (only the tree knows the layout). The names are
-// the files' paths, as verify has always printed them; they are for people
-// to read, and every read of the tree goes through the View.
+// the files' absolute paths, as verify has always printed them; they are
+// for people to read, and every read of the tree goes through the View.
 
 // Context is the root's context: a long read (verify's re-hashing) stops
 // between two steps once it is done.
