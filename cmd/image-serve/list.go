@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -116,7 +118,9 @@ func runList(c *cli.Context) error {
 }
 
 // inspectTree runs view with a View of root's tree, holding the tree lock
-// shared (tree.Root.Inspect). A root that awaits its first export
+// shared (tree.Root.Inspect). A user who may not write the tree cannot
+// take the lock: view then reads without it (tree.Root.InspectUnlocked),
+// as the views always did. A root that awaits its first export
 // (tree.AwaitsTree) has no tree to view: empty runs instead, answering as
 // an empty registry, and nothing is written there — not even the tree
 // lock, which Inspect would create.
@@ -124,7 +128,15 @@ func inspectTree(root *tree.Root, state tree.RootState, view func(*tree.View) er
 	if state == tree.AwaitsTree {
 		return empty()
 	}
-	return root.Inspect(view)
+	ran := false
+	err := root.Inspect(func(v *tree.View) error {
+		ran = true
+		return view(v)
+	})
+	if !ran && errors.Is(err, fs.ErrPermission) {
+		return root.InspectUnlocked(view)
+	}
+	return err
 }
 
 // brokenTags is list's failure once every tag is printed: how many are

@@ -18,6 +18,9 @@ import (
 // verb (Maintain).
 var viewHandles = []string{
 	"Inspect", "Maintain", "Publish", "Init", "State", "Dir", "Context", "WithWaits", "RequireTree",
+	// The catalog views of a user who may not write the tree, and so
+	// cannot take the tree lock, read without it.
+	"InspectUnlocked",
 	// watch asks the kernel for inotify watches, which name directories:
 	// Classify says, from a path alone (no read), what a changed entry
 	// feeds; WatchDirs lists the directories below one to watch. Both are
