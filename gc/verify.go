@@ -438,19 +438,18 @@ func (v *verifier) tags(repo string, g *repoGraph) error {
 // Where legacy records it as TripleO's, a list of the right tags in
 // another order (symlink tags among them) is no problem.
 func tagsListProblems(r *tree.View, repo string, legacy map[string]tree.LegacyKind) ([]Problem, error) {
-	tags, err := r.ListableTags(repo)
+	l, err := r.TagsList(repo)
 	if err != nil {
 		return nil, err
 	}
-	l, err := r.TagsList(repo)
-	listed, ok := l.Names, l.Exists
+	tags, listed, ok := l.Listable, l.Names, l.Exists
 	unsorted := legacy[l.Path] == tree.LegacyTagsList
 	p := func(format string, args ...any) ([]Problem, error) {
 		return []Problem{{Path: l.Path, Message: fmt.Sprintf(format, args...)}}, nil
 	}
 	switch {
-	case err != nil:
-		return p("%v", err)
+	case l.ReadErr != nil:
+		return p("%v", l.ReadErr)
 	case len(tags) == 0 && ok:
 		return p("lists %v, but the repository has no tags", listed)
 	case len(tags) > 0 && !ok:

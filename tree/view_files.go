@@ -136,14 +136,6 @@ type Listing struct {
 	Exists bool
 }
 
-// TagsList reads repo's tags/list (ReadTagsList).
-func (v *View) TagsList(repo string) (Listing, error) {
-	l := Listing{Path: v.r.TagsListPath(repo)}
-	var err error
-	l.Names, l.Exists, err = v.r.ReadTagsList(repo)
-	return l, err
-}
-
 // Catalog reads _catalog (ReadCatalog). Exists is true when it was read.
 func (v *View) Catalog() (Listing, error) {
 	l := Listing{Path: v.r.CatalogPath()}

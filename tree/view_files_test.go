@@ -71,7 +71,7 @@ func TestViewFilesNamed(t *testing.T) {
 			t.Errorf("MissingBlobs = %+v, %v; want %s once, named", missing, err, other)
 		}
 		l, err := v.TagsList("app")
-		if err != nil || !l.Exists || !slices.Equal(l.Names, []string{"v1"}) || l.Path != r.TagsListPath("app") {
+		if err != nil || l.ReadErr != nil || !l.Exists || !slices.Equal(l.Names, []string{"v1"}) || !slices.Equal(l.Listable, []string{"v1"}) || l.Path != r.TagsListPath("app") {
 			t.Errorf("TagsList = %+v, %v", l, err)
 		}
 		c, err := v.Catalog()
