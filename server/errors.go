@@ -48,7 +48,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, e distribution.Er
 	}
 	body := e.Body()
 	hd.Set("Content-Type", jsonType)
-	hd.Set("Cache-Control", cacheNever)
+	hd.Set("Cache-Control", string(tree.CacheNever))
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {

@@ -618,9 +618,9 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc, skipped *[]st
 // OpenInTree opens the file at path — one of the tree's paths as this
 // package names them (PingPath, CatalogPath, TagsListPath, ManifestPath,
 // …) — for reading, resolved inside the tree: a symlink on the way that
-// leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. A
-// server opens every file it serves with it (or with OpenBlob), so that
-// it never sends a byte from outside the root.
+// leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. It
+// opens as FS.Open does, which is what a server opens the files it
+// serves with, so that it never sends a byte from outside the root.
 func (r *Root) OpenInTree(path string) (*os.File, error) { return r.open(path) }
 
 // StatInTree describes the file at path, resolved inside the tree as

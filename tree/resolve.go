@@ -63,7 +63,7 @@ func (t TagResolver) ResolveTag(repo, tag, accept string) (Resolution, error) {
 		if err != nil {
 			return -1
 		}
-		fi, err := t.Root.StatInTree(t.Root.ManifestPath(repo, d))
+		fi, err := t.Root.FS().Stat(Match{Repo: repo, Digest: d}.Expand(manifestFileT))
 		if err != nil {
 			return -1 // as Apache's failed stat
 		}
