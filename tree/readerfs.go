@@ -16,12 +16,47 @@ import (
 // only, without blocking (regular.go): anything else there is
 // ErrNotRegular, closed unread. Errors are *fs.PathError naming the name
 // asked for; a name fs.ValidPath refuses is fs.ErrInvalid.
-type FS struct{ r *Root }
+//
+// The FS Root.FS returns opens the root directory for each Open and Stat
+// and closes it again. One held for a request (Hold) opens it once, for
+// all the operations of the request, until its Close.
+type FS struct {
+	r *Root
+	p *pin // the root held open by Hold until Close; nil: not held
+}
 
-// FS returns the files of the tree a server serves.
-func (r *Root) FS() FS { return FS{r} }
+// FS returns the files of the tree a server serves. It holds nothing
+// open: each Open and Stat opens the root directory and closes it again
+// (Hold spares that for the operations of one request).
+func (r *Root) FS() FS { return FS{r: r} }
 
 var _ fs.StatFS = FS{}
+
+// Hold returns f holding the root directory open, for the operations of
+// one request, until Close: they resolve their names beneath that one
+// descriptor, where each would otherwise open the root and close it again
+// (a path resolution from "/", the larger part of a stat's cost).
+//
+// Close must follow, and soon: the held descriptor keeps the file system
+// busy (umount fails), and the held FS keeps reading the root directory
+// it opened, even once another directory has been moved to the root's
+// name (a restored tree); the next Hold opens the root by name again and
+// sees the new one. When the root cannot be opened (a server started
+// before the tree exists), nothing is held, and each operation opens the
+// root itself and reports its error, as without Hold. After Close, each
+// operation opens the root itself again, as Root.FS's do. A copy of a
+// held FS shares its hold, which a Close of either ends; Hold of a held
+// FS holds the root anew, with a Close of its own.
+func (f FS) Hold() FS { return FS{r: f.r, p: f.r.pin()} }
+
+// Close lets go of what Hold holds; the root's descriptor is closed once
+// the operations in flight are done with it (files opened through the FS
+// stay open: they outlive the descriptor they were opened through). It
+// returns nil, and does nothing on an FS not held or already closed.
+func (f FS) Close() error {
+	f.p.close()
+	return nil
+}
 
 // Open opens the regular file name for reading. The file is an *os.File,
 // so that a server can send it with sendfile(2); it is a blocking one,
@@ -31,7 +66,7 @@ func (f FS) Open(name string) (fs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, err := f.r.open(path)
+	file, err := f.r.openVia(f.p, path)
 	if err != nil {
 		return nil, renamed(err, name)
 	}
@@ -46,7 +81,7 @@ func (f FS) Stat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.r.stat(path)
+	fi, err := f.r.statVia(f.p, "stat", path, true)
 	if err != nil {
 		return nil, renamed(err, name)
 	}
