@@ -14,12 +14,12 @@ import (
 //
 // A repository name the layout reserves is the route's NotFound
 // (BLOB_UNKNOWN), as any name the grammar refuses.
-func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
+func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	if tree.ValidateRepo(m.Repo) != nil {
 		h.fail(w, r, rt.NotFound)
 		return
 	}
-	f, fi, err := h.openRoute(rt, m)
+	f, fi, err := h.openRoute(fsys, rt, m)
 	if err != nil {
 		h.failOpen(w, r, err, rt.NotFound)
 		return

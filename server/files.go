@@ -39,13 +39,13 @@ func route(name string) *tree.Route {
 // openRoute opens the file rt serves for m: the first of its Files, then
 // of its Fallbacks, expanded with m, that is a regular file of the tree.
 // When none is, the error is the last candidate's, which missing reports.
-func (h *handler) openRoute(rt *tree.Route, m tree.Match) (file, fs.FileInfo, error) {
+func (h *handler) openRoute(fsys tree.FS, rt *tree.Route, m tree.Match) (file, fs.FileInfo, error) {
 	err := error(&fs.PathError{Op: "open", Path: rt.Name, Err: fs.ErrNotExist}) // a route without files
 	for _, candidates := range [][]string{rt.Files, rt.Fallbacks} {
 		for _, t := range candidates {
 			var f file
 			var fi fs.FileInfo
-			if f, fi, err = h.openFile(m.Expand(t)); !missing(err) {
+			if f, fi, err = openFile(fsys, m.Expand(t)); !missing(err) {
 				return f, fi, err
 			}
 		}
@@ -53,9 +53,9 @@ func (h *handler) openRoute(rt *tree.Route, m tree.Match) (file, fs.FileInfo, er
 	return nil, nil, err
 }
 
-// openFile opens name through the tree's FS, and describes it.
-func (h *handler) openFile(name string) (file, fs.FileInfo, error) {
-	f, err := h.root.FS().Open(name)
+// openFile opens name through fsys, and describes it.
+func openFile(fsys tree.FS, name string) (file, fs.FileInfo, error) {
+	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,10 +17,10 @@ import (
 // servePing answers /v2/ with the route's file, the tree's v2/index.json,
 // as Apache does, or with "{}" if the tree lacks it: containers/image
 // refuses a registry whose /v2/ is not 200 or 401 (serving-notes §1.2).
-func (h *handler) servePing(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
+func (h *handler) servePing(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	w.Header().Set("Content-Type", jsonType)
 	setCache(w.Header(), rt)
-	f, fi, err := h.openRoute(rt, m)
+	f, fi, err := h.openRoute(fsys, rt, m)
 	if missing(err) {
 		w.Header().Set("Content-Length", "2")
 		if r.Method != http.MethodHead {
@@ -49,13 +48,13 @@ func serveFile(w http.ResponseWriter, r *http.Request, f file, fi fs.FileInfo) {
 // serveTagsList serves the repository's published tags/list: the file
 // Apache serves, which the writers rebuild from the type maps after every
 // change, so both servers list the same tags.
-func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
+func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	repo := m.Repo
 	if tree.ValidateRepo(repo) != nil {
 		h.fail(w, r, rt.NotFound)
 		return
 	}
-	h.serveList(w, r, rt, m,
+	h.serveList(w, r, fsys, rt, m,
 		func(data []byte) ([]string, error) {
 			l, err := distribution.ParseTagsList(data)
 			return l.Tags, err
@@ -66,8 +65,8 @@ func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, rt *tree
 // serveCatalog serves the published _catalog. A root that awaits its
 // first export has none and lists no repository, as the _catalog that
 // export's first step (tree.Root.Init) writes will.
-func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
-	h.serveList(w, r, rt, m,
+func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	h.serveList(w, r, fsys, rt, m,
 		func(data []byte) ([]string, error) {
 			c, err := distribution.ParseCatalog(data)
 			return c.Repositories, err
@@ -86,10 +85,10 @@ func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, rt *tree.
 // them, and a Link to the next page (rt's URL for m) when more remain. A
 // missing file is the route's NotFound unless empty (when not nil) says
 // it stands for an empty list.
-func (h *handler) serveList(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match,
+func (h *handler) serveList(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match,
 	entries func([]byte) ([]string, error), page func([]string) any, empty func() bool) {
-	f, fi, err := h.openRoute(rt, m)
-	if errors.Is(err, fs.ErrNotExist) && empty != nil && empty() {
+	f, fi, err := h.openRoute(fsys, rt, m)
+	if missing(err) && empty != nil && empty() {
 		h.servePage(w, r, rt, m, []string{}, page)
 		return
 	}

@@ -16,12 +16,12 @@ import (
 // the digest as a strong ETag, so a revalidation answers 304. A repository
 // name the layout reserves is the route's NotFound (MANIFEST_UNKNOWN), as
 // any name the grammar refuses.
-func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
+func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	if tree.ValidateRepo(m.Repo) != nil {
 		h.fail(w, r, rt.NotFound)
 		return
 	}
-	f, fi, ok := h.openManifest(w, r, m, rt)
+	f, fi, ok := h.openManifest(w, r, fsys, m, rt)
 	if !ok {
 		return
 	}
@@ -34,13 +34,13 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, rt *tree.R
 // route's file — and sets the headers every manifest response carries,
 // with the cache class and the NotFound of the route served, rt; on
 // failure it has answered the request itself.
-func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, m tree.Match, rt *tree.Route) (file, fs.FileInfo, bool) {
-	f, fi, err := h.openRoute(manifestByDigestRoute, m)
+func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, fsys tree.FS, m tree.Match, rt *tree.Route) (file, fs.FileInfo, bool) {
+	f, fi, err := h.openRoute(fsys, manifestByDigestRoute, m)
 	if err != nil {
 		h.failOpen(w, r, err, rt.NotFound)
 		return nil, nil, false
 	}
-	mediaType, err := h.mediaType(m)
+	mediaType, err := h.mediaType(fsys, m)
 	if err != nil {
 		f.Close()
 		h.internal(w, r, err)
@@ -63,15 +63,15 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, m tree.Ma
 // names, and after a rollback to an older manifest it answered
 // If-Modified-Since with 304, so a cache kept the newer body
 // (serving-notes §3.12).
-func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
+func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	if tree.ValidateRepo(m.Repo) != nil {
 		h.fail(w, r, rt.NotFound)
 		return
 	}
 	// Apache reads repeated Accept fields as one, joined by ", ".
 	accept := strings.Join(r.Header.Values("Accept"), ", ")
-	variants := func(repo, tag string) ([]tree.TagVariant, error) { return h.tagVariants(rt, m) }
-	res, err := tree.TagResolver{Root: h.root, Variants: variants}.ResolveTag(m.Repo, m.Tag, accept)
+	variants := func(repo, tag string) ([]tree.TagVariant, error) { return h.tagVariants(fsys, rt, m) }
+	res, err := tree.TagResolver{Root: h.root, Variants: variants, FS: fsys}.ResolveTag(m.Repo, m.Tag, accept)
 	if res.Vary {
 		// mod_negotiation's spelling; it sets it on the 406 as well.
 		w.Header().Set("Vary", "accept")
@@ -84,7 +84,7 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, rt *tree.Rout
 		h.failOpen(w, r, err, rt.NotFound)
 		return
 	}
-	f, fi, ok := h.openManifest(w, r, tree.Match{Repo: m.Repo, Digest: res.Digest}, rt)
+	f, fi, ok := h.openManifest(w, r, fsys, tree.Match{Repo: m.Repo, Digest: res.Digest}, rt)
 	if !ok {
 		return
 	}
@@ -111,9 +111,9 @@ func unconditional(r *http.Request) *http.Request {
 // headers file's, as Apache applies the .htaccess next to the file (in
 // the directory of the route's file, named as tree.Names says). Without
 // one, Apache types index.json by its extension.
-func (h *handler) mediaType(m tree.Match) (string, error) {
+func (h *handler) mediaType(fsys tree.FS, m tree.Match) (string, error) {
 	name := path.Join(path.Dir(m.Expand(manifestByDigestRoute.Files[0])), tree.Names().HeadersFile)
-	v, err := h.cache.get(h.root.FS(), name, func() (any, error) { return h.root.ManifestMediaType(m.Repo, m.Digest) })
+	v, err := h.cache.get(fsys, name, func() (any, error) { return h.root.ManifestMediaType(m.Repo, m.Digest) })
 	if missing(err) {
 		return jsonType, nil
 	}
@@ -126,8 +126,8 @@ func (h *handler) mediaType(m tree.Match) (string, error) {
 // tagVariants reads the variants tag m.Tag offers, parsing its type map,
 // the file of the manifest-by-tag route rt, only when it changed since
 // the last request.
-func (h *handler) tagVariants(rt *tree.Route, m tree.Match) ([]tree.TagVariant, error) {
-	v, err := h.cache.get(h.root.FS(), m.Expand(rt.Files[0]), func() (any, error) { return h.root.TagVariants(m.Repo, m.Tag) })
+func (h *handler) tagVariants(fsys tree.FS, rt *tree.Route, m tree.Match) ([]tree.TagVariant, error) {
+	v, err := h.cache.get(fsys, m.Expand(rt.Files[0]), func() (any, error) { return h.root.TagVariants(m.Repo, m.Tag) })
 	if err != nil {
 		return nil, err
 	}

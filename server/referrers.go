@@ -22,17 +22,17 @@ const filtersAppliedHeader = "OCI-Filters-Applied"
 // whose Requires directory, its manifests, exists; the route's NotFound
 // (NAME_UNKNOWN) for any other repository. (Anything but a digest is the
 // table's DIGEST_INVALID.)
-func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
-	if tree.ValidateRepo(m.Repo) != nil || !h.isDir(m.Expand(rt.Requires)) {
+func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	if tree.ValidateRepo(m.Repo) != nil || !isDir(fsys, m.Expand(rt.Requires)) {
 		h.fail(w, r, rt.NotFound)
 		return
 	}
-	h.serveReferrers(w, r, rt, m)
+	h.serveReferrers(w, r, fsys, rt, m)
 }
 
 // isDir reports whether name is a directory of the tree: Apache's "-d".
-func (h *handler) isDir(name string) bool {
-	fi, err := h.root.FS().Stat(name)
+func isDir(fsys tree.FS, name string) bool {
+	fi, err := fsys.Stat(name)
 	return err == nil && fi.IsDir()
 }
 
@@ -45,11 +45,11 @@ const maxReferrers = 64 << 20
 // do). Like a tag, the index changes in place: no validators, and
 // conditional requests are answered in full. A tree without even the
 // fallback's file answers the empty index all the same.
-func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match) {
+func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	hd := w.Header()
 	hd.Set("Content-Type", distribution.MediaTypeOCIIndex)
 	setCache(hd, rt)
-	f, fi, err := h.openRoute(rt, m)
+	f, fi, err := h.openRoute(fsys, rt, m)
 	switch {
 	case missing(err):
 		h.sendReferrers(w, r, distribution.EmptyReferrers())
