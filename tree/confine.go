@@ -42,11 +42,10 @@ import (
 // until its Close), which share one descriptor. A descriptor kept for
 // good would keep the file system busy (umount fails) and keep serving a
 // root directory that has been replaced (a restored tree); and a server
-// may be started before the tree exists. A hold as long as a lock or a
-// request keeps none of these from happening for longer than that run or
-// that request, and spares the open and close of the root, a path
-// resolution from "/", on each of the several stats and opens one
-// request makes.
+// may be started before the tree exists. A descriptor held for one run
+// or one request delays none of these for longer than that run or that
+// request, and spares each of its stats and opens an open of the root by
+// name and a close.
 
 // ErrOutsideRoot reports a path of the tree that would leave the root: a
 // symlink in the tree pointing outside it, or an absolute one, on the way.
@@ -116,12 +115,9 @@ func EscapesRoot(err error) bool {
 // 5.6, or a seccomp filter that does not know it).
 var noOpenat2 atomic.Bool
 
-// handle returns the root directory, open, for one operation, which
-// releases it: the tree kept while a lock is held, or a new one.
-func (r *Root) handle() (*dirHandle, error) { return r.handleVia(nil) }
-
-// handleVia is handle for an operation of an FS held by p (nil: none):
-// p's descriptor while p is open, else as handle.
+// handleVia returns the root directory, open, for one operation, which
+// releases it: the one p holds for an FS (when p is not nil and still
+// open), else the tree kept while a lock is held, else a new one.
 func (r *Root) handleVia(p *pin) (*dirHandle, error) {
 	if p != nil && p.t.acquire() {
 		return p.t, nil
@@ -318,9 +314,16 @@ func (r *Root) at(op, path string, do func(t *dirHandle, name string) error) err
 // atVia is at for an operation of an FS held by p (nil: none).
 func (r *Root) atVia(p *pin, op, path string, do func(t *dirHandle, name string) error) error {
 	name, err := r.name(path)
-	if err == nil {
-		err = r.withVia(p, func(t *dirHandle) error { return do(t, name) })
+	if err != nil {
+		return &fs.PathError{Op: op, Path: path, Err: cause(err)}
 	}
+	return r.atName(p, op, path, name, do)
+}
+
+// atName is atVia for path whose name in the tree is known: an FS's
+// names are, and cost no second cleaning.
+func (r *Root) atName(p *pin, op, path, name string, do func(t *dirHandle, name string) error) error {
+	err := r.withVia(p, func(t *dirHandle) error { return do(t, name) })
 	if err == nil {
 		return nil
 	}
@@ -397,13 +400,23 @@ func isEscape(err error) bool {
 // a socket, a device or a directory there is ErrNotRegular. The file is a
 // blocking one, as os.Open's, and outlives the root descriptor it was
 // opened through.
-func (r *Root) open(path string) (*os.File, error) { return r.openVia(nil, path) }
+func (r *Root) open(path string) (*os.File, error) {
+	name, err := r.name(path)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: cause(err)}
+	}
+	f, _, err := r.openName(nil, path, name)
+	return f, err
+}
 
-// openVia is open for an FS held by p (nil: none).
-func (r *Root) openVia(p *pin, path string) (*os.File, error) {
+// openName is open of path, whose name in the tree is name, for an FS
+// held by p (nil: none). It also returns the file's fstat(2) that
+// openRegular took to check its type.
+func (r *Root) openName(p *pin, path, name string) (*os.File, fs.FileInfo, error) {
 	var f *os.File
-	err := r.atVia(p, "open", path, func(t *dirHandle, name string) error {
-		fd, _, err := t.openRegular(name)
+	var fi fs.FileInfo
+	err := r.atName(p, "open", path, name, func(t *dirHandle, name string) error {
+		fd, st, err := t.openRegular(name)
 		if err != nil {
 			return err
 		}
@@ -414,22 +427,31 @@ func (r *Root) openVia(p *pin, path string) (*os.File, error) {
 			syscall.Close(fd)
 			return err
 		}
-		f = os.NewFile(uintptr(fd), path)
+		f, fi = os.NewFile(uintptr(fd), path), st
 		return nil
 	})
-	return f, err
+	return f, fi, err
 }
 
 // stat describes the file at path, following symlinks inside the tree.
-func (r *Root) stat(path string) (fs.FileInfo, error) { return r.statVia(nil, "stat", path, true) }
+func (r *Root) stat(path string) (fs.FileInfo, error) { return r.statAt("stat", path, true) }
 
 // lstat describes the entry at path: a symlink as itself.
-func (r *Root) lstat(path string) (fs.FileInfo, error) { return r.statVia(nil, "lstat", path, false) }
+func (r *Root) lstat(path string) (fs.FileInfo, error) { return r.statAt("lstat", path, false) }
 
-// statVia is stat (follow) or lstat for an FS held by p (nil: none).
-func (r *Root) statVia(p *pin, op, path string, follow bool) (fs.FileInfo, error) {
+func (r *Root) statAt(op, path string, follow bool) (fs.FileInfo, error) {
+	name, err := r.name(path)
+	if err != nil {
+		return nil, &fs.PathError{Op: op, Path: path, Err: cause(err)}
+	}
+	return r.statName(nil, op, path, name, follow)
+}
+
+// statName is stat (follow) or lstat of path, whose name in the tree is
+// name, for an FS held by p (nil: none).
+func (r *Root) statName(p *pin, op, path, name string, follow bool) (fs.FileInfo, error) {
 	var fi fs.FileInfo
-	err := r.atVia(p, op, path, func(t *dirHandle, name string) error {
+	err := r.atName(p, op, path, name, func(t *dirHandle, name string) error {
 		flags := unix.O_PATH
 		if !follow {
 			flags |= syscall.O_NOFOLLOW // O_PATH opens the symlink itself

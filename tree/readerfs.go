@@ -2,7 +2,7 @@ package tree
 
 import (
 	"io/fs"
-	"path/filepath"
+	"os"
 )
 
 // FS is the files of the tree a server serves, as an fs.FS and an
@@ -18,24 +18,25 @@ import (
 // asked for; a name fs.ValidPath refuses is fs.ErrInvalid.
 //
 // The FS Root.FS returns opens the root directory for each Open and Stat
-// and closes it again. One held for a request (Hold) opens it once, for
-// all the operations of the request, until its Close.
+// and closes it again (unless the Root holds a lock of the tree, whose
+// descriptor they share). One held for a request (Hold) opens it once,
+// for all the operations of the request, until its Close.
 type FS struct {
 	r *Root
 	p *pin // the root held open by Hold until Close; nil: not held
 }
 
 // FS returns the files of the tree a server serves. It holds nothing
-// open: each Open and Stat opens the root directory and closes it again
-// (Hold spares that for the operations of one request).
+// open: each Open and Stat opens the root directory as any read of the
+// tree does (Hold spares that for the operations of one request).
 func (r *Root) FS() FS { return FS{r: r} }
 
 var _ fs.StatFS = FS{}
 
 // Hold returns f holding the root directory open, for the operations of
 // one request, until Close: they resolve their names beneath that one
-// descriptor, where each would otherwise open the root and close it again
-// (a path resolution from "/", the larger part of a stat's cost).
+// descriptor, where each would otherwise open the root by name (a path
+// resolution and a descriptor) and close it again.
 //
 // Close must follow, and soon: the held descriptor keeps the file system
 // busy (umount fails), and the held FS keeps reading the root directory
@@ -62,39 +63,39 @@ func (f FS) Close() error {
 // so that a server can send it with sendfile(2); it is a blocking one,
 // as os.Open's.
 func (f FS) Open(name string) (fs.File, error) {
-	path, err := f.path("open", name)
+	file, _, err := f.OpenStat(name)
 	if err != nil {
 		return nil, err
 	}
-	file, err := f.r.openVia(f.p, path)
-	if err != nil {
-		return nil, renamed(err, name)
-	}
 	return file, nil
+}
+
+// OpenStat is Open, returning the *os.File itself and its description
+// as the open found it: the fstat(2) that checked it is a regular file,
+// which spares a server the second fstat of File.Stat.
+func (f FS) OpenStat(name string) (*os.File, fs.FileInfo, error) {
+	if !fs.ValidPath(name) {
+		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	file, fi, err := f.r.openName(f.p, f.r.dir+"/"+name, name)
+	if err != nil {
+		return nil, nil, renamed(err, name)
+	}
+	return file, fi, nil
 }
 
 // Stat describes what is at name, symlinks inside the tree followed,
 // whatever its type: a directory too (a route's Requires is one). It
 // opens nothing for reading.
 func (f FS) Stat(name string) (fs.FileInfo, error) {
-	path, err := f.path("stat", name)
-	if err != nil {
-		return nil, err
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
 	}
-	fi, err := f.r.statVia(f.p, "stat", path, true)
+	fi, err := f.r.statName(f.p, "stat", name, name, true)
 	if err != nil {
 		return nil, renamed(err, name)
 	}
 	return fi, nil
-}
-
-// path is name's path in the tree, or op's error for a name that is no
-// valid fs.FS name.
-func (f FS) path(op, name string) (string, error) {
-	if !fs.ValidPath(name) {
-		return "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
-	}
-	return filepath.Join(f.r.dir, filepath.FromSlash(name)), nil
 }
 
 // renamed is err, a *fs.PathError of a path in the tree, naming name

@@ -155,3 +155,163 @@ func TestFSNotRegular(t *testing.T) {
 		}
 	})
 }
+
+// rootDescriptors lists the descriptors of this process open on the
+// directory dir itself (not on what is below it).
+func rootDescriptors(t *testing.T, dir string) []string {
+	t.Helper()
+	var fds []string
+	for _, fd := range hostiletree.OpenDescriptors(t, dir) {
+		if strings.HasSuffix(fd, " -> "+dir) {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}
+
+// TestFSHold: an FS held for a request opens the root directory once, for
+// every Stat and Open until Close, and holds nothing after it: no
+// descriptor of the root is left open (umount works on an idle server),
+// and a second Close does nothing.
+func TestFSHold(t *testing.T) {
+	resolvers(t, func(t *testing.T, osRoot bool) {
+		r, im := fifoTree(t, osRoot)
+		if fds := rootDescriptors(t, r.Dir()); len(fds) > 0 {
+			t.Fatalf("before Hold, open on the root: %v", fds)
+		}
+		fsys := r.FS().Hold()
+		manifest := tree.Match{Repo: "app", Digest: im.Manifest}.Expand(manifestRoute(t).Files[0])
+		for range 3 {
+			if _, err := fsys.Stat(manifest); err != nil {
+				t.Fatal(err)
+			}
+			f, err := fsys.Open(manifest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		if fds := rootDescriptors(t, r.Dir()); len(fds) != 1 {
+			t.Errorf("held: %d descriptors open on the root, want the one held: %v", len(fds), fds)
+		}
+		f, err := fsys.Open(manifest) // outlives the hold
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := fsys.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if fds := rootDescriptors(t, r.Dir()); len(fds) > 0 {
+			t.Errorf("after Close, open on the root: %v", fds)
+		}
+		if _, err := io.ReadAll(f); err != nil {
+			t.Errorf("a file opened through the held FS, read after Close: %v", err)
+		}
+		if err := fsys.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		if _, err := fsys.Stat(manifest); err != nil {
+			t.Errorf("Stat after Close: %v", err)
+		}
+		if fds := rootDescriptors(t, r.Dir()); len(fds) > 0 {
+			t.Errorf("after a Stat past Close, open on the root: %v", fds)
+		}
+	})
+}
+
+// TestFSHoldReplacedRoot: a root directory replaced by another under its
+// name (mv, a restored tree) is what the next Hold reads; the FS held
+// before the move reads the directory it holds until its Close, which is
+// why a hold lasts one request.
+func TestFSHoldReplacedRoot(t *testing.T) {
+	resolvers(t, func(t *testing.T, osRoot bool) {
+		r, _ := fifoTree(t, osRoot)
+		other, _ := fifoTree(t, osRoot)
+		const ping = "v2/index.json"
+		mark := func(dir, body string) {
+			if err := os.WriteFile(dir+"/"+ping, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mark(r.Dir(), "old")
+		mark(other.Dir(), "new")
+		read := func(fsys tree.FS) string {
+			t.Helper()
+			f, err := fsys.Open(ping)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			b, err := io.ReadAll(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+		before := r.FS().Hold()
+		defer before.Close()
+		if got := read(before); got != "old" {
+			t.Fatalf("held FS reads %q, want old", got)
+		}
+		if err := os.Rename(r.Dir(), r.Dir()+".moved"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(other.Dir(), r.Dir()); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(before); got != "old" {
+			t.Errorf("the FS held before the move reads %q, want the directory it holds (old)", got)
+		}
+		after := r.FS().Hold()
+		defer after.Close()
+		if got := read(after); got != "new" {
+			t.Errorf("Hold after the move reads %q, want the new root directory's (new)", got)
+		}
+		before.Close()
+		if got := read(before); got != "new" {
+			t.Errorf("after Close, the FS reads %q, want the new root directory's (new)", got)
+		}
+	})
+}
+
+// TestFSHoldBeforeTree: a server may start before its root exists. An FS
+// held then holds nothing: each operation reports the missing root, and
+// sees the tree once it is there.
+func TestFSHoldBeforeTree(t *testing.T) {
+	resolvers(t, func(t *testing.T, osRoot bool) {
+		dir := t.TempDir() + "/root"
+		r, err := tree.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if osRoot {
+			tree.WithoutOpenat2(r)
+		}
+		fsys := r.FS().Hold()
+		defer fsys.Close()
+		if _, err := fsys.Stat("v2"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("Stat without a root: %v, want fs.ErrNotExist", err)
+		}
+		if err := r.Init(); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := fsys.Stat("v2"); err != nil || !fi.IsDir() {
+			t.Errorf("Stat once the tree is there: %v, %v", fi, err)
+		}
+		fsys.Close()
+		if fds := rootDescriptors(t, dir); len(fds) > 0 {
+			t.Errorf("after Close, open on the root: %v", fds)
+		}
+	})
+}
+
+// manifestRoute is the route of a manifest by digest.
+func manifestRoute(t *testing.T) tree.Route {
+	t.Helper()
+	rt, ok := tree.LookupRoute(tree.RouteManifestByDigest)
+	if !ok {
+		t.Fatal("no manifest-by-digest route")
+	}
+	return rt
+}
