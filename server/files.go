@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -53,23 +52,14 @@ func (h *handler) openRoute(fsys tree.FS, rt *tree.Route, m tree.Match) (file, f
 	return nil, nil, err
 }
 
-// openFile opens name through fsys, and describes it.
+// openFile opens name through fsys, and describes it as the open found
+// it.
 func openFile(fsys tree.FS, name string) (file, fs.FileInfo, error) {
-	f, err := fsys.Open(name)
+	f, fi, err := fsys.OpenStat(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, ok := f.(file)
-	if !ok {
-		f.Close()
-		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("%T does not seek", f)}
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return rs, fi, nil
+	return f, fi, nil
 }
 
 // setCache sets the Cache-Control of rt's answers: none for

@@ -107,12 +107,16 @@ func unconditional(r *http.Request) *http.Request {
 	return r2
 }
 
+// headersTemplate names a manifest's headers file as the route table's
+// templates name files: beside the manifest-by-digest route's file.
+var headersTemplate = path.Join(path.Dir(manifestByDigestRoute.Files[0]), tree.Names().HeadersFile)
+
 // mediaType is the Content-Type manifest m.Digest is served with: its
 // headers file's, as Apache applies the .htaccess next to the file (in
 // the directory of the route's file, named as tree.Names says). Without
 // one, Apache types index.json by its extension.
 func (h *handler) mediaType(fsys tree.FS, m tree.Match) (string, error) {
-	name := path.Join(path.Dir(m.Expand(manifestByDigestRoute.Files[0])), tree.Names().HeadersFile)
+	name := m.Expand(headersTemplate)
 	v, err := h.cache.get(fsys, name, func() (any, error) { return h.root.ManifestMediaType(m.Repo, m.Digest) })
 	if missing(err) {
 		return jsonType, nil
