@@ -3,38 +3,33 @@ package server
 import (
 	"net/http"
 
-	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
 )
 
-// serveBlob sends blob d as raw bytes: ServeContent on the file gives
+// serveBlob sends blob m.Digest as raw bytes, the route's file or its
+// fallback (TripleO's "<digest>.gz"): ServeContent on the file gives
 // sendfile, Range (206, 416) and revalidation (304). Never any
 // Content-Encoding, even for a legacy "<digest>.gz": Go clients would
 // gunzip the layer and fail the digest check (serving-notes §3.7).
 //
-// A repository name the layout reserves is BLOB_UNKNOWN, as any name the
-// grammar refuses.
-func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, m tree.Match) {
-	repo, d := m.Repo, m.Digest
-	if tree.ValidateRepo(repo) != nil {
-		h.fail(w, r, distribution.ErrBlobUnknown)
+// A repository name the layout reserves is the route's NotFound
+// (BLOB_UNKNOWN), as any name the grammar refuses.
+func (h *handler) serveBlob(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	if tree.ValidateRepo(m.Repo) != nil {
+		h.fail(w, r, rt.NotFound)
 		return
 	}
-	f, err := h.root.OpenBlob(repo, d)
+	f, fi, err := h.openRoute(fsys, rt, m)
 	if err != nil {
-		h.failOpen(w, r, err, distribution.ErrBlobUnknown)
+		h.failOpen(w, r, err, rt.NotFound)
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat() // a regular file: the tree opens no other
-	if err != nil {
-		h.failOpen(w, r, err, distribution.ErrBlobUnknown)
-		return
-	}
+	d := m.Digest
 	hd := w.Header()
 	hd.Set("Content-Type", blobType)
 	hd.Set(digestHeader, d.String())
-	hd.Set("Cache-Control", cacheImmutable)
+	setCache(hd, rt)
 	hd.Set("ETag", `"`+d.String()+`"`)
 	serveContent(oneWrite(w, fi.Size()), r, fi.ModTime(), f)
 }

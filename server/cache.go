@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io/fs"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -8,9 +9,11 @@ import (
 )
 
 // fileCache keeps what the server parsed from small files of the tree —
-// a tag's type map, a manifest's headers — keyed by the file's identity
-// (device, inode, size, ctime, mtime). A request then costs one stat
-// instead of an open, reads and a parse. No stale answer is ever served:
+// a tag's type map, a manifest's headers — by their names in the tree's
+// FS, under the file's identity (device, inode, size, ctime, mtime),
+// which the FS's Stat gives, resolved inside the root as every read of
+// the tree is. A request then costs that stat instead of an open, reads
+// and a parse. No stale answer is ever served:
 // every writer replaces these files by rename, which gives the path a new
 // inode, and an edit in place changes size or times; either misses.
 //
@@ -51,11 +54,22 @@ func (k fileKey) changed() time.Time {
 	return c
 }
 
-// identity is the cache key of the file at path, or false when it cannot
-// be stat'ed (the caller then reads it as usual and reports the error).
-func identity(path string) (fileKey, bool) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+// identityIn is the cache key of the file name of fsys, or false when it
+// cannot be stat'ed (the caller then reads it as usual and reports the
+// error).
+func identityIn(fsys fs.StatFS, name string) (fileKey, bool) {
+	fi, err := fsys.Stat(name)
+	if err != nil {
+		return fileKey{}, false
+	}
+	return identityOf(fi)
+}
+
+// identityOf is the cache key of the file fi describes, or false when
+// fi carries no stat(2).
+func identityOf(fi fs.FileInfo) (fileKey, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
 		return fileKey{}, false
 	}
 	return fileKey{
@@ -65,15 +79,15 @@ func identity(path string) (fileKey, bool) {
 	}, true
 }
 
-// get returns what load gives for the file at path, from the cache when
-// the file is the one it was loaded from. Errors are not cached.
-func (c *fileCache) get(path string, load func() (any, error)) (any, error) {
-	key, ok := identity(path)
+// get returns what load gives for the file name of fsys, from the cache
+// when the file is the one it was loaded from. Errors are not cached.
+func (c *fileCache) get(fsys fs.StatFS, name string, load func() (any, error)) (any, error) {
+	key, ok := identityIn(fsys, name)
 	if !ok {
 		return load()
 	}
 	c.mu.Lock()
-	e, hit := c.entries[path]
+	e, hit := c.entries[name]
 	c.mu.Unlock()
 	if hit && e.key == key {
 		return e.value, nil
@@ -86,14 +100,14 @@ func (c *fileCache) get(path string, load func() (any, error)) (any, error) {
 	// The file may have been replaced while it was read: keep the value
 	// only under the identity it still has, or keep nothing; and nothing
 	// changed within racyWindow.
-	if after, ok := identity(path); !ok || after != key || time.Since(key.changed()) < racyWindow {
+	if after, ok := identityIn(fsys, name); !ok || after != key || time.Since(key.changed()) < racyWindow {
 		return v, nil
 	}
 	c.mu.Lock()
 	if c.entries == nil || len(c.entries) >= maxCached {
 		c.entries = make(map[string]cached)
 	}
-	c.entries[path] = cached{key, v}
+	c.entries[name] = cached{key, v}
 	c.mu.Unlock()
 	return v, nil
 }

@@ -48,7 +48,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, e distribution.Er
 	}
 	body := e.Body()
 	hd.Set("Content-Type", jsonType)
-	hd.Set("Cache-Control", cacheNever)
+	hd.Set("Cache-Control", string(tree.CacheNever))
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {
@@ -58,11 +58,16 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, e distribution.Er
 
 // missing reports an error of the tree that a server answers as a missing
 // file: nothing there, a path through a file (as
-// /v2/index.json/tags/list), or no regular file there — a directory, a
+// /v2/index.json/tags/list), no regular file there — a directory, a
 // FIFO, a socket, a device, which Apache's "-f" tests and nginx send to
-// the 404 too (the tree never opens one blocking: tree.ErrNotRegular).
+// the 404 too (the tree never opens one blocking: tree.ErrNotRegular) —
+// or a path leading out of the root (tree.ErrOutsideRoot): what lies
+// outside the tree is not in it. This is the one place the server maps
+// tree.ErrOutsideRoot to a 404; it names it rather than rely on its also
+// matching fs.ErrNotExist.
 func missing(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, tree.ErrNotRegular)
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot) ||
+		errors.Is(err, syscall.ENOTDIR) || errors.Is(err, tree.ErrNotRegular)
 }
 
 // failOpen answers a failure to open or read what the URL names: a missing

@@ -2,13 +2,11 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 
@@ -16,12 +14,13 @@ import (
 	"github.com/image-serve/image-serve/tree"
 )
 
-// servePing answers /v2/ with the tree's v2/index.json, as Apache does, or
-// with "{}" if the tree lacks it: containers/image refuses a registry whose
-// /v2/ is not 200 or 401 (serving-notes §1.2).
-func (h *handler) servePing(w http.ResponseWriter, r *http.Request, _ tree.Match) {
+// servePing answers /v2/ with the route's file, the tree's v2/index.json,
+// as Apache does, or with "{}" if the tree lacks it: containers/image
+// refuses a registry whose /v2/ is not 200 or 401 (serving-notes §1.2).
+func (h *handler) servePing(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	w.Header().Set("Content-Type", jsonType)
-	f, fi, err := h.openFile(h.root.PingPath())
+	setCache(w.Header(), rt)
+	f, fi, err := h.openRoute(fsys, rt, m)
 	if missing(err) {
 		w.Header().Set("Content-Length", "2")
 		if r.Method != http.MethodHead {
@@ -30,7 +29,7 @@ func (h *handler) servePing(w http.ResponseWriter, r *http.Request, _ tree.Match
 		return
 	}
 	if err != nil {
-		h.failOpen(w, r, err, distribution.ErrNameUnknown)
+		h.failOpen(w, r, err, rt.NotFound)
 		return
 	}
 	defer f.Close()
@@ -41,27 +40,21 @@ func (h *handler) servePing(w http.ResponseWriter, r *http.Request, _ tree.Match
 // rename) with Apache's validators: Last-Modified and its default ETag,
 // "<size>-<mtime in µs>" in hex. A republished file has a new mtime, so
 // revalidation never keeps an old body.
-func serveFile(w http.ResponseWriter, r *http.Request, f *os.File, fi fs.FileInfo) {
+func serveFile(w http.ResponseWriter, r *http.Request, f file, fi fs.FileInfo) {
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixMicro()))
 	serveContent(w, r, fi.ModTime(), f)
 }
 
-// The listing routes, whose URLs the Link headers of pages name.
-var (
-	tagsListRoute, _ = tree.LookupRoute(tree.RouteTagsList)
-	catalogRoute, _  = tree.LookupRoute(tree.RouteCatalog)
-)
-
 // serveTagsList serves the repository's published tags/list: the file
 // Apache serves, which the writers rebuild from the type maps after every
 // change, so both servers list the same tags.
-func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, m tree.Match) {
+func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
 	repo := m.Repo
 	if tree.ValidateRepo(repo) != nil {
-		h.fail(w, r, distribution.ErrNameUnknown)
+		h.fail(w, r, rt.NotFound)
 		return
 	}
-	h.serveList(w, r, h.root.TagsListPath(repo), tagsListRoute.URL(m),
+	h.serveList(w, r, fsys, rt, m,
 		func(data []byte) ([]string, error) {
 			l, err := distribution.ParseTagsList(data)
 			return l.Tags, err
@@ -72,8 +65,8 @@ func (h *handler) serveTagsList(w http.ResponseWriter, r *http.Request, m tree.M
 // serveCatalog serves the published _catalog. A root that awaits its
 // first export has none and lists no repository, as the _catalog that
 // export's first step (tree.Root.Init) writes will.
-func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, _ tree.Match) {
-	h.serveList(w, r, h.root.CatalogPath(), catalogRoute.URL(tree.Match{}),
+func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	h.serveList(w, r, fsys, rt, m,
 		func(data []byte) ([]string, error) {
 			c, err := distribution.ParseCatalog(data)
 			return c.Repositories, err
@@ -85,28 +78,29 @@ func (h *handler) serveCatalog(w http.ResponseWriter, r *http.Request, _ tree.Ma
 		})
 }
 
-// serveList serves the listing file at path. Without "n" or "last" it is
-// the file, exactly as Apache sends it; with them, one page of its sorted
-// entries (decoded by entries, encoded by page), as distribution pages:
-// the entries after "last", at most n of them, and a Link to the next page
-// when more remain. A missing file is the location's 404 unless empty
-// (when not nil) says it stands for an empty list.
-func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self string,
+// serveList serves the listing file of rt, a listing route, for m.
+// Without "n" or "last" it is the file, exactly as Apache sends it; with
+// them, one page of its sorted entries (decoded by entries, encoded by
+// page), as distribution pages: the entries after "last", at most n of
+// them, and a Link to the next page (rt's URL for m) when more remain. A
+// missing file is the route's NotFound unless empty (when not nil) says
+// it stands for an empty list.
+func (h *handler) serveList(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match,
 	entries func([]byte) ([]string, error), page func([]string) any, empty func() bool) {
-	f, fi, err := h.openFile(path)
-	if errors.Is(err, fs.ErrNotExist) && empty != nil && empty() {
-		h.servePage(w, r, self, []string{}, page)
+	f, fi, err := h.openRoute(fsys, rt, m)
+	if missing(err) && empty != nil && empty() {
+		h.servePage(w, r, rt, m, []string{}, page)
 		return
 	}
 	if err != nil {
-		h.failOpen(w, r, err, distribution.ErrNameUnknown)
+		h.failOpen(w, r, err, rt.NotFound)
 		return
 	}
 	defer f.Close()
 	q := r.URL.Query()
 	if !q.Has("n") && !q.Has("last") {
 		w.Header().Set("Content-Type", jsonType)
-		w.Header().Set("Cache-Control", cacheRevalidate)
+		setCache(w.Header(), rt)
 		serveFile(w, r, f, fi)
 		return
 	}
@@ -117,16 +111,16 @@ func (h *handler) serveList(w http.ResponseWriter, r *http.Request, path, self s
 	}
 	all, err := entries(data)
 	if err != nil {
-		h.internal(w, r, fmt.Errorf("%s: %w", path, err))
+		h.internal(w, r, fmt.Errorf("%s: %w", m.Expand(rt.Files[0]), err))
 		return
 	}
-	h.servePage(w, r, self, all, page)
+	h.servePage(w, r, rt, m, all, page)
 }
 
 // servePage sends the page of all that "n" and "last" ask for (all of it
-// without them), encoded by page, with a Link to the next one when more
-// remain.
-func (h *handler) servePage(w http.ResponseWriter, r *http.Request, self string, all []string, page func([]string) any) {
+// without them), encoded by page, with rt's cache class and a Link to the
+// next one, at rt's URL for m, when more remain.
+func (h *handler) servePage(w http.ResponseWriter, r *http.Request, rt *tree.Route, m tree.Match, all []string, page func([]string) any) {
 	q := r.URL.Query()
 	n, err := pageSize(q)
 	if err != nil {
@@ -134,10 +128,10 @@ func (h *handler) servePage(w http.ResponseWriter, r *http.Request, self string,
 		return
 	}
 	w.Header().Set("Content-Type", jsonType)
-	w.Header().Set("Cache-Control", cacheRevalidate)
+	setCache(w.Header(), rt)
 	items, next := paginate(all, q.Get("last"), n)
 	if next != "" {
-		w.Header().Set("Link", linkNext(self, n, next))
+		w.Header().Set("Link", linkNext(rt.URL(m), n, next))
 	}
 	h.writeJSON(w, r, page(items))
 }

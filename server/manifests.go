@@ -4,42 +4,43 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
-	"os"
+	"path"
 	"strings"
 	"time"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
-	"github.com/opencontainers/go-digest"
 )
 
-// serveDigest serves manifest m.Digest: immutable, with the digest as a
-// strong ETag, so a revalidation answers 304. A repository name the layout
-// reserves is MANIFEST_UNKNOWN, as any name the grammar refuses.
-func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, m tree.Match) {
-	repo, d := m.Repo, m.Digest
-	if tree.ValidateRepo(repo) != nil {
-		h.fail(w, r, distribution.ErrManifestUnknown)
+// serveDigest serves manifest m.Digest, the route's file: immutable, with
+// the digest as a strong ETag, so a revalidation answers 304. A repository
+// name the layout reserves is the route's NotFound (MANIFEST_UNKNOWN), as
+// any name the grammar refuses.
+func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	if tree.ValidateRepo(m.Repo) != nil {
+		h.fail(w, r, rt.NotFound)
 		return
 	}
-	f, fi, ok := h.openManifest(w, r, repo, d, cacheImmutable)
+	f, fi, ok := h.openManifest(w, r, fsys, m, rt)
 	if !ok {
 		return
 	}
 	defer f.Close()
-	w.Header().Set("ETag", `"`+d.String()+`"`)
+	w.Header().Set("ETag", `"`+m.Digest.String()+`"`)
 	serveContent(oneWrite(w, fi.Size()), r, fi.ModTime(), f)
 }
 
-// openManifest opens manifest d and sets the headers every manifest
-// response carries; on failure it has answered the request itself.
-func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest, cacheControl string) (*os.File, fs.FileInfo, bool) {
-	f, fi, err := h.openFile(h.root.ManifestPath(repo, d))
+// openManifest opens manifest m.Digest of m.Repo — the manifest-by-digest
+// route's file — and sets the headers every manifest response carries,
+// with the cache class and the NotFound of the route served, rt; on
+// failure it has answered the request itself.
+func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, fsys tree.FS, m tree.Match, rt *tree.Route) (file, fs.FileInfo, bool) {
+	f, fi, err := h.openRoute(fsys, manifestByDigestRoute, m)
 	if err != nil {
-		h.failOpen(w, r, err, distribution.ErrManifestUnknown)
+		h.failOpen(w, r, err, rt.NotFound)
 		return nil, nil, false
 	}
-	mediaType, err := h.mediaType(repo, d)
+	mediaType, err := h.mediaType(fsys, m)
 	if err != nil {
 		f.Close()
 		h.internal(w, r, err)
@@ -47,8 +48,8 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo stri
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", mediaType)
-	hd.Set(digestHeader, d.String())
-	hd.Set("Cache-Control", cacheControl)
+	hd.Set(digestHeader, m.Digest.String())
+	setCache(hd, rt)
 	return f, fi, true
 }
 
@@ -62,15 +63,15 @@ func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, repo stri
 // names, and after a rollback to an older manifest it answered
 // If-Modified-Since with 304, so a cache kept the newer body
 // (serving-notes §3.12).
-func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, m tree.Match) {
-	repo := m.Repo
-	if tree.ValidateRepo(repo) != nil {
-		h.fail(w, r, distribution.ErrManifestUnknown)
+func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	if tree.ValidateRepo(m.Repo) != nil {
+		h.fail(w, r, rt.NotFound)
 		return
 	}
 	// Apache reads repeated Accept fields as one, joined by ", ".
 	accept := strings.Join(r.Header.Values("Accept"), ", ")
-	res, err := tree.TagResolver{Root: h.root, Variants: h.tagVariants}.ResolveTag(repo, m.Tag, accept)
+	variants := func(repo, tag string) ([]tree.TagVariant, error) { return h.tagVariants(fsys, rt, m) }
+	res, err := tree.TagResolver{Root: h.root, Variants: variants, FS: fsys}.ResolveTag(m.Repo, m.Tag, accept)
 	if res.Vary {
 		// mod_negotiation's spelling; it sets it on the 406 as well.
 		w.Header().Set("Vary", "accept")
@@ -80,10 +81,10 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, m tree.Match)
 		h.fail(w, r, distribution.ErrNotAcceptable)
 		return
 	case err != nil:
-		h.failOpen(w, r, err, distribution.ErrManifestUnknown)
+		h.failOpen(w, r, err, rt.NotFound)
 		return
 	}
-	f, fi, ok := h.openManifest(w, r, repo, res.Digest, cacheRevalidate)
+	f, fi, ok := h.openManifest(w, r, fsys, tree.Match{Repo: m.Repo, Digest: res.Digest}, rt)
 	if !ok {
 		return
 	}
@@ -106,11 +107,17 @@ func unconditional(r *http.Request) *http.Request {
 	return r2
 }
 
-// mediaType is the Content-Type manifest d is served with: its headers
-// file's, as Apache applies the .htaccess next to the file. Without one,
-// Apache types index.json by its extension.
-func (h *handler) mediaType(repo string, d digest.Digest) (string, error) {
-	v, err := h.cache.get(h.root.HeadersPath(repo, d), func() (any, error) { return h.root.ManifestMediaType(repo, d) })
+// headersTemplate names a manifest's headers file as the route table's
+// templates name files: beside the manifest-by-digest route's file.
+var headersTemplate = path.Join(path.Dir(manifestByDigestRoute.Files[0]), tree.Names().HeadersFile)
+
+// mediaType is the Content-Type manifest m.Digest is served with: its
+// headers file's, as Apache applies the .htaccess next to the file (in
+// the directory of the route's file, named as tree.Names says). Without
+// one, Apache types index.json by its extension.
+func (h *handler) mediaType(fsys tree.FS, m tree.Match) (string, error) {
+	name := m.Expand(headersTemplate)
+	v, err := h.cache.get(fsys, name, func() (any, error) { return h.root.ManifestMediaType(m.Repo, m.Digest) })
 	if missing(err) {
 		return jsonType, nil
 	}
@@ -120,28 +127,13 @@ func (h *handler) mediaType(repo string, d digest.Digest) (string, error) {
 	return v.(string), nil
 }
 
-// tagVariants reads the variants tag offers, parsing its type map only
-// when it changed since the last request.
-func (h *handler) tagVariants(repo, tag string) ([]tree.TagVariant, error) {
-	v, err := h.cache.get(h.root.TypeMapPath(repo, tag), func() (any, error) { return h.root.TagVariants(repo, tag) })
+// tagVariants reads the variants tag m.Tag offers, parsing its type map,
+// the file of the manifest-by-tag route rt, only when it changed since
+// the last request.
+func (h *handler) tagVariants(fsys tree.FS, rt *tree.Route, m tree.Match) ([]tree.TagVariant, error) {
+	v, err := h.cache.get(fsys, m.Expand(rt.Files[0]), func() (any, error) { return h.root.TagVariants(m.Repo, m.Tag) })
 	if err != nil {
 		return nil, err
 	}
 	return v.([]tree.TagVariant), nil
-}
-
-// openFile opens path, a regular file, as Apache's "-f" rewrite
-// conditions insist: anything else there is tree.ErrNotRegular, opened
-// without blocking and closed unread.
-func (h *handler) openFile(path string) (*os.File, fs.FileInfo, error) {
-	f, err := h.root.OpenInTree(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, fi, nil
 }

@@ -2,12 +2,13 @@ package server
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net/http"
 	"time"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/tree"
-	"github.com/opencontainers/go-digest"
 )
 
 // filtersAppliedHeader tells a client which of its referrers filters the
@@ -16,40 +17,74 @@ import (
 const filtersAppliedHeader = "OCI-Filters-Applied"
 
 // routeReferrers serves "/v2/<repo>/referrers/<digest>" as the template's
-// referrers rules do: the subject's index, or the empty index for any
-// other digest of a repository with manifests; NAME_UNKNOWN for any other
-// repository. (Anything but a digest is the table's DIGEST_INVALID.)
-func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, m tree.Match) {
-	if tree.ValidateRepo(m.Repo) != nil || !h.root.HasManifests(m.Repo) {
-		h.fail(w, r, distribution.ErrNameUnknown)
+// referrers rules do, from the route's files: the subject's index, or the
+// empty index (the route's fallback) for any other digest of a repository
+// whose Requires directory, its manifests, exists; the route's NotFound
+// (NAME_UNKNOWN) for any other repository. (Anything but a digest is the
+// table's DIGEST_INVALID.)
+func (h *handler) routeReferrers(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	if tree.ValidateRepo(m.Repo) != nil || !isDir(fsys, m.Expand(rt.Requires)) {
+		h.fail(w, r, rt.NotFound)
 		return
 	}
-	h.serveReferrers(w, r, m.Repo, m.Digest)
+	h.serveReferrers(w, r, fsys, rt, m)
 }
 
-// serveReferrers sends the referrers index of subject, filtered by
+// isDir reports whether name is a directory of the tree: Apache's "-d".
+func isDir(fsys tree.FS, name string) bool {
+	fi, err := fsys.Stat(name)
+	return err == nil && fi.IsDir()
+}
+
+// maxReferrers bounds the referrers index read to filter it, as the tree
+// bounds its listings.
+const maxReferrers = 64 << 20
+
+// serveReferrers sends the referrers index of m.Digest, filtered by
 // ?artifactType= when the client asks (which the static servers cannot
 // do). Like a tag, the index changes in place: no validators, and
-// conditional requests are answered in full.
-func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, repo string, subject digest.Digest) {
-	body, err := h.root.ReadReferrers(repo, subject)
+// conditional requests are answered in full. A tree without even the
+// fallback's file answers the empty index all the same.
+func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, fsys tree.FS, rt *tree.Route, m tree.Match) {
+	hd := w.Header()
+	hd.Set("Content-Type", distribution.MediaTypeOCIIndex)
+	setCache(hd, rt)
+	f, fi, err := h.openRoute(fsys, rt, m)
 	switch {
 	case missing(err):
-		body = distribution.EmptyReferrers() // not a file: Apache's "-f" falls back too
+		h.sendReferrers(w, r, distribution.EmptyReferrers())
+		return
 	case err != nil:
-		h.failOpen(w, r, err, distribution.ErrNameUnknown)
+		h.failOpen(w, r, err, rt.NotFound)
 		return
 	}
+	defer f.Close()
+	if r.URL.Query().Get("artifactType") == "" {
+		serveContent(oneWrite(w, fi.Size()), unconditional(r), time.Time{}, f)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(f, maxReferrers+1))
+	if err == nil && len(body) > maxReferrers {
+		err = fmt.Errorf("%s: over %d bytes", fi.Name(), maxReferrers)
+	}
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	h.sendReferrers(w, r, body)
+}
+
+// sendReferrers sends the referrers index body, filtered by the
+// ?artifactType= the client asks for.
+func (h *handler) sendReferrers(w http.ResponseWriter, r *http.Request, body []byte) {
 	if t := r.URL.Query().Get("artifactType"); t != "" {
+		var err error
 		if body, err = filterReferrers(body, t); err != nil {
 			h.internal(w, r, err)
 			return
 		}
 		w.Header().Set(filtersAppliedHeader, "artifactType")
 	}
-	hd := w.Header()
-	hd.Set("Content-Type", distribution.MediaTypeOCIIndex)
-	hd.Set("Cache-Control", cacheRevalidate)
 	serveContent(w, unconditional(r), time.Time{}, bytes.NewReader(body))
 }
 

@@ -35,12 +35,17 @@ import (
 // administrator's --root and are trusted: the root is opened by name, and
 // the directories above it are made by name (Init on a fresh root).
 //
-// No descriptor of the root is kept between operations, except while
-// this Root holds a lock of the tree (a writer's or a collector's run):
-// each operation opens the root, resolves its path inside it and closes
-// it again. A descriptor kept for good would keep the file system busy
-// (umount fails) and keep serving a root directory that has been replaced
-// (a restored tree); and a server may be started before the tree exists.
+// No descriptor of the root is kept for good: each operation opens the
+// root, resolves its path inside it and closes it again, except while
+// this Root holds a lock of the tree (a writer's or a collector's run),
+// and except for the operations of an FS held for one request (FS.Hold,
+// until its Close), which share one descriptor. A descriptor kept for
+// good would keep the file system busy (umount fails) and keep serving a
+// root directory that has been replaced (a restored tree); and a server
+// may be started before the tree exists. A descriptor held for one run
+// or one request delays none of these for longer than that run or that
+// request, and spares each of its stats and opens an open of the root by
+// name and a close.
 
 // ErrOutsideRoot reports a path of the tree that would leave the root: a
 // symlink in the tree pointing outside it, or an absolute one, on the way.
@@ -110,9 +115,13 @@ func EscapesRoot(err error) bool {
 // 5.6, or a seccomp filter that does not know it).
 var noOpenat2 atomic.Bool
 
-// tree returns the root directory, open, for one operation, which
-// releases it: the tree kept while a lock is held, or a new one.
-func (r *Root) handle() (*dirHandle, error) {
+// handleVia returns the root directory, open, for one operation, which
+// releases it: the one p holds for an FS (when p is not nil and still
+// open), else the tree kept while a lock is held, else a new one.
+func (r *Root) handleVia(p *pin) (*dirHandle, error) {
+	if p != nil && p.t.acquire() {
+		return p.t, nil
+	}
 	if t := r.state.kept.Load(); t != nil && t.acquire() {
 		return t, nil
 	}
@@ -221,6 +230,44 @@ func (r *Root) let() {
 	}
 }
 
+// A pin keeps a descriptor of the root open for the operations of one
+// held FS (FS.Hold) until its close: the tree kept under a lock, when one
+// is held, else one of its own.
+type pin struct {
+	t    *dirHandle
+	own  bool        // t was opened for this pin: close shuts it
+	done atomic.Bool // closed: a second close does nothing
+}
+
+// pin opens the root for the operations of one held FS; nil when the
+// root cannot be opened, so that each operation opens it itself and
+// reports the error, as without a hold (a server started before the
+// tree exists).
+func (r *Root) pin() *pin {
+	if t := r.state.kept.Load(); t != nil && t.acquire() {
+		return &pin{t: t}
+	}
+	t, err := r.openTree()
+	if err != nil {
+		return nil
+	}
+	t.refs = 1 // the pin's own, which close releases
+	return &pin{t: t, own: true}
+}
+
+// close lets go of the root: its own descriptor is closed as soon as no
+// operation uses it any more, and no operation started later takes it
+// (acquire refuses a shut dirHandle).
+func (p *pin) close() {
+	if p == nil || !p.done.CompareAndSwap(false, true) {
+		return
+	}
+	if p.own {
+		p.t.shut()
+	}
+	p.t.release()
+}
+
 // name is path relative to the root: "." for the root itself. Every path
 // this package names is below the root; anything else is refused.
 func (r *Root) name(path string) (string, error) {
@@ -261,10 +308,22 @@ func (r *Root) in(op, path string, do func(root *os.Root, name string) error) er
 // at is in for the reads that resolve with openat2 themselves: do gets
 // the tree.
 func (r *Root) at(op, path string, do func(t *dirHandle, name string) error) error {
+	return r.atVia(nil, op, path, do)
+}
+
+// atVia is at for an operation of an FS held by p (nil: none).
+func (r *Root) atVia(p *pin, op, path string, do func(t *dirHandle, name string) error) error {
 	name, err := r.name(path)
-	if err == nil {
-		err = r.with(func(t *dirHandle) error { return do(t, name) })
+	if err != nil {
+		return &fs.PathError{Op: op, Path: path, Err: cause(err)}
 	}
+	return r.atName(p, op, path, name, do)
+}
+
+// atName is atVia for path whose name in the tree is known: an FS's
+// names are, and cost no second cleaning.
+func (r *Root) atName(p *pin, op, path, name string, do func(t *dirHandle, name string) error) error {
+	err := r.withVia(p, func(t *dirHandle) error { return do(t, name) })
 	if err == nil {
 		return nil
 	}
@@ -298,8 +357,11 @@ func (r *Root) in2(op, oldpath, newpath string, do func(root *os.Root, oldname, 
 }
 
 // with runs do on the open root.
-func (r *Root) with(do func(t *dirHandle) error) error {
-	t, err := r.handle()
+func (r *Root) with(do func(t *dirHandle) error) error { return r.withVia(nil, do) }
+
+// withVia is with for an operation of an FS held by p (nil: none).
+func (r *Root) withVia(p *pin, do func(t *dirHandle) error) error {
+	t, err := r.handleVia(p)
 	if err != nil {
 		return err
 	}
@@ -339,9 +401,22 @@ func isEscape(err error) bool {
 // blocking one, as os.Open's, and outlives the root descriptor it was
 // opened through.
 func (r *Root) open(path string) (*os.File, error) {
+	name, err := r.name(path)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: cause(err)}
+	}
+	f, _, err := r.openName(nil, path, name)
+	return f, err
+}
+
+// openName is open of path, whose name in the tree is name, for an FS
+// held by p (nil: none). It also returns the file's fstat(2) that
+// openRegular took to check its type.
+func (r *Root) openName(p *pin, path, name string) (*os.File, fs.FileInfo, error) {
 	var f *os.File
-	err := r.at("open", path, func(t *dirHandle, name string) error {
-		fd, _, err := t.openRegular(name)
+	var fi fs.FileInfo
+	err := r.atName(p, "open", path, name, func(t *dirHandle, name string) error {
+		fd, st, err := t.openRegular(name)
 		if err != nil {
 			return err
 		}
@@ -352,10 +427,10 @@ func (r *Root) open(path string) (*os.File, error) {
 			syscall.Close(fd)
 			return err
 		}
-		f = os.NewFile(uintptr(fd), path)
+		f, fi = os.NewFile(uintptr(fd), path), st
 		return nil
 	})
-	return f, err
+	return f, fi, err
 }
 
 // stat describes the file at path, following symlinks inside the tree.
@@ -365,8 +440,18 @@ func (r *Root) stat(path string) (fs.FileInfo, error) { return r.statAt("stat", 
 func (r *Root) lstat(path string) (fs.FileInfo, error) { return r.statAt("lstat", path, false) }
 
 func (r *Root) statAt(op, path string, follow bool) (fs.FileInfo, error) {
+	name, err := r.name(path)
+	if err != nil {
+		return nil, &fs.PathError{Op: op, Path: path, Err: cause(err)}
+	}
+	return r.statName(nil, op, path, name, follow)
+}
+
+// statName is stat (follow) or lstat of path, whose name in the tree is
+// name, for an FS held by p (nil: none).
+func (r *Root) statName(p *pin, op, path, name string, follow bool) (fs.FileInfo, error) {
 	var fi fs.FileInfo
-	err := r.at(op, path, func(t *dirHandle, name string) error {
+	err := r.atName(p, op, path, name, func(t *dirHandle, name string) error {
 		flags := unix.O_PATH
 		if !follow {
 			flags |= syscall.O_NOFOLLOW // O_PATH opens the symlink itself
@@ -627,9 +712,9 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc, skipped *[]st
 // OpenInTree opens the file at path — one of the tree's paths as this
 // package names them (PingPath, CatalogPath, TagsListPath, ManifestPath,
 // …) — for reading, resolved inside the tree: a symlink on the way that
-// leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. A
-// server opens every file it serves with it (or with OpenBlob), so that
-// it never sends a byte from outside the root.
+// leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. It
+// opens as FS.Open does, which is what a server opens the files it
+// serves with, so that it never sends a byte from outside the root.
 func (r *Root) OpenInTree(path string) (*os.File, error) { return r.open(path) }
 
 // StatInTree describes the file at path, resolved inside the tree as

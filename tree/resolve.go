@@ -30,6 +30,10 @@ type TagResolver struct {
 	// Variants reads the variants a tag offers; nil is Root.TagVariants. A
 	// server that keeps parsed type maps supplies its own.
 	Variants func(repo, tag string) ([]TagVariant, error)
+	// FS stats the manifests a tag offers, to weigh them by size; the zero
+	// FS is Root.FS(). A server passes the FS it holds for the request
+	// (FS.Hold).
+	FS FS
 }
 
 // ResolveTag is TagResolver{Root: r}.ResolveTag.
@@ -58,12 +62,16 @@ func (t TagResolver) ResolveTag(repo, tag, accept string) (Resolution, error) {
 	for i, v := range variants {
 		vs[i] = TypeMapVariant(v)
 	}
+	fsys := t.FS
+	if fsys.r == nil {
+		fsys = t.Root.FS()
+	}
 	length := func(v typemap.Variant) int64 {
 		d, err := VariantDigest(v)
 		if err != nil {
 			return -1
 		}
-		fi, err := t.Root.StatInTree(t.Root.ManifestPath(repo, d))
+		fi, err := fsys.Stat(Match{Repo: repo, Digest: d}.Expand(manifestFileT))
 		if err != nil {
 			return -1 // as Apache's failed stat
 		}

@@ -2,8 +2,6 @@ package tree
 
 import (
 	"context"
-	"io/fs"
-	"os"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -14,9 +12,9 @@ import (
 //
 //   - Publisher: what an exporter writes through — one protocol, Publish,
 //     which owns the order of every step.
-//   - Reader: what a server reads through — paths it may open (only inside
-//     the root, through OpenInTree and OpenBlob), tags and what they
-//     resolve to, referrers indexes. Nothing in it changes the tree.
+//   - Reader: what a server reads through — the files it serves, as an
+//     fs.FS confined to the root (FS), tags and what they resolve to.
+//     Nothing in it changes the tree, and nothing in it is a path.
 //   - Maintenance (gc, delete, repair, migrate, watch) works on the *Root
 //     inside Maintain, which holds the tree alone.
 
@@ -26,25 +24,16 @@ type Publisher interface {
 	Dir() string
 }
 
-// Reader is the view a server reads through. Its paths are for OpenInTree
-// and for identifying files (a cache keys on them); they are never opened
-// by name.
+// Reader is the view a server reads through. It names no path: a server
+// opens and stats what it serves through FS, by the names the route
+// table's templates expand to (Match.Expand), and reads a tag's variants
+// and a manifest's media type by their names in the registry.
 type Reader interface {
 	Dir() string
 	State() (RootState, error)
-	PingPath() string
-	CatalogPath() string
-	TagsListPath(repo string) string
-	TypeMapPath(repo, tag string) string
-	ManifestPath(repo string, d digest.Digest) string
-	HeadersPath(repo string, d digest.Digest) string
-	OpenInTree(path string) (*os.File, error)
-	StatInTree(path string) (fs.FileInfo, error)
-	OpenBlob(repo string, d digest.Digest) (*os.File, error)
+	FS() FS
 	TagVariants(repo, tag string) ([]TagVariant, error)
 	ManifestMediaType(repo string, d digest.Digest) (string, error)
-	HasManifests(repo string) bool
-	ReadReferrers(repo string, subject digest.Digest) ([]byte, error)
 }
 
 var (

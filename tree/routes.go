@@ -120,8 +120,9 @@ type Route struct {
 	// Fallbacks answer when no File is a regular file: TripleO's legacy
 	// blob names, the shared empty referrers index.
 	Fallbacks []string
-	// Requires is a directory that must exist for the Fallbacks to answer:
-	// a repository that exists, for the empty referrers index.
+	// Requires is a directory that must exist for the route to answer,
+	// from its Files or its Fallbacks: a repository that exists, for the
+	// referrers indexes.
 	Requires string
 	// Nginx are the files nginx reads instead of Files, where the tree
 	// carries links for it (serving-notes §5.3).
@@ -163,6 +164,9 @@ const (
 var (
 	repoT     = v2Dir + "/{repo}/"
 	digestDir = repoT + manifestsDir + "/{digest}/"
+	// manifestFileT is manifest {digest}'s bytes, the file of
+	// RouteManifestByDigest.
+	manifestFileT = digestDir + manifestFile
 )
 
 // routes is the table, in the order the servers try it: the first route
@@ -181,7 +185,7 @@ var routes = compile([]Route{
 		Cache: CacheValidators, NotFound: distribution.ErrNameUnknown},
 
 	{Name: RouteManifestByDigest, Path: "/" + repoT + manifestsDir + "/{digest}",
-		Files: []string{digestDir + manifestFile},
+		Files: []string{manifestFileT},
 		Nginx: []string{digestDir + typedLinkPrefix + "{ext}"},
 		Cache: CacheImmutable, NotFound: distribution.ErrManifestUnknown},
 	// Exactly <tag>.type-map: never MultiViews (serving-notes §3.6).
@@ -287,8 +291,14 @@ func (m *Match) set(p Param, v string) {
 // URL is the path of rt that captures m: its Path with m's values for
 // its params. It validates nothing, and is empty for a route given by
 // Regexp.
-func (rt Route) URL(m Match) string {
-	return Expand(rt.Path, nil, func(p Param) string {
+func (rt Route) URL(m Match) string { return m.Expand(rt.Path) }
+
+// Expand is the template t — a route's Path, one of its Files or
+// Fallbacks, its Requires — with m's values for {repo}, {tag} and
+// {digest}, and nothing for any other param. A file template expands to
+// a name of FS. It validates nothing.
+func (m Match) Expand(t string) string {
+	return Expand(t, nil, func(p Param) string {
 		switch p {
 		case ParamRepo:
 			return m.Repo
