@@ -26,15 +26,15 @@ func BenchmarkRead(b *testing.B) {
 	raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"%s"}}`, digest.FromString("c"))
 	d := digest.FromBytes(raw)
 	mt := "application/vnd.oci.image.manifest.v1+json"
-	if err := r.PutManifest(repo, d, mt, raw); err != nil {
+	if err := r.putManifest(repo, d, mt, raw); err != nil {
 		b.Fatal(err)
 	}
-	if err := r.PutTag(repo, "v1", []TagVariant{{Digest: d, MediaType: mt}}); err != nil {
+	if err := r.putTag(repo, "v1", []TagVariant{{Digest: d, MediaType: mt}}); err != nil {
 		b.Fatal(err)
 	}
 	blob := bytes.Repeat([]byte("x"), 4096)
 	bd := digest.FromBytes(blob)
-	if _, _, err := r.PutBlob(repo, bd, int64(len(blob)), false, func() (io.ReadCloser, error) {
+	if _, _, err := Fixture(r).PutBlob(repo, bd, int64(len(blob)), false, func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(blob)), nil
 	}); err != nil {
 		b.Fatal(err)
@@ -43,29 +43,29 @@ func BenchmarkRead(b *testing.B) {
 		name string
 		read func() error
 	}{
-		{"manifest", func() error { _, err := r.ReadManifest(repo, d); return err }},
+		{"manifest", func() error { _, err := r.readManifest(repo, d); return err }},
 		{"type-map", func() error { _, err := r.TagVariants(repo, "v1"); return err }},
-		{"headers", func() error { _, err := r.ReadHeaders(repo, d); return err }},
-		{"tags-list", func() error { _, _, err := r.ReadTagsList(repo); return err }},
-		{"catalog", func() error { _, err := r.ReadCatalog(); return err }},
+		{"headers", func() error { _, err := r.readHeaders(repo, d); return err }},
+		{"tags-list", func() error { _, _, err := r.readTagsList(repo); return err }},
+		{"catalog", func() error { _, err := r.readCatalog(); return err }},
 		{"blob-open", func() error {
-			f, err := r.OpenBlob(repo, bd)
+			f, err := r.openBlob(repo, bd)
 			if err == nil {
 				err = f.Close()
 			}
 			return err
 		}},
 		{"manifest-complete", func() error {
-			if !r.ManifestComplete(repo, d) {
+			if !r.manifestComplete(repo, d) {
 				return fmt.Errorf("manifest %s not complete", d)
 			}
 			return nil
 		}},
-		{"manifest-changed", func() error { _, err := r.ManifestChanged(repo, d); return err }},
-		{"manifest-digests", func() error { _, err := r.ManifestDigests(repo); return err }},
-		{"blobs", func() error { _, err := r.Blobs(repo); return err }},
-		{"tags", func() error { _, err := r.Tags(repo); return err }},
-		{"stored-repositories", func() error { _, err := r.StoredRepositories(); return err }},
+		{"manifest-changed", func() error { _, err := r.manifestChanged(repo, d); return err }},
+		{"manifest-digests", func() error { _, err := r.manifestDigests(repo); return err }},
+		{"blobs", func() error { _, err := r.blobs(repo); return err }},
+		{"tags", func() error { _, err := r.tags(repo); return err }},
+		{"stored-repositories", func() error { _, err := r.storedRepositories(); return err }},
 	} {
 		// A server reads holding no lock; a writer or a collector reads
 		// holding the tree lock.
@@ -76,7 +76,7 @@ func BenchmarkRead(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				if locked {
-					l, err := r.LockShared()
+					l, err := r.lockShared()
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -20,14 +20,14 @@ type StoredBlob struct {
 	Legacy bool // stored as "<digest>.gz", as TripleO named layers
 }
 
-// Blobs lists the blob files of repo, legacy ".gz" names included, sorted.
+// blobs lists the blob files of repo, legacy ".gz" names included, sorted.
 // Dot files (temporary files of writers) and names that are no digest are
 // left out.
-func (r *Root) Blobs(repo string) ([]StoredBlob, error) {
+func (r *Root) blobs(repo string) ([]StoredBlob, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	entries, err := r.readDir(filepath.Join(r.RepoDir(repo), blobsDir))
+	entries, err := r.readDir(filepath.Join(r.repoDir(repo), blobsDir))
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil, nil
 	}
@@ -47,17 +47,17 @@ func (r *Root) Blobs(repo string) ([]StoredBlob, error) {
 	return bs, nil
 }
 
-// BlobFilePath is where b lives in repo.
-func (r *Root) BlobFilePath(repo string, b StoredBlob) string {
+// blobFilePath is where b lives in repo.
+func (r *Root) blobFilePath(repo string, b StoredBlob) string {
 	if b.Legacy {
-		return r.LegacyBlobPath(repo, b.Digest)
+		return r.legacyBlobPath(repo, b.Digest)
 	}
-	return r.BlobPath(repo, b.Digest)
+	return r.blobPath(repo, b.Digest)
 }
 
-// OpenBlobFile opens blob b of repo and says which inode it is.
-func (r *Root) OpenBlobFile(repo string, b StoredBlob) (*os.File, Inode, error) {
-	f, err := r.open(r.BlobFilePath(repo, b))
+// openBlobFile opens blob b of repo and says which inode it is.
+func (r *Root) openBlobFile(repo string, b StoredBlob) (*os.File, Inode, error) {
+	f, err := r.open(r.blobFilePath(repo, b))
 	if err != nil {
 		return nil, Inode{}, err
 	}
@@ -69,11 +69,11 @@ func (r *Root) OpenBlobFile(repo string, b StoredBlob) (*os.File, Inode, error) 
 	return f, inodeFromStat(&st), nil
 }
 
-// BlobInodes returns the inodes of blob d in repo, one per name present
+// blobInodes returns the inodes of blob d in repo, one per name present
 // (plain and legacy).
-func (r *Root) BlobInodes(repo string, d digest.Digest) ([]Inode, error) {
+func (r *Root) blobInodes(repo string, d digest.Digest) ([]Inode, error) {
 	var out []Inode
-	for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
+	for _, p := range []string{r.blobPath(repo, d), r.legacyBlobPath(repo, d)} {
 		in, err := r.inodeOf(p)
 		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			continue
@@ -86,12 +86,12 @@ func (r *Root) BlobInodes(repo string, d digest.Digest) ([]Inode, error) {
 	return out, nil
 }
 
-// RemoveBlob unlinks blob d from repo under both names and returns the
+// removeBlob unlinks blob d from repo under both names and returns the
 // bytes freed: the size of each inode whose last link this was. A blob
 // hard-linked into other repositories frees nothing until its last
 // repository lets go of it. The count is exact only while nobody else
 // links or unlinks the blob, that is holding the tree lock exclusively.
-func (r *Root) RemoveBlob(repo string, d digest.Digest) (int64, error) {
+func (r *Root) removeBlob(repo string, d digest.Digest) (int64, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return 0, err
 	}
@@ -99,7 +99,7 @@ func (r *Root) RemoveBlob(repo string, d digest.Digest) (int64, error) {
 		return 0, err
 	}
 	var freed int64
-	for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
+	for _, p := range []string{r.blobPath(repo, d), r.legacyBlobPath(repo, d)} {
 		in, err := r.inodeOf(p)
 		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			continue
@@ -206,27 +206,27 @@ func (e *MismatchError) Error() string {
 // they are verified and renamed into their repository.
 func (r *Root) incomingDir() string { return filepath.Join(r.dir, stateDir, incomingDir) }
 
-// BlobPath is where blob d of repo lives.
-func (r *Root) BlobPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.RepoDir(repo), blobsDir, d.String())
+// blobPath is where blob d of repo lives.
+func (r *Root) blobPath(repo string, d digest.Digest) string {
+	return filepath.Join(r.repoDir(repo), blobsDir, d.String())
 }
 
-// LegacyBlobPath is where TripleO stored layers: "<digest>.gz", whatever
+// legacyBlobPath is where TripleO stored layers: "<digest>.gz", whatever
 // their compression. Readers accept it as the blob d.
-func (r *Root) LegacyBlobPath(repo string, d digest.Digest) string {
-	return r.BlobPath(repo, d) + legacyBlobExt
+func (r *Root) legacyBlobPath(repo string, d digest.Digest) string {
+	return r.blobPath(repo, d) + legacyBlobExt
 }
 
-// ReadBlob returns the bytes of blob d of repo, at most limit of them:
+// readBlob returns the bytes of blob d of repo, at most limit of them:
 // for small blobs a view shows, such as image configs.
-func (r *Root) ReadBlob(repo string, d digest.Digest, limit int64) ([]byte, error) {
+func (r *Root) readBlob(repo string, d digest.Digest, limit int64) ([]byte, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
 	if err := distribution.ValidateDigest(d); err != nil {
 		return nil, err
 	}
-	f, err := r.OpenBlob(repo, d)
+	f, err := r.openBlob(repo, d)
 	if err != nil {
 		return nil, err
 	}
@@ -254,22 +254,18 @@ const (
 // of the tree holds the blob.
 type FetchFunc func() (io.ReadCloser, error)
 
-// PutBlob makes blob d (size bytes, -1 if unknown) available in repo. The
+// putBlob makes blob d (size bytes, -1 if unknown) available in repo. The
 // blob is fetched only when the tree has no sound copy anywhere; a
 // per-digest lock held across processes makes concurrent exports of
 // images sharing layers fetch each shared blob once. Bytes are verified
-// while streaming and published only when they match.
+// while streaming and published only when they match. The sync of the
+// blob's directory is left to ds, which syncs each directory once for a
+// whole batch (nil: at once).
 //
 // A copy already in the tree is sound when its size is the declared one
 // (a truncated file is replaced, not reused) and, with verify, when its
 // bytes hash to d: re-hashing every reused blob is slow, so only
 // export --verify-existing asks for it.
-func (r *Root) PutBlob(repo string, d digest.Digest, size int64, verify bool, fetch FetchFunc) (BlobOutcome, int64, error) {
-	return r.putBlob(repo, d, size, verify, fetch, nil)
-}
-
-// putBlob is PutBlob with the sync of the blob's directory left to ds,
-// which syncs each directory once for a whole batch (nil: at once).
 func (r *Root) putBlob(repo string, d digest.Digest, size int64, verify bool, fetch FetchFunc, ds *dirSyncs) (BlobOutcome, int64, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return 0, 0, err
@@ -291,10 +287,10 @@ func (r *Root) putBlob(repo string, d digest.Digest, size int64, verify bool, fe
 	if src, ok := r.findBlob(d, size, verify); ok {
 		// publishHardLink, not link: a broken copy of this repository's
 		// is replaced, never kept because its name exists.
-		if err := r.mkdirAll(filepath.Dir(r.BlobPath(repo, d))); err != nil {
+		if err := r.mkdirAll(filepath.Dir(r.blobPath(repo, d))); err != nil {
 			return 0, 0, err
 		}
-		if err := r.linkInto(src, r.BlobPath(repo, d), ds); err != nil {
+		if err := r.linkInto(src, r.blobPath(repo, d), ds); err != nil {
 			return 0, 0, fmt.Errorf("blob %s: link from %s: %w", d, src, err)
 		}
 		return BlobLinked, 0, nil
@@ -307,7 +303,7 @@ func (r *Root) putBlob(repo string, d digest.Digest, size int64, verify bool, fe
 		return 0, 0, err
 	}
 	defer rc.Close()
-	n, err := r.publishVerified(r.BlobPath(repo, d), d, size, rc, ds)
+	n, err := r.publishVerified(r.blobPath(repo, d), d, size, rc, ds)
 	if err != nil {
 		return BlobFetched, n, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -318,9 +314,9 @@ func (r *Root) putBlob(repo string, d digest.Digest, size int64, verify bool, fe
 // its plain name or, when it has none, its legacy one (readers prefer the
 // plain name, so a broken plain copy is not made good by a legacy one).
 func (r *Root) hasSoundBlob(repo string, d digest.Digest, size int64, verify bool) bool {
-	p := r.BlobPath(repo, d)
+	p := r.blobPath(repo, d)
 	if !r.isFile(p) {
-		p = r.LegacyBlobPath(repo, d)
+		p = r.legacyBlobPath(repo, d)
 	}
 	return r.soundBlob(p, d, size, verify)
 }
@@ -356,7 +352,7 @@ func (r *Root) soundBlob(path string, d digest.Digest, size int64, verify bool) 
 func (r *Root) findBlob(d digest.Digest, size int64, verify bool) (string, bool) {
 	repos, _, _ := r.repoDirs()
 	for _, repo := range repos {
-		for _, p := range []string{r.BlobPath(repo, d), r.LegacyBlobPath(repo, d)} {
+		for _, p := range []string{r.blobPath(repo, d), r.legacyBlobPath(repo, d)} {
 			if r.soundBlob(p, d, size, verify) {
 				return p, true
 			}
@@ -374,7 +370,7 @@ func (r *Root) checkSpace(d digest.Digest, size int64) error {
 		return nil
 	}
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(r.V2Dir(), &st); err != nil {
+	if err := syscall.Statfs(r.v2Dir(), &st); err != nil {
 		return nil
 	}
 	if free := int64(st.Bavail) * st.Bsize; size > free {
@@ -383,15 +379,15 @@ func (r *Root) checkSpace(d digest.Digest, size int64) error {
 	return nil
 }
 
-// OpenBlob opens blob d of repo under its plain or legacy name.
+// openBlob opens blob d of repo under its plain or legacy name.
 // A blob whose path leads outside the tree is not found: the error says
 // so (ErrOutsideRoot) unless the legacy name is found instead.
-func (r *Root) OpenBlob(repo string, d digest.Digest) (*os.File, error) {
-	f, err := r.open(r.BlobPath(repo, d))
+func (r *Root) openBlob(repo string, d digest.Digest) (*os.File, error) {
+	f, err := r.open(r.blobPath(repo, d))
 	if !errors.Is(err, fs.ErrNotExist) {
 		return f, err
 	}
-	f, lerr := r.open(r.LegacyBlobPath(repo, d))
+	f, lerr := r.open(r.legacyBlobPath(repo, d))
 	if errors.Is(lerr, fs.ErrNotExist) && errors.Is(err, ErrOutsideRoot) {
 		return nil, err
 	}

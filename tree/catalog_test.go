@@ -64,16 +64,16 @@ func TestValidateTag(t *testing.T) {
 func TestSweepTemps(t *testing.T) {
 	r := newTree(t)
 	d := digest.FromString("x")
-	if err := r.PutManifest("ns/app", d, "application/vnd.oci.image.manifest.v1+json", []byte("x")); err != nil {
+	if err := r.putManifest("ns/app", d, "application/vnd.oci.image.manifest.v1+json", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	blobs := filepath.Dir(r.BlobPath("ns/app", d))
+	blobs := filepath.Dir(r.blobPath("ns/app", d))
 	stale := []string{
 		filepath.Join(blobs, "."+d.String()+"8812345"),
-		filepath.Join(r.ManifestDir("ns/app", d), ".index.json42"),
-		filepath.Join(r.ManifestDir("ns/app", d), "..htaccess42"),
+		filepath.Join(r.manifestDir("ns/app", d), ".index.json42"),
+		filepath.Join(r.manifestDir("ns/app", d), "..htaccess42"),
 		// the temporary link of a tag that is all digits, "2019"
-		filepath.Join(filepath.Dir(r.ManifestDir("ns/app", d)), ".tags", ".20191234567"),
+		filepath.Join(filepath.Dir(r.manifestDir("ns/app", d)), ".tags", ".20191234567"),
 	}
 	for _, p := range stale {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -92,7 +92,7 @@ func TestSweepTemps(t *testing.T) {
 			t.Errorf("%s survived the sweep", p)
 		}
 	}
-	for _, p := range []string{r.ManifestPath("ns/app", d), r.HeadersPath("ns/app", d)} {
+	for _, p := range []string{r.manifestPath("ns/app", d), r.headersPath("ns/app", d)} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("the sweep removed %s", p)
 		}
@@ -104,11 +104,11 @@ func TestSweepTemps(t *testing.T) {
 func TestPutTagNeedsManifests(t *testing.T) {
 	r := newTree(t)
 	d := digest.FromString("absent")
-	err := r.PutTag("ns/app", "v1", []TagVariant{{Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json"}})
+	err := r.putTag("ns/app", "v1", []TagVariant{{Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json"}})
 	if err == nil || !strings.Contains(err.Error(), d.String()) {
 		t.Fatalf("PutTag to a missing manifest: %v", err)
 	}
-	if _, err := os.Stat(r.TypeMapPath("ns/app", "v1")); err == nil {
+	if _, err := os.Stat(r.typeMapPath("ns/app", "v1")); err == nil {
 		t.Error("the tag was written anyway")
 	}
 }
@@ -116,14 +116,14 @@ func TestPutTagNeedsManifests(t *testing.T) {
 func TestPutManifestRejectsMismatch(t *testing.T) {
 	r := newTree(t)
 	d := digest.FromString("one")
-	err := r.PutManifest("ns/app", d, "application/vnd.oci.image.manifest.v1+json", []byte("two"))
+	err := r.putManifest("ns/app", d, "application/vnd.oci.image.manifest.v1+json", []byte("two"))
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("PutManifest with the wrong bytes: %v", err)
 	}
-	if _, err := os.Stat(r.ManifestDir("ns/app", d)); err == nil {
+	if _, err := os.Stat(r.manifestDir("ns/app", d)); err == nil {
 		t.Error("a manifest directory was created for bytes that do not match")
 	}
-	err = r.PutManifest("ns/app", digest.FromString("{}"), "text/html\"\nHeader set X", []byte("{}"))
+	err = r.putManifest("ns/app", digest.FromString("{}"), "text/html\"\nHeader set X", []byte("{}"))
 	if err == nil || !strings.Contains(err.Error(), "invalid media type") {
 		t.Fatalf("PutManifest with a media type that would inject .htaccess lines: %v", err)
 	}
@@ -135,33 +135,33 @@ func TestDeleteTag(t *testing.T) {
 	r := newTree(t)
 	d := digest.FromString("{}")
 	mt := "application/vnd.oci.image.manifest.v1+json"
-	if err := r.PutManifest("ns/app", d, mt, []byte("{}")); err != nil {
+	if err := r.putManifest("ns/app", d, mt, []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
 	for _, tag := range []string{"v1", "v2"} {
-		if err := r.PutTag("ns/app", tag, []TagVariant{{Digest: d, MediaType: mt}}); err != nil {
+		if err := r.putTag("ns/app", tag, []TagVariant{{Digest: d, MediaType: mt}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := r.DeleteTag("ns/app", "v1"); err != nil {
+	if err := r.deleteTag("ns/app", "v1"); err != nil {
 		t.Fatal(err)
 	}
-	if tags, _ := r.Tags("ns/app"); len(tags) != 1 || tags[0] != "v2" {
+	if tags, _ := r.tags("ns/app"); len(tags) != 1 || tags[0] != "v2" {
 		t.Errorf("tags after deleting v1: %v", tags)
 	}
-	if b, _ := os.ReadFile(r.TagsListPath("ns/app")); !strings.Contains(string(b), `"tags":["v2"]`) {
+	if b, _ := os.ReadFile(r.tagsListPath("ns/app")); !strings.Contains(string(b), `"tags":["v2"]`) {
 		t.Errorf("tags/list after deleting v1: %s", b)
 	}
-	if err := r.DeleteTag("ns/app", "v1"); !errors.Is(err, ErrTagUnknown) {
+	if err := r.deleteTag("ns/app", "v1"); !errors.Is(err, ErrTagUnknown) {
 		t.Errorf("deleting v1 twice: %v, want ErrTagUnknown", err)
 	}
-	if err := r.DeleteTag("ns/app", "v2"); err != nil {
+	if err := r.deleteTag("ns/app", "v2"); err != nil {
 		t.Fatal(err)
 	}
-	if repos, _ := r.Repositories(); len(repos) != 0 {
+	if repos, _ := r.repositories(); len(repos) != 0 {
 		t.Errorf("catalog after deleting the last tag: %v", repos)
 	}
-	if _, err := os.Stat(r.TagsListPath("ns/app")); err == nil {
+	if _, err := os.Stat(r.tagsListPath("ns/app")); err == nil {
 		t.Error("tags/list of a repository without tags remains")
 	}
 }

@@ -709,17 +709,17 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc, skipped *[]st
 	return nil
 }
 
-// OpenInTree opens the file at path — one of the tree's paths as this
+// openInTree opens the file at path — one of the tree's paths as this
 // package names them (PingPath, CatalogPath, TagsListPath, ManifestPath,
 // …) — for reading, resolved inside the tree: a symlink on the way that
 // leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. It
 // opens as FS.Open does, which is what a server opens the files it
 // serves with, so that it never sends a byte from outside the root.
-func (r *Root) OpenInTree(path string) (*os.File, error) { return r.open(path) }
+func (r *Root) openInTree(path string) (*os.File, error) { return r.open(path) }
 
-// StatInTree describes the file at path, resolved inside the tree as
+// statInTree describes the file at path, resolved inside the tree as
 // OpenInTree resolves it.
-func (r *Root) StatInTree(path string) (fs.FileInfo, error) { return r.stat(path) }
+func (r *Root) statInTree(path string) (fs.FileInfo, error) { return r.stat(path) }
 
 // OutsideLink is a symlink in the tree that leads outside the root: no
 // server serves through it, and no command reads, follows or removes
@@ -744,7 +744,7 @@ func (r *Root) outsideLink(path string) (OutsideLink, bool) {
 // directories of repo's name, the outermost first: a link there takes the
 // whole repository out of the tree.
 func (r *Root) outsideRepoDir(repo string) (OutsideLink, bool) {
-	p := r.V2Dir()
+	p := r.v2Dir()
 	for c := range strings.SplitSeq(repo, "/") {
 		p = filepath.Join(p, c)
 		fi, err := r.lstat(p)
@@ -758,12 +758,12 @@ func (r *Root) outsideRepoDir(repo string) (OutsideLink, bool) {
 	return OutsideLink{}, false
 }
 
-// OutsideLinks lists every symlink that leads outside the root, anywhere
+// outsideLinks lists every symlink that leads outside the root, anywhere
 // under v2/ and the state directory, or, for a repository, under its
 // directory and on the path to it: what verify reports. It reads no
 // directory through a symlink.
-func (r *Root) OutsideLinks(repo string) ([]OutsideLink, error) {
-	dirs := []string{r.V2Dir(), filepath.Join(r.dir, stateDir)}
+func (r *Root) outsideLinks(repo string) ([]OutsideLink, error) {
+	dirs := []string{r.v2Dir(), filepath.Join(r.dir, stateDir)}
 	var links []OutsideLink
 	if repo != "" {
 		if err := ValidateRepo(repo); err != nil {
@@ -772,7 +772,7 @@ func (r *Root) OutsideLinks(repo string) ([]OutsideLink, error) {
 		if l, ok := r.outsideRepoDir(repo); ok {
 			return []OutsideLink{l}, nil
 		}
-		dirs = []string{r.RepoDir(repo)}
+		dirs = []string{r.repoDir(repo)}
 	}
 	for _, dir := range dirs {
 		err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
@@ -796,18 +796,18 @@ func (r *Root) OutsideLinks(repo string) ([]OutsideLink, error) {
 	return links, nil
 }
 
-// OutsideLayout lists the directories of repo's layout — the repository
+// outsideLayout lists the directories of repo's layout — the repository
 // directory, blobs/, manifests/ and nginx's link directories in it,
 // tags/ and referrers/ — that are symlinks leading outside the root. A
 // collector leaves such a repository alone: what it stores is not in the
 // tree. Files that are such links (a blob, a type map, an index.json) are
 // not listed here: reading them fails with ErrOutsideRoot, and listings
 // skip them. It costs a directory read and two lstats.
-func (r *Root) OutsideLayout(repo string) ([]OutsideLink, error) {
+func (r *Root) outsideLayout(repo string) ([]OutsideLink, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
-	dir := r.RepoDir(repo)
+	dir := r.repoDir(repo)
 	entries, err := r.readDir(dir)
 	if errors.Is(err, ErrOutsideRoot) {
 		if l, ok := r.outsideRepoDir(repo); ok {

@@ -94,32 +94,32 @@ func TestConfinedReads(t *testing.T) {
 			name string
 			read func() error
 		}{
-			{"OpenBlob through a blob link", func() error { return err(r.OpenBlob("app", h.Marker)) }},
-			{"ReadManifest through index.json", func() error { return err(r.ReadManifest("app", h.M)) }},
-			{"ManifestChanged through index.json", func() error { return err(r.ManifestChanged("app", h.M)) }},
+			{"OpenBlob through a blob link", func() error { return err(tree.Fixture(r).OpenBlob("app", h.Marker)) }},
+			{"ReadManifest through index.json", func() error { return err(tree.Fixture(r).ReadManifest("app", h.M)) }},
+			{"ManifestChanged through index.json", func() error { return err(tree.Fixture(r).ManifestChanged("app", h.M)) }},
 			{"TagVariants through a type map", func() error { return err(r.TagVariants("app", "evil")) }},
-			{"ReadReferrers through an index", func() error { return err(r.ReadReferrers("app", h.M)) }},
-			{"ReadHeaders through .htaccess", func() error { return err(r.ReadHeaders("headers", h.Images["headers"])) }},
+			{"ReadReferrers through an index", func() error { return err(tree.Fixture(r).ReadReferrers("app", h.M)) }},
+			{"ReadHeaders through .htaccess", func() error { return err(tree.Fixture(r).ReadHeaders("headers", h.Images["headers"])) }},
 			{"ManifestMediaType through .htaccess", func() error { return err(r.ManifestMediaType("headers", h.Images["headers"])) }},
-			{"ReadTagsList through tags/list", func() error { _, _, err := r.ReadTagsList("tagslist"); return err }},
-			{"ReadTagsList of a linked repository", func() error { _, _, err := r.ReadTagsList("evil"); return err }},
+			{"ReadTagsList through tags/list", func() error { _, _, err := tree.Fixture(r).ReadTagsList("tagslist"); return err }},
+			{"ReadTagsList of a linked repository", func() error { _, _, err := tree.Fixture(r).ReadTagsList("evil"); return err }},
 			{"TagVariants of a linked repository", func() error { return err(r.TagVariants("evil", "latest")) }},
-			{"ReadManifest of a linked repository", func() error { return err(r.ReadManifest("evil", h.M)) }},
-			{"OpenBlob of a linked repository", func() error { return err(r.OpenBlob("evil", h.Blobs[0])) }},
-			{"Tags of a linked repository", func() error { return err(r.Tags("evil")) }},
-			{"ManifestDigests of a linked repository", func() error { return err(r.ManifestDigests("evil")) }},
-			{"Blobs of a linked repository", func() error { return err(r.Blobs("evil")) }},
-			{"ReferrerSubjects of a linked repository", func() error { return err(r.ReferrerSubjects("evil")) }},
-			{"Blobs through a blobs/ link", func() error { return err(r.Blobs("blobsdir")) }},
-			{"OpenBlob through a blobs/ link", func() error { return err(r.OpenBlob("blobsdir", h.Blobs[0])) }},
-			{"BlobInodes through a blobs/ link", func() error { return err(r.BlobInodes("blobsdir", h.Blobs[0])) }},
-			{"ReadManifest through a manifest directory link", func() error { return err(r.ReadManifest("mdir", h.M)) }},
-			{"ReadHeaders through a manifest directory link", func() error { return err(r.ReadHeaders("mdir", h.M)) }},
-			{"ReadCatalog through _catalog", func() error { return err(r.ReadCatalog()) }},
-			{"OpenInTree through v2/index.json", func() error { return err(r.OpenInTree(r.PingPath())) }},
-			{"OpenInTree through tags/list", func() error { return err(r.OpenInTree(r.TagsListPath("tagslist"))) }},
-			{"OpenInTree through index.json", func() error { return err(r.OpenInTree(r.ManifestPath("app", h.M))) }},
-			{"StatInTree through a manifest directory link", func() error { return err(r.StatInTree(r.ManifestPath("mdir", h.M))) }},
+			{"ReadManifest of a linked repository", func() error { return err(tree.Fixture(r).ReadManifest("evil", h.M)) }},
+			{"OpenBlob of a linked repository", func() error { return err(tree.Fixture(r).OpenBlob("evil", h.Blobs[0])) }},
+			{"Tags of a linked repository", func() error { return err(tree.Fixture(r).Tags("evil")) }},
+			{"ManifestDigests of a linked repository", func() error { return err(tree.Fixture(r).ManifestDigests("evil")) }},
+			{"Blobs of a linked repository", func() error { return err(tree.Fixture(r).Blobs("evil")) }},
+			{"ReferrerSubjects of a linked repository", func() error { return err(tree.Fixture(r).ReferrerSubjects("evil")) }},
+			{"Blobs through a blobs/ link", func() error { return err(tree.Fixture(r).Blobs("blobsdir")) }},
+			{"OpenBlob through a blobs/ link", func() error { return err(tree.Fixture(r).OpenBlob("blobsdir", h.Blobs[0])) }},
+			{"BlobInodes through a blobs/ link", func() error { return err(tree.Fixture(r).BlobInodes("blobsdir", h.Blobs[0])) }},
+			{"ReadManifest through a manifest directory link", func() error { return err(tree.Fixture(r).ReadManifest("mdir", h.M)) }},
+			{"ReadHeaders through a manifest directory link", func() error { return err(tree.Fixture(r).ReadHeaders("mdir", h.M)) }},
+			{"ReadCatalog through _catalog", func() error { return err(tree.Fixture(r).ReadCatalog()) }},
+			{"OpenInTree through v2/index.json", func() error { return err(tree.Fixture(r).OpenInTree(tree.Fixture(r).PingPath())) }},
+			{"OpenInTree through tags/list", func() error { return err(tree.Fixture(r).OpenInTree(tree.Fixture(r).TagsListPath("tagslist"))) }},
+			{"OpenInTree through index.json", func() error { return err(tree.Fixture(r).OpenInTree(tree.Fixture(r).ManifestPath("app", h.M))) }},
+			{"StatInTree through a manifest directory link", func() error { return err(tree.Fixture(r).StatInTree(tree.Fixture(r).ManifestPath("mdir", h.M))) }},
 		}
 		before := h.Snapshot(t)
 		events := watch(t, h.Outside)
@@ -135,10 +135,10 @@ func TestConfinedReads(t *testing.T) {
 			}
 		}
 		// Nor does anything that answers without an error.
-		if r.ManifestComplete("mdir", h.M) || r.ManifestComplete("app", h.M) {
+		if tree.Fixture(r).ManifestComplete("mdir", h.M) || tree.Fixture(r).ManifestComplete("app", h.M) {
 			t.Error("ManifestComplete through a link leading outside")
 		}
-		if r.HasManifests("evil") {
+		if tree.Fixture(r).HasManifests("evil") {
 			t.Error("HasManifests of a linked repository")
 		}
 		checkOutsideUntouched(t, h, before, events())
@@ -152,20 +152,20 @@ func TestConfinedListings(t *testing.T) {
 		r := h.Root
 		before := h.Snapshot(t)
 		events := watch(t, h.Outside)
-		repos, err := r.StoredRepositories()
+		repos, err := tree.Fixture(r).StoredRepositories()
 		if want := []string{"app", "blobsdir", "headers", "mdir", "nginx", "tagslist"}; err != nil || !slices.Equal(repos, want) {
 			t.Errorf("StoredRepositories = %v, %v; want %v", repos, err, want)
 		}
-		if tags, err := r.Tags("app"); err != nil || !slices.Equal(tags, []string{"linked", "v1"}) {
+		if tags, err := tree.Fixture(r).Tags("app"); err != nil || !slices.Equal(tags, []string{"linked", "v1"}) {
 			t.Errorf("Tags(app) = %v, %v; want the regular type maps only", tags, err)
 		}
-		if bs, err := r.Blobs("app"); err != nil || slices.ContainsFunc(bs, func(b tree.StoredBlob) bool { return b.Digest == h.Marker }) {
+		if bs, err := tree.Fixture(r).Blobs("app"); err != nil || slices.ContainsFunc(bs, func(b tree.StoredBlob) bool { return b.Digest == h.Marker }) {
 			t.Errorf("Blobs(app) = %v, %v: lists the blob link", bs, err)
 		}
-		if ds, err := r.ManifestDigests("mdir"); err != nil || len(ds) != 0 {
+		if ds, err := tree.Fixture(r).ManifestDigests("mdir"); err != nil || len(ds) != 0 {
 			t.Errorf("ManifestDigests(mdir) = %v, %v: lists the manifest directory link", ds, err)
 		}
-		if ss, err := r.ReferrerSubjects("app"); err != nil || len(ss) != 0 {
+		if ss, err := tree.Fixture(r).ReferrerSubjects("app"); err != nil || len(ss) != 0 {
 			t.Errorf("ReferrerSubjects(app) = %v, %v: lists the link", ss, err)
 		}
 		checkOutsideUntouched(t, h, before, events())
@@ -179,7 +179,7 @@ func TestOutsideLinks(t *testing.T) {
 		r := h.Root
 		before := h.Snapshot(t)
 		events := watch(t, h.Outside)
-		links, err := r.OutsideLinks("")
+		links, err := tree.Fixture(r).OutsideLinks("")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,14 +203,14 @@ func TestOutsideLinks(t *testing.T) {
 			links  []string // OutsideLinks(repo)
 			layout []string // OutsideLayout(repo)
 		}{
-			{"app", []string{r.BlobPath("app", h.Marker), r.ManifestPath("app", h.M), r.ReferrersPath("app", h.M), r.TypeMapPath("app", "evil")}, nil},
-			{"evil", []string{r.RepoDir("evil")}, []string{r.RepoDir("evil")}},
-			{"evil/nested", []string{r.RepoDir("evil")}, []string{r.RepoDir("evil")}},
-			{"blobsdir", []string{filepath.Join(r.RepoDir("blobsdir"), "blobs")}, []string{filepath.Join(r.RepoDir("blobsdir"), "blobs")}},
-			{"nginx", []string{filepath.Join(r.RepoDir("nginx"), "manifests", ".tags")}, []string{filepath.Join(r.RepoDir("nginx"), "manifests", ".tags")}},
-			{"mdir", []string{r.ManifestDir("mdir", h.M)}, nil},
-			{"headers", []string{r.HeadersPath("headers", h.Images["headers"])}, nil},
-			{"tagslist", []string{r.TagsListPath("tagslist")}, nil},
+			{"app", []string{tree.Fixture(r).BlobPath("app", h.Marker), tree.Fixture(r).ManifestPath("app", h.M), tree.Fixture(r).ReferrersPath("app", h.M), tree.Fixture(r).TypeMapPath("app", "evil")}, nil},
+			{"evil", []string{tree.Fixture(r).RepoDir("evil")}, []string{tree.Fixture(r).RepoDir("evil")}},
+			{"evil/nested", []string{tree.Fixture(r).RepoDir("evil")}, []string{tree.Fixture(r).RepoDir("evil")}},
+			{"blobsdir", []string{filepath.Join(tree.Fixture(r).RepoDir("blobsdir"), "blobs")}, []string{filepath.Join(tree.Fixture(r).RepoDir("blobsdir"), "blobs")}},
+			{"nginx", []string{filepath.Join(tree.Fixture(r).RepoDir("nginx"), "manifests", ".tags")}, []string{filepath.Join(tree.Fixture(r).RepoDir("nginx"), "manifests", ".tags")}},
+			{"mdir", []string{tree.Fixture(r).ManifestDir("mdir", h.M)}, nil},
+			{"headers", []string{tree.Fixture(r).HeadersPath("headers", h.Images["headers"])}, nil},
+			{"tagslist", []string{tree.Fixture(r).TagsListPath("tagslist")}, nil},
 		} {
 			paths := func(ls []tree.OutsideLink, err error) []string {
 				if err != nil {
@@ -224,10 +224,10 @@ func TestOutsideLinks(t *testing.T) {
 				return ps
 			}
 			slices.Sort(tt.links)
-			if got := paths(r.OutsideLinks(tt.repo)); !slices.Equal(got, tt.links) {
+			if got := paths(tree.Fixture(r).OutsideLinks(tt.repo)); !slices.Equal(got, tt.links) {
 				t.Errorf("OutsideLinks(%s) = %v, want %v", tt.repo, got, tt.links)
 			}
-			if got := paths(r.OutsideLayout(tt.repo)); !slices.Equal(got, tt.layout) {
+			if got := paths(tree.Fixture(r).OutsideLayout(tt.repo)); !slices.Equal(got, tt.layout) {
 				t.Errorf("OutsideLayout(%s) = %v, want %v", tt.repo, got, tt.layout)
 			}
 		}
@@ -257,71 +257,74 @@ func TestConfinedChanges(t *testing.T) {
 		want   string
 		after  func(h *hostileTree) error // what the tree holds then
 	}{
-		{"RemoveBlob of a blob link", func(h *hostileTree) error { _, err := h.Root.RemoveBlob("app", h.Marker); return err }, ok,
-			func(h *hostileTree) error { return gone(h.Root.BlobPath("app", h.Marker)) }},
-		{"RemoveBlob through a blobs/ link", func(h *hostileTree) error { _, err := h.Root.RemoveBlob("blobsdir", h.Blobs[0]); return err }, outside, nil},
-		{"RemoveManifest of an index.json link", func(h *hostileTree) error { return h.Root.RemoveManifest("app", h.M) }, ok,
-			func(h *hostileTree) error { return gone(h.Root.ManifestDir("app", h.M)) }},
-		{"RemoveManifest through a manifest directory link", func(h *hostileTree) error { return h.Root.RemoveManifest("mdir", h.M) }, outside, nil},
-		{"RemoveManifest of a linked repository", func(h *hostileTree) error { return h.Root.RemoveManifest("evil", h.M) }, outside, nil},
-		{"RemoveRepo of a linked repository", func(h *hostileTree) error { _, err := h.Root.RemoveRepo("evil"); return err }, outside, nil},
+		{"RemoveBlob of a blob link", func(h *hostileTree) error { _, err := tree.Fixture(h.Root).RemoveBlob("app", h.Marker); return err }, ok,
+			func(h *hostileTree) error { return gone(tree.Fixture(h.Root).BlobPath("app", h.Marker)) }},
+		{"RemoveBlob through a blobs/ link", func(h *hostileTree) error {
+			_, err := tree.Fixture(h.Root).RemoveBlob("blobsdir", h.Blobs[0])
+			return err
+		}, outside, nil},
+		{"RemoveManifest of an index.json link", func(h *hostileTree) error { return tree.Fixture(h.Root).RemoveManifest("app", h.M) }, ok,
+			func(h *hostileTree) error { return gone(tree.Fixture(h.Root).ManifestDir("app", h.M)) }},
+		{"RemoveManifest through a manifest directory link", func(h *hostileTree) error { return tree.Fixture(h.Root).RemoveManifest("mdir", h.M) }, outside, nil},
+		{"RemoveManifest of a linked repository", func(h *hostileTree) error { return tree.Fixture(h.Root).RemoveManifest("evil", h.M) }, outside, nil},
+		{"RemoveRepo of a linked repository", func(h *hostileTree) error { _, err := tree.Fixture(h.Root).RemoveRepo("evil"); return err }, outside, nil},
 		{"RemoveRepo with a blobs/ link", func(h *hostileTree) error {
-			if err := h.Root.DeleteTag("blobsdir", "v1"); err != nil {
+			if err := tree.Fixture(h.Root).DeleteTag("blobsdir", "v1"); err != nil {
 				return err
 			}
-			if err := h.Root.RemoveManifest("blobsdir", h.Images["blobsdir"]); err != nil {
+			if err := tree.Fixture(h.Root).RemoveManifest("blobsdir", h.Images["blobsdir"]); err != nil {
 				return err
 			}
-			if gone, err := h.Root.RemoveRepo("blobsdir"); !gone || err != nil {
+			if gone, err := tree.Fixture(h.Root).RemoveRepo("blobsdir"); !gone || err != nil {
 				return fmt.Errorf("RemoveRepo: %v, %v", gone, err)
 			}
 			return nil
-		}, ok, func(h *hostileTree) error { return gone(h.Root.RepoDir("blobsdir")) }},
-		{"DeleteTag of a linked repository", func(h *hostileTree) error { return h.Root.DeleteTag("evil", "latest") }, outside, nil},
-		{"DeleteTag of a type map link", func(h *hostileTree) error { return h.Root.DeleteTag("app", "evil") }, ok,
-			func(h *hostileTree) error { return gone(h.Root.TypeMapPath("app", "evil")) }},
-		{"DeleteTag with a tags/list link", func(h *hostileTree) error { return h.Root.DeleteTag("tagslist", "v1") }, ok,
-			func(h *hostileTree) error { return gone(h.Root.TagsListPath("tagslist")) }},
-		{"RefreshReferrers with a referrers link", func(h *hostileTree) error { return h.Root.RefreshReferrers("app") }, ok, nil},
+		}, ok, func(h *hostileTree) error { return gone(tree.Fixture(h.Root).RepoDir("blobsdir")) }},
+		{"DeleteTag of a linked repository", func(h *hostileTree) error { return tree.Fixture(h.Root).DeleteTag("evil", "latest") }, outside, nil},
+		{"DeleteTag of a type map link", func(h *hostileTree) error { return tree.Fixture(h.Root).DeleteTag("app", "evil") }, ok,
+			func(h *hostileTree) error { return gone(tree.Fixture(h.Root).TypeMapPath("app", "evil")) }},
+		{"DeleteTag with a tags/list link", func(h *hostileTree) error { return tree.Fixture(h.Root).DeleteTag("tagslist", "v1") }, ok,
+			func(h *hostileTree) error { return gone(tree.Fixture(h.Root).TagsListPath("tagslist")) }},
+		{"RefreshReferrers with a referrers link", func(h *hostileTree) error { return tree.Fixture(h.Root).RefreshReferrers("app") }, ok, nil},
 		{"SweepTemps", func(h *hostileTree) error { _, err := tree.SweepTemps(h.Root); return err }, ok, nil},
 		{"SweepEmptyDirs", func(h *hostileTree) error { _, err := tree.SweepEmptyDirs(h.Root); return err }, ok, nil},
 		{"SweepCatalogTemps", func(h *hostileTree) error { _, err := tree.SweepCatalogTemps(h.Root); return err }, ok, nil},
-		{"SweepRepoTemps of a linked repository", func(h *hostileTree) error { _, err := h.Root.SweepRepoTemps("evil"); return err }, ok, nil},
-		{"SweepRepoTemps with a blobs/ link", func(h *hostileTree) error { _, err := h.Root.SweepRepoTemps("blobsdir"); return err }, ok, nil},
+		{"SweepRepoTemps of a linked repository", func(h *hostileTree) error { _, err := tree.Fixture(h.Root).SweepRepoTemps("evil"); return err }, ok, nil},
+		{"SweepRepoTemps with a blobs/ link", func(h *hostileTree) error { _, err := tree.Fixture(h.Root).SweepRepoTemps("blobsdir"); return err }, ok, nil},
 		{"PutBlob through a blobs/ link", func(h *hostileTree) error {
-			_, _, err := h.Root.PutBlob("blobsdir", digest.FromBytes(blob), int64(len(blob)), false, fetch)
+			_, _, err := tree.Fixture(h.Root).PutBlob("blobsdir", digest.FromBytes(blob), int64(len(blob)), false, fetch)
 			return err
 		}, outside, nil},
 		{"PutBlob of a blob outside into a linked repository", func(h *hostileTree) error {
-			_, _, err := h.Root.PutBlob("evil", h.Blobs[0], -1, false, fetch)
+			_, _, err := tree.Fixture(h.Root).PutBlob("evil", h.Blobs[0], -1, false, fetch)
 			return err
 		}, outside, nil},
 		{"PutManifest through a manifest directory link", func(h *hostileTree) error {
-			return h.Root.PutManifest("mdir", h.M, ociManifest, h.Raw)
+			return tree.Fixture(h.Root).PutManifest("mdir", h.M, ociManifest, h.Raw)
 		}, outside, nil},
 		{"PutManifest into a linked repository", func(h *hostileTree) error {
-			return h.Root.PutManifest("evil", digest.FromString("{}"), ociManifest, []byte("{}"))
+			return tree.Fixture(h.Root).PutManifest("evil", digest.FromString("{}"), ociManifest, []byte("{}"))
 		}, outside, nil},
 		{"PutTag on a linked repository", func(h *hostileTree) error {
-			return h.Root.PutTag("evil", "v2", []tree.TagVariant{{Digest: h.M, MediaType: ociManifest}})
+			return tree.Fixture(h.Root).PutTag("evil", "v2", []tree.TagVariant{{Digest: h.M, MediaType: ociManifest}})
 		}, failed, nil},
 		{"PutTag over a type map link", func(h *hostileTree) error {
-			return h.Root.PutTag("app", "evil", []tree.TagVariant{{Digest: h.Images["app"], MediaType: ociManifest}})
-		}, ok, func(h *hostileTree) error { return regular(h.Root.TypeMapPath("app", "evil")) }},
-		{"RefreshTags over a tags/list link", func(h *hostileTree) error { return h.Root.RefreshTags("tagslist") }, ok,
-			func(h *hostileTree) error { return regular(h.Root.TagsListPath("tagslist")) }},
-		{"RefreshCatalog over a _catalog link", func(h *hostileTree) error { return h.Root.RefreshCatalog() }, ok,
-			func(h *hostileTree) error { return regular(h.Root.CatalogPath()) }},
+			return tree.Fixture(h.Root).PutTag("app", "evil", []tree.TagVariant{{Digest: h.Images["app"], MediaType: ociManifest}})
+		}, ok, func(h *hostileTree) error { return regular(tree.Fixture(h.Root).TypeMapPath("app", "evil")) }},
+		{"RefreshTags over a tags/list link", func(h *hostileTree) error { return tree.Fixture(h.Root).RefreshTags("tagslist") }, ok,
+			func(h *hostileTree) error { return regular(tree.Fixture(h.Root).TagsListPath("tagslist")) }},
+		{"RefreshCatalog over a _catalog link", func(h *hostileTree) error { return tree.Fixture(h.Root).RefreshCatalog() }, ok,
+			func(h *hostileTree) error { return regular(tree.Fixture(h.Root).CatalogPath()) }},
 		{"Init over a v2/index.json link", func(h *hostileTree) error { return h.Root.Init() }, ok,
-			func(h *hostileTree) error { return regular(h.Root.PingPath()) }},
-		{"RefreshTags through nginx's link directory", func(h *hostileTree) error { return h.Root.RefreshTags("nginx") }, outside,
+			func(h *hostileTree) error { return regular(tree.Fixture(h.Root).PingPath()) }},
+		{"RefreshTags through nginx's link directory", func(h *hostileTree) error { return tree.Fixture(h.Root).RefreshTags("nginx") }, outside,
 			func(h *hostileTree) error {
-				if !isLink(h.Root, filepath.Join(h.Root.RepoDir("nginx"), "manifests", ".tags")) {
+				if !isLink(h.Root, filepath.Join(tree.Fixture(h.Root).RepoDir("nginx"), "manifests", ".tags")) {
 					return errors.New("the .tags link went")
 				}
 				return nil
 			}},
-		{"LinkForNginx", func(h *hostileTree) error { _, err := h.Root.LinkForNginx(); return err }, outside, nil},
+		{"LinkForNginx", func(h *hostileTree) error { _, err := tree.Fixture(h.Root).LinkForNginx(); return err }, outside, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -375,7 +378,7 @@ func TestStateDirOutside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(r.V2Dir(), 0o755); err != nil {
+	if err := os.MkdirAll(tree.Fixture(r).V2Dir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(outside, filepath.Join(r.Dir(), ".image-serve")); err != nil {
@@ -383,11 +386,11 @@ func TestStateDirOutside(t *testing.T) {
 	}
 	events := watch(t, outside)
 	for name, f := range map[string]func() error{
-		"LockShared":    func() error { l, err := r.LockShared(); l.Unlock(); return err },
-		"LockExclusive": func() error { l, err := r.LockExclusive(); l.Unlock(); return err },
-		"TryLockGC":     func() error { l, err := r.TryLockGC(); l.Unlock(); return err },
+		"LockShared":    func() error { l, err := tree.Fixture(r).LockShared(); l.Unlock(); return err },
+		"LockExclusive": func() error { l, err := tree.Fixture(r).LockExclusive(); l.Unlock(); return err },
+		"TryLockGC":     func() error { l, err := tree.Fixture(r).TryLockGC(); l.Unlock(); return err },
 		"Init":          r.Init,
-		"DeleteTag":     func() error { return r.DeleteTag("app", "v1") },
+		"DeleteTag":     func() error { return tree.Fixture(r).DeleteTag("app", "v1") },
 	} {
 		if err := f(); !errors.Is(err, tree.ErrOutsideRoot) {
 			t.Errorf("%s: %v, want ErrOutsideRoot", name, err)
@@ -407,24 +410,24 @@ func TestStateDirOutside(t *testing.T) {
 func TestLinksInsideRootFollowed(t *testing.T) {
 	h := buildHostileTree(t, true)
 	r := h.Root
-	if err := os.Symlink("app", r.RepoDir("alias")); err != nil {
+	if err := os.Symlink("app", tree.Fixture(r).RepoDir("alias")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.TagVariants("alias", "v1"); err != nil {
 		t.Errorf("TagVariants through a link inside the tree: %v", err)
 	}
-	if _, err := r.ReadManifest("alias", h.Images["app"]); err != nil {
+	if _, err := tree.Fixture(r).ReadManifest("alias", h.Images["app"]); err != nil {
 		t.Errorf("ReadManifest through a link inside the tree: %v", err)
 	}
-	link := filepath.Join(r.RepoDir("app"), "manifests", ".tags", "v1")
-	fi, err := r.StatInTree(link)
+	link := filepath.Join(tree.Fixture(r).RepoDir("app"), "manifests", ".tags", "v1")
+	fi, err := tree.Fixture(r).StatInTree(link)
 	if err != nil || !fi.IsDir() {
 		t.Errorf("nginx's tag link: %v, %v; want the manifest's directory", fi, err)
 	}
-	if inStep, err := r.TagsInStep("headers", []string{"v1"}); !inStep || err != nil {
+	if inStep, err := tree.Fixture(r).TagsInStep("headers", []string{"v1"}); !inStep || err != nil {
 		t.Errorf("TagsInStep(headers) = %v, %v", inStep, err)
 	}
-	if links, err := r.OutsideLinks("alias"); err != nil || len(links) != 0 {
+	if links, err := tree.Fixture(r).OutsideLinks("alias"); err != nil || len(links) != 0 {
 		t.Errorf("OutsideLinks(alias) = %v, %v; want none: it stays inside", links, err)
 	}
 }
@@ -457,22 +460,22 @@ func TestRootDescriptor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.ReadCatalog(); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), r.CatalogPath()) {
+	if _, err := tree.Fixture(r).ReadCatalog(); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), tree.Fixture(r).CatalogPath()) {
 		t.Errorf("ReadCatalog before the tree exists: %v", err)
 	}
 	if err := r.Init(); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.RefreshCatalog(); err != nil {
+	if err := tree.Fixture(r).RefreshCatalog(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.ReadCatalog(); err != nil {
+	if _, err := tree.Fixture(r).ReadCatalog(); err != nil {
 		t.Errorf("ReadCatalog once the tree exists: %v", err)
 	}
 	if fds := openInside(t, dir); len(fds) > 0 {
 		t.Errorf("descriptors left open after the operations:\n%s", strings.Join(fds, "\n"))
 	}
-	l, err := r.LockShared()
+	l, err := tree.Fixture(r).LockShared()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,13 +499,13 @@ func TestRootDescriptor(t *testing.T) {
 	if err := r2.Init(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(r2.CatalogPath()); err != nil { // the old tree's is there
+	if err := os.Remove(tree.Fixture(r2).CatalogPath()); err != nil { // the old tree's is there
 		t.Fatal(err)
 	}
-	if _, err := r.ReadCatalog(); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := tree.Fixture(r).ReadCatalog(); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ReadCatalog of the new tree, which has none: %v", err)
 	}
-	if _, err := r.OpenInTree(r.PingPath()); err != nil {
+	if _, err := tree.Fixture(r).OpenInTree(tree.Fixture(r).PingPath()); err != nil {
 		t.Errorf("v2/index.json of the new tree: %v", err)
 	}
 }
@@ -566,7 +569,7 @@ func TestReadDirAsOS(t *testing.T) {
 func TestReadsAcrossLocks(t *testing.T) {
 	h := buildHostileTree(t, false)
 	r, d := h.Root, h.Images["app"]
-	want, err := r.ReadManifest("app", d)
+	want, err := tree.Fixture(r).ReadManifest("app", d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,12 +577,12 @@ func TestReadsAcrossLocks(t *testing.T) {
 	for range cap(errs) {
 		go func() {
 			for range 500 {
-				got, err := r.ReadManifest("app", d)
+				got, err := tree.Fixture(r).ReadManifest("app", d)
 				if err == nil && !bytes.Equal(got, want) {
 					err = fmt.Errorf("read %q", got)
 				}
 				if err == nil {
-					_, err = r.ReadManifest("app", h.M)
+					_, err = tree.Fixture(r).ReadManifest("app", h.M)
 					if errors.Is(err, tree.ErrOutsideRoot) {
 						err = nil
 					} else {
@@ -595,11 +598,11 @@ func TestReadsAcrossLocks(t *testing.T) {
 		}()
 	}
 	for range 200 {
-		l, err := r.LockShared()
+		l, err := tree.Fixture(r).LockShared()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.ReadManifest("app", d); err != nil {
+		if _, err := tree.Fixture(r).ReadManifest("app", d); err != nil {
 			t.Error(err)
 		}
 		if err := l.Unlock(); err != nil {

@@ -165,7 +165,7 @@ func (d Derived) Changed() bool {
 	return d.Headers > 0 || d.TagsList || d.TagLinks > 0 || d.Typed > 0 || d.Referrers > 0 || len(d.Removed) > 0
 }
 
-// DeriveRepo re-derives every derived file of repo from its manifests and
+// deriveRepo re-derives every derived file of repo from its manifests and
 // type maps, in publish order: the headers of manifests whose .htaccess
 // is missing or names no Content-Type or another digest (from the
 // manifest's bytes, as verify --repair writes them: RestoreHeaders),
@@ -188,12 +188,12 @@ func (d Derived) Changed() bool {
 // collection is then part way through its own steps, whose intermediate
 // states look exactly like an rsync's and which that writer completes
 // itself. It takes the repository lock, as every updater does.
-func (r *Root) DeriveRepo(repo string) (Derived, error) {
+func (r *Root) deriveRepo(repo string) (Derived, error) {
 	d := Derived{Repo: repo}
 	if err := ValidateRepo(repo); err != nil {
 		return d, err
 	}
-	if !r.isRepoDir(r.RepoDir(repo)) || errors.Is(r.checkRepoPath(repo), ErrRepoThroughLink) {
+	if !r.isRepoDir(r.repoDir(repo)) || errors.Is(r.checkRepoPath(repo), ErrRepoThroughLink) {
 		return d, nil // no repository here (a link to one is none)
 	}
 	l, err := r.lockRepo(repo)
@@ -240,11 +240,11 @@ func (r *Root) removedTags(repo string, before derivedState) ([]RemovedTag, erro
 		recorded = append(recorded, tag)
 	}
 	slices.Sort(recorded)
-	have, err := r.Tags(repo)
+	have, err := r.tags(repo)
 	if err != nil {
 		return nil, err
 	}
-	legacy, err := r.LegacyTags(repo)
+	legacy, err := r.legacyTags(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ type derivedState struct {
 
 func (r *Root) derivedState(repo string) (derivedState, error) {
 	s := derivedState{links: map[string]string{}, referrers: map[string]string{}}
-	b, err := r.readSmall(r.TagsListPath(repo), maxListSize)
+	b, err := r.readSmall(r.tagsListPath(repo), maxListSize)
 	switch {
 	case err == nil:
 		s.tagsList = string(b)
@@ -297,12 +297,12 @@ func (r *Root) derivedState(repo string) (derivedState, error) {
 			s.links[dir+"/"+e.Name()] = target
 		}
 	}
-	subjects, err := r.ReferrerSubjects(repo)
+	subjects, err := r.referrerSubjects(repo)
 	if err != nil {
 		return s, nil // an unreadable directory: counted as changed if rewritten
 	}
 	for _, sub := range subjects {
-		b, _ := r.ReadReferrers(repo, sub)
+		b, _ := r.readReferrers(repo, sub)
 		s.referrers[sub.String()] = string(b)
 	}
 	return s, nil
@@ -331,21 +331,21 @@ type CatalogChange struct {
 	Rewritten      bool     // _catalog was rewritten (also when it was unreadable)
 }
 
-// DeriveCatalog rewrites _catalog from the repositories on disk if it is
+// deriveCatalog rewrites _catalog from the repositories on disk if it is
 // out of step, and reports what changed. Call it holding the tree lock
 // exclusively, for the reason DeriveRepo says.
-func (r *Root) DeriveCatalog() (CatalogChange, error) {
+func (r *Root) deriveCatalog() (CatalogChange, error) {
 	var c CatalogChange
-	before, readErr := r.ReadCatalog()
-	raw, _ := r.readSmall(r.CatalogPath(), maxListSize)
-	if err := r.RefreshCatalog(); err != nil {
+	before, readErr := r.readCatalog()
+	raw, _ := r.readSmall(r.catalogPath(), maxListSize)
+	if err := r.refreshCatalog(); err != nil {
 		return c, err
 	}
-	after, err := r.ReadCatalog()
+	after, err := r.readCatalog()
 	if err != nil {
 		return c, err
 	}
-	now, _ := r.readSmall(r.CatalogPath(), maxListSize)
+	now, _ := r.readSmall(r.catalogPath(), maxListSize)
 	c.Rewritten = readErr != nil || string(raw) != string(now)
 	for _, repo := range after {
 		if !slices.Contains(before, repo) {

@@ -64,21 +64,21 @@ func TestDeriveRepo(t *testing.T) {
 	r := newTree(t)
 	a := putManifest(t, r, "ns/app", mtOCIManifest, "a")
 	b := putManifest(t, r, "ns/app", mtOCIManifest, "b")
-	if err := r.PutTag("ns/app", "v1", []TagVariant{{Digest: a, MediaType: mtOCIManifest}}); err != nil {
+	if err := r.putTag("ns/app", "v1", []TagVariant{{Digest: a, MediaType: mtOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
 	derive := func(repo string) Derived {
 		t.Helper()
-		l, err := r.LockExclusive()
+		l, err := r.lockExclusive()
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer l.Unlock()
-		d, err := r.DeriveRepo(repo)
+		d, err := r.deriveRepo(repo)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if again, err := r.DeriveRepo(repo); err != nil || again.Changed() {
+		if again, err := r.deriveRepo(repo); err != nil || again.Changed() {
 			t.Errorf("a second DeriveRepo(%s) changed %+v (%v)", repo, again, err)
 		}
 		return d
@@ -88,13 +88,13 @@ func TestDeriveRepo(t *testing.T) {
 	}
 
 	// An rsync adds tag v2 (a type map naming b) and drops b's typed link.
-	typeMap, err := os.ReadFile(r.TypeMapPath("ns/app", "v1"))
+	typeMap, err := os.ReadFile(r.typeMapPath("ns/app", "v1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v2 := strings.ReplaceAll(string(typeMap), a.String(), b.String())
-	writeFile(t, r.TypeMapPath("ns/app", "v2"), []byte(strings.ReplaceAll(v2, "URI: v1", "URI: v2")))
-	typed, _ := r.TypedManifestPath("ns/app", b, mtOCIManifest)
+	writeFile(t, r.typeMapPath("ns/app", "v2"), []byte(strings.ReplaceAll(v2, "URI: v1", "URI: v2")))
+	typed, _ := r.typedManifestPath("ns/app", b, mtOCIManifest)
 	if err := os.Remove(typed); err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +102,14 @@ func TestDeriveRepo(t *testing.T) {
 	if want := (Derived{Repo: "ns/app", TagsList: true, TagLinks: 2, Typed: 1}); !reflect.DeepEqual(d, want) {
 		t.Errorf("after a new type map: %+v, want %+v", d, want)
 	}
-	if tags, _, _ := r.ReadTagsList("ns/app"); !slices.Equal(tags, []string{"v1", "v2"}) {
+	if tags, _, _ := r.readTagsList("ns/app"); !slices.Equal(tags, []string{"v1", "v2"}) {
 		t.Errorf("tags/list %v, want v1 v2", tags)
 	}
 	wantLinks(t, r, "ns/app", "v2", b, b)
 
 	// v1's type map replaced to name b: both links re-pointed, tags/list
 	// unchanged.
-	writeFile(t, r.TypeMapPath("ns/app", "v1"), []byte(strings.ReplaceAll(string(typeMap), a.String(), b.String())))
+	writeFile(t, r.typeMapPath("ns/app", "v1"), []byte(strings.ReplaceAll(string(typeMap), a.String(), b.String())))
 	if d := derive("ns/app"); !reflect.DeepEqual(d, Derived{Repo: "ns/app", TagLinks: 2}) {
 		t.Errorf("after a replaced type map: %+v, want 2 tag links", d)
 	}
@@ -126,17 +126,17 @@ func TestDeriveRepo(t *testing.T) {
 
 	// A manifest's .htaccess removed: written again from its bytes, as
 	// the export wrote it, and nothing else changes.
-	exported, err := os.ReadFile(r.HeadersPath("ns/app", a))
+	exported, err := os.ReadFile(r.headersPath("ns/app", a))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(r.HeadersPath("ns/app", a)); err != nil {
+	if err := os.Remove(r.headersPath("ns/app", a)); err != nil {
 		t.Fatal(err)
 	}
 	if d := derive("ns/app"); !reflect.DeepEqual(d, Derived{Repo: "ns/app", Headers: 1}) {
 		t.Errorf("after removing a manifest's headers: %+v, want 1 header", d)
 	}
-	if got, err := os.ReadFile(r.HeadersPath("ns/app", a)); err != nil || string(got) != string(exported) {
+	if got, err := os.ReadFile(r.headersPath("ns/app", a)); err != nil || string(got) != string(exported) {
 		t.Errorf("headers written again: %q, %v; want %q", got, err, exported)
 	}
 
@@ -144,7 +144,7 @@ func TestDeriveRepo(t *testing.T) {
 	// the links go, each tag is named with what nginx served, and the
 	// catalog drops the repository.
 	for _, tag := range []string{"v1", "v2"} {
-		if err := os.Remove(r.TypeMapPath("ns/app", tag)); err != nil {
+		if err := os.Remove(r.typeMapPath("ns/app", tag)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -152,17 +152,17 @@ func TestDeriveRepo(t *testing.T) {
 	if d := derive("ns/app"); !reflect.DeepEqual(d, want) {
 		t.Errorf("after removing every type map: %+v, want %+v", d, want)
 	}
-	c, err := r.DeriveCatalog()
+	c, err := r.deriveCatalog()
 	if err != nil || !c.Rewritten || len(c.Added) != 0 || !slices.Equal(c.Removed, []string{"ns/app"}) {
 		t.Errorf("DeriveCatalog: %+v, %v; want ns/app removed", c, err)
 	}
-	if c, err := r.DeriveCatalog(); err != nil || c.Rewritten {
+	if c, err := r.deriveCatalog(); err != nil || c.Rewritten {
 		t.Errorf("a second DeriveCatalog: %+v, %v", c, err)
 	}
 
 	// A repository removed with rm -r: nothing to derive, not even a lock
 	// file; a name that is no repository directory neither.
-	if err := os.RemoveAll(r.RepoDir("ns/app")); err != nil {
+	if err := os.RemoveAll(r.repoDir("ns/app")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(r.repoLockPath("ns/app")); err != nil {
@@ -183,26 +183,26 @@ func TestDeriveRepo(t *testing.T) {
 func TestWatchDirs(t *testing.T) {
 	r := newTree(t)
 	a := putManifest(t, r, "ns/app", mtOCIManifest, "a")
-	if err := r.PutTag("ns/app", "v1", []TagVariant{{Digest: a, MediaType: mtOCIManifest}}); err != nil {
+	if err := r.putTag("ns/app", "v1", []TagVariant{{Digest: a, MediaType: mtOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(r.RepoDir("ns/app"), blobsDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(r.repoDir("ns/app"), blobsDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(r.RepoDir("ns"), filepath.Join(r.V2Dir(), "link")); err != nil {
+	if err := os.Symlink(r.repoDir("ns"), filepath.Join(r.v2Dir(), "link")); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		dir  string
 		want []string
 	}{
-		{r.Dir(), []string{r.V2Dir()}},
-		{r.V2Dir(), []string{r.RepoDir("ns")}},
-		{r.RepoDir("ns"), []string{r.RepoDir("ns/app")}},
-		{r.RepoDir("ns/app"), []string{r.manifestsDir("ns/app"), filepath.Dir(r.TagsListPath("ns/app"))}},
-		{r.manifestsDir("ns/app"), []string{r.ManifestDir("ns/app", a)}},
-		{r.ManifestDir("ns/app", a), nil},
-		{r.RepoDir("gone"), nil},
+		{r.Dir(), []string{r.v2Dir()}},
+		{r.v2Dir(), []string{r.repoDir("ns")}},
+		{r.repoDir("ns"), []string{r.repoDir("ns/app")}},
+		{r.repoDir("ns/app"), []string{r.manifestsDir("ns/app"), filepath.Dir(r.tagsListPath("ns/app"))}},
+		{r.manifestsDir("ns/app"), []string{r.manifestDir("ns/app", a)}},
+		{r.manifestDir("ns/app", a), nil},
+		{r.repoDir("gone"), nil},
 	} {
 		got, err := r.WatchDirs(tc.dir)
 		if err != nil || !slices.Equal(got, tc.want) {

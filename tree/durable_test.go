@@ -93,7 +93,7 @@ func TestCrashTrace(t *testing.T) {
 	raw := []byte(`{"schemaVersion":2}`)
 	d := digest.FromBytes(raw)
 	put := func() {
-		if err := root.PutManifest("app", d, "application/vnd.oci.image.manifest.v1+json", raw); err != nil {
+		if err := root.putManifest("app", d, "application/vnd.oci.image.manifest.v1+json", raw); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,9 +105,9 @@ func TestCrashTrace(t *testing.T) {
 	}
 	rel := func(p string) string { return strings.TrimPrefix(p, root.Dir()+"/") }
 	want := []string{
-		"rename " + rel(root.HeadersPath("app", d)),
-		"rename " + rel(root.ManifestPath("app", d)),
-		"link " + rel(filepath.Join(root.ManifestDir("app", d), "manifest.oci-manifest")),
+		"rename " + rel(root.headersPath("app", d)),
+		"rename " + rel(root.manifestPath("app", d)),
+		"link " + rel(filepath.Join(root.manifestDir("app", d), "manifest.oci-manifest")),
 	}
 	var got []string
 	for i, line := range first {

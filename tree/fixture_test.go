@@ -18,26 +18,26 @@ func TestFixturePaths(t *testing.T) {
 	const repo, tag = "ns/app", "v1"
 	d := digest.FromString("x")
 	typed, typedOK := fx.TypedManifestPath(repo, d, gcOCIManifest)
-	wantTyped, wantTypedOK := r.TypedManifestPath(repo, d, gcOCIManifest)
+	wantTyped, wantTypedOK := r.typedManifestPath(repo, d, gcOCIManifest)
 	for _, tc := range []struct{ name, got, want string }{
-		{"V2Dir", fx.V2Dir(), r.V2Dir()},
-		{"PingPath", fx.PingPath(), r.PingPath()},
-		{"CatalogPath", fx.CatalogPath(), r.CatalogPath()},
-		{"EmptyReferrersPath", fx.EmptyReferrersPath(), r.EmptyReferrersPath()},
-		{"RepoDir", fx.RepoDir(repo), r.RepoDir(repo)},
-		{"TagsListPath", fx.TagsListPath(repo), r.TagsListPath(repo)},
-		{"TypeMapPath", fx.TypeMapPath(repo, tag), r.TypeMapPath(repo, tag)},
-		{"TagLinkPath", fx.TagLinkPath(repo, tag), r.TagLinkPath(repo, tag)},
-		{"FallbackLinkPath", fx.FallbackLinkPath(repo, tag), r.FallbackLinkPath(repo, tag)},
-		{"LegacyTagPath", fx.LegacyTagPath(repo, tag), r.LegacyTagPath(repo, tag)},
-		{"ManifestDir", fx.ManifestDir(repo, d), r.ManifestDir(repo, d)},
-		{"ManifestPath", fx.ManifestPath(repo, d), r.ManifestPath(repo, d)},
-		{"HeadersPath", fx.HeadersPath(repo, d), r.HeadersPath(repo, d)},
+		{"V2Dir", fx.V2Dir(), r.v2Dir()},
+		{"PingPath", fx.PingPath(), r.pingPath()},
+		{"CatalogPath", fx.CatalogPath(), r.catalogPath()},
+		{"EmptyReferrersPath", fx.EmptyReferrersPath(), r.emptyReferrersPath()},
+		{"RepoDir", fx.RepoDir(repo), r.repoDir(repo)},
+		{"TagsListPath", fx.TagsListPath(repo), r.tagsListPath(repo)},
+		{"TypeMapPath", fx.TypeMapPath(repo, tag), r.typeMapPath(repo, tag)},
+		{"TagLinkPath", fx.TagLinkPath(repo, tag), r.tagLinkPath(repo, tag)},
+		{"FallbackLinkPath", fx.FallbackLinkPath(repo, tag), r.fallbackLinkPath(repo, tag)},
+		{"LegacyTagPath", fx.LegacyTagPath(repo, tag), r.legacyTagPath(repo, tag)},
+		{"ManifestDir", fx.ManifestDir(repo, d), r.manifestDir(repo, d)},
+		{"ManifestPath", fx.ManifestPath(repo, d), r.manifestPath(repo, d)},
+		{"HeadersPath", fx.HeadersPath(repo, d), r.headersPath(repo, d)},
 		{"TypedManifestPath", typed, wantTyped},
-		{"BlobPath", fx.BlobPath(repo, d), r.BlobPath(repo, d)},
-		{"LegacyBlobPath", fx.LegacyBlobPath(repo, d), r.LegacyBlobPath(repo, d)},
-		{"BlobFilePath", fx.BlobFilePath(repo, StoredBlob{Digest: d, Legacy: true}), r.LegacyBlobPath(repo, d)},
-		{"ReferrersPath", fx.ReferrersPath(repo, d), r.ReferrersPath(repo, d)},
+		{"BlobPath", fx.BlobPath(repo, d), r.blobPath(repo, d)},
+		{"LegacyBlobPath", fx.LegacyBlobPath(repo, d), r.legacyBlobPath(repo, d)},
+		{"BlobFilePath", fx.BlobFilePath(repo, StoredBlob{Digest: d, Legacy: true}), r.legacyBlobPath(repo, d)},
+		{"ReferrersPath", fx.ReferrersPath(repo, d), r.referrersPath(repo, d)},
 	} {
 		if tc.got != tc.want || tc.got == "" {
 			t.Errorf("%s: %q, want %q", tc.name, tc.got, tc.want)
@@ -71,29 +71,29 @@ func TestFixtureWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if bs, err := r.Blobs(repo); err != nil || len(bs) != 1 || bs[0].Digest != ld {
+	if bs, err := r.blobs(repo); err != nil || len(bs) != 1 || bs[0].Digest != ld {
 		t.Errorf("blobs %v (%v), want %s", bs, err, ld)
 	}
-	if got, err := r.ReadManifest(repo, md); err != nil || !bytes.Equal(got, raw) {
+	if got, err := r.readManifest(repo, md); err != nil || !bytes.Equal(got, raw) {
 		t.Errorf("manifest %q (%v), want %q", got, err, raw)
 	}
 	if vs, err := r.TagVariants(repo, tag); err != nil || len(vs) != 1 || vs[0].Digest != md {
 		t.Errorf("tag %s: %+v (%v), want %s", tag, vs, err, md)
 	}
-	if listed, ok, err := r.ReadTagsList(repo); err != nil || !ok || !slices.Equal(listed, []string{tag}) {
+	if listed, ok, err := r.readTagsList(repo); err != nil || !ok || !slices.Equal(listed, []string{tag}) {
 		t.Errorf("tags/list %v %v (%v), want [%s]", listed, ok, err, tag)
 	}
-	if cat, err := r.ReadCatalog(); err != nil || !slices.Equal(cat, []string{repo}) {
+	if cat, err := r.readCatalog(); err != nil || !slices.Equal(cat, []string{repo}) {
 		t.Errorf("_catalog %v (%v), want [%s]", cat, err, repo)
 	}
 
 	if err := fx.DeleteTag(repo, tag); err != nil {
 		t.Fatal(err)
 	}
-	if tags, err := r.Tags(repo); err != nil || len(tags) != 0 {
+	if tags, err := r.tags(repo); err != nil || len(tags) != 0 {
 		t.Errorf("tags after DeleteTag: %v (%v), want none", tags, err)
 	}
-	if cat, err := r.ReadCatalog(); err != nil || len(cat) != 0 {
+	if cat, err := r.readCatalog(); err != nil || len(cat) != 0 {
 		t.Errorf("_catalog after DeleteTag: %v (%v), want empty", cat, err)
 	}
 }

@@ -26,17 +26,17 @@ func inodeFromStat(st *syscall.Stat_t) Inode {
 	return Inode{Dev: uint64(st.Dev), Ino: st.Ino, Links: uint64(st.Nlink), Size: st.Size}
 }
 
-// RepoFiles lists the inode of every regular file of repo — blobs,
+// repoFiles lists the inode of every regular file of repo — blobs,
 // manifests, headers, type maps, listings — not those of repositories
 // nested below it. Hard links share an inode: a blob linked into three
 // repositories appears, with the same Dev and Ino, in the files of each.
-func (r *Root) RepoFiles(repo string) ([]Inode, error) {
+func (r *Root) repoFiles(repo string) ([]Inode, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
 	var out []Inode
 	for sub := range layoutDirs {
-		err := r.walkFiles(filepath.Join(r.RepoDir(repo), sub), func(in Inode) { out = append(out, in) })
+		err := r.walkFiles(filepath.Join(r.repoDir(repo), sub), func(in Inode) { out = append(out, in) })
 		if err != nil {
 			return nil, err
 		}
@@ -44,12 +44,12 @@ func (r *Root) RepoFiles(repo string) ([]Inode, error) {
 	return out, nil
 }
 
-// TreeFiles lists the inode of every regular file under v2, each once:
+// treeFiles lists the inode of every regular file under v2, each once:
 // what the tree costs the file system.
-func (r *Root) TreeFiles() ([]Inode, error) {
+func (r *Root) treeFiles() ([]Inode, error) {
 	seen := map[[2]uint64]bool{}
 	var out []Inode
-	err := r.walkFiles(r.V2Dir(), func(in Inode) {
+	err := r.walkFiles(r.v2Dir(), func(in Inode) {
 		if k := [2]uint64{in.Dev, in.Ino}; !seen[k] {
 			seen[k] = true
 			out = append(out, in)

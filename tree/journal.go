@@ -58,7 +58,7 @@ func (r *Root) moveTagsTogether(images []Image) error {
 		return fmt.Errorf("journal of the tags to move: %w", err)
 	}
 	for i, t := range j.Tags {
-		if err := r.PutTag(t.Repo, t.Tag, t.Variants); err != nil {
+		if err := r.putTag(t.Repo, t.Tag, t.Variants); err != nil {
 			if uerr := r.undoTags(j.Tags[:i+1]); uerr != nil {
 				return fmt.Errorf("%w; putting the moved tags back failed too (the next export or gc completes the move): %v", err, uerr)
 			}
@@ -87,7 +87,7 @@ func (r *Root) planJournal(images []Image) (*journal, error) {
 	j := &journal{}
 	for _, im := range images {
 		for _, v := range im.Variants {
-			if !r.isFile(r.ManifestPath(im.Repo, v.Digest)) {
+			if !r.isFile(r.manifestPath(im.Repo, v.Digest)) {
 				return nil, fmt.Errorf("tag %s:%s: manifest %s is not in the tree", im.Repo, im.Tag, v.Digest)
 			}
 		}
@@ -114,8 +114,8 @@ func (r *Root) undoTags(tags []journalTag) error {
 	for _, t := range tags {
 		var err error
 		if t.Existed {
-			err = r.PutTag(t.Repo, t.Tag, t.Previous)
-		} else if err = r.DeleteTag(t.Repo, t.Tag); errors.Is(err, ErrTagUnknown) {
+			err = r.putTag(t.Repo, t.Tag, t.Previous)
+		} else if err = r.deleteTag(t.Repo, t.Tag); errors.Is(err, ErrTagUnknown) {
 			err = nil
 		}
 		if err != nil {
@@ -125,17 +125,17 @@ func (r *Root) undoTags(tags []journalTag) error {
 	return errors.Join(errs...)
 }
 
-// SettleJournals finishes the tag moves a crash interrupted before the
+// settleJournals finishes the tag moves a crash interrupted before the
 // caller changes tags itself: every tag writer calls it before it takes
 // the tree lock shared (Publish does), so that no journal is finished
 // after — and over — what the writer does. With no journal in the tree
 // it costs one directory read; with one, it waits for the tree lock
 // exclusively (an all-or-nothing export in flight finishes first).
-func (r *Root) SettleJournals() error {
+func (r *Root) settleJournals() error {
 	if !r.hasJournals() {
 		return nil
 	}
-	l, err := r.LockExclusive()
+	l, err := r.lockExclusive()
 	if err != nil {
 		return err
 	}
@@ -214,11 +214,11 @@ func (r *Root) completeJournal(path string) error {
 			errs = append(errs, fmt.Errorf("%s:%s: %w", t.Repo, t.Tag, err))
 		case !move:
 		case to == nil:
-			if err := r.DeleteTag(t.Repo, t.Tag); err != nil && !errors.Is(err, ErrTagUnknown) {
+			if err := r.deleteTag(t.Repo, t.Tag); err != nil && !errors.Is(err, ErrTagUnknown) {
 				errs = append(errs, fmt.Errorf("%s:%s: %w", t.Repo, t.Tag, err))
 			}
 		default:
-			if err := r.PutTag(t.Repo, t.Tag, to); err != nil {
+			if err := r.putTag(t.Repo, t.Tag, to); err != nil {
 				errs = append(errs, fmt.Errorf("%s:%s: %w", t.Repo, t.Tag, err))
 			}
 		}
@@ -383,13 +383,13 @@ func (r *Root) setJournalAside(path string, why *invalidJournalError) error {
 	return nil
 }
 
-// PendingTags returns, for the tags of repo that finishing a tag move a
+// pendingTags returns, for the tags of repo that finishing a tag move a
 // crash interrupted will move, the variants each will name then — nil
 // for a tag that will not exist. A tag changed since the crash is not
 // pending: it stays as it is. It changes nothing: it is
 // for a reader, such as a dry-run gc, that must see the tree as the next
 // writer will leave it.
-func (r *Root) PendingTags(repo string) (map[string][]TagVariant, error) {
+func (r *Root) pendingTags(repo string) (map[string][]TagVariant, error) {
 	entries, err := r.readDir(r.journalDir())
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil, nil
@@ -432,7 +432,7 @@ func (r *Root) PendingTags(repo string) (map[string][]TagVariant, error) {
 func (r *Root) canFinish(j *journal) bool {
 	for _, t := range j.Tags {
 		for _, v := range t.Variants {
-			if !r.isFile(r.ManifestPath(t.Repo, v.Digest)) {
+			if !r.isFile(r.manifestPath(t.Repo, v.Digest)) {
 				return false
 			}
 		}

@@ -81,7 +81,7 @@ func TestJournalLeavesLaterTags(t *testing.T) {
 				repo string
 				im   *testImage
 			}{{"a", a3}, {"c", c1}} {
-				if err := r.PutTag(put.repo, "live", put.im.Variants); err != nil {
+				if err := r.putTag(put.repo, "live", put.im.Variants); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -92,12 +92,12 @@ func TestJournalLeavesLaterTags(t *testing.T) {
 			}}
 			if !forward {
 				// One manifest of the batch is gone: the move goes back.
-				if err := r.RemoveManifest("b", b.Variants[0].Digest); err != nil {
+				if err := r.removeManifest("b", b.Variants[0].Digest); err != nil {
 					t.Fatal(err)
 				}
 			}
 			path := writeJournal(t, r, "crashed.json", j)
-			pending, err := r.PendingTags("a")
+			pending, err := r.pendingTags("a")
 			if err != nil || len(pending) != 0 {
 				t.Errorf("PendingTags(a) = %v, %v; want nothing: a:live was changed since", pending, err)
 			}
@@ -168,10 +168,10 @@ func TestInvalidJournalSetAside(t *testing.T) {
 			default:
 				writeJournal(t, r, "bad.json", body)
 			}
-			if _, err := r.PendingTags("a"); err != nil {
+			if _, err := r.pendingTags("a"); err != nil {
 				t.Errorf("PendingTags: %v", err)
 			}
-			if err := r.SettleJournals(); err != nil {
+			if err := r.settleJournals(); err != nil {
 				t.Fatalf("SettleJournals: %v", err)
 			}
 			if err := r.Maintain(MaintainOptions{}, func(*Maint) error { return nil }); err != nil {

@@ -38,24 +38,24 @@ func (r *Root) legacyTag(repo, tag string) (digest.Digest, bool) {
 		return "", false
 	}
 	d := digest.Digest(filepath.Base(target))
-	if distribution.ValidateDigest(d) != nil || !r.ManifestComplete(repo, d) {
+	if distribution.ValidateDigest(d) != nil || !r.manifestComplete(repo, d) {
 		return "", false
 	}
 	return d, true
 }
 
-// LegacyTagTarget is the manifest the TripleO symlink tag of repo names,
+// legacyTagTarget is the manifest the TripleO symlink tag of repo names,
 // and false when tag is no such tag.
-func (r *Root) LegacyTagTarget(repo, tag string) (digest.Digest, bool) {
+func (r *Root) legacyTagTarget(repo, tag string) (digest.Digest, bool) {
 	if ValidateRepo(repo) != nil {
 		return "", false
 	}
 	return r.legacyTag(repo, tag)
 }
 
-// LegacyTags lists the tags of repo that are TripleO symlink tags, sorted:
+// legacyTags lists the tags of repo that are TripleO symlink tags, sorted:
 // what verify reports as legacy, and what an export of the tag rewrites.
-func (r *Root) LegacyTags(repo string) ([]string, error) {
+func (r *Root) legacyTags(repo string) ([]string, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
@@ -87,16 +87,13 @@ func (r *Root) isLegacyTagLink(path string) bool {
 		return false
 	}
 	repoDir := filepath.Dir(filepath.Clean(dir))
-	rel, err := filepath.Rel(r.V2Dir(), repoDir)
+	rel, err := filepath.Rel(r.v2Dir(), repoDir)
 	if err != nil || ValidateRepo(filepath.ToSlash(rel)) != nil {
 		return false
 	}
 	_, ok := r.legacyTag(filepath.ToSlash(rel), tag)
 	return ok
 }
-
-// LegacyTagPath is the symlink of a legacy tag, for messages.
-func (r *Root) LegacyTagPath(repo, tag string) string { return r.legacyTagPath(repo, tag) }
 
 // unlinkLegacyTag removes tag's symlink, if it is one, and syncs the
 // directory.
@@ -166,11 +163,11 @@ func (k LegacyKind) Describe() string {
 	return string(k)
 }
 
-// LegacyConventions lists the legacy conventions Migrate would rewrite in
+// legacyConventions lists the legacy conventions Migrate would rewrite in
 // repos (all of the tree, _catalog and modes included, when empty), by
 // path. It changes nothing and takes no lock: the caller holds the tree
 // lock (verify holds it shared).
-func (r *Root) LegacyConventions(repos []string) ([]LegacyFinding, error) {
+func (r *Root) legacyConventions(repos []string) ([]LegacyFinding, error) {
 	p, err := r.planMigration(repos)
 	if err != nil {
 		return nil, err

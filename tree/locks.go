@@ -62,14 +62,14 @@ func (r *Root) repoLockPath(repo string) string {
 
 func (r *Root) catalogLockPath() string { return filepath.Join(r.locksDir(), catalogLock) }
 
-// LockShared takes the tree lock shared: many exports may add content at
+// lockShared takes the tree lock shared: many exports may add content at
 // once, but never while an exclusive holder (gc) runs.
-func (r *Root) LockShared() (*Lock, error) {
+func (r *Root) lockShared() (*Lock, error) {
 	return r.lockFile(r.treeLockPath(), unix.LOCK_SH, "the tree: maintenance (gc, delete, repair, migrate or watch) holds it")
 }
 
-// LockExclusive takes the tree lock exclusively, waiting for every writer.
-func (r *Root) LockExclusive() (*Lock, error) {
+// lockExclusive takes the tree lock exclusively, waiting for every writer.
+func (r *Root) lockExclusive() (*Lock, error) {
 	return r.lockFile(r.treeLockPath(), unix.LOCK_EX, "the tree: exports or deletes are writing it")
 }
 
@@ -220,16 +220,16 @@ func lockHolders(f *os.File) string {
 	return " (held by " + strings.Join(holders, "; ") + ")"
 }
 
-// TryLockGC takes locks/gc.lock, which only collectors take, if nobody holds
+// tryLockGC takes locks/gc.lock, which only collectors take, if nobody holds
 // it; otherwise it returns nil. It keeps two collections from queueing
 // behind each other on the tree lock: cron may start the next one while
 // the last still runs.
-func (r *Root) TryLockGC() (*Lock, error) {
+func (r *Root) tryLockGC() (*Lock, error) {
 	return r.lockFile(filepath.Join(r.locksDir(), gcLockFile), unix.LOCK_EX|unix.LOCK_NB, "")
 }
 
-// BlobLocks lists the digests that have a blob lock file.
-func (r *Root) BlobLocks() ([]digest.Digest, error) {
+// blobLocks lists the digests that have a blob lock file.
+func (r *Root) blobLocks() ([]digest.Digest, error) {
 	return r.digestsNamed(r.locksDir(), func(e fs.DirEntry) digest.Digest {
 		name, ok := strings.CutPrefix(e.Name(), "blob-")
 		alg, hex, ok2 := strings.Cut(name, "-")
@@ -240,10 +240,10 @@ func (r *Root) BlobLocks() ([]digest.Digest, error) {
 	})
 }
 
-// RemoveBlobLock removes the lock file of blob d. Only call it holding
+// removeBlobLock removes the lock file of blob d. Only call it holding
 // the tree lock exclusively: blob locks are taken only under the shared
 // tree lock, so nobody holds or waits for it then, and removing a lock
 // file someone waits on would let two writers lock different files.
-func (r *Root) RemoveBlobLock(d digest.Digest) error {
+func (r *Root) removeBlobLock(d digest.Digest) error {
 	return r.unlink(r.blobLockPath(d))
 }

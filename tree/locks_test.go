@@ -30,7 +30,7 @@ func TestLockNeverCreatesRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, r := range map[string]*Root{"opened before the move": opened, "opened after": fresh} {
-		if l, err := r.LockShared(); err == nil {
+		if l, err := r.lockShared(); err == nil {
 			l.Unlock()
 			if _, serr := os.Lstat(dir); serr == nil {
 				t.Errorf("%s: the lock made a root by the old name", name)

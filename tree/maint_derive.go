@@ -19,7 +19,7 @@ func (m *Maint) DeriveRepo(repo string) (Derived, error) {
 	if err := m.check(); err != nil {
 		return Derived{Repo: repo}, err
 	}
-	return m.r.DeriveRepo(repo)
+	return m.r.deriveRepo(repo)
 }
 
 // DeriveCatalog rewrites _catalog from the repositories on disk if it is
@@ -28,7 +28,7 @@ func (m *Maint) DeriveCatalog() (CatalogChange, error) {
 	if err := m.check(); err != nil {
 		return CatalogChange{}, err
 	}
-	return m.r.DeriveCatalog()
+	return m.r.deriveCatalog()
 }
 
 // Migrate rewrites the tree from TripleO's conventions to the current

@@ -15,10 +15,10 @@ func (r *Root) Untag(do func(*Untagger) error) error {
 	if err := r.RequireTree(); err != nil {
 		return err
 	}
-	if err := r.SettleJournals(); err != nil {
+	if err := r.settleJournals(); err != nil {
 		return err
 	}
-	l, err := r.LockShared()
+	l, err := r.lockShared()
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (u *Untagger) DeleteTag(repo, tag string) error {
 	if !u.held.Load() {
 		return errNotUntagging
 	}
-	return u.r.DeleteTag(repo, tag)
+	return u.r.deleteTag(repo, tag)
 }
 
 // errNotUntagging refuses an Untagger used after its Untag returned.

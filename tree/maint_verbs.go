@@ -21,7 +21,7 @@ func (m *Maint) RefreshCatalog() error {
 	if err := m.check(); err != nil {
 		return err
 	}
-	return m.r.RefreshCatalog()
+	return m.r.refreshCatalog()
 }
 
 // RefreshCatalogFor brings _catalog in step for repos alone, reading
@@ -32,7 +32,7 @@ func (m *Maint) RefreshCatalogFor(repos ...string) error {
 	if err := m.check(); err != nil {
 		return err
 	}
-	return m.r.RefreshCatalogFor(repos...)
+	return m.r.refreshCatalogFor(repos...)
 }
 
 // Rederived says what Rederive rewrote.
@@ -56,16 +56,16 @@ func (m *Maint) Rederive(repo string) (Rederived, error) {
 		return done, err
 	}
 	r := m.r
-	tags, err := r.ListableTags(repo)
+	tags, err := r.listableTags(repo)
 	if err != nil {
 		return done, err
 	}
-	inStep, err := r.TagsInStep(repo, tags)
+	inStep, err := r.tagsInStep(repo, tags)
 	if err != nil {
 		return done, err
 	}
 	if !inStep {
-		if err := r.RefreshTags(repo); err != nil {
+		if err := r.refreshTags(repo); err != nil {
 			return done, err
 		}
 		done.Tags = true
@@ -73,7 +73,7 @@ func (m *Maint) Rederive(repo string) (Rederived, error) {
 	if inStep, err = r.referrersInStep(repo); err != nil || inStep {
 		return done, err
 	}
-	if err := r.RefreshReferrers(repo); err != nil {
+	if err := r.refreshReferrers(repo); err != nil {
 		return done, err
 	}
 	done.Referrers = true
@@ -83,11 +83,11 @@ func (m *Maint) Rederive(repo string) (Rederived, error) {
 // referrersInStep reports whether every referrers index of repo is the
 // one its manifests give now, and every subject they name has one.
 func (r *Root) referrersInStep(repo string) (bool, error) {
-	want, err := r.GeneratedReferrers(repo)
+	want, err := r.generatedReferrers(repo)
 	if err != nil {
 		return false, err
 	}
-	have, err := r.ReferrerSubjects(repo)
+	have, err := r.referrerSubjects(repo)
 	if err != nil {
 		return false, err
 	}
@@ -97,7 +97,7 @@ func (r *Root) referrersInStep(repo string) (bool, error) {
 	}
 	slices.Sort(all)
 	for _, s := range slices.Compact(all) {
-		got, err := r.ReadReferrers(repo, s)
+		got, err := r.readReferrers(repo, s)
 		switch {
 		case want[s] == nil && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot):
 			// removed since ReferrerSubjects read the directory
@@ -116,7 +116,7 @@ func (m *Maint) SweepRepoTemps(repo string) (int, error) {
 	if err := m.check(); err != nil {
 		return 0, err
 	}
-	return m.r.SweepRepoTemps(repo)
+	return m.r.sweepRepoTemps(repo)
 }
 
 // RemoveBlobLock removes the lock file of blob d. Blob locks are taken
@@ -127,7 +127,7 @@ func (m *Maint) RemoveBlobLock(d digest.Digest) error {
 	if err := m.check(); err != nil {
 		return err
 	}
-	return m.r.RemoveBlobLock(d)
+	return m.r.removeBlobLock(d)
 }
 
 // RestoreHeaders rewrites, in repo, the headers of every complete
@@ -139,7 +139,7 @@ func (m *Maint) RestoreHeaders(repo string) ([]digest.Digest, error) {
 	if err := m.check(); err != nil {
 		return nil, err
 	}
-	return m.r.RestoreHeaders(repo)
+	return m.r.restoreRepoHeaders(repo)
 }
 
 // SalvageTags writes again the type map of every tag of repo that lost
@@ -152,7 +152,7 @@ func (m *Maint) SalvageTags(repo string) ([]RestoredTag, []LostTag, error) {
 	if err := m.check(); err != nil {
 		return nil, nil, err
 	}
-	return m.r.SalvageTags(repo)
+	return m.r.salvageRepoTags(repo)
 }
 
 // RemoveNotRegular removes f, a FIFO, socket or device View.NotRegularFiles
@@ -163,7 +163,7 @@ func (m *Maint) RemoveNotRegular(f NotRegularFile) error {
 	if err := m.check(); err != nil {
 		return err
 	}
-	return m.r.RemoveNotRegular(f.Path)
+	return m.r.removeNotRegular(f.Path)
 }
 
 // RemoveStrayHeaderFiles removes the .htaccess files image-serve never
@@ -173,7 +173,7 @@ func (m *Maint) RemoveStrayHeaderFiles(repos []string) ([]string, error) {
 	if err := m.check(); err != nil {
 		return nil, err
 	}
-	return m.r.RemoveStrayHeaderFiles(repos)
+	return m.r.removeStrayHeaderFiles(repos)
 }
 
 // Corrupt names files of a repository whose bytes do not hash to their
@@ -203,11 +203,11 @@ func (m *Maint) RemoveCorrupt(repo string, c Corrupt) (Corrupt, error) {
 	if len(c.Manifests) == 0 {
 		return done, nil
 	}
-	if err := m.r.RefreshReferrers(repo, c.Manifests...); err != nil {
+	if err := m.r.refreshReferrers(repo, c.Manifests...); err != nil {
 		return done, err
 	}
 	for _, d := range c.Manifests {
-		if err := m.r.RemoveManifest(repo, d); err != nil {
+		if err := m.r.removeManifest(repo, d); err != nil {
 			return done, err
 		}
 		done.Manifests = append(done.Manifests, d)

@@ -16,10 +16,10 @@ func TestMaintVerbsOnlyInside(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "app", `{"schemaVersion":2}`)
 	b := gcPutBlob(t, r, "app", []byte("layer"))
-	if err := r.PutTag("app", "v1", []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
+	if err := r.putTag("app", "v1", []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(r.TagsListPath("app")); err != nil {
+	if err := os.Remove(r.tagsListPath("app")); err != nil {
 		t.Fatal(err) // out of step: Rederive would rewrite it
 	}
 	verbs := map[string]func(m *Maint) error{
@@ -30,7 +30,7 @@ func TestMaintVerbsOnlyInside(t *testing.T) {
 		"RemoveBlobLock":         func(m *Maint) error { return m.RemoveBlobLock(b) },
 		"RestoreHeaders":         func(m *Maint) error { _, err := m.RestoreHeaders("app"); return err },
 		"SalvageTags":            func(m *Maint) error { _, _, err := m.SalvageTags("app"); return err },
-		"RemoveNotRegular":       func(m *Maint) error { return m.RemoveNotRegular(NotRegularFile{Path: r.ManifestPath("app", d)}) },
+		"RemoveNotRegular":       func(m *Maint) error { return m.RemoveNotRegular(NotRegularFile{Path: r.manifestPath("app", d)}) },
 		"RemoveStrayHeaderFiles": func(m *Maint) error { _, err := m.RemoveStrayHeaderFiles(nil); return err },
 		"RemoveCorrupt": func(m *Maint) error {
 			_, err := m.RemoveCorrupt("app", Corrupt{Blobs: []digest.Digest{b}, Manifests: []digest.Digest{d}})
@@ -55,10 +55,10 @@ func TestMaintVerbsOnlyInside(t *testing.T) {
 			t.Errorf("%s after Maintain: %v, want errNotHeld", name, err)
 		}
 	}
-	if !r.ManifestComplete("app", d) || !r.isFile(r.BlobPath("app", b)) {
+	if !r.manifestComplete("app", d) || !r.isFile(r.blobPath("app", b)) {
 		t.Error("a refused verb removed the manifest or the blob")
 	}
-	if r.isFile(r.TagsListPath("app")) {
+	if r.isFile(r.tagsListPath("app")) {
 		t.Error("a refused Rederive wrote tags/list")
 	}
 }
@@ -68,7 +68,7 @@ func TestMaintVerbsOnlyInside(t *testing.T) {
 // free, it runs.
 func TestMaintainCollector(t *testing.T) {
 	r := newTree(t)
-	l, err := r.TryLockGC()
+	l, err := r.tryLockGC()
 	if err != nil || l == nil {
 		t.Fatalf("TryLockGC: %v %v", l, err)
 	}
@@ -89,7 +89,7 @@ func TestMaintainCollector(t *testing.T) {
 func TestRederive(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "app", `{"schemaVersion":2}`)
-	if err := r.PutTag("app", "v1", []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
+	if err := r.putTag("app", "v1", []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
 	rederive := func() Rederived {
@@ -106,13 +106,13 @@ func TestRederive(t *testing.T) {
 	if done := rederive(); done != (Rederived{}) {
 		t.Errorf("Rederive of a repository in step: %+v, want nothing rewritten", done)
 	}
-	if err := os.Remove(r.TagsListPath("app")); err != nil {
+	if err := os.Remove(r.tagsListPath("app")); err != nil {
 		t.Fatal(err)
 	}
 	if done := rederive(); done != (Rederived{Tags: true}) {
 		t.Errorf("Rederive without tags/list: %+v, want the tags rewritten", done)
 	}
-	if tags, ok, err := r.ReadTagsList("app"); err != nil || !ok || !slices.Equal(tags, []string{"v1"}) {
+	if tags, ok, err := r.readTagsList("app"); err != nil || !ok || !slices.Equal(tags, []string{"v1"}) {
 		t.Errorf("tags/list after Rederive: %v %v %v", tags, ok, err)
 	}
 }
@@ -124,10 +124,10 @@ func TestTagRoots(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "app", `{"schemaVersion":2}`)
 	old := gcPutManifest(t, r, "app", `{"schemaVersion":2,"old":1}`)
-	if err := r.PutTag("app", "v1", []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
+	if err := r.putTag("app", "v1", []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(r.TypeMapPath("app", "broken"), []byte("garbage"), 0o644); err != nil {
+	if err := os.WriteFile(r.typeMapPath("app", "broken"), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(old.String(), r.legacyTagPath("app", "tripleo")); err != nil {
@@ -141,10 +141,10 @@ func TestTagRoots(t *testing.T) {
 		t.Fatalf("TagRoots = %+v, want three", got)
 	}
 	broken, v1, tripleo := got[0], got[1], got[2]
-	if broken.Tag != "broken" || broken.Kind != TagTypeMap || broken.Err == nil || !broken.TypeMap || broken.Path != r.TypeMapPath("app", "broken") {
+	if broken.Tag != "broken" || broken.Kind != TagTypeMap || broken.Err == nil || !broken.TypeMap || broken.Path != r.typeMapPath("app", "broken") {
 		t.Errorf("the broken type map: %+v", broken)
 	}
-	if v1.Tag != "v1" || v1.Kind != TagTypeMap || v1.Err != nil || len(v1.Variants) != 1 || v1.Variants[0].Digest != d || v1.Path != r.TypeMapPath("app", "v1") || v1.What() != "tag v1" {
+	if v1.Tag != "v1" || v1.Kind != TagTypeMap || v1.Err != nil || len(v1.Variants) != 1 || v1.Variants[0].Digest != d || v1.Path != r.typeMapPath("app", "v1") || v1.What() != "tag v1" {
 		t.Errorf("the type map: %+v", v1)
 	}
 	if tripleo.Tag != "tripleo" || tripleo.Kind != TagSymlink || tripleo.TypeMap || len(tripleo.Variants) != 1 || tripleo.Variants[0].Digest != old || tripleo.Path != r.legacyTagPath("app", "tripleo") || tripleo.What() != "symlink tag tripleo" {
@@ -162,7 +162,7 @@ func TestUntagOnlyInside(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "app", `{"schemaVersion":2}`)
 	for _, tag := range []string{"v1", "v2"} {
-		if err := r.PutTag("app", tag, []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
+		if err := r.putTag("app", tag, []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,7 +173,7 @@ func TestUntagOnlyInside(t *testing.T) {
 	if err := kept.DeleteTag("app", "v2"); !errors.Is(err, errNotUntagging) {
 		t.Errorf("DeleteTag after Untag: %v, want errNotUntagging", err)
 	}
-	if tags, err := r.Tags("app"); err != nil || !slices.Equal(tags, []string{"v2"}) {
+	if tags, err := r.tags("app"); err != nil || !slices.Equal(tags, []string{"v2"}) {
 		t.Errorf("tags: %v %v, want v2 alone", tags, err)
 	}
 }
@@ -196,10 +196,10 @@ func TestRemoveCorrupt(t *testing.T) {
 	if !slices.Equal(done.Blobs, c.Blobs) || !slices.Equal(done.Manifests, c.Manifests) {
 		t.Errorf("RemoveCorrupt = %+v, want %+v", done, c)
 	}
-	if r.ManifestComplete("app", d) || r.isFile(r.BlobPath("app", b)) {
+	if r.manifestComplete("app", d) || r.isFile(r.blobPath("app", b)) {
 		t.Error("a corrupt file stays")
 	}
-	if !r.ManifestComplete("app", keep) {
+	if !r.manifestComplete("app", keep) {
 		t.Error("the other manifest went")
 	}
 }

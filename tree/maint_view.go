@@ -67,11 +67,11 @@ func (t TagRoot) What() string {
 // they were finished before it began, and none is.
 func (v *View) TagRoots(repo string) ([]TagRoot, error) {
 	r := v.r
-	tags, err := r.Tags(repo)
+	tags, err := r.tags(repo)
 	if err != nil {
 		return nil, err
 	}
-	pending, err := r.PendingTags(repo)
+	pending, err := r.pendingTags(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -84,14 +84,14 @@ func (v *View) TagRoots(repo string) ([]TagRoot, error) {
 			continue
 		}
 		vs, err := r.TagVariants(repo, tag)
-		out = append(out, TagRoot{Tag: tag, Kind: TagTypeMap, Variants: vs, TypeMap: true, Err: err, Path: r.TypeMapPath(repo, tag)})
+		out = append(out, TagRoot{Tag: tag, Kind: TagTypeMap, Variants: vs, TypeMap: true, Err: err, Path: r.typeMapPath(repo, tag)})
 	}
-	legacy, err := r.LegacyTags(repo)
+	legacy, err := r.legacyTags(repo)
 	if err != nil {
 		return nil, err
 	}
 	for _, tag := range legacy {
-		if d, ok := r.LegacyTagTarget(repo, tag); ok {
+		if d, ok := r.legacyTagTarget(repo, tag); ok {
 			out = append(out, TagRoot{Tag: tag, Kind: TagSymlink, Variants: []TagVariant{{Digest: d}}, Path: r.legacyTagPath(repo, tag)})
 		}
 	}
@@ -129,13 +129,13 @@ type StoredManifest struct {
 // each read in turn, refusing more than MaxManifestSize; it stops at the
 // first error do returns, and returns it.
 func (v *View) ReadManifests(repo string, do func(StoredManifest) error) error {
-	ds, err := v.r.ManifestDigests(repo)
+	ds, err := v.r.manifestDigests(repo)
 	if err != nil {
 		return err
 	}
 	for _, d := range ds {
-		raw, err := v.r.ReadManifest(repo, d)
-		if err := do(StoredManifest{Digest: d, Raw: raw, Err: err, Path: v.r.ManifestPath(repo, d), Headers: v.r.HeadersPath(repo, d)}); err != nil {
+		raw, err := v.r.readManifest(repo, d)
+		if err := do(StoredManifest{Digest: d, Raw: raw, Err: err, Path: v.r.manifestPath(repo, d), Headers: v.r.headersPath(repo, d)}); err != nil {
 			return err
 		}
 	}

@@ -56,7 +56,7 @@ var ErrCollecting = errors.New("another gc is running")
 // repositories call Maint.RefreshCatalog themselves, inside do.
 func (r *Root) Maintain(o MaintainOptions, do func(*Maint) error) error {
 	if o.Collector {
-		gl, err := r.TryLockGC()
+		gl, err := r.tryLockGC()
 		if err != nil {
 			return err
 		}
@@ -65,7 +65,7 @@ func (r *Root) Maintain(o MaintainOptions, do func(*Maint) error) error {
 		}
 		defer gl.Unlock()
 	}
-	l, err := r.LockExclusive()
+	l, err := r.lockExclusive()
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func (m *Maint) Remove(repo string, rm Removal) (RemovalReport, error) {
 		return done, err
 	}
 	r := m.r
-	tags, err := r.Tags(repo)
+	tags, err := r.tags(repo)
 	if err != nil {
 		return done, fmt.Errorf("repository %s: %w", repo, err)
 	}
@@ -184,7 +184,7 @@ func (m *Maint) Remove(repo string, rm Removal) (RemovalReport, error) {
 		return done, err
 	}
 	for _, d := range r.parentsFirst(repo, rm.Manifests) {
-		if err := r.RemoveManifest(repo, d); err != nil {
+		if err := r.removeManifest(repo, d); err != nil {
 			return done, err
 		}
 		done.ManifestsRemoved++
@@ -200,7 +200,7 @@ func (m *Maint) Remove(repo string, rm Removal) (RemovalReport, error) {
 	if len(tags) > 0 {
 		return done, nil
 	}
-	done.RepositoryRemoved, err = r.RemoveRepo(repo)
+	done.RepositoryRemoved, err = r.removeRepo(repo)
 	return done, err
 }
 
@@ -213,11 +213,11 @@ func (m *Maint) RemoveManifest(repo string, d digest.Digest) error {
 		return err
 	}
 	if refs := m.r.references(repo, d); refs != nil && refs.Subject != "" {
-		if err := m.r.RefreshReferrers(repo, d); err != nil {
+		if err := m.r.refreshReferrers(repo, d); err != nil {
 			return err
 		}
 	}
-	return m.r.RemoveManifest(repo, d)
+	return m.r.removeManifest(repo, d)
 }
 
 // tagsInStepFor brings repo's tags/list and nginx's tag links in step
@@ -226,7 +226,7 @@ func (m *Maint) RemoveManifest(repo string, d digest.Digest) error {
 // map leaves links naming an untagged manifest). Checking first lets an
 // unchanged repository be maintained without a write.
 func (r *Root) tagsInStepFor(repo string, tags []string, gone []digest.Digest) error {
-	inStep, err := r.TagsInStep(repo, tags)
+	inStep, err := r.tagsInStep(repo, tags)
 	if err != nil {
 		return fmt.Errorf("repository %s: %w", repo, err)
 	}
@@ -241,7 +241,7 @@ func (r *Root) tagsInStepFor(repo string, tags []string, gone []digest.Digest) e
 		}
 	}
 	if !inStep || !avoid {
-		if err := r.RefreshTags(repo); err != nil {
+		if err := r.refreshTags(repo); err != nil {
 			return fmt.Errorf("repository %s: tags/list: %w", repo, err)
 		}
 	}
@@ -254,12 +254,12 @@ func (r *Root) tagsInStepFor(repo string, tags []string, gone []digest.Digest) e
 // directory read.
 func (r *Root) referrersWithout(repo string, rm Removal) error {
 	if !rm.Referrers {
-		subjects, err := r.ReferrerSubjects(repo)
+		subjects, err := r.referrerSubjects(repo)
 		if err != nil || len(subjects) == 0 {
 			return err
 		}
 	}
-	if err := r.RefreshReferrers(repo, rm.Manifests...); err != nil {
+	if err := r.refreshReferrers(repo, rm.Manifests...); err != nil {
 		return fmt.Errorf("repository %s: %w", repo, err)
 	}
 	return nil
@@ -304,7 +304,7 @@ func (r *Root) parentsFirst(repo string, ds []digest.Digest) []digest.Digest {
 // references is what manifest d of repo names, or nil when it cannot be
 // read or parsed.
 func (r *Root) references(repo string, d digest.Digest) *distribution.References {
-	raw, err := r.ReadManifest(repo, d)
+	raw, err := r.readManifest(repo, d)
 	if err != nil {
 		return nil
 	}
@@ -321,7 +321,7 @@ func (m *Maint) removeBlob(repo string, d digest.Digest) (int64, error) {
 	mu := &m.blobLocks[blobLockIndex(d, len(m.blobLocks))]
 	mu.Lock()
 	defer mu.Unlock()
-	return m.r.RemoveBlob(repo, d)
+	return m.r.removeBlob(repo, d)
 }
 
 // blobLockIndex spreads digests over n locks by their first character; a

@@ -19,7 +19,7 @@ func TestMaintParentsFirst(t *testing.T) {
 	child := gcPutManifest(t, r, "app", body)
 	desc := fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d}`, gcOCIManifest, child, len(body))
 	index := digest.FromString(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + desc + `]}`)
-	if err := r.PutManifest("app", index, "application/vnd.oci.image.index.v1+json", []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[`+desc+`]}`)); err != nil {
+	if err := r.putManifest("app", index, "application/vnd.oci.image.index.v1+json", []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[`+desc+`]}`)); err != nil {
 		t.Fatal(err)
 	}
 	referrer := gcPutManifest(t, r, "app", `{"schemaVersion":2,"mediaType":"`+gcOCIManifest+`","artifactType":"application/spdx+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[],"subject":`+desc+`}`)
@@ -54,7 +54,7 @@ func TestMaintRemove(t *testing.T) {
 	if done != want {
 		t.Errorf("Remove = %+v, want %+v", done, want)
 	}
-	if _, err := os.Stat(r.RepoDir("app")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(r.repoDir("app")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("repository directory: %v, want it gone", err)
 	}
 }
@@ -82,7 +82,7 @@ func TestMaintOnlyInside(t *testing.T) {
 	if err := kept.RemoveManifest("app", d); !errors.Is(err, errNotHeld) {
 		t.Errorf("RemoveManifest after Maintain: %v, want errNotHeld", err)
 	}
-	if !r.ManifestComplete("app", d) {
+	if !r.manifestComplete("app", d) {
 		t.Error("the manifest went")
 	}
 }

@@ -16,11 +16,11 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// ManifestDigests lists the digest directories of repo's manifests, sorted.
+// manifestDigests lists the digest directories of repo's manifests, sorted.
 // A directory is listed even without its index.json: an interrupted write
 // or removal leaves such a directory, and only a collector can tell it
 // from a complete one (ManifestComplete).
-func (r *Root) ManifestDigests(repo string) ([]digest.Digest, error) {
+func (r *Root) manifestDigests(repo string) ([]digest.Digest, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
@@ -58,27 +58,27 @@ func (r *Root) digestsNamed(dir string, name func(fs.DirEntry) digest.Digest) ([
 	return ds, nil
 }
 
-// ManifestComplete reports whether manifest d of repo has its bytes: a
+// manifestComplete reports whether manifest d of repo has its bytes: a
 // directory without index.json is never served (every server resolves a
 // digest to that file) and only remains of a crashed writer or remover.
-func (r *Root) ManifestComplete(repo string, d digest.Digest) bool {
-	return r.isFile(r.ManifestPath(repo, d))
+func (r *Root) manifestComplete(repo string, d digest.Digest) bool {
+	return r.isFile(r.manifestPath(repo, d))
 }
 
-// ReadManifest returns the bytes of manifest d of repo, refusing more than
+// readManifest returns the bytes of manifest d of repo, refusing more than
 // MaxManifestSize.
-func (r *Root) ReadManifest(repo string, d digest.Digest) ([]byte, error) {
-	return r.readSmall(r.ManifestPath(repo, d), MaxManifestSize)
+func (r *Root) readManifest(repo string, d digest.Digest) ([]byte, error) {
+	return r.readSmall(r.manifestPath(repo, d), MaxManifestSize)
 }
 
-// ManifestChanged is the status-change time (ctime) of manifest d's
+// manifestChanged is the status-change time (ctime) of manifest d's
 // index.json: when it was last written, renamed or linked into the tree.
 // Collectors measure an untagged manifest's age with it, never with the
 // modification time, because link(2) and rename(2) update ctime but not
 // mtime: a manifest hard-linked into place just now keeps the mtime of
 // its first copy and would look old (serving-notes §3.15, zot#117).
-func (r *Root) ManifestChanged(repo string, d digest.Digest) (time.Time, error) {
-	st, err := r.statT(r.ManifestPath(repo, d), true)
+func (r *Root) manifestChanged(repo string, d digest.Digest) (time.Time, error) {
+	st, err := r.statT(r.manifestPath(repo, d), true)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -97,9 +97,9 @@ type Headers struct {
 	Extra []string
 }
 
-// ReadHeaders parses the .htaccess of manifest d of repo.
-func (r *Root) ReadHeaders(repo string, d digest.Digest) (Headers, error) {
-	b, err := r.readSmall(r.HeadersPath(repo, d), maxHeadersSize)
+// readHeaders parses the .htaccess of manifest d of repo.
+func (r *Root) readHeaders(repo string, d digest.Digest) (Headers, error) {
+	b, err := r.readSmall(r.headersPath(repo, d), maxHeadersSize)
 	if err != nil {
 		return Headers{}, err
 	}
@@ -147,23 +147,23 @@ func exactHeader(line, name string, value *string) bool {
 	return true
 }
 
-// RemoveManifest removes manifest d from repo. The files servers resolve a
+// removeManifest removes manifest d from repo. The files servers resolve a
 // digest to go first — nginx's typed links, then index.json (Apache and
 // the embedded server) — so from then on the manifest is gone for every
 // client, and a crash leaves only a directory no request can reach, which
 // the next collection removes. .htaccess goes with the directory.
-func (r *Root) RemoveManifest(repo string, d digest.Digest) error {
+func (r *Root) removeManifest(repo string, d digest.Digest) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
 	if err := distribution.ValidateDigest(d); err != nil {
 		return err
 	}
-	dir := r.ManifestDir(repo, d)
+	dir := r.manifestDir(repo, d)
 	if err := r.unlinkTypedManifests(repo, d); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
-	if err := r.unlink(r.ManifestPath(repo, d)); err != nil {
+	if err := r.unlink(r.manifestPath(repo, d)); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
 	if err := r.syncDir(dir); err != nil && (!errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot)) {
@@ -179,23 +179,23 @@ func (r *Root) RemoveManifest(repo string, d digest.Digest) error {
 // and TripleO's were no longer.
 const maxHeadersSize = 1 << 20
 
-// ManifestDir is the directory of manifest d in repo.
-func (r *Root) ManifestDir(repo string, d digest.Digest) string {
+// manifestDir is the directory of manifest d in repo.
+func (r *Root) manifestDir(repo string, d digest.Digest) string {
 	return filepath.Join(r.manifestsDir(repo), d.String())
 }
 
-// ManifestPath holds the exact bytes of manifest d.
-func (r *Root) ManifestPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.ManifestDir(repo, d), manifestFile)
+// manifestPath holds the exact bytes of manifest d.
+func (r *Root) manifestPath(repo string, d digest.Digest) string {
+	return filepath.Join(r.manifestDir(repo, d), manifestFile)
 }
 
-// HeadersPath holds the Apache headers of manifest d.
-func (r *Root) HeadersPath(repo string, d digest.Digest) string {
-	return filepath.Join(r.ManifestDir(repo, d), headersFile)
+// headersPath holds the Apache headers of manifest d.
+func (r *Root) headersPath(repo string, d digest.Digest) string {
+	return filepath.Join(r.manifestDir(repo, d), headersFile)
 }
 
 func (r *Root) manifestsDir(repo string) string {
-	return filepath.Join(r.RepoDir(repo), manifestsDir)
+	return filepath.Join(r.repoDir(repo), manifestsDir)
 }
 
 // MaxManifestSize is the largest manifest we store, as distribution and
@@ -206,10 +206,10 @@ const MaxManifestSize = 4 << 20
 // of the quotes of an .htaccess line.
 var mediaTypePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
 
-// PutManifest stores manifest raw, whose digest must be d, in repo with its
+// putManifest stores manifest raw, whose digest must be d, in repo with its
 // media type, headers first so that the manifest is never served without
 // them.
-func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw []byte) error {
+func (r *Root) putManifest(repo string, d digest.Digest, mediaType string, raw []byte) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
@@ -225,10 +225,10 @@ func (r *Root) PutManifest(repo string, d digest.Digest, mediaType string, raw [
 	if got := d.Algorithm().FromBytes(raw); got != d {
 		return fmt.Errorf("manifest %s: content does not match its digest (got %s)", d, got)
 	}
-	if err := r.writeIfChanged(r.HeadersPath(repo, d), headers(d, mediaType)); err != nil {
+	if err := r.writeIfChanged(r.headersPath(repo, d), headers(d, mediaType)); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
-	if err := r.writeIfChanged(r.ManifestPath(repo, d), raw); err != nil {
+	if err := r.writeIfChanged(r.manifestPath(repo, d), raw); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
 	if err := r.linkTypedManifest(repo, d, mediaType); err != nil {
@@ -246,12 +246,12 @@ func headers(d digest.Digest, mediaType string) []byte {
 
 // ManifestMediaType reads the media type recorded for manifest d of repo.
 func (r *Root) ManifestMediaType(repo string, d digest.Digest) (string, error) {
-	h, err := r.ReadHeaders(repo, d)
+	h, err := r.readHeaders(repo, d)
 	if err != nil {
 		return "", err
 	}
 	if h.ContentType == "" {
-		return "", fmt.Errorf("%s: no Content-Type header", r.HeadersPath(repo, d))
+		return "", fmt.Errorf("%s: no Content-Type header", r.headersPath(repo, d))
 	}
 	return h.ContentType, nil
 }
@@ -271,7 +271,7 @@ type storedManifest struct {
 // map offering it, then its nginx typed link, each as the writer that
 // wrote it was told by the source.
 func (r *Root) readStoredManifest(repo string, d digest.Digest) (*storedManifest, error) {
-	raw, err := r.ReadManifest(repo, d)
+	raw, err := r.readManifest(repo, d)
 	if err != nil {
 		return nil, err
 	}
@@ -309,10 +309,10 @@ func (r *Root) readStoredManifest(repo string, d digest.Digest) (*storedManifest
 // the type the first type map offering it (in tag order) gives it, else
 // the type its nginx typed link names.
 func (r *Root) recordedMediaType(repo string, d digest.Digest) string {
-	if h, err := r.ReadHeaders(repo, d); err == nil && h.ContentType != "" {
+	if h, err := r.readHeaders(repo, d); err == nil && h.ContentType != "" {
 		return h.ContentType
 	}
-	if tags, err := r.Tags(repo); err == nil {
+	if tags, err := r.tags(repo); err == nil {
 		for _, tag := range tags {
 			vs, _ := r.TagVariants(repo, tag)
 			for _, v := range vs {
@@ -323,14 +323,14 @@ func (r *Root) recordedMediaType(repo string, d digest.Digest) string {
 		}
 	}
 	for _, t := range nginxTypes {
-		if p, _ := r.TypedManifestPath(repo, d, t.MediaType); r.sameInode(r.ManifestPath(repo, d), p) {
+		if p, _ := r.typedManifestPath(repo, d, t.MediaType); r.sameInode(r.manifestPath(repo, d), p) {
 			return t.MediaType
 		}
 	}
 	return ""
 }
 
-// StrayHeaderFiles lists, sorted, the .htaccess files image-serve never
+// strayHeaderFiles lists, sorted, the .htaccess files image-serve never
 // writes in the parts of the tree repos use (every repository when repos
 // is empty): in the root, v2, the namespace directories above a
 // repository, the repository's own directory, its blobs/, tags/ and
@@ -339,23 +339,23 @@ func (r *Root) recordedMediaType(repo string, d digest.Digest) string {
 // manifests/.htaccess is a legacy convention migrate removes, not listed
 // here. The vhost reads none of them, but an Apache configured otherwise
 // would obey whatever they say — encodings on layers, cookies, handlers.
-func (r *Root) StrayHeaderFiles(repos []string) ([]string, error) {
+func (r *Root) strayHeaderFiles(repos []string) ([]string, error) {
 	if len(repos) == 0 {
 		var err error
-		if repos, err = r.StoredRepositories(); err != nil {
+		if repos, err = r.storedRepositories(); err != nil {
 			return nil, err
 		}
 	}
-	dirs := map[string]bool{r.dir: true, r.V2Dir(): true}
+	dirs := map[string]bool{r.dir: true, r.v2Dir(): true}
 	for _, repo := range repos {
 		if err := ValidateRepo(repo); err != nil {
 			return nil, err
 		}
-		for dir := r.RepoDir(repo); dir != r.V2Dir(); dir = filepath.Dir(dir) {
+		for dir := r.repoDir(repo); dir != r.v2Dir(); dir = filepath.Dir(dir) {
 			dirs[dir] = true
 		}
 		for _, sub := range []string{blobsDir, tagsDir, referrersDir, filepath.Join(manifestsDir, tagLinksDir), filepath.Join(manifestsDir, fallbackLinksDir)} {
-			dirs[filepath.Join(r.RepoDir(repo), sub)] = true
+			dirs[filepath.Join(r.repoDir(repo), sub)] = true
 		}
 	}
 	var stray []string
@@ -376,10 +376,10 @@ func (r *Root) StrayHeaderFiles(repos []string) ([]string, error) {
 	return stray, nil
 }
 
-// RemoveStrayHeaderFiles removes StrayHeaderFiles(repos), each with a
+// removeStrayHeaderFiles removes StrayHeaderFiles(repos), each with a
 // directory sync, and returns what it removed.
-func (r *Root) RemoveStrayHeaderFiles(repos []string) ([]string, error) {
-	stray, err := r.StrayHeaderFiles(repos)
+func (r *Root) removeStrayHeaderFiles(repos []string) ([]string, error) {
+	stray, err := r.strayHeaderFiles(repos)
 	if err != nil {
 		return nil, err
 	}

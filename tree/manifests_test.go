@@ -20,7 +20,7 @@ const gcOCIManifest = "application/vnd.oci.image.manifest.v1+json"
 func gcPutBlob(t *testing.T, r *Root, repo string, content []byte) digest.Digest {
 	t.Helper()
 	d := digest.FromBytes(content)
-	if _, _, err := r.PutBlob(repo, d, int64(len(content)), false, func() (io.ReadCloser, error) {
+	if _, _, err := Fixture(r).PutBlob(repo, d, int64(len(content)), false, func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(content)), nil
 	}); err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func gcPutBlob(t *testing.T, r *Root, repo string, content []byte) digest.Digest
 func gcPutManifest(t *testing.T, r *Root, repo, body string) digest.Digest {
 	t.Helper()
 	d := digest.FromString(body)
-	if err := r.PutManifest(repo, d, gcOCIManifest, []byte(body)); err != nil {
+	if err := r.putManifest(repo, d, gcOCIManifest, []byte(body)); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -43,20 +43,20 @@ func TestGCRemoveManifest(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	keep := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2,"x":1}`)
-	if typed, ok := r.TypedManifestPath("ns/app", d, gcOCIManifest); !ok || !r.isFile(typed) {
+	if typed, ok := r.typedManifestPath("ns/app", d, gcOCIManifest); !ok || !r.isFile(typed) {
 		t.Fatalf("no typed link %s to test with", typed)
 	}
-	if err := r.RemoveManifest("ns/app", d); err != nil {
+	if err := r.removeManifest("ns/app", d); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(r.ManifestDir("ns/app", d)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(r.manifestDir("ns/app", d)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("digest directory: %v, want it gone", err)
 	}
-	ds, err := r.ManifestDigests("ns/app")
+	ds, err := r.manifestDigests("ns/app")
 	if err != nil || !slices.Equal(ds, []digest.Digest{keep}) {
 		t.Errorf("ManifestDigests = %v, %v; want only %s", ds, err, keep)
 	}
-	if err := r.RemoveManifest("ns/app", d); err != nil {
+	if err := r.removeManifest("ns/app", d); err != nil {
 		t.Errorf("removing it again: %v", err)
 	}
 }
@@ -66,17 +66,17 @@ func TestGCRemoveManifest(t *testing.T) {
 func TestGCManifestDigestsListsDebris(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
-	if err := os.Remove(r.ManifestPath("ns/app", d)); err != nil {
+	if err := os.Remove(r.manifestPath("ns/app", d)); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := r.ManifestDigests("ns/app")
+	ds, err := r.manifestDigests("ns/app")
 	if err != nil || !slices.Equal(ds, []digest.Digest{d}) {
 		t.Errorf("ManifestDigests = %v, %v; want %s", ds, err, d)
 	}
-	if r.ManifestComplete("ns/app", d) {
+	if r.manifestComplete("ns/app", d) {
 		t.Error("a directory without index.json is complete")
 	}
-	if _, err := r.ReadManifest("ns/app", d); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := r.readManifest("ns/app", d); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ReadManifest: %v, want not exist", err)
 	}
 }
@@ -88,13 +88,13 @@ func TestGCBlobsAndRemoveBlob(t *testing.T) {
 	shared := gcPutBlob(t, r, "a", []byte("shared content"))
 	gcPutBlob(t, r, "b", []byte("shared content"))
 	legacy := gcPutBlob(t, r, "a", []byte("legacy layer"))
-	if err := os.Rename(r.BlobPath("a", legacy), r.LegacyBlobPath("a", legacy)); err != nil {
+	if err := os.Rename(r.blobPath("a", legacy), r.legacyBlobPath("a", legacy)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(filepath.Dir(r.BlobPath("a", legacy)), ".tmp123"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(filepath.Dir(r.blobPath("a", legacy)), ".tmp123"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bs, err := r.Blobs("a")
+	bs, err := r.blobs("a")
 	if err != nil || len(bs) != 2 {
 		t.Fatalf("Blobs = %v, %v; want the plain and the legacy blob, no temporary file", bs, err)
 	}
@@ -102,11 +102,11 @@ func TestGCBlobsAndRemoveBlob(t *testing.T) {
 		if b.Legacy != (b.Digest == legacy) {
 			t.Errorf("blob %+v: wrong legacy flag", b)
 		}
-		if !r.isFile(r.BlobFilePath("a", b)) {
-			t.Errorf("BlobFilePath(%+v) = %s: no such file", b, r.BlobFilePath("a", b))
+		if !r.isFile(r.blobFilePath("a", b)) {
+			t.Errorf("BlobFilePath(%+v) = %s: no such file", b, r.blobFilePath("a", b))
 		}
 	}
-	ins, err := r.BlobInodes("a", shared)
+	ins, err := r.blobInodes("a", shared)
 	if err != nil || len(ins) != 1 || ins[0].Links != 2 {
 		t.Errorf("BlobInodes = %+v, %v; want one inode with 2 links", ins, err)
 	}
@@ -115,7 +115,7 @@ func TestGCBlobsAndRemoveBlob(t *testing.T) {
 		d    digest.Digest
 		want int64
 	}{{"a", shared, 0}, {"a", legacy, int64(len("legacy layer"))}, {"b", shared, int64(len("shared content"))}} {
-		if got, err := r.RemoveBlob(tc.repo, tc.d); err != nil || got != tc.want {
+		if got, err := r.removeBlob(tc.repo, tc.d); err != nil || got != tc.want {
 			t.Errorf("RemoveBlob(%s, %s) = %d, %v; want %d", tc.repo, tc.d, got, err, tc.want)
 		}
 	}
@@ -128,32 +128,32 @@ func TestGCRemoveRepo(t *testing.T) {
 	gcPutBlob(t, r, "ns/full", []byte("x"))
 	gcPutBlob(t, r, "ns/parent/child", []byte("y"))
 	d := gcPutManifest(t, r, "ns/parent", `{"schemaVersion":2}`)
-	if gone, err := r.RemoveRepo("ns/full"); gone || err != nil {
+	if gone, err := r.removeRepo("ns/full"); gone || err != nil {
 		t.Errorf("RemoveRepo of a repository with a blob: %v %v", gone, err)
 	}
-	if err := r.RemoveManifest("ns/parent", d); err != nil {
+	if err := r.removeManifest("ns/parent", d); err != nil {
 		t.Fatal(err)
 	}
-	if gone, err := r.RemoveRepo("ns/parent"); !gone || err != nil {
+	if gone, err := r.removeRepo("ns/parent"); !gone || err != nil {
 		t.Fatalf("RemoveRepo of an empty repository: %v %v", gone, err)
 	}
-	if r.isRepoDir(r.RepoDir("ns/parent")) {
+	if r.isRepoDir(r.repoDir("ns/parent")) {
 		t.Error("ns/parent is still a repository")
 	}
-	repos, err := r.StoredRepositories()
+	repos, err := r.storedRepositories()
 	if err != nil || !slices.Equal(repos, []string{"ns/full", "ns/parent/child"}) {
 		t.Errorf("StoredRepositories = %v, %v", repos, err)
 	}
-	if _, err := r.RemoveBlob("ns/parent/child", digest.FromString("y")); err != nil {
+	if _, err := r.removeBlob("ns/parent/child", digest.FromString("y")); err != nil {
 		t.Fatal(err)
 	}
-	if gone, err := r.RemoveRepo("ns/parent/child"); !gone || err != nil {
+	if gone, err := r.removeRepo("ns/parent/child"); !gone || err != nil {
 		t.Fatalf("RemoveRepo of the nested repository: %v %v", gone, err)
 	}
-	if _, err := os.Stat(r.RepoDir("ns/parent")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(r.repoDir("ns/parent")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("empty parent ns/parent: %v, want it gone", err)
 	}
-	if _, err := os.Stat(r.RepoDir("ns")); err != nil {
+	if _, err := os.Stat(r.repoDir("ns")); err != nil {
 		t.Errorf("ns, which holds ns/full: %v", err)
 	}
 }
@@ -164,17 +164,17 @@ func TestGCTagsInStep(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	for _, tag := range []string{"v1", "v2"} {
-		if err := r.PutTag("ns/app", tag, []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
+		if err := r.putTag("ns/app", tag, []TagVariant{{Digest: d, MediaType: gcOCIManifest}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	inStep := func() bool {
 		t.Helper()
-		tags, err := r.Tags("ns/app")
+		tags, err := r.tags("ns/app")
 		if err != nil {
 			t.Fatal(err)
 		}
-		ok, err := r.TagsInStep("ns/app", tags)
+		ok, err := r.tagsInStep("ns/app", tags)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,15 +184,15 @@ func TestGCTagsInStep(t *testing.T) {
 		t.Fatal("a freshly tagged repository is out of step")
 	}
 	for name, damage := range map[string]func(){
-		"type map gone":  func() { os.Remove(r.TypeMapPath("ns/app", "v2")) },
-		"tag link gone":  func() { os.Remove(r.TagLinkPath("ns/app", "v1")) },
-		"tags/list gone": func() { os.Remove(r.TagsListPath("ns/app")) },
+		"type map gone":  func() { os.Remove(r.typeMapPath("ns/app", "v2")) },
+		"tag link gone":  func() { os.Remove(r.tagLinkPath("ns/app", "v1")) },
+		"tags/list gone": func() { os.Remove(r.tagsListPath("ns/app")) },
 	} {
 		damage()
 		if inStep() {
 			t.Errorf("%s: in step", name)
 		}
-		if err := r.RefreshTags("ns/app"); err != nil {
+		if err := r.refreshTags("ns/app"); err != nil {
 			t.Fatal(err)
 		}
 		if !inStep() {
@@ -207,10 +207,10 @@ func TestGCManifestChangedIsCtime(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	old := time.Now().Add(-72 * time.Hour)
-	if err := os.Chtimes(r.ManifestPath("ns/app", d), old, old); err != nil {
+	if err := os.Chtimes(r.manifestPath("ns/app", d), old, old); err != nil {
 		t.Fatal(err)
 	}
-	changed, err := r.ManifestChanged("ns/app", d)
+	changed, err := r.manifestChanged("ns/app", d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,25 +223,25 @@ func TestGCManifestChangedIsCtime(t *testing.T) {
 func TestGCBlobLocks(t *testing.T) {
 	r := newTree(t)
 	d := gcPutBlob(t, r, "ns/app", []byte("locked once"))
-	ds, err := r.BlobLocks()
+	ds, err := r.blobLocks()
 	if err != nil || !slices.Equal(ds, []digest.Digest{d}) {
 		t.Fatalf("BlobLocks = %v, %v; want %s", ds, err, d)
 	}
-	if err := r.RemoveBlobLock(d); err != nil {
+	if err := r.removeBlobLock(d); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _ := r.BlobLocks(); len(ds) != 0 {
+	if ds, _ := r.blobLocks(); len(ds) != 0 {
 		t.Errorf("BlobLocks after the removal = %v", ds)
 	}
-	l, err := r.TryLockGC()
+	l, err := r.tryLockGC()
 	if err != nil || l == nil {
 		t.Fatalf("TryLockGC: %v %v", l, err)
 	}
 	defer l.Unlock()
-	if l2, err := r.TryLockGC(); l2 != nil || err != nil {
+	if l2, err := r.tryLockGC(); l2 != nil || err != nil {
 		t.Errorf("a second TryLockGC: %v %v, want nil nil", l2, err)
 	}
-	if ds, _ := r.BlobLocks(); len(ds) != 0 {
+	if ds, _ := r.blobLocks(); len(ds) != 0 {
 		t.Errorf("BlobLocks lists gc.lock: %v", ds)
 	}
 }
@@ -252,9 +252,9 @@ func TestGCSweepRepoTemps(t *testing.T) {
 	r := newTree(t)
 	d := gcPutManifest(t, r, "ns/app", `{"schemaVersion":2}`)
 	stale := []string{
-		filepath.Join(r.ManifestDir("ns/app", d), ".index.json42"),
-		filepath.Join(filepath.Dir(r.TypeMapPath("ns/app", "v1")), ".v1.type-map77"),
-		filepath.Join(filepath.Dir(r.BlobPath("ns/app", d)), "."+d.String()+"9"),
+		filepath.Join(r.manifestDir("ns/app", d), ".index.json42"),
+		filepath.Join(filepath.Dir(r.typeMapPath("ns/app", "v1")), ".v1.type-map77"),
+		filepath.Join(filepath.Dir(r.blobPath("ns/app", d)), "."+d.String()+"9"),
 	}
 	for _, p := range stale {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -264,10 +264,10 @@ func TestGCSweepRepoTemps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := r.SweepRepoTemps("ns/app"); err != nil || n != len(stale) {
+	if n, err := r.sweepRepoTemps("ns/app"); err != nil || n != len(stale) {
 		t.Errorf("SweepRepoTemps = %d, %v; want %d", n, err, len(stale))
 	}
-	if !r.isFile(r.ManifestPath("ns/app", d)) || !r.isFile(r.HeadersPath("ns/app", d)) {
+	if !r.isFile(r.manifestPath("ns/app", d)) || !r.isFile(r.headersPath("ns/app", d)) {
 		t.Error("the manifest or its .htaccess went")
 	}
 }

@@ -80,7 +80,7 @@ func (p MigrateProblem) String() string { return p.Path + ": " + p.Problem }
 // tree changes nothing and reports no change. It fetches, copies and
 // re-hashes no blob (verify re-hashes); what it cannot convert is left as
 // it is and reported as a problem.
-func (r *Root) Migrate(dryRun bool) (*MigrateReport, error) {
+func (r *Root) migrateTree(dryRun bool) (*MigrateReport, error) {
 	if err := r.RequireTree(); err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (r *Root) migrate(p *migration) error {
 	// Blobs: the plain name next to the .gz, one inode, before any tag
 	// relies on the plain name.
 	for _, b := range p.blobs {
-		if err := r.publishHardLink(r.LegacyBlobPath(b.repo, b.d), r.BlobPath(b.repo, b.d)); err != nil {
+		if err := r.publishHardLink(r.legacyBlobPath(b.repo, b.d), r.blobPath(b.repo, b.d)); err != nil {
 			return fmt.Errorf("blob %s of %s: %w", b.d, b.repo, err)
 		}
 	}
@@ -215,12 +215,12 @@ func (r *Root) migrate(p *migration) error {
 	for _, t := range p.tags {
 		// Nginx's links, the type map, the symlink's removal, tags/list,
 		// _catalog: PutTag's order.
-		if err := r.PutTag(t.repo, t.tag, t.variants); err != nil {
+		if err := r.putTag(t.repo, t.tag, t.variants); err != nil {
 			return err
 		}
 	}
 	for _, repo := range p.refresh {
-		if err := r.RefreshTags(repo); err != nil {
+		if err := r.refreshTags(repo); err != nil {
 			return err
 		}
 	}
@@ -236,7 +236,7 @@ func (r *Root) migrate(p *migration) error {
 		}
 	}
 	if p.catalog {
-		return r.RefreshCatalog()
+		return r.refreshCatalog()
 	}
 	return nil
 }
@@ -246,7 +246,7 @@ func (r *Root) migrate(p *migration) error {
 // manifest only once its type is right.
 func (r *Root) migrateManifest(m manifestFix) error {
 	if m.headers {
-		if err := r.publish(r.HeadersPath(m.repo, m.d), headers(m.d, m.mediaType)); err != nil {
+		if err := r.publish(r.headersPath(m.repo, m.d), headers(m.d, m.mediaType)); err != nil {
 			return fmt.Errorf("manifest %s of %s: %w", m.d, m.repo, err)
 		}
 	}
@@ -265,16 +265,16 @@ func (r *Root) planMigration(repos []string) (*migration, error) {
 	all := len(repos) == 0
 	if all {
 		var err error
-		if repos, err = r.StoredRepositories(); err != nil {
+		if repos, err = r.storedRepositories(); err != nil {
 			return nil, err
 		}
 		p.skeleton = r.skeletonMissing()
-		if err := r.planModes(p, r.V2Dir()); err != nil {
+		if err := r.planModes(p, r.v2Dir()); err != nil {
 			return nil, err
 		}
 	} else {
 		for _, repo := range repos {
-			if err := r.planModes(p, r.RepoDir(repo)); err != nil {
+			if err := r.planModes(p, r.repoDir(repo)); err != nil {
 				return nil, err
 			}
 		}
@@ -292,8 +292,8 @@ func (r *Root) planMigration(repos []string) (*migration, error) {
 		if errors.Is(err, ErrOutsideRoot) {
 			// What the repository holds is not all in the tree: leave it
 			// alone, as gc does (verify names the link).
-			p.problem(r.RepoDir(repo), "%v: left as it is", err)
-			has = r.isFile(r.TagsListPath(repo))
+			p.problem(r.repoDir(repo), "%v: left as it is", err)
+			has = r.isFile(r.tagsListPath(repo))
 		} else if err != nil {
 			return nil, fmt.Errorf("repository %s: %w", repo, err)
 		}
@@ -307,7 +307,7 @@ func (r *Root) planMigration(repos []string) (*migration, error) {
 
 // skeletonMissing counts the files Init would write.
 func (r *Root) skeletonMissing() int {
-	want := map[string][]byte{r.PingPath(): []byte("{}"), r.EmptyReferrersPath(): distribution.EmptyReferrers()}
+	want := map[string][]byte{r.pingPath(): []byte("{}"), r.emptyReferrersPath(): distribution.EmptyReferrers()}
 	for _, e := range distribution.Errors() {
 		want[r.errorPath(e)] = e.Body()
 	}
@@ -385,7 +385,7 @@ func (p *migration) linkedFromOutside(r *Root, fi fs.FileInfo) (bool, error) {
 	}
 	if p.namesInTree == nil {
 		names := map[[2]uint64]uint64{}
-		if err := r.walkFiles(r.V2Dir(), func(in Inode) { names[[2]uint64{in.Dev, in.Ino}]++ }); err != nil {
+		if err := r.walkFiles(r.v2Dir(), func(in Inode) { names[[2]uint64{in.Dev, in.Ino}]++ }); err != nil {
 			return false, err
 		}
 		p.namesInTree = names
@@ -422,7 +422,7 @@ func (r *Root) planRepo(p *migration, repo string) (bool, error) {
 
 // planBlobs plans a plain name for every .gz blob that lacks one.
 func (r *Root) planBlobs(p *migration, repo string) error {
-	blobs, err := r.Blobs(repo)
+	blobs, err := r.blobs(repo)
 	if err != nil {
 		return err
 	}
@@ -430,7 +430,7 @@ func (r *Root) planBlobs(p *migration, repo string) error {
 		if !b.Legacy {
 			continue
 		}
-		legacy, plain := r.LegacyBlobPath(repo, b.Digest), r.BlobPath(repo, b.Digest)
+		legacy, plain := r.legacyBlobPath(repo, b.Digest), r.blobPath(repo, b.Digest)
 		if _, err := r.lstat(plain); err == nil {
 			if !r.sameInode(legacy, plain) {
 				p.problem(legacy, "both %s and its .gz name are in the repository, as different files: verify tells which is sound", b.Digest)
@@ -446,28 +446,28 @@ func (r *Root) planBlobs(p *migration, repo string) error {
 // planManifests plans every complete manifest's headers and typed link,
 // and returns the media type each will have.
 func (r *Root) planManifests(p *migration, repo string) (map[digest.Digest]*storedManifest, error) {
-	ds, err := r.ManifestDigests(repo)
+	ds, err := r.manifestDigests(repo)
 	if err != nil {
 		return nil, err
 	}
 	out := map[digest.Digest]*storedManifest{}
 	for _, d := range ds {
-		if !r.ManifestComplete(repo, d) {
+		if !r.manifestComplete(repo, d) {
 			continue
 		}
 		m, err := r.readStoredManifest(repo, d)
 		if err != nil {
-			p.problem(r.ManifestPath(repo, d), "%v", err)
+			p.problem(r.manifestPath(repo, d), "%v", err)
 			continue
 		}
 		out[d] = m
 		fix := manifestFix{repoDigest: repoDigest{repo, d}, mediaType: m.mediaType}
-		old, err := r.readSmall(r.HeadersPath(repo, d), maxHeadersSize)
+		old, err := r.readSmall(r.headersPath(repo, d), maxHeadersSize)
 		fix.headers = err != nil || string(old) != string(headers(d, m.mediaType))
 		if fix.headers && err == nil && hasETagLine(old) {
-			p.legacy(LegacyHeaders, r.HeadersPath(repo, d))
+			p.legacy(LegacyHeaders, r.headersPath(repo, d))
 		}
-		if link, ok := r.TypedManifestPath(repo, d, m.mediaType); ok && !r.sameInode(r.ManifestPath(repo, d), link) {
+		if link, ok := r.typedManifestPath(repo, d, m.mediaType); ok && !r.sameInode(r.manifestPath(repo, d), link) {
 			fix.typed = true
 		}
 		if fix.headers || fix.typed {
@@ -480,11 +480,11 @@ func (r *Root) planManifests(p *migration, repo string) (map[digest.Digest]*stor
 // planTags plans repo's type maps and symlink tags, its tags/list and its
 // nginx tag links, and returns the tags repo has once migrated.
 func (r *Root) planTags(p *migration, repo string, ms map[digest.Digest]*storedManifest) ([]string, error) {
-	maps, err := r.Tags(repo)
+	maps, err := r.tags(repo)
 	if err != nil {
 		return nil, err
 	}
-	links, err := r.LegacyTags(repo)
+	links, err := r.legacyTags(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -499,21 +499,21 @@ func (r *Root) planTags(p *migration, repo string, ms map[digest.Digest]*storedM
 			if err == nil {
 				err = errNoVariants
 			}
-			p.problem(r.TypeMapPath(repo, tag), "%v", err)
+			p.problem(r.typeMapPath(repo, tag), "%v", err)
 			// Not listed, as writeTagsList lists only tags that pull.
 			final = slices.DeleteFunc(final, func(t string) bool { return t == tag })
 			maps = slices.DeleteFunc(slices.Clone(maps), func(t string) bool { return t == tag })
 			continue
 		}
-		want, ok := wantVariants(p, r.TypeMapPath(repo, tag), vs, ms)
+		want, ok := wantVariants(p, r.typeMapPath(repo, tag), vs, ms)
 		if !ok {
 			continue
 		}
 		_, legacy := r.legacyTag(repo, tag)
-		old, _ := r.readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
+		old, _ := r.readSmall(r.typeMapPath(repo, tag), MaxManifestSize)
 		rewrite := string(old) != string(typeMapOf(tag, want))
 		if rewrite && len(vs) > 1 && !hasQS(vs) {
-			p.legacy(LegacyTypeMap, r.TypeMapPath(repo, tag))
+			p.legacy(LegacyTypeMap, r.typeMapPath(repo, tag))
 		}
 		if rewrite || legacy {
 			p.tags = append(p.tags, tagFix{repo: repo, tag: tag, variants: want, legacy: legacy && !rewrite})
@@ -547,8 +547,8 @@ func (r *Root) planTags(p *migration, repo string, ms map[digest.Digest]*storedM
 	}
 	// TripleO's listing: the tags migrated, symlink tags among them, in
 	// directory order.
-	if listed, ok, err := r.ReadTagsList(repo); err == nil && ok && slices.Equal(sortedCopy(listed), final) && !slices.Equal(listed, maps) {
-		p.legacy(LegacyTagsList, r.TagsListPath(repo))
+	if listed, ok, err := r.readTagsList(repo); err == nil && ok && slices.Equal(sortedCopy(listed), final) && !slices.Equal(listed, maps) {
+		p.legacy(LegacyTagsList, r.tagsListPath(repo))
 	}
 	if refresh && !slices.ContainsFunc(p.tags, func(t tagFix) bool { return t.repo == repo }) {
 		p.refresh = append(p.refresh, repo)
@@ -621,7 +621,7 @@ func typeMapOf(tag string, vs []TagVariant) []byte {
 func (r *Root) tagLinksOff(repo, tag string, vs []TagVariant) int {
 	main, fallback := tagLinkTargets(vs)
 	n := 0
-	for path, d := range map[string]digest.Digest{r.TagLinkPath(repo, tag): main, r.FallbackLinkPath(repo, tag): fallback} {
+	for path, d := range map[string]digest.Digest{r.tagLinkPath(repo, tag): main, r.fallbackLinkPath(repo, tag): fallback} {
 		if got, err := r.readlink(path); err != nil || got != linkTarget(d) {
 			n++
 		}
@@ -632,7 +632,7 @@ func (r *Root) tagLinksOff(repo, tag string, vs []TagVariant) int {
 // tagsListOff reports whether repo's tags/list is not what writeTagsList
 // writes for tags.
 func (r *Root) tagsListOff(repo string, tags []string) bool {
-	old, err := r.readSmall(r.TagsListPath(repo), maxListSize)
+	old, err := r.readSmall(r.tagsListPath(repo), maxListSize)
 	if len(tags) == 0 {
 		return err == nil || !errors.Is(err, fs.ErrNotExist)
 	}
@@ -655,14 +655,14 @@ func (r *Root) planCatalog(p *migration, tagged map[string]bool) {
 	want, _ := json.Marshal(struct {
 		Repositories []string `json:"repositories"`
 	}{repos})
-	old, err := r.readSmall(r.CatalogPath(), maxListSize)
+	old, err := r.readSmall(r.catalogPath(), maxListSize)
 	if err == nil && string(old) == string(want) {
 		return
 	}
 	p.catalog = true
 	p.listings++
-	if listed, err := r.ReadCatalog(); err == nil && catalogTripleO(listed, repos) {
-		p.legacy(LegacyCatalog, r.CatalogPath())
+	if listed, err := r.readCatalog(); err == nil && catalogTripleO(listed, repos) {
+		p.legacy(LegacyCatalog, r.catalogPath())
 	}
 }
 

@@ -51,14 +51,14 @@ func TestMigrate(t *testing.T) {
 	before := testtree.Snapshot(t, r.Dir(), ".image-serve")
 	inodes := blobInodes(t, r)
 
-	dry, err := r.Migrate(true)
+	dry, err := tree.Fixture(r).Migrate(true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := testtree.Snapshot(t, r.Dir(), ".image-serve"); got != before {
 		t.Fatalf("--dry-run changed the tree:\n%s", testtree.Diff(before, got))
 	}
-	rep, err := r.Migrate(false)
+	rep, err := tree.Fixture(r).Migrate(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,14 +88,14 @@ func TestMigrate(t *testing.T) {
 	if err != nil || len(vs) != 2 || vs[0].Digest != f.multi.Digest || vs[0].QS != 1 || vs[1].Digest != f.multi.Children["amd64"] || vs[1].QS != 0.001 {
 		t.Errorf("multi-arch type map %+v, %v", vs, err)
 	}
-	tags, err := r.Tags("tripleomaster/nova-api")
+	tags, err := tree.Fixture(r).Tags("tripleomaster/nova-api")
 	if want := []string{"abs", "current", "previous", "rel"}; err != nil || !slices.Equal(tags, want) {
 		t.Errorf("tags %v, %v; want %v", tags, err, want)
 	}
-	if listed, _, _ := r.ReadTagsList("tripleomaster/nova-api"); !slices.Equal(listed, tags) {
+	if listed, _, _ := tree.Fixture(r).ReadTagsList("tripleomaster/nova-api"); !slices.Equal(listed, tags) {
 		t.Errorf("tags/list %v, want %v", listed, tags)
 	}
-	if cat, _ := r.ReadCatalog(); !slices.Equal(cat, []string{"a/b/c", "keystone", "tripleomaster/nova-api", "tripleomaster/nova-compute"}) {
+	if cat, _ := tree.Fixture(r).ReadCatalog(); !slices.Equal(cat, []string{"a/b/c", "keystone", "tripleomaster/nova-api", "tripleomaster/nova-compute"}) {
 		t.Errorf("_catalog %v", cat)
 	}
 	// No byte copied: every blob name is a link of the inode it had.
@@ -107,15 +107,15 @@ func TestMigrate(t *testing.T) {
 			}
 		}
 	}
-	if fi, err := os.Stat(r.RepoDir("keystone")); err != nil || fi.Mode().Perm() != 0o755 {
+	if fi, err := os.Stat(tree.Fixture(r).RepoDir("keystone")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("keystone's directory: %v, %v", fi.Mode(), err)
 	}
-	if findings, err := r.LegacyConventions(nil); err != nil || len(findings) != 0 {
+	if findings, err := tree.Fixture(r).LegacyConventions(nil); err != nil || len(findings) != 0 {
 		t.Errorf("after migrate, legacy conventions %v, %v", findings, err)
 	}
 
 	migrated := testtree.Snapshot(t, r.Dir(), ".image-serve/locks")
-	again, err := r.Migrate(false)
+	again, err := tree.Fixture(r).Migrate(false)
 	if err != nil || again.Changes() != 0 {
 		t.Errorf("second run: %+v, %v; want no change", again, err)
 	}
@@ -128,7 +128,7 @@ func TestMigrate(t *testing.T) {
 // with its path.
 func TestLegacyConventionsNamed(t *testing.T) {
 	f := buildLegacy(t)
-	findings, err := f.root.LegacyConventions(nil)
+	findings, err := tree.Fixture(f.root).LegacyConventions(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,18 +154,18 @@ func reportsEqual(a, b *tree.MigrateReport) bool {
 func blobInodes(t *testing.T, r *tree.Root) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
-	repos, err := r.StoredRepositories()
+	repos, err := tree.Fixture(r).StoredRepositories()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, repo := range repos {
-		bs, err := r.Blobs(repo)
+		bs, err := tree.Fixture(r).Blobs(repo)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, b := range bs {
 			if b.Legacy {
-				out[r.BlobFilePath(repo, b)] = inodeOf(t, r.BlobFilePath(repo, b))
+				out[tree.Fixture(r).BlobFilePath(repo, b)] = inodeOf(t, tree.Fixture(r).BlobFilePath(repo, b))
 			}
 		}
 	}
@@ -199,11 +199,11 @@ func TestMigrateLeavesOutsideLinksMode(t *testing.T) {
 	if err := os.WriteFile(outside, []byte("private"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	planted := filepath.Join(f.root.RepoDir("keystone"), "blobs", "planted")
+	planted := filepath.Join(tree.Fixture(f.root).RepoDir("keystone"), "blobs", "planted")
 	if err := os.Link(outside, planted); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := f.root.Migrate(false)
+	rep, err := tree.Fixture(f.root).Migrate(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,21 +235,21 @@ func TestMigrateLeavesOutsideLinksMode(t *testing.T) {
 func TestLegacyConventionsTagDeletedMeanwhile(t *testing.T) {
 	for _, dryRun := range []bool{true, false} {
 		f := buildLegacy(t)
-		gone := f.root.TypeMapPath("tripleomaster/nova-api", "previous")
+		gone := tree.Fixture(f.root).TypeMapPath("tripleomaster/nova-api", "previous")
 		tree.AfterReadDir(t, func(path string) {
 			if path == filepath.Dir(gone) {
 				os.Remove(gone)
 			}
 		})
-		if _, err := f.root.LegacyConventions(nil); err != nil {
+		if _, err := tree.Fixture(f.root).LegacyConventions(nil); err != nil {
 			t.Fatalf("legacy conventions with a tag deleted meanwhile: %v", err)
 		}
 		if _, err := os.Lstat(gone); !os.IsNotExist(err) {
 			t.Fatalf("the hook never ran: %s still there (%v)", gone, err)
 		}
 		f = buildLegacy(t)
-		gone = f.root.TypeMapPath("tripleomaster/nova-api", "previous")
-		if _, err := f.root.Migrate(dryRun); err != nil {
+		gone = tree.Fixture(f.root).TypeMapPath("tripleomaster/nova-api", "previous")
+		if _, err := tree.Fixture(f.root).Migrate(dryRun); err != nil {
 			t.Fatalf("migrate (dry run %v) with a tag deleted meanwhile: %v", dryRun, err)
 		}
 		if _, err := os.Lstat(gone); !os.IsNotExist(err) {

@@ -62,25 +62,25 @@ func nginxType(mediaType string) (NginxType, bool) {
 	return NginxType{}, false
 }
 
-// TypedManifestPath is the typed link of manifest d for mediaType, and
+// typedManifestPath is the typed link of manifest d for mediaType, and
 // false for a media type nginx has no extension for.
-func (r *Root) TypedManifestPath(repo string, d digest.Digest, mediaType string) (string, bool) {
+func (r *Root) typedManifestPath(repo string, d digest.Digest, mediaType string) (string, bool) {
 	t, ok := nginxType(mediaType)
 	if !ok {
 		return "", false
 	}
-	return filepath.Join(r.ManifestDir(repo, d), typedLinkPrefix+t.Ext), true
+	return filepath.Join(r.manifestDir(repo, d), typedLinkPrefix+t.Ext), true
 }
 
-// TagLinkPath is the symlink nginx resolves tag through for clients that
+// tagLinkPath is the symlink nginx resolves tag through for clients that
 // accept indexes (or anything).
-func (r *Root) TagLinkPath(repo, tag string) string {
+func (r *Root) tagLinkPath(repo, tag string) string {
 	return filepath.Join(r.manifestsDir(repo), tagLinksDir, tag)
 }
 
-// FallbackLinkPath is the symlink nginx resolves tag through for clients
+// fallbackLinkPath is the symlink nginx resolves tag through for clients
 // that accept no index type.
-func (r *Root) FallbackLinkPath(repo, tag string) string {
+func (r *Root) fallbackLinkPath(repo, tag string) string {
 	return filepath.Join(r.manifestsDir(repo), fallbackLinksDir, tag)
 }
 
@@ -89,18 +89,18 @@ func (r *Root) FallbackLinkPath(repo, tag string) string {
 // answers 404, never the manifest without its type. A link left by an
 // earlier, different media type goes after the new one is in place.
 func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string) error {
-	want, ok := r.TypedManifestPath(repo, d, mediaType)
+	want, ok := r.typedManifestPath(repo, d, mediaType)
 	if ok {
-		if err := r.publishHardLink(r.ManifestPath(repo, d), want); err != nil {
+		if err := r.publishHardLink(r.manifestPath(repo, d), want); err != nil {
 			return fmt.Errorf("typed link: %w", err)
 		}
 	}
-	entries, err := r.readDir(r.ManifestDir(repo, d))
+	entries, err := r.readDir(r.manifestDir(repo, d))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		p := filepath.Join(r.ManifestDir(repo, d), e.Name())
+		p := filepath.Join(r.manifestDir(repo, d), e.Name())
 		if strings.HasPrefix(e.Name(), typedLinkPrefix) && p != want {
 			if err := r.unlink(p); err != nil {
 				return err
@@ -113,7 +113,7 @@ func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string)
 // unlinkTypedManifests removes every typed link of manifest d.
 func (r *Root) unlinkTypedManifests(repo string, d digest.Digest) error {
 	for _, t := range nginxTypes {
-		if err := r.unlink(filepath.Join(r.ManifestDir(repo, d), typedLinkPrefix+t.Ext)); err != nil {
+		if err := r.unlink(filepath.Join(r.manifestDir(repo, d), typedLinkPrefix+t.Ext)); err != nil {
 			return err
 		}
 	}
@@ -206,10 +206,10 @@ func (r *Root) putTagLinks(repo, tag string, variants []TagVariant) error {
 		return fmt.Errorf("tag %s:%s: no variant", repo, tag)
 	}
 	main, fallback := tagLinkTargets(variants)
-	if err := r.publishSymlink(linkTarget(fallback), r.FallbackLinkPath(repo, tag)); err != nil {
+	if err := r.publishSymlink(linkTarget(fallback), r.fallbackLinkPath(repo, tag)); err != nil {
 		return err
 	}
-	return r.publishSymlink(linkTarget(main), r.TagLinkPath(repo, tag))
+	return r.publishSymlink(linkTarget(main), r.tagLinkPath(repo, tag))
 }
 
 // linkTarget is a tag symlink's content: relative, so the tree can move.
@@ -220,7 +220,7 @@ func linkTarget(d digest.Digest) string { return "../" + d.String() }
 // type map still names, never one nginx serves after its manifest may have
 // been collected.
 func (r *Root) removeTagLinks(repo, tag string) error {
-	for _, p := range []string{r.TagLinkPath(repo, tag), r.FallbackLinkPath(repo, tag)} {
+	for _, p := range []string{r.tagLinkPath(repo, tag), r.fallbackLinkPath(repo, tag)} {
 		if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			continue
 		}
@@ -321,13 +321,13 @@ type NginxLinks struct {
 	Repos     int // repositories whose tag links were synchronised
 }
 
-// LinkForNginx gives a whole tree what nginx needs: a typed link for every
+// linkForNginxShared gives a whole tree what nginx needs: a typed link for every
 // manifest that has its media type recorded and lacks one, and tag
 // symlinks from every type map. Exports keep both up to date; this is for
 // trees written before (TripleO's, or image-serve's own before nginx
 // support). It takes the tree lock shared, so gc never runs meanwhile.
-func (r *Root) LinkForNginx() (NginxLinks, error) {
-	l, err := r.LockShared()
+func (r *Root) linkForNginxShared() (NginxLinks, error) {
+	l, err := r.lockShared()
 	if err != nil {
 		return NginxLinks{}, err
 	}
@@ -335,7 +335,7 @@ func (r *Root) LinkForNginx() (NginxLinks, error) {
 	return r.linkForNginx()
 }
 
-// linkForNginx is LinkForNginx for a caller that holds the tree lock.
+// linkForNginx is linkForNginxShared for a caller that holds the tree lock.
 func (r *Root) linkForNginx() (NginxLinks, error) {
 	var n NginxLinks
 	repos, _, err := r.repoDirs()
@@ -371,14 +371,14 @@ func (r *Root) linkManifests(repo string) (int, error) {
 	made := 0
 	for _, e := range entries {
 		d := digest.Digest(e.Name())
-		if !e.IsDir() || distribution.ValidateDigest(d) != nil || !r.isFile(r.ManifestPath(repo, d)) {
+		if !e.IsDir() || distribution.ValidateDigest(d) != nil || !r.isFile(r.manifestPath(repo, d)) {
 			continue
 		}
 		mt, err := r.ManifestMediaType(repo, d)
 		if err != nil {
 			continue // no recorded type: nothing right to link
 		}
-		if p, ok := r.TypedManifestPath(repo, d, mt); !ok || r.sameInode(r.ManifestPath(repo, d), p) {
+		if p, ok := r.typedManifestPath(repo, d, mt); !ok || r.sameInode(r.manifestPath(repo, d), p) {
 			continue
 		}
 		if err := r.linkTypedManifest(repo, d, mt); err != nil {

@@ -21,7 +21,7 @@ func putManifest(t *testing.T, r *Root, repo, mt, body string) digest.Digest {
 	t.Helper()
 	raw := []byte(`{"mediaType":"` + mt + `","x":"` + body + `"}`)
 	d := digest.FromBytes(raw)
-	if err := r.PutManifest(repo, d, mt, raw); err != nil {
+	if err := r.putManifest(repo, d, mt, raw); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -30,7 +30,7 @@ func putManifest(t *testing.T, r *Root, repo, mt, body string) digest.Digest {
 // typedLinks lists the typed links in manifest d's directory.
 func typedLinks(t *testing.T, r *Root, repo string, d digest.Digest) []string {
 	t.Helper()
-	entries, err := os.ReadDir(r.ManifestDir(repo, d))
+	entries, err := os.ReadDir(r.manifestDir(repo, d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,8 +46,8 @@ func typedLinks(t *testing.T, r *Root, repo string, d digest.Digest) []string {
 func TestPutManifestTypedLink(t *testing.T) {
 	r := newTree(t)
 	d := putManifest(t, r, "ns/app", mtOCIManifest, "a")
-	p, ok := r.TypedManifestPath("ns/app", d, mtOCIManifest)
-	if !ok || !r.sameInode(p, r.ManifestPath("ns/app", d)) {
+	p, ok := r.typedManifestPath("ns/app", d, mtOCIManifest)
+	if !ok || !r.sameInode(p, r.manifestPath("ns/app", d)) {
 		t.Fatalf("typed link %s: not a hard link of index.json", p)
 	}
 	if got := typedLinks(t, r, "ns/app", d); len(got) != 1 || got[0] != "manifest.oci-manifest" {
@@ -56,14 +56,14 @@ func TestPutManifestTypedLink(t *testing.T) {
 
 	// index.json republished as another inode (a legacy or repaired tree):
 	// the stale link is replaced, and no temporary name stays behind.
-	raw, _ := os.ReadFile(r.ManifestPath("ns/app", d))
-	if err := os.Remove(r.ManifestPath("ns/app", d)); err != nil {
+	raw, _ := os.ReadFile(r.manifestPath("ns/app", d))
+	if err := os.Remove(r.manifestPath("ns/app", d)); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.PutManifest("ns/app", d, mtOCIManifest, raw); err != nil {
+	if err := r.putManifest("ns/app", d, mtOCIManifest, raw); err != nil {
 		t.Fatal(err)
 	}
-	if !r.sameInode(p, r.ManifestPath("ns/app", d)) {
+	if !r.sameInode(p, r.manifestPath("ns/app", d)) {
 		t.Error("stale typed link kept after index.json was republished")
 	}
 	if got := typedLinks(t, r, "ns/app", d); len(got) != 1 {
@@ -71,7 +71,7 @@ func TestPutManifestTypedLink(t *testing.T) {
 	}
 
 	// The same bytes recorded under another type: one link, the new one.
-	if err := r.PutManifest("ns/app", d, mtDockerV2, raw); err != nil {
+	if err := r.putManifest("ns/app", d, mtDockerV2, raw); err != nil {
 		t.Fatal(err)
 	}
 	if got := typedLinks(t, r, "ns/app", d); len(got) != 1 || got[0] != "manifest.docker-v2" {
@@ -84,7 +84,7 @@ func TestPutManifestTypedLink(t *testing.T) {
 func TestPutManifestUnknownType(t *testing.T) {
 	r := newTree(t)
 	d := putManifest(t, r, "ns/app", "application/vnd.example.thing+json", "a")
-	if _, ok := r.TypedManifestPath("ns/app", d, "application/vnd.example.thing+json"); ok {
+	if _, ok := r.typedManifestPath("ns/app", d, "application/vnd.example.thing+json"); ok {
 		t.Error("TypedManifestPath has a path for an unknown type")
 	}
 	if got := typedLinks(t, r, "ns/app", d); len(got) != 0 {
@@ -113,11 +113,11 @@ func wantLinks(t *testing.T, r *Root, repo, tag string, main, fallback digest.Di
 		}
 		return "../" + d.String()
 	}
-	if got := readLink(t, r.TagLinkPath(repo, tag)); got != want(main) {
-		t.Errorf("%s: %q, want %q", r.TagLinkPath(repo, tag), got, want(main))
+	if got := readLink(t, r.tagLinkPath(repo, tag)); got != want(main) {
+		t.Errorf("%s: %q, want %q", r.tagLinkPath(repo, tag), got, want(main))
 	}
-	if got := readLink(t, r.FallbackLinkPath(repo, tag)); got != want(fallback) {
-		t.Errorf("%s: %q, want %q", r.FallbackLinkPath(repo, tag), got, want(fallback))
+	if got := readLink(t, r.fallbackLinkPath(repo, tag)); got != want(fallback) {
+		t.Errorf("%s: %q, want %q", r.fallbackLinkPath(repo, tag), got, want(fallback))
 	}
 }
 
@@ -128,7 +128,7 @@ func TestTagLinks(t *testing.T) {
 	idx := putManifest(t, r, repo, mtOCIIndex, "index")
 	put := func(tag string, vs ...TagVariant) {
 		t.Helper()
-		if err := r.PutTag(repo, tag, vs); err != nil {
+		if err := r.putTag(repo, tag, vs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -141,25 +141,25 @@ func TestTagLinks(t *testing.T) {
 	wantLinks(t, r, repo, "idx", idx, idx)
 
 	// the symlinks resolve to the manifest directories
-	if fi, err := os.Stat(filepath.Join(r.TagLinkPath(repo, "multi"), "manifest.oci-index")); err != nil || !fi.Mode().IsRegular() {
+	if fi, err := os.Stat(filepath.Join(r.tagLinkPath(repo, "multi"), "manifest.oci-index")); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("multi does not resolve to the index's typed link: %v", err)
 	}
 
 	put("single", TagVariant{Digest: idx, MediaType: mtOCIIndex})
 	wantLinks(t, r, repo, "single", idx, idx)
 
-	if err := r.DeleteTag(repo, "single"); err != nil {
+	if err := r.deleteTag(repo, "single"); err != nil {
 		t.Fatal(err)
 	}
 	wantLinks(t, r, repo, "single", "", "")
 	wantLinks(t, r, repo, "multi", idx, amd)
-	if err := r.DeleteTag(repo, "single"); !errors.Is(err, ErrTagUnknown) {
+	if err := r.deleteTag(repo, "single"); !errors.Is(err, ErrTagUnknown) {
 		t.Errorf("second DeleteTag = %v, want ErrTagUnknown", err)
 	}
-	if err := r.DeleteTag("ns/none", "x"); !errors.Is(err, ErrTagUnknown) {
+	if err := r.deleteTag("ns/none", "x"); !errors.Is(err, ErrTagUnknown) {
 		t.Errorf("DeleteTag in an unknown repository = %v, want ErrTagUnknown", err)
 	}
-	if tags, _ := r.Tags(repo); strings.Join(tags, ",") != "idx,multi" {
+	if tags, _ := r.tags(repo); strings.Join(tags, ",") != "idx,multi" {
 		t.Errorf("Tags = %q: the link directories must not count as tags", tags)
 	}
 }
@@ -171,23 +171,23 @@ func TestTagLinksRepaired(t *testing.T) {
 	const repo = "ns/app"
 	a := putManifest(t, r, repo, mtOCIManifest, "a")
 	b := putManifest(t, r, repo, mtOCIManifest, "b")
-	if err := r.PutTag(repo, "v1", []TagVariant{{Digest: a, MediaType: mtOCIManifest}}); err != nil {
+	if err := r.putTag(repo, "v1", []TagVariant{{Digest: a, MediaType: mtOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
 	// A crash before v1's type map moved to b; another before "gone" got
 	// its type map; a tree written before nginx support lacks "old"'s links.
-	if err := r.publishSymlink("../"+b.String(), r.TagLinkPath(repo, "v1")); err != nil {
+	if err := r.publishSymlink("../"+b.String(), r.tagLinkPath(repo, "v1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.publishSymlink("../"+b.String(), r.TagLinkPath(repo, "gone")); err != nil {
+	if err := r.publishSymlink("../"+b.String(), r.tagLinkPath(repo, "gone")); err != nil {
 		t.Fatal(err)
 	}
 	m := []byte("URI: old\n\nContent-Type: " + mtOCIManifest + "\nURI: " + a.String() + "/index.json\n\n")
-	if err := os.WriteFile(r.TypeMapPath(repo, "old"), m, 0o644); err != nil {
+	if err := os.WriteFile(r.typeMapPath(repo, "old"), m, 0o644); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := r.PutTag(repo, "v2", []TagVariant{{Digest: b, MediaType: mtOCIManifest}}); err != nil {
+	if err := r.putTag(repo, "v2", []TagVariant{{Digest: b, MediaType: mtOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
 	wantLinks(t, r, repo, "v1", a, a)
@@ -201,11 +201,11 @@ func TestLinkForNginx(t *testing.T) {
 	r := newTree(t)
 	const repo = "ns/app"
 	d := putManifest(t, r, repo, mtOCIManifest, "a")
-	if err := r.PutTag(repo, "v1", []TagVariant{{Digest: d, MediaType: mtOCIManifest}}); err != nil {
+	if err := r.putTag(repo, "v1", []TagVariant{{Digest: d, MediaType: mtOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{
-		filepath.Join(r.ManifestDir(repo, d), "manifest.oci-manifest"),
+		filepath.Join(r.manifestDir(repo, d), "manifest.oci-manifest"),
 		filepath.Join(r.manifestsDir(repo), tagLinksDir),
 		filepath.Join(r.manifestsDir(repo), fallbackLinksDir),
 	} {
@@ -213,7 +213,7 @@ func TestLinkForNginx(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := r.LinkForNginx()
+	n, err := r.linkForNginxShared()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestLinkForNginx(t *testing.T) {
 	if got := typedLinks(t, r, repo, d); len(got) != 1 {
 		t.Errorf("typed links %q, want one", got)
 	}
-	if n, err := r.LinkForNginx(); err != nil || n.Manifests != 0 {
+	if n, err := r.linkForNginxShared(); err != nil || n.Manifests != 0 {
 		t.Errorf("second LinkForNginx = %+v, %v; want nothing to do", n, err)
 	}
 }

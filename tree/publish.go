@@ -114,11 +114,11 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 	for _, im := range images {
 		repos = append(repos, im.Repo)
 	}
-	if err := r.SettleJournals(); err != nil {
+	if err := r.settleJournals(); err != nil {
 		return nil, fmt.Errorf("root %s: %w", r.dir, err)
 	}
 	rep.Completed, rep.SweptTemps = r.tidyIfAlone(repos)
-	l, err := r.LockShared()
+	l, err := r.lockShared()
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", r.dir, err)
 	}
@@ -167,7 +167,7 @@ func (r *Root) tidyIfAlone(repos []string) (completed, swept int) {
 	swept += n
 	slices.Sort(repos)
 	for _, repo := range slices.Compact(repos) {
-		if n, err := r.SweepRepoTemps(repo); err == nil {
+		if n, err := r.sweepRepoTemps(repo); err == nil {
 			swept += n
 		}
 	}
@@ -282,7 +282,7 @@ func (p *publication) putBlob(ctx context.Context, repo string, b Blob) (BlobRes
 		return BlobResult{Digest: b.Digest, Outcome: outcome}, err
 	}
 	// A blob another writer put here may not be durable yet.
-	_ = p.syncs.sync(p.r, filepath.Dir(p.r.BlobPath(repo, b.Digest)))
+	_ = p.syncs.sync(p.r, filepath.Dir(p.r.blobPath(repo, b.Digest)))
 	return BlobResult{Digest: b.Digest, Outcome: outcome, Size: p.r.blobSize(repo, b, outcome, n)}, nil
 }
 
@@ -295,7 +295,7 @@ func (r *Root) blobSize(repo string, b Blob, outcome BlobOutcome, read int64) in
 	case b.Size >= 0:
 		return b.Size
 	}
-	if fi, err := r.stat(r.BlobPath(repo, b.Digest)); err == nil {
+	if fi, err := r.stat(r.blobPath(repo, b.Digest)); err == nil {
 		return fi.Size()
 	}
 	return 0
@@ -324,7 +324,7 @@ func (p *publication) publishEach(ctx context.Context) {
 		}
 		err := p.r.putManifests(im)
 		if err == nil {
-			err = p.r.PutTag(im.Repo, im.Tag, im.Variants)
+			err = p.r.putTag(im.Repo, im.Tag, im.Variants)
 		}
 		p.finish(i, err)
 	}
@@ -379,7 +379,7 @@ func (p *publication) finish(i int, err error) {
 // then, so an index never lists one a client cannot fetch.
 func (r *Root) putManifests(im Image) error {
 	for _, m := range im.Manifests {
-		if err := r.PutManifest(im.Repo, m.Digest, m.MediaType, m.Raw); err != nil {
+		if err := r.putManifest(im.Repo, m.Digest, m.MediaType, m.Raw); err != nil {
 			return err
 		}
 	}
@@ -389,7 +389,7 @@ func (r *Root) putManifests(im Image) error {
 			continue
 		}
 		done[m.Subject] = true
-		if err := r.UpdateReferrers(im.Repo, m.Subject); err != nil {
+		if err := r.updateReferrers(im.Repo, m.Subject); err != nil {
 			return err
 		}
 	}

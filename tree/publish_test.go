@@ -123,7 +123,7 @@ func TestPublishAllOrNothing(t *testing.T) {
 			case !together && (rep.Images[0].Err != nil || d != good.Variants[0].Digest):
 				t.Errorf("alone: a:live names %s (error %v), want the new %s", d, rep.Images[0].Err, good.Variants[0].Digest)
 			}
-			if pending, err := r.PendingTags("a"); err != nil || len(pending) != 0 {
+			if pending, err := r.pendingTags("a"); err != nil || len(pending) != 0 {
 				t.Errorf("a journal is left: %v %v", pending, err)
 			}
 		})
@@ -142,26 +142,26 @@ func TestRefreshCatalogFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := distribution.Catalog{Repositories: []string{"a", "ns/b", "gone"}}.Marshal()
-	if err := r.publish(r.CatalogPath(), stale); err != nil {
+	if err := r.publish(r.catalogPath(), stale); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.RefreshCatalogFor("a"); err != nil {
+	if err := r.refreshCatalogFor("a"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := r.ReadCatalog(); !slices.Equal(got, []string{"a", "ns/b", "gone"}) {
+	if got, _ := r.readCatalog(); !slices.Equal(got, []string{"a", "ns/b", "gone"}) {
 		t.Errorf("a's place was right, yet _catalog was rewritten: %v", got)
 	}
 	c := newTestImage("c", "v1", []byte("c"))
 	if _, err := r.Publish(context.Background(), []Image{c.Image}, PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := r.ReadCatalog(); !slices.Equal(got, []string{"a", "c", "ns/b"}) {
+	if got, _ := r.readCatalog(); !slices.Equal(got, []string{"a", "c", "ns/b"}) {
 		t.Errorf("after c's first tag: _catalog %v, want it rewritten from the disk", got)
 	}
-	if err := r.DeleteTag("c", "v1"); err != nil {
+	if err := r.deleteTag("c", "v1"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := r.ReadCatalog(); !slices.Equal(got, []string{"a", "ns/b"}) {
+	if got, _ := r.readCatalog(); !slices.Equal(got, []string{"a", "ns/b"}) {
 		t.Errorf("after c's last tag went: _catalog %v", got)
 	}
 }
@@ -178,9 +178,9 @@ func TestPublishSweepsWhereItWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := map[string]bool{
-		filepath.Join(r.RepoDir("a"), tagsDir, ".list123"):                  true,
+		filepath.Join(r.repoDir("a"), tagsDir, ".list123"):                  true,
 		filepath.Join(r.incomingDir(), "."+b.Blobs[0].Digest.String()+"99"): true,
-		filepath.Join(r.RepoDir("b"), tagsDir, ".list456"):                  false,
+		filepath.Join(r.repoDir("b"), tagsDir, ".list456"):                  false,
 	}
 	for p := range stale {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

@@ -33,7 +33,7 @@ func TestTagDigest(t *testing.T) {
 		t.Errorf("an invalid tag: no error")
 	}
 
-	fifo := r.TypeMapPath("app", "fifo")
+	fifo := r.typeMapPath("app", "fifo")
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestTagDigest(t *testing.T) {
 	if err := os.WriteFile(outside, []byte("URI: x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(outside, r.TypeMapPath("app", "link")); err != nil {
+	if err := os.Symlink(outside, r.typeMapPath("app", "link")); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, err := r.TagDigest("app", "link"); ok || err == nil {

@@ -22,12 +22,12 @@ func TestFSServesRouteFiles(t *testing.T) {
 		hostiletree.Referrer(t, r, "app", im.Manifest)
 		fsys := r.FS()
 		want := map[string]string{
-			tree.RoutePing:             r.PingPath(),
-			tree.RouteManifestByDigest: r.ManifestPath("app", im.Manifest),
-			tree.RouteManifestByTag:    r.TypeMapPath("app", "v1"),
-			tree.RouteReferrers:        r.ReferrersPath("app", im.Manifest),
-			tree.RouteCatalog:          r.CatalogPath(),
-			tree.RouteTagsList:         r.TagsListPath("app"),
+			tree.RoutePing:             tree.Fixture(r).PingPath(),
+			tree.RouteManifestByDigest: tree.Fixture(r).ManifestPath("app", im.Manifest),
+			tree.RouteManifestByTag:    tree.Fixture(r).TypeMapPath("app", "v1"),
+			tree.RouteReferrers:        tree.Fixture(r).ReferrersPath("app", im.Manifest),
+			tree.RouteCatalog:          tree.Fixture(r).CatalogPath(),
+			tree.RouteTagsList:         tree.Fixture(r).TagsListPath("app"),
 		}
 		for _, rt := range tree.Routes() {
 			if len(rt.Files) == 0 {
@@ -36,7 +36,7 @@ func TestFSServesRouteFiles(t *testing.T) {
 			m := tree.Match{Repo: "app", Tag: "v1", Digest: im.Manifest}
 			if rt.Name == tree.RouteBlob {
 				m.Digest = im.Blobs[1]
-				want[rt.Name] = r.BlobPath("app", im.Blobs[1])
+				want[rt.Name] = tree.Fixture(r).BlobPath("app", im.Blobs[1])
 			}
 			name := m.Expand(rt.Files[0])
 			f, err := fsys.Open(name)
@@ -52,7 +52,7 @@ func TestFSServesRouteFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wf, err := r.OpenInTree(want[rt.Name])
+			wf, err := tree.Fixture(r).OpenInTree(want[rt.Name])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,12 +113,12 @@ func TestFSConfined(t *testing.T) {
 			return strings.TrimPrefix(path, h.Root.Dir()+"/")
 		}
 		names := []string{
-			rel(h.Root.PingPath()),
-			rel(h.Root.TagsListPath("tagslist")),
-			rel(h.Root.ManifestPath("app", h.M)),
-			rel(h.Root.ManifestPath("mdir", h.M)),
-			rel(h.Root.BlobPath("app", h.Marker)),
-			rel(h.Root.BlobPath("blobsdir", h.Blobs[0])),
+			rel(tree.Fixture(h.Root).PingPath()),
+			rel(tree.Fixture(h.Root).TagsListPath("tagslist")),
+			rel(tree.Fixture(h.Root).ManifestPath("app", h.M)),
+			rel(tree.Fixture(h.Root).ManifestPath("mdir", h.M)),
+			rel(tree.Fixture(h.Root).BlobPath("app", h.Marker)),
+			rel(tree.Fixture(h.Root).BlobPath("blobsdir", h.Blobs[0])),
 		}
 		events := watch(t, h.Outside)
 		for _, name := range names {
@@ -141,7 +141,7 @@ func TestFSConfined(t *testing.T) {
 func TestFSNotRegular(t *testing.T) {
 	resolvers(t, func(t *testing.T, osRoot bool) {
 		r, im := fifoTree(t, osRoot)
-		path := r.ManifestPath("app", im.Manifest)
+		path := tree.Fixture(r).ManifestPath("app", im.Manifest)
 		hostiletree.PlantFIFO(t, path)
 		err := within(t, promptly, func() error {
 			f, err := r.FS().Open(strings.TrimPrefix(path, r.Dir()+"/"))

@@ -28,7 +28,7 @@ import (
 // scanReferrers reads every complete manifest of repo but those in
 // leaving and returns, per subject, the entries of its index.
 func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[digest.Digest][]distribution.ReferrerDescriptor, error) {
-	ds, err := r.ManifestDigests(repo)
+	ds, err := r.manifestDigests(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[d
 		if leaving[d] {
 			continue
 		}
-		raw, err := r.ReadManifest(repo, d)
+		raw, err := r.readManifest(repo, d)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // debris of an interrupted write or removal: never served
 		}
@@ -52,14 +52,14 @@ func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[d
 	return out, nil
 }
 
-// UpdateReferrers regenerates the referrers index of subject in repo from
+// updateReferrers regenerates the referrers index of subject in repo from
 // the manifests the repository holds, under the repository lock, so that
 // concurrent writers never lose each other's entries. An index with no
 // entry is removed: the empty index answers for subject then. An export
 // calls it after the manifest that has subject is in the tree and before
 // any tag names it, so the index never lists a manifest a client cannot
 // fetch.
-func (r *Root) UpdateReferrers(repo string, subject digest.Digest) error {
+func (r *Root) updateReferrers(repo string, subject digest.Digest) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
@@ -78,13 +78,13 @@ func (r *Root) UpdateReferrers(repo string, subject digest.Digest) error {
 	return r.writeReferrers(repo, subject, all[subject])
 }
 
-// RefreshReferrers regenerates every referrers index of repo, leaving out
+// refreshReferrers regenerates every referrers index of repo, leaving out
 // the manifests in leaving, and removes the indexes of subjects nothing
 // refers to any more. A remover runs it before it removes leaving, so
 // that no index ever lists a removed manifest; a collection runs it on
 // every repository with referrers, which also repairs what a killed
 // writer left. One scan of the repository serves every subject.
-func (r *Root) RefreshReferrers(repo string, leaving ...digest.Digest) error {
+func (r *Root) refreshReferrers(repo string, leaving ...digest.Digest) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func (r *Root) rewriteReferrers(repo string, skip map[digest.Digest]bool) error 
 	if err != nil {
 		return err
 	}
-	have, err := r.ReferrerSubjects(repo)
+	have, err := r.referrerSubjects(repo)
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func (r *Root) rewriteReferrers(repo string, skip map[digest.Digest]bool) error 
 // writeReferrers publishes the index of subject with entries, or removes
 // it when there are none.
 func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []distribution.ReferrerDescriptor) error {
-	p := r.ReferrersPath(repo, subject)
+	p := r.referrersPath(repo, subject)
 	if len(entries) > 0 {
 		if err := r.writeIfChanged(p, distribution.NewReferrersIndex(entries).Marshal()); err != nil {
 			return fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
@@ -147,10 +147,10 @@ func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []dist
 	return nil
 }
 
-// GeneratedReferrers returns, per subject, the index UpdateReferrers
+// generatedReferrers returns, per subject, the index UpdateReferrers
 // would write for repo as it is now: what a checker compares the files
 // with.
-func (r *Root) GeneratedReferrers(repo string) (map[digest.Digest][]byte, error) {
+func (r *Root) generatedReferrers(repo string) (map[digest.Digest][]byte, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
@@ -165,18 +165,18 @@ func (r *Root) GeneratedReferrers(repo string) (map[digest.Digest][]byte, error)
 	return out, nil
 }
 
-// ReferrerSubjects lists the subjects repo has a referrers index for,
+// referrerSubjects lists the subjects repo has a referrers index for,
 // sorted. Dot files (temporary files of writers) are left out.
-func (r *Root) ReferrerSubjects(repo string) ([]digest.Digest, error) {
+func (r *Root) referrerSubjects(repo string) ([]digest.Digest, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
 	return r.digestsIn(r.referrersDir(repo), func(e fs.DirEntry) bool { return e.Type().IsRegular() })
 }
 
-// ReadReferrers returns the stored referrers index of subject in repo.
-func (r *Root) ReadReferrers(repo string, subject digest.Digest) ([]byte, error) {
-	return r.readSmall(r.ReferrersPath(repo, subject), maxListSize)
+// readReferrers returns the stored referrers index of subject in repo.
+func (r *Root) readReferrers(repo string, subject digest.Digest) ([]byte, error) {
+	return r.readSmall(r.referrersPath(repo, subject), maxListSize)
 }
 
 func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
@@ -188,19 +188,19 @@ func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
 	return ds
 }
 
-// ReferrersPath is the referrers index of subject in repo: it answers
+// referrersPath is the referrers index of subject in repo: it answers
 // GET /v2/<repo>/referrers/<subject> while manifests of repo refer to
 // subject (see referrers.go).
-func (r *Root) ReferrersPath(repo string, subject digest.Digest) string {
+func (r *Root) referrersPath(repo string, subject digest.Digest) string {
 	return filepath.Join(r.referrersDir(repo), subject.String())
 }
 
-func (r *Root) referrersDir(repo string) string { return filepath.Join(r.RepoDir(repo), referrersDir) }
+func (r *Root) referrersDir(repo string) string { return filepath.Join(r.repoDir(repo), referrersDir) }
 
-// EmptyReferrersPath is the one empty referrers index of the tree: the
+// emptyReferrersPath is the one empty referrers index of the tree: the
 // static servers answer it for every digest of an existing repository that
 // has no index of its own. It lives in our dot directory, so nothing
 // serves it under its own name.
-func (r *Root) EmptyReferrersPath() string {
+func (r *Root) emptyReferrersPath() string {
 	return filepath.Join(r.dir, stateDir, emptyIndexFile)
 }

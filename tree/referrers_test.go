@@ -29,7 +29,7 @@ func putReferrer(t *testing.T, r *Root, repo, mediaType string, s digest.Digest,
 		t.Fatal(err)
 	}
 	d := digest.FromBytes(raw)
-	if err := r.PutManifest(repo, d, mediaType, raw); err != nil {
+	if err := r.putManifest(repo, d, mediaType, raw); err != nil {
 		t.Fatal(err)
 	}
 	return distribution.ReferrerDescriptor{MediaType: mediaType, Digest: d, Size: int64(len(raw))}
@@ -37,7 +37,7 @@ func putReferrer(t *testing.T, r *Root, repo, mediaType string, s digest.Digest,
 
 func readIndex(t *testing.T, r *Root, repo string, s digest.Digest) ([]distribution.ReferrerDescriptor, bool) {
 	t.Helper()
-	b, err := r.ReadReferrers(repo, s)
+	b, err := r.readReferrers(repo, s)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false
 	}
@@ -82,7 +82,7 @@ func TestUpdateReferrers(t *testing.T) {
 	idx := putReferrer(t, r, repo, refOCIIndex, subject, nil) // no artifactType at all
 	putReferrer(t, r, repo, gcOCIManifest, other, map[string]any{"artifactType": "x/y"})
 
-	if err := r.UpdateReferrers(repo, subject); err != nil {
+	if err := r.updateReferrers(repo, subject); err != nil {
 		t.Fatal(err)
 	}
 	want := []distribution.ReferrerDescriptor{sig, sbom, odd, idx}
@@ -96,20 +96,20 @@ func TestUpdateReferrers(t *testing.T) {
 	if _, ok := readIndex(t, r, repo, other); ok {
 		t.Errorf("index of %s written, but only %s was updated", other, subject)
 	}
-	gen, err := r.GeneratedReferrers(repo)
-	if b, _ := r.ReadReferrers(repo, subject); err != nil || string(gen[subject]) != string(b) || len(gen) != 2 {
+	gen, err := r.generatedReferrers(repo)
+	if b, _ := r.readReferrers(repo, subject); err != nil || string(gen[subject]) != string(b) || len(gen) != 2 {
 		t.Errorf("GeneratedReferrers = %v, %v; want the file of %s and one for %s", gen, err, subject, other)
 	}
 
 	for _, rd := range want {
-		if err := r.RemoveManifest(repo, rd.Digest); err != nil {
+		if err := r.removeManifest(repo, rd.Digest); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := r.UpdateReferrers(repo, subject); err != nil {
+	if err := r.updateReferrers(repo, subject); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(r.ReferrersPath(repo, subject)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(r.referrersPath(repo, subject)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("index without entries: %v, want it removed (the empty index answers)", err)
 	}
 }
@@ -125,10 +125,10 @@ func TestRefreshReferrers(t *testing.T) {
 	c := putReferrer(t, r, repo, gcOCIManifest, s2, map[string]any{"artifactType": "c/c"})
 	// A stale index (its referrer's removal was killed) and none for s2
 	// (its export was killed before the index).
-	if err := r.publish(r.ReferrersPath(repo, s3), distribution.NewReferrersIndex([]distribution.ReferrerDescriptor{{Digest: s1}}).Marshal()); err != nil {
+	if err := r.publish(r.referrersPath(repo, s3), distribution.NewReferrersIndex([]distribution.ReferrerDescriptor{{Digest: s1}}).Marshal()); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.RefreshReferrers(repo, a.Digest); err != nil {
+	if err := r.refreshReferrers(repo, a.Digest); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := readIndex(t, r, repo, s1); len(got) != 1 || got[0].Digest != b.Digest {
@@ -142,7 +142,7 @@ func TestRefreshReferrers(t *testing.T) {
 	}
 	want := []digest.Digest{s1, s2}
 	slices.Sort(want)
-	if subjects, err := r.ReferrerSubjects(repo); err != nil || !slices.Equal(subjects, want) {
+	if subjects, err := r.referrerSubjects(repo); err != nil || !slices.Equal(subjects, want) {
 		t.Errorf("ReferrerSubjects = %v, %v; want %v", subjects, err, want)
 	}
 }
@@ -152,24 +152,24 @@ func TestRefreshReferrers(t *testing.T) {
 // to.
 func TestReferrersRemoveRepo(t *testing.T) {
 	r := newTree(t)
-	if b, err := os.ReadFile(r.EmptyReferrersPath()); err != nil || string(b) != `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}` {
+	if b, err := os.ReadFile(r.emptyReferrersPath()); err != nil || string(b) != `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}` {
 		t.Errorf("empty index %q, %v", b, err)
 	}
 	s := digest.FromString("s")
 	rd := putReferrer(t, r, "ns/app", gcOCIManifest, s, nil)
-	if err := r.UpdateReferrers("ns/app", s); err != nil {
+	if err := r.updateReferrers("ns/app", s); err != nil {
 		t.Fatal(err)
 	}
-	if !r.HasManifests("ns/app") || r.HasManifests("ns/nope") {
+	if !r.hasManifests("ns/app") || r.hasManifests("ns/nope") {
 		t.Error("HasManifests: wrong for ns/app or ns/nope")
 	}
-	if err := r.RemoveManifest("ns/app", rd.Digest); err != nil {
+	if err := r.removeManifest("ns/app", rd.Digest); err != nil {
 		t.Fatal(err)
 	}
-	if gone, err := r.RemoveRepo("ns/app"); err != nil || !gone {
+	if gone, err := r.removeRepo("ns/app"); err != nil || !gone {
 		t.Fatalf("RemoveRepo = %v, %v", gone, err)
 	}
-	if _, err := os.Stat(r.RepoDir("ns/app")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(r.repoDir("ns/app")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("repository directory: %v, want it gone with its referrers", err)
 	}
 }

@@ -193,19 +193,19 @@ func notRegularEntry(e fs.DirEntry) bool {
 	return t != 0 && t&(fs.ModeDir|fs.ModeSymlink) == 0
 }
 
-// NotRegularFiles lists every entry that is not a regular file, a
+// notRegularFiles lists every entry that is not a regular file, a
 // directory or a symlink — a FIFO, a socket, a device — anywhere under
 // v2/ and the state directory, or, for a repository, under its directory:
 // what verify reports and verify --repair removes. It opens no file and
 // follows no symlink. Lock files are left out: they are only ever
 // locked, never read, and flock(2) holds on any file.
-func (r *Root) NotRegularFiles(repo string) ([]NotRegularFile, error) {
-	dirs := []string{r.V2Dir(), filepath.Join(r.dir, stateDir)}
+func (r *Root) notRegularFiles(repo string) ([]NotRegularFile, error) {
+	dirs := []string{r.v2Dir(), filepath.Join(r.dir, stateDir)}
 	if repo != "" {
 		if err := ValidateRepo(repo); err != nil {
 			return nil, err
 		}
-		dirs = []string{r.RepoDir(repo)}
+		dirs = []string{r.repoDir(repo)}
 	}
 	var files []NotRegularFile
 	for _, dir := range dirs {
@@ -231,13 +231,13 @@ func (r *Root) NotRegularFiles(repo string) ([]NotRegularFile, error) {
 	return files, nil
 }
 
-// NotRegularTags lists the entries of repo's manifests directory named as
+// notRegularTags lists the entries of repo's manifests directory named as
 // type maps that are FIFOs, sockets or devices. Tags leaves them out, as
 // every server answers such a tag as missing, so that tags/list never
 // lists them; but they are damage, not deleted tags: what the tag named
 // is unknown, so a collector leaves the repository alone, and the views
 // say so. It costs one directory read.
-func (r *Root) NotRegularTags(repo string) ([]NotRegularFile, error) {
+func (r *Root) notRegularTags(repo string) ([]NotRegularFile, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
@@ -258,12 +258,12 @@ func (r *Root) NotRegularTags(repo string) ([]NotRegularFile, error) {
 	return files, nil
 }
 
-// RemoveNotRegular removes the FIFO, socket or device at path, one that
+// removeNotRegular removes the FIFO, socket or device at path, one that
 // NotRegularFiles listed: the entry itself, by unlinkat(2) inside the
 // tree, never opened. What is there now but no such entry — a regular
 // file, a directory, a symlink — is left alone, and is an error. Call it
 // holding the tree lock exclusively (verify --repair).
-func (r *Root) RemoveNotRegular(path string) error {
+func (r *Root) removeNotRegular(path string) error {
 	fi, err := r.lstat(path)
 	if err != nil {
 		return err

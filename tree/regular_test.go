@@ -80,17 +80,25 @@ func TestNotRegularRefused(t *testing.T) {
 		at   func(r *tree.Root, im hostiletree.Image) string
 		read read
 	}{
-		{"blob/OpenBlob", blobAt, func(r *tree.Root, im hostiletree.Image) error { return err(r.OpenBlob("app", im.Blobs[1])) }},
-		{"blob/ReadBlob", blobAt, func(r *tree.Root, im hostiletree.Image) error { return err(r.ReadBlob("app", im.Blobs[1], 1<<20)) }},
+		{"blob/OpenBlob", blobAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err(tree.Fixture(r).OpenBlob("app", im.Blobs[1]))
+		}},
+		{"blob/ReadBlob", blobAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err(tree.Fixture(r).ReadBlob("app", im.Blobs[1], 1<<20))
+		}},
 		{"blob/OpenBlobFile", blobAt, func(r *tree.Root, im hostiletree.Image) error {
-			f, _, err := r.OpenBlobFile("app", tree.StoredBlob{Digest: im.Blobs[1]})
+			f, _, err := tree.Fixture(r).OpenBlobFile("app", tree.StoredBlob{Digest: im.Blobs[1]})
 			return err2(f, err)
 		}},
-		{"index.json/ReadManifest", manifestAt, func(r *tree.Root, im hostiletree.Image) error { return err(r.ReadManifest("app", im.Manifest)) }},
-		{"index.json/OpenInTree", manifestAt, func(r *tree.Root, im hostiletree.Image) error {
-			return err2(r.OpenInTree(r.ManifestPath("app", im.Manifest)))
+		{"index.json/ReadManifest", manifestAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err(tree.Fixture(r).ReadManifest("app", im.Manifest))
 		}},
-		{".htaccess/ReadHeaders", headersAt, func(r *tree.Root, im hostiletree.Image) error { return err(r.ReadHeaders("app", im.Manifest)) }},
+		{"index.json/OpenInTree", manifestAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err2(tree.Fixture(r).OpenInTree(tree.Fixture(r).ManifestPath("app", im.Manifest)))
+		}},
+		{".htaccess/ReadHeaders", headersAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err(tree.Fixture(r).ReadHeaders("app", im.Manifest))
+		}},
 		{".htaccess/ManifestMediaType", headersAt, func(r *tree.Root, im hostiletree.Image) error {
 			return err(r.ManifestMediaType("app", im.Manifest))
 		}},
@@ -99,17 +107,21 @@ func TestNotRegularRefused(t *testing.T) {
 			return err(tree.TagResolver{Root: r}.ResolveTag("app", "v1", "*/*"))
 		}},
 		{"tags/list/ReadTagsList", tagsListAt, func(r *tree.Root, im hostiletree.Image) error {
-			_, _, err := r.ReadTagsList("app")
+			_, _, err := tree.Fixture(r).ReadTagsList("app")
 			return err
 		}},
-		{"tags/list/OpenInTree", tagsListAt, func(r *tree.Root, im hostiletree.Image) error { return err2(r.OpenInTree(r.TagsListPath("app"))) }},
-		{"_catalog/ReadCatalog", catalogAt, func(r *tree.Root, im hostiletree.Image) error { return err(r.ReadCatalog()) }},
-		{"_catalog/OpenInTree", catalogAt, func(r *tree.Root, im hostiletree.Image) error { return err2(r.OpenInTree(r.CatalogPath())) }},
-		{"referrers index/ReadReferrers", referrersAt, func(r *tree.Root, im hostiletree.Image) error {
-			return err(r.ReadReferrers("app", im.Manifest))
+		{"tags/list/OpenInTree", tagsListAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err2(tree.Fixture(r).OpenInTree(tree.Fixture(r).TagsListPath("app")))
 		}},
-		{"v2/index.json/OpenInTree", func(r *tree.Root, _ hostiletree.Image) string { return r.PingPath() }, func(r *tree.Root, im hostiletree.Image) error {
-			return err2(r.OpenInTree(r.PingPath()))
+		{"_catalog/ReadCatalog", catalogAt, func(r *tree.Root, im hostiletree.Image) error { return err(tree.Fixture(r).ReadCatalog()) }},
+		{"_catalog/OpenInTree", catalogAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err2(tree.Fixture(r).OpenInTree(tree.Fixture(r).CatalogPath()))
+		}},
+		{"referrers index/ReadReferrers", referrersAt, func(r *tree.Root, im hostiletree.Image) error {
+			return err(tree.Fixture(r).ReadReferrers("app", im.Manifest))
+		}},
+		{"v2/index.json/OpenInTree", func(r *tree.Root, _ hostiletree.Image) string { return tree.Fixture(r).PingPath() }, func(r *tree.Root, im hostiletree.Image) error {
+			return err2(tree.Fixture(r).OpenInTree(tree.Fixture(r).PingPath()))
 		}},
 		{"journal/ReadJournal", journalAt, func(r *tree.Root, im hostiletree.Image) error { return tree.ReadJournal(r, journalAt(r, im)) }},
 	}
@@ -147,20 +159,28 @@ func err2(f *os.File, err error) error {
 	return err
 }
 
-func blobAt(r *tree.Root, im hostiletree.Image) string { return r.BlobPath("app", im.Blobs[1]) }
+func blobAt(r *tree.Root, im hostiletree.Image) string {
+	return tree.Fixture(r).BlobPath("app", im.Blobs[1])
+}
 
-func manifestAt(r *tree.Root, im hostiletree.Image) string { return r.ManifestPath("app", im.Manifest) }
+func manifestAt(r *tree.Root, im hostiletree.Image) string {
+	return tree.Fixture(r).ManifestPath("app", im.Manifest)
+}
 
-func headersAt(r *tree.Root, im hostiletree.Image) string { return r.HeadersPath("app", im.Manifest) }
+func headersAt(r *tree.Root, im hostiletree.Image) string {
+	return tree.Fixture(r).HeadersPath("app", im.Manifest)
+}
 
-func typeMapAt(r *tree.Root, _ hostiletree.Image) string { return r.TypeMapPath("app", "v1") }
+func typeMapAt(r *tree.Root, _ hostiletree.Image) string {
+	return tree.Fixture(r).TypeMapPath("app", "v1")
+}
 
-func tagsListAt(r *tree.Root, _ hostiletree.Image) string { return r.TagsListPath("app") }
+func tagsListAt(r *tree.Root, _ hostiletree.Image) string { return tree.Fixture(r).TagsListPath("app") }
 
-func catalogAt(r *tree.Root, _ hostiletree.Image) string { return r.CatalogPath() }
+func catalogAt(r *tree.Root, _ hostiletree.Image) string { return tree.Fixture(r).CatalogPath() }
 
 func referrersAt(r *tree.Root, im hostiletree.Image) string {
-	return r.ReferrersPath("app", im.Manifest)
+	return tree.Fixture(r).ReferrersPath("app", im.Manifest)
 }
 
 func journalAt(r *tree.Root, _ hostiletree.Image) string { return tree.JournalPath(r, "planted") }
@@ -170,9 +190,9 @@ func journalAt(r *tree.Root, _ hostiletree.Image) string { return tree.JournalPa
 func TestNotRegularTypes(t *testing.T) {
 	resolvers(t, func(t *testing.T, osRoot bool) {
 		r, im := fifoTree(t, osRoot)
-		sock := r.BlobPath("app", im.Blobs[1])
+		sock := tree.Fixture(r).BlobPath("app", im.Blobs[1])
 		hostiletree.PlantSocket(t, sock)
-		dir := r.ManifestPath("app", im.Manifest)
+		dir := tree.Fixture(r).ManifestPath("app", im.Manifest)
 		if err := os.Remove(dir); err != nil {
 			t.Fatal(err)
 		}
@@ -183,9 +203,9 @@ func TestNotRegularTypes(t *testing.T) {
 			name, want string
 			read       func() error
 		}{
-			{"socket at a blob", sock + ": not a regular file (socket)", func() error { return err2(r.OpenBlob("app", im.Blobs[1])) }},
+			{"socket at a blob", sock + ": not a regular file (socket)", func() error { return err2(tree.Fixture(r).OpenBlob("app", im.Blobs[1])) }},
 			{"directory at index.json", dir + ": not a regular file (directory)", func() error {
-				_, err := r.ReadManifest("app", im.Manifest)
+				_, err := tree.Fixture(r).ReadManifest("app", im.Manifest)
 				return err
 			}},
 		} {
@@ -208,30 +228,30 @@ func TestNotRegularListedAndRemoved(t *testing.T) {
 		other := hostiletree.Export(t, r, "other", "v1")
 		planted := []string{
 			blobAt(r, im), manifestAt(r, im), headersAt(r, im), typeMapAt(r, im), tagsListAt(r, im),
-			referrersAt(r, im), catalogAt(r, im), journalAt(r, im), r.TypeMapPath("other", "planted"),
+			referrersAt(r, im), catalogAt(r, im), journalAt(r, im), tree.Fixture(r).TypeMapPath("other", "planted"),
 		}
 		for _, p := range planted {
 			hostiletree.PlantFIFO(t, p)
 		}
-		sock := r.BlobPath("other", other.Blobs[0])
+		sock := tree.Fixture(r).BlobPath("other", other.Blobs[0])
 		hostiletree.PlantSocket(t, sock)
 		planted = append(planted, sock)
 		// A lock file is only locked, never read: a FIFO there still locks.
-		lock, err := r.LockShared()
+		lock, err := tree.Fixture(r).LockShared()
 		if err != nil {
 			t.Fatal(err)
 		}
 		lock.Unlock()
 		treeLock := filepath.Join(r.Dir(), ".image-serve", "tree.lock")
 		hostiletree.PlantFIFO(t, treeLock)
-		lock, err = r.LockExclusive()
+		lock, err = tree.Fixture(r).LockExclusive()
 		if err != nil {
 			t.Fatalf("tree lock on a FIFO: %v", err)
 		}
 		lock.Unlock()
 
 		var all []tree.NotRegularFile
-		if err := within(t, promptly, func() (err error) { all, err = r.NotRegularFiles(""); return err }); err != nil {
+		if err := within(t, promptly, func() (err error) { all, err = tree.Fixture(r).NotRegularFiles(""); return err }); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := paths(all), sorted(planted); !slices.Equal(got, want) {
@@ -246,14 +266,14 @@ func TestNotRegularListedAndRemoved(t *testing.T) {
 				t.Errorf("%q", f)
 			}
 		}
-		inOther, err := r.NotRegularFiles("other")
+		inOther, err := tree.Fixture(r).NotRegularFiles("other")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := paths(inOther), sorted([]string{r.TypeMapPath("other", "planted"), sock}); !slices.Equal(got, want) {
+		if got, want := paths(inOther), sorted([]string{tree.Fixture(r).TypeMapPath("other", "planted"), sock}); !slices.Equal(got, want) {
 			t.Errorf("NotRegularFiles(other):\n got %v\nwant %v", got, want)
 		}
-		tags, err := r.NotRegularTags("app")
+		tags, err := tree.Fixture(r).NotRegularTags("app")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,18 +282,18 @@ func TestNotRegularListedAndRemoved(t *testing.T) {
 		}
 
 		for _, f := range all {
-			if err := r.RemoveNotRegular(f.Path); err != nil {
+			if err := tree.Fixture(r).RemoveNotRegular(f.Path); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := os.Lstat(f.Path); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("%s: still there after RemoveNotRegular (%v)", f.Path, err)
 			}
 		}
-		if left, err := r.NotRegularFiles(""); err != nil || len(left) > 0 {
+		if left, err := tree.Fixture(r).NotRegularFiles(""); err != nil || len(left) > 0 {
 			t.Errorf("left: %v %v", left, err)
 		}
-		regular := r.BlobPath("other", other.Blobs[1])
-		if err := r.RemoveNotRegular(regular); err == nil {
+		regular := tree.Fixture(r).BlobPath("other", other.Blobs[1])
+		if err := tree.Fixture(r).RemoveNotRegular(regular); err == nil {
 			t.Error("RemoveNotRegular removed a regular file")
 		}
 		if fi, err := os.Lstat(regular); err != nil || !fi.Mode().IsRegular() {
@@ -313,10 +333,10 @@ func TestWritersReplaceNotRegular(t *testing.T) {
 			do   func() error
 		}{
 			{"PutTag", func() error {
-				return r.PutTag("app", "v1", []tree.TagVariant{{Digest: im.Manifest, MediaType: hostiletree.OCIManifest}})
+				return tree.Fixture(r).PutTag("app", "v1", []tree.TagVariant{{Digest: im.Manifest, MediaType: hostiletree.OCIManifest}})
 			}},
-			{"RefreshReferrers", func() error { return r.RefreshReferrers("app") }},
-			{"PendingTags", func() error { _, err := r.PendingTags("app"); return err }},
+			{"RefreshReferrers", func() error { return tree.Fixture(r).RefreshReferrers("app") }},
+			{"PendingTags", func() error { _, err := tree.Fixture(r).PendingTags("app"); return err }},
 			{"Maintain", func() error {
 				return r.Maintain(tree.MaintainOptions{Sweep: true}, func(*tree.Maint) error { return nil })
 			}},

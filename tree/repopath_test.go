@@ -18,20 +18,20 @@ func TestRepoThroughLinkRefused(t *testing.T) {
 	r := newTree(t)
 	real := newTestImage("real", "v1", []byte("real"))
 	publishAll(t, r, real)
-	if err := os.Symlink("real", filepath.Join(r.V2Dir(), "alias")); err != nil {
+	if err := os.Symlink("real", filepath.Join(r.v2Dir(), "alias")); err != nil {
 		t.Fatal(err)
 	}
-	list := r.TagsListPath("real")
+	list := r.tagsListPath("real")
 	before, err := os.ReadFile(list)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	d, err := r.DeriveRepo("alias")
+	d, err := r.deriveRepo("alias")
 	if err != nil || d.Changed() {
 		t.Errorf("DeriveRepo(alias) = %+v, %v; want nothing derived", d, err)
 	}
-	if err := r.PutTag("alias", "v2", real.Variants); !errors.Is(err, ErrRepoThroughLink) {
+	if err := r.putTag("alias", "v2", real.Variants); !errors.Is(err, ErrRepoThroughLink) {
 		t.Errorf("PutTag(alias): %v, want ErrRepoThroughLink", err)
 	}
 	via := newTestImage("alias", "v3", []byte("through the link"))
@@ -45,7 +45,7 @@ func TestRepoThroughLinkRefused(t *testing.T) {
 	if after, _ := os.ReadFile(list); string(after) != string(before) {
 		t.Errorf("real's tags/list changed through the link:\n%s\nwas\n%s", after, before)
 	}
-	if _, err := os.Lstat(r.TypeMapPath("real", "v2")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(r.typeMapPath("real", "v2")); !os.IsNotExist(err) {
 		t.Errorf("a tag was written into real through the link (%v)", err)
 	}
 }

@@ -14,10 +14,10 @@ import (
 	"github.com/image-serve/image-serve/distribution"
 )
 
-// StoredRepositories lists every repository directory with a valid name,
+// storedRepositories lists every repository directory with a valid name,
 // tagged or not, sorted. Unlike Repositories it includes repositories
 // whose last tag is gone: a collector must find those to empty them.
-func (r *Root) StoredRepositories() ([]string, error) {
+func (r *Root) storedRepositories() ([]string, error) {
 	dirs, _, err := r.repoDirs()
 	if err != nil {
 		return nil, err
@@ -32,30 +32,30 @@ func (r *Root) StoredRepositories() ([]string, error) {
 	return repos, nil
 }
 
-// ReadCatalog returns the repositories _catalog names.
-func (r *Root) ReadCatalog() ([]string, error) {
-	b, err := r.readSmall(r.CatalogPath(), maxListSize)
+// readCatalog returns the repositories _catalog names.
+func (r *Root) readCatalog() ([]string, error) {
+	b, err := r.readSmall(r.catalogPath(), maxListSize)
 	if err != nil {
 		return nil, err
 	}
 	c, err := distribution.ParseCatalog(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", r.CatalogPath(), err)
+		return nil, fmt.Errorf("%s: %v", r.catalogPath(), err)
 	}
 	return c.Repositories, nil
 }
 
-// RemoveRepo removes repository repo from the tree if it holds nothing:
+// removeRepo removes repository repo from the tree if it holds nothing:
 // no manifest directory or type map and no blob (dot files, such as a
 // TripleO manifests/.htaccess or stale temporary files, do not count). It
 // reports whether the repository is gone. Empty parent directories go
 // too, up to v2, unless they are repositories themselves. Only call it
 // holding the tree lock exclusively: an export may be about to fill it.
-func (r *Root) RemoveRepo(repo string) (bool, error) {
+func (r *Root) removeRepo(repo string) (bool, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return false, err
 	}
-	dir := r.RepoDir(repo)
+	dir := r.repoDir(repo)
 	for _, sub := range []string{manifestsDir, blobsDir} {
 		if empty, err := r.onlyDotEntries(filepath.Join(dir, sub)); err != nil || !empty {
 			return false, err
@@ -72,7 +72,7 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 	}
 	_ = r.unlink(r.repoLockPath(repo)) // nobody holds it under the exclusive tree lock
 	d := dir
-	for ; d != r.V2Dir() && !r.isRepoDir(d); d = filepath.Dir(d) {
+	for ; d != r.v2Dir() && !r.isRepoDir(d); d = filepath.Dir(d) {
 		if err := r.removeDir(d); err != nil {
 			break // not empty: a nested repository, or something of the admin's
 		}
@@ -83,7 +83,7 @@ func (r *Root) RemoveRepo(repo string) (bool, error) {
 		if err == nil {
 			return true, nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) || d == r.V2Dir() {
+		if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) || d == r.v2Dir() {
 			return true, fmt.Errorf("repository %s: %w", repo, err)
 		}
 	}
@@ -157,16 +157,16 @@ func (r *Root) repoDirs() (repos, unreadable []string, err error) {
 		}
 		return nil
 	}
-	err = visit(r.V2Dir(), "")
+	err = visit(r.v2Dir(), "")
 	return repos, unreadable, err
 }
 
-// UnreadableDirs lists the directories below v2 that cannot be read
+// unreadableDirs lists the directories below v2 that cannot be read
 // (isUnreadableDir), which every walk of the tree skips: verify names
 // each, since what they hold is unknown to every command.
-func (r *Root) UnreadableDirs() ([]string, error) {
+func (r *Root) unreadableDirs() ([]string, error) {
 	var skipped []string
-	err := r.walkDirSkipping(r.V2Dir(), func(_ string, _ fs.DirEntry, err error) error {
+	err := r.walkDirSkipping(r.v2Dir(), func(_ string, _ fs.DirEntry, err error) error {
 		if err != nil && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			return nil
 		}
@@ -185,16 +185,16 @@ func (r *Root) isRepoDir(dir string) bool {
 	return false
 }
 
-// Repositories lists the published repositories, those with a tags/list,
+// repositories lists the published repositories, those with a tags/list,
 // sorted: the content of _catalog.
-func (r *Root) Repositories() ([]string, error) {
+func (r *Root) repositories() ([]string, error) {
 	dirs, _, err := r.repoDirs()
 	if err != nil {
 		return nil, err
 	}
 	repos := []string{}
 	for _, repo := range dirs {
-		if ValidateRepo(repo) == nil && r.isFile(r.TagsListPath(repo)) {
+		if ValidateRepo(repo) == nil && r.isFile(r.tagsListPath(repo)) {
 			repos = append(repos, repo)
 		}
 	}
@@ -202,24 +202,24 @@ func (r *Root) Repositories() ([]string, error) {
 	return repos, nil
 }
 
-// HasManifests reports whether repo has a manifests directory: the test
+// hasManifests reports whether repo has a manifests directory: the test
 // the static servers make (Apache "-d", nginx "if (-d …)") before they
 // answer a referrers request with the empty index rather than
 // NAME_UNKNOWN. A repository exists for the referrers API as long as it
 // may serve a manifest by digest.
-func (r *Root) HasManifests(repo string) bool {
+func (r *Root) hasManifests(repo string) bool {
 	return r.isDir(r.manifestsDir(repo))
 }
 
-// CatalogPath answers GET /v2/_catalog.
-func (r *Root) CatalogPath() string { return filepath.Join(r.V2Dir(), catalogFile) }
+// catalogPath answers GET /v2/_catalog.
+func (r *Root) catalogPath() string { return filepath.Join(r.v2Dir(), catalogFile) }
 
-// RepoDir is the directory of repository repo.
-func (r *Root) RepoDir(repo string) string {
-	return filepath.Join(r.V2Dir(), filepath.FromSlash(repo))
+// repoDir is the directory of repository repo.
+func (r *Root) repoDir(repo string) string {
+	return filepath.Join(r.v2Dir(), filepath.FromSlash(repo))
 }
 
-// RefreshCatalogFor brings _catalog in step for repos alone: when it
+// refreshCatalogFor brings _catalog in step for repos alone: when it
 // lists each of them exactly when it is a published repository (one with
 // a tags/list), nothing is read of the other repositories and nothing is
 // written; otherwise _catalog is rewritten from the disk, as
@@ -227,13 +227,13 @@ func (r *Root) RepoDir(repo string) string {
 // tag update does not list a thousand repositories; it does not set right
 // an entry of another repository a crashed writer left out of step (a
 // collection's RefreshCatalog does).
-func (r *Root) RefreshCatalogFor(repos ...string) error {
+func (r *Root) refreshCatalogFor(repos ...string) error {
 	l, err := r.lockCatalog()
 	if err != nil {
 		return err
 	}
 	defer l.Unlock()
-	listed, err := r.ReadCatalog()
+	listed, err := r.readCatalog()
 	if err == nil && !slices.ContainsFunc(repos, func(repo string) bool {
 		return slices.Contains(listed, repo) != r.isPublished(repo)
 	}) {
@@ -250,7 +250,7 @@ func (r *Root) isPublished(repo string) bool {
 	if ValidateRepo(repo) != nil || r.checkRepoPath(repo) != nil {
 		return false
 	}
-	return r.isRepoDir(r.RepoDir(repo)) && r.isFile(r.TagsListPath(repo))
+	return r.isRepoDir(r.repoDir(repo)) && r.isFile(r.tagsListPath(repo))
 }
 
 // ErrRepoThroughLink is the cause of a refusal to write a repository
@@ -264,7 +264,7 @@ var ErrRepoThroughLink = errors.New("a component of the repository's path is a s
 // not a directory itself (a symlink, a file); components not yet made
 // are fine, for the writer to make.
 func (r *Root) checkRepoPath(repo string) error {
-	dir := r.V2Dir()
+	dir := r.v2Dir()
 	for _, c := range strings.Split(repo, "/") {
 		dir = filepath.Join(dir, c)
 		fi, err := r.lstat(dir)
@@ -285,8 +285,8 @@ func (r *Root) checkRepoPath(repo string) error {
 	return nil
 }
 
-// RefreshCatalog rewrites _catalog from the repositories on disk.
-func (r *Root) RefreshCatalog() error {
+// refreshCatalog rewrites _catalog from the repositories on disk.
+func (r *Root) refreshCatalog() error {
 	l, err := r.lockCatalog()
 	if err != nil {
 		return err
@@ -297,9 +297,9 @@ func (r *Root) RefreshCatalog() error {
 
 // rewriteCatalog is RefreshCatalog for a caller holding the catalog lock.
 func (r *Root) rewriteCatalog() error {
-	repos, err := r.Repositories()
+	repos, err := r.repositories()
 	if err != nil {
 		return err
 	}
-	return r.writeIfChanged(r.CatalogPath(), distribution.Catalog{Repositories: repos}.Marshal())
+	return r.writeIfChanged(r.catalogPath(), distribution.Catalog{Repositories: repos}.Marshal())
 }

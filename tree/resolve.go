@@ -36,8 +36,8 @@ type TagResolver struct {
 	FS FS
 }
 
-// ResolveTag is TagResolver{Root: r}.ResolveTag.
-func (r *Root) ResolveTag(repo, tag, accept string) (Resolution, error) {
+// resolveTag is TagResolver{Root: r}.ResolveTag.
+func (r *Root) resolveTag(repo, tag, accept string) (Resolution, error) {
 	return TagResolver{Root: r}.ResolveTag(repo, tag, accept)
 }
 

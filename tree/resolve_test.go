@@ -16,7 +16,7 @@ import (
 func putManifest(t *testing.T, r *tree.Root, repo, mediaType, body string) digest.Digest {
 	t.Helper()
 	d := digest.FromString(body)
-	if err := r.PutManifest(repo, d, mediaType, []byte(body)); err != nil {
+	if err := tree.Fixture(r).PutManifest(repo, d, mediaType, []byte(body)); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -38,16 +38,16 @@ func TestResolveTag(t *testing.T) {
 	// The image is the smaller file: ties must still go to the index, by qs.
 	image := putManifest(t, root, repo, distribution.MediaTypeOCIManifest, `{"schemaVersion":2}`)
 	index := putManifest(t, root, repo, distribution.MediaTypeOCIIndex, `{"schemaVersion":2,"manifests":[]`+strings.Repeat(" ", 100)+`}`)
-	if err := root.PutTag(repo, "multi", []tree.TagVariant{
+	if err := tree.Fixture(root).PutTag(repo, "multi", []tree.TagVariant{
 		{Digest: index, MediaType: distribution.MediaTypeOCIIndex, QS: 1},
 		{Digest: image, MediaType: distribution.MediaTypeOCIManifest, QS: 0.001},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.PutTag(repo, "single", []tree.TagVariant{{Digest: image, MediaType: distribution.MediaTypeOCIManifest}}); err != nil {
+	if err := tree.Fixture(root).PutTag(repo, "single", []tree.TagVariant{{Digest: image, MediaType: distribution.MediaTypeOCIManifest}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(root.ManifestDir(repo, image), root.LegacyTagPath(repo, "old")); err != nil {
+	if err := os.Symlink(tree.Fixture(root).ManifestDir(repo, image), tree.Fixture(root).LegacyTagPath(repo, "old")); err != nil {
 		t.Fatal(err)
 	}
 	oci, docker := distribution.MediaTypeOCIManifest, distribution.MediaTypeDockerManifest
@@ -70,7 +70,7 @@ func TestResolveTag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := root.ResolveTag(repo, tt.tag, tt.accept)
+			res, err := tree.Fixture(root).ResolveTag(repo, tt.tag, tt.accept)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("ResolveTag = %+v, %v; want %v", res, err, tt.err)

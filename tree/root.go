@@ -22,7 +22,7 @@ var ErrNoTree = errors.New("no registry tree here")
 // change an existing tree must not create one where --root is mistyped.
 // A root without one is an error wrapping ErrNoTree.
 func (r *Root) RequireTree() error {
-	fi, err := r.stat(r.V2Dir())
+	fi, err := r.stat(r.v2Dir())
 	switch {
 	case errors.Is(err, ErrOutsideRoot):
 		return fmt.Errorf("root %s: %w", r.Dir(), err)
@@ -31,7 +31,7 @@ func (r *Root) RequireTree() error {
 	case err != nil:
 		return fmt.Errorf("root %s: %w", r.Dir(), err)
 	case !fi.IsDir():
-		return fmt.Errorf("root %s: %s is not a directory", r.Dir(), r.V2Dir())
+		return fmt.Errorf("root %s: %s is not a directory", r.Dir(), r.v2Dir())
 	}
 	return nil
 }
@@ -58,7 +58,7 @@ const (
 func (r *Root) State() (RootState, error) {
 	err := r.RequireTree()
 	if err == nil {
-		if _, err := r.readDir(r.V2Dir()); err != nil {
+		if _, err := r.readDir(r.v2Dir()); err != nil {
 			return 0, fmt.Errorf("root %s: cannot read the tree: %w", r.Dir(), cause(err))
 		}
 		return HoldsTree, nil
@@ -125,10 +125,11 @@ func Open(dir string) (*Root, error) {
 // Dir is the absolute path of the tree: the web server's document root.
 func (r *Root) Dir() string { return r.dir }
 
-// V2Dir is the directory that answers /v2/.
-func (r *Root) V2Dir() string { return filepath.Join(r.dir, v2Dir) }
+// v2Dir is the directory that answers /v2/.
+func (r *Root) v2Dir() string { return filepath.Join(r.dir, v2Dir) }
 
-// ErrorsDir holds the JSON error bodies a web server sends.
+// ErrorsDir holds the JSON error bodies a web server sends: the
+// configurations Apache and nginx are given alias the errors URL to it.
 func (r *Root) ErrorsDir() string { return filepath.Join(r.dir, stateDir, errorsDir) }
 
 // ErrorFile is the name, in ErrorsDir, of the file holding e's body.
@@ -139,8 +140,8 @@ func (r *Root) errorPath(e distribution.Error) string {
 	return filepath.Join(r.ErrorsDir(), ErrorFile(e))
 }
 
-// PingPath answers GET /v2/.
-func (r *Root) PingPath() string { return filepath.Join(r.V2Dir(), manifestFile) }
+// pingPath answers GET /v2/.
+func (r *Root) pingPath() string { return filepath.Join(r.v2Dir(), manifestFile) }
 
 // Init creates the skeleton every server needs to answer as a registry,
 // empty or not: v2/index.json, v2/_catalog (written from the disk when it
@@ -148,10 +149,10 @@ func (r *Root) PingPath() string { return filepath.Join(r.V2Dir(), manifestFile)
 // empty referrers index, and the locks directory. It is idempotent and
 // rewrites nothing that is already right.
 func (r *Root) Init() error {
-	if err := r.mkdirAll(r.V2Dir()); err != nil {
+	if err := r.mkdirAll(r.v2Dir()); err != nil {
 		return err
 	}
-	if err := r.writeIfChanged(r.PingPath(), []byte("{}")); err != nil {
+	if err := r.writeIfChanged(r.pingPath(), []byte("{}")); err != nil {
 		return err
 	}
 	if err := r.mkdirAll(r.ErrorsDir()); err != nil {
@@ -162,7 +163,7 @@ func (r *Root) Init() error {
 			return err
 		}
 	}
-	if err := r.writeIfChanged(r.EmptyReferrersPath(), distribution.EmptyReferrers()); err != nil {
+	if err := r.writeIfChanged(r.emptyReferrersPath(), distribution.EmptyReferrers()); err != nil {
 		return err
 	}
 	if err := r.mkdirAll(r.locksDir()); err != nil {
@@ -177,7 +178,7 @@ func (r *Root) Init() error {
 // to the writers and to verify.
 func (r *Root) initCatalog() error {
 	missing := func() bool {
-		_, err := r.lstat(r.CatalogPath())
+		_, err := r.lstat(r.catalogPath())
 		return errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot)
 	}
 	if !missing() {

@@ -67,29 +67,29 @@ func TestState(t *testing.T) {
 // replaces one that is there, even when it is out of step.
 func TestInitCatalog(t *testing.T) {
 	r := newTree(t)
-	if got, err := r.ReadCatalog(); err != nil || len(got) != 0 {
+	if got, err := r.readCatalog(); err != nil || len(got) != 0 {
 		t.Errorf("after Init of an empty root: _catalog %v, %v; want it empty", got, err)
 	}
 	if _, err := r.Publish(context.Background(), []Image{newTestImage("a", "v1", []byte("a")).Image}, PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	stale := []byte(`{"repositories":["gone"]}`)
-	if err := os.WriteFile(r.CatalogPath(), stale, 0o644); err != nil {
+	if err := os.WriteFile(r.catalogPath(), stale, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Init(); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(r.CatalogPath()); string(b) != string(stale) {
+	if b, _ := os.ReadFile(r.catalogPath()); string(b) != string(stale) {
 		t.Errorf("Init replaced a _catalog that was there: %s", b)
 	}
-	if err := os.Remove(r.CatalogPath()); err != nil {
+	if err := os.Remove(r.catalogPath()); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Init(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := r.ReadCatalog(); err != nil || !slices.Equal(got, []string{"a"}) {
+	if got, err := r.readCatalog(); err != nil || !slices.Equal(got, []string{"a"}) {
 		t.Errorf("Init after _catalog was removed: %v, %v; want [a] from the disk", got, err)
 	}
 }

@@ -99,18 +99,18 @@ func TestRouteFiles(t *testing.T) {
 	const repo, tag = "ns/app", "v1"
 	m := tree.Match{Repo: repo, Tag: tag, Digest: sha256D}
 	want := map[string][]string{
-		tree.RoutePing:             {root.PingPath()},
-		tree.RouteManifestByDigest: {root.ManifestPath(repo, sha256D)},
-		tree.RouteManifestByTag:    {root.TypeMapPath(repo, tag)},
-		tree.RouteBlob:             {root.BlobPath(repo, sha256D), root.LegacyBlobPath(repo, sha256D)},
-		tree.RouteReferrers:        {root.ReferrersPath(repo, sha256D), root.EmptyReferrersPath()},
-		tree.RouteCatalog:          {root.CatalogPath()},
-		tree.RouteTagsList:         {root.TagsListPath(repo)},
+		tree.RoutePing:             {tree.Fixture(root).PingPath()},
+		tree.RouteManifestByDigest: {tree.Fixture(root).ManifestPath(repo, sha256D)},
+		tree.RouteManifestByTag:    {tree.Fixture(root).TypeMapPath(repo, tag)},
+		tree.RouteBlob:             {tree.Fixture(root).BlobPath(repo, sha256D), tree.Fixture(root).LegacyBlobPath(repo, sha256D)},
+		tree.RouteReferrers:        {tree.Fixture(root).ReferrersPath(repo, sha256D), tree.Fixture(root).EmptyReferrersPath()},
+		tree.RouteCatalog:          {tree.Fixture(root).CatalogPath()},
+		tree.RouteTagsList:         {tree.Fixture(root).TagsListPath(repo)},
 	}
-	typed, _ := root.TypedManifestPath(repo, sha256D, distribution.MediaTypeOCIManifest)
+	typed, _ := tree.Fixture(root).TypedManifestPath(repo, sha256D, distribution.MediaTypeOCIManifest)
 	wantNginx := map[string][]string{
 		tree.RouteManifestByDigest: {typed},
-		tree.RouteManifestByTag:    {root.TagLinkPath(repo, tag), root.FallbackLinkPath(repo, tag)},
+		tree.RouteManifestByTag:    {tree.Fixture(root).TagLinkPath(repo, tag), tree.Fixture(root).FallbackLinkPath(repo, tag)},
 	}
 	ext := tree.NginxTypes()[0].Ext
 	names := tree.Names()
@@ -150,7 +150,7 @@ func TestRouteFiles(t *testing.T) {
 		if strings.Join(gotNginx, "\n") != strings.Join(wantNginx[rt.Name], "\n") {
 			t.Errorf("route %s has nginx read %q, the writers write %q", rt.Name, gotNginx, wantNginx[rt.Name])
 		}
-		if rt.Requires != "" && file(rt.Requires, "") != filepath.Dir(root.TypeMapPath(repo, tag)) {
+		if rt.Requires != "" && file(rt.Requires, "") != filepath.Dir(tree.Fixture(root).TypeMapPath(repo, tag)) {
 			t.Errorf("route %s requires %q, not the repository's manifests directory", rt.Name, rt.Requires)
 		}
 		if len(rt.Files) > 0 && len(rt.Params()) > 0 {
@@ -274,15 +274,15 @@ func TestHeadersDirGlobs(t *testing.T) {
 			t.Fatalf("depth %d: %v", depth, err)
 		}
 		for _, d := range []digest.Digest{sha256D, sha512D} {
-			if got := matches(root.ManifestDir(repo, d)); len(got) != 1 {
-				t.Errorf("depth %d: %s matches %q, want one glob", depth, rel(root.ManifestDir(repo, d)), got)
+			if got := matches(tree.Fixture(root).ManifestDir(repo, d)); len(got) != 1 {
+				t.Errorf("depth %d: %s matches %q, want one glob", depth, rel(tree.Fixture(root).ManifestDir(repo, d)), got)
 			}
 			for _, p := range []string{
-				root.V2Dir(), root.RepoDir(repo), filepath.Dir(root.BlobPath(repo, d)), root.BlobPath(repo, d),
-				root.LegacyBlobPath(repo, d), filepath.Dir(root.TagsListPath(repo)), filepath.Dir(root.TypeMapPath(repo, "v1")),
-				root.TypeMapPath(repo, "v1"), filepath.Dir(root.TagLinkPath(repo, "v1")), filepath.Dir(root.FallbackLinkPath(repo, "v1")),
-				filepath.Dir(root.ReferrersPath(repo, d)), root.ReferrersPath(repo, d),
-				filepath.Join(root.ManifestDir(repo, d), "sub"),
+				tree.Fixture(root).V2Dir(), tree.Fixture(root).RepoDir(repo), filepath.Dir(tree.Fixture(root).BlobPath(repo, d)), tree.Fixture(root).BlobPath(repo, d),
+				tree.Fixture(root).LegacyBlobPath(repo, d), filepath.Dir(tree.Fixture(root).TagsListPath(repo)), filepath.Dir(tree.Fixture(root).TypeMapPath(repo, "v1")),
+				tree.Fixture(root).TypeMapPath(repo, "v1"), filepath.Dir(tree.Fixture(root).TagLinkPath(repo, "v1")), filepath.Dir(tree.Fixture(root).FallbackLinkPath(repo, "v1")),
+				filepath.Dir(tree.Fixture(root).ReferrersPath(repo, d)), tree.Fixture(root).ReferrersPath(repo, d),
+				filepath.Join(tree.Fixture(root).ManifestDir(repo, d), "sub"),
 			} {
 				if got := matches(p); len(got) != 0 {
 					t.Errorf("depth %d: %s matches %q, want none", depth, rel(p), got)

@@ -37,7 +37,7 @@ import (
 // the new ones.
 //
 // Only call it holding the tree lock exclusively (inside Maintain).
-func (r *Root) RestoreHeaders(repo string) ([]digest.Digest, error) {
+func (r *Root) restoreRepoHeaders(repo string) ([]digest.Digest, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
@@ -48,16 +48,16 @@ func (r *Root) RestoreHeaders(repo string) ([]digest.Digest, error) {
 // are missing, name no Content-Type or another digest are rewritten, so
 // that no manifest is read whose headers are whole.
 func (r *Root) restoreHeaders(repo string, thorough bool) ([]digest.Digest, error) {
-	ds, err := r.ManifestDigests(repo)
+	ds, err := r.manifestDigests(repo)
 	if err != nil {
 		return nil, err
 	}
 	var fixed []digest.Digest
 	for _, d := range ds {
-		if !r.ManifestComplete(repo, d) {
+		if !r.manifestComplete(repo, d) {
 			continue
 		}
-		h, err := r.ReadHeaders(repo, d)
+		h, err := r.readHeaders(repo, d)
 		var off bool
 		switch {
 		case errors.Is(err, ErrOutsideRoot):
@@ -80,7 +80,7 @@ func (r *Root) restoreHeaders(repo string, thorough bool) ([]digest.Digest, erro
 			continue
 		}
 		fix := manifestFix{repoDigest: repoDigest{repo, d}, mediaType: m.mediaType, headers: true}
-		if link, ok := r.TypedManifestPath(repo, d, m.mediaType); ok && !r.sameInode(r.ManifestPath(repo, d), link) {
+		if link, ok := r.typedManifestPath(repo, d, m.mediaType); ok && !r.sameInode(r.manifestPath(repo, d), link) {
 			fix.typed = true
 		}
 		if err := r.migrateManifest(fix); err != nil {
@@ -137,11 +137,11 @@ type LostTag struct {
 //
 // Only call it holding the tree lock exclusively (MaintainOptions.Salvage),
 // before anything rewrites the repository's derived files.
-func (r *Root) SalvageTags(repo string) ([]RestoredTag, []LostTag, error) {
+func (r *Root) salvageRepoTags(repo string) ([]RestoredTag, []LostTag, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, nil, err
 	}
-	if !r.isRepoDir(r.RepoDir(repo)) {
+	if !r.isRepoDir(r.repoDir(repo)) {
 		return nil, nil, nil
 	}
 	l, err := r.lockRepo(repo)
@@ -153,7 +153,7 @@ func (r *Root) SalvageTags(repo string) ([]RestoredTag, []LostTag, error) {
 	if err != nil || !slices.ContainsFunc(restored, func(t RestoredTag) bool { return t.From == FromLinks }) {
 		return restored, lost, err
 	}
-	return restored, lost, r.RefreshCatalogFor(repo)
+	return restored, lost, r.refreshCatalogFor(repo)
 }
 
 // salvageTags is SalvageTags under the repository lock.
@@ -162,7 +162,7 @@ func (r *Root) salvageTags(repo string) ([]RestoredTag, []LostTag, error) {
 	if err != nil || len(missing)+len(corrupt) == 0 {
 		return nil, nil, err
 	}
-	pending, err := r.PendingTags(repo)
+	pending, err := r.pendingTags(repo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -188,8 +188,8 @@ func (r *Root) salvageTags(repo string) ([]RestoredTag, []LostTag, error) {
 			}
 			continue // the journal moves it, forward or back
 		}
-		main := r.tagLinkDigest(r.TagLinkPath(repo, tag))
-		fallback := r.tagLinkDigest(r.FallbackLinkPath(repo, tag))
+		main := r.tagLinkDigest(r.tagLinkPath(repo, tag))
+		fallback := r.tagLinkDigest(r.fallbackLinkPath(repo, tag))
 		if main == "" && fallback == "" {
 			lose(LostTag{Tag: tag, Why: "tags/list listed it, but no nginx link named its manifest"})
 			continue
@@ -240,11 +240,11 @@ func (r *Root) salvageTags(repo string) ([]RestoredTag, []LostTag, error) {
 // which nginx's links may name too. A tags/list or link directory that
 // cannot be read records nothing.
 func (r *Root) tagsWithoutTypeMap(repo string) (missing, corrupt []string, err error) {
-	have, err := r.Tags(repo)
+	have, err := r.tags(repo)
 	if err != nil {
 		return nil, nil, err
 	}
-	legacy, err := r.LegacyTags(repo)
+	legacy, err := r.legacyTags(repo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -254,7 +254,7 @@ func (r *Root) tagsWithoutTypeMap(repo string) (missing, corrupt []string, err e
 			corrupt = append(corrupt, tag)
 		}
 	}
-	recorded, _, _ := r.ReadTagsList(repo)
+	recorded, _, _ := r.readTagsList(repo)
 	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
 		entries, _ := r.readDir(filepath.Join(r.manifestsDir(repo), dir))
 		for _, e := range entries {
@@ -290,9 +290,9 @@ func (r *Root) tagLinkDigest(path string) digest.Digest {
 // (readStoredManifest), and says why for those it cannot read.
 func (r *Root) storedManifests(repo string) (map[digest.Digest]*storedManifest, map[digest.Digest]error) {
 	ms, unread := map[digest.Digest]*storedManifest{}, map[digest.Digest]error{}
-	ds, _ := r.ManifestDigests(repo)
+	ds, _ := r.manifestDigests(repo)
 	for _, d := range ds {
-		if !r.ManifestComplete(repo, d) {
+		if !r.manifestComplete(repo, d) {
 			continue
 		}
 		m, err := r.readStoredManifest(repo, d)

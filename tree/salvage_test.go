@@ -23,15 +23,15 @@ func TestRestoreHeadersFromRecords(t *testing.T) {
 	}{
 		{"the type map records it", func(*testing.T, *Root) {}, true},
 		{"only the typed link records it", func(t *testing.T, r *Root) {
-			if err := r.DeleteTag("app", "v1"); err != nil {
+			if err := r.deleteTag("app", "v1"); err != nil {
 				t.Fatal(err)
 			}
 		}, true},
 		{"nothing records it", func(t *testing.T, r *Root) {
-			if err := r.DeleteTag("app", "v1"); err != nil {
+			if err := r.deleteTag("app", "v1"); err != nil {
 				t.Fatal(err)
 			}
-			p, _ := r.TypedManifestPath("app", d, mtOCIManifest)
+			p, _ := r.typedManifestPath("app", d, mtOCIManifest)
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
@@ -39,25 +39,25 @@ func TestRestoreHeadersFromRecords(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTree(t)
-			if err := r.PutManifest("app", d, mtOCIManifest, raw); err != nil {
+			if err := r.putManifest("app", d, mtOCIManifest, raw); err != nil {
 				t.Fatal(err)
 			}
-			if err := r.PutTag("app", "v1", []TagVariant{{Digest: d, MediaType: mtOCIManifest}}); err != nil {
+			if err := r.putTag("app", "v1", []TagVariant{{Digest: d, MediaType: mtOCIManifest}}); err != nil {
 				t.Fatal(err)
 			}
-			exported, err := os.ReadFile(r.HeadersPath("app", d))
+			exported, err := os.ReadFile(r.headersPath("app", d))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Remove(r.HeadersPath("app", d)); err != nil {
+			if err := os.Remove(r.headersPath("app", d)); err != nil {
 				t.Fatal(err)
 			}
 			tc.damage(t, r)
-			fixed, err := r.RestoreHeaders("app")
+			fixed, err := r.restoreRepoHeaders("app")
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, readErr := os.ReadFile(r.HeadersPath("app", d))
+			got, readErr := os.ReadFile(r.headersPath("app", d))
 			switch {
 			case tc.want && (!slices.Equal(fixed, []digest.Digest{d}) || string(got) != string(exported)):
 				t.Errorf("RestoreHeaders = %v; .htaccess %q (%v), want %q as exported", fixed, got, readErr, exported)

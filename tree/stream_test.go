@@ -128,7 +128,7 @@ func TestReadSmall(t *testing.T) {
 	r := newTree(t)
 	const limit = 10000
 	for _, size := range []int{0, 1, 4095, 4096, 4097, 8192, limit, limit + 1, 3 * limit} {
-		p := filepath.Join(r.V2Dir(), fmt.Sprintf("f%d", size))
+		p := filepath.Join(r.v2Dir(), fmt.Sprintf("f%d", size))
 		want := bytes.Repeat([]byte{'m'}, size)
 		if err := os.WriteFile(p, want, 0o644); err != nil {
 			t.Fatal(err)

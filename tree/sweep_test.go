@@ -13,13 +13,13 @@ func TestSweepEmptyDirs(t *testing.T) {
 	r := newTree(t)
 	mkdirs := func(dirs ...string) {
 		for _, d := range dirs {
-			if err := os.MkdirAll(filepath.Join(r.V2Dir(), d), 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Join(r.v2Dir(), d), 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	mkdirs("gone/app", "ns/emptied", "keep/app/blobs", "keep/app/manifests", "other/file")
-	if err := os.WriteFile(filepath.Join(r.V2Dir(), "other", "file", "x"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(r.v2Dir(), "other", "file", "x"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n, err := r.sweepEmptyDirs()
@@ -27,12 +27,12 @@ func TestSweepEmptyDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, gone := range []string{"gone/app", "gone", "ns/emptied", "ns"} {
-		if _, err := os.Stat(filepath.Join(r.V2Dir(), gone)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(r.v2Dir(), gone)); !os.IsNotExist(err) {
 			t.Errorf("%s: still there (%v)", gone, err)
 		}
 	}
 	for _, kept := range []string{"keep/app/blobs", "keep/app/manifests", "other/file/x"} {
-		if _, err := os.Stat(filepath.Join(r.V2Dir(), kept)); err != nil {
+		if _, err := os.Stat(filepath.Join(r.v2Dir(), kept)); err != nil {
 			t.Errorf("%s: %v", kept, err)
 		}
 	}

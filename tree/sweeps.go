@@ -16,7 +16,7 @@ func (r *Root) sweepTemps() (int, error) {
 	if err != nil {
 		return n, err
 	}
-	err = r.walkDir(r.V2Dir(), func(path string, e fs.DirEntry, err error) error {
+	err = r.walkDir(r.v2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -45,18 +45,18 @@ func isTempName(name string) bool {
 	return strings.TrimRight(name, "0123456789") != name
 }
 
-// SweepRepoTemps is sweepTemps for one repository: the temporary files in
+// sweepRepoTemps is sweepTemps for one repository: the temporary files in
 // its blobs, manifests (digest and link directories included), tags and
 // referrers directories. A collection sweeps repository by repository,
 // several at once, instead of walking the tree a second time. The same
 // rule holds: only call it holding the tree lock exclusively.
-func (r *Root) SweepRepoTemps(repo string) (int, error) {
+func (r *Root) sweepRepoTemps(repo string) (int, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, sub := range []string{blobsDir, manifestsDir, tagsDir, referrersDir} {
-		err := r.walkDir(filepath.Join(r.RepoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
+		err := r.walkDir(filepath.Join(r.repoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil
@@ -104,14 +104,14 @@ func (r *Root) sweepIncoming() (int, error) {
 // sweepCatalogTemps removes the temporary files of _catalog writers that
 // crashed: those in the v2 directory itself. Same rule as sweepTemps.
 func (r *Root) sweepCatalogTemps() (int, error) {
-	entries, err := r.readDir(r.V2Dir())
+	entries, err := r.readDir(r.v2Dir())
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, e := range entries {
 		if isTempEntry(e) {
-			if err := r.unlink(filepath.Join(r.V2Dir(), e.Name())); err != nil {
+			if err := r.unlink(filepath.Join(r.v2Dir(), e.Name())); err != nil {
 				return n, err
 			}
 			n++
@@ -161,7 +161,7 @@ func (r *Root) sweepEmptyDirs() (int, error) {
 				left--
 			}
 		}
-		if left > 0 || dir == r.V2Dir() {
+		if left > 0 || dir == r.v2Dir() {
 			return false, nil
 		}
 		if err := r.removeDir(dir); err != nil {
@@ -170,6 +170,6 @@ func (r *Root) sweepEmptyDirs() (int, error) {
 		n++
 		return true, r.syncDir(filepath.Dir(dir))
 	}
-	_, err := sweep(r.V2Dir(), "")
+	_, err := sweep(r.v2Dir(), "")
 	return n, err
 }

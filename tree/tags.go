@@ -18,7 +18,7 @@ import (
 // ErrTagUnknown reports a tag that is not in the tree.
 var ErrTagUnknown = errors.New("tag unknown")
 
-// DeleteTag removes tag from repo, then rewrites tags/list and the
+// deleteTag removes tag from repo, then rewrites tags/list and the
 // catalog. A repository left without tags loses its tags/list, so it
 // leaves the catalog; its manifests and blobs stay for gc (or a prune) to
 // reclaim. Tags go first, so a crash never leaves a tag naming something
@@ -27,7 +27,7 @@ var ErrTagUnknown = errors.New("tag unknown")
 // The order within: tags/list stops listing the tag, then nginx's links
 // go, then the type map. A crash in between leaves a tag that some server
 // still serves but no listing names — never a listed tag that answers 404.
-func (r *Root) DeleteTag(repo, tag string) error {
+func (r *Root) deleteTag(repo, tag string) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func (r *Root) DeleteTag(repo, tag string) error {
 		return err
 	}
 	err := r.updateRepo(repo, func() error {
-		_, err := r.lstat(r.TypeMapPath(repo, tag))
+		_, err := r.lstat(r.typeMapPath(repo, tag))
 		_, legacy := r.legacyTag(repo, tag)
 		switch {
 		case errors.Is(err, ErrOutsideRoot):
@@ -50,7 +50,7 @@ func (r *Root) DeleteTag(repo, tag string) error {
 			return err
 		}
 		// The type map, and a TripleO symlink tag of the same name.
-		if err := r.unlink(r.TypeMapPath(repo, tag)); err != nil {
+		if err := r.unlink(r.typeMapPath(repo, tag)); err != nil {
 			return err
 		}
 		if err := r.unlinkLegacyTag(repo, tag); err != nil {
@@ -61,20 +61,20 @@ func (r *Root) DeleteTag(repo, tag string) error {
 	if err != nil {
 		return err
 	}
-	return r.RefreshCatalogFor(repo)
+	return r.refreshCatalogFor(repo)
 }
 
-// RefreshTags rewrites repo's tags/list from its type maps, as every tag
+// refreshTags rewrites repo's tags/list from its type maps, as every tag
 // update does. A writer killed between the two leaves them disagreeing
 // until this runs again.
-func (r *Root) RefreshTags(repo string) error {
+func (r *Root) refreshTags(repo string) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
 	return r.updateRepo(repo, func() error { return nil })
 }
 
-// TagsInStep reports whether what is derived from repo's type maps agrees
+// tagsInStep reports whether what is derived from repo's type maps agrees
 // with tags, the names of those that parse (ListableTags): tags/list lists
 // exactly them, and nginx's tag
 // link directories hold a link for each and for no other. A writer killed
@@ -84,8 +84,8 @@ func (r *Root) RefreshTags(repo string) error {
 // (an export killed between its links and its type map) is re-derived by
 // the repository's next update, which a collection runs before it deletes
 // any manifest of the repository.
-func (r *Root) TagsInStep(repo string, tags []string) (bool, error) {
-	listed, ok, err := r.ReadTagsList(repo)
+func (r *Root) tagsInStep(repo string, tags []string) (bool, error) {
+	listed, ok, err := r.readTagsList(repo)
 	if err != nil || ok != (len(tags) > 0) || !slices.Equal(listed, tags) {
 		return false, nil // a broken tags/list is out of step too
 	}
@@ -117,10 +117,10 @@ func (r *Root) TagsInStep(repo string, tags []string) (bool, error) {
 	return true, nil
 }
 
-// ReadTagsList returns the tags repo's tags/list names, and false when
+// readTagsList returns the tags repo's tags/list names, and false when
 // the repository has no tags/list.
-func (r *Root) ReadTagsList(repo string) ([]string, bool, error) {
-	b, err := r.readSmall(r.TagsListPath(repo), maxListSize)
+func (r *Root) readTagsList(repo string) ([]string, bool, error) {
+	b, err := r.readSmall(r.tagsListPath(repo), maxListSize)
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		return nil, false, nil
 	}
@@ -129,10 +129,10 @@ func (r *Root) ReadTagsList(repo string) ([]string, bool, error) {
 	}
 	l, err := distribution.ParseTagsList(b)
 	if err != nil {
-		return nil, true, fmt.Errorf("%s: %v", r.TagsListPath(repo), err)
+		return nil, true, fmt.Errorf("%s: %v", r.tagsListPath(repo), err)
 	}
 	if l.Name != repo {
-		return nil, true, fmt.Errorf("%s: names repository %q", r.TagsListPath(repo), l.Name)
+		return nil, true, fmt.Errorf("%s: names repository %q", r.tagsListPath(repo), l.Name)
 	}
 	return l.Tags, true, nil
 }
@@ -141,11 +141,11 @@ func (r *Root) ReadTagsList(repo string) ([]string, bool, error) {
 // tags/list, far less than memory.
 const maxListSize = 64 << 20
 
-// Tags lists the tags of repo, sorted ASCIIbetically as the spec demands:
+// tags lists the tags of repo, sorted ASCIIbetically as the spec demands:
 // one per type map on disk, the source of truth tags/list is built from.
 // TripleO's symlink tags are not among them: no server serves them
 // (LegacyTags lists them).
-func (r *Root) Tags(repo string) ([]string, error) {
+func (r *Root) tags(repo string) ([]string, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return nil, err
 	}
@@ -172,7 +172,7 @@ func (r *Root) TagVariants(repo, tag string) ([]TagVariant, error) {
 	if err := distribution.ValidateTag(tag); err != nil {
 		return nil, err
 	}
-	b, err := r.readSmall(r.TypeMapPath(repo, tag), MaxManifestSize)
+	b, err := r.readSmall(r.typeMapPath(repo, tag), MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -199,14 +199,14 @@ func TypeMapVariant(v TagVariant) typemap.Variant {
 // VariantDigest inverts TypeMapVariant's URI.
 func VariantDigest(v typemap.Variant) (digest.Digest, error) { return digestFromTypeMapURI(v.URI) }
 
-// TypeMapPath is the tag: an Apache type map naming the manifests it offers.
-func (r *Root) TypeMapPath(repo, tag string) string {
+// typeMapPath is the tag: an Apache type map naming the manifests it offers.
+func (r *Root) typeMapPath(repo, tag string) string {
 	return filepath.Join(r.manifestsDir(repo), tag+typeMapExt)
 }
 
-// TagsListPath answers GET /v2/<repo>/tags/list.
-func (r *Root) TagsListPath(repo string) string {
-	return filepath.Join(r.RepoDir(repo), tagsDir, tagsListFile)
+// tagsListPath answers GET /v2/<repo>/tags/list.
+func (r *Root) tagsListPath(repo string) string {
+	return filepath.Join(r.repoDir(repo), tagsDir, tagsListFile)
 }
 
 // typeMapURI is a type map's reference to manifest d, relative to the
@@ -225,15 +225,15 @@ func digestFromTypeMapURI(uri string) (digest.Digest, error) {
 // What the read-only views (list, inspect, du) need of the tree, beyond
 // what servers and collectors read.
 
-// TagChanged is when tag of repo was last set: the modification time of
+// tagChanged is when tag of repo was last set: the modification time of
 // its type map, which every retag replaces.
 //
 // A TripleO symlink tag was last set when its symlink was made.
-func (r *Root) TagChanged(repo, tag string) (time.Time, error) {
+func (r *Root) tagChanged(repo, tag string) (time.Time, error) {
 	if err := distribution.ValidateTag(tag); err != nil {
 		return time.Time{}, err
 	}
-	fi, err := r.lstat(r.TypeMapPath(repo, tag))
+	fi, err := r.lstat(r.typeMapPath(repo, tag))
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 		if _, ok := r.legacyTag(repo, tag); ok {
 			fi, err = r.lstat(r.legacyTagPath(repo, tag))
@@ -255,10 +255,10 @@ type TagVariant struct {
 	QS float64
 }
 
-// PutTag points tag of repo at variants, then rewrites the repository's
+// putTag points tag of repo at variants, then rewrites the repository's
 // tags/list and the catalog. Every variant's manifest must already be in
 // the tree: a tag is the last thing published.
-func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
+func (r *Root) putTag(repo, tag string, variants []TagVariant) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 	if err := r.updateRepo(repo, func() error { return r.writeTag(repo, tag, variants, m) }); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}
-	return r.RefreshCatalogFor(repo)
+	return r.refreshCatalogFor(repo)
 }
 
 // tagTypeMap is the type map of tag offering variants, each of whose
@@ -280,7 +280,7 @@ func (r *Root) PutTag(repo, tag string, variants []TagVariant) error {
 func (r *Root) tagTypeMap(repo, tag string, variants []TagVariant) ([]byte, error) {
 	m := typemap.Map{URI: tag}
 	for _, v := range variants {
-		if !r.isFile(r.ManifestPath(repo, v.Digest)) {
+		if !r.isFile(r.manifestPath(repo, v.Digest)) {
 			return nil, fmt.Errorf("tag %s:%s: manifest %s is not in the tree", repo, tag, v.Digest)
 		}
 		m.Variants = append(m.Variants, TypeMapVariant(v))
@@ -299,7 +299,7 @@ func (r *Root) writeTag(repo, tag string, variants []TagVariant, typeMap []byte)
 	if err := r.putTagLinks(repo, tag, variants); err != nil {
 		return err
 	}
-	if err := r.writeIfChanged(r.TypeMapPath(repo, tag), typeMap); err != nil {
+	if err := r.writeIfChanged(r.typeMapPath(repo, tag), typeMap); err != nil {
 		return err
 	}
 	return r.unlinkLegacyTag(repo, tag)
@@ -401,7 +401,7 @@ type typeMaps struct {
 }
 
 func (r *Root) readTypeMaps(repo string) (typeMaps, error) {
-	tags, err := r.Tags(repo)
+	tags, err := r.tags(repo)
 	if err != nil {
 		return typeMaps{}, err
 	}
@@ -419,12 +419,12 @@ func (tm typeMaps) listable() []string {
 	return slices.DeleteFunc(slices.Clone(tm.tags), func(tag string) bool { return tm.variants[tag] == nil })
 }
 
-// ListableTags lists, sorted, the tags of repo that tags/list names: those
+// listableTags lists, sorted, the tags of repo that tags/list names: those
 // whose type map parses and offers a manifest. A type map that does not
 // (garbage, emptied, truncated) is a tag no client can pull — every
 // request for it would answer 500 — so it is left out of tags/list, and
 // out of _catalog when it is the repository's only one; verify names it.
-func (r *Root) ListableTags(repo string) ([]string, error) {
+func (r *Root) listableTags(repo string) ([]string, error) {
 	tm, err := r.readTypeMaps(repo)
 	if err != nil {
 		return nil, err
@@ -440,7 +440,7 @@ var errNoVariants = errors.New("type map offers no manifest")
 // (ListableTags), leaving out the tag leaving ("" for none): a tag about
 // to be deleted.
 func (r *Root) writeTagsList(repo, leaving string) error {
-	all, err := r.ListableTags(repo)
+	all, err := r.listableTags(repo)
 	if err != nil {
 		return err
 	}
@@ -452,13 +452,13 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 func (r *Root) writeTagsListOf(repo string, tags []string) error {
 	if len(tags) == 0 {
 		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
-		if _, err := r.lstat(r.TagsListPath(repo)); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if _, err := r.lstat(r.tagsListPath(repo)); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			return nil
 		}
-		if err := r.unlink(r.TagsListPath(repo)); err != nil {
+		if err := r.unlink(r.tagsListPath(repo)); err != nil {
 			return err
 		}
-		return r.syncDir(filepath.Dir(r.TagsListPath(repo)))
+		return r.syncDir(filepath.Dir(r.tagsListPath(repo)))
 	}
-	return r.writeIfChanged(r.TagsListPath(repo), distribution.TagsList{Name: repo, Tags: tags}.Marshal())
+	return r.writeIfChanged(r.tagsListPath(repo), distribution.TagsList{Name: repo, Tags: tags}.Marshal())
 }

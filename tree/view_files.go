@@ -35,8 +35,8 @@ func (v *View) Repository(repo string) (RepoEntry, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return RepoEntry{}, err
 	}
-	e := RepoEntry{Name: repo, Path: v.r.RepoDir(repo)}
-	_, err := v.r.StatInTree(e.Path)
+	e := RepoEntry{Name: repo, Path: v.r.repoDir(repo)}
+	_, err := v.r.statInTree(e.Path)
 	e.Exists = !errors.Is(err, fs.ErrNotExist)
 	return e, nil
 }
@@ -49,13 +49,13 @@ type BlobFile struct {
 
 // BlobFiles is Blobs with each file's name.
 func (v *View) BlobFiles(repo string) ([]BlobFile, error) {
-	bs, err := v.r.Blobs(repo)
+	bs, err := v.r.blobs(repo)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]BlobFile, len(bs))
 	for i, b := range bs {
-		out[i] = BlobFile{b, v.r.BlobFilePath(repo, b)}
+		out[i] = BlobFile{b, v.r.blobFilePath(repo, b)}
 	}
 	return out, nil
 }
@@ -65,7 +65,7 @@ func (v *View) BlobFiles(repo string) ([]BlobFile, error) {
 // belongs: what a checker reports as missing. It reads the blobs
 // directory once.
 func (v *View) MissingBlobs(repo string, ds []digest.Digest) ([]BlobFile, error) {
-	bs, err := v.r.Blobs(repo)
+	bs, err := v.r.blobs(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (v *View) MissingBlobs(repo string, ds []digest.Digest) ([]BlobFile, error)
 	var out []BlobFile
 	for _, d := range slices.Compact(slices.Sorted(slices.Values(ds))) {
 		if !held[d] {
-			out = append(out, BlobFile{StoredBlob{Digest: d}, v.r.BlobPath(repo, d)})
+			out = append(out, BlobFile{StoredBlob{Digest: d}, v.r.blobPath(repo, d)})
 		}
 	}
 	return out, nil
@@ -100,11 +100,11 @@ type TagEntry struct {
 // fails with an error matching fs.ErrNotExist when repo has no such tag.
 // The entry names the file even when the read fails.
 func (v *View) Tag(repo, tag string) (TagEntry, error) {
-	e := TagEntry{Tag: tag, Path: v.r.TypeMapPath(repo, tag)}
+	e := TagEntry{Tag: tag, Path: v.r.typeMapPath(repo, tag)}
 	vs, err := v.r.TagVariants(repo, tag)
 	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
-		if d, ok := v.r.LegacyTagTarget(repo, tag); ok {
-			e.Path, e.Legacy, e.Variants = v.r.LegacyTagPath(repo, tag), true, []TagVariant{{Digest: d}}
+		if d, ok := v.r.legacyTagTarget(repo, tag); ok {
+			e.Path, e.Legacy, e.Variants = v.r.legacyTagPath(repo, tag), true, []TagVariant{{Digest: d}}
 			return e, nil
 		}
 	}
@@ -115,11 +115,11 @@ func (v *View) Tag(repo, tag string) (TagEntry, error) {
 // TagNames lists, sorted, every tag of repo a person would call one: those
 // with a type map (Tags) and TripleO's symlink tags (LegacyTags), each once.
 func (v *View) TagNames(repo string) ([]string, error) {
-	tags, err := v.r.Tags(repo)
+	tags, err := v.r.tags(repo)
 	if err != nil {
 		return nil, err
 	}
-	legacy, err := v.r.LegacyTags(repo)
+	legacy, err := v.r.legacyTags(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -138,9 +138,9 @@ type Listing struct {
 
 // Catalog reads _catalog (ReadCatalog). Exists is true when it was read.
 func (v *View) Catalog() (Listing, error) {
-	l := Listing{Path: v.r.CatalogPath()}
+	l := Listing{Path: v.r.catalogPath()}
 	var err error
-	l.Names, err = v.r.ReadCatalog()
+	l.Names, err = v.r.readCatalog()
 	l.Exists = err == nil
 	return l, err
 }
@@ -154,8 +154,8 @@ type ReferrersFile struct {
 // ReferrersFile reads the referrers index of subject in repo
 // (ReadReferrers).
 func (v *View) ReferrersFile(repo string, subject digest.Digest) (ReferrersFile, error) {
-	f := ReferrersFile{Path: v.r.ReferrersPath(repo, subject)}
+	f := ReferrersFile{Path: v.r.referrersPath(repo, subject)}
 	var err error
-	f.Index, err = v.r.ReadReferrers(repo, subject)
+	f.Index, err = v.r.readReferrers(repo, subject)
 	return f, err
 }

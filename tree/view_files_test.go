@@ -32,14 +32,14 @@ func TestViewTag(t *testing.T) {
 	}
 	inspect(t, r, func(v *View) {
 		e, err := v.Tag("app", "v1")
-		if err != nil || e.Legacy || e.Path != r.TypeMapPath("app", "v1") || len(e.Variants) != 1 || e.Variants[0].Digest != d {
+		if err != nil || e.Legacy || e.Path != r.typeMapPath("app", "v1") || len(e.Variants) != 1 || e.Variants[0].Digest != d {
 			t.Errorf("Tag(app, v1) = %+v, %v; want its type map naming %s", e, err, d)
 		}
 		e, err = v.Tag("app", "old")
 		if err != nil || !e.Legacy || e.Path != r.legacyTagPath("app", "old") || len(e.Variants) != 1 || e.Variants[0].Digest != d {
 			t.Errorf("Tag(app, old) = %+v, %v; want the symlink tag naming %s", e, err, d)
 		}
-		if e, err := v.Tag("app", "nosuch"); !errors.Is(err, fs.ErrNotExist) || e.Path != r.TypeMapPath("app", "nosuch") {
+		if e, err := v.Tag("app", "nosuch"); !errors.Is(err, fs.ErrNotExist) || e.Path != r.typeMapPath("app", "nosuch") {
 			t.Errorf("Tag(app, nosuch) = %+v, %v; want fs.ErrNotExist naming its type map", e, err)
 		}
 		if names, err := v.TagNames("app"); err != nil || !slices.Equal(names, []string{"old", "v1"}) {
@@ -59,34 +59,34 @@ func TestViewFilesNamed(t *testing.T) {
 	inspect(t, r, func(v *View) {
 		var ms []StoredManifest
 		err := v.ReadManifests("app", func(m StoredManifest) error { ms = append(ms, m); return nil })
-		if err != nil || len(ms) != 1 || ms[0].Digest != d || ms[0].Path != r.ManifestPath("app", d) || ms[0].Headers != r.HeadersPath("app", d) {
+		if err != nil || len(ms) != 1 || ms[0].Digest != d || ms[0].Path != r.manifestPath("app", d) || ms[0].Headers != r.headersPath("app", d) {
 			t.Errorf("ReadManifests = %+v, %v", ms, err)
 		}
 		bs, err := v.BlobFiles("app")
-		if err != nil || len(bs) != 1 || bs[0].Digest != layer || bs[0].Path != r.BlobPath("app", layer) {
+		if err != nil || len(bs) != 1 || bs[0].Digest != layer || bs[0].Path != r.blobPath("app", layer) {
 			t.Errorf("BlobFiles = %+v, %v", bs, err)
 		}
 		missing, err := v.MissingBlobs("app", []digest.Digest{other, layer, other})
-		if err != nil || len(missing) != 1 || missing[0].Digest != other || missing[0].Path != r.BlobPath("app", other) {
+		if err != nil || len(missing) != 1 || missing[0].Digest != other || missing[0].Path != r.blobPath("app", other) {
 			t.Errorf("MissingBlobs = %+v, %v; want %s once, named", missing, err, other)
 		}
 		l, err := v.TagsList("app")
-		if err != nil || l.ReadErr != nil || !l.Exists || !slices.Equal(l.Names, []string{"v1"}) || !slices.Equal(l.Listable, []string{"v1"}) || l.Path != r.TagsListPath("app") {
+		if err != nil || l.ReadErr != nil || !l.Exists || !slices.Equal(l.Names, []string{"v1"}) || !slices.Equal(l.Listable, []string{"v1"}) || l.Path != r.tagsListPath("app") {
 			t.Errorf("TagsList = %+v, %v", l, err)
 		}
 		c, err := v.Catalog()
-		if err != nil || !c.Exists || !slices.Equal(c.Names, []string{"app"}) || c.Path != r.CatalogPath() {
+		if err != nil || !c.Exists || !slices.Equal(c.Names, []string{"app"}) || c.Path != r.catalogPath() {
 			t.Errorf("Catalog = %+v, %v", c, err)
 		}
 		f, err := v.ReferrersFile("app", d)
-		if !errors.Is(err, fs.ErrNotExist) || f.Path != r.ReferrersPath("app", d) {
+		if !errors.Is(err, fs.ErrNotExist) || f.Path != r.referrersPath("app", d) {
 			t.Errorf("ReferrersFile of a subject without referrers = %+v, %v; want fs.ErrNotExist, named", f, err)
 		}
 		e, err := v.Repository("app")
-		if err != nil || !e.Exists || e.Path != r.RepoDir("app") {
+		if err != nil || !e.Exists || e.Path != r.repoDir("app") {
 			t.Errorf("Repository(app) = %+v, %v", e, err)
 		}
-		if e, err := v.Repository("nosuch"); err != nil || e.Exists || e.Path != r.RepoDir("nosuch") {
+		if e, err := v.Repository("nosuch"); err != nil || e.Exists || e.Path != r.repoDir("nosuch") {
 			t.Errorf("Repository(nosuch) = %+v, %v; want it named, not there", e, err)
 		}
 		if _, err := v.Repository("../x"); err == nil {

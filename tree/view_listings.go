@@ -26,10 +26,10 @@ func (v *View) TagsList(repo string) (TagListing, error) {
 		return TagListing{}, err
 	}
 	defer l.Unlock()
-	tl := TagListing{Listing: Listing{Path: v.r.TagsListPath(repo)}}
-	if tl.Listable, err = v.r.ListableTags(repo); err != nil {
+	tl := TagListing{Listing: Listing{Path: v.r.tagsListPath(repo)}}
+	if tl.Listable, err = v.r.listableTags(repo); err != nil {
 		return TagListing{}, err
 	}
-	tl.Names, tl.Exists, tl.ReadErr = v.r.ReadTagsList(repo)
+	tl.Names, tl.Exists, tl.ReadErr = v.r.readTagsList(repo)
 	return tl, nil
 }
