@@ -57,7 +57,9 @@ var subcommandsHelp = strings.Replace(cli.SubcommandHelpTemplate,
 
 var (
 	undefinedFlag = regexp.MustCompile(`^flag provided but not defined: -+(.+)$`)
-	badFlagValue  = regexp.MustCompile(`^invalid value "(.*)" for flag -+([^:]+): (.*)$`)
+	// The flag package says `invalid boolean value "x" for -name` of a
+	// boolean flag and `invalid value "x" for flag -name: why` of others.
+	badFlagValue = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-+([^:]+): (.*)$`)
 )
 
 // onUsageError turns the flag package's complaint into our one line.
