@@ -6,7 +6,10 @@
 // Publish (blobs, then manifests and their headers, then tags, in that
 // order), Maintain (everything that removes or rewrites under the tree
 // lock held exclusively; its Maint removes what a caller marked, in the
-// one removal order), and the read-only views verify and the catalog use.
+// one removal order), Untag (delete's tag phase, beside exports), and
+// Inspect (the View verify and the catalog views read through, under the
+// lock held shared). *Root exports those handles and nothing else that
+// names a file; tests reach further through Fixture.
 //
 // The layout, rooted at the administrator's --root:
 //
