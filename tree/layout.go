@@ -23,6 +23,7 @@ const (
 	incomingDir    = "incoming"         // .image-serve/incoming: blobs being downloaded
 	journalDir     = "journal"          // .image-serve/journal/<id>.json: tag moves in flight
 	journalExt     = ".json"            //
+	pinsDir        = "pins"             // .image-serve/pins/<repo, / as +>/<digest>: digest pins
 	locksDir       = "locks"            // .image-serve/locks/…
 	treeLockFile   = "tree.lock"        // .image-serve/tree.lock
 	gcLockFile     = "gc.lock"          // .image-serve/locks/gc.lock

@@ -23,6 +23,9 @@ const (
 	// TagSymlink is a TripleO symlink tag: no server serves it, but an
 	// export of the tag rewrites it as a type map, so what it names stays.
 	TagSymlink
+	// TagPin is no tag but a digest pin (pins.go): no server lists it,
+	// and what it names stays as what a tag names does. Its Tag is "".
+	TagPin
 )
 
 // TagRoot is one tag of a repository and the manifests it names.
@@ -45,13 +48,18 @@ type TagRoot struct {
 }
 
 // What names the tag as a problem about it says it: "tag v1",
-// "symlink tag v1", "interrupted move of tag v1".
+// "symlink tag v1", "interrupted move of tag v1", "pin sha256:…".
 func (t TagRoot) What() string {
 	switch t.Kind {
 	case TagPending:
 		return "interrupted move of tag " + t.Tag
 	case TagSymlink:
 		return "symlink tag " + t.Tag
+	case TagPin:
+		if len(t.Variants) == 1 {
+			return "pin " + t.Variants[0].Digest.String()
+		}
+		return "pin"
 	}
 	return "tag " + t.Tag
 }
@@ -59,10 +67,11 @@ func (t TagRoot) What() string {
 // TagRoots lists what every tag of repo names, as the tags will be once
 // the moves a crash interrupted are finished: first each such pending
 // move (sorted by tag), then every other tag with a type map (sorted),
-// then TripleO's symlink tags that name a manifest (sorted). A tag that
-// is pending is listed once, as pending, whatever else records it; a
-// symlink tag is listed even when a type map of the same name is, as
-// an export of it will replace both. Outside Maintain (Inspect, or a
+// then TripleO's symlink tags that name a manifest (sorted), then the
+// digest pins (TagPin, sorted by digest): a collector keeps what a pin
+// names as what a tag names. A tag that is pending is listed once, as
+// pending, whatever else records it; a symlink tag is listed even when a
+// type map of the same name is, as an export of it will replace both. Outside Maintain (Inspect, or a
 // read-only Maintain) moves may be pending; inside a writing Maintain
 // they were finished before it began, and none is.
 func (v *View) TagRoots(repo string) ([]TagRoot, error) {
@@ -94,6 +103,13 @@ func (v *View) TagRoots(repo string) ([]TagRoot, error) {
 		if d, ok := r.legacyTagTarget(repo, tag); ok {
 			out = append(out, TagRoot{Tag: tag, Kind: TagSymlink, Variants: []TagVariant{{Digest: d}}, Path: r.legacyTagPath(repo, tag)})
 		}
+	}
+	pins, err := r.pins(repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range pins {
+		out = append(out, TagRoot{Kind: TagPin, Variants: []TagVariant{{Digest: d}}, Path: r.pinPath(repo, d)})
 	}
 	return out, nil
 }

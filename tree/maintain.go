@@ -104,6 +104,9 @@ func (r *Root) sweepCrashed() error {
 	if _, err := r.sweepEmptyDirs(); err != nil {
 		return fmt.Errorf("removing empty directories: %w", err)
 	}
+	if _, err := r.sweepPins(); err != nil {
+		return fmt.Errorf("removing what pin writers left: %w", err)
+	}
 	return nil
 }
 

@@ -13,11 +13,16 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Image is one tag to publish and everything it needs: the blobs its
-// manifests name, the manifests (children before the indexes that name
-// them) and the variants its type map will offer.
+// Image is one tag or pin to publish and everything it needs: the blobs
+// its manifests name, the manifests (children before the indexes that
+// name them) and the variants its type map will offer.
 type Image struct {
+	// Tag is the tag to move; "" for none, when Pin is set.
 	Repo, Tag string
+	// Pin, when set, is a manifest to pin (pins.go) once the manifests are
+	// in, where the tag would move: with Tag "", the image is kept by its
+	// digest alone. An image needs a Tag, a Pin, or both.
+	Pin       digest.Digest
 	Blobs     []Blob
 	Manifests []Manifest
 	Variants  []TagVariant
@@ -94,7 +99,7 @@ type PublishReport struct {
 // repositories, their directories synced once each at the end — then
 // writes each image's manifests (with their headers and nginx links), the
 // referrers indexes of their subjects, and last its tag (type map, nginx
-// links, tags/list, _catalog).
+// links, tags/list, _catalog) and its pin, if it has one.
 //
 // An image that fails tags nothing; without o.AllOrNothing the others go
 // on. Blobs and manifests it put stay for gc: removing them is unsafe
@@ -131,6 +136,9 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 	for i, im := range images {
 		if err := r.checkRepoPath(im.Repo); err != nil {
 			p.fail(i, fmt.Errorf("repository %s: %w", im.Repo, err))
+		}
+		if im.Tag == "" && im.Pin == "" {
+			p.fail(i, fmt.Errorf("repository %s: an image with neither a tag nor a pin", im.Repo))
 		}
 	}
 	p.transferBlobs(ctx)
@@ -323,16 +331,22 @@ func (p *publication) publishEach(ctx context.Context) {
 			continue
 		}
 		err := p.r.putManifests(im)
-		if err == nil {
+		if err == nil && im.Tag != "" {
 			err = p.r.putTag(im.Repo, im.Tag, im.Variants)
+		}
+		if err == nil && im.Pin != "" {
+			err = p.r.putPin(im.Repo, im.Pin)
 		}
 		p.finish(i, err)
 	}
 }
 
 // publishTogether writes every image's manifests, and only when all of
-// them are in moves the tags, as one journalled step. An image that did
-// not fail itself while another did fails with ErrWithOthers.
+// them are in moves the tags, as one journalled step, then writes the
+// pins: a pin moves nothing a server serves, and a crash before it is
+// written leaves the image as if its publication had not finished. An
+// image that did not fail itself while another did fails with
+// ErrWithOthers.
 func (p *publication) publishTogether(ctx context.Context) {
 	failed := p.anyFailed()
 	for i := 0; !failed && i < len(p.images); i++ {
@@ -347,7 +361,20 @@ func (p *publication) publishTogether(ctx context.Context) {
 	}
 	var moveErr error
 	if !failed {
-		moveErr = p.r.moveTagsTogether(p.images)
+		var tagged []Image
+		for _, im := range p.images {
+			if im.Tag != "" {
+				tagged = append(tagged, im)
+			}
+		}
+		if len(tagged) > 0 {
+			moveErr = p.r.moveTagsTogether(tagged)
+		}
+		for i := 0; moveErr == nil && i < len(p.images); i++ {
+			if im := p.images[i]; im.Pin != "" {
+				moveErr = p.r.putPin(im.Repo, im.Pin)
+			}
+		}
 	}
 	for i := range p.images {
 		switch err := p.failed(i); {

@@ -24,6 +24,7 @@ var rootHandles = map[string]string{
 	"WithWaits":         "how lock waits report and end (the CLI's --wait, SIGTERM)",
 	"Publish":           "the exporter's protocol: blobs, manifests, tags, in that order",
 	"TagDigest":         "the one read a publisher needs: what a tag names now (sync's incremental check)",
+	"IsPinned":          "sync's other read before publishing: a digest pinned already needs no request",
 	"Inspect":           "the read model under the shared lock: verify, list, inspect, du",
 	"InspectUnlocked":   "the read model for a user who may not write the tree and so cannot lock it",
 	"Maintain":          "everything that removes or rewrites, under the exclusive lock",

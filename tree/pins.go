@@ -1,0 +1,226 @@
+package tree
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/image-serve/image-serve/distribution"
+	"github.com/opencontainers/go-digest"
+)
+
+// Digest pins. A pin keeps a manifest of a repository, and everything it
+// reaches, without a tag: what a sync file's digest entry, or an export
+// of docker://HOST/REPO@DIGEST without a tag, publishes. A pin is one
+// small file, .image-serve/pins/<repo, / as +>/<digest>, holding the
+// digest and a newline:
+//
+//   - under .image-serve, which no server serves or lists: a pin changes
+//     nothing a server answers. A pinned manifest is served by digest as
+//     every manifest of the tree is; a pin is no tag, so it is in no
+//     tags/list, and a repository with pins but no tag is in no _catalog
+//     (_catalog lists the repositories with tags).
+//   - one directory per repository, its name flattened as the repository
+//     locks' are ('+' is outside the name grammar, so it is unambiguous),
+//     so that the pins of one repository are one directory read.
+//   - written as every file is (a dot-named temporary file renamed into
+//     place, the directory synced), after the manifest it names: a crash
+//     leaves the pin wholly there or not at all, and a pin never names a
+//     manifest a crash left out.
+//
+// A collector marks from every pin as from a tag (View.TagRoots), so a
+// pinned manifest survives gc whatever its age; only Maint.RemovePin
+// (delete REPO@DIGEST) removes a pin.
+
+// pinsRoot is .image-serve/pins.
+func (r *Root) pinsRoot() string { return filepath.Join(r.dir, stateDir, pinsDir) }
+
+// repoPinsDir holds the pins of repo.
+func (r *Root) repoPinsDir(repo string) string {
+	return filepath.Join(r.pinsRoot(), strings.ReplaceAll(repo, "/", "+"))
+}
+
+// pinPath is the file that pins manifest d of repo.
+func (r *Root) pinPath(repo string, d digest.Digest) string {
+	return filepath.Join(r.repoPinsDir(repo), d.String())
+}
+
+// pinContent is what a pin file holds.
+func pinContent(d digest.Digest) []byte { return []byte(d.String() + "\n") }
+
+// putPin pins manifest d of repo, which must be in the tree with its
+// bytes: the pin is written after what it names. Pinning a manifest
+// already pinned writes nothing.
+func (r *Root) putPin(repo string, d digest.Digest) error {
+	if err := ValidateRepo(repo); err != nil {
+		return err
+	}
+	if err := distribution.ValidateDigest(d); err != nil {
+		return err
+	}
+	if !r.manifestComplete(repo, d) {
+		return fmt.Errorf("pin %s@%s: manifest is not in the tree", repo, d)
+	}
+	if err := r.writeIfChanged(r.pinPath(repo, d), pinContent(d)); err != nil {
+		return fmt.Errorf("pin %s@%s: %w", repo, d, err)
+	}
+	return nil
+}
+
+// pins lists the manifests of repo that are pinned, sorted. A repository
+// without pins has none, and no error.
+func (r *Root) pins(repo string) ([]digest.Digest, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return nil, err
+	}
+	ds, err := r.digestsIn(r.repoPinsDir(repo), func(e fs.DirEntry) bool { return e.Type().IsRegular() })
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ds)
+	return ds, nil
+}
+
+// IsPinned reports whether manifest d of repo is pinned: what a sync
+// reads before publishing a digest entry, as TagDigest for a tag.
+func (r *Root) IsPinned(repo string, d digest.Digest) (bool, error) {
+	ds, err := r.pins(repo)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(ds, d), nil
+}
+
+// pinnedRepositories lists the repositories that have at least one pin,
+// sorted: with Repositories, every repository a listing shows.
+func (r *Root) pinnedRepositories() ([]string, error) {
+	entries, err := r.readDir(r.pinsRoot())
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	repos := []string{}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		repo := strings.ReplaceAll(e.Name(), "+", "/")
+		if ValidateRepo(repo) != nil {
+			continue
+		}
+		if ds, err := r.pins(repo); err == nil && len(ds) > 0 {
+			repos = append(repos, repo)
+		}
+	}
+	slices.Sort(repos)
+	return repos, nil
+}
+
+// pinChanged is when the pin of manifest d of repo was written.
+func (r *Root) pinChanged(repo string, d digest.Digest) (time.Time, error) {
+	fi, err := r.lstat(r.pinPath(repo, d))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
+}
+
+// removePin unlinks the pin of manifest d of repo and syncs its
+// directory, then removes the repository's pins directory when that left
+// it empty. It reports whether there was a pin. Only call it holding the
+// tree lock exclusively: a publication may be about to pin into that
+// directory.
+func (r *Root) removePin(repo string, d digest.Digest) (bool, error) {
+	if err := ValidateRepo(repo); err != nil {
+		return false, err
+	}
+	if err := distribution.ValidateDigest(d); err != nil {
+		return false, err
+	}
+	path := r.pinPath(repo, d)
+	if _, err := r.lstat(path); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	dir := r.repoPinsDir(repo)
+	if err := r.unlink(path); err != nil {
+		return true, err
+	}
+	if err := r.syncDir(dir); err != nil {
+		return true, err
+	}
+	if entries, err := r.readDir(dir); err != nil || len(entries) > 0 {
+		return true, nil // not empty, or left to the sweep (sweepPins)
+	}
+	if err := r.removeDir(dir); err != nil {
+		return true, err
+	}
+	return true, r.syncDir(r.pinsRoot())
+}
+
+// sweepPins removes what pin writers and removers that crashed left:
+// temporary files in the repositories' pins directories, and those
+// directories left empty. It returns how many entries it removed. Only
+// call it holding the tree lock exclusively, as every sweep.
+func (r *Root) sweepPins() (int, error) {
+	repos, err := r.readDir(r.pinsRoot())
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range repos {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(r.pinsRoot(), e.Name())
+		entries, err := r.readDir(dir)
+		if err != nil {
+			return n, err
+		}
+		left := len(entries)
+		for _, f := range entries {
+			if isTempEntry(f) {
+				if err := r.unlink(filepath.Join(dir, f.Name())); err != nil {
+					return n, err
+				}
+				n++
+				left--
+			}
+		}
+		if left > 0 {
+			continue
+		}
+		if err := r.removeDir(dir); err != nil {
+			return n, err
+		}
+		n++
+		if err := r.syncDir(r.pinsRoot()); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// RemovePin removes the pin of manifest d of repo, and reports whether
+// there was one; the manifest and what it reaches stay, for the caller's
+// prune (Remove) or the next collection to reclaim once nothing else
+// keeps them.
+func (m *Maint) RemovePin(repo string, d digest.Digest) (bool, error) {
+	if err := m.check(); err != nil {
+		return false, err
+	}
+	return m.r.removePin(repo, d)
+}
+
+// Pins lists the pinned manifests of repo, sorted.
+func (v *View) Pins(repo string) ([]digest.Digest, error) { return v.r.pins(repo) }
