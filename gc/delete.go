@@ -67,7 +67,11 @@ type DeleteOptions struct {
 // DeleteReport is what Delete did.
 type DeleteReport struct {
 	Deleted []string `json:"deleted"`
-	Prune   *Report  `json:"prune,omitempty"`
+	// Unpinned are the REPO@DIGEST refs whose digest pin was removed: a
+	// ref by digest removes the pin when the manifest is pinned, and the
+	// manifest itself only when it is not.
+	Unpinned []string `json:"unpinned,omitempty"`
+	Prune    *Report  `json:"prune,omitempty"`
 }
 
 // ErrManifestUnknown reports a manifest that is not in the repository.
@@ -84,7 +88,10 @@ func (e *ReferencedError) Error() string {
 }
 
 // Delete removes refs: tags first, under the shared tree lock (exports go
-// on), then manifests by digest and the prune under the exclusive one.
+// on), then pins and manifests by digest and the prune under the
+// exclusive one. A ref by digest whose manifest is pinned removes the pin
+// (and the prune, what only the pin kept); one whose manifest is not
+// pinned removes the manifest.
 // The prune reclaims, without waiting for the grace period, what the
 // deleted references reached and nothing else reaches; a repository left
 // without tags is removed entirely. Tags go before the manifests they
@@ -157,6 +164,9 @@ func prune(root *tree.Root, m *tree.Maint, p *prunePlan, o DeleteOptions, rep *D
 		if err := interrupted(root); err != nil {
 			return err
 		}
+		if err := unpin(m, p, repo, rep, errs); err != nil {
+			return err
+		}
 		if o.NoPrune {
 			for _, r := range p.digests[repo] {
 				if err := deleteManifest(m, r); err != nil {
@@ -191,6 +201,45 @@ func prune(root *tree.Root, m *tree.Maint, p *prunePlan, o DeleteOptions, rep *D
 	if err := m.RefreshCatalogFor(p.repos...); err != nil {
 		*errs = append(*errs, fmt.Errorf("_catalog: %w", err))
 	}
+	return nil
+}
+
+// unpin removes the pins p's refs by digest name in repo, and takes
+// those refs out of the manifests to delete: what a pin alone kept is
+// retired for the prune, as what a deleted tag alone reached is, and the
+// manifests it named are the pin's own as a tag's are (a referrer pinned
+// by its digest goes with its pin).
+func unpin(m *tree.Maint, p *prunePlan, repo string, rep *DeleteReport, errs *[]error) error {
+	v := m.View()
+	pins, err := v.Pins(repo)
+	if err != nil || len(pins) == 0 {
+		return err
+	}
+	var g *repoGraph
+	var rest []Ref
+	for _, r := range p.digests[repo] {
+		if !slices.Contains(pins, r.Digest) {
+			rest = append(rest, r)
+			continue
+		}
+		if g == nil {
+			if g, err = loadRepo(v, repo); err != nil {
+				return err
+			}
+		}
+		reached := g.reach([]digest.Digest{r.Digest})
+		if _, err := m.RemovePin(repo, r.Digest); err != nil {
+			*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
+			continue
+		}
+		rep.Unpinned = append(rep.Unpinned, r.String())
+		maps.Copy(p.retired[repo], reached)
+		if p.named[repo] == nil {
+			p.named[repo] = map[digest.Digest]bool{}
+		}
+		p.named[repo][r.Digest] = true
+	}
+	p.digests[repo] = rest
 	return nil
 }
 

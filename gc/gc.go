@@ -383,12 +383,13 @@ func (c *collector) markRepo(repo string, d *deletion) (*repoPlan, error) {
 		}
 		maps.Copy(m.detached, d.named)
 	}
-	// tags are the repository's tags, symlink tags aside: those with a
-	// type map, and those a pending move makes.
+	// tags are the repository's tags, symlink tags and pins aside: those
+	// with a type map, and those a pending move makes. A pin is a root as
+	// a tag is, but no tag: it lists nothing in tags/list.
 	var tags []string
 	var roots []edge
 	for _, t := range trs {
-		if t.Kind != tree.TagSymlink && (t.TypeMap || len(t.Variants) > 0) {
+		if (t.Kind == tree.TagTypeMap || t.Kind == tree.TagPending) && (t.TypeMap || len(t.Variants) > 0) {
 			tags = append(tags, t.Tag)
 		}
 		if t.Err != nil {
