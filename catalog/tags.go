@@ -41,6 +41,9 @@ type Tag struct {
 	// Legacy marks a tag TripleO's exporter wrote as a symlink, which no
 	// server serves until migrate rewrites it.
 	Legacy bool `json:"legacy,omitempty"`
+	// Pinned marks no tag but a digest pin: the manifest Digest kept by
+	// its digest alone (Tag is ""; Changed is when it was pinned).
+	Pinned bool `json:"pinned,omitempty"`
 	// Status is empty for a tag a pull can fetch whole, and otherwise the
 	// first problem found walking what it names, in pull order (manifest,
 	// children, config, layers): one of the Status constants.
@@ -77,7 +80,8 @@ func manifestStatus(err error) string {
 }
 
 // Tags describes every tag of repos, in order (repositories sorted, then
-// tags). A broken tag is described with what could be read and its
+// tags, then the repository's digest pins, sorted, each as a Tag with
+// Pinned set). A broken tag is described with what could be read and its
 // Status; a tag removed while it is read is left out. The error joins
 // those of the repositories whose tags cannot be listed at all, and one
 // per type map that is no regular file (a FIFO): no server serves such a
@@ -106,8 +110,31 @@ func Tags(view *tree.View, repos []string) ([]Tag, error) {
 				out = append(out, t)
 			}
 		}
+		pins, err := view.Pins(repo)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("repository %s: pins: %w", repo, err))
+		}
+		for _, d := range pins {
+			out = append(out, describePin(view, repo, d))
+		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// describePin describes the pin of manifest d of repo as a Tag: what a
+// pull of that digest fetches, as describeTag counts it.
+func describePin(view *tree.View, repo string, d digest.Digest) Tag {
+	t := Tag{Repository: repo, Digest: d, Pinned: true, Platforms: []string{}}
+	if changed, err := view.PinChanged(repo, d); err == nil {
+		t.Changed = changed
+	}
+	if mt, err := view.ManifestMediaType(repo, d); err == nil {
+		t.MediaType = mt
+	}
+	w := newWalker(view, repo)
+	w.walk(d, 0)
+	t.Size, t.Platforms, t.Status = w.size, w.platforms, w.problem
+	return t
 }
 
 // target is the manifest a tag names: the variant of highest quality of

@@ -121,6 +121,16 @@ func (f *Fixtures) PutTag(repo, tag string, variants []TagVariant) error {
 	return f.r.putTag(repo, tag, variants)
 }
 
+// PutPin pins manifest d of repo (pins.go), as a publication with a pin
+// does once its manifests are in.
+func (f *Fixtures) PutPin(repo string, d digest.Digest) error { return f.r.putPin(repo, d) }
+
+// PinPath is the file that pins manifest d of repo.
+func (f *Fixtures) PinPath(repo string, d digest.Digest) string { return f.r.pinPath(repo, d) }
+
+// Pins lists the pinned manifests of repo, sorted.
+func (f *Fixtures) Pins(repo string) ([]digest.Digest, error) { return f.r.pins(repo) }
+
 // UpdateReferrers regenerates the referrers index of subject in repo from
 // the manifests repo holds.
 func (f *Fixtures) UpdateReferrers(repo string, subject digest.Digest) error {

@@ -224,3 +224,12 @@ func (m *Maint) RemovePin(repo string, d digest.Digest) (bool, error) {
 
 // Pins lists the pinned manifests of repo, sorted.
 func (v *View) Pins(repo string) ([]digest.Digest, error) { return v.r.pins(repo) }
+
+// PinnedRepositories lists the repositories with at least one pin,
+// sorted.
+func (v *View) PinnedRepositories() ([]string, error) { return v.r.pinnedRepositories() }
+
+// PinChanged is when the pin of manifest d of repo was written.
+func (v *View) PinChanged(repo string, d digest.Digest) (time.Time, error) {
+	return v.r.pinChanged(repo, d)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,7 +23,10 @@ func listCommand() *cli.Command {
 		ArgsUsage: "[REPO...]",
 		Description: `Without REPO: the repositories, one per line. With one REPO: its tags; with several: REPO:TAG.
 --long: every tag (of REPO, or of the tree) with its digest, media type, platforms, the bytes a pull
-of every platform fetches, and when it was last set. --json: the same as a JSON array. A tag a
+of every platform fetches, and when it was last set, then every digest pin (a manifest kept by its
+digest, without a tag) as REPO@DIGEST marked "(pinned)". --json: the same as a JSON array, a pin with
+"pinned": true and no tag. A repository with pins but no tag is listed too, though no _catalog
+names it. A tag a
 pull cannot fetch whole (its manifest, a child, a config or a layer missing or unreadable) is
 printed with what could be read and its status; list then exits 1 (run verify for the details).`,
 		Flags: []cli.Flag{
@@ -58,7 +62,7 @@ func runList(c *cli.Context) error {
 		}
 		if len(repos) == 0 && long {
 			var err error
-			if repos, err = v.Repositories(); err != nil {
+			if repos, err = listedRepositories(v); err != nil {
 				return err
 			}
 		}
@@ -69,7 +73,7 @@ func runList(c *cli.Context) error {
 			// comes after.
 			tags, lerr = catalog.Tags(v, repos)
 		case len(repos) == 0:
-			names, err := v.Repositories()
+			names, err := listedRepositories(v)
 			if err != nil {
 				return err
 			}
@@ -115,6 +119,22 @@ func runList(c *cli.Context) error {
 		return err
 	}
 	return brokenTags(tags, lerr)
+}
+
+// listedRepositories are the repositories list shows: those with tags
+// (_catalog's) and those with digest pins, sorted.
+func listedRepositories(v *tree.View) ([]string, error) {
+	repos, err := v.Repositories()
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := v.PinnedRepositories()
+	if err != nil {
+		return nil, err
+	}
+	repos = append(repos, pinned...)
+	slices.Sort(repos)
+	return slices.Compact(repos), nil
 }
 
 // inspectTree runs view with a View of root's tree, holding the tree lock
@@ -178,6 +198,9 @@ func printTags(c *cli.Context, tags []catalog.Tag) error {
 		if t.Legacy {
 			changed += "  (TripleO symlink tag: run migrate)"
 		}
+		if t.Pinned {
+			changed += "  (pinned)"
+		}
 		if t.Status != "" {
 			changed += "  BROKEN: " + t.Status
 		}
@@ -191,7 +214,11 @@ func printTags(c *cli.Context, tags []catalog.Tag) error {
 		if t.Size > 0 || t.Status == "" {
 			size = humanBytes(t.Size)
 		}
-		fmt.Fprintf(w, "%s:%s\t%s\t%s\t%s\t%s\t%s\n", t.Repository, t.Tag, digest, typ, platforms, size, changed)
+		ref := t.Repository + ":" + t.Tag
+		if t.Pinned {
+			ref = t.Repository + "@" + t.Digest.String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ref, digest, typ, platforms, size, changed)
 	}
 	return w.Flush()
 }
