@@ -27,6 +27,28 @@ type Job struct {
 	// via, when set, is the open repository of the source: its client
 	// (pinged, authenticated) serves the job, instead of a new one.
 	via *Repository
+	// pin publishes the image as a digest pin of Dest, a repository, with
+	// no tag (sync's digest entries).
+	pin bool
+}
+
+// pinDest reports whether the job publishes a digest pin rather than a
+// tag, and where: a sync digest entry, or a docker:// source named by
+// digest whose DEST names no tag (omitted, or a repository alone). The
+// pin names the manifest the job publishes, the source's digest unless
+// platforms filter an index.
+func pinDest(j Job, src SourceRef) (Dest, bool, error) {
+	if !j.pin && (src.Transport != transportDocker || src.digestOf() == "" || strings.Contains(j.Dest, ":")) {
+		return Dest{}, false, nil
+	}
+	repo := j.Dest
+	if repo == "" {
+		repo = src.ref.Context().RepositoryStr()
+	}
+	if err := tree.ValidateRepo(repo); err != nil {
+		return Dest{}, true, fmt.Errorf("destination %q: %w", repo, err)
+	}
+	return Dest{Repo: repo}, true, nil
 }
 
 // ExportMany exports jobs in one run, as an undercloud's image list: every
@@ -90,6 +112,8 @@ type image struct {
 	cancel context.CancelFunc
 	// unchanged: planned, and the tag names its top manifest already.
 	unchanged bool
+	// pin: published as a digest pin of dest.Repo, with no tag.
+	pin bool
 	mu        sync.Mutex // guards err and sum's counts
 	err       error
 }
@@ -231,8 +255,13 @@ func planImage(ctx context.Context, im *image, o Options) error {
 		return err
 	}
 	im.s = s
-	if im.dest, err = resolveDest(src, imageName, im.job.Dest); err != nil {
+	if im.dest, im.pin, err = pinDest(im.job, src); err != nil {
 		return err
+	}
+	if !im.pin {
+		if im.dest, err = resolveDest(src, imageName, im.job.Dest); err != nil {
+			return err
+		}
 	}
 	if im.plan, err = makePlan(ctx, s, src, platforms, o.Jobs); err != nil {
 		return err
@@ -243,7 +272,11 @@ func planImage(ctx context.Context, im *image, o Options) error {
 		}
 	}
 	p := im.plan
-	im.sum = &Summary{Source: src.String(), Dest: im.dest.String(), Digest: p.top.Digest, MediaType: p.top.MediaType, Manifests: len(p.manifests)}
+	dest := im.dest.String()
+	if im.pin {
+		dest = im.dest.Repo + "@" + p.top.Digest.String()
+	}
+	im.sum = &Summary{Source: src.String(), Dest: dest, Digest: p.top.Digest, MediaType: p.top.MediaType, Manifests: len(p.manifests)}
 	return nil
 }
 
@@ -297,16 +330,24 @@ func publishAll(ctx context.Context, root tree.Publisher, images []*image, start
 			im.sum.count(b)
 		}
 		im.sum.Elapsed = res.Tagged.Sub(start)
+		if im.pin {
+			o.Log.Debug("pinned", "repo", im.dest.Repo, "digest", im.plan.top.Digest, "media_type", im.plan.top.MediaType)
+			continue
+		}
 		o.Log.Debug("tagged", "repo", im.dest.Repo, "tag", im.dest.Tag, "digest", im.plan.top.Digest, "media_type", im.plan.top.MediaType)
 	}
 	return nil
 }
 
 // treeImage is what the tree publishes for im: its blobs, read from its
-// source with the progress counted, its manifests and its tag.
+// source with the progress counted, its manifests and its tag, or for a
+// pin its top manifest pinned and no tag.
 func treeImage(im *image, o Options) tree.Image {
 	p := im.plan
 	ti := tree.Image{Repo: im.dest.Repo, Tag: im.dest.Tag, Variants: p.variants}
+	if im.pin {
+		ti.Tag, ti.Variants, ti.Pin = "", nil, p.top.Digest
+	}
 	for _, b := range p.blobs {
 		ti.Blobs = append(ti.Blobs, tree.Blob{Digest: b.Digest, Size: b.Size, Fetch: func(ctx context.Context) (io.ReadCloser, error) {
 			rc, err := im.s.Blob(ctx, b)

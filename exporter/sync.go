@@ -13,11 +13,12 @@ import (
 )
 
 // SyncTree is what a sync needs of the tree: the publisher's role, and
-// the one read it makes before publishing — the digest a tag names now —
-// to skip what has not moved.
+// the reads it makes before publishing — the digest a tag names now,
+// whether a digest is pinned — to skip what has not moved.
 type SyncTree interface {
 	tree.Publisher
 	TagDigest(repo, tag string) (digest.Digest, bool, error)
+	IsPinned(repo string, d digest.Digest) (bool, error)
 }
 
 // SyncEntry is one repository a sync mirrors into one tree repository.
@@ -32,6 +33,14 @@ type SyncEntry struct {
 	// Select takes (all when Select is nil).
 	Tags   []string
 	Select func(tag string) bool
+	// Digests are manifests to keep by digest, with no tag: each is
+	// exported by its digest into Dest and pinned there (a digest pin,
+	// which gc keeps with all it reaches). A digest the tree has pinned
+	// already costs no request, since a digest never moves; one whose
+	// index Platforms filter is pinned as the new index, so it is planned
+	// again at each run (its blobs reused). Digests alone, with no Tags
+	// and no Select, list no tag.
+	Digests []digest.Digest
 	// Immutable says which tags never move once in the tree: such a tag
 	// the tree has costs no request. nil: none.
 	Immutable func(tag string) bool
@@ -65,16 +74,16 @@ type SyncStatus string
 // What a sync does with a tag.
 const (
 	SyncSynced    SyncStatus = "synced"    // exported: the tag moved, or was new
-	SyncUnchanged SyncStatus = "unchanged" // the source names what the tree's tag does
+	SyncUnchanged SyncStatus = "unchanged" // the source names what the tree's tag does, or the digest is pinned
 	SyncImmutable SyncStatus = "immutable" // immutable and in the tree: not asked for
 	SyncWould     SyncStatus = "would-sync"
 	SyncFailed    SyncStatus = "failed"
 )
 
-// SyncResult is one tag of a sync.
+// SyncResult is one tag or digest pin of a sync.
 type SyncResult struct {
-	Source string        // HOST/REPO:TAG
-	Dest   string        // REPO:TAG in the tree
+	Source string        // HOST/REPO:TAG, or HOST/REPO@DIGEST for a pin
+	Dest   string        // REPO:TAG in the tree, or REPO@DIGEST for a pin
 	Digest digest.Digest // what the tag names after the run ("" when failed)
 	Status SyncStatus
 	// Summary of the export, for SyncSynced.
@@ -99,10 +108,11 @@ type SyncReport struct {
 	Requests int64
 }
 
-// syncTag is a tag on its way through a sync.
+// syncTag is a tag, or a digest to pin, on its way through a sync.
 type syncTag struct {
 	e       *syncEntry
 	tag     string
+	pin     digest.Digest // a digest entry: tag is "", dest.Tag too
 	dest    Dest
 	current digest.Digest // what the tree's tag names; "" for none
 	res     SyncResult
@@ -242,7 +252,7 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 			errs[i] = fmt.Errorf("%s: destination %q: %w", e.Entry, e.Dest, err)
 			return
 		}
-		if e.Tags != nil {
+		if e.Tags != nil || (e.Select == nil && len(e.Digests) > 0) {
 			lists[i] = e.Tags
 			return
 		}
@@ -264,7 +274,7 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 				lists[i] = append(lists[i], t)
 			}
 		}
-		if len(lists[i]) == 0 {
+		if len(lists[i]) == 0 && len(e.Digests) == 0 {
 			o.Export.Log.Warn("no tag selected", "entry", e.Entry, "listed", len(all))
 		}
 	})
@@ -286,6 +296,16 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 			t.res = SyncResult{Source: e.Source + ":" + tag, Dest: t.dest.String()}
 			tags = append(tags, t)
 		}
+		for _, d := range e.Digests {
+			key := e.Source + "@" + d.String() + " " + e.Dest
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			t := &syncTag{e: e, pin: d, dest: Dest{Repo: e.Dest}}
+			t.res = SyncResult{Source: e.Source + "@" + d.String(), Dest: e.Dest + "@" + d.String()}
+			tags = append(tags, t)
+		}
 	}
 	return tags, failures
 }
@@ -302,6 +322,9 @@ func checkDestinations(tags []*syncTag) error {
 	from := map[string]string{}
 	var errs []error
 	for _, t := range tags {
+		if t.pin != "" {
+			continue // a digest names one manifest, whichever source it came from
+		}
 		d := t.dest.String()
 		if prev, ok := from[d]; ok && prev != t.res.Source {
 			errs = append(errs, fmt.Errorf("%s: both %s and %s would go there (use a prefix, or --scoped)", d, prev, t.res.Source))
@@ -317,6 +340,16 @@ func checkDestinations(tags []*syncTag) error {
 func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int) {
 	forEach(len(tags), jobs, func(i int) {
 		t := tags[i]
+		if t.pin != "" {
+			// A digest names the same bytes forever: pinned is done. A
+			// pin the tree cannot read is synced again.
+			if ok, err := root.IsPinned(t.dest.Repo, t.pin); err == nil && ok {
+				t.res.Status, t.res.Digest = SyncUnchanged, t.pin
+			} else {
+				t.res.Digest = t.pin
+			}
+			return
+		}
 		cur, ok, err := root.TagDigest(t.dest.Repo, t.dest.Tag)
 		if err != nil {
 			// A tag the tree cannot read is synced again: the export
@@ -359,6 +392,10 @@ func (t *syncTag) fail(err error) {
 // selected child, a filtered index) still publishes nothing when its plan
 // tags what the tree has.
 func (t *syncTag) job() Job {
+	if t.pin != "" {
+		reg := t.e.reg
+		return Job{Source: "docker://" + t.e.Source + "@" + t.pin.String(), Dest: t.dest.Repo, platforms: t.e.Platforms, registry: &reg, via: t.e.repo, pin: true}
+	}
 	src := "docker://" + t.e.Source + ":" + t.tag
 	if t.res.Digest != "" {
 		src = "docker://" + t.e.Source + "@" + t.res.Digest.String()
@@ -374,6 +411,9 @@ func (t *syncTag) finish(sum *Summary, err error) {
 		return
 	}
 	t.res.Digest, t.res.Summary = sum.Digest, sum
+	if t.pin != "" {
+		t.res.Dest = sum.Dest // what is pinned: another digest when platforms filter an index
+	}
 	if sum.unchanged {
 		t.res.Status = SyncUnchanged
 		return

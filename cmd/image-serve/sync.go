@@ -9,6 +9,7 @@ import (
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/syncfile"
 	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
 	"github.com/urfave/cli/v2"
 )
 
@@ -24,14 +25,16 @@ A tag goes to the tree as [PREFIX/][HOST/]REPO:TAG (HOST with --scoped, its ":" 
 tag one HEAD asks the source what it names; a tag the tree names already is left alone, a tag
 matching an immutable pattern the tree has is not asked for at all. What moved is exported in one
 batch, as export --from-file: a blob shared by several images is fetched once, --jobs bounds the
-run, --atomic moves every tag or none.`,
+run, --atomic moves every tag or none. A digest the file lists (REPO: [sha256:…]) is exported by
+digest and kept as a digest pin of the repository, without a tag: gc keeps it and all it reaches,
+list --long shows it, delete REPO@DIGEST removes the pin; a digest pinned already costs no request.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the sync file (skopeo sync's YAML)"},
 			&cli.StringFlag{Name: "prefix", Usage: "repository path the images go under in the tree (a registry's prefix: in the file wins)"},
 			&cli.BoolFlag{Name: "scoped", Usage: "put each image under its source registry's host name too, as skopeo sync --scoped"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be synced and fetched; change nothing"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "sync what can be when a repository or a tag fails (exit 1 all the same, listing the failures)"},
-			&cli.StringFlag{Name: "digestfile", Usage: "write one \"DIGEST REF\" line per tag the tree holds after the run (REF: the tree's REPO:TAG; not with --dry-run)"},
+			&cli.StringFlag{Name: "digestfile", Usage: "write one \"DIGEST REF\" line per tag the tree holds after the run (REF: the tree's REPO:TAG, or REPO@DIGEST for a pin; not with --dry-run)"},
 			&cli.StringSliceFlag{Name: "platform", Usage: "OS/ARCH[/VARIANT] of an index to keep (repeatable; default: all; the file's platforms: win)"},
 			&cli.BoolFlag{Name: "src-tls-verify", Value: true, Usage: "require HTTPS and a valid certificate for every source registry (false: allow plain HTTP and self-signed certificates)"},
 			&cli.StringFlag{Name: "src-creds", Usage: "USER[:PASS] for the source registries (a registry's credentials: in the file win)"},
@@ -254,7 +257,6 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 		return nil, usageError(c, "%s: %v", file, err)
 	}
 	var entries []exporter.SyncEntry
-	log := logger(c)
 	for _, reg := range sf.Registries {
 		ro := exporter.RegistryOptions{CertDir: reg.CertDir}
 		if reg.TLSVerify != nil && !*reg.TLSVerify {
@@ -268,12 +270,6 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 			p = reg.Prefix
 		}
 		for _, im := range reg.Images {
-			if len(im.Digests) > 0 {
-				log.Warn("digest entries are not synced yet (digest pins come later); skipped", "entry", fmt.Sprintf("%s line %d: %s/%s", file, im.Line, reg.Host, im.Repo), "digests", len(im.Digests))
-				if len(im.Tags) == 0 {
-					continue
-				}
-			}
 			e := exporter.SyncEntry{
 				Entry:     fmt.Sprintf("%s line %d: %s/%s", file, im.Line, reg.Host, im.Repo),
 				Source:    reg.Host + "/" + im.Repo,
@@ -292,7 +288,11 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 						e.Tags = append(e.Tags, t)
 					}
 				}
-				if e.Tags == nil {
+				// A digest entry is kept as a digest pin: no tag, no filter.
+				for _, d := range im.Digests {
+					e.Digests = append(e.Digests, digest.Digest(d))
+				}
+				if e.Tags == nil && e.Digests == nil {
 					continue // every tag named is excluded
 				}
 			}

@@ -226,8 +226,9 @@ func TestSyncFailures(t *testing.T) {
 // (syncfile/testdata), with only its two hosts and its cert-dir changed
 // to local registries, syncs: registry.example.com is an HTTPS registry
 // whose CA is in the cert-dir (tls-verify: true, credentials sent),
-// quay.io a plain HTTP one (tls-verify: false). Its digest entry is
-// skipped with a warning: digest pins come later.
+// quay.io a plain HTTP one (tls-verify: false). Its digest entry, a
+// placeholder no registry holds, is adapted too, to the digest of an
+// image pushed to redis: it lands as a digest pin, with no tag.
 func TestSyncSkopeoExample(t *testing.T) {
 	example, err := os.ReadFile(filepath.Join("..", "..", "syncfile", "testdata", "skopeo-sync-example.yaml"))
 	if err != nil {
@@ -240,18 +241,20 @@ func TestSyncSkopeoExample(t *testing.T) {
 		"alpine:3.11.0", "alpine:3.12.5", "alpine:3.14.0", "alpine:3.17.1", "alpine:edge"} {
 		secure.PushImage(t, ref, img())
 	}
+	pinned := secure.PushImage(t, "redis:pinned-by-digest", img())
 	plain.PushImage(t, "coreos/etcd:latest", img())
 	plain.PushImage(t, "coreos/etcd:v3", img())
 	certs := t.TempDir()
 	if err := os.WriteFile(filepath.Join(certs, "ca.crt"), secure.CertificatePEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	adapted := strings.NewReplacer("registry.example.com:", secure.Host+":", "quay.io:", plain.Host+":", "/home/john/certs", certs).Replace(string(example))
+	adapted := strings.NewReplacer("registry.example.com:", secure.Host+":", "quay.io:", plain.Host+":", "/home/john/certs", certs,
+		"sha256:0000000000000000000000000000000011111111111111111111111111111111", pinned.Digest).Replace(string(example))
 	file := writeFile(t, "sync.yml", adapted)
 	root := filepath.Join(t.TempDir(), "root")
-	r := mustRun(t, "--root", root, "sync", "-f", file)
-	if !strings.Contains(r.stderr, "digest entries are not synced yet") {
-		t.Errorf("no warning about the digest entry:\n%s", r.stderr)
+	mustRun(t, "--root", root, "sync", "-f", file)
+	if out := mustRun(t, "--root", root, "list", "--long", "redis").stdout; !strings.Contains(out, "redis@"+pinned.Digest) || !strings.Contains(out, "(pinned)") {
+		t.Errorf("the digest entry is not pinned:\n%s", out)
 	}
 	want := map[string]string{
 		"busybox":     "1 latest",
