@@ -114,8 +114,8 @@ type image struct {
 	unchanged bool
 	// pin: published as a digest pin of dest.Repo, with no tag.
 	pin bool
-	mu        sync.Mutex // guards err and sum's counts
-	err       error
+	mu  sync.Mutex // guards err and sum's counts
+	err error
 }
 
 func (im *image) fail(err error) {
