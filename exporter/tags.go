@@ -184,25 +184,34 @@ func (rp *Repository) Head(ctx context.Context, tag string) (digest.Digest, erro
 	return d, nil
 }
 
-// SyncArg is a sync argument, docker://HOST/REPO[:TAG], parsed: the
-// registry host, the repository path on it, and the tag ("" for every
-// tag).
+// SyncArg is a sync argument, docker://HOST/REPO[:TAG|@DIGEST], parsed:
+// the registry host, the repository path on it, and the tag ("" for every
+// tag) or the digest to pin.
 type SyncArg struct {
 	Host, Repo, Tag string
+	Digest          digest.Digest
 }
 
 // Source is the repository, HOST/REPO.
 func (a SyncArg) Source() string { return a.Host + "/" + a.Repo }
 
-// ParseSyncArg parses a sync argument. A digest is refused: pins are not
-// synced yet.
+// ParseSyncArg parses a sync argument. A digest (REPO@DIGEST) is kept as
+// a digest pin; REPO:TAG@DIGEST, which names both, is refused.
 func ParseSyncArg(s string) (SyncArg, error) {
 	rest, ok := strings.CutPrefix(s, "docker://")
 	if !ok {
 		return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG]", s)
 	}
-	if strings.Contains(rest, "@") {
-		return SyncArg{}, fmt.Errorf("%q: a digest is not synced yet (digest pins come later): name a tag, or none for every tag", s)
+	var pin digest.Digest
+	if r, d, ok := strings.Cut(rest, "@"); ok {
+		pin = digest.Digest(d)
+		if err := distribution.ValidateDigest(pin); err != nil {
+			return SyncArg{}, fmt.Errorf("%q: %v", s, err)
+		}
+		if strings.LastIndex(r, ":") > strings.LastIndex(r, "/") {
+			return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG] or docker://HOST/REPO@DIGEST, not both a tag and a digest", s)
+		}
+		rest = r
 	}
 	repoPart, tag := rest, ""
 	if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
@@ -217,5 +226,5 @@ func ParseSyncArg(s string) (SyncArg, error) {
 			return SyncArg{}, fmt.Errorf("%q: %v", s, err)
 		}
 	}
-	return SyncArg{Host: repo.RegistryStr(), Repo: repo.RepositoryStr(), Tag: tag}, nil
+	return SyncArg{Host: repo.RegistryStr(), Repo: repo.RepositoryStr(), Tag: tag, Digest: pin}, nil
 }

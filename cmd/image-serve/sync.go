@@ -17,10 +17,11 @@ func syncCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sync",
 		Usage:     "mirror repositories into the tree, again and again: only what moved is fetched",
-		ArgsUsage: "-f FILE | docker://HOST/REPO[:TAG] …",
+		ArgsUsage: "-f FILE | docker://HOST/REPO[:TAG|@DIGEST] …",
 		Description: `-f FILE reads skopeo sync's YAML (as "skopeo sync --src yaml" does; see docs/sync.md for
 image-serve's additions: platforms, exclude, immutable, prefix). docker://HOST/REPO mirrors every
-tag of the repository, docker://HOST/REPO:TAG that tag.
+tag of the repository, docker://HOST/REPO:TAG that tag, docker://HOST/REPO@DIGEST that manifest
+as a digest pin.
 A tag goes to the tree as [PREFIX/][HOST/]REPO:TAG (HOST with --scoped, its ":" as "-"). For each
 tag one HEAD asks the source what it names; a tag the tree names already is left alone, a tag
 matching an immutable pattern the tree has is not asked for at all. What moved is exported in one
@@ -321,6 +322,9 @@ func argEntries(c *cli.Context, prefix string) ([]exporter.SyncEntry, error) {
 		}
 		if arg.Tag != "" {
 			e.Tags = []string{arg.Tag}
+		}
+		if arg.Digest != "" {
+			e.Digests = []digest.Digest{arg.Digest}
 		}
 		entries = append(entries, e)
 	}
