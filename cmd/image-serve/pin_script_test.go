@@ -41,4 +41,3 @@ func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(remote.WriteIndex(ref, idx))
 	ts.Setenv("REGISTRY", host)
 }
-
