@@ -69,6 +69,10 @@ type crashScenario struct {
 	// refusal: a rerun after the step matching after may exit 1 with
 	// message, because what it deletes is gone already.
 	refusal *rerunRefusal
+	// gcAfterCrash runs gc --grace 0 on the tree each crash leaves, before
+	// the command runs again, and checks what is served once more: a
+	// collection never takes what a pin the crash left names.
+	gcAfterCrash bool
 }
 
 type rerunRefusal struct{ after, message string }
@@ -307,6 +311,58 @@ func crashScenarios() []crashScenario {
 			},
 			minSteps: 30,
 		},
+		{
+			// A pin is written after the manifests it keeps, in one rename:
+			// after any crash it is there wholly or not at all, what it
+			// names pulls by digest, and gc (no grace) keeps all of it.
+			name: "export by digest pins an index",
+			setup: func(t *testing.T, c *crashCase) {
+				base := layer(t)
+				c.pushIndex(t, "src/multi:v1", map[string]v1.Image{"amd64": testregistry.OCIImage(t, "amd64", base, layer(t)), "arm64": testregistry.OCIImage(t, "arm64", base)})
+				c.push(t, "src/other:v1", testregistry.OCIImage(t, "amd64", base))
+				c.export(t, "src/other:v1", "pin/app:v1")
+			},
+			args: func(c *crashCase) []string {
+				return []string{"-q", "export", "--jobs", "1", "--src-tls-verify=false", "docker://" + c.reg.Ref("src/multi@"+c.pushed["src/multi:v1"].Digest), "pin/app"}
+			},
+			steps: []string{
+				`^rename v2/pin/app/` + manifest + `$`,
+				`^mkdir \.image-serve/pins/pin\+app$`,
+				`^rename \.image-serve/pins/pin\+app/sha256:[0-9a-f]{64}$`,
+				`^syncdir \.image-serve/pins/pin\+app$`,
+			},
+			minSteps:     20,
+			gcAfterCrash: true,
+		},
+		{
+			// The index's amd64 child is tagged too, so that the prune
+			// removes one child: the order in which it removes siblings
+			// is not fixed, and the steps must be.
+			name: "delete a pin with prune",
+			setup: func(t *testing.T, c *crashCase) {
+				base := layer(t)
+				amd := testregistry.OCIImage(t, "amd64", base, layer(t))
+				c.pushIndex(t, "src/multi:v1", map[string]v1.Image{"amd64": amd, "arm64": testregistry.OCIImage(t, "arm64", base, layer(t))})
+				c.push(t, "src/amd:v1", amd)
+				c.export(t, "src/amd:v1", "pin/app:v1")
+				mustRun(t, "--root", c.root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+c.reg.Ref("src/multi@"+c.pushed["src/multi:v1"].Digest), "pin/app")
+			},
+			args: func(c *crashCase) []string {
+				return []string{"-q", "delete", "pin/app@" + c.pushed["src/multi:v1"].Digest}
+			},
+			steps: []string{
+				`^lock \.image-serve/tree\.lock$`,
+				`^unlink \.image-serve/pins/pin\+app/sha256:[0-9a-f]{64}$`,
+				`^rmdir \.image-serve/pins/pin\+app$`,
+				`^unlink v2/pin/app/` + manifest + `$`,
+				`^unlink v2/pin/app/blobs/sha256:`,
+			},
+			minSteps: 15,
+			// Once the pin is gone a rerun deletes the unpinned index by
+			// digest, to the same end; once the index is gone too, there
+			// is nothing by that digest to delete.
+			refusal: &rerunRefusal{after: `^unlink v2/pin/app/` + manifest + `$`, message: "manifest unknown"},
+		},
 	}
 }
 
@@ -372,6 +428,12 @@ func runCrashScenario(t *testing.T, sc crashScenario) {
 		}
 		if err := c.checkServed(t, sc.moving); err != nil {
 			t.Fatalf("%s: %v", at, err)
+		}
+		if sc.gcAfterCrash {
+			c.gcReport(t, at)
+			if err := c.checkServed(t, sc.moving); err != nil {
+				t.Fatalf("%s, then gc --grace 0: %v", at, err)
+			}
 		}
 		var refusal *rerunRefusal
 		if k > refusedFrom {
@@ -535,8 +597,32 @@ func (c *crashCase) checkServed(t *testing.T, moving []string) error {
 		if err := c.checkReferrers(repo); err != nil {
 			return err
 		}
+		if err := c.checkPins(repo); err != nil {
+			return err
+		}
 	}
 	return c.checkTempsHidden()
+}
+
+// checkPins pulls, from every server, every manifest repo has pinned: a
+// pin never names what a client cannot get whole.
+func (c *crashCase) checkPins(repo string) error {
+	pins, err := c.root.Pins(repo)
+	if err != nil {
+		return err
+	}
+	for _, d := range pins {
+		for _, s := range c.servers {
+			got, err := pullDigest(s.host + "/" + repo + "@" + d.String())
+			if err != nil {
+				return fmt.Errorf("%s: pinned %s@%s: %v", s.name, repo, d, err)
+			}
+			if got.String() != d.String() {
+				return fmt.Errorf("%s serves pinned %s@%s as %s", s.name, repo, d, got)
+			}
+		}
+	}
+	return nil
 }
 
 // checkReferrers fetches, from every server, every manifest a referrers
