@@ -28,6 +28,7 @@
 //	.image-serve/empty-index.json                 the referrers index of a digest nothing names
 //	.image-serve/incoming/                        blobs being downloaded, never served
 //	.image-serve/journal/<id>.json                tag moves of an all-or-nothing batch in flight
+//	.image-serve/pins/<repo, / as +>/<digest>     a digest pin: that manifest kept without a tag
 //	.image-serve/locks/                           flock files: the tree, gc, _catalog, repos, blobs
 //
 // layout.go names each of these once; routes.go derives from them what
