@@ -76,7 +76,7 @@ type BlobResult struct {
 // Published is what Publish did for one image.
 type Published struct {
 	Blobs  []BlobResult // in the order of Image.Blobs; empty if it failed
-	Tagged time.Time    // when its tag moved; zero if it failed
+	Tagged time.Time    // when its tag moved (or its pin was written); zero if it failed
 	Err    error
 }
 
