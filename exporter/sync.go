@@ -345,9 +345,15 @@ func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int) {
 			// pin the tree cannot read is synced again.
 			if ok, err := root.IsPinned(t.dest.Repo, t.pin); err == nil && ok {
 				t.res.Status, t.res.Digest = SyncUnchanged, t.pin
-			} else {
-				t.res.Digest = t.pin
+				return
 			}
+			// Opened here, the repository's client (pinged, authenticated)
+			// serves the export, as it serves a tag's.
+			if _, err := t.e.open(ctx); err != nil {
+				t.fail(err)
+				return
+			}
+			t.res.Digest = t.pin
 			return
 		}
 		cur, ok, err := root.TagDigest(t.dest.Repo, t.dest.Tag)

@@ -26,9 +26,15 @@ func TestSyncDigestPins(t *testing.T) {
 		{Entry: "app", Source: reg.Host + "/app", Dest: "mirror/app", Tags: []string{"1.0"}, Digests: []digest.Digest{pinned}},
 		{Entry: "tools", Source: reg.Host + "/tools", Dest: "mirror/tools", Digests: []digest.Digest{index}},
 	}
+	reg.ResetRequests()
 	rep, err := Sync(ctx, root, entries, syncOptions())
 	if err != nil {
 		t.Fatal(err)
+	}
+	// One ping per repository: a pin is exported through the client its
+	// entry opened, as a tag is.
+	if n := reg.Requests()["GET ping"]; n != 2 {
+		t.Errorf("first run: %d pings, want 2 (one per repository)", n)
 	}
 	want := map[string]SyncStatus{
 		"mirror/app:1.0": SyncSynced, "mirror/app@" + pinned.String(): SyncSynced, "mirror/tools@" + index.String(): SyncSynced,
@@ -104,5 +110,38 @@ func TestExportByDigestPins(t *testing.T) {
 	}
 	if pins, err := root.Pins("tagged"); err != nil || len(pins) != 0 {
 		t.Errorf("tagged pins %v, %v: a tag is no pin", pins, err)
+	}
+}
+
+// TestSyncPinsAtomic: with AllOrNothing a digest entry is pinned with the
+// run's tags; when one image fails, neither the tags nor the pin are
+// written.
+func TestSyncPinsAtomic(t *testing.T) {
+	reg, base := syncRegistry(t)
+	root := newRoot(t)
+	ctx := context.Background()
+	img := reg.PushImage(t, "app:x", testregistry.DockerImage(t, base))
+	d := digest.Digest(img.Digest)
+	o := syncOptions()
+	o.Export.AllOrNothing = true
+	bad := []SyncEntry{
+		{Entry: "app", Source: reg.Host + "/app", Dest: "mirror/app", Digests: []digest.Digest{d}},
+		{Entry: "tools", Source: reg.Host + "/tools", Dest: "mirror/tools", Tags: []string{"v1", "nosuch"}},
+	}
+	if _, err := Sync(ctx, root, bad, o); err == nil {
+		t.Fatal("a tag the source lacks: no error")
+	}
+	if ok, _ := root.IsPinned("mirror/app", d); ok {
+		t.Error("pinned although the batch failed")
+	}
+	good := []SyncEntry{bad[0], {Entry: "tools", Source: reg.Host + "/tools", Dest: "mirror/tools", Tags: []string{"v1"}}}
+	if _, err := Sync(ctx, root, good, o); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := root.IsPinned("mirror/app", d); err != nil || !ok {
+		t.Errorf("not pinned: %v", err)
+	}
+	if _, ok, err := root.TagDigest("mirror/tools", "v1"); err != nil || !ok {
+		t.Errorf("mirror/tools:v1 not tagged: %v", err)
 	}
 }
