@@ -71,9 +71,10 @@ func (t TagRoot) What() string {
 // digest pins (TagPin, sorted by digest): a collector keeps what a pin
 // names as what a tag names. A tag that is pending is listed once, as
 // pending, whatever else records it; a symlink tag is listed even when a
-// type map of the same name is, as an export of it will replace both. Outside Maintain (Inspect, or a
-// read-only Maintain) moves may be pending; inside a writing Maintain
-// they were finished before it began, and none is.
+// type map of the same name is, as an export of it will replace both.
+// Outside Maintain (Inspect, or a read-only Maintain) moves may be
+// pending; inside a writing Maintain they were finished before it began,
+// and none is.
 func (v *View) TagRoots(repo string) ([]TagRoot, error) {
 	r := v.r
 	tags, err := r.tags(repo)
