@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -56,11 +57,11 @@ func TestSyncDigestPins(t *testing.T) {
 			t.Errorf("%s@%s not pinned: %v", p.repo, p.d, err)
 		}
 	}
-	if tags, err := root.Tags("mirror/tools"); err != nil || len(tags) != 0 {
+	if tags, err := tree.Fixture(root).Tags("mirror/tools"); err != nil || len(tags) != 0 {
 		t.Errorf("mirror/tools tags %v, %v: a pin tags nothing", tags, err)
 	}
 	child := idx.Children["linux/amd64"]
-	if !root.ManifestComplete("mirror/tools", digest.Digest(child)) {
+	if !tree.Fixture(root).ManifestComplete("mirror/tools", digest.Digest(child)) {
 		t.Errorf("the pinned index's child %s is not in the tree", child)
 	}
 
@@ -98,7 +99,7 @@ func TestExportByDigestPins(t *testing.T) {
 		if ok, err := root.IsPinned(tc.repo, d); err != nil || !ok {
 			t.Errorf("%s@%s not pinned: %v", tc.repo, d, err)
 		}
-		if tags, err := root.Tags(tc.repo); err != nil || len(tags) != 0 {
+		if tags, err := tree.Fixture(root).Tags(tc.repo); err != nil || len(tags) != 0 {
 			t.Errorf("%s tags %v, %v: want none", tc.repo, tags, err)
 		}
 	}
@@ -108,7 +109,7 @@ func TestExportByDigestPins(t *testing.T) {
 	if cur, ok, err := root.TagDigest("tagged", "v1"); err != nil || !ok || cur != d {
 		t.Errorf("tagged:v1 names %s (%v, %v), want %s", cur, ok, err, d)
 	}
-	if pins, err := root.Pins("tagged"); err != nil || len(pins) != 0 {
+	if pins, err := tree.Fixture(root).Pins("tagged"); err != nil || len(pins) != 0 {
 		t.Errorf("tagged pins %v, %v: a tag is no pin", pins, err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // pin pins manifest d of repo, as a publication with a pin does.
 func (tr *fixture) pin(repo string, d desc) {
 	tr.t.Helper()
-	if err := tr.root.PutPin(repo, d.Digest); err != nil {
+	if err := tr.fx.PutPin(repo, d.Digest); err != nil {
 		tr.t.Fatal(err)
 	}
 }

@@ -607,7 +607,7 @@ func (c *crashCase) checkServed(t *testing.T, moving []string) error {
 // checkPins pulls, from every server, every manifest repo has pinned: a
 // pin never names what a client cannot get whole.
 func (c *crashCase) checkPins(repo string) error {
-	pins, err := c.root.Pins(repo)
+	pins, err := tree.Fixture(c.root).Pins(repo)
 	if err != nil {
 		return err
 	}
