@@ -27,6 +27,11 @@ type Job struct {
 	// via, when set, is the open repository of the source: its client
 	// (pinged, authenticated) serves the job, instead of a new one.
 	via *Repository
+	// referrers: the manifests that refer to the image's travel with it
+	// (exporter/referrers.go); hasManifest, when set, says which the
+	// destination repository holds already, so they cost no request.
+	referrers   bool
+	hasManifest func(repo string, d digest.Digest) bool
 }
 
 // ExportMany exports jobs in one run, as an undercloud's image list: every
@@ -134,6 +139,7 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 			im.unchanged, im.sum.unchanged = true, true
 		}
 	}
+	addReferrersAll(ctx, images, o)
 	if o.AllOrNothing && len(images) > 1 {
 		failAllIfOne(images)
 	}
