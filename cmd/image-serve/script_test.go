@@ -37,6 +37,7 @@ func TestScript(t *testing.T) {
 			"jsonerror": cmdJSONError,
 			"truncate":  cmdTruncate,
 			"flipbyte":  cmdFlipByte,
+			"registry":  cmdRegistry,
 		},
 	})
 }
