@@ -135,13 +135,19 @@ func (p *plan) subjects(rewritten bool) []digest.Digest {
 // request), with their blobs: they are published with the image, before
 // its tag. A referrer of a referrer does not travel (one level, as
 // signatures and SBOMs of an image are). It returns how many it added.
-func (im *image) addReferrers(ctx context.Context, has func(repo string, d digest.Digest) bool, maxBlobSize int64) (int, error) {
+func (im *image) addReferrers(ctx context.Context, has func(repo string, d digest.Digest) bool, o Options) (int, error) {
 	r, ok := im.s.(*registry)
 	if !ok {
 		return 0, nil // only a registry has referrers to ask for
 	}
 	p := im.plan
-	rewritten := len(im.job.platforms) > 1 && distribution.IsIndex(p.top.MediaType)
+	// Several platforms of an index make a new index (selectPlatforms);
+	// one makes the child itself, as the source has it.
+	specs := o.Platforms
+	if im.job.platforms != nil {
+		specs = im.job.platforms
+	}
+	rewritten := len(specs) > 1 && distribution.IsIndex(p.top.MediaType)
 	added := 0
 	for _, subject := range p.subjects(rewritten) {
 		list, err := r.referrers(ctx, subject)
@@ -174,8 +180,8 @@ func (im *image) addReferrers(ctx context.Context, has func(repo string, d diges
 		}
 	}
 	for _, b := range p.blobs {
-		if b.Size > maxBlobSize {
-			return added, fmt.Errorf("blob %s: %d bytes declared, over the --max-blob-size of %d", b.Digest, b.Size, maxBlobSize)
+		if b.Size > o.MaxBlobSize {
+			return added, fmt.Errorf("blob %s: %d bytes declared, over the --max-blob-size of %d", b.Digest, b.Size, o.MaxBlobSize)
 		}
 	}
 	return added, nil
@@ -191,7 +197,7 @@ func addReferrersAll(ctx context.Context, images []*image, o Options) {
 		if !im.job.referrers || im.failed() != nil || im.unchanged {
 			return
 		}
-		n, err := im.addReferrers(ctx, im.job.hasManifest, o.MaxBlobSize)
+		n, err := im.addReferrers(ctx, im.job.hasManifest, o)
 		if err != nil {
 			im.fail(err)
 			return

@@ -237,3 +237,25 @@ func TestSyncReferrersBounded(t *testing.T) {
 		t.Errorf("app:1.0 was tagged")
 	}
 }
+
+// TestSyncReferrersPlatforms: with platforms, the referrers of what the
+// tree stores as the source has it travel — the selected child's — and
+// an index rewritten to keep several platforms, which the source never
+// had, is not asked about.
+func TestSyncReferrersPlatforms(t *testing.T) {
+	s := signedRegistry(t, true)
+	for _, platforms := range [][]string{{"linux/arm64"}, {"linux/amd64", "linux/arm64"}} {
+		root := newRoot(t)
+		s.reg.ResetRequests()
+		rep, err := Sync(context.Background(), root, []SyncEntry{{Entry: "tools", Source: s.reg.Host + "/tools", Dest: "tools", Tags: []string{"v1"}, Platforms: platforms}}, syncOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := find(rep, "tools:v1"); r == nil || r.Referrers != 1 || !holds(root, "tools", digest.Digest(s.childSBOM.Digest)) {
+			t.Errorf("platforms %v: tools:v1 %+v, want the arm64 child's SBOM in the tree", platforms, r)
+		}
+		if n, want := s.reg.Requests()["GET referrers"], len(platforms); n != want {
+			t.Errorf("platforms %v: %d referrers requests, want %d (one per child stored)", platforms, n, want)
+		}
+	}
+}
