@@ -259,3 +259,30 @@ func TestSyncReferrersPlatforms(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncReferrersDryRun: a dry run counts the referrers and cosign tags
+// that would travel, fetches no blob, and writes nothing.
+func TestSyncReferrersDryRun(t *testing.T) {
+	s := signedRegistry(t, true)
+	root := newRoot(t)
+	before := hashTree(t, root.Dir())
+	o := syncOptions()
+	o.DryRun = true
+	s.reg.ResetRequests()
+	rep, err := Sync(context.Background(), root, []SyncEntry{{Entry: "app", Source: s.reg.Host + "/app", Dest: "app", Tags: []string{"1.0"}}}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := find(rep, "app:1.0"); r == nil || r.Status != SyncWould || r.Referrers != 1 || r.Manifests != 1 {
+		t.Errorf("app:1.0: %+v, want would-sync, 1 manifest and 1 referrer", r)
+	}
+	if r := find(rep, "app:"+s.sigTag); r == nil || r.Status != SyncWould || r.Subject != "app:1.0" {
+		t.Errorf("app:%s: %+v, want would-sync for app:1.0", s.sigTag, r)
+	}
+	if after := hashTree(t, root.Dir()); after != before {
+		t.Errorf("a dry run changed the tree")
+	}
+	if n := s.reg.Requests()["GET blobs"]; n != 0 {
+		t.Errorf("a dry run fetched %d blobs", n)
+	}
+}

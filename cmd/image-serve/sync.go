@@ -139,9 +139,9 @@ func runSync(c *cli.Context) error {
 const defaultPruneMax = 50
 
 // prune plans the removal of what the run did not select (see
-// exporter.PlanPrune), prints it (the tags, and the repositories it
-// leaves alone and why), refuses a plan over --prune-max, and with no
-// --dry-run deletes its tags as image-serve delete does — gc.Delete with
+// exporter.PlanPrune), says which repositories it leaves alone and why,
+// prints the plan with --dry-run, refuses a plan over --prune-max, and
+// with no --dry-run deletes its tags as image-serve delete does — gc.Delete with
 // its prune, so that what only they reached goes too. A sync that failed
 // without --keep-going prunes nothing: what it did not see is not what
 // the source dropped.
@@ -167,6 +167,15 @@ func prune(c *cli.Context, root *tree.Root, rep *exporter.SyncReport, syncErr er
 	for _, r := range plan.Refused {
 		log.Warn("not pruned", "repo", r.Repo, "why", r.Why)
 	}
+	if c.Bool("dry-run") {
+		// The whole plan, even one over --prune-max: it is what to check.
+		for _, t := range plan.Tags {
+			log.Info("would prune", "repo", t.Repo, "tag", t.Tag, "why", t.Why)
+			if !c.Bool("json") {
+				fmt.Fprintf(c.App.Writer, "would prune %s:%s (%s)\n", t.Repo, t.Tag, t.Why)
+			}
+		}
+	}
 	if n, max := len(plan.Tags), c.Int("prune-max"); n > max {
 		var counts []string
 		for _, pc := range plan.Counts() {
@@ -175,12 +184,6 @@ func prune(c *cli.Context, root *tree.Root, rep *exporter.SyncReport, syncErr er
 		return fmt.Errorf("--prune-max %d: the prune plan deletes %d tags (%s); nothing deleted (check the file, or raise --prune-max)", max, n, strings.Join(counts, ", "))
 	}
 	if c.Bool("dry-run") {
-		for _, t := range plan.Tags {
-			log.Info("would prune", "repo", t.Repo, "tag", t.Tag, "why", t.Why)
-			if !c.Bool("json") {
-				fmt.Fprintf(c.App.Writer, "would prune %s:%s (%s)\n", t.Repo, t.Tag, t.Why)
-			}
-		}
 		return nil
 	}
 	if len(plan.Tags) == 0 {
