@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -53,6 +54,22 @@ func TestSyncReferrersServed(t *testing.T) {
 	if _, err := remote.Head(ref); err == nil {
 		t.Errorf("--no-referrers: ns/app:%s is served", sigTag)
 	}
+
+	// The file's referrers: false, on the image, does the same.
+	file := writeFile(t, "sync.yaml", fmt.Sprintf(`
+%s:
+  tls-verify: false
+  images:
+    ns/app:
+      tags: [v1]
+      referrers: false
+`, reg.Host))
+	fromFile := testserver.TempRoot(t)
+	r = mustRun(t, "--root", fromFile.Dir(), "sync", "-f", file)
+	if !strings.Contains(r.stderr, "synced=1") || !strings.Contains(r.stderr, "signature_tags=0") || !strings.Contains(r.stderr, "referrers=0") {
+		t.Errorf("referrers: false: stderr does not say 1 synced and nothing attached:\n%s", r.stderr)
+	}
+	wantReferrers(t, testserver.Embedded(t, fromFile), img.Digest, "")
 }
 
 // pulledImage pulls ref from the server at base, its layers included,
