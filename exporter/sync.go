@@ -97,7 +97,8 @@ type SyncResult struct {
 	// Summary of the export, for SyncSynced.
 	Summary *Summary
 	// Manifests, Blobs and Bytes a dry run would fetch at most (blobs the
-	// tree has are reused, not fetched).
+	// tree has are reused, not fetched): the image's own manifests, and
+	// the blobs of the image and of its Referrers.
 	Manifests, Blobs int
 	Bytes            int64
 	// Referrers is how many manifests referring to the tag's travelled
@@ -168,7 +169,12 @@ func (e *syncEntry) open(ctx context.Context) (*Repository, error) {
 // immutable tag root has costs none. Every tag that moved is exported in
 // one batch (ExportEach): a blob shared by many is fetched once, o.Jobs
 // bounds the transfers of the whole run, and with AllOrNothing every tag
-// moves or none does.
+// moves or none does. Unless an entry says NoReferrers, what refers to
+// its tags travels too: the referrers of each manifest a moved tag
+// exports, in its plan (addReferrers), and cosign's signature,
+// attestation and SBOM tags of the digests its tags name, as tags of the
+// batch (attachedTags). The report's Repos are what a prune plan needs
+// (PlanPrune); Sync itself never removes anything.
 //
 // It returns the report and an error joining one line per failure (an
 // entry or a tag), nil when none failed.
