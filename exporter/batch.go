@@ -30,6 +30,11 @@ type Job struct {
 	// pin publishes the image as a digest pin of Dest, a repository, with
 	// no tag (sync's digest entries).
 	pin bool
+	// referrers: the manifests that refer to the image's travel with it
+	// (exporter/referrers.go); hasManifest, when set, says which the
+	// destination repository holds already, so they cost no request.
+	referrers   bool
+	hasManifest func(repo string, d digest.Digest) bool
 }
 
 // pinDest reports whether the job publishes a digest pin rather than a
@@ -68,12 +73,6 @@ func ExportMany(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 	sums, errs := ExportEach(ctx, root, jobs, o)
 	return sums, JoinFailures(errs)
 }
-
-// ExportEach is ExportMany reporting each job on its own: errs[i] is the
-// error of jobs[i] (nil where sums[i] is its summary), for a caller that
-// must say which job failed, such as export --json. With o.AllOrNothing,
-// a job held back by another's failure has an error matching
-// tree.ErrWithOthers.
 
 // JoinFailures joins one line per failed job of ExportEach, leaving out the jobs that
 // failed only with others (tree.ErrWithOthers) and lines said already: a
@@ -133,6 +132,11 @@ func (im *image) failed() error {
 	return im.err
 }
 
+// ExportEach is ExportMany reporting each job on its own: errs[i] is the
+// error of jobs[i] (nil where sums[i] is its summary), for a caller that
+// must say which job failed, such as export --json. With o.AllOrNothing,
+// a job held back by another's failure has an error matching
+// tree.ErrWithOthers.
 func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, []error) {
 	start := time.Now()
 	o = o.withDefaults()
@@ -158,6 +162,7 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 			im.unchanged, im.sum.unchanged = true, true
 		}
 	}
+	addReferrersAll(ctx, images, o)
 	if o.AllOrNothing && len(images) > 1 {
 		failAllIfOne(images)
 	}

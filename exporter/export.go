@@ -59,6 +59,9 @@ type Summary struct {
 	BlobsReused  int           `json:"blobs_reused"`
 	BytesReused  int64         `json:"bytes_reused"`
 	Elapsed      time.Duration `json:"-"` // callers print it in their own unit
+	// Referrers is how many manifests that refer to the image (signatures,
+	// SBOMs) travelled with it, in a sync: those the tree did not hold.
+	Referrers int `json:"referrers,omitempty"`
 	// unchanged: the destination tag named the image already, and
 	// nothing was published (sync).
 	unchanged bool

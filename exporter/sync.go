@@ -13,12 +13,27 @@ import (
 )
 
 // SyncTree is what a sync needs of the tree: the publisher's role, and
-// the reads it makes before publishing — the digest a tag names now,
-// whether a digest is pinned — to skip what has not moved.
+// the reads it makes before publishing to skip what it has — the digest
+// a tag names now, whether a digest is pinned, and, through a View,
+// whether a manifest is in a repository (a referrer the tree holds costs
+// no request).
 type SyncTree interface {
 	tree.Publisher
 	TagDigest(repo, tag string) (digest.Digest, bool, error)
 	IsPinned(repo string, d digest.Digest) (bool, error)
+	Inspect(do func(*tree.View) error) error
+}
+
+// holds reports whether repo of root holds manifest d, whole. Where the
+// tree cannot say (no tree yet, a lock that cannot be had), it does not:
+// the referrer is fetched, and publishing it again changes nothing.
+func holds(root SyncTree, repo string, d digest.Digest) bool {
+	ok := false
+	_ = root.Inspect(func(v *tree.View) error {
+		ok = v.ManifestComplete(repo, d)
+		return nil
+	})
+	return ok
 }
 
 // SyncEntry is one repository a sync mirrors into one tree repository.
@@ -46,6 +61,9 @@ type SyncEntry struct {
 	Immutable func(tag string) bool
 	// Platforms select children of an index, as Options.Platforms.
 	Platforms []string
+	// NoReferrers leaves behind what refers to the entry's images:
+	// referrers and cosign's signature, attestation and SBOM tags.
+	NoReferrers bool
 	// Registry is how to reach Source (credentials, TLS, certs.d); the
 	// run's Options.Registry fills in what it leaves zero (credentials,
 	// certs.d, user agent, timeout), and its Insecure applies to all.
@@ -89,10 +107,18 @@ type SyncResult struct {
 	// Summary of the export, for SyncSynced.
 	Summary *Summary
 	// Manifests, Blobs and Bytes a dry run would fetch at most (blobs the
-	// tree has are reused, not fetched).
+	// tree has are reused, not fetched): the image's own manifests, and
+	// the blobs of the image and of its Referrers.
 	Manifests, Blobs int
 	Bytes            int64
-	Err              error
+	// Referrers is how many manifests referring to the tag's travelled
+	// with it (or would, in a dry run): those the tree did not hold.
+	Referrers int
+	// Subject, for a cosign signature, attestation or SBOM tag
+	// (sha256-<hex>.sig, .att, .sbom), is the tree's REPO:TAG it was
+	// found for; "" for a release tag.
+	Subject string
+	Err     error
 }
 
 // SyncReport is what a sync did: one result per tag, in the order of the
@@ -106,6 +132,9 @@ type SyncReport struct {
 	// Requests is how many requests the run sent to its sources: each
 	// try of a retry, pings and token requests included.
 	Requests int64
+	// Repos are the tree repositories the entries mirror into, in order,
+	// with what a prune plan needs of each (PlanPrune).
+	Repos []SyncRepo
 }
 
 // syncTag is a tag, or a digest to pin, on its way through a sync.
@@ -124,6 +153,12 @@ type syncEntry struct {
 	once sync.Once
 	repo *Repository
 	err  error
+	// listed is every tag the listing of the entry sent (nil when it
+	// named its tags); selected, those it took.
+	listed, selected []string
+	// failed: its listing failed, it could not be opened, or its
+	// destination is no repository name.
+	failed bool
 }
 
 // open opens the entry's repository the first time it is needed: an
@@ -145,7 +180,12 @@ func (e *syncEntry) open(ctx context.Context) (*Repository, error) {
 // immutable tag root has costs none. Every tag that moved is exported in
 // one batch (ExportEach): a blob shared by many is fetched once, o.Jobs
 // bounds the transfers of the whole run, and with AllOrNothing every tag
-// moves or none does.
+// moves or none does. Unless an entry says NoReferrers, what refers to
+// its tags travels too: the referrers of each manifest a moved tag
+// exports, in its plan (addReferrers), and cosign's signature,
+// attestation and SBOM tags of the digests its tags name, as tags of the
+// batch (attachedTags). The report's Repos are what a prune plan needs
+// (PlanPrune); Sync itself never removes anything.
 //
 // It returns the report and an error joining one line per failure (an
 // entry or a tag), nil when none failed.
@@ -182,6 +222,8 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 		return rep, err
 	}
 	checkTags(ctx, root, tags, o.Export.Jobs)
+	tags = append(tags, attachedTags(ctx, root, tags, o.Export.Jobs)...)
+	rep.Repos = syncRepos(es, tags)
 	for _, t := range tags {
 		if t.res.Err != nil {
 			rep.Failures = append(rep.Failures, t.res.Err)
@@ -199,7 +241,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 	for _, t := range tags {
 		if t.res.Status == "" {
 			moved = append(moved, t)
-			jobs = append(jobs, t.job())
+			jobs = append(jobs, t.job(root))
 		}
 	}
 	if o.DryRun {
@@ -266,6 +308,7 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 			errs[i] = fmt.Errorf("%s: %w", e.Entry, err)
 			return
 		}
+		e.listed = all
 		for _, t := range all {
 			if signatureTag.MatchString(t) {
 				continue // a signature, attestation or SBOM, not a release tag
@@ -283,9 +326,11 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 	seen := map[string]bool{}
 	for i, e := range es {
 		if errs[i] != nil {
+			e.failed = true
 			failures = append(failures, errs[i])
 			continue
 		}
+		e.selected = lists[i]
 		for _, tag := range lists[i] {
 			key := e.Source + ":" + tag + " " + e.Dest
 			if seen[key] {
@@ -312,9 +357,16 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 
 // signatureTag is a tag that holds what is attached to a manifest, not a
 // release: cosign's sha256-<hex>.sig, .att and .sbom, and the referrers
-// tag schema's sha256-<hex>. A listing never selects one: they travel
-// with the manifest they are attached to, or not at all.
+// tag schema's sha256-<hex>. A listing never selects one, and a prune
+// never removes one: they travel with the manifest they are attached to,
+// or not at all.
 var signatureTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.[a-z]+)?$`)
+
+// SignatureTag reports whether tag holds what is attached to a manifest
+// (cosign's sha256-<hex>.sig, .att, .sbom; the referrers tag schema's
+// sha256-<hex>) rather than a release: never selected by a listing,
+// never pruned.
+func SignatureTag(tag string) bool { return signatureTag.MatchString(tag) }
 
 // checkDestinations refuses two sources for one tree tag: which one won
 // would depend on the order of the run.
@@ -396,8 +448,10 @@ func (t *syncTag) fail(err error) {
 // by the next run), and with the tree's current digest, so that an entry
 // whose platforms make the tree's tag differ from the source's (a
 // selected child, a filtered index) still publishes nothing when its plan
-// tags what the tree has.
-func (t *syncTag) job() Job {
+// tags what the tree has. A release tag's referrers travel with it unless
+// the entry says not; a signature tag is exported as it is, every child
+// of it, with no referrers of its own.
+func (t *syncTag) job(root SyncTree) Job {
 	if t.pin != "" {
 		reg := t.e.reg
 		return Job{Source: "docker://" + t.e.Source + "@" + t.pin.String(), Dest: t.dest.Repo, platforms: t.e.Platforms, registry: &reg, via: t.e.repo, pin: true}
@@ -407,7 +461,14 @@ func (t *syncTag) job() Job {
 		src = "docker://" + t.e.Source + "@" + t.res.Digest.String()
 	}
 	reg := t.e.reg
-	return Job{Source: src, Dest: t.dest.String(), platforms: t.e.Platforms, registry: &reg, current: t.current, via: t.e.repo}
+	j := Job{Source: src, Dest: t.dest.String(), platforms: t.e.Platforms, registry: &reg, current: t.current, via: t.e.repo}
+	if t.res.Subject != "" {
+		j.platforms = []string{}
+	} else if !t.e.NoReferrers {
+		j.referrers = true
+		j.hasManifest = func(repo string, d digest.Digest) bool { return holds(root, repo, d) }
+	}
+	return j
 }
 
 // finish records the export of t.
@@ -416,7 +477,7 @@ func (t *syncTag) finish(sum *Summary, err error) {
 		t.fail(err)
 		return
 	}
-	t.res.Digest, t.res.Summary = sum.Digest, sum
+	t.res.Digest, t.res.Summary, t.res.Referrers = sum.Digest, sum, sum.Referrers
 	if t.pin != "" {
 		t.res.Dest = sum.Dest // what is pinned: another digest when platforms filter an index
 	}
@@ -427,8 +488,8 @@ func (t *syncTag) finish(sum *Summary, err error) {
 	t.res.Status = SyncSynced
 }
 
-// planOnly plans the moved tags as an export would, and publishes none:
-// what a dry run reports.
+// planOnly plans the moved tags as an export would, their referrers
+// included, and publishes none: what a dry run reports.
 func planOnly(ctx context.Context, moved []*syncTag, jobs []Job, o Options) {
 	images := make([]*image, len(jobs))
 	for i, j := range jobs {
@@ -438,6 +499,12 @@ func planOnly(ctx context.Context, moved []*syncTag, jobs []Job, o Options) {
 		images[i] = im
 	}
 	planAll(ctx, images, o)
+	for _, im := range images {
+		if im.failed() == nil && im.job.current != "" && im.plan.top.Digest == im.job.current {
+			im.unchanged = true
+		}
+	}
+	addReferrersAll(ctx, images, o)
 	for i, im := range images {
 		if im.s != nil {
 			im.s.Close()
@@ -452,7 +519,7 @@ func planOnly(ctx context.Context, moved []*syncTag, jobs []Job, o Options) {
 			continue
 		}
 		t.res.Status, t.res.Digest = SyncWould, im.plan.top.Digest
-		t.res.Manifests, t.res.Blobs = len(im.plan.manifests), len(im.plan.blobs)
+		t.res.Manifests, t.res.Blobs, t.res.Referrers = im.sum.Manifests, len(im.plan.blobs), im.sum.Referrers
 		for _, b := range im.plan.blobs {
 			t.res.Bytes += b.Size
 		}

@@ -20,7 +20,7 @@
 //	exclude:   [REGEX, …]               tags never synced
 //	immutable: [REGEX, …]               tags that never move once present
 //	referrers: false                    signatures and SBOMs stay behind
-//	                                    (parsed; sync copies no referrers yet)
+//	                                    (referrers, cosign's .sig/.att/.sbom tags)
 //
 // and on a registry `prefix: PATH`, the repository path its images go
 // under in the tree. Regular expressions are Go's (RE2), matched anywhere
@@ -157,8 +157,9 @@ func (im Image) IsImmutable(tag string) bool {
 }
 
 // WantsReferrers reports whether the entry asks for its signatures and
-// referrers to travel with it (the default). Sync does not copy
-// referrers yet: the setting is parsed so that files can say it now.
+// referrers to travel with it (the default): sync then brings the
+// referrers of each manifest it exports, and cosign's signature,
+// attestation and SBOM tags of the digests its tags name.
 func (im Image) WantsReferrers() bool { return im.Referrers == nil || *im.Referrers }
 
 // Read reads and parses at most MaxSize bytes of r.

@@ -1,30 +1,18 @@
 package main
 
 import (
-	"io"
-	"log"
-	"net/http/httptest"
 	"path/filepath"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// cmdRegistry is "registry": run go-containerregistry's in-memory
-// registry over plain HTTP on 127.0.0.1 until the script ends, holding
-// $TESTDATA/hello-oci's image (its multi-arch index) as hello:latest,
-// and set $REGISTRY to its HOST:PORT: a source to export from by digest.
-func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: registry")
-	}
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	ts.Defer(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+// pushHello is "registry hello": push $TESTDATA/hello-oci's image (its
+// multi-arch index) to the script's registry as hello:latest — a source
+// to export and sync from by digest.
+func pushHello(ts *testscript.TestScript, host string) {
 	p, err := layout.FromPath(filepath.Join(ts.Getenv("TESTDATA"), "hello-oci"))
 	ts.Check(err)
 	outer, err := p.ImageIndex()
@@ -39,5 +27,4 @@ func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	ref, err := name.ParseReference(host+"/hello:latest", name.Insecure)
 	ts.Check(err)
 	ts.Check(remote.WriteIndex(ref, idx))
-	ts.Setenv("REGISTRY", host)
 }

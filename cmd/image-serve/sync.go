@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/image-serve/image-serve/exporter"
+	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/syncfile"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
@@ -28,7 +29,14 @@ matching an immutable pattern the tree has is not asked for at all. What moved i
 batch, as export --from-file: a blob shared by several images is fetched once, --jobs bounds the
 run, --atomic moves every tag or none. A digest the file lists (REPO: [sha256:…]) is exported by
 digest and kept as a digest pin of the repository, without a tag: gc keeps it and all it reaches,
-list --long shows it, delete REPO@DIGEST removes the pin; a digest pinned already costs no request.`,
+list --long shows it, delete REPO@DIGEST removes the pin; a digest pinned already costs no request.
+What refers to a tag that moved travels with it: its referrers (OCI 1.1: the referrers API, or the
+sha256-<hex> tag where the source has no such API) and cosign's sha256-<hex>.sig, .att and .sbom
+tags; --no-referrers (or the file's referrers: false) leaves them behind.
+--prune removes from the repositories the file (or the arguments) names the tags the run did not
+select: those the source no longer has, or the filters no longer take. It never removes a
+signature tag, never touches a repository whose listing failed or selected nothing, and refuses a
+plan of more than --prune-max tags. --prune --dry-run prints the plan.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the sync file (skopeo sync's YAML)"},
 			&cli.StringFlag{Name: "prefix", Usage: "repository path the images go under in the tree (a registry's prefix: in the file wins)"},
@@ -48,6 +56,9 @@ list --long shows it, delete REPO@DIGEST removes the pin; a digest pinned alread
 			&cli.BoolFlag{Name: "verify-existing", Usage: "re-hash blobs already in the tree before reusing them"},
 			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
 			&cli.BoolFlag{Name: "json", Usage: "print one record per tag as a JSON array on stdout"},
+			&cli.BoolFlag{Name: "no-referrers", Usage: "leave referrers and cosign signature, attestation and SBOM tags behind"},
+			&cli.BoolFlag{Name: "prune", Usage: "delete the tags of the synced repositories that the run did not select (with --dry-run: print them)"},
+			&cli.IntFlag{Name: "prune-max", Value: defaultPruneMax, Usage: "refuse a prune plan that deletes more tags than this"},
 		},
 		Action: runSync,
 	}
@@ -69,6 +80,9 @@ func runSync(c *cli.Context) error {
 	}
 	if c.Int("max-tags") < 1 {
 		return usageError(c, "--max-tags %d: want 1 or more", c.Int("max-tags"))
+	}
+	if c.Int("prune-max") < 0 {
+		return usageError(c, "--prune-max %d: want 0 or more", c.Int("prune-max"))
 	}
 	if c.Bool("atomic") && c.Bool("keep-going") {
 		return usageError(c, "--atomic and --keep-going: a run that moves all or nothing cannot go on past a failure")
@@ -118,7 +132,87 @@ func runSync(c *cli.Context) error {
 			err = errors.Join(err, perr)
 		}
 	}
+	if c.Bool("prune") {
+		err = errors.Join(err, prune(c, root, rep, err))
+	}
 	return lastError(errors.Join(flatten(err)...))
+}
+
+// defaultPruneMax is --prune-max's default: a release drops a few tags
+// at a time; a plan of more is more likely a file gone wrong.
+const defaultPruneMax = 50
+
+// prune plans the removal of what the run did not select (see
+// exporter.PlanPrune), says which repositories it leaves alone and why,
+// prints the plan with --dry-run, refuses a plan over --prune-max, and
+// with no --dry-run deletes its tags as image-serve delete does — gc.Delete with
+// its prune, so that what only they reached goes too. A sync that failed
+// without --keep-going prunes nothing: what it did not see is not what
+// the source dropped.
+func prune(c *cli.Context, root *tree.Root, rep *exporter.SyncReport, syncErr error) error {
+	log := logger(c)
+	if syncErr != nil && !c.Bool("keep-going") {
+		log.Warn("prune not run: the sync failed (--keep-going prunes the repositories whose listing did not fail)")
+		return nil
+	}
+	var plan *exporter.PrunePlan
+	err := root.Inspect(func(v *tree.View) error {
+		var err error
+		plan, err = exporter.PlanPrune(rep, v.Tags)
+		return err
+	})
+	if errors.Is(err, tree.ErrNoTree) {
+		// Nothing synced, nothing there: a plan of nothing.
+		plan, err = exporter.PlanPrune(rep, func(string) ([]string, error) { return nil, nil })
+	}
+	if err != nil {
+		return err
+	}
+	for _, r := range plan.Refused {
+		log.Warn("not pruned", "repo", r.Repo, "why", r.Why)
+	}
+	if c.Bool("dry-run") {
+		// The whole plan, even one over --prune-max: it is what to check.
+		for _, t := range plan.Tags {
+			log.Info("would prune", "repo", t.Repo, "tag", t.Tag, "why", t.Why)
+			if !c.Bool("json") {
+				fmt.Fprintf(c.App.Writer, "would prune %s:%s (%s)\n", t.Repo, t.Tag, t.Why)
+			}
+		}
+	}
+	if n, max := len(plan.Tags), c.Int("prune-max"); n > max {
+		var counts []string
+		for _, pc := range plan.Counts() {
+			counts = append(counts, fmt.Sprintf("%s: %d", pc.Repo, pc.Tags))
+		}
+		return fmt.Errorf("--prune-max %d: the prune plan deletes %d tags (%s); nothing deleted (check the file, or raise --prune-max)", max, n, strings.Join(counts, ", "))
+	}
+	if c.Bool("dry-run") {
+		return nil
+	}
+	if len(plan.Tags) == 0 {
+		return nil
+	}
+	refs := make([]gc.Ref, 0, len(plan.Tags))
+	why := map[string]string{}
+	for _, t := range plan.Tags {
+		ref, err := gc.ParseRef(t.Repo + ":" + t.Tag)
+		if err != nil {
+			return err
+		}
+		refs = append(refs, ref)
+		why[ref.String()] = t.Why
+	}
+	drep, err := gc.Delete(root, refs, gc.DeleteOptions{Grace: gc.DefaultGrace})
+	if drep != nil {
+		for _, d := range drep.Deleted {
+			log.Info("pruned", "tag", d, "why", why[d])
+			if !c.Bool("json") {
+				fmt.Fprintf(c.App.Writer, "pruned %s (%s)\n", d, why[d])
+			}
+		}
+	}
+	return err
 }
 
 // flatten is the one-line errors a joined error holds, joins inside it
@@ -144,7 +238,9 @@ type syncRecord struct {
 	Dest         string `json:"dest"`
 	Status       string `json:"status"`
 	Digest       string `json:"digest,omitempty"`
+	Subject      string `json:"subject,omitempty"`
 	Manifests    int    `json:"manifests,omitempty"`
+	Referrers    int    `json:"referrers,omitempty"`
 	Blobs        int    `json:"blobs,omitempty"`
 	BytesFetched int64  `json:"bytes_fetched,omitempty"`
 	BytesReused  int64  `json:"bytes_reused,omitempty"`
@@ -154,7 +250,7 @@ type syncRecord struct {
 func syncRecords(rep *exporter.SyncReport) []syncRecord {
 	out := []syncRecord{}
 	for _, r := range rep.Results {
-		rec := syncRecord{Source: "docker://" + r.Source, Dest: r.Dest, Status: string(r.Status), Digest: string(r.Digest)}
+		rec := syncRecord{Source: "docker://" + r.Source, Dest: r.Dest, Status: string(r.Status), Digest: string(r.Digest), Subject: r.Subject, Referrers: r.Referrers}
 		switch {
 		case r.Summary != nil:
 			rec.Manifests, rec.Blobs = r.Summary.Manifests, r.Summary.BlobsFetched+r.Summary.BlobsReused
@@ -171,13 +267,22 @@ func syncRecords(rep *exporter.SyncReport) []syncRecord {
 }
 
 // report logs each tag and the run's totals on stderr: what moved (or
-// would) at info, what did not at debug, and one summary line.
+// would) at info, what did not at debug, and one summary line. Its counts
+// of tags are release tags; signature tags (cosign's, found for them) and
+// referrers that travelled are counted on their own.
 func report(c *cli.Context, rep *exporter.SyncReport) {
 	log := logger(c)
 	count := map[exporter.SyncStatus]int{}
 	var fetched, reused, would int64
+	signatures, referrers := 0, 0
 	for _, r := range rep.Results {
-		count[r.Status]++
+		switch {
+		case r.Subject == "" || r.Status == exporter.SyncFailed:
+			count[r.Status]++
+		case r.Status == exporter.SyncSynced || r.Status == exporter.SyncWould:
+			signatures++
+		}
+		referrers += r.Referrers
 		switch r.Status {
 		case exporter.SyncSynced:
 			s := r.Summary
@@ -185,13 +290,13 @@ func report(c *cli.Context, rep *exporter.SyncReport) {
 			reused += s.BytesReused
 			if !c.Bool("json") {
 				log.Info("synced", "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest,
-					"bytes_fetched", s.BytesFetched, "bytes_reused", s.BytesReused, "manifests", s.Manifests)
+					"bytes_fetched", s.BytesFetched, "bytes_reused", s.BytesReused, "manifests", s.Manifests, "referrers", r.Referrers)
 			}
 		case exporter.SyncWould:
 			would += r.Bytes
 			if !c.Bool("json") {
 				log.Info("would sync", "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest,
-					"manifests", r.Manifests, "blobs", r.Blobs, "bytes", r.Bytes)
+					"manifests", r.Manifests, "blobs", r.Blobs, "bytes", r.Bytes, "referrers", r.Referrers)
 			}
 		case exporter.SyncUnchanged, exporter.SyncImmutable:
 			log.Debug(string(r.Status), "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest)
@@ -203,12 +308,12 @@ func report(c *cli.Context, rep *exporter.SyncReport) {
 	if c.Bool("dry-run") {
 		log.Info("dry run", "would_sync", count[exporter.SyncWould], "unchanged", count[exporter.SyncUnchanged],
 			"immutable", count[exporter.SyncImmutable], "failed", count[exporter.SyncFailed]+rep.EntriesFailed,
-			"bytes_at_most", would, "requests", rep.Requests)
+			"signature_tags", signatures, "referrers", referrers, "bytes_at_most", would, "requests", rep.Requests)
 		return
 	}
 	log.Info("sync done", "synced", count[exporter.SyncSynced], "unchanged", count[exporter.SyncUnchanged],
 		"immutable", count[exporter.SyncImmutable], "failed", count[exporter.SyncFailed]+rep.EntriesFailed,
-		"bytes_fetched", fetched, "bytes_reused", reused, "requests", rep.Requests)
+		"signature_tags", signatures, "referrers", referrers, "bytes_fetched", fetched, "bytes_reused", reused, "requests", rep.Requests)
 }
 
 // writeDigestFile writes "DIGEST REF" for every tag the tree holds after
@@ -300,6 +405,7 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 			if len(im.Immutable) > 0 {
 				e.Immutable = im.IsImmutable
 			}
+			e.NoReferrers = c.Bool("no-referrers") || !im.WantsReferrers()
 			entries = append(entries, e)
 		}
 	}
@@ -315,10 +421,11 @@ func argEntries(c *cli.Context, prefix string) ([]exporter.SyncEntry, error) {
 			return nil, usageError(c, "%v", err)
 		}
 		e := exporter.SyncEntry{
-			Entry:     a,
-			Source:    arg.Source(),
-			Dest:      destRepo(prefix, c.Bool("scoped"), arg.Host, arg.Repo),
-			Platforms: c.StringSlice("platform"),
+			Entry:       a,
+			Source:      arg.Source(),
+			Dest:        destRepo(prefix, c.Bool("scoped"), arg.Host, arg.Repo),
+			Platforms:   c.StringSlice("platform"),
+			NoReferrers: c.Bool("no-referrers"),
 		}
 		if arg.Tag != "" {
 			e.Tags = []string{arg.Tag}

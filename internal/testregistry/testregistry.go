@@ -40,9 +40,19 @@ type Registry struct {
 	Intercept func(w http.ResponseWriter, r *http.Request) bool
 }
 
-// Start runs a registry over plain HTTP until the test ends.
+// Start runs a registry over plain HTTP until the test ends. It has no
+// referrers API (it answers 404, as the CNCF distribution registry does):
+// go-containerregistry's client, pushing a manifest with a subject there,
+// keeps the referrers tag schema's sha256-<hex> index tag instead.
 func Start(t testing.TB) *Registry {
 	return start(t, false)
+}
+
+// StartWithReferrers runs a registry over plain HTTP that serves the OCI
+// referrers API, GET /v2/<name>/referrers/<digest>, until the test ends:
+// a manifest pushed with a subject gets no sha256-<hex> tag there.
+func StartWithReferrers(t testing.TB) *Registry {
+	return start(t, false, registry.WithReferrersSupport(true))
 }
 
 // StartTLS runs a registry over HTTPS until the test ends, with
@@ -52,9 +62,9 @@ func StartTLS(t testing.TB) *Registry {
 	return start(t, true)
 }
 
-func start(t testing.TB, tls bool) *Registry {
+func start(t testing.TB, tls bool, opts ...registry.Option) *Registry {
 	r := &Registry{blobGets: map[string]int{}, requests: map[string]int{}}
-	reg := registry.New(registry.Logger(nopLogger()))
+	reg := registry.New(append([]registry.Option{registry.Logger(nopLogger())}, opts...)...)
 	r.h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests[req.Method+" "+requestKind(req.URL.Path)]++
@@ -114,6 +124,7 @@ func (r *Registry) BlobGets(d string) int {
 // Requests reports the requests the registry got since it started or
 // since the last ResetRequests, by method and kind: "GET ping" (/v2/),
 // "HEAD manifests", "GET manifests", "GET blobs", "GET tags" (tags/list),
+// "GET referrers" (the OCI referrers API),
 // "PUT …", "POST …" and so on for pushes, "… other" for anything else.
 // Requests an Intercept answered count too.
 func (r *Registry) Requests() map[string]int {
@@ -145,6 +156,8 @@ func requestKind(path string) string {
 		return "blobs"
 	case strings.HasSuffix(path, "/tags/list"):
 		return "tags"
+	case strings.Contains(path, "/referrers/"):
+		return "referrers"
 	}
 	return "other"
 }
