@@ -33,8 +33,8 @@ list --long shows it, delete REPO@DIGEST removes the pin; a digest pinned alread
 What refers to a tag that moved travels with it: its referrers (OCI 1.1: the referrers API, or the
 sha256-<hex> tag where the source has no such API) and cosign's sha256-<hex>.sig, .att and .sbom
 tags; --no-referrers (or the file's referrers: false) leaves them behind.
---prune removes from the repositories the file (or the arguments) names the tags the run did not
-select: those the source no longer has, or the filters no longer take. It never removes a
+--prune removes from the repositories the file (or the arguments, whole repositories only)
+names the tags the run did not select: those the source no longer has, or the filters no longer take. It never removes a
 signature tag, never touches a repository whose listing failed or selected nothing, and refuses a
 plan of more than --prune-max tags. --prune --dry-run prints the plan.`,
 		Flags: []cli.Flag{
@@ -419,6 +419,11 @@ func argEntries(c *cli.Context, prefix string) ([]exporter.SyncEntry, error) {
 		arg, err := exporter.ParseSyncArg(a)
 		if err != nil {
 			return nil, usageError(c, "%v", err)
+		}
+		// A prune deletes what the run did not select: with one tag or
+		// digest named, that is every other tag of the repository.
+		if c.Bool("prune") && (arg.Tag != "" || arg.Digest != "") {
+			return nil, usageError(c, "--prune with %s: a prune needs whole repositories (docker://HOST/REPO) or a file, or it deletes every tag not named", a)
 		}
 		e := exporter.SyncEntry{
 			Entry:       a,
