@@ -70,7 +70,7 @@ const (
 // manifestStatus is the Status of a manifest that could not be read
 // because of err.
 func manifestStatus(err error) string {
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot) {
 		return StatusMissingManifest
 	}
 	return StatusUnreadableManifest
@@ -279,7 +279,7 @@ func blobPresence(view *tree.View, repo string, d distribution.Descriptor) ([]tr
 	switch {
 	case distribution.IsForeign(d.MediaType):
 		return ins, ""
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot):
 		return nil, StatusMissingBlob
 	case err != nil:
 		return nil, StatusUnreadableBlob

@@ -384,11 +384,11 @@ func (r *Root) checkSpace(d digest.Digest, size int64) error {
 // so (ErrOutsideRoot) unless the legacy name is found instead.
 func (r *Root) openBlob(repo string, d digest.Digest) (*os.File, error) {
 	f, err := r.open(r.blobPath(repo, d))
-	if !errors.Is(err, fs.ErrNotExist) {
+	if !absentOrOutside(err) {
 		return f, err
 	}
 	f, lerr := r.open(r.legacyBlobPath(repo, d))
-	if errors.Is(lerr, fs.ErrNotExist) && errors.Is(err, ErrOutsideRoot) {
+	if absentOrOutside(lerr) && errors.Is(err, ErrOutsideRoot) {
 		return nil, err
 	}
 	return f, lerr

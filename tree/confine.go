@@ -59,6 +59,16 @@ func (outsideError) Error() string { return "symlink leads outside the tree" }
 
 func (outsideError) Is(target error) bool { return target == fs.ErrNotExist }
 
+// absentOrOutside reports whether err says a path is not in the tree:
+// nothing there (fs.ErrNotExist), or a path leading outside the root
+// (ErrOutsideRoot). It is the rule of the readers for which what lies
+// outside the tree is not in it — a listing, a walk, a check whether a
+// file is there — as opposed to the writers and removals, which must
+// tell the two apart.
+func absentOrOutside(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot)
+}
+
 // tree is the open root directory. Reads resolve their path with one
 // openat2(2) call, RESOLVE_BENEATH, relative to dir: the kernel refuses
 // any component, ".." or symlink, that would leave the directory, the
@@ -777,7 +787,7 @@ func (r *Root) outsideLinks(repo string) ([]OutsideLink, error) {
 	for _, dir := range dirs {
 		err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
+				if absentOrOutside(err) {
 					return nil // nothing there, or removed meanwhile
 				}
 				return err

@@ -148,10 +148,10 @@ func (r *Root) makeSymlink(target, path string) error {
 // whose directory leads outside the tree is: nothing out there is
 // removed. The caller syncs the directory when the removal must last.
 func (r *Root) unlink(path string) error {
-	if _, err := r.lstat(path); errors.Is(err, fs.ErrNotExist) {
-		if errors.Is(err, ErrOutsideRoot) {
-			return err
-		}
+	switch _, err := r.lstat(path); {
+	case errors.Is(err, ErrOutsideRoot):
+		return err
+	case errors.Is(err, fs.ErrNotExist):
 		return nil // no step: nothing changes
 	}
 	crashPoint(stepUnlink, path)

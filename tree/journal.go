@@ -62,7 +62,7 @@ func (r *Root) moveTagsTogether(images []Image) error {
 			if uerr := r.undoTags(j.Tags[:i+1]); uerr != nil {
 				return fmt.Errorf("%w; putting the moved tags back failed too (the next export or gc completes the move): %v", err, uerr)
 			}
-			if uerr := r.removeJournal(path); uerr != nil && !errors.Is(uerr, fs.ErrNotExist) {
+			if uerr := r.removeJournal(path); uerr != nil && !absentOrOutside(uerr) {
 				return fmt.Errorf("%w: %v", err, uerr)
 			}
 			return fmt.Errorf("%w: %w", errNotAll, err)
@@ -188,7 +188,7 @@ func (r *Root) completeJournals() (int, error) {
 		default:
 			continue
 		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err != nil && !absentOrOutside(err) {
 			errs = append(errs, fmt.Errorf("journal %s: %w", path, err))
 		}
 	}

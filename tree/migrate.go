@@ -634,7 +634,7 @@ func (r *Root) tagLinksOff(repo, tag string, vs []TagVariant) int {
 func (r *Root) tagsListOff(repo string, tags []string) bool {
 	old, err := r.readSmall(r.tagsListPath(repo), maxListSize)
 	if len(tags) == 0 {
-		return err == nil || !errors.Is(err, fs.ErrNotExist)
+		return err == nil || !absentOrOutside(err)
 	}
 	want, _ := json.Marshal(struct {
 		Name string   `json:"name"`

@@ -37,7 +37,7 @@ func (v *View) Repository(repo string) (RepoEntry, error) {
 	}
 	e := RepoEntry{Name: repo, Path: v.r.repoDir(repo)}
 	_, err := v.r.statInTree(e.Path)
-	e.Exists = !errors.Is(err, fs.ErrNotExist)
+	e.Exists = !absentOrOutside(err)
 	return e, nil
 }
 
