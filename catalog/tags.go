@@ -136,7 +136,7 @@ func tagTarget(view *tree.View, repo, tag string) (target, bool) {
 		}
 		t.mediaType = mt
 		return t, true
-	case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot):
+	case errors.Is(err, fs.ErrNotExist):
 		return target{}, false
 	case err != nil, len(e.Variants) == 0:
 		return target{status: StatusUnreadableTypeMap}, true

@@ -28,7 +28,7 @@ func (r *Root) blobs(repo string) ([]StoredBlob, error) {
 		return nil, err
 	}
 	entries, err := r.readDir(filepath.Join(r.repoDir(repo), blobsDir))
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -75,7 +75,7 @@ func (r *Root) blobInodes(repo string, d digest.Digest) ([]Inode, error) {
 	var out []Inode
 	for _, p := range []string{r.blobPath(repo, d), r.legacyBlobPath(repo, d)} {
 		in, err := r.inodeOf(p)
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -101,7 +101,7 @@ func (r *Root) removeBlob(repo string, d digest.Digest) (int64, error) {
 	var freed int64
 	for _, p := range []string{r.blobPath(repo, d), r.legacyBlobPath(repo, d)} {
 		in, err := r.inodeOf(p)
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {

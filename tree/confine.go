@@ -49,15 +49,15 @@ import (
 
 // ErrOutsideRoot reports a path of the tree that would leave the root: a
 // symlink in the tree pointing outside it, or an absolute one, on the way.
-// It is also fs.ErrNotExist: for every reader, what lies outside the
-// tree is not in the tree, so servers answer it as a missing file.
-var ErrOutsideRoot error = outsideError{}
-
-type outsideError struct{}
-
-func (outsideError) Error() string { return "symlink leads outside the tree" }
-
-func (outsideError) Is(target error) bool { return target == fs.ErrNotExist }
+// Every operation on a path of the tree returns it as the cause (Err) of a
+// *fs.PathError (an *os.LinkError for the calls of two paths), naming the
+// path in the tree. It is not fs.ErrNotExist: something is there, a link
+// planted by someone, and a writer or a collector must neither take it
+// for a missing file nor act through it. Who answers it as missing says
+// so by name: the embedded server maps it to a 404 in one place (its
+// missing), and this package's readers that skip what is not in the tree
+// use absentOrOutside.
+var ErrOutsideRoot = errors.New("symlink leads outside the tree")
 
 // absentOrOutside reports whether err says a path is not in the tree:
 // nothing there (fs.ErrNotExist), or a path leading outside the root
@@ -722,7 +722,7 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc, skipped *[]st
 // openInTree opens the file at path — one of the tree's paths as this
 // package names them (PingPath, CatalogPath, TagsListPath, ManifestPath,
 // …) — for reading, resolved inside the tree: a symlink on the way that
-// leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. It
+// leads out of the root is ErrOutsideRoot (not fs.ErrNotExist). It
 // opens as FS.Open does, which is what a server opens the files it
 // serves with, so that it never sends a byte from outside the root.
 func (r *Root) openInTree(path string) (*os.File, error) { return r.open(path) }

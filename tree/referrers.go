@@ -134,7 +134,7 @@ func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []dist
 		}
 		return nil
 	}
-	if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	err := r.unlink(p)

@@ -83,7 +83,7 @@ func (r *Root) sweepRepoTemps(repo string) (int, error) {
 // left in the incoming directory. Same rule as sweepTemps.
 func (r *Root) sweepIncoming() (int, error) {
 	entries, err := r.readDir(r.incomingDir())
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
