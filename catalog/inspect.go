@@ -108,7 +108,7 @@ func Inspect(view *tree.View, repo, tag string, d digest.Digest) (*Image, error)
 	}
 	raw, err := view.ReadManifest(repo, d)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && tag == "":
+	case (errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot)) && tag == "":
 		return nil, fmt.Errorf("%s@%s: %w", repo, d, ErrUnknown)
 	case err != nil:
 		// A tag naming a manifest that is gone, or unreadable: what the
@@ -177,7 +177,7 @@ func readConfig(view *tree.View, repo string, d distribution.Descriptor) *Config
 // index the tree keeps for it (none when it keeps none).
 func referrers(view *tree.View, repo string, d digest.Digest) ([]Descriptor, error) {
 	raw, err := view.ReadReferrers(repo, d)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot) {
 		return []Descriptor{}, nil
 	}
 	if err != nil {

@@ -73,7 +73,7 @@ const (
 // manifestStatus is the Status of a manifest that could not be read
 // because of err.
 func manifestStatus(err error) string {
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot) {
 		return StatusMissingManifest
 	}
 	return StatusUnreadableManifest
@@ -163,7 +163,7 @@ func tagTarget(view *tree.View, repo, tag string) (target, bool) {
 		}
 		t.mediaType = mt
 		return t, true
-	case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot):
+	case errors.Is(err, fs.ErrNotExist):
 		return target{}, false
 	case err != nil, len(e.Variants) == 0:
 		return target{status: StatusUnreadableTypeMap}, true
@@ -306,7 +306,7 @@ func blobPresence(view *tree.View, repo string, d distribution.Descriptor) ([]tr
 	switch {
 	case distribution.IsForeign(d.MediaType):
 		return ins, ""
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot):
 		return nil, StatusMissingBlob
 	case err != nil:
 		return nil, StatusUnreadableBlob

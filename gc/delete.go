@@ -307,7 +307,7 @@ func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (
 				continue
 			}
 			vs, err := v.TagManifests(r.Repo, r.Tag)
-			if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, tree.ErrOutsideRoot) {
+			if errors.Is(err, fs.ErrNotExist) {
 				*errs = append(*errs, fmt.Errorf("delete %s: %w", r, tree.ErrTagUnknown))
 				continue
 			}

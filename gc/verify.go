@@ -411,8 +411,8 @@ func (v *verifier) tags(repo string, g *repoGraph) error {
 	}
 	for _, tag := range tags {
 		e, err := r.Tag(repo, tag)
-		if errors.Is(err, fs.ErrNotExist) || e.Legacy {
-			continue // deleted since Tags read the directory
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot) || e.Legacy {
+			continue // deleted since Tags read the directory, or leading out (OutsideLinks names it)
 		}
 		if err != nil {
 			v.problem(e.Path, "%v", err)

@@ -63,8 +63,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, e distribution.Er
 // the 404 too (the tree never opens one blocking: tree.ErrNotRegular) —
 // or a path leading out of the root (tree.ErrOutsideRoot): what lies
 // outside the tree is not in it. This is the one place the server maps
-// tree.ErrOutsideRoot to a 404; it names it rather than rely on its also
-// matching fs.ErrNotExist.
+// tree.ErrOutsideRoot to a 404: it is not fs.ErrNotExist, so it is named.
 func missing(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, tree.ErrOutsideRoot) ||
 		errors.Is(err, syscall.ENOTDIR) || errors.Is(err, tree.ErrNotRegular)

@@ -56,7 +56,7 @@ func (r *Root) mkdirs(dir string, withRoot bool) error {
 		return nil
 	case !r.inTree(dir) && !withRoot:
 		return fmt.Errorf("root %s: %w", r.dir, err)
-	case !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot):
+	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
 	if err := r.mkdirs(filepath.Dir(dir), withRoot); err != nil {
@@ -87,7 +87,7 @@ func (r *Root) writeIfChanged(path string, data []byte) error {
 	switch {
 	case err == nil && string(old) == string(data):
 		return nil
-	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, errOverLimit), errors.Is(err, ErrNotRegular):
+	case err == nil, absentOrOutside(err), errors.Is(err, errOverLimit), errors.Is(err, ErrNotRegular):
 		return r.publish(path, data)
 	default:
 		return err

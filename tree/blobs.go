@@ -28,7 +28,7 @@ func (r *Root) blobs(repo string) ([]StoredBlob, error) {
 		return nil, err
 	}
 	entries, err := r.readDir(filepath.Join(r.repoDir(repo), blobsDir))
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -75,7 +75,7 @@ func (r *Root) blobInodes(repo string, d digest.Digest) ([]Inode, error) {
 	var out []Inode
 	for _, p := range []string{r.blobPath(repo, d), r.legacyBlobPath(repo, d)} {
 		in, err := r.inodeOf(p)
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -101,7 +101,7 @@ func (r *Root) removeBlob(repo string, d digest.Digest) (int64, error) {
 	var freed int64
 	for _, p := range []string{r.blobPath(repo, d), r.legacyBlobPath(repo, d)} {
 		in, err := r.inodeOf(p)
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -384,11 +384,11 @@ func (r *Root) checkSpace(d digest.Digest, size int64) error {
 // so (ErrOutsideRoot) unless the legacy name is found instead.
 func (r *Root) openBlob(repo string, d digest.Digest) (*os.File, error) {
 	f, err := r.open(r.blobPath(repo, d))
-	if !errors.Is(err, fs.ErrNotExist) {
+	if !absentOrOutside(err) {
 		return f, err
 	}
 	f, lerr := r.open(r.legacyBlobPath(repo, d))
-	if errors.Is(lerr, fs.ErrNotExist) && errors.Is(err, ErrOutsideRoot) {
+	if absentOrOutside(lerr) && errors.Is(err, ErrOutsideRoot) {
 		return nil, err
 	}
 	return f, lerr

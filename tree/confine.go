@@ -49,15 +49,25 @@ import (
 
 // ErrOutsideRoot reports a path of the tree that would leave the root: a
 // symlink in the tree pointing outside it, or an absolute one, on the way.
-// It is also fs.ErrNotExist: for every reader, what lies outside the
-// tree is not in the tree, so servers answer it as a missing file.
-var ErrOutsideRoot error = outsideError{}
+// Every operation on a path of the tree returns it as the cause (Err) of a
+// *fs.PathError (an *os.LinkError for the calls of two paths), naming the
+// path in the tree. It is not fs.ErrNotExist: something is there, a link
+// planted by someone, and a writer or a collector must neither take it
+// for a missing file nor act through it. Who answers it as missing says
+// so by name: the embedded server maps it to a 404 in one place (its
+// missing), and this package's readers that skip what is not in the tree
+// use absentOrOutside.
+var ErrOutsideRoot = errors.New("symlink leads outside the tree")
 
-type outsideError struct{}
-
-func (outsideError) Error() string { return "symlink leads outside the tree" }
-
-func (outsideError) Is(target error) bool { return target == fs.ErrNotExist }
+// absentOrOutside reports whether err says a path is not in the tree:
+// nothing there (fs.ErrNotExist), or a path leading outside the root
+// (ErrOutsideRoot). It is the rule of the readers for which what lies
+// outside the tree is not in it — a listing, a walk, a check whether a
+// file is there — as opposed to the writers and removals, which must
+// tell the two apart.
+func absentOrOutside(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot)
+}
 
 // tree is the open root directory. Reads resolve their path with one
 // openat2(2) call, RESOLVE_BENEATH, relative to dir: the kernel refuses
@@ -712,7 +722,7 @@ func (r *Root) walk(path string, d fs.DirEntry, fn fs.WalkDirFunc, skipped *[]st
 // openInTree opens the file at path — one of the tree's paths as this
 // package names them (PingPath, CatalogPath, TagsListPath, ManifestPath,
 // …) — for reading, resolved inside the tree: a symlink on the way that
-// leads out of the root is ErrOutsideRoot, which is fs.ErrNotExist. It
+// leads out of the root is ErrOutsideRoot (not fs.ErrNotExist). It
 // opens as FS.Open does, which is what a server opens the files it
 // serves with, so that it never sends a byte from outside the root.
 func (r *Root) openInTree(path string) (*os.File, error) { return r.open(path) }
@@ -777,7 +787,7 @@ func (r *Root) outsideLinks(repo string) ([]OutsideLink, error) {
 	for _, dir := range dirs {
 		err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
+				if absentOrOutside(err) {
 					return nil // nothing there, or removed meanwhile
 				}
 				return err

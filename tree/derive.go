@@ -120,7 +120,7 @@ func (r *Root) Classify(p string) Change {
 // none.
 func (r *Root) WatchDirs(dir string) ([]string, error) {
 	entries, err := r.readDir(dir)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -281,7 +281,7 @@ func (r *Root) derivedState(repo string) (derivedState, error) {
 		if l, err := distribution.ParseTagsList(b); err == nil && l.Name == repo {
 			s.listed = l.Tags
 		}
-	case !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot):
+	case !errors.Is(err, fs.ErrNotExist):
 		s.tagsList = "\x00unreadable" // replaced by any rewrite
 	}
 	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {

@@ -148,15 +148,15 @@ func (r *Root) makeSymlink(target, path string) error {
 // whose directory leads outside the tree is: nothing out there is
 // removed. The caller syncs the directory when the removal must last.
 func (r *Root) unlink(path string) error {
-	if _, err := r.lstat(path); errors.Is(err, fs.ErrNotExist) {
-		if errors.Is(err, ErrOutsideRoot) {
-			return err
-		}
+	switch _, err := r.lstat(path); {
+	case errors.Is(err, ErrOutsideRoot):
+		return err
+	case errors.Is(err, fs.ErrNotExist):
 		return nil // no step: nothing changes
 	}
 	crashPoint(stepUnlink, path)
 	err := r.in("remove", path, func(root *os.Root, name string) error { return root.Remove(name) })
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
@@ -167,7 +167,7 @@ func (r *Root) unlink(path string) error {
 func (r *Root) removeDir(dir string) error {
 	crashPoint(stepRmdir, dir)
 	err := r.in("remove", dir, func(root *os.Root, name string) error { return root.Remove(name) })
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
@@ -179,7 +179,7 @@ func (r *Root) removeDir(dir string) error {
 // included. A missing dir is not an error.
 func (r *Root) removeTree(dir string) error {
 	fi, err := r.lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -189,7 +189,7 @@ func (r *Root) removeTree(dir string) error {
 		return r.unlink(dir)
 	}
 	entries, err := r.readDir(dir)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {

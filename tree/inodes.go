@@ -1,7 +1,6 @@
 package tree
 
 import (
-	"errors"
 	"io/fs"
 	"path/filepath"
 	"syscall"
@@ -63,7 +62,7 @@ func (r *Root) treeFiles() ([]Inode, error) {
 func (r *Root) walkFiles(dir string, fn func(Inode)) error {
 	err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if absentOrOutside(err) {
 				return nil
 			}
 			return err
@@ -73,7 +72,7 @@ func (r *Root) walkFiles(dir string, fn func(Inode)) error {
 		}
 		fi, err := e.Info()
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if absentOrOutside(err) {
 				return nil
 			}
 			return err

@@ -62,7 +62,7 @@ func (r *Root) moveTagsTogether(images []Image) error {
 			if uerr := r.undoTags(j.Tags[:i+1]); uerr != nil {
 				return fmt.Errorf("%w; putting the moved tags back failed too (the next export or gc completes the move): %v", err, uerr)
 			}
-			if uerr := r.removeJournal(path); uerr != nil && !errors.Is(uerr, fs.ErrNotExist) {
+			if uerr := r.removeJournal(path); uerr != nil && !absentOrOutside(uerr) {
 				return fmt.Errorf("%w: %v", err, uerr)
 			}
 			return fmt.Errorf("%w: %w", errNotAll, err)
@@ -96,7 +96,7 @@ func (r *Root) planJournal(images []Image) (*journal, error) {
 		switch {
 		case err == nil:
 			t.Existed, t.Previous = true, prev
-		case !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot):
+		case !errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("tag %s:%s: %w", im.Repo, im.Tag, err)
 		default:
 			if d, ok := r.legacyTag(im.Repo, im.Tag); ok {
@@ -150,7 +150,7 @@ func (r *Root) settleJournals() error {
 // the directory cannot be read.
 func (r *Root) hasJournals() bool {
 	entries, err := r.readDir(r.journalDir())
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
 	return err != nil || slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return isJournalName(e.Name()) })
@@ -164,7 +164,7 @@ func (r *Root) hasJournals() bool {
 // finished.
 func (r *Root) completeJournals() (int, error) {
 	entries, err := r.readDir(r.journalDir())
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
@@ -188,7 +188,7 @@ func (r *Root) completeJournals() (int, error) {
 		default:
 			continue
 		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err != nil && !absentOrOutside(err) {
 			errs = append(errs, fmt.Errorf("journal %s: %w", path, err))
 		}
 	}
@@ -262,7 +262,7 @@ func (r *Root) currentTag(repo, tag string) ([]TagVariant, error) {
 	switch {
 	case err == nil:
 		return vs, nil
-	case !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot):
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
 	if d, ok := r.legacyTag(repo, tag); ok {
@@ -391,7 +391,7 @@ func (r *Root) setJournalAside(path string, why *invalidJournalError) error {
 // writer will leave it.
 func (r *Root) pendingTags(repo string) (map[string][]TagVariant, error) {
 	entries, err := r.readDir(r.journalDir())
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {

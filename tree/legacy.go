@@ -60,7 +60,7 @@ func (r *Root) legacyTags(repo string) ([]string, error) {
 		return nil, err
 	}
 	entries, err := r.readDir(r.manifestsDir(repo))
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {

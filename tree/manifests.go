@@ -43,7 +43,7 @@ func (r *Root) digestsIn(dir string, keep func(fs.DirEntry) bool) ([]digest.Dige
 // dir.
 func (r *Root) digestsNamed(dir string, name func(fs.DirEntry) digest.Digest) ([]digest.Digest, error) {
 	entries, err := r.readDir(dir)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -166,7 +166,7 @@ func (r *Root) removeManifest(repo string, d digest.Digest) error {
 	if err := r.unlink(r.manifestPath(repo, d)); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
-	if err := r.syncDir(dir); err != nil && (!errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot)) {
+	if err := r.syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
 	if err := r.removeTree(dir); err != nil {

@@ -327,7 +327,7 @@ func (r *Root) skeletonMissing() int {
 func (r *Root) planModes(p *migration, dir string) error {
 	err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}
 			return err
@@ -340,7 +340,7 @@ func (r *Root) planModes(p *migration, dir string) error {
 			return nil
 		}
 		fi, err := e.Info()
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil // removed since the directory was read: a tag deleted meanwhile
 		}
 		if err != nil {
@@ -560,7 +560,7 @@ func (r *Root) planTags(p *migration, repo string, ms map[digest.Digest]*storedM
 // that look like tags but name no manifest of the repository.
 func (r *Root) planDanglingSymlinks(p *migration, repo string, links []string) error {
 	entries, err := r.readDir(r.manifestsDir(repo))
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -634,7 +634,7 @@ func (r *Root) tagLinksOff(repo, tag string, vs []TagVariant) int {
 func (r *Root) tagsListOff(repo string, tags []string) bool {
 	old, err := r.readSmall(r.tagsListPath(repo), maxListSize)
 	if len(tags) == 0 {
-		return err == nil || !errors.Is(err, fs.ErrNotExist)
+		return err == nil || !absentOrOutside(err)
 	}
 	want, _ := json.Marshal(struct {
 		Name string   `json:"name"`

@@ -221,7 +221,7 @@ func linkTarget(d digest.Digest) string { return "../" + d.String() }
 // been collected.
 func (r *Root) removeTagLinks(repo, tag string) error {
 	for _, p := range []string{r.tagLinkPath(repo, tag), r.fallbackLinkPath(repo, tag)} {
-		if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err := r.unlink(p); err != nil {
@@ -293,7 +293,7 @@ func (r *Root) syncTagLinksOf(repo string, tm typeMaps) error {
 // Temporary names are left to sweepTemps, which knows no writer is live.
 func (r *Root) removeStaleLinks(dir string, known map[string]bool) error {
 	entries, err := r.readDir(dir)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -362,7 +362,7 @@ func (r *Root) linkForNginx() (NginxLinks, error) {
 // linkManifests adds the missing typed links of repo's manifests.
 func (r *Root) linkManifests(repo string) (int, error) {
 	entries, err := r.readDir(r.manifestsDir(repo))
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
@@ -406,7 +406,7 @@ func (r *Root) tagLinksAvoid(repo string, gone map[digest.Digest]bool) (bool, er
 	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
 		dir = filepath.Join(r.manifestsDir(repo), dir)
 		entries, err := r.readDir(dir)
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {

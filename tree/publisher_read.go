@@ -26,7 +26,7 @@ func (r *Root) TagDigest(repo, tag string) (d digest.Digest, ok bool, err error)
 		return "", false, err
 	}
 	vs, err := r.TagVariants(repo, tag)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
 	if err != nil {

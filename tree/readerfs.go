@@ -12,7 +12,8 @@ import (
 //
 // Every name is resolved inside the root, as OpenInTree resolves a path
 // (confine.go): a symlink on the way that leads out of the root is
-// ErrOutsideRoot, which is fs.ErrNotExist. Open opens regular files
+// ErrOutsideRoot, which is not fs.ErrNotExist (a server answers it as
+// missing by name). Open opens regular files
 // only, without blocking (regular.go): anything else there is
 // ErrNotRegular, closed unread. Errors are *fs.PathError naming the name
 // asked for; a name fs.ValidPath refuses is fs.ErrInvalid.

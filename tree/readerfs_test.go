@@ -104,8 +104,8 @@ func TestFSNames(t *testing.T) {
 }
 
 // TestFSConfined: nothing of FS leaves the root: a name through a symlink
-// leading outside is ErrOutsideRoot and fs.ErrNotExist, and nothing
-// outside is accessed.
+// leading outside is ErrOutsideRoot, not fs.ErrNotExist (issue 18: the
+// server maps it by name), and nothing outside is accessed.
 func TestFSConfined(t *testing.T) {
 	linkKinds(t, func(t *testing.T, h *hostileTree) {
 		fsys := h.Root.FS()
@@ -123,8 +123,8 @@ func TestFSConfined(t *testing.T) {
 		events := watch(t, h.Outside)
 		for _, name := range names {
 			_, err := fsys.Open(name)
-			if !errors.Is(err, tree.ErrOutsideRoot) || !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("Open(%s): %v, want ErrOutsideRoot (and fs.ErrNotExist)", name, err)
+			if !errors.Is(err, tree.ErrOutsideRoot) || errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Open(%s): %v, want ErrOutsideRoot (not fs.ErrNotExist)", name, err)
 			}
 			if _, err := fsys.Stat(name); !errors.Is(err, tree.ErrOutsideRoot) {
 				t.Errorf("Stat(%s): %v, want ErrOutsideRoot", name, err)
@@ -314,4 +314,53 @@ func manifestRoute(t *testing.T) tree.Route {
 		t.Fatal("no manifest-by-digest route")
 	}
 	return rt
+}
+
+// TestOutsideRootIsPathError: a path leading outside the root fails with
+// an *fs.PathError naming the path asked for, whose cause is
+// ErrOutsideRoot itself — the error contract of io/fs — and which is not
+// fs.ErrNotExist, from the FS a server reads through and from the tree's
+// own reads (issue 18).
+func TestOutsideRootIsPathError(t *testing.T) {
+	linkKindsPaired(t, func(t *testing.T, h *hostileTree) {
+		r := h.Root
+		paths := []string{
+			tree.Fixture(r).PingPath(),
+			tree.Fixture(r).TagsListPath("tagslist"),
+			tree.Fixture(r).ManifestPath("app", h.M),
+			tree.Fixture(r).ManifestPath("mdir", h.M),
+			tree.Fixture(r).BlobPath("blobsdir", h.Blobs[0]),
+		}
+		check := func(op, path string, err error) {
+			t.Helper()
+			var pe *fs.PathError
+			switch {
+			case !errors.As(err, &pe):
+				t.Errorf("%s %s: %v (%T), want an *fs.PathError", op, path, err, err)
+			case pe.Err != tree.ErrOutsideRoot:
+				t.Errorf("%s %s: cause %v (%T), want ErrOutsideRoot", op, path, pe.Err, pe.Err)
+			case pe.Path != path:
+				t.Errorf("%s %s: names %s", op, path, pe.Path)
+			case errors.Is(err, fs.ErrNotExist):
+				t.Errorf("%s %s: %v matches fs.ErrNotExist", op, path, err)
+			}
+		}
+		for _, path := range paths {
+			name := strings.TrimPrefix(path, r.Dir()+"/")
+			f, err := r.FS().Open(name)
+			if err == nil {
+				f.Close()
+			}
+			check("FS.Open", name, err)
+			_, err = r.FS().Stat(name)
+			check("FS.Stat", name, err)
+			f2, err := tree.Fixture(r).OpenInTree(path)
+			if err == nil {
+				f2.Close()
+			}
+			check("OpenInTree", path, err)
+			_, err = tree.Fixture(r).StatInTree(path)
+			check("StatInTree", path, err)
+		}
+	})
 }

@@ -38,7 +38,7 @@ func (r *Root) scanReferrers(repo string, leaving map[digest.Digest]bool) (map[d
 			continue
 		}
 		raw, err := r.readManifest(repo, d)
-		if errors.Is(err, fs.ErrNotExist) {
+		if absentOrOutside(err) {
 			continue // debris of an interrupted write or removal: never served
 		}
 		if err != nil {
@@ -134,7 +134,7 @@ func (r *Root) writeReferrers(repo string, subject digest.Digest, entries []dist
 		}
 		return nil
 	}
-	if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if _, err := r.lstat(p); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	err := r.unlink(p)

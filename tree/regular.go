@@ -211,7 +211,7 @@ func (r *Root) notRegularFiles(repo string) ([]NotRegularFile, error) {
 	for _, dir := range dirs {
 		err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
+				if absentOrOutside(err) {
 					return nil // nothing there, removed meanwhile, or outside (OutsideLinks)
 				}
 				return err
@@ -243,7 +243,7 @@ func (r *Root) notRegularTags(repo string) ([]NotRegularFile, error) {
 	}
 	dir := r.manifestsDir(repo)
 	entries, err := r.readDir(dir)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+	if absentOrOutside(err) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, nil // none, outside the tree (OutsideLayout), or no repository there
 	}
 	if err != nil {

@@ -83,7 +83,7 @@ func (r *Root) removeRepo(repo string) (bool, error) {
 		if err == nil {
 			return true, nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrOutsideRoot) || d == r.v2Dir() {
+		if !errors.Is(err, fs.ErrNotExist) || d == r.v2Dir() {
 			return true, fmt.Errorf("repository %s: %w", repo, err)
 		}
 	}
@@ -97,7 +97,7 @@ func (r *Root) onlyDotEntries(dir string) (bool, error) {
 		return true, nil
 	}
 	entries, err := r.readDir(dir)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
 	}
 	if err != nil {
@@ -128,7 +128,7 @@ func (r *Root) repoDirs() (repos, unreadable []string, err error) {
 	var visit func(dir, repo string) error
 	visit = func(dir, repo string) error {
 		entries, err := r.readDir(dir)
-		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil // removed while we walked
 		}
 		if err != nil && repo != "" && isUnreadableDir(err) {
@@ -167,7 +167,7 @@ func (r *Root) repoDirs() (repos, unreadable []string, err error) {
 func (r *Root) unreadableDirs() ([]string, error) {
 	var skipped []string
 	err := r.walkDirSkipping(r.v2Dir(), func(_ string, _ fs.DirEntry, err error) error {
-		if err != nil && errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if err != nil && errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		return err
@@ -269,7 +269,7 @@ func (r *Root) checkRepoPath(repo string) error {
 		dir = filepath.Join(dir, c)
 		fi, err := r.lstat(dir)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot):
+		case errors.Is(err, fs.ErrNotExist):
 			return nil
 		case err != nil:
 			return err

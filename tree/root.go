@@ -179,7 +179,7 @@ func (r *Root) Init() error {
 func (r *Root) initCatalog() error {
 	missing := func() bool {
 		_, err := r.lstat(r.catalogPath())
-		return errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot)
+		return errors.Is(err, fs.ErrNotExist)
 	}
 	if !missing() {
 		return nil

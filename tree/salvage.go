@@ -250,7 +250,7 @@ func (r *Root) tagsWithoutTypeMap(repo string) (missing, corrupt []string, err e
 	}
 	for _, tag := range have {
 		vs, err := r.TagVariants(repo, tag)
-		if (err == nil && len(vs) == 0) || (err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot)) {
+		if (err == nil && len(vs) == 0) || (err != nil && !absentOrOutside(err)) {
 			corrupt = append(corrupt, tag)
 		}
 	}

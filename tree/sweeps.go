@@ -18,7 +18,7 @@ func (r *Root) sweepTemps() (int, error) {
 	}
 	err = r.walkDir(r.v2Dir(), func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if absentOrOutside(err) {
 				return nil
 			}
 			return err
@@ -58,7 +58,7 @@ func (r *Root) sweepRepoTemps(repo string) (int, error) {
 	for _, sub := range []string{blobsDir, manifestsDir, tagsDir, referrersDir} {
 		err := r.walkDir(filepath.Join(r.repoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
+				if absentOrOutside(err) {
 					return nil
 				}
 				return err
@@ -83,7 +83,7 @@ func (r *Root) sweepRepoTemps(repo string) (int, error) {
 // left in the incoming directory. Same rule as sweepTemps.
 func (r *Root) sweepIncoming() (int, error) {
 	entries, err := r.readDir(r.incomingDir())
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {

@@ -121,7 +121,7 @@ func (r *Root) tagsInStep(repo string, tags []string) (bool, error) {
 // the repository has no tags/list.
 func (r *Root) readTagsList(repo string) ([]string, bool, error) {
 	b, err := r.readSmall(r.tagsListPath(repo), maxListSize)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -150,7 +150,7 @@ func (r *Root) tags(repo string) ([]string, error) {
 		return nil, err
 	}
 	entries, err := r.readDir(r.manifestsDir(repo))
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return []string{}, nil
 	}
 	if err != nil {
@@ -234,7 +234,7 @@ func (r *Root) tagChanged(repo, tag string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	fi, err := r.lstat(r.typeMapPath(repo, tag))
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		if _, ok := r.legacyTag(repo, tag); ok {
 			fi, err = r.lstat(r.legacyTagPath(repo, tag))
 		}
@@ -452,7 +452,7 @@ func (r *Root) writeTagsList(repo, leaving string) error {
 func (r *Root) writeTagsListOf(repo string, tags []string) error {
 	if len(tags) == 0 {
 		// No tags: no repository for clients (NAME_UNKNOWN) nor _catalog.
-		if _, err := r.lstat(r.tagsListPath(repo)); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+		if _, err := r.lstat(r.tagsListPath(repo)); errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		if err := r.unlink(r.tagsListPath(repo)); err != nil {

@@ -37,7 +37,7 @@ func (v *View) Repository(repo string) (RepoEntry, error) {
 	}
 	e := RepoEntry{Name: repo, Path: v.r.repoDir(repo)}
 	_, err := v.r.statInTree(e.Path)
-	e.Exists = !errors.Is(err, fs.ErrNotExist)
+	e.Exists = !absentOrOutside(err)
 	return e, nil
 }
 
@@ -102,7 +102,7 @@ type TagEntry struct {
 func (v *View) Tag(repo, tag string) (TagEntry, error) {
 	e := TagEntry{Tag: tag, Path: v.r.typeMapPath(repo, tag)}
 	vs, err := v.r.TagVariants(repo, tag)
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		if d, ok := v.r.legacyTagTarget(repo, tag); ok {
 			e.Path, e.Legacy, e.Variants = v.r.legacyTagPath(repo, tag), true, []TagVariant{{Digest: d}}
 			return e, nil
