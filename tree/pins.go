@@ -99,7 +99,7 @@ func (r *Root) IsPinned(repo string, d digest.Digest) (bool, error) {
 // sorted: with Repositories, every repository a listing shows.
 func (r *Root) pinnedRepositories() ([]string, error) {
 	entries, err := r.readDir(r.pinsRoot())
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return []string{}, nil
 	}
 	if err != nil {
@@ -144,7 +144,7 @@ func (r *Root) removePin(repo string, d digest.Digest) (bool, error) {
 		return false, err
 	}
 	path := r.pinPath(repo, d)
-	if _, err := r.lstat(path); errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if _, err := r.lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	} else if err != nil {
 		return false, err
@@ -171,7 +171,7 @@ func (r *Root) removePin(repo string, d digest.Digest) (bool, error) {
 // call it holding the tree lock exclusively, as every sweep.
 func (r *Root) sweepPins() (int, error) {
 	repos, err := r.readDir(r.pinsRoot())
-	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
