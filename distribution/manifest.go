@@ -133,14 +133,39 @@ type Manifest struct {
 	Signatures   json.RawMessage `json:"signatures,omitempty"`   // schema1, signed
 }
 
-// ParseManifest reads raw as a manifest of any schema. It fails only on
-// JSON that is not an object.
+// ParseManifest reads raw as a manifest of any schema. It fails on bytes
+// that are not JSON, on JSON that is neither an object nor null, and on a
+// field of a type the schemas do not give it (a string schemaVersion).
+//
+// It is the one decoding of a manifest's whole shape. ParseReferences and
+// ReferrerOf decode projections of Manifest — its field names and types,
+// fewer fields — rather than call it: each must tolerate a wrong type in
+// a field it does not read, which a typed decoding of every field cannot,
+// and gc and verify run them on every manifest of a tree, where decoding
+// the fields they do not read costs measurably more (BenchmarkParse).
+// TestProjections holds the projections to Manifest, FuzzReaders the
+// three readers to agree.
 func ParseManifest(raw []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %v", err)
 	}
 	return &m, nil
+}
+
+// Schema1Type is the media type a Docker schema 1 manifest is served as —
+// signed (JWS) when it carries signatures, plain otherwise — and "" for a
+// manifest of another schemaVersion. The body of a schema 1 manifest
+// seldom states its type, so its readers (the exporter, the tree's
+// migrate) take it from here.
+func (m *Manifest) Schema1Type() string {
+	switch {
+	case m.SchemaVersion != 1:
+		return ""
+	case len(m.Signatures) > 0:
+		return MediaTypeDockerSchema1JWS
+	}
+	return MediaTypeDockerSchema1
 }
 
 // ImageConfig is the part of an image configuration worth showing.

@@ -25,10 +25,16 @@ type refDescriptor struct {
 	Digest    digest.Digest `json:"digest"`
 }
 
-// rawRefs has the fields of every manifest schema that name content:
-// image manifests (config, layers), indexes and lists (manifests), the
-// withdrawn OCI artifact manifest (blobs), Docker schema1 (fsLayers), and
-// OCI 1.1 referrers (subject).
+// rawRefs is the projection of Manifest that ParseReferences decodes: the
+// fields of every schema that name content — image manifests (config,
+// layers), indexes and lists (manifests), the withdrawn OCI artifact
+// manifest (blobs), Docker schema1 (fsLayers), OCI 1.1 referrers
+// (subject) — with Manifest's names and types and nothing else, so that
+// a field gc does not read (a size, an annotation) cannot fail the read,
+// and the decoding costs no more than what gc reads (it reads every
+// manifest of a tree). TestProjections holds it to Manifest: a
+// content-naming field added there and missed here would let gc delete
+// what it names.
 type rawRefs struct {
 	MediaType string          `json:"mediaType"`
 	Config    *refDescriptor  `json:"config"`
@@ -50,11 +56,15 @@ func ParseReferences(raw []byte) (*References, error) {
 		return nil, fmt.Errorf("invalid JSON: %v", err)
 	}
 	out := &References{MediaType: m.MediaType}
-	add := func(to *[]digest.Digest, field string, d refDescriptor) error {
+	// A field's name is spelt out only for an error.
+	add := func(to *[]digest.Digest, field string, i int, d refDescriptor) error {
 		if d.Digest == "" {
 			return nil
 		}
 		if err := ValidateDigest(d.Digest); err != nil {
+			if i >= 0 {
+				field = fmt.Sprintf("%s[%d]", field, i)
+			}
 			return fmt.Errorf("%s: %v", field, err)
 		}
 		if !IsForeign(d.MediaType) {
@@ -63,7 +73,7 @@ func ParseReferences(raw []byte) (*References, error) {
 		return nil
 	}
 	if m.Config != nil {
-		if err := add(&out.Blobs, "config", *m.Config); err != nil {
+		if err := add(&out.Blobs, "config", -1, *m.Config); err != nil {
 			return nil, err
 		}
 	}
@@ -73,13 +83,13 @@ func ParseReferences(raw []byte) (*References, error) {
 		to    *[]digest.Digest
 	}{{"layers", m.Layers, &out.Blobs}, {"blobs", m.Blobs, &out.Blobs}, {"manifests", m.Manifests, &out.Children}} {
 		for i, d := range set.ds {
-			if err := add(set.to, fmt.Sprintf("%s[%d]", set.field, i), d); err != nil {
+			if err := add(set.to, set.field, i, d); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for i, l := range m.FSLayers {
-		if err := add(&out.Blobs, fmt.Sprintf("fsLayers[%d]", i), refDescriptor{Digest: l.BlobSum}); err != nil {
+		if err := add(&out.Blobs, "fsLayers", i, refDescriptor{Digest: l.BlobSum}); err != nil {
 			return nil, err
 		}
 	}

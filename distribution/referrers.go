@@ -58,9 +58,14 @@ func NewReferrersIndex(ds []ReferrerDescriptor) ReferrersIndex {
 	return ReferrersIndex{SchemaVersion: 2, MediaType: MediaTypeOCIIndex, Manifests: ds}
 }
 
-// referrerFields are what a manifest's referrers entry is made of. Only
-// the subject must decode: a field of an unexpected type is left out of
-// the entry rather than dropping a manifest that gc counts as a referrer.
+// referrerFields are what a manifest's referrers entry is made of: the
+// projection of Manifest that ReferrerOf decodes. Only the subject must
+// decode, as Manifest's does: a field of an unexpected type is left out
+// of the entry rather than dropping a manifest that gc counts as a
+// referrer, so the others stay raw, each read — or dropped — on its own.
+// The projection skips what the entry does not need (layers, manifests):
+// the referrers scan reads every manifest of a repository, and verify
+// every manifest of a tree.
 type referrerFields struct {
 	Subject *struct {
 		Digest digest.Digest `json:"digest"`

@@ -89,10 +89,7 @@ func manifestType(m *distribution.Manifest, labelled string) (string, error) {
 	labelled = strings.TrimSpace(labelled)
 	switch {
 	case m.SchemaVersion == 1:
-		if len(m.Signatures) > 0 {
-			return distribution.MediaTypeDockerSchema1JWS, nil
-		}
-		return distribution.MediaTypeDockerSchema1, nil
+		return m.Schema1Type(), nil
 	case m.SchemaVersion != 2:
 		return "", fmt.Errorf("unknown schema: schemaVersion %d", m.SchemaVersion)
 	case m.MediaType != "":

@@ -1,7 +1,6 @@
 package tree
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -283,14 +282,8 @@ func (r *Root) readStoredManifest(repo string, d digest.Digest) (*storedManifest
 		return nil, fmt.Errorf("%v: left as it is", err)
 	}
 	mt := m.MediaType
-	if mt == "" && m.SchemaVersion == 1 {
-		var signed struct {
-			Signatures json.RawMessage `json:"signatures"`
-		}
-		mt = distribution.MediaTypeDockerSchema1
-		if json.Unmarshal(raw, &signed) == nil && len(signed.Signatures) > 0 {
-			mt = distribution.MediaTypeDockerSchema1JWS
-		}
+	if mt == "" {
+		mt = m.Schema1Type()
 	}
 	if mt == "" {
 		mt = r.recordedMediaType(repo, d)
