@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -57,36 +58,16 @@ func runExport(c *cli.Context) error {
 	if _, err := exporter.ParsePlatforms(c.StringSlice("platform")); err != nil {
 		return usageError(c, "%v", err)
 	}
-	if c.Int("jobs") < 1 {
-		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
-	}
-	if c.Duration("src-timeout") <= 0 {
-		return usageError(c, "--src-timeout %v: want more than 0", c.Duration("src-timeout"))
-	}
-	if c.Int64("max-blob-size") <= 0 {
-		return usageError(c, "--max-blob-size %d: want more than 0", c.Int64("max-blob-size"))
+	if err := checkTransferFlags(c); err != nil {
+		return err
 	}
 	root, err := openRoot(c)
 	if err != nil {
 		return err
 	}
 	log := logger(c)
-	o := exporter.Options{
-		Platforms:      c.StringSlice("platform"),
-		Jobs:           c.Int("jobs"),
-		MaxBlobSize:    c.Int64("max-blob-size"),
-		VerifyExisting: c.Bool("verify-existing"),
-		AllOrNothing:   c.Bool("atomic"),
-		Registry: exporter.RegistryOptions{
-			Insecure:  !c.Bool("src-tls-verify"),
-			Creds:     c.String("src-creds"),
-			AuthFile:  c.String("src-authfile"),
-			CertDir:   c.String("src-cert-dir"),
-			UserAgent: "image-serve/" + version,
-			Timeout:   c.Duration("src-timeout"),
-		},
-		Log: log,
-	}
+	o := exportOptions(c, log)
+	o.Platforms = c.StringSlice("platform")
 	var tty *ttyProgress
 	if !quiet(c) && c.String("log-format") == "text" && isTerminal(os.Stderr) {
 		tty = newTTYProgress(os.Stderr)
@@ -207,4 +188,39 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// exportOptions are the options export and sync share, from the flags
+// both take: the transfer's bounds and the source registries' access.
+func exportOptions(c *cli.Context, log *slog.Logger) exporter.Options {
+	return exporter.Options{
+		Jobs:           c.Int("jobs"),
+		MaxBlobSize:    c.Int64("max-blob-size"),
+		VerifyExisting: c.Bool("verify-existing"),
+		AllOrNothing:   c.Bool("atomic"),
+		Registry: exporter.RegistryOptions{
+			Insecure:  !c.Bool("src-tls-verify"),
+			Creds:     c.String("src-creds"),
+			AuthFile:  c.String("src-authfile"),
+			CertDir:   c.String("src-cert-dir"),
+			UserAgent: "image-serve/" + version,
+			Timeout:   c.Duration("src-timeout"),
+		},
+		Log: log,
+	}
+}
+
+// checkTransferFlags refuses the values of the flags exportOptions reads
+// that no transfer can run with: a usage error naming the flag.
+func checkTransferFlags(c *cli.Context) error {
+	if c.Int("jobs") < 1 {
+		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
+	}
+	if c.Duration("src-timeout") <= 0 {
+		return usageError(c, "--src-timeout %v: want more than 0", c.Duration("src-timeout"))
+	}
+	if c.Int64("max-blob-size") <= 0 {
+		return usageError(c, "--max-blob-size %d: want more than 0", c.Int64("max-blob-size"))
+	}
+	return nil
 }

@@ -69,14 +69,8 @@ func runSync(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Int("jobs") < 1 {
-		return usageError(c, "--jobs %d: want 1 or more", c.Int("jobs"))
-	}
-	if c.Duration("src-timeout") <= 0 {
-		return usageError(c, "--src-timeout %v: want more than 0", c.Duration("src-timeout"))
-	}
-	if c.Int64("max-blob-size") <= 0 {
-		return usageError(c, "--max-blob-size %d: want more than 0", c.Int64("max-blob-size"))
+	if err := checkTransferFlags(c); err != nil {
+		return err
 	}
 	if c.Int("max-tags") < 1 {
 		return usageError(c, "--max-tags %d: want 1 or more", c.Int("max-tags"))
@@ -93,21 +87,7 @@ func runSync(c *cli.Context) error {
 	}
 	log := logger(c)
 	o := exporter.SyncOptions{
-		Export: exporter.Options{
-			Jobs:           c.Int("jobs"),
-			MaxBlobSize:    c.Int64("max-blob-size"),
-			VerifyExisting: c.Bool("verify-existing"),
-			AllOrNothing:   c.Bool("atomic"),
-			Registry: exporter.RegistryOptions{
-				Insecure:  !c.Bool("src-tls-verify"),
-				Creds:     c.String("src-creds"),
-				AuthFile:  c.String("src-authfile"),
-				CertDir:   c.String("src-cert-dir"),
-				UserAgent: "image-serve/" + version,
-				Timeout:   c.Duration("src-timeout"),
-			},
-			Log: log,
-		},
+		Export:    exportOptions(c, log),
 		DryRun:    c.Bool("dry-run"),
 		KeepGoing: c.Bool("keep-going"),
 		MaxTags:   c.Int("max-tags"),

@@ -37,14 +37,15 @@ var gcNotYet = map[string]string{
 	"verify.go": "moving onto tree.View",
 }
 
-// gcSelections type-checks gc's non-test files and returns every method
-// or field selection in them, with the file set that places them.
-func gcSelections(t *testing.T) (*token.FileSet, map[*ast.SelectorExpr]*types.Selection) {
+// selections type-checks the non-test files of pkg (a path under the
+// module) and returns every method or field selection in them, with the
+// file set that places them.
+func selections(t *testing.T, pkg string) (*token.FileSet, map[*ast.SelectorExpr]*types.Selection) {
 	t.Helper()
 	fset := token.NewFileSet()
-	paths, err := filepath.Glob(filepath.Join("..", "..", "gc", "*.go"))
+	paths, err := filepath.Glob(filepath.Join("..", "..", filepath.FromSlash(pkg), "*.go"))
 	if err != nil || len(paths) == 0 {
-		t.Fatalf("gc: no Go files (%v)", err)
+		t.Fatalf("%s: no Go files (%v)", pkg, err)
 	}
 	var files []*ast.File
 	for _, p := range paths {
@@ -59,8 +60,8 @@ func gcSelections(t *testing.T) (*token.FileSet, map[*ast.SelectorExpr]*types.Se
 	}
 	info := &types.Info{Selections: map[*ast.SelectorExpr]*types.Selection{}}
 	conf := types.Config{Importer: importer.ForCompiler(fset, "source", nil)}
-	if _, err := conf.Check(module+"gc", fset, files, info); err != nil {
-		t.Fatalf("type-checking gc: %v", err)
+	if _, err := conf.Check(module+pkg, fset, files, info); err != nil {
+		t.Fatalf("type-checking %s: %v", pkg, err)
 	}
 	return fset, info.Selections
 }
@@ -72,7 +73,7 @@ func gcSelections(t *testing.T) (*token.FileSet, map[*ast.SelectorExpr]*types.Se
 // gc's sweep, delete's prune and verify --repair each sequenced the steps
 // themselves.
 func TestRemovalOrderInTree(t *testing.T) {
-	fset, sels := gcSelections(t)
+	fset, sels := selections(t, "gc")
 	var found []string
 	for sel, s := range sels {
 		name := sel.Sel.Name
@@ -93,7 +94,7 @@ func TestRemovalOrderInTree(t *testing.T) {
 // no writer of the root's ~80 others — which are to go private. Guards:
 // Collect called 32 of them, and gc 52 in all, problem paths included.
 func TestGCThroughHandles(t *testing.T) {
-	fset, sels := gcSelections(t)
+	fset, sels := selections(t, "gc")
 	var found []string
 	for sel, s := range sels {
 		name := sel.Sel.Name

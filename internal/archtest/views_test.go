@@ -1,14 +1,10 @@
 package archtest
 
 import (
-	"go/ast"
-	"go/importer"
-	"go/parser"
 	"go/token"
 	"go/types"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -48,32 +44,12 @@ var viewReaders = []struct {
 func TestReadersHoldHandles(t *testing.T) {
 	for _, r := range viewReaders {
 		t.Run(r.pkg, func(t *testing.T) {
-			fset := token.NewFileSet()
-			paths, err := filepath.Glob(filepath.Join("..", "..", filepath.FromSlash(r.pkg), "*.go"))
-			if err != nil || len(paths) == 0 {
-				t.Fatalf("%s: no Go files (%v)", r.pkg, err)
-			}
-			var files []*ast.File
-			for _, p := range paths {
-				if strings.HasSuffix(p, "_test.go") {
-					continue
-				}
-				f, err := parser.ParseFile(fset, p, nil, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				files = append(files, f)
-			}
-			info := &types.Info{Selections: map[*ast.SelectorExpr]*types.Selection{}}
-			conf := types.Config{Importer: importer.ForCompiler(fset, "source", nil)}
-			if _, err := conf.Check(module+r.pkg, fset, files, info); err != nil {
-				t.Fatalf("type-checking %s: %v", r.pkg, err)
-			}
+			fset, sels := selections(t, r.pkg)
 			checked := func(pos token.Position) bool {
 				return r.files == nil || slices.Contains(r.files, filepath.Base(pos.Filename))
 			}
 			var found []string
-			for sel, s := range info.Selections {
+			for sel, s := range sels {
 				pos := fset.Position(sel.Pos())
 				if s.Kind() != types.MethodVal || !onRoot(s.Recv()) || !checked(pos) || slices.Contains(viewHandles, sel.Sel.Name) {
 					continue
