@@ -100,6 +100,22 @@ func JoinFailures(errs []error) error {
 	return errors.Join(out...)
 }
 
+// newImages starts one image per job, each with a context of its own
+// (cancelled when one of its blobs fails); cancel ends them all.
+func newImages(ctx context.Context, jobs []Job) (images []*image, cancel func()) {
+	images = make([]*image, len(jobs))
+	for i, j := range jobs {
+		im := &image{job: j}
+		im.ctx, im.cancel = context.WithCancel(ctx)
+		images[i] = im
+	}
+	return images, func() {
+		for _, im := range images {
+			im.cancel()
+		}
+	}
+}
+
 // image is one job on its way through a batch.
 type image struct {
 	job    Job
@@ -146,13 +162,8 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 	if o.Registry.log == nil {
 		o.Registry.log = o.Log
 	}
-	images := make([]*image, len(jobs))
-	for i, j := range jobs {
-		im := &image{job: j}
-		im.ctx, im.cancel = context.WithCancel(ctx)
-		defer im.cancel()
-		images[i] = im
-	}
+	images, cancel := newImages(ctx, jobs)
+	defer cancel()
 	planAll(ctx, images, o)
 	for _, im := range images {
 		if im.s != nil {

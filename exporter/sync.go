@@ -491,13 +491,8 @@ func (t *syncTag) finish(sum *Summary, err error) {
 // planOnly plans the moved tags as an export would, their referrers
 // included, and publishes none: what a dry run reports.
 func planOnly(ctx context.Context, moved []*syncTag, jobs []Job, o Options) {
-	images := make([]*image, len(jobs))
-	for i, j := range jobs {
-		im := &image{job: j}
-		im.ctx, im.cancel = context.WithCancel(ctx)
-		defer im.cancel()
-		images[i] = im
-	}
+	images, cancel := newImages(ctx, jobs)
+	defer cancel()
 	planAll(ctx, images, o)
 	for _, im := range images {
 		if im.failed() == nil && im.job.current != "" && im.plan.top.Digest == im.job.current {
