@@ -3,6 +3,7 @@ package tree
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -295,7 +296,9 @@ func (r *Root) parentsFirst(repo string, ds []digest.Digest) []digest.Digest {
 		}
 		post = append(post, d)
 	}
-	for _, d := range ds {
+	// In digest order, whatever order the caller marked them in (a map's,
+	// often): the same removal crashes at the same steps every run.
+	for _, d := range slices.Sorted(slices.Values(ds)) {
 		visit(d)
 	}
 	for i, j := 0, len(post)-1; i < j; i, j = i+1, j-1 {
