@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -59,6 +60,7 @@ type release struct {
 	// it, unpacked.
 	chains map[string][]string
 	src    *rand.ChaCha8
+	opts   []remote.Option // how pushes reach the registry
 }
 
 // TestSyncDistribution mirrors a release from the CNCF distribution
@@ -364,7 +366,7 @@ func (rel *release) write(reg *distreg.Registry, ref string, img v1.Image) error
 	if err != nil {
 		return err
 	}
-	if err := remote.Write(r, img); err != nil {
+	if err := remote.Write(r, img, rel.opts...); err != nil {
 		return fmt.Errorf("push %s: %w", ref, err)
 	}
 	return nil
@@ -445,7 +447,7 @@ func (rel *release) pushIndex(t *testing.T, reg *distreg.Registry, ref string, i
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Put(r, rawIndex(raw)); err != nil {
+	if err := remote.Put(r, rawIndex(raw), rel.opts...); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
 	rel.images[ref] = exported{repo: repo, tag: tag, digest: sha256Digest(raw), raw: raw, mediaType: string(types.OCIImageIndex), children: children}
@@ -571,40 +573,51 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // syncSkopeoExample syncs the example file of skopeo-sync(1)
-// (syncfile/testdata) from the distribution registry, its text changed
-// only where a local registry must differ: registry.example.com becomes
-// 127.0.0.1:PORT and quay.io localhost:PORT (the same registry under two
-// names, as the file names two), registry.example.com's tls-verify: true
-// becomes false (the registry serves plain HTTP) and its cert-dir an
-// empty directory of the test's. Its credentials stay: the registry
-// asks for none, so they are never sent. Its digest entry names no
-// image and is skipped with a warning, as every digest entry is until
-// digest pins land.
-func syncSkopeoExample(t *testing.T, reg *distreg.Registry) {
+// (syncfile/testdata) from two distribution registries, its text changed
+// only in its two hosts and its cert-dir: registry.example.com becomes a
+// registry over HTTPS with a test CA (the cert-dir holds it, so
+// tls-verify: true holds) that lets in only the file's user john, with
+// the file's password; quay.io becomes plain (the test's main registry;
+// the file says tls-verify: false). Its digest entry names no image and
+// is skipped with a warning, as every digest entry is until digest pins
+// land.
+func syncSkopeoExample(t *testing.T, plain *distreg.Registry) {
 	example, err := os.ReadFile(filepath.Join("..", "..", "syncfile", "testdata", "skopeo-sync-example.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	const user, password = "john", "this is a secret"
+	secure := distreg.StartWith(t, distreg.Options{TLS: true, Users: map[string]string{user: password}})
 	src := rand.NewChaCha8([32]byte{'s', 'k', 'o', 'p', 'e', 'o'})
-	rel := &release{images: map[string]exported{}, chains: map[string][]string{}, src: src}
+	rel := &release{images: map[string]exported{}, chains: map[string][]string{}, src: src,
+		opts: []remote.Option{remote.WithTransport(secure.Client().Transport), remote.WithAuth(&authn.Basic{Username: user, Password: password})}}
 	for _, ref := range []string{"busybox:1", "busybox:latest", "redis:1.0", "redis:2.0", "redis:3.0",
 		"nginx:1.13.1-alpine-perl", "nginx:1.13.2-alpine-perl", "nginx:1.13.3-alpine-perl", "nginx:1.13.2",
-		"alpine:3.11.0", "alpine:3.12.5", "alpine:3.14.0", "alpine:3.17.1", "alpine:edge",
-		"coreos/etcd:latest", "coreos/etcd:v3"} {
-		rel.push(t, reg, ref, testregistry.DockerImage(t, rel.layer(t, 512)))
+		"alpine:3.11.0", "alpine:3.12.5", "alpine:3.14.0", "alpine:3.17.1", "alpine:edge"} {
+		rel.push(t, secure, ref, testregistry.DockerImage(t, rel.layer(t, 512)))
 	}
-	port := reg.Host[strings.LastIndex(reg.Host, ":")+1:]
+	quay := &release{images: map[string]exported{}, chains: map[string][]string{}, src: src}
+	for _, ref := range []string{"coreos/etcd:latest", "coreos/etcd:v3"} {
+		quay.push(t, plain, ref, testregistry.DockerImage(t, quay.layer(t, 512)))
+	}
+	certs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(certs, "ca.crt"), secure.CACertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	adapted := strings.NewReplacer(
-		"registry.example.com:", "127.0.0.1:"+port+":",
-		"quay.io:", "localhost:"+port+":",
-		"tls-verify: true", "tls-verify: false",
-		"/home/john/certs", t.TempDir(),
+		"registry.example.com:", secure.Host+":",
+		"quay.io:", plain.Host+":",
+		"/home/john/certs", certs,
 	).Replace(string(example))
 	file := writeFile(t, "sync.yml", adapted)
 	rootDir := filepath.Join(t.TempDir(), "root")
+	m := secure.Mark(t)
 	r := mustRun(t, "--root", rootDir, "sync", "-f", file)
 	if !strings.Contains(r.stderr, "digest entries are not synced yet") {
 		t.Errorf("no warning about the digest entry:\n%s", r.stderr)
+	}
+	if kinds(secure.Since(t, m))["GET blobs"] == 0 {
+		t.Errorf("nothing fetched from the HTTPS registry")
 	}
 	want := map[string]string{
 		"busybox":     "1 latest",
@@ -617,6 +630,16 @@ func syncSkopeoExample(t *testing.T, reg *distreg.Registry) {
 		out := mustRun(t, "--root", rootDir, "list", repo).stdout
 		if got := strings.Join(strings.Fields(out), " "); got != tags {
 			t.Errorf("%s: tags %q, want %q", repo, got, tags)
+		}
+	}
+	// The HTTPS registry's tags are its images, byte for byte.
+	for _, ref := range sortedKeys(rel.images) {
+		img := rel.images[ref]
+		if !slices.Contains(strings.Fields(want[img.repo]), img.tag) {
+			continue
+		}
+		if got := mustRun(t, "--root", rootDir, "list", "--json", img.repo).stdout; !strings.Contains(got, img.digest) {
+			t.Errorf("%s: the tree has not the source's %s:\n%s", ref, img.digest, got)
 		}
 	}
 }

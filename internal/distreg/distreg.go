@@ -18,7 +18,15 @@ package distreg
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -48,6 +56,12 @@ const (
 type Registry struct {
 	// Host is HOST:PORT on 127.0.0.1, for references and sync files.
 	Host string
+	// CACertPEM is the CA that signed the registry's certificate, with
+	// Options.TLS; nil otherwise.
+	CACertPEM []byte
+
+	scheme string
+	client *http.Client
 
 	logPath string
 	mu      sync.Mutex
@@ -101,10 +115,28 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// Start runs the registry on a free port of 127.0.0.1, storing in a
-// temporary directory, until the test ends; it returns once /v2/
-// answers.
+// Options are how a registry Start runs differs from the default: plain
+// HTTP, no authentication.
+type Options struct {
+	// TLS serves HTTPS with a certificate for 127.0.0.1 and localhost
+	// signed by a CA made for the test (Registry.CACertPEM).
+	TLS bool
+	// Users, when set, are the only user:password pairs the registry
+	// lets in (htpasswd, bcrypt: the registry's only basic-auth scheme;
+	// it refuses it without TLS).
+	Users map[string]string
+}
+
+// Start runs the registry over plain HTTP on a free port of 127.0.0.1,
+// storing in a temporary directory, until the test ends; it returns once
+// /v2/ answers.
 func Start(t testing.TB) *Registry {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Registry {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
@@ -114,7 +146,7 @@ func Start(t testing.TB) *Registry {
 	}
 	host := l.Addr().String()
 	l.Close()
-	conf := filepath.Join(dir, "config.yml")
+	r := &Registry{Host: host, logPath: filepath.Join(dir, "access.log"), scheme: "http", client: &http.Client{Timeout: markTimeout}}
 	// log.level error keeps the application's own log (stderr) to what
 	// goes wrong; the access log (stdout) is on, as it is by default.
 	text := fmt.Sprintf(`version: 0.1
@@ -130,10 +162,17 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), host)
+	if o.TLS {
+		cert, key := r.makeCerts(t, dir)
+		text += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+	}
+	if len(o.Users) > 0 {
+		text += fmt.Sprintf("auth:\n  htpasswd:\n    realm: distreg\n    path: %s\n", htpasswdFile(t, dir, o.Users))
+	}
+	conf := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{Host: host, logPath: filepath.Join(dir, "access.log")}
 	stdout, err := os.Create(r.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -152,12 +191,13 @@ http:
 		_ = cmd.Process.Kill()
 		<-exited
 	})
+	// Up is /v2/ answering at all: 401 when it wants users.
 	deadline := time.Now().Add(startTimeout)
 	for {
-		resp, err := http.Get("http://" + host + "/v2/")
+		resp, err := r.client.Get(r.URL() + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return r
 			}
 		}
@@ -171,6 +211,100 @@ http:
 			t.Fatalf("distribution registry at %s: /v2/ not answering after %v (last: %v)\n%s", host, startTimeout, err, stderr.String())
 		}
 	}
+}
+
+// URL is the registry's base URL: http:// or https:// and Host.
+func (r *Registry) URL() string { return r.scheme + "://" + r.Host }
+
+// Client is an HTTP client that trusts the registry's CA.
+func (r *Registry) Client() *http.Client { return r.client }
+
+// makeCerts writes a CA and a certificate it signs for 127.0.0.1 and
+// localhost, and the key, into dir; the CA becomes r.CACertPEM and the
+// one r.client trusts.
+func (r *Registry) makeCerts(t testing.TB, dir string) (cert, key string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "distreg test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.CACertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	cert, key = filepath.Join(dir, "registry.crt"), filepath.Join(dir, "registry.key")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	r.scheme = "https"
+	r.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	return cert, key
+}
+
+// htpasswdFile writes users as an htpasswd file of bcrypt hashes, made
+// by Apache's htpasswd (apache2-utils, which apache2 depends on: make
+// test-deps installs it).
+func htpasswdFile(t testing.TB, dir string, users map[string]string) string {
+	t.Helper()
+	bin, err := exec.LookPath("htpasswd")
+	if err != nil {
+		t.Fatalf("htpasswd: %v: run `make test-deps` (it installs apache2, whose apache2-utils has htpasswd)", err)
+	}
+	var b strings.Builder
+	for user, pass := range users {
+		out, err := exec.Command(bin, "-nbB", user, pass).Output()
+		if err != nil {
+			t.Fatalf("htpasswd -nbB %s: %v", user, err)
+		}
+		b.WriteString(strings.TrimSpace(string(out)) + "\n")
+	}
+	path := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // lockedWriter lets the test read the registry's stderr while the
@@ -205,7 +339,7 @@ func (r *Registry) Mark(t testing.TB) Mark {
 	n := r.marks
 	r.mu.Unlock()
 	query := "image-serve-mark=" + strconv.Itoa(n)
-	resp, err := http.Get("http://" + r.Host + "/v2/?" + query)
+	resp, err := r.client.Get(r.URL() + "/v2/?" + query)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,3 +44,31 @@ func TestStartCounts(t *testing.T) {
 		t.Errorf("between two marks with nothing asked: %+v", again)
 	}
 }
+
+// TestStartTLSUsers: over HTTPS with the test's CA, /v2/ wants the user
+// Options name, and the log has both answers.
+func TestStartTLSUsers(t *testing.T) {
+	r := StartWith(t, Options{TLS: true, Users: map[string]string{"john": "this is a secret"}})
+	if len(r.CACertPEM) == 0 || r.URL() != "https://"+r.Host {
+		t.Fatalf("URL %s, CA %d bytes", r.URL(), len(r.CACertPEM))
+	}
+	m := r.Mark(t)
+	for _, pass := range []string{"", "this is a secret"} {
+		req, err := http.NewRequest(http.MethodGet, r.URL()+"/v2/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pass != "" {
+			req.SetBasicAuth("john", pass)
+		}
+		resp, err := r.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	got := r.Since(t, m)
+	if len(got) != 2 || got[0].Status != http.StatusUnauthorized || got[1].Status != http.StatusOK {
+		t.Errorf("GET /v2/ without and with the password: %+v, want 401 then 200", got)
+	}
+}
