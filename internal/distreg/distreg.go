@@ -10,9 +10,11 @@
 // client has it, for a body larger than the server's write buffer just
 // after the client may have read it all. Mark therefore sends a request
 // of its own once the client is done and waits for that line: by then
-// the lines of the requests answered before it have been written (each
-// needs only the write its goroutine makes next, against a whole
-// request's round trip for the marker).
+// the lines of the requests answered before it have been written, each
+// needing only the one write its goroutine makes next against a whole
+// round trip for the marker. That is an ordering in practice, not a
+// guarantee: a line still unwritten would show as a count one too low,
+// never as a request that was not made.
 package distreg
 
 import (
