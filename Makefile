@@ -15,7 +15,7 @@ LDFLAGS     := -X main.commit=$(GIT_COMMIT) -X main.commitTime=$(GIT_TIME) -X ma
 APT_PKGS    := apache2 nginx skopeo
 BIN         := bin/image-serve
 
-.PHONY: all build test test-deps lint unit demo bench clean man install
+.PHONY: all build test test-deps lint unit demo bench clean man install bin/registry
 
 all: build
 
@@ -38,8 +38,9 @@ install: build man
 	install -D -m 0644 bin/image-serve.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/image-serve.fish
 
 # test-deps installs the Debian packages the end-to-end tests drive, only when
-# one is missing (apt-get needs root; CI and the dev machines run as root).
-test-deps:
+# one is missing (apt-get needs root; CI and the dev machines run as root),
+# and builds bin/registry.
+test-deps: bin/registry
 	@missing=""; \
 	command -v apache2 >/dev/null || command -v httpd >/dev/null || missing="$$missing apache2"; \
 	command -v nginx   >/dev/null || missing="$$missing nginx"; \
@@ -52,6 +53,14 @@ test-deps:
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# bin/registry is the CNCF distribution registry pinned in bench/tools/go.mod
+# (a module of its own, so that its dependencies stay out of ours): the
+# source registry of `make bench` and of the sync tests
+# (internal/distreg, which fails without it). Phony: go build is the judge
+# of whether it is current, and cheap when it is.
+bin/registry:
+	cd bench/tools && $(GO) build -trimpath -o ../../bin/registry github.com/distribution/distribution/v3/cmd/registry
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -92,7 +101,6 @@ demo: build
 bench: build test-deps
 	@command -v wrk >/dev/null || { echo "installing: wrk"; export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
-	cd bench/tools && $(GO) build -trimpath -o ../../bin/registry github.com/distribution/distribution/v3/cmd/registry
 	$(GO) run ./internal/bench/cmd/benchrun -bin $(BIN) -registry bin/registry -out bench/RESULTS.md $(BENCHFLAGS)
 
 clean:
