@@ -54,7 +54,7 @@ type release struct {
 	images map[string]exported
 	bases  []string   // the shared layers' digests
 	base   []v1.Layer // the shared layers
-	pinned string     // the digest-only image's manifest digest
+	pinned exported   // the digest-only image: a pin of release/pinned, no tag
 	// chains are the chain IDs of every prefix of an image's layers
 	// (the linux/amd64 child's for an index): containerd's snapshots of
 	// it, unpacked.
@@ -94,8 +94,8 @@ func TestSyncDistribution(t *testing.T) {
 	m := reg.Mark(t)
 	r := mustRun(t, "--root", rootDir, "sync", "-f", file, "--jobs", "8")
 	cold := reg.Since(t, m)
-	if !strings.Contains(r.stderr, "digest entries are not synced yet") {
-		t.Errorf("cold run: no warning about the digest entry release/pinned:\n%s", r.stderr)
+	if strings.Contains(r.stderr, "not synced") {
+		t.Errorf("cold run: the digest entry release/pinned was not synced:\n%s", r.stderr)
 	}
 	blobGets := map[string]int{}
 	for _, q := range cold {
@@ -119,6 +119,11 @@ func TestSyncDistribution(t *testing.T) {
 		{"embedded", testserver.Embedded(t, root)},
 		{"apache", testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root)))},
 		{"nginx", testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root)))},
+	}
+	for _, srv := range servers {
+		if err := ggcrPull(strings.TrimPrefix(srv.base, "http://"), rel.pinned); err != nil {
+			t.Errorf("%s: the digest entry, pinned: %v", srv.name, err)
+		}
 	}
 	// The store's run directory must be short: podman wants at most 50
 	// characters, which a subtest's TempDir is not.
@@ -235,6 +240,9 @@ func TestSyncDistribution(t *testing.T) {
 	t.Logf("third run (%s moved): %d requests: %v", moved, len(third), kinds(third))
 	for line := range strings.Lines(string(readFile(t, digests))) {
 		dg, ref, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if ref == rel.pinned.repo+"@"+rel.pinned.digest && dg == rel.pinned.digest {
+			continue // the pin, by its digest
+		}
 		if img, ok := rel.images[ref]; !ok || img.digest != dg {
 			t.Errorf("--digestfile: %s %s, want %s", dg, ref, img.digest)
 		}
@@ -335,10 +343,18 @@ func seedRelease(t *testing.T, reg *distreg.Registry) *release {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel.pinned = d.String()
-	if err := rel.write(reg, "release/pinned@"+rel.pinned, pinned); err != nil {
+	if err := rel.write(reg, "release/pinned@"+d.String(), pinned); err != nil {
 		t.Fatal(err)
 	}
+	raw, err := pinned.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := pinned.MediaType()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel.pinned = exported{repo: "release/pinned", digest: d.String(), raw: raw, mediaType: string(mt)}
 	return rel
 }
 
@@ -492,7 +508,7 @@ func releaseFile(host string, rel *release) string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "    release/multi: [v1]\n    release/pinned: [%q]\n", rel.pinned)
+	fmt.Fprintf(&b, "    release/multi: [v1]\n    release/pinned: [%q]\n", rel.pinned.digest)
 	return b.String()
 }
 
@@ -514,11 +530,15 @@ func sampleServers(i int, img exported, n int) []int {
 	return []int{i % n}
 }
 
-// ggcrPull pulls img by tag with go-containerregistry from host and
+// ggcrPull pulls img by tag (by digest without one) with go-containerregistry from host and
 // checks it against what was pushed: the manifest's bytes, and every
 // blob it reaches, hashed (validate).
 func ggcrPull(host string, img exported) error {
-	ref, err := name.ParseReference(host+"/"+img.repo+":"+img.tag, name.Insecure)
+	at := ":" + img.tag
+	if img.tag == "" {
+		at = "@" + img.digest
+	}
+	ref, err := name.ParseReference(host+"/"+img.repo+at, name.Insecure)
 	if err != nil {
 		return err
 	}
@@ -606,6 +626,10 @@ func syncSkopeoExample(t *testing.T, plain *distreg.Registry) {
 		"alpine:3.11.0", "alpine:3.12.5", "alpine:3.14.0", "alpine:3.17.1", "alpine:edge"} {
 		rel.push(t, secure, ref, testregistry.DockerImage(t, rel.layer(t, 512)))
 	}
+	// The file's digest entry is a placeholder no registry holds: it
+	// becomes the digest of an image pushed to redis, which lands as a pin.
+	rel.push(t, secure, "redis:pinned-by-digest", testregistry.DockerImage(t, rel.layer(t, 512)))
+	pinned := rel.images["redis:pinned-by-digest"].digest
 	quay := &release{images: map[string]exported{}, chains: map[string][]string{}, src: src}
 	for _, ref := range []string{"coreos/etcd:latest", "coreos/etcd:v3"} {
 		quay.push(t, plain, ref, testregistry.DockerImage(t, quay.layer(t, 512)))
@@ -618,13 +642,14 @@ func syncSkopeoExample(t *testing.T, plain *distreg.Registry) {
 		"registry.example.com:", secure.Host+":",
 		"quay.io:", plain.Host+":",
 		"/home/john/certs", certs,
+		"sha256:0000000000000000000000000000000011111111111111111111111111111111", pinned,
 	).Replace(string(example))
 	file := writeFile(t, "sync.yml", adapted)
 	rootDir := filepath.Join(t.TempDir(), "root")
 	m := secure.Mark(t)
 	r := mustRun(t, "--root", rootDir, "sync", "-f", file)
-	if !strings.Contains(r.stderr, "digest entries are not synced yet") {
-		t.Errorf("no warning about the digest entry:\n%s", r.stderr)
+	if out := mustRun(t, "--root", rootDir, "list", "--long", "redis").stdout; !strings.Contains(out, "redis@"+pinned) || !strings.Contains(out, "(pinned)") {
+		t.Errorf("the digest entry is not pinned:\n%s\n%s", out, r.stderr)
 	}
 	if kinds(secure.Since(t, m))["GET blobs"] == 0 {
 		t.Errorf("nothing fetched from the HTTPS registry")
