@@ -39,6 +39,10 @@ type RegistryOptions struct {
 	// trusted on top of the system's, its *.cert/*.key pairs offered as
 	// client certificates. "" for none.
 	CertDir string
+	// Limits cap the requests in flight to the registry and their rate.
+	// A run (a sync, an export batch) shares one limiter per registry
+	// host among all its repositories: the first opened sets it.
+	Limits RegistryLimits
 
 	// pool, when set, is the connection pool every source of a batch
 	// shares: one set of connections per registry, not one per image.
@@ -60,6 +64,42 @@ type RegistryOptions struct {
 type transportPool struct {
 	mu  sync.Mutex
 	trs map[transportKey]http.RoundTripper
+	// limiters are the run's, one per registry host (limiter).
+	limiters map[string]*registryLimiter
+	// pings answers every repository's ping of a registry after the first.
+	pings pingCache
+	// clock, when set, replaces the real one under the limiters (tests).
+	clock clock
+}
+
+// limiter returns the registry's limiter for the run, made with l the
+// first time; nil when l sets no limit. A nil pool makes a new one each
+// time.
+func (p *transportPool) limiter(registry string, l RegistryLimits) *registryLimiter {
+	if p == nil {
+		if l.none() {
+			return nil
+		}
+		return newRegistryLimiter(l, realClock{})
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rl, ok := p.limiters[registry]; ok {
+		return rl
+	}
+	if p.limiters == nil {
+		p.limiters = map[string]*registryLimiter{}
+	}
+	var rl *registryLimiter
+	if !l.none() {
+		c := p.clock
+		if c == nil {
+			c = realClock{}
+		}
+		rl = newRegistryLimiter(l, c)
+	}
+	p.limiters[registry] = rl
+	return rl
 }
 
 type transportKey struct {
@@ -111,7 +151,8 @@ func newSourceTransport(k transportKey) (http.RoundTripper, error) {
 
 // registry reads one repository of a registry with plain HTTP requests
 // through one authenticated client. go-containerregistry's transport
-// handles the ping (once per export, not once per request) and the token
+// handles the ping (once per export, not once per request; within a run
+// sharing a pool, once per registry: pingTransport) and the token
 // exchange; under it, retryTransport retries requests that fail before a
 // body arrives and guardedTransport refuses plain HTTP unless insecure.
 // The bodies are ours to bound — manifests to tree.MaxManifestSize, blobs
@@ -160,10 +201,18 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	if err != nil {
 		return nil, err
 	}
+	if rl := o.pool.limiter(repo.RegistryStr(), o.Limits); rl != nil {
+		inner = &limitedTransport{inner: inner, lim: rl}
+	}
 	if o.requests != nil {
 		inner = &countingTransport{inner: inner, n: o.requests}
 	}
 	var tr http.RoundTripper = &retryTransport{inner: inner, policy: policy, log: log}
+	if o.pool != nil {
+		// Above the retries and the limiter: a ping answered from the
+		// cache costs the registry nothing, and counts as no request.
+		tr = &pingTransport{inner: tr, cache: &o.pool.pings}
+	}
 	if o.UserAgent != "" {
 		tr = transport.NewUserAgent(tr, o.UserAgent)
 	}

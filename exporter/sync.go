@@ -66,7 +66,8 @@ type SyncEntry struct {
 	NoReferrers bool
 	// Registry is how to reach Source (credentials, TLS, certs.d); the
 	// run's Options.Registry fills in what it leaves zero (credentials,
-	// certs.d, user agent, timeout), and its Insecure applies to all.
+	// certs.d, user agent, timeout, limits), and its Insecure applies to
+	// all.
 	Registry RegistryOptions
 }
 
@@ -276,6 +277,9 @@ func (o RegistryOptions) under(run RegistryOptions) RegistryOptions {
 	}
 	if o.CertDir == "" && !o.Insecure {
 		o.CertDir = run.CertDir
+	}
+	if o.Limits.none() {
+		o.Limits = run.Limits
 	}
 	o.pool, o.retry, o.base, o.log, o.requests = run.pool, run.retry, run.base, run.log, run.requests
 	return o
