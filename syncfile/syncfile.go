@@ -23,7 +23,14 @@
 //	                                    (referrers, cosign's .sig/.att/.sbom tags)
 //
 // and on a registry `prefix: PATH`, the repository path its images go
-// under in the tree. Regular expressions are Go's (RE2), matched anywhere
+// under in the tree, and the load a run may put on it:
+//
+//	max-requests:        N   requests in flight to it at once (N ≥ 1)
+//	requests-per-second: R   requests started per second (R > 0; a burst
+//	                         of one second's worth)
+//
+// Both count every request sent because of the registry: pings, tokens,
+// listings, HEADs, GETs and retries. Regular expressions are Go's (RE2), matched anywhere
 // in a tag as skopeo matches them: anchor them with ^ and $.
 //
 // Every error names the entry and its line: an unknown key, a value of
@@ -35,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,6 +71,12 @@ type Registry struct {
 	TLSVerify   *bool        // nil: true
 	CertDir     string
 	Prefix      string
+	// MaxRequests caps the requests in flight to the registry; 0: no
+	// cap (max-requests).
+	MaxRequests int
+	// RequestsPerSecond is the rate requests to the registry may start
+	// at; 0: none (requests-per-second).
+	RequestsPerSecond float64
 	Options
 }
 
@@ -277,6 +291,20 @@ func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
 			}
 			reg.CertDir = s
 			return err
+		case "max-requests":
+			var n int
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&n) != nil || n < 1 {
+				return fmt.Errorf("%s: want a whole number of requests, at least 1, got %s", at, kindName(v))
+			}
+			reg.MaxRequests = n
+			return nil
+		case "requests-per-second":
+			var r float64
+			if v.Kind != yaml.ScalarNode || (v.Tag != "!!int" && v.Tag != "!!float") || v.Decode(&r) != nil || !(r > 0) || math.IsInf(r, 0) {
+				return fmt.Errorf("%s: want a rate above 0, got %s", at, kindName(v))
+			}
+			reg.RequestsPerSecond = r
+			return nil
 		case "prefix":
 			s, err := stringValue(at, v)
 			if err != nil {
@@ -291,7 +319,7 @@ func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
 		}
 		ok, err := parseOption(at, k.Value, v, &reg.Options)
 		if err == nil && !ok {
-			err = fmt.Errorf("line %d: registry %q: unknown key %q (want images, images-by-tag-regex, images-by-semver, credentials, tls-verify, cert-dir, prefix, platforms, exclude, immutable or referrers)", k.Line, host, k.Value)
+			err = fmt.Errorf("line %d: registry %q: unknown key %q (want images, images-by-tag-regex, images-by-semver, credentials, tls-verify, cert-dir, prefix, max-requests, requests-per-second, platforms, exclude, immutable or referrers)", k.Line, host, k.Value)
 		}
 		return err
 	})

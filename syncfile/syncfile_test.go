@@ -217,3 +217,32 @@ func TestREADMEExample(t *testing.T) {
 		t.Errorf("README's example: filters do not do what it says")
 	}
 }
+
+// The load a run may put on a registry: max-requests and
+// requests-per-second, and what they refuse.
+func TestRegistryLimits(t *testing.T) {
+	f, err := Parse([]byte("reg.io:\n  images: {a: []}\n  max-requests: 4\n  requests-per-second: 2.5\nother.io:\n  images: {b: []}\n  requests-per-second: 10\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := f.Registries[0]; r.MaxRequests != 4 || r.RequestsPerSecond != 2.5 {
+		t.Errorf("reg.io: max-requests %d, requests-per-second %v", r.MaxRequests, r.RequestsPerSecond)
+	}
+	if r := f.Registries[1]; r.MaxRequests != 0 || r.RequestsPerSecond != 10 {
+		t.Errorf("other.io: max-requests %d, requests-per-second %v", r.MaxRequests, r.RequestsPerSecond)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"max-requests: 0", `line 3: registry "reg.io": max-requests: want a whole number of requests, at least 1, got "0"`},
+		{"max-requests: 2.5", `max-requests: want a whole number`},
+		{"max-requests: many", `max-requests: want a whole number`},
+		{"requests-per-second: 0", `line 3: registry "reg.io": requests-per-second: want a rate above 0, got "0"`},
+		{"requests-per-second: -1", `requests-per-second: want a rate above 0`},
+		{"requests-per-second: .inf", `requests-per-second: want a rate above 0`},
+		{"requests-per-second: fast", `requests-per-second: want a rate above 0`},
+	} {
+		_, err := Parse([]byte("reg.io:\n  images: {a: []}\n  " + tc.yaml + "\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
