@@ -278,8 +278,11 @@ func (o RegistryOptions) under(run RegistryOptions) RegistryOptions {
 	if o.CertDir == "" && !o.Insecure {
 		o.CertDir = run.CertDir
 	}
-	if o.Limits.none() {
-		o.Limits = run.Limits
+	if o.Limits.MaxRequests < 1 {
+		o.Limits.MaxRequests = run.Limits.MaxRequests
+	}
+	if o.Limits.RequestsPerSecond <= 0 {
+		o.Limits.RequestsPerSecond = run.Limits.RequestsPerSecond
 	}
 	o.pool, o.retry, o.base, o.log, o.requests = run.pool, run.retry, run.base, run.log, run.requests
 	return o
