@@ -177,6 +177,9 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 	if o.AllOrNothing && len(images) > 1 {
 		failAllIfOne(images)
 	}
+	if pp, ok := o.Progress.(PlanProgress); ok && live(images) {
+		pp.Planned(planned(images))
+	}
 	if live(images) {
 		if err := publishAll(ctx, root, images, start, o); err != nil {
 			for _, im := range images {
@@ -193,6 +196,23 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 		}
 	}
 	return sums, errs
+}
+
+// planned is what a PlanProgress is told of the images publishAll
+// publishes.
+func planned(images []*image) []PlannedImage {
+	var out []PlannedImage
+	for _, im := range images {
+		if im.failed() != nil || im.unchanged {
+			continue
+		}
+		pi := PlannedImage{Dest: im.sum.Dest}
+		for _, b := range im.plan.blobs {
+			pi.Blobs = append(pi.Blobs, PlannedBlob{Digest: b.Digest, Size: b.Size})
+		}
+		out = append(out, pi)
+	}
+	return out
 }
 
 // names reports whether err already names source (with or without its

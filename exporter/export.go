@@ -47,6 +47,28 @@ type Progress interface {
 	BlobDone(d digest.Digest, outcome tree.BlobOutcome, err error)
 }
 
+// PlanProgress is a Progress that is also told, once per batch, which
+// images are about to be published and the blobs of each, before any
+// blob moves: enough to count images done and bytes left. Images that
+// failed to plan, or that are unchanged, are not in it.
+type PlanProgress interface {
+	Progress
+	Planned(images []PlannedImage)
+}
+
+// PlannedImage is one image a batch publishes: its destination and the
+// blobs it needs (a blob shared by several images is in each).
+type PlannedImage struct {
+	Dest  string
+	Blobs []PlannedBlob
+}
+
+// PlannedBlob is a blob of a PlannedImage.
+type PlannedBlob struct {
+	Digest digest.Digest
+	Size   int64
+}
+
 // Summary reports what an export did.
 type Summary struct {
 	Source       string        `json:"source"`

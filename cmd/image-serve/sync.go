@@ -102,9 +102,9 @@ func runSync(c *cli.Context) error {
 		MaxTags:   c.Int("max-tags"),
 	}
 	o.Export.Registry.Limits = limits
-	var tty *ttyProgress
+	var tty *runProgress
 	if !quiet(c) && !c.Bool("dry-run") && c.String("log-format") == "text" && isTerminal(os.Stderr) {
-		tty = newTTYProgress(os.Stderr)
+		tty = newRunProgress(os.Stderr)
 		o.Export.Progress = tty
 	}
 	rep, err := exporter.Sync(c.Context, root, entries, o)
