@@ -15,7 +15,7 @@ LDFLAGS     := -X main.commit=$(GIT_COMMIT) -X main.commitTime=$(GIT_TIME) -X ma
 APT_PKGS    := apache2 nginx skopeo
 BIN         := bin/image-serve
 
-.PHONY: all build test test-deps lint unit demo bench clean man install bin/registry
+.PHONY: all build test test-deps lint unit demo bench clean man install bin/registry bin/cosign bin/oras
 
 all: build
 
@@ -39,8 +39,8 @@ install: build man
 
 # test-deps installs the Debian packages the end-to-end tests drive, only when
 # one is missing (apt-get needs root; CI and the dev machines run as root),
-# and builds bin/registry.
-test-deps: bin/registry
+# and builds bin/registry, bin/cosign and bin/oras.
+test-deps: bin/registry bin/cosign bin/oras
 	@missing=""; \
 	command -v apache2 >/dev/null || command -v httpd >/dev/null || missing="$$missing apache2"; \
 	command -v nginx   >/dev/null || missing="$$missing nginx"; \
@@ -61,6 +61,18 @@ test-deps: bin/registry
 # of whether it is current, and cheap when it is.
 bin/registry:
 	cd bench/tools && $(GO) build -trimpath -o ../../bin/registry github.com/distribution/distribution/v3/cmd/registry
+
+# bin/cosign and bin/oras are the signing and artifact clients pinned in
+# tools/go.mod (a module of its own, apart from bench/tools so that their
+# large dependency trees never move the registry's): the signature tests
+# (cmd/image-serve/sync_signed_test.go) sign, attach and verify with them,
+# and fail without them. Phony for the same reason as bin/registry: the
+# first build takes minutes, a second one only checks the build cache.
+bin/cosign:
+	cd tools && $(GO) build -trimpath -o ../bin/cosign github.com/sigstore/cosign/v2/cmd/cosign
+
+bin/oras:
+	cd tools && $(GO) build -trimpath -o ../bin/oras oras.land/oras/cmd/oras
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
