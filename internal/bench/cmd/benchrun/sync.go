@@ -89,7 +89,7 @@ func (e *env) syncs() error {
 		}, cleanup: func(r int) error { return os.RemoveAll(skopeoDir(r)) }, rounds: 1},
 		{name: skopeoReg, setup: func(r int) error {
 			var err error
-			skoTarget, err = e.startTarget("skopeo-target", u)
+			skoTarget, err = e.startTarget("skopeo-target", "skopeo sync", u)
 			return err
 		}, run: func(r int) (run, error) {
 			e.rep.cmd("cold sync, "+skopeoReg, shellLine(e.skopeo, skopeoRegArgs(skoTarget.host)))
@@ -105,7 +105,7 @@ func (e *env) syncs() error {
 				}
 				target = nil
 			}
-			t, err := e.startTarget(fmt.Sprintf("regsync-target-%d", r), u)
+			t, err := e.startTarget(fmt.Sprintf("regsync-target-%d", r), "regsync", u)
 			target = t
 			return err
 		}, run: func(r int) (run, error) {
@@ -226,9 +226,10 @@ type regTarget struct {
 }
 
 // startTarget starts an empty distribution registry under name in the
-// work directory, access log on, and writes the regsync configuration
-// that mirrors every image of u into it (only regsync's uses it).
-func (e *env) startTarget(name string, u *undercloud) (*regTarget, error) {
+// work directory, access log on, as the destination of who, and writes
+// the regsync configuration that mirrors every image of u into it (only
+// regsync's uses it).
+func (e *env) startTarget(name, who string, u *undercloud) (*regTarget, error) {
 	dir := e.path("sync", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -253,7 +254,7 @@ http:
 	}
 	cmd := exec.Command(e.registry, "serve", conf)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "OTEL_TRACES_EXPORTER=none"}
-	e.rep.cmd("regsync's target registry (set-up, untimed)", shellLine(e.registry, []string{"serve", conf}))
+	e.rep.cmd("target registry of "+who+" (set-up, untimed)", shellLine(e.registry, []string{"serve", conf}))
 	reg, err := startDaemon("target registry", cmd, dir+"/registry.log", "http://"+host+"/v2/")
 	if err != nil {
 		return nil, err
