@@ -83,7 +83,7 @@ func (e *env) ensureUndercloud() (*undercloud, error) {
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: false # the sync section counts the requests of each run in it
 storage:
   filesystem:
     rootdirectory: %s

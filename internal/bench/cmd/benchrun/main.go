@@ -1,7 +1,7 @@
 // Command benchrun is `make bench`: it builds the data sets, starts the
 // servers and drives the image-serve binary against the reference tools
-// (skopeo, nginx, Apache, the CNCF distribution registry as the source,
-// Go's crypto/sha256 as the hashing bound), side by side in one run, and
+// (skopeo, regsync, nginx, Apache, the CNCF distribution registry as the
+// source, Go's crypto/sha256 as the hashing bound), side by side in one run, and
 // prints one table of medians and ratios, which it also writes with the
 // exact command lines and the machine's description to RESULTS.md.
 //
@@ -9,7 +9,7 @@
 // refactoring does not break it; the benchmarks of the hot functions are
 // the product packages' own `go test -bench` ones, which it runs last.
 //
-//	go run ./internal/bench/cmd/benchrun -bin bin/image-serve -registry bin/registry -out bench/RESULTS.md
+//	go run ./internal/bench/cmd/benchrun -bin bin/image-serve -registry bin/registry -regsync bin/regsync -out bench/RESULTS.md
 package main
 
 import (
@@ -56,11 +56,11 @@ var quick = sizes{
 
 // env is what every section uses.
 type env struct {
-	bin, registry, skopeo, wrk, nginx, apache string
-	work                                      string
-	sz                                        sizes
-	quick                                     bool
-	rep                                       *report
+	bin, registry, regsync, skopeo, wrk, nginx, apache string
+	work                                               string
+	sz                                                 sizes
+	quick                                              bool
+	rep                                                *report
 
 	uc       *undercloud // the set, once generated and pushed
 	coldTree string      // a tree the cold export made of the set, kept
@@ -81,11 +81,12 @@ func logf(format string, args ...any) {
 func main() {
 	bin := flag.String("bin", "bin/image-serve", "the image-serve binary")
 	registry := flag.String("registry", "bin/registry", "the CNCF distribution registry binary")
+	regsync := flag.String("regsync", "bin/regsync", "regclient's regsync binary (the sync section's reference)")
 	out := flag.String("out", "bench/RESULTS.md", "where to write the results")
 	work := flag.String("work", filepath.Join(os.TempDir(), "image-serve-bench"), "work directory (emptied first, removed after unless -keep)")
 	profiles := flag.String("profiles", "bench/PROFILES.md", "hand-written profiles of the missed targets, appended to the results when present")
 	keep := flag.Bool("keep", false, "keep the work directory")
-	only := flag.String("only", "", "comma-separated sections to run (export,single,rss,gc,serve,gotest); default all")
+	only := flag.String("only", "", "comma-separated sections to run (export,sync,single,rss,gc,serve,gotest); default all")
 	flag.Parse()
 	e := &env{work: *work, sz: full, rep: &report{}}
 	if os.Getenv("BENCH_QUICK") != "" && os.Getenv("BENCH_QUICK") != "0" {
@@ -94,6 +95,9 @@ func main() {
 	var err error
 	if e.bin, err = filepath.Abs(*bin); err == nil {
 		e.registry, err = filepath.Abs(*registry)
+	}
+	if err == nil {
+		e.regsync, err = filepath.Abs(*regsync)
 	}
 	if err == nil {
 		err = e.lookTools()
@@ -116,6 +120,7 @@ func main() {
 		f    func() error
 	}{
 		{"export", e.exports},
+		{"sync", e.syncs},
 		{"single", e.singleLayer},
 		{"rss", e.peakRSS},
 		{"gc", e.gcTree},
@@ -199,7 +204,7 @@ func (e *env) lookTools() error {
 			return err
 		}
 	}
-	for _, p := range []string{e.bin, e.registry} {
+	for _, p := range []string{e.bin, e.registry, e.regsync} {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%w: run make build bench-deps", err)
 		}

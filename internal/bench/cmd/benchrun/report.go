@@ -151,6 +151,7 @@ func machine(e *env) []string {
 		"image-serve: " + out(e.bin, "--version"),
 		"registry (CNCF distribution, source of the exports): " + out(e.registry, "--version"),
 		"skopeo: " + out(e.skopeo, "--version"),
+		"regsync (regclient, pinned in bench/tools/go.mod): " + out("sh", "-c", "go version -m "+e.regsync+" | awk '$1 == \"mod\" {print $3}'"),
 		"nginx: " + out(e.nginx, "-v"),
 		"Apache: " + out(e.apache, "-v"),
 		"wrk: " + out(e.wrk, "--version"),
