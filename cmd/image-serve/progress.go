@@ -42,20 +42,7 @@ func newTTYProgress(w io.Writer) *ttyProgress {
 	return p
 }
 
-func (p *ttyProgress) loop() {
-	defer close(p.done)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			p.draw()
-		case <-p.stop:
-			p.draw()
-			return
-		}
-	}
-}
+func (p *ttyProgress) loop() { redrawLoop(p.stop, p.done, func(bool) { p.draw() }) }
 
 // Close draws the final state and stops redrawing.
 func (p *ttyProgress) Close() {
@@ -180,16 +167,20 @@ func newRunProgress(w io.Writer) *runProgress {
 	return p
 }
 
-func (p *runProgress) loop() {
-	defer close(p.done)
+func (p *runProgress) loop() { redrawLoop(p.stop, p.done, p.draw) }
+
+// redrawLoop redraws a progress display five times a second until stop,
+// then once more as final, and closes done.
+func redrawLoop(stop <-chan struct{}, done chan<- struct{}, draw func(final bool)) {
+	defer close(done)
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			p.draw(false)
-		case <-p.stop:
-			p.draw(true)
+			draw(false)
+		case <-stop:
+			draw(true)
 			return
 		}
 	}
