@@ -66,8 +66,10 @@ type transportPool struct {
 	trs map[transportKey]http.RoundTripper
 	// limiters are the run's, one per registry host (limiter).
 	limiters map[string]*registryLimiter
-	// pings answers every repository's ping of a registry after the first.
-	pings pingCache
+	// schemes are the schemes registries answered on (https, or plain
+	// http for an insecure one), so that a repository opened after the
+	// first tries only that one.
+	schemes map[string]string
 	// clock, when set, replaces the real one under the limiters (tests).
 	clock clock
 }
@@ -150,18 +152,20 @@ func newSourceTransport(k transportKey) (http.RoundTripper, error) {
 }
 
 // registry reads one repository of a registry with plain HTTP requests
-// through one authenticated client. go-containerregistry's transport
-// handles the ping (once per export, not once per request; within a run
-// sharing a pool, once per registry: pingTransport) and the token
-// exchange; under it, retryTransport retries requests that fail before a
+// through one authenticated client, made by the repository's first
+// request (sourceConn, exporter/probe.go): that request's answer is the
+// ping, and go-containerregistry's transport handles the token exchange
+// it calls for; under it, retryTransport retries requests that fail before a
 // body arrives and guardedTransport refuses plain HTTP unless insecure.
 // The bodies are ours to bound — manifests to tree.MaxManifestSize, blobs
 // to their declared size — and to resume when cut; each is read once,
 // hashed once, by the tree.
 type registry struct {
-	ref    name.Reference
-	repo   name.Repository
-	client *http.Client
+	ref  name.Reference
+	repo name.Repository
+	// conn is the repository's client, made by its first request
+	// (sourceConn): no ping, no token before a request needs one.
+	conn *sourceConn
 	// scheme is "https" unless insecure; insecure, go-containerregistry
 	// sets the scheme its ping found to every request to the registry.
 	scheme string
@@ -208,23 +212,15 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 		inner = &countingTransport{inner: inner, n: o.requests}
 	}
 	var tr http.RoundTripper = &retryTransport{inner: inner, policy: policy, log: log}
-	if o.pool != nil {
-		// Above the retries and the limiter: a ping answered from the
-		// cache costs the registry nothing, and counts as no request.
-		tr = &pingTransport{inner: tr, cache: &o.pool.pings}
-	}
 	if o.UserAgent != "" {
 		tr = transport.NewUserAgent(tr, o.UserAgent)
-	}
-	w, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
-	if err != nil {
-		return nil, registryError("source "+ref.String(), err)
 	}
 	scheme := "https"
 	if o.Insecure {
 		scheme = repo.Scheme()
 	}
-	return &registry{ref: ref, repo: repo, client: &http.Client{Transport: w}, scheme: scheme, retry: policy, log: log}, nil
+	conn := &sourceConn{bare: tr, reg: repo.Registry, auth: auth, scopes: []string{repo.Scope(transport.PullScope)}, insecure: o.Insecure, pool: o.pool}
+	return &registry{ref: ref, repo: repo, conn: conn, scheme: scheme, retry: policy, log: log}, nil
 }
 
 func keychainFor(o RegistryOptions) (authn.Keychain, error) {
@@ -397,7 +393,7 @@ func (r *registry) do(ctx context.Context, method string, u *url.URL, accept, rn
 	if rng != "" {
 		req.Header.Set("Range", rng)
 	}
-	resp, err := r.client.Do(req)
+	resp, err := r.conn.do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +406,7 @@ func (r *registry) do(ctx context.Context, method string, u *url.URL, accept, rn
 }
 
 func (r *registry) Close() error {
-	r.client.CloseIdleConnections()
+	r.conn.closeIdle()
 	return nil
 }
 

@@ -135,6 +135,14 @@ func triesOf(ctx context.Context) *tries {
 	return &tries{}
 }
 
+type tryOnceKey struct{}
+
+// tryOnce returns ctx asking the retries to send its request once: a
+// scheme tried before another fails over to it at once.
+func tryOnce(ctx context.Context) context.Context {
+	return context.WithValue(ctx, tryOnceKey{}, true)
+}
+
 // retriedError is the failure of an operation that was tried more than
 // once: err is the last try's.
 type retriedError struct {
@@ -183,6 +191,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.inner.RoundTrip(req)
 	}
 	ctx := req.Context()
+	if _, once := ctx.Value(tryOnceKey{}).(bool); once {
+		return t.inner.RoundTrip(req)
+	}
 	tr := triesOf(ctx)
 	for {
 		resp, err := t.inner.RoundTrip(req)

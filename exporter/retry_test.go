@@ -270,7 +270,7 @@ func TestRetryClosedPortGivesUp(t *testing.T) {
 	var w waits
 	// Strict: only https is tried, so the tries are counted once.
 	_, err = Export(context.Background(), newRoot(t), "docker://"+host+"/ns/app:v1", "", Options{Registry: RegistryOptions{retry: testPolicy(&w)}})
-	want := "source " + host + "/ns/app:v1: cannot reach the registry: dial tcp " + host + ": connect: connection refused (tried 3 times)"
+	want := host + "/ns/app:v1: cannot reach the registry: dial tcp " + host + ": connect: connection refused (tried 3 times)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("export: %v\nwant: %s", err, want)
 	}

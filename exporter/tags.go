@@ -42,8 +42,9 @@ type Repository struct {
 	name string // HOST/REPO
 }
 
-// OpenRepository opens repo, HOST[:PORT]/REPO, with o: it pings the
-// registry and authenticates, as an export's first request does.
+// OpenRepository opens repo, HOST[:PORT]/REPO, with o. It sends nothing:
+// the repository's first request (a listing, a HEAD) authenticates, when
+// its answer asks for credentials.
 func OpenRepository(ctx context.Context, repo string, o RegistryOptions) (*Repository, error) {
 	if _, err := name.NewRepository(repo, name.StrictValidation); err != nil {
 		return nil, fmt.Errorf("repository %q: %v", repo, err)

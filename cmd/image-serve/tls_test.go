@@ -34,7 +34,7 @@ func TestExportRequiresTLS(t *testing.T) {
 		{
 			name: "default",
 			code: 1,
-			want: "image-serve: source " + p.Ref + ": the registry answered plain HTTP where HTTPS is required (--src-tls-verify=false allows it)\n",
+			want: "image-serve: " + p.Ref + ": the registry answered plain HTTP where HTTPS is required (--src-tls-verify=false allows it)\n",
 		},
 		{name: "--src-tls-verify=false", flags: []string{"--src-tls-verify=false"}},
 	} {

@@ -1,0 +1,149 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// tokenFront puts a token service in front of a registry, as Docker Hub,
+// Harbor or Quay do: every /v2/ request needs a bearer token for its
+// repository, which /token hands out against user:pass; a request
+// without one gets a 401 with the Bearer challenge. It counts what it is
+// sent, by kind.
+type tokenFront struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func startTokenFront(t *testing.T, backend string) *tokenFront {
+	f := &tokenFront{seen: map[string]int{}}
+	up, err := url.Parse("http://" + backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(up)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			f.count("token")
+			user, pass, ok := r.BasicAuth()
+			scope := r.URL.Query().Get("scope")
+			if !ok || user != "alice" || pass != "s3cret" || scope == "" {
+				http.Error(w, "bad credentials", http.StatusUnauthorized)
+				return
+			}
+			_ = json.NewEncoder(w).Encode(map[string]string{"token": "tok " + scope})
+			return
+		}
+		repo := strings.TrimPrefix(r.URL.Path, "/v2/")
+		for _, sep := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
+			if i := strings.Index(repo, sep); i >= 0 {
+				repo = repo[:i]
+				break
+			}
+		}
+		if r.Header.Get("Authorization") != "Bearer tok repository:"+repo+":pull" {
+			f.count("401 " + r.Method + " " + kindOf(r.URL.Path))
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="front",scope="repository:%s:pull"`, f.srv.URL, repo))
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
+			return
+		}
+		f.count(r.Method + " " + kindOf(r.URL.Path))
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func kindOf(path string) string {
+	switch {
+	case path == "/v2/":
+		return "ping"
+	case strings.Contains(path, "/manifests/"):
+		return "manifests"
+	case strings.Contains(path, "/blobs/"):
+		return "blobs"
+	case strings.Contains(path, "/tags/"):
+		return "tags"
+	case strings.Contains(path, "/referrers/"):
+		return "referrers"
+	}
+	return path
+}
+
+func (f *tokenFront) count(k string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen[k]++
+}
+
+func (f *tokenFront) take() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.seen
+	f.seen = map[string]int{}
+	return out
+}
+
+// A registry behind a token service: a sync lists, checks and exports
+// through the token its first request's 401 called for, with no ping;
+// a rerun asks each repository for a token once, and then one HEAD per
+// tag. Wrong credentials fail naming the repository.
+func TestSyncBehindTokenService(t *testing.T) {
+	reg, _ := syncRegistry(t)
+	front := startTokenFront(t, reg.Host)
+	host := strings.TrimPrefix(front.srv.URL, "http://")
+	root := newRoot(t)
+	entries := []SyncEntry{
+		{Entry: "app", Source: host + "/app", Dest: "mirror/app", Tags: []string{"1.0", "1.1"}},
+		{Entry: "tools", Source: host + "/tools", Dest: "mirror/tools"},
+	}
+	o := syncOptions()
+	o.Export.Registry.Creds = "alice:s3cret"
+	rep, err := Sync(context.Background(), root, entries, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Status != SyncSynced {
+			t.Errorf("first run: %s %s, want synced", r.Dest, r.Status)
+		}
+	}
+	first := front.take()
+	if first["GET ping"] != 0 || first["401 GET ping"] != 0 {
+		t.Errorf("first run pinged: %v", first)
+	}
+	if first["token"] != 2 {
+		t.Errorf("first run: %d token requests, want 2 (one per repository): %v", first["token"], first)
+	}
+
+	rep, err = Sync(context.Background(), root, entries, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Status != SyncUnchanged {
+			t.Errorf("rerun: %s %s, want unchanged", r.Dest, r.Status)
+		}
+	}
+	// app: a 401 for its first HEAD, a token, the two HEADs; tools: a
+	// 401 for its listing, a token, the listing, a HEAD per tag.
+	want := map[string]int{"401 HEAD manifests": 1, "401 GET tags": 1, "token": 2, "HEAD manifests": 2 + 2, "GET tags": 1}
+	if got := front.take(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("rerun requests %v, want %v", got, want)
+	}
+
+	o.Export.Registry.Creds = "alice:wrong"
+	_, err = Sync(context.Background(), newRoot(t), entries[:1], o)
+	if err == nil || !strings.Contains(err.Error(), host+"/app") || !strings.Contains(err.Error(), "authentication failed") {
+		t.Errorf("wrong password: %v, want the repository named and authentication failed", err)
+	}
+}
