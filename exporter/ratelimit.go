@@ -61,9 +61,11 @@ func (realClock) sleep(ctx context.Context, d time.Duration) error { return slee
 // rateWindow — down to minRate.
 const (
 	// minRate is the lowest request rate, per second, a 429 lowers a
-	// registry's rate to: a run that still gets 429s at one request a
-	// second has a registry that refuses it, and its retries give up.
-	// A rate set lower than that is never lowered.
+	// registry's rate to: halving without end would stall a run that
+	// meets a few 429s, while at one a second a rerun of a hundred tags
+	// (a HEAD each) still takes under two minutes; a registry that
+	// refuses even that is left to the retries' own limit. A rate set
+	// lower than that is never lowered.
 	minRate = 1.0
 	// rateWindow is how far back the rate a run sends at is measured when
 	// a 429 comes and no rate was set: long enough to span a burst and its
