@@ -75,14 +75,14 @@ type transportPool struct {
 }
 
 // limiter returns the registry's limiter for the run, made with l the
-// first time; nil when l sets no limit. A nil pool makes a new one each
-// time.
-func (p *transportPool) limiter(registry string, l RegistryLimits) *registryLimiter {
+// first time, and naming registry in the warnings it logs to log. There is
+// one even when l sets no limit: a 429 may set a rate (tooMany). A nil
+// pool makes a new one each time.
+func (p *transportPool) limiter(registry string, l RegistryLimits, log *slog.Logger) *registryLimiter {
 	if p == nil {
-		if l.none() {
-			return nil
-		}
-		return newRegistryLimiter(l, realClock{})
+		rl := newRegistryLimiter(l, realClock{})
+		rl.registry, rl.log = registry, log
+		return rl
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -92,14 +92,12 @@ func (p *transportPool) limiter(registry string, l RegistryLimits) *registryLimi
 	if p.limiters == nil {
 		p.limiters = map[string]*registryLimiter{}
 	}
-	var rl *registryLimiter
-	if !l.none() {
-		c := p.clock
-		if c == nil {
-			c = realClock{}
-		}
-		rl = newRegistryLimiter(l, c)
+	c := p.clock
+	if c == nil {
+		c = realClock{}
 	}
+	rl := newRegistryLimiter(l, c)
+	rl.registry, rl.log = registry, log
 	p.limiters[registry] = rl
 	return rl
 }
@@ -205,9 +203,7 @@ func openRegistry(ctx context.Context, src SourceRef, o RegistryOptions) (*regis
 	if err != nil {
 		return nil, err
 	}
-	if rl := o.pool.limiter(repo.RegistryStr(), o.Limits); rl != nil {
-		inner = &limitedTransport{inner: inner, lim: rl}
-	}
+	inner = &limitedTransport{inner: inner, lim: o.pool.limiter(repo.RegistryStr(), o.Limits, log)}
 	if o.requests != nil {
 		inner = &countingTransport{inner: inner, n: o.requests}
 	}

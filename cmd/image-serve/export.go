@@ -36,6 +36,8 @@ export or gc).`,
 			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registry (default: docker config.json, containers auth.json)"},
 			&cli.StringFlag{Name: "src-cert-dir", Usage: "certs.d directory for the source registry: *.crt CAs, *.cert/*.key client pairs"},
 			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel blob and manifest transfers"},
+			srcMaxRequestsFlag(),
+			srcRateFlag(),
 			&cli.DurationFlag{Name: "src-timeout", Value: exporter.DefaultSourceTimeout, Usage: "give up on a source request that sends nothing for this long"},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout (an array with --from-file)"},
 			&cli.StringFlag{Name: "from-file", Usage: "export every \"SOURCE [DEST]\" line of this file (- for stdin) in one run"},
@@ -205,9 +207,27 @@ func exportOptions(c *cli.Context, log *slog.Logger) exporter.Options {
 			CertDir:   c.String("src-cert-dir"),
 			UserAgent: "image-serve/" + version,
 			Timeout:   c.Duration("src-timeout"),
+			Limits:    srcLimits(c),
 		},
 		Log: log,
 	}
+}
+
+// srcMaxRequestsFlag and srcRateFlag bound the load on each source
+// registry, for export and sync alike (sync's file may set its own per
+// registry, which win). Each call makes a new flag: a flag holds what was
+// parsed into it, and every command has its own.
+func srcMaxRequestsFlag() cli.Flag {
+	return &cli.IntFlag{Name: "src-max-requests", Usage: "requests in flight to each source registry at once, pings, tokens and retries included (0: no cap beyond --jobs; a registry's max-requests: in a sync file wins)"}
+}
+
+func srcRateFlag() cli.Flag {
+	return &cli.Float64Flag{Name: "src-rate", Usage: "requests per second to each source registry, with a burst of one second's worth (0: no limit; a registry's requests-per-second: in a sync file wins); a 429 halves it, or starts one at half the rate sent, for the rest of the run"}
+}
+
+// srcLimits are the limits --src-max-requests and --src-rate set.
+func srcLimits(c *cli.Context) exporter.RegistryLimits {
+	return exporter.RegistryLimits{MaxRequests: c.Int("src-max-requests"), RequestsPerSecond: c.Float64("src-rate")}
 }
 
 // checkTransferFlags refuses the values of the flags exportOptions reads
@@ -221,6 +241,13 @@ func checkTransferFlags(c *cli.Context) error {
 	}
 	if c.Int64("max-blob-size") <= 0 {
 		return usageError(c, "--max-blob-size %d: want more than 0", c.Int64("max-blob-size"))
+	}
+	limits := srcLimits(c)
+	if limits.MaxRequests < 0 {
+		return usageError(c, "--src-max-requests %d: want 0 (no cap) or more", limits.MaxRequests)
+	}
+	if err := limits.Validate(); err != nil {
+		return usageError(c, "--src-rate %v: want 0 (no limit) or a rate above 0", limits.RequestsPerSecond)
 	}
 	return nil
 }

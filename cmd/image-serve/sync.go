@@ -50,8 +50,8 @@ plan of more than --prune-max tags. --prune --dry-run prints the plan.`,
 			&cli.StringFlag{Name: "src-authfile", Usage: "auth file for the source registries (default: docker config.json, containers auth.json)"},
 			&cli.StringFlag{Name: "src-cert-dir", Usage: "certs.d directory for the source registries: *.crt CAs, *.cert/*.key client pairs (a registry's cert-dir: wins)"},
 			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "parallel requests and transfers"},
-			&cli.IntFlag{Name: "src-max-requests", Usage: "requests in flight to each source registry at once, pings, tokens and retries included (0: no cap beyond --jobs; a registry's max-requests: in the file wins)"},
-			&cli.Float64Flag{Name: "src-rate", Usage: "requests per second to each source registry, with a burst of one second's worth (0: no limit; a registry's requests-per-second: in the file wins)"},
+			srcMaxRequestsFlag(),
+			srcRateFlag(),
 			&cli.DurationFlag{Name: "src-timeout", Value: exporter.DefaultSourceTimeout, Usage: "give up on a source request that sends nothing for this long"},
 			&cli.IntFlag{Name: "max-tags", Value: exporter.DefaultMaxTags, Usage: "refuse a repository listing more tags than this"},
 			&cli.BoolFlag{Name: "atomic", Usage: "tag every image that moved or, if one fails, none"},
@@ -80,13 +80,6 @@ func runSync(c *cli.Context) error {
 	if c.Int("prune-max") < 0 {
 		return usageError(c, "--prune-max %d: want 0 or more", c.Int("prune-max"))
 	}
-	limits := exporter.RegistryLimits{MaxRequests: c.Int("src-max-requests"), RequestsPerSecond: c.Float64("src-rate")}
-	if limits.MaxRequests < 0 {
-		return usageError(c, "--src-max-requests %d: want 0 (no cap) or more", limits.MaxRequests)
-	}
-	if err := limits.Validate(); err != nil {
-		return usageError(c, "--src-rate %v: want 0 (no limit) or a rate above 0", limits.RequestsPerSecond)
-	}
 	if c.Bool("atomic") && c.Bool("keep-going") {
 		return usageError(c, "--atomic and --keep-going: a run that moves all or nothing cannot go on past a failure")
 	}
@@ -101,7 +94,6 @@ func runSync(c *cli.Context) error {
 		KeepGoing: c.Bool("keep-going"),
 		MaxTags:   c.Int("max-tags"),
 	}
-	o.Export.Registry.Limits = limits
 	var tty *runProgress
 	if !quiet(c) && !c.Bool("dry-run") && c.String("log-format") == "text" && isTerminal(os.Stderr) {
 		tty = newRunProgress(os.Stderr)
