@@ -35,7 +35,10 @@ import (
 //
 // A collector marks from every pin as from a tag (View.TagRoots), so a
 // pinned manifest survives gc whatever its age; only Maint.RemovePin
-// (delete REPO@DIGEST) removes a pin.
+// (delete REPO@DIGEST, and verify --repair for a pin whose manifest is
+// gone for good) removes a pin. What else stands in the pins directories
+// is no pin (View.PinDebris): nothing reads it, and verify --repair
+// removes it (Maint.RemovePinDebris).
 
 // pinsRoot is .image-serve/pins.
 func (r *Root) pinsRoot() string { return filepath.Join(r.dir, stateDir, pinsDir) }
