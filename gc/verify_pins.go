@@ -71,6 +71,9 @@ func (v *verifier) pins(g *repoGraph, blobs map[digest.Digest]bool) error {
 // pinsWithoutRepo reports the pins of repo, a repository with pins and no
 // directory: not one of their manifests is in the tree.
 func (v *verifier) pinsWithoutRepo(repo string) error {
+	if links, err := v.view.OutsideLayout(repo); err != nil || len(links) > 0 {
+		return err // a directory leading out, which OutsideLinks reports
+	}
 	pins, err := v.view.Pins(repo)
 	if err != nil {
 		return err
