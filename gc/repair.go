@@ -70,7 +70,7 @@ type LostTag struct {
 }
 
 // ProblemsLeft counts what the repair could not set right: the problems
-// verify still finds, and the tags lost.
+// verify still finds, the tags lost, and the pins removed.
 func (r *RepairReport) ProblemsLeft() int {
 	return len(r.Verify.Problems) + len(r.Lost) + len(r.Unpinned)
 }

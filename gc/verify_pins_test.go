@@ -49,6 +49,7 @@ func TestVerifyPins(t *testing.T) {
 		at       string   // and its path ends so
 		unpinned []string // REPO@DIGEST the repair removes
 		need     []string // REPO@DIGEST the repair names to export again
+		why      string   // the repair's why for each pin it removes contains it
 		debris   int      // entries of the pins directories the repair removes
 		left     bool     // a problem stays after the repair
 	}
@@ -77,7 +78,7 @@ func TestVerifyPins(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := "app@" + p.solo.Digest.String()
-			return want{problem: "not the manifest its directory names", unpinned: []string{ref}, need: []string{ref}}
+			return want{problem: "not the manifest its directory names", unpinned: []string{ref}, why: "was corrupt, and is removed", need: []string{ref}}
 		}},
 		{"repository gone, pin left", func(t *testing.T, p *pinTree) want {
 			p.rm(t, p.tr.fx.RepoDir("pinned"))
@@ -148,6 +149,9 @@ func TestVerifyPins(t *testing.T) {
 			var unpinned []string
 			for _, u := range rr.Unpinned {
 				unpinned = append(unpinned, u.Ref)
+				if !strings.Contains(u.Why, w.why) {
+					t.Errorf("unpinned %s because %q, want it to say %q", u.Ref, u.Why, w.why)
+				}
 			}
 			if !slices.Equal(unpinned, w.unpinned) || len(rr.RemovedPinDebris) != w.debris {
 				t.Errorf("repair unpinned %v and removed %v, want %v unpinned and %d removed", rr.Unpinned, rr.RemovedPinDebris, w.unpinned, w.debris)

@@ -125,7 +125,8 @@ func runRepair(c *cli.Context, root *tree.Root) error {
 				continue
 			}
 			if why, ok := unpinned[t]; ok {
-				fmt.Fprintf(w, "unpinned %s: %s; to pin it again, run image-serve export docker://HOST/REPO@DIGEST %s\n", t, why, strings.SplitN(t, "@", 2)[0])
+				repo, d, _ := strings.Cut(t, "@")
+				fmt.Fprintf(w, "unpinned %s: %s; to pin it again, run image-serve export docker://HOST/REPO@%s %s\n", t, why, d, repo)
 				continue
 			}
 			fmt.Fprintf(w, "%s needs a re-export\n", t)
