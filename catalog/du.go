@@ -28,7 +28,11 @@ type Usage struct {
 }
 
 // DiskUsage measures repos (every repository of the tree decides what is
-// unique, whichever are shown) and the tree.
+// unique, whichever are shown) and the tree. The repositories are those
+// the tree stores (View.StoredRepositories), tagged or not: one that
+// holds only pinned manifests, in no _catalog, costs what its pins keep
+// and is measured as any other. The pin files themselves, a line each
+// under .image-serve, are not counted.
 func DiskUsage(view *tree.View, repos []string) (*Usage, error) {
 	all, err := view.StoredRepositories()
 	if err != nil {

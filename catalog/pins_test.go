@@ -31,3 +31,36 @@ func TestTagsPins(t *testing.T) {
 		t.Errorf("tags marked pinned: %+v", tags[:2])
 	}
 }
+
+// TestDiskUsagePinOnly: a repository that holds only pinned manifests (no
+// tag: in no _catalog) is a stored repository as any other, and du counts
+// what its pins keep. Guards: du listing the repositories with tags only.
+func TestDiskUsagePinOnly(t *testing.T) {
+	root, size, p := fixtureParts(t)
+	fx := tree.Fixture(root)
+	if err := fx.PutPin("app", p.index); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"multi", "one"} {
+		if err := fx.DeleteTag("app", tag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := inView(root, func(v *tree.View) (*catalog.Usage, error) {
+		repos, err := v.StoredRepositories()
+		if err != nil {
+			return nil, err
+		}
+		return catalog.DiskUsage(v, repos)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Repositories) != 1 || u.Repositories[0].Repository != "app" {
+		t.Fatalf("repositories %+v, want app alone", u.Repositories)
+	}
+	// size is the manifests' and blobs' bytes; their headers count too.
+	if ru := u.Repositories[0]; ru.Bytes < size || ru.Unique != ru.Bytes || u.Total < ru.Bytes {
+		t.Errorf("app: %+v (total %d), want at least the %d bytes the pin keeps, all unique", ru, u.Total, size)
+	}
+}

@@ -20,6 +20,14 @@ type Ref struct {
 	Repo   string
 	Tag    string
 	Digest digest.Digest
+	// Planned, on a tag ref, makes its delete conditional: the tag is
+	// deleted only while it names this manifest (the first its type map
+	// offers), checked where the delete holds the repository's lock; a
+	// tag that names another is left, and reported in Skipped. What
+	// plans deletes ahead (sync --prune) sets it to what the tag named
+	// then, so that a tag an export moved since is not lost. Empty: the
+	// tag is deleted whatever it names.
+	Planned digest.Digest
 }
 
 func (r Ref) String() string {
@@ -71,7 +79,18 @@ type DeleteReport struct {
 	// ref by digest removes the pin when the manifest is pinned, and the
 	// manifest itself only when it is not.
 	Unpinned []string `json:"unpinned,omitempty"`
-	Prune    *Report  `json:"prune,omitempty"`
+	// Skipped are the tag refs left because they no longer name the
+	// manifest planned (Ref.Planned): an export moved them since.
+	Skipped []SkippedTag `json:"skipped,omitempty"`
+	Prune   *Report      `json:"prune,omitempty"`
+}
+
+// SkippedTag is a tag a conditional delete left: it names Now, not the
+// Planned manifest.
+type SkippedTag struct {
+	Tag     string        `json:"tag"` // REPO:TAG
+	Planned digest.Digest `json:"planned"`
+	Now     digest.Digest `json:"now"`
 }
 
 // ErrManifestUnknown reports a manifest that is not in the repository.
@@ -91,7 +110,10 @@ func (e *ReferencedError) Error() string {
 // on), then pins and manifests by digest and the prune under the
 // exclusive one. A ref by digest whose manifest is pinned removes the pin
 // (and the prune, what only the pin kept); one whose manifest is not
-// pinned removes the manifest.
+// pinned removes the manifest. A tag ref with Planned is deleted only
+// while the tag names that manifest, checked under the repository's
+// lock; a tag that moved is left, reported in Skipped, and counts as no
+// failure.
 // The prune reclaims, without waiting for the grace period, what the
 // deleted references reached and nothing else reaches; a repository left
 // without tags is removed entirely. Tags go before the manifests they
@@ -326,8 +348,31 @@ func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (
 			for _, tv := range vs {
 				roots = append(roots, tv.Digest)
 			}
+			if r.Planned != "" && (len(roots) == 0 || roots[0] != r.Planned) {
+				var now digest.Digest
+				if len(roots) > 0 {
+					now = roots[0]
+				}
+				rep.Skipped = append(rep.Skipped, SkippedTag{Tag: r.String(), Planned: r.Planned, Now: now})
+				continue
+			}
 			ds := g.reach(roots)
-			if err := u.DeleteTag(r.Repo, r.Tag); err != nil {
+			if beforeDeleteTag != nil {
+				beforeDeleteTag(r)
+			}
+			if r.Planned != "" {
+				// Checked again under the repository's lock: the tag may
+				// have moved since it was read above.
+				err = u.DeleteTagIf(r.Repo, r.Tag, r.Planned)
+			} else {
+				err = u.DeleteTag(r.Repo, r.Tag)
+			}
+			var moved *tree.TagMovedError
+			if errors.As(err, &moved) {
+				rep.Skipped = append(rep.Skipped, SkippedTag{Tag: r.String(), Planned: r.Planned, Now: moved.Now})
+				continue
+			}
+			if err != nil {
 				*errs = append(*errs, fmt.Errorf("delete %s: %w", r, err))
 				continue
 			}
@@ -347,6 +392,10 @@ func deleteTags(root *tree.Root, refs []Ref, rep *DeleteReport, errs *[]error) (
 	}
 	return reached, named, nil
 }
+
+// beforeDeleteTag, when a test sets it (export_test.go), runs after
+// deleteTags has read what a tag names and before it deletes the tag.
+var beforeDeleteTag func(Ref)
 
 // deleteManifest removes manifest r.Digest, without a prune, unless a tag
 // or any index of its repository names it. m holds the tree lock

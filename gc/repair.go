@@ -29,8 +29,9 @@ type RepairReport struct {
 	// referrers indexes, _catalog.
 	Rewritten []string `json:"rewritten"`
 	// NeedExport are the REPO:TAG that no longer pull completely, and
-	// those Lost: export them again (with --verify-existing, if other
-	// copies may be bad).
+	// those Lost; and the REPO@DIGEST of the pins whose manifest is
+	// incomplete, and those Unpinned: export them again (by digest for a
+	// pin; with --verify-existing, if other copies may be bad).
 	NeedExport []string `json:"need_export"`
 	// Lost are the tags of NeedExport that the tree still recorded — in
 	// tags/list or nginx's links — without their type map, and that
@@ -39,6 +40,17 @@ type RepairReport struct {
 	// the repository's tags/list and links; this report is the last place
 	// that names them, and each counts as a problem left.
 	Lost []LostTag `json:"lost"`
+	// RemovedPinDebris are the entries of the pins directories that were
+	// no pin (tree.View.PinDebris), each with what it was: nothing read
+	// them, nothing they kept goes.
+	RemovedPinDebris []Problem `json:"removed_pin_debris"`
+	// Unpinned are the digest pins removed because the manifest each
+	// named is gone for good: missing, or removed here as corrupt. A pin
+	// of nothing keeps nothing and would stop every collection of its
+	// repository. Each is in NeedExport too (an export by digest pins it
+	// again); this report is the last place that names it, and each counts
+	// as a problem left, as a lost tag does.
+	Unpinned []UnpinnedRef `json:"unpinned"`
 	// Verify is the tree checked after the repair.
 	Verify *VerifyReport `json:"verify"`
 }
@@ -58,8 +70,10 @@ type LostTag struct {
 }
 
 // ProblemsLeft counts what the repair could not set right: the problems
-// verify still finds, and the tags lost.
-func (r *RepairReport) ProblemsLeft() int { return len(r.Verify.Problems) + len(r.Lost) }
+// verify still finds, the tags lost, and the pins removed.
+func (r *RepairReport) ProblemsLeft() int {
+	return len(r.Verify.Problems) + len(r.Lost) + len(r.Unpinned)
+}
 
 // Repair removes what is corrupt from repos (every repository when none
 // is named) and rewrites the derived files that are out of step, holding
@@ -74,15 +88,19 @@ func (r *RepairReport) ProblemsLeft() int { return len(r.Verify.Problems) + len(
 // socket or device goes (the entry itself, never opened), then blobs and
 // manifests whose bytes do not hash to their names, then each
 // repository's tags/list and tag links and referrers indexes are derived
-// again, then _catalog. It does not fetch anything: a tag left incomplete
-// is reported in NeedExport, a tag it could not restore in Lost and
-// NeedExport, for an export to restore.
+// again, then _catalog. Entries of the pins directories that are no pin
+// go with the FIFOs; a digest pin whose manifest is gone for good
+// (missing, or removed as corrupt) goes once its repository is repaired,
+// reported in Unpinned. It does not fetch anything: a tag or pin left
+// incomplete is reported in NeedExport, a tag it could not restore in
+// Lost and NeedExport, a pin it removed in Unpinned and NeedExport, for an
+// export to restore.
 func Repair(root *tree.Root, repos []string) (*RepairReport, error) {
 	if err := checkTree(root); err != nil {
 		return nil, err
 	}
 	rep := &RepairReport{RemovedNotRegular: []Problem{}, RemovedBlobs: []string{}, RemovedManifests: []string{}, RemovedStray: []string{}, Restored: []RestoredTag{},
-		Rewritten: []string{}, NeedExport: []string{}, Lost: []LostTag{}}
+		Rewritten: []string{}, NeedExport: []string{}, Lost: []LostTag{}, RemovedPinDebris: []Problem{}, Unpinned: []UnpinnedRef{}}
 	var targets []string
 	salvage := func(m *tree.Maint) (err error) {
 		if targets, err = repairTargets(m.View(), repos); err != nil {
@@ -154,6 +172,16 @@ func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *
 		}
 		rep.RemovedNotRegular = append(rep.RemovedNotRegular, Problem{Path: f.Path, Message: f.Message()})
 	}
+	debris, err := m.View().PinDebris(repos)
+	if err != nil {
+		return err
+	}
+	for _, d := range debris {
+		if err := m.RemovePinDebris(d); err != nil {
+			return err
+		}
+		rep.RemovedPinDebris = append(rep.RemovedPinDebris, Problem{Path: d.Path, Message: d.Why})
+	}
 	v := &verifier{view: m.View(), hashed: map[[2]uint64]digest.Digest{}, report: &VerifyReport{}}
 	for _, repo := range targets {
 		if err := interrupted(root); err != nil {
@@ -163,6 +191,21 @@ func repairLocked(root *tree.Root, m *tree.Maint, repos, targets []string, rep *
 			return err
 		}
 	}
+	// The repositories with pins and no directory: not one of their
+	// manifests is left.
+	pinned, err := m.View().PinnedRepositories()
+	if err != nil {
+		return err
+	}
+	for _, repo := range pinned {
+		if slices.Contains(targets, repo) || len(repos) > 0 && !slices.Contains(repos, repo) {
+			continue
+		}
+		if err := repairPins(m, repo, rep); err != nil {
+			return err
+		}
+	}
+	slices.Sort(rep.NeedExport)
 	if ps, err := catalogProblems(m.View(), nil); err != nil || len(ps) > 0 {
 		if err := m.RefreshCatalog(); err != nil {
 			return err
@@ -226,6 +269,9 @@ func repairRepo(root *tree.Root, m *tree.Maint, v *verifier, repo string, rep *R
 	if err != nil {
 		return err
 	}
+	if err := repairPins(m, repo, rep); err != nil {
+		return err
+	}
 	return needExport(view, repo, rep)
 }
 
@@ -285,6 +331,10 @@ func (r *RepairReport) String() string {
 	default:
 		special = fmt.Sprintf("%d FIFOs, sockets or devices, ", n)
 	}
-	return fmt.Sprintf("removed %s%d corrupt blobs and %d corrupt manifests, restored %d tags, rewrote %d derived files; %d tags need a re-export",
-		special, len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Restored), len(r.Rewritten), len(r.NeedExport))
+	pins := ""
+	if n := len(r.Unpinned); n > 0 {
+		pins = fmt.Sprintf(", removed %d pins of manifests gone", n)
+	}
+	return fmt.Sprintf("removed %s%d corrupt blobs and %d corrupt manifests, restored %d tags, rewrote %d derived files%s; %d tags need a re-export",
+		special, len(r.RemovedBlobs), len(r.RemovedManifests), len(r.Restored), len(r.Rewritten), pins, len(r.NeedExport))
 }

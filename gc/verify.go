@@ -21,9 +21,13 @@ import (
 // and agreeing with its manifest, every tag, index child and referenced
 // blob present, tags/list equal to the tags, every referrers index equal
 // to what the manifests that refer to its subject make, and _catalog
-// equal to the repositories; no symlink leading outside the tree, and no
+// equal to the repositories; every digest pin naming a manifest of its
+// repository that is there with all it reaches, and nothing in the pins
+// directories but pins; no symlink leading outside the tree, and no
 // FIFO, socket or device anywhere in it. The report lists each problem
-// with its path.
+// with its path (a pin's: its file, and the message names the repository
+// and digest). Every repository is checked: those the tree stores, and
+// those that have pins and nothing else.
 //
 // It holds the tree lock shared: collections and prunes wait, exports and
 // tag deletes go on. Those rewrite tags/list and _catalog in two steps,
@@ -70,9 +74,18 @@ func verifyLocked(view *tree.View, repos []string) (*VerifyReport, error) {
 	for _, path := range stray {
 		v.problem(path, "a .htaccess image-serve never writes: an Apache that reads it would obey it; verify --repair removes it")
 	}
+	if err := v.pinDebris(repos); err != nil {
+		return nil, err
+	}
+	pinned, err := view.PinnedRepositories()
+	if err != nil {
+		return nil, err
+	}
 	targets := repos
 	if len(targets) == 0 {
-		targets = stored
+		targets = append(slices.Clone(stored), pinned...)
+		slices.Sort(targets)
+		targets = slices.Compact(targets)
 	}
 	for _, repo := range targets {
 		if err := stopped(view); err != nil {
@@ -80,6 +93,12 @@ func verifyLocked(view *tree.View, repos []string) (*VerifyReport, error) {
 		}
 		if err := tree.ValidateRepo(repo); err != nil {
 			return nil, err
+		}
+		if !slices.Contains(stored, repo) && slices.Contains(pinned, repo) {
+			if err := v.pinsWithoutRepo(repo); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if !slices.Contains(stored, repo) {
 			e, err := view.Repository(repo)
@@ -203,6 +222,9 @@ func (v *verifier) repo(repo string) error {
 		return err
 	}
 	if err := v.tags(repo, g); err != nil {
+		return err
+	}
+	if err := v.pins(g, present); err != nil {
 		return err
 	}
 	return v.referrers(g)

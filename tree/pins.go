@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,7 +35,10 @@ import (
 //
 // A collector marks from every pin as from a tag (View.TagRoots), so a
 // pinned manifest survives gc whatever its age; only Maint.RemovePin
-// (delete REPO@DIGEST) removes a pin.
+// (delete REPO@DIGEST, and verify --repair for a pin whose manifest is
+// gone for good) removes a pin. What else stands in the pins directories
+// is no pin (View.PinDebris): nothing reads it, and verify --repair
+// removes it (Maint.RemovePinDebris).
 
 // pinsRoot is .image-serve/pins.
 func (r *Root) pinsRoot() string { return filepath.Join(r.dir, stateDir, pinsDir) }
@@ -232,4 +236,102 @@ func (v *View) PinnedRepositories() ([]string, error) { return v.r.pinnedReposit
 // PinChanged is when the pin of manifest d of repo was written.
 func (v *View) PinChanged(repo string, d digest.Digest) (time.Time, error) {
 	return v.r.pinChanged(repo, d)
+}
+
+// PinPath names the file that pins manifest d of repo, for a report.
+func (v *View) PinPath(repo string, d digest.Digest) string { return v.r.pinPath(repo, d) }
+
+// PinDebris is an entry of .image-serve/pins that is no pin: nothing
+// reads it (Pins and PinnedRepositories skip it, so a collector keeps
+// nothing for it), and it keeps nothing.
+type PinDebris struct {
+	// Repo is the repository whose pins directory holds it; "" for an
+	// entry of .image-serve/pins itself.
+	Repo string
+	Path string
+	// Why says what it is: "not a repository's pins directory …", "not
+	// named as a digest", "not a regular file (directory)".
+	Why string
+}
+
+// pinDebris lists the entries of the pins directories that are no pin:
+// in .image-serve/pins, anything but a directory named as a repository
+// (its '/' as '+'); in such a directory, anything but a regular file
+// named as a valid digest. Temporary files a crashed pin writer left are
+// not listed: Maintain's sweep removes them. With repos, only the pins
+// directories of those are read; without, every entry.
+func (r *Root) pinDebris(repos []string) ([]PinDebris, error) {
+	var out []PinDebris
+	dirs := map[string]string{} // pins directory → its repository
+	if len(repos) > 0 {
+		for _, repo := range repos {
+			if err := ValidateRepo(repo); err != nil {
+				return nil, err
+			}
+			dirs[r.repoPinsDir(repo)] = repo
+		}
+	} else {
+		entries, err := r.readDir(r.pinsRoot())
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			path := filepath.Join(r.pinsRoot(), e.Name())
+			repo := strings.ReplaceAll(e.Name(), "+", "/")
+			switch {
+			case isTempEntry(e):
+			case !e.IsDir():
+				out = append(out, PinDebris{Path: path, Why: "not a repository's pins directory: " + typeName(e.Type())})
+			case ValidateRepo(repo) != nil:
+				out = append(out, PinDebris{Path: path, Why: "not a repository's pins directory: no repository is named so"})
+			default:
+				dirs[path] = repo
+			}
+		}
+	}
+	for _, dir := range slices.Sorted(maps.Keys(dirs)) {
+		entries, err := r.readDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			path := filepath.Join(dir, e.Name())
+			switch {
+			case isTempEntry(e):
+			case distribution.ValidateDigest(digest.Digest(e.Name())) != nil:
+				out = append(out, PinDebris{Repo: dirs[dir], Path: path, Why: "not named as a digest"})
+			case !e.Type().IsRegular():
+				out = append(out, PinDebris{Repo: dirs[dir], Path: path, Why: "not a regular file (" + typeName(e.Type()) + ")"})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b PinDebris) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// PinDebris lists the entries of the pins directories that are no pin
+// (of repos' pins directories only, when any is named), sorted by path.
+func (v *View) PinDebris(repos []string) ([]PinDebris, error) { return v.r.pinDebris(repos) }
+
+// RemovePinDebris removes an entry View.PinDebris listed — a directory
+// with all it holds, entry by entry, a symlink itself and never what it
+// names — and syncs the directory that held it. Nothing reads it, so
+// nothing served or kept changes.
+func (m *Maint) RemovePinDebris(d PinDebris) error {
+	if err := m.check(); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(d.Path, m.r.pinsRoot()+string(filepath.Separator)) {
+		return fmt.Errorf("%s: not in the pins directories", d.Path)
+	}
+	if err := m.r.removeTree(d.Path); err != nil {
+		return err
+	}
+	return m.r.syncDir(filepath.Dir(d.Path))
 }

@@ -27,7 +27,13 @@ var ErrTagUnknown = errors.New("tag unknown")
 // The order within: tags/list stops listing the tag, then nginx's links
 // go, then the type map. A crash in between leaves a tag that some server
 // still serves but no listing names — never a listed tag that answers 404.
-func (r *Root) deleteTag(repo, tag string) error {
+func (r *Root) deleteTag(repo, tag string) error { return r.deleteTagIf(repo, tag, nil) }
+
+// deleteTagIf is deleteTag, with check run once the repository's lock is
+// held and the tag found: a tag writer cannot move the tag between what
+// check reads and the removal, and an error from check leaves the tag
+// as it was.
+func (r *Root) deleteTagIf(repo, tag string, check func() error) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
@@ -42,6 +48,11 @@ func (r *Root) deleteTag(repo, tag string) error {
 			return err
 		case errors.Is(err, fs.ErrNotExist) && !legacy:
 			return fmt.Errorf("%s:%s: %w", repo, tag, ErrTagUnknown)
+		}
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
 		}
 		if err := r.writeTagsList(repo, tag); err != nil {
 			return err

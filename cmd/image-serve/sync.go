@@ -138,9 +138,22 @@ func prune(c *cli.Context, root *tree.Root, rep *exporter.SyncReport, syncErr er
 		return nil
 	}
 	var plan *exporter.PrunePlan
+	// What each tag of the pruned repositories named as the plan listed
+	// it: the delete removes a planned tag only while it still names
+	// that (gc.Ref.Planned), so a tag an export re-created meanwhile
+	// stays.
+	named := map[string]digest.Digest{}
 	err := root.Inspect(func(v *tree.View) error {
 		var err error
-		plan, err = exporter.PlanPrune(rep, v.Tags)
+		plan, err = exporter.PlanPrune(rep, func(repo string) ([]string, error) {
+			tags, err := v.Tags(repo)
+			for _, tag := range tags {
+				if vs, err := v.TagManifests(repo, tag); err == nil && len(vs) > 0 {
+					named[repo+":"+tag] = vs[0].Digest
+				}
+			}
+			return tags, err
+		})
 		return err
 	})
 	if errors.Is(err, tree.ErrNoTree) {
@@ -182,11 +195,18 @@ func prune(c *cli.Context, root *tree.Root, rep *exporter.SyncReport, syncErr er
 		if err != nil {
 			return err
 		}
+		ref.Planned = named[ref.String()]
 		refs = append(refs, ref)
 		why[ref.String()] = t.Why
 	}
+	if afterPrunePlan != nil {
+		afterPrunePlan()
+	}
 	drep, err := gc.Delete(root, refs, gc.DeleteOptions{Grace: gc.DefaultGrace})
 	if drep != nil {
+		for _, s := range drep.Skipped {
+			log.Warn("not pruned: the tag moved since the plan", "tag", s.Tag, "planned", s.Planned, "now", s.Now)
+		}
 		for _, d := range drep.Deleted {
 			log.Info("pruned", "tag", d, "why", why[d])
 			if !c.Bool("json") {
@@ -196,6 +216,11 @@ func prune(c *cli.Context, root *tree.Root, rep *exporter.SyncReport, syncErr er
 	}
 	return err
 }
+
+// afterPrunePlan, when a test sets it, runs between the prune plan and
+// its delete: the instant a concurrent export may re-create a planned
+// tag.
+var afterPrunePlan func()
 
 // flatten is the one-line errors a joined error holds, joins inside it
 // opened: each failure is its own line at the end of a run.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/tree"
@@ -17,8 +18,10 @@ func verifyCommand() *cli.Command {
 		Description: `Re-hashes every blob (legacy .gz names too) and manifest; checks every manifest's headers, that
 every tag, index child and referenced blob is in its repository, that tags/list lists exactly the
 tags, that every referrers index lists exactly the manifests whose subject it is, and that _catalog
-lists exactly the repositories; and that no symlink leads outside the tree and no FIFO, socket or
-device stands in it. Prints each problem with its path.
+lists exactly the repositories; that every digest pin names a manifest of its repository that is
+there with all it reaches, and that the pins directories hold nothing but pins; and that no symlink
+leads outside the tree and no FIFO, socket or device stands in it. Prints each problem with its
+path.
 
 --repair, holding the tree so that exports and gc wait, never loses what the tree still records.
 First it derives what can be derived: a manifest's missing or wrong .htaccess from the manifest's
@@ -26,9 +29,11 @@ bytes, and the type map of a tag that lost its own from nginx's links to it (or 
 of an interrupted tag move). Then it removes every FIFO, socket or device (the
 entry, never opened), the .htaccess files image-serve never writes, the blobs and manifests whose bytes do not match
 their names, rewrites tags/list, tag links, referrers indexes and _catalog where they are out of
-step, and prints the tags that need a re-export (export --verify-existing fetches what is
-missing) — among them each tag that tags/list or nginx's links still named but that it could not
-restore, with why. Then it verifies again; it exits 1 while a problem is left or a tag was lost.`,
+step, removes what stands in the pins directories that is no pin and each pin whose manifest is
+gone for good (missing, or removed as corrupt; printed as unpinned, with why), and prints the
+tags and pins that need a re-export (export --verify-existing fetches what is missing) — among
+them each tag that tags/list or nginx's links still named but that it could not restore, with
+why. Then it verifies again; it exits 1 while a problem is left or a tag or pin was lost.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "repair", Usage: "restore what can be derived, remove what is corrupt, rewrite what is out of step, name the tags to re-export"},
@@ -97,6 +102,9 @@ func runRepair(c *cli.Context, root *tree.Root) error {
 		for _, f := range rep.RemovedStray {
 			fmt.Fprintf(w, "removed %s: image-serve never writes it there\n", f)
 		}
+		for _, p := range rep.RemovedPinDebris {
+			fmt.Fprintf(w, "removed %s: no digest pin (%s)\n", p.Path, p.Message)
+		}
 		for _, t := range rep.Restored {
 			fmt.Fprintf(w, "restored tag %s from %s\n", t.Tag, t.From)
 		}
@@ -107,9 +115,18 @@ func runRepair(c *cli.Context, root *tree.Root) error {
 		for _, t := range rep.Lost {
 			lost[t.Tag] = t.Why
 		}
+		unpinned := map[string]string{}
+		for _, u := range rep.Unpinned {
+			unpinned[u.Ref] = u.Why
+		}
 		for _, t := range rep.NeedExport {
 			if why, ok := lost[t]; ok {
 				fmt.Fprintf(w, "%s needs a re-export: its type map is gone and cannot be restored (%s); run image-serve export SOURCE %s\n", t, why, t)
+				continue
+			}
+			if why, ok := unpinned[t]; ok {
+				repo, d, _ := strings.Cut(t, "@")
+				fmt.Fprintf(w, "unpinned %s: %s; to pin it again, run image-serve export docker://HOST/REPO@%s %s\n", t, why, d, repo)
 				continue
 			}
 			fmt.Fprintf(w, "%s needs a re-export\n", t)
