@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
@@ -85,6 +86,15 @@ type SyncOptions struct {
 	KeepGoing bool
 	// MaxTags bounds each repository's listing; < 1 means DefaultMaxTags.
 	MaxTags int
+	// Done, when set, is called once for each result of the report, as
+	// soon as it is final, so that a run that dies has said which images
+	// it finished: a tag that has not moved, an immutable one, or one
+	// whose HEAD failed, as its check decides it; a tag exported, as its
+	// tag moves or its export fails (with AllOrNothing, when the batch's
+	// tags move); the rest — a dry run's, and the tags a failure kept
+	// from being exported (their Status "") — at the end. Calls are made
+	// one at a time, before Sync returns.
+	Done func(SyncResult)
 }
 
 // SyncStatus is what a sync did with one tag.
@@ -116,8 +126,9 @@ type SyncResult struct {
 	// with it (or would, in a dry run): those the tree did not hold.
 	Referrers int
 	// Subject, for a cosign signature, attestation or SBOM tag
-	// (sha256-<hex>.sig, .att, .sbom), is the tree's REPO:TAG it was
-	// found for; "" for a release tag.
+	// (sha256-<hex>.sig, .att, .sbom), is the tree's REPO:TAG (or
+	// REPO@DIGEST, a pin) it was found for: the one naming its manifest,
+	// or the index its manifest is a child of; "" for a release tag.
 	Subject string
 	Err     error
 }
@@ -146,6 +157,7 @@ type syncTag struct {
 	dest    Dest
 	current digest.Digest // what the tree's tag names; "" for none
 	res     SyncResult
+	done    bool // its result was handed to SyncOptions.Done
 }
 
 type syncEntry struct {
@@ -184,9 +196,10 @@ func (e *syncEntry) open(ctx context.Context) (*Repository, error) {
 // moves or none does. Unless an entry says NoReferrers, what refers to
 // its tags travels too: the referrers of each manifest a moved tag
 // exports, in its plan (addReferrers), and cosign's signature,
-// attestation and SBOM tags of the digests its tags name, as tags of the
-// batch (attachedTags). The report's Repos are what a prune plan needs
-// (PlanPrune); Sync itself never removes anything.
+// attestation and SBOM tags of the digests its tags name and of the
+// children of the indexes they name, as tags of the batch (attacher).
+// The report's Repos are what a prune plan needs (PlanPrune); Sync
+// itself never removes anything.
 //
 // It returns the report and an error joining one line per failure (an
 // entry or a tag), nil when none failed.
@@ -217,13 +230,30 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 		}
 	}()
 
+	var doneMu sync.Mutex
+	done := func(t *syncTag) {
+		doneMu.Lock()
+		defer doneMu.Unlock()
+		if o.Done != nil && !t.done {
+			t.done = true
+			o.Done(t.res)
+		}
+	}
+	finish := func(tags []*syncTag) {
+		for _, t := range tags {
+			rep.Results = append(rep.Results, t.res)
+			done(t)
+		}
+	}
+
 	tags, failures := collectTags(ctx, es, o)
 	rep.Failures, rep.EntriesFailed = failures, len(failures)
 	if err := checkDestinations(tags); err != nil {
 		return rep, err
 	}
-	checkTags(ctx, root, tags, o.Export.Jobs)
-	tags = append(tags, attachedTags(ctx, root, tags, o.Export.Jobs)...)
+	checkTags(ctx, root, tags, o.Export.Jobs, done)
+	att := newAttacher()
+	tags = append(tags, att.attachedTags(ctx, root, tags, o.Export.Jobs, done)...)
 	rep.Repos = syncRepos(es, tags)
 	for _, t := range tags {
 		if t.res.Err != nil {
@@ -231,9 +261,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 		}
 	}
 	if len(rep.Failures) > 0 && !o.KeepGoing {
-		for _, t := range tags {
-			rep.Results = append(rep.Results, t.res)
-		}
+		finish(tags)
 		return rep, errors.Join(rep.Failures...)
 	}
 
@@ -248,17 +276,59 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 	if o.DryRun {
 		planOnly(ctx, moved, jobs, o.Export)
 	} else if len(jobs) > 0 {
-		sums, errs := ExportEach(ctx, root, jobs, o.Export)
+		start := time.Now()
+		eo := o.Export.forBatch()
+		images, cancel := newImages(ctx, jobs)
+		defer cancel()
+		planAll(ctx, images, eo)
+		// The children of the indexes planned: their cosign tags join
+		// the batch, planned in turn.
+		children := att.childTags(ctx, root, moved, images, eo, done)
+		rep.Repos = syncRepos(es, append(tags, children...))
+		failed := false
+		for _, c := range children {
+			if c.res.Err != nil {
+				rep.Failures = append(rep.Failures, c.res.Err)
+				failed = true
+			}
+		}
+		tags = append(tags, children...)
+		if failed && !o.KeepGoing {
+			for _, im := range images {
+				if im.s != nil {
+					im.s.Close()
+				}
+			}
+			finish(tags)
+			return rep, errors.Join(rep.Failures...)
+		}
+		var more []Job
+		for _, c := range children {
+			if c.res.Status == "" {
+				moved = append(moved, c)
+				more = append(more, c.job(root))
+			}
+		}
+		if len(more) > 0 {
+			extra, cancelExtra := newImages(ctx, more)
+			defer cancelExtra()
+			planAll(ctx, extra, eo)
+			images = append(images, extra...)
+		}
+		sums, errs := exportPlanned(ctx, root, images, start, eo, func(i int, sum *Summary, err error) {
+			moved[i].finish(sum, err)
+			done(moved[i])
+		})
 		for i, t := range moved {
-			t.finish(sums[i], errs[i])
+			if !t.done {
+				t.finish(sums[i], errs[i])
+			}
 		}
 		if err := JoinFailures(errs); err != nil {
 			rep.Failures = append(rep.Failures, err)
 		}
 	}
-	for _, t := range tags {
-		rep.Results = append(rep.Results, t.res)
-	}
+	finish(tags)
 	return rep, errors.Join(rep.Failures...)
 }
 
@@ -396,9 +466,16 @@ func checkDestinations(tags []*syncTag) error {
 
 // checkTags decides, for each tag, whether it moved: immutable and in the
 // tree, no request; otherwise one HEAD, compared with the tree's tag.
-func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int) {
+// done is called for each tag whose result that decides: unchanged,
+// immutable or failed.
+func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int, done func(*syncTag)) {
 	forEach(len(tags), jobs, func(i int) {
 		t := tags[i]
+		defer func() {
+			if t.res.Status != "" {
+				done(t)
+			}
+		}()
 		if t.pin != "" {
 			// A digest names the same bytes forever: pinned is done. A
 			// pin the tree cannot read is synced again.
