@@ -273,9 +273,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 			jobs = append(jobs, t.job(root))
 		}
 	}
-	if o.DryRun {
-		planOnly(ctx, moved, jobs, o.Export)
-	} else if len(jobs) > 0 {
+	if len(jobs) > 0 {
 		start := time.Now()
 		eo := o.Export.forBatch()
 		images, cancel := newImages(ctx, jobs)
@@ -315,17 +313,19 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 			planAll(ctx, extra, eo)
 			images = append(images, extra...)
 		}
-		sums, errs := exportPlanned(ctx, root, images, start, eo, func(i int, sum *Summary, err error) {
-			moved[i].finish(sum, err)
-			done(moved[i])
-		})
-		for i, t := range moved {
-			if !t.done {
-				t.finish(sums[i], errs[i])
+		if o.DryRun {
+			planOnly(ctx, moved, images, eo)
+		} else {
+			sums, errs := exportPlanned(ctx, root, images, start, eo, func(i int, sum *Summary, err error) {
+				moved[i].finish(sum, err)
+				done(moved[i])
+			})
+			for i, t := range moved {
+				t.finish(sums[i], errs[i]) // what done was told, where it was
 			}
-		}
-		if err := JoinFailures(errs); err != nil {
-			rep.Failures = append(rep.Failures, err)
+			if err := JoinFailures(errs); err != nil {
+				rep.Failures = append(rep.Failures, err)
+			}
 		}
 	}
 	finish(tags)
@@ -572,12 +572,10 @@ func (t *syncTag) finish(sum *Summary, err error) {
 	t.res.Status = SyncSynced
 }
 
-// planOnly plans the moved tags as an export would, their referrers
-// included, and publishes none: what a dry run reports.
-func planOnly(ctx context.Context, moved []*syncTag, jobs []Job, o Options) {
-	images, cancel := newImages(ctx, jobs)
-	defer cancel()
-	planAll(ctx, images, o)
+// planOnly takes the moved tags' images, planned (planAll), as an export
+// would, adds their referrers, and publishes none: what a dry run
+// reports. It closes their sources.
+func planOnly(ctx context.Context, moved []*syncTag, images []*image, o Options) {
 	for _, im := range images {
 		if im.failed() == nil && im.job.current != "" && im.plan.top.Digest == im.job.current {
 			im.unchanged = true

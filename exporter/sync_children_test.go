@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -125,6 +126,65 @@ func TestSyncChildSignaturesListed(t *testing.T) {
 	reqs = reg.Requests()
 	if reqs["GET tags"] != 1 || reqs["HEAD manifests"] != 3 || reqs["GET manifests"] != 0 || reqs["GET blobs"] != 0 {
 		t.Errorf("an unchanged rerun: requests %v, want 1 listing and 3 HEADs", reqs)
+	}
+}
+
+// TestSyncChildSignaturesDryRun: a dry run names the child's signature
+// tag it would sync, and writes nothing.
+func TestSyncChildSignaturesDryRun(t *testing.T) {
+	reg, index, sig := childSigned(t)
+	root := newRoot(t)
+	o := syncOptions()
+	o.DryRun = true
+	entries := []SyncEntry{{Entry: "tools", Source: reg.Host + "/tools", Dest: "tools", Tags: []string{"v1"}}}
+	rep, err := Sync(context.Background(), root, entries, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigTag := cosignTag(index.Children["linux/arm64"], ".sig")
+	if r := find(rep, "tools:"+sigTag); r == nil || r.Status != SyncWould || r.Subject != "tools:v1" || r.Digest.String() != sig.Digest {
+		t.Errorf("tools:%s: %+v, want would-sync, %s, for tools:v1", sigTag, r, sig.Digest)
+	}
+	if _, ok, _ := root.TagDigest("tools", sigTag); ok {
+		t.Errorf("a dry run tagged the child's .sig")
+	}
+}
+
+// TestSyncChildSignaturesFail: a child signature the source will not say
+// anything of (403 to its HEAD) fails the run, which then publishes
+// nothing, as a release tag's failed HEAD does; with KeepGoing the rest
+// is published.
+func TestSyncChildSignaturesFail(t *testing.T) {
+	reg, index, _ := childSigned(t)
+	sigTag := cosignTag(index.Children["linux/arm64"], ".sig")
+	reg.Intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/manifests/"+sigTag) {
+			w.WriteHeader(http.StatusForbidden)
+			return true
+		}
+		return false
+	}
+	root := newRoot(t)
+	entries := []SyncEntry{{Entry: "tools", Source: reg.Host + "/tools", Dest: "tools", Tags: []string{"v1"}}}
+	rep, err := Sync(context.Background(), root, entries, syncOptions())
+	if err == nil || !strings.Contains(err.Error(), sigTag) {
+		t.Errorf("error %v, want one naming %s", err, sigTag)
+	}
+	if r := find(rep, "tools:"+sigTag); r == nil || r.Status != SyncFailed {
+		t.Errorf("tools:%s: %+v, want failed", sigTag, r)
+	}
+	if _, ok, _ := root.TagDigest("tools", "v1"); ok {
+		t.Errorf("tools:v1 was published by a run that failed without KeepGoing")
+	}
+
+	o := syncOptions()
+	o.KeepGoing = true
+	rep, err = Sync(context.Background(), root, entries, o)
+	if err == nil {
+		t.Errorf("KeepGoing: no error")
+	}
+	if r := find(rep, "tools:v1"); r == nil || r.Status != SyncSynced {
+		t.Errorf("KeepGoing: tools:v1 %+v, want synced", r)
 	}
 }
 
