@@ -17,7 +17,8 @@ import (
 // the reads it makes before publishing to skip what it has — the digest
 // a tag names now, whether a digest is pinned, and, through a View,
 // whether a manifest is in a repository (a referrer the tree holds costs
-// no request).
+// no request) and what an index it holds lists (the children whose
+// cosign tags travel with a tag that has not moved).
 type SyncTree interface {
 	tree.Publisher
 	TagDigest(repo, tag string) (digest.Digest, bool, error)
