@@ -240,7 +240,9 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 			o.Done(t.res)
 		}
 	}
-	finish := func(tags []*syncTag) {
+	// settle puts the tags' results in the report, in order, and hands
+	// Done those it has not had.
+	settle := func(tags []*syncTag) {
 		for _, t := range tags {
 			rep.Results = append(rep.Results, t.res)
 			done(t)
@@ -262,7 +264,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 		}
 	}
 	if len(rep.Failures) > 0 && !o.KeepGoing {
-		finish(tags)
+		settle(tags)
 		return rep, errors.Join(rep.Failures...)
 	}
 
@@ -298,7 +300,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 					im.s.Close()
 				}
 			}
-			finish(tags)
+			settle(tags)
 			return rep, errors.Join(rep.Failures...)
 		}
 		var more []Job
@@ -329,7 +331,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 			}
 		}
 	}
-	finish(tags)
+	settle(tags)
 	return rep, errors.Join(rep.Failures...)
 }
 
@@ -467,8 +469,8 @@ func checkDestinations(tags []*syncTag) error {
 
 // checkTags decides, for each tag, whether it moved: immutable and in the
 // tree, no request; otherwise one HEAD, compared with the tree's tag.
-// done is called for each tag whose result that decides: unchanged,
-// immutable or failed.
+// done is called for each tag the check settles: unchanged, immutable
+// or failed.
 func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int, done func(*syncTag)) {
 	forEach(len(tags), jobs, func(i int) {
 		t := tags[i]
