@@ -155,6 +155,16 @@ func (im *image) failed() error {
 // tree.ErrWithOthers.
 func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options) ([]*Summary, []error) {
 	start := time.Now()
+	o = o.forBatch()
+	images, cancel := newImages(ctx, jobs)
+	defer cancel()
+	planAll(ctx, images, o)
+	return exportPlanned(ctx, root, images, start, o, nil)
+}
+
+// forBatch is o with its defaults, and the transport pool and log its
+// registries share.
+func (o Options) forBatch() Options {
 	o = o.withDefaults()
 	if o.Registry.pool == nil {
 		o.Registry.pool = &transportPool{}
@@ -162,26 +172,52 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 	if o.Registry.log == nil {
 		o.Registry.log = o.Log
 	}
-	images, cancel := newImages(ctx, jobs)
-	defer cancel()
-	planAll(ctx, images, o)
+	return o
+}
+
+// exportPlanned is ExportEach after planAll (o is forBatch's): it adds
+// the referrers, publishes and reports images, and closes their sources.
+// Sync plans a batch itself to learn the children of its indexes before
+// it is published, and adds to it.
+//
+// done, when set, is called once for each image with what ExportEach
+// returns for it, as soon as that is final: after planning for one that
+// failed to plan (with AllOrNothing, every image, then), as its tag moves
+// or its publication fails for one published (with AllOrNothing, when
+// the batch's tags move), and at the end for the others (unchanged, or
+// failed with the whole publication). Calls are made one at a time, from
+// the caller's goroutine.
+func exportPlanned(ctx context.Context, root tree.Publisher, images []*image, start time.Time, o Options, done func(i int, sum *Summary, err error)) ([]*Summary, []error) {
 	for _, im := range images {
 		if im.s != nil {
 			defer im.s.Close()
 		}
-		if im.failed() == nil && im.job.current != "" && im.plan.top.Digest == im.job.current {
+		if im.samePlan() {
 			im.unchanged, im.sum.unchanged = true, true
+		}
+	}
+	reported := make([]bool, len(images))
+	report := func(i int) {
+		if done != nil && !reported[i] {
+			reported[i] = true
+			sum, err := images[i].outcome(len(images))
+			done(i, sum, err)
 		}
 	}
 	addReferrersAll(ctx, images, o)
 	if o.AllOrNothing && len(images) > 1 {
 		failAllIfOne(images)
 	}
+	for i, im := range images {
+		if im.failed() != nil {
+			report(i) // failed to plan: nothing changes it now
+		}
+	}
 	if pp, ok := o.Progress.(PlanProgress); ok && live(images) {
 		pp.Planned(planned(images))
 	}
 	if live(images) {
-		if err := publishAll(ctx, root, images, start, o); err != nil {
+		if err := publishAll(ctx, root, images, start, o, report); err != nil {
 			for _, im := range images {
 				im.fail(err)
 			}
@@ -189,13 +225,29 @@ func ExportEach(ctx context.Context, root tree.Publisher, jobs []Job, o Options)
 	}
 	sums, errs := make([]*Summary, len(images)), make([]error, len(images))
 	for i, im := range images {
-		if errs[i] = im.failed(); errs[i] == nil {
-			sums[i] = im.sum
-		} else if len(images) > 1 && !names(errs[i], im.job.Source) {
-			errs[i] = fmt.Errorf("%s: %w", im.job.Source, errs[i])
-		}
+		sums[i], errs[i] = im.outcome(len(images))
+		report(i)
 	}
 	return sums, errs
+}
+
+// samePlan reports whether im planned what its destination tag names
+// already (Job.current): an unchanged image, not published.
+func (im *image) samePlan() bool {
+	return im.failed() == nil && im.job.current != "" && im.plan.top.Digest == im.job.current
+}
+
+// outcome is what ExportEach returns for im, one of n images: its
+// summary, or its error, naming its source when the batch has others.
+func (im *image) outcome(n int) (*Summary, error) {
+	err := im.failed()
+	if err == nil {
+		return im.sum, nil
+	}
+	if n > 1 && !names(err, im.job.Source) {
+		err = fmt.Errorf("%s: %w", im.job.Source, err)
+	}
+	return nil, err
 }
 
 // planned is what a PlanProgress is told of the images publishAll
@@ -319,14 +371,26 @@ func planImage(ctx context.Context, im *image, o Options) error {
 // publishAll hands every live image to the tree's Publish, which owns the
 // order: blobs of all images (o.Jobs at a time), then each image's
 // manifests and tag. An image's Elapsed runs from the batch's start to its
-// tag.
-func publishAll(ctx context.Context, root tree.Publisher, images []*image, start time.Time, o Options) error {
-	var live []*image
+// tag. done(i), when set, is called with the index in images of each live
+// image as soon as the tree has published it or failed it.
+func publishAll(ctx context.Context, root tree.Publisher, images []*image, start time.Time, o Options, done func(i int)) error {
+	var live []int
 	var batch []tree.Image
-	for _, im := range images {
+	for i, im := range images {
 		if im.failed() == nil && !im.unchanged {
-			live = append(live, im)
+			live = append(live, i)
 			batch = append(batch, treeImage(im, o))
+		}
+	}
+	finished := make([]bool, len(live))
+	finish := func(i int, res tree.Published) {
+		if finished[i] {
+			return
+		}
+		finished[i] = true
+		images[live[i]].published(res, start, o)
+		if done != nil {
+			done(live[i])
 		}
 	}
 	rep, err := root.Publish(ctx, batch, tree.PublishOptions{
@@ -346,6 +410,7 @@ func publishAll(ctx context.Context, root tree.Publisher, images []*image, start
 				o.Log.Debug("blob", "digest", b.Digest, "outcome", outcomeName(res.Outcome), "bytes", res.Size)
 			}
 		},
+		ImageDone: finish,
 	})
 	if err != nil {
 		return err
@@ -356,23 +421,28 @@ func publishAll(ctx context.Context, root tree.Publisher, images []*image, start
 	if rep.SweptTemps > 0 {
 		o.Log.Info("removed stale temporary files", "count", rep.SweptTemps)
 	}
+	// A Publisher that does not call ImageDone has them all done here.
 	for i, res := range rep.Images {
-		im := live[i]
-		if res.Err != nil {
-			im.fail(res.Err)
-			continue
-		}
-		for _, b := range res.Blobs {
-			im.sum.count(b)
-		}
-		im.sum.Elapsed = res.Tagged.Sub(start)
-		if im.pin {
-			o.Log.Debug("pinned", "repo", im.dest.Repo, "digest", im.plan.top.Digest, "media_type", im.plan.top.MediaType)
-			continue
-		}
-		o.Log.Debug("tagged", "repo", im.dest.Repo, "tag", im.dest.Tag, "digest", im.plan.top.Digest, "media_type", im.plan.top.MediaType)
+		finish(i, res)
 	}
 	return nil
+}
+
+// published records what the tree did for im.
+func (im *image) published(res tree.Published, start time.Time, o Options) {
+	if res.Err != nil {
+		im.fail(res.Err)
+		return
+	}
+	for _, b := range res.Blobs {
+		im.sum.count(b)
+	}
+	im.sum.Elapsed = res.Tagged.Sub(start)
+	if im.pin {
+		o.Log.Debug("pinned", "repo", im.dest.Repo, "digest", im.plan.top.Digest, "media_type", im.plan.top.MediaType)
+		return
+	}
+	o.Log.Debug("tagged", "repo", im.dest.Repo, "tag", im.dest.Tag, "digest", im.plan.top.Digest, "media_type", im.plan.top.MediaType)
 }
 
 // treeImage is what the tree publishes for im: its blobs, read from its

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
@@ -16,7 +17,8 @@ import (
 // the reads it makes before publishing to skip what it has — the digest
 // a tag names now, whether a digest is pinned, and, through a View,
 // whether a manifest is in a repository (a referrer the tree holds costs
-// no request).
+// no request) and what an index it holds lists (the children whose
+// cosign tags travel with a tag that has not moved).
 type SyncTree interface {
 	tree.Publisher
 	TagDigest(repo, tag string) (digest.Digest, bool, error)
@@ -85,6 +87,15 @@ type SyncOptions struct {
 	KeepGoing bool
 	// MaxTags bounds each repository's listing; < 1 means DefaultMaxTags.
 	MaxTags int
+	// Done, when set, is called once for each result of the report, as
+	// soon as it is final, so that a run that dies has said which images
+	// it finished: a tag that has not moved, an immutable one, or one
+	// whose HEAD failed, as its check decides it; a tag exported, as its
+	// tag moves or its export fails (with AllOrNothing, when the batch's
+	// tags move); the rest — a dry run's, and the tags a failure kept
+	// from being exported (their Status "") — at the end. Calls are made
+	// one at a time, before Sync returns.
+	Done func(SyncResult)
 }
 
 // SyncStatus is what a sync did with one tag.
@@ -116,8 +127,9 @@ type SyncResult struct {
 	// with it (or would, in a dry run): those the tree did not hold.
 	Referrers int
 	// Subject, for a cosign signature, attestation or SBOM tag
-	// (sha256-<hex>.sig, .att, .sbom), is the tree's REPO:TAG it was
-	// found for; "" for a release tag.
+	// (sha256-<hex>.sig, .att, .sbom), is the tree's REPO:TAG (or
+	// REPO@DIGEST, a pin) it was found for: the one naming its manifest,
+	// or the index its manifest is a child of; "" for a release tag.
 	Subject string
 	Err     error
 }
@@ -146,6 +158,7 @@ type syncTag struct {
 	dest    Dest
 	current digest.Digest // what the tree's tag names; "" for none
 	res     SyncResult
+	done    bool // its result was handed to SyncOptions.Done
 }
 
 type syncEntry struct {
@@ -184,9 +197,10 @@ func (e *syncEntry) open(ctx context.Context) (*Repository, error) {
 // moves or none does. Unless an entry says NoReferrers, what refers to
 // its tags travels too: the referrers of each manifest a moved tag
 // exports, in its plan (addReferrers), and cosign's signature,
-// attestation and SBOM tags of the digests its tags name, as tags of the
-// batch (attachedTags). The report's Repos are what a prune plan needs
-// (PlanPrune); Sync itself never removes anything.
+// attestation and SBOM tags of the digests its tags name and of the
+// children of the indexes they name, as tags of the batch (attacher).
+// The report's Repos are what a prune plan needs (PlanPrune); Sync
+// itself never removes anything.
 //
 // It returns the report and an error joining one line per failure (an
 // entry or a tag), nil when none failed.
@@ -217,13 +231,32 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 		}
 	}()
 
+	var doneMu sync.Mutex
+	done := func(t *syncTag) {
+		doneMu.Lock()
+		defer doneMu.Unlock()
+		if o.Done != nil && !t.done {
+			t.done = true
+			o.Done(t.res)
+		}
+	}
+	// settle puts the tags' results in the report, in order, and hands
+	// Done those it has not had.
+	settle := func(tags []*syncTag) {
+		for _, t := range tags {
+			rep.Results = append(rep.Results, t.res)
+			done(t)
+		}
+	}
+
 	tags, failures := collectTags(ctx, es, o)
 	rep.Failures, rep.EntriesFailed = failures, len(failures)
 	if err := checkDestinations(tags); err != nil {
 		return rep, err
 	}
-	checkTags(ctx, root, tags, o.Export.Jobs)
-	tags = append(tags, attachedTags(ctx, root, tags, o.Export.Jobs)...)
+	checkTags(ctx, root, tags, o.Export.Jobs, done)
+	att := newAttacher()
+	tags = append(tags, att.attachedTags(ctx, root, tags, o.Export.Jobs, done)...)
 	rep.Repos = syncRepos(es, tags)
 	for _, t := range tags {
 		if t.res.Err != nil {
@@ -231,9 +264,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 		}
 	}
 	if len(rep.Failures) > 0 && !o.KeepGoing {
-		for _, t := range tags {
-			rep.Results = append(rep.Results, t.res)
-		}
+		settle(tags)
 		return rep, errors.Join(rep.Failures...)
 	}
 
@@ -245,20 +276,62 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 			jobs = append(jobs, t.job(root))
 		}
 	}
-	if o.DryRun {
-		planOnly(ctx, moved, jobs, o.Export)
-	} else if len(jobs) > 0 {
-		sums, errs := ExportEach(ctx, root, jobs, o.Export)
-		for i, t := range moved {
-			t.finish(sums[i], errs[i])
+	if len(jobs) > 0 {
+		start := time.Now()
+		eo := o.Export.forBatch()
+		images, cancel := newImages(ctx, jobs)
+		defer cancel()
+		planAll(ctx, images, eo)
+		// The children of the indexes planned: their cosign tags join
+		// the batch, planned in turn.
+		children := att.childTags(ctx, root, moved, images, eo, done)
+		rep.Repos = syncRepos(es, append(tags, children...))
+		failed := false
+		for _, c := range children {
+			if c.res.Err != nil {
+				rep.Failures = append(rep.Failures, c.res.Err)
+				failed = true
+			}
 		}
-		if err := JoinFailures(errs); err != nil {
-			rep.Failures = append(rep.Failures, err)
+		tags = append(tags, children...)
+		if failed && !o.KeepGoing {
+			for _, im := range images {
+				if im.s != nil {
+					im.s.Close()
+				}
+			}
+			settle(tags)
+			return rep, errors.Join(rep.Failures...)
+		}
+		var more []Job
+		for _, c := range children {
+			if c.res.Status == "" {
+				moved = append(moved, c)
+				more = append(more, c.job(root))
+			}
+		}
+		if len(more) > 0 {
+			extra, cancelExtra := newImages(ctx, more)
+			defer cancelExtra()
+			planAll(ctx, extra, eo)
+			images = append(images, extra...)
+		}
+		if o.DryRun {
+			planOnly(ctx, moved, images, eo)
+		} else {
+			sums, errs := exportPlanned(ctx, root, images, start, eo, func(i int, sum *Summary, err error) {
+				moved[i].finish(sum, err)
+				done(moved[i])
+			})
+			for i, t := range moved {
+				t.finish(sums[i], errs[i]) // what done was told, where it was
+			}
+			if err := JoinFailures(errs); err != nil {
+				rep.Failures = append(rep.Failures, err)
+			}
 		}
 	}
-	for _, t := range tags {
-		rep.Results = append(rep.Results, t.res)
-	}
+	settle(tags)
 	return rep, errors.Join(rep.Failures...)
 }
 
@@ -396,9 +469,16 @@ func checkDestinations(tags []*syncTag) error {
 
 // checkTags decides, for each tag, whether it moved: immutable and in the
 // tree, no request; otherwise one HEAD, compared with the tree's tag.
-func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int) {
+// done is called for each tag the check settles: unchanged, immutable
+// or failed.
+func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int, done func(*syncTag)) {
 	forEach(len(tags), jobs, func(i int) {
 		t := tags[i]
+		defer func() {
+			if t.res.Status != "" {
+				done(t)
+			}
+		}()
 		if t.pin != "" {
 			// A digest names the same bytes forever: pinned is done. A
 			// pin the tree cannot read is synced again.
@@ -495,12 +575,10 @@ func (t *syncTag) finish(sum *Summary, err error) {
 	t.res.Status = SyncSynced
 }
 
-// planOnly plans the moved tags as an export would, their referrers
-// included, and publishes none: what a dry run reports.
-func planOnly(ctx context.Context, moved []*syncTag, jobs []Job, o Options) {
-	images, cancel := newImages(ctx, jobs)
-	defer cancel()
-	planAll(ctx, images, o)
+// planOnly takes the moved tags' images, planned (planAll), as an export
+// would, adds their referrers, and publishes none: what a dry run
+// reports. It closes their sources.
+func planOnly(ctx context.Context, moved []*syncTag, images []*image, o Options) {
 	for _, im := range images {
 		if im.failed() == nil && im.job.current != "" && im.plan.top.Digest == im.job.current {
 			im.unchanged = true

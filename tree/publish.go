@@ -62,6 +62,14 @@ type PublishOptions struct {
 	// each image, from the transferring goroutine.
 	BlobStarted func(Blob)
 	BlobDone    func(Blob, BlobResult, error)
+	// ImageDone, when set, is called once per image as soon as what
+	// Publish did for it is final — its tag moved (with AllOrNothing,
+	// when the batch's tags moved), its pin was written, or it failed —
+	// with images[i]'s result as the report will hold it. Calls are made
+	// one at a time, in the order of the images, from the goroutine
+	// that called Publish, under the tree lock held shared: a caller
+	// says there which image is done (a log record) and returns.
+	ImageDone func(i int, res Published)
 }
 
 // BlobResult says how one blob of an image came to be in its repository.
@@ -396,9 +404,12 @@ func (p *publication) finish(i int, err error) {
 	res := &p.rep.Images[i]
 	if err != nil {
 		res.Err, res.Blobs = err, nil
-		return
+	} else {
+		res.Tagged = time.Now()
 	}
-	res.Tagged = time.Now()
+	if p.o.ImageDone != nil {
+		p.o.ImageDone(i, *res)
+	}
 }
 
 // putManifests writes im's manifests and then the referrers index of

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -99,11 +100,17 @@ func runSync(c *cli.Context) error {
 		tty = newRunProgress(os.Stderr)
 		o.Export.Progress = tty
 	}
+	// Each tag's record is logged as the tag finishes, so that a run
+	// that dies has said which are done — except under the progress
+	// line, which owns the terminal until the end.
+	if tty == nil {
+		o.Done = func(r exporter.SyncResult) { logResult(c, log, r) }
+	}
 	rep, err := exporter.Sync(c.Context, root, entries, o)
 	if tty != nil {
 		tty.Close()
 	}
-	report(c, rep)
+	report(c, rep, tty != nil)
 	if file := c.String("digestfile"); file != "" && !c.Bool("dry-run") {
 		if werr := writeDigestFile(file, rep); werr != nil {
 			err = errors.Join(err, werr)
@@ -273,16 +280,20 @@ func syncRecords(rep *exporter.SyncReport) []syncRecord {
 	return out
 }
 
-// report logs each tag and the run's totals on stderr: what moved (or
-// would) at info, what did not at debug, and one summary line. Its counts
-// of tags are release tags; signature tags (cosign's, found for them) and
+// report logs the run's totals on stderr in one summary record, and,
+// when they were not logged as each tag finished (each, for a run under
+// the progress line), each tag's record first (logResult). Its counts of
+// tags are release tags; signature tags (cosign's, found for them) and
 // referrers that travelled are counted on their own.
-func report(c *cli.Context, rep *exporter.SyncReport) {
+func report(c *cli.Context, rep *exporter.SyncReport, each bool) {
 	log := logger(c)
 	count := map[exporter.SyncStatus]int{}
 	var fetched, reused, would int64
 	signatures, referrers := 0, 0
 	for _, r := range rep.Results {
+		if each {
+			logResult(c, log, r)
+		}
 		switch {
 		case r.Subject == "" || r.Status == exporter.SyncFailed:
 			count[r.Status]++
@@ -292,21 +303,10 @@ func report(c *cli.Context, rep *exporter.SyncReport) {
 		referrers += r.Referrers
 		switch r.Status {
 		case exporter.SyncSynced:
-			s := r.Summary
-			fetched += s.BytesFetched
-			reused += s.BytesReused
-			if !c.Bool("json") {
-				log.Info("synced", "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest,
-					"bytes_fetched", s.BytesFetched, "bytes_reused", s.BytesReused, "manifests", s.Manifests, "referrers", r.Referrers)
-			}
+			fetched += r.Summary.BytesFetched
+			reused += r.Summary.BytesReused
 		case exporter.SyncWould:
 			would += r.Bytes
-			if !c.Bool("json") {
-				log.Info("would sync", "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest,
-					"manifests", r.Manifests, "blobs", r.Blobs, "bytes", r.Bytes, "referrers", r.Referrers)
-			}
-		case exporter.SyncUnchanged, exporter.SyncImmutable:
-			log.Debug(string(r.Status), "source", "docker://"+r.Source, "dest", r.Dest, "digest", r.Digest)
 		}
 	}
 	if c.Bool("json") || quiet(c) {
@@ -321,6 +321,44 @@ func report(c *cli.Context, rep *exporter.SyncReport) {
 	log.Info("sync done", "synced", count[exporter.SyncSynced], "unchanged", count[exporter.SyncUnchanged],
 		"immutable", count[exporter.SyncImmutable], "failed", count[exporter.SyncFailed]+rep.EntriesFailed,
 		"signature_tags", signatures, "referrers", referrers, "bytes_fetched", fetched, "bytes_reused", reused, "requests", rep.Requests)
+}
+
+// logResult logs what the run did with one tag (or pin, or signature
+// tag), unless --json prints the records on stdout: what moved (or
+// would) at info; what did not at debug in text, at info with
+// --log-format json, where a program reading the log gets one record
+// for every tag; and with --log-format json a failed tag at warn, and a
+// tag a failure elsewhere kept from being exported as "not synced" (in
+// text the failures are the error lines the run ends with).
+func logResult(c *cli.Context, log *slog.Logger, r exporter.SyncResult) {
+	if c.Bool("json") {
+		return
+	}
+	jsonLog := c.String("log-format") == "json"
+	src := "docker://" + r.Source
+	switch r.Status {
+	case exporter.SyncSynced:
+		s := r.Summary
+		log.Info("synced", "source", src, "dest", r.Dest, "digest", r.Digest,
+			"bytes_fetched", s.BytesFetched, "bytes_reused", s.BytesReused, "manifests", s.Manifests, "referrers", r.Referrers)
+	case exporter.SyncWould:
+		log.Info("would sync", "source", src, "dest", r.Dest, "digest", r.Digest,
+			"manifests", r.Manifests, "blobs", r.Blobs, "bytes", r.Bytes, "referrers", r.Referrers)
+	case exporter.SyncUnchanged, exporter.SyncImmutable:
+		level := slog.LevelDebug
+		if jsonLog {
+			level = slog.LevelInfo
+		}
+		log.Log(c.Context, level, string(r.Status), "source", src, "dest", r.Dest, "digest", r.Digest)
+	case exporter.SyncFailed:
+		if jsonLog {
+			log.Warn("failed", "source", src, "dest", r.Dest, "err", r.Err.Error())
+		}
+	default:
+		if jsonLog {
+			log.Info("not synced", "source", src, "dest", r.Dest)
+		}
+	}
 }
 
 // writeDigestFile writes "DIGEST REF" for every tag the tree holds after

@@ -13,7 +13,11 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/distreg"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
@@ -26,11 +30,13 @@ const clientTimeout = 2 * time.Minute
 
 // signedRepo is the repository TestSyncSignedClients pushes: the tag
 // signedTag is signed, attested and has an SBOM attached; unsignedTag has
-// nothing.
+// nothing; indexTag is a multi-arch index signed with each of its
+// platform images (cosign sign --recursive).
 const (
 	signedRepo  = "signed/app"
 	signedTag   = "v1"
 	unsignedTag = "v2"
+	indexTag    = "v3"
 	sbomType    = "application/spdx+json"
 )
 
@@ -45,9 +51,11 @@ const (
 // nginx (the CLI's configs, one of each for every check): cosign verify
 // and verify-attestation accept the signed image by tag and by digest
 // and cosign verify refuses the unsigned one; oras discover, through the
-// mirror's referrers API, lists the SBOM; oras pull gets its bytes. The
-// same checks run against the source first, so that a failure after the
-// sync is the mirror's.
+// mirror's referrers API, lists the SBOM; oras pull gets its bytes; and
+// cosign verify accepts a platform image of the index signed with
+// --recursive by its own digest (its sha256-<child>.sig tag travelled
+// with the index's tag). The same checks run against the source first,
+// so that a failure after the sync is the mirror's.
 //
 // cosign and oras are bin/cosign and bin/oras, pinned in tools/go.mod and
 // built by `make test-deps`; the test fails, never skips, without them.
@@ -62,6 +70,7 @@ func TestSyncSignedClients(t *testing.T) {
 
 	signed := pushSigned(t, reg, signedRepo+":"+signedTag)
 	unsigned := pushSigned(t, reg, signedRepo+":"+unsignedTag)
+	index, child := pushSignedIndex(t, reg, signedRepo+":"+indexTag)
 	src := reg.Host + "/" + signedRepo
 
 	c.cosign("generate-key-pair")
@@ -71,6 +80,10 @@ func TestSyncSignedClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.cosign("attest", "--key", c.key, "--tlog-upload=false", "--yes", "--allow-http-registry", "--type", "spdxjson", "--predicate", predicate, src+"@"+signed)
+	// The index and each platform image: every child gets its own
+	// sha256-<child>.sig tag, which a client verifying that platform
+	// looks up.
+	c.cosign("sign", "--key", c.key, "--tlog-upload=false", "--yes", "--allow-http-registry", "--recursive", src+"@"+index)
 
 	// The SBOM: a file of its own, attached by oras as a referrer of the
 	// signed image (an OCI 1.1 manifest whose subject is it).
@@ -100,11 +113,12 @@ func TestSyncSignedClients(t *testing.T) {
 	}
 	// What the clients did upstream holds there, before any sync.
 	c.verify(t, "source", reg.Host, signed, unsigned, attached.Digest, sbom)
+	c.verifyChild(t, "source", reg.Host, child)
 	if t.Failed() {
 		t.FailNow()
 	}
 
-	file := writeFile(t, "signed.yaml", fmt.Sprintf("%s:\n  tls-verify: false\n  images:\n    %s: [%s, %s]\n", reg.Host, signedRepo, signedTag, unsignedTag))
+	file := writeFile(t, "signed.yaml", fmt.Sprintf("%s:\n  tls-verify: false\n  images:\n    %s: [%s, %s, %s]\n", reg.Host, signedRepo, signedTag, unsignedTag, indexTag))
 	root := testserver.TempRoot(t)
 	r := mustRun(t, "--root", root.Dir(), "sync", "-f", file)
 	t.Logf("sync: %s%s", r.stdout, r.stderr)
@@ -116,6 +130,50 @@ func TestSyncSignedClients(t *testing.T) {
 	}
 	for _, srv := range servers {
 		c.verify(t, srv.name, strings.TrimPrefix(srv.base, "http://"), signed, unsigned, attached.Digest, sbom)
+		c.verifyChild(t, srv.name, strings.TrimPrefix(srv.base, "http://"), child)
+	}
+}
+
+// pushSignedIndex pushes to ref a fresh index of two platform images,
+// amd64 and arm64, and returns its digest and its arm64 child's.
+func pushSignedIndex(t *testing.T, reg *distreg.Registry, ref string) (index, arm64 string) {
+	t.Helper()
+	r, err := name.ParseReference(reg.Host+"/"+ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := v1.ImageIndex(empty.Index)
+	for _, arch := range []string{"amd64", "arm64"} {
+		img := testregistry.OCIImage(t, arch, testregistry.Layer(t, 512, types.OCILayer))
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+		if arch == "arm64" {
+			d, err := img.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			arm64 = d.String()
+		}
+	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String(), arm64
+}
+
+// verifyChild checks with cosign verify --key that the platform image
+// child of the index signed with --recursive verifies at host by its own
+// digest, as a client resolving that platform asks.
+func (c *clients) verifyChild(t *testing.T, what, host, child string) {
+	t.Helper()
+	ref := host + "/" + signedRepo + "@" + child
+	if out, errOut, err := c.runIn(c.dir, c.cosignBin, "verify", "--key", c.pub, "--insecure-ignore-tlog", "--allow-http-registry", ref); err != nil {
+		t.Errorf("%s: cosign verify %s (a child of the index signed --recursive): %v\n%s%s", what, ref, err, out, errOut)
+	} else if !strings.Contains(out, child) {
+		t.Errorf("%s: cosign verify %s: the signature does not name %s:\n%s", what, ref, child, out)
 	}
 }
 
