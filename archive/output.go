@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // checkOutput refuses, before anything is read or written, an output a
@@ -116,7 +118,8 @@ func writeDir(path string, write func(dir string) error) (err error) {
 	if err := syncTree(tmp); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	// rename(2) replaces an empty directory; os.Rename refuses to.
+	if err := unix.Rename(tmp, path); err != nil {
 		return fmt.Errorf("-o %s: %w", path, err)
 	}
 	return syncDir(filepath.Dir(path))
