@@ -55,7 +55,8 @@ type Options struct {
 	// dir) to write; "-" writes an archive to Stdout.
 	Output string
 	Stdout io.Writer
-	// Chose, if set, is told which child of an index a REF is saved as.
+	// Chose, if set, is told which child of an index a REF is saved as,
+	// once every REF is resolved and before anything is written.
 	Chose func(ref Ref, child distribution.Descriptor)
 }
 
@@ -100,6 +101,22 @@ func Save(v *tree.View, refs []Ref, o Options) (*Report, error) {
 	if o.Platform == (distribution.Platform{}) {
 		o.Platform = DefaultPlatform
 	}
+	// The children chosen are told once every REF is resolved: a save
+	// that fails to resolve one says only why.
+	type choice struct {
+		ref   Ref
+		child distribution.Descriptor
+	}
+	var chosen []choice
+	tell := o.Chose
+	o.Chose = func(r Ref, c distribution.Descriptor) { chosen = append(chosen, choice{r, c}) }
+	announce := func() {
+		for _, c := range chosen {
+			if tell != nil {
+				tell(c.ref, c.child)
+			}
+		}
+	}
 	rd := reader{v}
 	st := &stats{}
 	var err error
@@ -108,6 +125,7 @@ func Save(v *tree.View, refs []Ref, o Options) (*Report, error) {
 	case DockerArchive:
 		var p *dockerPlan
 		if p, err = planDocker(rd, refs, o); err == nil {
+			announce()
 			rep.Images = len(p.images)
 			err = writeFile(o.Output, o.Stdout, func(w io.Writer) error {
 				s := newTarSink(v.Context(), v, w, st)
@@ -136,6 +154,7 @@ func Save(v *tree.View, refs []Ref, o Options) (*Report, error) {
 	case Dir:
 		var p *dirPlan
 		if p, err = planDir(rd, refs, o); err == nil {
+			announce()
 			rep.Images = len(p.images)
 			err = writeDir(o.Output, func(dir string) error {
 				return p.write(newDirSink(v.Context(), v, dir, st), o.Uncompressed)
