@@ -62,10 +62,15 @@ type Options struct {
 
 // Report is what Save wrote.
 type Report struct {
-	Images int   // manifests named by the REFs (the indexes' children not counted)
-	Blobs  int   // blobs written, each once
-	Bytes  int64 // their bytes
-	Linked int   // blobs hard-linked from the tree (dir, oci) rather than copied
+	// Images: the distinct images written (docker-archive, dir), or the
+	// entries of index.json (oci, oci-archive).
+	Images int
+	// Blobs: the blobs streamed from the tree — configs and layers; in
+	// dir layers only (a config is written from the bytes read to check
+	// it), once per image holding them.
+	Blobs  int
+	Bytes  int64 // their bytes, as the tree stores them
+	Linked int   // of the blobs, those hard-linked from the tree (dir, oci) rather than copied
 }
 
 // CheckOutput refuses an output o cannot be written to whole (see Save),
@@ -76,8 +81,8 @@ func CheckOutput(o Options) error { return checkOutput(o.Output, o.Format.IsDir(
 // everything it needs but the blobs' bytes first, so a REF the tree does
 // not hold (an error wrapping ErrNotInTree) or an image the format cannot
 // hold fails with nothing written; then it streams the blobs from the
-// tree, each once however many images share it, checked against its
-// digest. A file or directory is written under a temporary name next to
+// tree, each once however many images share it, each it copies checked
+// against its digest (a hard link is the tree's own file). A file or directory is written under a temporary name next to
 // o.Output and renamed into place whole; on failure it is removed.
 func Save(v *tree.View, refs []Ref, o Options) (*Report, error) {
 	if len(refs) == 0 {
