@@ -385,6 +385,56 @@ func TestDir(t *testing.T) {
 		"001/001.sha256":    []byte(f.dl.Encoded()),
 	}
 	checkFiles(t, out, want)
+	// Layers are the tree's files, hard-linked (one file system here).
+	for _, name := range []string{"000/000.tar.gz", "001/000.tar.gz", "001/001.tar.gz"} {
+		st, err := os.Stat(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := st.Sys().(*syscall.Stat_t).Nlink; n < 2 {
+			t.Errorf("%s: %d links: not hard-linked from the tree", name, n)
+		}
+	}
+}
+
+// TestStdoutSameBytes: -o - streams the very bytes a save to a file
+// writes, and a save is reproducible (fixed member times).
+func TestStdoutSameBytes(t *testing.T) {
+	f := newFixture(t)
+	for _, format := range []archive.Format{archive.DockerArchive, archive.OCIArchive} {
+		out := filepath.Join(t.TempDir(), "out.tar")
+		if _, err := f.save(t, archive.Options{Format: format, Output: out}, "app:multi", "other/db:1"); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := f.save(t, archive.Options{Format: format, Output: "-", Stdout: &buf}, "app:multi", "other/db:1"); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, buf.Bytes()) {
+			t.Errorf("%s: -o - wrote %d bytes, -o FILE %d, not the same", format, buf.Len(), len(b))
+		}
+	}
+}
+
+// TestLegacyBlobName: a layer TripleO stored as <digest>.gz is read under
+// that name.
+func TestLegacyBlobName(t *testing.T) {
+	f := newFixture(t)
+	fx := tree.Fixture(f.root)
+	if err := os.Rename(fx.BlobPath("other/db", f.dl), fx.LegacyBlobPath("other/db", f.dl)); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.tar")
+	if _, err := f.save(t, archive.Options{Format: archive.DockerArchive, Output: out}, "other/db:1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, data := members(t, out); !bytes.Equal(data[blobMember(f.dl)], f.raw[f.dl]) {
+		t.Errorf("the legacy-named layer is not in the archive")
+	}
 }
 
 // TestDirUncompressed: --uncompressed writes each layer as its tar, named
