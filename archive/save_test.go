@@ -568,3 +568,35 @@ func TestOutputRefused(t *testing.T) {
 		t.Errorf("stdout: %q", names)
 	}
 }
+
+// TestDirCopiesAcrossFileSystems: where the output is on another file
+// system than the tree, layers are copied, checked, not linked.
+func TestDirCopiesAcrossFileSystems(t *testing.T) {
+	f := newFixture(t)
+	var treeSt, shmSt syscall.Stat_t
+	if err := syscall.Stat(f.root.Dir(), &treeSt); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat("/dev/shm", &shmSt); err != nil || shmSt.Dev == treeSt.Dev {
+		t.Skipf("no /dev/shm on another file system than %s (%v)", f.root.Dir(), err)
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "archive-test-")
+	if err != nil {
+		t.Skipf("/dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	out := filepath.Join(dir, "dir")
+	rep, err := f.save(t, archive.Options{Format: archive.Dir, Output: out}, "other/db:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Linked != 0 || rep.Blobs != 2 {
+		t.Errorf("report %+v, want 2 blobs copied", rep)
+	}
+	for name, d := range map[string]digest.Digest{"000/000.tar.gz": f.base, "000/001.tar.gz": f.dl} {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil || !bytes.Equal(b, f.raw[d]) {
+			t.Errorf("%s: %v, or not the tree's bytes", name, err)
+		}
+	}
+}
