@@ -26,6 +26,9 @@ var allowed = map[string][]string{
 	"catalog":      {"tree", "typemap", "distribution"},
 	"templates":    {"tree", "typemap", "distribution"},
 	"watch":        {"tree", "typemap", "distribution"},
+	// save writes archives from what a View reads: it needs no more
+	// than the tree and the registry vocabulary.
+	"archive": {"tree", "distribution"},
 }
 
 // forbidden lists standard packages a package of ours must not import:
