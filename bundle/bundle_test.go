@@ -247,15 +247,25 @@ func foreignMember(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-func TestDrainFindsTruncation(t *testing.T) {
+func TestVerify(t *testing.T) {
 	d, c := testBundle(t, 3000, 10)
 	b := whole(t, d, c)
-	r, err := Open(sources(b[:len(b)-2000]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Drain(); err == nil || !strings.Contains(err.Error(), "truncated") {
-		t.Fatalf("Drain of a truncated bundle: %v", err)
+	for _, tc := range []struct {
+		b    []byte
+		want string
+	}{
+		{b, ""},
+		{b[:len(b)-2000], "truncated"},
+		{bytes.Replace(b, bytes.Repeat([]byte{'a'}, 100), bytes.Repeat([]byte{'b'}, 100), 1), "does not match its digest"},
+	} {
+		r, err := Open(sources(tc.b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.Verify()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Verify: got %v, want %q", err, tc.want)
+		}
 	}
 }
 

@@ -356,14 +356,18 @@ func (r *Reader) member(h *tar.Header) (Member, io.Reader, error) {
 	return m, r.body, nil
 }
 
-// Drain reads the rest of the bundle's structure without reading the
-// members' bytes (an input that can seek skips them): it checks that
-// every member and part is there, in order, and nothing else.
-func (r *Reader) Drain() error {
+// Verify reads the rest of the bundle, checking every member against its
+// digest and that every member and part is there, in order, and nothing
+// else: what a loader does first with a bundle it can read twice, so that
+// a damaged one is refused before anything is written.
+func (r *Reader) Verify() error {
 	for {
-		_, _, err := r.Next()
+		_, body, err := r.Next()
 		if err == io.EOF {
 			return nil
+		}
+		if err == nil {
+			_, err = io.Copy(io.Discard, body)
 		}
 		if err != nil {
 			return err
