@@ -76,7 +76,7 @@ type LoadReport struct {
 	// Images are the tags published or unchanged, one summary each.
 	Images []*Summary `json:"images"`
 	// Unchanged are the REPO:TAG that named the bundle's manifests
-	// already: nothing was written for them.
+	// already, before the load.
 	Unchanged []string `json:"unchanged,omitempty"`
 	// Skipped are the REPO:TAG left as they were (OnExisting Skip).
 	Skipped []string `json:"skipped,omitempty"`
@@ -136,10 +136,12 @@ func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name str
 				continue
 			}
 		}
+		// A tag that names the bundle's manifest already is published
+		// all the same (Job.current left unset): the tree rewrites only
+		// what differs, so that costs a few reads, and it finishes what a
+		// load a crash interrupted left (the journal of the tag moves,
+		// tags/list) — which skipping the image would not.
 		j := Job{Source: "bundle:" + name, Dest: t.Repo + ":" + t.Tag, bundle: &bundleImage{s: s, tag: t}}
-		if ok {
-			j.current = cur
-		}
 		if ok && cur == t.Digest {
 			rep.Unchanged = append(rep.Unchanged, t.Repo+":"+t.Tag)
 		}
