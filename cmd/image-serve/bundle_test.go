@@ -139,10 +139,13 @@ func TestBundleHave(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "bundle", "inspect", "--json", file).stdout), &info); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("descriptor: %d members, %d bytes carried of the images' %d, %d needed blobs of %d bytes",
+		len(info.Desc.Members), info.Desc.Bytes.Members, info.Desc.Bytes.Images, len(info.Desc.Needed), info.Desc.Bytes.Needed)
 	if len(info.Desc.Needed) != 2 || len(info.Desc.Tags) != 2 {
 		t.Errorf("inspect: %d needed blobs (want the base's 2), %d tags (want 2)", len(info.Desc.Needed), len(info.Desc.Tags))
 	}
 	r := mustRun(t, "--root", s.b.Dir(), "bundle", "load", file)
+	t.Logf("load:\n%s", r.stderr)
 	if !strings.Contains(r.stderr, "carried") {
 		t.Errorf("load reports no bytes carried:\n%s", r.stderr)
 	}
