@@ -194,7 +194,7 @@ func TestBadBundles(t *testing.T) {
 	corrupt := bytes.Clone(b)
 	i := bytes.LastIndex(corrupt, bytes.Repeat([]byte{'c'}, 2500))
 	corrupt[i+100] = 'X'
-	newVersion := bytes.Replace(b, []byte(`"version": 1`), []byte(`"version": 9`), 1)
+	newVersion := bytes.Replace(b, []byte(`"version":1`), []byte(`"version":9`), 1)
 	for _, tc := range []struct {
 		name string
 		srcs []Source

@@ -102,9 +102,9 @@ type Bytes struct {
 	Images int64 `json:"images"`
 }
 
-// Encode is the descriptor as stored: indented JSON.
+// Encode is the descriptor as stored: compact JSON.
 func (d *Descriptor) Encode() ([]byte, error) {
-	return json.MarshalIndent(d, "", "  ")
+	return json.Marshal(d)
 }
 
 // ID is the bundle's id: the sha256 of its encoded descriptor.

@@ -39,15 +39,14 @@ type Reader struct {
 	single bool
 	count  int // parts; 0 for a whole (unsplit) bundle
 
-	in      *input // the input being read
-	partNo  int    // the part being read, from 1; 0 for a whole bundle
-	tr      *tar.Reader
-	listed  []PartMember // the current part's members, as its header lists them
-	inPart  int          // members of the current part read so far
-	next    int          // the descriptor member Next returns next
-	body    *memberReader
-	err     error
-	drained bool
+	in     *input // the input being read
+	partNo int    // the part being read, from 1; 0 for a whole bundle
+	tr     *tar.Reader
+	listed []PartMember // the current part's members, as its header lists them
+	inPart int          // members of the current part read so far
+	next   int          // the descriptor member Next returns next
+	body   *memberReader
+	err    error
 }
 
 type input struct {

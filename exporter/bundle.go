@@ -68,6 +68,12 @@ func ParseOnExisting(s string) (OnExisting, error) {
 type LoadOptions struct {
 	Options
 	OnExisting OnExisting
+	// Reopen, when set, reads the bundle again from its start: a blob
+	// the stream has passed already (an image's blobs out of the bundle's
+	// order, as when --on-existing-tag skip leaves out the image that
+	// was to read them first) is then found by reading it again. Without
+	// it (stdin) such a load fails, and nothing is tagged.
+	Reopen func() (*bundle.Reader, error)
 }
 
 // LoadReport is what LoadBundle did.
@@ -115,7 +121,7 @@ func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name str
 	if err := CheckNeeded(root, desc); err != nil {
 		return rep, err
 	}
-	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}}
+	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}, reopen: o.Reopen}
 	for i, m := range desc.Members {
 		s.index[m.Digest] = i
 	}
@@ -211,6 +217,8 @@ type bundleStream struct {
 	index map[digest.Digest]int // member → its place in the bundle
 	head  map[digest.Digest][]byte
 
+	reopen func() (*bundle.Reader, error)
+
 	mu sync.Mutex // one blob read at a time: the members are a stream
 	// pending is the first member after the head, read but not yet
 	// asked for.
@@ -255,6 +263,7 @@ func (s *bundleStream) blob(d digest.Digest) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("blob %s: not in bundle %s, and not in the tree (gone since the check before loading?)", d, s.name)
 	}
+	rewound := false
 	for {
 		if s.pending == nil {
 			m, body, err := s.r.Next()
@@ -272,9 +281,31 @@ func (s *bundleStream) blob(d digest.Digest) (io.ReadCloser, error) {
 			return io.NopCloser(body), nil
 		}
 		if s.index[m.Digest] > want {
-			return nil, fmt.Errorf("blob %s: bundle %s has passed it (read out of the bundle's order)", d, s.name)
+			err := errors.New("read again, the bundle passed it again")
+			if !rewound {
+				err, rewound = s.rewind(), true
+			}
+			if err != nil {
+				return nil, fmt.Errorf("blob %s: bundle %s has passed it (read out of the bundle's order): %w", d, s.name, err)
+			}
 		}
 	}
+}
+
+// rewind reads the bundle again from its start, when it can be.
+func (s *bundleStream) rewind() error {
+	if s.reopen == nil {
+		return errors.New("a stream cannot be read again")
+	}
+	r, err := s.reopen()
+	if err != nil {
+		return err
+	}
+	if r.ID() != s.r.ID() {
+		return fmt.Errorf("read again, it is bundle %s", r.ID())
+	}
+	s.r, s.pending, s.pendingBody = r, nil, nil
+	return nil
 }
 
 // bundleImage is one tag of a bundle, as a source.

@@ -336,6 +336,14 @@ func runBundleLoad(c *cli.Context) error {
 	}
 	log := logger(c)
 	o := exporter.LoadOptions{Options: exporter.Options{Log: log}, OnExisting: onExisting}
+	if files != nil {
+		o.Reopen = func() (*bundle.Reader, error) {
+			if err := rewind(files); err != nil {
+				return nil, err
+			}
+			return bundle.Open(srcs)
+		}
+	}
 	name := strings.Join(c.Args().Slice(), " ")
 	rep, err := exporter.LoadBundle(c.Context, root, r, name, o)
 	if err != nil {
