@@ -33,6 +33,9 @@ const (
 	// memory until its image is published.
 	MaxManifestSize = 4 << 20
 	MaxConfigSize   = 16 << 20
+	// MaxHeadSize bounds the manifests and configs of one bundle taken
+	// together: a loader holds them all in memory while it publishes.
+	MaxHeadSize = 256 << 20
 )
 
 // Member kinds, in the order a bundle holds them.
@@ -154,7 +157,9 @@ func ParseDescriptor(raw []byte) (*Descriptor, error) {
 }
 
 // Validate checks what a loader relies on: every name and digest valid,
-// members each once with sizes within bounds and in kind order, every tag
+// members each once with sizes within bounds (manifests and configs, which
+// a loader holds in memory, within MaxHeadSize together) and in kind
+// order, every tag
 // naming a manifest member, no needed blob that is also a member, and
 // byte counts that add up.
 func (d *Descriptor) Validate() error {
@@ -166,7 +171,7 @@ func (d *Descriptor) Validate() error {
 	}
 	rank := map[string]int{KindManifest: 0, KindConfig: 1, KindBlob: 2}
 	members := map[digest.Digest]Member{}
-	var sum int64
+	var sum, head int64
 	last, lastKind := 0, KindManifest
 	for _, m := range d.Members {
 		r, ok := rank[m.Kind]
@@ -197,6 +202,11 @@ func (d *Descriptor) Validate() error {
 			return fmt.Errorf("descriptor: %s %s of %d bytes (the limit is %d)", m.Kind, m.Digest, m.Size, limit)
 		}
 		members[m.Digest] = m
+		if m.Kind != KindBlob {
+			if head += m.Size; head > MaxHeadSize {
+				return fmt.Errorf("descriptor: manifests and configs of over %d bytes, the limit of a bundle", MaxHeadSize)
+			}
+		}
 		if sum += m.Size; sum < 0 {
 			return errors.New("descriptor: member sizes overflow")
 		}
