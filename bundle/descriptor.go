@@ -159,9 +159,8 @@ func ParseDescriptor(raw []byte) (*Descriptor, error) {
 // Validate checks what a loader relies on: every name and digest valid,
 // members each once with sizes within bounds (manifests and configs, which
 // a loader holds in memory, within MaxHeadSize together) and in kind
-// order, every tag
-// naming a manifest member, no needed blob that is also a member, and
-// byte counts that add up.
+// order, every tag once and naming a manifest member, no needed blob that
+// is also a member (nor listed twice), and byte counts that add up.
 func (d *Descriptor) Validate() error {
 	if d.Format != Format || d.Version != Version {
 		return fmt.Errorf("%w: %q version %d", ErrVersion, d.Format, d.Version)
@@ -235,7 +234,12 @@ func (d *Descriptor) Validate() error {
 	if len(d.Tags) == 0 {
 		return errors.New("descriptor: no tag to publish")
 	}
+	tags := map[string]bool{}
 	for _, t := range d.Tags {
+		if tags[t.Repo+":"+t.Tag] {
+			return fmt.Errorf("descriptor: tag %s:%s listed twice", t.Repo, t.Tag)
+		}
+		tags[t.Repo+":"+t.Tag] = true
 		if err := distribution.ValidateRepo(t.Repo); err != nil {
 			return fmt.Errorf("descriptor: tag %s:%s: %w", t.Repo, t.Tag, err)
 		}

@@ -27,14 +27,14 @@ type Source struct {
 // hands out its members in the descriptor's order, each checked against
 // its digest while it is read. Every departure from the descriptor — a
 // member missing, out of order or of another size, a part missing, of
-// another bundle or given twice, bytes after the end — is an error naming
-// the input and the cause.
+// another bundle or given twice, a member after the last one — is an
+// error naming the input and the cause.
 type Reader struct {
 	desc *Descriptor
 	id   digest.Digest
 
-	// parts: one per part in part order when several inputs were given;
-	// for one input, the stream the parts follow each other in.
+	// inputs: one per part in part order when several were given; for
+	// one input, the stream the whole bundle or its parts are on.
 	inputs []*input
 	single bool
 	count  int // parts; 0 for a whole (unsplit) bundle

@@ -105,8 +105,12 @@ func (e *MissingError) Error() string {
 	for _, n := range e.Missing {
 		ds = append(ds, string(n.Digest))
 	}
-	return fmt.Sprintf("the tree lacks %d blobs the bundle needs (it was made for a tree that holds them; nothing was written): %s",
-		len(e.Missing), strings.Join(ds, " "))
+	blobs := "blobs"
+	if len(ds) == 1 {
+		blobs = "blob"
+	}
+	return fmt.Sprintf("the tree lacks %d %s the bundle needs (it was made for a tree that holds them; nothing was written): %s",
+		len(ds), blobs, strings.Join(ds, " "))
 }
 
 // LoadBundle publishes the bundle r reads into root: every tag of it or
