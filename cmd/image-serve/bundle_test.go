@@ -107,6 +107,27 @@ func (s *airgapSites) pullTargets(t *testing.T, root *tree.Root) {
 	}
 }
 
+// pullTargetsApachePodman pulls every target from root through Apache
+// (go-containerregistry, podman) and the embedded server (podman).
+func (s *airgapSites) pullTargetsApachePodman(t *testing.T, root *tree.Root) {
+	t.Helper()
+	apache := strings.TrimPrefix(testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))), "http://")
+	embedded := strings.TrimPrefix(testserver.Embedded(t, root), "http://")
+	for ref, want := range s.targets {
+		if got, err := pullDigest(apache + "/" + ref); err != nil || got.String() != want {
+			t.Errorf("ggcr pull %s through Apache: %v %v, want %s", ref, got, err, want)
+		}
+	}
+	p := newPodmanStore(t)
+	for _, host := range []string{apache, embedded} {
+		for _, tc := range []struct{ ref, arch string }{{"site/app:v2", "amd64"}, {"site/multi:v2", "amd64"}, {"site/multi:v2", "arm64"}} {
+			if got := p.pull(host+"/"+tc.ref, tc.arch); got != tc.arch {
+				t.Errorf("podman pull --arch %s %s/%s stored a %s image", tc.arch, host, tc.ref, got)
+			}
+		}
+	}
+}
+
 func fileSize(t *testing.T, paths ...string) int64 {
 	t.Helper()
 	var n int64
@@ -150,6 +171,7 @@ func TestBundleHave(t *testing.T) {
 		t.Errorf("load reports no bytes carried:\n%s", r.stderr)
 	}
 	s.pullTargets(t, s.b)
+	s.pullTargetsApachePodman(t, s.b)
 	before := snapshot(t, s.b.Dir())
 	r = mustRun(t, "--root", s.b.Dir(), "bundle", "load", file)
 	if after := snapshot(t, s.b.Dir()); after != before {
