@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/image-serve/image-serve/bundle"
 	"github.com/image-serve/image-serve/tree"
@@ -116,13 +117,21 @@ func (e *MissingError) Error() string {
 // LoadBundle publishes the bundle r reads into root: every tag of it or
 // none (tree.PublishOptions.AllOrNothing, export --atomic's journal). It
 // refuses before any write a bundle whose needed blobs the tree does not
-// hold (a *MissingError listing them), and with o.OnExisting Fail one
-// whose tags the tree has, naming other manifests. name names the bundle
+// hold (a *MissingError listing them), one whose members the tree lacks
+// take more than the free space of its file system, and with
+// o.OnExisting Fail one whose tags the tree has, naming other manifests. name names the bundle
 // in errors and summaries.
 func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name string, o LoadOptions) (*LoadReport, error) {
 	desc := r.Descriptor()
 	rep := &LoadReport{Bundle: r.ID(), Carried: desc.Bytes.Members, Full: desc.Bytes.Images}
-	if err := CheckNeeded(root, desc); err != nil {
+	held, err := heldBlobs(root)
+	if err != nil {
+		return rep, err
+	}
+	if missing := desc.Missing(func(d digest.Digest) bool { return held[d] }); len(missing) > 0 {
+		return rep, &MissingError{Missing: missing}
+	}
+	if err := checkRoom(root.Dir(), desc, held); err != nil {
 		return rep, err
 	}
 	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}, reopen: o.Reopen}
@@ -187,6 +196,19 @@ func CheckNeeded(root BundleTree, desc *bundle.Descriptor) error {
 	if len(desc.Needed) == 0 {
 		return nil
 	}
+	held, err := heldBlobs(root)
+	if err != nil {
+		return err
+	}
+	if missing := desc.Missing(func(d digest.Digest) bool { return held[d] }); len(missing) > 0 {
+		return &MissingError{Missing: missing}
+	}
+	return nil
+}
+
+// heldBlobs lists the blobs of every repository of the tree: none when
+// there is no tree yet.
+func heldBlobs(root BundleTree) (map[digest.Digest]bool, error) {
 	held := map[digest.Digest]bool{}
 	err := root.Inspect(func(v *tree.View) error {
 		repos, err := v.StoredRepositories()
@@ -205,10 +227,29 @@ func CheckNeeded(root BundleTree, desc *bundle.Descriptor) error {
 		return nil
 	})
 	if err != nil && !errors.Is(err, tree.ErrNoTree) {
-		return err
+		return nil, err
 	}
-	if missing := desc.Missing(func(d digest.Digest) bool { return held[d] }); len(missing) > 0 {
-		return &MissingError{Missing: missing}
+	return held, nil
+}
+
+// checkRoom refuses, before any write, a bundle whose members the tree
+// does not hold already take more bytes than the file system of dir has
+// free. It is a first check, not a reservation: what others write
+// meanwhile can still fill the disk, and the tree then fails the blob
+// that does not fit (tagging nothing).
+func checkRoom(dir string, desc *bundle.Descriptor, held map[digest.Digest]bool) error {
+	var need int64
+	for _, m := range desc.Members {
+		if !held[m.Digest] {
+			need += m.Size
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return nil // a root not made yet: the tree's own checks decide
+	}
+	if free := int64(st.Bavail) * st.Bsize; need > free {
+		return fmt.Errorf("the bundle writes %d bytes the tree does not hold, but the file system of %s has only %d bytes free (nothing was written)", need, dir, free)
 	}
 	return nil
 }

@@ -332,3 +332,30 @@ func TestBundleBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestBundleDiskFull: a bundle whose new blobs do not fit the far tree's
+// file system (a 256 KiB tmpfs) is refused before any write, naming the
+// bytes it needs and those free, and the tree is unchanged.
+func TestBundleDiskFull(t *testing.T) {
+	reg := testregistry.Start(t)
+	base := testregistry.Layer(t, 8<<10, types.OCILayer)
+	reg.PushImage(t, "src/base:v1", testregistry.OCIImage(t, "amd64", base))
+	reg.PushImage(t, "src/big:v1", testregistry.OCIImage(t, "amd64", base, testregistry.Layer(t, 1<<20, types.OCILayer)))
+	a := testserver.TempRoot(t)
+	far := tmpfsRoot(t)
+	for _, x := range []struct{ root, src, dest string }{
+		{a.Dir(), "src/base:v1", "base/os:v1"}, {a.Dir(), "src/big:v1", "site/big:v1"}, {far, "src/base:v1", "base/os:v1"},
+	} {
+		mustRun(t, "--root", x.root, "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref(x.src), x.dest)
+	}
+	file := filepath.Join(t.TempDir(), "update.bundle")
+	mustRun(t, "--root", a.Dir(), "-q", "bundle", "create", "-o", file, "--base", "base/os:v1", "site/big:v1")
+	before := snapshot(t, far)
+	r := run(t, "--root", far, "bundle", "load", file)
+	if r.code != 1 || !strings.Contains(r.stderr, "bytes free (nothing was written)") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+		t.Errorf("exit %d, want 1 and one line naming the free space:\n%s", r.code, r.stderr)
+	}
+	if after := snapshot(t, far); after != before {
+		t.Errorf("the tree changed:\n%s", testtree.Diff(before, after))
+	}
+}
