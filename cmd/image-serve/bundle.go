@@ -142,9 +142,9 @@ func runBundleCreate(c *cli.Context) error {
 		return err
 	}
 	if !quiet(c) {
-		fmt.Fprintf(os.Stderr, "bundle of %s: %s in %s (%s of members, %s with the blobs the far side holds: %s left out), %s\n",
-			plural(len(desc.Tags), "tag", "tags"), humanBytes(written), plural(len(files), "file", "files"),
-			humanBytes(desc.Bytes.Members), humanBytes(desc.Bytes.Images), plural(len(desc.Needed), "blob", "blobs"), strings.Join(files, " "))
+		fmt.Fprintf(os.Stderr, "bundle of %s: %s in %s (%s): carries %s of the images' %s, leaves out %s the far side holds (%s)\n",
+			plural(len(desc.Tags), "tag", "tags"), humanBytes(written), plural(len(files), "file", "files"), strings.Join(files, " "),
+			humanBytes(desc.Bytes.Members), humanBytes(desc.Bytes.Images), plural(len(desc.Needed), "blob", "blobs"), humanBytes(desc.Bytes.Needed))
 	}
 	return nil
 }

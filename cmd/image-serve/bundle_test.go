@@ -192,6 +192,12 @@ func TestBundleBase(t *testing.T) {
 	if size := fileSize(t, file); size < s.newBytes || size > s.newBytes+16<<10 {
 		t.Errorf("bundle of %d bytes: want within a few KiB of the %d bytes of new blobs and manifests", size, s.newBytes)
 	}
+	// The same bundle on stdout, byte for byte: a bundle is a function
+	// of the tree and the request.
+	out := mustRun(t, append([]string{"--root", s.a.Dir(), "-q", "bundle", "create", "-o", "-", "--base", "base/os:v1"}, s.targetRefs()...)...).stdout
+	if !bytes.Equal([]byte(out), readFile(t, file)) {
+		t.Errorf("bundle create -o - wrote %d bytes, unlike the %d of -o FILE", len(out), fileSize(t, file))
+	}
 	cmd := exec.Command(binary, "--root", s.b.Dir(), "bundle", "load", "-")
 	cmd.Stdin = bytes.NewReader(readFile(t, file))
 	if r := runCmd(t, cmd); r.code != 0 {

@@ -17,7 +17,6 @@ func inventoryCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "inventory",
 		Usage:     "write what the tree holds (its blob and manifest digests), for bundle create --have at another site",
-		ArgsUsage: " ",
 		Description: `The inventory is small (32 bytes a digest: 3.2 MB for 100,000 blobs) and versioned. -o FILE is
 written atomically: a reader sees the old file or the whole new one. An empty root has an
 empty inventory.`,
@@ -30,7 +29,7 @@ empty inventory.`,
 
 func runInventory(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usageError(c, "takes no argument, got %d", c.NArg())
+		return usageError(c, "takes no arguments, got %d", c.NArg())
 	}
 	root, state, err := openTreeOrEmpty(c)
 	if err != nil {
