@@ -15,8 +15,8 @@ import (
 
 func inventoryCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "inventory",
-		Usage:     "write what the tree holds (its blob and manifest digests), for bundle create --have at another site",
+		Name:  "inventory",
+		Usage: "write what the tree holds (its blob and manifest digests), for bundle create --have at another site",
 		Description: `The inventory is small (32 bytes a digest: 3.2 MB for 100,000 blobs) and versioned. -o FILE is
 written atomically: a reader sees the old file or the whole new one. An empty root has an
 empty inventory.`,
