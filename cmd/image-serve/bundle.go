@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,8 +27,12 @@ func bundleCommand() *cli.Command {
 			{
 				Name:      "create",
 				Usage:     "write a bundle of images, leaving out the blobs the far side holds",
-				ArgsUsage: "REPO:TAG...",
-				Description: `Every manifest, index and config of the images goes in, and of their other blobs only those that
+				ArgsUsage: "REPO:TAG... | -f SYNCFILE",
+				Description: `-f SYNCFILE takes the images a sync file mirrors into this tree: the tags it names, or for an
+entry that selects tags (every tag, a regex, semver) those of the tree's repository it selects,
+the repository named as sync names it (--prefix, --scoped, the file's prefix); its digest
+entries (pins) are not carried.
+Every manifest, index and config of the images goes in, and of their other blobs only those that
 neither an inventory (--have, from image-serve inventory at the far side) nor a base image of this
 tree (--base, one the far side has) holds; the descriptor lists those it leaves out, which the far
 side must hold. The bundle is one tar written as a stream (-o - for stdout). --split SIZE writes
@@ -40,6 +45,9 @@ blob larger than a part gets a part of its own, or with --strict-size is refused
 					&cli.StringSliceFlag{Name: "base", Usage: "REPO:TAG of this tree the far side holds (repeatable)"},
 					&cli.StringFlag{Name: "split", Usage: "write parts of at most SIZE bytes (K, M, G, T suffixes)"},
 					&cli.BoolFlag{Name: "strict-size", Usage: "with --split: refuse a blob larger than a part"},
+					&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "bundle the tags this sync file mirrors into the tree"},
+					&cli.StringFlag{Name: "prefix", Usage: "with -f: the --prefix the sync ran with"},
+					&cli.BoolFlag{Name: "scoped", Usage: "with -f: the sync ran with --scoped"},
 				},
 				Action: runBundleCreate,
 			},
@@ -75,8 +83,19 @@ func runBundleCreate(c *cli.Context) error {
 	if out == "" {
 		return usageError(c, "-o FILE (or - for stdout) is required")
 	}
-	if c.NArg() == 0 {
-		return usageError(c, "want at least one REPO:TAG")
+	var entries []exporter.SyncEntry
+	switch {
+	case c.String("file") != "" && c.NArg() > 0:
+		return usageError(c, "-f takes no REPO:TAG argument, got %d arguments", c.NArg())
+	case c.String("file") != "":
+		var err error
+		if entries, err = syncEntries(c); err != nil {
+			return err
+		}
+	case c.NArg() == 0:
+		return usageError(c, "want at least one REPO:TAG, or -f SYNCFILE")
+	case c.String("prefix") != "" || c.Bool("scoped"):
+		return usageError(c, "--prefix and --scoped go with -f SYNCFILE")
 	}
 	var req airgap.Request
 	for _, a := range c.Args().Slice() {
@@ -121,6 +140,13 @@ func runBundleCreate(c *cli.Context) error {
 	var written int64
 	var files []string
 	err = root.Inspect(func(v *tree.View) error {
+		if entries != nil {
+			refs, err := syncFileRefs(v, c.String("file"), entries)
+			if err != nil {
+				return err
+			}
+			req.Images = refs
+		}
 		p, err := airgap.MakePlan(v, req)
 		if err != nil {
 			return err
@@ -147,6 +173,44 @@ func runBundleCreate(c *cli.Context) error {
 			humanBytes(desc.Bytes.Members), humanBytes(desc.Bytes.Images), plural(len(desc.Needed), "blob", "blobs"), humanBytes(desc.Bytes.Needed))
 	}
 	return nil
+}
+
+// syncFileRefs are the tags of the tree a sync file's entries mirror:
+// those an entry names, or those of its repository it selects. An entry
+// naming only digests adds nothing: a bundle publishes tags.
+func syncFileRefs(v *tree.View, file string, entries []exporter.SyncEntry) ([]airgap.Ref, error) {
+	var refs []airgap.Ref
+	seen := map[airgap.Ref]bool{}
+	add := func(ref airgap.Ref) {
+		if !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	for _, e := range entries {
+		if e.Tags != nil {
+			for _, tag := range e.Tags {
+				add(airgap.Ref{Repo: e.Dest, Tag: tag})
+			}
+			continue
+		}
+		if len(e.Digests) > 0 && e.Select == nil {
+			continue
+		}
+		tags, err := v.Tags(e.Dest)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", e.Entry, err)
+		}
+		for _, tag := range tags {
+			if e.Select == nil || e.Select(tag) {
+				add(airgap.Ref{Repo: e.Dest, Tag: tag})
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil, fmt.Errorf("-f %s: no tag of the tree is one the file mirrors", file)
+	}
+	return refs, nil
 }
 
 // writeParts writes the parts of a split bundle as out.part001, ... each

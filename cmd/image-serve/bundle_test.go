@@ -165,6 +165,17 @@ func TestBundleHave(t *testing.T) {
 	if len(info.Desc.Needed) != 2 || len(info.Desc.Tags) != 2 {
 		t.Errorf("inspect: %d needed blobs (want the base's 2), %d tags (want 2)", len(info.Desc.Needed), len(info.Desc.Tags))
 	}
+	// The same images named by a sync file (a tag it lists, a regex it
+	// selects with) make the same bundle.
+	syncFile := filepath.Join(dir, "sync.yaml")
+	if err := os.WriteFile(syncFile, []byte("reg.example:5000:\n  images:\n    site/app: [v2]\n  images-by-tag-regex:\n    site/multi: ^v[0-9]+$\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromSync := filepath.Join(dir, "sync.bundle")
+	mustRun(t, "--root", s.a.Dir(), "bundle", "create", "-o", fromSync, "--have", inv, "-f", syncFile)
+	if !bytes.Equal(readFile(t, fromSync), readFile(t, file)) {
+		t.Errorf("bundle create -f SYNCFILE made another bundle than with the same images as arguments")
+	}
 	r := mustRun(t, "--root", s.b.Dir(), "bundle", "load", file)
 	t.Logf("load:\n%s", r.stderr)
 	if !strings.Contains(r.stderr, "carried") {
