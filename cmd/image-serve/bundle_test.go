@@ -149,6 +149,12 @@ func TestBundleHave(t *testing.T) {
 	inv, file := filepath.Join(dir, "b.inventory"), filepath.Join(dir, "update.bundle")
 	mustRun(t, "--root", s.b.Dir(), "inventory", "-o", inv)
 	mustRun(t, append([]string{"--root", s.a.Dir(), "bundle", "create", "-o", file, "--have", inv}, s.targetRefs()...)...)
+	// An empty root has an empty inventory.
+	if out := mustRun(t, "--root", t.TempDir(), "inventory").stdout; out == "" {
+		t.Error("inventory of an empty root wrote nothing")
+	} else if empty, err := bundle.ReadInventory(strings.NewReader(out)); err != nil || len(empty.Blobs)+len(empty.Manifests) != 0 {
+		t.Errorf("inventory of an empty root: %v %v", empty, err)
+	}
 	size := fileSize(t, file)
 	t.Logf("inventory %d bytes; bundle %d bytes for %d bytes of new blobs and manifests", fileSize(t, inv), size, s.newBytes)
 	if size < s.newBytes || size > s.newBytes+16<<10 {
