@@ -306,7 +306,7 @@ func (s *bundleStream) blob(d digest.Digest) (io.ReadCloser, error) {
 	}
 	want, ok := s.index[d]
 	if !ok {
-		return nil, fmt.Errorf("blob %s: not in bundle %s, and not in the tree (gone since the check before loading?)", d, s.name)
+		return nil, fmt.Errorf("blob %s: not in bundle %s, and no sound copy in the tree (removed, or damaged, since the check before loading?)", d, s.name)
 	}
 	rewound := false
 	for {

@@ -245,7 +245,17 @@ func TestBundleSplit(t *testing.T) {
 		t.Fatalf("%d parts, want several", len(parts))
 	}
 	rand.Shuffle(len(parts), func(i, j int) { parts[i], parts[j] = parts[j], parts[i] })
-	mustRun(t, append([]string{"--root", s.b.Dir(), "bundle", "load"}, parts...)...)
+	var rep struct {
+		Bundle  string            `json:"bundle"`
+		Images  []json.RawMessage `json:"images"`
+		Carried int64             `json:"bytes_carried"`
+		Full    int64             `json:"bytes_full"`
+		Written int64             `json:"bytes_written"`
+	}
+	out := mustRun(t, append([]string{"--root", s.b.Dir(), "bundle", "load", "--json"}, parts...)...).stdout
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Images) != 2 || rep.Carried == 0 || rep.Full <= rep.Carried || rep.Written == 0 {
+		t.Errorf("load --json: %v\n%s", err, out)
+	}
 	s.pullTargets(t, s.b)
 
 	// The same parts, concatenated in order, on stdin, into a fresh copy
