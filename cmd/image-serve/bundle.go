@@ -408,8 +408,14 @@ func runBundleLoad(c *cli.Context) error {
 			return bundle.Open(srcs)
 		}
 	}
+	if !quiet(c) && c.String("log-format") == "text" && isTerminal(os.Stderr) {
+		o.Progress = newTTYProgress(os.Stderr)
+	}
 	name := strings.Join(c.Args().Slice(), " ")
 	rep, err := exporter.LoadBundle(c.Context, root, r, name, o)
+	if tty, ok := o.Progress.(*ttyProgress); ok {
+		tty.Close() // before the report: the progress lines are redrawn in place
+	}
 	if err != nil {
 		return err
 	}
