@@ -35,6 +35,9 @@ type Job struct {
 	// destination repository holds already, so they cost no request.
 	referrers   bool
 	hasManifest func(repo string, d digest.Digest) bool
+	// bundle, when set, is the tag of a bundle the job loads
+	// (exporter/bundle.go): Source only names it.
+	bundle *bundleImage
 }
 
 // pinDest reports whether the job publishes a digest pin rather than a
@@ -320,6 +323,9 @@ func planAll(ctx context.Context, images []*image, o Options) {
 
 // planImage opens the job's source and plans it: nothing is written yet.
 func planImage(ctx context.Context, im *image, o Options) error {
+	if im.job.bundle != nil {
+		return planBundleImage(ctx, im)
+	}
 	src, err := ParseSource(im.job.Source)
 	if err != nil {
 		return err

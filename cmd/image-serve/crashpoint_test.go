@@ -85,6 +85,7 @@ type crashCase struct {
 	servers []crashServer
 	start   string // a copy of the starting tree
 	pushed  map[string]testregistry.Pushed
+	bundle  string // a bundle file setup made, for bundle load
 }
 
 type crashServer struct{ name, host string }
@@ -362,6 +363,40 @@ func crashScenarios() []crashScenario {
 			// digest, to the same end; once the index is gone too, there
 			// is nothing by that digest to delete.
 			refusal: &rerunRefusal{after: `^unlink v2/pin/app/` + manifest + `$`, message: "manifest unknown"},
+		},
+		{
+			// A delta bundle made in another tree against this one's
+			// inventory: the base's layer is linked from the base's
+			// repository, the rest streams in, and both tags move together.
+			name: "bundle load moves two tags over a base",
+			setup: func(t *testing.T, c *crashCase) {
+				base := layer(t)
+				c.push(t, "src/base:v1", testregistry.OCIImage(t, "amd64", base))
+				c.push(t, "src/app:v2", testregistry.OCIImage(t, "amd64", base, layer(t)))
+				c.pushIndex(t, "src/web:v2", map[string]v1.Image{"amd64": testregistry.OCIImage(t, "amd64", base, layer(t)), "arm64": testregistry.OCIImage(t, "arm64", layer(t))})
+				c.export(t, "src/base:v1", "base/os:v1")
+				a := testserver.TempRoot(t)
+				for src, dest := range map[string]string{"src/base:v1": "base/os:v1", "src/app:v2": "ns/app:v2", "src/web:v2": "ns/web:v2"} {
+					mustRun(t, "--root", a.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+c.reg.Ref(src), dest)
+				}
+				dir := t.TempDir()
+				inv := filepath.Join(dir, "inventory")
+				c.bundle = filepath.Join(dir, "update.bundle")
+				mustRun(t, "--root", c.root.Dir(), "-q", "inventory", "-o", inv)
+				mustRun(t, "--root", a.Dir(), "-q", "bundle", "create", "-o", c.bundle, "--have", inv, "ns/app:v2", "ns/web:v2")
+			},
+			args:   func(c *crashCase) []string { return []string{"-q", "bundle", "load", c.bundle} },
+			moving: []string{"ns/app:v2", "ns/web:v2"},
+			steps: []string{
+				`^link v2/ns/app/blobs/sha256:`, // the base's layer
+				`^rename v2/ns/app/blobs/sha256:`,
+				`^rename v2/ns/web/` + manifest + `$`,
+				`^rename \.image-serve/journal/#\.json$`,
+				`^rename v2/ns/app/manifests/v2\.type-map$`,
+				`^rename v2/ns/web/manifests/v2\.type-map$`,
+				`^unlink \.image-serve/journal/#\.json$`,
+			},
+			minSteps: 40,
 		},
 	}
 }

@@ -129,7 +129,7 @@ func newApp() *cli.App {
 			return nil
 		},
 		Commands: []*cli.Command{
-			exportCommand(), syncCommand(), saveCommand(),
+			exportCommand(), syncCommand(), saveCommand(), inventoryCommand(), bundleCommand(),
 			listCommand(), inspectCommand(), duCommand(),
 			serveCommand(), watchCommand(),
 			configCommand(),

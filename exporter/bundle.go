@@ -1,0 +1,414 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/image-serve/image-serve/bundle"
+	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
+)
+
+// A bundle (package bundle) is a source too: its descriptor names the
+// tags it publishes, its manifests and configs come first in the stream
+// and are held in memory, and its other blobs are read as the tree's
+// Publish asks for them — one at a time, in the bundle's order, so that a
+// bundle on stdin loads without being stored anywhere first. Every
+// member is checked against its digest as it streams (by the bundle
+// reader, and again by the tree as it writes the blob).
+
+// BundleTree is what loading a bundle needs of the tree: the publisher's
+// role, the digest a tag names now (--on-existing-tag, and a second load
+// of the same bundle, which changes nothing), and a View to check that the
+// tree holds every blob the bundle leaves out.
+type BundleTree interface {
+	tree.Publisher
+	TagDigest(repo, tag string) (digest.Digest, bool, error)
+	Inspect(do func(*tree.View) error) error
+}
+
+// OnExisting says what a load does with a tag the tree has already,
+// naming another manifest than the bundle's. A tag naming the bundle's
+// manifest already is unchanged, whatever the choice.
+type OnExisting int
+
+const (
+	// Overwrite moves the tag to the bundle's manifest, as export does.
+	Overwrite OnExisting = iota
+	// Skip leaves the tag as it is and publishes the bundle's other tags.
+	Skip
+	// Fail refuses the whole bundle before anything is written.
+	Fail
+)
+
+// ParseOnExisting parses --on-existing-tag.
+func ParseOnExisting(s string) (OnExisting, error) {
+	switch s {
+	case "overwrite", "":
+		return Overwrite, nil
+	case "skip":
+		return Skip, nil
+	case "fail":
+		return Fail, nil
+	}
+	return 0, fmt.Errorf("--on-existing-tag %q: want overwrite, skip or fail", s)
+}
+
+// LoadOptions tune LoadBundle: the export options (Jobs and AllOrNothing
+// are set by the load: the stream is read one blob at a time, and every
+// tag of the bundle moves or none does) and what to do with tags the tree
+// has already.
+type LoadOptions struct {
+	Options
+	OnExisting OnExisting
+	// Reopen, when set, reads the bundle again from its start: a blob
+	// the stream has passed already (an image's blobs out of the bundle's
+	// order, as when --on-existing-tag skip leaves out the image that
+	// was to read them first) is then found by reading it again. Without
+	// it (stdin) such a load fails, and nothing is tagged.
+	Reopen func() (*bundle.Reader, error)
+}
+
+// LoadReport is what LoadBundle did.
+type LoadReport struct {
+	Bundle digest.Digest `json:"bundle"`
+	// Images are the tags published or unchanged, one summary each.
+	Images []*Summary `json:"images"`
+	// Unchanged are the REPO:TAG that named the bundle's manifests
+	// already, before the load.
+	Unchanged []string `json:"unchanged,omitempty"`
+	// Skipped are the REPO:TAG left as they were (OnExisting Skip).
+	Skipped []string `json:"skipped,omitempty"`
+	// Carried is what the bundle carries (its members' bytes); Full the
+	// images' full size; Written the blob bytes written into the tree
+	// (less than Carried when the tree held some already).
+	Carried int64 `json:"bytes_carried"`
+	Full    int64 `json:"bytes_full"`
+	Written int64 `json:"bytes_written"`
+}
+
+// MissingError is the refusal of a bundle whose needed blobs the tree
+// does not hold: nothing was written.
+type MissingError struct {
+	Missing []bundle.Needed
+}
+
+func (e *MissingError) Error() string {
+	var ds []string
+	for _, n := range e.Missing {
+		ds = append(ds, string(n.Digest))
+	}
+	blobs := "blobs"
+	if len(ds) == 1 {
+		blobs = "blob"
+	}
+	return fmt.Sprintf("the tree lacks %d %s the bundle needs (it was made for a tree that holds them; nothing was written): %s",
+		len(ds), blobs, strings.Join(ds, " "))
+}
+
+// LoadBundle publishes the bundle r reads into root: every tag of it or
+// none (tree.PublishOptions.AllOrNothing, export --atomic's journal). It
+// refuses before any write a bundle whose needed blobs the tree does not
+// hold (a *MissingError listing them), one whose members the tree lacks
+// take more than the free space of its file system, and with
+// o.OnExisting Fail one whose tags the tree has, naming other manifests. name names the bundle
+// in errors and summaries.
+func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name string, o LoadOptions) (*LoadReport, error) {
+	desc := r.Descriptor()
+	rep := &LoadReport{Bundle: r.ID(), Carried: desc.Bytes.Members, Full: desc.Bytes.Images}
+	held, err := heldBlobs(root)
+	if err != nil {
+		return rep, err
+	}
+	if missing := desc.Missing(func(d digest.Digest) bool { return held[d] }); len(missing) > 0 {
+		return rep, &MissingError{Missing: missing}
+	}
+	if err := checkRoom(root.Dir(), desc, held); err != nil {
+		return rep, err
+	}
+	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}, reopen: o.Reopen}
+	for i, m := range desc.Members {
+		s.index[m.Digest] = i
+	}
+	var jobs []Job
+	var clash []string
+	for _, t := range desc.Tags {
+		cur, ok, err := root.TagDigest(t.Repo, t.Tag)
+		if err != nil {
+			return rep, fmt.Errorf("tag %s:%s: %w", t.Repo, t.Tag, err)
+		}
+		if ok && cur != t.Digest {
+			switch o.OnExisting {
+			case Skip:
+				rep.Skipped = append(rep.Skipped, t.Repo+":"+t.Tag)
+				continue
+			case Fail:
+				clash = append(clash, fmt.Sprintf("%s:%s (names %s)", t.Repo, t.Tag, cur))
+				continue
+			}
+		}
+		// A tag that names the bundle's manifest already is published
+		// all the same (Job.current left unset): the tree rewrites only
+		// what differs, so that costs a few reads, and it finishes what a
+		// load a crash interrupted left (the journal of the tag moves,
+		// tags/list) — which skipping the image would not.
+		j := Job{Source: "bundle:" + name, Dest: t.Repo + ":" + t.Tag, bundle: &bundleImage{s: s, tag: t}}
+		if ok && cur == t.Digest {
+			rep.Unchanged = append(rep.Unchanged, t.Repo+":"+t.Tag)
+		}
+		jobs = append(jobs, j)
+	}
+	if len(clash) > 0 {
+		return rep, fmt.Errorf("the tree has tags the bundle would move, and --on-existing-tag is fail (nothing was written): %s", strings.Join(clash, ", "))
+	}
+	if len(jobs) == 0 {
+		return rep, nil
+	}
+	if err := s.readHead(); err != nil {
+		return rep, err
+	}
+	opts := o.Options
+	opts.Jobs, opts.AllOrNothing, opts.Platforms = 1, true, nil
+	sums, errs := ExportEach(ctx, root, jobs, opts)
+	if err := JoinFailures(errs); err != nil {
+		return rep, err
+	}
+	rep.Images = sums
+	for _, sum := range sums {
+		rep.Written += sum.BytesFetched
+	}
+	return rep, nil
+}
+
+// CheckNeeded refuses, with a *MissingError, a bundle whose needed blobs
+// the tree does not hold. A root with no tree yet holds none. LoadBundle
+// checks it first; a caller may check it earlier still, before reading
+// the rest of the bundle.
+func CheckNeeded(root BundleTree, desc *bundle.Descriptor) error {
+	if len(desc.Needed) == 0 {
+		return nil
+	}
+	held, err := heldBlobs(root)
+	if err != nil {
+		return err
+	}
+	if missing := desc.Missing(func(d digest.Digest) bool { return held[d] }); len(missing) > 0 {
+		return &MissingError{Missing: missing}
+	}
+	return nil
+}
+
+// heldBlobs lists the blobs of every repository of the tree: none when
+// there is no tree yet.
+func heldBlobs(root BundleTree) (map[digest.Digest]bool, error) {
+	held := map[digest.Digest]bool{}
+	err := root.Inspect(func(v *tree.View) error {
+		repos, err := v.StoredRepositories()
+		if err != nil {
+			return err
+		}
+		for _, repo := range repos {
+			bs, err := v.Blobs(repo)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("repository %s: %w", repo, err)
+			}
+			for _, b := range bs {
+				held[b.Digest] = true
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, tree.ErrNoTree) {
+		return nil, err
+	}
+	return held, nil
+}
+
+// checkRoom refuses, before any write, a bundle whose members the tree
+// does not hold already take more bytes than the file system of dir has
+// free. It is a first check, not a reservation: what others write
+// meanwhile can still fill the disk, and the tree then fails the blob
+// that does not fit (tagging nothing).
+func checkRoom(dir string, desc *bundle.Descriptor, held map[digest.Digest]bool) error {
+	var need int64
+	for _, m := range desc.Members {
+		if !held[m.Digest] {
+			need += m.Size
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return nil // a root not made yet: the tree's own checks decide
+	}
+	if free := int64(st.Bavail) * st.Bsize; need > free {
+		return fmt.Errorf("the bundle writes %d bytes the tree does not hold, but the file system of %s has only %d bytes free (nothing was written)", need, dir, free)
+	}
+	return nil
+}
+
+// bundleStream is the bundle being loaded: its manifests and configs, read
+// first, and the rest of its members as the reader hands them out.
+type bundleStream struct {
+	r     *bundle.Reader
+	name  string
+	index map[digest.Digest]int // member → its place in the bundle
+	head  map[digest.Digest][]byte
+
+	reopen func() (*bundle.Reader, error)
+
+	mu sync.Mutex // one blob read at a time: the members are a stream
+	// pending is the first member after the head, read but not yet
+	// asked for.
+	pending     *bundle.Member
+	pendingBody io.Reader
+}
+
+// readHead reads the manifests and configs into memory (their sizes are
+// bounded by the descriptor's validation) and stops at the first other
+// blob.
+func (s *bundleStream) readHead() error {
+	for {
+		m, body, err := s.r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m.Kind == bundle.KindBlob {
+			s.pending, s.pendingBody = &m, body
+			return nil
+		}
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		s.head[m.Digest] = b
+	}
+}
+
+// blob opens blob d: from memory for a config, else by reading the stream
+// on to d, skipping the members before it (blobs the tree held already,
+// which Publish did not ask for).
+func (s *bundleStream) blob(d digest.Digest) (io.ReadCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.head[d]; ok {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	want, ok := s.index[d]
+	if !ok {
+		return nil, fmt.Errorf("blob %s: not in bundle %s, and no sound copy in the tree (removed, or damaged, since the check before loading?)", d, s.name)
+	}
+	rewound := false
+	for {
+		if s.pending == nil {
+			m, body, err := s.r.Next()
+			if err == io.EOF {
+				return nil, fmt.Errorf("blob %s: bundle %s ended before it (read out of the bundle's order)", d, s.name)
+			}
+			if err != nil {
+				return nil, err
+			}
+			s.pending, s.pendingBody = &m, body
+		}
+		m, body := *s.pending, s.pendingBody
+		s.pending, s.pendingBody = nil, nil
+		if m.Digest == d {
+			return io.NopCloser(body), nil
+		}
+		if s.index[m.Digest] > want {
+			err := errors.New("read again, the bundle passed it again")
+			if !rewound {
+				err, rewound = s.rewind(), true
+			}
+			if err != nil {
+				return nil, fmt.Errorf("blob %s: bundle %s has passed it (read out of the bundle's order): %w", d, s.name, err)
+			}
+		}
+	}
+}
+
+// rewind reads the bundle again from its start, when it can be.
+func (s *bundleStream) rewind() error {
+	if s.reopen == nil {
+		return errors.New("a stream cannot be read again")
+	}
+	r, err := s.reopen()
+	if err != nil {
+		return err
+	}
+	if r.ID() != s.r.ID() {
+		return fmt.Errorf("read again, it is bundle %s", r.ID())
+	}
+	s.r, s.pending, s.pendingBody = r, nil, nil
+	return nil
+}
+
+// bundleImage is one tag of a bundle, as a source.
+type bundleImage struct {
+	s   *bundleStream
+	tag bundle.Tag
+}
+
+func (b *bundleImage) Root(context.Context) ([]byte, string, error) {
+	raw, ok := b.s.head[b.tag.Digest]
+	if !ok {
+		return nil, "", fmt.Errorf("manifest %s: not in bundle %s", b.tag.Digest, b.s.name)
+	}
+	return raw, b.tag.MediaType, nil
+}
+
+func (b *bundleImage) Manifest(_ context.Context, d Descriptor) ([]byte, error) {
+	raw, ok := b.s.head[d.Digest]
+	if !ok {
+		return nil, fmt.Errorf("manifest %s: not in bundle %s", d.Digest, b.s.name)
+	}
+	return raw, nil
+}
+
+func (b *bundleImage) Blob(ctx context.Context, d Descriptor) (io.ReadCloser, error) {
+	rc, err := b.s.blob(d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return withContext(ctx, rc), nil
+}
+
+func (b *bundleImage) Close() error { return nil }
+
+// planBundleImage plans a job of LoadBundle: its source is the bundle, its
+// destination the tag the descriptor names, and its blobs go in the
+// bundle's order (those the bundle leaves out first: the tree holds
+// them), the order in which the stream hands them out.
+func planBundleImage(ctx context.Context, im *image) error {
+	b := im.job.bundle
+	im.s = b
+	im.dest = Dest{Repo: b.tag.Repo, Tag: b.tag.Tag}
+	src := SourceRef{Transport: "bundle", Path: b.s.name, Image: im.dest.String()}
+	p, err := makePlan(ctx, b, src, nil, 1)
+	if err != nil {
+		return err
+	}
+	if p.top.Digest != b.tag.Digest {
+		return fmt.Errorf("%s: names %s, the descriptor says %s", src, p.top.Digest, b.tag.Digest)
+	}
+	at := func(d Descriptor) int {
+		if i, ok := b.s.index[d.Digest]; ok {
+			return i
+		}
+		return -1
+	}
+	slices.SortStableFunc(p.blobs, func(x, y Descriptor) int { return at(x) - at(y) })
+	im.plan = p
+	im.sum = &Summary{Source: src.String(), Dest: im.dest.String(), Digest: p.top.Digest, MediaType: p.top.MediaType, Manifests: len(p.manifests)}
+	return nil
+}

@@ -1,0 +1,225 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/image-serve/image-serve/bundle"
+	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/tree"
+	"github.com/opencontainers/go-digest"
+)
+
+// testBundle builds bundles of OCI images from raw layers.
+type testBundle struct {
+	content map[digest.Digest][]byte
+	desc    *bundle.Descriptor
+	blobs   []bundle.Member // configs and layers, before sorting
+}
+
+func newTestBundle() *testBundle {
+	return &testBundle{content: map[digest.Digest][]byte{}, desc: &bundle.Descriptor{Format: bundle.Format, Version: bundle.Version}}
+}
+
+// image adds repo:tag, an image of layers (by content); layers listed in
+// needed are left out of the bundle, as the far side holds them.
+func (b *testBundle) image(repo, tag string, layers []string, needed map[string]bool) {
+	put := func(kind string, raw []byte) distribution.Descriptor {
+		d := digest.FromBytes(raw)
+		if _, ok := b.content[d]; !ok {
+			b.content[d] = raw
+			b.desc.Bytes.Images += int64(len(raw))
+			if kind != "" {
+				b.blobs = append(b.blobs, bundle.Member{Kind: kind, Digest: d, Size: int64(len(raw))})
+			}
+		}
+		return distribution.Descriptor{Digest: d, Size: int64(len(raw))}
+	}
+	cfg := put(bundle.KindConfig, []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","tag":%q}`, tag)))
+	cfg.MediaType = distribution.MediaTypeOCIConfig
+	m := distribution.Manifest{SchemaVersion: 2, MediaType: distribution.MediaTypeOCIManifest, Config: &cfg}
+	for _, l := range layers {
+		kind := bundle.KindBlob
+		if needed[l] {
+			kind = ""
+		}
+		d := put(kind, []byte(l))
+		if needed[l] && !b.hasNeeded(d.Digest) {
+			b.desc.Needed = append(b.desc.Needed, bundle.Needed{Digest: d.Digest, Size: d.Size})
+			b.desc.Bytes.Needed += d.Size
+		}
+		d.MediaType = distribution.MediaTypeOCILayerGzip
+		m.Layers = append(m.Layers, d)
+	}
+	raw, _ := json.Marshal(m)
+	md := digest.FromBytes(raw)
+	if _, ok := b.content[md]; !ok {
+		b.content[md] = raw
+		b.desc.Bytes.Images += int64(len(raw))
+		b.desc.Members = append(b.desc.Members, bundle.Member{Kind: bundle.KindManifest, Digest: md, Size: int64(len(raw)), MediaType: distribution.MediaTypeOCIManifest})
+	}
+	b.desc.Tags = append(b.desc.Tags, bundle.Tag{Repo: repo, Tag: tag, Digest: md, MediaType: distribution.MediaTypeOCIManifest})
+}
+
+func (b *testBundle) hasNeeded(d digest.Digest) bool {
+	for _, n := range b.desc.Needed {
+		if n.Digest == d {
+			return true
+		}
+	}
+	return false
+}
+
+// bytes writes the bundle: manifests, configs, then layers in the order
+// the images named them.
+func (b *testBundle) bytes(t *testing.T) []byte {
+	t.Helper()
+	for _, kind := range []string{bundle.KindConfig, bundle.KindBlob} {
+		for _, m := range b.blobs {
+			if m.Kind == kind {
+				b.desc.Members = append(b.desc.Members, m)
+			}
+		}
+	}
+	b.blobs = nil
+	for _, m := range b.desc.Members {
+		b.desc.Bytes.Members += m.Size
+	}
+	var buf bytes.Buffer
+	if _, err := bundle.Write(&buf, b.desc, func(m bundle.Member) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(b.content[m.Digest])), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func openTestBundle(t *testing.T, raw []byte) *bundle.Reader {
+	t.Helper()
+	r, err := bundle.Open([]bundle.Source{{Name: "test.bundle", R: bytes.NewReader(raw)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func tagged(t *testing.T, root *tree.Root, repo, tag string) digest.Digest {
+	t.Helper()
+	d, _, err := root.TagDigest(repo, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestLoadBundle(t *testing.T) {
+	root := newRoot(t)
+	base := newTestBundle()
+	base.image("base/os", "v1", []string{"base layer"}, nil)
+	if _, err := LoadBundle(context.Background(), root, openTestBundle(t, base.bytes(t)), "base", LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBundle()
+	needed := map[string]bool{"base layer": true}
+	b.image("ns/a", "v1", []string{"base layer", "layer a"}, needed)
+	b.image("ns/b", "v1", []string{"base layer", "layer a", "layer b"}, needed)
+	raw := b.bytes(t)
+	rep, err := LoadBundle(context.Background(), root, openTestBundle(t, raw), "test.bundle", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range b.desc.Tags {
+		if got := tagged(t, root, tg.Repo, tg.Tag); got != tg.Digest {
+			t.Errorf("%s:%s names %s, want %s", tg.Repo, tg.Tag, got, tg.Digest)
+		}
+	}
+	if rep.Carried != b.desc.Bytes.Members || rep.Full != b.desc.Bytes.Images || rep.Written == 0 {
+		t.Errorf("report: %+v", rep)
+	}
+	// Again: nothing to write, both unchanged.
+	rep, err = LoadBundle(context.Background(), root, openTestBundle(t, raw), "test.bundle", LoadOptions{})
+	if err != nil || rep.Written != 0 || len(rep.Unchanged) != 2 {
+		t.Fatalf("second load: %+v %v", rep, err)
+	}
+}
+
+func TestLoadBundleMissing(t *testing.T) {
+	root := newRoot(t)
+	b := newTestBundle()
+	b.image("ns/a", "v1", []string{"base layer", "layer a"}, map[string]bool{"base layer": true})
+	_, err := LoadBundle(context.Background(), root, openTestBundle(t, b.bytes(t)), "test.bundle", LoadOptions{})
+	var missing *MissingError
+	if !errors.As(err, &missing) || len(missing.Missing) != 1 || missing.Missing[0].Digest != digest.FromString("base layer") {
+		t.Fatalf("got %v, want the base layer missing", err)
+	}
+	if st, _ := root.State(); st == tree.HoldsTree {
+		t.Error("a refused load created a tree")
+	}
+}
+
+// TestLoadBundleOutOfOrder: with --on-existing-tag skip leaving out the
+// first image, the third reads a layer the stream has passed: a bundle
+// that can be read again is, a stream cannot, and tags nothing.
+func TestLoadBundleOutOfOrder(t *testing.T) {
+	b := newTestBundle()
+	b.image("ns/a", "v1", []string{"shared"}, nil)
+	b.image("ns/b", "v1", []string{"own b"}, nil)
+	b.image("ns/c", "v1", []string{"shared", "own c"}, nil)
+	raw := b.bytes(t)
+	existing := newTestBundle()
+	existing.image("ns/a", "v1", []string{"other"}, nil)
+	existingRaw := existing.bytes(t)
+	for _, reopen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reopen=%v", reopen), func(t *testing.T) {
+			root := newRoot(t)
+			if _, err := LoadBundle(context.Background(), root, openTestBundle(t, existingRaw), "existing", LoadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			o := LoadOptions{OnExisting: Skip}
+			if reopen {
+				o.Reopen = func() (*bundle.Reader, error) { return openTestBundle(t, raw), nil }
+			}
+			rep, err := LoadBundle(context.Background(), root, openTestBundle(t, raw), "test.bundle", o)
+			if !reopen {
+				if err == nil || !strings.Contains(err.Error(), "passed it") {
+					t.Fatalf("got %v", err)
+				}
+				if d := tagged(t, root, "ns/b", "v1"); d != "" {
+					t.Errorf("ns/b:v1 tagged %s though the load failed", d)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Skipped) != 1 || tagged(t, root, "ns/c", "v1") != b.desc.Tags[2].Digest {
+				t.Errorf("report %+v", rep)
+			}
+		})
+	}
+}
+
+func TestLoadBundleOnExistingFail(t *testing.T) {
+	root := newRoot(t)
+	existing := newTestBundle()
+	existing.image("ns/a", "v1", []string{"other"}, nil)
+	if _, err := LoadBundle(context.Background(), root, openTestBundle(t, existing.bytes(t)), "existing", LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBundle()
+	b.image("ns/a", "v1", []string{"new"}, nil)
+	b.image("ns/b", "v1", []string{"new b"}, nil)
+	_, err := LoadBundle(context.Background(), root, openTestBundle(t, b.bytes(t)), "test.bundle", LoadOptions{OnExisting: Fail})
+	if err == nil || !strings.Contains(err.Error(), "ns/a:v1") {
+		t.Fatalf("got %v", err)
+	}
+	if d := tagged(t, root, "ns/b", "v1"); d != "" {
+		t.Errorf("ns/b:v1 tagged %s", d)
+	}
+}
