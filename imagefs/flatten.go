@@ -243,19 +243,21 @@ func (e *DeletedError) Error() string {
 }
 
 // Lookup resolves p as a process inside the image would, every symbolic
-// link followed (inside the image). A path that is not there is
+// link followed and ".." taken, inside the image: from its root, which
+// ".." does not leave. A path that is not there is
 // ErrNotFound or, when a whiteout removed it or a parent of it, a
 // *DeletedError naming the layer.
 func (f *FS) Lookup(p string) (*Node, error) {
-	clean, err := cleanPath(strings.TrimPrefix(p, "/"))
-	if err != nil {
-		return nil, err
-	}
-	if clean == "" {
-		return f.root, nil
-	}
+	clean := strings.Join(split(p), "/")
 	hops := 0
 	for {
+		if clean == "" || clean == ".." || strings.HasSuffix(clean, "/..") {
+			d, err := f.resolveDir(clean, false)
+			if err != nil {
+				return nil, f.whyMissing(clean, err)
+			}
+			return d, nil
+		}
 		dir, base := path.Split(clean)
 		parent, err := f.resolveDir(dir, false)
 		if err != nil {
