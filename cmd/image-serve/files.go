@@ -137,7 +137,11 @@ func printFiles(c *cli.Context, files []catalog.File) error {
 			path += " -> " + f.Link
 		}
 		mtime := strings.Replace(strings.TrimSuffix(f.MTime, "Z"), "T", " ", 1)
-		fmt.Fprintf(w, "%s\t%s\t%d:%d\t%s\t%s\t%d\t%s\n", f.Type, f.Mode, f.UID, f.GID, size, mtime, f.Layer, path)
+		mode, owner := f.Mode, fmt.Sprintf("%d:%d", f.UID, f.GID)
+		if f.Type == "deleted" || f.Type == string(imagefs.Opaque) {
+			mode, owner = "", "" // a marker, no file: nothing of its own
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.Type, mode, owner, size, mtime, f.Layer, path)
 	}
 	return w.Flush()
 }
