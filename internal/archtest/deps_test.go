@@ -19,11 +19,12 @@ var allowed = map[string][]string{
 	"typemap":      {},
 	"distribution": {},
 	"syncfile":     {},
+	"imagefs":      {"distribution"},
 	"tree":         {"typemap", "distribution"},
 	"exporter":     {"tree", "typemap", "distribution"},
 	"gc":           {"tree", "typemap", "distribution"},
 	"server":       {"tree", "typemap", "distribution"},
-	"catalog":      {"tree", "typemap", "distribution"},
+	"catalog":      {"tree", "typemap", "distribution", "imagefs"},
 	"templates":    {"tree", "typemap", "distribution"},
 	"watch":        {"tree", "typemap", "distribution"},
 }
