@@ -225,7 +225,7 @@ func entryOf(h *tar.Header, seq int) (e Entry, skip bool, err error) {
 		return Entry{Path: dir + name, Type: Whiteout, Seq: seq}, false, nil
 	}
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeCont:
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont: // the reader gives TypeReg for the old "\x00"
 		e.Type, e.Size = File, h.Size
 	case tar.TypeDir:
 		e.Type = Dir
