@@ -77,6 +77,7 @@ func tarLayer(t testing.TB, es ...tarEntry) []byte {
 type testLayer struct {
 	mediaType string
 	data      []byte
+	diffID    digest.Digest // the uncompressed tar's
 }
 
 func compressLayer(t testing.TB, how string, raw []byte) testLayer {
@@ -87,7 +88,7 @@ func compressLayer(t testing.TB, how string, raw []byte) testLayer {
 	mt := "application/vnd.oci.image.layer.v1.tar"
 	switch how {
 	case "none":
-		return testLayer{mt, raw}
+		return testLayer{mt, raw, digest.FromBytes(raw)}
 	case "gzip":
 		w, mt = gzip.NewWriter(&out), mt+"+gzip"
 	case "zstd":
@@ -108,7 +109,7 @@ func compressLayer(t testing.TB, how string, raw []byte) testLayer {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return testLayer{mt, out.Bytes()}
+	return testLayer{mt, out.Bytes(), digest.FromBytes(raw)}
 }
 
 // ociLayout writes an OCI layout at dir holding one image per tag, each
@@ -138,7 +139,7 @@ func ociLayout(t testing.TB, dir string, images map[string][]testLayer) {
 		var diffIDs []string
 		for _, l := range images[tag] {
 			layers = append(layers, desc{MediaType: l.mediaType, Digest: put(l.data), Size: int64(len(l.data))})
-			diffIDs = append(diffIDs, string(digest.FromString(tag+string(rune(len(diffIDs))))))
+			diffIDs = append(diffIDs, l.diffID.String())
 		}
 		config, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux", "rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
 		manifest, _ := json.Marshal(map[string]any{
@@ -160,6 +161,12 @@ func ociLayout(t testing.TB, dir string, images map[string][]testLayer) {
 // knownLayers are the layers of the image whose files the golden files
 // hold: one gzip, one zstd, one xz and one uncompressed.
 func knownLayers(t testing.TB) []testLayer {
+	ls := knownLayerTars(t)
+	return []testLayer{compressLayer(t, "gzip", ls[0]), compressLayer(t, "zstd", ls[1]), compressLayer(t, "xz", ls[2]), compressLayer(t, "none", ls[3])}
+}
+
+// knownLayerTars are the known image's layers as plain tar.
+func knownLayerTars(t testing.TB) [][]byte {
 	l0 := tarLayer(t,
 		tarEntry{spec: "etc/"},
 		tarEntry{spec: "etc/passwd", body: "root:x:0:0:root:/root:/bin/sh\n"},
@@ -194,7 +201,7 @@ func knownLayers(t testing.TB) []testLayer {
 		tarEntry{spec: "lib/c.so", body: "CCCC", mtime: 60},
 	)
 	l2 := tarLayer(t,
-		tarEntry{spec: "bin/tool2 => bin/tool", mtime: 120},
+		tarEntry{spec: "bin/tool2 => bin/tool", mode: 0o755, mtime: 120}, // a hard link's header carries its inode's mode
 		tarEntry{spec: "etc/greeting -> motd", mtime: 120},
 		tarEntry{spec: "run/fifo|", mtime: 120},
 		// a symlinked directory replaced by a real one, made opaque: the
@@ -208,7 +215,7 @@ func knownLayers(t testing.TB) []testLayer {
 		tarEntry{spec: "srv/", mtime: 180},
 		tarEntry{spec: "srv/data", body: "data\n", mtime: 180},
 	)
-	return []testLayer{compressLayer(t, "gzip", l0), compressLayer(t, "zstd", l1), compressLayer(t, "xz", l2), compressLayer(t, "none", l3)}
+	return [][]byte{l0, l1, l2, l3}
 }
 
 // imageRoot exports the known image into a new tree: app:v1 its bottom
