@@ -260,10 +260,11 @@ func entryOf(h *tar.Header, seq int) (e Entry, skip bool, err error) {
 func List(r io.Reader) ([]Entry, error) {
 	var es []Entry
 	h := sha256.New()
+	buf := make([]byte, 64<<10) // one for the layer, not one per file
 	err := Scan(r, func(e Entry, content io.Reader) error {
 		if e.Type == File {
 			h.Reset()
-			n, err := io.Copy(h, content)
+			n, err := io.CopyBuffer(h, content, buf)
 			if err != nil {
 				return err
 			}
