@@ -394,3 +394,64 @@ func TestFilesBadLayers(t *testing.T) {
 		t.Errorf("the bomb with --max-ratio 2000: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// TestFilesIndexesAndDocker: an index needs --platform unless it holds
+// one image, and diff compares its two platforms; a Docker schema2 image
+// (from a docker-archive) lists as an OCI one does.
+func TestFilesIndexesAndDocker(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	mustRun(t, "--root", root, "-q", "export", "oci:../../testdata/hello-oci:latest", "hello:latest")
+	mustRun(t, "--root", root, "-q", "export", "docker-archive:../../testdata/hello.docker.tar", "docker:v1")
+	r := run(t, "--root", root, "files", "hello:latest")
+	if r.code != 1 || !strings.Contains(r.stderr, "an index: choose its image with --platform (linux/amd64, linux/arm64)") {
+		t.Errorf("files of an index without --platform: exit %d %s", r.code, r.stderr)
+	}
+	amd := mustRun(t, "--root", root, "files", "--platform", "linux/amd64", "hello:latest").stdout
+	if !strings.Contains(amd, "/hello") {
+		t.Errorf("files --platform linux/amd64:\n%s", amd)
+	}
+	if r := run(t, "--root", root, "files", "--platform", "linux/s390x", "hello:latest"); r.code != 1 {
+		t.Errorf("a platform the index lacks: exit %d %s", r.code, r.stderr)
+	}
+	// The two platforms differ in their one file.
+	d := mustRun(t, "--root", root, "diff", "--semantic", "--platform", "linux/amd64", "--platform", "linux/arm64", "hello:latest").stdout
+	if !strings.HasPrefix(d, "C /hello.txt (content") {
+		t.Errorf("diff of two platforms:\n%s", d)
+	}
+	dk := mustRun(t, "--root", root, "files", "docker:v1").stdout
+	if !strings.Contains(dk, "/hello") {
+		t.Errorf("files of a Docker image:\n%s", dk)
+	}
+}
+
+// TestGCDropsLayerIndex: gc removes a layer's index with the last copy of
+// its blob, and keeps those of the layers still held.
+func TestGCDropsLayerIndex(t *testing.T) {
+	root := imageRoot(t)
+	var out struct {
+		Image struct {
+			Layers []struct{ Digest digest.Digest }
+		}
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "--root", root, "files", "--json", "app:v2").stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "--root", root, "files", "app:v1")
+	mustRun(t, "--root", root, "-q", "delete", "app:v2")
+	mustRun(t, "--root", root, "-q", "gc", "--grace", "0")
+	tr, err := tree.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Inspect(func(v *tree.View) error {
+		for i, l := range out.Image.Layers {
+			_, ok := v.ReadLayerIndex(l.Digest)
+			if want := i == 0; ok != want { // app:v1 holds the bottom layer
+				t.Errorf("layer %d: an index %v, want %v", i, ok, want)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
