@@ -39,8 +39,8 @@ func (t Type) valid() bool {
 }
 
 // Entry is one entry of a layer, as its tar header says, its path made
-// relative to the image's root ("etc/passwd"; never "", "." or absolute,
-// no ".." component).
+// relative to the image's root ("etc/passwd"; never "." or absolute, no
+// ".." component, and "" only for an opaque marker of the root itself).
 type Entry struct {
 	Path string `json:"path"`
 	Type Type   `json:"type"`
@@ -117,7 +117,7 @@ func DecodeList(b []byte) ([]Entry, error) {
 		return nil, err
 	}
 	for i, e := range es {
-		if p, err := cleanPath(e.Path); err != nil || p != e.Path || p == "" {
+		if p, err := cleanPath(e.Path); err != nil || p != e.Path || p == "" && e.Type != Opaque {
 			return nil, fmt.Errorf("entry %d: bad path %q", i, e.Path)
 		}
 		if !e.Type.valid() || e.Size < 0 || e.Mode > 07777 || e.Seq < 0 {

@@ -111,6 +111,20 @@ func isDeleted(err error, layer int) bool {
 	return errors.As(err, &de) && de.Layer == layer
 }
 
+// An opaque marker at the top hides every lower path.
+func TestOpaqueRoot(t *testing.T) {
+	f := build(t,
+		[]ent{{spec: "a/"}, {spec: "a/x", body: "x"}, {spec: "b", body: "b"}},
+		[]ent{{spec: ".wh..wh..opq"}, {spec: "c", body: "c"}},
+	)
+	if got, want := listing(f), "c file 1\n"; got != want {
+		t.Errorf("got\n%swant\n%s", got, want)
+	}
+	if _, err := f.Lookup("/a/x"); !isDeleted(err, 1) {
+		t.Errorf("a/x: %v", err)
+	}
+}
+
 // An opaque marker whose entries come before it in the layer keeps them.
 func TestOpaqueAfterEntries(t *testing.T) {
 	f := build(t,

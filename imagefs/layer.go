@@ -211,9 +211,7 @@ func entryOf(h *tar.Header, seq int) (e Entry, skip bool, err error) {
 	case p == "":
 		return e, true, nil // the root: not an entry of the file system
 	case base == ".wh..wh..opq":
-		if dir == "" {
-			return Entry{Type: Opaque, Seq: seq}, true, nil // opaque root: nothing below to hide that a layer could not
-		}
+		// At the top, dir is "": the root itself made opaque.
 		return Entry{Path: strings.TrimSuffix(dir, "/"), Type: Opaque, Seq: seq}, false, nil
 	case strings.HasPrefix(base, ".wh..wh."):
 		return e, true, nil // aufs's hard link bookkeeping, no file of the image
