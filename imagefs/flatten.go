@@ -29,9 +29,10 @@ type Node struct {
 	// Layer is the index (from 0, the bottom layer) of the layer that last
 	// wrote the path: its entry, or a parent it implied.
 	Layer int `json:"layer"`
-	// DataLayer and Entry.Seq-like DataSeq say where a regular file's
-	// bytes are, for a hard link those of the file it names: the layer and
-	// the entry's position in it. DataLayer is -1 where there are none.
+	// DataLayer and DataSeq say where a regular file's bytes are (for a
+	// hard link, those of the file it names): the index of the layer and
+	// the entry's position among its tar headers. DataLayer is -1 where
+	// there are no bytes.
 	DataLayer int `json:"-"`
 	DataSeq   int `json:"-"`
 

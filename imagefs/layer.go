@@ -19,8 +19,8 @@ import (
 
 // DefaultMaxRatio is how many times its compressed size a layer may grow
 // to when decompressed. gzip cannot exceed about 1030× on anything, and
-// real layers stay under 20×; a layer that goes past 256× is taken for a
-// decompression bomb.
+// most real layers stay well under 20×; a layer that goes past 256× is
+// taken for a decompression bomb (zstd and xz can go far beyond).
 const DefaultMaxRatio = 256
 
 // bombFloor is what any compressed layer may decompress to, whatever its

@@ -74,9 +74,9 @@ func (v *View) ReadLayerIndex(d digest.Digest) ([]byte, bool) {
 // WriteLayerIndex stores list as the entry list of layer d, replacing any
 // other atomically. A list over MaxLayerIndexSize is not stored. It is
 // the one write a View makes: a cache under .image-serve, never served,
-// taken under the tree lock shared so that gc, which drops entries, does
-// not run meanwhile. A user who may not write the tree gets the error
-// and reads the layer again next time.
+// made inside Inspect, under the tree lock shared, so that gc, which
+// drops entries, does not run meanwhile. A user who may not write the
+// tree gets the error, and reads the layer again next time.
 func (v *View) WriteLayerIndex(d digest.Digest, list []byte) error {
 	if err := distribution.ValidateDigest(d); err != nil {
 		return err
