@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,8 +51,15 @@ func runCat(c *cli.Context) error {
 	var out io.Writer = c.App.Writer
 	var tmp *os.File
 	if name := c.String("output"); name != "" {
-		// A temporary file beside it, renamed over it once whole.
-		if tmp, err = os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*"); err != nil {
+		// A temporary file beside it, renamed over it once whole; made
+		// as any new file is (0666 less the umask), unlike CreateTemp's.
+		for range 100 {
+			tmp, err = os.OpenFile(filepath.Join(filepath.Dir(name), fmt.Sprintf(".%s.%d", filepath.Base(name), rand.Uint64())), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+			if !errors.Is(err, fs.ErrExist) {
+				break
+			}
+		}
+		if err != nil {
 			return err
 		}
 		defer os.Remove(tmp.Name())

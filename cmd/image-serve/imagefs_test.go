@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -287,6 +289,11 @@ func TestFilesDiffCat(t *testing.T) {
 	is("cat", "-o", out, "app:v1", "/etc/motd")
 	if b, err := os.ReadFile(out); err != nil || string(b) != "hello\nfrom\nthe\nbase\n" {
 		t.Errorf("cat -o: %q %v", b, err)
+	}
+	umask := syscall.Umask(0)
+	syscall.Umask(umask)
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != fs.FileMode(0o666&^umask) {
+		t.Errorf("cat -o: mode %v %v, want a file as any other (0666 less the umask %03o)", fi.Mode(), err, umask)
 	}
 	for _, tc := range []struct{ path, msg string }{
 		{"/etc/gone", "app:v2: /etc/gone: deleted in layer 1 (sha256:"},
