@@ -265,6 +265,18 @@ func TestFilesDiffCat(t *testing.T) {
 	golden(t, "files.txt", is("files", "app:v2"))
 	golden(t, "files.json", is("files", "--json", "app:v2"))
 	golden(t, "files-layer1.txt", is("files", "--layer", "1", "app:v2"))
+	var layered struct {
+		Image struct{ Layers []struct{ Digest digest.Digest } }
+		Layer struct{ Index int }
+	}
+	if err := json.Unmarshal([]byte(is("files", "--json", "--layer", "1", "app:v2")), &layered); err != nil || layered.Layer.Index != 1 {
+		t.Fatalf("files --json --layer 1: %+v %v", layered, err)
+	}
+	for _, sel := range []string{layered.Image.Layers[1].Digest.String(), layered.Image.Layers[1].Digest.Encoded()[:12]} {
+		if got := is("files", "--layer", sel, "app:v2"); got != is("files", "--layer", "1", "app:v2") {
+			t.Errorf("files --layer %s differs from --layer 1:\n%s", sel, got)
+		}
+	}
 	golden(t, "diff.txt", is("diff", "app:v1", "app:v2"))
 	golden(t, "diff-semantic.json", is("diff", "--json", "--semantic", "app:v1", "app:v2"))
 	golden(t, "diff-top.txt", is("diff", "app:v2"))
