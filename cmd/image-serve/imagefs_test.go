@@ -266,7 +266,9 @@ func TestFilesDiffCat(t *testing.T) {
 	golden(t, "files.json", is("files", "--json", "app:v2"))
 	golden(t, "files-layer1.txt", is("files", "--layer", "1", "app:v2"))
 	var layered struct {
-		Image struct{ Layers []struct{ Digest digest.Digest } }
+		Image struct {
+			Layers []struct{ Digest digest.Digest }
+		}
 		Layer struct{ Index int }
 	}
 	if err := json.Unmarshal([]byte(is("files", "--json", "--layer", "1", "app:v2")), &layered); err != nil || layered.Layer.Index != 1 {
