@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -474,5 +476,51 @@ func TestGCDropsLayerIndex(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFilesSchema1: a Docker schema1 image's layers (its fsLayers, top
+// first, applied bottom first) list as any other's; its one layer has no
+// media type, and its gzip is told by its magic bytes.
+func TestFilesSchema1(t *testing.T) {
+	reg := testregistry.Start(t)
+	raw, l := testregistry.Schema1(t, "ns/schema1", "v1")
+	reg.PushRaw(t, "ns/schema1:v1", distribution.MediaTypeDockerSchema1, raw, l)
+	root := filepath.Join(t.TempDir(), "root")
+	mustRun(t, "--root", root, "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("ns/schema1:v1"), "old:v1")
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var want []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, "/"+strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"))
+	}
+	var out struct {
+		Image struct {
+			Layers []struct {
+				MediaType string `json:"media_type"`
+			}
+		}
+		Files []struct{ Path string }
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "--root", root, "files", "--json", "old:v1").stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range out.Files {
+		got = append(got, f.Path)
+	}
+	if len(out.Image.Layers) != 1 || out.Image.Layers[0].MediaType != "" || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("files of a schema1 image: layers %+v, paths %v, want %v", out.Image.Layers, got, want)
 	}
 }
