@@ -38,7 +38,8 @@ install: build man
 	install -D -m 0644 bin/image-serve.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/image-serve.fish
 
 # test-deps installs the Debian packages the end-to-end tests drive, only when
-# one is missing (apt-get needs root; CI and the dev machines run as root),
+# one is missing (apt-get needs root; CI and the dev machines run as root;
+# umoci is the unpacker files is cross-checked against),
 # and builds bin/registry, bin/cosign and bin/oras.
 test-deps: bin/registry bin/cosign bin/oras
 	@missing=""; \
@@ -48,6 +49,7 @@ test-deps: bin/registry bin/cosign bin/oras
 	command -v podman  >/dev/null || missing="$$missing podman"; \
 	{ command -v containerd >/dev/null && command -v ctr >/dev/null; } || missing="$$missing containerd"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v umoci   >/dev/null || missing="$$missing umoci"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -173,7 +173,12 @@ func Collect(root *tree.Root, o Options) (*Report, error) {
 		if err := m.RefreshCatalog(); err != nil {
 			return fmt.Errorf("_catalog: %w", err)
 		}
-		return c.sweepBlobLocks(m)
+		if err := c.sweepBlobLocks(m); err != nil {
+			return err
+		}
+		// A layer's entry list goes with the last repository's blob.
+		_, err = m.SweepLayerIndexes(func(d digest.Digest) bool { return c.kept[d] })
+		return err
 	})
 	if err != nil && c == nil {
 		return nil, err // never had the tree (ErrRunning among others): nothing to report

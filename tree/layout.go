@@ -24,6 +24,7 @@ const (
 	journalDir     = "journal"          // .image-serve/journal/<id>.json: tag moves in flight
 	journalExt     = ".json"            //
 	pinsDir        = "pins"             // .image-serve/pins/<repo, / as +>/<digest>: digest pins
+	layerIndexDir  = "layers"           // .image-serve/layers/<digest>: layers' entry lists (layerindex.go)
 	locksDir       = "locks"            // .image-serve/locks/…
 	treeLockFile   = "tree.lock"        // .image-serve/tree.lock
 	gcLockFile     = "gc.lock"          // .image-serve/locks/gc.lock

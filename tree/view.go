@@ -16,7 +16,8 @@ import (
 // tag deletes go on) or inside Maintain (Maint.View, the lock held
 // exclusively); it is not valid after its function returns.
 //
-// Nothing in a View changes the tree, and no method of it answers with a
+// Nothing in a View changes the tree — but for WriteLayerIndex, which
+// stores a cache under .image-serve that no server reads — and no method of it answers with a
 // path to open: where it reports a problem or a file checked, it names the
 // file by its path (as verify prints it), for people to read; every read
 // goes through the View.

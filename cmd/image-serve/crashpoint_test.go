@@ -73,6 +73,9 @@ type crashScenario struct {
 	// the command runs again, and checks what is served once more: a
 	// collection never takes what a pin the crash left names.
 	gcAfterCrash bool
+	// afterCrash, when set, checks the tree each crash leaves, before the
+	// command runs again.
+	afterCrash func(t *testing.T, c *crashCase) error
 }
 
 type rerunRefusal struct{ after, message string }
@@ -398,7 +401,52 @@ func crashScenarios() []crashScenario {
 			},
 			minSteps: 40,
 		},
+		{
+			// files writes each layer's entry list into the layer index:
+			// a crash leaves each wholly there or not at all, and gc
+			// sweeps the temporary file a crash at a rename leaves.
+			name: "files writes layer indexes",
+			setup: func(t *testing.T, c *crashCase) {
+				c.push(t, "src/app:v1", testregistry.OCIImage(t, "amd64", layer(t), layer(t)))
+				c.export(t, "src/app:v1", "ns/app:v1")
+			},
+			args: fixed("-q", "files", "ns/app:v1"),
+			steps: []string{
+				`^lock \.image-serve/tree\.lock$`,
+				`^mkdir \.image-serve/layers$`,
+				`^rename \.image-serve/layers/sha256:[0-9a-f]{64}$`,
+				`^syncdir \.image-serve/layers$`,
+			},
+			minSteps:     6,
+			gcAfterCrash: true,
+			afterCrash:   wholeLayerIndexes,
+		},
 	}
+}
+
+// wholeLayerIndexes fails unless every layer index in c's tree is one the
+// tree reads back as sound: none half-written.
+func wholeLayerIndexes(t *testing.T, c *crashCase) error {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(c.root.Dir(), ".image-serve", "layers"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return c.root.Inspect(func(v *tree.View) error {
+		for _, e := range entries {
+			d := digest.Digest(e.Name())
+			if strings.HasPrefix(e.Name(), ".") {
+				continue // a temporary file: no index, and gc sweeps it
+			}
+			if _, ok := v.ReadLayerIndex(d); !ok {
+				return fmt.Errorf("layer index %s is not whole", e.Name())
+			}
+		}
+		return nil
+	})
 }
 
 func layer(t *testing.T) v1.Layer { return testregistry.Layer(t, 2<<10, types.OCILayer) }
@@ -463,6 +511,11 @@ func runCrashScenario(t *testing.T, sc crashScenario) {
 		}
 		if err := c.checkServed(t, sc.moving); err != nil {
 			t.Fatalf("%s: %v", at, err)
+		}
+		if sc.afterCrash != nil {
+			if err := sc.afterCrash(t, c); err != nil {
+				t.Fatalf("%s: %v", at, err)
+			}
 		}
 		if sc.gcAfterCrash {
 			c.gcReport(t, at)

@@ -131,6 +131,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			exportCommand(), syncCommand(), saveCommand(), inventoryCommand(), bundleCommand(),
 			listCommand(), inspectCommand(), duCommand(),
+			filesCommand(), diffCommand(), catCommand(),
 			serveCommand(), watchCommand(),
 			configCommand(),
 			deleteCommand(), gcCommand(), verifyCommand(), migrateCommand(),

@@ -114,6 +114,8 @@ func TestJSONOutput(t *testing.T) {
 		"list":    g("list", "--json"),
 		"inspect": g("inspect", "--json", "hello:latest"),
 		"du":      g("du", "--json"),
+		"files":   g("files", "--json", "--platform", "linux/amd64", "hello:latest"),
+		"diff":    g("diff", "--json", "--platform", "linux/amd64", "hello:latest"),
 		"gc":      g("gc", "--json"),
 		"verify":  g("verify", "--json"),
 		"migrate": g("migrate", "--json"),
