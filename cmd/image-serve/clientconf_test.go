@@ -191,7 +191,8 @@ func (e *podmanError) Error() string {
 // test CA, named by the hosts.toml by a relative path; pulls
 // quay.io/x/y:tag through the mirror's hosts.toml, which names this
 // registry as its first host; and, without --ca, pulls over plain HTTP
-// with no --plain-http flag.
+// with no --plain-http flag. The same files without their ca lines fail
+// on the certificate: the CA they name is what makes TLS verify.
 func TestClientConfigContainerd(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("ctr images pull unpacks layers by mounting, which needs root: run the tests as root, as make test does")
@@ -217,6 +218,12 @@ func TestClientConfigContainerd(t *testing.T) {
 			if _, err := ctrd.Ctr(ns+"-bare", "images", "pull", ref); err == nil {
 				t.Errorf("ctr images pull %s without --hosts-dir succeeded", ref)
 			}
+			// The same files without their ca lines: the CA is what
+			// makes TLS verify.
+			noCA := withoutCALines(t, hostsDir)
+			if _, err := ctrd.Ctr(ns+"-noca", "images", "pull", "--hosts-dir", noCA, ref); err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Errorf("ctr images pull %s with hosts.toml files naming no CA: %v, want a certificate error", ref, err)
+			}
 		})
 	}
 	t.Run("plain", func(t *testing.T) {
@@ -225,4 +232,31 @@ func TestClientConfigContainerd(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// withoutCALines copies the hosts.toml files of hostsDir, each without
+// its "ca = …" line, into a new directory and returns it.
+func withoutCALines(t *testing.T, hostsDir string) string {
+	t.Helper()
+	out := t.TempDir()
+	files, err := filepath.Glob(filepath.Join(hostsDir, "*", "hosts.toml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no hosts.toml under %s (%v)", hostsDir, err)
+	}
+	for _, f := range files {
+		var kept []string
+		for _, line := range strings.Split(string(readFile(t, f)), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "ca = ") {
+				kept = append(kept, line)
+			}
+		}
+		dir := filepath.Join(out, filepath.Base(filepath.Dir(f)))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
