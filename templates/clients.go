@@ -30,8 +30,8 @@ type Client struct {
 	Registry string
 	// CA is the PEM certificate (or bundle) of the authority that signed
 	// the registry's certificate. Empty: the registry is reached without
-	// certificate checks — plain HTTP for containerd, which cannot fall
-	// back from HTTPS to HTTP as podman and Docker do.
+	// certificate checks — plain HTTP for containerd, which (1.6) does
+	// not fall back from HTTPS to HTTP as podman and Docker do.
 	CA []byte
 	// MirrorOf are upstream registries (HOST or HOST:PORT) whose
 	// repositories the tree holds at the same paths: pulls of
