@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"maps"
+	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"unicode"
@@ -14,16 +18,17 @@ import (
 
 // The files that run "image-serve gc --quiet" daily — a systemd service and
 // timer, and a cron.d line for hosts without systemd timers — and the
-// systemd service that runs "image-serve watch". Those that name the tree
-// are templates with one parameter, the root: IMAGE_SERVE_ROOT (and, in a
-// systemd unit, RequiresMountsFor), rendered quoted and escaped for
-// systemd or cron. The timer names nothing and is a plain file.
+// systemd services that run "image-serve watch" and "image-serve serve".
+// Those that name the tree are templates of the root: IMAGE_SERVE_ROOT
+// (and, in a systemd unit, RequiresMountsFor), rendered quoted and escaped
+// for systemd or cron; the serve unit also takes its listen address. The
+// timer names nothing and is a plain file.
 //
 // The plain files beside the templates (image-serve-gc.service, …) are
 // the templates rendered for tree.DefaultRoot, for an admin to install
 // as they are and edit; TestShippedUnits keeps them so.
 //
-//go:embed image-serve-gc.service.tmpl image-serve-gc.timer image-serve-gc.cron.tmpl image-serve-watch.service.tmpl
+//go:embed image-serve-gc.service.tmpl image-serve-gc.timer image-serve-gc.cron.tmpl image-serve-watch.service.tmpl image-serve.service.tmpl
 var unitFiles embed.FS
 
 var unitTmpl = template.Must(template.New("").Option("missingkey=error").Funcs(template.FuncMap{
@@ -62,11 +67,92 @@ func GCUnitFor(name, root string) ([]byte, error) {
 	if !slices.Contains(GCUnits, name) {
 		return nil, fmt.Errorf("no scheduling file %q: want one of %v", name, GCUnits)
 	}
-	return renderUnit(name, root)
+	return renderUnit(name, root, nil)
 }
 
 // WatchUnitFor is WatchUnit for the tree root, as GCUnitFor.
-func WatchUnitFor(root string) ([]byte, error) { return renderUnit(WatchUnitName, root) }
+func WatchUnitFor(root string) ([]byte, error) { return renderUnit(WatchUnitName, root, nil) }
+
+// ServeUnitName is the name of the serve service, as installed in
+// /etc/systemd/system/.
+const ServeUnitName = "image-serve.service"
+
+// DefaultServeListen is the address the shipped serve unit listens on:
+// serve's own default.
+const DefaultServeListen = "127.0.0.1:8787"
+
+// ServeUnit returns the content of the serve service for the default root
+// and DefaultServeListen.
+func ServeUnit() []byte {
+	b, err := ServeUnitFor(tree.DefaultRoot, DefaultServeListen)
+	if err != nil {
+		panic(err) // the defaults are a root and an address a unit can name
+	}
+	return b
+}
+
+// ServeUnitFor is ServeUnit for the tree root, as GCUnitFor, and the
+// address listen, HOST:PORT as serve's --listen takes it (HOST empty, an
+// IP address or a host name). The unit runs serve hardened: its own
+// dynamic user, the root read-only, the rest of the system read-only or
+// hidden, and no capability at all unless the port is below 1024, when it
+// keeps CAP_NET_BIND_SERVICE and nothing else. An address the unit could
+// not name exactly, or that serve could not listen on, is refused (see
+// ListenError).
+func ServeUnitFor(root, listen string) ([]byte, error) {
+	host, portText, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, &ListenError{listen, "want HOST:PORT"}
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil || port == 0 {
+		return nil, &ListenError{listen, "the port must be a number from 1 to 65535"}
+	}
+	if _, err := netip.ParseAddr(host); err != nil && host != "" && !isHostName(host) {
+		return nil, &ListenError{listen, "the host must be an IP address or a host name"}
+	}
+	protectHome := "yes"
+	for _, dir := range []string{"/home", "/root", "/run/user"} {
+		if root == dir || strings.HasPrefix(root, dir+"/") {
+			// yes would hide the tree itself.
+			protectHome = "read-only"
+		}
+	}
+	return renderUnit(ServeUnitName, root, map[string]any{
+		"Listen":         listen,
+		"Port":           port,
+		"BindCapability": port < 1024,
+		"ProtectHome":    protectHome,
+	})
+}
+
+// ListenError refuses a listen address for the serve unit.
+type ListenError struct{ Listen, Why string }
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("--listen %q: %s", e.Listen, e.Why)
+}
+
+// isHostName says whether s is a DNS name: dot-separated labels of
+// letters, digits and inner hyphens. Nothing else can reach the unit's
+// ExecStart, where systemd would expand a '$' or a '%' and split on a
+// space.
+func isHostName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // UnitRootError refuses a root that a unit or cron line cannot name
 // exactly: a control character (a newline would start a line of its own,
@@ -79,8 +165,8 @@ func (e *UnitRootError) Error() string {
 }
 
 // renderUnit renders unit file name (its template, or the file itself
-// when it names no root) for root.
-func renderUnit(name, root string) ([]byte, error) {
+// when it names no root) for root, with the further parameters params.
+func renderUnit(name, root string, params map[string]any) ([]byte, error) {
 	if strings.ContainsFunc(root, unicode.IsControl) || strings.ContainsAny(root, "\"\\") {
 		return nil, &UnitRootError{root}
 	}
@@ -88,7 +174,9 @@ func renderUnit(name, root string) ([]byte, error) {
 		return unitFiles.ReadFile(name)
 	}
 	var b bytes.Buffer
-	if err := unitTmpl.ExecuteTemplate(&b, name+".tmpl", struct{ Root string }{root}); err != nil {
+	data := map[string]any{"Root": root}
+	maps.Copy(data, params)
+	if err := unitTmpl.ExecuteTemplate(&b, name+".tmpl", data); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

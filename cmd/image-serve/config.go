@@ -2,7 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"os"
 	"os/user"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/google/renameio/v2"
 
 	"github.com/image-serve/image-serve/templates"
 	"github.com/image-serve/image-serve/tree"
@@ -68,6 +76,19 @@ Both run "image-serve gc --quiet" with IMAGE_SERVE_ROOT set to --root.`,
 IMAGE_SERVE_ROOT set to --root, and restarts it if it fails.`,
 				Action: runConfigWatchService,
 			},
+			{
+				Name:  "serve-service",
+				Usage: "print the hardened systemd service that runs serve",
+				Description: `Install it as /etc/systemd/system/image-serve.service and enable it
+(systemctl enable --now image-serve.service). It runs "image-serve serve --listen ADDR" with
+IMAGE_SERVE_ROOT set to --root, as a dynamic user with the root read-only, and restarts it if it
+fails. CAP_NET_BIND_SERVICE is granted only when the port is below 1024.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", Value: templates.DefaultServeListen, Usage: "address serve listens on (HOST:PORT)"},
+				},
+				Action: runConfigServeService,
+			},
+			clientConfigCommand(),
 		},
 	}
 }
@@ -108,6 +129,29 @@ func runConfigWatchService(c *cli.Context) error {
 		return err
 	}
 	b, err := templates.WatchUnitFor(root.Dir())
+	if err != nil {
+		return err
+	}
+	_, err = c.App.Writer.Write(b)
+	return err
+}
+
+func runConfigServeService(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError(c, "unexpected argument %q", c.Args().First())
+	}
+	// The address first: a bad flag is a usage error whatever the root.
+	if _, err := templates.ServeUnitFor(tree.DefaultRoot, c.String("listen")); err != nil {
+		var le *templates.ListenError
+		if errors.As(err, &le) {
+			return usageError(c, "%v", err)
+		}
+	}
+	root, _, err := openTreeOrEmpty(c)
+	if err != nil {
+		return err
+	}
+	b, err := templates.ServeUnitFor(root.Dir(), c.String("listen"))
 	if err != nil {
 		return err
 	}
@@ -198,4 +242,93 @@ func webUser(names ...string) string {
 		}
 	}
 	return ""
+}
+
+func clientConfigCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "client",
+		Usage:     "print the files a node needs to pull from this registry",
+		ArgsUsage: strings.Join(templates.ClientKinds, "|"),
+		Description: `podman: a registries.conf.d drop-in (podman, skopeo and buildah read it), and with --ca the
+CA under /etc/containers/certs.d/HOST:PORT/. containerd: certs.d/HOST:PORT/hosts.toml and the
+CA beside it. docker: the daemon.json keys, and with --ca the CA under /etc/docker/certs.d/.
+Without --ca the registry is reached without certificate checks (containerd: plain HTTP).
+--mirror-of HOST (repeatable): pulls of HOST/REPO go to this registry first, then HOST; the
+tree must hold HOST's repositories at the same paths. Docker mirrors only docker.io.
+Each file is printed after a comment line with its target path, or written under --output-dir
+at that path (atomically, each file's directories created).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "registry", Usage: "HOST:PORT of this registry, as nodes reach it"},
+			&cli.StringFlag{Name: "ca", Usage: "PEM `FILE` of the authority that signed the registry's certificate"},
+			&cli.StringSliceFlag{Name: "mirror-of", Usage: "upstream `HOST` this registry mirrors (repeatable)"},
+			&cli.StringFlag{Name: "output-dir", Usage: "write the files under `DIR` at their target paths instead of printing them"},
+		},
+		Action: runConfigClient,
+	}
+}
+
+func runConfigClient(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want one client: %s", strings.Join(templates.ClientKinds, ", "))
+	}
+	kind := c.Args().First()
+	if !slices.Contains(templates.ClientKinds, kind) {
+		return usageError(c, "unknown client %q: want %s", kind, strings.Join(templates.ClientKinds, ", "))
+	}
+	cfg := templates.Client{Registry: c.String("registry"), MirrorOf: c.StringSlice("mirror-of")}
+	if ca := c.String("ca"); ca != "" {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			return usageError(c, "--ca: %v", err)
+		}
+		cfg.CA = b
+	}
+	files, err := templates.ClientFiles(kind, cfg)
+	var ce *templates.ClientError
+	if errors.As(err, &ce) {
+		if ce.Flag == "--ca" {
+			return usageError(c, "--ca %s: %s", c.String("ca"), ce.Why)
+		}
+		return usageError(c, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	if dir := c.String("output-dir"); dir != "" {
+		return writeClientFiles(c, dir, files)
+	}
+	w := c.App.Writer
+	for i, f := range files {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		header := "# " + f.Path
+		if f.Note != "" {
+			header += " (" + f.Note + ")"
+		}
+		if _, err := fmt.Fprintf(w, "%s\n%s", header, f.Content); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeClientFiles writes each file under dir at its target path, each
+// atomically (a temporary file renamed into place, so a node reading its
+// configuration meanwhile sees the old file or the new one), and prints
+// the paths it wrote.
+func writeClientFiles(c *cli.Context, dir string, files []templates.ClientFile) error {
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(f.RelPath()))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := renameio.WriteFile(p, f.Content, 0o644); err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintln(c.App.Writer, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
