@@ -108,6 +108,18 @@ func (r *Root) renderPage() ([]byte, error) {
 	return renderPageData(d)
 }
 
+// EmptyPage is the catalog page of a tree with no tag: what Init writes
+// into a fresh tree, and what the embedded server answers / with on a
+// root that awaits its first export, so that it answers as Apache and
+// nginx do on the skeleton config writes there.
+func EmptyPage() []byte {
+	b, err := renderPageData(pageData{Tags: []pageTag{}})
+	if err != nil {
+		panic(err) // the template and its data are ours: a test fails first
+	}
+	return b
+}
+
 // renderPageData executes the page's template.
 func renderPageData(d pageData) ([]byte, error) {
 	var b bytes.Buffer

@@ -309,3 +309,23 @@ func TestSweepPageTemps(t *testing.T) {
 		t.Errorf("the administrator's file: %v, want it kept", err)
 	}
 }
+
+// TestPageSelfContained: no framework and no external resource: the page
+// names no other file (no src, href, url() or @import) and its style and
+// script are inline, one element each.
+func TestPageSelfContained(t *testing.T) {
+	r := newTree(t)
+	d := putPageImage(t, r, "ns/app", imageConfig("linux", "amd64", "2026-01-01T00:00:00Z"), "a")
+	tagImage(t, r, "ns/app", "v1", d, gcOCIManifest)
+	page, _ := readPage(t, r)
+	for _, ref := range []string{"src=", "href=", "url(", "@import", "http:", "https:", "//cdn"} {
+		if strings.Contains(page, ref) {
+			t.Errorf("the page names another resource (%q):\n%s", ref, page)
+		}
+	}
+	for _, el := range []string{"<style>", "<script>"} {
+		if n := strings.Count(page, el); n != 1 {
+			t.Errorf("%d %s elements, want one, inline", n, el)
+		}
+	}
+}
