@@ -259,6 +259,24 @@ func TestPageFollowsWriters(t *testing.T) {
 	if now, _ := os.ReadFile(r.catalogPath()); string(now) != string(catalog) {
 		t.Errorf("Init rewrote _catalog: %s, was %s", now, catalog)
 	}
+
+	// the page removed by hand: watch hears of it and re-derives it
+	if c := r.Classify(r.pagePath()); c != (Change{Catalog: true}) {
+		t.Errorf("Classify(index.html) = %+v, want the catalog's", c)
+	}
+	if err := os.Remove(r.pagePath()); err != nil {
+		t.Fatal(err)
+	}
+	var c CatalogChange
+	if err := r.Maintain(MaintainOptions{}, func(m *Maint) (err error) {
+		c, err = m.DeriveCatalog()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if refs := pageRefs(t, r); !c.Page || c.Rewritten || !slices.Equal(refs, []string{"ns/app:v3"}) {
+		t.Fatalf("after watch's DeriveCatalog: %+v, %q", c, refs)
+	}
 }
 
 // TestPageIsTheTreeContent: the page depends on what the tree serves and
