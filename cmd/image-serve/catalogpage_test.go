@@ -33,7 +33,7 @@ const chromiumTimeout = 90 * time.Second
 func TestCatalogPageChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Fatalf("chromium is not installed: %s", testserver.Setup)
+		t.Fatal("chromium is not installed: run the project's test setup (make test-deps), which installs the Debian package chromium")
 	}
 	root := testserver.TempRoot(t)
 	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "hello:latest")
