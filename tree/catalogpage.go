@@ -66,17 +66,13 @@ const pageTimeFormat = "2006-01-02 15:04"
 func (r *Root) pagePath() string { return filepath.Join(r.dir, pageFile) }
 
 // writePage renders the catalog page from the disk and writes it if it
-// changed, reporting whether it did. Call it holding the catalog lock.
-func (r *Root) writePage() (bool, error) {
+// changed. Call it holding the catalog lock.
+func (r *Root) writePage() error {
 	b, err := r.renderPage()
 	if err != nil {
-		return false, err
+		return err
 	}
-	old, err := r.readSmall(r.pagePath(), len(b))
-	if err == nil && bytes.Equal(old, b) {
-		return false, nil
-	}
-	return true, r.writeIfChanged(r.pagePath(), b)
+	return r.writeIfChanged(r.pagePath(), b)
 }
 
 // renderPage renders the catalog page of the published repositories

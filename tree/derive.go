@@ -177,9 +177,10 @@ func (d Derived) Changed() bool {
 // tag links, and last the catalog page, which shows the repository's tags
 // (_catalog, which names repositories only, is DeriveCatalog's). It
 // writes only what is out of step, and reports what it changed of the
-// repository (the page, the whole tree's, is not reported). A repository whose directory is gone (or never was one) has
-// nothing to derive: DeriveRepo writes nothing for it, not even a lock
-// file; DeriveCatalog drops it from _catalog. Nor has a path through a
+// repository (the page, the whole tree's, is not reported). A repository
+// whose directory is gone (or never was one) has nothing to derive:
+// DeriveRepo writes nothing for it, not even a lock file; DeriveCatalog
+// drops it from _catalog and the page. Nor has a path through a
 // symlink in the tree: writing there would rewrite the link target's
 // tags/list under the link's name.
 //
@@ -240,8 +241,7 @@ func (r *Root) deriveRepo(repo string) (Derived, error) {
 		return d, err
 	}
 	defer cl.Unlock()
-	_, err = r.writePage()
-	return d, err
+	return d, r.writePage()
 }
 
 // removedTags lists, sorted, the tags that before recorded — in tags/list

@@ -239,8 +239,7 @@ func (r *Root) refreshCatalogFor(repos ...string) error {
 	if err == nil && !slices.ContainsFunc(repos, func(repo string) bool {
 		return slices.Contains(listed, repo) != r.isPublished(repo)
 	}) {
-		_, err := r.writePage()
-		return err
+		return r.writePage()
 	}
 	return r.rewriteCatalog()
 }
@@ -310,6 +309,5 @@ func (r *Root) rewriteCatalog() error {
 	if err := r.writeIfChanged(r.catalogPath(), distribution.Catalog{Repositories: repos}.Marshal()); err != nil {
 		return err
 	}
-	_, err = r.writePage()
-	return err
+	return r.writePage()
 }

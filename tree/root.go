@@ -196,8 +196,7 @@ func (r *Root) initCatalog() error {
 	case missing(r.catalogPath()):
 		return r.rewriteCatalog()
 	case missing(r.pagePath()):
-		_, err := r.writePage()
-		return err
+		return r.writePage()
 	}
 	return nil
 }
