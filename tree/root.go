@@ -145,9 +145,10 @@ func (r *Root) errorPath(e distribution.Error) string {
 func (r *Root) pingPath() string { return filepath.Join(r.v2Dir(), manifestFile) }
 
 // Init creates the skeleton every server needs to answer as a registry,
-// empty or not: v2/index.json, v2/_catalog (written from the disk when it
-// is missing, never replaced when it is there), the error bodies and the
-// empty referrers index, and the locks directory. It is idempotent and
+// empty or not: v2/index.json, v2/_catalog and the catalog page index.html
+// (each written from the disk when it is missing, never replaced when it
+// is there), the error bodies and the empty referrers index, and the
+// locks directory. It is idempotent and
 // rewrites nothing that is already right.
 func (r *Root) Init() error {
 	if err := r.mkdirAll(r.v2Dir()); err != nil {
