@@ -50,6 +50,7 @@ test-deps: bin/registry bin/cosign bin/oras
 	{ command -v containerd >/dev/null && command -v ctr >/dev/null; } || missing="$$missing containerd"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v umoci   >/dev/null || missing="$$missing umoci"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -1,8 +1,8 @@
 // Package catalog shows what a registry tree holds — the tags with what
 // they are (list --long), one image in detail (inspect), what the
 // repositories cost on disk (du), and what is inside an image (files,
-// diff, cat) — for people and, as JSON, for scripts; the catalog page a
-// server shows will come from here too. It only reads, through the
+// diff, cat) — for people and, as JSON, for scripts (the catalog page at /,
+// written with _catalog, is the tree's: tree/catalogpage.go). It only reads, through the
 // tree.View its caller holds (inside tree.Root.Inspect, the tree lock
 // shared, so no collection removes what a view is reading); it changes
 // nothing of the tree but the layer index, the cache of layers' entry

@@ -89,6 +89,7 @@ var handlers = map[string]routeHandler{
 	tree.RouteReferrers:        (*handler).routeReferrers,
 	tree.RouteCatalog:          (*handler).serveCatalog,
 	tree.RouteTagsList:         (*handler).serveTagsList,
+	tree.RouteCatalogPage:      (*handler).serveCatalogPage,
 }
 
 // route dispatches on the route table, which is the template's rewrite

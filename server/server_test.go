@@ -343,7 +343,7 @@ func TestRoutes(t *testing.T) {
 		{name: "repository directory", path: "/v2/" + f.repo + "/", want: failed(http.StatusNotFound, distribution.NameUnknown)},
 		{name: "v2/index.json", path: "/v2/index.json", want: failed(http.StatusNotFound, distribution.NameUnknown)},
 		{name: "state directory", path: "/.image-serve/errors/" + tree.ErrorFile(distribution.ErrBlobUnknown), want: failed(http.StatusNotFound, distribution.NameUnknown)},
-		{name: "root", path: "/", want: failed(http.StatusNotFound, distribution.NameUnknown)},
+		{name: "catalog page by its file name", path: "/index.html", want: failed(http.StatusNotFound, distribution.NameUnknown)},
 		{name: "POST upload", method: http.MethodPost, path: blobs + "uploads/", want: failed(http.StatusMethodNotAllowed, distribution.Unsupported)},
 		{name: "PUT tag", method: http.MethodPut, path: m + "single", want: failed(http.StatusMethodNotAllowed, distribution.Unsupported)},
 		{name: "DELETE blob", method: http.MethodDelete, path: blobs + f.layer.d.String(), want: failed(http.StatusMethodNotAllowed, distribution.Unsupported)},

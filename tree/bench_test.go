@@ -91,3 +91,58 @@ func BenchmarkRead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRenderPage times what every tag update adds to render the
+// catalog page: reading the repositories and every type map of the tree
+// (manifests and configs come from pageFacts after the first render),
+// for a tree of TripleO's size (200 repositories of 3 tags) and five
+// times that.
+func BenchmarkRenderPage(b *testing.B) {
+	for _, repos := range []int{200, 1000} {
+		b.Run(fmt.Sprintf("repos=%d", repos), func(b *testing.B) {
+			r, err := Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := r.Init(); err != nil {
+				b.Fatal(err)
+			}
+			const mt = "application/vnd.oci.image.manifest.v1+json"
+			cfg := []byte(`{"os":"linux","architecture":"amd64","created":"2026-01-01T00:00:00Z"}`)
+			cd := digest.FromBytes(cfg)
+			for i := range repos {
+				repo := fmt.Sprintf("tripleomaster/openstack-service-%04d", i)
+				if _, _, err := Fixture(r).PutBlob(repo, cd, int64(len(cfg)), false, func() (io.ReadCloser, error) {
+					return io.NopCloser(bytes.NewReader(cfg)), nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+				raw := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":{"digest":%q,"size":%d}}`, mt, cd, len(cfg))
+				d := digest.FromBytes(raw)
+				if err := r.putManifest(repo, d, mt, raw); err != nil {
+					b.Fatal(err)
+				}
+				for _, tag := range []string{"17.1", "17.1.1", "17.1.2"} {
+					vs := []TagVariant{{Digest: d, MediaType: mt}}
+					m, err := r.tagTypeMap(repo, tag, vs)
+					if err != nil {
+						b.Fatal(err)
+					}
+					// the tag alone, not the page: setting up is not what is timed
+					if err := r.updateRepo(repo, func() error { return r.writeTag(repo, tag, vs, m) }); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if _, err := r.renderPage(); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := r.renderPage(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -26,8 +26,9 @@ type Change struct {
 	// entry, "" for none. It may name a repository that no longer exists
 	// or never did (a namespace directory): DeriveRepo finds nothing then.
 	Repo string
-	// Catalog reports that _catalog may follow: a repository directory
-	// appeared or went, or _catalog itself changed.
+	// Catalog reports that _catalog and the catalog page may follow: a
+	// repository directory appeared or went, or one of the two itself
+	// changed.
 	Catalog bool
 	// Watch reports that the entry, if it is a directory, holds entries
 	// that feed derived files: a watcher must watch it.
@@ -50,6 +51,9 @@ func (r *Root) Classify(p string) Change {
 		return Change{Watch: true, Tree: true}
 	}
 	parts := strings.Split(filepath.ToSlash(rel), "/")
+	if len(parts) == 1 && parts[0] == pageFile {
+		return Change{Catalog: true} // the catalog page, derived with _catalog
+	}
 	if parts[0] != v2Dir {
 		return Change{} // the state directory, or something of the admin's
 	}
@@ -170,10 +174,13 @@ func (d Derived) Changed() bool {
 // is missing or names no Content-Type or another digest (from the
 // manifest's bytes, as verify --repair writes them: RestoreHeaders),
 // nginx's typed links, the referrers indexes, then tags/list and nginx's
-// tag links. It writes only what is out of step, and reports what it
-// changed. A repository whose directory is gone (or never was one) has
-// nothing to derive: DeriveRepo writes nothing for it, not even a lock
-// file; DeriveCatalog drops it from _catalog. Nor has a path through a
+// tag links, and last the catalog page, which shows the repository's tags
+// (_catalog, which names repositories only, is DeriveCatalog's). It
+// writes only what is out of step, and reports what it changed of the
+// repository (the page, the whole tree's, is not reported). A repository
+// whose directory is gone (or never was one) has nothing to derive:
+// DeriveRepo writes nothing for it, not even a lock file; DeriveCatalog
+// drops it from _catalog and the page. Nor has a path through a
 // symlink in the tree: writing there would rewrite the link target's
 // tags/list under the link's name.
 //
@@ -226,8 +233,15 @@ func (r *Root) deriveRepo(repo string) (Derived, error) {
 	d.TagsList = before.tagsList != after.tagsList
 	d.TagLinks = countDiff(before.links, after.links)
 	d.Referrers = countDiff(before.referrers, after.referrers)
-	d.Removed, err = r.removedTags(repo, before)
-	return d, err
+	if d.Removed, err = r.removedTags(repo, before); err != nil {
+		return d, err
+	}
+	cl, err := r.lockCatalog() // lock order: repository, then catalog
+	if err != nil {
+		return d, err
+	}
+	defer cl.Unlock()
+	return d, r.writePage()
 }
 
 // removedTags lists, sorted, the tags that before recorded — in tags/list
@@ -329,18 +343,22 @@ func countDiff(a, b map[string]string) int {
 type CatalogChange struct {
 	Added, Removed []string // repositories
 	Rewritten      bool     // _catalog was rewritten (also when it was unreadable)
+	Page           bool     // the catalog page was rewritten
 }
 
-// deriveCatalog rewrites _catalog from the repositories on disk if it is
-// out of step, and reports what changed. Call it holding the tree lock
+// deriveCatalog rewrites _catalog and the catalog page from the
+// repositories on disk if they are out of step, and reports what changed. Call it holding the tree lock
 // exclusively, for the reason DeriveRepo says.
 func (r *Root) deriveCatalog() (CatalogChange, error) {
 	var c CatalogChange
 	before, readErr := r.readCatalog()
 	raw, _ := r.readSmall(r.catalogPath(), maxListSize)
+	page, _ := r.readSmall(r.pagePath(), maxListSize)
 	if err := r.refreshCatalog(); err != nil {
 		return c, err
 	}
+	newPage, _ := r.readSmall(r.pagePath(), maxListSize)
+	c.Page = string(page) != string(newPage)
 	after, err := r.readCatalog()
 	if err != nil {
 		return c, err

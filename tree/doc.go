@@ -13,6 +13,7 @@
 //
 // The layout, rooted at the administrator's --root:
 //
+//	index.html                                    the catalog page, GET /: written with _catalog
 //	v2/index.json                                 {}: the answer to GET /v2/
 //	v2/_catalog                                   {"repositories":[…]}: repositories with tags
 //	v2/<repo>/blobs/<digest>                      blob bytes (TripleO's <digest>.gz read too)

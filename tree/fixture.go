@@ -43,6 +43,9 @@ func (f *Fixtures) PingPath() string { return f.r.pingPath() }
 // CatalogPath answers GET /v2/_catalog.
 func (f *Fixtures) CatalogPath() string { return f.r.catalogPath() }
 
+// PagePath is the catalog page, answering GET /.
+func (f *Fixtures) PagePath() string { return f.r.pagePath() }
+
 // EmptyReferrersPath is the one empty referrers index the static servers
 // answer for every subject without an index of its own.
 func (f *Fixtures) EmptyReferrersPath() string { return f.r.emptyReferrersPath() }

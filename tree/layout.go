@@ -17,6 +17,7 @@ const (
 	tagsListFile   = "list"             //
 	referrersDir   = "referrers"        // v2/<repo>/referrers/<subject digest>
 	catalogFile    = "_catalog"         // v2/_catalog
+	pageFile       = "index.html"       // <root>/index.html: the catalog page, answering /
 	errorsDir      = "errors"           // .image-serve/errors/<name>.json
 	errorExt       = ".json"            //
 	emptyIndexFile = "empty-index.json" // .image-serve/empty-index.json: the empty referrers index

@@ -9,8 +9,8 @@ package tree
 
 // DeriveRepo re-derives, in publish order, only what is out of step in
 // repo with its manifests and type maps — manifests' headers, nginx's
-// typed links, referrers indexes, then tags/list and nginx's tag links —
-// and reports what it changed (Root.DeriveRepo has the details). The type
+// typed links, referrers indexes, then tags/list and nginx's tag links,
+// and last the catalog page — and reports what it changed (Root.DeriveRepo has the details). The type
 // maps are the truth: a tag whose type map is gone is a tag deleted (an
 // operator's rm, an rsync --delete that has not yet reached tags/list),
 // so its entry in tags/list and its links go, and Derived.Removed names
@@ -22,8 +22,9 @@ func (m *Maint) DeriveRepo(repo string) (Derived, error) {
 	return m.r.deriveRepo(repo)
 }
 
-// DeriveCatalog rewrites _catalog from the repositories on disk if it is
-// out of step, and reports what changed (Root.DeriveCatalog).
+// DeriveCatalog rewrites _catalog and the catalog page from the
+// repositories on disk if they are out of step, and reports what changed
+// (Root.DeriveCatalog).
 func (m *Maint) DeriveCatalog() (CatalogChange, error) {
 	if err := m.check(); err != nil {
 		return CatalogChange{}, err

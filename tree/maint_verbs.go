@@ -14,9 +14,9 @@ import (
 // Maintain or inside a read-only one.
 
 // RefreshCatalog rewrites _catalog from the repositories on disk when it
-// does not list exactly them: what a collection does once, after every
-// Remove, which also sets right an entry a crashed writer left out of
-// step.
+// does not list exactly them, and the catalog page when it does not show
+// them: what a collection does once, after every Remove, which also sets
+// right an entry a crashed writer left out of step.
 func (m *Maint) RefreshCatalog() error {
 	if err := m.check(); err != nil {
 		return err
@@ -25,9 +25,10 @@ func (m *Maint) RefreshCatalog() error {
 }
 
 // RefreshCatalogFor brings _catalog in step for repos alone, reading
-// nothing of the other repositories when it lists each of repos rightly
-// and writing nothing then: what a delete does for the repositories it
-// touched.
+// nothing of the other repositories for it when it lists each of repos
+// rightly and not writing it then; the catalog page, which shows every
+// tag, is rendered again and written when it changed: what a delete does
+// for the repositories it touched.
 func (m *Maint) RefreshCatalogFor(repos ...string) error {
 	if err := m.check(); err != nil {
 		return err

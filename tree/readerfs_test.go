@@ -28,6 +28,7 @@ func TestFSServesRouteFiles(t *testing.T) {
 			tree.RouteReferrers:        tree.Fixture(r).ReferrersPath("app", im.Manifest),
 			tree.RouteCatalog:          tree.Fixture(r).CatalogPath(),
 			tree.RouteTagsList:         tree.Fixture(r).TagsListPath("app"),
+			tree.RouteCatalogPage:      tree.Fixture(r).PagePath(),
 		}
 		for _, rt := range tree.Routes() {
 			if len(rt.Files) == 0 {

@@ -221,12 +221,14 @@ func (r *Root) repoDir(repo string) string {
 
 // refreshCatalogFor brings _catalog in step for repos alone: when it
 // lists each of them exactly when it is a published repository (one with
-// a tags/list), nothing is read of the other repositories and nothing is
-// written; otherwise _catalog is rewritten from the disk, as
+// a tags/list), nothing is read of the other repositories for it and it
+// is not written; otherwise _catalog is rewritten from the disk, as
 // RefreshCatalog does. Writers that changed only repos call it, so that a
-// tag update does not list a thousand repositories; it does not set right
-// an entry of another repository a crashed writer left out of step (a
-// collection's RefreshCatalog does).
+// tag update does not list a thousand repositories for _catalog; it does
+// not set right an entry of another repository a crashed writer left out
+// of step (a collection's RefreshCatalog does). The catalog page, which
+// shows every tag, is rendered again either way, in the same hold of the
+// catalog lock, and written when it changed (catalogpage.go).
 func (r *Root) refreshCatalogFor(repos ...string) error {
 	l, err := r.lockCatalog()
 	if err != nil {
@@ -237,7 +239,7 @@ func (r *Root) refreshCatalogFor(repos ...string) error {
 	if err == nil && !slices.ContainsFunc(repos, func(repo string) bool {
 		return slices.Contains(listed, repo) != r.isPublished(repo)
 	}) {
-		return nil
+		return r.writePage()
 	}
 	return r.rewriteCatalog()
 }
@@ -285,7 +287,8 @@ func (r *Root) checkRepoPath(repo string) error {
 	return nil
 }
 
-// refreshCatalog rewrites _catalog from the repositories on disk.
+// refreshCatalog rewrites _catalog and the catalog page from the
+// repositories on disk.
 func (r *Root) refreshCatalog() error {
 	l, err := r.lockCatalog()
 	if err != nil {
@@ -295,11 +298,16 @@ func (r *Root) refreshCatalog() error {
 	return r.rewriteCatalog()
 }
 
-// rewriteCatalog is RefreshCatalog for a caller holding the catalog lock.
+// rewriteCatalog is RefreshCatalog for a caller holding the catalog lock:
+// _catalog, then the catalog page, each written when it changed. _catalog
+// goes first, as every derived file goes before what shows it.
 func (r *Root) rewriteCatalog() error {
 	repos, err := r.repositories()
 	if err != nil {
 		return err
 	}
-	return r.writeIfChanged(r.catalogPath(), distribution.Catalog{Repositories: repos}.Marshal())
+	if err := r.writeIfChanged(r.catalogPath(), distribution.Catalog{Repositories: repos}.Marshal()); err != nil {
+		return err
+	}
+	return r.writePage()
 }

@@ -107,6 +107,7 @@ type Root struct {
 	dir   string
 	state *rootState // the root directory, opened on first use (confine.go)
 	waits Waits      // how lock waits end (locks.go)
+	facts *pageFacts // what the catalog page read of manifests and configs (catalogpage.go)
 }
 
 // Open returns the tree rooted at dir. It does not touch the disk: the
@@ -119,7 +120,7 @@ func Open(dir string) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", dir, err)
 	}
-	return &Root{dir: abs, state: &rootState{}}, nil
+	return &Root{dir: abs, state: &rootState{}, facts: newPageFacts()}, nil
 }
 
 // Dir is the absolute path of the tree: the web server's document root.
@@ -144,9 +145,10 @@ func (r *Root) errorPath(e distribution.Error) string {
 func (r *Root) pingPath() string { return filepath.Join(r.v2Dir(), manifestFile) }
 
 // Init creates the skeleton every server needs to answer as a registry,
-// empty or not: v2/index.json, v2/_catalog (written from the disk when it
-// is missing, never replaced when it is there), the error bodies and the
-// empty referrers index, and the locks directory. It is idempotent and
+// empty or not: v2/index.json, v2/_catalog and the catalog page index.html
+// (each written from the disk when it is missing, never replaced when it
+// is there), the error bodies and the empty referrers index, and the
+// locks directory. It is idempotent and
 // rewrites nothing that is already right.
 func (r *Root) Init() error {
 	if err := r.mkdirAll(r.v2Dir()); err != nil {
@@ -174,14 +176,16 @@ func (r *Root) Init() error {
 
 // initCatalog writes _catalog from the disk when there is none, so that a
 // tree nothing was tagged in yet lists no repository rather than
-// answering 404. Whatever is at its path already (a file, a link) is left
-// to the writers and to verify.
+// answering 404, and with it the catalog page; a tree that has a _catalog
+// but no page (written before there was one) gets the page alone.
+// Whatever is at either path already (a file, a link) is left to the
+// writers and to verify.
 func (r *Root) initCatalog() error {
-	missing := func() bool {
-		_, err := r.lstat(r.catalogPath())
+	missing := func(p string) bool {
+		_, err := r.lstat(p)
 		return errors.Is(err, fs.ErrNotExist)
 	}
-	if !missing() {
+	if !missing(r.catalogPath()) && !missing(r.pagePath()) {
 		return nil
 	}
 	l, err := r.lockCatalog()
@@ -189,8 +193,11 @@ func (r *Root) initCatalog() error {
 		return err
 	}
 	defer l.Unlock()
-	if !missing() { // a writer was first
-		return nil
+	switch { // a writer may have been first
+	case missing(r.catalogPath()):
+		return r.rewriteCatalog()
+	case missing(r.pagePath()):
+		return r.writePage()
 	}
-	return r.rewriteCatalog()
+	return nil
 }

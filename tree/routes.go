@@ -129,6 +129,10 @@ type Route struct {
 	Nginx []string
 	// Cache is the cache class of the route's answers.
 	Cache CacheClass
+	// ContentType is the Content-Type of the route's answers when its
+	// files carry none of their own (the catalog page); empty for the
+	// routes whose handlers and stanzas set theirs.
+	ContentType string
 	// NotFound is the answer when no file answers; for a route without
 	// Files it is the route's only answer. The zero Error means the 404
 	// of the location the path falls in (NotFoundAt).
@@ -157,6 +161,7 @@ const (
 	RouteReferrersInvalid = "referrers-invalid"
 	RouteCatalog          = "catalog"
 	RouteTagsList         = "tags-list"
+	RouteCatalogPage      = "catalog-page"
 	RouteOther            = "other"
 )
 
@@ -218,9 +223,17 @@ var routes = compile([]Route{
 	{Name: RouteTagsList, Path: "/" + repoT + tagsDir + "/" + tagsListFile, Files: []string{repoT + tagsDir + "/" + tagsListFile},
 		Cache: CacheRevalidate, NotFound: distribution.ErrNameUnknown},
 
+	// The catalog page, for people (catalogpage.go): written with
+	// _catalog, so revalidated as it is.
+	{Name: RouteCatalogPage, Path: "/", Files: []string{pageFile},
+		Cache: CacheRevalidate, ContentType: PageContentType, NotFound: distribution.ErrNameUnknown},
+
 	// Nothing else is addressable.
 	{Name: RouteOther, Regexp: "^", NotFound: distribution.ErrNameUnknown},
 })
+
+// PageContentType is the catalog page's Content-Type on every server.
+const PageContentType = "text/html; charset=utf-8"
 
 // Routes returns the route table in the order the servers try it.
 func Routes() []Route { return slices.Clone(routes) }

@@ -29,7 +29,8 @@ func TestMatchRoute(t *testing.T) {
 		{"/v2/", tree.RoutePing, tree.Match{}},
 		{"/v2", tree.RoutePing, tree.Match{}},
 		{"/v2/index.json", tree.RouteOther, tree.Match{}},
-		{"/", tree.RouteOther, tree.Match{}},
+		{"/", tree.RouteCatalogPage, tree.Match{}},
+		{"/index.html", tree.RouteOther, tree.Match{}},
 		{"/_errors/name-unknown.json", tree.RouteOther, tree.Match{}},
 		{"/v2/app/manifests/" + d, tree.RouteManifestByDigest, tree.Match{Repo: "app", Digest: sha256D}},
 		{"/v2/ns/app/manifests/" + sha512D.String(), tree.RouteManifestByDigest, tree.Match{Repo: "ns/app", Digest: sha512D}},
@@ -106,6 +107,7 @@ func TestRouteFiles(t *testing.T) {
 		tree.RouteReferrers:        {tree.Fixture(root).ReferrersPath(repo, sha256D), tree.Fixture(root).EmptyReferrersPath()},
 		tree.RouteCatalog:          {tree.Fixture(root).CatalogPath()},
 		tree.RouteTagsList:         {tree.Fixture(root).TagsListPath(repo)},
+		tree.RouteCatalogPage:      {tree.Fixture(root).PagePath()},
 	}
 	typed, _ := tree.Fixture(root).TypedManifestPath(repo, sha256D, distribution.MediaTypeOCIManifest)
 	wantNginx := map[string][]string{

@@ -102,19 +102,29 @@ func (r *Root) sweepIncoming() (int, error) {
 }
 
 // sweepCatalogTemps removes the temporary files of _catalog writers that
-// crashed: those in the v2 directory itself. Same rule as sweepTemps.
+// crashed: those in the v2 directory itself, and those of the catalog
+// page, written with _catalog, in the root directory (only the page's:
+// anything else there is the administrator's). Same rule as sweepTemps.
 func (r *Root) sweepCatalogTemps() (int, error) {
-	entries, err := r.readDir(r.v2Dir())
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, e := range entries {
-		if isTempEntry(e) {
-			if err := r.unlink(filepath.Join(r.v2Dir(), e.Name())); err != nil {
-				return n, err
+	for _, dir := range []struct {
+		path string
+		ours func(name string) bool
+	}{
+		{r.v2Dir(), func(string) bool { return true }},
+		{r.dir, func(name string) bool { return strings.TrimRight(name, "0123456789") == "."+pageFile }},
+	} {
+		entries, err := r.readDir(dir.path)
+		if err != nil {
+			return n, err
+		}
+		for _, e := range entries {
+			if isTempEntry(e) && dir.ours(e.Name()) {
+				if err := r.unlink(filepath.Join(dir.path, e.Name())); err != nil {
+					return n, err
+				}
+				n++
 			}
-			n++
 		}
 	}
 	return n, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -76,6 +77,10 @@ type crashScenario struct {
 	// afterCrash, when set, checks the tree each crash leaves, before the
 	// command runs again.
 	afterCrash func(t *testing.T, c *crashCase) error
+	// onePage: the command rewrites the catalog page once, so each crash
+	// leaves the page of the starting tree or the one the clean run
+	// leaves, never a third.
+	onePage bool
 }
 
 type rerunRefusal struct{ after, message string }
@@ -129,8 +134,10 @@ func crashScenarios() []crashScenario {
 				`^rename v2/new/app/manifests/v1\.type-map$`,
 				`^rename v2/new/app/tags/list$`,
 				`^rename v2/_catalog$`,
+				`^rename index\.html$`,
 			},
 			minSteps: 30,
+			onePage:  true,
 		},
 		{
 			name: "export an index whose children share layers with a tag",
@@ -488,6 +495,8 @@ func runCrashScenario(t *testing.T, sc crashScenario) {
 	}
 	trace := readSteps(t, c.root, traceFile)
 	checkKnownSteps(t, sc, trace)
+	startPage, _ := os.ReadFile(filepath.Join(c.start, filepath.Base(tree.Fixture(c.root).PagePath())))
+	cleanPage, _ := os.ReadFile(tree.Fixture(c.root).PagePath())
 	if err := c.checkServed(t, nil); err != nil {
 		t.Fatalf("after the clean run: %v", err)
 	}
@@ -516,6 +525,9 @@ func runCrashScenario(t *testing.T, sc crashScenario) {
 			if err := sc.afterCrash(t, c); err != nil {
 				t.Fatalf("%s: %v", at, err)
 			}
+		}
+		if page, _ := os.ReadFile(tree.Fixture(c.root).PagePath()); sc.onePage && string(page) != string(startPage) && string(page) != string(cleanPage) {
+			t.Fatalf("%s: the catalog page is neither the one before nor the one after:\n%s", at, page)
 		}
 		if sc.gcAfterCrash {
 			c.gcReport(t, at)
@@ -655,6 +667,9 @@ func (c *crashCase) checkServed(t *testing.T, moving []string) error {
 	}
 	for _, s := range c.servers {
 		if err := c.checkCatalog(s); err != nil {
+			return err
+		}
+		if err := c.checkPage(s); err != nil {
 			return err
 		}
 	}
@@ -797,6 +812,32 @@ func (c *crashCase) checkCatalog(s crashServer) error {
 	}
 	if !slices.Equal(cat.Repositories, want) {
 		return fmt.Errorf("%s: _catalog %v, the file says %v", s.name, cat.Repositories, want)
+	}
+	return nil
+}
+
+// checkPage: the server answers / with the catalog page on disk, whole
+// (a page is renamed into place, never written where it is served).
+func (c *crashCase) checkPage(s crashServer) error {
+	want, err := os.ReadFile(tree.Fixture(c.root).PagePath())
+	if err != nil {
+		return err
+	}
+	resp, err := http.Get("http://" + s.host + "/")
+	if err != nil {
+		return fmt.Errorf("%s: GET /: %v", s.name, err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: GET /: %v", s.name, err)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("%s: GET /: %s", s.name, resp.Status)
+	case string(got) != string(want):
+		return fmt.Errorf("%s: GET / answers %d bytes that are not the page's %d", s.name, len(got), len(want))
+	case !strings.HasSuffix(string(got), "</html>\n"):
+		return fmt.Errorf("%s: GET /: the page is cut short:\n%s", s.name, got)
 	}
 	return nil
 }

@@ -262,6 +262,16 @@ func referrersList(want []Referrer) check {
 	})
 }
 
+// bodyContains checks that the body holds s.
+func bodyContains(s string) check {
+	return func(r *response) error {
+		if !strings.Contains(string(r.body), s) {
+			return fmt.Errorf("body does not contain %q", s)
+		}
+		return nil
+	}
+}
+
 // catalogHas checks a _catalog body: sorted, listing repo.
 func catalogHas(repo string) check {
 	type cat struct {

@@ -179,6 +179,7 @@ func cases(f *Fixture, o Options) []testCase {
 		negotiationCases(f, o),
 		blobCases(f),
 		listCases(f),
+		pageCases(f),
 		paginationCases(f, o),
 		referrersCases(f, o),
 		referrersChangeCases(f),
@@ -498,6 +499,21 @@ func listCases(f *Fixture) []testCase {
 	})...)
 }
 
+// pageCases: the catalog page at / is HTML, revalidated, and shows every
+// tag as REPO:TAG with its manifest's short digest.
+func pageCases(f *Fixture) []testCase {
+	return getAndHead("catalog page", "/", nil, func(m string) []check {
+		want := []check{status(http.StatusOK), header("Content-Type", tree.PageContentType), header("Cache-Control", noCache)}
+		if m == http.MethodGet {
+			for _, tag := range f.Tags {
+				want = append(want, bodyContains(f.Repo+":"+tag))
+			}
+			want = append(want, bodyContains(f.AMD64.Digest.Encoded()[:12]), bodyContains(f.Docker.Digest.Encoded()[:12]))
+		}
+		return want
+	})
+}
+
 // paginationCases: n and last page through tags/list and _catalog, with a
 // Link to the next page, and n=0 is an empty page without one
 // (distribution-spec "Listing Tags"). A static file ignores the query: the
@@ -685,7 +701,7 @@ func hiddenCases(f *Fixture) []testCase {
 		"/v2/" + f.Repo + "/referrers",
 		"/_errors/" + tree.ErrorFile(distribution.ErrBlobUnknown),
 		"/v2/index.json",
-		"/",
+		"/index.html",
 	}
 	var cs []testCase
 	for _, p := range paths {
