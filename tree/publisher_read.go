@@ -21,9 +21,18 @@ import (
 // read of the tree it stays inside the root and reads a regular file
 // only; a type map that does not parse is an error, and so is a tag name
 // or repository name that is not valid.
+//
+// While a tag move a crashed writer left is pending (a journal in the
+// tree), ok is false for every tag: a type map may already name the new
+// manifest while tags/list and nginx's links do not, and only a Publish
+// finishes that move (it settles the journals first). A caller that
+// skips what the tree "has" would otherwise leave the move half done.
 func (r *Root) TagDigest(repo, tag string) (d digest.Digest, ok bool, err error) {
 	if err := ValidateRepo(repo); err != nil {
 		return "", false, err
+	}
+	if r.hasJournals() {
+		return "", false, nil
 	}
 	vs, err := r.TagVariants(repo, tag)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -323,6 +323,31 @@ func crashScenarios() []crashScenario {
 			minSteps: 30,
 		},
 		{
+			// A sync rerun after a crash in the middle of its journalled
+			// move finds a type map that already names what the source
+			// does: the move must still be finished (tags/list, nginx's
+			// links), not taken for done.
+			name: "sync --atomic moves two tags together",
+			setup: func(t *testing.T, c *crashCase) {
+				c.push(t, "src/a:live", testregistry.OCIImage(t, "amd64", layer(t)))
+				c.export(t, "src/a:live", "src/a:live")
+				c.push(t, "src/a:live", testregistry.OCIImage(t, "amd64", layer(t)))
+				c.push(t, "src/b:live", testregistry.DockerImage(t, layer(t)))
+			},
+			args: func(c *crashCase) []string {
+				return []string{"-q", "sync", "--atomic", "--jobs", "1", "--no-referrers", "--src-tls-verify=false",
+					"docker://" + c.reg.Ref("src/a:live"), "docker://" + c.reg.Ref("src/b:live")}
+			},
+			moving: []string{"src/a:live", "src/b:live"},
+			steps: []string{
+				`^rename \.image-serve/journal/#\.json$`,
+				`^rename v2/src/a/manifests/live\.type-map$`,
+				`^rename v2/src/b/manifests/live\.type-map$`,
+				`^unlink \.image-serve/journal/#\.json$`,
+			},
+			minSteps: 30,
+		},
+		{
 			// A pin is written after the manifests it keeps, in one rename:
 			// after any crash it is there wholly or not at all, what it
 			// names pulls by digest, and gc (no grace) keeps all of it.
