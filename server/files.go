@@ -4,6 +4,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"sync"
 
 	"github.com/image-serve/image-serve/tree"
 )
@@ -23,8 +24,10 @@ type file interface {
 	io.ReadSeeker
 }
 
-// The routes whose files a handler of another route serves or names.
-var manifestByDigestRoute = route(tree.RouteManifestByDigest)
+// The routes whose files a handler of another route serves or names,
+// looked up at the first request: the table is compiled when first read,
+// and a command that serves nothing should not pay for it at start-up.
+var manifestByDigestRoute = sync.OnceValue(func() *tree.Route { return route(tree.RouteManifestByDigest) })
 
 // route is the route of the table named name.
 func route(name string) *tree.Route {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/image-serve/image-serve/distribution"
@@ -35,7 +36,7 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, fsys tree.
 // with the cache class and the NotFound of the route served, rt; on
 // failure it has answered the request itself.
 func (h *handler) openManifest(w http.ResponseWriter, r *http.Request, fsys tree.FS, m tree.Match, rt *tree.Route) (file, fs.FileInfo, bool) {
-	f, fi, err := h.openRoute(fsys, manifestByDigestRoute, m)
+	f, fi, err := h.openRoute(fsys, manifestByDigestRoute(), m)
 	if err != nil {
 		h.failOpen(w, r, err, rt.NotFound)
 		return nil, nil, false
@@ -109,14 +110,16 @@ func unconditional(r *http.Request) *http.Request {
 
 // headersTemplate names a manifest's headers file as the route table's
 // templates name files: beside the manifest-by-digest route's file.
-var headersTemplate = path.Join(path.Dir(manifestByDigestRoute.Files[0]), tree.Names().HeadersFile)
+var headersTemplate = sync.OnceValue(func() string {
+	return path.Join(path.Dir(manifestByDigestRoute().Files[0]), tree.Names().HeadersFile)
+})
 
 // mediaType is the Content-Type manifest m.Digest is served with: its
 // headers file's, as Apache applies the .htaccess next to the file (in
 // the directory of the route's file, named as tree.Names says). Without
 // one, Apache types index.json by its extension.
 func (h *handler) mediaType(fsys tree.FS, m tree.Match) (string, error) {
-	name := m.Expand(headersTemplate)
+	name := m.Expand(headersTemplate())
 	v, err := h.cache.get(fsys, name, func() (any, error) { return h.root.ManifestMediaType(m.Repo, m.Digest) })
 	if missing(err) {
 		return jsonType, nil

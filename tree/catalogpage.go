@@ -40,7 +40,12 @@ var pageTemplateText string
 // pageTemplate renders a pageData. html/template escapes every value by
 // its context: platforms come from configs no one checked, and a hostile
 // one stays text.
-var pageTemplate = template.Must(template.New("page").Parse(pageTemplateText))
+//
+// It is parsed the first time a page is rendered, not at start-up: most
+// commands (a sync with nothing to move, a view) render none.
+var pageTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page").Parse(pageTemplateText))
+})
 
 // pageData is what the page shows.
 type pageData struct {
@@ -119,7 +124,7 @@ func EmptyPage() []byte {
 // renderPageData executes the page's template.
 func renderPageData(d pageData) ([]byte, error) {
 	var b bytes.Buffer
-	if err := pageTemplate.Execute(&b, d); err != nil {
+	if err := pageTemplate().Execute(&b, d); err != nil {
 		return nil, fmt.Errorf("catalog page: %w", err)
 	}
 	return b.Bytes(), nil

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/image-serve/image-serve/distribution"
 	"github.com/opencontainers/go-digest"
@@ -179,68 +180,75 @@ var (
 // template's rewrite rules': what is never served first, then manifests
 // (whose location's error body wins over the blobs'), blobs, referrers and
 // listings, each family's own catch-alls after it.
-var routes = compile([]Route{
-	// Never addressed directly (serving-notes §3.13).
-	{Name: RouteDotFiles, Regexp: `/\.`},
-	{Name: RouteTypeMaps, Regexp: regexp.QuoteMeta(typeMapExt) + "$"},
-	{Name: RouteManifestFiles, Path: "/" + v2Dir + "/{any}/" + manifestFile},
+// routes is the table, its path templates compiled the first time it is
+// read: a command that serves or renders no route (a sync, a view)
+// compiles none at start-up.
+var routes = sync.OnceValue(func() []Route { return compile(routeTable()) })
 
-	// containers/image wants 200 or 401 here (serving-notes §1.2).
-	{Name: RoutePing, Regexp: "^/" + v2Dir + "/?$", Files: []string{v2Dir + "/" + manifestFile},
-		Cache: CacheValidators, NotFound: distribution.ErrNameUnknown},
+func routeTable() []Route {
+	return []Route{
+		// Never addressed directly (serving-notes §3.13).
+		{Name: RouteDotFiles, Regexp: `/\.`},
+		{Name: RouteTypeMaps, Regexp: regexp.QuoteMeta(typeMapExt) + "$"},
+		{Name: RouteManifestFiles, Path: "/" + v2Dir + "/{any}/" + manifestFile},
 
-	{Name: RouteManifestByDigest, Path: "/" + repoT + manifestsDir + "/{digest}",
-		Files: []string{manifestFileT},
-		Nginx: []string{digestDir + typedLinkPrefix + "{ext}"},
-		Cache: CacheImmutable, NotFound: distribution.ErrManifestUnknown},
-	// Exactly <tag>.type-map: never MultiViews (serving-notes §3.6).
-	{Name: RouteManifestByTag, Path: "/" + repoT + manifestsDir + "/{tag}",
-		Files: []string{repoT + manifestsDir + "/{tag}" + typeMapExt},
-		Nginx: []string{repoT + manifestsDir + "/{links}/{tag}"},
-		Cache: CacheRevalidate, NotFound: distribution.ErrManifestUnknown},
-	{Name: RouteManifests, Path: "/" + v2Dir + "/{any}/" + manifestsDir + "/{rest}", NotFound: distribution.ErrManifestUnknown},
+		// containers/image wants 200 or 401 here (serving-notes §1.2).
+		{Name: RoutePing, Regexp: "^/" + v2Dir + "/?$", Files: []string{v2Dir + "/" + manifestFile},
+			Cache: CacheValidators, NotFound: distribution.ErrNameUnknown},
 
-	// Raw bytes; TripleO's layers are named <digest>.gz (serving-notes §3.7).
-	{Name: RouteBlob, Path: "/" + repoT + blobsDir + "/{digest}",
-		Files:     []string{repoT + blobsDir + "/{digest}"},
-		Fallbacks: []string{repoT + blobsDir + "/{digest}" + legacyBlobExt},
-		Cache:     CacheImmutable, NotFound: distribution.ErrBlobUnknown},
-	{Name: RouteBlobUnknown, Path: "/" + v2Dir + "/{any}/" + blobsDir + "/{digest}", NotFound: distribution.ErrBlobUnknown},
-	{Name: RouteBlobs, Path: "/" + v2Dir + "/{any}/" + blobsDir + "/{rest}", NotFound: distribution.ErrNameUnknown},
+		{Name: RouteManifestByDigest, Path: "/" + repoT + manifestsDir + "/{digest}",
+			Files: []string{manifestFileT},
+			Nginx: []string{digestDir + typedLinkPrefix + "{ext}"},
+			Cache: CacheImmutable, NotFound: distribution.ErrManifestUnknown},
+		// Exactly <tag>.type-map: never MultiViews (serving-notes §3.6).
+		{Name: RouteManifestByTag, Path: "/" + repoT + manifestsDir + "/{tag}",
+			Files: []string{repoT + manifestsDir + "/{tag}" + typeMapExt},
+			Nginx: []string{repoT + manifestsDir + "/{links}/{tag}"},
+			Cache: CacheRevalidate, NotFound: distribution.ErrManifestUnknown},
+		{Name: RouteManifests, Path: "/" + v2Dir + "/{any}/" + manifestsDir + "/{rest}", NotFound: distribution.ErrManifestUnknown},
 
-	// An index for every digest of a repository that exists, never a 404
-	// for some digests only (serving-notes §1.6).
-	{Name: RouteReferrers, Path: "/" + repoT + referrersDir + "/{digest}",
-		Files:     []string{repoT + referrersDir + "/{digest}"},
-		Requires:  repoT + manifestsDir,
-		Fallbacks: []string{stateDir + "/" + emptyIndexFile},
-		Cache:     CacheRevalidate, NotFound: distribution.ErrNameUnknown},
-	{Name: RouteReferrersUnknown, Path: "/" + v2Dir + "/{any}/" + referrersDir + "/{digest}", NotFound: distribution.ErrNameUnknown},
-	{Name: RouteReferrersInvalid, Path: "/" + v2Dir + "/{any}/" + referrersDir + "/{rest}", NotFound: distribution.ErrDigestInvalid},
+		// Raw bytes; TripleO's layers are named <digest>.gz (serving-notes §3.7).
+		{Name: RouteBlob, Path: "/" + repoT + blobsDir + "/{digest}",
+			Files:     []string{repoT + blobsDir + "/{digest}"},
+			Fallbacks: []string{repoT + blobsDir + "/{digest}" + legacyBlobExt},
+			Cache:     CacheImmutable, NotFound: distribution.ErrBlobUnknown},
+		{Name: RouteBlobUnknown, Path: "/" + v2Dir + "/{any}/" + blobsDir + "/{digest}", NotFound: distribution.ErrBlobUnknown},
+		{Name: RouteBlobs, Path: "/" + v2Dir + "/{any}/" + blobsDir + "/{rest}", NotFound: distribution.ErrNameUnknown},
 
-	{Name: RouteCatalog, Path: "/" + v2Dir + "/" + catalogFile, Files: []string{v2Dir + "/" + catalogFile},
-		Cache: CacheRevalidate, NotFound: distribution.ErrNameUnknown},
-	{Name: RouteTagsList, Path: "/" + repoT + tagsDir + "/" + tagsListFile, Files: []string{repoT + tagsDir + "/" + tagsListFile},
-		Cache: CacheRevalidate, NotFound: distribution.ErrNameUnknown},
+		// An index for every digest of a repository that exists, never a 404
+		// for some digests only (serving-notes §1.6).
+		{Name: RouteReferrers, Path: "/" + repoT + referrersDir + "/{digest}",
+			Files:     []string{repoT + referrersDir + "/{digest}"},
+			Requires:  repoT + manifestsDir,
+			Fallbacks: []string{stateDir + "/" + emptyIndexFile},
+			Cache:     CacheRevalidate, NotFound: distribution.ErrNameUnknown},
+		{Name: RouteReferrersUnknown, Path: "/" + v2Dir + "/{any}/" + referrersDir + "/{digest}", NotFound: distribution.ErrNameUnknown},
+		{Name: RouteReferrersInvalid, Path: "/" + v2Dir + "/{any}/" + referrersDir + "/{rest}", NotFound: distribution.ErrDigestInvalid},
 
-	// The catalog page, for people (catalogpage.go): written with
-	// _catalog, so revalidated as it is.
-	{Name: RouteCatalogPage, Path: "/", Files: []string{pageFile},
-		Cache: CacheRevalidate, ContentType: PageContentType, NotFound: distribution.ErrNameUnknown},
+		{Name: RouteCatalog, Path: "/" + v2Dir + "/" + catalogFile, Files: []string{v2Dir + "/" + catalogFile},
+			Cache: CacheRevalidate, NotFound: distribution.ErrNameUnknown},
+		{Name: RouteTagsList, Path: "/" + repoT + tagsDir + "/" + tagsListFile, Files: []string{repoT + tagsDir + "/" + tagsListFile},
+			Cache: CacheRevalidate, NotFound: distribution.ErrNameUnknown},
 
-	// Nothing else is addressable.
-	{Name: RouteOther, Regexp: "^", NotFound: distribution.ErrNameUnknown},
-})
+		// The catalog page, for people (catalogpage.go): written with
+		// _catalog, so revalidated as it is.
+		{Name: RouteCatalogPage, Path: "/", Files: []string{pageFile},
+			Cache: CacheRevalidate, ContentType: PageContentType, NotFound: distribution.ErrNameUnknown},
+
+		// Nothing else is addressable.
+		{Name: RouteOther, Regexp: "^", NotFound: distribution.ErrNameUnknown},
+	}
+}
 
 // PageContentType is the catalog page's Content-Type on every server.
 const PageContentType = "text/html; charset=utf-8"
 
 // Routes returns the route table in the order the servers try it.
-func Routes() []Route { return slices.Clone(routes) }
+func Routes() []Route { return slices.Clone(routes()) }
 
 // LookupRoute returns the route named name, and false if there is none.
 func LookupRoute(name string) (Route, bool) {
-	for _, rt := range routes {
+	for _, rt := range routes() {
 		if rt.Name == name {
 			return rt, true
 		}
@@ -259,9 +267,10 @@ type Match struct {
 // path, which is already normalized (decoded, slashes merged, dot segments
 // resolved), and what it captured. Some route always matches (RouteOther).
 func MatchRoute(path string) (*Route, Match) {
-	for i := range routes {
-		if m, ok := routes[i].Match(path); ok {
-			return &routes[i], m
+	table := routes()
+	for i := range table {
+		if m, ok := table[i].Match(path); ok {
+			return &table[i], m
 		}
 	}
 	panic("tree: no route matches " + path) // RouteOther matches everything
@@ -328,8 +337,9 @@ func (m Match) Expand(t string) string {
 // the static servers pick their error document by location: that of the
 // first route matching path that has a 404 of its own, else NAME_UNKNOWN.
 func NotFoundAt(path string) distribution.Error {
-	for i := range routes {
-		rt := &routes[i]
+	table := routes()
+	for i := range table {
+		rt := &table[i]
 		if rt.NotFound.Name == "" || rt.NotFound.Status != distribution.ErrNameUnknown.Status {
 			continue
 		}

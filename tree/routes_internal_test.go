@@ -14,8 +14,8 @@ func FuzzFastMatch(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		for i := range routes {
-			rt := &routes[i]
+		for i := range routes() {
+			rt := &routes()[i]
 			if rt.fast == nil {
 				continue
 			}
@@ -30,7 +30,7 @@ func FuzzFastMatch(f *testing.F) {
 
 // TestFastMatchers: every route has a matcher of its own.
 func TestFastMatchers(t *testing.T) {
-	for _, rt := range routes {
+	for _, rt := range routes() {
 		if rt.fast == nil {
 			t.Errorf("route %s has no fast matcher: dispatch would run its regexp on every request", rt.Name)
 		}
