@@ -70,43 +70,101 @@ const pageTimeFormat = "2006-01-02 15:04"
 // pagePath is the catalog page.
 func (r *Root) pagePath() string { return filepath.Join(r.dir, pageFile) }
 
-// writePage renders the catalog page from the disk and writes it if it
-// changed. Call it holding the catalog lock.
-func (r *Root) writePage() error {
-	b, err := r.renderPage()
+// pageSectionsPath keeps each repository's rows of the page, with what
+// they were rendered from (pagesections.go).
+func (r *Root) pageSectionsPath() string { return filepath.Join(r.dir, stateDir, pageSectionsFile) }
+
+// writePage renders the catalog page from the disk — every repository's
+// rows checked against its type maps — and writes it if it changed. Call
+// it holding the catalog lock.
+func (r *Root) writePage() error { return r.writePageFor(nil, true) }
+
+// writePageFor renders the catalog page and writes it, and its sections,
+// if they changed. The repositories are _catalog's when all is false (a
+// writer that changed repos alone, _catalog already in step), listed from
+// the disk when all is true. The rows of repos, of a repository the kept
+// sections lack, and with all of every repository, are checked: rendered
+// again unless the repository's tags offer what they were rendered from.
+// Any other repository's rows are the kept ones, unread: a tag update in
+// a tree of a thousand repositories reads one. Call it holding the
+// catalog lock.
+func (r *Root) writePageFor(repos []string, all bool) error {
+	b, kept, err := r.renderPageFor(repos, all)
 	if err != nil {
+		return err
+	}
+	if err := r.writeIfChanged(r.pageSectionsPath(), kept.marshal()); err != nil {
 		return err
 	}
 	return r.writeIfChanged(r.pagePath(), b)
 }
 
-// renderPage renders the catalog page of the published repositories
-// (_catalog's) and the tags each one's tags/list names (those whose type
-// map parses and offers a manifest).
+// renderPage renders the catalog page of the published repositories,
+// every repository's rows checked (writePage without the writes).
 func (r *Root) renderPage() ([]byte, error) {
-	repos, err := r.repositories()
-	if err != nil {
-		return nil, err
+	b, _, err := r.renderPageFor(nil, true)
+	return b, err
+}
+
+func (r *Root) renderPageFor(repos []string, all bool) ([]byte, pageSections, error) {
+	var published []string
+	var err error
+	if all {
+		published, err = r.repositories()
+	} else {
+		published, err = r.readCatalog()
 	}
-	d := pageData{Repos: len(repos), Tags: []pageTag{}}
-	var newest time.Time
-	for _, repo := range repos {
-		tm, err := r.readTypeMaps(repo)
-		if err != nil {
-			return nil, fmt.Errorf("catalog page: repository %s: %w", repo, err)
-		}
-		for _, tag := range tm.listable() {
-			t, created := r.describeForPage(repo, tag, tm.variants[tag])
-			d.Tags = append(d.Tags, t)
-			if created.After(newest) {
-				newest = created
+	if err != nil {
+		return nil, nil, err
+	}
+	kept := r.readPageSections()
+	out := make(pageSections, 0, len(published))
+	for _, repo := range published {
+		sec, ok := kept.find(repo)
+		if all || !ok || slices.Contains(repos, repo) {
+			if sec, err = r.pageSection(repo, sec, ok); err != nil {
+				return nil, nil, err
 			}
 		}
+		out = append(out, sec)
 	}
+	b, err := out.page()
+	return b, out, err
+}
+
+// pageSection is repo's rows, those of kept when its tags offer what
+// they were rendered from (the rows are a function of the repository's
+// name, its listable tags and the manifests they offer: content
+// addressed, they never change under the same digests).
+func (r *Root) pageSection(repo string, kept pageSection, haveKept bool) (pageSection, error) {
+	tm, err := r.readTypeMaps(repo)
+	if err != nil {
+		return pageSection{}, fmt.Errorf("catalog page: repository %s: %w", repo, err)
+	}
+	fp := tagsFingerprint(repo, tm)
+	if haveKept && kept.fingerprint == fp {
+		return kept, nil
+	}
+	sec := pageSection{repo: repo, fingerprint: fp}
+	var rows []pageTag
+	var newest time.Time
+	for _, tag := range tm.listable() {
+		t, created := r.describeForPage(repo, tag, tm.variants[tag])
+		rows = append(rows, t)
+		if created.After(newest) {
+			newest = created
+		}
+	}
+	sec.tags = len(rows)
 	if !newest.IsZero() {
-		d.Newest = newest.UTC().Format(pageTimeFormat)
+		sec.newest = newest.UTC().Format(pageTimeFormat)
 	}
-	return renderPageData(d)
+	var b bytes.Buffer
+	if err := pageTemplate().ExecuteTemplate(&b, "rows", rows); err != nil {
+		return pageSection{}, fmt.Errorf("catalog page: %w", err)
+	}
+	sec.rows = b.Bytes()
+	return sec, nil
 }
 
 // EmptyPage is the catalog page of a tree with no tag: what Init writes
@@ -121,10 +179,31 @@ func EmptyPage() []byte {
 	return b
 }
 
-// renderPageData executes the page's template.
+// renderPageData renders a page of d's rows, as one section.
 func renderPageData(d pageData) ([]byte, error) {
+	var rows bytes.Buffer
+	if err := pageTemplate().ExecuteTemplate(&rows, "rows", d.Tags); err != nil {
+		return nil, fmt.Errorf("catalog page: %w", err)
+	}
+	return assemblePage(pageHead{Repos: d.Repos, TagCount: len(d.Tags), Newest: d.Newest}, rows.Bytes())
+}
+
+// pageHead is what the page's summary says.
+type pageHead struct {
+	Repos, TagCount int
+	Newest          string
+}
+
+// assemblePage is the page: its head, the rows, its foot.
+func assemblePage(h pageHead, rows ...[]byte) ([]byte, error) {
 	var b bytes.Buffer
-	if err := pageTemplate().Execute(&b, d); err != nil {
+	if err := pageTemplate().ExecuteTemplate(&b, "head", h); err != nil {
+		return nil, fmt.Errorf("catalog page: %w", err)
+	}
+	for _, r := range rows {
+		b.Write(r)
+	}
+	if err := pageTemplate().ExecuteTemplate(&b, "foot", nil); err != nil {
 		return nil, fmt.Errorf("catalog page: %w", err)
 	}
 	return b.Bytes(), nil

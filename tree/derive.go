@@ -241,7 +241,7 @@ func (r *Root) deriveRepo(repo string) (Derived, error) {
 		return d, err
 	}
 	defer cl.Unlock()
-	return d, r.writePage()
+	return d, r.writePageFor([]string{repo}, false)
 }
 
 // removedTags lists, sorted, the tags that before recorded — in tags/list

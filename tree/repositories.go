@@ -239,9 +239,9 @@ func (r *Root) refreshCatalogFor(repos ...string) error {
 	if err == nil && !slices.ContainsFunc(repos, func(repo string) bool {
 		return slices.Contains(listed, repo) != r.isPublished(repo)
 	}) {
-		return r.writePage()
+		return r.writePageFor(repos, false)
 	}
-	return r.rewriteCatalog()
+	return r.rewriteCatalog(repos, false)
 }
 
 // isPublished reports whether Repositories lists repo, looking at repo
@@ -295,19 +295,20 @@ func (r *Root) refreshCatalog() error {
 		return err
 	}
 	defer l.Unlock()
-	return r.rewriteCatalog()
+	return r.rewriteCatalog(nil, true)
 }
 
 // rewriteCatalog is RefreshCatalog for a caller holding the catalog lock:
-// _catalog, then the catalog page, each written when it changed. _catalog
-// goes first, as every derived file goes before what shows it.
-func (r *Root) rewriteCatalog() error {
-	repos, err := r.repositories()
+// _catalog, then the catalog page (writePageFor, with repos and all),
+// each written when it changed. _catalog goes first, as every derived
+// file goes before what shows it.
+func (r *Root) rewriteCatalog(repos []string, all bool) error {
+	published, err := r.repositories()
 	if err != nil {
 		return err
 	}
-	if err := r.writeIfChanged(r.catalogPath(), distribution.Catalog{Repositories: repos}.Marshal()); err != nil {
+	if err := r.writeIfChanged(r.catalogPath(), distribution.Catalog{Repositories: published}.Marshal()); err != nil {
 		return err
 	}
-	return r.writePage()
+	return r.writePageFor(repos, all)
 }

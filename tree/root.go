@@ -195,7 +195,7 @@ func (r *Root) initCatalog() error {
 	defer l.Unlock()
 	switch { // a writer may have been first
 	case missing(r.catalogPath()):
-		return r.rewriteCatalog()
+		return r.rewriteCatalog(nil, true)
 	case missing(r.pagePath()):
 		return r.writePage()
 	}
