@@ -30,6 +30,8 @@
 //	.image-serve/incoming/                        blobs being downloaded, never served
 //	.image-serve/journal/<id>.json                tag moves of an all-or-nothing batch in flight
 //	.image-serve/pins/<repo, / as +>/<digest>     a digest pin: that manifest kept without a tag
+//	.image-serve/layers/<digest>                  a layer's entry list, for files and diff
+//	.image-serve/page-sections                    the catalog page's rows per repository (a cache)
 //	.image-serve/locks/                           flock files: the tree, gc, _catalog, repos, blobs
 //
 // layout.go names each of these once; routes.go derives from them what
