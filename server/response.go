@@ -19,8 +19,9 @@ var writeIdleTimeout = 60 * time.Second
 // still one sendfile(2) loop.
 const copyChunk = 256 << 10
 
-// response wraps the server's ResponseWriter to record the status and size
-// for the log and to keep the write deadline moving. It forwards ReadFrom,
+// response wraps the server's ResponseWriter to record the status, size,
+// route and repository for the logs and metrics, and to keep the write
+// deadline moving. It forwards ReadFrom,
 // which http.ServeContent reaches through io.CopyN, so that files still go
 // out by sendfile.
 type response struct {
@@ -28,6 +29,8 @@ type response struct {
 	rc     *http.ResponseController
 	status int
 	bytes  int64
+	route  string // the route table's name, "" before routing
+	repo   string // the repository the route captured, if any
 }
 
 func newResponse(w http.ResponseWriter) *response {
