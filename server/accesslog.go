@@ -33,8 +33,8 @@ type AccessLog struct {
 	mu      sync.Mutex
 	f       *os.File
 	w       *bufio.Writer
-	pending bool      // a flush is scheduled
-	err     error     // the last write error, reported once by Close
+	pending bool  // a flush is scheduled
+	err     error // the last write error, reported once by Close
 	now     func() time.Time
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"time"
@@ -31,10 +32,11 @@ type response struct {
 	bytes  int64
 	route  string // the route table's name, "" before routing
 	repo   string // the repository the route captured, if any
+	ctx    context.Context
 }
 
-func newResponse(w http.ResponseWriter) *response {
-	rw := &response{ResponseWriter: w, rc: http.NewResponseController(w)}
+func newResponse(w http.ResponseWriter, r *http.Request) *response {
+	rw := &response{ResponseWriter: w, rc: http.NewResponseController(w), ctx: r.Context()}
 	// Headers-only answers (HEAD, 304) are flushed by the server after the
 	// handler returns: give them a fresh deadline too, not the previous
 	// request's.
@@ -70,8 +72,9 @@ func (w *response) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom copies src in chunks of copyChunk, each under a fresh deadline.
-// A chunk of an *io.LimitedReader over an *os.File is again a LimitedReader
+// ReadFrom copies src in chunks of copyChunk, each under a fresh deadline,
+// which a watchdog also moves forward while the client acknowledges
+// bytes (progress.go). A chunk of an *io.LimitedReader over an *os.File is again a LimitedReader
 // over that file, the one shape the kernel's sendfile path accepts.
 func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	r, limit := src, int64(-1)
@@ -79,6 +82,7 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 		r, limit = lr.R, lr.N
 	}
 	var total int64
+	defer watch(w.ctx, w).stop()
 	defer func() {
 		if lr, ok := src.(*io.LimitedReader); ok {
 			lr.N -= total

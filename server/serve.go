@@ -95,6 +95,7 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       withConn, // for the download watchdog (progress.go)
 		// "OPTIONS *" keeps Go's general answer, 200 with no body, which is
 		// Apache's too.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -60,7 +60,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.inFlight.Inc()
 		defer h.metrics.inFlight.Dec()
 	}
-	rw := newResponse(w)
+	rw := newResponse(w, r)
 	rw.Header().Set(apiVersionHeader, apiVersion)
 	if lastOnConnection(r) {
 		rw.Header().Set("Connection", "close")

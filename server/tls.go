@@ -26,7 +26,7 @@ type Certs struct {
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
-	loaded  certStamp // the files cert was read from
+	loaded  certStamp  // the files cert was read from
 	refused *certStamp // the last files that failed to load, if any
 }
 
