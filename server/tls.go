@@ -70,11 +70,11 @@ func LoadCerts(certFile, keyFile string, log *slog.Logger) (*Certs, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Certs{certFile: certFile, keyFile: keyFile, log: log}
-	s, err := c.stamp()
+	cert, err := c.load()
 	if err != nil {
 		return nil, err
 	}
-	cert, err := c.load()
+	s, err := c.stamp()
 	if err != nil {
 		return nil, err
 	}
