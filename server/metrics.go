@@ -19,6 +19,10 @@ import (
 // repository and tag counts again; scrapes in between get the last ones.
 var treeStatsEvery = 30 * time.Second
 
+// treeBytesEvery is how often, at most, the tree's size is measured: a
+// walk of the tree, in the background, never while a scrape waits.
+var treeBytesEvery = 5 * time.Minute
+
 // unrouted is the route class of a request refused before the route
 // table is consulted: a method other than GET and HEAD, a body, a path
 // that is no clean path.
@@ -42,8 +46,10 @@ type Metrics struct {
 // runtime's and the process's own (go_*, process_*). The tree's
 // repository and tag counts are read from its _catalog and tags/list
 // files — what every writer keeps up to date — at most every
-// treeStatsEvery, when scraped.
-func NewMetrics(root tree.Reader, log *slog.Logger) *Metrics {
+// treeStatsEvery, when scraped. treeBytes, if not nil, measures the
+// tree's size: it is called now and then at most every treeBytesEvery, in
+// the background, and scrapes report its last answer.
+func NewMetrics(root tree.Reader, log *slog.Logger, treeBytes func() (int64, error)) *Metrics {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -73,7 +79,7 @@ func NewMetrics(root tree.Reader, log *slog.Logger) *Metrics {
 		}, []string{"repository"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.size, m.inFlight, m.repoBytes,
-		&treeCollector{root: root, log: log},
+		newTreeCollector(root, log, treeBytes),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -105,14 +111,55 @@ func (m *Metrics) observe(method, rt, repo string, status int, bytes int64, d ti
 // treeCollector reports the tree's repository and tag counts, read from
 // the files the servers send for _catalog and tags/list.
 type treeCollector struct {
-	root tree.Reader
-	log  *slog.Logger
+	root      tree.Reader
+	log       *slog.Logger
+	treeBytes func() (int64, error) // nil: no size reported
 
 	mu      sync.Mutex
 	read    time.Time
 	repos   int
 	tags    int
 	readErr bool
+
+	sizeMu    sync.Mutex
+	measured  time.Time // when the last measure started
+	measuring bool
+	bytes     int64
+	sizeErr   bool
+}
+
+func newTreeCollector(root tree.Reader, log *slog.Logger, treeBytes func() (int64, error)) *treeCollector {
+	c := &treeCollector{root: root, log: log, treeBytes: treeBytes}
+	c.measure()
+	return c
+}
+
+// measure starts a measure of the tree's size unless one runs or the last
+// one started less than treeBytesEvery ago.
+func (c *treeCollector) measure() {
+	if c.treeBytes == nil {
+		return
+	}
+	c.sizeMu.Lock()
+	defer c.sizeMu.Unlock()
+	if now := time.Now(); c.measuring || (!c.measured.IsZero() && now.Sub(c.measured) < treeBytesEvery) {
+		return
+	}
+	c.measuring, c.measured = true, time.Now()
+	go func() {
+		n, err := c.treeBytes()
+		c.sizeMu.Lock()
+		defer c.sizeMu.Unlock()
+		c.measuring = false
+		if err != nil {
+			if !c.sizeErr {
+				c.log.Warn("metrics: cannot measure the tree", "err", err)
+			}
+			c.sizeErr = true
+			return
+		}
+		c.bytes, c.sizeErr = n, false
+	}()
 }
 
 var (
@@ -120,11 +167,16 @@ var (
 		"Repositories the tree's _catalog lists (read at most every 30 s).", nil, nil)
 	treeTagsDesc = prometheus.NewDesc("image_serve_tree_tags",
 		"Tags the tree's tags/list files list, all repositories together (read at most every 30 s).", nil, nil)
+	treeBytesDesc = prometheus.NewDesc("image_serve_tree_bytes",
+		"Bytes of the tree's files, each inode once (measured at most every 5 min, in the background; 0 until the first measure ends).", nil, nil)
 )
 
 func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- treeReposDesc
 	ch <- treeTagsDesc
+	if c.treeBytes != nil {
+		ch <- treeBytesDesc
+	}
 }
 
 func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -145,6 +197,13 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(treeReposDesc, prometheus.GaugeValue, float64(c.repos))
 	ch <- prometheus.MustNewConstMetric(treeTagsDesc, prometheus.GaugeValue, float64(c.tags))
+	if c.treeBytes != nil {
+		c.measure()
+		c.sizeMu.Lock()
+		n := c.bytes
+		c.sizeMu.Unlock()
+		ch <- prometheus.MustNewConstMetric(treeBytesDesc, prometheus.GaugeValue, float64(n))
+	}
 }
 
 // countTags reads _catalog, then every listed repository's tags/list,

@@ -245,7 +245,7 @@ next:
 // repository; the tree's repository and tag counts are the fixture's.
 func TestMetrics(t *testing.T) {
 	f := build(t)
-	m := NewMetrics(f.root, nil)
+	m := NewMetrics(f.root, nil, func() (int64, error) { return 12345, nil })
 	s := startWith(t, f, Options{Metrics: m})
 
 	before := scrape(t, client, s.metrics)
@@ -283,6 +283,13 @@ func TestMetrics(t *testing.T) {
 	if got, want := value(after, "image_serve_tree_tags", nil), float64(len(f.tags)+len(f.manyTags)); got != want {
 		t.Errorf("image_serve_tree_tags %v, want %v", got, want)
 	}
+	if got := value(scrape(t, client, s.metrics), "image_serve_tree_bytes", nil); got != 12345 {
+		// The first measure started with NewMetrics, before any scrape;
+		// it may still run at the first.
+		waitUntil(t, "image_serve_tree_bytes measured", func() bool {
+			return value(scrape(t, client, s.metrics), "image_serve_tree_bytes", nil) == 12345
+		})
+	}
 	if after["go_goroutines"] == nil || after["process_open_fds"] == nil {
 		t.Error("no Go runtime or process metrics")
 	}
@@ -292,7 +299,7 @@ func TestMetrics(t *testing.T) {
 // registry_http_in_flight_requests until it ends.
 func TestInFlightMetric(t *testing.T) {
 	f := build(t)
-	m := NewMetrics(f.root, nil)
+	m := NewMetrics(f.root, nil, nil)
 	s := startWith(t, f, Options{Metrics: m})
 	b := bigBlob(t, f, 64<<20)
 	resp, err := client.Get(s.base + "/v2/" + f.repo + "/blobs/" + b.d.String())
@@ -352,7 +359,7 @@ func TestTLSReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startWith(t, f, Options{TLS: cfg, Metrics: NewMetrics(f.root, nil)})
+	s := startWith(t, f, Options{TLS: cfg, Metrics: NewMetrics(f.root, nil, nil)})
 	addr := strings.TrimPrefix(s.base, "https://")
 
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, ForceAttemptHTTP2: true}
@@ -541,7 +548,7 @@ func TestStalledClientCutWatched(t *testing.T) {
 	writeIdleTimeout = 300 * time.Millisecond
 	f := build(t)
 	b := bigBlob(t, f, 64<<20) // far more than the socket buffers hold
-	m := NewMetrics(f.root, nil)
+	m := NewMetrics(f.root, nil, nil)
 	s := startWith(t, f, Options{Metrics: m})
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
 	if err != nil {

@@ -320,6 +320,17 @@ func TestServeTLS(t *testing.T) {
 		if g := mf["image_serve_tree_tags"].GetMetric(); len(g) != 1 || g[0].GetGauge().GetValue() != 1 {
 			t.Errorf("image_serve_tree_tags %v, want 1", g)
 		}
+		// du's total, which the metric measured in the background since
+		// the start, long done by now.
+		var du struct {
+			Total float64 `json:"total_bytes"`
+		}
+		if err := json.Unmarshal([]byte(mustRun(t, "--root", root.Dir(), "du", "--json").stdout), &du); err != nil {
+			t.Fatal(err)
+		}
+		if g := mf["image_serve_tree_bytes"].GetMetric(); len(g) != 1 || g[0].GetGauge().GetValue() != du.Total || du.Total == 0 {
+			t.Errorf("image_serve_tree_bytes %v, want du's total %v", g, du.Total)
+		}
 	})
 
 	serial := func() int64 {

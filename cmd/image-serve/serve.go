@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/image-serve/image-serve/server"
+	"github.com/image-serve/image-serve/tree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -65,7 +67,7 @@ after its files change.`,
 				}
 			}
 			if o.MetricsAddr != "" {
-				o.Metrics = server.NewMetrics(root, log)
+				o.Metrics = server.NewMetrics(root, log, func() (int64, error) { return treeBytes(root) })
 			}
 			if p := c.String("access-log"); p != "off" {
 				if o.AccessLog, err = server.OpenAccessLog(p, c.String("log-format") == "json"); err != nil {
@@ -78,6 +80,23 @@ after its files change.`,
 			return server.ListenAndServe(c.Context, c.String("listen"), root, log, o)
 		},
 	}
+}
+
+// treeBytes is what the tree's files cost, each inode once, as du
+// --total reports it; 0 for a root awaiting its first export.
+func treeBytes(root *tree.Root) (int64, error) {
+	var total int64
+	err := root.Inspect(func(v *tree.View) error {
+		ins, err := v.TreeFiles()
+		for _, in := range ins {
+			total += in.Size
+		}
+		return err
+	})
+	if errors.Is(err, tree.ErrNoTree) {
+		return 0, nil
+	}
+	return total, err
 }
 
 // onHangup reopens the access log and reads the TLS pair again on every
