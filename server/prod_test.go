@@ -29,7 +29,7 @@ type running struct {
 	logs          *syncBuffer
 }
 
-func startWith(t *testing.T, f *fixture, o Options) *running {
+func startWith(t testing.TB, f *fixture, o Options) *running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -569,3 +569,33 @@ func TestStalledClientCutWatched(t *testing.T) {
 }
 
 func pairOf(cert, key []byte) testca.Pair { return testca.Pair{Cert: cert, Key: key} }
+
+// TestConnectionLimitLogsOnce: many connections refused in a row are one
+// log line, not one each.
+func TestConnectionLimitLogsOnce(t *testing.T) {
+	f := build(t)
+	s := startWith(t, f, Options{MaxConnections: 1})
+	addr := strings.TrimPrefix(s.base, "http://")
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	r := bufio.NewReader(held)
+	if resp := getOn(t, held, r, "/v2/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the connection within the limit: %s", resp.Status)
+	}
+	for range 20 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp := getOn(t, c, bufio.NewReader(c), "/v2/"); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("past the limit: %s", resp.Status)
+		}
+		c.Close()
+	}
+	if n := strings.Count(s.logs.String(), "connection limit reached"); n != 1 {
+		t.Errorf("%d log lines for 20 refused connections, want 1:\n%s", n, s.logs.String())
+	}
+}
