@@ -599,3 +599,50 @@ func TestConnectionLimitLogsOnce(t *testing.T) {
 		t.Errorf("%d log lines for 20 refused connections, want 1:\n%s", n, s.logs.String())
 	}
 }
+
+// TestConnectionLimitTLS: past the limit, a TLS connection is closed
+// without an answer — no plain-text 503 on a TLS port — and the held one
+// goes on being served.
+func TestConnectionLimitTLS(t *testing.T) {
+	f := build(t)
+	ca := testca.New(t, "CA")
+	cert, key := tlsPair(t, ca, t.TempDir(), 1)
+	certs, err := LoadCerts(cert, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := TLSConfig(certs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startWith(t, f, Options{TLS: cfg, MaxConnections: 1})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	get := func() {
+		t.Helper()
+		resp, err := hc.Get(s.base + "/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		drain(resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("the held connection: %s", resp.Status)
+		}
+	}
+	get()
+	raw, err := net.Dial("tcp", strings.TrimPrefix(s.base, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(30 * time.Second))
+	c := tls.Client(raw, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+	if err := c.Handshake(); err == nil {
+		t.Error("a TLS connection past the limit completed its handshake")
+	}
+	get()
+	if !strings.Contains(s.logs.String(), "connection limit reached") {
+		t.Errorf("no log line for the limit:\n%s", s.logs.String())
+	}
+}
