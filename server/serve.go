@@ -121,7 +121,9 @@ func serveAll(ctx context.Context, ln, mln net.Listener, root tree.Reader, log *
 	ll.silent = o.TLS != nil
 	h := &handler{root: root, log: log, cache: &fileCache{}, access: o.AccessLog, metrics: o.Metrics}
 	srv := newHTTPServer(h, log)
-	srv.TLSConfig = o.TLS
+	// Each server gets its own copy: net/http adds to the NextProtos of
+	// the one it is given.
+	srv.TLSConfig = o.TLS.Clone()
 	servers := []*http.Server{srv}
 	done := make(chan error, 2)
 	go func() { done <- run(srv, ll) }()
@@ -132,7 +134,7 @@ func serveAll(ctx context.Context, ln, mln net.Listener, root tree.Reader, log *
 	log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "root", root.Dir())
 	if mln != nil {
 		msrv := newHTTPServer(metricsMux(o.Metrics), log)
-		msrv.TLSConfig = o.TLS
+		msrv.TLSConfig = o.TLS.Clone()
 		servers = append(servers, msrv)
 		go func() { done <- run(msrv, mln) }()
 		log.Info("serving metrics", "addr", mln.Addr().String(), "scheme", scheme, "path", "/metrics")
