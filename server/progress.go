@@ -15,8 +15,9 @@ import (
 // one write blocks, and a write blocks until the kernel's send buffer has
 // room. Linux wakes a blocked writer only once a third of that buffer is
 // free, and the buffer grows to megabytes on a fast path: a client
-// reading a blob steadily at a few hundred KiB/s can leave the writer
-// blocked longer than writeIdleTimeout, and it was cut
+// taking a blob steadily but slower than about a third of that buffer per
+// writeIdleTimeout (some 20 KiB/s at 60 s and 4 MiB) leaves the writer
+// blocked longer than the timeout, and it was cut
 // (TestSlowSteadyDownloadCompletes). So while a body is sent, a watchdog
 // reads the bytes the client has acknowledged (TCP_INFO) every half
 // timeout and moves the deadline forward whenever they grew: only a
