@@ -185,7 +185,7 @@ const clfTime = "02/Jan/2006:15:04:05 -0700"
 //
 // writes it: the size is the body's bytes (0 for none), an absent referer
 // or user agent is "-", and a quote, a backslash or a byte outside
-// printable ASCII in the quoted fields is escaped \xHH, as both servers do.
+// printable ASCII in the quoted fields is escaped \xHH, as nginx does.
 func appendCombined(b []byte, rec *accessRecord) []byte {
 	b = append(b, rec.Remote...)
 	b = append(b, " - - ["...)
