@@ -98,6 +98,7 @@ func (m *Metrics) observe(method, rt, repo string, status int, bytes int64, d ti
 	if rt == "" {
 		rt = unrouted
 	}
+	method = methodLabel(method)
 	m.requests.WithLabelValues(strconv.Itoa(status), method, rt).Inc()
 	m.duration.WithLabelValues(rt, method).Observe(d.Seconds())
 	m.size.WithLabelValues(rt).Observe(float64(bytes))
@@ -106,6 +107,18 @@ func (m *Metrics) observe(method, rt, repo string, status int, bytes int64, d ti
 	if repo != "" && status >= 200 && status < 300 {
 		m.repoBytes.WithLabelValues(repo).Add(float64(bytes))
 	}
+}
+
+// methodLabel is method as a label value: the methods of RFC 9110 and
+// PATCH as they are, anything else "other", so that no client can create
+// label values without end.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // treeCollector reports the tree's repository and tag counts, read from

@@ -242,7 +242,7 @@ next:
 // TestMetrics: the metrics address answers the Prometheus text format;
 // requests move the counters by route class and status, the size and
 // duration histograms, and the bytes per repository; a 404 names no
-// repository; the tree's repository and tag counts are the fixture's.
+// repository, a method of no RFC is "other"; the tree's repository and tag counts are the fixture's.
 func TestMetrics(t *testing.T) {
 	f := build(t)
 	m := NewMetrics(f.root, nil, func() (int64, error) { return 12345, nil })
@@ -255,6 +255,7 @@ func TestMetrics(t *testing.T) {
 	}
 	do(t, s.base, http.MethodGet, "/v2/nothere/manifests/latest", nil)
 	do(t, s.base, http.MethodDelete, "/v2/", nil)
+	do(t, s.base, "BREW", "/v2/", nil)
 	after := scrape(t, client, s.metrics)
 
 	for _, c := range []struct {
@@ -265,6 +266,7 @@ func TestMetrics(t *testing.T) {
 		{"registry_http_requests_total", map[string]string{"code": "200", "method": "GET", "handler": "blob"}, 3},
 		{"registry_http_requests_total", map[string]string{"code": "404", "method": "GET", "handler": "manifest-by-tag"}, 1},
 		{"registry_http_requests_total", map[string]string{"code": "405", "method": "DELETE", "handler": unrouted}, 1},
+		{"registry_http_requests_total", map[string]string{"code": "405", "method": "other", "handler": unrouted}, 1},
 		{"registry_http_request_duration_seconds", map[string]string{"handler": "blob", "method": "GET"}, 3},
 		{"registry_http_response_size_bytes", map[string]string{"handler": "blob"}, 3},
 		{"image_serve_repository_sent_bytes_total", map[string]string{"repository": f.repo}, float64(3 * len(f.layer.data))},
