@@ -42,6 +42,8 @@ type limitListener struct {
 	slots    chan struct{}
 	refusing chan struct{}
 	log      *slog.Logger
+	// silent closes connections past the limit unanswered (TLS).
+	silent bool
 
 	mu       sync.Mutex
 	lastLog  time.Time
@@ -84,6 +86,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (l *limitListener) refuse(c net.Conn) {
 	l.refused.Add(1)
 	l.warn()
+	if l.silent {
+		c.Close()
+		return
+	}
 	select {
 	case l.refusing <- struct{}{}:
 	default:

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"time"
@@ -19,8 +20,9 @@ var writeIdleTimeout = 60 * time.Second
 // still one sendfile(2) loop.
 const copyChunk = 256 << 10
 
-// response wraps the server's ResponseWriter to record the status and size
-// for the log and to keep the write deadline moving. It forwards ReadFrom,
+// response wraps the server's ResponseWriter to record the status, size,
+// route and repository for the logs and metrics, and to keep the write
+// deadline moving. It forwards ReadFrom,
 // which http.ServeContent reaches through io.CopyN, so that files still go
 // out by sendfile.
 type response struct {
@@ -28,10 +30,13 @@ type response struct {
 	rc     *http.ResponseController
 	status int
 	bytes  int64
+	route  string // the route table's name, "" before routing
+	repo   string // the repository the route captured, if any
+	ctx    context.Context
 }
 
-func newResponse(w http.ResponseWriter) *response {
-	rw := &response{ResponseWriter: w, rc: http.NewResponseController(w)}
+func newResponse(w http.ResponseWriter, r *http.Request) *response {
+	rw := &response{ResponseWriter: w, rc: http.NewResponseController(w), ctx: r.Context()}
 	// Headers-only answers (HEAD, 304) are flushed by the server after the
 	// handler returns: give them a fresh deadline too, not the previous
 	// request's.
@@ -67,8 +72,9 @@ func (w *response) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom copies src in chunks of copyChunk, each under a fresh deadline.
-// A chunk of an *io.LimitedReader over an *os.File is again a LimitedReader
+// ReadFrom copies src in chunks of copyChunk, each under a fresh deadline,
+// which a watchdog also moves forward while the client acknowledges
+// bytes (progress.go). A chunk of an *io.LimitedReader over an *os.File is again a LimitedReader
 // over that file, the one shape the kernel's sendfile path accepts.
 func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	r, limit := src, int64(-1)
@@ -76,6 +82,7 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 		r, limit = lr.R, lr.N
 	}
 	var total int64
+	defer watch(w.ctx, w).stop()
 	defer func() {
 		if lr, ok := src.(*io.LimitedReader); ok {
 			lr.N -= total

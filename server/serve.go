@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,13 +40,25 @@ type Options struct {
 	// one more is answered 503 UNAVAILABLE and closed (see
 	// limitListener). 0 means DefaultMaxConnections.
 	MaxConnections int
+	// AccessLog, when set, gets a line per request. The server does not
+	// close it: the caller does, after ListenAndServe returns, which
+	// writes out its last lines.
+	AccessLog *AccessLog
+	// Metrics, when set with MetricsAddr, are served on MetricsAddr at
+	// /metrics, and record every request.
+	Metrics     *Metrics
+	MetricsAddr string
+	// TLS, when set, is the configuration of every listener, the
+	// metrics' included: no address speaks plain HTTP.
+	TLS *tls.Config
 }
 
 // ListenAndServe serves root on addr until ctx is done, then shuts down
 // gracefully: it stops accepting, lets in-flight requests finish for up to
-// shutdownTimeout, and then closes what is left. It returns nil after a
-// shutdown and the error otherwise. The caller turns SIGTERM into ctx
-// cancellation.
+// shutdownTimeout, and then closes what is left. Every address is listened
+// on before anything is served, so that one that cannot be bound is an
+// error at start. It returns nil after a shutdown and the error otherwise.
+// The caller turns SIGTERM into ctx cancellation.
 func ListenAndServe(ctx context.Context, addr string, root tree.Reader, log *slog.Logger, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -53,7 +67,14 @@ func ListenAndServe(ctx context.Context, addr string, root tree.Reader, log *slo
 	if err != nil {
 		return err
 	}
-	return serve(ctx, ln, root, log, o)
+	var mln net.Listener
+	if o.Metrics != nil && o.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", o.MetricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+	}
+	return serveAll(ctx, ln, mln, root, log, o)
 }
 
 // NewHTTPServer is the http.Server ListenAndServe runs for root: New's
@@ -64,42 +85,98 @@ func NewHTTPServer(root tree.Reader, log *slog.Logger) *http.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	return newHTTPServer(New(root, log), log)
+}
+
+// newHTTPServer is an http.Server of h with the embedded server's limits.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           New(root, log),
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       withConn, // for the download watchdog (progress.go)
 		// "OPTIONS *" keeps Go's general answer, 200 with no body, which is
 		// Apache's too.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 
-// serve runs the server on ln until ctx is done or serving fails.
+// serve runs the server on ln until ctx is done or serving fails; no
+// metrics are served.
 func serve(ctx context.Context, ln net.Listener, root tree.Reader, log *slog.Logger, o Options) error {
+	return serveAll(ctx, ln, nil, root, log, o)
+}
+
+// serveAll runs the server on ln, and the metrics on mln if not nil,
+// until ctx is done or serving fails.
+func serveAll(ctx context.Context, ln, mln net.Listener, root tree.Reader, log *slog.Logger, o Options) error {
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = DefaultMaxConnections
 	}
-	ln = newLimitListener(ln, o.MaxConnections, log)
-	srv := NewHTTPServer(root, log)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "root", root.Dir())
+	ll := newLimitListener(ln, o.MaxConnections, log)
+	// Past the limit a TLS connection is closed unanswered: a plain-text
+	// 503 would be garbage to a TLS client, and a handshake for a refusal
+	// would spend what the limit saves.
+	ll.silent = o.TLS != nil
+	h := &handler{root: root, log: log, cache: &fileCache{}, access: o.AccessLog, metrics: o.Metrics}
+	srv := newHTTPServer(h, log)
+	// Each server gets its own copy: net/http adds to the NextProtos of
+	// the one it is given.
+	srv.TLSConfig = o.TLS.Clone()
+	servers := []*http.Server{srv}
+	done := make(chan error, 2)
+	go func() { done <- run(srv, ll) }()
+	scheme := "http"
+	if o.TLS != nil {
+		scheme = "https"
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "root", root.Dir())
+	if mln != nil {
+		msrv := newHTTPServer(metricsMux(o.Metrics), log)
+		msrv.TLSConfig = o.TLS.Clone()
+		servers = append(servers, msrv)
+		go func() { done <- run(msrv, mln) }()
+		log.Info("serving metrics", "addr", mln.Addr().String(), "scheme", scheme, "path", "/metrics")
+	}
 	select {
 	case err := <-done:
-		return err // the listener failed; Serve closed it
+		for _, s := range servers {
+			_ = s.Close()
+		}
+		return err // a listener failed
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "addr", ln.Addr().String(), "grace", shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("in-flight requests cut at shutdown", "err", err)
-		_ = srv.Close()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			log.Warn("in-flight requests cut at shutdown", "err", err)
+			_ = s.Close()
+		}
 	}
-	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for range servers {
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	log.Info("stopped", "addr", ln.Addr().String())
 	return nil
+}
+
+// run serves srv on ln, with TLS when srv has a TLSConfig: ServeTLS
+// takes the certificate from it and adds HTTP/2.
+func run(srv *http.Server, ln net.Listener) error {
+	if srv.TLSConfig != nil {
+		return srv.ServeTLS(ln, "", "")
+	}
+	return srv.Serve(ln)
+}
+
+// metricsMux serves m at /metrics and nothing else.
+func metricsMux(m *Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
 }

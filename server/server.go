@@ -33,9 +33,11 @@ const (
 
 // handler serves one tree.
 type handler struct {
-	root  tree.Reader
-	log   *slog.Logger
-	cache *fileCache // parsed type maps and headers, by file identity
+	root    tree.Reader
+	log     *slog.Logger
+	cache   *fileCache // parsed type maps and headers, by file identity
+	access  *AccessLog // nil: no access log
+	metrics *Metrics   // nil: no metrics
 }
 
 // New returns a handler serving root read-only, answering every request as
@@ -48,12 +50,17 @@ func New(root tree.Reader, log *slog.Logger) http.Handler {
 }
 
 // ServeHTTP sets the API version header on every response (Apache's
-// "Header always set"), routes, and logs the outcome at Debug. A request
+// "Header always set"), routes, and logs the outcome at Debug, to the
+// access log and in the metrics, when they are set. A request
 // whose framing cannot be trusted is answered and its connection closed
 // (lastOnConnection).
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rw := newResponse(w)
+	if h.metrics != nil {
+		h.metrics.inFlight.Inc()
+		defer h.metrics.inFlight.Dec()
+	}
+	rw := newResponse(w, r)
 	rw.Header().Set(apiVersionHeader, apiVersion)
 	if lastOnConnection(r) {
 		rw.Header().Set("Connection", "close")
@@ -69,6 +76,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Int("status", rw.Status()),
 		slog.Int64("bytes", rw.bytes),
 		slog.Duration("duration", time.Since(start)))
+	if h.access != nil {
+		h.access.log(r, rw.Status(), rw.bytes, start)
+	}
+	if h.metrics != nil {
+		h.metrics.observe(r.Method, rw.route, rw.repo, rw.Status(), rw.bytes, time.Since(start))
+	}
 }
 
 // A routeHandler serves the requests of one route of the table, rt, with
@@ -93,8 +106,9 @@ var handlers = map[string]routeHandler{
 }
 
 // route dispatches on the route table, which is the template's rewrite
-// rules in their order.
-func (h *handler) route(w http.ResponseWriter, r *http.Request) {
+// rules in their order, and records in w the route and repository, for
+// the metrics.
+func (h *handler) route(w *response, r *http.Request) {
 	// RewriteRule ^ - [R=405]: read-only, on every path.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.fail(w, r, distribution.ErrUnsupported)
@@ -110,6 +124,7 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt, m := tree.MatchRoute(p)
+	w.route, w.repo = rt.Name, m.Repo
 	if serve := handlers[rt.Name]; serve != nil {
 		// One descriptor of the root for all the stats and opens of this
 		// request (a tag's type map, the manifests it weighs, the chosen
