@@ -88,25 +88,42 @@ func (r *Root) writePage() error { return r.writePageFor(nil, true) }
 // Any other repository's rows are the kept ones, unread: a tag update in
 // a tree of a thousand repositories reads one. Call it holding the
 // catalog lock.
+//
+// The page is written before its sections, so that sections on disk were
+// always written after the page that shows them: when what was rendered
+// is what they already say and the page is there, a writer that is not a
+// collection writes nothing (and reads no page to compare), which keeps
+// a tag update in a large tree to a read of the sections and of its own
+// repository. A collection compares the page itself.
 func (r *Root) writePageFor(repos []string, all bool) error {
-	b, kept, err := r.renderPageFor(repos, all)
+	b, out, keptRaw, err := r.renderPageFor(repos, all)
 	if err != nil {
 		return err
 	}
-	if err := r.writeIfChanged(r.pageSectionsPath(), kept.marshal()); err != nil {
+	raw := out.marshal()
+	same := bytes.Equal(raw, keptRaw)
+	if same {
+		if !all && r.isFile(r.pagePath()) {
+			return nil
+		}
+		return r.writeIfChanged(r.pagePath(), b)
+	}
+	if err := r.publish(r.pagePath(), b); err != nil {
 		return err
 	}
-	return r.writeIfChanged(r.pagePath(), b)
+	return r.publish(r.pageSectionsPath(), raw)
 }
 
 // renderPage renders the catalog page of the published repositories,
 // every repository's rows checked (writePage without the writes).
 func (r *Root) renderPage() ([]byte, error) {
-	b, _, err := r.renderPageFor(nil, true)
+	b, _, _, err := r.renderPageFor(nil, true)
 	return b, err
 }
 
-func (r *Root) renderPageFor(repos []string, all bool) ([]byte, pageSections, error) {
+// renderPageFor renders the page as writePageFor says, and returns it,
+// its sections, and the kept sections' file as read (nil when none).
+func (r *Root) renderPageFor(repos []string, all bool) ([]byte, pageSections, []byte, error) {
 	var published []string
 	var err error
 	if all {
@@ -115,21 +132,21 @@ func (r *Root) renderPageFor(repos []string, all bool) ([]byte, pageSections, er
 		published, err = r.readCatalog()
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	kept := r.readPageSections()
+	kept, keptRaw := r.readPageSections()
 	out := make(pageSections, 0, len(published))
 	for _, repo := range published {
 		sec, ok := kept.find(repo)
 		if all || !ok || slices.Contains(repos, repo) {
 			if sec, err = r.pageSection(repo, sec, ok); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
 		out = append(out, sec)
 	}
 	b, err := out.page()
-	return b, out, err
+	return b, out, keptRaw, err
 }
 
 // pageSection is repo's rows, those of kept when its tags offer what

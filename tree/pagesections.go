@@ -79,18 +79,19 @@ func (s pageSections) marshal() []byte {
 	return b.Bytes()
 }
 
-// readPageSections reads the kept sections; nil when there are none or
-// the file cannot be trusted whole.
-func (r *Root) readPageSections() pageSections {
+// readPageSections reads the kept sections and the file they were read
+// from; nil and nil when there are none or the file cannot be trusted
+// whole.
+func (r *Root) readPageSections() (pageSections, []byte) {
 	b, err := r.readSmall(r.pageSectionsPath(), maxPageSections)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	s, err := parsePageSections(b)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	return s
+	return s, b
 }
 
 func parsePageSections(b []byte) (pageSections, error) {

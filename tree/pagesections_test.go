@@ -35,7 +35,7 @@ func TestPageSectionsIncremental(t *testing.T) {
 
 	// A section kept stale on purpose: ns/b's rows say something else.
 	// A tag update of ns/a reuses ns/b's kept rows unread...
-	kept := r.readPageSections()
+	kept, _ := r.readPageSections()
 	if len(kept) != 2 {
 		t.Fatalf("%d sections kept, want 2", len(kept))
 	}
