@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/image-serve/image-serve/internal/bench"
 	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
 )
@@ -92,50 +93,61 @@ func (e *env) filesBench() error {
 	e.rep.cmd("files, reference", shellLine(crane, craneArgs)+" | "+shellLine(tarBin, []string{"-t"}))
 	timeBin, err := lookPath("/usr/bin/time")
 	if err == nil {
-		e.rep.cmd("files, peak RSS of each process", shellLine(timeBin, []string{"-f", "%M", "-o", "FILE", "COMMAND..."})+
+		e.rep.cmd("files, peak RSS and CPU time of each process", shellLine(timeBin, []string{"-f", "%M %U %S", "-o", "FILE", "COMMAND..."})+
 			" (GNU time: ru_maxrss of a child it forked, not that of one benchrun spawned, which starts at benchrun's own)")
 	} else {
 		timeBin = ""
 		e.rep.note("files: no GNU time (/usr/bin/time): peak RSS is getrusage's, at least benchrun's own RSS whatever the command's")
 	}
 	probe := func(tag string, c *exec.Cmd) *rssProbe { return newRSSProbe(timeBin, e.path("files-rss-"+tag), c) }
-	filesRun := func(int) (run, error) {
-		p := probe("files", exec.Command(e.bin, filesArgs...))
-		r, err := command(p.cmd.Path, p.cmd.Args[1:]...)
-		return r, p.peak(&r.maxRSS, err)
+	const (
+		cold   = "image-serve files, cold"
+		cached = "image-serve files, cached"
+		ref    = "crane export piped to tar -t"
+	)
+	// cpu is each contender's CPU time (user and system) per round: on
+	// a busy machine the wall times say as much about who got the cores.
+	cpu := map[string][]time.Duration{}
+	filesRun := func(name string) func(int) (run, error) {
+		return func(int) (run, error) {
+			p := probe("files", exec.Command(e.bin, filesArgs...))
+			r, err := command(p.cmd.Path, p.cmd.Args[1:]...)
+			var t time.Duration
+			err = p.peak(&r.maxRSS, &t, err)
+			cpu[name] = append(cpu[name], t)
+			return r, err
+		}
 	}
 	index := filepath.Join(tree, ".image-serve", "layers")
 	var craneLines, tarRSS, craneRSS int64
 	cranePipe := func(int) (run, error) {
 		pc, pt := probe("crane", exec.Command(crane, craneArgs...)), probe("tar", exec.Command(tarBin, "-t"))
 		r, lines, rss, err := pipeline(pc.cmd, pt.cmd)
-		if err = pc.peak(&rss[0], err); err == nil {
-			err = pt.peak(&rss[1], err)
+		var tc, tt time.Duration
+		if err = pc.peak(&rss[0], &tc, err); err == nil {
+			err = pt.peak(&rss[1], &tt, err)
 		}
+		cpu[ref] = append(cpu[ref], tc+tt)
 		r.maxRSS = max(rss[0], rss[1])
 		craneLines, craneRSS, tarRSS = lines, max(craneRSS, rss[0]), max(tarRSS, rss[1])
 		return r, err
 	}
 	// Untimed: the same output from both (one line per path, bar files'
 	// header), and the page cache warm with the blobs for both.
-	ours, err := filesRun(0)
+	ours, err := filesRun("warm-up")(0)
 	if err != nil {
 		return err
 	}
 	if _, err := cranePipe(0); err != nil {
 		return err
 	}
+	cpu = map[string][]time.Duration{}
 	oursLines := int64(bytes.Count(ours.stdout, []byte("\n"))) - 1
 	logf("files lists %d paths, crane export | tar -t %d entries", oursLines, craneLines)
-	const (
-		cold   = "image-serve files, cold"
-		cached = "image-serve files, cached"
-		ref    = "crane export piped to tar -t"
-	)
 	res, err := rotate(e.sz.coldRounds, []contender{
-		{name: cold, setup: func(int) error { return os.RemoveAll(index) }, run: filesRun},
+		{name: cold, setup: func(int) error { return os.RemoveAll(index) }, run: filesRun(cold)},
 		// Every cold run leaves the index, as the untimed run did.
-		{name: cached, run: filesRun},
+		{name: cached, run: filesRun(cached)},
 		{name: ref, run: cranePipe},
 	})
 	if err != nil {
@@ -144,17 +156,23 @@ func (e *env) filesBench() error {
 	what := fmt.Sprintf("files of an image with a %s layer (%d entries, %d files, gzip %s) and a %d-entry top layer",
 		mib(img.content), img.entries, img.files, mib(img.baseGzip), img.topEntries)
 	refVal := dur(res[ref].median())
-	refNote := fmt.Sprintf("crane %s, tar %s; %d paths listed by files, %d entries by tar -t",
-		mib(craneRSS), mib(tarRSS), oursLines, craneLines)
+	cpuOf := func(name string) string {
+		if timeBin == "" {
+			return ""
+		}
+		return "; CPU time " + dur(bench.Median(cpu[name]))
+	}
+	refNote := fmt.Sprintf("crane %s, tar %s", mib(craneRSS), mib(tarRSS))
 	sp := float64(res[ref].median()) / float64(res[cold].median())
 	refName := "crane export \\| tar -t" // a table cell
 	e.rep.add(row{what: what + ", cold (no layer index)", ours: cold, oursVal: dur(res[cold].median()), ref: refName, refVal: refVal,
 		ratio: fmt.Sprintf("%.2f× faster", sp), target: "≥ 1.5× faster", met: met(sp, 1.5, true),
-		notes: "max RSS " + mib(res[cold].maxRSS()) + "; reference max RSS: " + refNote})
+		notes: "max RSS " + mib(res[cold].maxRSS()) + cpuOf(cold) + "; reference: max RSS " + refNote + cpuOf(ref) +
+			fmt.Sprintf("; %d paths listed by files, %d entries by tar -t", oursLines, craneLines)})
 	sp = float64(res[ref].median()) / float64(res[cached].median())
 	e.rep.add(row{what: what + ", cached (second run)", ours: cached, oursVal: dur(res[cached].median()), ref: refName, refVal: refVal,
 		ratio: fmt.Sprintf("%.1f× faster", sp), target: "≥ 20× faster", met: met(sp, 20, true),
-		notes: "max RSS " + mib(res[cached].maxRSS())})
+		notes: "max RSS " + mib(res[cached].maxRSS()) + cpuOf(cached)})
 	peak := max(res[cold].maxRSS(), res[cached].maxRSS())
 	e.rep.add(row{what: fmt.Sprintf("peak RSS of files over a %s layer", mib(img.content)), ours: "image-serve files",
 		oursVal: mib(peak), ref: "budget", refVal: "64.0 MiB",
@@ -231,12 +249,13 @@ func newRSSProbe(timeBin, file string, c *exec.Cmd) *rssProbe {
 	if timeBin == "" {
 		return &rssProbe{cmd: c}
 	}
-	return &rssProbe{cmd: exec.Command(timeBin, append([]string{"-f", "%M", "-o", file, c.Path}, c.Args[1:]...)...), file: file}
+	return &rssProbe{cmd: exec.Command(timeBin, append([]string{"-f", "%M %U %S", "-o", file, c.Path}, c.Args[1:]...)...), file: file}
 }
 
-// peak sets *rss to the command's peak RSS as time wrote it, unless err
-// (the run's) is not nil, which it returns.
-func (p *rssProbe) peak(rss *int64, err error) error {
+// peak sets *rss to the command's peak RSS and *cpu to its CPU time
+// (user and system) as time wrote them, unless err (the run's) is not
+// nil, which it returns. Without GNU time *cpu stays 0.
+func (p *rssProbe) peak(rss *int64, cpu *time.Duration, err error) error {
 	if err != nil || p.file == "" {
 		return err
 	}
@@ -245,10 +264,12 @@ func (p *rssProbe) peak(rss *int64, err error) error {
 		return err
 	}
 	var kib int64
-	if _, err := fmt.Sscan(string(b), &kib); err != nil {
+	var user, sys float64
+	if _, err := fmt.Sscan(string(b), &kib, &user, &sys); err != nil {
 		return fmt.Errorf("GNU time wrote %q: %w", b, err)
 	}
 	*rss = kib << 10
+	*cpu = time.Duration((user + sys) * float64(time.Second))
 	return nil
 }
 
