@@ -40,8 +40,9 @@ type filesImage struct {
 	topEntries        int
 }
 
-// filesBench is `image-serve files` of an image with one big layer, cold
-// (no layer index) and cached (the second run), against `crane export
+// filesBench is `image-serve files` of an image with one big layer (and
+// a small one over it), cold (no layer index) and cached (the second
+// run), against `crane export
 // IMAGE - | tar -t` of the same image from image-serve's embedded server:
 // the nearest thing another tool has to listing an image's final file
 // system.
