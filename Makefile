@@ -109,8 +109,10 @@ demo: build
 # CNCF distribution registry (pinned in bench/tools/go.mod, a module of its
 # own so that its dependencies stay out of ours), nginx and Apache on
 # 127.0.0.1, drives bin/image-serve against skopeo, regsync (regclient's,
-# pinned there too and built into bin/ beside the registry), nginx, Apache
-# and Go's sha256 side by side, runs the hot functions' go test benchmarks,
+# pinned there too and built into bin/ beside the registry), crane
+# (go-containerregistry's, at the version go.mod pins, installed into bin/
+# with its own module's dependencies, so that ours do not grow), nginx,
+# Apache and Go's sha256 side by side, runs the hot functions' go test benchmarks,
 # prints one table of medians and ratios and writes it, with the command
 # lines and the machine, to bench/RESULTS.md (about 15 minutes; BENCH_QUICK=1 is
 # a one-minute smoke run of every row at small sizes).
@@ -118,7 +120,8 @@ bench: build test-deps
 	@command -v wrk >/dev/null || { echo "installing: wrk"; export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 	cd bench/tools && $(GO) build -trimpath -o ../../bin/regsync github.com/regclient/regclient/cmd/regsync
-	$(GO) run ./internal/bench/cmd/benchrun -bin $(BIN) -registry bin/registry -regsync bin/regsync -out bench/RESULTS.md $(BENCHFLAGS)
+	GOBIN=$(CURDIR)/bin $(GO) install -trimpath github.com/google/go-containerregistry/cmd/crane@$$($(GO) list -m -f '{{.Version}}' github.com/google/go-containerregistry)
+	$(GO) run ./internal/bench/cmd/benchrun -bin $(BIN) -registry bin/registry -regsync bin/regsync -crane bin/crane -out bench/RESULTS.md $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

@@ -377,3 +377,78 @@ func FuzzLayer(f *testing.F) {
 		}
 	})
 }
+
+// zstdOf is raw compressed by an encoder configured as the tools write
+// layers, or as a hostile one may.
+func zstdOf(t *testing.T, raw []byte, opts ...zstd.EOption) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := zstd.NewWriter(&out, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+func xzOf(t *testing.T, raw []byte, dictCap int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := xz.WriterConfig{DictCap: dictCap}.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestWindowBound: a layer whose compression asks for more history than
+// MaxWindow is refused with ErrWindow, saying why; the windows the tools
+// write (zstd's best level, 8 MiB; xz's preset 7, 16 MiB) are read.
+func TestWindowBound(t *testing.T) {
+	// Larger than the zstd encoder's block buffer: a smaller input is
+	// written as one single-segment frame, its window its size.
+	raw := tarOf(t, ent{spec: "f", body: strings.Repeat("hello ", 400_000)})
+	for _, tc := range []struct {
+		name, mediaType string
+		layer           []byte
+		refused         bool
+		says            string
+	}{
+		{"zstd best level (8 MiB window)", "application/vnd.oci.image.layer.v1.tar+zstd",
+			zstdOf(t, raw, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithWindowSize(8<<20)), false, ""},
+		{"zstd 16 MiB window", "application/vnd.oci.image.layer.v1.tar+zstd",
+			zstdOf(t, raw, zstd.WithWindowSize(MaxWindow), zstd.WithSingleSegment(false)), false, ""},
+		{"zstd 32 MiB window", "application/vnd.oci.image.layer.v1.tar+zstd",
+			zstdOf(t, raw, zstd.WithWindowSize(32<<20), zstd.WithSingleSegment(false)), true, "zstd --long"},
+		{"zstd 128 MiB window (--long=27)", "",
+			zstdOf(t, raw, zstd.WithWindowSize(128<<20), zstd.WithSingleSegment(false)), true, "zstd --long"},
+		{"xz preset 6 (8 MiB dictionary)", "", xzOf(t, raw, 8<<20), false, ""},
+		{"xz preset 7 (16 MiB dictionary)", "", xzOf(t, raw, 16<<20), false, ""},
+		{"xz 24 MiB dictionary", "", xzOf(t, raw, 24<<20), true, "dictionary is 24 MiB"},
+		{"xz preset 9 (64 MiB dictionary)", "", xzOf(t, raw, 64<<20), true, "xz -8 and -9"},
+	} {
+		rc, _, err := Decompress(bytes.NewReader(tc.layer), tc.mediaType, int64(len(tc.layer)), Options{})
+		if err == nil {
+			_, err = List(rc)
+			rc.Close()
+		}
+		t.Logf("%s: %v", tc.name, err)
+		switch {
+		case !tc.refused && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.refused && (!errors.Is(err, ErrWindow) || !strings.Contains(err.Error(), tc.says) || strings.Contains(err.Error(), "malformed")):
+			t.Errorf("%s: got %v, want ErrWindow saying %q", tc.name, err, tc.says)
+		}
+	}
+}

@@ -30,6 +30,20 @@ const bombFloor = 16 << 20
 // ErrBomb is a layer that decompresses to more than its limit allows.
 var ErrBomb = errors.New("decompression bomb")
 
+// MaxWindow is the most history a layer's decompressor may keep: a zstd
+// window or an xz dictionary. It bounds the memory a layer's read takes
+// (the decompressors' defaults let a crafted header ask for 128 MiB and
+// more), and it is twice what the tools that write layers use: zstd's
+// levels 1 to 19 (the CLI's, and the Go encoder's that podman, buildah,
+// containerd and buildkit use, zstd:chunked included) have windows of at
+// most 8 MiB, as have xz's default preset 6 and the Go xz writer; xz -7
+// has 16 MiB. Past it: zstd --long, zstd --ultra -20 to -22, xz -8 and -9.
+const MaxWindow = 16 << 20
+
+// ErrWindow is a layer whose compression needs more history than
+// MaxWindow.
+var ErrWindow = errors.New("compression window too large")
+
 // Options bound a layer's read.
 type Options struct {
 	// MaxRatio is how many times its compressed size a compressed layer
@@ -87,7 +101,8 @@ func sniff(head []byte) Compression {
 // Decompress returns the tar stream of the layer r holds: size bytes of
 // mediaType. The compression is read from the magic bytes; a media type
 // that states another is an error. The stream fails with ErrBomb once it
-// has given more than the ratio allows.
+// has given more than the ratio allows, and with ErrWindow (for xz, up
+// front) when the layer needs more history than MaxWindow.
 func Decompress(r io.Reader, mediaType string, size int64, o Options) (io.ReadCloser, Compression, error) {
 	want, err := stated(mediaType)
 	if err != nil {
@@ -119,14 +134,23 @@ func Decompress(r io.Reader, mediaType string, size int64, o Options) (io.ReadCl
 		}
 		rc = z
 	case Zstd:
-		// One goroutine, a window of at most 128 MiB (zstd --long=27):
-		// the memory a layer's read takes stays bounded.
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(128<<20))
+		// One goroutine, low memory, a window of at most MaxWindow: the
+		// memory a layer's read takes stays bounded. MaxMemory bounds what
+		// MaxWindow does not: a single-segment frame's window is its
+		// stated content size.
+		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(MaxWindow), zstd.WithDecoderMaxMemory(MaxWindow))
 		if err != nil {
 			return nil, "", fmt.Errorf("zstd: %w", err)
 		}
 		rc = z.IOReadCloser()
 	case XZ:
+		// The xz reader takes the dictionary size a block header states
+		// as given (its ReaderConfig.DictCap is a floor, not a cap), so
+		// the first block's is checked here, before any of it is read.
+		if err := xzDictOK(br); err != nil {
+			return nil, "", err
+		}
 		z, err := xz.NewReader(br)
 		if err != nil {
 			return nil, "", fmt.Errorf("xz: %w", err)
@@ -134,6 +158,65 @@ func Decompress(r io.Reader, mediaType string, size int64, o Options) (io.ReadCl
 		rc = io.NopCloser(z)
 	}
 	return &bounded{rc: rc, left: limit, size: size, ratio: ratio}, got, nil
+}
+
+// xzDictOK refuses an xz stream whose first block's LZMA2 dictionary is
+// larger than MaxWindow. xz writes every block of a stream with the same
+// filter chain, so the first block's stands for the stream's; a crafted
+// stream whose later block asks for more is not caught here.
+func xzDictOK(br *bufio.Reader) error {
+	const streamHeader = 12
+	head, _ := br.Peek(streamHeader + 1)
+	if len(head) <= streamHeader || head[streamHeader] == 0 {
+		return nil // no block: the xz reader says what is wrong, if anything
+	}
+	size := (int(head[streamHeader]) + 1) * 4
+	h, _ := br.Peek(streamHeader + size)
+	if len(h) < streamHeader+size {
+		return nil // truncated: the xz reader says so
+	}
+	flags, b := h[streamHeader+1], h[streamHeader+2:]
+	// skip passes a multibyte integer; false when there is none.
+	skip := func() bool {
+		for i := 0; i < len(b) && i < 9; i++ {
+			if b[i]&0x80 == 0 {
+				b = b[i+1:]
+				return true
+			}
+		}
+		return false
+	}
+	if flags&0x40 != 0 && !skip() || flags&0x80 != 0 && !skip() { // compressed, uncompressed size
+		return nil
+	}
+	for range int(flags&0x03) + 1 {
+		// A filter: its ID, the size of its properties, the properties.
+		// LZMA2 (0x21) is always last, with one byte of properties.
+		if len(b) >= 3 && b[0] == 0x21 && b[1] == 1 {
+			bits := int(b[2] & 0x3f)
+			dict := uint64(0xffffffff)
+			if bits < 40 {
+				dict = uint64(2|bits&1) << (bits/2 + 11)
+			}
+			if dict > MaxWindow {
+				return fmt.Errorf("xz: %w: its dictionary is %d MiB, more than the %d MiB read here (xz -8 and -9 write such, preset 7 and below do not)",
+					ErrWindow, dict>>20, MaxWindow>>20)
+			}
+			return nil
+		}
+		if len(b) < 1 || !skip() { // the ID
+			return nil
+		}
+		if len(b) < 1 {
+			return nil
+		}
+		n := int(b[0])
+		if n >= 0x80 || len(b) < 1+n {
+			return nil
+		}
+		b = b[1+n:]
+	}
+	return nil
 }
 
 // bounded fails with ErrBomb once more than left bytes came out.
@@ -146,6 +229,11 @@ type bounded struct {
 
 func (b *bounded) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		// Said by the frame's header, before its window is allocated.
+		err = fmt.Errorf("zstd: %w: a frame needs a window of more than the %d MiB read here (zstd --long and --ultra -20 to -22 write such, levels 1 to 19 do not): %w",
+			ErrWindow, MaxWindow>>20, err)
+	}
 	b.left -= int64(n)
 	if b.left < 0 {
 		return n, fmt.Errorf("%w: %d compressed bytes decompress to more than %d× as many (raise the limit with --max-ratio)", ErrBomb, b.size, b.ratio)
@@ -169,7 +257,10 @@ func Scan(r io.Reader, fn func(Entry, io.Reader) error) error {
 			return nil
 		}
 		if err != nil {
-			if errors.Is(err, ErrBomb) {
+			if errors.Is(err, ErrBomb) || errors.Is(err, ErrWindow) {
+				if last == "" {
+					return err
+				}
 				return fmt.Errorf("after entry %q: %w", last, err)
 			}
 			if last == "" {
@@ -190,7 +281,7 @@ func Scan(r io.Reader, fn func(Entry, io.Reader) error) error {
 			content = tr
 		}
 		if err := fn(e, content); err != nil {
-			if errors.Is(err, ErrBomb) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if errors.Is(err, ErrBomb) || errors.Is(err, ErrWindow) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return fmt.Errorf("entry %q: %w", h.Name, err)
 			}
 			return err

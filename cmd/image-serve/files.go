@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -125,7 +126,10 @@ func runFiles(c *cli.Context) error {
 
 // printFiles is files' table: sizes human-readable, mtimes in UTC.
 func printFiles(c *cli.Context, files []catalog.File) error {
-	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	// tabwriter writes the table cell by cell when flushed: buffered, a
+	// big image's list is a few writes, not one per cell.
+	bw := bufio.NewWriterSize(c.App.Writer, 64<<10)
+	w := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TYPE\tMODE\tOWNER\tSIZE\tMTIME\tLAYER\tPATH")
 	for _, f := range files {
 		size := ""
@@ -143,5 +147,8 @@ func printFiles(c *cli.Context, files []catalog.File) error {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.Type, mode, owner, size, mtime, f.Layer, path)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
