@@ -149,7 +149,12 @@ type pushRepo struct {
 // *RegistryMissingError listing them). A tag is put only once every
 // manifest of every repository is in: a load that fails before then
 // moves no tag. name names the bundle in errors.
-func PushBundle(ctx context.Context, t PushTarget, r *bundle.Reader, name string, o PushOptions) (*PushReport, error) {
+func PushBundle(ctx context.Context, t PushTarget, r *bundle.Reader, name string, o PushOptions) (_ *PushReport, err error) {
+	defer func() {
+		if err != nil {
+			err = destFlagsError(err)
+		}
+	}()
 	desc := r.Descriptor()
 	rep := &PushReport{Bundle: r.ID(), Target: t.String(), Carried: desc.Bytes.Members, Full: desc.Bytes.Images}
 	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}}
@@ -609,4 +614,16 @@ func (d *dest) putManifest(ctx context.Context, repo, ref, mediaType string, raw
 		return registryError(what, err)
 	}
 	return check(resp, what, http.StatusCreated)
+}
+
+// destFlagsError names the destination's flags in err where the source
+// machinery it came from names the source's (--src-tls-verify, ...): a
+// load into a registry has no source registry, so every such mention is
+// about the destination. The original stays in the chain for errors.As.
+func destFlagsError(err error) error {
+	msg := err.Error()
+	if !strings.Contains(msg, "--src-") {
+		return err
+	}
+	return &sourceError{strings.ReplaceAll(msg, "--src-", "--dest-"), err}
 }

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/image-serve/image-serve/bundle"
@@ -17,9 +23,12 @@ import (
 // log: a POST to blobs/uploads/ answered 201 is a mount (the query, which
 // the log's path leaves out, held mount= and from=), one answered 202
 // starts an upload; a PUT to blobs/uploads/ID commits an upload; PATCH
-// sends a chunk.
-func uploadRequests(log distreg.Log) (mounts, starts, commits, patches, manifestPuts, other int) {
+// sends a chunk. Only requests for repositories under prefix count.
+func uploadRequests(log distreg.Log, prefix string) (mounts, starts, commits, patches, manifestPuts, other int) {
 	for _, r := range log {
+		if !strings.HasPrefix(r.Path, "/v2/"+prefix+"/") {
+			continue
+		}
 		uploads := strings.Contains(r.Path, "/blobs/uploads/")
 		switch {
 		case r.Method == "POST" && uploads && r.Status == 201:
@@ -59,12 +68,15 @@ func TestBundleLoadTo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	farBase, err := name.ParseReference(reg.Host+"/far/base/os:v1", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(farBase, base); err != nil {
-		t.Fatal(err)
+	// far for the load, damaged for that of a damaged bundle.
+	for _, prefix := range []string{"far", "damaged"} {
+		farBase, err := name.ParseReference(reg.Host+"/"+prefix+"/base/os:v1", name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(farBase, base); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	file := filepath.Join(t.TempDir(), "update.bundle")
@@ -106,12 +118,33 @@ func TestBundleLoadTo(t *testing.T) {
 		}
 	}
 
+	// A bundle on stdin (not checked whole first) with a layer's byte
+	// flipped: the upload fails on its digest, and no manifest nor tag
+	// is put.
+	cmd := exec.Command(binary, "bundle", "load", "--to", "docker://"+reg.Host+"/damaged", "--dest-tls-verify=false", "--mount-from", "base/os", "-")
+	cmd.Stdin = bytes.NewReader(flipLayerByte(t, readFile(t, file)))
+	mark = reg.Mark(t)
+	r = runCmd(t, cmd)
+	if r.code != 1 || !strings.Contains(r.stderr, "does not match its digest") {
+		t.Errorf("load --to of a damaged bundle on stdin: exit %d, want 1 and the damaged member named:\n%s", r.code, r.stderr)
+	}
+	for _, req := range reg.Since(t, mark) {
+		if req.Method == "PUT" && req.Kind() == "manifests" {
+			t.Errorf("a damaged bundle's load put manifest %s (%d)", req.Path, req.Status)
+		}
+	}
+	for ref := range s.targets {
+		if _, err := pullDigest(reg.Host + "/damaged/" + ref); err == nil {
+			t.Errorf("%s/damaged/%s pulls after a damaged bundle's load", reg.Host, ref)
+		}
+	}
+
 	// With the base's repository to mount from.
 	load := []string{"bundle", "load", "--to", "docker://" + reg.Host + "/far", "--dest-tls-verify=false", "--mount-from", "base/os", file}
 	mark = reg.Mark(t)
 	r = mustRun(t, load...)
 	t.Logf("load --to:\n%s", r.stderr)
-	mounts, starts, commits, patches, manifests, other := uploadRequests(reg.Since(t, mark))
+	mounts, starts, commits, patches, manifests, other := uploadRequests(reg.Since(t, mark), "far")
 	// Each target repository mounts the base's two blobs it names (app
 	// both, the index's two images one each); every blob the bundle
 	// carries is uploaded once, monolithically, and none is shared
@@ -139,7 +172,7 @@ func TestBundleLoadTo(t *testing.T) {
 	// Again: every blob is there, nothing is uploaded or mounted.
 	mark = reg.Mark(t)
 	mustRun(t, load...)
-	if mounts, starts, commits, patches, _, other := uploadRequests(reg.Since(t, mark)); mounts+starts+commits+patches+other != 0 {
+	if mounts, starts, commits, patches, _, other := uploadRequests(reg.Since(t, mark), "far"); mounts+starts+commits+patches+other != 0 {
 		t.Errorf("a second load --to wrote blobs: %d mounts, %d uploads started, %d committed, %d PATCH, %d other", mounts, starts, commits, patches, other)
 	}
 }
@@ -163,4 +196,77 @@ func TestBundleLoadToFlags(t *testing.T) {
 			t.Errorf("bundle load %s: exit %d, want 2 and %q:\n%s", strings.Join(tc.args, " "), r.code, tc.want, r.stderr)
 		}
 	}
+}
+
+// TestBundleLoadToSecure loads a whole bundle (it needs nothing) into a
+// distribution registry behind TLS and basic auth, reached with
+// --dest-cert-dir and --dest-creds as export's source flags reach one;
+// a wrong password and a missing CA are refused before any write.
+func TestBundleLoadToSecure(t *testing.T) {
+	s := newAirgapSites(t)
+	const user, password = "far", "site secret"
+	reg := distreg.StartWith(t, distreg.Options{TLS: true, Users: map[string]string{user: password}})
+	certs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(certs, "ca.crt"), reg.CACertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "full.bundle")
+	mustRun(t, "--root", s.a.Dir(), "bundle", "create", "-o", file, "site/app:v2")
+	to := "docker://" + reg.Host + "/far"
+	mark := reg.Mark(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dest-cert-dir", certs, "--dest-creds", user + ":wrong"}, "401"},
+		{[]string{"--dest-creds", user + ":" + password}, "certificate is not trusted: x509: certificate signed by unknown authority (--dest-tls-verify=false skips the check)"},
+	} {
+		r := run(t, append(append([]string{"bundle", "load", "--to", to}, tc.args...), file)...)
+		if r.code != 1 || !strings.Contains(r.stderr, tc.want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("bundle load --to %s: exit %d, want 1 and one line with %q:\n%s", strings.Join(tc.args, " "), r.code, tc.want, r.stderr)
+		}
+	}
+	for _, req := range reg.Since(t, mark) {
+		if req.Method != "HEAD" && req.Method != "GET" {
+			t.Errorf("a refused load sent %s %s (%d)", req.Method, req.Path, req.Status)
+		}
+	}
+	mustRun(t, "bundle", "load", "--to", to, "--dest-cert-dir", certs, "--dest-creds", user+":"+password, file)
+	ref, err := name.ParseReference(reg.Host + "/far/site/app:v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(ref, remote.WithTransport(reg.Client().Transport), remote.WithAuth(&authn.Basic{Username: user, Password: password}))
+	if err != nil || desc.Digest.String() != s.targets["site/app:v2"] {
+		t.Errorf("ggcr get %s: %v %v, want %s", ref, desc, err, s.targets["site/app:v2"])
+	}
+}
+
+// flipLayerByte returns the bundle b with one byte of its last member
+// (a layer: layers come last) flipped.
+func flipLayerByte(t *testing.T, b []byte) []byte {
+	t.Helper()
+	out := bytes.Clone(b)
+	br := bytes.NewReader(b)
+	tr := tar.NewReader(br)
+	at := -1
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(h.Name, "blobs/") && h.Size > 0 {
+			// The reader has read the header's blocks and no more: the
+			// member's bytes start here.
+			at = len(b) - br.Len() + int(h.Size)/2
+		}
+	}
+	if at < 0 {
+		t.Fatal("no blob member to damage")
+	}
+	out[at] ^= 0xff
+	return out
 }
