@@ -124,6 +124,7 @@ func main() {
 		{"single", e.singleLayer},
 		{"rss", e.peakRSS},
 		{"save", e.saves},
+		{"bundle", e.bundles},
 		{"gc", e.gcTree},
 		{"serve", e.serving},
 		{"gotest", e.goBenchmarks},
