@@ -28,8 +28,9 @@ import (
 // so the load asks the registry: a needed blob is looked for (HEAD) in
 // each repository of the bundle's tags, then in the repositories the
 // caller names (PushOptions.MountFrom, where an earlier load put the
-// base), and mounted from the first that holds it. Nothing is written
-// before every needed blob is found somewhere. Then the bundle's own
+// base), and mounted from the first that holds it (or, where the
+// registry declines the mount, copied through from there). Nothing is
+// written before every needed blob is found somewhere. Then the bundle's own
 // blobs go up in its order, each streamed from the bundle once (checked
 // against its digest by the bundle reader as it streams, and by the
 // registry, which commits an upload only under the digest it was given)
@@ -105,11 +106,28 @@ type PushReport struct {
 	Uploaded      int   `json:"blobs_uploaded"`
 	UploadedBytes int64 `json:"bytes_uploaded"`
 	Present       int   `json:"blobs_present"`
-	Manifests     int   `json:"manifests"`
+	// Copied are the mounts the registry declined, copied through this
+	// host instead (read from the repository holding the blob, put into
+	// the other): not in Mounted.
+	Copied      int   `json:"blobs_copied"`
+	CopiedBytes int64 `json:"bytes_copied"`
+	Manifests   int   `json:"manifests"`
 	// Carried is what the bundle carries (its members' bytes); Full the
 	// images' full size.
 	Carried int64 `json:"bytes_carried"`
 	Full    int64 `json:"bytes_full"`
+}
+
+// mounted counts a mount of size bytes, or its copy when the registry
+// declined it.
+func (r *PushReport) mounted(copied bool, size int64) {
+	if copied {
+		r.Copied++
+		r.CopiedBytes += size
+		return
+	}
+	r.Mounted++
+	r.MountedBytes += size
 }
 
 // RegistryMissingError is the refusal of a bundle whose needed blobs no
@@ -256,12 +274,12 @@ func PushBundle(ctx context.Context, t PushTarget, r *bundle.Reader, name string
 				rep.Present++
 				continue
 			}
-			if err := d.mount(ctx, name, b, source[b]); err != nil {
+			copied, err := d.mount(ctx, name, b, needed[b].Size, source[b])
+			if err != nil {
 				return rep, err
 			}
 			pr.has[b] = true
-			rep.Mounted++
-			rep.MountedBytes += needed[b].Size
+			rep.mounted(copied, needed[b].Size)
 		}
 	}
 	// The bundle's blobs, in its order: into the first repository that
@@ -302,12 +320,12 @@ func PushBundle(ctx context.Context, t PushTarget, r *bundle.Reader, name string
 			rep.UploadedBytes += m.Size
 		}
 		for _, name := range want {
-			if err := d.mount(ctx, name, m.Digest, from); err != nil {
+			copied, err := d.mount(ctx, name, m.Digest, m.Size, from)
+			if err != nil {
 				return rep, err
 			}
 			repos[name].has[m.Digest] = true
-			rep.Mounted++
-			rep.MountedBytes += m.Size
+			rep.mounted(copied, m.Size)
 		}
 	}
 	// Manifests by digest, children before the indexes naming them (the
@@ -538,25 +556,50 @@ func (d *dest) hasBlob(ctx context.Context, repo string, b digest.Digest) (bool,
 	return true, nil
 }
 
-// mount mounts blob b into repo from repository from. A registry that
-// starts an upload instead (202: it declined the mount) has that upload
-// cancelled, and the mount fails.
-func (d *dest) mount(ctx context.Context, repo string, b digest.Digest, from string) error {
+// mount mounts blob b, of size bytes, into repo from repository from. A
+// registry that declines the mount (one that does not do cross-repository
+// mounts, or not between those two) starts an upload instead (202): the
+// blob is then copied through this host into that upload — read from
+// from, put under its digest, which the registry checks before it
+// commits it. copied reports that.
+func (d *dest) mount(ctx context.Context, repo string, b digest.Digest, size int64, from string) (copied bool, err error) {
 	what := fmt.Sprintf("mounting %s into %s/%s from %s", b, d.reg.RegistryStr(), repo, from)
 	u := d.url(repo, "blobs/uploads/")
 	u.RawQuery = url.Values{"mount": {b.String()}, "from": {from}}.Encode()
 	resp, err := d.send(ctx, http.MethodPost, u, nil, 0, "")
 	if err != nil {
-		return registryError(what, err)
+		return false, registryError(what, err)
 	}
-	if resp.StatusCode == http.StatusAccepted {
-		if loc, err := location(resp); err == nil {
-			if resp, err := d.send(ctx, http.MethodDelete, loc, nil, 0, ""); err == nil {
-				resp.Body.Close()
-			}
-		}
-		resp.Body.Close()
-		return fmt.Errorf("%s: the registry started an upload instead (it declined the mount, though %s holds the blob)", what, from)
+	if resp.StatusCode != http.StatusAccepted {
+		return false, check(resp, what, http.StatusCreated)
+	}
+	loc, err := location(resp)
+	resp.Body.Close()
+	if err != nil {
+		return false, fmt.Errorf("%s: %v", what, err)
+	}
+	what = fmt.Sprintf("copying %s (%d bytes) into %s/%s from %s (the registry declined to mount it)", b, size, d.reg.RegistryStr(), repo, from)
+	get, err := d.send(ctx, http.MethodGet, d.url(from, "blobs/"+b.String()), nil, 0, "")
+	if err != nil {
+		return false, registryError(what, err)
+	}
+	if get.StatusCode != http.StatusOK {
+		return false, check(get, what, http.StatusOK)
+	}
+	defer get.Body.Close()
+	return true, d.commit(ctx, loc, b, size, get.Body, what)
+}
+
+// commit puts the whole of blob b, size bytes of body, into the upload
+// session at loc (monolithic), under the digest the registry checks the
+// bytes against before it commits them.
+func (d *dest) commit(ctx context.Context, loc *url.URL, b digest.Digest, size int64, body io.Reader, what string) error {
+	q := loc.Query()
+	q.Set("digest", b.String())
+	loc.RawQuery = q.Encode()
+	resp, err := d.send(ctx, http.MethodPut, loc, body, size, "application/octet-stream")
+	if err != nil {
+		return registryError(what, err)
 	}
 	return check(resp, what, http.StatusCreated)
 }
@@ -579,14 +622,7 @@ func (d *dest) upload(ctx context.Context, repo string, m bundle.Member, body io
 	if err != nil {
 		return fmt.Errorf("%s: %v", what, err)
 	}
-	q := loc.Query()
-	q.Set("digest", m.Digest.String())
-	loc.RawQuery = q.Encode()
-	resp, err = d.send(ctx, http.MethodPut, loc, body, m.Size, "application/octet-stream")
-	if err != nil {
-		return registryError(what, err)
-	}
-	return check(resp, what, http.StatusCreated)
+	return d.commit(ctx, loc, m.Digest, m.Size, body, what)
 }
 
 // location is the upload session URL of a 202, resolved against the

@@ -71,8 +71,8 @@ the tree, nothing is extracted anywhere first, and every tag of the bundle moves
 --to docker://HOST[/PREFIX] loads into a registry instead of the tree, each repository REPO of the
 bundle as PREFIX/REPO. A blob the bundle needs is looked for (HEAD) in the repositories of its
 tags and then in those --mount-from names (under PREFIX likewise), and mounted from the first
-that holds it; a bundle with a needed blob none holds is refused, listing them, before any
-write. The bundle's blobs are uploaded, each once, and mounted into its other repositories;
+that holds it (copied through from there when the registry declines the mount); a bundle with a
+needed blob none holds is refused, listing them, before any write. The bundle's blobs are uploaded, each once, and mounted into its other repositories;
 then the manifests, children before indexes; the tags last of all. --to overwrites tags.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "on-existing-tag", Value: "overwrite", Usage: "a tag the tree has, naming another manifest: overwrite, skip or fail"},
@@ -518,9 +518,13 @@ func runBundlePush(c *cli.Context, target exporter.PushTarget, srcs []bundle.Sou
 	for _, t := range rep.Tags {
 		fmt.Fprintf(os.Stderr, "%s/%s\n", target.Registry, t)
 	}
-	fmt.Fprintf(os.Stderr, "bundle %s into %s: uploaded %s in %s, mounted %s in %s, %s there already, %s\n",
+	copied := ""
+	if rep.Copied > 0 {
+		copied = fmt.Sprintf(", copied %s in %s the registry declined to mount", humanBytes(rep.CopiedBytes), plural(rep.Copied, "blob", "blobs"))
+	}
+	fmt.Fprintf(os.Stderr, "bundle %s into %s: uploaded %s in %s, mounted %s in %s%s, %s there already, %s\n",
 		rep.Bundle, rep.Target, humanBytes(rep.UploadedBytes), plural(rep.Uploaded, "blob", "blobs"),
-		humanBytes(rep.MountedBytes), plural(rep.Mounted, "blob", "blobs"), plural(rep.Present, "blob", "blobs"),
+		humanBytes(rep.MountedBytes), plural(rep.Mounted, "blob", "blobs"), copied, plural(rep.Present, "blob", "blobs"),
 		plural(rep.Manifests, "manifest", "manifests"))
 	return nil
 }
