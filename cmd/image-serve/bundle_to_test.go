@@ -112,8 +112,10 @@ func TestBundleLoadTo(t *testing.T) {
 	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("the refusal is not one line:\n%s", r.stderr)
 	}
+	// Only the load's repositories count: a line of the base's push
+	// written late (distreg's Mark) is not the load's.
 	for _, req := range reg.Since(t, mark) {
-		if req.Method != "HEAD" && req.Method != "GET" {
+		if strings.HasPrefix(req.Path, "/v2/empty/") && req.Method != "HEAD" && req.Method != "GET" {
 			t.Errorf("a refused load sent %s %s (%d)", req.Method, req.Path, req.Status)
 		}
 	}
