@@ -67,10 +67,22 @@ anything is written the descriptor is read and every blob it needs checked to be
 bundle whose needed blobs are missing is refused, listing them), and a file's members and parts
 are checked to be all there. Then every member is verified against its digest as it streams into
 the tree, nothing is extracted anywhere first, and every tag of the bundle moves, or none (export
---atomic's journal). Loading the same bundle again changes nothing.`,
+--atomic's journal). Loading the same bundle again changes nothing.
+--to docker://HOST[/PREFIX] loads into a registry instead of the tree, each repository REPO of the
+bundle as PREFIX/REPO. A blob the bundle needs is looked for (HEAD) in the repositories of its
+tags and then in those --mount-from names (under PREFIX likewise), and mounted from the first
+that holds it (copied through from there when the registry declines the mount); a bundle with a
+needed blob none holds is refused, listing them, before any write. The bundle's blobs are uploaded, each once, and mounted into its other repositories;
+then the manifests, children before indexes; the tags last of all. --to overwrites tags.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "on-existing-tag", Value: "overwrite", Usage: "a tag the tree has, naming another manifest: overwrite, skip or fail"},
 					&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+					&cli.StringFlag{Name: "to", Usage: "docker://HOST[/PREFIX]: load into this registry instead of the tree"},
+					&cli.StringSliceFlag{Name: "mount-from", Usage: "with --to: a repository (under PREFIX) that may hold blobs the bundle needs (repeatable)"},
+					&cli.BoolFlag{Name: "dest-tls-verify", Value: true, Usage: "with --to: require HTTPS and a valid certificate (false: allow plain HTTP and self-signed certificates)"},
+					&cli.StringFlag{Name: "dest-creds", Usage: "with --to: USER[:PASS] for the registry"},
+					&cli.StringFlag{Name: "dest-authfile", Usage: "with --to: auth file for the registry (default: docker config.json, containers auth.json)"},
+					&cli.StringFlag{Name: "dest-cert-dir", Usage: "with --to: certs.d directory for the registry: *.crt CAs, *.cert/*.key client pairs"},
 				},
 				Action: runBundleLoad,
 			},
@@ -368,11 +380,29 @@ func runBundleLoad(c *cli.Context) error {
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
+	var target exporter.PushTarget
+	if to := c.String("to"); to != "" {
+		if target, err = exporter.ParsePushTarget(to); err != nil {
+			return usageError(c, "%v", err)
+		}
+		if c.IsSet("on-existing-tag") && onExisting != exporter.Overwrite {
+			return usageError(c, "--to overwrites tags: --on-existing-tag %s is for a tree", c.String("on-existing-tag"))
+		}
+	} else {
+		for _, f := range []string{"mount-from", "dest-tls-verify", "dest-creds", "dest-authfile", "dest-cert-dir"} {
+			if c.IsSet(f) {
+				return usageError(c, "--%s goes with --to", f)
+			}
+		}
+	}
 	srcs, files, err := openBundle(c.Args().Slice())
 	if err != nil {
 		return usageError(c, "%v", err)
 	}
 	defer closeAll(files)
+	if target.Registry != "" {
+		return runBundlePush(c, target, srcs, files)
+	}
 	root, err := openRoot(c)
 	if err != nil {
 		return err
@@ -442,5 +472,59 @@ func runBundleLoad(c *cli.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "bundle %s: carried %s of the images' %s (%.1f%%), wrote %s\n",
 		rep.Bundle, humanBytes(rep.Carried), humanBytes(rep.Full), 100*ratio, humanBytes(rep.Written))
+	return nil
+}
+
+// runBundlePush is bundle load --to: the bundle, checked whole first when
+// it is in files, into a registry.
+func runBundlePush(c *cli.Context, target exporter.PushTarget, srcs []bundle.Source, files []*os.File) error {
+	r, err := bundle.Open(srcs)
+	if err != nil {
+		return err
+	}
+	if files != nil {
+		// As for a tree: a damaged bundle is refused before any write.
+		if err := r.Verify(); err != nil {
+			return err
+		}
+		if err := rewind(files); err != nil {
+			return err
+		}
+		if r, err = bundle.Open(srcs); err != nil {
+			return err
+		}
+	}
+	o := exporter.PushOptions{
+		Registry: exporter.RegistryOptions{
+			Insecure:  !c.Bool("dest-tls-verify"),
+			Creds:     c.String("dest-creds"),
+			AuthFile:  c.String("dest-authfile"),
+			CertDir:   c.String("dest-cert-dir"),
+			UserAgent: "image-serve/" + version,
+		},
+		MountFrom: c.StringSlice("mount-from"),
+		Log:       logger(c),
+	}
+	rep, err := exporter.PushBundle(c.Context, target, r, strings.Join(c.Args().Slice(), " "), o)
+	if err != nil {
+		return err
+	}
+	if wantJSON(c) {
+		return printJSON(c.App.Writer, rep)
+	}
+	if quiet(c) {
+		return nil
+	}
+	for _, t := range rep.Tags {
+		fmt.Fprintf(os.Stderr, "%s/%s\n", target.Registry, t)
+	}
+	copied := ""
+	if rep.Copied > 0 {
+		copied = fmt.Sprintf(", copied %s in %s the registry declined to mount", humanBytes(rep.CopiedBytes), plural(rep.Copied, "blob", "blobs"))
+	}
+	fmt.Fprintf(os.Stderr, "bundle %s into %s: uploaded %s in %s, mounted %s in %s%s, %s there already, %s\n",
+		rep.Bundle, rep.Target, humanBytes(rep.UploadedBytes), plural(rep.Uploaded, "blob", "blobs"),
+		humanBytes(rep.MountedBytes), plural(rep.Mounted, "blob", "blobs"), copied, plural(rep.Present, "blob", "blobs"),
+		plural(rep.Manifests, "manifest", "manifests"))
 	return nil
 }

@@ -125,6 +125,7 @@ func main() {
 		{"rss", e.peakRSS},
 		{"files", e.filesBench},
 		{"save", e.saves},
+		{"bundle", e.bundles},
 		{"gc", e.gcTree},
 		{"serve", e.serving},
 		{"gotest", e.goBenchmarks},
