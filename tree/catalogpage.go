@@ -100,6 +100,12 @@ func (r *Root) writePageFor(repos []string, all bool) error {
 	if err != nil {
 		return err
 	}
+	if len(out) == 0 {
+		// No repository: nothing to keep (a fresh tree's skeleton is the
+		// page alone), and kept sections of repositories gone are never
+		// read again (a repository published anew is rendered anew).
+		return r.writeIfChanged(r.pagePath(), b)
+	}
 	raw := out.marshal()
 	same := bytes.Equal(raw, keptRaw)
 	if same {

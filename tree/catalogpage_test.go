@@ -312,16 +312,19 @@ func TestPageIsTheTreeContent(t *testing.T) {
 func TestSweepPageTemps(t *testing.T) {
 	r := newTree(t)
 	stale := filepath.Join(r.Dir(), "."+pageFile+"12345")
+	sections := filepath.Join(r.Dir(), stateDir, "."+pageSectionsFile+"67890")
 	admin := filepath.Join(r.Dir(), ".notes12345")
-	for _, p := range []string{stale, admin} {
+	for _, p := range []string{stale, sections, admin} {
 		writeFile(t, p, []byte("x"))
 	}
 	n, err := r.sweepCatalogTemps()
-	if err != nil || n != 1 {
-		t.Errorf("sweepCatalogTemps = %d, %v; want 1", n, err)
+	if err != nil || n != 2 {
+		t.Errorf("sweepCatalogTemps = %d, %v; want 2", n, err)
 	}
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Errorf("the page's temporary file: %v, want it gone", err)
+	for _, p := range []string{stale, sections} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want it gone", p, err)
+		}
 	}
 	if _, err := os.Stat(admin); err != nil {
 		t.Errorf("the administrator's file: %v, want it kept", err)

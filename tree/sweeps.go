@@ -104,7 +104,8 @@ func (r *Root) sweepIncoming() (int, error) {
 // sweepCatalogTemps removes the temporary files of _catalog writers that
 // crashed: those in the v2 directory itself, and those of the catalog
 // page, written with _catalog, in the root directory (only the page's:
-// anything else there is the administrator's). Same rule as sweepTemps.
+// anything else there is the administrator's) and of its sections in the
+// state directory. Same rule as sweepTemps.
 func (r *Root) sweepCatalogTemps() (int, error) {
 	n := 0
 	for _, dir := range []struct {
@@ -113,6 +114,9 @@ func (r *Root) sweepCatalogTemps() (int, error) {
 	}{
 		{r.v2Dir(), func(string) bool { return true }},
 		{r.dir, func(name string) bool { return strings.TrimRight(name, "0123456789") == "."+pageFile }},
+		{filepath.Join(r.dir, stateDir), func(name string) bool {
+			return strings.TrimRight(name, "0123456789") == "."+pageSectionsFile
+		}},
 	} {
 		entries, err := r.readDir(dir.path)
 		if err != nil {

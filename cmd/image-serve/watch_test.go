@@ -414,7 +414,7 @@ func TestWatchLeavesOwnWritesAlone(t *testing.T) {
 		return r["msg"] == "re-derived repository" && r["repo"] == "sentinel/app"
 	})
 	for _, r := range w.records(rederived) {
-		if r["repo"] != "sentinel/app" {
+		if r["repo"] != "sentinel/app" && !onlySentinel(r) {
 			t.Errorf("re-derived what image-serve wrote itself: %v", r)
 		}
 	}
@@ -554,4 +554,21 @@ func TestWatchLimit(t *testing.T) {
 	if n := len(w.records(isLimit)); n != 1 {
 		t.Errorf("the fallback was said %d times, want once:\n%s", n, w.log())
 	}
+}
+
+// onlySentinel reports a re-derivation of _catalog that only dropped or
+// added sentinel/app: the hand change's doing, not image-serve's. An event
+// of an earlier write (the catalog page, rewritten at every tag update)
+// handled after the hand change reads the disk as it now is, and finds
+// the sentinel unpublished until its repository is re-derived.
+func onlySentinel(r map[string]any) bool {
+	if r["msg"] != "re-derived _catalog" {
+		return false
+	}
+	for _, k := range []string{"added", "removed"} {
+		if l, ok := r[k].([]any); ok && (len(l) != 1 || l[0] != "sentinel/app") {
+			return false
+		}
+	}
+	return true
 }
