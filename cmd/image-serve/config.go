@@ -49,13 +49,20 @@ directory: Apache then answers as an empty registry until the first export.`,
 its own instance, writing only under --run-dir. nginx needs links in the tree that exports keep up
 to date; this command first adds those missing from content written before (TripleO trees, or
 image-serve's before nginx support), so the tree must be writable. As config apache, it writes the
-files every server needs first, so --root may be an empty directory, before the first export.`,
+files every server needs first, so --root may be an empty directory, before the first export.
+With --cache-for ORIGIN: a caching tier in front of the image-serve server at ORIGIN
+(http(s)://HOST[:PORT]; Apache, nginx, embedded, or another tier), caching blobs and manifests by
+digest under --cache-dir (created if missing) and passing everything else through; --root is not
+read (docs/cache-tiers.md).`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address nginx listens on"},
 					&cli.BoolFlag{Name: "standalone", Usage: "a complete nginx.conf for its own instance"},
 					&cli.StringFlag{Name: "run-dir", Usage: "standalone: directory for the pid file, logs and temporary files"},
 					&cli.StringFlag{Name: "user", Usage: "standalone: user nginx's workers run as when started as root (default: www-data or nginx)"},
 					&cli.StringFlag{Name: "group", Usage: "standalone: group nginx's workers run as (default: the user's name)"},
+					&cli.StringFlag{Name: "cache-for", Usage: "a caching tier in front of the image-serve server at `URL` instead"},
+					&cli.StringFlag{Name: "cache-dir", Value: templates.DefaultCacheDir, Usage: "caching tier: `DIR` of the cache"},
+					&cli.StringFlag{Name: "cache-size", Value: templates.DefaultCacheSize, Usage: "caching tier: the cache's largest `SIZE` (nginx's syntax: 50g, 500m)"},
 				},
 				Action: runConfigNginx,
 			},
@@ -192,6 +199,9 @@ func runConfigNginx(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "unexpected argument %q", c.Args().First())
 	}
+	if c.IsSet("cache-for") {
+		return runConfigNginxCache(c)
+	}
 	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
@@ -225,6 +235,35 @@ func runConfigNginx(c *cli.Context) error {
 	}
 	if n.Manifests > 0 {
 		logger(c).Info("linked manifests for nginx", "manifests", n.Manifests, "repositories", n.Repos)
+	}
+	_, err = c.App.Writer.Write(conf.Bytes())
+	return err
+}
+
+// runConfigNginxCache prints a caching tier's configuration: no tree is
+// read or written.
+func runConfigNginxCache(c *cli.Context) error {
+	cfg := templates.Nginx{
+		Listen:     c.String("listen"),
+		Standalone: c.Bool("standalone"),
+		RunDir:     c.String("run-dir"),
+		User:       c.String("user"),
+		Group:      c.String("group"),
+		CacheFor:   c.String("cache-for"),
+		CacheDir:   c.String("cache-dir"),
+		CacheSize:  c.String("cache-size"),
+	}
+	if cfg.Standalone && cfg.User == "" {
+		cfg.User = webUser("www-data", "nginx")
+	}
+	var conf bytes.Buffer
+	err := templates.RenderNginx(&conf, cfg)
+	var fe *templates.CacheFlagError
+	if errors.As(err, &fe) {
+		return usageError(c, "%v", err)
+	}
+	if err != nil {
+		return err
 	}
 	_, err = c.App.Writer.Write(conf.Bytes())
 	return err
