@@ -83,12 +83,22 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // Object is one manifest or blob to GET through each tier, by digest, in
-// a repository that holds it.
+// a repository that holds it: the first that named it, since a tier
+// caches it for every repository at once.
 type Object struct {
 	Repo     string
 	Digest   digest.Digest
 	Manifest bool
 	Size     int64 // as its parent's descriptor says; 0 for a top manifest
+}
+
+// key is what a tier caches o under: its kind and digest, whatever the
+// repository (config nginx --cache-for).
+func (o Object) key() string {
+	if o.Manifest {
+		return "manifest " + o.Digest.String()
+	}
+	return "blob " + o.Digest.String()
 }
 
 // path is o's URL path below a tier.
@@ -133,8 +143,8 @@ type Tier struct {
 type Report struct {
 	// Resolved is every ref given, with the digest it resolved to.
 	Resolved []Resolved `json:"resolved"`
-	// Objects is how many distinct manifests and blobs each tier was
-	// asked for.
+	// Objects is how many manifests and blobs, distinct by digest, each
+	// tier was asked for.
 	Objects int    `json:"objects"`
 	Tiers   []Tier `json:"tiers"`
 }
@@ -244,7 +254,9 @@ type walker struct {
 	ctx  context.Context
 	c    *http.Client
 	base string
-	seen map[string]bool // Object.path()
+	// seen holds Object.key(): a tier caches content under its digest
+	// alone, so one repository's GET warms it for all.
+	seen map[string]bool
 	objs []Object
 }
 
@@ -280,7 +292,7 @@ func (w *walker) walk(repo string, d digest.Digest, body []byte, size int64) err
 		w.add(Object{Repo: repo, Digest: b})
 	}
 	for _, child := range refs.Children {
-		if w.seen[Object{Repo: repo, Digest: child, Manifest: true}.path()] {
+		if w.seen[Object{Repo: repo, Digest: child, Manifest: true}.key()] {
 			continue
 		}
 		cb, _, err := w.manifest(repo, child.String(), child)
@@ -296,10 +308,10 @@ func (w *walker) walk(repo string, d digest.Digest, body []byte, size int64) err
 
 // add records o unless seen; it reports whether o is new.
 func (w *walker) add(o Object) bool {
-	if w.seen[o.path()] {
+	if w.seen[o.key()] {
 		return false
 	}
-	w.seen[o.path()] = true
+	w.seen[o.key()] = true
 	w.objs = append(w.objs, o)
 	return true
 }
