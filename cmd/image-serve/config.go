@@ -243,6 +243,9 @@ func runConfigNginx(c *cli.Context) error {
 // runConfigNginxCache prints a caching tier's configuration: no tree is
 // read or written.
 func runConfigNginxCache(c *cli.Context) error {
+	if c.String("cache-for") == "" {
+		return usageError(c, "--cache-for \"\": want the origin's URL, http://HOST[:PORT] or https://HOST[:PORT]")
+	}
 	cfg := templates.Nginx{
 		Listen:     c.String("listen"),
 		Standalone: c.Bool("standalone"),
