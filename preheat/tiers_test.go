@@ -517,3 +517,29 @@ func gcRefs(args ...string) ([]gc.Ref, error) {
 	}
 	return refs, nil
 }
+
+// TestTierHeadThenGet: a HEAD through a tier with nothing cached is
+// answered, and the GET after it still gets the whole blob: the HEAD's
+// empty body was not cached for it. The GET is the one origin fetch.
+func TestTierHeadThenGet(t *testing.T) {
+	f := newFleet(t)
+	origin := newCountingOrigin(t, originHandler(t, "embedded", f.root))
+	base := tier(t, origin.srv.URL)
+	b := layersAndConfigs(f.imgs.Blobs["a"])[0]
+	u := base + "/v2/fleet/b/blobs/" + b.Digest.String()
+	for range 2 {
+		resp, err := http.Head(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != b.Size {
+			t.Fatalf("HEAD %s: %s, Content-Length %d, want 200 and %d", u, resp.Status, resp.ContentLength, b.Size)
+		}
+	}
+	checkBlobs(t, base, []bench.Blob{b})
+	checkBlobs(t, base, []bench.Blob{b})
+	if gets, _ := origin.snapshot(); gets["blobs "+b.Digest.String()] != 1 {
+		t.Errorf("%d GETs of the blob at the origin, want 1", gets["blobs "+b.Digest.String()])
+	}
+}
