@@ -543,3 +543,36 @@ func TestTierHeadThenGet(t *testing.T) {
 		t.Errorf("%d GETs of the blob at the origin, want 1", gets["blobs "+b.Digest.String()])
 	}
 }
+
+// TestClientMirrorsSkopeo: the registries.conf config client --mirror
+// prints sends skopeo to the tiers first: with the registry's own address
+// unreachable, a pull of it succeeds through the tier.
+func TestClientMirrorsSkopeo(t *testing.T) {
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Fatalf("skopeo is not installed: %s", testserver.Setup)
+	}
+	f := newFleet(t)
+	origin := newCountingOrigin(t, originHandler(t, "embedded", f.root))
+	rack := tier(t, tier(t, origin.srv.URL))
+	dead := httptest.NewServer(http.NotFoundHandler())
+	registry := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close()
+	files, err := templates.ClientFiles("podman", templates.Client{Registry: registry, Mirrors: []string{rack}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	if err := os.WriteFile(conf, files[0].Content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("skopeo", "--registries-conf", conf, "copy", "--all", "docker://"+registry+"/fleet/c:v1", "dir:"+filepath.Join(t.TempDir(), "img"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s\n%s", cmd, err, out, files[0].Content)
+	}
+	gets, _ := origin.snapshot()
+	for _, b := range layersAndConfigs(f.imgs.Blobs["c"]) {
+		if gets["blobs "+b.Digest.String()] != 1 {
+			t.Errorf("blob %s: %d fetches at the origin, want 1 (through the tiers)", b.Digest, gets["blobs "+b.Digest.String()])
+		}
+	}
+}

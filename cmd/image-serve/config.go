@@ -297,12 +297,15 @@ CA beside it. docker: the daemon.json keys, and with --ca the CA under /etc/dock
 Without --ca the registry is reached without certificate checks (containerd: plain HTTP).
 --mirror-of HOST (repeatable): pulls of HOST/REPO go to this registry first, then HOST; the
 tree must hold HOST's repositories at the same paths. Docker mirrors only docker.io.
+--mirror URL (repeatable): caching tiers in front of this registry (config nginx --cache-for),
+tried in the order given before the registry itself, for its own repositories and HOST's.
 Each file is printed after a comment line with its target path, or written under --output-dir
 at that path (atomically, each file's directories created).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "registry", Usage: "HOST:PORT of this registry, as nodes reach it"},
 			&cli.StringFlag{Name: "ca", Usage: "PEM `FILE` of the authority that signed the registry's certificate"},
 			&cli.StringSliceFlag{Name: "mirror-of", Usage: "upstream `HOST` this registry mirrors (repeatable)"},
+			&cli.StringSliceFlag{Name: "mirror", Usage: "a caching tier's `URL` in front of this registry, tried before it, in the order given (repeatable)"},
 			&cli.StringFlag{Name: "output-dir", Usage: "write the files under `DIR` at their target paths instead of printing them"},
 		},
 		Action: runConfigClient,
@@ -317,7 +320,7 @@ func runConfigClient(c *cli.Context) error {
 	if !slices.Contains(templates.ClientKinds, kind) {
 		return usageError(c, "unknown client %q: want %s", kind, strings.Join(templates.ClientKinds, ", "))
 	}
-	cfg := templates.Client{Registry: c.String("registry"), MirrorOf: c.StringSlice("mirror-of")}
+	cfg := templates.Client{Registry: c.String("registry"), MirrorOf: c.StringSlice("mirror-of"), Mirrors: c.StringSlice("mirror")}
 	if ca := c.String("ca"); ca != "" {
 		b, err := os.ReadFile(ca)
 		if err != nil {
