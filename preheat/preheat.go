@@ -5,10 +5,10 @@
 // first node asks for it.
 //
 // It talks HTTP to our own servers only, never to a source registry: no
-// tokens, no TLS options beyond the system's roots, the read API of a
-// tree as tree.Routes spells it (the distribution API). Every body is
-// checked against its digest while it is read, so a tier cannot be
-// warmed with the wrong bytes unnoticed.
+// tokens, no TLS options beyond the system's roots, and only the
+// distribution API's read paths (/v2/…), which every image-serve server
+// and tier answers. Every body is checked against its digest while it is
+// read, so a tier warmed with the wrong bytes does not go unnoticed.
 package preheat
 
 import (
@@ -117,8 +117,9 @@ type Options struct {
 	// Client sends the requests (default: a client with no timeout, as a
 	// large layer may take long; cancel ctx to stop).
 	Client *http.Client
-	// Progress, when set, is called after every object a tier served,
-	// from the goroutine that fetched it.
+	// Progress, when set, is called after every object of every tier —
+	// served, failed, or skipped for a tier that stopped answering — from
+	// the goroutine that handled it.
 	Progress func(Progress)
 }
 
@@ -170,9 +171,11 @@ func (e *TierError) Error() string {
 // indexes and children, and GETs every manifest and blob by digest through
 // each tier in tiers (base URLs, http(s)://HOST[:PORT]). A tier that fails
 // is reported in its Tier and in a *TierError returned with the report;
-// the others are warmed all the same. A ref that resolves through no tier
-// fails the run before any tier is warmed.
+// the others are warmed all the same. A ref the first tier that answers
+// cannot resolve (a 404, a manifest that does not parse), or no tier
+// answering at all, fails the run before any tier is warmed.
 func Run(ctx context.Context, tiers []string, refs []Ref, o Options) (*Report, error) {
+	tiers = slices.Clone(tiers)
 	if len(tiers) == 0 {
 		return nil, errors.New("no tier to warm")
 	}
