@@ -653,4 +653,17 @@ func TestClientMirrorsSkopeo(t *testing.T) {
 			t.Errorf("blob %s: %d fetches at the origin, want 1 (through the tiers)", b.Digest, gets["blobs "+b.Digest.String()])
 		}
 	}
+
+	// no tier answering: the pull falls back to the registry
+	files, err = templates.ClientFiles("podman", templates.Client{Registry: strings.TrimPrefix(origin.srv.URL, "http://"), Mirrors: []string{dead.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, files[0].Content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command("skopeo", "--registries-conf", conf, "copy", "--all", "docker://"+strings.TrimPrefix(origin.srv.URL, "http://")+"/fleet/b:v1", "dir:"+filepath.Join(t.TempDir(), "img"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("no tier answering: %s: %v\n%s\n%s", cmd, err, out, files[0].Content)
+	}
 }
