@@ -12,6 +12,7 @@ import (
 	"github.com/image-serve/image-serve/internal/contract"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/templates"
+	"github.com/image-serve/image-serve/tree"
 )
 
 func TestRenderNginxCacheErrors(t *testing.T) {
@@ -138,16 +139,39 @@ func TestNginxCacheIncludeConfigtest(t *testing.T) {
 	nginxTest(t, conf, run)
 }
 
-// TestNginxCacheContract holds a tier in front of the embedded server to
-// the HTTP contract the embedded server meets: a tier changes nothing a
-// client sees (the rows that retag and delete prove it passes tags
-// through uncached).
+// TestNginxCacheContract holds a tier in front of each origin, and two
+// stacked tiers in front of the embedded server, to the HTTP contract the
+// origin meets: a tier changes nothing a client sees (the rows that retag
+// and delete prove it passes tags through uncached).
 func TestNginxCacheContract(t *testing.T) {
-	root := testserver.TempRoot(t)
-	f := contract.Build(t, root)
-	origin := testserver.Embedded(t, root)
+	for _, tt := range []struct {
+		name  string
+		tiers int
+		serve func(t *testing.T, root *tree.Root) string
+		o     contract.Options
+	}{
+		{"embedded", 1, func(t *testing.T, root *tree.Root) string { return testserver.Embedded(t, root) }, contract.Embedded},
+		{"embedded, two tiers", 2, func(t *testing.T, root *tree.Root) string { return testserver.Embedded(t, root) }, contract.Embedded},
+		{"apache", 1, func(t *testing.T, root *tree.Root) string { return testserver.Apache(t, root) }, contract.Apache},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := testserver.TempRoot(t)
+			f := contract.Build(t, root)
+			base := tt.serve(t, root)
+			for range tt.tiers {
+				base = cacheTier(t, base)
+			}
+			contract.Run(t, base, f, tt.o)
+		})
+	}
+}
+
+// cacheTier starts a standalone caching tier in front of origin, from the
+// configuration RenderNginx writes for it, and returns its URL.
+func cacheTier(t *testing.T, origin string) string {
+	t.Helper()
 	cache := filepath.Join(testserver.SharedTempDir(t, "image-serve-tier-"), "cache")
-	tier := testserver.Nginx(t, nil, testserver.WithNginxConfig(func(t testing.TB, listen, runDir string) string {
+	return testserver.Nginx(t, nil, testserver.WithNginxConfig(func(t testing.TB, listen, runDir string) string {
 		var buf bytes.Buffer
 		user, group := "", ""
 		if os.Geteuid() == 0 {
@@ -163,5 +187,4 @@ func TestNginxCacheContract(t *testing.T) {
 		}
 		return conf
 	}))
-	contract.Run(t, tier, f, contract.Embedded)
 }
