@@ -5,7 +5,7 @@ package preheat_test
 // Apache) behind two stacked real nginx tiers, pulled by real clients.
 //
 // The origin's fetches are counted by a front of our own: the tiers reach
-// the origin through countingOrigin, an HTTP proxy (Apache) or the
+// the origin through countingOrigin, an HTTP proxy (Apache, nginx) or the
 // embedded handler itself, which records every request that arrives. It
 // is what an origin's access log would show, without depending on either
 // server's log format.
@@ -221,13 +221,19 @@ func helloBlobs(t *testing.T, base, ref string) []string {
 }
 
 // originHandler is the server under test at the origin: the embedded
-// server's handler, or a proxy to Apache serving the tree.
+// server's handler, or a proxy to Apache or to nginx serving the tree.
 func originHandler(t *testing.T, kind string, root *tree.Root) http.Handler {
 	switch kind {
 	case "embedded":
 		return server.New(root, nil)
-	case "apache":
-		u, err := url.Parse(testserver.Apache(t, root))
+	case "apache", "nginx":
+		base := ""
+		if kind == "apache" {
+			base = testserver.Apache(t, root)
+		} else {
+			base = testserver.Nginx(t, root)
+		}
+		u, err := url.Parse(base)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,7 +405,7 @@ func checkOneFetchEach(t *testing.T, o *countingOrigin, f *fleet) {
 // through both at once; with the origin stopped, what the tiers hold
 // still pulls.
 func TestTiers(t *testing.T) {
-	for _, kind := range []string{"embedded", "apache"} {
+	for _, kind := range []string{"embedded", "apache", "nginx"} {
 		t.Run(kind, func(t *testing.T) {
 			f := newFleet(t)
 			origin := newCountingOrigin(t, originHandler(t, kind, f.root))

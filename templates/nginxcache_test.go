@@ -153,6 +153,7 @@ func TestNginxCacheContract(t *testing.T) {
 		{"embedded", 1, func(t *testing.T, root *tree.Root) string { return testserver.Embedded(t, root) }, contract.Embedded},
 		{"embedded, two tiers", 2, func(t *testing.T, root *tree.Root) string { return testserver.Embedded(t, root) }, contract.Embedded},
 		{"apache", 1, func(t *testing.T, root *tree.Root) string { return testserver.Apache(t, root) }, contract.Apache},
+		{"nginx", 1, func(t *testing.T, root *tree.Root) string { return testserver.Nginx(t, root) }, contract.Nginx},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			root := testserver.TempRoot(t)
