@@ -202,6 +202,11 @@ func runConfigNginx(c *cli.Context) error {
 	if c.IsSet("cache-for") {
 		return runConfigNginxCache(c)
 	}
+	for _, f := range []string{"cache-dir", "cache-size"} {
+		if c.IsSet(f) {
+			return usageError(c, "--%s needs --cache-for: only a caching tier has a cache", f)
+		}
+	}
 	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err

@@ -33,13 +33,14 @@ func TestConfigNginxCacheBadInput(t *testing.T) {
 		{[]string{"--cache-for", "", "--cache-dir", filepath.Join(dir, "c3")}, `--cache-for "": want the origin's URL`},
 		{[]string{"--cache-for", "http://127.0.0.1:8787", "--cache-dir", filepath.Join(file, "cache")}, "--cache-dir \"" + filepath.Join(file, "cache") + "\": cannot be created: not a directory"},
 		{[]string{"--cache-for", "http://127.0.0.1:8787", "--cache-dir", filepath.Join(dir, "c4"), "--cache-size", "lots"}, `--cache-size "lots"`},
+		{[]string{"--cache-dir", filepath.Join(dir, "c5")}, "--cache-dir needs --cache-for"},
 	} {
 		r := run(t, append([]string{"--root", root, "config", "nginx"}, tt.args...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, tt.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || r.stdout != "" {
 			t.Errorf("config nginx %s: exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", strings.Join(tt.args, " "), r.code, r.stdout, r.stderr, tt.want)
 		}
 	}
-	for _, c := range []string{"c1", "c2", "c3", "c4"} {
+	for _, c := range []string{"c1", "c2", "c3", "c4", "c5"} {
 		if _, err := os.Stat(filepath.Join(dir, c)); err == nil {
 			t.Errorf("a refused command line created the cache directory %s", c)
 		}
