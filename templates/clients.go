@@ -37,6 +37,12 @@ type Client struct {
 	// repositories the tree holds at the same paths: pulls of
 	// HOST/REPO… go to this registry first.
 	MirrorOf []string
+	// Mirrors are caching tiers in front of this registry (config nginx
+	// --cache-for), as URLs http(s)://HOST[:PORT], in the order nodes
+	// try them: each pull goes to the first that answers, then to the
+	// registry itself. A tier reached over http:// is insecure, as the
+	// registry is without CA.
+	Mirrors []string
 }
 
 // A ClientFile is one file to install on the node.
@@ -51,7 +57,7 @@ type ClientFile struct {
 }
 
 // ClientError refuses a Client: Flag names what is wrong (--registry,
-// --ca, --mirror-of).
+// --ca, --mirror-of, --mirror).
 type ClientError struct{ Flag, Value, Why string }
 
 func (e *ClientError) Error() string {
@@ -103,6 +109,20 @@ func ClientFiles(kind string, c Client) ([]ClientFile, error) {
 		}
 	}
 	c.MirrorOf = mirrors
+	var tiers []string
+	for _, m := range c.Mirrors {
+		t, err := parseTier(m)
+		if err != nil {
+			return nil, err
+		}
+		if t.host == c.Registry {
+			return nil, &ClientError{"--mirror", m, "is --registry itself"}
+		}
+		if !slices.ContainsFunc(tiers, func(s string) bool { return s == t.url }) {
+			tiers = append(tiers, t.url)
+		}
+	}
+	c.Mirrors = tiers
 	switch kind {
 	case "podman":
 		return podmanFiles(c), nil
@@ -111,6 +131,28 @@ func ClientFiles(kind string, c Client) ([]ClientFile, error) {
 	default:
 		return dockerFiles(c)
 	}
+}
+
+// tier is a caching tier's URL, split.
+type tier struct {
+	url, host string // scheme://host[:port]; host[:port]
+	insecure  bool   // http://
+}
+
+// parseTier reads a --mirror URL: http(s)://HOST[:PORT] and nothing more.
+func parseTier(s string) (tier, error) {
+	scheme, host, ok := strings.Cut(s, "://")
+	host = strings.TrimSuffix(host, "/")
+	if !ok || (scheme != "http" && scheme != "https") || !isHostPort(host) {
+		return tier{}, &ClientError{"--mirror", s, "not a caching tier's URL (want http://HOST[:PORT] or https://HOST[:PORT])"}
+	}
+	return tier{url: scheme + "://" + host, host: host, insecure: scheme == "http"}, nil
+}
+
+// tierOf is parseTier of a URL ClientFiles has checked.
+func tierOf(s string) tier {
+	t, _ := parseTier(s)
+	return t
 }
 
 // isHostPort says whether s is HOST or HOST:PORT: a DNS name or an IP
@@ -183,11 +225,31 @@ func podmanFiles(c Client) []ClientFile {
 	if insecure {
 		b.WriteString("insecure = true\n")
 	}
+	// The tiers in front of the registry, tried in order before it.
+	tierMirrors := func() {
+		for _, u := range c.Mirrors {
+			t := tierOf(u)
+			b.WriteString("\n[[registry.mirror]]\n")
+			fmt.Fprintf(&b, "location = %s\n", tomlString(t.host))
+			if t.insecure {
+				b.WriteString("insecure = true\n")
+			}
+		}
+	}
+	if len(c.Mirrors) > 0 {
+		fmt.Fprintf(&b, "# Caching tiers in front of %s, tried in this order before it.\n", c.Registry)
+		tierMirrors()
+	}
 	for _, m := range c.MirrorOf {
-		fmt.Fprintf(&b, "\n# Pulls of %s/… try %s first, then %s itself.\n", m, c.Registry, m)
+		if len(c.Mirrors) > 0 {
+			fmt.Fprintf(&b, "\n# Pulls of %s/… try the caching tiers, then %s, then %s itself.\n", m, c.Registry, m)
+		} else {
+			fmt.Fprintf(&b, "\n# Pulls of %s/… try %s first, then %s itself.\n", m, c.Registry, m)
+		}
 		b.WriteString("[[registry]]\n")
 		fmt.Fprintf(&b, "prefix = %s\n", tomlString(m))
 		fmt.Fprintf(&b, "location = %s\n", tomlString(m))
+		tierMirrors()
 		b.WriteString("\n[[registry.mirror]]\n")
 		fmt.Fprintf(&b, "location = %s\n", tomlString(c.Registry))
 		if insecure {
@@ -231,12 +293,24 @@ func containerdFiles(c Client) []ClientFile {
 			fmt.Fprintf(b, "  ca = %s\n", tomlString(caPath))
 		}
 	}
+	// The tiers in front of the registry, tried in order before it: an
+	// https:// tier is checked against the system's roots.
+	tierHosts := func(b *strings.Builder) {
+		for _, u := range c.Mirrors {
+			fmt.Fprintf(b, "[host.%s]\n", tomlString(u))
+			b.WriteString("  capabilities = [\"pull\", \"resolve\"]\n\n")
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# image-serve registry %s, for containerd (its hosts.toml format).\n", c.Registry)
 	if len(c.CA) == 0 {
 		b.WriteString("# Plain HTTP: no --ca was given.\n")
 	}
+	if len(c.Mirrors) > 0 {
+		b.WriteString("# Its caching tiers are tried first, in this order, then the registry itself (server).\n")
+	}
 	fmt.Fprintf(&b, "server = %s\n\n", tomlString(url))
+	tierHosts(&b)
 	host(&b, "ca.crt")
 	files := []ClientFile{{Path: dir + c.Registry + "/hosts.toml", Content: []byte(b.String())}}
 	if len(c.CA) > 0 {
@@ -248,8 +322,13 @@ func containerdFiles(c Client) []ClientFile {
 			server = "https://registry-1.docker.io"
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "# Pulls of %s/… try the image-serve registry %s first, then %s.\n", m, c.Registry, server)
+		if len(c.Mirrors) > 0 {
+			fmt.Fprintf(&b, "# Pulls of %s/… try the caching tiers, then the image-serve registry %s, then %s.\n", m, c.Registry, server)
+		} else {
+			fmt.Fprintf(&b, "# Pulls of %s/… try the image-serve registry %s first, then %s.\n", m, c.Registry, server)
+		}
 		fmt.Fprintf(&b, "server = %s\n\n", tomlString(server))
+		tierHosts(&b)
 		host(&b, "../"+c.Registry+"/ca.crt")
 		files = append(files, ClientFile{Path: dir + m + "/hosts.toml", Content: []byte(b.String())})
 	}
@@ -270,7 +349,15 @@ func dockerFiles(c Client) ([]ClientFile, error) {
 		if m != dockerHub {
 			return nil, &ClientError{"--mirror-of", m, "Docker takes mirrors of Docker Hub (docker.io) only; configure podman or containerd to mirror it"}
 		}
-		keys["registry-mirrors"] = []string{scheme + c.Registry}
+		keys["registry-mirrors"] = append(slices.Clone(c.Mirrors), scheme+c.Registry)
+	}
+	if len(c.Mirrors) > 0 && !slices.Contains(c.MirrorOf, dockerHub) {
+		return nil, &ClientError{"--mirror", c.Mirrors[0], "Docker takes mirrors of Docker Hub (docker.io) only: give --mirror-of docker.io, or configure podman or containerd"}
+	}
+	for _, u := range c.Mirrors {
+		if t := tierOf(u); t.insecure {
+			keys["insecure-registries"] = append(keys["insecure-registries"], t.host)
+		}
 	}
 	var files []ClientFile
 	if len(keys) > 0 {

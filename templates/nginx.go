@@ -14,7 +14,7 @@ import (
 	"github.com/image-serve/image-serve/tree"
 )
 
-//go:embed nginx.conf.tmpl nginx-standalone.conf.tmpl
+//go:embed nginx.conf.tmpl nginx-standalone.conf.tmpl nginx-cache.conf.tmpl
 var nginxFiles embed.FS
 
 var nginxTmpl = template.Must(template.New("").Funcs(funcs(routeFuncs, nginxFuncs, template.FuncMap{
@@ -23,16 +23,24 @@ var nginxTmpl = template.Must(template.New("").Funcs(funcs(routeFuncs, nginxFunc
 	"e":    nginxEscaper.Replace,
 	"shq":  shellQuote,
 	"join": filepath.Join,
+	"dict": dict,
 })).ParseFS(nginxFiles, "nginx*.tmpl"))
 
-// Nginx describes an nginx configuration for one tree.
+// Nginx describes an nginx configuration for one tree, or, with CacheFor,
+// for a caching tier in front of an image-serve origin.
 type Nginx struct {
 	// Listen is the address to accept connections on: "8787", ":8787",
 	// "127.0.0.1:8787" or "[::1]:8787". The host, when given, must be an
 	// IP address.
 	Listen string
-	// Root is the tree to serve.
+	// Root is the tree to serve; a caching tier has none.
 	Root *tree.Root
+	// CacheFor, when set, makes this a caching tier instead: the URL of
+	// the server it caches, http(s)://HOST[:PORT], an image-serve origin
+	// (Apache, nginx or embedded) or another tier. CacheDir (default
+	// DefaultCacheDir) is created if missing; CacheSize (default
+	// DefaultCacheSize) bounds it.
+	CacheFor, CacheDir, CacheSize string
 	// Standalone renders a complete nginx.conf for its own nginx process;
 	// otherwise only the maps and the server block, to include inside a
 	// distribution's http {} (conf.d).
@@ -66,6 +74,9 @@ type nginxData struct {
 	// DigestPattern is tree's: the last element of a tag link's target.
 	DigestPattern string
 
+	// Cache is the caching tier's, nil for a tree's configuration.
+	Cache *nginxCache
+
 	// standalone only
 	RunDir, PidFile, ErrorLog, AccessLog string
 	User, Group                          string
@@ -73,13 +84,18 @@ type nginxData struct {
 
 // RenderNginx writes the configuration c describes to w. It writes nothing
 // if c is invalid, and its errors name the command-line flag (--listen,
-// --root, --run-dir, --user, --group) at fault.
+// --root, --run-dir, --user, --group, and a caching tier's --cache-for,
+// --cache-dir and --cache-size, as a *CacheFlagError) at fault. A caching
+// tier's cache directory is created here, before anything is written.
 func RenderNginx(w io.Writer, c Nginx) error {
 	d, err := nginxConfig(c)
 	if err != nil {
 		return err
 	}
 	name := "nginx.conf.tmpl"
+	if d.Cache != nil {
+		name = "nginx-cache.conf.tmpl"
+	}
 	if c.Standalone {
 		name = "nginx-standalone.conf.tmpl"
 	}
@@ -88,6 +104,9 @@ func RenderNginx(w io.Writer, c Nginx) error {
 
 // nginxConfig validates c and derives the template data from it.
 func nginxConfig(c Nginx) (*nginxData, error) {
+	if c.CacheFor != "" {
+		return nginxCacheData(c)
+	}
 	if c.Root == nil {
 		return nil, errors.New("--root: no tree given")
 	}
@@ -118,6 +137,30 @@ func nginxConfig(c Nginx) (*nginxData, error) {
 		return d, nil
 	}
 	if err := nginxStandalone(d, c); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// nginxCacheData validates a caching tier's c and derives the template
+// data from it.
+func nginxCacheData(c Nginx) (*nginxData, error) {
+	listen, _, port, err := parseListen(c.Listen)
+	if err != nil {
+		return nil, err
+	}
+	timeouts, err := c.Timeouts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	d := &nginxData{Listen: listen, Port: port, Timeouts: timeouts}
+	if c.Standalone {
+		// the run directory before the cache directory is created
+		if err := nginxStandalone(d, c); err != nil {
+			return nil, err
+		}
+	}
+	if d.Cache, err = nginxCacheConfig(c, port); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -173,6 +216,19 @@ func checkNginxPath(flag, p string) error {
 		return fmt.Errorf("%s %q: nginx would read \"$\" as a variable", flag, p)
 	}
 	return nil
+}
+
+// dict is a map of its key and value arguments, which range visits in the
+// order of the keys.
+func dict(kv ...string) (map[string]string, error) {
+	if len(kv)%2 != 0 {
+		return nil, fmt.Errorf("dict: odd number of arguments")
+	}
+	m := make(map[string]string, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m, nil
 }
 
 // nginxQuote makes s one double-quoted nginx argument. nginx's parser turns

@@ -49,13 +49,20 @@ directory: Apache then answers as an empty registry until the first export.`,
 its own instance, writing only under --run-dir. nginx needs links in the tree that exports keep up
 to date; this command first adds those missing from content written before (TripleO trees, or
 image-serve's before nginx support), so the tree must be writable. As config apache, it writes the
-files every server needs first, so --root may be an empty directory, before the first export.`,
+files every server needs first, so --root may be an empty directory, before the first export.
+With --cache-for ORIGIN: a caching tier in front of the image-serve server at ORIGIN
+(http(s)://HOST[:PORT]; Apache, nginx, embedded, or another tier), caching blobs and manifests by
+digest under --cache-dir (created if missing) and passing everything else through; --root is not
+read (docs/cache-tiers.md).`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8787", Usage: "address nginx listens on"},
 					&cli.BoolFlag{Name: "standalone", Usage: "a complete nginx.conf for its own instance"},
 					&cli.StringFlag{Name: "run-dir", Usage: "standalone: directory for the pid file, logs and temporary files"},
 					&cli.StringFlag{Name: "user", Usage: "standalone: user nginx's workers run as when started as root (default: www-data or nginx)"},
 					&cli.StringFlag{Name: "group", Usage: "standalone: group nginx's workers run as (default: the user's name)"},
+					&cli.StringFlag{Name: "cache-for", Usage: "a caching tier in front of the image-serve server at `URL` instead"},
+					&cli.StringFlag{Name: "cache-dir", Value: templates.DefaultCacheDir, Usage: "caching tier: `DIR` of the cache"},
+					&cli.StringFlag{Name: "cache-size", Value: templates.DefaultCacheSize, Usage: "caching tier: the cache's largest `SIZE` (nginx's syntax: 50g, 500m)"},
 				},
 				Action: runConfigNginx,
 			},
@@ -192,6 +199,14 @@ func runConfigNginx(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError(c, "unexpected argument %q", c.Args().First())
 	}
+	if c.IsSet("cache-for") {
+		return runConfigNginxCache(c)
+	}
+	for _, f := range []string{"cache-dir", "cache-size"} {
+		if c.IsSet(f) {
+			return usageError(c, "--%s needs --cache-for: only a caching tier has a cache", f)
+		}
+	}
 	root, _, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
@@ -230,6 +245,38 @@ func runConfigNginx(c *cli.Context) error {
 	return err
 }
 
+// runConfigNginxCache prints a caching tier's configuration: no tree is
+// read or written.
+func runConfigNginxCache(c *cli.Context) error {
+	if c.String("cache-for") == "" {
+		return usageError(c, "--cache-for \"\": want the origin's URL, http://HOST[:PORT] or https://HOST[:PORT]")
+	}
+	cfg := templates.Nginx{
+		Listen:     c.String("listen"),
+		Standalone: c.Bool("standalone"),
+		RunDir:     c.String("run-dir"),
+		User:       c.String("user"),
+		Group:      c.String("group"),
+		CacheFor:   c.String("cache-for"),
+		CacheDir:   c.String("cache-dir"),
+		CacheSize:  c.String("cache-size"),
+	}
+	if cfg.Standalone && cfg.User == "" {
+		cfg.User = webUser("www-data", "nginx")
+	}
+	var conf bytes.Buffer
+	err := templates.RenderNginx(&conf, cfg)
+	var fe *templates.CacheFlagError
+	if errors.As(err, &fe) {
+		return usageError(c, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = c.App.Writer.Write(conf.Bytes())
+	return err
+}
+
 // httpdUser is the distribution's web server account: Debian's www-data or
 // the RHEL family's apache.
 func httpdUser() string { return webUser("www-data", "apache") }
@@ -255,12 +302,15 @@ CA beside it. docker: the daemon.json keys, and with --ca the CA under /etc/dock
 Without --ca the registry is reached without certificate checks (containerd: plain HTTP).
 --mirror-of HOST (repeatable): pulls of HOST/REPO go to this registry first, then HOST; the
 tree must hold HOST's repositories at the same paths. Docker mirrors only docker.io.
+--mirror URL (repeatable): caching tiers in front of this registry (config nginx --cache-for),
+tried in the order given before the registry itself, for its own repositories and HOST's.
 Each file is printed after a comment line with its target path, or written under --output-dir
 at that path (atomically, each file's directories created).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "registry", Usage: "HOST:PORT of this registry, as nodes reach it"},
 			&cli.StringFlag{Name: "ca", Usage: "PEM `FILE` of the authority that signed the registry's certificate"},
 			&cli.StringSliceFlag{Name: "mirror-of", Usage: "upstream `HOST` this registry mirrors (repeatable)"},
+			&cli.StringSliceFlag{Name: "mirror", Usage: "a caching tier's `URL` in front of this registry, tried before it, in the order given (repeatable)"},
 			&cli.StringFlag{Name: "output-dir", Usage: "write the files under `DIR` at their target paths instead of printing them"},
 		},
 		Action: runConfigClient,
@@ -275,7 +325,7 @@ func runConfigClient(c *cli.Context) error {
 	if !slices.Contains(templates.ClientKinds, kind) {
 		return usageError(c, "unknown client %q: want %s", kind, strings.Join(templates.ClientKinds, ", "))
 	}
-	cfg := templates.Client{Registry: c.String("registry"), MirrorOf: c.StringSlice("mirror-of")}
+	cfg := templates.Client{Registry: c.String("registry"), MirrorOf: c.StringSlice("mirror-of"), Mirrors: c.StringSlice("mirror")}
 	if ca := c.String("ca"); ca != "" {
 		b, err := os.ReadFile(ca)
 		if err != nil {

@@ -132,7 +132,7 @@ func newApp() *cli.App {
 			exportCommand(), syncCommand(), saveCommand(), inventoryCommand(), bundleCommand(),
 			listCommand(), inspectCommand(), duCommand(),
 			filesCommand(), diffCommand(), catCommand(),
-			serveCommand(), watchCommand(),
+			serveCommand(), watchCommand(), preheatCommand(),
 			configCommand(),
 			deleteCommand(), gcCommand(), verifyCommand(), migrateCommand(),
 			completionCommand(), manCommand(),

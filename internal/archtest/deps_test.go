@@ -32,6 +32,9 @@ var allowed = map[string][]string{
 	// save writes archives from what a View reads: it needs no more
 	// than the tree and the registry vocabulary.
 	"archive": {"tree", "distribution"},
+	// preheat talks HTTP to our own servers (caching tiers), never to a
+	// source and never to a tree: the registry vocabulary only.
+	"preheat": {"distribution"},
 }
 
 // forbidden lists standard packages a package of ours must not import:

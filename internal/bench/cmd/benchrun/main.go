@@ -128,6 +128,7 @@ func main() {
 		{"bundle", e.bundles},
 		{"gc", e.gcTree},
 		{"serve", e.serving},
+		{"tiers", e.tiers},
 		{"gotest", e.goBenchmarks},
 	}
 	start := time.Now()
