@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/image-serve/image-serve/distribution"
@@ -17,14 +18,17 @@ import (
 //go:embed nginx.conf.tmpl nginx-standalone.conf.tmpl nginx-cache.conf.tmpl
 var nginxFiles embed.FS
 
-var nginxTmpl = template.Must(template.New("").Funcs(funcs(routeFuncs, nginxFuncs, template.FuncMap{
-	"q":    nginxQuote,
-	"secs": seconds,
-	"e":    nginxEscaper.Replace,
-	"shq":  shellQuote,
-	"join": filepath.Join,
-	"dict": dict,
-})).ParseFS(nginxFiles, "nginx*.tmpl"))
+// Parsed at first use, not at start-up: most commands render no configuration.
+var nginxTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("").Funcs(funcs(routeFuncs, nginxFuncs, template.FuncMap{
+		"q":    nginxQuote,
+		"secs": seconds,
+		"e":    nginxEscaper.Replace,
+		"shq":  shellQuote,
+		"join": filepath.Join,
+		"dict": dict,
+	})).ParseFS(nginxFiles, "nginx*.tmpl"))
+})
 
 // Nginx describes an nginx configuration for one tree, or, with CacheFor,
 // for a caching tier in front of an image-serve origin.
@@ -99,7 +103,7 @@ func RenderNginx(w io.Writer, c Nginx) error {
 	if c.Standalone {
 		name = "nginx-standalone.conf.tmpl"
 	}
-	return execute(w, nginxTmpl, name, d)
+	return execute(w, nginxTmpl(), name, d)
 }
 
 // nginxConfig validates c and derives the template data from it.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/image-serve/image-serve/distribution"
@@ -25,12 +26,15 @@ import (
 //go:embed apache.conf.tmpl apache-standalone.conf.tmpl
 var files embed.FS
 
-var tmpl = template.Must(template.New("").Funcs(funcs(routeFuncs, apacheFuncs, template.FuncMap{
-	"q":     apacheQuote,
-	"secs":  seconds,
-	"slash": func(dir string) string { return dir + "/" },
-	"shq":   shellQuote,
-})).ParseFS(files, "*.tmpl"))
+// Parsed at first use, not at start-up: most commands render no configuration.
+var tmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("").Funcs(funcs(routeFuncs, apacheFuncs, template.FuncMap{
+		"q":     apacheQuote,
+		"secs":  seconds,
+		"slash": func(dir string) string { return dir + "/" },
+		"shq":   shellQuote,
+	})).ParseFS(files, "*.tmpl"))
+})
 
 // Apache describes an Apache httpd configuration for one tree.
 type Apache struct {
@@ -123,7 +127,7 @@ func RenderApache(w io.Writer, c Apache) error {
 	if c.Standalone {
 		name = "apache-standalone.conf.tmpl"
 	}
-	return execute(w, tmpl, name, d)
+	return execute(w, tmpl(), name, d)
 }
 
 // execute renders template name into memory first, so that a failing

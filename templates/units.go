@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"unicode"
 
@@ -31,10 +32,13 @@ import (
 //go:embed image-serve-gc.service.tmpl image-serve-gc.timer image-serve-gc.cron.tmpl image-serve-watch.service.tmpl image-serve.service.tmpl
 var unitFiles embed.FS
 
-var unitTmpl = template.Must(template.New("").Option("missingkey=error").Funcs(template.FuncMap{
-	"systemd": systemdValue,
-	"cron":    cronValue,
-}).ParseFS(unitFiles, "*.tmpl"))
+// Parsed at first use, not at start-up: most commands render no configuration.
+var unitTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("").Option("missingkey=error").Funcs(template.FuncMap{
+		"systemd": systemdValue,
+		"cron":    cronValue,
+	}).ParseFS(unitFiles, "*.tmpl"))
+})
 
 // GCUnits are the names of the scheduling files, as installed:
 // /etc/systemd/system/ for the service and timer, /etc/cron.d/image-serve-gc
@@ -170,13 +174,13 @@ func renderUnit(name, root string, params map[string]any) ([]byte, error) {
 	if strings.ContainsFunc(root, unicode.IsControl) || strings.ContainsAny(root, "\"\\") {
 		return nil, &UnitRootError{root}
 	}
-	if unitTmpl.Lookup(name+".tmpl") == nil {
+	if unitTmpl().Lookup(name+".tmpl") == nil {
 		return unitFiles.ReadFile(name)
 	}
 	var b bytes.Buffer
 	data := map[string]any{"Root": root}
 	maps.Copy(data, params)
-	if err := unitTmpl.ExecuteTemplate(&b, name+".tmpl", data); err != nil {
+	if err := unitTmpl().ExecuteTemplate(&b, name+".tmpl", data); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
