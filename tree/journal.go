@@ -212,6 +212,22 @@ func (r *Root) completeJournal(path string) error {
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s:%s: %w", t.Repo, t.Tag, err))
+		case !move && to != nil && r.tagIs(t.Repo, t.Tag, to):
+			// There already: the crash may have come between the type
+			// map and what is derived from it (tags/list, nginx's
+			// links, _catalog, the page). Put again, it writes those.
+			if err := r.putTag(t.Repo, t.Tag, to); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%s: %w", t.Repo, t.Tag, err))
+			}
+		case !move && to == nil && r.tagIs(t.Repo, t.Tag, nil):
+			// Gone already: tags/list and _catalog may still name it.
+			err := r.refreshTags(t.Repo)
+			if err == nil {
+				err = r.refreshCatalogFor(t.Repo)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s:%s: %w", t.Repo, t.Tag, err))
+			}
 		case !move:
 		case to == nil:
 			if err := r.deleteTag(t.Repo, t.Tag); err != nil && !errors.Is(err, ErrTagUnknown) {
@@ -244,6 +260,12 @@ func (r *Root) settle(t journalTag, forward bool) (to []TagVariant, move bool, e
 		from, to = to, from
 	}
 	return to, !sameVariants(now, to) && sameVariants(now, from), nil
+}
+
+// tagIs reports whether tag of repo names variants now.
+func (r *Root) tagIs(repo, tag string, variants []TagVariant) bool {
+	now, err := r.currentTag(repo, tag)
+	return err == nil && sameVariants(now, variants)
 }
 
 // previous is what the tag named before the batch: nil when it did not

@@ -192,3 +192,36 @@ func TestInvalidJournalSetAside(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalFinishesDerivedFiles: a crash between a tag's type map and
+// what is derived from it leaves the tag where the journal moves it, with
+// tags/list and _catalog not naming it; finishing the journal writes them
+// though the tag need not move. Guards: completing such a journal moved
+// nothing and wrote nothing, and a rerun that found every tag in place
+// (replicate, sync) left the repository out of _catalog.
+func TestJournalFinishesDerivedFiles(t *testing.T) {
+	r := newTree(t)
+	im := newTestImage("fresh", "v1", []byte("fresh"))
+	publishAll(t, r, im) // its manifest, and fresh:v1
+	// The crash: fresh:live's type map written, nothing derived from it.
+	if err := r.updateRepo("fresh", func() error {
+		m, err := r.tagTypeMap("fresh", "live", im.Variants)
+		if err != nil {
+			return err
+		}
+		return r.publish(r.typeMapPath("fresh", "live"), m)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.publish(r.tagsListPath("fresh"), []byte(`{"name":"fresh","tags":["v1"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	writeJournal(t, r, "crashed.json", journal{Tags: []journalTag{{Repo: "fresh", Tag: "live", Variants: im.Variants}}})
+	if _, err := r.completeJournals(); err != nil {
+		t.Fatal(err)
+	}
+	tags, _, err := r.readTagsList("fresh")
+	if err != nil || strings.Join(tags, ",") != "live,v1" {
+		t.Errorf("tags/list after finishing the journal: %v, %v; want live and v1", tags, err)
+	}
+}
