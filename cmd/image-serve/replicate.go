@@ -36,8 +36,9 @@ ssh://[USER@]HOST[:PORT]/ROOT, where HOST runs image-serve (on its PATH, or --re
 The far side is asked for its inventory and its tags (image-serve inventory, list --json); the tags
 of this tree (every tag, or those of the REPOs and REPO:TAGs named) that the replica lacks, or
 holds naming another manifest, go into one delta bundle of only the blobs the replica lacks, which
-streams into the far side's bundle load: every tag moves there, or none. When every tag names the
-same manifest there already, nothing is sent. With --delete, the tags the replica holds that this
+streams into the far side's bundle load: every tag moves there, or none. The tags it holds
+already, naming the same manifests, go in too but carry no layer (their manifests and configs):
+loading them changes nothing there, but finishes what a load killed on the far side left. With --delete, the tags the replica holds that this
 tree does not (in the repositories named, or in every repository) are then deleted there, as
 image-serve delete deletes them: the replica mirrors this tree exactly. --dry-run prints what
 would be replicated and deleted, and changes nothing. Digest pins are not replicated.`,
@@ -166,10 +167,16 @@ func runReplicate(c *cli.Context) error {
 				}
 			}
 		}
-		if len(send) == 0 {
+		// The tags the replica has already go in too: their manifests
+		// and configs, never a layer it holds. Loading them changes
+		// nothing there, but finishes what a load killed after its last
+		// tag moved left undone (its journal, tags/list, _catalog, the
+		// catalog page), which no comparison of tags can see.
+		images := slices.SortedFunc(slices.Values(slices.Concat(send, same)), compareRefs)
+		if len(images) == 0 {
 			return nil
 		}
-		if plan, err = airgap.MakePlan(v, airgap.Request{Images: send, Inventories: []*bundle.Inventory{inv}}); err != nil {
+		if plan, err = airgap.MakePlan(v, airgap.Request{Images: images, Inventories: []*bundle.Inventory{inv}}); err != nil {
 			return err
 		}
 		if c.Bool("dry-run") {
@@ -217,8 +224,7 @@ func runReplicate(c *cli.Context) error {
 		fmt.Fprintf(os.Stderr, "deleted %s\n", ref)
 	}
 	if report == nil {
-		fmt.Fprintf(os.Stderr, "replica %s: in step (%s unchanged, nothing sent), deleted %s\n", far.name,
-			plural(len(same), "tag", "tags"), plural(len(remove), "tag", "tags"))
+		fmt.Fprintf(os.Stderr, "replica %s: this tree has no tag to replicate, nothing sent; deleted %s\n", far.name, plural(len(remove), "tag", "tags"))
 		return nil
 	}
 	fmt.Fprintf(os.Stderr, "replica %s: replicated %s (%s unchanged): sent %s, carrying %s of the images' %s, and it wrote %s; deleted %s\n",
