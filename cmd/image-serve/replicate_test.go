@@ -288,6 +288,16 @@ func TestReplicateBadInput(t *testing.T) {
 	if err := os.WriteFile(newer, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Far sides that hang: one that never answers, one that takes no
+	// byte of the bundle.
+	hang := func(cmd string) string {
+		p := filepath.Join(t.TempDir(), "hanging-image-serve")
+		script := fmt.Sprintf("#!/bin/sh\ncase \" $* \" in *\" %s \"*) exec sleep 60;; esac\nexec %s \"$@\"\n", cmd, binary)
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +312,8 @@ func TestReplicateBadInput(t *testing.T) {
 		{"not a tree", []string{notTree}, "replica " + notTree + ": inventory: root " + notTree + ": no registry tree here"},
 		{"no such directory", []string{filepath.Join(notTree, "nope")}, "no such directory"},
 		{"newer", []string{"--remote-command", newer, s.b.Dir()}, `inventory format version "2": this image-serve reads version 1 only (refused: nothing was changed there)`},
+		{"silent", []string{"--timeout", "1s", "--remote-command", hang("inventory"), s.b.Dir()}, "inventory: no answer within --timeout 1s"},
+		{"stalled", []string{"--timeout", "10s", "--remote-command", hang("load"), s.b.Dir()}, "bundle load: no progress within --timeout 10s (killed; it publishes all tags or none)"},
 		{"unreachable", []string{"--timeout", "10s", fmt.Sprintf("ssh://127.0.0.1:%d/srv/tree", closed)}, fmt.Sprintf("ssh to 127.0.0.1 failed: ssh: connect to host 127.0.0.1 port %d: Connection refused", closed)},
 	} {
 		r := run(t, append([]string{"--root", s.a.Dir(), "replicate"}, tc.args...)...)
@@ -452,4 +464,40 @@ func TestReplicateSSH(t *testing.T) {
 		t.Fatal("--delete over ssh left site/multi:v2")
 	}
 	checkReplica(t, s.a, s.b, host)
+}
+
+// TestReplicateEmptyRoot replicates into an empty directory, the place of
+// a replica before its first run, and with REPO:TAG arguments only those
+// tags; a REPO:TAG this tree lacks is refused before anything is sent.
+func TestReplicateEmptyRoot(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, tag := range []string{"v1", "v2"} {
+		mustRun(t, "--root", a, "-q", "export", "oci:../../testdata/hello-oci:latest", "hello:"+tag)
+	}
+	r := run(t, "--root", a, "replicate", b, "hello:v3")
+	if r.code != 1 || !strings.Contains(r.stderr, "hello:v3: no such tag in "+a) {
+		t.Fatalf("a tag the source lacks: exit %d, %s", r.code, r.stderr)
+	}
+	if entries, _ := os.ReadDir(b); len(entries) != 0 {
+		t.Fatalf("a refused replicate wrote into the empty root: %v", entries)
+	}
+	mustRun(t, "--root", a, "replicate", b, "hello:v1")
+	rb, err := tree.Open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(testserver.Embedded(t, rb), "http://")
+	got := replicaTags(t, rb)
+	if len(got) != 1 || got["hello:v1"] == "" {
+		t.Fatalf("replicate of hello:v1 left %v", got)
+	}
+	if h, err := pullDigest(host + "/hello:v1"); err != nil || h.String() != got["hello:v1"] {
+		t.Fatalf("pull hello:v1: %v %v", h, err)
+	}
+	ra, err := tree.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "--root", a, "replicate", b)
+	checkReplica(t, ra, rb, host)
 }
