@@ -150,18 +150,23 @@ func TestReplicateLocal(t *testing.T) {
 		t.Fatal("a second run changed the replica")
 	}
 
-	// --delete: a tag deleted in A is deleted in B, listed first.
+	// --delete: a tag deleted in A is deleted in B, and so is a tag that
+	// never came from A; both listed first.
 	mustRun(t, "--root", s.a.Dir(), "-q", "delete", "site/app:v2")
+	mustRun(t, "--root", s.b.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "local/own:v1")
+	before = snapshot(t, s.b.Dir())
 	r = replicate("--dry-run", "--delete", s.b.Dir())
-	if r.stdout != "would delete site/app:v2\n" {
+	if r.stdout != "would delete local/own:v1\nwould delete site/app:v2\n" {
 		t.Errorf("--dry-run --delete printed %q", r.stdout)
 	}
 	if got := snapshot(t, s.b.Dir()); got != before {
 		t.Fatal("--dry-run changed the replica")
 	}
 	replicate("--delete", s.b.Dir())
-	if _, ok := replicaTags(t, s.b)["site/app:v2"]; ok {
-		t.Fatal("--delete left site/app:v2 in the replica")
+	for _, ref := range []string{"site/app:v2", "local/own:v1"} {
+		if _, ok := replicaTags(t, s.b)[ref]; ok {
+			t.Fatalf("--delete left %s in the replica", ref)
+		}
 	}
 	checkReplica(t, s.a, s.b, host)
 	mustRun(t, "--root", s.b.Dir(), "verify")
