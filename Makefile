@@ -39,7 +39,8 @@ install: build man
 
 # test-deps installs the Debian packages the end-to-end tests drive, only when
 # one is missing (apt-get needs root; CI and the dev machines run as root;
-# umoci is the unpacker files is cross-checked against),
+# umoci is the unpacker files is cross-checked against; openssh-server the
+# sshd replicate's test starts on 127.0.0.1),
 # and builds bin/registry, bin/cosign and bin/oras.
 test-deps: bin/registry bin/cosign bin/oras
 	@missing=""; \
@@ -51,6 +52,7 @@ test-deps: bin/registry bin/cosign bin/oras
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v umoci   >/dev/null || missing="$$missing umoci"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -129,7 +129,7 @@ func newApp() *cli.App {
 			return nil
 		},
 		Commands: []*cli.Command{
-			exportCommand(), syncCommand(), saveCommand(), inventoryCommand(), bundleCommand(),
+			exportCommand(), syncCommand(), saveCommand(), inventoryCommand(), bundleCommand(), replicateCommand(),
 			listCommand(), inspectCommand(), duCommand(),
 			filesCommand(), diffCommand(), catCommand(),
 			serveCommand(), watchCommand(), preheatCommand(),
