@@ -30,6 +30,35 @@ const (
 	Opaque Type = "opaque"
 )
 
+// UnmarshalText makes a known type the package's own constant: an entry
+// list decoded from a cache holds no copy of "file" per entry. An unknown
+// one is kept as spelled, for valid to refuse.
+func (t *Type) UnmarshalText(b []byte) error {
+	switch Type(b) {
+	case File:
+		*t = File
+	case Dir:
+		*t = Dir
+	case Symlink:
+		*t = Symlink
+	case Hardlink:
+		*t = Hardlink
+	case Char:
+		*t = Char
+	case Block:
+		*t = Block
+	case FIFO:
+		*t = FIFO
+	case Whiteout:
+		*t = Whiteout
+	case Opaque:
+		*t = Opaque
+	default:
+		*t = Type(b)
+	}
+	return nil
+}
+
 func (t Type) valid() bool {
 	switch t {
 	case File, Dir, Symlink, Hardlink, Char, Block, FIFO, Whiteout, Opaque:
@@ -91,6 +120,9 @@ func cleanPath(name string) (string, error) {
 	if strings.HasPrefix(name, "/") {
 		return "", ErrAbsolute
 	}
+	if p, ok := cleanAlready(name); ok {
+		return p, nil
+	}
 	var parts []string
 	for _, c := range strings.Split(name, "/") {
 		switch c {
@@ -102,6 +134,33 @@ func cleanPath(name string) (string, error) {
 		}
 	}
 	return strings.Join(parts, "/"), nil
+}
+
+// cleanAlready is what cleanPath makes of name, as a substring of name,
+// when name is what almost every tar header holds: plain components,
+// perhaps after "./" and before a trailing "/". Such a name then costs no
+// allocation; false sends the rest (".", "..", "//" and "/./" inside) the
+// long way.
+func cleanAlready(name string) (string, bool) {
+	for strings.HasPrefix(name, "./") {
+		name = name[2:]
+	}
+	name = strings.TrimSuffix(name, "/")
+	if name == "" || name == "." {
+		return "", false
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '/' {
+			continue
+		}
+		switch name[start:i] {
+		case "", ".", "..":
+			return "", false
+		}
+		start = i + 1
+	}
+	return name, true
 }
 
 // EncodeList is the bytes of a layer's entry list, as DecodeList reads
