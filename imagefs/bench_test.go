@@ -145,3 +145,24 @@ func BenchmarkListGzipLayer(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeList decodes a cached entry list of 26,000 entries (the
+// size of a 1 GiB layer's): the cached read of files.
+func BenchmarkDecodeList(b *testing.B) {
+	es := make([]Entry, 26000)
+	for i := range es {
+		es[i] = Entry{Path: "usr/share/doc/" + itoa(i%300) + "/" + itoa(i), Type: File, Size: int64(i), Mode: 0o644,
+			Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Seq: i}
+	}
+	list, err := EncodeList(es)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(list)))
+	for b.Loop() {
+		if _, err := DecodeList(list); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package imagefs
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,7 +172,11 @@ func EncodeList(es []Entry) ([]byte, error) { return json.Marshal(es) }
 // as a layer's own would be: a list that does not hold is an error, never
 // a file system built from it.
 func DecodeList(b []byte) ([]Entry, error) {
-	var es []Entry
+	// Every entry has a "seq" key, and the string can be nothing else
+	// (a quote inside a string value is escaped): the list is made its
+	// size up front, not grown by doubling, each copy garbage of a
+	// list the size of the layer's.
+	es := make([]Entry, 0, bytes.Count(b, []byte(`"seq":`)))
 	if err := json.Unmarshal(b, &es); err != nil {
 		return nil, err
 	}
