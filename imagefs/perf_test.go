@@ -1,8 +1,11 @@
 package imagefs
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -51,5 +54,26 @@ func TestDecodedTypesAreTheConstants(t *testing.T) {
 	}
 	if _, err := DecodeList([]byte(`[{"path":"a","type":"socket","seq":0}]`)); err == nil {
 		t.Error("an unknown type decoded")
+	}
+}
+
+func TestEncodeListIsMarshal(t *testing.T) {
+	for _, es := range [][]Entry{nil, {}, {
+		{Path: "a<b>&", Type: Dir, Mode: 0o755, MTime: time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC), Seq: 0},
+		{Path: "a<b>&/f\u2028", Type: File, Size: 3, Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", UID: 1000, GID: 1000, Seq: 1},
+		{Path: "a<b>&/l", Type: Symlink, Link: "\"f\"", Seq: 2},
+		{Path: "dev/null", Type: Char, Major: 1, Minor: 3, Seq: 3},
+	}} {
+		want, err := json.Marshal(es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := EncodeList(es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("EncodeList:\n%s\njson.Marshal:\n%s", got, want)
+		}
 	}
 }
