@@ -1,8 +1,7 @@
 package imagefs
 
 import (
-	"bytes"
-	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -52,28 +51,49 @@ func TestDecodedTypesAreTheConstants(t *testing.T) {
 			t.Errorf("entry %d: type %q is not the package's constant", i, e.Type)
 		}
 	}
-	if _, err := DecodeList([]byte(`[{"path":"a","type":"socket","seq":0}]`)); err == nil {
+	if _, err := DecodeList([]byte(strings.Replace(string(b), "dir\t", "socket\t", 1))); err == nil {
 		t.Error("an unknown type decoded")
 	}
 }
 
-func TestEncodeListIsMarshal(t *testing.T) {
+func TestEncodeListRoundTrip(t *testing.T) {
 	for _, es := range [][]Entry{nil, {}, {
 		{Path: "a<b>&", Type: Dir, Mode: 0o755, MTime: time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC), Seq: 0},
-		{Path: "a<b>&/f\u2028", Type: File, Size: 3, Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", UID: 1000, GID: 1000, Seq: 1},
-		{Path: "a<b>&/l", Type: Symlink, Link: "\"f\"", Seq: 2},
-		{Path: "dev/null", Type: Char, Major: 1, Minor: 3, Seq: 3},
+		{Path: "a<b>&/f\u2028\t\n\xff\"x\"", Type: File, Size: 3, Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", UID: 1000, GID: 1000, Mode: 0o4755, Seq: 1},
+		{Path: "a<b>&/l", Type: Symlink, Link: "\"f\"\t", MTime: time.Date(1901, 1, 2, 3, 4, 5, 0, time.UTC), Seq: 2},
+		{Path: "dev/null", Type: Char, Major: 1, Minor: 3, MTime: time.Unix(0, 999999999).UTC(), Seq: 3},
+		{Path: "h", Type: Hardlink, Link: "a<b>&/f\u2028\t\n\xff\"x\"", UID: -1, Seq: 4},
+		{Path: "", Type: Opaque, Seq: 5},
+		{Path: "x", Type: Whiteout, Seq: 6},
 	}} {
-		want, err := json.Marshal(es)
+		b, err := EncodeList(es)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := EncodeList(es)
+		back, err := DecodeList(b)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", b, err)
 		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("EncodeList:\n%s\njson.Marshal:\n%s", got, want)
+		if len(back) != len(es) || len(es) > 0 && !reflect.DeepEqual(back, es) {
+			t.Errorf("%s:\ngot  %+v\nwant %+v", b, back, es)
+		}
+	}
+	// The JSON lists of before, and lists damaged, are refused, not
+	// misread.
+	good, _ := EncodeList([]Entry{{Path: "a", Type: File, Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}})
+	for _, bad := range []string{
+		`[{"path":"a","type":"dir","seq":0}]`, `null`, ``,
+		string(good[:len(good)-1]),                               // no end of line
+		strings.Replace(string(good), "\t0\t", "\t0\t\t", 1),     // a field too many
+		strings.Replace(string(good), "\t0\t", "\t", 1),          // a field too few
+		strings.Replace(string(good), "file\t0", "file\tx", 1),   // seq no number
+		strings.Replace(string(good), `"a"`, `"a`, 1),            // a bad quote
+		strings.Replace(string(good), `"a"`, `"../a"`, 1),        // a path a layer cannot hold
+		strings.Replace(string(good), "sha256:0", "sha256:", 1),  // a bad digest
+		"imagefs entry list 1\n" + string(good[len(listMagic):]), // another version
+	} {
+		if es, err := DecodeList([]byte(bad)); err == nil {
+			t.Errorf("%q: decoded as %+v", bad, es)
 		}
 	}
 }
