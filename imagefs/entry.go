@@ -31,9 +31,9 @@ const (
 	Opaque Type = "opaque"
 )
 
-// UnmarshalText makes a known type the package's own constant: an entry
-// list decoded from a cache holds no copy of "file" per entry. An unknown
-// one is kept as spelled, for valid to refuse.
+// UnmarshalText makes a known type the package's own constant: a
+// decoded entry holds no copy of "file" of its own. An unknown one is
+// kept as spelled, for valid to refuse.
 func (t *Type) UnmarshalText(b []byte) error {
 	switch Type(b) {
 	case File:
@@ -179,11 +179,11 @@ const listFields = 12
 // its fields separated by tabs: type, seq, path (quoted as strconv.Quote
 // does, so that a tab, a newline or bytes that are no UTF-8 in a tar
 // name stay in their field), mode (octal), uid, gid, mtime (Unix seconds,
-// then "." and nine digits of nanoseconds when there are any; empty when zero), size,
-// link (quoted), major, minor, digest. It is about half the size of the
-// JSON this package wrote before, and is read back several times faster,
-// into strings of one block rather than two allocations an entry: a
-// cached listing's time and memory.
+// then "." and nine digits of nanoseconds when there are any; empty when
+// zero), size, link (quoted), major, minor, digest. It is about two
+// thirds the size of the JSON this package wrote before and decodes in a
+// third to a quarter of the time, with two allocations in all rather than
+// two an entry: a cached listing's time and memory.
 func EncodeList(es []Entry) ([]byte, error) {
 	n := len(listMagic)
 	for _, e := range es {
