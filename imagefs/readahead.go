@@ -19,8 +19,8 @@ const (
 
 // readahead reads rc in a goroutine of its own, at most aheadBufs buffers
 // ahead of its reader. Bytes come out in rc's order, and rc's error (a
-// bomb's, a window's, a corrupt stream's, io.EOF) comes out once the bytes
-// read before it have, and then on every later Read.
+// bomb's, a window's, a corrupt stream's, io.EOF) comes out with the last
+// of the bytes read before it, and then from every later Read.
 type readahead struct {
 	rc   io.ReadCloser
 	full chan chunk  // filled buffers, in order; the last one holds rc's error
