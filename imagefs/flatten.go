@@ -160,7 +160,12 @@ func (f *FS) apply(e Entry) error {
 		return nil
 	}
 	n := &Node{Entry: e, Layer: f.layer, DataLayer: -1}
-	n.Path = path.Join(parent.Path, base)
+	if p := parent.Path; !(p == "" && dir == "" || len(dir) == len(p)+1 && dir[:len(p)] == p) {
+		// A parent reached through a symbolic link: the real path differs
+		// from the entry's. Otherwise the entry's string is kept, not a
+		// copy of it.
+		n.Path = path.Join(p, base)
+	}
 	switch e.Type {
 	case Dir:
 		n.children = map[string]*Node{}

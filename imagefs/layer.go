@@ -102,7 +102,10 @@ func sniff(head []byte) Compression {
 // mediaType. The compression is read from the magic bytes; a media type
 // that states another is an error. The stream fails with ErrBomb once it
 // has given more than the ratio allows, and with ErrWindow (for xz, up
-// front) when the layer needs more history than MaxWindow.
+// front) when the layer needs more history than MaxWindow. A compressed
+// layer is decompressed ahead of its reader, in a goroutine of its own
+// (a few hundred KiB ahead at most): Close stops it, and the stream must
+// be closed before r is.
 func Decompress(r io.Reader, mediaType string, size int64, o Options) (io.ReadCloser, Compression, error) {
 	want, err := stated(mediaType)
 	if err != nil {
@@ -157,7 +160,7 @@ func Decompress(r io.Reader, mediaType string, size int64, o Options) (io.ReadCl
 		}
 		rc = io.NopCloser(z)
 	}
-	return &bounded{rc: rc, left: limit, size: size, ratio: ratio}, got, nil
+	return newReadahead(&bounded{rc: rc, left: limit, size: size, ratio: ratio}), got, nil
 }
 
 // xzDictOK refuses an xz stream whose first block's LZMA2 dictionary is

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -37,10 +39,24 @@ func parseImageRef(c *cli.Context, arg, platform string) (catalog.ImageRef, erro
 	return catalog.ImageRef{Repo: ref.Repo, Tag: ref.Tag, Digest: ref.Digest, Platform: platform}, nil
 }
 
+// inspectMemoryLimit is the soft limit files, diff and cat set on the Go
+// runtime's memory (unless GOMEMLIMIT sets another). What they keep is an
+// image's file system and its output, a few hundred bytes a path; but by
+// default the collector lets the heap grow to twice what is live before
+// it runs, and what it frees goes back to the system lazily: a 1 GiB
+// layer's 26,000 paths took a peak RSS of 55 to 65 MiB, about half of it
+// garbage, against 45 under the limit, where the collector runs sooner. It is soft: an
+// image whose paths need more is listed all the same, with the collector
+// running more often (the runtime keeps it to about half the CPU).
+const inspectMemoryLimit = 32 << 20
+
 // viewImages runs do in a View of the tree (inspectTree's rules: without
 // the tree lock for a user who may not write the tree; a root awaiting its
 // first export holds no image).
 func viewImages(c *cli.Context, refs []catalog.ImageRef, do func(*tree.View, []*catalog.ImageLayers) error) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(inspectMemoryLimit)
+	}
 	root, state, err := openTreeOrEmpty(c)
 	if err != nil {
 		return err
