@@ -145,6 +145,7 @@ func (e *env) serving() error {
 			}
 		}
 	}
+	loadBefore := loadAverage()
 	for _, conns := range []int{32, 256} {
 		for _, t := range targets {
 			secs := e.sz.smallSecs
@@ -183,7 +184,19 @@ func (e *env) serving() error {
 			e.serveRows(t, conns, results)
 		}
 	}
+	e.rep.note("serving: load average (1, 5, 15 min) %s before the load runs, %s after: the machine is shared, "+
+		"so the rows are medians of %d rounds, each server's runs interleaved", loadBefore, loadAverage(), e.sz.serveRounds)
 	return e.noteAccessLogs(servers)
+}
+
+// loadAverage is the system's 1, 5 and 15 minute load averages, as
+// /proc/loadavg gives them, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // noteAccessLogs checks that every server wrote its access log during the
