@@ -28,7 +28,8 @@ func (h *handler) serveDigest(w http.ResponseWriter, r *http.Request, fsys tree.
 	}
 	defer f.Close()
 	w.Header().Set("ETag", `"`+m.Digest.String()+`"`)
-	serveContent(oneWrite(w, fi.Size()), r, fi.ModTime(), f)
+	ow, content := oneWrite(w, f, fi)
+	serveContent(ow, r, fi.ModTime(), content)
 }
 
 // openManifest opens manifest m.Digest of m.Repo — the manifest-by-digest
@@ -92,7 +93,8 @@ func (h *handler) serveTag(w http.ResponseWriter, r *http.Request, fsys tree.FS,
 	defer f.Close()
 	// Apache's RequestHeader unset on tag URIs; no modtime and no ETag
 	// leave ServeContent nothing to compare the rest with.
-	serveContent(oneWrite(w, fi.Size()), unconditional(r), time.Time{}, f)
+	ow, content := oneWrite(w, f, fi)
+	serveContent(ow, unconditional(r), time.Time{}, content)
 }
 
 // unconditional is r without the conditional headers the template drops on

@@ -60,7 +60,8 @@ func (h *handler) serveReferrers(w http.ResponseWriter, r *http.Request, fsys tr
 	}
 	defer f.Close()
 	if r.URL.Query().Get("artifactType") == "" {
-		serveContent(oneWrite(w, fi.Size()), unconditional(r), time.Time{}, f)
+		ow, content := oneWrite(w, f, fi)
+		serveContent(ow, unconditional(r), time.Time{}, content)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(f, maxReferrers+1))

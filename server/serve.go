@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/image-serve/image-serve/tree"
@@ -34,6 +36,16 @@ const (
 	shutdownTimeout = 30 * time.Second
 )
 
+// gcPercent is the serving process's GC percentage. A server's live heap
+// measured about 1 MiB, so at Go's default (100) the heap goal is the 4 MiB
+// minimum, and small requests at 15,000 a second, a few KiB of garbage each,
+// ran a collection every 25 ms: 6 % of the CPU (GODEBUG=gctrace=1 under
+// wrk), and each cycle's stop-the-world phases and mark assists fall on
+// the requests in flight, the tail. At 400 the minimum goal is 16 MiB
+// (the live heap times five, past 3 MiB): 14 to 20 collections in 3 s of
+// that load instead of 115 to 123, for 12 MiB more heap.
+const gcPercent = 400
+
 // Options are the embedded server's settings.
 type Options struct {
 	// MaxConnections is how many client connections are open at once;
@@ -59,9 +71,15 @@ type Options struct {
 // on before anything is served, so that one that cannot be bound is an
 // error at start. It returns nil after a shutdown and the error otherwise.
 // The caller turns SIGTERM into ctx cancellation.
+//
+// ListenAndServe is meant to be the process's server: unless GOGC is set
+// in the environment, it sets the process's GC percentage to gcPercent.
 func ListenAndServe(ctx context.Context, addr string, root tree.Reader, log *slog.Logger, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

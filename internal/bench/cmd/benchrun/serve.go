@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,6 +145,7 @@ func (e *env) serving() error {
 			}
 		}
 	}
+	loadBefore := loadAverage()
 	for _, conns := range []int{32, 256} {
 		for _, t := range targets {
 			secs := e.sz.smallSecs
@@ -181,7 +184,60 @@ func (e *env) serving() error {
 			e.serveRows(t, conns, results)
 		}
 	}
+	e.rep.note("serving: load average (1, 5, 15 min) %s before the load runs, %s after: the machine is shared, "+
+		"so the rows are medians of %d rounds, each server's runs interleaved", loadBefore, loadAverage(), e.sz.serveRounds)
+	return e.noteAccessLogs(servers)
+}
+
+// loadAverage is the system's 1, 5 and 15 minute load averages, as
+// /proc/loadavg gives them, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
+
+// noteAccessLogs checks that every server wrote its access log during the
+// run, and notes how many lines each wrote, so the table is known to
+// compare servers that all logged every request.
+func (e *env) noteAccessLogs(servers []server) error {
+	var counts []string
+	for _, s := range servers {
+		n, err := countLines(s.accessLog)
+		if err != nil {
+			return fmt.Errorf("%s's access log: %w", s.name, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%s wrote no access log line to %s", s.name, s.accessLog)
+		}
+		counts = append(counts, fmt.Sprintf("%s %d", s.name, n))
+	}
+	e.rep.note("serving: every server wrote its access log to a file (lines: %s)", strings.Join(counts, ", "))
 	return nil
+}
+
+// countLines counts the newlines in the file at path, reading it in
+// pieces (a log of a run is hundreds of MB).
+func countLines(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n int64
+	buf := make([]byte, 1<<20)
+	for {
+		k, err := f.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 func medianOf(rs []wrkResult, f func(wrkResult) float64) float64 {
@@ -226,7 +282,10 @@ func (e *env) serveRows(t serveTarget, conns int, results map[string][]wrkResult
 		target: "≤ 2× nginx's", met: met(pr, 2, false), notes: "Apache " + ms(p99("apache"))})
 }
 
-type server struct{ name, url string }
+// server is one server under load; accessLog is the file its access log
+// is written to (all three write one: the configurations image-serve
+// prints name runDir/access.log for nginx and Apache).
+type server struct{ name, url, accessLog string }
 
 // startServers starts the embedded server, nginx and Apache on tree, each
 // on a free loopback port, with the configurations image-serve prints.
@@ -251,7 +310,9 @@ func (e *env) startServers(tree string) ([]server, func(), error) {
 		var cmd *exec.Cmd
 		switch name {
 		case "embedded":
-			args := []string{"--root", tree, "serve", "--listen", listen}
+			// The access log to a file, as nginx's and Apache's: the
+			// comparison is of servers that each write a line per request.
+			args := []string{"--root", tree, "serve", "--listen", listen, "--access-log", filepath.Join(runDir, "access.log")}
 			e.rep.cmd("serving: embedded", shellLine(e.bin, args))
 			cmd = exec.Command(e.bin, args...)
 		case "nginx":
@@ -279,7 +340,7 @@ func (e *env) startServers(tree string) ([]server, func(), error) {
 			return nil, stop, err
 		}
 		daemons = append(daemons, d)
-		servers = append(servers, server{name, "http://" + listen})
+		servers = append(servers, server{name, "http://" + listen, filepath.Join(runDir, "access.log")})
 	}
 	return servers, stop, nil
 }
