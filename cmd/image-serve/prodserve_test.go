@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -82,7 +83,7 @@ func runServe(t *testing.T, addr string, args ...string) *served {
 			s.cmd.Process.Kill()
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	for deadline := time.Now().Add(time.Minute); ; {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
@@ -94,18 +95,7 @@ func runServe(t *testing.T, addr string, args ...string) *served {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("serve not accepting on %s after 30 s\n%s", addr, s.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitCond polls cond until it holds, failing after a minute.
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("a minute on, still not: %s", what)
+			t.Fatalf("serve not accepting on %s after a minute\n%s", addr, s.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -144,7 +134,7 @@ func TestServeAccessLog(t *testing.T) {
 	addr := freeAddr(t)
 	s := runServe(t, addr, "--root", root.Dir(), "serve", "--listen", addr)
 	getClosed(t, http.DefaultClient, "http://"+addr+"/v2/hello/manifests/latest")
-	waitCond(t, "a line on stdout", func() bool { return s.stdout.String() != "" })
+	eventually(t, "a line on stdout", func() (bool, string) { return s.stdout.String() != "", "" })
 	line := strings.TrimSuffix(s.stdout.String(), "\n")
 	if m := accessLine.FindStringSubmatch(line); m == nil || m[1] != "/v2/hello/manifests/latest" || m[2] != "200" || m[4] != "Go-http-client/1.1" {
 		t.Errorf("stdout %q: want one combined-format line for the GET", line)
@@ -153,7 +143,7 @@ func TestServeAccessLog(t *testing.T) {
 	addr = freeAddr(t)
 	s = runServe(t, addr, "--root", root.Dir(), "--log-format", "json", "serve", "--listen", addr)
 	getClosed(t, http.DefaultClient, "http://"+addr+"/v2/")
-	waitCond(t, "a JSON line on stdout", func() bool { return s.stdout.String() != "" })
+	eventually(t, "a JSON line on stdout", func() (bool, string) { return s.stdout.String() != "", "" })
 	var rec struct {
 		URI    string `json:"uri"`
 		Status int    `json:"status"`
@@ -182,7 +172,7 @@ func TestServeAccessLogRotate(t *testing.T) {
 	addr := freeAddr(t)
 	s := runServe(t, addr, "--root", root.Dir(), "serve", "--listen", addr, "--access-log", log)
 	getClosed(t, http.DefaultClient, "http://"+addr+"/v2/hello/tags/list")
-	waitCond(t, "the request in the access log", func() bool { return len(fileLines(log)) == 1 })
+	eventually(t, "the request in the access log", func() (bool, string) { return len(fileLines(log)) == 1, "" })
 
 	if err := os.Rename(log, log+".1"); err != nil {
 		t.Fatal(err)
@@ -192,10 +182,10 @@ func TestServeAccessLogRotate(t *testing.T) {
 	}
 	// The signal is handled asynchronously: a request before the reopen
 	// goes to the renamed file, which is as logrotate wants it.
-	waitCond(t, "a request logged in a new file after SIGHUP", func() bool {
+	eventually(t, "a request logged in a new file after SIGHUP", func() (bool, string) {
 		getClosed(t, http.DefaultClient, "http://"+addr+"/v2/?after-hup")
 		lines := fileLines(log)
-		return len(lines) > 0 && strings.Contains(lines[len(lines)-1], "/v2/?after-hup")
+		return len(lines) > 0 && strings.Contains(lines[len(lines)-1], "/v2/?after-hup"), fmt.Sprintf("%d lines", len(lines))
 	})
 	old := fileLines(log + ".1")
 	if len(old) == 0 || !strings.Contains(old[0], "/v2/hello/tags/list") {
@@ -359,7 +349,7 @@ func TestServeTLS(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "SIGHUP handled", func() bool { return strings.Contains(s.stderr.String(), "SIGHUP handled") })
+	eventually(t, "SIGHUP handled", func() (bool, string) { return strings.Contains(s.stderr.String(), "SIGHUP handled"), "" })
 	if got := serial(); got != 11 {
 		t.Errorf("after SIGHUP with a broken key: serial %d, want the old 11", got)
 	}
