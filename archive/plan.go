@@ -94,7 +94,7 @@ func (rd reader) top(ref Ref) (*manifest, error) {
 		case len(e.Variants) == 0:
 			return nil, fmt.Errorf("%s: its type map names no manifest (run image-serve verify)", ref)
 		}
-		best := slices.MaxFunc(e.Variants, func(a, b tree.TagVariant) int { return compareQS(a.QS, b.QS) })
+		best := tree.Preferred(e.Variants)
 		d, mediaType = best.Digest, best.MediaType
 	}
 	m, err := rd.manifest(ref.Repo, distribution.Descriptor{Digest: d, MediaType: mediaType})
@@ -105,23 +105,6 @@ func (rd reader) top(ref Ref) (*manifest, error) {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	return m, nil
-}
-
-// compareQS orders two qualities, 0 meaning 1 as in a type map.
-func compareQS(a, b float64) int {
-	if a == 0 {
-		a = 1
-	}
-	if b == 0 {
-		b = 1
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // manifest reads manifest want.Digest of repo and checks its bytes

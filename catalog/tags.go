@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
 	"time"
 
 	"github.com/image-serve/image-serve/distribution"
@@ -170,7 +169,7 @@ func tagTarget(view *tree.View, repo, tag string) (target, bool) {
 	case err != nil, len(e.Variants) == 0:
 		return target{status: StatusUnreadableTypeMap}, true
 	}
-	top := slices.MaxFunc(e.Variants, func(a, b tree.TagVariant) int { return compareQS(a.QS, b.QS) })
+	top := tree.Preferred(e.Variants)
 	return target{digest: top.Digest, mediaType: top.MediaType}, true
 }
 
@@ -196,24 +195,6 @@ func describeTag(view *tree.View, repo, tag string) (Tag, bool) {
 		t.Status = w.problem
 	}
 	return t, true
-}
-
-// compareQS orders type-map qualities, 0 standing for Apache's default 1
-// (the first of equals wins, as Apache and MaxFunc both keep it).
-func compareQS(a, b float64) int {
-	if a == 0 {
-		a = 1
-	}
-	if b == 0 {
-		b = 1
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // walker adds up what a pull of one manifest fetches, and notes the

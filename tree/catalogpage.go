@@ -237,12 +237,7 @@ func assemblePage(h pageHead, rows ...[]byte) ([]byte, error) {
 // read is left blank: the page shows what a pull would find, and verify
 // names what is broken.
 func (r *Root) describeForPage(repo, tag string, variants []TagVariant) (pageTag, time.Time) {
-	top := variants[0]
-	for _, v := range variants[1:] {
-		if qsOf(v.QS) > qsOf(top.QS) {
-			top = v // the first of equals wins, as Apache keeps it
-		}
-	}
+	top := Preferred(variants)
 	t := pageTag{Ref: repo + ":" + tag, Digest: shortDigest(top.Digest)}
 	w := pageWalk{r: r, repo: repo, seen: map[digest.Digest]bool{}}
 	w.walk(top.Digest, 0)
@@ -252,14 +247,6 @@ func (r *Root) describeForPage(repo, tag string, variants []TagVariant) (pageTag
 		t.Created = w.created.UTC().Format(pageTimeFormat)
 	}
 	return t, w.created
-}
-
-// qsOf is a type map's quality, 0 standing for Apache's default 1.
-func qsOf(qs float64) float64 {
-	if qs == 0 {
-		return 1
-	}
-	return qs
 }
 
 // shortDigest is a digest's first 12 hex digits, as docker, podman and

@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -264,6 +265,21 @@ type TagVariant struct {
 	// leaves it out (1.0). Multi-variant tags must set it, or Apache breaks
 	// ties by size and serves the smaller manifest (serving-notes §3.1).
 	QS float64
+}
+
+// Preferred is the variant of a tag a client that states no preference
+// gets: the highest quality, 0 standing for Apache's default 1, and the
+// first of equals, as Apache keeps it. vs must not be empty.
+func Preferred(vs []TagVariant) TagVariant {
+	return slices.MaxFunc(vs, func(a, b TagVariant) int { return cmp.Compare(qsOf(a.QS), qsOf(b.QS)) })
+}
+
+// qsOf is a type map's quality, 0 standing for Apache's default 1.
+func qsOf(qs float64) float64 {
+	if qs == 0 {
+		return 1
+	}
+	return qs
 }
 
 // putTag points tag of repo at variants, then rewrites the repository's
