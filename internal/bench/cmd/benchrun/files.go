@@ -38,6 +38,81 @@ type filesImage struct {
 	content           int64 // bytes of file content in the base layer
 	baseGzip, topGzip int64 // compressed sizes
 	topEntries        int
+	// lastFile is the base layer's last regular file that the top layer
+	// leaves alone (cat's honest case: a reader of the layer reaches it
+	// at the end), lastSize its size.
+	lastFile string
+	lastSize int64
+}
+
+// filesSet is the files section's image exported into a tree and served
+// by image-serve's embedded server, crane's source: what the files and
+// cat sections read. It is made once per run and kept until the run
+// ends (env.close stops the server).
+type filesSet struct {
+	img    *filesImage
+	tree   string
+	name   string // REPO:TAG of the image in the tree
+	listen string // host:port of the embedded server
+	d      *daemon
+}
+
+// ensureFilesSet generates the files image, exports it into a tree of its
+// own and serves that tree, once.
+func (e *env) ensureFilesSet() (*filesSet, error) {
+	if e.fileSet != nil {
+		return e.fileSet, nil
+	}
+	start := time.Now()
+	img, err := writeFilesImage(e.path("files-oci"), e.sz.bigLayer, 21)
+	if err != nil {
+		return nil, err
+	}
+	// Once exported, the tree holds the blobs: the layout is not read again.
+	defer os.RemoveAll(img.dir)
+	logf("generated the files image: base layer %d entries (%d files, %s of content; gzip %s), top layer %d entries, in %v",
+		img.entries, img.files, mib(img.content), mib(img.baseGzip), img.topEntries, time.Since(start).Round(time.Millisecond))
+
+	s := &filesSet{img: img, tree: e.path("files-tree"), name: "bench/files:v1"}
+	exportArgs := []string{"--root", s.tree, "--quiet", "export", "oci:" + img.dir + ":" + img.ref, s.name}
+	e.rep.cmd("files and cat (set-up, untimed): the tree", shellLine(e.bin, exportArgs))
+	if _, err := command(e.bin, exportArgs...); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s.listen = addr(port)
+	serveArgs := []string{"--root", s.tree, "serve", "--listen", s.listen}
+	e.rep.cmd("files and cat (set-up): crane's source", shellLine(e.bin, serveArgs))
+	if s.d, err = startDaemon("image-serve serve", exec.Command(e.bin, serveArgs...), e.path("files-serve.log"), "http://"+s.listen+"/v2/"); err != nil {
+		return nil, err
+	}
+	e.fileSet = s
+	return s, nil
+}
+
+// craneTools are the reference tools of the sections that read inside
+// images: crane (built by make bench), tar, and GNU time for each
+// process's peak RSS ("" without it, noted under section).
+func (e *env) craneTools(section string) (crane, tarBin, timeBin string, err error) {
+	if crane, err = filepath.Abs(*craneBin); err != nil {
+		return "", "", "", err
+	}
+	if _, err := os.Stat(crane); err != nil {
+		return "", "", "", fmt.Errorf("%w: run make bench (it builds bin/crane)", err)
+	}
+	if tarBin, err = lookPath("tar"); err != nil {
+		return "", "", "", err
+	}
+	if timeBin, err = lookPath("/usr/bin/time"); err == nil {
+		e.rep.cmd(section+", peak RSS and CPU time of each process", shellLine(timeBin, []string{"-f", "%M %U %S", "-o", "FILE", "COMMAND..."})+
+			" (GNU time: ru_maxrss of a child it forked, not that of one benchrun spawned, which starts at benchrun's own)")
+		return crane, tarBin, timeBin, nil
+	}
+	e.rep.note("%s: no GNU time (/usr/bin/time): peak RSS is getrusage's, at least benchrun's own RSS whatever the command's", section)
+	return crane, tarBin, "", nil
 }
 
 // filesBench is `image-serve files` of an image with one big layer (and
@@ -47,59 +122,20 @@ type filesImage struct {
 // the nearest thing another tool has to listing an image's final file
 // system.
 func (e *env) filesBench() error {
-	crane, err := filepath.Abs(*craneBin)
+	crane, tarBin, timeBin, err := e.craneTools("files")
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(crane); err != nil {
-		return fmt.Errorf("%w: run make bench (it builds bin/crane)", err)
-	}
-	tarBin, err := lookPath("tar")
+	s, err := e.ensureFilesSet()
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	img, err := writeFilesImage(e.path("files-oci"), e.sz.bigLayer, 21)
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(img.dir)
-	logf("generated the files image: base layer %d entries (%d files, %s of content; gzip %s), top layer %d entries, in %v",
-		img.entries, img.files, mib(img.content), mib(img.baseGzip), img.topEntries, time.Since(start).Round(time.Millisecond))
-
-	tree := e.path("files-tree")
-	defer os.RemoveAll(tree)
-	const name = "bench/files:v1"
-	exportArgs := []string{"--root", tree, "--quiet", "export", "oci:" + img.dir + ":" + img.ref, name}
-	e.rep.cmd("files (set-up, untimed): the tree", shellLine(e.bin, exportArgs))
-	if _, err := command(e.bin, exportArgs...); err != nil {
-		return err
-	}
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	listen := addr(port)
-	serveArgs := []string{"--root", tree, "serve", "--listen", listen}
-	e.rep.cmd("files (set-up): crane's source", shellLine(e.bin, serveArgs))
-	d, err := startDaemon("image-serve serve", exec.Command(e.bin, serveArgs...), e.path("files-serve.log"), "http://"+listen+"/v2/")
-	if err != nil {
-		return err
-	}
-	defer d.stop()
+	img, tree, name, listen := s.img, s.tree, s.name, s.listen
 
 	filesArgs := []string{"--root", tree, "files", name}
 	craneArgs := []string{"export", "--insecure", listen + "/" + name, "-"}
 	e.rep.cmd("files, cold (the layer index removed before each run) and cached", shellLine(e.bin, filesArgs))
 	e.rep.cmd("files, reference", shellLine(crane, craneArgs)+" | "+shellLine(tarBin, []string{"-t"}))
-	timeBin, err := lookPath("/usr/bin/time")
-	if err == nil {
-		e.rep.cmd("files, peak RSS and CPU time of each process", shellLine(timeBin, []string{"-f", "%M %U %S", "-o", "FILE", "COMMAND..."})+
-			" (GNU time: ru_maxrss of a child it forked, not that of one benchrun spawned, which starts at benchrun's own)")
-	} else {
-		timeBin = ""
-		e.rep.note("files: no GNU time (/usr/bin/time): peak RSS is getrusage's, at least benchrun's own RSS whatever the command's")
-	}
 	probe := func(tag string, c *exec.Cmd) *rssProbe { return newRSSProbe(timeBin, e.path("files-rss-"+tag), c) }
 	const (
 		cold   = "image-serve files, cold"
@@ -196,26 +232,32 @@ func tarVersion(tarBin string) string {
 // larger (they run side by side, so the pipeline as a whole may hold up
 // to their sum).
 func pipeline(a, b *exec.Cmd) (r run, lines int64, rss [2]int64, err error) {
+	lc := &lineCounter{}
+	r, rss, err = pipelineTo(a, b, lc)
+	return r, lc.n, rss, err
+}
+
+// pipelineTo is pipeline with b's standard output written to out.
+func pipelineTo(a, b *exec.Cmd, out io.Writer) (r run, rss [2]int64, err error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return r, 0, rss, err
+		return r, rss, err
 	}
 	var aErr, bErr bytes.Buffer
-	lc := &lineCounter{}
 	a.Stdout, a.Stderr = pw, &aErr
-	b.Stdin, b.Stdout, b.Stderr = pr, lc, &bErr
+	b.Stdin, b.Stdout, b.Stderr = pr, out, &bErr
 	start := time.Now()
 	if err := a.Start(); err != nil {
 		pr.Close()
 		pw.Close()
-		return r, 0, rss, err
+		return r, rss, err
 	}
 	if err := b.Start(); err != nil {
 		pr.Close()
 		pw.Close()
 		_ = a.Process.Kill()
 		_ = a.Wait()
-		return r, 0, rss, err
+		return r, rss, err
 	}
 	// Only the children hold the pipe now: b sees EOF when a exits.
 	pr.Close()
@@ -230,11 +272,11 @@ func pipeline(a, b *exec.Cmd) (r run, lines int64, rss [2]int64, err error) {
 	r.maxRSS = max(rss[0], rss[1])
 	switch {
 	case errA != nil:
-		return r, 0, rss, fmt.Errorf("%s: %v\n%s", shellLine(a.Path, a.Args[1:]), errA, aErr.Bytes())
+		return r, rss, fmt.Errorf("%s: %v\n%s", shellLine(a.Path, a.Args[1:]), errA, aErr.Bytes())
 	case errB != nil:
-		return r, 0, rss, fmt.Errorf("%s: %v\n%s", shellLine(b.Path, b.Args[1:]), errB, bErr.Bytes())
+		return r, rss, fmt.Errorf("%s: %v\n%s", shellLine(b.Path, b.Args[1:]), errB, bErr.Bytes())
 	}
-	return r, lc.n, rss, nil
+	return r, rss, nil
 }
 
 // rssProbe runs a command under GNU time, which writes the command's
@@ -302,6 +344,7 @@ func writeFilesImage(dir string, size int64, seed uint64) (*filesImage, error) {
 	}
 	mtime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var paths []string // the base layer's files, for the top layer
+	var sizes []int64  // their sizes
 	base, err := writeTarLayer(blobs, func(tw *tar.Writer) error {
 		dirs := map[string]bool{}
 		add := func(h *tar.Header) error {
@@ -350,6 +393,7 @@ func writeFilesImage(dir string, size int64, seed uint64) (*filesImage, error) {
 			img.files++
 			img.content += n
 			paths = append(paths, p)
+			sizes = append(sizes, n)
 			if i%25 == 0 {
 				if err := add(&tar.Header{Typeflag: tar.TypeSymlink, Name: p + ".link", Linkname: filepath.Base(p), Mode: 0o777}); err != nil {
 					return err
@@ -369,6 +413,8 @@ func writeFilesImage(dir string, size int64, seed uint64) (*filesImage, error) {
 	img.baseGzip = base.size
 	// The top layer: up to 100 files rewritten, up to 100 deleted, the
 	// first directory of files replaced (opaque) with one new file.
+	const opaqueDir = "usr/lib/python3/site-packages/pkg000/mod00/"
+	touched := map[string]bool{}
 	top, err := writeTarLayer(blobs, func(tw *tar.Writer) error {
 		add := func(h *tar.Header, body []byte) error {
 			h.ModTime, h.Format, h.Size = mtime.Add(time.Hour), tar.FormatPAX, int64(len(body))
@@ -382,7 +428,8 @@ func writeFilesImage(dir string, size int64, seed uint64) (*filesImage, error) {
 		step := max(len(paths)/200, 1)
 		for k, i := 0, step; k < 200 && i < len(paths); k, i = k+1, i+step {
 			p := paths[i]
-			if strings.HasPrefix(p, "usr/lib/python3/site-packages/pkg000/mod00/") {
+			touched[p] = true
+			if strings.HasPrefix(p, opaqueDir) {
 				continue
 			}
 			h := &tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: 0o644}
@@ -394,15 +441,20 @@ func writeFilesImage(dir string, size int64, seed uint64) (*filesImage, error) {
 				return err
 			}
 		}
-		if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: "usr/lib/python3/site-packages/pkg000/mod00/.wh..wh..opq", Mode: 0o644}, nil); err != nil {
+		if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: opaqueDir + ".wh..wh..opq", Mode: 0o644}, nil); err != nil {
 			return err
 		}
-		return add(&tar.Header{Typeflag: tar.TypeReg, Name: "usr/lib/python3/site-packages/pkg000/mod00/replaced.py", Mode: 0o644}, []byte("new\n"))
+		return add(&tar.Header{Typeflag: tar.TypeReg, Name: opaqueDir + "replaced.py", Mode: 0o644}, []byte("new\n"))
 	})
 	if err != nil {
 		return nil, err
 	}
 	img.topGzip = top.size
+	for i := len(paths) - 1; i >= 0 && img.lastFile == ""; i-- {
+		if !touched[paths[i]] && !strings.HasPrefix(paths[i], opaqueDir) {
+			img.lastFile, img.lastSize = paths[i], sizes[i]
+		}
+	}
 	return img, writeFilesLayout(dir, blobs, img.ref, []layerBlob{base, top})
 }
 

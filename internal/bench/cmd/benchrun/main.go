@@ -65,12 +65,16 @@ type env struct {
 	uc       *undercloud // the set, once generated and pushed
 	coldTree string      // a tree the cold export made of the set, kept
 	bigRSS   int64       // peak RSS of the single-layer export
+	fileSet  *filesSet   // the files image's tree, served, once made
 }
 
 // close stops what the sections started.
 func (e *env) close() {
 	if e.uc != nil && e.uc.reg != nil {
 		e.uc.reg.stop()
+	}
+	if e.fileSet != nil {
+		e.fileSet.d.stop()
 	}
 }
 
