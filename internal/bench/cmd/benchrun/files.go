@@ -550,6 +550,19 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // writeFilesLayout writes the config, the manifest of layers and the
 // layout's index naming it ref.
 func writeFilesLayout(dir, blobs, ref string, layers []layerBlob) error {
+	return writeLayoutImages(dir, blobs, []layoutImage{{ref: ref, layers: layers}})
+}
+
+// layoutImage is one image of a layout writeLayoutImages writes: its
+// ref name and its layers, in order.
+type layoutImage struct {
+	ref    string
+	layers []layerBlob
+}
+
+// writeLayoutImages writes each image's config and manifest, and the
+// layout's index naming every manifest by its image's ref.
+func writeLayoutImages(dir, blobs string, images []layoutImage) error {
 	put := func(v any) (map[string]any, error) {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -558,27 +571,31 @@ func writeFilesLayout(dir, blobs, ref string, layers []layerBlob) error {
 		d := digest.FromBytes(b)
 		return map[string]any{"digest": d, "size": len(b)}, os.WriteFile(filepath.Join(blobs, d.Encoded()), b, 0o644)
 	}
-	var diffIDs []digest.Digest
-	var descs []map[string]any
-	for _, l := range layers {
-		diffIDs = append(diffIDs, l.diffID)
-		descs = append(descs, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": l.size})
+	var manifests []any
+	for _, img := range images {
+		var diffIDs []digest.Digest
+		var descs []map[string]any
+		for _, l := range img.layers {
+			diffIDs = append(diffIDs, l.diffID)
+			descs = append(descs, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": l.size})
+		}
+		config, err := put(map[string]any{"architecture": "amd64", "os": "linux", "config": map[string]any{},
+			"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
+		if err != nil {
+			return err
+		}
+		config["mediaType"] = "application/vnd.oci.image.config.v1+json"
+		manifest, err := put(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+			"config": config, "layers": descs})
+		if err != nil {
+			return err
+		}
+		manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+		manifest["annotations"] = map[string]string{"org.opencontainers.image.ref.name": img.ref}
+		manifests = append(manifests, manifest)
 	}
-	config, err := put(map[string]any{"architecture": "amd64", "os": "linux", "config": map[string]any{},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
-	if err != nil {
-		return err
-	}
-	config["mediaType"] = "application/vnd.oci.image.config.v1+json"
-	manifest, err := put(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": config, "layers": descs})
-	if err != nil {
-		return err
-	}
-	manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
-	manifest["annotations"] = map[string]string{"org.opencontainers.image.ref.name": ref}
 	index, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-		"manifests": []any{manifest}})
+		"manifests": manifests})
 	if err != nil {
 		return err
 	}
