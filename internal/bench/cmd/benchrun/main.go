@@ -132,6 +132,7 @@ func main() {
 		{"diff", e.diffBench},
 		{"save", e.saves},
 		{"bundle", e.bundles},
+		{"replicate", e.replicas},
 		{"gc", e.gcTree},
 		{"serve", e.serving},
 		{"tiers", e.tiers},
