@@ -102,7 +102,7 @@ func (e *env) catBench() error {
 		}
 		return "; CPU time " + dur(bench.Median(cpu[name]))
 	}
-	what := fmt.Sprintf("cat of a %s file at the end of a %s layer (gzip %s; a %d-entry layer over it)",
+	what := fmt.Sprintf("cat of a %s file near the end of a %s layer (gzip %s; a %d-entry layer over it)",
 		mib(s.img.lastSize), mib(s.img.content), mib(s.img.baseGzip), s.img.topEntries)
 	refName := "crane export \\| tar -xO" // a table cell
 	refVal := dur(res[ref].median())

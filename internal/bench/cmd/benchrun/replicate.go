@@ -19,9 +19,9 @@ import (
 // repositories: without it the copy holds it once per repository). The
 // two are not the same work: replicate goes through inventory and a delta
 // bundle that the far side loads, writing every file synced and
-// publishing all tags or none; rsync writes the files as it finds them,
-// nothing synced, so a reader of the copy sees half-copied tags while it
-// runs. ssh:// is not measured: the rows compare the copy, not a link.
+// publishing all tags or none; rsync copies file by file in name order,
+// nothing synced, so the copy is only whole once it ends. ssh:// is not
+// measured: the rows compare the copy, not a link.
 func (e *env) replicas() error {
 	rsync, err := lookPath("rsync")
 	if err != nil {
@@ -147,7 +147,7 @@ func (e *env) replicas() error {
 	sp := float64(res[ref].median()) / float64(res[ours].median())
 	e.rep.add(row{what: what, ours: ours, oursVal: dur(res[ours].median()), ref: ref, refVal: dur(res[ref].median()),
 		ratio: fmt.Sprintf("%.2f× faster", sp),
-		notes: fmt.Sprintf("no target; max RSS %s, rsync %s; written: ours %s, rsync %s; replicate syncs every file and publishes all tags or none, rsync syncs nothing and shows half-copied tags while it runs; both copies verify and list the same tags",
+		notes: fmt.Sprintf("no target; max RSS %s, rsync %s; written: ours %s, rsync %s; replicate syncs every file and publishes all tags or none, rsync copies file by file in name order and syncs nothing (the copy is whole only once it ends); both copies verify and list the same tags",
 			mib(res[ours].maxRSS()), mib(res[ref].maxRSS()), mib(written[ours]), mib(written[ref]))})
 	sp = float64(again[refAgain].median()) / float64(again[oursAgain].median())
 	e.rep.add(row{what: "replicate again, the replica up to date (nothing to do)", ours: oursAgain, oursVal: dur(again[oursAgain].median()),
