@@ -111,7 +111,7 @@ func (e *env) catBench() error {
 	e.rep.add(row{what: what + ", cold (no layer index)", ours: cold, oursVal: dur(res[cold].median()), ref: refName, refVal: refVal,
 		ratio: fmt.Sprintf("%.2f× faster", sp),
 		notes: "no target; max RSS " + mib(res[cold].maxRSS()) + cpuOf(cold) + "; reference: max RSS " + refNote + cpuOf(ref) +
-			"; cold, cat reads the layer twice (its entry list, then the file's bytes); the same bytes from both, checked"})
+			"; crane reads the blobs from image-serve's embedded server on loopback, whose CPU time is not counted; cold, cat reads the layer twice (its entry list, then the file's bytes); the same bytes from both, checked"})
 	sp = float64(res[ref].median()) / float64(res[cached].median())
 	e.rep.add(row{what: what + ", cached (second run)", ours: cached, oursVal: dur(res[cached].median()), ref: refName, refVal: refVal,
 		ratio: fmt.Sprintf("%.2f× faster", sp),

@@ -385,7 +385,7 @@ func (e *env) diffBench() error {
 	e.rep.add(row{what: what + ", cold (no layer index)", ours: cold, oursVal: dur(res[cold].median()), ref: ref, refVal: refVal,
 		ratio: fmt.Sprintf("%.2f× faster", sp),
 		notes: "no target; max RSS " + mib(res[cold].maxRSS()) + cpuOf(cold) + refNote +
-			fmt.Sprintf("; the reference lists both images side by side; it compares listings (size, mode, owner, mtime to the minute), not content, and crane reads the shared base layer once for each image, where diff reads it once; the listings' diff printed %d lines of v1, %d of v2", older, newer)})
+			fmt.Sprintf("; the reference lists both images side by side, crane reading the blobs from image-serve's embedded server on loopback (whose CPU time is not counted); it compares listings (size, mode, owner, mtime to the minute), not content, and crane reads the shared base layer once for each image, where diff reads it once; the listings' diff printed %d lines of v1, %d of v2", older, newer)})
 	sp = float64(res[ref].median()) / float64(res[cached].median())
 	e.rep.add(row{what: what + ", cached (second run)", ours: cached, oursVal: dur(res[cached].median()), ref: ref, refVal: refVal,
 		ratio: fmt.Sprintf("%.1f× faster", sp),
