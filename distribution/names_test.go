@@ -1,6 +1,7 @@
 package distribution
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -38,4 +39,42 @@ func TestMaxRepoDepth(t *testing.T) {
 	if err := ValidateRepo(deepest + "/a"); err == nil {
 		t.Errorf("a name of %d components is valid; MaxRepoDepth is %d", MaxRepoDepth+1, MaxRepoDepth)
 	}
+}
+
+// tagGrammar is the distribution spec's tag grammar as it writes it; isTag
+// is the hand-written matcher that must agree with it on every string.
+var tagGrammar = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+
+func TestValidateTag(t *testing.T) {
+	for _, tc := range []struct {
+		tag  string
+		want bool
+	}{
+		{"latest", true},
+		{"_x", true},
+		{"v1.2.3-rc.1_b", true},
+		{strings.Repeat("a", 128), true},
+		{strings.Repeat("a", 129), false},
+		{"", false},
+		{".hidden", false},
+		{"-x", false},
+		{"a/b", false},
+		{"a:b", false},
+		{"é", false},
+	} {
+		if got := ValidateTag(tc.tag) == nil; got != tc.want {
+			t.Errorf("ValidateTag(%q) valid = %v, want %v", tc.tag, got, tc.want)
+		}
+	}
+}
+
+func FuzzValidateTag(f *testing.F) {
+	for _, s := range []string{"latest", "", ".x", strings.Repeat("b", 128), strings.Repeat("b", 129), "a\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tag string) {
+		if got, want := isTag(tag), tagGrammar.MatchString(tag); got != want {
+			t.Fatalf("isTag(%q) = %v, the grammar says %v", tag, got, want)
+		}
+	})
 }

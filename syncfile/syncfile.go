@@ -48,6 +48,8 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	"github.com/image-serve/image-serve/distribution"
+	"github.com/opencontainers/go-digest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -247,12 +249,10 @@ var hostPattern = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-
 // spec's grammar has it.
 var repoPattern = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
 
-// tagPattern and digestPattern are the distribution spec's.
-var (
-	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-	digestPattern = regexp.MustCompile(`^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
-	sha256Pattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-)
+// digestPattern is the distribution spec's digest grammar; a sha256
+// digest is further checked by go-digest (64 lowercase hex digits). Tags
+// are distribution.ValidateTag's.
+var digestPattern = regexp.MustCompile(`^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
 
 func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
 	at := fmt.Sprintf("line %d: registry %q", k.Line, host)
@@ -470,11 +470,11 @@ func parseListed(host string, k, v *yaml.Node) (Image, error) {
 			}
 			switch {
 			case strings.Contains(e.Value, ":"):
-				if !digestPattern.MatchString(e.Value) || (strings.HasPrefix(e.Value, "sha256:") && !sha256Pattern.MatchString(e.Value)) {
+				if !digestPattern.MatchString(e.Value) || (strings.HasPrefix(e.Value, "sha256:") && digest.Digest(e.Value).Validate() != nil) {
 					return Image{}, fmt.Errorf("%s: line %d: %q is not a valid digest", at, e.Line, e.Value)
 				}
 				im.Digests = append(im.Digests, e.Value)
-			case tagPattern.MatchString(e.Value):
+			case distribution.ValidateTag(e.Value) == nil:
 				im.Tags = append(im.Tags, e.Value)
 			default:
 				return Image{}, fmt.Errorf("%s: line %d: %q is not a valid tag", at, e.Line, e.Value)

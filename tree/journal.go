@@ -377,15 +377,6 @@ func (t journalTag) validate() error {
 	return nil
 }
 
-// validMediaType reports whether mt is a type/subtype a type map and a
-// header can carry: no spaces, quotes or control characters.
-func validMediaType(mt string) bool {
-	typ, sub, ok := strings.Cut(mt, "/")
-	return ok && typ != "" && sub != "" && !strings.ContainsFunc(mt, func(c rune) bool {
-		return c <= ' ' || c >= 0x7f || strings.ContainsRune(`"\,;`, c)
-	})
-}
-
 // journalAsideExt marks a journal set aside: kept for the operator, never
 // read as a journal again.
 const journalAsideExt = ".invalid"

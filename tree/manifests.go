@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,9 +200,31 @@ func (r *Root) manifestsDir(repo string) string {
 // containerd cap it.
 const MaxManifestSize = 4 << 20
 
-// mediaTypePattern is RFC 6838's type/subtype: nothing that could break out
-// of the quotes of an .htaccess line.
-var mediaTypePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+// validMediaType reports whether mt is RFC 6838's type/subtype, each name
+// [A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}: nothing that could break out of
+// the quotes of an .htaccess line or a type map, the one rule for what the
+// tree stores and what a journal may name. Matched by hand: the regular expression's
+// counted repetitions compiled into 254 copies at every process start.
+func validMediaType(mt string) bool {
+	typ, sub, ok := strings.Cut(mt, "/")
+	return ok && validMediaTypeName(typ) && validMediaTypeName(sub)
+}
+
+func validMediaTypeName(s string) bool {
+	if len(s) == 0 || len(s) > 127 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isAlnum(s[i]) && !strings.ContainsRune("!#$&^_.+-", rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
 
 // putManifest stores manifest raw, whose digest must be d, in repo with its
 // media type, headers first so that the manifest is never served without
@@ -215,7 +236,7 @@ func (r *Root) putManifest(repo string, d digest.Digest, mediaType string, raw [
 	if err := distribution.ValidateDigest(d); err != nil {
 		return err
 	}
-	if !mediaTypePattern.MatchString(mediaType) {
+	if !validMediaType(mediaType) {
 		return fmt.Errorf("manifest %s: invalid media type %q", d, mediaType)
 	}
 	if len(raw) > MaxManifestSize {
@@ -291,7 +312,7 @@ func (r *Root) readStoredManifest(repo string, d digest.Digest) (*storedManifest
 	if mt == "" {
 		return nil, errors.New("states no media type, and neither its headers, a type map nor its typed link records one: left as it is")
 	}
-	if !mediaTypePattern.MatchString(mt) {
+	if !validMediaType(mt) {
 		return nil, fmt.Errorf("invalid media type %q: left as it is", mt)
 	}
 	return &storedManifest{mediaType: mt, manifest: m}, nil

@@ -18,7 +18,7 @@ const module = "github.com/image-serve/image-serve/"
 var allowed = map[string][]string{
 	"typemap":      {},
 	"distribution": {},
-	"syncfile":     {},
+	"syncfile":     {"distribution"},
 	"bundle":       {"distribution"},
 	"imagefs":      {"distribution"},
 	"tree":         {"typemap", "distribution"},
