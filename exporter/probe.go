@@ -62,6 +62,14 @@ func (c *sourceConn) first(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	seeds := &pingCache{}
 	schemes := c.schemes()
+	if len(schemes) > 1 {
+		// The first repositories of a batch start together: one finds the
+		// scheme, the others wait for it instead of each sending its own
+		// TLS hello to a registry that may speak plain http.
+		unlock := c.pool.discovering(c.reg.RegistryStr())
+		defer unlock()
+		schemes = c.schemes()
+	}
 	if len(schemes) == 1 && schemes[0] == "http" {
 		// Found earlier in the run: https is not asked again.
 		seeds.seed(c.reg, "https", &pingAnswer{err: errors.New(c.reg.RegistryStr() + " answers plain http")})
@@ -143,6 +151,26 @@ func (p *transportPool) rememberScheme(registry, scheme string) {
 		p.schemes = map[string]string{}
 	}
 	p.schemes[registry] = scheme
+}
+
+// discovering holds the run's lock on finding registry's scheme until the
+// returned function is called. A nil pool holds nothing.
+func (p *transportPool) discovering(registry string) (unlock func()) {
+	if p == nil {
+		return func() {}
+	}
+	p.mu.Lock()
+	if p.discovery == nil {
+		p.discovery = map[string]*sync.Mutex{}
+	}
+	m := p.discovery[registry]
+	if m == nil {
+		m = &sync.Mutex{}
+		p.discovery[registry] = m
+	}
+	p.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // scheme is the scheme registry answered on earlier in the run, "" when

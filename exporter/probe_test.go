@@ -1,16 +1,21 @@
 package exporter
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // tokenFront puts a token service in front of a registry, as Docker Hub,
@@ -145,5 +150,94 @@ func TestSyncBehindTokenService(t *testing.T) {
 	_, err = Sync(context.Background(), newRoot(t), entries[:1], o)
 	if err == nil || !strings.Contains(err.Error(), host+"/app") || !strings.Contains(err.Error(), "authentication failed") {
 		t.Errorf("wrong password: %v, want the repository named and authentication failed", err)
+	}
+}
+
+// helloFront is a TCP front for a plain-HTTP registry that counts the TLS
+// hellos it is sent and refuses them (closes the connection, as the
+// https attempt against a plain-HTTP registry fails); other connections
+// pass through. It holds each hello until a second one arrives or
+// holdFor passes, so that a batch whose first requests each try https
+// is caught whatever the scheduling.
+type helloFront struct {
+	ln     net.Listener
+	hellos atomic.Int32
+	second chan struct{}
+	once   sync.Once
+}
+
+const holdFor = 2 * time.Second
+
+func startHelloFront(t *testing.T, backend string) *helloFront {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &helloFront{ln: ln, second: make(chan struct{})}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c, backend)
+		}
+	}()
+	return f
+}
+
+func (f *helloFront) serve(c net.Conn, backend string) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		return
+	}
+	if first[0] == 0x16 { // a TLS handshake record
+		if f.hellos.Add(1) > 1 {
+			f.once.Do(func() { close(f.second) })
+		}
+		select {
+		case <-f.second:
+		case <-time.After(holdFor):
+		}
+		return
+	}
+	up, err := net.Dial("tcp", backend)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go func() { _, _ = io.Copy(up, br); up.(*net.TCPConn).CloseWrite() }()
+	_, _ = io.Copy(c, up)
+}
+
+// An insecure registry's scheme is found once per run: the first
+// repositories of a batch, starting together, do not each send a TLS
+// hello to a registry that speaks plain http (each hello costs a key
+// exchange and a connection; a no-op rerun is a handful of HEADs).
+func TestInsecureSchemeFoundOnce(t *testing.T) {
+	reg, _ := syncRegistry(t)
+	front := startHelloFront(t, reg.Host)
+	host := front.ln.Addr().String()
+	var entries []SyncEntry
+	for _, tag := range []string{"1.0", "1.1", "2.0-rc1", "latest"} {
+		entries = append(entries, SyncEntry{Entry: "app " + tag, Source: host + "/app", Dest: "mirror/app-" + strings.ReplaceAll(tag, ".", "-"), Tags: []string{tag}})
+	}
+	entries = append(entries, SyncEntry{Entry: "tools", Source: host + "/tools", Dest: "mirror/tools", Tags: []string{"v1", "v2"}})
+	o := syncOptions()
+	o.Export.Jobs = 4
+	rep, err := Sync(context.Background(), newRoot(t), entries, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Status != SyncSynced {
+			t.Errorf("%s: %s, want synced", r.Dest, r.Status)
+		}
+	}
+	if n := front.hellos.Load(); n != 1 {
+		t.Errorf("%d TLS hellos for one insecure plain-HTTP registry in one run, want 1", n)
 	}
 }

@@ -70,6 +70,8 @@ type transportPool struct {
 	// http for an insecure one), so that a repository opened after the
 	// first tries only that one.
 	schemes map[string]string
+	// discovery serialises finding a registry's scheme (discovering).
+	discovery map[string]*sync.Mutex
 	// clock, when set, replaces the real one under the limiters (tests).
 	clock clock
 }
