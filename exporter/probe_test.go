@@ -228,15 +228,7 @@ func TestInsecureSchemeFoundOnce(t *testing.T) {
 	entries = append(entries, SyncEntry{Entry: "tools", Source: host + "/tools", Dest: "mirror/tools", Tags: []string{"v1", "v2"}})
 	o := syncOptions()
 	o.Export.Jobs = 4
-	rep, err := Sync(context.Background(), newRoot(t), entries, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Results {
-		if r.Status != SyncSynced {
-			t.Errorf("%s: %s, want synced", r.Dest, r.Status)
-		}
-	}
+	syncAll(t, newRoot(t), entries, o)
 	if n := front.hellos.Load(); n != 1 {
 		t.Errorf("%d TLS hellos for one insecure plain-HTTP registry in one run, want 1", n)
 	}

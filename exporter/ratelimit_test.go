@@ -462,15 +462,7 @@ func TestSync429LowersRate(t *testing.T) {
 	o.Export.Registry.base = base
 	o.Export.Registry.Limits = RegistryLimits{MaxRequests: 1}
 	o.Export.Registry.retry = &retryPolicy{tries: 3, waits: []time.Duration{time.Millisecond}, maxRetryAfter: time.Millisecond}
-	rep, err := Sync(context.Background(), newRoot(t), entries, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Results {
-		if r.Status != SyncSynced {
-			t.Errorf("%s: %s, want synced", r.Dest, r.Status)
-		}
-	}
+	syncAll(t, newRoot(t), entries, o)
 	refusals := 0
 	first := -1
 	for i, s := range base.sent {

@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/testregistry"
+	"github.com/image-serve/image-serve/tree"
 )
 
 // syncRegistry is a registry of two repositories whose tags share a base
@@ -44,6 +45,22 @@ func syncRegistry(t *testing.T) (*testregistry.Registry, v1.Layer) {
 
 func syncOptions() SyncOptions {
 	return SyncOptions{Export: plainHTTP()}
+}
+
+// syncAll syncs entries into root and fails the test unless every entry
+// was synced.
+func syncAll(t *testing.T, root *tree.Root, entries []SyncEntry, o SyncOptions) *SyncReport {
+	t.Helper()
+	rep, err := Sync(context.Background(), root, entries, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Status != SyncSynced {
+			t.Errorf("%s: %s, want synced", r.Dest, r.Status)
+		}
+	}
+	return rep
 }
 
 func statuses(rep *SyncReport) map[string]SyncStatus {

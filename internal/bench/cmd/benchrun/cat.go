@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
-
-	"github.com/image-serve/image-serve/internal/bench"
 )
 
 // catBench is `image-serve cat` of one file of the files section's image
@@ -87,21 +84,11 @@ func (e *env) catBench() error {
 	}
 	cpu = map[string][]time.Duration{}
 	index := filepath.Join(s.tree, ".image-serve", "layers")
-	res, err := rotate(e.sz.coldRounds, []contender{
-		{name: cold, setup: func(int) error { return os.RemoveAll(index) }, run: catRun(cold)},
-		// Every cold run leaves the index.
-		{name: cached, run: catRun(cached)},
-		{name: ref, run: cranePipe},
-	})
+	res, err := e.coldCached(index, cold, catRun(cold), cached, catRun(cached), ref, cranePipe)
 	if err != nil {
 		return err
 	}
-	cpuOf := func(name string) string {
-		if timeBin == "" {
-			return ""
-		}
-		return "; CPU time " + dur(bench.Median(cpu[name]))
-	}
+	cpuOf := func(name string) string { return cpuNote(timeBin, cpu[name]) }
 	what := fmt.Sprintf("cat of a %s file near the end of a %s layer (gzip %s; a %d-entry layer over it)",
 		mib(s.img.lastSize), mib(s.img.content), mib(s.img.baseGzip), s.img.topEntries)
 	refName := "crane export \\| tar -xO" // a table cell

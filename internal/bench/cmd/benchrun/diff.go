@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/image-serve/image-serve/internal/bench"
 )
 
 // diffImages is the diff section's image pair: an old and a new build of
@@ -358,21 +356,11 @@ func (e *env) diffBench() error {
 	logf("diff: %d added, %d changed, %d deleted; the listings' diff: %d lines only in v1's, %d only in v2's", kinds['A'], kinds['C'], kinds['D'], older, newer)
 	cpu = map[string][]time.Duration{}
 	index := filepath.Join(tree, ".image-serve", "layers")
-	res, err := rotate(e.sz.coldRounds, []contender{
-		{name: cold, setup: func(int) error { return os.RemoveAll(index) }, run: diffRun(cold)},
-		// Every cold run leaves the index.
-		{name: cached, run: diffRun(cached)},
-		{name: ref, run: refRun},
-	})
+	res, err := e.coldCached(index, cold, diffRun(cold), cached, diffRun(cached), ref, refRun)
 	if err != nil {
 		return err
 	}
-	cpuOf := func(name string) string {
-		if timeBin == "" {
-			return ""
-		}
-		return "; CPU time " + dur(bench.Median(cpu[name]))
-	}
+	cpuOf := func(name string) string { return cpuNote(timeBin, cpu[name]) }
 	what := fmt.Sprintf("diff of two builds of an image: a shared %s base layer (%d files, gzip %s), a %s top layer (%d files, gzip %s) rebuilt with %d files rewritten, %d chmodded, %d deleted, %d paths added",
 		mib(img.baseContent), img.baseFiles, mib(img.baseGzip), mib(img.appContent), img.appFiles, mib(img.oldGzip),
 		img.changed, img.chmodded, img.deleted, img.added)

@@ -96,6 +96,27 @@ func (e *env) ensureFilesSet() (*filesSet, error) {
 // craneTools are the reference tools of the sections that read inside
 // images: crane (built by make bench), tar, and GNU time for each
 // process's peak RSS ("" without it, noted under section).
+// coldCached rotates a view run cold (its layer index removed before
+// each round), the same run cached (every cold run leaves the index) and
+// the reference.
+func (e *env) coldCached(index, cold string, coldRun func(int) (run, error), cached string, cachedRun func(int) (run, error),
+	ref string, refRun func(int) (run, error)) (map[string]samples, error) {
+	return rotate(e.sz.coldRounds, []contender{
+		{name: cold, setup: func(int) error { return os.RemoveAll(index) }, run: coldRun},
+		{name: cached, run: cachedRun},
+		{name: ref, run: refRun},
+	})
+}
+
+// cpuNote is the median CPU time of a contender's rounds for a row's
+// notes, "" when GNU time was not there to measure it.
+func cpuNote(timeBin string, cpu []time.Duration) string {
+	if timeBin == "" {
+		return ""
+	}
+	return "; CPU time " + dur(bench.Median(cpu))
+}
+
 func (e *env) craneTools(section string) (crane, tarBin, timeBin string, err error) {
 	if crane, err = filepath.Abs(*craneBin); err != nil {
 		return "", "", "", err
@@ -181,24 +202,14 @@ func (e *env) filesBench() error {
 	cpu = map[string][]time.Duration{}
 	oursLines := int64(bytes.Count(ours.stdout, []byte("\n"))) - 1
 	logf("files lists %d paths, crane export | tar -t %d entries", oursLines, craneLines)
-	res, err := rotate(e.sz.coldRounds, []contender{
-		{name: cold, setup: func(int) error { return os.RemoveAll(index) }, run: filesRun(cold)},
-		// Every cold run leaves the index, as the untimed run did.
-		{name: cached, run: filesRun(cached)},
-		{name: ref, run: cranePipe},
-	})
+	res, err := e.coldCached(index, cold, filesRun(cold), cached, filesRun(cached), ref, cranePipe)
 	if err != nil {
 		return err
 	}
 	what := fmt.Sprintf("files of an image with a %s layer (%d entries, %d files, gzip %s) and a %d-entry top layer",
 		mib(img.content), img.entries, img.files, mib(img.baseGzip), img.topEntries)
 	refVal := dur(res[ref].median())
-	cpuOf := func(name string) string {
-		if timeBin == "" {
-			return ""
-		}
-		return "; CPU time " + dur(bench.Median(cpu[name]))
-	}
+	cpuOf := func(name string) string { return cpuNote(timeBin, cpu[name]) }
 	refNote := fmt.Sprintf("crane %s, tar %s", mib(craneRSS), mib(tarRSS))
 	sp := float64(res[ref].median()) / float64(res[cold].median())
 	refName := "crane export \\| tar -t" // a table cell
