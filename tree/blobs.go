@@ -151,7 +151,7 @@ func (r *Root) publishVerified(path string, want digest.Digest, size int64, rd i
 		rd = io.LimitReader(rd, size+1)
 	}
 	h := want.Algorithm().Hash()
-	n, err := copyHashing(f, h, rd)
+	n, err := copyHashing(&writeBehind{f: f}, h, rd)
 	var pe *fs.PathError
 	if errors.As(err, &pe) && pe.Path == f.Name() {
 		// Name the file being published, not its random temporary name.

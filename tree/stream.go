@@ -3,7 +3,10 @@ package tree
 import (
 	"hash"
 	"io"
+	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Blob bytes are read, hashed and written in chunks of streamChunk, up to
@@ -121,4 +124,38 @@ func writeAll(w io.Writer, b []byte) error {
 		err = io.ErrShortWrite
 	}
 	return err
+}
+
+// writeBehindStep is how many written bytes a blob file gathers before
+// their write-back to the disk is started.
+const writeBehindStep = 8 << 20
+
+// writeBehind writes to f and starts the disk write-back of every
+// writeBehindStep bytes as soon as they are written
+// (sync_file_range SYNC_FILE_RANGE_WRITE: start, do not wait), so that the
+// disk writes while the rest of the stream is read and hashed, instead of
+// the whole file waiting in the page cache for the fsync that ends it.
+// It makes nothing durable and orders nothing: the file is a temporary
+// one that nothing names yet, and the fsync before its rename remains
+// what makes it durable, with the same step at the same place. The
+// fsync, not this, reports a write-back error: a failed or unsupported
+// sync_file_range is left for it.
+type writeBehind struct {
+	f        *os.File
+	written  int64 // bytes written so far
+	started  int64 // bytes whose write-back has been started
+	disabled bool  // the file system refused sync_file_range
+}
+
+// Write writes p to the file, as f.Write, errors unchanged.
+func (w *writeBehind) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if err == nil && !w.disabled && w.written-w.started >= writeBehindStep {
+		if unix.SyncFileRange(int(w.f.Fd()), w.started, w.written-w.started, unix.SYNC_FILE_RANGE_WRITE) != nil {
+			w.disabled = true
+		}
+		w.started = w.written
+	}
+	return n, err
 }
