@@ -114,13 +114,22 @@ demo: build
 # pinned there too and built into bin/ beside the registry), crane
 # (go-containerregistry's, at the version go.mod pins, installed into bin/
 # with its own module's dependencies, so that ours do not grow), nginx,
-# Apache and Go's sha256 side by side, runs the hot functions' go test benchmarks,
+# Apache and Go's sha256 side by side (curl of a blob is the loopback bound;
+# strace answers every flush with 0 for the no-fsync rows, since eatmydata's
+# preloaded libc does not reach Go's system calls), runs the hot functions' go test benchmarks,
 # prints one table of medians and ratios and writes it, with the command
 # lines and the machine, to bench/RESULTS.md (about 15 minutes; BENCH_QUICK=1 is
 # a one-minute smoke run of every row at small sizes).
 bench: build test-deps
-	@command -v wrk >/dev/null || { echo "installing: wrk"; export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	@missing=""; \
+	command -v wrk    >/dev/null || missing="$$missing wrk"; \
+	command -v curl   >/dev/null || missing="$$missing curl"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 	cd bench/tools && $(GO) build -trimpath -o ../../bin/regsync github.com/regclient/regclient/cmd/regsync
 	GOBIN=$(CURDIR)/bin $(GO) install -trimpath github.com/google/go-containerregistry/cmd/crane@$$($(GO) list -m -f '{{.Version}}' github.com/google/go-containerregistry)
 	$(GO) run ./internal/bench/cmd/benchrun -bin $(BIN) -registry bin/registry -regsync bin/regsync -crane bin/crane -out bench/RESULTS.md $(BENCHFLAGS)
