@@ -269,7 +269,7 @@ func hashFileRange(h hash.Hash, f *os.File, off, n int64) (err error) {
 }
 
 // copied accounts for n bytes written to the file by other means than
-// Write (copy_file_range), starting their write-back as Write would.
+// Write (by a FileCopier), starting their write-back as Write would.
 func (w *writeBehind) copied(n int64) {
 	w.written += n
 	w.startWriteBack()
