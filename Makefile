@@ -115,14 +115,19 @@ demo: build
 # (go-containerregistry's, at the version go.mod pins, installed into bin/
 # with its own module's dependencies, so that ours do not grow; the files,
 # cat and diff sections' reference), rsync (replicate's, installed with wrk
-# when missing), nginx, Apache and Go's sha256 side by side, runs the hot functions' go test benchmarks,
+# when missing), nginx, Apache and Go's sha256 side by side (curl of a blob
+# is the loopback bound; strace answers every flush with 0 for the no-fsync
+# rows, since eatmydata's preloaded libc does not reach Go's system calls),
+# runs the hot functions' go test benchmarks,
 # prints one table of medians and ratios and writes it, with the command
 # lines and the machine, to bench/RESULTS.md (about 15 minutes; BENCH_QUICK=1 is
 # a one-minute smoke run of every row at small sizes).
 bench: build test-deps
 	@missing=""; \
-	command -v wrk   >/dev/null || missing="$$missing wrk"; \
-	command -v rsync >/dev/null || missing="$$missing rsync"; \
+	command -v wrk    >/dev/null || missing="$$missing wrk"; \
+	command -v rsync  >/dev/null || missing="$$missing rsync"; \
+	command -v curl   >/dev/null || missing="$$missing curl"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/image-serve/image-serve/tree"
@@ -189,3 +190,17 @@ func (c *countingReader) Read(b []byte) (int, error) {
 }
 
 func (c *countingReader) Close() error { return c.rc.Close() }
+
+// CopyTo lets the tree copy from the source in the kernel when the source
+// can (tree.FileCopier), counting the bytes as Read does.
+func (c *countingReader) CopyTo(dst *os.File, n int64) (int64, error) {
+	fc, ok := c.rc.(tree.FileCopier)
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	k, err := fc.CopyTo(dst, n)
+	if k > 0 && c.p != nil {
+		c.p.BlobBytes(c.d, k)
+	}
+	return k, err
+}

@@ -122,7 +122,7 @@ func (r *Root) removeBlob(repo string, d digest.Digest) (int64, error) {
 // means unknown. It reads at most size+1 bytes: a source that sends more
 // than it declared is cut off at the first byte too many, so it cannot
 // fill the disk. The bytes are hashed once, here, on their way to the
-// file.
+// file, or, from a FileCopier that put them there itself, in the file.
 //
 // The bytes go to a temporary file in the incoming directory, ours and on
 // the same file system, and path's directory is made only once they are
@@ -147,11 +147,24 @@ func (r *Root) publishVerified(path string, want digest.Digest, size int64, rd i
 			r.discardTemp(tmp)
 		}
 	}()
-	if size >= 0 {
-		rd = io.LimitReader(rd, size+1)
-	}
 	h := want.Algorithm().Hash()
-	n, err := copyHashing(f, h, rd)
+	var (
+		n      int64
+		copied bool
+	)
+	if fc, ok := rd.(FileCopier); ok {
+		limit := int64(-1)
+		if size >= 0 {
+			limit = size + 1
+		}
+		n, copied, err = copyFileHashing(f, h, fc, limit)
+	}
+	if !copied {
+		if size >= 0 {
+			rd = io.LimitReader(rd, size+1)
+		}
+		n, err = copyHashing(&writeBehind{f: f}, h, rd)
+	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) && pe.Path == f.Name() {
 		// Name the file being published, not its random temporary name.

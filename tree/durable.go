@@ -273,12 +273,13 @@ func (r *Root) lockFile(path string, how int, what string) (*Lock, error) {
 // stageFile creates a new temporary file next to path, named as
 // createTemp names them, for a blob being downloaded into the incoming
 // directory. It takes no step: nothing names the file until renameEntry
-// puts it in place.
+// puts it in place. The file is open for reading too: a blob a
+// FileCopier put there is hashed from it.
 func (r *Root) stageFile(path string) (*os.File, string, error) {
 	var f *os.File
 	tmp, err := createTemp(path, func(tmp string) error {
 		return r.in("create", tmp, func(root *os.Root, name string) (err error) {
-			f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+			f, err = root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
 			return err
 		})
 	})

@@ -1,9 +1,18 @@
 package tree
 
 import (
+	"cmp"
+	"errors"
+	"fmt"
 	"hash"
 	"io"
+	"io/fs"
+	"math"
+	"os"
+	"runtime/debug"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Blob bytes are read, hashed and written in chunks of streamChunk, up to
@@ -121,4 +130,147 @@ func writeAll(w io.Writer, b []byte) error {
 		err = io.ErrShortWrite
 	}
 	return err
+}
+
+// writeBehindStep is how many written bytes a blob file gathers before
+// their write-back to the disk is started.
+const writeBehindStep = 8 << 20
+
+// writeBehind writes to f and starts the disk write-back of every
+// writeBehindStep bytes as soon as they are written
+// (sync_file_range SYNC_FILE_RANGE_WRITE: start, do not wait), so that the
+// disk writes while the rest of the stream is read and hashed, instead of
+// the whole file waiting in the page cache for the fsync that ends it.
+// It makes nothing durable and orders nothing: the file is a temporary
+// one that nothing names yet, and the fsync before its rename remains
+// what makes it durable, with the same step at the same place. The
+// fsync, not this, reports a write-back error: a failed or unsupported
+// sync_file_range is left for it.
+type writeBehind struct {
+	f        *os.File
+	written  int64 // bytes written so far
+	started  int64 // bytes whose write-back has been started
+	disabled bool  // the file system refused sync_file_range
+}
+
+// Write writes p to the file, as f.Write, errors unchanged.
+func (w *writeBehind) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if err == nil {
+		w.startWriteBack()
+	}
+	return n, err
+}
+
+// startWriteBack starts the write-back of the bytes written since the
+// last start, once they are writeBehindStep or more.
+func (w *writeBehind) startWriteBack() {
+	if w.disabled || w.written-w.started < writeBehindStep {
+		return
+	}
+	if unix.SyncFileRange(int(w.f.Fd()), w.started, w.written-w.started, unix.SYNC_FILE_RANGE_WRITE) != nil {
+		w.disabled = true
+	}
+	w.started = w.written
+}
+
+// A FileCopier is a blob source that can put its bytes into PutBlob's
+// temporary file itself, without handing them over through a buffer (an
+// oci: layout's blob file, cloned on a file system with reflinks).
+// PutBlob then hashes what landed in the temporary file: the digest
+// checked is that of the bytes that will be served, whatever happens to
+// the source meanwhile.
+type FileCopier interface {
+	// CopyTo copies the next n bytes of the source to dst at dst's
+	// offset, advancing both; fewer than n only at the source's end.
+	// An error before any byte was copied with errors.ErrUnsupported in
+	// its chain makes the caller read the source instead.
+	CopyTo(dst *os.File, n int64) (int64, error)
+}
+
+// fileChunk is how much copyFileHashing copies in one step: the next
+// step's copy runs while the last one is hashed.
+const fileChunk = 4 << 20
+
+// copyFileHashing copies src to dst, at most limit bytes (limit < 0: no
+// limit), with src's CopyTo, and hashes each copied chunk into h from
+// dst's page cache (mapped, not read: no copy) while the next one is
+// copied. Write-back of the copied bytes is started as in writeBehind.
+// It returns the bytes copied and the first error; ok false, with
+// nothing copied, when src cannot copy into dst (no reflinks, another
+// file system), for the caller to read src instead.
+func copyFileHashing(dst *os.File, h hash.Hash, src FileCopier, limit int64) (n int64, ok bool, err error) {
+	type step struct {
+		k   int64
+		err error
+	}
+	if limit < 0 {
+		limit = math.MaxInt64
+	}
+	copyNext := func(want int64) <-chan step {
+		c := make(chan step, 1)
+		go func() {
+			k, err := src.CopyTo(dst, want)
+			c <- step{k, err}
+		}()
+		return c
+	}
+	wb := &writeBehind{f: dst}
+	want := min(fileChunk, limit)
+	pending := copyNext(want)
+	for {
+		s := <-pending
+		pending = nil
+		if n == 0 && s.k == 0 && errors.Is(s.err, errors.ErrUnsupported) {
+			return 0, false, nil
+		}
+		wb.copied(s.k)
+		more := s.err == nil && s.k == want && n+s.k < limit
+		if more {
+			want = min(fileChunk, limit-n-s.k)
+			pending = copyNext(want)
+		}
+		herr := hashFileRange(h, dst, n, s.k)
+		n += s.k
+		if err := cmp.Or(s.err, herr); err != nil {
+			if pending != nil {
+				<-pending // the copy writes to dst: it must be over before dst is closed
+			}
+			return n, true, err
+		}
+		if !more {
+			return n, true, nil
+		}
+	}
+}
+
+// hashFileRange hashes n bytes of f from off, mapping them rather than
+// reading them. off is a multiple of fileChunk, hence of the page size.
+// A fault while reading the mapping (the file shortened under us) is an
+// error, not a crash.
+func hashFileRange(h hash.Hash, f *os.File, off, n int64) (err error) {
+	if n == 0 {
+		return nil
+	}
+	b, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return &fs.PathError{Op: "mmap", Path: f.Name(), Err: err}
+	}
+	defer unix.Munmap(b)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &fs.PathError{Op: "read", Path: f.Name(), Err: fmt.Errorf("%v", r)}
+		}
+	}()
+	h.Write(b)
+	return nil
+}
+
+// copied accounts for n bytes written to the file by other means than
+// Write (by a FileCopier), starting their write-back as Write would.
+func (w *writeBehind) copied(n int64) {
+	w.written += n
+	w.startWriteBack()
 }

@@ -142,3 +142,63 @@ func TestReadSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBehind: a blob file written through writeBehind holds exactly
+// the bytes written, across several write-back steps and a partial last
+// one; a write error comes back as os.File's own (publishVerified names
+// the blob by its *fs.PathError); and a file whose write-back cannot be
+// started (a pipe: sync_file_range fails with ESPIPE) is still written,
+// with no further attempt.
+func TestWriteBehind(t *testing.T) {
+	data := make([]byte, 2*writeBehindStep+streamChunk+3)
+	for i := range data {
+		data[i] = byte(rand.Uint32())
+	}
+	path := filepath.Join(t.TempDir(), "blob")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &writeBehind{f: f}
+	if _, err := copyHashing(w, sha256.New(), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncAndClose(f); err != nil {
+		t.Fatal(err)
+	}
+	if w.disabled || w.started != 2*writeBehindStep {
+		t.Errorf("write-back started for %d bytes (disabled %v), want %d", w.started, w.disabled, 2*writeBehindStep)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Errorf("file holds %d bytes, not the %d written", len(got), len(data))
+	}
+
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var pe *os.PathError
+	if _, err := (&writeBehind{f: ro}).Write([]byte("x")); !errors.As(err, &pe) || pe.Path != path {
+		t.Errorf("write to a read-only file: %v, want a *PathError naming %s", err, path)
+	}
+
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	go io.Copy(io.Discard, pr)
+	wp := &writeBehind{f: pw}
+	if _, err := copyHashing(wp, sha256.New(), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if !wp.disabled || wp.written != int64(len(data)) {
+		t.Errorf("pipe: disabled %v after %d bytes, want disabled after %d", wp.disabled, wp.written, len(data))
+	}
+}

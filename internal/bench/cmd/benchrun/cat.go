@@ -88,7 +88,7 @@ func (e *env) catBench() error {
 	if err != nil {
 		return err
 	}
-	cpuOf := func(name string) string { return cpuNote(timeBin, cpu[name]) }
+	cpuOf := func(name string) string { return cpuTimeNote(timeBin, cpu[name]) }
 	what := fmt.Sprintf("cat of a %s file near the end of a %s layer (gzip %s; a %d-entry layer over it)",
 		mib(s.img.lastSize), mib(s.img.content), mib(s.img.baseGzip), s.img.topEntries)
 	refName := "crane export \\| tar -xO" // a table cell

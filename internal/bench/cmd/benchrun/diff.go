@@ -360,7 +360,7 @@ func (e *env) diffBench() error {
 	if err != nil {
 		return err
 	}
-	cpuOf := func(name string) string { return cpuNote(timeBin, cpu[name]) }
+	cpuOf := func(name string) string { return cpuTimeNote(timeBin, cpu[name]) }
 	what := fmt.Sprintf("diff of two builds of an image: a shared %s base layer (%d files, gzip %s), a %s top layer (%d files, gzip %s) rebuilt with %d files rewritten, %d chmodded, %d deleted, %d paths added",
 		mib(img.baseContent), img.baseFiles, mib(img.baseGzip), mib(img.appContent), img.appFiles, mib(img.oldGzip),
 		img.changed, img.chmodded, img.deleted, img.added)

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -73,32 +70,7 @@ func (e *env) ensureUndercloud() (*undercloud, error) {
 	u.layout = l
 	logf("generated %d images, %s of distinct blobs, in %v", len(specs), mib(l.UniqueBytes), time.Since(start).Round(time.Millisecond))
 
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	u.registry = addr(port)
-	conf := e.path("registry.yml")
-	text := fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: false # the sync section counts the requests of each run in it
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, e.path("registry-data"), u.registry)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(e.registry, "serve", conf)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "OTEL_TRACES_EXPORTER=none"}
-	e.rep.cmd("source registry", shellLine(e.registry, []string{"serve", conf}))
-	if u.reg, err = startDaemon("registry", cmd, e.path("registry.log"), "http://"+u.registry+"/v2/"); err != nil {
+	if u.reg, u.registry, err = e.ensureRegistry(); err != nil {
 		return nil, err
 	}
 	start = time.Now()
@@ -146,7 +118,13 @@ func (e *env) exports() error {
 		ociDest  = "skopeo copy --all → one oci:"
 		dirDest  = "skopeo copy --all → dir: each"
 		syncDest = "skopeo sync → dir:"
+		fromNo   = "image-serve export --from-file, no flushes"
+		plain    = "plainexport (2 images × 4 streams, no fsync)"
 	)
+	plainBin, err := e.plainExporter()
+	if err != nil {
+		return err
+	}
 	remove := func(kind string) func(int) error {
 		return func(r int) error { return os.RemoveAll(dest(kind, r)) }
 	}
@@ -197,6 +175,20 @@ func (e *env) exports() error {
 				syncYAML, dest("sync", r))()
 		}, cleanup: remove("sync"), rounds: 1},
 	}
+	contenders = append(contenders, contender{name: plain, run: e.withSourceCPU(func(r int) (run, error) {
+		return cmdRun("cold export, "+plain, plainBin, list, dest("plain", r))()
+	}), cleanup: remove("plain")})
+	if _, _, ok := e.noSync(e.bin, nil); ok {
+		contenders = append(contenders, contender{name: fromNo, run: e.withSourceCPU(func(r int) (run, error) {
+			name, args, _ := e.noSync(e.bin, []string{"--root", dest("nosync", r), "--quiet", "export", "--src-tls-verify=false", "--from-file", list})
+			return cmdRun("cold export, "+fromNo+" (strace answers "+noSyncCalls+" with 0)", name, args...)()
+		}), cleanup: remove("nosync")})
+	}
+	for i, c := range contenders {
+		if c.name == fromFile {
+			contenders[i].run = e.withSourceCPU(c.run)
+		}
+	}
 	logf("cold export of %d images (%s distinct), %d rounds", len(u.names), mib(u.layout.UniqueBytes), rounds)
 	res, err := rotate(rounds, contenders)
 	if err != nil {
@@ -220,6 +212,10 @@ func (e *env) exports() error {
 		sp := float64(res[other].median()) / float64(res[fromFile].median())
 		e.rep.add(row{what: what, ours: fromFile, oursVal: dur(res[fromFile].median()), ref: other, refVal: dur(res[other].median()),
 			ratio: fmt.Sprintf("%.2f× faster", sp), notes: "no target; one round (a full copy per image takes about a minute)"})
+	}
+
+	if err := e.exportLimits(u, res, what, fromFile, plain, fromNo); err != nil {
+		return err
 	}
 
 	// Re-export of the unchanged set into the tree that has it.
@@ -253,57 +249,6 @@ func (e *env) exports() error {
 	e.rep.add(row{what: "re-export of the unchanged set, one process per tag", ours: "re-export, one per tag",
 		oursVal: dur(re2["re-export, one per tag"].median()), ref: "cold " + perTag, refVal: dur(cold2),
 		ratio: fmt.Sprintf("%.1f%% of cold", 100*frac2), target: "≤ 5% of cold", met: met(frac2, 0.05, false)})
-	return nil
-}
-
-// singleLayer exports one big layer from an OCI layout against Go's
-// sha256 over the same bytes (the bound: an export must hash every byte).
-func (e *env) singleLayer() error {
-	l, err := bench.WriteLayout(e.path("big-oci"), bench.Image{Layers: 1, LayerSize: e.sz.bigLayer, Seed: 9})
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(l.Dir)
-	blob := filepath.Join(l.Dir, "blobs", "sha256", l.Layers[0].Digest.Encoded())
-	hash := func(int) (run, error) {
-		start := time.Now()
-		f, err := os.Open(blob)
-		if err != nil {
-			return run{}, err
-		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
-			return run{}, err
-		}
-		_ = h.Sum(nil)
-		return run{wall: time.Since(start)}, nil
-	}
-	if _, err := hash(0); err != nil { // warms the page cache for both
-		return err
-	}
-	tree := func(r int) string { return e.path(fmt.Sprintf("big-tree-%d", r)) }
-	args := func(r int) []string {
-		return []string{"--root", tree(r), "--quiet", "export", l.Source(), "bench/big:v1"}
-	}
-	e.rep.cmd("single-layer export", shellLine(e.bin, args(0)))
-	e.rep.cmd("sha256 bound", "in benchrun: crypto/sha256 over the layer file via io.CopyBuffer, 1 MiB buffer")
-	res, err := rotate(e.sz.fastRounds, []contender{
-		{name: "export", run: func(r int) (run, error) { return command(e.bin, args(r)...) },
-			cleanup: func(r int) error { return os.RemoveAll(tree(r)) }},
-		{name: "sha256", run: hash},
-	})
-	if err != nil {
-		return err
-	}
-	ours, ref := res["export"].median(), res["sha256"].median()
-	frac := float64(ref) / float64(ours)
-	mbs := func(d time.Duration) string { return fmt.Sprintf("%.0f MB/s", float64(l.BlobBytes)/1e6/d.Seconds()) }
-	e.rep.add(row{what: fmt.Sprintf("export of one %s layer from an oci: layout (fsync'd)", mib(e.sz.bigLayer)),
-		ours: "image-serve export", oursVal: dur(ours) + " (" + mbs(ours) + ")", ref: "Go crypto/sha256, same bytes", refVal: dur(ref) + " (" + mbs(ref) + ")",
-		ratio: fmt.Sprintf("%.2f of the bound", frac), target: "≥ 0.7 of the bound", met: met(frac, 0.7, true),
-		notes: "max RSS " + mib(res["export"].maxRSS())})
-	e.bigRSS = res["export"].maxRSS()
 	return nil
 }
 

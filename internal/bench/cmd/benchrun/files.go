@@ -108,9 +108,9 @@ func (e *env) coldCached(index, cold string, coldRun func(int) (run, error), cac
 	})
 }
 
-// cpuNote is the median CPU time of a contender's rounds for a row's
+// cpuTimeNote is the median CPU time of a contender's rounds for a row's
 // notes, "" when GNU time was not there to measure it.
-func cpuNote(timeBin string, cpu []time.Duration) string {
+func cpuTimeNote(timeBin string, cpu []time.Duration) string {
 	if timeBin == "" {
 		return ""
 	}
@@ -209,7 +209,7 @@ func (e *env) filesBench() error {
 	what := fmt.Sprintf("files of an image with a %s layer (%d entries, %d files, gzip %s) and a %d-entry top layer",
 		mib(img.content), img.entries, img.files, mib(img.baseGzip), img.topEntries)
 	refVal := dur(res[ref].median())
-	cpuOf := func(name string) string { return cpuNote(timeBin, cpu[name]) }
+	cpuOf := func(name string) string { return cpuTimeNote(timeBin, cpu[name]) }
 	refNote := fmt.Sprintf("crane %s, tar %s", mib(craneRSS), mib(tarRSS))
 	sp := float64(res[ref].median()) / float64(res[cold].median())
 	refName := "crane export \\| tar -t" // a table cell

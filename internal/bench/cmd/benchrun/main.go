@@ -62,6 +62,11 @@ type env struct {
 	quick                                              bool
 	rep                                                *report
 
+	strace, curl string // optional: the no-flush rows and the loopback bound are left out without them
+
+	src      *daemon     // the distribution registry, once started
+	srcAddr  string      // its host:port
+	plain    string      // plainexport, once built
 	uc       *undercloud // the set, once generated and pushed
 	coldTree string      // a tree the cold export made of the set, kept
 	bigRSS   int64       // peak RSS of the single-layer export
@@ -70,8 +75,8 @@ type env struct {
 
 // close stops what the sections started.
 func (e *env) close() {
-	if e.uc != nil && e.uc.reg != nil {
-		e.uc.reg.stop()
+	if e.src != nil {
+		e.src.stop()
 	}
 	if e.fileSet != nil {
 		e.fileSet.d.stop()
@@ -215,6 +220,9 @@ func (e *env) lookTools() error {
 			return err
 		}
 	}
+	// Optional tools: their rows are left out when missing.
+	e.strace, _ = find("strace")
+	e.curl, _ = find("curl")
 	for _, p := range []string{e.bin, e.registry, e.regsync} {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%w: run make build bench-deps", err)

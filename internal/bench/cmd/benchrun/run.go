@@ -17,10 +17,12 @@ import (
 	"github.com/image-serve/image-serve/internal/bench"
 )
 
-// run is one finished command: its wall time and peak RSS.
+// run is one finished command: its wall time, CPU time and peak RSS.
 type run struct {
 	wall   time.Duration
-	maxRSS int64 // bytes
+	cpu    time.Duration // user + system, its waited-for children's included
+	srcCPU time.Duration // the source registry's user + system meanwhile, when measured
+	maxRSS int64         // bytes
 	stdout []byte
 }
 
@@ -35,6 +37,7 @@ func command(name string, args ...string) (run, error) {
 	err := cmd.Run()
 	r := run{wall: time.Since(start), stdout: stdout.Bytes()}
 	if cmd.ProcessState != nil {
+		r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			r.maxRSS = ru.Maxrss << 10
 		}
@@ -82,11 +85,17 @@ type contender struct {
 
 // samples is what the rounds of one contender measured.
 type samples struct {
-	walls []time.Duration
-	rss   []int64
+	walls, cpus, srcCPUs []time.Duration
+	rss                  []int64
 }
 
 func (s samples) median() time.Duration { return bench.Median(s.walls) }
+
+// cpuMedian and srcCPUMedian are the medians of the rounds' CPU times,
+// the fairer measure on a shared machine, where wall time also counts
+// the waits for other processes' use of the cores.
+func (s samples) cpuMedian() time.Duration    { return bench.Median(s.cpus) }
+func (s samples) srcCPUMedian() time.Duration { return bench.Median(s.srcCPUs) }
 
 func (s samples) maxRSS() int64 {
 	var m int64
@@ -117,6 +126,8 @@ func rotate(rounds int, cs []contender) (map[string]samples, error) {
 			}
 			s := out[c.name]
 			s.walls = append(s.walls, res.wall)
+			s.cpus = append(s.cpus, res.cpu)
+			s.srcCPUs = append(s.srcCPUs, res.srcCPU)
 			s.rss = append(s.rss, res.maxRSS)
 			out[c.name] = s
 			if c.cleanup != nil {
@@ -143,6 +154,7 @@ func sequence(fns []func() (run, error)) (run, error) {
 			return total, err
 		}
 		total.maxRSS = max(total.maxRSS, r.maxRSS)
+		total.cpu += r.cpu
 	}
 	total.wall = time.Since(start)
 	return total, nil
