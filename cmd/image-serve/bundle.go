@@ -414,30 +414,10 @@ func runBundleLoad(c *cli.Context) error {
 	if err := exporter.CheckNeeded(root, r.Descriptor()); err != nil {
 		return err
 	}
-	if files != nil {
-		// Files can be read twice: the first read checks every member
-		// against its digest and that every member and part is there, so
-		// that a damaged bundle is refused before any write.
-		if err := r.Verify(); err != nil {
-			return err
-		}
-		if err := rewind(files); err != nil {
-			return err
-		}
-		if r, err = bundle.Open(srcs); err != nil {
-			return err
-		}
-	}
+	// One read, files and stdin alike: the load checks the whole bundle
+	// as it stages its blobs, before it publishes any.
 	log := logger(c)
 	o := exporter.LoadOptions{Options: exporter.Options{Log: log}, OnExisting: onExisting}
-	if files != nil {
-		o.Reopen = func() (*bundle.Reader, error) {
-			if err := rewind(files); err != nil {
-				return nil, err
-			}
-			return bundle.Open(srcs)
-		}
-	}
 	if !quiet(c) && c.String("log-format") == "text" && isTerminal(os.Stderr) {
 		o.Progress = newTTYProgress(os.Stderr)
 	}
