@@ -12,6 +12,7 @@ import (
 
 	"github.com/image-serve/image-serve/bundle"
 	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -206,5 +207,55 @@ func TestLoadBundleOnExistingFail(t *testing.T) {
 	}
 	if d := tagged(t, root, "ns/b", "v1"); d != "" {
 		t.Errorf("ns/b:v1 tagged %s", d)
+	}
+}
+
+// TestLoadBundleRefusedWritesNothing: a bundle read once, as a stream,
+// that turns out damaged — a layer the load stages, or one the tree
+// holds already, not matching its digest, or the stream cut short — is
+// refused with one error naming the member, and leaves the tree as it
+// was: no blob moved into a repository, no tag, nothing left in the
+// incoming directory.
+func TestLoadBundleRefusedWritesNothing(t *testing.T) {
+	base := newTestBundle()
+	base.image("base/os", "v1", []string{"base layer"}, nil)
+	baseRaw := base.bytes(t)
+	b := newTestBundle()
+	// The base layer is carried although the tree holds it: the load
+	// checks it through the reader, and stages the others.
+	b.image("ns/a", "v1", []string{"base layer", strings.Repeat("layer a ", 100_000)}, nil)
+	b.image("ns/b", "v1", []string{strings.Repeat("layer b ", 100_000)}, nil)
+	raw := b.bytes(t)
+	flip := func(old, new string) []byte {
+		if !bytes.Contains(raw, []byte(old)) {
+			t.Fatalf("%q not in the bundle", old)
+		}
+		return bytes.Replace(raw, []byte(old), []byte(new), 1)
+	}
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"a staged layer", flip("layer a layer a", "layer a LAYER a"), "does not match its digest"},
+		{"the last staged layer", flip("layer b layer b", "layer b LAYER b"), "does not match its digest"},
+		{"a layer the tree holds", flip("base layer", "BASE layer"), "does not match its digest"},
+		{"cut short", raw[:len(raw)-5000], "truncated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := newRoot(t)
+			if _, err := LoadBundle(context.Background(), root, openTestBundle(t, baseRaw), "base", LoadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			before := testtree.Snapshot(t, root.Dir(), ".image-serve/locks")
+			_, err := LoadBundle(context.Background(), root, openTestBundle(t, tc.raw), "test.bundle", LoadOptions{})
+			t.Log(err)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("got %v, want one error saying %q", err, tc.want)
+			}
+			if after := testtree.Snapshot(t, root.Dir(), ".image-serve/locks"); after != before {
+				t.Errorf("the tree changed:\n%s", testtree.Diff(before, after))
+			}
+		})
 	}
 }

@@ -65,10 +65,10 @@ type Stager struct {
 // the blobs of a Stager: what it reads back then comes from the page
 // cache, not the disk, and the memory that takes is bounded. At most
 // stagedActive blobs are in flight at once (each holds two descriptors
-// and, at its end, an fsync).
-const (
-	stagedLead   = 128 << 20
-	stagedActive = 16
+// and, at its end, an fsync). Variables: the tests make them small.
+var (
+	stagedLead   int64 = 128 << 20
+	stagedActive       = 16
 )
 
 // stagingBlob is one blob of a Stager on its way: written up to written,
