@@ -136,7 +136,7 @@ func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name str
 	if err := checkRoom(root.Dir(), desc, held); err != nil {
 		return rep, err
 	}
-	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}, held: held, progress: o.Progress}
+	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}, held: held}
 	for i, m := range desc.Members {
 		s.index[m.Digest] = i
 	}
@@ -181,6 +181,7 @@ func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name str
 	}
 	opts := o.Options
 	opts.Jobs, opts.AllOrNothing, opts.Platforms = 1, true, nil
+	opts.Progress = s.wrapProgress(opts.Progress)
 	sums, errs := ExportEach(ctx, stagingTree{root, s}, jobs, opts)
 	if s.err != nil {
 		// The bundle's own error, once: not one per image, each naming
@@ -275,6 +276,9 @@ type bundleStream struct {
 	// the tree still holds them.
 	held     map[digest.Digest]bool
 	progress Progress
+	// started are the blobs staged: their progress began with the stage
+	// (stagedProgress).
+	started map[digest.Digest]bool
 
 	mu sync.Mutex // one blob read at a time: the members are a stream
 	// pending is the first member after the head, read but not yet
@@ -371,6 +375,7 @@ func (s *bundleStream) stageBlob(ctx context.Context, st *tree.Stager, m bundle.
 	var rc io.ReadCloser = io.NopCloser(s.r.Unhashed())
 	if s.progress != nil {
 		s.progress.BlobStart(m.Digest, m.Size)
+		s.started[m.Digest] = true
 		rc = &countingReader{rc: rc, d: m.Digest, p: s.progress}
 	}
 	_, err := st.Stage(m.Digest, m.Size, withContext(ctx, rc))
@@ -393,6 +398,42 @@ func (s *bundleStream) memberError(err error) error {
 	}
 	return fmt.Errorf("%s: member %s: %v", s.name, name, err)
 }
+
+// wrapProgress is p for the load's Publish: a staged blob's progress
+// began as it was staged, and Publish's start of it (a rename) would draw
+// it from nothing again.
+func (s *bundleStream) wrapProgress(p Progress) Progress {
+	s.progress, s.started = p, map[digest.Digest]bool{}
+	if p == nil {
+		return nil
+	}
+	sp := stagedProgress{Progress: p, started: s.started}
+	if pp, ok := p.(PlanProgress); ok {
+		return stagedPlanProgress{sp, pp}
+	}
+	return sp
+}
+
+// stagedProgress drops the second start of a staged blob. Publish starts
+// blobs once the stage has returned: started no longer changes then.
+type stagedProgress struct {
+	Progress
+	started map[digest.Digest]bool
+}
+
+func (p stagedProgress) BlobStart(d digest.Digest, size int64) {
+	if !p.started[d] {
+		p.Progress.BlobStart(d, size)
+	}
+}
+
+// stagedPlanProgress is a stagedProgress of a PlanProgress.
+type stagedPlanProgress struct {
+	stagedProgress
+	pp PlanProgress
+}
+
+func (p stagedPlanProgress) Planned(images []PlannedImage) { p.pp.Planned(images) }
 
 // blob opens blob d: from memory for a manifest or config, else by
 // reading the stream on to d, skipping the members before it. PushBundle

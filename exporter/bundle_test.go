@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/image-serve/image-serve/bundle"
@@ -292,5 +293,48 @@ func BenchmarkLoadBundle(b *testing.B) {
 		if _, err := LoadBundle(context.Background(), root, r, "bench.bundle", LoadOptions{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// recordedProgress counts what a Progress is told, per blob.
+type recordedProgress struct {
+	mu     sync.Mutex
+	starts map[digest.Digest]int
+	bytes  map[digest.Digest]int64
+	done   map[digest.Digest]tree.BlobOutcome
+}
+
+func (p *recordedProgress) BlobStart(d digest.Digest, size int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts[d]++
+}
+
+func (p *recordedProgress) BlobBytes(d digest.Digest, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bytes[d] += n
+}
+
+func (p *recordedProgress) BlobDone(d digest.Digest, outcome tree.BlobOutcome, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done[d] = outcome
+}
+
+// TestLoadBundleProgress: a staged blob is started once — as it is
+// staged, its bytes counted then — and done once Publish moves it in.
+func TestLoadBundleProgress(t *testing.T) {
+	root := newRoot(t)
+	b := newTestBundle()
+	layer := strings.Repeat("layer ", 200_000)
+	b.image("ns/a", "v1", []string{layer}, nil)
+	p := &recordedProgress{starts: map[digest.Digest]int{}, bytes: map[digest.Digest]int64{}, done: map[digest.Digest]tree.BlobOutcome{}}
+	if _, err := LoadBundle(context.Background(), root, openTestBundle(t, b.bytes(t)), "test.bundle", LoadOptions{Options: Options{Progress: p}}); err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromString(layer)
+	if p.starts[d] != 1 || p.bytes[d] != int64(len(layer)) || p.done[d] != tree.BlobFetched {
+		t.Errorf("layer: %d starts, %d bytes, done %v; want 1, %d, fetched", p.starts[d], p.bytes[d], p.done[d], len(layer))
 	}
 }

@@ -32,7 +32,9 @@ import (
 
 // Stager takes the blobs of a publication's source before Publish
 // transfers them. It is handed out by Publish, to PublishOptions.Stage,
-// and valid until Stage returns.
+// and valid until Stage returns; the hook stages one blob at a time (a
+// stream hands them out one after the other) and calls Wait after the
+// last.
 //
 // Stage writes a blob as its source hands it over, and hashes it behind
 // the writing, from what it wrote, in a goroutine of its own: the source
