@@ -18,9 +18,9 @@ import (
 // bundle: package bundle) and that must be read whole, and checked whole,
 // before anything is published, hands its blobs to a Stager during
 // Publish (PublishOptions.Stage). Each blob is written once, into the
-// incoming directory where every download goes, and hashed once on its
-// way there; Publish then moves it into its repository by a rename,
-// without reading it again. A source that is refused at its end (a
+// incoming directory where every download goes, and hashed once, as it
+// is written (from the page cache, just behind the writing); Publish then
+// moves it into its repository by a rename, without reading it again. A source that is refused at its end (a
 // member that does not match its digest, a truncated stream, a missing
 // part) has then put nothing anywhere a server reads, and the staged
 // files go.
@@ -32,7 +32,7 @@ import (
 
 // Stager takes the blobs of a publication's source before Publish
 // transfers them. It is handed out by Publish, to PublishOptions.Stage,
-// and valid until Stage returns; the hook stages one blob at a time (a
+// and valid until that hook returns; the hook stages one blob at a time (a
 // stream hands them out one after the other) and calls Wait after the
 // last.
 //
@@ -50,7 +50,7 @@ type Stager struct {
 
 	mu     sync.Mutex
 	moved  *sync.Cond // a blob was written further, hashed further, or ended
-	closed bool       // Stage has returned: no more blobs
+	closed bool       // the hook has returned: no more blobs
 	// flight are the blobs staged, in order; staged those verified and
 	// durable, for putBlob.
 	flight []*stagingBlob
@@ -82,7 +82,7 @@ type stagingBlob struct {
 	written int64
 	hashed  int64
 	ended   bool  // the writing is over, whole or not
-	aborted bool  // refused before its end: the writing and the hashing stop
+	aborted bool  // refused: the writing and the hashing stop, if still going
 	err     error // why the blob was refused
 }
 
@@ -97,7 +97,7 @@ type stagedBlob struct {
 }
 
 // Wants reports whether an image of the publication names blob d (and had
-// not failed when Stage began): a blob worth staging, unless the tree
+// not failed when the hook began): a blob worth staging, unless the tree
 // holds it (Holds).
 func (s *Stager) Wants(d digest.Digest) bool { return s.wants[d] }
 
