@@ -121,8 +121,10 @@ func (e *MissingError) Error() string {
 // and that every member and part is there, before it moves any blob into
 // a repository: a bundle that fails that check leaves at most files of
 // the tree's incoming directory, removed before it returns (or, after a
-// crash, by the next writer). name names the bundle in errors and
-// summaries.
+// crash, by the next writer) — and, in a root with no tree yet, the tree
+// Publish makes before staging (a caller that can read the bundle twice
+// checks it first there: bundle.Reader.Verify). name names the bundle in
+// errors and summaries.
 func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name string, o LoadOptions) (*LoadReport, error) {
 	desc := r.Descriptor()
 	rep := &LoadReport{Bundle: r.ID(), Carried: desc.Bytes.Members, Full: desc.Bytes.Images}

@@ -415,7 +415,22 @@ func runBundleLoad(c *cli.Context) error {
 		return err
 	}
 	// One read, files and stdin alike: the load checks the whole bundle
-	// as it stages its blobs, before it publishes any.
+	// as it stages its blobs, before it publishes any. But staging needs
+	// a tree: into a root that holds none yet, the load would make one
+	// before it reads a byte of the bundle, so a bundle in files is read
+	// and checked first, once more, and a damaged one leaves the root as
+	// it was.
+	if st, err := root.State(); files != nil && (err != nil || st != tree.HoldsTree) {
+		if err := r.Verify(); err != nil {
+			return err
+		}
+		if err := rewind(files); err != nil {
+			return err
+		}
+		if r, err = bundle.Open(srcs); err != nil {
+			return err
+		}
+	}
 	log := logger(c)
 	o := exporter.LoadOptions{Options: exporter.Options{Log: log}, OnExisting: onExisting}
 	if !quiet(c) && c.String("log-format") == "text" && isTerminal(os.Stderr) {
