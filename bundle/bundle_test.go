@@ -321,3 +321,71 @@ func flip(b []byte, i int) []byte {
 	b[i] ^= 1
 	return b
 }
+
+// TestUnhashed: a member whose check its reader takes over (Unhashed) is
+// not hashed — wrong bytes pass, for the caller to refuse — but a cut one
+// still fails; a body already read from stays hashed, and so does every
+// other member.
+func TestUnhashed(t *testing.T) {
+	d, c := testBundle(t, 3000, 10)
+	b := whole(t, d, c)
+	corrupt := bytes.Replace(b, bytes.Repeat([]byte{'a'}, 100), bytes.Repeat([]byte{'b'}, 100), 1)
+	layer := d.Members[2] // the 3000 bytes of 'a'
+	read := func(raw []byte, unhash func(r *Reader, body io.Reader) io.Reader) ([]byte, error) {
+		r, err := Open(sources(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		for {
+			m, body, err := r.Next()
+			if err == io.EOF {
+				return got, nil
+			}
+			if err != nil {
+				return got, err
+			}
+			if m.Digest == layer.Digest {
+				body = unhash(r, body)
+			}
+			bs, err := io.ReadAll(body)
+			if err != nil {
+				return got, err
+			}
+			if m.Digest == layer.Digest {
+				got = bs
+			}
+		}
+	}
+	unhashed := func(r *Reader, _ io.Reader) io.Reader { return r.Unhashed() }
+	got, err := read(corrupt, unhashed)
+	if err != nil || digest.FromBytes(got) == layer.Digest || len(got) != int(layer.Size) {
+		t.Errorf("unhashed, corrupt: %v, %d bytes", err, len(got))
+	}
+	if _, err := read(b[:len(b)-2500], unhashed); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("unhashed, cut: %v, want truncated", err)
+	}
+	// Started before Unhashed: the check stays.
+	started := func(r *Reader, body io.Reader) io.Reader {
+		first := make([]byte, 10)
+		if _, err := io.ReadFull(body, first); err != nil {
+			t.Fatal(err)
+		}
+		return io.MultiReader(bytes.NewReader(first), r.Unhashed())
+	}
+	if _, err := read(corrupt, started); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
+		t.Errorf("unhashed after a read: %v, want the mismatch", err)
+	}
+	// Another member, corrupt, still fails.
+	other := bytes.Replace(b, bytes.Repeat([]byte{'b'}, 10), bytes.Repeat([]byte{'c'}, 10), 1)
+	if _, err := read(other, unhashed); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
+		t.Errorf("another member corrupt: %v, want the mismatch", err)
+	}
+	r, err := Open(sources(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(io.Discard, r.Unhashed()); n != 0 || err != nil {
+		t.Errorf("Unhashed before Next: %d bytes, %v", n, err)
+	}
+}

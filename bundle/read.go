@@ -25,7 +25,8 @@ type Source struct {
 
 // Reader reads a bundle as a stream: Open reads its descriptor, then Next
 // hands out its members in the descriptor's order, each checked against
-// its digest while it is read. Every departure from the descriptor — a
+// its digest while it is read — unless its reader hands that check over
+// (Unhashed). Every departure from the descriptor — a
 // member missing, out of order or of another size, a part missing, of
 // another bundle or given twice, a member after the last one — is an
 // error naming the input and the cause.
@@ -355,6 +356,31 @@ func (r *Reader) member(h *tar.Header) (Member, io.Reader, error) {
 	return m, r.body, nil
 }
 
+// Unhashed hands the check of the last member Next returned to the
+// caller: the body Next returned then reads the member's bytes without
+// hashing them, and their end checks only that they are all there. It is
+// for a caller that hashes the bytes itself as it reads them — the tree
+// does, as it stages a blob, and hashing each byte twice would halve the
+// speed of a load — and it must then refuse the member, and everything
+// after it, when they do not match its digest. A body already read from,
+// or one that failed, stays hashed: the check cannot start halfway.
+// Unhashed returns that body; with no member (before the first Next,
+// after io.EOF or an error) an empty reader.
+func (r *Reader) Unhashed() io.Reader {
+	if r.body == nil {
+		return eofReader{}
+	}
+	if r.body.left == r.body.m.Size && r.body.err == nil {
+		r.body.h = nil
+	}
+	return r.body
+}
+
+// eofReader is the body of no member.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
 // Verify reads the rest of the bundle, checking every member against its
 // digest and that every member and part is there, in order, and nothing
 // else: what a loader does first with a bundle it can read twice, so that
@@ -387,10 +413,11 @@ func (d *Descriptor) Missing(has func(digest.Digest) bool) []Needed {
 }
 
 // memberReader reads one member's bytes, hashing them; at their end it
-// fails unless they are the member's.
+// fails unless they are the member's. With h nil (Unhashed) it only counts
+// them: its caller checks the digest.
 type memberReader struct {
 	r    io.Reader
-	h    hash.Hash
+	h    hash.Hash // nil: the caller hashes
 	left int64
 	m    Member
 	src  string
@@ -402,15 +429,19 @@ func (b *memberReader) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	n, err := b.r.Read(p)
-	b.h.Write(p[:n])
+	if b.h != nil {
+		b.h.Write(p[:n])
+	}
 	b.left -= int64(n)
 	switch {
 	case err == io.EOF && b.left != 0, errors.Is(err, io.ErrUnexpectedEOF):
 		b.err = fmt.Errorf("%s: member %s truncated", b.src, b.m.Name())
-	case err == io.EOF:
+	case err == io.EOF && b.h != nil:
 		if got := digest.NewDigest(digest.SHA256, b.h); got != b.m.Digest {
 			b.err = fmt.Errorf("%s: member %s does not match its digest (its bytes hash to %s)", b.src, b.m.Name(), got)
 		}
+	case err == io.EOF:
+		// Unhashed: its reader checks the digest.
 	case err != nil:
 		b.err = fmt.Errorf("%s: member %s: %w", b.src, b.m.Name(), err)
 	}

@@ -19,11 +19,14 @@ import (
 
 // A bundle (package bundle) is a source too: its descriptor names the
 // tags it publishes, its manifests and configs come first in the stream
-// and are held in memory, and its other blobs are read as the tree's
-// Publish asks for them — one at a time, in the bundle's order, so that a
-// bundle on stdin loads without being stored anywhere first. Every
-// member is checked against its digest as it streams (by the bundle
-// reader, and again by the tree as it writes the blob).
+// and are held in memory, and its other blobs are read once, in the
+// bundle's order, during the tree's Publish (PublishOptions.Stage): each
+// blob an image needs and the tree lacks is staged by the tree, which
+// hashes it on its way to the disk, and the others are checked by the
+// bundle reader. Every member is so checked against its digest exactly
+// once, and only once the whole bundle has been read and checked does
+// Publish move a blob into place, a rename: a damaged bundle, on stdin
+// too, publishes nothing.
 
 // BundleTree is what loading a bundle needs of the tree: the publisher's
 // role, the digest a tag names now (--on-existing-tag, and a second load
@@ -63,18 +66,12 @@ func ParseOnExisting(s string) (OnExisting, error) {
 }
 
 // LoadOptions tune LoadBundle: the export options (Jobs and AllOrNothing
-// are set by the load: the stream is read one blob at a time, and every
-// tag of the bundle moves or none does) and what to do with tags the tree
-// has already.
+// are set by the load: the blobs are staged one at a time as the stream
+// hands them out, and every tag of the bundle moves or none does) and
+// what to do with tags the tree has already.
 type LoadOptions struct {
 	Options
 	OnExisting OnExisting
-	// Reopen, when set, reads the bundle again from its start: a blob
-	// the stream has passed already (an image's blobs out of the bundle's
-	// order, as when --on-existing-tag skip leaves out the image that
-	// was to read them first) is then found by reading it again. Without
-	// it (stdin) such a load fails, and nothing is tagged.
-	Reopen func() (*bundle.Reader, error)
 }
 
 // LoadReport is what LoadBundle did.
@@ -119,8 +116,15 @@ func (e *MissingError) Error() string {
 // refuses before any write a bundle whose needed blobs the tree does not
 // hold (a *MissingError listing them), one whose members the tree lacks
 // take more than the free space of its file system, and with
-// o.OnExisting Fail one whose tags the tree has, naming other manifests. name names the bundle
-// in errors and summaries.
+// o.OnExisting Fail one whose tags the tree has, naming other manifests.
+// It reads r once, to its end, checking every member against its digest
+// and that every member and part is there, before it moves any blob into
+// a repository: a bundle that fails that check leaves at most files of
+// the tree's incoming directory, removed before it returns (or, after a
+// crash, by the next writer) — and, in a root with no tree yet, the tree
+// Publish makes before staging (a caller that can read the bundle twice
+// checks it first there: bundle.Reader.Verify). name names the bundle in
+// errors and summaries.
 func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name string, o LoadOptions) (*LoadReport, error) {
 	desc := r.Descriptor()
 	rep := &LoadReport{Bundle: r.ID(), Carried: desc.Bytes.Members, Full: desc.Bytes.Images}
@@ -134,7 +138,7 @@ func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name str
 	if err := checkRoom(root.Dir(), desc, held); err != nil {
 		return rep, err
 	}
-	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}, reopen: o.Reopen}
+	s := &bundleStream{r: r, name: name, head: map[digest.Digest][]byte{}, index: map[digest.Digest]int{}, held: held}
 	for i, m := range desc.Members {
 		s.index[m.Digest] = i
 	}
@@ -170,14 +174,22 @@ func LoadBundle(ctx context.Context, root BundleTree, r *bundle.Reader, name str
 		return rep, fmt.Errorf("the tree has tags the bundle would move, and --on-existing-tag is fail (nothing was written): %s", strings.Join(clash, ", "))
 	}
 	if len(jobs) == 0 {
-		return rep, nil
+		// Nothing to load; the bundle is still checked whole, as a load
+		// would.
+		return rep, r.Verify()
 	}
 	if err := s.readHead(); err != nil {
 		return rep, err
 	}
 	opts := o.Options
 	opts.Jobs, opts.AllOrNothing, opts.Platforms = 1, true, nil
-	sums, errs := ExportEach(ctx, root, jobs, opts)
+	opts.Progress = s.wrapProgress(opts.Progress)
+	sums, errs := ExportEach(ctx, stagingTree{root, s}, jobs, opts)
+	if s.err != nil {
+		// The bundle's own error, once: not one per image, each naming
+		// the bundle again.
+		return rep, s.err
+	}
 	if err := JoinFailures(errs); err != nil {
 		return rep, err
 	}
@@ -255,20 +267,28 @@ func checkRoom(dir string, desc *bundle.Descriptor, held map[digest.Digest]bool)
 }
 
 // bundleStream is the bundle being loaded: its manifests and configs, read
-// first, and the rest of its members as the reader hands them out.
+// first, and the rest of its members, staged or checked as the reader
+// hands them out.
 type bundleStream struct {
 	r     *bundle.Reader
 	name  string
 	index map[digest.Digest]int // member → its place in the bundle
 	head  map[digest.Digest][]byte
-
-	reopen func() (*bundle.Reader, error)
+	// held are the blobs the tree held before the load: not staged when
+	// the tree still holds them.
+	held     map[digest.Digest]bool
+	progress Progress
+	// started are the blobs staged: their progress began with the stage
+	// (stagedProgress).
+	started map[digest.Digest]bool
 
 	mu sync.Mutex // one blob read at a time: the members are a stream
 	// pending is the first member after the head, read but not yet
-	// asked for.
+	// staged or asked for.
 	pending     *bundle.Member
 	pendingBody io.Reader
+	// err is the error that ended stage: the bundle's.
+	err error
 }
 
 // readHead reads the manifests and configs into memory (their sizes are
@@ -295,9 +315,133 @@ func (s *bundleStream) readHead() error {
 	}
 }
 
-// blob opens blob d: from memory for a config, else by reading the stream
-// on to d, skipping the members before it (blobs the tree held already,
-// which Publish did not ask for).
+// stagingTree is the tree a bundle loads into: its Publish stages the
+// bundle's blobs first (stage).
+type stagingTree struct {
+	BundleTree
+	s *bundleStream
+}
+
+func (t stagingTree) Publish(ctx context.Context, images []tree.Image, o tree.PublishOptions) (*tree.PublishReport, error) {
+	o.Stage = t.s.stage
+	return t.BundleTree.Publish(ctx, images, o)
+}
+
+// stage reads the rest of the bundle, from the first blob after the head
+// to its end: each blob an image of the load needs and the tree does not
+// hold goes to st, which hashes what it writes (the reader then does not:
+// bundle.Reader.Unhashed), and every other member is read through the
+// reader, which checks it. It returns once the whole bundle has been read
+// and every member found sound, staged ones included (Stager.Wait), or
+// with the first thing wrong with it (kept in s.err).
+func (s *bundleStream) stage(ctx context.Context, st *tree.Stager) error {
+	s.err = s.stageAll(ctx, st)
+	return s.err
+}
+
+func (s *bundleStream) stageAll(ctx context.Context, st *tree.Stager) error {
+	for {
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
+		m, body := s.pending, s.pendingBody
+		s.pending, s.pendingBody = nil, nil
+		if m == nil {
+			next, b, err := s.r.Next()
+			if err == io.EOF {
+				// Every member read: the staged ones are checked as their
+				// hashing ends.
+				return s.memberError(st.Wait())
+			}
+			if err != nil {
+				return err
+			}
+			m, body = &next, b
+		}
+		if m.Kind == bundle.KindBlob && st.Wants(m.Digest) && (!s.held[m.Digest] || !st.Holds(m.Digest, m.Size)) {
+			if err := s.stageBlob(ctx, st, *m); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return err
+		}
+	}
+}
+
+// stageBlob hands member m, the reader's current one, to the tree, which
+// checks its digest as it stages it (a mismatch found after Stage
+// returned is Wait's).
+func (s *bundleStream) stageBlob(ctx context.Context, st *tree.Stager, m bundle.Member) error {
+	var rc io.ReadCloser = io.NopCloser(s.r.Unhashed())
+	if s.progress != nil {
+		s.progress.BlobStart(m.Digest, m.Size)
+		s.started[m.Digest] = true
+		rc = &countingReader{rc: rc, d: m.Digest, p: s.progress}
+	}
+	_, err := st.Stage(m.Digest, m.Size, withContext(ctx, rc))
+	return s.memberError(err)
+}
+
+// memberError says a staged member's refusal as the bundle reader says it
+// of the members it checks itself.
+func (s *bundleStream) memberError(err error) error {
+	var mis *tree.MismatchError
+	if !errors.As(err, &mis) {
+		return err
+	}
+	name := "blob " + mis.Digest.String()
+	if i, ok := s.index[mis.Digest]; ok {
+		name = s.r.Descriptor().Members[i].Name()
+	}
+	if mis.GotDigest != "" {
+		return fmt.Errorf("%s: member %s does not match its digest (its bytes hash to %s)", s.name, name, mis.GotDigest)
+	}
+	return fmt.Errorf("%s: member %s: %v", s.name, name, err)
+}
+
+// wrapProgress is p for the load's Publish: a staged blob's progress
+// began as it was staged, and Publish's start of it (a rename) would draw
+// it from nothing again.
+func (s *bundleStream) wrapProgress(p Progress) Progress {
+	s.progress, s.started = p, map[digest.Digest]bool{}
+	if p == nil {
+		return nil
+	}
+	sp := stagedProgress{Progress: p, started: s.started}
+	if pp, ok := p.(PlanProgress); ok {
+		return stagedPlanProgress{sp, pp}
+	}
+	return sp
+}
+
+// stagedProgress drops the second start of a staged blob. Publish starts
+// blobs once the stage has returned: started no longer changes then.
+type stagedProgress struct {
+	Progress
+	started map[digest.Digest]bool
+}
+
+func (p stagedProgress) BlobStart(d digest.Digest, size int64) {
+	if !p.started[d] {
+		p.Progress.BlobStart(d, size)
+	}
+}
+
+// stagedPlanProgress is a stagedProgress of a PlanProgress.
+type stagedPlanProgress struct {
+	stagedProgress
+	pp PlanProgress
+}
+
+func (p stagedPlanProgress) Planned(images []PlannedImage) { p.pp.Planned(images) }
+
+// blob opens blob d: from memory for a manifest or config, else by
+// reading the stream on to d, skipping the members before it. PushBundle
+// reads the blobs so, in the bundle's order. A load stages them all first
+// (stage), and Publish asks for one only when it is neither staged nor
+// held by the tree: the stream, read to its end by then, has none.
 func (s *bundleStream) blob(d digest.Digest) (io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -308,12 +452,11 @@ func (s *bundleStream) blob(d digest.Digest) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("blob %s: not in bundle %s, and no sound copy in the tree (removed, or damaged, since the check before loading?)", d, s.name)
 	}
-	rewound := false
 	for {
 		if s.pending == nil {
 			m, body, err := s.r.Next()
 			if err == io.EOF {
-				return nil, fmt.Errorf("blob %s: bundle %s ended before it (read out of the bundle's order)", d, s.name)
+				return nil, fmt.Errorf("blob %s: bundle %s ended before it (read out of the bundle's order, or not staged and no longer in the tree)", d, s.name)
 			}
 			if err != nil {
 				return nil, err
@@ -326,31 +469,9 @@ func (s *bundleStream) blob(d digest.Digest) (io.ReadCloser, error) {
 			return io.NopCloser(body), nil
 		}
 		if s.index[m.Digest] > want {
-			err := errors.New("read again, the bundle passed it again")
-			if !rewound {
-				err, rewound = s.rewind(), true
-			}
-			if err != nil {
-				return nil, fmt.Errorf("blob %s: bundle %s has passed it (read out of the bundle's order): %w", d, s.name, err)
-			}
+			return nil, fmt.Errorf("blob %s: bundle %s has passed it (read out of the bundle's order)", d, s.name)
 		}
 	}
-}
-
-// rewind reads the bundle again from its start, when it can be.
-func (s *bundleStream) rewind() error {
-	if s.reopen == nil {
-		return errors.New("a stream cannot be read again")
-	}
-	r, err := s.reopen()
-	if err != nil {
-		return err
-	}
-	if r.ID() != s.r.ID() {
-		return fmt.Errorf("read again, it is bundle %s", r.ID())
-	}
-	s.r, s.pending, s.pendingBody = r, nil, nil
-	return nil
 }
 
 // bundleImage is one tag of a bundle, as a source.
@@ -388,7 +509,7 @@ func (b *bundleImage) Close() error { return nil }
 // planBundleImage plans a job of LoadBundle: its source is the bundle, its
 // destination the tag the descriptor names, and its blobs go in the
 // bundle's order (those the bundle leaves out first: the tree holds
-// them), the order in which the stream hands them out.
+// them), the order in which they were staged.
 func planBundleImage(ctx context.Context, im *image) error {
 	b := im.job.bundle
 	im.s = b

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/image-serve/image-serve/bundle"
 	"github.com/image-serve/image-serve/distribution"
+	"github.com/image-serve/image-serve/internal/testtree"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -78,7 +80,7 @@ func (b *testBundle) hasNeeded(d digest.Digest) bool {
 
 // bytes writes the bundle: manifests, configs, then layers in the order
 // the images named them.
-func (b *testBundle) bytes(t *testing.T) []byte {
+func (b *testBundle) bytes(t testing.TB) []byte {
 	t.Helper()
 	for _, kind := range []string{bundle.KindConfig, bundle.KindBlob} {
 		for _, m := range b.blobs {
@@ -100,7 +102,7 @@ func (b *testBundle) bytes(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-func openTestBundle(t *testing.T, raw []byte) *bundle.Reader {
+func openTestBundle(t testing.TB, raw []byte) *bundle.Reader {
 	t.Helper()
 	r, err := bundle.Open([]bundle.Source{{Name: "test.bundle", R: bytes.NewReader(raw)}})
 	if err != nil {
@@ -164,8 +166,10 @@ func TestLoadBundleMissing(t *testing.T) {
 }
 
 // TestLoadBundleOutOfOrder: with --on-existing-tag skip leaving out the
-// first image, the third reads a layer the stream has passed: a bundle
-// that can be read again is, a stream cannot, and tags nothing.
+// first image, the third needs a layer the stream hands out before the
+// second's. The bundle is read once, its blobs staged as they come, so
+// a stream that cannot be read again loads it too. (Before blobs were
+// staged, a stream failed here, "passed it", and a file was read again.)
 func TestLoadBundleOutOfOrder(t *testing.T) {
 	b := newTestBundle()
 	b.image("ns/a", "v1", []string{"shared"}, nil)
@@ -175,33 +179,16 @@ func TestLoadBundleOutOfOrder(t *testing.T) {
 	existing := newTestBundle()
 	existing.image("ns/a", "v1", []string{"other"}, nil)
 	existingRaw := existing.bytes(t)
-	for _, reopen := range []bool{false, true} {
-		t.Run(fmt.Sprintf("reopen=%v", reopen), func(t *testing.T) {
-			root := newRoot(t)
-			if _, err := LoadBundle(context.Background(), root, openTestBundle(t, existingRaw), "existing", LoadOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			o := LoadOptions{OnExisting: Skip}
-			if reopen {
-				o.Reopen = func() (*bundle.Reader, error) { return openTestBundle(t, raw), nil }
-			}
-			rep, err := LoadBundle(context.Background(), root, openTestBundle(t, raw), "test.bundle", o)
-			if !reopen {
-				if err == nil || !strings.Contains(err.Error(), "passed it") {
-					t.Fatalf("got %v", err)
-				}
-				if d := tagged(t, root, "ns/b", "v1"); d != "" {
-					t.Errorf("ns/b:v1 tagged %s though the load failed", d)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rep.Skipped) != 1 || tagged(t, root, "ns/c", "v1") != b.desc.Tags[2].Digest {
-				t.Errorf("report %+v", rep)
-			}
-		})
+	root := newRoot(t)
+	if _, err := LoadBundle(context.Background(), root, openTestBundle(t, existingRaw), "existing", LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := LoadBundle(context.Background(), root, openTestBundle(t, raw), "test.bundle", LoadOptions{OnExisting: Skip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Skipped) != 1 || tagged(t, root, "ns/c", "v1") != b.desc.Tags[2].Digest || tagged(t, root, "ns/b", "v1") != b.desc.Tags[1].Digest {
+		t.Errorf("report %+v", rep)
 	}
 }
 
@@ -221,5 +208,133 @@ func TestLoadBundleOnExistingFail(t *testing.T) {
 	}
 	if d := tagged(t, root, "ns/b", "v1"); d != "" {
 		t.Errorf("ns/b:v1 tagged %s", d)
+	}
+}
+
+// TestLoadBundleRefusedWritesNothing: a bundle read once, as a stream,
+// that turns out damaged — a layer the load stages, or one the tree
+// holds already, not matching its digest, or the stream cut short — is
+// refused with one error naming the member, and leaves the tree as it
+// was: no blob moved into a repository, no tag, nothing left in the
+// incoming directory.
+func TestLoadBundleRefusedWritesNothing(t *testing.T) {
+	base := newTestBundle()
+	base.image("base/os", "v1", []string{"base layer"}, nil)
+	baseRaw := base.bytes(t)
+	b := newTestBundle()
+	// The base layer is carried although the tree holds it: the load
+	// checks it through the reader, and stages the others.
+	b.image("ns/a", "v1", []string{"base layer", strings.Repeat("layer a ", 100_000)}, nil)
+	b.image("ns/b", "v1", []string{strings.Repeat("layer b ", 100_000)}, nil)
+	raw := b.bytes(t)
+	flip := func(old, new string) []byte {
+		if !bytes.Contains(raw, []byte(old)) {
+			t.Fatalf("%q not in the bundle", old)
+		}
+		return bytes.Replace(raw, []byte(old), []byte(new), 1)
+	}
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"a staged layer", flip("layer a layer a", "layer a LAYER a"), "does not match its digest"},
+		{"the last staged layer", flip("layer b layer b", "layer b LAYER b"), "does not match its digest"},
+		{"a layer the tree holds", flip("base layer", "BASE layer"), "does not match its digest"},
+		{"cut short", raw[:len(raw)-5000], "truncated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := newRoot(t)
+			if _, err := LoadBundle(context.Background(), root, openTestBundle(t, baseRaw), "base", LoadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			before := testtree.Snapshot(t, root.Dir(), ".image-serve/locks")
+			_, err := LoadBundle(context.Background(), root, openTestBundle(t, tc.raw), "test.bundle", LoadOptions{})
+			t.Log(err)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("got %v, want one error saying %q", err, tc.want)
+			}
+			if after := testtree.Snapshot(t, root.Dir(), ".image-serve/locks"); after != before {
+				t.Errorf("the tree changed:\n%s", testtree.Diff(before, after))
+			}
+		})
+	}
+}
+
+// BenchmarkLoadBundle loads a bundle of four 16 MiB layers over a base
+// into a fresh tree each time: MB/s is the load's rate, its checks (every
+// member against its digest, once) and fsyncs included. Compare CPU time
+// (-cpuprofile, or time(1) around go test) as well: on a shared machine
+// it says more than the wall time.
+func BenchmarkLoadBundle(b *testing.B) {
+	base := newTestBundle()
+	base.image("base/os", "v1", []string{"base layer"}, nil)
+	baseRaw := base.bytes(b)
+	tb := newTestBundle()
+	var layers []string
+	for i := range 4 {
+		layers = append(layers, strings.Repeat(fmt.Sprintf("layer %d of the bench ", i), (16<<20)/22))
+	}
+	tb.image("ns/app", "v1", append([]string{"base layer"}, layers...), map[string]bool{"base layer": true})
+	raw := tb.bytes(b)
+	b.SetBytes(tb.desc.Bytes.Members)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		root, err := tree.Open(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := LoadBundle(context.Background(), root, openTestBundle(b, baseRaw), "base", LoadOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		r := openTestBundle(b, raw)
+		b.StartTimer()
+		if _, err := LoadBundle(context.Background(), root, r, "bench.bundle", LoadOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// recordedProgress counts what a Progress is told, per blob.
+type recordedProgress struct {
+	mu     sync.Mutex
+	starts map[digest.Digest]int
+	bytes  map[digest.Digest]int64
+	done   map[digest.Digest]tree.BlobOutcome
+}
+
+func (p *recordedProgress) BlobStart(d digest.Digest, size int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts[d]++
+}
+
+func (p *recordedProgress) BlobBytes(d digest.Digest, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bytes[d] += n
+}
+
+func (p *recordedProgress) BlobDone(d digest.Digest, outcome tree.BlobOutcome, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done[d] = outcome
+}
+
+// TestLoadBundleProgress: a staged blob is started once — as it is
+// staged, its bytes counted then — and done once Publish moves it in.
+func TestLoadBundleProgress(t *testing.T) {
+	root := newRoot(t)
+	b := newTestBundle()
+	layer := strings.Repeat("layer ", 200_000)
+	b.image("ns/a", "v1", []string{layer}, nil)
+	p := &recordedProgress{starts: map[digest.Digest]int{}, bytes: map[digest.Digest]int64{}, done: map[digest.Digest]tree.BlobOutcome{}}
+	if _, err := LoadBundle(context.Background(), root, openTestBundle(t, b.bytes(t)), "test.bundle", LoadOptions{Options: Options{Progress: p}}); err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromString(layer)
+	if p.starts[d] != 1 || p.bytes[d] != int64(len(layer)) || p.done[d] != tree.BlobFetched {
+		t.Errorf("layer: %d starts, %d bytes, done %v; want 1, %d, fetched", p.starts[d], p.bytes[d], p.done[d], len(layer))
 	}
 }

@@ -62,6 +62,13 @@ type PublishOptions struct {
 	// each image, from the transferring goroutine.
 	BlobStarted func(Blob)
 	BlobDone    func(Blob, BlobResult, error)
+	// Stage, when set, is called once, under the tree lock held shared
+	// and before any blob transfers, with a Stager to hand the blobs of
+	// the images to (tree/staged.go): for a source read as one stream that
+	// must be checked whole before anything is published. A blob it
+	// staged is moved into place instead of fetched. When it returns an
+	// error, every image fails with it and nothing is put.
+	Stage func(ctx context.Context, s *Stager) error
 	// ImageDone, when set, is called once per image as soon as what
 	// Publish did for it is final — its tag moved (with AllOrNothing,
 	// when the batch's tags moved), its pin was written, or it failed —
@@ -102,7 +109,7 @@ type PublishReport struct {
 // argument needs. It initialises the tree; when no other writer runs, it
 // completes publications a crash interrupted and removes what crashed
 // writers left in the repositories it publishes to; then, under the tree lock held shared (so gc waits), it
-// transfers the blobs of every image with o.Jobs workers — a blob shared
+// runs o.Stage when set, and transfers the blobs of every image with o.Jobs workers — a blob shared
 // by several images is fetched once and hard-linked into the other
 // repositories, their directories synced once each at the end — then
 // writes each image's manifests (with their headers and nginx links), the
@@ -148,6 +155,10 @@ func (r *Root) Publish(ctx context.Context, images []Image, o PublishOptions) (*
 		if im.Tag == "" && im.Pin == "" {
 			p.fail(i, fmt.Errorf("repository %s: an image with neither a tag nor a pin", im.Repo))
 		}
+	}
+	if o.Stage != nil {
+		p.stage(ctx)
+		defer p.stager.discard()
 	}
 	p.transferBlobs(ctx)
 	if err := p.syncs.flush(r); err != nil {
@@ -201,6 +212,8 @@ type publication struct {
 	// the first manifest: every directory holding a blob of the batch,
 	// whoever put it there.
 	syncs *dirSyncs
+	// stager holds the blobs o.Stage staged; nil without one.
+	stager *Stager
 }
 
 // imageState is what one image's transfers share.
@@ -293,7 +306,16 @@ func (p *publication) transfer(t blobTask) {
 
 func (p *publication) putBlob(ctx context.Context, repo string, b Blob) (BlobResult, error) {
 	fetch := func() (io.ReadCloser, error) { return b.Fetch(ctx) }
-	outcome, n, err := p.r.putBlob(repo, b.Digest, b.Size, p.o.VerifyExisting, fetch, p.syncs)
+	var (
+		outcome BlobOutcome
+		n       int64
+		err     error
+	)
+	if sb, ok := p.stager.take(b); ok {
+		outcome, n, err = p.r.putStagedBlob(repo, b.Digest, sb, p.o.VerifyExisting, p.syncs)
+	} else {
+		outcome, n, err = p.r.putBlob(repo, b.Digest, b.Size, p.o.VerifyExisting, fetch, p.syncs)
+	}
 	if err != nil {
 		return BlobResult{Digest: b.Digest, Outcome: outcome}, err
 	}

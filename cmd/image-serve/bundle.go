@@ -414,10 +414,13 @@ func runBundleLoad(c *cli.Context) error {
 	if err := exporter.CheckNeeded(root, r.Descriptor()); err != nil {
 		return err
 	}
-	if files != nil {
-		// Files can be read twice: the first read checks every member
-		// against its digest and that every member and part is there, so
-		// that a damaged bundle is refused before any write.
+	// One read, files and stdin alike: the load checks the whole bundle
+	// as it stages its blobs, before it publishes any. But staging needs
+	// a tree: into a root that holds none yet, the load would make one
+	// before it reads a byte of the bundle, so a bundle in files is read
+	// and checked first, once more, and a damaged one leaves the root as
+	// it was.
+	if st, err := root.State(); files != nil && (err != nil || st != tree.HoldsTree) {
 		if err := r.Verify(); err != nil {
 			return err
 		}
@@ -430,14 +433,6 @@ func runBundleLoad(c *cli.Context) error {
 	}
 	log := logger(c)
 	o := exporter.LoadOptions{Options: exporter.Options{Log: log}, OnExisting: onExisting}
-	if files != nil {
-		o.Reopen = func() (*bundle.Reader, error) {
-			if err := rewind(files); err != nil {
-				return nil, err
-			}
-			return bundle.Open(srcs)
-		}
-	}
 	if !quiet(c) && c.String("log-format") == "text" && isTerminal(os.Stderr) {
 		o.Progress = newTTYProgress(os.Stderr)
 	}

@@ -392,3 +392,38 @@ func TestBundleDiskFull(t *testing.T) {
 		t.Errorf("the tree changed:\n%s", testtree.Diff(before, after))
 	}
 }
+
+// TestBundleLoadIntoEmptyRoot: a whole bundle (no --have) into a root
+// with no tree yet. Damaged, it is refused with one line and the root
+// stays empty — the load reads it through once before making the tree
+// its staging needs; sound, it loads and its tag pulls.
+func TestBundleLoadIntoEmptyRoot(t *testing.T) {
+	s := newAirgapSites(t)
+	file := filepath.Join(t.TempDir(), "whole.bundle")
+	mustRun(t, "--root", s.a.Dir(), "-q", "bundle", "create", "-o", file, "site/app:v2")
+	raw := readFile(t, file)
+	corrupt := bytes.Clone(raw)
+	corrupt[len(corrupt)-4096] ^= 0xff // inside the last layer
+	bad := filepath.Join(t.TempDir(), "corrupt.bundle")
+	if err := os.WriteFile(bad, corrupt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	before := snapshot(t, empty)
+	r := run(t, "--root", empty, "bundle", "load", bad)
+	if r.code != 1 || !strings.Contains(r.stderr, "does not match its digest") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+		t.Errorf("exit %d, want 1 and one line saying the member does not match:\n%s", r.code, r.stderr)
+	}
+	if after := snapshot(t, empty); after != before {
+		t.Errorf("the root changed:\n%s", testtree.Diff(before, after))
+	}
+	mustRun(t, "--root", empty, "-q", "bundle", "load", file)
+	c, err := tree.Open(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(testserver.Embedded(t, c), "http://")
+	if got, err := pullDigest(host + "/site/app:v2"); err != nil || got.String() != s.targets["site/app:v2"] {
+		t.Errorf("site/app:v2 is %v %v, want %s", got, err, s.targets["site/app:v2"])
+	}
+}

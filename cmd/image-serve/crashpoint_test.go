@@ -434,6 +434,48 @@ func crashScenarios() []crashScenario {
 			minSteps: 40,
 		},
 		{
+			// The same load's staging (tree/staged.go), with a layer two
+			// tags share and the bundle in parts given out of order: the
+			// whole bundle is read and checked, its new layers staged in
+			// the incoming directory, before the shared layer is renamed
+			// into the first repository and linked into the second.
+			name: "bundle load in parts stages a layer two tags share",
+			setup: func(t *testing.T, c *crashCase) {
+				base, shared := layer(t), layer(t)
+				c.push(t, "src/base:v1", testregistry.OCIImage(t, "amd64", base))
+				c.push(t, "src/app:v2", testregistry.OCIImage(t, "amd64", base, shared, layer(t)))
+				c.push(t, "src/web:v2", testregistry.OCIImage(t, "amd64", base, shared))
+				c.export(t, "src/base:v1", "base/os:v1")
+				a := testserver.TempRoot(t)
+				for src, dest := range map[string]string{"src/base:v1": "base/os:v1", "src/app:v2": "ns/app:v2", "src/web:v2": "ns/web:v2"} {
+					mustRun(t, "--root", a.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+c.reg.Ref(src), dest)
+				}
+				dir := t.TempDir()
+				inv := filepath.Join(dir, "inventory")
+				c.bundle = filepath.Join(dir, "update.bundle")
+				mustRun(t, "--root", c.root.Dir(), "-q", "inventory", "-o", inv)
+				mustRun(t, "--root", a.Dir(), "-q", "bundle", "create", "-o", c.bundle, "--split", "8K", "--have", inv, "ns/app:v2", "ns/web:v2")
+				if parts, _ := filepath.Glob(c.bundle + ".part*"); len(parts) < 2 {
+					t.Fatalf("bundle create --split 8K made %d parts, want several", len(parts))
+				}
+			},
+			args: func(c *crashCase) []string {
+				parts, _ := filepath.Glob(c.bundle + ".part*")
+				slices.Reverse(parts)
+				return append([]string{"-q", "bundle", "load"}, parts...)
+			},
+			moving: []string{"ns/app:v2", "ns/web:v2"},
+			steps: []string{
+				`^rename v2/ns/app/blobs/sha256:`, // a staged layer moved in
+				`^link v2/ns/web/blobs/sha256:`,   // the shared one, and the base's
+				`^rename \.image-serve/journal/#\.json$`,
+				`^rename v2/ns/app/manifests/v2\.type-map$`,
+				`^rename v2/ns/web/manifests/v2\.type-map$`,
+				`^unlink \.image-serve/journal/#\.json$`,
+			},
+			minSteps: 40,
+		},
+		{
 			// files writes each layer's entry list into the layer index:
 			// a crash leaves each wholly there or not at all, and gc
 			// sweeps the temporary file a crash at a rename leaves.
