@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -62,12 +63,13 @@ func (c *sourceConn) first(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	seeds := &pingCache{}
 	schemes := c.schemes()
+	found := func() {}
 	if len(schemes) > 1 {
 		// The first repositories of a batch start together: one finds the
 		// scheme, the others wait for it instead of each sending its own
 		// TLS hello to a registry that may speak plain http.
-		unlock := c.pool.discovering(c.reg.RegistryStr())
-		defer unlock()
+		found = sync.OnceFunc(c.pool.discovering(c.reg.RegistryStr()))
+		defer found()
 		schemes = c.schemes()
 	}
 	if len(schemes) == 1 && schemes[0] == "http" {
@@ -91,6 +93,12 @@ func (c *sourceConn) first(req *http.Request) (*http.Response, error) {
 			}
 			seeds.seed(c.reg, scheme, &pingAnswer{err: err})
 			errs = append(errs, err)
+			if scheme == "https" && answersPlainHTTP(err) {
+				// Settled: the others go straight to http, alongside
+				// this request's own try.
+				c.pool.rememberScheme(c.reg.RegistryStr(), "http")
+				found()
+			}
 			continue
 		}
 		answer := &pingAnswer{status: http.StatusOK}
@@ -115,6 +123,15 @@ func (c *sourceConn) first(req *http.Request) (*http.Response, error) {
 	// The last scheme's error is the one to report: an insecure
 	// registry's https failed because it speaks plain http.
 	return nil, errs[len(errs)-1]
+}
+
+// answersPlainHTTP reports whether err is a TLS client's on meeting a
+// server that answered its hello with something other than TLS — a
+// plain-HTTP registry's 400 — rather than a refusal or a timeout, which
+// say nothing of the scheme.
+func answersPlainHTTP(err error) bool {
+	var rec tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &rec)
 }
 
 // schemes are the schemes the first request tries, in order: https, then

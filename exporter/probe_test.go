@@ -154,13 +154,13 @@ func TestSyncBehindTokenService(t *testing.T) {
 }
 
 // helloFront is a TCP front for a plain-HTTP registry that counts the TLS
-// hellos it is sent and refuses them (closes the connection, as the
-// https attempt against a plain-HTTP registry fails); other connections
-// pass through. It holds each hello until a second one arrives or
+// hellos it is sent and answers them as the registry would (a 400 in
+// plain HTTP); other connections pass through. It holds each hello until a second one arrives or
 // holdFor passes, so that a batch whose first requests each try https
 // is caught whatever the scheduling.
 type helloFront struct {
 	ln     net.Listener
+	hangUp bool // close on a hello instead of answering it
 	hellos atomic.Int32
 	second chan struct{}
 	once   sync.Once
@@ -168,12 +168,12 @@ type helloFront struct {
 
 const holdFor = 2 * time.Second
 
-func startHelloFront(t *testing.T, backend string) *helloFront {
+func startHelloFront(t *testing.T, backend string, hangUp bool) *helloFront {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &helloFront{ln: ln, second: make(chan struct{})}
+	f := &helloFront{ln: ln, hangUp: hangUp, second: make(chan struct{})}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -202,6 +202,10 @@ func (f *helloFront) serve(c net.Conn, backend string) {
 		case <-f.second:
 		case <-time.After(holdFor):
 		}
+		if !f.hangUp {
+			// What a plain-HTTP server answers to a TLS hello.
+			_, _ = io.WriteString(c, "HTTP/1.0 400 Bad Request\r\n\r\n")
+		}
 		return
 	}
 	up, err := net.Dial("tcp", backend)
@@ -216,20 +220,46 @@ func (f *helloFront) serve(c net.Conn, backend string) {
 // An insecure registry's scheme is found once per run: the first
 // repositories of a batch, starting together, do not each send a TLS
 // hello to a registry that speaks plain http (each hello costs a key
-// exchange and a connection; a no-op rerun is a handful of HEADs).
+// exchange and a connection; a no-op rerun is a handful of HEADs) —
+// whether the registry answers the hello in plain HTTP (the others then
+// go straight to http) or hangs up (which says nothing of the scheme: the
+// others wait for the http try).
 func TestInsecureSchemeFoundOnce(t *testing.T) {
 	reg, _ := syncRegistry(t)
-	front := startHelloFront(t, reg.Host)
-	host := front.ln.Addr().String()
-	var entries []SyncEntry
-	for _, tag := range []string{"1.0", "1.1", "2.0-rc1", "latest"} {
-		entries = append(entries, SyncEntry{Entry: "app " + tag, Source: host + "/app", Dest: "mirror/app-" + strings.ReplaceAll(tag, ".", "-"), Tags: []string{tag}})
+	for _, hangUp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hangUp=%v", hangUp), func(t *testing.T) {
+			front := startHelloFront(t, reg.Host, hangUp)
+			host := front.ln.Addr().String()
+			var entries []SyncEntry
+			for _, tag := range []string{"1.0", "1.1", "2.0-rc1", "latest"} {
+				entries = append(entries, SyncEntry{Entry: "app " + tag, Source: host + "/app", Dest: "mirror/app-" + strings.ReplaceAll(tag, ".", "-"), Tags: []string{tag}})
+			}
+			entries = append(entries, SyncEntry{Entry: "tools", Source: host + "/tools", Dest: "mirror/tools", Tags: []string{"v1", "v2"}})
+			o := syncOptions()
+			o.Export.Jobs = 4
+			syncAll(t, newRoot(t), entries, o)
+			if n := front.hellos.Load(); n != 1 {
+				t.Errorf("%d TLS hellos for one insecure plain-HTTP registry in one run, want 1", n)
+			}
+		})
 	}
-	entries = append(entries, SyncEntry{Entry: "tools", Source: host + "/tools", Dest: "mirror/tools", Tags: []string{"v1", "v2"}})
-	o := syncOptions()
-	o.Export.Jobs = 4
-	syncAll(t, newRoot(t), entries, o)
-	if n := front.hellos.Load(); n != 1 {
-		t.Errorf("%d TLS hellos for one insecure plain-HTTP registry in one run, want 1", n)
+}
+
+// A TLS hello a plain-HTTP server answers is told from one it refuses.
+func TestAnswersPlainHTTP(t *testing.T) {
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	_, err := http.Get("https://" + strings.TrimPrefix(plain.URL, "http://") + "/v2/")
+	if !answersPlainHTTP(err) {
+		t.Errorf("https to a plain-HTTP server: %v, not told as a plain-HTTP answer", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := http.Get("https://" + addr + "/v2/"); err == nil || answersPlainHTTP(err) {
+		t.Errorf("https to a closed port: %v, want an error not told as a plain-HTTP answer", err)
 	}
 }
