@@ -65,7 +65,7 @@ func openLocalStore(ctx context.Context, src SourceRef, o Options) (*streamedArc
 	if err := waitStoreUnlocked(ctx, what, graphRoot, storeDriverOf(src.store), o.Local); err != nil {
 		return nil, err
 	}
-	args := append(storeFlags(src.store), "image", "save", "--format", "docker-archive", storeImageArg(src.Image))
+	args := append(storeFlags(src.store), "image", "save", "--format", "docker-archive", "--", storeImageArg(src.Image))
 	return streamCommand(ctx, what, "podman image save", podman, args, o)
 }
 
@@ -289,6 +289,13 @@ func streamCommand(ctx context.Context, what, tool, prog string, args []string, 
 			a.Close()
 		}
 		return nil, fmt.Errorf("%s: %s: %s", what, tool, line)
+	}
+	if body.stalled.Load() {
+		// Killed for it: its stdout ended, which reads as a short tar.
+		if a != nil {
+			a.Close()
+		}
+		return nil, fmt.Errorf("%s: %s sent nothing for %v (--src-timeout): %w", what, tool, body.idle, ErrStalled)
 	}
 	if rerr != nil {
 		return nil, rerr

@@ -34,11 +34,13 @@ const transportList = "docker://, oci:, oci-archive:, docker-archive:, container
 // SourceRef is a parsed SOURCE argument.
 type SourceRef struct {
 	Transport string
-	// Docker: the registry reference. Others: the file or directory.
+	// Docker: the registry reference. containers-storage and
+	// docker-daemon: all that follows the transport. Others: the file or
+	// directory.
 	Path string
 	// The image inside Path: oci REF, docker-archive REPO:TAG or @N; "" for
 	// the only one. containers-storage and docker-daemon: the image as the
-	// store names it (Path is "" for them).
+	// store names it.
 	Image string
 	ref   name.Reference // docker only
 	// store is containers-storage's STORE-SPEC, nil when the reference
@@ -50,13 +52,8 @@ func (s SourceRef) String() string {
 	switch s.Transport {
 	case transportDocker:
 		return "docker://" + s.Path
-	case transportContainersStorage:
-		if s.store != nil {
-			return s.Transport + ":[" + s.store.String() + "]" + s.Image
-		}
-		return s.Transport + ":" + s.Image
-	case transportDockerDaemon:
-		return s.Transport + ":" + s.Image
+	case transportContainersStorage, transportDockerDaemon:
+		return s.Transport + ":" + s.Path
 	}
 	if s.Image == "" {
 		return s.Transport + ":" + s.Path
@@ -102,13 +99,13 @@ func ParseSource(s string) (SourceRef, error) {
 		if err != nil {
 			return SourceRef{}, fmt.Errorf("source %q: %v", s, err)
 		}
-		return SourceRef{Transport: transport, Image: image, store: store}, nil
+		return SourceRef{Transport: transport, Path: rest, Image: image, store: store}, nil
 	case transportDockerDaemon:
 		image, err := parseDaemonRef(rest)
 		if err != nil {
 			return SourceRef{}, fmt.Errorf("source %q: %v", s, err)
 		}
-		return SourceRef{Transport: transport, Image: image}, nil
+		return SourceRef{Transport: transport, Path: rest, Image: image}, nil
 	case "docker":
 		return SourceRef{}, fmt.Errorf("source %q: the docker transport is written docker://HOST/REPO:TAG", s)
 	default:
@@ -379,9 +376,16 @@ func splitLocalName(s string) (repo, tag string, err error) {
 	if repo == "" {
 		return "", "", errors.New("no repository name")
 	}
-	// Weak: a short name ("app") is a name, which podman and the engine
-	// complete themselves.
-	if _, err := name.NewRepository(repo, name.WeakValidation); err != nil {
+	// A short name ("app") is a name, which podman and the engine
+	// complete themselves; a registry host is optional.
+	path := repo
+	if host, rest, ok := strings.Cut(repo, "/"); ok && (host == "localhost" || strings.ContainsAny(host, ".:")) {
+		if !registryHost.MatchString(host) {
+			return "", "", fmt.Errorf("invalid registry host %q", host)
+		}
+		path = rest
+	}
+	if err := distribution.ValidateRepo(path); err != nil {
 		return "", "", err
 	}
 	return repo, tag, nil
