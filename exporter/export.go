@@ -169,7 +169,10 @@ func preserveDigests(src SourceRef, rewritten int, o Options) error {
 	if !o.PreserveDigests || rewritten == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: %d of its layers are plain tars that would be gzip-compressed, giving them and the manifest new digests; --preserve-digests refuses", src, rewritten)
+	if rewritten == 1 {
+		return fmt.Errorf("%s: 1 layer is a plain tar that would be gzip-compressed, giving it and the manifest new digests; --preserve-digests refuses", src)
+	}
+	return fmt.Errorf("%s: %d layers are plain tars that would be gzip-compressed, giving them and the manifest new digests; --preserve-digests refuses", src, rewritten)
 }
 
 func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {
