@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -165,6 +167,106 @@ func TestContainersStorageExport(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(p.root, "nosuch")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a store was made where none was: %v", err)
 	}
+
+	// A build holding the store's lock: with --lock-timeout the export
+	// gives up naming the holder, changing nothing; without, it waits,
+	// saying so once, and goes on once the lock is released.
+	pid, release := holdFcntlLock(t, filepath.Join(p.root, "vfs-layers", "layers.lock"))
+	r := run(t, "--root", root.Dir(), "--lock-timeout", "10ms", "export", store+"localhost/built:1", "locked:1")
+	if want := fmt.Sprintf("the container store's lock is still held by pid %d after 10ms (--lock-timeout)", pid); r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("export while a build holds the lock, --lock-timeout 10ms: exit %d, %q; want 1 and %q", r.code, r.stderr, want)
+	}
+	if after := snapshot(t, root.Dir()); after != before {
+		t.Errorf("an export that gave up on the store's lock changed the tree:\n%s", diffLines(before, after))
+	}
+	cmd := exec.Command(binary, "--root", root.Dir(), "export", store+"localhost/built:1", "locked:1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stderr)
+	want := fmt.Sprintf("waiting for the container store's lock held by pid %d (a running build?)", pid)
+	for lines.Scan() && !strings.Contains(lines.Text(), want) {
+	}
+	if lines.Err() != nil || !strings.Contains(lines.Text(), want) {
+		t.Fatalf("export while a build holds the lock: no %q on stderr (%v)", want, lines.Err())
+	}
+	release()
+	rest, _ := io.ReadAll(stderr)
+	if err := cmd.Wait(); err != nil || strings.Contains(string(rest), "waiting for") {
+		t.Errorf("export after the lock was released: %v\n%s", err, rest)
+	}
+	mustRun(t, "--root", root.Dir(), "verify")
+}
+
+// holdFcntlLock starts a process that holds an fcntl write lock on path,
+// as containers/storage's writers do, until release is called: F_GETLK
+// never reports the caller's own locks, so the holder is another process.
+func holdFcntlLock(t *testing.T, path string) (pid int, release func()) {
+	t.Helper()
+	src, bin := t.TempDir(), filepath.Join(t.TempDir(), "holdlock")
+	for name, body := range map[string]string{
+		"go.mod": "module holdlock\n\ngo 1.26\n",
+		"main.go": `package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+func main() {
+	f, err := os.OpenFile(os.Args[1], os.O_RDWR, 0)
+	if err != nil {
+		panic(err)
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart}
+	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLKW, &lk); err != nil {
+		panic(err)
+	}
+	fmt.Println("locked")
+	io.Copy(io.Discard, os.Stdin)
+}
+`,
+	} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the lock holder: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "locked\n" {
+		t.Fatalf("lock holder: %q", line)
+	}
+	released := false
+	release = func() {
+		if !released {
+			released = true
+			stdin.Close()
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(release)
+	return cmd.Process.Pid, release
 }
 
 // diffLines lists the lines of b that a lacks and those a has that b
