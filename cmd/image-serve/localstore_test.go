@@ -115,6 +115,21 @@ func TestContainersStorageExport(t *testing.T) {
 	if d := exportJSON(t, other, store+"localhost/built:1"); d != digests["built"] {
 		t.Errorf("built exported into another tree: %s, want %s", d, digests["built"])
 	}
+	// --from-file takes them too, into one more tree: the same digests.
+	list := filepath.Join(t.TempDir(), "images.txt")
+	if err := os.WriteFile(list, []byte(store+base+"\n"+store+"localhost/built:1 built:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var batch []struct{ Dest, Digest string }
+	r := mustRun(t, "--root", t.TempDir(), "export", "--json", "--from-file", list)
+	if err := json.Unmarshal([]byte(r.stdout), &batch); err != nil || len(batch) != 2 {
+		t.Fatalf("export --from-file --json: %q, %v", r.stdout, err)
+	}
+	for _, b := range batch {
+		if repo, _, _ := strings.Cut(b.Dest, ":"); b.Digest != digests[repo] {
+			t.Errorf("--from-file exported %s as %s, want %s", b.Dest, b.Digest, digests[repo])
+		}
+	}
 	if r := mustRun(t, "--root", root.Dir(), "verify"); !strings.Contains(r.stdout+r.stderr, "no problems") {
 		t.Errorf("verify: %s%s", r.stdout, r.stderr)
 	}
@@ -172,7 +187,7 @@ func TestContainersStorageExport(t *testing.T) {
 	// gives up naming the holder, changing nothing; without, it waits,
 	// saying so once, and goes on once the lock is released.
 	pid, release := holdFcntlLock(t, filepath.Join(p.root, "vfs-layers", "layers.lock"))
-	r := run(t, "--root", root.Dir(), "--lock-timeout", "10ms", "export", store+"localhost/built:1", "locked:1")
+	r = run(t, "--root", root.Dir(), "--lock-timeout", "10ms", "export", store+"localhost/built:1", "locked:1")
 	if want := fmt.Sprintf("the container store's lock is still held by pid %d after 10ms (--lock-timeout)", pid); r.code != 1 || !strings.Contains(r.stderr, want) {
 		t.Errorf("export while a build holds the lock, --lock-timeout 10ms: exit %d, %q; want 1 and %q", r.code, r.stderr, want)
 	}
