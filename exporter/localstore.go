@@ -36,10 +36,11 @@ type LocalOptions struct {
 // The containers-storage: source runs the store's own tooling, podman,
 // rather than linking containers/image and containers/storage: those
 // need cgo (a C constructor that re-executes a rootless user in its user
-// namespace, C headers for btrfs), which this static binary does without;
-// podman is on every machine whose store podman or buildah wrote. podman
-// image save writes the image as a docker save stream to its stdout (a
-// pipe), which readDockerSave reads in one pass.
+// namespace, C headers for btrfs), which image-serve builds without;
+// podman is installed wherever podman manages the store (the undercloud's
+// case), and an export without it says so. podman image save writes the
+// image as a docker save stream to its stdout (a pipe), which
+// readDockerSave reads in one pass.
 
 // stderrTail is how much of a tool's stderr is kept to explain a failure:
 // the error line is the last one.
