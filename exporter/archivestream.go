@@ -157,7 +157,7 @@ func (a *streamedArchive) take(e *dockerTarEntry, r io.Reader, lim streamLimits)
 	}
 	head = head[:n]
 	e.head = head[:min(n, len(dockerArchiveZstdMagic))]
-	body := &boundedStream{r: io.MultiReader(bytes.NewReader(head), r), left: lim.maxLayer, what: a.source + ": " + e.name}
+	body := &boundedStream{r: io.MultiReader(bytes.NewReader(head), r), left: lim.maxLayer}
 	switch {
 	case bytes.HasPrefix(head, dockerArchiveGzipMagic), bytes.HasPrefix(head, dockerArchiveZstdMagic):
 		return a.storeLayer(e, body)
@@ -308,13 +308,13 @@ func checkDiffIDs(config []byte, have []digest.Digest) error {
 	return nil
 }
 
-// boundedStream fails once more than left bytes have been read from one
-// entry, and counts what it read.
+// boundedStream fails once more than left bytes (0: no limit) have been
+// read from one entry, and counts what it read. The caller names the
+// entry.
 type boundedStream struct {
 	r    io.Reader
 	left int64
 	n    int64
-	what string
 }
 
 func (b *boundedStream) Read(p []byte) (int, error) {
