@@ -40,7 +40,11 @@ install: build man
 # test-deps installs the Debian packages the end-to-end tests drive, only when
 # one is missing (apt-get needs root; CI and the dev machines run as root;
 # umoci is the unpacker files is cross-checked against; openssh-server the
-# sshd replicate's test starts on 127.0.0.1),
+# sshd replicate's test starts on 127.0.0.1; buildah builds the image the
+# containers-storage: test exports; docker.io the Docker Engine the
+# docker-daemon: test starts, only where no dockerd is installed and no
+# docker-ce-cli package, which docker.io conflicts with: a docker client
+# installed outside dpkg is left alone, docker.io's goes to /usr/bin),
 # and builds bin/registry, bin/cosign and bin/oras.
 test-deps: bin/registry bin/cosign bin/oras
 	@missing=""; \
@@ -48,6 +52,8 @@ test-deps: bin/registry bin/cosign bin/oras
 	command -v nginx   >/dev/null || missing="$$missing nginx"; \
 	command -v skopeo  >/dev/null || missing="$$missing skopeo"; \
 	command -v podman  >/dev/null || missing="$$missing podman"; \
+	command -v buildah >/dev/null || missing="$$missing buildah"; \
+	command -v dockerd >/dev/null || dpkg -s docker-ce-cli >/dev/null 2>&1 || missing="$$missing docker.io"; \
 	{ command -v containerd >/dev/null && command -v ctr >/dev/null; } || missing="$$missing containerd"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v umoci   >/dev/null || missing="$$missing umoci"; \

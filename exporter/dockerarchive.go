@@ -91,8 +91,18 @@ type dockerTarEntry struct {
 // twice the first entry wins, as it does in go-containerregistry's
 // tarball.LoadManifest, so that manifest.json means the same to both.
 type dockerTarIndex struct {
-	path    string
+	path    string // the archive file; "" for a stream
+	source  string // a stream's source reference, for messages
 	entries map[string]*dockerTarEntry
+}
+
+// what names the archive at the head of a message: "docker-archive
+// FILE", or the source a stream comes from.
+func (idx *dockerTarIndex) what() string {
+	if idx.path == "" {
+		return idx.source
+	}
+	return "docker-archive " + idx.path
 }
 
 // openDockerArchive opens the image ref names in the docker save tarball
@@ -236,7 +246,7 @@ func (a *dockerArchive) tarError(ord int, err error) error {
 func (idx *dockerTarIndex) add(hdr *tar.Header, r io.Reader, ord int) error {
 	name, ok := cleanDockerTarName(hdr.Name)
 	if !ok {
-		return fmt.Errorf("docker-archive %s: entry %q: refusing a path outside the archive", idx.path, hdr.Name)
+		return fmt.Errorf("%s: entry %q: refusing a path outside the archive", idx.what(), hdr.Name)
 	}
 	if _, dup := idx.entries[name]; dup {
 		return nil
@@ -244,7 +254,7 @@ func (idx *dockerTarIndex) add(hdr *tar.Header, r io.Reader, ord int) error {
 	e := &dockerTarEntry{name: name, ord: ord, typeflag: hdr.Typeflag, linkname: hdr.Linkname}
 	if hdr.Typeflag == tar.TypeReg {
 		if err := e.hash(r); err != nil {
-			return fmt.Errorf("docker-archive %s: reading %s: %v", idx.path, name, err)
+			return fmt.Errorf("%s: reading %s: %v", idx.what(), name, err)
 		}
 	}
 	idx.entries[name] = e
@@ -294,15 +304,15 @@ func cleanDockerTarName(name string) (string, bool) {
 func (idx *dockerTarIndex) resolve(ref string) (*dockerTarEntry, error) {
 	name, ok := cleanDockerTarName(ref)
 	if !ok {
-		return nil, fmt.Errorf("docker-archive %s: manifest.json names %q, a path outside the archive", idx.path, ref)
+		return nil, fmt.Errorf("%s: manifest.json names %q, a path outside the archive", idx.what(), ref)
 	}
 	for hop := range dockerArchiveMaxLinks {
 		e := idx.entries[name]
 		if e == nil && hop == 0 {
-			return nil, fmt.Errorf("docker-archive %s: %s, named in manifest.json, is not in the archive", idx.path, ref)
+			return nil, fmt.Errorf("%s: %s, named in manifest.json, is not in the archive", idx.what(), ref)
 		}
 		if e == nil {
-			return nil, fmt.Errorf("docker-archive %s: %s links to %s, which is not in the archive", idx.path, ref, name)
+			return nil, fmt.Errorf("%s: %s links to %s, which is not in the archive", idx.what(), ref, name)
 		}
 		switch e.typeflag {
 		case tar.TypeReg:
@@ -310,14 +320,14 @@ func (idx *dockerTarIndex) resolve(ref string) (*dockerTarEntry, error) {
 		case tar.TypeSymlink, tar.TypeLink:
 			target, ok := e.target()
 			if !ok {
-				return nil, fmt.Errorf("docker-archive %s: %s links to %q, outside the archive", idx.path, e.name, e.linkname)
+				return nil, fmt.Errorf("%s: %s links to %q, outside the archive", idx.what(), e.name, e.linkname)
 			}
 			name = target
 		default:
-			return nil, fmt.Errorf("docker-archive %s: %s is not a regular file", idx.path, e.name)
+			return nil, fmt.Errorf("%s: %s is not a regular file", idx.what(), e.name)
 		}
 	}
-	return nil, fmt.Errorf("docker-archive %s: %s: more than %d links deep (a link loop?)", idx.path, ref, dockerArchiveMaxLinks)
+	return nil, fmt.Errorf("%s: %s: more than %d links deep (a link loop?)", idx.what(), ref, dockerArchiveMaxLinks)
 }
 
 // target is where link e points, relative to the archive root: a symlink
@@ -363,7 +373,7 @@ func (idx *dockerTarIndex) resolveSmall(ref string) (*dockerTarEntry, error) {
 		return nil, err
 	}
 	if e.size > dockerArchiveMaxJSON {
-		return nil, fmt.Errorf("docker-archive %s: %s is %d bytes, over the %d MiB limit for JSON files", idx.path, ref, e.size, dockerArchiveMaxJSON>>20)
+		return nil, fmt.Errorf("%s: %s is %d bytes, over the %d MiB limit for JSON files", idx.what(), ref, e.size, dockerArchiveMaxJSON>>20)
 	}
 	return e, nil
 }
@@ -453,13 +463,36 @@ type dockerArchiveManifest struct {
 }
 
 // synthesise builds the schema2 manifest for img from the digests the
-// index pass computed, and remembers which entry serves each blob.
+// index pass computed, and remembers which entry serves each blob: a
+// layer docker save stored as a plain tar is compressed first.
 func (a *dockerArchive) synthesise(idx *dockerTarIndex, img tarball.Descriptor) error {
-	cfg, err := idx.resolveSmall(img.Config)
+	a.blobs = map[digest.Digest]*dockerTarEntry{}
+	cfg, manifest, err := idx.synthesise(img, func(e *dockerTarEntry) (Descriptor, error) {
+		if e.layerType() == dockerArchiveLayerType {
+			return a.compress(e)
+		}
+		a.blobs[e.digest] = e
+		return Descriptor{MediaType: e.layerType(), Digest: e.digest, Size: e.size}, nil
+	})
 	if err != nil {
 		return err
 	}
-	a.blobs = map[digest.Digest]*dockerTarEntry{cfg.digest: cfg}
+	a.blobs[cfg.digest] = cfg
+	a.manifest, a.digest = manifest, digest.FromBytes(manifest)
+	return nil
+}
+
+// synthesise builds the schema2 manifest that docker save's image img
+// stands for, the one manifest a docker-archive: source and a streamed
+// one (containers-storage:, docker-daemon:) both serve: its config as
+// stored, and each layer as layer describes the blob that will serve it.
+// Its bytes depend on nothing else, so one image always yields one
+// digest. It returns the config's entry with the manifest.
+func (idx *dockerTarIndex) synthesise(img tarball.Descriptor, layer func(*dockerTarEntry) (Descriptor, error)) (*dockerTarEntry, []byte, error) {
+	cfg, err := idx.resolveSmall(img.Config)
+	if err != nil {
+		return nil, nil, err
+	}
 	m := dockerArchiveManifest{
 		SchemaVersion: 2,
 		MediaType:     dockerArchiveManifestType,
@@ -469,29 +502,24 @@ func (a *dockerArchive) synthesise(idx *dockerTarIndex, img tarball.Descriptor) 
 	for _, l := range img.Layers {
 		e, err := idx.resolve(l)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if e.layerType() == dockerArchiveLayerType {
-			desc, err := a.compress(e)
-			if err != nil {
-				return err
-			}
-			m.Layers = append(m.Layers, desc)
-			continue
+		desc, err := layer(e)
+		if err != nil {
+			return nil, nil, err
 		}
-		a.blobs[e.digest] = e
-		m.Layers = append(m.Layers, Descriptor{MediaType: e.layerType(), Digest: e.digest, Size: e.size})
+		m.Layers = append(m.Layers, desc)
 	}
-	if a.manifest, err = json.Marshal(m); err != nil {
-		return fmt.Errorf("docker-archive %s: %v", a.path, err)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %v", idx.what(), err)
 	}
-	a.digest = digest.FromBytes(a.manifest)
-	return nil
+	return cfg, b, nil
 }
 
 // compress gzips the plain tar layer e into the archive's temporary
-// directory and describes the result. The gzip header carries no name or
-// time, so one archive compresses to the same digest on every run.
+// directory (gzipLayer: the same digest on every run) and describes the
+// result.
 func (a *dockerArchive) compress(e *dockerTarEntry) (Descriptor, error) {
 	if a.tmpDir == "" {
 		dir, err := os.MkdirTemp("", "image-serve-docker-archive-")
@@ -514,18 +542,31 @@ func (a *dockerArchive) compress(e *dockerTarEntry) (Descriptor, error) {
 		return Descriptor{}, err
 	}
 	defer f.Close()
-	digester := digest.Canonical.Digester()
-	counter := &countingWriter{w: io.MultiWriter(f, digester.Hash())}
-	zw := gzip.NewWriter(counter)
-	if _, err := io.Copy(zw, tr); err != nil {
+	desc, _, err := gzipLayer(f, tr)
+	if err != nil {
 		return Descriptor{}, fmt.Errorf("docker-archive %s: compressing %s: %w", a.path, e.name, err)
 	}
-	if err := zw.Close(); err != nil {
-		return Descriptor{}, err
+	a.compressed[desc.Digest] = f.Name()
+	return desc, nil
+}
+
+// gzipLayer compresses the plain tar layer read from r into w, and
+// describes what it wrote; diffID is the digest of the tar itself, taken
+// in the same pass. The gzip header carries no name or time and the level
+// is fixed, so one layer always compresses to the same bytes and digest
+// (with one build of image-serve: the bytes are compress/gzip's).
+func gzipLayer(w io.Writer, r io.Reader) (compressed Descriptor, diffID digest.Digest, err error) {
+	digester := digest.Canonical.Digester()
+	uncompressed := digest.Canonical.Digester()
+	counter := &countingWriter{w: io.MultiWriter(w, digester.Hash())}
+	zw := gzip.NewWriter(counter)
+	if _, err := io.Copy(zw, io.TeeReader(r, uncompressed.Hash())); err != nil {
+		return Descriptor{}, "", err
 	}
-	d := digester.Digest()
-	a.compressed[d] = f.Name()
-	return Descriptor{MediaType: dockerArchiveLayerGzipType, Digest: d, Size: counter.n}, nil
+	if err := zw.Close(); err != nil {
+		return Descriptor{}, "", err
+	}
+	return Descriptor{MediaType: dockerArchiveLayerGzipType, Digest: digester.Digest(), Size: counter.n}, uncompressed.Digest(), nil
 }
 
 type countingWriter struct {

@@ -35,6 +35,13 @@ type Options struct {
 	// AllOrNothing, for several images, tags every one or none: when one
 	// fails, no tag of the batch moves.
 	AllOrNothing bool
+	// PreserveDigests refuses a source whose layers would have to be
+	// rewritten (a docker save's plain tar layers, which are compressed
+	// on export), instead of exporting them under new digests.
+	PreserveDigests bool
+	// Local tunes the sources on this machine (containers-storage:,
+	// docker-daemon:).
+	Local LocalOptions
 }
 
 // DefaultMaxBlobSize is far above any real layer, and far below what a
@@ -134,9 +141,39 @@ func openSource(ctx context.Context, src SourceRef, o Options) (source, string, 
 		if err != nil {
 			return nil, "", err
 		}
+		if err := preserveDigests(src, len(a.compressed), o); err != nil {
+			a.Close()
+			return nil, "", err
+		}
+		return a, a.repoTag(), nil
+	case transportContainersStorage, transportDockerDaemon:
+		open := openLocalStore
+		if src.Transport == transportDockerDaemon {
+			open = openDockerDaemon
+		}
+		a, err := open(ctx, src, o)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := preserveDigests(src, a.rewritten, o); err != nil {
+			a.Close()
+			return nil, "", err
+		}
 		return a, a.repoTag(), nil
 	}
 	return nil, "", fmt.Errorf("source %s: unknown transport", src)
+}
+
+// preserveDigests refuses, under Options.PreserveDigests, a source of
+// which rewritten layers have to be compressed to be served.
+func preserveDigests(src SourceRef, rewritten int, o Options) error {
+	if !o.PreserveDigests || rewritten == 0 {
+		return nil
+	}
+	if rewritten == 1 {
+		return fmt.Errorf("%s: 1 layer is a plain tar that would be gzip-compressed, giving it and the manifest new digests; --preserve-digests refuses", src)
+	}
+	return fmt.Errorf("%s: %d layers are plain tars that would be gzip-compressed, giving them and the manifest new digests; --preserve-digests refuses", src, rewritten)
 }
 
 func resolveDest(src SourceRef, imageName, destArg string) (Dest, error) {

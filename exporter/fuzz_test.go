@@ -54,6 +54,8 @@ func FuzzParseSource(f *testing.F) {
 		"docker-archive:save.tar:app:v1",
 		"docker-archive:save.tar:@1",
 		"dockr://x", "docker:x", ":", "oci:",
+		"containers-storage:localhost/app:hotfix", "containers-storage:[vfs@/r+/rr:o=1]app", "containers-storage:[",
+		"docker-daemon:app:1", "docker-daemon:sha256:" + strings.Repeat("b", 64),
 	} {
 		f.Add(seed)
 	}

@@ -23,6 +23,9 @@ func exportCommand() *cli.Command {
   oci:DIR[:REF]                             an OCI image layout
   oci-archive:FILE[:REF]                    a tar of an OCI image layout
   docker-archive:FILE[:REPO:TAG|:@N]        docker save output
+  containers-storage:[[STORE-SPEC]]REF      podman's, buildah's or CRI-O's local store, read through podman
+                                            (STORE-SPEC: [DRIVER@]GRAPHROOT[+RUNROOT][:OPTIONS])
+  docker-daemon:NAME[:TAG]|sha256:ID        a Docker Engine's images, through its socket (DOCKER_HOST)
 DEST is REPO[:TAG]; by default the source's repository without its registry host, and its tag.
 --from-file FILE (- for stdin) exports many images in one run: one "SOURCE [DEST]" per line (blank
 lines and # comments skipped). Every image is resolved first, the blobs of all of them share --jobs
@@ -44,6 +47,7 @@ export or gc).`,
 			&cli.BoolFlag{Name: "verify-existing", Usage: "re-hash blobs already in the tree before reusing them (a corrupt one is fetched again)"},
 			&cli.BoolFlag{Name: "atomic", Usage: "with --from-file: tag every image or, if one fails, none"},
 			&cli.Int64Flag{Name: "max-blob-size", Value: exporter.DefaultMaxBlobSize, Usage: "refuse an image with a blob declared larger than this many bytes"},
+			&cli.BoolFlag{Name: "preserve-digests", Usage: "refuse a source whose layers would be rewritten (docker save's plain tar layers, compressed on export) instead of exporting them under new digests"},
 		},
 		Action: runExport,
 	}
@@ -70,6 +74,7 @@ func runExport(c *cli.Context) error {
 	log := logger(c)
 	o := exportOptions(c, log)
 	o.Platforms = c.StringSlice("platform")
+	o.PreserveDigests = c.Bool("preserve-digests")
 	var tty *ttyProgress
 	if !quiet(c) && c.String("log-format") == "text" && isTerminal(os.Stderr) {
 		tty = newTTYProgress(os.Stderr)
@@ -208,6 +213,12 @@ func exportOptions(c *cli.Context, log *slog.Logger) exporter.Options {
 			UserAgent: "image-serve/" + version,
 			Timeout:   c.Duration("src-timeout"),
 			Limits:    srcLimits(c),
+		},
+		// A container store's lock is waited for as the tree's are: said
+		// once, bounded by --lock-timeout.
+		Local: exporter.LocalOptions{
+			LockTimeout: c.Duration("lock-timeout"),
+			Notify:      func(msg string) { log.Info(msg) },
 		},
 		Log: log,
 	}

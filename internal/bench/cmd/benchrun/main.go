@@ -95,7 +95,7 @@ func main() {
 	work := flag.String("work", filepath.Join(os.TempDir(), "image-serve-bench"), "work directory (emptied first, removed after unless -keep)")
 	profiles := flag.String("profiles", "bench/PROFILES.md", "hand-written profiles of the missed targets, appended to the results when present")
 	keep := flag.Bool("keep", false, "keep the work directory")
-	only := flag.String("only", "", "comma-separated sections to run (export,sync,single,rss,files,cat,diff,save,bundle,replicate,gc,serve,tiers,gotest); default all")
+	only := flag.String("only", "", "comma-separated sections to run (export,sync,single,rss,files,cat,diff,save,localstore,bundle,replicate,gc,serve,tiers,gotest); default all")
 	flag.Parse()
 	e := &env{work: *work, sz: full, rep: &report{}}
 	if os.Getenv("BENCH_QUICK") != "" && os.Getenv("BENCH_QUICK") != "0" {
@@ -136,6 +136,7 @@ func main() {
 		{"cat", e.catBench},
 		{"diff", e.diffBench},
 		{"save", e.saves},
+		{"localstore", e.localStore},
 		{"bundle", e.bundles},
 		{"replicate", e.replicas},
 		{"gc", e.gcTree},
