@@ -82,8 +82,10 @@ type crashScenario struct {
 	// leaves, never a third.
 	onePage bool
 	// interleaved: the command does several things at once (--jobs > 1),
-	// so its steps come in another order from run to run, and two workers
-	// making the same directory may each take a mkdir step. A run killed
+	// so its steps come in another order from run to run, and their count
+	// varies: two workers making the same directory may each take a mkdir
+	// step, and a catalog refresh may find _catalog and the page already
+	// written by another worker's. A run killed
 	// at step k must then have taken k steps, each of a kind and path the
 	// clean run took; a run that takes fewer than k steps in all
 	// completes instead of dying, and its tree is checked all the same.
