@@ -111,8 +111,9 @@ type PublishReport struct {
 // writes each image's manifests (with their headers and nginx links), the
 // referrers indexes of their subjects, and last its tag (type map, nginx
 // links, tags/list, _catalog) and its pin, if it has one. Without
-// o.AllOrNothing, images of different repositories are written so with
-// o.Jobs workers, those of one repository one after another, in order.
+// o.AllOrNothing, o.Jobs workers write the images of different
+// repositories at once, those of one repository one after another, in
+// order.
 //
 // An image that fails tags nothing; without o.AllOrNothing the others go
 // on. Blobs and manifests it put stay for gc: removing them is unsafe
