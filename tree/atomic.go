@@ -66,7 +66,11 @@ func (r *Root) mkdirs(dir string, withRoot bool) error {
 }
 
 // publish atomically replaces path with data.
-func (r *Root) publish(path string, data []byte) error {
+func (r *Root) publish(path string, data []byte) error { return r.publishTo(path, data, nil) }
+
+// publishTo is publish with the sync of path's directory left to ds (nil:
+// at once).
+func (r *Root) publishTo(path string, data []byte, ds *dirSyncs) error {
 	f, err := r.pendingFile(path)
 	if err != nil {
 		return err
@@ -75,7 +79,13 @@ func (r *Root) publish(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	return r.renamePending(f)
+	if ds == nil {
+		return r.renamePending(f)
+	}
+	if err := r.renamePendingUnsynced(f); err != nil {
+		return err
+	}
+	return ds.sync(r, filepath.Dir(path))
 }
 
 // writeIfChanged publishes data at path unless the file already holds it.
@@ -83,12 +93,18 @@ func (r *Root) publish(path string, data []byte) error {
 // outside it, a FIFO) is replaced: the rename replaces the entry, never
 // what it names, and never opens it.
 func (r *Root) writeIfChanged(path string, data []byte) error {
+	return r.writeIfChangedTo(path, data, nil)
+}
+
+// writeIfChangedTo is writeIfChanged with the sync of path's directory
+// left to ds (nil: at once).
+func (r *Root) writeIfChangedTo(path string, data []byte, ds *dirSyncs) error {
 	old, err := r.readSmall(path, len(data))
 	switch {
 	case err == nil && string(old) == string(data):
 		return nil
 	case err == nil, absentOrOutside(err), errors.Is(err, errOverLimit), errors.Is(err, ErrNotRegular):
-		return r.publish(path, data)
+		return r.publishTo(path, data, ds)
 	default:
 		return err
 	}

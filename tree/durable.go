@@ -89,12 +89,7 @@ func (f *pendingFile) Cleanup() {
 // renamePending renames a pending file into place and makes the rename
 // durable.
 func (r *Root) renamePending(f *pendingFile) error {
-	crashPoint(stepRename, f.path)
-	if err := f.CloseAtomicallyReplace(); err != nil {
-		var le *os.LinkError
-		if errors.As(err, &le) { // names relative to the directory
-			return &os.LinkError{Op: "rename", Old: filepath.Join(filepath.Dir(f.path), le.Old), New: f.path, Err: cause(le.Err)}
-		}
+	if err := r.renamePendingUnsynced(f); err != nil {
 		return err
 	}
 	dir := filepath.Dir(f.path)
@@ -105,6 +100,21 @@ func (r *Root) renamePending(f *pendingFile) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// renamePendingUnsynced renames a pending file into place and leaves the
+// sync of its directory to the caller, who syncs it (syncDir) before
+// anything that names the file is published.
+func (r *Root) renamePendingUnsynced(f *pendingFile) error {
+	crashPoint(stepRename, f.path)
+	if err := f.CloseAtomicallyReplace(); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) { // names relative to the directory
+			return &os.LinkError{Op: "rename", Old: filepath.Join(filepath.Dir(f.path), le.Old), New: f.path, Err: cause(le.Err)}
+		}
+		return err
+	}
+	return nil
 }
 
 // renameEntry renames tmp, a temporary entry next to path, over path. The

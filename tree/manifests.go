@@ -228,7 +228,13 @@ func isAlnum(c byte) bool {
 
 // putManifest stores manifest raw, whose digest must be d, in repo with its
 // media type, headers first so that the manifest is never served without
-// them.
+// them. The headers' rename is synced before index.json's: no index.json
+// may outlast a power cut that loses them. index.json and its typed link
+// then go into the same directory, synced once after both: the link is
+// another name of index.json's inode, whose bytes are synced before the
+// rename, not a reference to the name index.json, so it is complete
+// whichever of the two a power cut keeps, and nothing names the manifest
+// before putManifest returns (docs/crash-safety.md).
 func (r *Root) putManifest(repo string, d digest.Digest, mediaType string, raw []byte) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
@@ -248,10 +254,14 @@ func (r *Root) putManifest(repo string, d digest.Digest, mediaType string, raw [
 	if err := r.writeIfChanged(r.headersPath(repo, d), headers(d, mediaType)); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
-	if err := r.writeIfChanged(r.manifestPath(repo, d), raw); err != nil {
+	ds := newDirSyncs()
+	if err := r.writeIfChangedTo(r.manifestPath(repo, d), raw, ds); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
-	if err := r.linkTypedManifest(repo, d, mediaType); err != nil {
+	if err := r.linkTypedManifestTo(repo, d, mediaType, ds); err != nil {
+		return fmt.Errorf("manifest %s: %w", d, err)
+	}
+	if err := ds.flush(r); err != nil {
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
 	return nil

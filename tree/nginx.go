@@ -89,9 +89,15 @@ func (r *Root) fallbackLinkPath(repo, tag string) string {
 // answers 404, never the manifest without its type. A link left by an
 // earlier, different media type goes after the new one is in place.
 func (r *Root) linkTypedManifest(repo string, d digest.Digest, mediaType string) error {
+	return r.linkTypedManifestTo(repo, d, mediaType, nil)
+}
+
+// linkTypedManifestTo is linkTypedManifest with the sync of the
+// manifest's directory after the link left to ds (nil: at once).
+func (r *Root) linkTypedManifestTo(repo string, d digest.Digest, mediaType string, ds *dirSyncs) error {
 	want, ok := r.typedManifestPath(repo, d, mediaType)
 	if ok {
-		if err := r.publishHardLink(r.manifestPath(repo, d), want); err != nil {
+		if err := r.linkInto(r.manifestPath(repo, d), want, ds); err != nil {
 			return fmt.Errorf("typed link: %w", err)
 		}
 	}

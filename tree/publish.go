@@ -49,7 +49,9 @@ type Manifest struct {
 // PublishOptions tune Publish. The zero value publishes each image on its
 // own with four blob transfers at a time.
 type PublishOptions struct {
-	// Jobs is how many blobs transfer at once, over all images.
+	// Jobs is how many blobs transfer at once, over all images, and then
+	// (without AllOrNothing) how many images of different repositories
+	// are published at once.
 	Jobs int
 	// VerifyExisting re-hashes blobs already in the tree before reusing
 	// them; otherwise their size is checked.
@@ -70,12 +72,13 @@ type PublishOptions struct {
 	// error, every image fails with it and nothing is put.
 	Stage func(ctx context.Context, s *Stager) error
 	// ImageDone, when set, is called once per image as soon as what
-	// Publish did for it is final — its tag moved (with AllOrNothing,
-	// when the batch's tags moved), its pin was written, or it failed —
-	// with images[i]'s result as the report will hold it. Calls are made
-	// one at a time, in the order of the images, from the goroutine
-	// that called Publish, under the tree lock held shared: a caller
-	// says there which image is done (a log record) and returns.
+	// Publish did for it and for every image before it is final — its
+	// tag moved (with AllOrNothing, when the batch's tags moved), its pin
+	// was written, or it failed — with images[i]'s result as the report
+	// will hold it. Calls are made one at a time, in the order of the
+	// images, from the goroutine that called Publish, under the tree
+	// lock held shared: a caller says there which image is done (a log
+	// record) and returns.
 	ImageDone func(i int, res Published)
 }
 
@@ -114,7 +117,10 @@ type PublishReport struct {
 // repositories, their directories synced once each at the end — then
 // writes each image's manifests (with their headers and nginx links), the
 // referrers indexes of their subjects, and last its tag (type map, nginx
-// links, tags/list, _catalog) and its pin, if it has one.
+// links, tags/list, _catalog) and its pin, if it has one. Without
+// o.AllOrNothing, o.Jobs workers write the images of different
+// repositories at once, those of one repository one after another, in
+// order.
 //
 // An image that fails tags nothing; without o.AllOrNothing the others go
 // on. Blobs and manifests it put stay for gc: removing them is unsafe
@@ -348,27 +354,81 @@ func (p *publication) anyFailed() bool {
 	return false
 }
 
-// publishEach writes each image's manifests and tag, in order; one that
-// failed is skipped.
+// publishEach writes each image's manifests and tag (and pin); one that
+// failed is skipped. Publishing an image is a chain of small files, each
+// renamed and its directory synced: latency, not work. So the images of
+// different repositories are published concurrently, by o.Jobs workers,
+// while the images of one repository are published by one worker, one
+// after another in the order given — a later image may move the same tag,
+// or name a manifest an earlier one put. Each image's own steps keep
+// their order. The files shared across repositories stay written under
+// the locks that guard them against other processes: the catalog (and
+// its page) under the catalog lock, which one worker at a time asks for,
+// so that workers queue on a mutex rather than poll a flock as another
+// process's would (locks.go). Each image is reported (finish) from this
+// goroutine, in the order of the images, once it and every image before
+// it are done.
 func (p *publication) publishEach(ctx context.Context) {
-	for i, im := range p.images {
-		if err := p.failed(i); err != nil {
-			p.finish(i, err)
-			continue
-		}
-		if ctx.Err() != nil {
-			p.finish(i, context.Cause(ctx))
-			continue
-		}
-		err := p.r.putManifests(im)
-		if err == nil && im.Tag != "" {
-			err = p.r.putTag(im.Repo, im.Tag, im.Variants)
-		}
-		if err == nil && im.Pin != "" {
-			err = p.r.putPin(im.Repo, im.Pin)
-		}
-		p.finish(i, err)
+	done := make([]chan error, len(p.images))
+	for i := range done {
+		done[i] = make(chan error, 1)
 	}
+	var groups [][]int // image indexes by repository, in order of first appearance
+	group := map[string]int{}
+	for i, im := range p.images {
+		g, ok := group[im.Repo]
+		if !ok {
+			g = len(groups)
+			group[im.Repo] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	work := make(chan []int, len(groups))
+	for _, g := range groups {
+		work <- g
+	}
+	close(work)
+	var catalog sync.Mutex
+	var wg sync.WaitGroup
+	for range min(p.o.Jobs, len(groups)) {
+		wg.Go(func() {
+			for g := range work {
+				for _, i := range g {
+					done[i] <- p.publishOne(ctx, i, &catalog)
+				}
+			}
+		})
+	}
+	for i := range p.images {
+		p.finish(i, <-done[i])
+	}
+	wg.Wait()
+}
+
+// publishOne writes image i's manifests, then its tag, then its pin, and
+// says how it went; catalog is held around the refresh of the catalog.
+func (p *publication) publishOne(ctx context.Context, i int, catalog *sync.Mutex) error {
+	if err := p.failed(i); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	im := p.images[i]
+	err := p.r.putManifests(im)
+	if err == nil && im.Tag != "" {
+		err = p.r.moveTag(im.Repo, im.Tag, im.Variants)
+		if err == nil {
+			catalog.Lock()
+			err = p.r.refreshCatalogFor(im.Repo)
+			catalog.Unlock()
+		}
+	}
+	if err == nil && im.Pin != "" {
+		err = p.r.putPin(im.Repo, im.Pin)
+	}
+	return err
 }
 
 // publishTogether writes every image's manifests, and only when all of

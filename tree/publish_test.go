@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -203,4 +206,95 @@ func TestPublishSweepsWhereItWrites(t *testing.T) {
 			t.Errorf("%s: exists %v, want gone %v", p, err == nil, gone)
 		}
 	}
+}
+
+// TestPublishConcurrentRepositories: with several jobs, the images of
+// different repositories are published at once, those of one repository
+// in order (the last to move a tag wins, as one after another), a failed
+// image leaves the rest alone, ImageDone reports every image once, in
+// order, from Publish's goroutine, and the workers never wait for one
+// another's locks as for another process's.
+func TestPublishConcurrentRepositories(t *testing.T) {
+	var (
+		mu     sync.Mutex // Notify is called from the workers
+		waited []string
+	)
+	r := newTree(t).WithWaits(Waits{Notify: func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		waited = append(waited, msg)
+	}})
+	var images []*testImage
+	for i := range 8 {
+		images = append(images, newTestImage(fmt.Sprintf("ns/r%d", i), "v1", fmt.Appendf(nil, "layer %d", i)))
+		if i%3 == 0 {
+			// Two more images moving the same tag of the repository.
+			images = append(images, newTestImage(fmt.Sprintf("ns/r%d", i), "live", fmt.Appendf(nil, "first %d", i)))
+			images = append(images, newTestImage(fmt.Sprintf("ns/r%d", i), "live", fmt.Appendf(nil, "second %d", i)))
+		}
+	}
+	images = append(images, newTestImage("ns/bad", "v1", []byte("bad layer")))
+	images[len(images)-1].corrupt()
+	batch := make([]Image, len(images))
+	for i, ti := range images {
+		batch[i] = ti.Image
+	}
+	caller := goroutineID()
+	var order []int
+	rep, err := r.Publish(context.Background(), batch, PublishOptions{Jobs: 4, ImageDone: func(i int, res Published) {
+		if id := goroutineID(); id != caller {
+			t.Errorf("ImageDone(%d) called from goroutine %s, not Publish's %s", i, id, caller)
+		}
+		order = append(order, i)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(batch); len(order) != want || !slices.IsSorted(order) || order[0] != 0 || order[want-1] != want-1 {
+		t.Errorf("ImageDone called for %v, want each of 0..%d once, in order", order, want-1)
+	}
+	var repos []string
+	for i, ti := range images {
+		res := rep.Images[i]
+		if ti.Repo == "ns/bad" {
+			if res.Err == nil {
+				t.Errorf("%s: published with a corrupt blob", ti.Repo)
+			}
+			continue
+		}
+		if res.Err != nil || res.Tagged.IsZero() {
+			t.Fatalf("%s:%s: %+v", ti.Repo, ti.Tag, res)
+		}
+		if !slices.Contains(repos, ti.Repo) {
+			repos = append(repos, ti.Repo)
+		}
+	}
+	for i := 0; i < 8; i += 3 {
+		last := images[slices.IndexFunc(images, func(ti *testImage) bool { return ti.Repo == fmt.Sprintf("ns/r%d", i) })+2]
+		if d, ok := tagged(t, r, last.Repo, "live"); !ok || d != last.Manifests[0].Digest {
+			t.Errorf("%s:live names %s, want the last image's %s", last.Repo, d, last.Manifests[0].Digest)
+		}
+	}
+	listed, err := r.readCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(repos)
+	if !slices.Equal(listed, repos) {
+		t.Errorf("_catalog lists %v, want %v", listed, repos)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(waited) > 0 {
+		t.Errorf("the workers waited for locks: %q", waited)
+	}
+}
+
+// goroutineID is the calling goroutine's number, from its stack's first
+// line ("goroutine 7 [running]:").
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	return id
 }

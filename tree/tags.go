@@ -286,6 +286,16 @@ func qsOf(qs float64) float64 {
 // tags/list and the catalog. Every variant's manifest must already be in
 // the tree: a tag is the last thing published.
 func (r *Root) putTag(repo, tag string, variants []TagVariant) error {
+	if err := r.moveTag(repo, tag, variants); err != nil {
+		return err
+	}
+	return r.refreshCatalogFor(repo)
+}
+
+// moveTag is putTag up to the catalog: the tag's links and type map,
+// then the repository's tags/list, all under the repository lock. The
+// caller refreshes the catalog for repo afterwards.
+func (r *Root) moveTag(repo, tag string, variants []TagVariant) error {
 	if err := ValidateRepo(repo); err != nil {
 		return err
 	}
@@ -299,7 +309,7 @@ func (r *Root) putTag(repo, tag string, variants []TagVariant) error {
 	if err := r.updateRepo(repo, func() error { return r.writeTag(repo, tag, variants, m) }); err != nil {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
 	}
-	return r.refreshCatalogFor(repo)
+	return nil
 }
 
 // tagTypeMap is the type map of tag offering variants, each of whose

@@ -81,6 +81,15 @@ type crashScenario struct {
 	// leaves the page of the starting tree or the one the clean run
 	// leaves, never a third.
 	onePage bool
+	// interleaved: the command does several things at once (--jobs > 1),
+	// so its steps come in another order from run to run, and their count
+	// varies: two workers making the same directory may each take a mkdir
+	// step, and a catalog refresh may find _catalog and the page already
+	// written by another worker's. A run killed
+	// at step k must then have taken k steps, each of a kind and path the
+	// clean run took; a run that takes fewer than k steps in all
+	// completes instead of dying, and its tree is checked all the same.
+	interleaved bool
 }
 
 type rerunRefusal struct{ after, message string }
@@ -321,6 +330,41 @@ func crashScenarios() []crashScenario {
 				`^unlink \.image-serve/journal/#\.json$`,
 			},
 			minSteps: 30,
+		},
+		{
+			// Images of different repositories are published at once
+			// (tree's publishEach), those of one repository in order: a
+			// stop anywhere in the interleaving leaves every tag whole.
+			name: "export --from-file publishes repositories concurrently",
+			setup: func(t *testing.T, c *crashCase) {
+				shared := layer(t)
+				c.push(t, "src/a:v1", testregistry.OCIImage(t, "amd64", shared, layer(t)))
+				c.push(t, "src/a:v2", testregistry.OCIImage(t, "amd64", shared, layer(t)))
+				c.push(t, "src/b:v1", testregistry.DockerImage(t, shared, layer(t)))
+				c.push(t, "src/c:v1", testregistry.OCIImage(t, "amd64", layer(t)))
+				c.export(t, "src/a:v1", "a:live")
+			},
+			args: func(c *crashCase) []string {
+				list := filepath.Join(c.start, "..", "batch.txt")
+				lines := "docker://" + c.reg.Ref("src/a:v2") + " a:live\n" +
+					"docker://" + c.reg.Ref("src/b:v1") + " b:v1\n" +
+					"docker://" + c.reg.Ref("src/c:v1") + " ns/c:v1\n" +
+					"docker://" + c.reg.Ref("src/a:v1") + " a:old\n"
+				if err := os.WriteFile(list, []byte(lines), 0o644); err != nil {
+					panic(err)
+				}
+				return []string{"-q", "export", "--jobs", "3", "--src-tls-verify=false", "--from-file", list}
+			},
+			moving: []string{"a:live", "a:old", "b:v1", "ns/c:v1"},
+			steps: []string{
+				`^rename v2/a/manifests/live\.type-map$`,
+				`^rename v2/a/manifests/old\.type-map$`,
+				`^rename v2/b/manifests/v1\.type-map$`,
+				`^rename v2/ns/c/manifests/v1\.type-map$`,
+				`^rename v2/_catalog$`,
+			},
+			minSteps:    60,
+			interleaved: true,
 		},
 		{
 			// A sync rerun after a crash in the middle of its journalled
@@ -574,16 +618,24 @@ func runCrashScenario(t *testing.T, sc crashScenario) {
 	if sc.refusal != nil {
 		refusedFrom = firstStep(trace, sc.refusal.after) + 1
 	}
+	interleavings := 0 // runs whose steps came in another order
 	for k := 1; k <= len(trace); k++ {
 		restoreTree(t, c.start, c.root.Dir())
 		os.Remove(traceFile)
 		r := runCrash(t, args, traceFile, k)
 		at := fmt.Sprintf("crash at step %d of %d (%s)", k, len(trace), trace[k-1])
-		if r.code != -int(syscall.SIGKILL) {
-			t.Fatalf("%s: the command exited %d instead of dying there: its steps differ from the clean run's\n%s", at, r.code, r.stderr)
-		}
-		if got := readSteps(t, c.root, traceFile); len(got) != k || got[k-1] != trace[k-1] {
-			t.Fatalf("%s: died at %q: the steps are not the same from run to run", at, got[len(got)-1])
+		if sc.interleaved {
+			var reordered bool
+			if at, reordered = checkInterleaved(t, c.root, traceFile, trace, k, r); reordered {
+				interleavings++
+			}
+		} else {
+			if r.code != -int(syscall.SIGKILL) {
+				t.Fatalf("%s: the command exited %d instead of dying there: its steps differ from the clean run's\n%s", at, r.code, r.stderr)
+			}
+			if got := readSteps(t, c.root, traceFile); len(got) != k || got[k-1] != trace[k-1] {
+				t.Fatalf("%s: died at %q: the steps are not the same from run to run", at, got[len(got)-1])
+			}
 		}
 		if err := c.checkServed(t, sc.moving); err != nil {
 			t.Fatalf("%s: %v", at, err)
@@ -612,6 +664,34 @@ func runCrashScenario(t *testing.T, sc crashScenario) {
 		}
 	}
 	t.Logf("%s: crashed at each of %d steps; every crash left a servable tree", sc.name, len(trace))
+	if sc.interleaved {
+		t.Logf("%s: %d of the %d runs took their steps in another order than the clean run", sc.name, interleavings, len(trace))
+	}
+}
+
+// checkInterleaved checks a run of an interleaved scenario asked to die
+// at step k: it died there, having taken only steps the clean run took
+// (in any order), or it took fewer than k steps and completed. It
+// returns how to name the stop in messages, and whether the run's steps
+// came in another order than the clean run's.
+func checkInterleaved(t *testing.T, root *tree.Root, traceFile string, clean []string, k int, r result) (string, bool) {
+	t.Helper()
+	got := readSteps(t, root, traceFile)
+	at := fmt.Sprintf("crash at step %d of %d", k, len(clean))
+	switch {
+	case r.code == -int(syscall.SIGKILL) && len(got) == k:
+		at += " (" + got[k-1] + ")"
+	case r.code == 0 && len(got) < k:
+		at = fmt.Sprintf("a run asked to stop at step %d that completed in %d", k, len(got))
+	default:
+		t.Fatalf("%s: exit %d after %d steps\n%s", at, r.code, len(got), r.stderr)
+	}
+	for _, step := range got {
+		if !slices.Contains(clean, step) {
+			t.Fatalf("%s: step %q is none the clean run took", at, step)
+		}
+	}
+	return at, !slices.Equal(got, clean[:min(len(got), len(clean))])
 }
 
 // runCrash runs image-serve with args, tracing its steps into trace, and
