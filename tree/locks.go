@@ -80,7 +80,7 @@ func (r *Root) tryLockExclusive() (*Lock, error) {
 }
 
 func (r *Root) lockBlob(d digest.Digest) (*Lock, error) {
-	return r.lockFile(r.blobLockPath(d), unix.LOCK_EX, "blob "+d.String()+": another export is fetching it")
+	return r.lockFile(r.blobLockPath(d), unix.LOCK_EX, "blob "+d.String()+": another export, or another image of this run, is writing it")
 }
 
 func (r *Root) lockRepo(repo string) (*Lock, error) {
