@@ -491,14 +491,66 @@ func (r *Root) statName(p *pin, op, path, name string, follow bool) (fs.FileInfo
 	return fi, err
 }
 
-// readlink returns the target of the symlink at path.
+// readlink returns the target of the symlink at path. Its directory is
+// resolved with one openat2 (os.Root opens and closes every directory on
+// the way: ten system calls for a tag link, and a collection reads one
+// per tag), the link itself read with readlinkat, never followed.
 func (r *Root) readlink(path string) (string, error) {
 	var target string
-	err := r.in("readlink", path, func(root *os.Root, name string) (err error) {
-		target, err = root.Readlink(name)
+	err := r.at("readlink", path, func(t *dirHandle, name string) error {
+		dir, base, err := t.openParent(name)
+		if err == errNoOpenat2 {
+			root, err := t.os()
+			if err != nil {
+				return err
+			}
+			target, err = root.Readlink(name)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(dir)
+		target, err = readlinkat(dir, base)
 		return err
 	})
 	return target, err
+}
+
+// readlinkat reads the symlink base in the directory dir.
+func readlinkat(dir int, base string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		var n int
+		err := ignoringEINTR(func() (err error) {
+			n, err = unix.Readlinkat(dir, base, buf)
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// openParent opens the directory holding name, resolved beneath the
+// root as openat2 resolves every read, and returns it (an O_PATH
+// descriptor the caller closes) with name's last component: a step on
+// that entry itself — reading a link, removing it — goes through the
+// descriptor and never follows the entry. It is errNoOpenat2 where the
+// system has no openat2: the caller takes os.Root's way.
+func (t *dirHandle) openParent(name string) (int, string, error) {
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	if base == "" || base == "." || base == ".." {
+		return -1, "", fmt.Errorf("not an entry of the tree: %q", name)
+	}
+	fd, err := t.openat2(dir, unix.O_PATH|syscall.O_DIRECTORY)
+	return fd, base, err
 }
 
 // readDir lists the directory at path, sorted by name, as os.ReadDir.
