@@ -580,6 +580,69 @@ func (r *Root) readDir(path string) ([]fs.DirEntry, error) {
 	return entries, nil
 }
 
+// readDirLinks is readDir of the directory at path, with the target of
+// each symlink in it, read through the directory's own descriptor
+// (readlinkat, never following the link): one resolution of the
+// directory instead of one per link — nginx's link directories hold one
+// per tag. A link whose target could not be read is not in targets.
+func (r *Root) readDirLinks(path string) ([]fs.DirEntry, map[string]string, error) {
+	var entries []fs.DirEntry
+	targets := map[string]string{}
+	fallback := false
+	err := r.at("open", path, func(t *dirHandle, name string) error {
+		fd, err := t.openat2(name, dirFlags)
+		if err == errNoOpenat2 {
+			fallback = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		if entries, err = readDirents(fd, path, r); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Type()&fs.ModeSymlink != 0 {
+				if target, err := readlinkat(fd, e.Name()); err == nil {
+					targets[e.Name()] = target
+				}
+			}
+		}
+		return nil
+	})
+	if fallback {
+		return r.readDirLinksByName(path)
+	}
+	var re *readError
+	if errors.As(err, &re) {
+		return nil, nil, &fs.PathError{Op: "readdirent", Path: path, Err: re.err}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, targets, nil
+}
+
+// readDirLinksByName is readDirLinks where openat2 is missing: a
+// readlink by name for each link.
+func (r *Root) readDirLinksByName(path string) ([]fs.DirEntry, map[string]string, error) {
+	entries, err := r.readDir(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets := map[string]string{}
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink != 0 {
+			if target, err := r.readlink(filepath.Join(path, e.Name())); err == nil {
+				targets[e.Name()] = target
+			}
+		}
+	}
+	return entries, targets, nil
+}
+
 // readDirents lists the open directory fd, whose path is dir.
 func readDirents(fd int, dir string, r *Root) ([]fs.DirEntry, error) {
 	var entries []fs.DirEntry
