@@ -643,6 +643,25 @@ func (r *Root) readDirLinksByName(path string) ([]fs.DirEntry, map[string]string
 	return entries, targets, nil
 }
 
+// openChildDir opens the directory name, an entry of the open directory
+// dir as readDirents lists them (one component, neither "." nor ".."),
+// for reading its entries, without following it: a symlink there is
+// ELOOP, never entered. One component looked up in a directory already
+// inside the tree, no link followed, cannot leave it: a walk descends
+// this way instead of resolving each directory's whole path from the
+// root again.
+func openChildDir(dir int, name string) (int, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return -1, syscall.EINVAL
+	}
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dir, name, dirFlags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
+	return fd, err
+}
+
 // readDirents lists the open directory fd, whose path is dir.
 func readDirents(fd int, dir string, r *Root) ([]fs.DirEntry, error) {
 	var entries []fs.DirEntry
