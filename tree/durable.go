@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/google/renameio/v2"
@@ -249,6 +251,93 @@ func (r *Root) removeTree(dir string) error {
 		}
 	}
 	return r.removeDir(dir)
+}
+
+// heldDir is a directory of the tree opened once for a run of steps on
+// its entries: each step resolves one name in it, never the directory's
+// path from the root again, and is the same crash point as the step by
+// path. It is opened without following a link at its own name (holdDir).
+type heldDir struct {
+	r    *Root
+	fd   int
+	path string
+}
+
+// holdDir opens the directory at path, resolved inside the tree, for
+// steps on its entries. A link there, anything but a directory, a path
+// leading out of the tree, a missing one and a system without openat2
+// are errors: the caller takes its steps by path, which say what each
+// of these means.
+func (r *Root) holdDir(path string) (*heldDir, error) {
+	h := &heldDir{r: r, fd: -1, path: path}
+	err := r.at("open", path, func(t *dirHandle, name string) (err error) {
+		h.fd, err = t.openat2(name, dirFlags|unix.O_NOFOLLOW)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *heldDir) close() { syscall.Close(h.fd) }
+
+// unlink is Root.unlink of h's entry name: a missing one is not an
+// error, and takes no step; the entry is never followed.
+func (h *heldDir) unlink(name string) error {
+	p := filepath.Join(h.path, name)
+	var st unix.Stat_t
+	err := ignoringEINTR(func() error { return unix.Fstatat(h.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no step: nothing changes
+	}
+	if err != nil {
+		return &fs.PathError{Op: "lstat", Path: p, Err: err}
+	}
+	crashPoint(stepUnlink, p)
+	err = ignoringEINTR(func() error { return unix.Unlinkat(h.fd, name, 0) })
+	if err == syscall.EISDIR || err == syscall.EPERM {
+		// A directory, as Root.unlink's os.Root would remove it.
+		if err2 := ignoringEINTR(func() error { return unix.Unlinkat(h.fd, name, unix.AT_REMOVEDIR) }); err2 != syscall.ENOTDIR {
+			err = err2
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return &fs.PathError{Op: "remove", Path: p, Err: err}
+	}
+	return nil
+}
+
+// sync is Root.syncDir of h.
+func (h *heldDir) sync() error {
+	crashPoint(stepSyncDir, h.path)
+	if err := ignoringEINTR(func() error { return syscall.Fsync(h.fd) }); err != nil {
+		return &fs.PathError{Op: "sync", Path: h.path, Err: err}
+	}
+	return nil
+}
+
+// removeAll is Root.removeTree of h, in the same steps: its entries in
+// lexical order, files resolved in h, a directory among them by its
+// path, and then h's directory itself.
+func (h *heldDir) removeAll() error {
+	entries, err := readDirents(h.fd, h.path, h.r)
+	var re *readError
+	if errors.As(err, &re) {
+		return &fs.PathError{Op: "readdirent", Path: h.path, Err: re.err}
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, e := range entries {
+		if e.IsDir() {
+			err = h.r.removeTree(filepath.Join(h.path, e.Name()))
+		} else {
+			err = h.unlink(e.Name())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return h.r.removeDir(h.path)
 }
 
 // syncDir makes renames, links and removals in dir survive a crash;
