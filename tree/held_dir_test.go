@@ -84,3 +84,70 @@ func TestRemoveManifestSteps(t *testing.T) {
 		t.Errorf("the link's target lost its .htaccess: %v", err)
 	}
 }
+
+// TestRemoveBlobsSteps: Maint.Remove unlinks blobs through the held
+// blobs directory in the steps the removal by path takes, under both
+// names (TripleO's ".gz" too), and counts the same bytes freed: a blob
+// whose last link goes, not one still linked into another repository.
+func TestRemoveBlobsSteps(t *testing.T) {
+	run := func(viaOSRoot bool) ([]string, RemovalReport) {
+		r := newTree(t)
+		if viaOSRoot {
+			WithoutOpenat2(r)
+		}
+		m := gcPutManifest(t, r, "app", `{"schemaVersion":2}`)
+		gcPutManifest(t, r, "app", `{"schemaVersion":2,"kept":1}`)
+		alone := gcPutBlob(t, r, "app", []byte("alone"))
+		shared := gcPutBlob(t, r, "app", []byte("shared"))
+		if err := os.MkdirAll(filepath.Dir(r.blobPath("other", shared)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(r.blobPath("app", shared), r.blobPath("other", shared)); err != nil {
+			t.Fatal(err)
+		}
+		legacy := gcPutBlob(t, r, "app", []byte("legacy"))
+		if err := os.Rename(r.blobPath("app", legacy), r.legacyBlobPath("app", legacy)); err != nil {
+			t.Fatal(err)
+		}
+		trace := filepath.Join(t.TempDir(), "trace")
+		if err := armCrashPoints("", trace); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			crash.trace.Close()
+			crash.trace, crash.n, crashArmed = nil, 0, false
+		}()
+		var done RemovalReport
+		err := r.Maintain(MaintainOptions{}, func(mt *Maint) (err error) {
+			done, err = mt.Remove("app", Removal{Manifests: []digest.Digest{m}, Blobs: []digest.Digest{alone, legacy, shared}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []digest.Digest{alone, legacy, shared} {
+			for _, p := range []string{r.blobPath("app", d), r.legacyBlobPath("app", d)} {
+				if _, err := os.Lstat(p); err == nil {
+					t.Errorf("os.Root %v: %s left", viaOSRoot, p)
+				}
+			}
+		}
+		var out []string
+		for _, line := range readTrace(t, trace) {
+			out = append(out, strings.ReplaceAll(line, r.Dir(), "ROOT"))
+		}
+		return out, done
+	}
+	held, heldDone := run(false)
+	byPath, byPathDone := run(true)
+	if !slices.Equal(held, byPath) {
+		t.Errorf("steps through the held directory:\n%s\nby path:\n%s", strings.Join(held, "\n"), strings.Join(byPath, "\n"))
+	}
+	if !slices.ContainsFunc(held, func(l string) bool { return strings.HasSuffix(l, legacyBlobExt) && strings.Contains(l, " unlink ") }) {
+		t.Errorf("no step unlinks a %s name:\n%s", legacyBlobExt, strings.Join(held, "\n"))
+	}
+	want := RemovalReport{ManifestsRemoved: 1, BlobsRemoved: 3, BytesFreed: int64(len("alone") + len("legacy"))}
+	if heldDone != want || byPathDone != want {
+		t.Errorf("Remove = %+v held, %+v by path; want %+v", heldDone, byPathDone, want)
+	}
+}
