@@ -23,13 +23,17 @@ import (
 // read or remove, a file outside the root. So this package resolves every
 // path of the tree (each path the functions of root.go name) relative to
 // a descriptor of the root directory, never by its absolute name: reads
-// with openat2(2) and RESOLVE_BENEATH, everything else (and reads where
-// the kernel has no openat2) with Go's os.Root, one component at a time.
-// Both give the same answer: a symlink that stays inside the root is
-// followed, one that leaves it (by "..", or an absolute target) is an
-// error, ErrOutsideRoot, and nothing outside is opened, listed, followed
-// or removed. Removals never follow the last component: a planted link is
-// removed, not what it names.
+// with openat2(2) and RESOLVE_BENEATH; reading a link and removing an
+// entry with openat2 of its directory and readlinkat / unlinkat of its
+// last component (openParent); descending a walk one component at a time
+// from a directory already open, never following a link (openChildDir);
+// everything else (and all of these where the kernel has no openat2)
+// with Go's os.Root, one component at a time. All give the same answer:
+// a symlink that stays inside the root is followed, one that leaves it
+// (by "..", or an absolute target) is an error, ErrOutsideRoot, and
+// nothing outside is opened, listed, followed or removed. Removals never
+// follow the last component: a planted link is removed, not what it
+// names.
 //
 // The root directory itself, and the path leading to it, are the
 // administrator's --root and are trusted: the root is opened by name, and
