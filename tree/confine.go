@@ -23,13 +23,17 @@ import (
 // read or remove, a file outside the root. So this package resolves every
 // path of the tree (each path the functions of root.go name) relative to
 // a descriptor of the root directory, never by its absolute name: reads
-// with openat2(2) and RESOLVE_BENEATH, everything else (and reads where
-// the kernel has no openat2) with Go's os.Root, one component at a time.
-// Both give the same answer: a symlink that stays inside the root is
-// followed, one that leaves it (by "..", or an absolute target) is an
-// error, ErrOutsideRoot, and nothing outside is opened, listed, followed
-// or removed. Removals never follow the last component: a planted link is
-// removed, not what it names.
+// with openat2(2) and RESOLVE_BENEATH; reading a link and removing an
+// entry with openat2 of its directory and readlinkat / unlinkat of its
+// last component (openParent); descending a walk one component at a time
+// from a directory already open, never following a link (openChildDir);
+// everything else (and all of these where the kernel has no openat2)
+// with Go's os.Root, one component at a time. All give the same answer:
+// a symlink that stays inside the root is followed, one that leaves it
+// (by "..", or an absolute target) is an error, ErrOutsideRoot, and
+// nothing outside is opened, listed, followed or removed. Removals never
+// follow the last component: a planted link is removed, not what it
+// names.
 //
 // The root directory itself, and the path leading to it, are the
 // administrator's --root and are trusted: the root is opened by name, and
@@ -491,14 +495,66 @@ func (r *Root) statName(p *pin, op, path, name string, follow bool) (fs.FileInfo
 	return fi, err
 }
 
-// readlink returns the target of the symlink at path.
+// readlink returns the target of the symlink at path. Its directory is
+// resolved with one openat2 (os.Root opens and closes every directory on
+// the way: ten system calls for a tag link, and a collection reads one
+// per tag), the link itself read with readlinkat, never followed.
 func (r *Root) readlink(path string) (string, error) {
 	var target string
-	err := r.in("readlink", path, func(root *os.Root, name string) (err error) {
-		target, err = root.Readlink(name)
+	err := r.at("readlink", path, func(t *dirHandle, name string) error {
+		dir, base, err := t.openParent(name)
+		if err == errNoOpenat2 {
+			root, err := t.os()
+			if err != nil {
+				return err
+			}
+			target, err = root.Readlink(name)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(dir)
+		target, err = readlinkat(dir, base)
 		return err
 	})
 	return target, err
+}
+
+// readlinkat reads the symlink base in the directory dir.
+func readlinkat(dir int, base string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		var n int
+		err := ignoringEINTR(func() (err error) {
+			n, err = unix.Readlinkat(dir, base, buf)
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// openParent opens the directory holding name, resolved beneath the
+// root as openat2 resolves every read, and returns it (an O_PATH
+// descriptor the caller closes) with name's last component: a step on
+// that entry itself — reading a link, removing it — goes through the
+// descriptor and never follows the entry. It is errNoOpenat2 where the
+// system has no openat2: the caller takes os.Root's way.
+func (t *dirHandle) openParent(name string) (int, string, error) {
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	if base == "" || base == "." || base == ".." {
+		return -1, "", fmt.Errorf("not an entry of the tree: %q", name)
+	}
+	fd, err := t.openat2(dir, unix.O_PATH|syscall.O_DIRECTORY)
+	return fd, base, err
 }
 
 // readDir lists the directory at path, sorted by name, as os.ReadDir.
@@ -526,6 +582,88 @@ func (r *Root) readDir(path string) ([]fs.DirEntry, error) {
 	}
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return entries, nil
+}
+
+// readDirLinks is readDir of the directory at path, with the target of
+// each symlink in it, read through the directory's own descriptor
+// (readlinkat, never following the link): one resolution of the
+// directory instead of one per link — nginx's link directories hold one
+// per tag. A link whose target could not be read is not in targets.
+func (r *Root) readDirLinks(path string) ([]fs.DirEntry, map[string]string, error) {
+	var entries []fs.DirEntry
+	targets := map[string]string{}
+	fallback := false
+	err := r.at("open", path, func(t *dirHandle, name string) error {
+		fd, err := t.openat2(name, dirFlags)
+		if err == errNoOpenat2 {
+			fallback = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(fd)
+		if entries, err = readDirents(fd, path, r); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Type()&fs.ModeSymlink != 0 {
+				if target, err := readlinkat(fd, e.Name()); err == nil {
+					targets[e.Name()] = target
+				}
+			}
+		}
+		return nil
+	})
+	if fallback {
+		return r.readDirLinksByName(path)
+	}
+	var re *readError
+	if errors.As(err, &re) {
+		return nil, nil, &fs.PathError{Op: "readdirent", Path: path, Err: re.err}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, targets, nil
+}
+
+// readDirLinksByName is readDirLinks where openat2 is missing: a
+// readlink by name for each link.
+func (r *Root) readDirLinksByName(path string) ([]fs.DirEntry, map[string]string, error) {
+	entries, err := r.readDir(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets := map[string]string{}
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink != 0 {
+			if target, err := r.readlink(filepath.Join(path, e.Name())); err == nil {
+				targets[e.Name()] = target
+			}
+		}
+	}
+	return entries, targets, nil
+}
+
+// openChildDir opens the directory name, an entry of the open directory
+// dir as readDirents lists them (one component, neither "." nor ".."),
+// for reading its entries, without following it: a symlink there is
+// ELOOP, never entered. One component looked up in a directory already
+// inside the tree, no link followed, cannot leave it: a walk descends
+// this way instead of resolving each directory's whole path from the
+// root again.
+func openChildDir(dir int, name string) (int, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return -1, syscall.EINVAL
+	}
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dir, name, dirFlags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
+	return fd, err
 }
 
 // readDirents lists the open directory fd, whose path is dir.

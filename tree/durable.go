@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/google/renameio/v2"
@@ -165,7 +167,7 @@ func (r *Root) unlink(path string) error {
 		return nil // no step: nothing changes
 	}
 	crashPoint(stepUnlink, path)
-	err := r.in("remove", path, func(root *os.Root, name string) error { return root.Remove(name) })
+	err := r.remove(path, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -176,11 +178,53 @@ func (r *Root) unlink(path string) error {
 // a missing one is not an error.
 func (r *Root) removeDir(dir string) error {
 	crashPoint(stepRmdir, dir)
-	err := r.in("remove", dir, func(root *os.Root, name string) error { return root.Remove(name) })
+	err := r.remove(dir, true)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
+}
+
+// remove removes the entry at path, a file, a symlink or an empty
+// directory, as os.Root's Remove does, trying rmdir first when dir says
+// it should be a directory. Its directory is resolved with one openat2
+// rather than os.Root's open and close of every directory on the way (a
+// collection removes tens of thousands of entries); the entry itself is
+// never followed.
+func (r *Root) remove(path string, dir bool) error {
+	return r.at("remove", path, func(t *dirHandle, name string) error {
+		parent, base, err := t.openParent(name)
+		if err == errNoOpenat2 {
+			root, err := t.os()
+			if err != nil {
+				return err
+			}
+			return root.Remove(name)
+		}
+		if err != nil {
+			return err
+		}
+		defer syscall.Close(parent)
+		at := func(flags int) error {
+			return ignoringEINTR(func() error { return unix.Unlinkat(parent, base, flags) })
+		}
+		if dir {
+			if err := at(unix.AT_REMOVEDIR); err != syscall.ENOTDIR {
+				return err
+			}
+			return at(0) // not a directory: a file or a link
+		}
+		err = at(0)
+		if err == syscall.EISDIR || err == syscall.EPERM {
+			// A directory, perhaps (unlink(2) of one is EISDIR on Linux,
+			// EPERM by POSIX): os.Root's answer is rmdir's, unless that
+			// says it is none.
+			if err2 := at(unix.AT_REMOVEDIR); err2 != syscall.ENOTDIR {
+				return err2
+			}
+		}
+		return err
+	})
 }
 
 // removeTree removes dir and everything below it, one entry at a time and
@@ -217,6 +261,93 @@ func (r *Root) removeTree(dir string) error {
 		}
 	}
 	return r.removeDir(dir)
+}
+
+// heldDir is a directory of the tree opened once for a run of steps on
+// its entries: each step resolves one name in it, never the directory's
+// path from the root again, and is the same crash point as the step by
+// path. It is opened without following a link at its own name (holdDir).
+type heldDir struct {
+	r    *Root
+	fd   int
+	path string
+}
+
+// holdDir opens the directory at path, resolved inside the tree, for
+// steps on its entries. A link there, anything but a directory, a path
+// leading out of the tree, a missing one and a system without openat2
+// are errors: the caller takes its steps by path, which say what each
+// of these means.
+func (r *Root) holdDir(path string) (*heldDir, error) {
+	h := &heldDir{r: r, fd: -1, path: path}
+	err := r.at("open", path, func(t *dirHandle, name string) (err error) {
+		h.fd, err = t.openat2(name, dirFlags|unix.O_NOFOLLOW)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *heldDir) close() { syscall.Close(h.fd) }
+
+// unlink is Root.unlink of h's entry name: a missing one is not an
+// error, and takes no step; the entry is never followed.
+func (h *heldDir) unlink(name string) error {
+	p := filepath.Join(h.path, name)
+	var st unix.Stat_t
+	err := ignoringEINTR(func() error { return unix.Fstatat(h.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no step: nothing changes
+	}
+	if err != nil {
+		return &fs.PathError{Op: "lstat", Path: p, Err: err}
+	}
+	crashPoint(stepUnlink, p)
+	err = ignoringEINTR(func() error { return unix.Unlinkat(h.fd, name, 0) })
+	if err == syscall.EISDIR || err == syscall.EPERM {
+		// A directory, as Root.unlink's os.Root would remove it.
+		if err2 := ignoringEINTR(func() error { return unix.Unlinkat(h.fd, name, unix.AT_REMOVEDIR) }); err2 != syscall.ENOTDIR {
+			err = err2
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return &fs.PathError{Op: "remove", Path: p, Err: err}
+	}
+	return nil
+}
+
+// sync is Root.syncDir of h.
+func (h *heldDir) sync() error {
+	crashPoint(stepSyncDir, h.path)
+	if err := ignoringEINTR(func() error { return syscall.Fsync(h.fd) }); err != nil {
+		return &fs.PathError{Op: "sync", Path: h.path, Err: err}
+	}
+	return nil
+}
+
+// removeAll is Root.removeTree of h, in the same steps: its entries in
+// lexical order, files resolved in h, a directory among them by its
+// path, and then h's directory itself.
+func (h *heldDir) removeAll() error {
+	entries, err := readDirents(h.fd, h.path, h.r)
+	var re *readError
+	if errors.As(err, &re) {
+		return &fs.PathError{Op: "readdirent", Path: h.path, Err: re.err}
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, e := range entries {
+		if e.IsDir() {
+			err = h.r.removeTree(filepath.Join(h.path, e.Name()))
+		} else {
+			err = h.unlink(e.Name())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return h.r.removeDir(h.path)
 }
 
 // syncDir makes renames, links and removals in dir survive a crash;

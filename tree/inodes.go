@@ -4,6 +4,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Inode identifies a file's data: hard links share one.
@@ -19,6 +21,17 @@ func (r *Root) inodeOf(path string) (Inode, error) {
 		return Inode{}, err
 	}
 	return inodeFromStat(st), nil
+}
+
+// inodeOf is Root.inodeOf of h's entry name: the entry itself, a link
+// not followed.
+func (h *heldDir) inodeOf(name string) (Inode, error) {
+	var st unix.Stat_t
+	err := ignoringEINTR(func() error { return unix.Fstatat(h.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+	if err != nil {
+		return Inode{}, &fs.PathError{Op: "lstat", Path: filepath.Join(h.path, name), Err: err}
+	}
+	return Inode{Dev: uint64(st.Dev), Ino: uint64(st.Ino), Links: uint64(st.Nlink), Size: st.Size}, nil
 }
 
 func inodeFromStat(st *syscall.Stat_t) Inode {

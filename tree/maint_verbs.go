@@ -196,7 +196,7 @@ func (m *Maint) RemoveCorrupt(repo string, c Corrupt) (Corrupt, error) {
 		return done, err
 	}
 	for _, d := range c.Blobs {
-		if _, err := m.removeBlob(repo, d); err != nil {
+		if _, err := m.removeBlob(repo, d, nil); err != nil {
 			return done, err
 		}
 		done.Blobs = append(done.Blobs, d)

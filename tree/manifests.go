@@ -158,6 +158,16 @@ func (r *Root) removeManifest(repo string, d digest.Digest) error {
 		return err
 	}
 	dir := r.manifestDir(repo, d)
+	h, err := r.holdDir(dir)
+	if err == nil {
+		defer h.close()
+		if err := h.removeManifest(); err != nil {
+			return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
+		}
+		return nil
+	}
+	// Missing, a link, outside the tree, no openat2: step by path, which
+	// says what each of these means.
 	if err := r.unlinkTypedManifests(repo, d); err != nil {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
@@ -171,6 +181,25 @@ func (r *Root) removeManifest(repo string, d digest.Digest) error {
 		return fmt.Errorf("manifest %s of %s: %w", d, repo, err)
 	}
 	return nil
+}
+
+// removeManifest is Root.removeManifest of the manifest directory h
+// holds, in the same steps: each of its files resolved in h (the steps
+// by path resolve the directory from the root again for each, and a
+// collection removes thousands).
+func (h *heldDir) removeManifest() error {
+	for _, t := range nginxTypes {
+		if err := h.unlink(typedLinkPrefix + t.Ext); err != nil {
+			return err
+		}
+	}
+	if err := h.unlink(manifestFile); err != nil {
+		return err
+	}
+	if err := h.sync(); err != nil {
+		return err
+	}
+	return h.removeAll()
 }
 
 // maxHeadersSize bounds what ReadHeaders reads: two lines are written,

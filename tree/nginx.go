@@ -411,7 +411,7 @@ func (r *Root) syncTagLinksLocked(repo string) error {
 func (r *Root) tagLinksAvoid(repo string, gone map[digest.Digest]bool) (bool, error) {
 	for _, dir := range []string{tagLinksDir, fallbackLinksDir} {
 		dir = filepath.Join(r.manifestsDir(repo), dir)
-		entries, err := r.readDir(dir)
+		entries, targets, err := r.readDirLinks(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -422,9 +422,9 @@ func (r *Root) tagLinksAvoid(repo string, gone map[digest.Digest]bool) (bool, er
 			if e.Type()&fs.ModeSymlink == 0 {
 				continue
 			}
-			target, err := r.readlink(filepath.Join(dir, e.Name()))
+			target, read := targets[e.Name()]
 			d, ok := strings.CutPrefix(target, "../")
-			if err != nil || !ok || gone[digest.Digest(d)] {
+			if !read || !ok || gone[digest.Digest(d)] {
 				return false, nil
 			}
 		}

@@ -5,7 +5,11 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // sweepTemps removes temporary files left by writers that crashed before
@@ -56,27 +60,110 @@ func (r *Root) sweepRepoTemps(repo string) (int, error) {
 	}
 	n := 0
 	for _, sub := range []string{blobsDir, manifestsDir, tagsDir, referrersDir} {
-		err := r.walkDir(filepath.Join(r.repoDir(repo), sub), func(path string, e fs.DirEntry, err error) error {
-			if err != nil {
-				if absentOrOutside(err) {
-					return nil
-				}
-				return err
-			}
-			if !isTempEntry(e) {
-				return nil
-			}
-			if err := r.unlink(path); err != nil {
-				return err
-			}
-			n++
-			return nil
-		})
+		m, err := r.sweepDirTemps(filepath.Join(r.repoDir(repo), sub))
+		n += m
 		if err != nil {
 			return n, err
 		}
 	}
 	return n, nil
+}
+
+// sweepDirTemps removes the temporary files below dir, and returns how
+// many. dir is opened once, resolved inside the tree, and every
+// directory below it through its parent's descriptor (openChildDir): a
+// collection sweeps every repository, each with a directory per
+// manifest, and resolving each of their paths from the root again cost
+// a tenth of it. A dir that is missing, a symlink or leads out of the
+// tree holds nothing to sweep; so do directories below it that cannot
+// be read, as walkDir skips them.
+func (r *Root) sweepDirTemps(dir string) (int, error) {
+	n := 0
+	fallback := false
+	err := r.at("open", dir, func(t *dirHandle, name string) error {
+		fd, err := t.openat2(name, dirFlags|unix.O_NOFOLLOW)
+		switch {
+		case err == errNoOpenat2:
+			fallback = true
+			return nil
+		case err == syscall.ELOOP || err == syscall.ENOTDIR:
+			return nil // a link or a file: not entered, as walkDir does not
+		case err != nil:
+			return err
+		}
+		defer syscall.Close(fd)
+		return r.sweepOpenDir(fd, dir, &n)
+	})
+	if fallback {
+		return r.sweepDirTempsByName(dir)
+	}
+	if absentOrOutside(err) {
+		return n, nil
+	}
+	return n, err
+}
+
+// sweepOpenDir is sweepDirTemps of the open directory fd, whose path is
+// dir: its entries in lexical order, as walkDir visits them.
+func (r *Root) sweepOpenDir(fd int, dir string, n *int) error {
+	entries, err := readDirents(fd, dir, r)
+	var re *readError
+	if errors.As(err, &re) {
+		return &fs.PathError{Op: "readdirent", Path: dir, Err: re.err}
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, e := range entries {
+		if !isTempEntry(e) && !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if len(p)-len(r.dir) > maxWalkPath {
+			continue // too deep to resolve: walkDir skips it too
+		}
+		if isTempEntry(e) {
+			if err := r.unlink(p); err != nil {
+				return err
+			}
+			*n++
+			continue
+		}
+		sub, err := openChildDir(fd, e.Name())
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || err == syscall.ENOTDIR || isUnreadableDir(err) {
+				continue // gone, replaced, or not readable: skipped as walkDir skips it
+			}
+			return &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+		err = r.sweepOpenDir(sub, p, n)
+		syscall.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepDirTempsByName is sweepDirTemps where openat2 is missing: a walk
+// resolving every directory by its path, through os.Root.
+func (r *Root) sweepDirTempsByName(dir string) (int, error) {
+	n := 0
+	err := r.walkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if absentOrOutside(err) {
+				return nil
+			}
+			return err
+		}
+		if !isTempEntry(e) {
+			return nil
+		}
+		if err := r.unlink(path); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
 }
 
 // sweepIncoming removes the blob downloads that writers which crashed
