@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 func TestSplitTag(t *testing.T) {
@@ -75,6 +77,24 @@ func FuzzValidateTag(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tag string) {
 		if got, want := isTag(tag), tagGrammar.MatchString(tag); got != want {
 			t.Fatalf("isTag(%q) = %v, the grammar says %v", tag, got, want)
+		}
+	})
+}
+
+// The hand-written fast path accepts exactly what the full check accepts.
+func FuzzValidateDigest(f *testing.F) {
+	for _, s := range []string{"sha256:" + strings.Repeat("a", 64), "sha512:" + strings.Repeat("0", 128), "sha256:" + strings.Repeat("A", 64),
+		"sha256:" + strings.Repeat("a", 63), "sha384:" + strings.Repeat("a", 96), "md5:x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d := digest.Digest(s)
+		slow := d.Validate() == nil && (d.Algorithm() == digest.SHA256 || d.Algorithm() == digest.SHA512)
+		if fast := isServedDigest(s); fast && !slow {
+			t.Fatalf("isServedDigest(%q) accepts what go-digest refuses", s)
+		}
+		if got := ValidateDigest(d) == nil; got != slow {
+			t.Fatalf("ValidateDigest(%q) valid = %v, want %v", s, got, slow)
 		}
 	})
 }
