@@ -24,6 +24,7 @@ import (
 	"github.com/image-serve/image-serve/internal/distreg"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/internal/testtree"
 )
 
 // buildTimeout bounds one buildah build of a two-step image.
@@ -177,7 +178,7 @@ func TestContainersStorageExport(t *testing.T) {
 		t.Errorf("export --preserve-digests: exit %d, %q", r.code, r.stderr)
 	}
 	if after := snapshot(t, root.Dir()); after != before {
-		t.Errorf("failed exports changed the tree:\n%s", diffLines(before, after))
+		t.Errorf("failed exports changed the tree:\n%s", testtree.Diff(before, after))
 	}
 	if _, err := os.Stat(filepath.Join(p.root, "nosuch")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a store was made where none was: %v", err)
@@ -192,7 +193,7 @@ func TestContainersStorageExport(t *testing.T) {
 		t.Errorf("export while a build holds the lock, --lock-timeout 10ms: exit %d, %q; want 1 and %q", r.code, r.stderr, want)
 	}
 	if after := snapshot(t, root.Dir()); after != before {
-		t.Errorf("an export that gave up on the store's lock changed the tree:\n%s", diffLines(before, after))
+		t.Errorf("an export that gave up on the store's lock changed the tree:\n%s", testtree.Diff(before, after))
 	}
 	cmd := exec.Command(binary, "--root", root.Dir(), "export", store+"localhost/built:1", "locked:1")
 	stderr, err := cmd.StderrPipe()
@@ -282,31 +283,6 @@ func main() {
 	}
 	t.Cleanup(release)
 	return cmd.Process.Pid, release
-}
-
-// diffLines lists the lines of b that a lacks and those a has that b
-// lacks, for a message.
-func diffLines(a, b string) string {
-	in := func(s string) map[string]bool {
-		m := map[string]bool{}
-		for _, l := range strings.Split(s, "\n") {
-			m[l] = true
-		}
-		return m
-	}
-	ia, ib := in(a), in(b)
-	var out []string
-	for _, l := range strings.Split(b, "\n") {
-		if !ia[l] {
-			out = append(out, "+ "+l)
-		}
-	}
-	for _, l := range strings.Split(a, "\n") {
-		if !ib[l] {
-			out = append(out, "- "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // dockerEngine is a Docker Engine of the test's own: vfs storage, no
@@ -452,6 +428,6 @@ func TestDockerDaemonExport(t *testing.T) {
 		t.Errorf("no socket: exit %d, %q", r.code, r.stderr)
 	}
 	if after := snapshot(t, root.Dir()); after != before {
-		t.Errorf("failed exports changed the tree:\n%s", diffLines(before, after))
+		t.Errorf("failed exports changed the tree:\n%s", testtree.Diff(before, after))
 	}
 }
