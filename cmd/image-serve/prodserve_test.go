@@ -83,22 +83,20 @@ func runServe(t *testing.T, addr string, args ...string) *served {
 			s.cmd.Process.Kill()
 		}
 	})
-	for deadline := time.Now().Add(time.Minute); ; {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return s
-		}
+	eventually(t, "serve accepting on "+addr, func() (bool, string) {
 		select {
 		case err := <-exited:
 			t.Fatalf("serve exited: %v\n%s", err, s.stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not accepting on %s after a minute\n%s", addr, s.stderr.String())
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false, fmt.Sprintf("%v\n%s", err, s.stderr.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return true, ""
+	})
+	return s
 }
 
 func fileLines(path string) []string {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -403,17 +402,15 @@ PermitRootLogin prohibit-password
 	if err := os.WriteFile(known, fmt.Appendf(nil, "[127.0.0.1]:%d %s", port, hostKey), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+	eventually(t, fmt.Sprintf("sshd listening on %d", port), func() (bool, string) {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			c.Close()
-			break
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("sshd does not listen on %d: %s", port, log)
-		}
-	}
+		log, _ := os.ReadFile(logf.Name())
+		return false, fmt.Sprintf("%v; its log: %s", err, log)
+	})
 	return &sshServer{port: port, options: []string{
 		"IdentityFile=" + filepath.Join(dir, "user"), "IdentitiesOnly=yes",
 		"UserKnownHostsFile=" + known, "StrictHostKeyChecking=yes",
