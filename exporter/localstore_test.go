@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,14 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/internal/testlock"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -328,69 +326,6 @@ func TestReadDockerSaveHostile(t *testing.T) {
 	}
 }
 
-// lockHelperEnv makes the test binary a process that holds an fcntl
-// write lock on the file it names until its stdin closes: F_GETLK does
-// not report the caller's own locks, so the holder must be another
-// process.
-const lockHelperEnv = "IMAGE_SERVE_TEST_HOLD_FCNTL_LOCK"
-
-func TestMain(m *testing.M) {
-	if path := os.Getenv(lockHelperEnv); path != "" {
-		holdLock(path)
-		return
-	}
-	os.Exit(m.Run())
-}
-
-func holdLock(path string) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart}
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLKW, &lk); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	fmt.Println("locked")
-	io.Copy(io.Discard, os.Stdin)
-	os.Exit(0)
-}
-
-// holdStoreLock starts a process holding path's lock; closing the
-// returned writer releases it, and the function waits for the process.
-func holdStoreLock(t *testing.T, path string) (pid int, release func()) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), lockHelperEnv+"="+path)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	if line != "locked\n" {
-		t.Fatalf("lock helper: %q", line)
-	}
-	done := false
-	release = func() {
-		if !done {
-			done = true
-			stdin.Close()
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(release)
-	return cmd.Process.Pid, release
-}
-
 // TestStoreLockWait: a store whose lock another process holds is waited
 // for, with one message naming the holder, until it is released; with a
 // timeout, the wait gives up naming --lock-timeout.
@@ -411,7 +346,7 @@ func TestStoreLockWait(t *testing.T) {
 	}
 	for _, name := range []string{"storage.lock", "vfs-layers/layers.lock", "vfs-images/images.lock"} {
 		t.Run(name, func(t *testing.T) {
-			pid, release := holdStoreLock(t, filepath.Join(root, name))
+			pid, release := testlock.Hold(t, filepath.Join(root, name))
 			notified := make(chan string, 2)
 			done := make(chan error, 1)
 			go func() {
@@ -435,7 +370,7 @@ func TestStoreLockWait(t *testing.T) {
 			}
 		})
 	}
-	_, _ = holdStoreLock(t, filepath.Join(root, "storage.lock"))
+	_, _ = testlock.Hold(t, filepath.Join(root, "storage.lock"))
 	err := waitStoreUnlocked(context.Background(), "containers-storage:x", root, "vfs", LocalOptions{LockTimeout: time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "--lock-timeout") || !strings.Contains(err.Error(), "still held by pid") {
 		t.Errorf("timeout: %v", err)

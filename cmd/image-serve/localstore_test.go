@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/distreg"
+	"github.com/image-serve/image-serve/internal/testlock"
 	"github.com/image-serve/image-serve/internal/testregistry"
 	"github.com/image-serve/image-serve/internal/testserver"
 	"github.com/image-serve/image-serve/internal/testtree"
@@ -187,7 +188,7 @@ func TestContainersStorageExport(t *testing.T) {
 	// A build holding the store's lock: with --lock-timeout the export
 	// gives up naming the holder, changing nothing; without, it waits,
 	// saying so once, and goes on once the lock is released.
-	pid, release := holdFcntlLock(t, filepath.Join(p.root, "vfs-layers", "layers.lock"))
+	pid, release := testlock.Hold(t, filepath.Join(p.root, "vfs-layers", "layers.lock"))
 	r = run(t, "--root", root.Dir(), "--lock-timeout", "10ms", "export", store+"localhost/built:1", "locked:1")
 	if want := fmt.Sprintf("the container store's lock is still held by pid %d after 10ms (--lock-timeout)", pid); r.code != 1 || !strings.Contains(r.stderr, want) {
 		t.Errorf("export while a build holds the lock, --lock-timeout 10ms: exit %d, %q; want 1 and %q", r.code, r.stderr, want)
@@ -216,73 +217,6 @@ func TestContainersStorageExport(t *testing.T) {
 		t.Errorf("export after the lock was released: %v\n%s", err, rest)
 	}
 	mustRun(t, "--root", root.Dir(), "verify")
-}
-
-// holdFcntlLock starts a process that holds an fcntl write lock on path,
-// as containers/storage's writers do, until release is called: F_GETLK
-// never reports the caller's own locks, so the holder is another process.
-func holdFcntlLock(t *testing.T, path string) (pid int, release func()) {
-	t.Helper()
-	src, bin := t.TempDir(), filepath.Join(t.TempDir(), "holdlock")
-	for name, body := range map[string]string{
-		"go.mod": "module holdlock\n\ngo 1.26\n",
-		"main.go": `package main
-
-import (
-	"fmt"
-	"io"
-	"os"
-	"syscall"
-)
-
-func main() {
-	f, err := os.OpenFile(os.Args[1], os.O_RDWR, 0)
-	if err != nil {
-		panic(err)
-	}
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart}
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLKW, &lk); err != nil {
-		panic(err)
-	}
-	fmt.Println("locked")
-	io.Copy(io.Discard, os.Stdin)
-}
-`,
-	} {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the lock holder: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, path)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "locked\n" {
-		t.Fatalf("lock holder: %q", line)
-	}
-	released := false
-	release = func() {
-		if !released {
-			released = true
-			stdin.Close()
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(release)
-	return cmd.Process.Pid, release
 }
 
 // dockerEngine is a Docker Engine of the test's own: vfs storage, no
@@ -334,25 +268,20 @@ func startDockerEngine(t *testing.T) *dockerEngine {
 	e.client = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", e.sock)
 	}}}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	eventually(t, "dockerd answering on "+e.sock, func() (bool, string) {
 		select {
 		case err := <-exited:
 			t.Skipf("docker-daemon: not tested: dockerd exits here (%v):\n%s", err, tail(log.String(), 2000))
 		default:
 		}
 		resp, err := e.client.Get("http://docker/_ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e
-			}
+		if err != nil {
+			return false, fmt.Sprintf("%v; its log: %s", err, tail(log.String(), 2000))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dockerd does not answer on %s within a minute:\n%s", e.sock, tail(log.String(), 2000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("_ping: %s; its log: %s", resp.Status, tail(log.String(), 2000))
+	})
+	return e
 }
 
 func tail(s string, n int) string {
