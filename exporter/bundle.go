@@ -99,16 +99,22 @@ type MissingError struct {
 }
 
 func (e *MissingError) Error() string {
-	var ds []string
-	for _, n := range e.Missing {
-		ds = append(ds, string(n.Digest))
+	count, list := missingBlobs(e.Missing)
+	return fmt.Sprintf("the tree lacks %s the bundle needs (it was made for a tree that holds them; nothing was written): %s", count, list)
+}
+
+// missingBlobs words needed blobs for a refusal: "N blob(s)" and their
+// digests, space-separated.
+func missingBlobs(missing []bundle.Needed) (count, list string) {
+	ds := make([]string, len(missing))
+	for i, n := range missing {
+		ds[i] = string(n.Digest)
 	}
 	blobs := "blobs"
 	if len(ds) == 1 {
 		blobs = "blob"
 	}
-	return fmt.Sprintf("the tree lacks %d %s the bundle needs (it was made for a tree that holds them; nothing was written): %s",
-		len(ds), blobs, strings.Join(ds, " "))
+	return fmt.Sprintf("%d %s", len(ds), blobs), strings.Join(ds, " ")
 }
 
 // LoadBundle publishes the bundle r reads into root: every tag of it or

@@ -139,16 +139,9 @@ type RegistryMissingError struct {
 }
 
 func (e *RegistryMissingError) Error() string {
-	var ds []string
-	for _, n := range e.Missing {
-		ds = append(ds, string(n.Digest))
-	}
-	blobs := "blobs"
-	if len(ds) == 1 {
-		blobs = "blob"
-	}
-	return fmt.Sprintf("%s lacks %d %s the bundle needs in %s (--mount-from names other repositories to look in; nothing was written): %s",
-		e.Target, len(ds), blobs, strings.Join(e.Searched, ", "), strings.Join(ds, " "))
+	count, list := missingBlobs(e.Missing)
+	return fmt.Sprintf("%s lacks %s the bundle needs in %s (--mount-from names other repositories to look in; nothing was written): %s",
+		e.Target, count, strings.Join(e.Searched, ", "), list)
 }
 
 // pushRepo is one repository of the target: what the bundle's tags in it
