@@ -45,6 +45,22 @@ const maxDaemonError = 64 << 10
 // openDockerDaemon streams the image src names out of the Docker Engine.
 func openDockerDaemon(ctx context.Context, src SourceRef, o Options) (*streamedArchive, error) {
 	what := src.String()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := dockerGet(cctx, what, "/images/get?"+url.Values{"names": {src.Image}}.Encode(), o)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body := &idleBody{rc: resp.Body, idle: sourceTimeout(o), cancel: cancel}
+	return readDockerSave(ctx, what, body, streamLimits{maxLayer: o.MaxBlobSize})
+}
+
+// dockerGet sends GET path to the Docker Engine's socket and returns its
+// answer when it is 200 OK; any other is the error, one line naming
+// what the request was for. The engine must answer within the source
+// timeout; the body's reader bounds its own reads.
+func dockerGet(ctx context.Context, what, path string, o Options) (*http.Response, error) {
 	sock, err := dockerSocket(o.Local)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -66,12 +82,9 @@ func openDockerDaemon(ctx context.Context, src SourceRef, o Options) (*streamedA
 		},
 		ResponseHeaderTimeout: timeout,
 		DisableCompression:    true,
+		DisableKeepAlives:     true, // one request per client: nothing to keep
 	}}
-	defer client.CloseIdleConnections()
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	u := "http://docker/images/get?" + url.Values{"names": {src.Image}}.Encode()
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -82,12 +95,11 @@ func openDockerDaemon(ctx context.Context, src SourceRef, o Options) (*streamedA
 		}
 		return nil, fmt.Errorf("%s: the Docker Engine at %s does not answer: %v", what, sock, unwrapURLError(err))
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		return nil, fmt.Errorf("%s: the Docker Engine at %s answers %s: %s", what, sock, resp.Status, daemonMessage(resp.Body))
 	}
-	body := &idleBody{rc: resp.Body, idle: timeout, cancel: cancel}
-	return readDockerSave(ctx, what, body, streamLimits{maxLayer: o.MaxBlobSize})
+	return resp, nil
 }
 
 // daemonMessage is the message of a Docker Engine error body

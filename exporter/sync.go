@@ -40,10 +40,23 @@ func holds(root SyncTree, repo string, d digest.Digest) bool {
 
 // SyncEntry is one repository a sync mirrors into one tree repository.
 type SyncEntry struct {
-	// Entry names the entry in errors: "sync.yaml line 12: reg.io/app".
+	// Entry names the entry in errors: "sync.yaml line 12: reg.io/app";
+	// with Local, whose errors name the store, "sync.yaml line 12:
+	// localhost/app" does.
 	Entry string
-	// Source is the repository, HOST[:PORT]/REPO.
+	// Source is the repository, HOST[:PORT]/REPO; with Local, the
+	// repository as the store names it (localhost/app).
 	Source string
+	// Local, when set, is the store on this machine Source is in,
+	// instead of a registry. A tag is then compared by its image's ID
+	// (the digest of its config, which the tree's manifest names since
+	// an export keeps the config as it is): the store's ID equal to the
+	// config the tree's tag names means unchanged. The store is listed
+	// once per run, whatever the number of its entries and tags; a tag
+	// that moved is exported by its ID, so that what is exported is what
+	// was compared. Nothing refers to a local image: NoReferrers,
+	// Platforms, Digests and Registry do not apply.
+	Local *LocalStore
 	// Dest is the tree repository its tags go to, under their own names.
 	Dest string
 	// Tags are the tags named; nil lists the repository's and takes those
@@ -112,7 +125,7 @@ const (
 
 // SyncResult is one tag or digest pin of a sync.
 type SyncResult struct {
-	Source string        // HOST/REPO:TAG, or HOST/REPO@DIGEST for a pin
+	Source string        // docker://HOST/REPO:TAG (or @DIGEST for a pin), or a store's reference
 	Dest   string        // REPO:TAG in the tree, or REPO@DIGEST for a pin
 	Digest digest.Digest // what the tag names after the run ("" when failed)
 	Status SyncStatus
@@ -157,16 +170,22 @@ type syncTag struct {
 	pin     digest.Digest // a digest entry: tag is "", dest.Tag too
 	dest    Dest
 	current digest.Digest // what the tree's tag names; "" for none
+	// localID is, for a tag of a store on this machine that moved, the
+	// ID of the image to export.
+	localID digest.Digest
 	res     SyncResult
 	done    bool // its result was handed to SyncOptions.Done
 }
 
 type syncEntry struct {
 	SyncEntry
-	reg  RegistryOptions
-	once sync.Once
-	repo *Repository
-	err  error
+	// catalog is what the store of a Local entry holds, shared by the
+	// entries reading the same store.
+	catalog *localCatalog
+	reg     RegistryOptions
+	once    sync.Once
+	repo    *Repository
+	err     error
 	// listed is every tag the listing of the entry sent (nil when it
 	// named its tags); selected, those it took.
 	listed, selected []string
@@ -220,8 +239,17 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 	rep := &SyncReport{}
 	defer func() { rep.Requests = requests.Load() }()
 	es := make([]*syncEntry, len(entries))
+	catalogs := map[string]*localCatalog{}
 	for i, e := range entries {
 		es[i] = &syncEntry{SyncEntry: e, reg: e.Registry.under(o.Export.Registry)}
+		if e.Local != nil {
+			key := e.Local.String()
+			if catalogs[key] == nil {
+				catalogs[key] = &localCatalog{store: *e.Local}
+			}
+			es[i].catalog = catalogs[key]
+			es[i].NoReferrers, es[i].Platforms = true, nil
+		}
 	}
 	defer func() {
 		for _, e := range es {
@@ -254,7 +282,7 @@ func Sync(ctx context.Context, root SyncTree, entries []SyncEntry, o SyncOptions
 	if err := checkDestinations(tags); err != nil {
 		return rep, err
 	}
-	checkTags(ctx, root, tags, o.Export.Jobs, done)
+	checkTags(ctx, root, tags, o.Export, done)
 	att := newAttacher()
 	tags = append(tags, att.attachedTags(ctx, root, tags, o.Export.Jobs, done)...)
 	rep.Repos = syncRepos(es, tags)
@@ -374,18 +402,25 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 			errs[i] = fmt.Errorf("%s: destination %q: %w", e.Entry, e.Dest, err)
 			return
 		}
+		if e.Local != nil && len(e.Digests) > 0 {
+			errs[i] = fmt.Errorf("%s: a store on this machine is synced by tag, not by digest", e.Entry)
+			return
+		}
+		if e.Local != nil {
+			// The store is listed here, named tags or not, so that a store
+			// that cannot be listed is the entry's one failure.
+			if err := e.catalog.load(ctx, o.Export); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", e.Entry, err)
+				return
+			}
+		}
 		if e.Tags != nil || (e.Select == nil && len(e.Digests) > 0) {
 			lists[i] = e.Tags
 			return
 		}
-		repo, err := e.open(ctx)
+		all, err := e.listTags(ctx, o)
 		if err != nil {
 			errs[i] = err
-			return
-		}
-		all, err := repo.Tags(ctx, o.MaxTags)
-		if err != nil {
-			errs[i] = fmt.Errorf("%s: %w", e.Entry, err)
 			return
 		}
 		e.listed = all
@@ -418,7 +453,7 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 			}
 			seen[key] = true
 			t := &syncTag{e: e, tag: tag, dest: Dest{Repo: e.Dest, Tag: tag}}
-			t.res = SyncResult{Source: e.Source + ":" + tag, Dest: t.dest.String()}
+			t.res = SyncResult{Source: e.sourceRef(tag), Dest: t.dest.String()}
 			tags = append(tags, t)
 		}
 		for _, d := range e.Digests {
@@ -428,11 +463,48 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 			}
 			seen[key] = true
 			t := &syncTag{e: e, pin: d, dest: Dest{Repo: e.Dest}}
-			t.res = SyncResult{Source: e.Source + "@" + d.String(), Dest: e.Dest + "@" + d.String()}
+			t.res = SyncResult{Source: "docker://" + e.Source + "@" + d.String(), Dest: e.Dest + "@" + d.String()}
 			tags = append(tags, t)
 		}
 	}
 	return tags, failures
+}
+
+// listTags lists the tags of the entry's repository: the registry's
+// listing, or the names the store has.
+func (e *syncEntry) listTags(ctx context.Context, o SyncOptions) ([]string, error) {
+	if e.Local != nil {
+		all, err := e.catalog.tags(ctx, e.Source, o.Export)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Entry, err)
+		}
+		limit := o.MaxTags
+		if limit < 1 {
+			limit = DefaultMaxTags
+		}
+		if len(all) > limit {
+			return nil, fmt.Errorf("%s: the store has %d tags of %s, over the limit of %d (--max-tags)", e.Entry, len(all), e.Source, limit)
+		}
+		return all, nil
+	}
+	repo, err := e.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := repo.Tags(ctx, o.MaxTags)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.Entry, err)
+	}
+	return all, nil
+}
+
+// sourceRef is the source reference of the entry's tag:
+// docker://HOST/REPO:TAG, or the store's REPO:TAG.
+func (e *syncEntry) sourceRef(tag string) string {
+	if e.Local != nil {
+		return e.Local.ref(e.Source + ":" + tag)
+	}
+	return "docker://" + e.Source + ":" + tag
 }
 
 // signatureTag is a tag that holds what is attached to a manifest, not a
@@ -471,8 +543,8 @@ func checkDestinations(tags []*syncTag) error {
 // tree, no request; otherwise one HEAD, compared with the tree's tag.
 // done is called for each tag the check settles: unchanged, immutable
 // or failed.
-func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int, done func(*syncTag)) {
-	forEach(len(tags), jobs, func(i int) {
+func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, o Options, done func(*syncTag)) {
+	forEach(len(tags), o.Jobs, func(i int) {
 		t := tags[i]
 		defer func() {
 			if t.res.Status != "" {
@@ -508,6 +580,10 @@ func checkTags(ctx context.Context, root SyncTree, tags []*syncTag, jobs int, do
 				return
 			}
 		}
+		if t.e.Local != nil {
+			t.checkLocal(ctx, root, o)
+			return
+		}
 		repo, err := t.e.open(ctx)
 		if err != nil {
 			t.fail(err)
@@ -542,6 +618,9 @@ func (t *syncTag) job(root SyncTree) Job {
 	if t.pin != "" {
 		reg := t.e.reg
 		return Job{Source: "docker://" + t.e.Source + "@" + t.pin.String(), Dest: t.dest.Repo, platforms: t.e.Platforms, registry: &reg, via: t.e.repo, pin: true}
+	}
+	if t.e.Local != nil {
+		return t.localJob()
 	}
 	src := "docker://" + t.e.Source + ":" + t.tag
 	if t.res.Digest != "" {

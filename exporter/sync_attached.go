@@ -90,7 +90,7 @@ func (a *attacher) add(t *syncTag, d digest.Digest, restricted bool) {
 			continue // two tags name the digest, or an index and a tag its child
 		}
 		a.seen[c.dest.String()] = true
-		c.res = SyncResult{Source: t.e.Source + ":" + tag, Dest: c.dest.String(), Subject: t.res.Dest}
+		c.res = SyncResult{Source: t.e.sourceRef(tag), Dest: c.dest.String(), Subject: t.res.Dest}
 		a.cands = append(a.cands, c)
 	}
 }

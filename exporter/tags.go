@@ -201,6 +201,9 @@ func (a SyncArg) Source() string { return a.Host + "/" + a.Repo }
 func ParseSyncArg(s string) (SyncArg, error) {
 	rest, ok := strings.CutPrefix(s, "docker://")
 	if !ok {
+		if t, _, _ := strings.Cut(s, ":"); t == transportContainersStorage || t == transportDockerDaemon {
+			return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG]; a store on this machine is synced from a file (-f) naming %s as a key", s, t)
+		}
 		return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG]", s)
 	}
 	var pin digest.Digest

@@ -33,6 +33,21 @@
 // listings, HEADs, GETs and retries. Regular expressions are Go's (RE2), matched anywhere
 // in a tag as skopeo matches them: anchor them with ^ and $.
 //
+// image-serve also takes, instead of a registry host, a store on this
+// machine as a top-level key (skopeo's file has no such key):
+//
+//	containers-storage                   podman's configured store
+//	containers-storage:[STORE-SPEC]      another one, [[DRIVER@]GRAPHROOT[+RUNROOT][:OPTIONS]]
+//	docker-daemon                        the Docker Engine's (DOCKER_HOST)
+//
+// with images, images-by-tag-regex, images-by-semver (repositories as the
+// store names them, a registry host and port included: localhost/app),
+// prefix, exclude and immutable — and nothing a registry alone has
+// (credentials, TLS, request limits), nor platforms, referrers or digests:
+// a local image is one platform, has no referrers, and is synced by tag,
+// the digest a store gives being not the one the tree serves. A registry
+// whose host is one of these words is written with its port.
+//
 // Every error names the entry and its line: an unknown key, a value of
 // the wrong kind, a regex or a semver range that does not compile.
 package syncfile
@@ -62,10 +77,19 @@ type File struct {
 	Registries []Registry
 }
 
-// Registry is one top-level entry.
+// Registry is one top-level entry: a registry, or a store on this
+// machine (Local).
 type Registry struct {
-	Host string // as written: HOST[:PORT]
+	Host string // as written: HOST[:PORT], or a local store's key
 	Line int
+	// Local is the transport of a store on this machine the entry reads
+	// instead of a registry: "containers-storage" or "docker-daemon"; ""
+	// for a registry.
+	Local string
+	// Store is the STORE-SPEC of a containers-storage:[STORE-SPEC] key,
+	// without its brackets; "" for podman's configured store. It is
+	// checked by whoever opens the store.
+	Store string
 	// Images in the order written: images, then images-by-tag-regex,
 	// then images-by-semver, each in its own order.
 	Images      []Image
@@ -254,18 +278,57 @@ var repoPattern = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-
 // are distribution.ValidateTag's.
 var digestPattern = regexp.MustCompile(`^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
 
+// Transports of the stores on this machine a top-level key may name.
+const (
+	ContainersStorage = "containers-storage"
+	DockerDaemon      = "docker-daemon"
+)
+
+// localKeys are the keys a local store's entry takes.
+var localKeys = map[string]bool{"images": true, "images-by-tag-regex": true, "images-by-semver": true, "prefix": true, "exclude": true, "immutable": true}
+
+// localStore tells a top-level key naming a store on this machine from a
+// registry host: its transport ("" for a registry host) and STORE-SPEC.
+func localStore(key string) (transport, store string, err error) {
+	switch {
+	case key == DockerDaemon:
+		return DockerDaemon, "", nil
+	case key == ContainersStorage, key == ContainersStorage+":":
+		return ContainersStorage, "", nil
+	case strings.HasPrefix(key, DockerDaemon+":"):
+		return "", "", errors.New("docker-daemon takes no store specifier: the engine is the one DOCKER_HOST names")
+	}
+	rest, ok := strings.CutPrefix(key, ContainersStorage+":")
+	if !ok {
+		return "", "", nil
+	}
+	inside, open := strings.CutPrefix(rest, "[")
+	inside, closed := strings.CutSuffix(inside, "]")
+	if !open || !closed || inside == "" || strings.ContainsAny(inside, "[]") {
+		return "", "", errors.New("want containers-storage or containers-storage:[STORE-SPEC], STORE-SPEC being [DRIVER@]GRAPHROOT[+RUNROOT][:OPTIONS]")
+	}
+	return ContainersStorage, inside, nil
+}
+
 func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
-	at := fmt.Sprintf("line %d: registry %q", k.Line, host)
-	if k.Kind != yaml.ScalarNode || !hostPattern.MatchString(host) {
-		return nil, fmt.Errorf("%s: not a registry host (want HOST[:PORT], no scheme or path)", at)
+	local, store, err := localStore(host)
+	reg := &Registry{Host: host, Line: k.Line, Local: local, Store: store}
+	at := reg.where(k.Line)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("line %d: %q: %v", k.Line, host, err)
+	case k.Kind != yaml.ScalarNode || (local == "" && !hostPattern.MatchString(host)):
+		return nil, fmt.Errorf("%s: not a registry host (want HOST[:PORT], no scheme or path) nor a store on this machine (containers-storage, containers-storage:[STORE-SPEC], docker-daemon)", at)
 	}
 	if v.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s: want a mapping (images: …), got %s", at, kindName(v))
 	}
-	reg := &Registry{Host: host, Line: k.Line}
 	var images, byRegex, bySemver *yaml.Node
-	err := eachPair(v, func(k, v *yaml.Node) error {
-		at := fmt.Sprintf("line %d: registry %q: %s", k.Line, host, k.Value)
+	err = eachPair(v, func(k, v *yaml.Node) error {
+		at := fmt.Sprintf("%s: %s", reg.where(k.Line), k.Value)
+		if local != "" && !localKeys[k.Value] {
+			return fmt.Errorf("%s: not for a store on this machine (want images, images-by-tag-regex, images-by-semver, prefix, exclude or immutable)", at)
+		}
 		switch k.Value {
 		case "images":
 			images = v
@@ -319,7 +382,7 @@ func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
 		}
 		ok, err := parseOption(at, k.Value, v, &reg.Options)
 		if err == nil && !ok {
-			err = fmt.Errorf("line %d: registry %q: unknown key %q (want images, images-by-tag-regex, images-by-semver, credentials, tls-verify, cert-dir, prefix, max-requests, requests-per-second, platforms, exclude, immutable or referrers)", k.Line, host, k.Value)
+			err = fmt.Errorf("%s: unknown key %q (want images, images-by-tag-regex, images-by-semver, credentials, tls-verify, cert-dir, prefix, max-requests, requests-per-second, platforms, exclude, immutable or referrers)", reg.where(k.Line), k.Value)
 		}
 		return err
 	})
@@ -331,7 +394,7 @@ func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
 	}
 	if images != nil {
 		if err := eachPair(images, func(k, v *yaml.Node) error {
-			im, err := parseListed(host, k, v)
+			im, err := parseListed(reg, k, v)
 			if err != nil {
 				return err
 			}
@@ -343,7 +406,7 @@ func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
 	}
 	if byRegex != nil {
 		if err := eachPair(byRegex, func(k, v *yaml.Node) error {
-			at, err := imageAt(host, "images-by-tag-regex", k)
+			at, err := imageAt(reg, "images-by-tag-regex", k)
 			if err != nil {
 				return err
 			}
@@ -363,7 +426,7 @@ func parseRegistry(host string, k, v *yaml.Node) (*Registry, error) {
 	}
 	if bySemver != nil {
 		if err := eachPair(bySemver, func(k, v *yaml.Node) error {
-			at, err := imageAt(host, "images-by-semver", k)
+			at, err := imageAt(reg, "images-by-semver", k)
 			if err != nil {
 				return err
 			}
@@ -417,19 +480,49 @@ func inherit(o *Options, reg Options) {
 	}
 }
 
-// imageAt checks an image key and words where it is.
-func imageAt(host, section string, k *yaml.Node) (string, error) {
-	at := fmt.Sprintf("line %d: registry %q: %s: %q", k.Line, host, section, k.Value)
-	if k.Kind != yaml.ScalarNode || !repoPattern.MatchString(k.Value) {
+// where words a line of the entry: `line 7: registry "reg.io"`, or
+// `line 7: "docker-daemon"` for a store on this machine.
+func (r *Registry) where(line int) string {
+	if r.Local != "" {
+		return fmt.Sprintf("line %d: %q", line, r.Host)
+	}
+	return fmt.Sprintf("line %d: registry %q", line, r.Host)
+}
+
+// imageAt checks an image key and words where it is. A store on this
+// machine names a repository with its registry host, as podman and the
+// Docker Engine keep it (localhost/app, reg.io:5000/app).
+func imageAt(reg *Registry, section string, k *yaml.Node) (string, error) {
+	at := fmt.Sprintf("%s: %s: %q", reg.where(k.Line), section, k.Value)
+	if k.Kind != yaml.ScalarNode {
+		return at, fmt.Errorf("%s: not a repository name", at)
+	}
+	if reg.Local != "" {
+		if !localRepo(k.Value) {
+			return at, fmt.Errorf("%s: not a repository name as the store names it ([HOST[:PORT]/]PATH, lower-case components separated by /)", at)
+		}
+		return at, nil
+	}
+	if !repoPattern.MatchString(k.Value) {
 		return at, fmt.Errorf("%s: not a repository name (lower-case components separated by /)", at)
 	}
 	return at, nil
 }
 
+// localRepo reports whether s is a repository as a local store names it:
+// a path, after a registry host (one with a dot or a port, or localhost)
+// when it has one.
+func localRepo(s string) bool {
+	if host, path, ok := strings.Cut(s, "/"); ok && (host == "localhost" || strings.ContainsAny(host, ".:")) {
+		return hostPattern.MatchString(host) && repoPattern.MatchString(path)
+	}
+	return repoPattern.MatchString(s)
+}
+
 // parseListed parses an entry of images: a list of tags and digests, or
 // image-serve's mapping {tags: [...], platforms: …}.
-func parseListed(host string, k, v *yaml.Node) (Image, error) {
-	at, err := imageAt(host, "images", k)
+func parseListed(reg *Registry, k, v *yaml.Node) (Image, error) {
+	at, err := imageAt(reg, "images", k)
 	if err != nil {
 		return Image{}, err
 	}
@@ -445,9 +538,12 @@ func parseListed(host string, k, v *yaml.Node) (Image, error) {
 				list = ov
 				return wantKind(oat, ov, yaml.SequenceNode)
 			}
+			if reg.Local != "" && ok.Value != "exclude" && ok.Value != "immutable" {
+				return fmt.Errorf("%s: images: %q: %s: not for a store on this machine (want tags, exclude or immutable)", reg.where(ok.Line), k.Value, ok.Value)
+			}
 			known, err := parseOption(oat, ok.Value, ov, &im.Options)
 			if err == nil && !known {
-				err = fmt.Errorf("line %d: registry %q: images: %q: unknown key %q (want tags, platforms, exclude, immutable or referrers)", ok.Line, host, k.Value, ok.Value)
+				err = fmt.Errorf("%s: images: %q: unknown key %q (want tags, platforms, exclude, immutable or referrers)", reg.where(ok.Line), k.Value, ok.Value)
 			}
 			return err
 		})
@@ -469,6 +565,8 @@ func parseListed(host string, k, v *yaml.Node) (Image, error) {
 				return Image{}, fmt.Errorf("%s: line %d: want a tag or a digest, got %s", at, e.Line, kindName(e))
 			}
 			switch {
+			case strings.Contains(e.Value, ":") && reg.Local != "":
+				return Image{}, fmt.Errorf("%s: line %d: %q: a store on this machine is synced by tag (the digest it gives is not the one the tree serves)", at, e.Line, e.Value)
 			case strings.Contains(e.Value, ":"):
 				if !digestPattern.MatchString(e.Value) || (strings.HasPrefix(e.Value, "sha256:") && digest.Digest(e.Value).Validate() != nil) {
 					return Image{}, fmt.Errorf("%s: line %d: %q is not a valid digest", at, e.Line, e.Value)

@@ -142,6 +142,17 @@ func TestBadInput(t *testing.T) {
 		{"bad prefix", "reg.io:\n  images: {a: []}\n  prefix: Mirror\n", `prefix "Mirror": not a repository path`},
 		{"empty cert-dir", "reg.io:\n  images: {a: []}\n  cert-dir: ''\n", "cert-dir: empty"},
 		{"merge of a list", "reg.io:\n  <<: [1]\n  images: {a: []}\n", "merge key"},
+		{"store with credentials", "docker-daemon:\n  images: {app: []}\n  credentials: {username: x}\n", `line 3: "docker-daemon": credentials: not for a store on this machine`},
+		{"store with tls-verify", "containers-storage:\n  images: {app: []}\n  tls-verify: false\n", `line 3: "containers-storage": tls-verify: not for a store on this machine`},
+		{"store with platforms", "containers-storage:\n  platforms: [linux/amd64]\n  images: {app: []}\n", `line 2: "containers-storage": platforms: not for a store`},
+		{"store image with referrers", "docker-daemon:\n  images:\n    app: {tags: [x], referrers: false}\n", `line 3: "docker-daemon": images: "app": referrers: not for a store on this machine (want tags, exclude or immutable)`},
+		{"store digest", "containers-storage:\n  images:\n    localhost/app: ['sha256:" + strings.Repeat("a", 64) + "']\n", `"containers-storage": images: "localhost/app": line 3: "sha256:aaaa` + strings.Repeat("a", 60) + `": a store on this machine is synced by tag`},
+		{"store bad repo", "docker-daemon:\n  images:\n    'reg.io:x/app': []\n", `line 3: "docker-daemon": images: "reg.io:x/app": not a repository name as the store names it`},
+		{"store spec unclosed", "containers-storage:[/var/lib/s:\n  images: {app: []}\n", `line 1: "containers-storage:[/var/lib/s": want containers-storage or containers-storage:[STORE-SPEC]`},
+		{"store spec unopened", "containers-storage:/var/lib/s]:\n  images: {app: []}\n", `want containers-storage or containers-storage:[STORE-SPEC]`},
+		{"store spec empty", "'containers-storage:[]':\n  images: {app: []}\n", `want containers-storage or containers-storage:[STORE-SPEC]`},
+		{"daemon with spec", "'docker-daemon:[/x]':\n  images: {app: []}\n", `docker-daemon takes no store specifier`},
+		{"store without images", "docker-daemon:\n  prefix: x\n", `line 1: "docker-daemon": no images`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := Parse([]byte(tc.yaml))
@@ -158,6 +169,62 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestLocalStores: a store on this machine as a top-level key — podman's
+// configured store, another by its STORE-SPEC, the Docker Engine's — with
+// repositories named as the store names them, a port included, and the
+// options a local image takes.
+func TestLocalStores(t *testing.T) {
+	f, err := Parse([]byte(`
+containers-storage:
+  prefix: hotfix
+  immutable: ['^v']
+  images:
+    localhost/app: [hotfix, "1.2"]
+    registry.local:5000/team/base: []
+  images-by-tag-regex:
+    localhost/nova: ^hotfix-
+containers-storage:[vfs@/srv/store+/run/store:vfs.ignore_chown_errors=true]:
+  images:
+    localhost/app: {tags: [v2], exclude: ['^v1']}
+docker-daemon:
+  images-by-semver:
+    app: '>= 1.0'
+reg.io:
+  images: {app: [v1]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Registries) != 4 {
+		t.Fatalf("%d entries, want 4", len(f.Registries))
+	}
+	cs, other, daemon, reg := f.Registries[0], f.Registries[1], f.Registries[2], f.Registries[3]
+	if cs.Local != ContainersStorage || cs.Store != "" || cs.Prefix != "hotfix" || len(cs.Images) != 3 {
+		t.Errorf("containers-storage: %+v", cs)
+	}
+	if im := cs.Images[0]; im.Repo != "localhost/app" || strings.Join(im.Tags, " ") != "hotfix 1.2" || !im.IsImmutable("v3") {
+		t.Errorf("containers-storage localhost/app: %+v", im)
+	}
+	if im := cs.Images[1]; im.Repo != "registry.local:5000/team/base" || !im.AllTags() {
+		t.Errorf("containers-storage registry.local:5000/team/base: %+v", im)
+	}
+	if im := cs.Images[2]; im.Kind != ByRegex || !im.Selects("hotfix-2") || im.Selects("v1") {
+		t.Errorf("containers-storage localhost/nova: %+v", im)
+	}
+	if other.Local != ContainersStorage || other.Store != "vfs@/srv/store+/run/store:vfs.ignore_chown_errors=true" {
+		t.Errorf("containers-storage:[…]: %+v", other)
+	}
+	if im := other.Images[0]; im.Selects("v1.1") || !im.Selects("v2") {
+		t.Errorf("containers-storage:[…] localhost/app: %+v", im)
+	}
+	if daemon.Local != DockerDaemon || daemon.Images[0].Kind != BySemver || !daemon.Images[0].Selects("1.2.0") {
+		t.Errorf("docker-daemon: %+v", daemon)
+	}
+	if reg.Local != "" {
+		t.Errorf("reg.io read as a store: %+v", reg)
+	}
+}
+
 func TestReadBound(t *testing.T) {
 	big := "reg.io:\n  images: {a: []}\n#" + strings.Repeat("x", MaxSize)
 	if _, err := Read(strings.NewReader(big)); err == nil || !strings.Contains(err.Error(), "over") {
@@ -171,6 +238,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("reg.io:\n  images:\n    a: {tags: [x], exclude: ['^y']}\n  <<: {tls-verify: true}\n"))
 	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("containers-storage:[vfs@/s]:\n  images: {localhost/a: [x]}\ndocker-daemon: {images: {a: []}}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := Parse(b)
 		if err != nil {

@@ -264,7 +264,7 @@ type syncRecord struct {
 func syncRecords(rep *exporter.SyncReport) []syncRecord {
 	out := []syncRecord{}
 	for _, r := range rep.Results {
-		rec := syncRecord{Source: "docker://" + r.Source, Dest: r.Dest, Status: string(r.Status), Digest: string(r.Digest), Subject: r.Subject, Referrers: r.Referrers}
+		rec := syncRecord{Source: r.Source, Dest: r.Dest, Status: string(r.Status), Digest: string(r.Digest), Subject: r.Subject, Referrers: r.Referrers}
 		switch {
 		case r.Summary != nil:
 			rec.Manifests, rec.Blobs = r.Summary.Manifests, r.Summary.BlobsFetched+r.Summary.BlobsReused
@@ -335,7 +335,7 @@ func logResult(c *cli.Context, log *slog.Logger, r exporter.SyncResult) {
 		return
 	}
 	jsonLog := c.String("log-format") == "json"
-	src := "docker://" + r.Source
+	src := r.Source
 	switch r.Status {
 	case exporter.SyncSynced:
 		s := r.Summary
@@ -409,6 +409,14 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 	}
 	var entries []exporter.SyncEntry
 	for _, reg := range sf.Registries {
+		if reg.Local != "" {
+			local, err := localEntries(c, file, reg, prefix)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, local...)
+			continue
+		}
 		ro := exporter.RegistryOptions{CertDir: reg.CertDir, Limits: exporter.RegistryLimits{MaxRequests: reg.MaxRequests, RequestsPerSecond: reg.RequestsPerSecond}}
 		if reg.TLSVerify != nil && !*reg.TLSVerify {
 			ro.Insecure = true
@@ -453,6 +461,50 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 			e.NoReferrers = c.Bool("no-referrers") || !im.WantsReferrers()
 			entries = append(entries, e)
 		}
+	}
+	return entries, nil
+}
+
+// localEntries are the entries of a store on this machine the file
+// names: each repository goes to the tree as [PREFIX/][HOST/]PATH, HOST
+// (with --scoped) being the registry host its name in the store begins
+// with, if any (localhost/app is app, or localhost/app with --scoped).
+func localEntries(c *cli.Context, file string, reg syncfile.Registry, prefix string) ([]exporter.SyncEntry, error) {
+	store, err := exporter.ParseLocalStore(reg.Local, reg.Store)
+	if err != nil {
+		return nil, usageError(c, "%s: line %d: %q: %v", file, reg.Line, reg.Host, err)
+	}
+	if reg.Prefix != "" {
+		prefix = reg.Prefix
+	}
+	var entries []exporter.SyncEntry
+	for _, im := range reg.Images {
+		host, path := "", im.Repo
+		if h, p, ok := strings.Cut(im.Repo, "/"); ok && (h == "localhost" || strings.ContainsAny(h, ".:")) {
+			host, path = h, p
+		}
+		e := exporter.SyncEntry{
+			Entry:  fmt.Sprintf("%s line %d: %s", file, im.Line, im.Repo), // the store's errors name it
+			Source: im.Repo,
+			Dest:   destRepo(prefix, c.Bool("scoped") && host != "", host, path),
+			Local:  &store,
+		}
+		if im.AllTags() || im.Kind != syncfile.Listed {
+			e.Select = im.Selects
+		} else {
+			for _, t := range im.Tags {
+				if im.Selects(t) {
+					e.Tags = append(e.Tags, t)
+				}
+			}
+			if e.Tags == nil {
+				continue // every tag named is excluded
+			}
+		}
+		if len(im.Immutable) > 0 {
+			e.Immutable = im.IsImmutable
+		}
+		entries = append(entries, e)
 	}
 	return entries, nil
 }

@@ -1,0 +1,122 @@
+package exporter
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// TestListEngineImages: the engine's list gives each REPO:TAG its image
+// ID; names that are no tag are left out; a list that is not one fails in
+// one line.
+func TestListEngineImages(t *testing.T) {
+	id1, id2 := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
+	body := map[string]string{
+		"good":  `[{"Id":"` + id1 + `","RepoTags":["app:1","reg.io:5000/team/app:v2"]},{"Id":"` + id2 + `","RepoTags":["<none>:<none>"]},{"Id":"` + id2 + `","RepoTags":null,"RepoDigests":["app@sha256:` + strings.Repeat("3", 64) + `"]}]`,
+		"badid": `[{"Id":"sha256:abc","RepoTags":["app:1"]}]`,
+		"json":  `{"not":"a list"}`,
+		"big":   "[" + strings.Repeat(" ", maxCatalog) + "]",
+	}
+	var which string
+	sock := serveDocker(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/images/json" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(body[which]))
+	}))
+	o := Options{Local: LocalOptions{DockerHost: "unix://" + sock}}
+	which = "good"
+	ids, err := listEngineImages(context.Background(), "docker-daemon", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]digest.Digest{"app:1": digest.Digest(id1), "reg.io:5000/team/app:v2": digest.Digest(id1)}
+	if !reflect.DeepEqual(ids, want) {
+		t.Errorf("listed %v, want %v", ids, want)
+	}
+	for w, msg := range map[string]string{
+		"badid": `docker-daemon: the engine lists "sha256:abc", which is not an image ID`,
+		"json":  "docker-daemon: the engine's image list does not parse",
+		"big":   "docker-daemon: the engine's image list is over 64 MiB",
+	} {
+		which = w
+		_, err := listEngineImages(context.Background(), "docker-daemon", o)
+		if err == nil || !strings.HasPrefix(err.Error(), msg) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line beginning %q", w, err, msg)
+		}
+	}
+}
+
+// TestLocalCatalog: a containers store's list, as podman prints it, gives
+// each name its ID, a repository its sorted tags; podman's own error line
+// is the error, and a podman that sends nothing is given up on.
+func TestLocalCatalog(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	store := t.TempDir()
+	if err := os.WriteFile(filepath.Join(store, "storage.lock"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := &StoreSpec{Driver: "vfs", GraphRoot: store}
+	podman := func(script string) Options {
+		path := filepath.Join(t.TempDir(), "podman")
+		if err := os.WriteFile(path, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return Options{Local: LocalOptions{Podman: path}, Registry: RegistryOptions{Timeout: 200 * time.Millisecond}}
+	}
+	list := `[{"Id":"` + id + `","Names":["localhost/app:v2","localhost/app:v10","localhost/other:1"]},{"Id":"` + id + `","Names":["localhost/app:v2"]}]`
+	c := &localCatalog{store: LocalStore{Transport: transportContainersStorage, Store: spec}}
+	o := podman(`case "$*" in *"--root $(printf %s '` + store + `')"*"images --format json"*) echo '` + list + `';; *) echo "Error: unexpected $*" >&2; exit 125;; esac`)
+	tags, err := c.tags(context.Background(), "localhost/app", o)
+	if err != nil || strings.Join(tags, " ") != "v10 v2" {
+		t.Fatalf("tags: %v, %v", tags, err)
+	}
+	if got, ok, err := c.id(context.Background(), "localhost/other", "1", o); err != nil || !ok || got.Encoded() != id {
+		t.Errorf("id of localhost/other:1: %s %v %v", got, ok, err)
+	}
+	if _, ok, _ := c.id(context.Background(), "localhost/app", "v3", o); ok {
+		t.Error("localhost/app:v3 found")
+	}
+	for _, tc := range []struct{ script, want string }{
+		{"echo 'Error: database is locked' >&2; exit 125", "containers-storage:[vfs@" + store + "]: podman images: database is locked"},
+		{"echo '[{\"Id\":\"nope\",\"Names\":[\"a:1\"]}]'", `podman images: "nope" is not an image ID`},
+		{"echo 'not json'", "podman images: its JSON does not parse"},
+		{"exec sleep 60", "podman images: no answer in 200ms (--src-timeout)"},
+	} {
+		c := &localCatalog{store: LocalStore{Transport: transportContainersStorage, Store: spec}}
+		_, err := c.tags(context.Background(), "localhost/app", podman(tc.script))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line containing %q", tc.script, err, tc.want)
+		}
+	}
+}
+
+func TestParseLocalStore(t *testing.T) {
+	for _, c := range []struct{ transport, spec, want string }{
+		{"containers-storage", "", "containers-storage:"},
+		{"containers-storage", "vfs@/s+/r:a=1", "containers-storage:[vfs@/s+/r:a=1]"},
+		{"docker-daemon", "", "docker-daemon:"},
+	} {
+		l, err := ParseLocalStore(c.transport, c.spec)
+		if err != nil || l.String() != c.want {
+			t.Errorf("ParseLocalStore(%q, %q) = %v, %v; want %s", c.transport, c.spec, l, err, c.want)
+		}
+	}
+	for _, c := range []struct{ transport, spec, want string }{
+		{"containers-storage", "rel", "not an absolute path"},
+		{"docker-daemon", "/x", "no store specifier"},
+		{"dir", "", "no store on this machine"},
+	} {
+		if _, err := ParseLocalStore(c.transport, c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseLocalStore(%q, %q): %v, want %q", c.transport, c.spec, err, c.want)
+		}
+	}
+}
