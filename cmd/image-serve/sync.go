@@ -21,7 +21,9 @@ func syncCommand() *cli.Command {
 		Usage:     "mirror repositories into the tree, again and again: only what moved is fetched",
 		ArgsUsage: "-f FILE | docker://HOST/REPO[:TAG|@DIGEST] …",
 		Description: `-f FILE reads skopeo sync's YAML (as "skopeo sync --src yaml" does; see docs/sync.md for
-image-serve's additions: platforms, exclude, immutable, prefix). docker://HOST/REPO mirrors every
+image-serve's additions: platforms, exclude, immutable, prefix, and stores on this machine —
+containers-storage, containers-storage:[STORE-SPEC] or docker-daemon as a key instead of a
+registry, a tag being unchanged while the store's image ID is the config the tree's tag names). docker://HOST/REPO mirrors every
 tag of the repository, docker://HOST/REPO:TAG that tag, docker://HOST/REPO@DIGEST that manifest
 as a digest pin.
 A tag goes to the tree as [PREFIX/][HOST/]REPO:TAG (HOST with --scoped, its ":" as "-"). For each

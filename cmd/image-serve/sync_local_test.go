@@ -212,6 +212,12 @@ func TestSyncContainersStorage(t *testing.T) {
 		t.Errorf("hotfix/app after the prune: %q, want v1 alone", out)
 	}
 
+	// With --scoped the store's registry host is kept: localhost/app.
+	recs, r = syncJSON(t, env, "--root", t.TempDir(), "sync", "--scoped", "--dry-run", "-f", file)
+	if r.code != 0 || recs["hotfix/localhost/app:v1"].Status != "would-sync" || len(recs) != 2 {
+		t.Errorf("--scoped --dry-run: exit %d %+v\n%s", r.code, recs, r.stderr)
+	}
+
 	// A tag the store does not have: one line, exit 1, the tree as it was.
 	write(spec + ":\n  images:\n    localhost/app: [v1, nosuch]\n")
 	before = snapshot(t, root.Dir())
