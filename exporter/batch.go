@@ -305,10 +305,11 @@ func live(images []*image) bool {
 func planAll(ctx context.Context, images []*image, o Options) {
 	next := make(chan *image)
 	var wg sync.WaitGroup
+	share := &streamShare{}
 	for range min(o.Jobs, len(images)) {
 		wg.Go(func() {
 			for im := range next {
-				if err := planImage(ctx, im, o); err != nil {
+				if err := planImage(ctx, im, share, o); err != nil {
 					im.fail(err)
 				}
 			}
@@ -322,7 +323,9 @@ func planAll(ctx context.Context, images []*image, o Options) {
 }
 
 // planImage opens the job's source and plans it: nothing is written yet.
-func planImage(ctx context.Context, im *image, o Options) error {
+// A source read whole to be planned is read once for all the jobs of the
+// pass naming it (share).
+func planImage(ctx context.Context, im *image, share *streamShare, o Options) error {
 	if im.job.bundle != nil {
 		return planBundleImage(ctx, im)
 	}
@@ -343,9 +346,15 @@ func planImage(ctx context.Context, im *image, o Options) error {
 	}
 	var s source
 	imageName := ""
-	if im.job.via != nil && src.Transport == transportDocker {
+	switch {
+	case im.job.via != nil && src.Transport == transportDocker:
 		s = im.job.via.r.at(src.ref)
-	} else if s, imageName, err = openSource(ctx, src, o); err != nil {
+	case shareable(src):
+		s, imageName, err = share.open(ctx, src, o)
+	default:
+		s, imageName, err = openSource(ctx, src, o)
+	}
+	if err != nil {
 		return err
 	}
 	im.s = s

@@ -65,13 +65,14 @@ func (l LocalStore) name() string { return strings.TrimSuffix(l.String(), ":") }
 func (l LocalStore) ref(image string) string { return l.String() + image }
 
 // idRef is the source reference of the image whose ID is id, as the
-// store takes it: NAME:TAG@ID for containers-storage (podman saves the
-// image by its ID), sha256:ID for the Docker Engine.
-func (l LocalStore) idRef(repoTag string, id digest.Digest) string {
+// store takes it: the bare ID for containers-storage, sha256:ID for the
+// Docker Engine. Every tag naming the image names it alike, so a batch
+// reads it once (streamShare).
+func (l LocalStore) idRef(id digest.Digest) string {
 	if l.Transport == transportDockerDaemon {
 		return l.ref(id.String())
 	}
-	return l.ref(repoTag + "@" + id.Encoded())
+	return l.ref(id.Encoded())
 }
 
 // maxCatalog bounds what a store's listing may send: a store of

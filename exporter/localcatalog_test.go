@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,5 +119,59 @@ func TestParseLocalStore(t *testing.T) {
 		if _, err := ParseLocalStore(c.transport, c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ParseLocalStore(%q, %q): %v, want %q", c.transport, c.spec, err, c.want)
 		}
+	}
+}
+
+// TestStreamShare: jobs of one batch naming the same image of a store on
+// this machine read it once — one GET /images/get for three tags — and
+// the read's temporary files are gone once the batch is done; a
+// reference that fails fails every job naming it.
+func TestStreamShare(t *testing.T) {
+	l1 := daLayer(t, "shared", false)
+	stream := saveStream(t, []daFile{
+		{name: "l.tar", body: l1},
+		{name: "c.json", body: configFor(t, l1)},
+		{name: "manifest.json", body: daManifestJSON(t, daImage{Config: "c.json", RepoTags: []string{"app:1"}, Layers: []string{"l.tar"}})},
+	})
+	var mu sync.Mutex
+	gets := map[string]int{}
+	sock := serveDocker(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("names")
+		mu.Lock()
+		gets[name]++
+		mu.Unlock()
+		if name != "app:1" {
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"message":"reference does not exist"}`))
+			return
+		}
+		w.Write(stream)
+	}))
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	root := newRoot(t)
+	jobs := []Job{
+		{Source: "docker-daemon:app:1", Dest: "a:1"},
+		{Source: "docker-daemon:app:1", Dest: "b:1"},
+		{Source: "docker-daemon:app:1", Dest: "c:1"},
+		{Source: "docker-daemon:nope:1", Dest: "d:1"},
+		{Source: "docker-daemon:nope:1", Dest: "e:1"},
+	}
+	sums, errs := ExportEach(context.Background(), root, jobs, Options{Jobs: 4, Local: LocalOptions{DockerHost: "unix://" + sock}})
+	for i, j := range jobs[:3] {
+		if errs[i] != nil || sums[i].Digest != sums[0].Digest {
+			t.Errorf("%s → %s: %v", j.Source, j.Dest, errs[i])
+		}
+	}
+	for i := 3; i < 5; i++ {
+		if errs[i] == nil || !strings.Contains(errs[i].Error(), "reference does not exist") {
+			t.Errorf("%s → %s: %v, want the engine's 404", jobs[i].Source, jobs[i].Dest, errs[i])
+		}
+	}
+	if gets["app:1"] != 1 || gets["nope:1"] != 1 {
+		t.Errorf("the engine was asked %v, want each image once", gets)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }

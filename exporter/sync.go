@@ -447,7 +447,7 @@ func collectTags(ctx context.Context, es []*syncEntry, o SyncOptions) ([]*syncTa
 		}
 		e.selected = lists[i]
 		for _, tag := range lists[i] {
-			key := e.Source + ":" + tag + " " + e.Dest
+			key := e.sourceRef(tag) + " " + e.Dest
 			if seen[key] {
 				continue // two entries select it: once is enough
 			}

@@ -66,7 +66,8 @@ func treeConfig(root SyncTree, repo string, d digest.Digest) digest.Digest {
 
 // localJob is the export of t, a tag of a store on this machine that
 // moved: by the image ID its check found, so that what is exported is
-// what was compared (a tag rebuilt meanwhile is caught by the next run).
+// what was compared (a tag rebuilt meanwhile is caught by the next run),
+// and the tags of one image are read from the store once.
 func (t *syncTag) localJob() Job {
-	return Job{Source: t.e.Local.idRef(t.e.Source+":"+t.tag, t.localID), Dest: t.dest.String(), current: t.current}
+	return Job{Source: t.e.Local.idRef(t.localID), Dest: t.dest.String(), current: t.current}
 }

@@ -119,6 +119,7 @@ func TestSyncContainersStorage(t *testing.T) {
 	p.podman("load", "--quiet", "-i", "../../testdata/hello.docker.tar")
 	p.podman("tag", "localhost/hello:latest", "localhost/app:v1")
 	idV2 := p.importImage("localhost/app:v2", "two")
+	p.podman("tag", "localhost/app:v2", "localhost/app:latest")
 	p.importImage("localhost/tools:1.0", "tools one")
 	p.importImage("localhost/tools:2.0", "tools two")
 
@@ -141,16 +142,17 @@ func TestSyncContainersStorage(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("first sync: exit %d\n%s", r.code, r.stderr)
 	}
-	for _, dest := range []string{"hotfix/app:v1", "hotfix/app:v2", "hotfix/tools:1.0"} {
+	for _, dest := range []string{"hotfix/app:v1", "hotfix/app:v2", "hotfix/app:latest", "hotfix/tools:1.0"} {
 		if recs[dest].Status != "synced" || !strings.HasPrefix(recs[dest].Source, spec+"localhost/") {
 			t.Errorf("first sync: %s: %+v", dest, recs[dest])
 		}
 	}
-	if len(recs) != 3 {
-		t.Errorf("first sync: %d records, want 3 (tools:2.0 is not selected): %+v", len(recs), recs)
+	if len(recs) != 4 {
+		t.Errorf("first sync: %d records, want 4 (tools:2.0 is not selected): %+v", len(recs), recs)
 	}
-	if calls := podmanCalls(t, log); strings.Count(strings.Join(calls, " "), "images") != 1 {
-		t.Errorf("first sync asked podman: %v, want one images listing", calls)
+	// One listing, one save per image: v2 and latest are one image.
+	if calls := podmanCalls(t, log); strings.Join(calls, " ") != "images save save save" {
+		t.Errorf("first sync asked podman: %v, want one images listing and three saves", calls)
 	}
 	if got := treeConfig(t, root, "hotfix/app", "v2"); got != "sha256:"+idV2 {
 		t.Errorf("hotfix/app:v2 names config %s, want the store's image ID %s", got, idV2)
@@ -192,7 +194,7 @@ func TestSyncContainersStorage(t *testing.T) {
 	// v1 rebuilt (here: re-tagged to another image): synced again, alone.
 	p.podman("tag", "localhost/app:v2", "localhost/app:v1")
 	recs, r = sync()
-	if r.code != 0 || recs["hotfix/app:v1"].Status != "synced" || recs["hotfix/app:v2"].Status != "unchanged" || recs["hotfix/tools:1.0"].Status != "unchanged" {
+	if r.code != 0 || recs["hotfix/app:v1"].Status != "synced" || recs["hotfix/app:v2"].Status != "unchanged" || recs["hotfix/app:latest"].Status != "unchanged" || recs["hotfix/tools:1.0"].Status != "unchanged" {
 		t.Errorf("after a rebuild: exit %d %+v\n%s", r.code, recs, r.stderr)
 	}
 	if calls := podmanCalls(t, log); strings.Join(calls, " ") != "images save" {
@@ -208,13 +210,13 @@ func TestSyncContainersStorage(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "pruned") {
 		t.Errorf("--prune: exit %d\n%s", r.code, r.stderr)
 	}
-	if out := mustRun(t, "--root", root.Dir(), "list", "hotfix/app").stdout; strings.TrimSpace(out) != "v1" {
-		t.Errorf("hotfix/app after the prune: %q, want v1 alone", out)
+	if out := mustRun(t, "--root", root.Dir(), "list", "hotfix/app").stdout; strings.Fields(out)[0] != "latest" || len(strings.Fields(out)) != 2 || strings.Fields(out)[1] != "v1" {
+		t.Errorf("hotfix/app after the prune: %q, want latest and v1", out)
 	}
 
 	// With --scoped the store's registry host is kept: localhost/app.
 	recs, r = syncJSON(t, env, "--root", t.TempDir(), "sync", "--scoped", "--dry-run", "-f", file)
-	if r.code != 0 || recs["hotfix/localhost/app:v1"].Status != "would-sync" || len(recs) != 2 {
+	if r.code != 0 || recs["hotfix/localhost/app:v1"].Status != "would-sync" || len(recs) != 3 {
 		t.Errorf("--scoped --dry-run: exit %d %+v\n%s", r.code, recs, r.stderr)
 	}
 
