@@ -441,30 +441,37 @@ func syncEntries(c *cli.Context) ([]exporter.SyncEntry, error) {
 			if im.Platforms != nil {
 				e.Platforms = im.Platforms
 			}
-			if im.AllTags() || im.Kind != syncfile.Listed {
-				e.Select = im.Selects
-			} else {
-				for _, t := range im.Tags {
-					if im.Selects(t) {
-						e.Tags = append(e.Tags, t)
-					}
-				}
-				// A digest entry is kept as a digest pin: no tag, no filter.
-				for _, d := range im.Digests {
-					e.Digests = append(e.Digests, digest.Digest(d))
-				}
-				if e.Tags == nil && e.Digests == nil {
-					continue // every tag named is excluded
-				}
-			}
-			if len(im.Immutable) > 0 {
-				e.Immutable = im.IsImmutable
+			if !selectTags(&e, im) {
+				continue // every tag named is excluded
 			}
 			e.NoReferrers = c.Bool("no-referrers") || !im.WantsReferrers()
 			entries = append(entries, e)
 		}
 	}
 	return entries, nil
+}
+
+// selectTags sets what e takes from im: a selector for a listing, or the
+// tags named that no exclude pattern drops and the digests named (kept as
+// digest pins: no tag, no filter); and the immutable patterns. False when
+// im names tags and digests and every one is excluded.
+func selectTags(e *exporter.SyncEntry, im syncfile.Image) bool {
+	if len(im.Immutable) > 0 {
+		e.Immutable = im.IsImmutable
+	}
+	if im.AllTags() || im.Kind != syncfile.Listed {
+		e.Select = im.Selects
+		return true
+	}
+	for _, t := range im.Tags {
+		if im.Selects(t) {
+			e.Tags = append(e.Tags, t)
+		}
+	}
+	for _, d := range im.Digests {
+		e.Digests = append(e.Digests, digest.Digest(d))
+	}
+	return e.Tags != nil || e.Digests != nil
 }
 
 // localEntries are the entries of a store on this machine the file
@@ -491,20 +498,8 @@ func localEntries(c *cli.Context, file string, reg syncfile.Registry, prefix str
 			Dest:   destRepo(prefix, c.Bool("scoped") && host != "", host, path),
 			Local:  &store,
 		}
-		if im.AllTags() || im.Kind != syncfile.Listed {
-			e.Select = im.Selects
-		} else {
-			for _, t := range im.Tags {
-				if im.Selects(t) {
-					e.Tags = append(e.Tags, t)
-				}
-			}
-			if e.Tags == nil {
-				continue // every tag named is excluded
-			}
-		}
-		if len(im.Immutable) > 0 {
-			e.Immutable = im.IsImmutable
+		if !selectTags(&e, im) {
+			continue // every tag named is excluded
 		}
 		entries = append(entries, e)
 	}
