@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/internal/testlock"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -97,6 +99,27 @@ func TestLocalCatalog(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: %v, want one line containing %q", tc.script, err, tc.want)
 		}
+	}
+}
+
+// TestLocalCatalogWaitsForTheStoreLock: a store a build holds locked is
+// not listed until the lock is free, bounded by --lock-timeout; podman is
+// not run meanwhile.
+func TestLocalCatalogWaitsForTheStoreLock(t *testing.T) {
+	store := t.TempDir()
+	pid, _ := testlock.Hold(t, filepath.Join(store, "storage.lock"))
+	ran := filepath.Join(t.TempDir(), "ran")
+	podman := filepath.Join(t.TempDir(), "podman")
+	if err := os.WriteFile(podman, []byte("#!/bin/sh\ntouch '"+ran+"'\necho '[]'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &localCatalog{store: LocalStore{Transport: transportContainersStorage, Store: &StoreSpec{GraphRoot: store}}}
+	_, err := c.tags(context.Background(), "localhost/app", Options{Local: LocalOptions{Podman: podman, LockTimeout: time.Millisecond}})
+	if want := fmt.Sprintf("the container store's lock is still held by pid %d", pid); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("listing a locked store: %v, want %q", err, want)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("podman ran while the store was locked")
 	}
 }
 
