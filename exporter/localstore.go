@@ -85,8 +85,8 @@ func openLocalStore(ctx context.Context, src SourceRef, o Options) (*streamedArc
 // podman image save copies each blob of the image — every layer, whole
 // and uncompressed, and the config — into a temporary file before it
 // writes it to the archive (containers/image's storage source does so to
-// hold the store's lock briefly; it knows each layer's size from the
-// store), one blob at a time, removing each once written. Its directory
+// hold the store's lock briefly, whatever the destination), one blob at a
+// time, removing each once written. Its directory
 // is containers.conf's image_copy_tmp_dir, /var/tmp unless set, which
 // TMPDIR overrides. podmanRunner points TMPDIR at stage, a private
 // directory in image-serve's own temporary directory ($TMPDIR, else
@@ -105,8 +105,8 @@ func openLocalStore(ctx context.Context, src SourceRef, o Options) (*streamedArc
 // Root's podman would read the store, but it also makes the store its
 // own: containers/storage's vfs driver chowns its directory (GRAPHROOT/vfs)
 // to root each time it starts, after which the owner's podman fails
-// ("chown …/vfs: operation not permitted"); the overlay driver mounts and
-// writes feature caches in the run root as root.
+// ("chown …/vfs: operation not permitted"); the overlay driver makes
+// GRAPHROOT/overlay/l and RUNROOT/overlay root's, to the same end.
 func podmanRunner(spec *StoreSpec, graphRoot, stage string) (func(*exec.Cmd), error) {
 	env := withoutEnv(os.Environ(), "TMPDIR")
 	if spec == nil || graphRoot == "" || os.Geteuid() != 0 {
@@ -137,7 +137,8 @@ func podmanRunner(spec *StoreSpec, graphRoot, stage string) (func(*exec.Cmd), er
 		return nil, fmt.Errorf("staging directory for podman: %w", err)
 	}
 	// Root's settings name root's files: the owner's podman finds its own
-	// (its runtime directory from its store's database, else
+	// as it does for the owner (the temporary directory its store's
+	// database records, where the owner's pause process is; the owner's
 	// /run/user/UID, else one it makes in TMPDIR).
 	env = withoutEnv(env, "HOME", "USER", "LOGNAME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
 		"XDG_CACHE_HOME", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE")
