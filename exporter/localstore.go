@@ -231,35 +231,82 @@ func storeGraphRoot(spec *StoreSpec) (string, error) {
 	return root, nil
 }
 
-// graphrootLine is storage.conf's graphroot setting (TOML, one line).
-var graphrootLine = regexp.MustCompile(`(?m)^\s*graphroot\s*=\s*"([^"]+)"`)
+// storageConfString is the string setting key of the storage.conf file
+// at path (TOML, one line, as containers' files write it); "" when the
+// file or the setting is not there.
+func storageConfString(path, key string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	re := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(key) + `\s*=\s*(?:"([^"]*)"|'([^']*)')`)
+	m := re.FindSubmatch(b)
+	if m == nil {
+		return ""
+	}
+	return string(m[1]) + string(m[2])
+}
+
+// firstFile is the first of paths that exists; the last when none does.
+func firstFile(paths ...string) string {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return paths[len(paths)-1]
+}
 
 // defaultGraphRoot is where podman keeps its store for this user when no
-// spec names one: storage.conf's graphroot (CONTAINERS_STORAGE_CONF, else
-// the user's, else the system's for root), else containers/storage's
-// default — /var/lib/containers/storage for root, the XDG data directory's
-// containers/storage for everyone else.
+// spec names one, worked out as containers/storage (1.43, Debian 12's
+// podman's) does. Its system file is CONTAINERS_STORAGE_CONF, else the
+// first of $XDG_CONFIG_HOME/containers/storage.conf,
+// /etc/containers/storage.conf and /usr/share/containers/storage.conf.
+// For root: that file's graphroot, else /var/lib/containers/storage. For
+// a rootless user, its own file (CONTAINERS_STORAGE_CONF, else
+// $XDG_CONFIG_HOME/containers/storage.conf, else
+// ~/.config/containers/storage.conf): graphroot, else
+// rootless_storage_path; else the system file's rootless_storage_path;
+// else the XDG data directory's containers/storage. $UID and the
+// environment's variables in a setting are expanded.
 func defaultGraphRoot() string {
 	home, _ := os.UserHomeDir()
-	confs := []string{os.Getenv("CONTAINERS_STORAGE_CONF")}
-	if home != "" {
-		confs = append(confs, filepath.Join(home, ".config", "containers", "storage.conf"))
+	uid := os.Geteuid()
+	expand := func(p string) string {
+		return filepath.Clean(os.ExpandEnv(strings.ReplaceAll(p, "$UID", strconv.Itoa(uid))))
 	}
-	if os.Geteuid() == 0 {
-		confs = append(confs, "/etc/containers/storage.conf")
-	}
-	for _, c := range confs {
-		if c == "" {
-			continue
+	configHome := os.Getenv("XDG_CONFIG_HOME")
+	system := os.Getenv("CONTAINERS_STORAGE_CONF")
+	if _, set := os.LookupEnv("CONTAINERS_STORAGE_CONF"); !set {
+		paths := []string{"/etc/containers/storage.conf", "/usr/share/containers/storage.conf"}
+		if configHome != "" {
+			paths = append([]string{filepath.Join(configHome, "containers", "storage.conf")}, paths...)
 		}
-		if b, err := os.ReadFile(c); err == nil {
-			if m := graphrootLine.FindSubmatch(b); m != nil {
-				return os.ExpandEnv(string(m[1]))
-			}
-		}
+		system = firstFile(paths...)
 	}
-	if os.Geteuid() == 0 {
+	if uid == 0 {
+		if g := storageConfString(system, "graphroot"); g != "" {
+			return expand(g)
+		}
 		return "/var/lib/containers/storage"
+	}
+	own := os.Getenv("CONTAINERS_STORAGE_CONF")
+	switch {
+	case own != "":
+	case configHome != "":
+		own = filepath.Join(configHome, "containers", "storage.conf")
+	case home != "":
+		own = filepath.Join(home, ".config", "containers", "storage.conf")
+	}
+	for _, setting := range []struct{ file, key string }{
+		{own, "graphroot"}, {own, "rootless_storage_path"}, {system, "rootless_storage_path"},
+	} {
+		if g := storageConfString(setting.file, setting.key); g != "" {
+			return expand(g)
+		}
 	}
 	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
 		return filepath.Join(x, "containers", "storage")

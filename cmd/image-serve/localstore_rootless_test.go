@@ -57,8 +57,10 @@ func skipUnlessRoot(t *testing.T) {
 
 // newRootlessUser sets up the user with a store of driver, or skips the
 // test saying exactly why this machine cannot run a rootless podman with
-// it.
-func newRootlessUser(t *testing.T, driver string) *rootlessUser {
+// it. With storagePath, the user's storage.conf puts the store there
+// (rootless_storage_path, expanded by containers/storage) instead of
+// ~/.local/share/containers/storage; graphRoot is what it expands to.
+func newRootlessUser(t *testing.T, driver, storagePath, graphRoot string) *rootlessUser {
 	t.Helper()
 	skipUnlessRoot(t)
 	if _, err := exec.LookPath("podman"); err != nil {
@@ -67,12 +69,17 @@ func newRootlessUser(t *testing.T, driver string) *rootlessUser {
 	dir := testserver.SharedTempDir(t, "rootless-")
 	u := &rootlessUser{t: t, driver: driver, dir: dir, home: filepath.Join(dir, "home"), run: filepath.Join(dir, "run")}
 	u.graphRoot = filepath.Join(u.home, ".local", "share", "containers", "storage")
+	settings := fmt.Sprintf("driver = %q\n", driver)
+	if storagePath != "" {
+		u.graphRoot = strings.ReplaceAll(graphRoot, "$HOME", u.home)
+		settings += fmt.Sprintf("rootless_storage_path = %q\n", storagePath)
+	}
 	u.runRoot = filepath.Join(u.run, "containers")
 	conf := filepath.Join(u.home, ".config", "containers", "storage.conf")
 	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[storage]\ndriver = %q\n\n[storage.options.%s]\nignore_chown_errors = \"true\"\n", driver, driver)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[storage]\n%s\n[storage.options.%s]\nignore_chown_errors = \"true\"\n", settings, driver)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(u.run, 0o700); err != nil {
@@ -221,10 +228,19 @@ func TestRootlessStore(t *testing.T) {
 	want := exportJSON(t, testserver.TempRoot(t).Dir(), "containers-storage:[vfs@"+p.root+"+"+p.run+"]"+base, "rootless/app:1")
 	puller := newPodmanStore(t) // here: podman's runroot may not be longer than 50 bytes
 
-	for _, driver := range []string{"vfs", "overlay"} {
+	for _, c := range []struct{ driver, storagePath, graphRoot string }{
+		{driver: "vfs"},
+		// Where the user's storage.conf moves the store, image-serve
+		// looks for its lock there.
+		{"overlay", "$HOME/store-$UID", "$HOME/store-" + strconv.Itoa(rootlessUID)},
+	} {
+		driver := c.driver
 		t.Run(driver, func(t *testing.T) {
-			u := newRootlessUser(t, driver)
+			u := newRootlessUser(t, driver, c.storagePath, c.graphRoot)
 			u.podman("pull", "--tls-verify=false", "--quiet", base)
+			if _, err := os.Stat(filepath.Join(u.graphRoot, "storage.lock")); err != nil {
+				t.Fatalf("the user's podman made no store where its storage.conf says: %v", err)
+			}
 
 			// The user exports from its own store, podman's default for
 			// it, into a tree it owns.
@@ -271,13 +287,18 @@ func TestRootlessStore(t *testing.T) {
 				t.Errorf("the user's podman images after root's export: %q", got)
 			}
 
-			// A build holding the user's store's lock stops root's export
-			// too.
+			// A build holding the user's store's lock stops the user's
+			// export of its default store, and root's naming it.
 			pid, release := testlock.Hold(t, filepath.Join(u.graphRoot, driver+"-layers", "layers.lock"))
 			defer release()
+			held := fmt.Sprintf("the container store's lock is still held by pid %d after 10ms (--lock-timeout)", pid)
+			r = u.imageServe("--root", userTree, "--lock-timeout", "10ms", "export", "containers-storage:"+base, "locked:1")
+			if r.code != 1 || !strings.Contains(r.stderr, held) {
+				t.Errorf("the user's export while a build holds its store's lock: exit %d, %q; want 1 and %q", r.code, r.stderr, held)
+			}
 			r = run(t, "--root", rootTree.Dir(), "--lock-timeout", "10ms", "export", spec+base, "locked:1")
-			if want := fmt.Sprintf("the container store's lock is still held by pid %d after 10ms (--lock-timeout)", pid); r.code != 1 || !strings.Contains(r.stderr, want) {
-				t.Errorf("export while a build holds the user's store's lock: exit %d, %q; want 1 and %q", r.code, r.stderr, want)
+			if r.code != 1 || !strings.Contains(r.stderr, held) {
+				t.Errorf("root's export while a build holds the user's store's lock: exit %d, %q; want 1 and %q", r.code, r.stderr, held)
 			}
 		})
 	}
