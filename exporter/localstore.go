@@ -86,9 +86,8 @@ func openLocalStore(ctx context.Context, src SourceRef, o Options) (*streamedArc
 // and uncompressed, and the config — into a temporary file before it
 // writes it to the archive (containers/image's storage source does so to
 // hold the store's lock briefly, whatever the destination), one blob at a
-// time, removing each once written. Its directory
-// is containers.conf's image_copy_tmp_dir, /var/tmp unless set, which
-// TMPDIR overrides. podmanRunner points TMPDIR at stage, a private
+// time, removing each once written. Its directory is containers.conf's
+// image_copy_tmp_dir, /var/tmp unless set, which TMPDIR overrides. podmanRunner points TMPDIR at stage, a private
 // directory in image-serve's own temporary directory ($TMPDIR, else
 // /tmp: where the compressed layers are staged too), so that one setting
 // places everything an export stages, and so that a copy a killed podman
