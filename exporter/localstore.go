@@ -8,8 +8,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,8 +69,100 @@ func openLocalStore(ctx context.Context, src SourceRef, o Options) (*streamedArc
 	if err := waitStoreUnlocked(ctx, what, graphRoot, storeDriverOf(src.store), o.Local); err != nil {
 		return nil, err
 	}
+	stage, err := os.MkdirTemp("", "image-serve-podman-")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer os.RemoveAll(stage) // podman killed mid-layer leaves its copy here
+	setup, err := podmanRunner(src.store, graphRoot, stage)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
 	args := append(storeFlags(src.store), "image", "save", "--format", "docker-archive", "--", storeImageArg(src.Image))
-	return streamCommand(ctx, what, "podman image save", podman, args, o)
+	return streamCommand(ctx, what, "podman image save", podman, args, o, setup)
+}
+
+// podman image save copies each blob of the image — every layer, whole
+// and uncompressed, and the config — into a temporary file before it
+// writes it to the archive (containers/image's storage source does so to
+// hold the store's lock briefly, whatever the destination), one blob at a
+// time, removing each once written. Its directory is containers.conf's
+// image_copy_tmp_dir, /var/tmp unless set, which TMPDIR overrides. podmanRunner points TMPDIR at stage, a private
+// directory in image-serve's own temporary directory ($TMPDIR, else
+// /tmp: where the compressed layers are staged too), so that one setting
+// places everything an export stages, and so that a copy a killed podman
+// leaves (podman 4.3 removes it only when it closes it) is removed with
+// stage.
+
+// podmanRunner is how podman is run on the store spec names, whose graph
+// root is graphRoot (podman's own store when spec is nil), staging its
+// copies in stage.
+//
+// Run by root on a store another user owns — a rootless store, named by
+// its STORE-SPEC — podman runs as that owner, as the owner's own podman
+// does: in the owner's user namespace, with the owner's uid mappings.
+// Root's podman would read the store, but it also makes the store its
+// own: containers/storage's vfs driver chowns its directory (GRAPHROOT/vfs)
+// to root each time it starts, after which the owner's podman fails
+// ("chown …/vfs: operation not permitted"); the overlay driver makes
+// GRAPHROOT/overlay/l and RUNROOT/overlay root's, to the same end.
+func podmanRunner(spec *StoreSpec, graphRoot, stage string) (func(*exec.Cmd), error) {
+	env := withoutEnv(os.Environ(), "TMPDIR")
+	if spec == nil || graphRoot == "" || os.Geteuid() != 0 {
+		env = append(env, "TMPDIR="+stage)
+		return func(c *exec.Cmd) { c.Env = env }, nil
+	}
+	fi, err := os.Stat(graphRoot)
+	if err != nil {
+		return nil, fmt.Errorf("container store %s: %w", graphRoot, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		env = append(env, "TMPDIR="+stage)
+		return func(c *exec.Cmd) { c.Env = env }, nil
+	}
+	// The owner's podman needs a HOME it can read (root's is not) and
+	// writes caches under it: the owner's own, else stage.
+	home, name := stage, ""
+	if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
+		name = u.Username
+		if hi, err := os.Stat(u.HomeDir); err == nil && hi.IsDir() {
+			if hs, ok := hi.Sys().(*syscall.Stat_t); ok && hs.Uid == st.Uid {
+				home = u.HomeDir
+			}
+		}
+	}
+	if err := os.Chown(stage, int(st.Uid), int(st.Gid)); err != nil {
+		return nil, fmt.Errorf("staging directory for podman: %w", err)
+	}
+	// Root's settings name root's files: the owner's podman finds its own
+	// as it does for the owner (the temporary directory its store's
+	// database records, where the owner's pause process is; the owner's
+	// /run/user/UID, else one it makes in TMPDIR).
+	env = withoutEnv(env, "HOME", "USER", "LOGNAME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+		"XDG_CACHE_HOME", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE")
+	env = append(env, "TMPDIR="+stage, "HOME="+home)
+	if name != "" {
+		env = append(env, "USER="+name, "LOGNAME="+name)
+	}
+	cred := &syscall.Credential{Uid: st.Uid, Gid: st.Gid, Groups: []uint32{}}
+	return func(c *exec.Cmd) {
+		c.Env = env
+		c.Dir = "/" // root's working directory may be closed to the owner
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}, nil
+}
+
+// withoutEnv is env without the variables named.
+func withoutEnv(env []string, names ...string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // storeFlags are podman's global flags that select the store spec
@@ -135,35 +230,82 @@ func storeGraphRoot(spec *StoreSpec) (string, error) {
 	return root, nil
 }
 
-// graphrootLine is storage.conf's graphroot setting (TOML, one line).
-var graphrootLine = regexp.MustCompile(`(?m)^\s*graphroot\s*=\s*"([^"]+)"`)
+// storageConfString is the string setting key of the storage.conf file
+// at path (TOML, one line, as containers' files write it); "" when the
+// file or the setting is not there.
+func storageConfString(path, key string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	re := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(key) + `\s*=\s*(?:"([^"]*)"|'([^']*)')`)
+	m := re.FindSubmatch(b)
+	if m == nil {
+		return ""
+	}
+	return string(m[1]) + string(m[2])
+}
+
+// firstFile is the first of paths that exists; the last when none does.
+func firstFile(paths ...string) string {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return paths[len(paths)-1]
+}
 
 // defaultGraphRoot is where podman keeps its store for this user when no
-// spec names one: storage.conf's graphroot (CONTAINERS_STORAGE_CONF, else
-// the user's, else the system's for root), else containers/storage's
-// default — /var/lib/containers/storage for root, the XDG data directory's
-// containers/storage for everyone else.
+// spec names one, worked out as containers/storage (1.43, Debian 12's
+// podman's) does. Its system file is CONTAINERS_STORAGE_CONF, else the
+// first of $XDG_CONFIG_HOME/containers/storage.conf,
+// /etc/containers/storage.conf and /usr/share/containers/storage.conf.
+// For root: that file's graphroot, else /var/lib/containers/storage. For
+// a rootless user, its own file (CONTAINERS_STORAGE_CONF, else
+// $XDG_CONFIG_HOME/containers/storage.conf, else
+// ~/.config/containers/storage.conf): graphroot, else
+// rootless_storage_path; else the system file's rootless_storage_path;
+// else the XDG data directory's containers/storage. $UID and the
+// environment's variables in a setting are expanded.
 func defaultGraphRoot() string {
 	home, _ := os.UserHomeDir()
-	confs := []string{os.Getenv("CONTAINERS_STORAGE_CONF")}
-	if home != "" {
-		confs = append(confs, filepath.Join(home, ".config", "containers", "storage.conf"))
+	uid := os.Geteuid()
+	expand := func(p string) string {
+		return filepath.Clean(os.ExpandEnv(strings.ReplaceAll(p, "$UID", strconv.Itoa(uid))))
 	}
-	if os.Geteuid() == 0 {
-		confs = append(confs, "/etc/containers/storage.conf")
-	}
-	for _, c := range confs {
-		if c == "" {
-			continue
+	configHome := os.Getenv("XDG_CONFIG_HOME")
+	system := os.Getenv("CONTAINERS_STORAGE_CONF")
+	if _, set := os.LookupEnv("CONTAINERS_STORAGE_CONF"); !set {
+		paths := []string{"/etc/containers/storage.conf", "/usr/share/containers/storage.conf"}
+		if configHome != "" {
+			paths = append([]string{filepath.Join(configHome, "containers", "storage.conf")}, paths...)
 		}
-		if b, err := os.ReadFile(c); err == nil {
-			if m := graphrootLine.FindSubmatch(b); m != nil {
-				return os.ExpandEnv(string(m[1]))
-			}
-		}
+		system = firstFile(paths...)
 	}
-	if os.Geteuid() == 0 {
+	if uid == 0 {
+		if g := storageConfString(system, "graphroot"); g != "" {
+			return expand(g)
+		}
 		return "/var/lib/containers/storage"
+	}
+	own := os.Getenv("CONTAINERS_STORAGE_CONF")
+	switch {
+	case own != "":
+	case configHome != "":
+		own = filepath.Join(configHome, "containers", "storage.conf")
+	case home != "":
+		own = filepath.Join(home, ".config", "containers", "storage.conf")
+	}
+	for _, setting := range []struct{ file, key string }{
+		{own, "graphroot"}, {own, "rootless_storage_path"}, {system, "rootless_storage_path"},
+	} {
+		if g := storageConfString(setting.file, setting.key); g != "" {
+			return expand(g)
+		}
 	}
 	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
 		return filepath.Join(x, "containers", "storage")
@@ -258,16 +400,20 @@ func waitStoreUnlocked(ctx context.Context, what, graphRoot, driver string, o Lo
 	}
 }
 
-// streamCommand runs prog with args (tool names it in messages) and reads
-// its stdout as a docker save stream. A stdout that sends nothing for the
-// source timeout ends the command. When the command fails by itself (not
-// ended here), the last error line it wrote on stderr is the error: a
-// stream it cut short because it failed is not reported as a truncated
-// tar.
-func streamCommand(ctx context.Context, what, tool, prog string, args []string, o Options) (*streamedArchive, error) {
+// streamCommand runs prog with args (tool names it in messages), each of
+// setup applied to the command first, and reads its stdout as a docker
+// save stream. A stdout that sends nothing for the source timeout ends
+// the command. When the command fails by itself (not ended here), the
+// last error line it wrote on stderr is the error: a stream it cut short
+// because it failed is not reported as a truncated tar. It returns once
+// the command has exited.
+func streamCommand(ctx context.Context, what, tool, prog string, args []string, o Options, setup ...func(*exec.Cmd)) (*streamedArchive, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, prog, args...)
+	for _, f := range setup {
+		f(cmd)
+	}
 	stderr := &tailBuffer{max: stderrTail}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
