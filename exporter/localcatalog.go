@@ -129,25 +129,15 @@ func (c *localCatalog) id(ctx context.Context, repo, tag string, o Options) (dig
 }
 
 // listPodmanImages lists a containers store through `podman images
-// --format json`, after waiting, as an export does, while a build holds
-// the store's lock.
+// --format json`, podman prepared and run as for an export
+// (preparePodman, podmanRunner: as the owner of another user's store).
 func listPodmanImages(ctx context.Context, what string, spec *StoreSpec, o Options) (map[string]digest.Digest, error) {
-	prog := o.Local.Podman
-	if prog == "" {
-		prog = "podman"
-	}
-	podman, err := exec.LookPath(prog)
+	p, err := preparePodman(ctx, what, spec, o)
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading a containers store needs podman, and there is no %s in PATH (install podman)", what, prog)
-	}
-	graphRoot, err := storeGraphRoot(spec)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := waitStoreUnlocked(ctx, what, graphRoot, storeDriverOf(spec), o.Local); err != nil {
 		return nil, err
 	}
-	out, err := runBounded(ctx, podman, append(storeFlags(spec), "images", "--format", "json"), o)
+	defer p.done()
+	out, err := runBounded(ctx, p.path, append(storeFlags(spec), "images", "--format", "json"), o, p.setup)
 	if err != nil {
 		return nil, fmt.Errorf("%s: podman images: %w", what, err)
 	}
@@ -216,13 +206,14 @@ func addLocalName(ids map[string]digest.Digest, n string, id digest.Digest) {
 	}
 }
 
-// runBounded runs prog with args and returns its stdout, at most
-// maxCatalog bytes, within the source timeout; a failure is the last
-// error line it wrote on stderr.
-func runBounded(parent context.Context, prog string, args []string, o Options) ([]byte, error) {
+// runBounded runs prog with args, set up by setup, and returns its
+// stdout, at most maxCatalog bytes, within the source timeout; a failure
+// is the last error line it wrote on stderr.
+func runBounded(parent context.Context, prog string, args []string, o Options, setup func(*exec.Cmd)) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(parent, sourceTimeout(o))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, args...)
+	setup(cmd)
 	stderr := &tailBuffer{max: stderrTail}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()

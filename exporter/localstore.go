@@ -54,32 +54,56 @@ const stderrTail = 64 << 10
 // holds the store's lock, and streams `podman image save`.
 func openLocalStore(ctx context.Context, src SourceRef, o Options) (*streamedArchive, error) {
 	what := src.String()
+	p, err := preparePodman(ctx, what, src.store, o)
+	if err != nil {
+		return nil, err
+	}
+	defer p.done()
+	args := append(storeFlags(src.store), "image", "save", "--format", "docker-archive", "--", storeImageArg(src.Image))
+	return streamCommand(ctx, what, "podman image save", p.path, args, o, p.setup)
+}
+
+// podmanRun is podman ready to run on one store: its path, how to set up
+// the command (podmanRunner), and done, which removes its staging
+// directory once the command has exited.
+type podmanRun struct {
+	path  string
+	setup func(*exec.Cmd)
+	done  func()
+}
+
+// preparePodman finds podman, checks that the store spec names is there
+// (podman would make a new, empty one), waits while a build holds its
+// lock, and makes podman's private staging directory: what every run of
+// podman on a store needs first, an export's save and a sync's listing
+// alike.
+func preparePodman(ctx context.Context, what string, spec *StoreSpec, o Options) (*podmanRun, error) {
 	prog := o.Local.Podman
 	if prog == "" {
 		prog = "podman"
 	}
-	podman, err := exec.LookPath(prog)
+	path, err := exec.LookPath(prog)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading a containers store needs podman, and there is no %s in PATH (install podman)", what, prog)
 	}
-	graphRoot, err := storeGraphRoot(src.store)
+	graphRoot, err := storeGraphRoot(spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := waitStoreUnlocked(ctx, what, graphRoot, storeDriverOf(src.store), o.Local); err != nil {
+	if err := waitStoreUnlocked(ctx, what, graphRoot, storeDriverOf(spec), o.Local); err != nil {
 		return nil, err
 	}
 	stage, err := os.MkdirTemp("", "image-serve-podman-")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	defer os.RemoveAll(stage) // podman killed mid-layer leaves its copy here
-	setup, err := podmanRunner(src.store, graphRoot, stage)
+	done := func() { os.RemoveAll(stage) } // podman killed mid-layer leaves its copy here
+	setup, err := podmanRunner(spec, graphRoot, stage)
 	if err != nil {
+		done()
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	args := append(storeFlags(src.store), "image", "save", "--format", "docker-archive", "--", storeImageArg(src.Image))
-	return streamCommand(ctx, what, "podman image save", podman, args, o, setup)
+	return &podmanRun{path: path, setup: setup, done: done}, nil
 }
 
 // podman image save copies each blob of the image — every layer, whole

@@ -287,6 +287,36 @@ func TestRootlessStore(t *testing.T) {
 				t.Errorf("the user's podman images after root's export: %q", got)
 			}
 
+			// Sync lists the store with podman as export saves from it:
+			// root naming the user's store lists it as the user, and the
+			// store stays the user's; the user's own sync reads its
+			// default store. Each exports the digest an export gives, and
+			// finds it unchanged by the image's ID the next time.
+			syncFile := filepath.Join(u.home, "sync.yaml")
+			for _, c := range []struct {
+				who, key string
+				sync func(args ...string) result
+				tree string
+			}{
+				{"root", spec, func(args ...string) result { return run(t, args...) }, rootTree.Dir()},
+				{"the user", "containers-storage", u.imageServe, userTree},
+			} {
+				body := c.key + ":\n  prefix: rootless\n  images:\n    " + strings.TrimSuffix(base, ":1") + ": ['1']\n"
+				if err := os.WriteFile(syncFile, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				for _, status := range []string{"synced", "unchanged"} {
+					r := c.sync("--root", c.tree, "sync", "--json", "-f", syncFile)
+					var recs []struct{ Dest, Status, Digest string }
+					if r.code != 0 || json.Unmarshal([]byte(r.stdout), &recs) != nil || len(recs) != 1 || recs[0].Status != status || recs[0].Digest != want {
+						t.Errorf("%s syncing the user's store: exit %d %s, want %s %s\n%s", c.who, r.code, r.stdout, status, want, r.stderr)
+					}
+				}
+			}
+			if foreign := u.foreignFiles(u.graphRoot, u.run); len(foreign) != 0 {
+				t.Errorf("root's sync left files in the user's store that are not the user's:\n%s", strings.Join(foreign, "\n"))
+			}
+
 			// A build holding the user's store's lock stops the user's
 			// export of its default store, and root's naming it.
 			pid, release := testlock.Hold(t, filepath.Join(u.graphRoot, driver+"-layers", "layers.lock"))
