@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/distreg"
@@ -213,14 +211,7 @@ func TestRootlessStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := testregistry.DockerImage(t, testregistry.Layer(t, 64<<10, types.DockerLayer), layer)
-	base := reg.Host + "/local/rootless:1"
-	ref, err := name.ParseReference(base, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
+	base := pushImage(t, reg.Host+"/local/rootless:1", img)
 
 	// The digest root's own store gives the image.
 	p := newPodmanStore(t)
@@ -295,8 +286,8 @@ func TestRootlessStore(t *testing.T) {
 			syncFile := filepath.Join(u.home, "sync.yaml")
 			for _, c := range []struct {
 				who, key string
-				sync func(args ...string) result
-				tree string
+				sync     func(args ...string) result
+				tree     string
 			}{
 				{"root", spec, func(args ...string) result { return run(t, args...) }, rootTree.Dir()},
 				{"the user", "containers-storage", u.imageServe, userTree},

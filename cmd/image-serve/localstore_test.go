@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/image-serve/image-serve/internal/distreg"
@@ -81,6 +82,19 @@ func exportJSON(t *testing.T, root string, args ...string) string {
 	return sum.Digest
 }
 
+// pushImage pushes img to ref, a plain-HTTP registry's, and returns ref.
+func pushImage(t *testing.T, ref string, img v1.Image) string {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 // TestContainersStorageExport: an image pulled into a throwaway podman
 // store and one built there with buildah (a RUN step, chroot isolation)
 // export from containers-storage:; podman, skopeo and go-containerregistry
@@ -90,14 +104,7 @@ func exportJSON(t *testing.T, root string, args ...string) string {
 func TestContainersStorageExport(t *testing.T) {
 	reg := distreg.Start(t)
 	img := testregistry.DockerImage(t, testregistry.Layer(t, 64<<10, types.DockerLayer), testregistry.Layer(t, 4<<10, types.DockerLayer))
-	base := reg.Host + "/local/base:1"
-	ref, err := name.ParseReference(base, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
+	base := pushImage(t, reg.Host+"/local/base:1", img)
 	p := newPodmanStore(t)
 	p.podman("pull", "--tls-verify=false", "--quiet", base)
 	p.buildahBud(buildContext(t, base), "localhost/built:1")
