@@ -36,7 +36,7 @@ const (
 	// layerGzipLevel is klauspost/compress's level 6, measured on this
 	// project's 2-core test machine on a 256 MiB tar of /usr (binaries,
 	// Python, text): 1.6 % larger than compress/gzip's default level for
-	// 3.4× less CPU (bench/PROFILES.md, "Issue 24: the layer
+	// about 3.5× less CPU (bench/PROFILES.md, "Issue 24: the layer
 	// compressor"). Level 7 is 0.8 % larger at 1.8× the CPU of level 6.
 	layerGzipLevel = 6
 	// layerGzipBlock is where the input is cut into independently
