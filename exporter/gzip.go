@@ -63,8 +63,8 @@ func gzipLayer(w io.Writer, r io.Reader) (compressed Descriptor, diffID digest.D
 // (about 1 MiB) per block being compressed — about 3 MiB per block, under
 // 20 MiB per layer at layerGzipMaxBlocks (TestGzipLayerBoundsBlocks).
 //
-// Whatever fails, the pgzip writer is closed before returning, so none of
-// its goroutines outlives the call.
+// Once the writer is made, whatever fails, it is closed before returning,
+// so none of pgzip's goroutines outlives the call.
 func gzipLayerBlocks(w io.Writer, r io.Reader, blocks int) (compressed Descriptor, diffID digest.Digest, err error) {
 	out := &gzipSink{w: w, digester: digest.Canonical.Digester()}
 	zw, err := pgzip.NewWriterLevel(out, layerGzipLevel)
