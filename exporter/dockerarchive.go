@@ -550,36 +550,6 @@ func (a *dockerArchive) compress(e *dockerTarEntry) (Descriptor, error) {
 	return desc, nil
 }
 
-// gzipLayer compresses the plain tar layer read from r into w, and
-// describes what it wrote; diffID is the digest of the tar itself, taken
-// in the same pass. The gzip header carries no name or time and the level
-// is fixed, so one layer always compresses to the same bytes and digest
-// (with one build of image-serve: the bytes are compress/gzip's).
-func gzipLayer(w io.Writer, r io.Reader) (compressed Descriptor, diffID digest.Digest, err error) {
-	digester := digest.Canonical.Digester()
-	uncompressed := digest.Canonical.Digester()
-	counter := &countingWriter{w: io.MultiWriter(w, digester.Hash())}
-	zw := gzip.NewWriter(counter)
-	if _, err := io.Copy(zw, io.TeeReader(r, uncompressed.Hash())); err != nil {
-		return Descriptor{}, "", err
-	}
-	if err := zw.Close(); err != nil {
-		return Descriptor{}, "", err
-	}
-	return Descriptor{MediaType: dockerArchiveLayerGzipType, Digest: digester.Digest(), Size: counter.n}, uncompressed.Digest(), nil
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	return n, err
-}
-
 // layerType labels a layer by its magic bytes: docker save writes plain
 // tars, but archives built by other tools carry compressed layers as is.
 func (e *dockerTarEntry) layerType() string {

@@ -19,9 +19,13 @@ import (
 // into (untimed) from a docker save archive made here: the set's layers
 // are random bytes, not tars, which a store cannot hold. Its three layers
 // are real tars of the set's base, middle and top layer sizes, of random
-// (incompressible) content. Both sides read the store's uncompressed
-// layers and gzip them, ours through podman image save's stream, skopeo
-// through containers/storage itself.
+// (incompressible) content, so the row measures reading the store more
+// than compressing: the compressor takes about six times longer per byte
+// of a tar of real files (bench/PROFILES.md, "Issue 24: the layer
+// compressor").
+// Both sides read the store's uncompressed layers and gzip them, ours
+// through podman image save's stream, skopeo through containers/storage
+// itself.
 func (e *env) localStore() error {
 	podman, err := exec.LookPath("podman")
 	if err != nil {
@@ -83,7 +87,7 @@ func (e *env) localStore() error {
 	e.rep.add(row{what: fmt.Sprintf("export of one image (%s, layers of %s, %s, %s) from a podman store (vfs)", n, mib(e.sz.baseLayer), mib(e.sz.middleLayer), mib(e.sz.topLayer)),
 		ours: ours, oursVal: dur(res[ours].median()), ref: skref, refVal: dur(res[skref].median()),
 		ratio: ratio,
-		notes: fmt.Sprintf("written: ours %s (a served tree), skopeo's %s; both gzip the store's uncompressed layers; ours streams podman image save (which stages each layer in $TMPDIR) and gzips on one core, skopeo reads the store directly; store's tar-split data %s; max RSS %s",
+		notes: fmt.Sprintf("written: ours %s (a served tree), skopeo's %s; both gzip the store's uncompressed layers in parallel with klauspost/pgzip (ours at level 6 in fixed 1 MiB blocks, deterministic; skopeo's at its default, 5); the layers are random bytes, which deflate passes through at ~700 MB/s a core against ~115 MB/s for a tar of real files, so the row measures reading more than compressing: ours streams podman image save (which stages each layer in $TMPDIR), skopeo reads the store directly; store's tar-split data %s; max RSS %s",
 			mib(sizes[ours]), mib(sizes[skref]), mib(storeBytes), mib(res[ours].maxRSS()))})
 	return nil
 }
