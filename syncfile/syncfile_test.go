@@ -314,3 +314,29 @@ func TestRegistryLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMELocalExample: the file README shows for images built on this
+// machine parses, each key a store.
+func TestREADMELocalExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	at := strings.Index(s, "```yaml\ncontainers-storage:")
+	if at < 0 {
+		t.Fatal("README has no example of a store in a sync file")
+	}
+	s = s[at+len("```yaml\n"):]
+	f, err := Parse([]byte(s[:strings.Index(s, "```")]))
+	if err != nil {
+		t.Fatalf("README's example: %v", err)
+	}
+	if len(f.Registries) != 2 || f.Registries[0].Local != ContainersStorage || f.Registries[0].Store != "overlay@/var/lib/containers/storage" ||
+		f.Registries[0].Prefix != "hotfix" || len(f.Registries[0].Images) != 2 || f.Registries[1].Local != DockerDaemon {
+		t.Errorf("README's example parsed as %+v", f)
+	}
+	if im := f.Registries[0].Images[1]; !im.Selects("17.1-hotfix2") || im.Selects("17.1") {
+		t.Errorf("README's example: the regex does not do what it says")
+	}
+}
