@@ -265,9 +265,8 @@ func pgzipRunning() bool {
 // compressor outlives the call.
 func TestGzipLayerFailures(t *testing.T) {
 	in := gzipTestTar(t, 5<<20)
-	if pgzipRunning() {
-		t.Fatal("pgzip goroutines running before the test")
-	}
+	// An earlier test's compressor may still be ending its goroutines.
+	waitPgzipEnded(t, "before the test")
 	for _, c := range []struct {
 		name string
 		r    io.Reader
@@ -286,15 +285,22 @@ func TestGzipLayerFailures(t *testing.T) {
 			}
 			// pgzip's goroutines end just after Close returns: wait
 			// for it (a goroutine stuck would never end).
-			deadline := time.Now().Add(time.Minute)
-			for pgzipRunning() {
-				if time.Now().After(deadline) {
-					buf := make([]byte, 1<<20)
-					t.Fatalf("pgzip goroutines still running a minute after the call:\n%s", buf[:runtime.Stack(buf, true)])
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitPgzipEnded(t, "a minute after the call")
 		})
+	}
+}
+
+// waitPgzipEnded waits, a minute at most, until no goroutine runs
+// pgzip's code, and fails the test, saying when, if one still does.
+func waitPgzipEnded(t *testing.T, when string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for pgzipRunning() {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("pgzip goroutines still running %s:\n%s", when, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
