@@ -204,3 +204,33 @@ func TestStreamShare(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// TestParseLocalSyncArg: a store's sync argument names a repository as
+// the store does, its registry host apart, and a tag or none.
+func TestParseLocalSyncArg(t *testing.T) {
+	for _, c := range []struct {
+		in, store, host, repo, tag, source string
+	}{
+		{"containers-storage:localhost/app:v1", "containers-storage:", "localhost", "app", "v1", "localhost/app"},
+		{"containers-storage:[vfs@/s+/r]reg.io:5000/team/app", "containers-storage:[vfs@/s+/r]", "reg.io:5000", "team/app", "", "reg.io:5000/team/app"},
+		{"docker-daemon:app", "docker-daemon:", "", "app", "", "app"},
+		{"docker-daemon:library/app:1.2", "docker-daemon:", "", "library/app", "1.2", "library/app"},
+	} {
+		a, err := ParseSyncArg(c.in)
+		if err != nil || a.Local == nil || a.Local.String() != c.store || a.Host != c.host || a.Repo != c.repo || a.Tag != c.tag || a.Source() != c.source {
+			t.Errorf("ParseSyncArg(%q) = %+v (%v), %v", c.in, a, a.Local, err)
+		}
+	}
+	for _, c := range []struct{ in, want string }{
+		{"containers-storage:" + strings.Repeat("ab", 32), "not by image ID or digest"},
+		{"docker-daemon:sha256:" + strings.Repeat("ab", 32), "not by image ID or digest"},
+		{"containers-storage:app@sha256:" + strings.Repeat("ab", 32), "not by image ID or digest"},
+		{"containers-storage:[rel]app", "not an absolute path"},
+		{"docker-daemon:App", "invalid repository name"},
+		{"oci:/x", "want docker://HOST/REPO[:TAG], containers-storage:"},
+	} {
+		if _, err := ParseSyncArg(c.in); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ParseSyncArg(%q): %v, want one line containing %q", c.in, err, c.want)
+		}
+	}
+}

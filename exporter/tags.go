@@ -185,26 +185,40 @@ func (rp *Repository) Head(ctx context.Context, tag string) (digest.Digest, erro
 	return d, nil
 }
 
-// SyncArg is a sync argument, docker://HOST/REPO[:TAG|@DIGEST], parsed:
-// the registry host, the repository path on it, and the tag ("" for every
-// tag) or the digest to pin.
+// SyncArg is a sync argument, docker://HOST/REPO[:TAG|@DIGEST],
+// containers-storage:[[STORE-SPEC]]NAME[:TAG] or docker-daemon:NAME[:TAG],
+// parsed: the registry host, the repository path on it, and the tag (""
+// for every tag) or the digest to pin. For a store on this machine
+// (Local), Host is the registry host the store's name begins with ("" for
+// a name with none: the engine's app).
 type SyncArg struct {
 	Host, Repo, Tag string
 	Digest          digest.Digest
+	Local           *LocalStore
 }
 
-// Source is the repository, HOST/REPO.
-func (a SyncArg) Source() string { return a.Host + "/" + a.Repo }
+// Source is the repository: HOST/REPO, or a store's name for it.
+func (a SyncArg) Source() string {
+	if a.Host == "" {
+		return a.Repo
+	}
+	return a.Host + "/" + a.Repo
+}
+
+// syncArgForms names the forms of a sync argument, for errors.
+const syncArgForms = "docker://HOST/REPO[:TAG], containers-storage:[[STORE-SPEC]]NAME[:TAG] or docker-daemon:NAME[:TAG]"
 
 // ParseSyncArg parses a sync argument. A digest (REPO@DIGEST) is kept as
-// a digest pin; REPO:TAG@DIGEST, which names both, is refused.
+// a digest pin; REPO:TAG@DIGEST, which names both, is refused. A store on
+// this machine is synced by tag: its name with no tag is every tag the
+// store has of it.
 func ParseSyncArg(s string) (SyncArg, error) {
 	rest, ok := strings.CutPrefix(s, "docker://")
 	if !ok {
-		if t, _, _ := strings.Cut(s, ":"); t == transportContainersStorage || t == transportDockerDaemon {
-			return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG]; a store on this machine is synced from a file (-f) naming %s as a key", s, t)
+		if t, local, ok := strings.Cut(s, ":"); ok && (t == transportContainersStorage || t == transportDockerDaemon) {
+			return parseLocalSyncArg(s, t, local)
 		}
-		return SyncArg{}, fmt.Errorf("%q: want docker://HOST/REPO[:TAG]", s)
+		return SyncArg{}, fmt.Errorf("%q: want %s", s, syncArgForms)
 	}
 	var pin digest.Digest
 	if r, d, ok := strings.Cut(rest, "@"); ok {
@@ -231,4 +245,32 @@ func ParseSyncArg(s string) (SyncArg, error) {
 		}
 	}
 	return SyncArg{Host: repo.RegistryStr(), Repo: repo.RepositoryStr(), Tag: tag, Digest: pin}, nil
+}
+
+// parseLocalSyncArg parses what follows transport in s, a store on this
+// machine's argument: [[STORE-SPEC]]NAME[:TAG] for containers-storage,
+// NAME[:TAG] for docker-daemon. An image ID or a digest names no
+// repository whose tags to sync.
+func parseLocalSyncArg(s, transport, rest string) (SyncArg, error) {
+	store := LocalStore{Transport: transport}
+	image := rest
+	if transport == transportContainersStorage {
+		spec, im, err := ParseStoreRef(rest)
+		if err != nil {
+			return SyncArg{}, fmt.Errorf("%q: %v", s, err)
+		}
+		store.Store, image = spec, im
+	}
+	if imageID.MatchString(image) || strings.HasPrefix(image, "sha256:") || strings.Contains(image, "@") {
+		return SyncArg{}, fmt.Errorf("%q: a store on this machine is synced by name and tag, not by image ID or digest (want %s:NAME[:TAG])", s, transport)
+	}
+	repo, tag, err := splitLocalName(image)
+	if err != nil {
+		return SyncArg{}, fmt.Errorf("%q: %v", s, err)
+	}
+	a := SyncArg{Repo: repo, Tag: tag, Local: &store}
+	if host, path, ok := strings.Cut(repo, "/"); ok && (host == "localhost" || strings.ContainsAny(host, ".:")) {
+		a.Host, a.Repo = host, path
+	}
+	return a, nil
 }

@@ -19,13 +19,14 @@ func syncCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sync",
 		Usage:     "mirror repositories into the tree, again and again: only what moved is fetched",
-		ArgsUsage: "-f FILE | docker://HOST/REPO[:TAG|@DIGEST] …",
+		ArgsUsage: "-f FILE | docker://HOST/REPO[:TAG|@DIGEST] | containers-storage:[[STORE-SPEC]]NAME[:TAG] | docker-daemon:NAME[:TAG] …",
 		Description: `-f FILE reads skopeo sync's YAML (as "skopeo sync --src yaml" does; see docs/sync.md for
 image-serve's additions: platforms, exclude, immutable, prefix, and stores on this machine —
 containers-storage, containers-storage:[STORE-SPEC] or docker-daemon as a key instead of a
 registry, a tag being unchanged while the store's image ID is the config the tree's tag names). docker://HOST/REPO mirrors every
 tag of the repository, docker://HOST/REPO:TAG that tag, docker://HOST/REPO@DIGEST that manifest
-as a digest pin.
+as a digest pin. containers-storage:[[STORE-SPEC]]NAME[:TAG] and docker-daemon:NAME[:TAG] mirror
+an image built on this machine, every tag the store has of NAME without a TAG.
 A tag goes to the tree as [PREFIX/][HOST/]REPO:TAG (HOST with --scoped, its ":" as "-"). For each
 tag one HEAD asks the source what it names; a tag the tree names already is left alone, a tag
 matching an immutable pattern the tree has is not asked for at all. What moved is exported in one
@@ -522,9 +523,13 @@ func argEntries(c *cli.Context, prefix string) ([]exporter.SyncEntry, error) {
 		e := exporter.SyncEntry{
 			Entry:       a,
 			Source:      arg.Source(),
-			Dest:        destRepo(prefix, c.Bool("scoped"), arg.Host, arg.Repo),
+			Dest:        destRepo(prefix, c.Bool("scoped") && arg.Host != "", arg.Host, arg.Repo),
 			Platforms:   c.StringSlice("platform"),
 			NoReferrers: c.Bool("no-referrers"),
+			Local:       arg.Local,
+		}
+		if arg.Local != nil {
+			e.Entry = arg.Source() // the store's errors name the store
 		}
 		if arg.Tag != "" {
 			e.Tags = []string{arg.Tag}

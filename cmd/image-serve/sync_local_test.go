@@ -220,6 +220,19 @@ func TestSyncContainersStorage(t *testing.T) {
 		t.Errorf("--scoped --dry-run: exit %d %+v\n%s", r.code, recs, r.stderr)
 	}
 
+	// On the command line: a name with a tag syncs that tag, a name alone
+	// every tag the store has of it.
+	argRoot := t.TempDir()
+	recs, r = syncJSON(t, env, "--root", argRoot, "sync", spec+"localhost/app:v1", spec+"localhost/tools")
+	if r.code != 0 || len(recs) != 3 || recs["app:v1"].Status != "synced" || recs["tools:1.0"].Status != "synced" || recs["tools:2.0"].Status != "synced" {
+		t.Errorf("sync of arguments: exit %d %+v\n%s", r.code, recs, r.stderr)
+	}
+	recs, r = syncJSON(t, env, "--root", argRoot, "sync", spec+"localhost/app:v1", spec+"localhost/tools")
+	if r.code != 0 || recs["app:v1"].Status != "unchanged" || recs["tools:2.0"].Status != "unchanged" {
+		t.Errorf("sync of arguments, again: exit %d %+v\n%s", r.code, recs, r.stderr)
+	}
+	podmanCalls(t, log)
+
 	// A tag the store does not have: one line, exit 1, the tree as it was.
 	write(spec + ":\n  images:\n    localhost/app: [v1, nosuch]\n")
 	before = snapshot(t, root.Dir())
