@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/internal/testwait"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -285,7 +286,7 @@ func TestGzipLayerFailures(t *testing.T) {
 			}
 			// pgzip's goroutines end just after Close returns: wait
 			// for it (a goroutine stuck would never end).
-			waitPgzipEnded(t, "a minute after the call")
+			waitPgzipEnded(t, "after the call")
 		})
 	}
 }
@@ -294,14 +295,10 @@ func TestGzipLayerFailures(t *testing.T) {
 // pgzip's code, and fails the test, saying when, if one still does.
 func waitPgzipEnded(t *testing.T, when string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for pgzipRunning() {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("pgzip goroutines still running %s:\n%s", when, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, "pgzip's goroutines ended "+when, func() (bool, string) {
+		buf := make([]byte, 1<<20)
+		return !pgzipRunning(), "still running:\n" + string(buf[:runtime.Stack(buf, true)])
+	})
 }
 
 // TestGzipLayerBoundsBlocks: however slowly its output is written, the

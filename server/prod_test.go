@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/image-serve/image-serve/internal/testca"
+	"github.com/image-serve/image-serve/internal/testwait"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -62,15 +63,10 @@ func startWith(t testing.TB, f *fixture, o Options) *running {
 	return r
 }
 
-// waitUntil polls cond until it holds, failing the test after a minute.
+// waitUntil polls cond until it holds (testwait.Until).
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("a minute on, still not: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, what, func() (bool, string) { return cond(), "still not" })
 }
 
 func readLines(t *testing.T, path string) []string {

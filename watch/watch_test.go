@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/image-serve/image-serve/internal/testwait"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -187,13 +188,7 @@ func TestRunWaitsOnEmptyRoot(t *testing.T) {
 // watcher's passes run late, never wrong.
 func eventually(t *testing.T, log *syncBuffer, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within a minute:\n%s", what, log.String())
-		}
-		time.Sleep(10 * time.Millisecond) // a poll interval, not an assumption about timing
-	}
+	testwait.Until(t, what, func() (bool, string) { return cond(), "the watcher's log:\n" + log.String() })
 }
 
 // waitLog waits up to a minute for a log record holding s.

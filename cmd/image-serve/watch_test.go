@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/image-serve/image-serve/internal/testserver"
+	"github.com/image-serve/image-serve/internal/testwait"
 	"github.com/image-serve/image-serve/tree"
 	"github.com/opencontainers/go-digest"
 )
@@ -148,22 +149,10 @@ func rederived(r map[string]any) bool {
 	return strings.HasPrefix(fmt.Sprint(r["msg"]), "re-derived")
 }
 
-// eventually polls cond until it holds, failing the test with cond's
-// last word after a deadline generous for a busy machine. The deadline
-// bounds a wait; it is never what the test asserts.
+// eventually polls cond until it holds (testwait.Until).
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within a minute; %s", what, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, what, cond)
 }
 
 // copyLikeRsync copies the content of src that is the truth of a tree —
