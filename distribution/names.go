@@ -122,6 +122,17 @@ func isServedDigest(s string) bool {
 	return true
 }
 
+// SplitHost splits a name as docker and podman read one: its first
+// component is a registry host when it is localhost or holds a dot or a
+// colon (reg.io/app, reg.io:5000/app, localhost/app), and host is ""
+// when it has none (library/app). Neither part is checked.
+func SplitHost(name string) (host, path string) {
+	if h, p, ok := strings.Cut(name, "/"); ok && (h == "localhost" || strings.ContainsAny(h, ".:")) {
+		return h, p
+	}
+	return "", name
+}
+
 // SplitTag splits "repo:tag" at the last colon that follows the last
 // slash, so that a registry's port ("host:5000/app") is not taken for a
 // tag. ok is false when there is no such colon; neither part is checked.

@@ -98,3 +98,19 @@ func FuzzValidateDigest(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitHost(t *testing.T) {
+	for _, c := range []struct{ in, host, path string }{
+		{"localhost/app", "localhost", "app"},
+		{"reg.io/team/app", "reg.io", "team/app"},
+		{"reg.io:5000/app", "reg.io:5000", "app"},
+		{"[::1]:5000/app", "[::1]:5000", "app"},
+		{"library/app", "", "library/app"},
+		{"app", "", "app"},
+		{"localhost", "", "localhost"},
+	} {
+		if host, path := SplitHost(c.in); host != c.host || path != c.path {
+			t.Errorf("SplitHost(%q) = %q, %q; want %q, %q", c.in, host, path, c.host, c.path)
+		}
+	}
+}

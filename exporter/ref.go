@@ -168,8 +168,7 @@ func splitRepoTag(s string) (repo, tag string) {
 // stripRegistry drops a leading registry host (a first component with a
 // dot or a colon, or localhost) as docker does when it names a repository.
 func stripRegistry(repo string) string {
-	first, rest, ok := strings.Cut(repo, "/")
-	if ok && (first == "localhost" || strings.ContainsAny(first, ".:") && registryHost.MatchString(first)) {
+	if host, rest := distribution.SplitHost(repo); host != "" && registryHost.MatchString(host) {
 		return rest
 	}
 	return repo
@@ -378,12 +377,9 @@ func splitLocalName(s string) (repo, tag string, err error) {
 	}
 	// A short name ("app") is a name, which podman and the engine
 	// complete themselves; a registry host is optional.
-	path := repo
-	if host, rest, ok := strings.Cut(repo, "/"); ok && (host == "localhost" || strings.ContainsAny(host, ".:")) {
-		if !registryHost.MatchString(host) {
-			return "", "", fmt.Errorf("invalid registry host %q", host)
-		}
-		path = rest
+	host, path := distribution.SplitHost(repo)
+	if host != "" && !registryHost.MatchString(host) {
+		return "", "", fmt.Errorf("invalid registry host %q", host)
 	}
 	if err := distribution.ValidateRepo(path); err != nil {
 		return "", "", err

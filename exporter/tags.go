@@ -268,9 +268,6 @@ func parseLocalSyncArg(s, transport, rest string) (SyncArg, error) {
 	if err != nil {
 		return SyncArg{}, fmt.Errorf("%q: %v", s, err)
 	}
-	a := SyncArg{Repo: repo, Tag: tag, Local: &store}
-	if host, path, ok := strings.Cut(repo, "/"); ok && (host == "localhost" || strings.ContainsAny(host, ".:")) {
-		a.Host, a.Repo = host, path
-	}
-	return a, nil
+	host, path := distribution.SplitHost(repo)
+	return SyncArg{Host: host, Repo: path, Tag: tag, Local: &store}, nil
 }

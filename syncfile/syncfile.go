@@ -513,7 +513,7 @@ func imageAt(reg *Registry, section string, k *yaml.Node) (string, error) {
 // a path, after a registry host (one with a dot or a port, or localhost)
 // when it has one.
 func localRepo(s string) bool {
-	if host, path, ok := strings.Cut(s, "/"); ok && (host == "localhost" || strings.ContainsAny(host, ".:")) {
+	if host, path := distribution.SplitHost(s); host != "" {
 		return hostPattern.MatchString(host) && repoPattern.MatchString(path)
 	}
 	return repoPattern.MatchString(s)

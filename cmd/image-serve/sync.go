@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/image-serve/image-serve/distribution"
 	"github.com/image-serve/image-serve/exporter"
 	"github.com/image-serve/image-serve/gc"
 	"github.com/image-serve/image-serve/syncfile"
@@ -489,10 +490,7 @@ func localEntries(c *cli.Context, file string, reg syncfile.Registry, prefix str
 	}
 	var entries []exporter.SyncEntry
 	for _, im := range reg.Images {
-		host, path := "", im.Repo
-		if h, p, ok := strings.Cut(im.Repo, "/"); ok && (h == "localhost" || strings.ContainsAny(h, ".:")) {
-			host, path = h, p
-		}
+		host, path := distribution.SplitHost(im.Repo)
 		e := exporter.SyncEntry{
 			Entry:  fmt.Sprintf("%s line %d: %s", file, im.Line, im.Repo), // the store's errors name it
 			Source: im.Repo,
