@@ -129,11 +129,7 @@ func sha256Digest(b []byte) string {
 func TestEndToEnd(t *testing.T) {
 	root := testserver.TempRoot(t)
 	images := exportFixtures(t, root)
-	servers := map[string]string{
-		"apache":   testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))),
-		"embedded": testserver.Embedded(t, root),
-		"nginx":    testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root))),
-	}
+	servers := threeServers(t, root)
 	for srvName, base := range servers {
 		host := strings.TrimPrefix(base, "http://")
 		t.Run(srvName, func(t *testing.T) {
@@ -146,6 +142,18 @@ func TestEndToEnd(t *testing.T) {
 			}
 			checkCatalog(t, host, images)
 		})
+	}
+}
+
+// threeServers serves root with Apache and nginx, configured as the CLI
+// renders their configurations, and the embedded server: their base
+// URLs by name.
+func threeServers(t *testing.T, root *tree.Root) map[string]string {
+	t.Helper()
+	return map[string]string{
+		"apache":   testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))),
+		"embedded": testserver.Embedded(t, root),
+		"nginx":    testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root))),
 	}
 }
 

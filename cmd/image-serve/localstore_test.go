@@ -152,11 +152,7 @@ func TestContainersStorageExport(t *testing.T) {
 			t.Errorf("%s: the manifest names an uncompressed layer:\n%s", im.repo, im.raw)
 		}
 	}
-	servers := map[string]string{
-		"apache":   testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))),
-		"embedded": testserver.Embedded(t, root),
-		"nginx":    testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root))),
-	}
+	servers := threeServers(t, root)
 	puller := newPodmanStore(t)
 	for srvName, baseURL := range servers {
 		host := strings.TrimPrefix(baseURL, "http://")

@@ -82,11 +82,7 @@ func TestPodmanPull(t *testing.T) {
 	root := testserver.TempRoot(t)
 	mustRun(t, "--root", root.Dir(), "-q", "export", "oci:../../testdata/hello-oci:latest", "demo/hello:latest")
 	mustRun(t, "--root", root.Dir(), "-q", "export", "docker-archive:../../testdata/hello.docker.tar", "demo/archive:v1")
-	servers := map[string]string{
-		"apache":   testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))),
-		"embedded": testserver.Embedded(t, root),
-		"nginx":    testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root))),
-	}
+	servers := threeServers(t, root)
 	p := newPodmanStore(t)
 	for name, base := range servers {
 		host := strings.TrimPrefix(base, "http://")

@@ -32,11 +32,7 @@ func TestReferrers(t *testing.T) {
 	for _, tag := range []string{"v1", "v2", "sbom"} {
 		mustRun(t, "--root", root.Dir(), "-q", "export", "--src-tls-verify=false", "docker://"+reg.Ref("ns/app:"+tag))
 	}
-	servers := map[string]string{
-		"apache":   testserver.Apache(t, root, testserver.WithConfig(apacheConfigFromCLI(root))),
-		"embedded": testserver.Embedded(t, root),
-		"nginx":    testserver.Nginx(t, root, testserver.WithNginxConfig(nginxConfigFromCLI(root))),
-	}
+	servers := threeServers(t, root)
 	listed := v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: int64(len(raw)), Digest: mustHash(t, sbom.Digest), ArtifactType: testregistry.ArtifactType}
 	for srv, base := range servers {
 		t.Run(srv, func(t *testing.T) {
